@@ -1,0 +1,9 @@
+//! Adapters: the code that talks to the kernel and to the state store.
+
+pub mod host_facts;
+pub mod netlink;
+pub mod netns;
+pub mod nftables;
+pub mod process;
+pub mod store;
+pub mod sysctl;

@@ -1,0 +1,329 @@
+//! The production [`Executor`]: links, addresses and routes over rtnetlink, firewall elements
+//! over nf_tables netlink, sysctls through `/proc/sys`.
+//!
+//! One rtnetlink socket per namespace: the host socket is opened on the calling thread, a
+//! sandbox's socket on a short-lived thread that has entered the sandbox namespace (a netlink
+//! socket stays bound to the namespace it was created in, so it can then be used from here).
+//! Requests are single get/add/del messages addressed by name or index, never dumps, so an
+//! attach costs the same whatever the number of sandboxes.
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::net::IpAddr;
+use std::os::fd::AsRawFd;
+use std::path::Path;
+
+use futures::TryStreamExt;
+use rtnetlink::packet_route::link::{
+    InfoBridgePort, InfoData, InfoKind, InfoPortData, InfoPortKind, InfoVeth, LinkAttribute,
+    LinkMessage,
+};
+use rtnetlink::{Handle, LinkMessageBuilder, LinkUnspec, RouteMessageBuilder};
+
+use super::{netns, nftables, sysctl};
+use crate::core::firewall;
+use crate::core::plan::{ExecError, Executor, Ns, Op};
+
+/// Applies [`Op`]s to the kernel of the namespace weft runs in and of sandbox namespaces.
+pub struct KernelExecutor {
+    rt: tokio::runtime::Runtime,
+    host: Option<Handle>,
+    sandboxes: HashMap<String, Handle>,
+}
+
+fn errno_of(e: &rtnetlink::Error) -> Option<i32> {
+    match e {
+        rtnetlink::Error::NetlinkError(m) => Some(-m.raw_code()),
+        _ => None,
+    }
+}
+
+fn describe(e: &rtnetlink::Error) -> String {
+    match e {
+        rtnetlink::Error::NetlinkError(m) => m.to_io().to_string(),
+        other => other.to_string(),
+    }
+}
+
+fn exec_err(op: &Op, message: impl Into<String>) -> ExecError {
+    ExecError {
+        op: op.to_string(),
+        message: message.into(),
+    }
+}
+
+impl KernelExecutor {
+    /// An executor for the namespace of the calling thread. Sockets open lazily.
+    pub fn new() -> std::io::Result<Self> {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        Ok(Self {
+            rt,
+            host: None,
+            sandboxes: HashMap::new(),
+        })
+    }
+
+    fn handle(&mut self, ns: &Ns) -> Result<Handle, String> {
+        match ns {
+            Ns::Host => {
+                if let Some(h) = &self.host {
+                    return Ok(h.clone());
+                }
+                // The socket registers with this executor's runtime.
+                let _guard = self.rt.enter();
+                let (conn, handle, _) =
+                    rtnetlink::new_connection().map_err(|e| format!("netlink socket: {e}"))?;
+                self.rt.spawn(conn);
+                self.host = Some(handle.clone());
+                Ok(handle)
+            }
+            Ns::Sandbox(path) => {
+                if let Some(h) = self.sandboxes.get(path) {
+                    return Ok(h.clone());
+                }
+                // Created on a thread inside the sandbox namespace (so the socket lives
+                // there), registered with this executor's runtime, which drives it from here.
+                let rt = self.rt.handle().clone();
+                let handle = netns::run_in(Path::new(path), move || {
+                    let _guard = rt.enter();
+                    rtnetlink::new_connection().map(|(conn, handle, _)| {
+                        rt.spawn(conn);
+                        handle
+                    })
+                })
+                .map_err(|e| e.to_string())?
+                .map_err(|e| format!("netlink socket in {path}: {e}"))?;
+                self.sandboxes.insert(path.clone(), handle.clone());
+                Ok(handle)
+            }
+        }
+    }
+
+    /// Index of an interface by name, `None` if it does not exist.
+    pub fn link_index(&mut self, ns: &Ns, name: &str) -> Result<Option<u32>, String> {
+        let h = self.handle(ns)?;
+        let res = self.rt.block_on(async {
+            h.link()
+                .get()
+                .match_name(name.to_string())
+                .execute()
+                .try_next()
+                .await
+        });
+        match res {
+            Ok(Some(m)) => Ok(Some(m.header.index)),
+            Ok(None) => Ok(None),
+            Err(e) if matches!(errno_of(&e), Some(libc::ENODEV) | Some(libc::ENOENT)) => Ok(None),
+            Err(e) => Err(describe(&e)),
+        }
+    }
+
+    /// Every host interface whose alias is `weft:<id>`, as (name, id) — for `weft gc`.
+    pub fn owned_links(&mut self) -> Result<Vec<(String, String)>, String> {
+        let h = self.handle(&Ns::Host)?;
+        let links: Vec<LinkMessage> = self
+            .rt
+            .block_on(async { h.link().get().execute().try_collect().await })
+            .map_err(|e| describe(&e))?;
+        let mut out = Vec::new();
+        for l in links {
+            let mut name = None;
+            let mut alias = None;
+            for a in &l.attributes {
+                match a {
+                    LinkAttribute::IfName(n) => name = Some(n.clone()),
+                    LinkAttribute::IfAlias(s) => alias = Some(s.clone()),
+                    _ => {}
+                }
+            }
+            if let (Some(n), Some(a)) = (name, alias) {
+                if let Some(id) = a.strip_prefix("weft:") {
+                    out.push((n, id.to_string()));
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    fn index_or_err(&mut self, op: &Op, ns: &Ns, name: &str) -> Result<u32, ExecError> {
+        match self.link_index(ns, name) {
+            Ok(Some(i)) => Ok(i),
+            Ok(None) => Err(exec_err(op, format!("interface {name} does not exist"))),
+            Err(e) => Err(exec_err(op, e)),
+        }
+    }
+
+    fn run(&mut self, op: &Op) -> Result<(), ExecError> {
+        let fail = |e: rtnetlink::Error| exec_err(op, describe(&e));
+        match op {
+            Op::CreateBridge { name, mtu, alias } => {
+                let h = self.handle(&Ns::Host).map_err(|e| exec_err(op, e))?;
+                let msg = LinkMessageBuilder::<rtnetlink::LinkBridge>::new(name)
+                    .mtu(*mtu)
+                    .build();
+                self.rt
+                    .block_on(h.link().add(msg).execute())
+                    .map_err(|e| match errno_of(&e) {
+                        Some(libc::EEXIST) => exec_err(
+                            op,
+                            format!("interface {name} already exists; choose another --bridge-name"),
+                        ),
+                        _ => fail(e),
+                    })?;
+                let idx = self.index_or_err(op, &Ns::Host, name)?;
+                self.set_alias(op, &h, idx, alias)
+            }
+            Op::AddAddress { ns, ifname, addr } => {
+                let h = self.handle(ns).map_err(|e| exec_err(op, e))?;
+                let idx = self.index_or_err(op, ns, ifname)?;
+                match self.rt.block_on(
+                    h.address()
+                        .add(idx, addr.addr(), addr.prefix_len())
+                        .execute(),
+                ) {
+                    Ok(()) => Ok(()),
+                    Err(e) if errno_of(&e) == Some(libc::EEXIST) => Ok(()),
+                    Err(e) => Err(fail(e)),
+                }
+            }
+            Op::LinkUp { ns, ifname } => {
+                let h = self.handle(ns).map_err(|e| exec_err(op, e))?;
+                let idx = self.index_or_err(op, ns, ifname)?;
+                let msg = LinkUnspec::new_with_index(idx)
+                    .up()
+                    .build();
+                self.rt.block_on(h.link().set(msg).execute()).map_err(fail)
+            }
+            Op::Sysctl { ns, key, value } => {
+                let (k, v) = (key.clone(), value.clone());
+                let res = match ns {
+                    Ns::Host => sysctl::set(&k, &v),
+                    Ns::Sandbox(p) => netns::run_in(Path::new(p), move || sysctl::set(&k, &v))
+                        .map_err(|e| std::io::Error::other(e.to_string()))
+                        .and_then(|r| r),
+                };
+                res.map_err(|e| exec_err(op, e.to_string()))
+            }
+            Op::FirewallAdd(fw) => {
+                let mut batch = nftables::Batch::new();
+                firewall::ensure_base(&mut batch);
+                firewall::add_network(&mut batch, fw);
+                nftables::send(&batch).map_err(|e| exec_err(op, e.to_string()))
+            }
+            Op::FirewallRemove(fw) => {
+                let mut batch = nftables::Batch::new();
+                firewall::remove_network(&mut batch, fw);
+                match nftables::send(&batch) {
+                    Ok(()) => Ok(()),
+                    // No table at all: nothing to remove.
+                    Err(e) if e.errno() == Some(libc::ENOENT) => Ok(()),
+                    Err(e) => Err(exec_err(op, e.to_string())),
+                }
+            }
+            Op::CreateNetns { path } => {
+                netns::create(Path::new(path)).map_err(|e| exec_err(op, e.to_string()))
+            }
+            Op::DeleteNetns { path } => {
+                self.sandboxes.remove(path);
+                netns::delete(Path::new(path)).map_err(|e| exec_err(op, e.to_string()))
+            }
+            Op::CreateVeth {
+                host_ifname,
+                bridge,
+                mtu,
+                isolated,
+                alias,
+                peer_ns,
+                peer_ifname,
+                peer_mac,
+            } => {
+                let h = self.handle(&Ns::Host).map_err(|e| exec_err(op, e))?;
+                let br = self.index_or_err(op, &Ns::Host, bridge)?;
+                let nsfile = File::open(peer_ns).map_err(|e| exec_err(op, format!("{peer_ns}: {e}")))?;
+                let peer = LinkMessageBuilder::<LinkUnspec>::new()
+                    .name(peer_ifname.clone())
+                    .mtu(*mtu)
+                    .address(peer_mac.to_vec())
+                    .setns_by_fd(nsfile.as_raw_fd())
+                    .build();
+                let msg = LinkMessageBuilder::<rtnetlink::LinkVeth>::new_with_info_kind(InfoKind::Veth)
+                    .name(host_ifname.clone())
+                    .mtu(*mtu)
+                    .controller(br)
+                    .up()
+                    .set_info_data(InfoData::Veth(InfoVeth::Peer(peer)))
+                    .build();
+                self.rt
+                    .block_on(h.link().add(msg).execute())
+                    .map_err(fail)?;
+                drop(nsfile);
+                let idx = self.index_or_err(op, &Ns::Host, host_ifname)?;
+                self.set_alias(op, &h, idx, alias)?;
+                if *isolated {
+                    let msg = LinkUnspec::new_with_index(idx)
+                        .set_port_kind(InfoPortKind::Bridge)
+                        .set_port_data(InfoPortData::BridgePort(vec![InfoBridgePort::Isolated(
+                            true,
+                        )]))
+                        .build();
+                    self.rt
+                        .block_on(h.link().set_port(msg).execute())
+                        .map_err(fail)?;
+                }
+                Ok(())
+            }
+            Op::AddDefaultRoute { ns, gateway } => {
+                let h = self.handle(ns).map_err(|e| exec_err(op, e))?;
+                let msg = match gateway {
+                    IpAddr::V4(g) => RouteMessageBuilder::<std::net::Ipv4Addr>::new()
+                        .gateway(*g)
+                        .build(),
+                    IpAddr::V6(g) => RouteMessageBuilder::<std::net::Ipv6Addr>::new()
+                        .gateway(*g)
+                        .build(),
+                };
+                match self.rt.block_on(h.route().add(msg).execute()) {
+                    Ok(()) => Ok(()),
+                    Err(e) if errno_of(&e) == Some(libc::EEXIST) => Ok(()),
+                    Err(e) => Err(fail(e)),
+                }
+            }
+            Op::DeleteLink { ns, ifname } => {
+                if let Ns::Sandbox(p) = ns {
+                    // The namespace may already be gone (sandbox removed): so is the link.
+                    if !Path::new(p).exists() {
+                        return Ok(());
+                    }
+                }
+                let h = self.handle(ns).map_err(|e| exec_err(op, e))?;
+                let Some(idx) = self.link_index(ns, ifname).map_err(|e| exec_err(op, e))? else {
+                    return Ok(());
+                };
+                match self.rt.block_on(h.link().del(idx).execute()) {
+                    Ok(()) => Ok(()),
+                    Err(e) if matches!(errno_of(&e), Some(libc::ENODEV) | Some(libc::ENOENT)) => {
+                        Ok(())
+                    }
+                    Err(e) => Err(fail(e)),
+                }
+            }
+        }
+    }
+
+    fn set_alias(&mut self, op: &Op, h: &Handle, idx: u32, alias: &str) -> Result<(), ExecError> {
+        let msg = LinkUnspec::new_with_index(idx)
+            .alias(alias.to_string())
+            .build();
+        self.rt
+            .block_on(h.link().set(msg).execute())
+            .map_err(|e| exec_err(op, describe(&e)))
+    }
+}
+
+impl Executor for KernelExecutor {
+    fn apply(&mut self, op: &Op) -> Result<(), ExecError> {
+        self.run(op)
+    }
+}

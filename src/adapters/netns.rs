@@ -1,0 +1,161 @@
+//! Network namespaces as files: created on short-lived threads and kept alive by a bind mount
+//! under the run directory, so every weft invocation (and `weft exec`) can find them.
+//!
+//! `unshare` and `setns` change only the calling thread, so each switch happens on a thread
+//! of its own that ends with the work; the thread that runs weft's main logic never moves.
+
+use std::fs::File;
+use std::io;
+use std::path::{Path, PathBuf};
+
+use nix::mount::{mount, umount2, MntFlags, MsFlags};
+use nix::sched::{setns, unshare, CloneFlags};
+use thiserror::Error;
+
+use super::sysctl;
+
+/// Failures creating, entering or removing a namespace.
+#[derive(Debug, Error)]
+pub enum NetnsError {
+    /// A system call failed.
+    #[error("network namespace {path}: {what}: {source}")]
+    Sys {
+        /// Namespace file.
+        path: String,
+        /// The step that failed.
+        what: &'static str,
+        /// errno.
+        source: io::Error,
+    },
+    /// The worker thread panicked.
+    #[error("network namespace {path}: worker thread failed")]
+    Thread {
+        /// Namespace file.
+        path: String,
+    },
+}
+
+fn sys<'a>(path: &'a Path, what: &'static str) -> impl FnOnce(nix::Error) -> NetnsError + 'a {
+    move |e| NetnsError::Sys {
+        path: path.display().to_string(),
+        what,
+        source: io::Error::from(e),
+    }
+}
+
+/// Makes `dir` exist and be a shared mount point (as `ip netns` does with `/run/netns`), so
+/// that unmounting a namespace handle also unmounts the copies held by sandboxes' private
+/// mount namespaces, which are made slaves of it.
+pub fn prepare_dir(dir: &Path) -> Result<(), NetnsError> {
+    std::fs::create_dir_all(dir).map_err(|e| NetnsError::Sys {
+        path: dir.display().to_string(),
+        what: "create directory",
+        source: e,
+    })?;
+    let shared = MsFlags::MS_SHARED | MsFlags::MS_REC;
+    match mount(None::<&str>, dir, None::<&str>, shared, None::<&str>) {
+        Ok(()) => Ok(()),
+        Err(nix::Error::EINVAL) => {
+            // Not a mount point yet: bind it onto itself first. Two weft processes may race
+            // here; a second bind is harmless.
+            mount(Some(dir), dir, None::<&str>, MsFlags::MS_BIND | MsFlags::MS_REC, None::<&str>)
+                .map_err(sys(dir, "bind mount onto itself"))?;
+            mount(None::<&str>, dir, None::<&str>, shared, None::<&str>)
+                .map_err(sys(dir, "make shared"))
+        }
+        Err(e) => Err(sys(dir, "make shared")(e)),
+    }
+}
+
+/// Creates a new network namespace held by a bind mount at `path`, with `lo` down and the
+/// sysctls weft wants for sandbox interfaces set as defaults for devices created later.
+pub fn create(path: &Path) -> Result<(), NetnsError> {
+    let p = path.to_path_buf();
+    let res = std::thread::spawn(move || -> Result<(), NetnsError> {
+        unshare(CloneFlags::CLONE_NEWNET).map_err(sys(&p, "unshare"))?;
+        // Devices moved or created in this namespace copy these defaults: announce the
+        // address on link up (gratuitous ARP / unsolicited NA) so neighbours drop a stale MAC
+        // for a reused address, and skip IPv6 DAD, which would keep a new address unusable
+        // for a second while weft alone hands addresses out.
+        for (k, v) in [
+            ("net.ipv4.conf.default.arp_notify", "1"),
+            ("net.ipv6.conf.default.ndisc_notify", "1"),
+            ("net.ipv6.conf.default.accept_dad", "0"),
+            ("net.ipv6.conf.all.accept_dad", "0"),
+        ] {
+            // IPv6 may be disabled on the host; those keys then don't exist.
+            let _ = sysctl::set(k, v);
+        }
+        File::create(&p).map_err(|e| NetnsError::Sys {
+            path: p.display().to_string(),
+            what: "create handle file",
+            source: e,
+        })?;
+        if let Err(e) = mount(
+            Some("/proc/thread-self/ns/net"),
+            &p,
+            None::<&str>,
+            MsFlags::MS_BIND,
+            None::<&str>,
+        ) {
+            let _ = std::fs::remove_file(&p);
+            return Err(sys(&p, "bind mount")(e));
+        }
+        Ok(())
+    })
+    .join();
+    res.map_err(|_| NetnsError::Thread {
+        path: path.display().to_string(),
+    })?
+}
+
+/// Unmounts and removes a namespace handle. The kernel destroys the namespace (and the veth
+/// pairs with an end in it) asynchronously once nothing else holds it. Missing handles are
+/// not an error: deletion must be re-runnable.
+pub fn delete(path: &Path) -> Result<(), NetnsError> {
+    match umount2(path, MntFlags::MNT_DETACH) {
+        Ok(()) | Err(nix::Error::EINVAL) | Err(nix::Error::ENOENT) => {}
+        Err(e) => return Err(sys(path, "unmount")(e)),
+    }
+    match std::fs::remove_file(path) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(NetnsError::Sys {
+            path: path.display().to_string(),
+            what: "remove handle file",
+            source: e,
+        }),
+    }
+}
+
+/// Whether `path` is a live namespace handle (a bind mount of an nsfs inode).
+pub fn is_live(path: &Path) -> bool {
+    // nsfs files report st_dev of the nsfs filesystem; a plain leftover file does not open
+    // as a namespace, so try setns-free detection via the magic of the filesystem.
+    match nix::sys::statfs::statfs(path) {
+        Ok(s) => s.filesystem_type().0 as u64 == 0x6e73_6673, // NSFS_MAGIC
+        Err(_) => false,
+    }
+}
+
+/// Runs `f` on a new thread that has entered the namespace at `path` and returns its result.
+pub fn run_in<T, F>(path: &Path, f: F) -> Result<T, NetnsError>
+where
+    T: Send + 'static,
+    F: FnOnce() -> T + Send + 'static,
+{
+    let p: PathBuf = path.to_path_buf();
+    let file = File::open(&p).map_err(|e| NetnsError::Sys {
+        path: p.display().to_string(),
+        what: "open",
+        source: e,
+    })?;
+    let res = std::thread::spawn(move || -> Result<T, NetnsError> {
+        setns(&file, CloneFlags::CLONE_NEWNET).map_err(sys(&p, "setns"))?;
+        Ok(f())
+    })
+    .join();
+    res.map_err(|_| NetnsError::Thread {
+        path: path.display().to_string(),
+    })?
+}

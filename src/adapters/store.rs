@@ -1,0 +1,494 @@
+//! The state store: networks, sandboxes, address allocations and avoid ranges.
+//!
+//! [`Store`] is the seam for a distributed implementation (etcd, for multi-host overlays);
+//! [`SqliteStore`] is the embedded default. SQLite in WAL mode was chosen over redb because
+//! many weft processes (parallel CLI calls, detached monitors, later a DNS server) must read
+//! and write the same file at once: WAL lets readers run beside one writer and SQLite's busy
+//! handler queues writers, where redb takes an exclusive lock on the whole file per process.
+//! Records are stored as JSON documents keyed by id with a unique name, so the schema stays
+//! small and the JSON printed by `inspect` is the stored document.
+
+use std::net::IpAddr;
+use std::path::Path;
+use std::time::Duration;
+
+use ipnet::IpNet;
+use rusqlite::{params, Connection, OptionalExtension};
+use thiserror::Error;
+
+use crate::core::model::{Network, Sandbox};
+
+/// Failures of the state store.
+#[derive(Debug, Error)]
+pub enum StoreError {
+    /// The database could not be opened, read or written.
+    #[error("state store {path}: {source}")]
+    Sqlite {
+        /// Database file.
+        path: String,
+        /// Underlying error.
+        source: rusqlite::Error,
+    },
+    /// A stored record could not be decoded (written by an incompatible weft?).
+    #[error("state store record {key} is corrupt: {source}")]
+    Corrupt {
+        /// Record id.
+        key: String,
+        /// Decoding error.
+        source: serde_json::Error,
+    },
+    /// A unique name is taken.
+    #[error("{what} name {name:?} is already in use")]
+    NameTaken {
+        /// "network" or "sandbox".
+        what: &'static str,
+        /// The name.
+        name: String,
+    },
+}
+
+/// Result alias for store operations.
+pub type StoreResult<T> = Result<T, StoreError>;
+
+/// Whether a transaction may write. Write transactions are serialised across processes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// A consistent snapshot.
+    Read,
+    /// Exclusive against other writers from the start, so read-then-write decisions (IPAM)
+    /// cannot race.
+    Write,
+}
+
+/// A backend holding weft's state.
+pub trait Store {
+    /// Starts a transaction; it rolls back when dropped without [`Txn::commit`].
+    fn begin(&self, mode: Mode) -> StoreResult<Box<dyn Txn + '_>>;
+}
+
+/// The operations of one transaction.
+pub trait Txn {
+    /// A network by exact name, or by id or unique id prefix.
+    fn network(&self, name_or_id: &str) -> StoreResult<Option<Network>>;
+    /// All networks, by name.
+    fn networks(&self) -> StoreResult<Vec<Network>>;
+    /// Inserts or replaces a network (by id); fails with `NameTaken` on a name clash.
+    fn put_network(&self, net: &Network) -> StoreResult<()>;
+    /// Deletes a network with its cursors.
+    fn delete_network(&self, id: &str) -> StoreResult<()>;
+    /// A sandbox by exact name, or by id or unique id prefix.
+    fn sandbox(&self, name_or_id: &str) -> StoreResult<Option<Sandbox>>;
+    /// All sandboxes, by name.
+    fn sandboxes(&self) -> StoreResult<Vec<Sandbox>>;
+    /// Inserts or replaces a sandbox (by id); fails with `NameTaken` on a name clash.
+    fn put_sandbox(&self, sb: &Sandbox) -> StoreResult<()>;
+    /// Deletes a sandbox record (its addresses are released separately).
+    fn delete_sandbox(&self, id: &str) -> StoreResult<()>;
+    /// The sandbox id holding `ip` on a network, if any.
+    fn address_owner(&self, network_id: &str, ip: IpAddr) -> StoreResult<Option<String>>;
+    /// Records `ip` as held by `sandbox_id` and moves the network's cursor for that family.
+    fn claim_address(&self, network_id: &str, ip: IpAddr, sandbox_id: &str) -> StoreResult<()>;
+    /// Releases every address `sandbox_id` holds on `network_id` (all networks if `None`).
+    fn release_addresses(&self, sandbox_id: &str, network_id: Option<&str>) -> StoreResult<()>;
+    /// Number of addresses allocated on a network.
+    fn address_count(&self, network_id: &str) -> StoreResult<usize>;
+    /// Every (network id, address, sandbox id) allocation.
+    fn allocations(&self) -> StoreResult<Vec<(String, IpAddr, String)>>;
+    /// The last address handed out on a network for one family (`v6`).
+    fn cursor(&self, network_id: &str, v6: bool) -> StoreResult<Option<IpAddr>>;
+    /// Ranges weft must never allocate, added with `weft ipam avoid add`.
+    fn avoid_ranges(&self) -> StoreResult<Vec<IpNet>>;
+    /// Adds an avoid range; returns false if it was already there.
+    fn add_avoid(&self, cidr: IpNet) -> StoreResult<bool>;
+    /// Removes an avoid range; returns false if it was not there.
+    fn remove_avoid(&self, cidr: IpNet) -> StoreResult<bool>;
+    /// Makes the transaction's writes durable.
+    fn commit(self: Box<Self>) -> StoreResult<()>;
+}
+
+/// The embedded store: one SQLite database in WAL mode under the state directory.
+pub struct SqliteStore {
+    conn: Connection,
+    path: String,
+}
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS networks (id TEXT PRIMARY KEY, name TEXT NOT NULL UNIQUE, body TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS sandboxes (id TEXT PRIMARY KEY, name TEXT NOT NULL UNIQUE, body TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS addresses (network_id TEXT NOT NULL, ip TEXT NOT NULL, sandbox_id TEXT NOT NULL,
+    PRIMARY KEY (network_id, ip));
+CREATE INDEX IF NOT EXISTS addresses_by_sandbox ON addresses (sandbox_id);
+CREATE TABLE IF NOT EXISTS cursors (network_id TEXT NOT NULL, v6 INTEGER NOT NULL, ip TEXT NOT NULL,
+    PRIMARY KEY (network_id, v6));
+CREATE TABLE IF NOT EXISTS avoid (cidr TEXT PRIMARY KEY);
+";
+
+impl SqliteStore {
+    /// Opens (creating if needed) `DIR/state.db`.
+    pub fn open(dir: &Path) -> StoreResult<Self> {
+        let file = dir.join("state.db");
+        let path = file.display().to_string();
+        let err = |source| StoreError::Sqlite {
+            path: path.clone(),
+            source,
+        };
+        let conn = Connection::open(&file).map_err(err)?;
+        // Parallel `weft run` calls queue for the write lock instead of failing.
+        conn.busy_timeout(Duration::from_secs(60)).map_err(err)?;
+        conn.pragma_update(None, "journal_mode", "WAL")
+            .map_err(err)?;
+        // NORMAL in WAL mode is crash-safe (a power loss may drop the last commit, never
+        // corrupt), and saves an fsync per transaction.
+        conn.pragma_update(None, "synchronous", "NORMAL")
+            .map_err(err)?;
+        conn.execute_batch(SCHEMA).map_err(err)?;
+        Ok(Self { conn, path })
+    }
+}
+
+impl Store for SqliteStore {
+    fn begin(&self, mode: Mode) -> StoreResult<Box<dyn Txn + '_>> {
+        let sql = match mode {
+            Mode::Read => "BEGIN DEFERRED",
+            Mode::Write => "BEGIN IMMEDIATE",
+        };
+        self.conn.execute_batch(sql).map_err(|e| self.err(e))?;
+        Ok(Box::new(SqliteTxn {
+            store: self,
+            done: false,
+        }))
+    }
+}
+
+impl SqliteStore {
+    fn err(&self, source: rusqlite::Error) -> StoreError {
+        StoreError::Sqlite {
+            path: self.path.clone(),
+            source,
+        }
+    }
+}
+
+struct SqliteTxn<'a> {
+    store: &'a SqliteStore,
+    done: bool,
+}
+
+impl Drop for SqliteTxn<'_> {
+    fn drop(&mut self) {
+        if !self.done {
+            // Nothing useful can be done if the rollback itself fails; SQLite rolls back
+            // an unfinished transaction when the connection closes anyway.
+            let _ = self.store.conn.execute_batch("ROLLBACK");
+        }
+    }
+}
+
+fn decode<T: serde::de::DeserializeOwned>(key: &str, body: &str) -> StoreResult<T> {
+    serde_json::from_str(body).map_err(|source| StoreError::Corrupt {
+        key: key.to_string(),
+        source,
+    })
+}
+
+fn encode<T: serde::Serialize>(value: &T) -> String {
+    // Serialising these plain structs cannot fail (no maps with non-string keys).
+    serde_json::to_string(value).unwrap_or_default()
+}
+
+impl SqliteTxn<'_> {
+    fn conn(&self) -> &Connection {
+        &self.store.conn
+    }
+
+    fn lookup<T: serde::de::DeserializeOwned>(
+        &self,
+        table: &str,
+        key: &str,
+    ) -> StoreResult<Option<T>> {
+        let by_name = format!("SELECT id, body FROM {table} WHERE name = ?1");
+        let row: Option<(String, String)> = self
+            .conn()
+            .query_row(&by_name, params![key], |r| Ok((r.get(0)?, r.get(1)?)))
+            .optional()
+            .map_err(|e| self.store.err(e))?;
+        if let Some((id, body)) = row {
+            return decode(&id, &body).map(Some);
+        }
+        // Docker accepts any unique id prefix.
+        if key.len() >= 3 && key.chars().all(|c| c.is_ascii_hexdigit()) {
+            let by_id = format!("SELECT id, body FROM {table} WHERE id LIKE ?1 || '%' LIMIT 2");
+            let mut stmt = self.conn().prepare(&by_id).map_err(|e| self.store.err(e))?;
+            let rows: Vec<(String, String)> = stmt
+                .query_map(params![key], |r| Ok((r.get(0)?, r.get(1)?)))
+                .map_err(|e| self.store.err(e))?
+                .collect::<Result<_, _>>()
+                .map_err(|e| self.store.err(e))?;
+            if rows.len() == 1 {
+                return decode(&rows[0].0, &rows[0].1).map(Some);
+            }
+        }
+        Ok(None)
+    }
+
+    fn list<T: serde::de::DeserializeOwned>(&self, table: &str) -> StoreResult<Vec<T>> {
+        let sql = format!("SELECT id, body FROM {table} ORDER BY name");
+        let mut stmt = self.conn().prepare(&sql).map_err(|e| self.store.err(e))?;
+        let rows: Vec<(String, String)> = stmt
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .map_err(|e| self.store.err(e))?
+            .collect::<Result<_, _>>()
+            .map_err(|e| self.store.err(e))?;
+        rows.iter().map(|(id, body)| decode(id, body)).collect()
+    }
+
+    fn put(&self, table: &str, what: &'static str, id: &str, name: &str, body: String) -> StoreResult<()> {
+        let clash: Option<String> = self
+            .conn()
+            .query_row(
+                &format!("SELECT id FROM {table} WHERE name = ?1 AND id != ?2"),
+                params![name, id],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(|e| self.store.err(e))?;
+        if clash.is_some() {
+            return Err(StoreError::NameTaken {
+                what,
+                name: name.to_string(),
+            });
+        }
+        self.conn()
+            .execute(
+                &format!("INSERT OR REPLACE INTO {table} (id, name, body) VALUES (?1, ?2, ?3)"),
+                params![id, name, body],
+            )
+            .map_err(|e| self.store.err(e))?;
+        Ok(())
+    }
+
+    fn exec(&self, sql: &str, p: impl rusqlite::Params) -> StoreResult<usize> {
+        self.conn().execute(sql, p).map_err(|e| self.store.err(e))
+    }
+}
+
+impl Txn for SqliteTxn<'_> {
+    fn network(&self, name_or_id: &str) -> StoreResult<Option<Network>> {
+        self.lookup("networks", name_or_id)
+    }
+
+    fn networks(&self) -> StoreResult<Vec<Network>> {
+        self.list("networks")
+    }
+
+    fn put_network(&self, net: &Network) -> StoreResult<()> {
+        self.put("networks", "network", &net.id, &net.name, encode(net))
+    }
+
+    fn delete_network(&self, id: &str) -> StoreResult<()> {
+        self.exec("DELETE FROM networks WHERE id = ?1", params![id])?;
+        self.exec("DELETE FROM cursors WHERE network_id = ?1", params![id])?;
+        self.exec("DELETE FROM addresses WHERE network_id = ?1", params![id])?;
+        Ok(())
+    }
+
+    fn sandbox(&self, name_or_id: &str) -> StoreResult<Option<Sandbox>> {
+        self.lookup("sandboxes", name_or_id)
+    }
+
+    fn sandboxes(&self) -> StoreResult<Vec<Sandbox>> {
+        self.list("sandboxes")
+    }
+
+    fn put_sandbox(&self, sb: &Sandbox) -> StoreResult<()> {
+        self.put("sandboxes", "sandbox", &sb.id, &sb.name, encode(sb))
+    }
+
+    fn delete_sandbox(&self, id: &str) -> StoreResult<()> {
+        self.exec("DELETE FROM sandboxes WHERE id = ?1", params![id])?;
+        Ok(())
+    }
+
+    fn address_owner(&self, network_id: &str, ip: IpAddr) -> StoreResult<Option<String>> {
+        self.conn()
+            .query_row(
+                "SELECT sandbox_id FROM addresses WHERE network_id = ?1 AND ip = ?2",
+                params![network_id, ip.to_string()],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(|e| self.store.err(e))
+    }
+
+    fn claim_address(&self, network_id: &str, ip: IpAddr, sandbox_id: &str) -> StoreResult<()> {
+        self.exec(
+            "INSERT INTO addresses (network_id, ip, sandbox_id) VALUES (?1, ?2, ?3)",
+            params![network_id, ip.to_string(), sandbox_id],
+        )?;
+        self.exec(
+            "INSERT OR REPLACE INTO cursors (network_id, v6, ip) VALUES (?1, ?2, ?3)",
+            params![network_id, ip.is_ipv6(), ip.to_string()],
+        )?;
+        Ok(())
+    }
+
+    fn release_addresses(&self, sandbox_id: &str, network_id: Option<&str>) -> StoreResult<()> {
+        match network_id {
+            Some(n) => self.exec(
+                "DELETE FROM addresses WHERE sandbox_id = ?1 AND network_id = ?2",
+                params![sandbox_id, n],
+            )?,
+            None => self.exec(
+                "DELETE FROM addresses WHERE sandbox_id = ?1",
+                params![sandbox_id],
+            )?,
+        };
+        Ok(())
+    }
+
+    fn address_count(&self, network_id: &str) -> StoreResult<usize> {
+        self.conn()
+            .query_row(
+                "SELECT COUNT(*) FROM addresses WHERE network_id = ?1",
+                params![network_id],
+                |r| r.get::<_, i64>(0),
+            )
+            .map(|n| n as usize)
+            .map_err(|e| self.store.err(e))
+    }
+
+    fn allocations(&self) -> StoreResult<Vec<(String, IpAddr, String)>> {
+        let mut stmt = self
+            .conn()
+            .prepare("SELECT network_id, ip, sandbox_id FROM addresses")
+            .map_err(|e| self.store.err(e))?;
+        let rows: Vec<(String, String, String)> = stmt
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+            .map_err(|e| self.store.err(e))?
+            .collect::<Result<_, _>>()
+            .map_err(|e| self.store.err(e))?;
+        Ok(rows
+            .into_iter()
+            .filter_map(|(n, ip, s)| ip.parse().ok().map(|ip| (n, ip, s)))
+            .collect())
+    }
+
+    fn cursor(&self, network_id: &str, v6: bool) -> StoreResult<Option<IpAddr>> {
+        let ip: Option<String> = self
+            .conn()
+            .query_row(
+                "SELECT ip FROM cursors WHERE network_id = ?1 AND v6 = ?2",
+                params![network_id, v6],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(|e| self.store.err(e))?;
+        Ok(ip.and_then(|s| s.parse().ok()))
+    }
+
+    fn avoid_ranges(&self) -> StoreResult<Vec<IpNet>> {
+        let mut stmt = self
+            .conn()
+            .prepare("SELECT cidr FROM avoid ORDER BY cidr")
+            .map_err(|e| self.store.err(e))?;
+        let rows: Vec<String> = stmt
+            .query_map([], |r| r.get(0))
+            .map_err(|e| self.store.err(e))?
+            .collect::<Result<_, _>>()
+            .map_err(|e| self.store.err(e))?;
+        Ok(rows.iter().filter_map(|s| s.parse().ok()).collect())
+    }
+
+    fn add_avoid(&self, cidr: IpNet) -> StoreResult<bool> {
+        let n = self.exec(
+            "INSERT OR IGNORE INTO avoid (cidr) VALUES (?1)",
+            params![cidr.to_string()],
+        )?;
+        Ok(n > 0)
+    }
+
+    fn remove_avoid(&self, cidr: IpNet) -> StoreResult<bool> {
+        let n = self.exec("DELETE FROM avoid WHERE cidr = ?1", params![cidr.to_string()])?;
+        Ok(n > 0)
+    }
+
+    fn commit(mut self: Box<Self>) -> StoreResult<()> {
+        self.done = true;
+        self.store
+            .conn
+            .execute_batch("COMMIT")
+            .map_err(|e| self.store.err(e))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::model::Status;
+    use std::collections::BTreeMap;
+
+    fn net(name: &str, id: &str) -> Network {
+        Network {
+            name: name.into(),
+            id: id.into(),
+            driver: "bridge".into(),
+            internal: false,
+            ipv6: false,
+            mtu: 1500,
+            bridge: "br".into(),
+            subnets: vec![],
+            options: BTreeMap::new(),
+            labels: BTreeMap::new(),
+            aux_addresses: BTreeMap::new(),
+            allocation: None,
+            status: Status::Created,
+            owner_pid: None,
+            created: 0,
+        }
+    }
+
+    #[test]
+    fn names_are_unique_and_prefixes_resolve() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(dir.path()).unwrap();
+        let tx = store.begin(Mode::Write).unwrap();
+        tx.put_network(&net("a", "abcdef01")).unwrap();
+        assert!(matches!(
+            tx.put_network(&net("a", "12345678")),
+            Err(StoreError::NameTaken { .. })
+        ));
+        tx.commit().unwrap();
+        let tx = store.begin(Mode::Read).unwrap();
+        assert_eq!(tx.network("abc").unwrap().unwrap().name, "a");
+        assert!(tx.network("zzz").unwrap().is_none());
+    }
+
+    #[test]
+    fn dropped_transaction_rolls_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(dir.path()).unwrap();
+        {
+            let tx = store.begin(Mode::Write).unwrap();
+            tx.put_network(&net("a", "abcdef01")).unwrap();
+        }
+        let tx = store.begin(Mode::Read).unwrap();
+        assert!(tx.networks().unwrap().is_empty());
+    }
+
+    #[test]
+    fn addresses_claim_release_and_cursor() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(dir.path()).unwrap();
+        let tx = store.begin(Mode::Write).unwrap();
+        let ip: IpAddr = "10.0.0.2".parse().unwrap();
+        tx.claim_address("n1", ip, "s1").unwrap();
+        assert!(tx.claim_address("n1", ip, "s2").is_err());
+        assert_eq!(tx.address_owner("n1", ip).unwrap().as_deref(), Some("s1"));
+        assert_eq!(tx.cursor("n1", false).unwrap(), Some(ip));
+        tx.release_addresses("s1", None).unwrap();
+        assert_eq!(tx.address_owner("n1", ip).unwrap(), None);
+        // The cursor stays, so the freed address is not handed out next.
+        assert_eq!(tx.cursor("n1", false).unwrap(), Some(ip));
+        tx.commit().unwrap();
+    }
+}

@@ -1,0 +1,654 @@
+//! Command-line parsing and output. Everything the user types is parsed here and handed to
+//! [`crate::engine`]; everything printed is formatted here.
+
+use crate::adapters::store::Store as _;
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Result;
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::engine::{self, gc, network, sandbox, tools, view, Ctx};
+
+/// Docker-style container networking without Docker.
+#[derive(Debug, Parser)]
+#[command(name = "weft", version, about, propagate_version = true)]
+pub struct Cli {
+    /// Persistent state (networks, sandboxes, allocations).
+    #[arg(long, global = true, env = "WEFT_STATE_DIR", default_value = "/var/lib/weft")]
+    pub state_dir: PathBuf,
+    /// Runtime state (namespace handles, per-sandbox files).
+    #[arg(long, global = true, env = "WEFT_RUN_DIR", default_value = "/run/weft")]
+    pub run_dir: PathBuf,
+    /// Configuration file.
+    #[arg(long, global = true, env = "WEFT_CONFIG", default_value = "/etc/weft/weft.toml")]
+    pub config: PathBuf,
+    /// Output format.
+    #[arg(long, global = true, value_enum, default_value_t = Format::Table)]
+    pub format: Format,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Output formats.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Format {
+    /// Aligned columns for people.
+    Table,
+    /// JSON for programs.
+    Json,
+}
+
+/// Top-level commands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Manage networks.
+    #[command(subcommand)]
+    Network(NetworkCmd),
+    /// Create a sandbox and run a command in it.
+    Run(RunArgs),
+    /// Create a sandbox without running anything in it.
+    Create(CreateArgs),
+    /// Run a command in an existing sandbox.
+    Exec {
+        /// Sandbox name or id.
+        sandbox: String,
+        /// Command and arguments (after `--`).
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true, required = true)]
+        command: Vec<String>,
+    },
+    /// List sandboxes.
+    Ps {
+        /// Include sandboxes that are not running.
+        #[arg(short, long)]
+        all: bool,
+    },
+    /// Show sandboxes in detail.
+    Inspect {
+        /// Sandbox names or ids.
+        #[arg(required = true)]
+        sandboxes: Vec<String>,
+    },
+    /// Stop a sandbox's command (SIGTERM, then SIGKILL).
+    Stop {
+        /// Seconds to wait before SIGKILL.
+        #[arg(short, long, default_value_t = 10)]
+        time: u64,
+        /// Sandbox names or ids.
+        #[arg(required = true)]
+        sandboxes: Vec<String>,
+    },
+    /// Remove sandboxes.
+    Rm {
+        /// Kill a running command first.
+        #[arg(short, long)]
+        force: bool,
+        /// Sandbox names or ids.
+        #[arg(required = true)]
+        sandboxes: Vec<String>,
+    },
+    /// IP address management.
+    #[command(subcommand)]
+    Ipam(IpamCmd),
+    /// Remove what a crash left behind and reconcile state with the kernel.
+    Gc,
+    /// Show weft working, inside a throwaway namespace.
+    Demo,
+    /// Small network probes (for demos and tests on machines without ping or nc).
+    #[command(subcommand)]
+    Tool(ToolCmd),
+    /// Internal: waits for a detached sandbox's command.
+    #[command(name = "__monitor", hide = true)]
+    Monitor {
+        /// Sandbox id.
+        id: String,
+    },
+}
+
+/// `weft network ...`
+#[derive(Debug, Subcommand)]
+pub enum NetworkCmd {
+    /// Create a network.
+    Create(NetworkCreateArgs),
+    /// List networks.
+    #[command(alias = "list")]
+    Ls,
+    /// Show networks in detail, with the subnet choice explained.
+    Inspect {
+        /// Network names or ids.
+        #[arg(required = true)]
+        networks: Vec<String>,
+    },
+    /// Remove networks.
+    #[command(alias = "remove")]
+    Rm {
+        /// Disconnect attached sandboxes first.
+        #[arg(short, long)]
+        force: bool,
+        /// Network names or ids.
+        #[arg(required = true)]
+        networks: Vec<String>,
+    },
+    /// Remove all networks no sandbox uses.
+    Prune,
+    /// Attach a sandbox to a network (also while it runs).
+    Connect {
+        /// Network.
+        network: String,
+        /// Sandbox.
+        sandbox: String,
+        /// Static address (IPv4 or IPv6).
+        #[arg(long)]
+        ip: Vec<String>,
+        /// Extra name on this network.
+        #[arg(long)]
+        alias: Vec<String>,
+    },
+    /// Detach a sandbox from a network.
+    Disconnect {
+        /// Network.
+        network: String,
+        /// Sandbox.
+        sandbox: String,
+    },
+}
+
+/// `weft network create` flags.
+#[derive(Debug, Args)]
+pub struct NetworkCreateArgs {
+    /// Network name.
+    pub name: String,
+    /// Driver.
+    #[arg(long, short, default_value = "bridge")]
+    pub driver: String,
+    /// Subnet in CIDR form (once for IPv4, once for IPv6).
+    #[arg(long)]
+    pub subnet: Vec<String>,
+    /// Limit dynamic allocation to this range.
+    #[arg(long)]
+    pub ip_range: Vec<String>,
+    /// Gateway address (default: first usable).
+    #[arg(long)]
+    pub gateway: Vec<String>,
+    /// Reserve an address: NAME=IP.
+    #[arg(long)]
+    pub aux_address: Vec<String>,
+    /// Give the network an IPv6 subnet too.
+    #[arg(long)]
+    pub ipv6: bool,
+    /// No way out of the host.
+    #[arg(long)]
+    pub internal: bool,
+    /// MTU of the bridge and veths.
+    #[arg(long)]
+    pub mtu: Option<u32>,
+    /// Driver options: icc=false, masquerade=false.
+    #[arg(long, short)]
+    pub opt: Vec<String>,
+    /// Name of the bridge interface.
+    #[arg(long)]
+    pub bridge_name: Option<String>,
+    /// Labels K=V.
+    #[arg(long)]
+    pub label: Vec<String>,
+    /// Accept a subnet that overlaps routes, addresses, peers or avoid ranges.
+    #[arg(long)]
+    pub allow_overlap: bool,
+}
+
+/// Flags shared by `create` and `run`.
+#[derive(Debug, Args)]
+pub struct CreateArgs {
+    /// Sandbox name.
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Networks to join, in order (`host`, `none` or network names).
+    #[arg(long = "network", alias = "net")]
+    pub networks: Vec<String>,
+    /// Static address on the first network.
+    #[arg(long)]
+    pub ip: Vec<String>,
+    /// Extra names on every network.
+    #[arg(long)]
+    pub alias: Vec<String>,
+    /// Hostname inside the sandbox.
+    #[arg(long, short = 'H')]
+    pub hostname: Option<String>,
+    /// Labels K=V.
+    #[arg(long)]
+    pub label: Vec<String>,
+    /// Command and arguments (after `--`).
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+    pub command: Vec<String>,
+}
+
+/// `weft run` flags.
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// Run in the background and print the sandbox id.
+    #[arg(short, long)]
+    pub detach: bool,
+    /// Remove the sandbox when the command exits.
+    #[arg(long)]
+    pub rm: bool,
+    /// Sandbox flags.
+    #[command(flatten)]
+    pub sandbox: CreateArgs,
+}
+
+/// `weft ipam ...`
+#[derive(Debug, Subcommand)]
+pub enum IpamCmd {
+    /// Ranges weft must never allocate.
+    #[command(subcommand)]
+    Avoid(AvoidCmd),
+}
+
+/// `weft ipam avoid ...`
+#[derive(Debug, Subcommand)]
+pub enum AvoidCmd {
+    /// Add a range.
+    Add {
+        /// CIDR.
+        cidr: String,
+    },
+    /// Remove a range.
+    Rm {
+        /// CIDR.
+        cidr: String,
+    },
+    /// List ranges (config file and added ones).
+    Ls,
+}
+
+/// `weft tool ...`
+#[derive(Debug, Subcommand)]
+pub enum ToolCmd {
+    /// ICMP echo; exits 0 when answered.
+    Ping {
+        /// Destination.
+        addr: IpAddr,
+        /// Tries, one per 200 ms.
+        #[arg(short, long, default_value_t = 10)]
+        count: u32,
+    },
+    /// Accept TCP connections and tell each client its address.
+    Serve {
+        /// Address to listen on.
+        addr: SocketAddr,
+        /// Connections to serve before exiting.
+        #[arg(short, long, default_value_t = 1)]
+        count: u32,
+        /// Seconds before giving up.
+        #[arg(short, long, default_value_t = 30)]
+        timeout: u64,
+    },
+    /// Connect over TCP and print the server's answer.
+    Connect {
+        /// Server address.
+        addr: SocketAddr,
+        /// Seconds before giving up.
+        #[arg(short, long, default_value_t = 3)]
+        timeout: u64,
+    },
+}
+
+fn sandbox_request(a: &CreateArgs, auto_remove: bool) -> sandbox::SandboxRequest {
+    sandbox::SandboxRequest {
+        name: a.name.clone(),
+        networks: a.networks.clone(),
+        ips: a.ip.clone(),
+        aliases: a.alias.clone(),
+        hostname: a.hostname.clone(),
+        labels: a.label.clone(),
+        command: a.command.clone(),
+        auto_remove,
+    }
+}
+
+fn print_json<T: serde::Serialize>(v: &T) -> Result<()> {
+    println!("{}", serde_json::to_string_pretty(v)?);
+    Ok(())
+}
+
+fn opt(s: Option<String>) -> String {
+    s.unwrap_or_else(|| "-".into())
+}
+
+/// Runs the parsed command and returns the process exit code.
+pub fn run(cli: Cli) -> Result<i32> {
+    // Probes and the demo need no state.
+    match &cli.command {
+        Command::Tool(t) => return run_tool(t),
+        Command::Demo => return engine::demo::run(),
+        _ => {}
+    }
+    let ctx = Ctx::open(&cli.state_dir, &cli.run_dir, &cli.config)?;
+    let json = cli.format == Format::Json;
+    match cli.command {
+        Command::Network(n) => run_network(&ctx, n, json),
+        Command::Run(r) => {
+            if r.sandbox.command.is_empty() {
+                return Err(crate::user_err!(
+                    "weft run needs a command: weft run [OPTIONS] -- CMD [ARG...]"
+                ));
+            }
+            let req = sandbox_request(&r.sandbox, r.rm);
+            if r.detach {
+                let sb = sandbox::run_detached(&ctx, &req)?;
+                if json {
+                    print_json(&view::sandbox(&sb))?;
+                } else {
+                    println!("{}", sb.id);
+                }
+                Ok(0)
+            } else {
+                sandbox::run_foreground(&ctx, &req)
+            }
+        }
+        Command::Create(c) => {
+            let sb = sandbox::create(&ctx, &sandbox_request(&c, false))?;
+            if json {
+                print_json(&view::sandbox(&sb))?;
+            } else {
+                println!("{}", sb.id);
+            }
+            Ok(0)
+        }
+        Command::Exec { sandbox: s, command } => sandbox::exec(&ctx, &s, &command),
+        Command::Ps { all } => {
+            let list = sandbox::list(&ctx, all)?;
+            if json {
+                print_json(&list.iter().map(view::sandbox).collect::<Vec<_>>())?;
+            } else {
+                let rows: Vec<Vec<String>> = list
+                    .iter()
+                    .map(|s| {
+                        vec![
+                            s.short_id().to_string(),
+                            s.name.clone(),
+                            format!("{:?}", s.status).to_lowercase(),
+                            opt(s.pid.map(|p| p.to_string())),
+                            s.endpoints
+                                .iter()
+                                .map(|e| {
+                                    format!(
+                                        "{}:{}",
+                                        e.network,
+                                        e.ipv4.or(e.ipv6).map(|a| a.addr().to_string()).unwrap_or_default()
+                                    )
+                                })
+                                .collect::<Vec<_>>()
+                                .join(","),
+                            s.command.join(" "),
+                        ]
+                    })
+                    .collect();
+                print!("{}", view::table(&["ID", "NAME", "STATUS", "PID", "NETWORKS", "COMMAND"], &rows));
+            }
+            Ok(0)
+        }
+        Command::Inspect { sandboxes } => {
+            let tx = ctx.store.begin(crate::adapters::store::Mode::Read)?;
+            let mut out = Vec::new();
+            for s in &sandboxes {
+                out.push(view::sandbox(&sandbox::find(tx.as_ref(), s)?));
+            }
+            print_json(&out)?;
+            Ok(0)
+        }
+        Command::Stop { time, sandboxes } => {
+            for s in &sandboxes {
+                let sb = sandbox::stop(&ctx, s, Duration::from_secs(time))?;
+                println!("{}", sb.name);
+            }
+            Ok(0)
+        }
+        Command::Rm { force, sandboxes } => {
+            for name in sandbox::remove(&ctx, &sandboxes, force)? {
+                println!("{name}");
+            }
+            Ok(0)
+        }
+        Command::Ipam(IpamCmd::Avoid(a)) => run_avoid(&ctx, a, json),
+        Command::Gc => {
+            let report = gc::run(&ctx)?;
+            if json {
+                print_json(&report)?;
+            } else {
+                for (what, list) in [
+                    ("removed sandbox", &report.sandboxes_removed),
+                    ("marked exited", &report.sandboxes_exited),
+                    ("removed half-made network", &report.networks_removed),
+                    ("repaired network", &report.networks_repaired),
+                    ("deleted orphan", &report.orphans_deleted),
+                    ("error", &report.errors),
+                ] {
+                    for item in list {
+                        println!("{what}: {item}");
+                    }
+                }
+                if report.addresses_released > 0 {
+                    println!("released {} leaked addresses", report.addresses_released);
+                }
+            }
+            Ok(if report.errors.is_empty() { 0 } else { 1 })
+        }
+        Command::Monitor { id } => {
+            sandbox::monitor(&ctx, &id)?;
+            Ok(0)
+        }
+        Command::Tool(_) | Command::Demo => Ok(0),
+    }
+}
+
+fn run_network(ctx: &Ctx, cmd: NetworkCmd, json: bool) -> Result<i32> {
+    use crate::adapters::store::Mode;
+    match cmd {
+        NetworkCmd::Create(a) => {
+            let req = network::CreateRequest {
+                name: a.name,
+                driver: a.driver,
+                subnets: a.subnet,
+                ip_ranges: a.ip_range,
+                gateways: a.gateway,
+                aux: a.aux_address,
+                ipv6: a.ipv6,
+                internal: a.internal,
+                mtu: a.mtu,
+                opts: a.opt,
+                bridge_name: a.bridge_name,
+                labels: a.label,
+                allow_overlap: a.allow_overlap,
+            };
+            let net = network::create(ctx, &req)?;
+            if json {
+                print_json(&view::network(&net, &[]))?;
+            } else {
+                println!("{}", net.id);
+            }
+        }
+        NetworkCmd::Ls => {
+            let tx = ctx.store.begin(Mode::Read)?;
+            let sbs = tx.sandboxes()?;
+            let nets = tx.networks()?;
+            if json {
+                print_json(&nets.iter().map(|n| view::network(n, &sbs)).collect::<Vec<_>>())?;
+            } else {
+                let rows: Vec<Vec<String>> = nets
+                    .iter()
+                    .map(|n| {
+                        vec![
+                            n.short_id().to_string(),
+                            n.name.clone(),
+                            n.driver.clone(),
+                            n.bridge.clone(),
+                            n.subnets
+                                .iter()
+                                .map(|s| s.subnet.to_string())
+                                .collect::<Vec<_>>()
+                                .join(","),
+                            sbs.iter()
+                                .filter(|s| s.endpoints.iter().any(|e| e.network_id == n.id))
+                                .count()
+                                .to_string(),
+                        ]
+                    })
+                    .collect();
+                print!(
+                    "{}",
+                    view::table(&["NETWORK ID", "NAME", "DRIVER", "BRIDGE", "SUBNETS", "SANDBOXES"], &rows)
+                );
+            }
+        }
+        NetworkCmd::Inspect { networks } => {
+            let tx = ctx.store.begin(Mode::Read)?;
+            let sbs = tx.sandboxes()?;
+            let mut out = Vec::new();
+            for n in &networks {
+                out.push(view::network(&network::find(tx.as_ref(), n)?, &sbs));
+            }
+            if json {
+                print_json(&out)?;
+            } else {
+                for v in &out {
+                    print_network_text(v);
+                }
+            }
+        }
+        NetworkCmd::Rm { force, networks } => {
+            for n in network::remove(ctx, &networks, force)? {
+                println!("{n}");
+            }
+        }
+        NetworkCmd::Prune => {
+            for n in network::prune(ctx)? {
+                println!("{n}");
+            }
+        }
+        NetworkCmd::Connect {
+            network: n,
+            sandbox: s,
+            ip,
+            alias,
+        } => {
+            let ep = sandbox::connect(ctx, &n, &s, &ip, &alias)?;
+            if json {
+                print_json(&ep)?;
+            } else {
+                println!(
+                    "{} {}",
+                    ep.interface,
+                    ep.ipv4.or(ep.ipv6).map(|a| a.to_string()).unwrap_or_default()
+                );
+            }
+        }
+        NetworkCmd::Disconnect {
+            network: n,
+            sandbox: s,
+        } => sandbox::disconnect(ctx, &n, &s)?,
+    }
+    Ok(0)
+}
+
+fn print_network_text(v: &view::NetworkView) {
+    println!("Network {} ({})", v.name, &v.id[..12.min(v.id.len())]);
+    println!("  driver {}  bridge {}  mtu {}  internal {}", v.driver, v.bridge, v.mtu, v.internal);
+    for s in &v.subnets {
+        println!(
+            "  subnet {}  gateway {}{}",
+            s.subnet,
+            s.gateway,
+            s.ip_range.as_ref().map(|r| format!("  ip-range {r}")).unwrap_or_default()
+        );
+    }
+    if let Some(a) = &v.allocation {
+        println!("  chosen automatically from pool {}", a.pool);
+        for sk in &a.skipped {
+            println!("    skipped {}: {}", sk.candidate, sk.reason);
+        }
+    }
+    for e in &v.endpoints {
+        println!(
+            "  {} {} {} {}",
+            e.sandbox,
+            e.interface,
+            e.ipv4.clone().or(e.ipv6.clone()).unwrap_or_default(),
+            e.mac
+        );
+    }
+}
+
+fn run_avoid(ctx: &Ctx, cmd: AvoidCmd, json: bool) -> Result<i32> {
+    use crate::adapters::store::Mode;
+    let parse = |s: &str| -> Result<ipnet::IpNet> {
+        s.parse::<ipnet::IpNet>()
+            .map(|n| n.trunc())
+            .map_err(|_| crate::user_err!("invalid CIDR {s:?}: expected e.g. 172.22.0.0/16"))
+    };
+    let tx = ctx.store.begin(Mode::Write)?;
+    match cmd {
+        AvoidCmd::Add { cidr } => {
+            let n = parse(&cidr)?;
+            tx.add_avoid(n)?;
+            println!("{n}");
+        }
+        AvoidCmd::Rm { cidr } => {
+            let n = parse(&cidr)?;
+            if !tx.remove_avoid(n)? {
+                return Err(crate::user_err!(
+                    "{n} is not in the avoid list (ranges from the config file are removed there)"
+                ));
+            }
+            println!("{n}");
+        }
+        AvoidCmd::Ls => {
+            let entries = network::avoid_entries(ctx, tx.as_ref())?;
+            if json {
+                print_json(
+                    &entries
+                        .iter()
+                        .map(|e| serde_json::json!({"cidr": e.cidr.to_string(), "source": e.source}))
+                        .collect::<Vec<_>>(),
+                )?;
+            } else {
+                let rows: Vec<Vec<String>> = entries
+                    .iter()
+                    .map(|e| vec![e.cidr.to_string(), e.source.clone()])
+                    .collect();
+                print!("{}", view::table(&["CIDR", "SOURCE"], &rows));
+            }
+        }
+    }
+    tx.commit()?;
+    Ok(0)
+}
+
+fn run_tool(t: &ToolCmd) -> Result<i32> {
+    match t {
+        ToolCmd::Ping { addr, count } => {
+            let n = tools::ping(*addr, *count, Duration::from_secs(10))?;
+            if n > 0 {
+                println!("{addr} answered");
+                Ok(0)
+            } else {
+                println!("{addr} did not answer");
+                Ok(1)
+            }
+        }
+        ToolCmd::Serve {
+            addr,
+            count,
+            timeout,
+        } => {
+            tools::serve(*addr, *count, Duration::from_secs(*timeout))?;
+            Ok(0)
+        }
+        ToolCmd::Connect { addr, timeout } => {
+            print!("{}", tools::connect(*addr, Duration::from_secs(*timeout))?);
+            Ok(0)
+        }
+    }
+}

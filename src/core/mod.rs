@@ -1,0 +1,7 @@
+//! The pure core: no system calls, no I/O. Everything here is unit-tested without root.
+
+pub mod firewall;
+pub mod ipam;
+pub mod model;
+pub mod names;
+pub mod plan;

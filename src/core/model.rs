@@ -1,0 +1,232 @@
+//! The things weft manages, as plain data: networks, sandboxes and their endpoints.
+//!
+//! These types are what the state store persists (as JSON) and what `inspect --format json`
+//! prints, so their field names are part of the user-facing contract.
+
+use std::collections::BTreeMap;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+use ipnet::IpNet;
+use serde::{Deserialize, Serialize};
+
+/// Lifecycle of a network or sandbox record. `Creating` marks a record whose kernel objects may
+/// be half made: if its owner process is gone, `weft gc` undoes it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    /// Kernel objects are being made by the process `owner_pid`.
+    Creating,
+    /// Kernel objects exist; for a sandbox: no process runs (yet, or any more).
+    Created,
+    /// A sandbox whose process runs.
+    Running,
+    /// A sandbox whose process has exited.
+    Exited,
+}
+
+/// One address family's configuration of a network.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SubnetConfig {
+    /// The network's prefix, e.g. `172.18.0.0/16`.
+    pub subnet: IpNet,
+    /// The bridge's address inside `subnet`.
+    pub gateway: IpAddr,
+    /// Dynamic allocation is limited to this range when set.
+    pub ip_range: Option<IpNet>,
+}
+
+/// One candidate subnet that automatic allocation skipped, and why.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Skipped {
+    /// The candidate prefix.
+    pub candidate: IpNet,
+    /// Human-readable reason, naming the route, interface, network, peer or avoid entry.
+    pub reason: String,
+}
+
+/// How an automatically chosen subnet was found.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AllocationReport {
+    /// The pool the subnet was taken from.
+    pub pool: IpNet,
+    /// Every earlier candidate of that walk, with the reason it was refused.
+    pub skipped: Vec<Skipped>,
+}
+
+/// A weft network (bridge driver).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Network {
+    /// Network name, unique.
+    pub name: String,
+    /// 64 hex digits, unique.
+    pub id: String,
+    /// Always `bridge` for now.
+    pub driver: String,
+    /// No route out of the host: no masquerade, no forwarding to other interfaces.
+    pub internal: bool,
+    /// Whether the network has an IPv6 subnet.
+    pub ipv6: bool,
+    /// MTU of the bridge and of every veth on it.
+    pub mtu: u32,
+    /// Name of the Linux bridge.
+    pub bridge: String,
+    /// One entry per address family (IPv4 first).
+    pub subnets: Vec<SubnetConfig>,
+    /// Driver options (`icc`, `masquerade`), as given.
+    pub options: BTreeMap<String, String>,
+    /// User labels.
+    pub labels: BTreeMap<String, String>,
+    /// Addresses reserved by name (`--aux-address`), never handed out.
+    pub aux_addresses: BTreeMap<String, IpAddr>,
+    /// For automatically chosen subnets: the pool and the candidates skipped.
+    pub allocation: Option<AllocationReport>,
+    /// Record lifecycle.
+    pub status: Status,
+    /// The process creating the record while `status` is `Creating`.
+    pub owner_pid: Option<u32>,
+    /// Seconds since the epoch.
+    pub created: u64,
+}
+
+impl Network {
+    /// Inter-container communication: false means sandboxes of this network only reach the
+    /// gateway, not each other.
+    pub fn icc(&self) -> bool {
+        self.options.get("icc").map(|v| v != "false").unwrap_or(true)
+    }
+
+    /// Whether traffic from the subnet leaving through another interface is masqueraded.
+    pub fn masquerade(&self) -> bool {
+        !self.internal && self.options.get("masquerade").map(|v| v != "false").unwrap_or(true)
+    }
+
+    /// The IPv4 subnet configuration, if any.
+    pub fn v4(&self) -> Option<&SubnetConfig> {
+        self.subnets.iter().find(|s| matches!(s.subnet, IpNet::V4(_)))
+    }
+
+    /// The IPv6 subnet configuration, if any.
+    pub fn v6(&self) -> Option<&SubnetConfig> {
+        self.subnets.iter().find(|s| matches!(s.subnet, IpNet::V6(_)))
+    }
+
+    /// The first 12 hex digits of the id, as Docker shows them.
+    pub fn short_id(&self) -> &str {
+        &self.id[..12.min(self.id.len())]
+    }
+}
+
+/// A sandbox's attachment to one network.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Endpoint {
+    /// Network name.
+    pub network: String,
+    /// Network id (names can be reused after `rm`; ids cannot).
+    pub network_id: String,
+    /// Interface name inside the sandbox (`eth0`, `eth1`, ... in connect order).
+    pub interface: String,
+    /// Host end of the veth pair, enslaved to the network's bridge.
+    pub host_interface: String,
+    /// IPv4 address with the subnet's prefix length.
+    pub ipv4: Option<IpNet>,
+    /// IPv6 address with the subnet's prefix length.
+    pub ipv6: Option<IpNet>,
+    /// MAC address of the sandbox end, derived from the IPv4 address.
+    pub mac: String,
+    /// Extra names this sandbox answers to on this network.
+    pub aliases: Vec<String>,
+}
+
+/// How a sandbox joins the world.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum NetMode {
+    /// Its own network namespace, attached to weft networks.
+    Bridge,
+    /// The host's network namespace.
+    Host,
+    /// Its own namespace with only `lo`.
+    None,
+}
+
+/// A sandbox: a network namespace (plus private mount and UTS namespaces for the process).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Sandbox {
+    /// Sandbox name, unique.
+    pub name: String,
+    /// 64 hex digits, unique.
+    pub id: String,
+    /// Hostname inside the sandbox.
+    pub hostname: String,
+    /// Network mode.
+    pub mode: NetMode,
+    /// Process id of CMD while it runs.
+    pub pid: Option<u32>,
+    /// Process id of the detached monitor that waits for CMD.
+    pub monitor_pid: Option<u32>,
+    /// Path of the bind-mounted network namespace handle (none for host mode).
+    pub netns: Option<String>,
+    /// Attachments in connect order.
+    pub endpoints: Vec<Endpoint>,
+    /// User labels.
+    pub labels: BTreeMap<String, String>,
+    /// The command, when one was given.
+    pub command: Vec<String>,
+    /// Remove the sandbox when CMD exits.
+    pub auto_remove: bool,
+    /// CMD's exit code once it exited.
+    pub exit_code: Option<i32>,
+    /// Record lifecycle.
+    pub status: Status,
+    /// The process creating the record while `status` is `Creating`.
+    pub owner_pid: Option<u32>,
+    /// Seconds since the epoch.
+    pub created: u64,
+}
+
+impl Sandbox {
+    /// The first 12 hex digits of the id.
+    pub fn short_id(&self) -> &str {
+        &self.id[..12.min(self.id.len())]
+    }
+}
+
+/// The MAC weft gives a sandbox interface: `02:42` followed by the IPv4 address, as Docker
+/// does, so that a MAC identifies its address at a glance. Without IPv4, the last four bytes
+/// of the IPv6 address are used.
+pub fn mac_for(v4: Option<Ipv4Addr>, v6: Option<Ipv6Addr>) -> [u8; 6] {
+    let tail = match (v4, v6) {
+        (Some(a), _) => a.octets(),
+        (None, Some(a)) => {
+            let o = a.octets();
+            [o[12], o[13], o[14], o[15]]
+        }
+        (None, None) => [0, 0, 0, 0],
+    };
+    [0x02, 0x42, tail[0], tail[1], tail[2], tail[3]]
+}
+
+/// Formats a MAC as `02:42:ac:11:00:02`.
+pub fn format_mac(mac: &[u8; 6]) -> String {
+    mac.iter()
+        .map(|b| format!("{b:02x}"))
+        .collect::<Vec<_>>()
+        .join(":")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mac_follows_ipv4() {
+        let mac = mac_for(Some(Ipv4Addr::new(172, 17, 0, 2)), None);
+        assert_eq!(format_mac(&mac), "02:42:ac:11:00:02");
+    }
+
+    #[test]
+    fn mac_falls_back_to_ipv6_tail() {
+        let mac = mac_for(None, Some("fd00::1:2:3:4".parse().unwrap()));
+        assert_eq!(format_mac(&mac), "02:42:00:03:00:04");
+    }
+}

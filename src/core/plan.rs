@@ -1,0 +1,577 @@
+//! Desired kernel state as a list of operations, and the rollback discipline that applies it.
+//!
+//! Planners are pure: they turn model records into [`Op`]s. An [`Executor`] (netlink and
+//! nftables in production, a recording fake in tests) applies them one by one;
+//! [`apply_all`] undoes the applied prefix in reverse when one fails, so a failed command
+//! leaves nothing behind. [`plan_gc`] is the diff between what the state wants and what
+//! the kernel has.
+
+use std::collections::BTreeSet;
+use std::net::IpAddr;
+
+use ipnet::IpNet;
+use thiserror::Error;
+
+use super::firewall::FwNetwork;
+use super::model::{Endpoint, Network};
+
+/// Which network namespace an operation happens in.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Ns {
+    /// The namespace weft runs in.
+    Host,
+    /// A sandbox namespace, by the path of its handle.
+    Sandbox(String),
+}
+
+/// One change to the kernel.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Op {
+    /// A Linux bridge, up, tagged with an alias so `gc` can tell it is weft's.
+    CreateBridge {
+        /// Interface name.
+        name: String,
+        /// MTU.
+        mtu: u32,
+        /// `weft:<network id>`.
+        alias: String,
+    },
+    /// An address on an interface.
+    AddAddress {
+        /// Namespace.
+        ns: Ns,
+        /// Interface.
+        ifname: String,
+        /// Address with prefix length.
+        addr: IpNet,
+    },
+    /// Set an interface up.
+    LinkUp {
+        /// Namespace.
+        ns: Ns,
+        /// Interface.
+        ifname: String,
+    },
+    /// Set a sysctl (not undone: forwarding stays on, as with Docker).
+    Sysctl {
+        /// Namespace.
+        ns: Ns,
+        /// Dotted key.
+        key: String,
+        /// Value.
+        value: String,
+    },
+    /// Add a network's elements to weft's nftables sets (creating the table if needed).
+    FirewallAdd(FwNetwork),
+    /// Remove a network's elements from weft's nftables sets.
+    FirewallRemove(FwNetwork),
+    /// A network namespace held at a path.
+    CreateNetns {
+        /// Handle path.
+        path: String,
+    },
+    /// Remove a namespace handle; the kernel destroys it and its interfaces.
+    DeleteNetns {
+        /// Handle path.
+        path: String,
+    },
+    /// A veth pair: host end enslaved to `bridge` and up, peer created directly inside the
+    /// sandbox namespace with its final name and MAC.
+    CreateVeth {
+        /// Host end name.
+        host_ifname: String,
+        /// Bridge to enslave the host end to.
+        bridge: String,
+        /// MTU of both ends.
+        mtu: u32,
+        /// Isolated bridge port (`icc=false`): no traffic to other isolated ports.
+        isolated: bool,
+        /// `weft:<sandbox id>`.
+        alias: String,
+        /// Sandbox namespace handle.
+        peer_ns: String,
+        /// Sandbox end name (`eth0`, ...).
+        peer_ifname: String,
+        /// Sandbox end MAC.
+        peer_mac: [u8; 6],
+    },
+    /// A default route via `gateway`.
+    AddDefaultRoute {
+        /// Namespace.
+        ns: Ns,
+        /// Next hop.
+        gateway: IpAddr,
+    },
+    /// Delete an interface (a veth takes its peer with it).
+    DeleteLink {
+        /// Namespace.
+        ns: Ns,
+        /// Interface.
+        ifname: String,
+    },
+}
+
+impl Op {
+    /// The operation that reverts this one, for rollback. `None` when reverting is either
+    /// implied by an earlier undo (an address goes with its link) or not wanted (sysctls).
+    pub fn undo(&self) -> Option<Op> {
+        match self {
+            Op::CreateBridge { name, .. } => Some(Op::DeleteLink {
+                ns: Ns::Host,
+                ifname: name.clone(),
+            }),
+            Op::FirewallAdd(f) => Some(Op::FirewallRemove(f.clone())),
+            Op::CreateNetns { path } => Some(Op::DeleteNetns { path: path.clone() }),
+            Op::CreateVeth { host_ifname, .. } => Some(Op::DeleteLink {
+                ns: Ns::Host,
+                ifname: host_ifname.clone(),
+            }),
+            Op::AddAddress { .. }
+            | Op::LinkUp { .. }
+            | Op::Sysctl { .. }
+            | Op::AddDefaultRoute { .. }
+            | Op::FirewallRemove(_)
+            | Op::DeleteNetns { .. }
+            | Op::DeleteLink { .. } => None,
+        }
+    }
+}
+
+impl std::fmt::Display for Op {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let ns = |n: &Ns| match n {
+            Ns::Host => String::new(),
+            Ns::Sandbox(p) => format!(" in {p}"),
+        };
+        match self {
+            Op::CreateBridge { name, .. } => write!(f, "create bridge {name}"),
+            Op::AddAddress { ns: n, ifname, addr } => {
+                write!(f, "add address {addr} to {ifname}{}", ns(n))
+            }
+            Op::LinkUp { ns: n, ifname } => write!(f, "set {ifname} up{}", ns(n)),
+            Op::Sysctl { key, value, .. } => write!(f, "set {key}={value}"),
+            Op::FirewallAdd(fw) => write!(f, "add nftables elements for {}", fw.bridge),
+            Op::FirewallRemove(fw) => write!(f, "remove nftables elements for {}", fw.bridge),
+            Op::CreateNetns { path } => write!(f, "create network namespace {path}"),
+            Op::DeleteNetns { path } => write!(f, "delete network namespace {path}"),
+            Op::CreateVeth {
+                host_ifname,
+                peer_ifname,
+                bridge,
+                ..
+            } => write!(f, "create veth {host_ifname} on {bridge} <-> {peer_ifname}"),
+            Op::AddDefaultRoute { ns: n, gateway } => {
+                write!(f, "add default route via {gateway}{}", ns(n))
+            }
+            Op::DeleteLink { ns: n, ifname } => write!(f, "delete {ifname}{}", ns(n)),
+        }
+    }
+}
+
+/// An operation the kernel refused.
+#[derive(Debug, Error, Clone, PartialEq, Eq)]
+#[error("{op}: {message}")]
+pub struct ExecError {
+    /// The operation, as text.
+    pub op: String,
+    /// What the kernel said.
+    pub message: String,
+}
+
+/// Something that applies operations to a kernel (or records them, in tests).
+pub trait Executor {
+    /// Applies one operation.
+    fn apply(&mut self, op: &Op) -> Result<(), ExecError>;
+}
+
+/// A failed [`apply_all`]: the error, and any errors while rolling back.
+#[derive(Debug, Error)]
+#[error("{cause}{}", rollback_note(.rollback))]
+pub struct ApplyError {
+    /// The operation that failed.
+    pub cause: ExecError,
+    /// Undo operations that failed in turn (their objects are left for `weft gc`).
+    pub rollback: Vec<ExecError>,
+}
+
+fn rollback_note(errs: &[ExecError]) -> String {
+    if errs.is_empty() {
+        String::new()
+    } else {
+        let list: Vec<String> = errs.iter().map(|e| e.to_string()).collect();
+        format!(
+            " (rollback also failed: {}; run `weft gc`)",
+            list.join("; ")
+        )
+    }
+}
+
+/// Applies `ops` in order; on the first failure undoes what was applied, newest first.
+pub fn apply_all(exec: &mut dyn Executor, ops: &[Op]) -> Result<(), ApplyError> {
+    for (i, op) in ops.iter().enumerate() {
+        if let Err(cause) = exec.apply(op) {
+            let rollback = undo_all(exec, &ops[..i]);
+            return Err(ApplyError { cause, rollback });
+        }
+    }
+    Ok(())
+}
+
+/// Undoes `applied` (newest first), continuing past errors and returning them all.
+pub fn undo_all(exec: &mut dyn Executor, applied: &[Op]) -> Vec<ExecError> {
+    applied
+        .iter()
+        .rev()
+        .filter_map(Op::undo)
+        .filter_map(|u| exec.apply(&u).err())
+        .collect()
+}
+
+/// Applies every operation, continuing past errors (for teardown), returning the errors.
+pub fn apply_best_effort(exec: &mut dyn Executor, ops: &[Op]) -> Vec<ExecError> {
+    ops.iter().filter_map(|op| exec.apply(op).err()).collect()
+}
+
+/// The firewall elements a network wants.
+pub fn firewall_of(net: &Network) -> FwNetwork {
+    let masq = net.masquerade();
+    FwNetwork {
+        bridge: net.bridge.clone(),
+        internal: net.internal,
+        masq_v4: net.v4().and_then(|s| match s.subnet {
+            IpNet::V4(n) if masq => Some(n),
+            _ => None,
+        }),
+        masq_v6: net.v6().and_then(|s| match s.subnet {
+            IpNet::V6(n) if masq => Some(n),
+            _ => None,
+        }),
+    }
+}
+
+/// The alias weft puts on the interfaces it creates: `weft:<id>`.
+pub fn owner_alias(id: &str) -> String {
+    format!("weft:{id}")
+}
+
+/// Operations that make a network's bridge, addresses, forwarding and firewall elements.
+pub fn plan_network(net: &Network) -> Vec<Op> {
+    let mut ops = vec![Op::CreateBridge {
+        name: net.bridge.clone(),
+        mtu: net.mtu,
+        alias: owner_alias(&net.id),
+    }];
+    for s in &net.subnets {
+        if let Ok(addr) = IpNet::new(s.gateway, s.subnet.prefix_len()) {
+            ops.push(Op::AddAddress {
+                ns: Ns::Host,
+                ifname: net.bridge.clone(),
+                addr,
+            });
+        }
+    }
+    ops.push(Op::LinkUp {
+        ns: Ns::Host,
+        ifname: net.bridge.clone(),
+    });
+    if !net.internal {
+        ops.push(Op::Sysctl {
+            ns: Ns::Host,
+            key: "net.ipv4.ip_forward".into(),
+            value: "1".into(),
+        });
+        if net.v6().is_some() {
+            ops.push(Op::Sysctl {
+                ns: Ns::Host,
+                key: "net.ipv6.conf.all.forwarding".into(),
+                value: "1".into(),
+            });
+        }
+    }
+    ops.push(Op::FirewallAdd(firewall_of(net)));
+    ops
+}
+
+/// Operations that remove a network's kernel objects (its endpoints must be gone first).
+pub fn plan_network_teardown(net: &Network) -> Vec<Op> {
+    vec![
+        Op::FirewallRemove(firewall_of(net)),
+        Op::DeleteLink {
+            ns: Ns::Host,
+            ifname: net.bridge.clone(),
+        },
+    ]
+}
+
+/// Operations that make a sandbox's namespace with `lo` up.
+pub fn plan_sandbox(netns: &str) -> Vec<Op> {
+    vec![
+        Op::CreateNetns {
+            path: netns.to_string(),
+        },
+        Op::LinkUp {
+            ns: Ns::Sandbox(netns.to_string()),
+            ifname: "lo".into(),
+        },
+    ]
+}
+
+/// Operations that attach a sandbox to a network through `ep`. The first network of a
+/// sandbox also gives it its default routes.
+pub fn plan_attach(
+    netns: &str,
+    sandbox_id: &str,
+    ep: &Endpoint,
+    net: &Network,
+    default_route: bool,
+) -> Vec<Op> {
+    let ns = Ns::Sandbox(netns.to_string());
+    let mac = parse_mac(&ep.mac).unwrap_or([0x02, 0x42, 0, 0, 0, 0]);
+    let mut ops = vec![Op::CreateVeth {
+        host_ifname: ep.host_interface.clone(),
+        bridge: net.bridge.clone(),
+        mtu: net.mtu,
+        isolated: !net.icc(),
+        alias: owner_alias(sandbox_id),
+        peer_ns: netns.to_string(),
+        peer_ifname: ep.interface.clone(),
+        peer_mac: mac,
+    }];
+    for addr in [ep.ipv4, ep.ipv6].into_iter().flatten() {
+        ops.push(Op::AddAddress {
+            ns: ns.clone(),
+            ifname: ep.interface.clone(),
+            addr,
+        });
+    }
+    // Up after the address is there, so the kernel's arp_notify announces it.
+    ops.push(Op::LinkUp {
+        ns: ns.clone(),
+        ifname: ep.interface.clone(),
+    });
+    if default_route {
+        for s in &net.subnets {
+            if (s.subnet.addr().is_ipv4() && ep.ipv4.is_some())
+                || (s.subnet.addr().is_ipv6() && ep.ipv6.is_some())
+            {
+                ops.push(Op::AddDefaultRoute {
+                    ns: ns.clone(),
+                    gateway: s.gateway,
+                });
+            }
+        }
+    }
+    ops
+}
+
+/// Operations that detach a sandbox from a network while its namespace lives on.
+pub fn plan_detach(netns: &str, ep: &Endpoint) -> Vec<Op> {
+    vec![Op::DeleteLink {
+        ns: Ns::Sandbox(netns.to_string()),
+        ifname: ep.interface.clone(),
+    }]
+}
+
+/// Parses `02:42:ac:11:00:02`.
+pub fn parse_mac(s: &str) -> Option<[u8; 6]> {
+    let mut out = [0u8; 6];
+    let mut parts = s.split(':');
+    for b in out.iter_mut() {
+        *b = u8::from_str_radix(parts.next()?, 16).ok()?;
+    }
+    parts.next().is_none().then_some(out)
+}
+
+/// What `weft gc` finds in the kernel that looks like weft's.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Observed {
+    /// Host interfaces whose alias is `weft:<id>`: (name, id).
+    pub owned_links: Vec<(String, String)>,
+    /// Namespace handle paths under the run directory.
+    pub netns_files: Vec<String>,
+}
+
+/// What the state store says should exist.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Desired {
+    /// Ids of networks and sandboxes that own kernel objects.
+    pub owner_ids: BTreeSet<String>,
+    /// Namespace handle paths of live sandboxes.
+    pub netns_files: BTreeSet<String>,
+}
+
+/// The diff for `weft gc`: delete every weft-made link and namespace nothing owns.
+pub fn plan_gc(desired: &Desired, observed: &Observed) -> Vec<Op> {
+    let mut ops = Vec::new();
+    for path in &observed.netns_files {
+        if !desired.netns_files.contains(path) {
+            ops.push(Op::DeleteNetns { path: path.clone() });
+        }
+    }
+    for (name, id) in &observed.owned_links {
+        if !desired.owner_ids.contains(id) {
+            ops.push(Op::DeleteLink {
+                ns: Ns::Host,
+                ifname: name.clone(),
+            });
+        }
+    }
+    ops
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::model::{Status, SubnetConfig};
+    use std::collections::BTreeMap;
+
+    fn net() -> Network {
+        Network {
+            name: "web".into(),
+            id: "ab".repeat(32),
+            driver: "bridge".into(),
+            internal: false,
+            ipv6: false,
+            mtu: 1500,
+            bridge: "wbr-ab".into(),
+            subnets: vec![SubnetConfig {
+                subnet: "172.18.0.0/16".parse().unwrap(),
+                gateway: "172.18.0.1".parse().unwrap(),
+                ip_range: None,
+            }],
+            options: BTreeMap::new(),
+            labels: BTreeMap::new(),
+            aux_addresses: BTreeMap::new(),
+            allocation: None,
+            status: Status::Created,
+            owner_pid: None,
+            created: 0,
+        }
+    }
+
+    /// Records applied operations and fails on the n-th one.
+    struct Fake {
+        applied: Vec<Op>,
+        fail_at: Option<usize>,
+    }
+
+    impl Executor for Fake {
+        fn apply(&mut self, op: &Op) -> Result<(), ExecError> {
+            if self.fail_at == Some(self.applied.len()) {
+                self.fail_at = None;
+                return Err(ExecError {
+                    op: op.to_string(),
+                    message: "boom".into(),
+                });
+            }
+            self.applied.push(op.clone());
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn network_plan_has_bridge_gateway_forwarding_and_firewall() {
+        let ops = plan_network(&net());
+        assert!(matches!(&ops[0], Op::CreateBridge { name, .. } if name == "wbr-ab"));
+        assert!(ops.contains(&Op::AddAddress {
+            ns: Ns::Host,
+            ifname: "wbr-ab".into(),
+            addr: "172.18.0.1/16".parse().unwrap()
+        }));
+        assert!(ops.iter().any(|o| matches!(o, Op::Sysctl { key, .. } if key == "net.ipv4.ip_forward")));
+        match ops.last() {
+            Some(Op::FirewallAdd(fw)) => {
+                assert_eq!(fw.masq_v4, Some("172.18.0.0/16".parse().unwrap()));
+                assert!(!fw.internal);
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn internal_network_has_no_masquerade_and_no_forwarding() {
+        let mut n = net();
+        n.internal = true;
+        let ops = plan_network(&n);
+        assert!(!ops.iter().any(|o| matches!(o, Op::Sysctl { .. })));
+        assert!(matches!(ops.last(), Some(Op::FirewallAdd(fw)) if fw.internal && fw.masq_v4.is_none()));
+    }
+
+    #[test]
+    fn failure_rolls_back_in_reverse() {
+        let ops = plan_network(&net());
+        let mut fake = Fake {
+            applied: vec![],
+            fail_at: Some(ops.len() - 1),
+        };
+        let err = apply_all(&mut fake, &ops).unwrap_err();
+        assert_eq!(err.cause.message, "boom");
+        // The firewall op failed; the bridge made first is deleted last.
+        assert_eq!(
+            fake.applied.last(),
+            Some(&Op::DeleteLink {
+                ns: Ns::Host,
+                ifname: "wbr-ab".into()
+            })
+        );
+    }
+
+    #[test]
+    fn attach_orders_address_before_up_and_routes_last() {
+        let ep = Endpoint {
+            network: "web".into(),
+            network_id: "ab".into(),
+            interface: "eth0".into(),
+            host_interface: "wv1".into(),
+            ipv4: Some("172.18.0.2/16".parse().unwrap()),
+            ipv6: None,
+            mac: "02:42:ac:12:00:02".into(),
+            aliases: vec![],
+        };
+        let ops = plan_attach("/run/weft/netns/x", "sid", &ep, &net(), true);
+        let pos = |f: &dyn Fn(&Op) -> bool| ops.iter().position(f).unwrap();
+        let addr = pos(&|o| matches!(o, Op::AddAddress { .. }));
+        let up = pos(&|o| matches!(o, Op::LinkUp { .. }));
+        let route = pos(&|o| matches!(o, Op::AddDefaultRoute { .. }));
+        assert!(addr < up && up < route);
+        assert!(matches!(&ops[0], Op::CreateVeth { peer_mac, .. } if peer_mac == &[2, 0x42, 0xac, 0x12, 0, 2]));
+        let no_route = plan_attach("/x", "sid", &ep, &net(), false);
+        assert!(!no_route.iter().any(|o| matches!(o, Op::AddDefaultRoute { .. })));
+    }
+
+    #[test]
+    fn gc_deletes_only_what_nothing_owns() {
+        let desired = Desired {
+            owner_ids: ["n1".to_string(), "s1".to_string()].into(),
+            netns_files: ["/r/netns/s1".to_string()].into(),
+        };
+        let observed = Observed {
+            owned_links: vec![
+                ("wbr-n1".into(), "n1".into()),
+                ("wvs1".into(), "s1".into()),
+                ("wvs2".into(), "s2".into()),
+            ],
+            netns_files: vec!["/r/netns/s1".into(), "/r/netns/s2".into()],
+        };
+        let ops = plan_gc(&desired, &observed);
+        assert_eq!(
+            ops,
+            vec![
+                Op::DeleteNetns {
+                    path: "/r/netns/s2".into()
+                },
+                Op::DeleteLink {
+                    ns: Ns::Host,
+                    ifname: "wvs2".into()
+                }
+            ]
+        );
+    }
+
+    #[test]
+    fn mac_parsing() {
+        assert_eq!(parse_mac("02:42:ac:11:00:02"), Some([2, 0x42, 0xac, 0x11, 0, 2]));
+        assert_eq!(parse_mac("02:42"), None);
+        assert_eq!(parse_mac("02:42:ac:11:00:02:ff"), None);
+    }
+}

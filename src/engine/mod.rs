@@ -1,0 +1,122 @@
+//! The use cases behind the CLI: each ties the pure core (decisions) to the adapters (state
+//! store, kernel). Every command that changes the kernel follows one discipline:
+//!
+//! 1. decide inside a short write transaction and record the intent (`status: creating`,
+//!    with the owning pid) together with any allocation;
+//! 2. apply the planned operations, undoing them all if one fails;
+//! 3. record the result, or delete the intent if step 2 failed.
+//!
+//! A process killed between 1 and 3 leaves a `creating` record whose owner is dead, which
+//! `weft gc` undoes: no leaks and no lost allocations.
+
+pub mod config;
+pub mod demo;
+pub mod gc;
+pub mod network;
+pub mod sandbox;
+pub mod tools;
+pub mod view;
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context as _, Result};
+use thiserror::Error;
+
+use crate::adapters::netns;
+use crate::adapters::store::SqliteStore;
+use config::Config;
+
+/// An error caused by the user's input: printed as is, exit code 1.
+#[derive(Debug, Error)]
+#[error("{0}")]
+pub struct UserError(pub String);
+
+/// Returns a [`UserError`] built like `format!`.
+#[macro_export]
+macro_rules! user_err {
+    ($($t:tt)*) => { anyhow::Error::new($crate::engine::UserError(format!($($t)*))) };
+}
+
+/// Everything a command needs: directories, configuration and the state store.
+pub struct Ctx {
+    /// Persistent state (`/var/lib/weft`).
+    pub state_dir: PathBuf,
+    /// Runtime state (`/run/weft`): namespace handles, per-sandbox files.
+    pub run_dir: PathBuf,
+    /// The config file's path (handed on to detached monitors).
+    pub config_path: PathBuf,
+    /// Parsed configuration.
+    pub config: Config,
+    /// The state store.
+    pub store: SqliteStore,
+}
+
+impl Ctx {
+    /// Checks for root, creates the directories and opens the store.
+    pub fn open(state_dir: &Path, run_dir: &Path, config_path: &Path) -> Result<Self> {
+        if !nix::unistd::geteuid().is_root() {
+            bail!(UserError(
+                "weft must run as root (it creates namespaces, interfaces and firewall rules); try sudo".into()
+            ));
+        }
+        let config = Config::load(config_path)?;
+        std::fs::create_dir_all(state_dir)
+            .with_context(|| format!("creating state directory {}", state_dir.display()))?;
+        std::fs::create_dir_all(run_dir.join("sandboxes"))
+            .with_context(|| format!("creating run directory {}", run_dir.display()))?;
+        let store = SqliteStore::open(state_dir)?;
+        Ok(Self {
+            state_dir: state_dir.to_path_buf(),
+            run_dir: run_dir.to_path_buf(),
+            config_path: config_path.to_path_buf(),
+            config,
+            store,
+        })
+    }
+
+    /// Directory of namespace handles; made a shared mount on first use.
+    pub fn netns_dir(&self) -> Result<PathBuf> {
+        let dir = self.run_dir.join("netns");
+        netns::prepare_dir(&dir)?;
+        Ok(dir)
+    }
+
+    /// Directory of a sandbox's files (`hosts`, `resolv.conf`).
+    pub fn sandbox_dir(&self, id: &str) -> PathBuf {
+        self.run_dir.join("sandboxes").join(id)
+    }
+}
+
+/// 64 random hex digits.
+pub fn new_id() -> Result<String> {
+    let mut b = [0u8; 32];
+    getrandom::getrandom(&mut b).map_err(|e| anyhow::anyhow!("reading random bytes: {e}"))?;
+    Ok(b.iter().map(|x| format!("{x:02x}")).collect())
+}
+
+/// Seconds since the epoch.
+pub fn now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+/// Parses `K=V` items (labels, options) into a map, naming the bad one.
+pub fn parse_kv(
+    what: &str,
+    items: &[String],
+) -> Result<std::collections::BTreeMap<String, String>> {
+    let mut out = std::collections::BTreeMap::new();
+    for it in items {
+        match it.split_once('=') {
+            Some((k, v)) if !k.is_empty() => {
+                out.insert(k.to_string(), v.to_string());
+            }
+            _ => bail!(UserError(format!(
+                "invalid {what} {it:?}: expected KEY=VALUE"
+            ))),
+        }
+    }
+    Ok(out)
+}

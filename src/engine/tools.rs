@@ -1,0 +1,273 @@
+//! Small network probes built into the binary (`weft tool ...`), so the demo and the tests
+//! can check reachability on a fresh machine that has no `ping`, `nc` or `curl`. Every probe
+//! is bounded in count and time.
+
+use std::io::{Read, Write};
+use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context as _, Result};
+
+fn checksum(data: &[u8]) -> u16 {
+    let mut sum: u32 = 0;
+    for chunk in data.chunks(2) {
+        let word = u16::from_be_bytes([chunk[0], *chunk.get(1).unwrap_or(&0)]);
+        sum = sum.wrapping_add(word as u32);
+    }
+    while sum >> 16 != 0 {
+        sum = (sum & 0xffff) + (sum >> 16);
+    }
+    !(sum as u16)
+}
+
+/// Sends up to `count` ICMP echo requests to `dst`, one per 200 ms, and returns how many
+/// were answered (stopping at the first answer when `count` is the upper bound of tries).
+pub fn ping(dst: IpAddr, count: u32, timeout: Duration) -> Result<u32> {
+    let (domain, proto, echo, reply) = match dst {
+        IpAddr::V4(_) => (libc::AF_INET, libc::IPPROTO_ICMP, 8u8, 0u8),
+        IpAddr::V6(_) => (libc::AF_INET6, libc::IPPROTO_ICMPV6, 128u8, 129u8),
+    };
+    // SAFETY: plain socket(2); the fd is owned below.
+    let fd = unsafe { libc::socket(domain, libc::SOCK_RAW, proto) };
+    if fd < 0 {
+        return Err(std::io::Error::last_os_error()).context("raw ICMP socket (needs root)");
+    }
+    // SAFETY: fd is a fresh, valid descriptor we own.
+    let sock = unsafe { <std::os::fd::OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd) };
+    let sock = socket2_like::Sock(sock);
+    sock.set_timeout(Duration::from_millis(200))?;
+    let ident = (std::process::id() & 0xffff) as u16;
+    let mut answered = 0;
+    let deadline = Instant::now() + timeout;
+    for seq in 0..count {
+        if Instant::now() > deadline {
+            break;
+        }
+        let mut pkt = vec![echo, 0, 0, 0];
+        pkt.extend_from_slice(&ident.to_be_bytes());
+        pkt.extend_from_slice(&(seq as u16).to_be_bytes());
+        pkt.extend_from_slice(b"weft-ping");
+        if dst.is_ipv4() {
+            let c = checksum(&pkt);
+            pkt[2..4].copy_from_slice(&c.to_be_bytes());
+        }
+        // For ICMPv6 the kernel fills in the checksum.
+        sock.send_to(&pkt, dst)?;
+        let until = Instant::now() + Duration::from_millis(200);
+        while Instant::now() < until {
+            let Some(buf) = sock.recv()? else { break };
+            // IPv4 raw sockets deliver the IP header too.
+            let icmp = if dst.is_ipv4() {
+                let ihl = ((buf.first().copied().unwrap_or(0) & 0x0f) as usize) * 4;
+                buf.get(ihl..).unwrap_or(&[])
+            } else {
+                &buf[..]
+            };
+            if icmp.len() >= 8
+                && icmp[0] == reply
+                && u16::from_be_bytes([icmp[4], icmp[5]]) == ident
+                && u16::from_be_bytes([icmp[6], icmp[7]]) == seq as u16
+            {
+                answered += 1;
+                break;
+            }
+        }
+        if answered > 0 {
+            break;
+        }
+    }
+    Ok(answered)
+}
+
+mod socket2_like {
+    //! The two raw-socket calls `ping` needs.
+    use std::net::IpAddr;
+    use std::os::fd::{AsRawFd, OwnedFd};
+    use std::time::Duration;
+
+    pub struct Sock(pub OwnedFd);
+
+    impl Sock {
+        pub fn set_timeout(&self, d: Duration) -> std::io::Result<()> {
+            let tv = libc::timeval {
+                tv_sec: d.as_secs() as libc::time_t,
+                tv_usec: d.subsec_micros() as libc::suseconds_t,
+            };
+            // SAFETY: valid fd and a correctly sized timeval.
+            let r = unsafe {
+                libc::setsockopt(
+                    self.0.as_raw_fd(),
+                    libc::SOL_SOCKET,
+                    libc::SO_RCVTIMEO,
+                    &tv as *const _ as *const libc::c_void,
+                    std::mem::size_of::<libc::timeval>() as libc::socklen_t,
+                )
+            };
+            if r == 0 {
+                Ok(())
+            } else {
+                Err(std::io::Error::last_os_error())
+            }
+        }
+
+        pub fn send_to(&self, pkt: &[u8], dst: IpAddr) -> std::io::Result<()> {
+            let addr: socket_addr::Raw = dst.into();
+            // SAFETY: buffer and address are valid for the given lengths.
+            let r = unsafe {
+                libc::sendto(
+                    self.0.as_raw_fd(),
+                    pkt.as_ptr() as *const libc::c_void,
+                    pkt.len(),
+                    0,
+                    addr.ptr(),
+                    addr.len(),
+                )
+            };
+            if r < 0 {
+                Err(std::io::Error::last_os_error())
+            } else {
+                Ok(())
+            }
+        }
+
+        /// One datagram, or `None` on timeout.
+        pub fn recv(&self) -> std::io::Result<Option<Vec<u8>>> {
+            let mut buf = vec![0u8; 2048];
+            // SAFETY: buf is valid for its length.
+            let r = unsafe {
+                libc::recv(
+                    self.0.as_raw_fd(),
+                    buf.as_mut_ptr() as *mut libc::c_void,
+                    buf.len(),
+                    0,
+                )
+            };
+            if r < 0 {
+                let e = std::io::Error::last_os_error();
+                return match e.kind() {
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut => Ok(None),
+                    std::io::ErrorKind::Interrupted => Ok(None),
+                    _ => Err(e),
+                };
+            }
+            buf.truncate(r as usize);
+            Ok(Some(buf))
+        }
+    }
+
+    mod socket_addr {
+        use std::net::IpAddr;
+
+        pub enum Raw {
+            V4(libc::sockaddr_in),
+            V6(libc::sockaddr_in6),
+        }
+
+        impl From<IpAddr> for Raw {
+            fn from(a: IpAddr) -> Self {
+                match a {
+                    IpAddr::V4(v4) => {
+                        // SAFETY: all-zero is a valid sockaddr_in.
+                        let mut s: libc::sockaddr_in = unsafe { std::mem::zeroed() };
+                        s.sin_family = libc::AF_INET as libc::sa_family_t;
+                        s.sin_addr.s_addr = u32::from_ne_bytes(v4.octets());
+                        Raw::V4(s)
+                    }
+                    IpAddr::V6(v6) => {
+                        // SAFETY: all-zero is a valid sockaddr_in6.
+                        let mut s: libc::sockaddr_in6 = unsafe { std::mem::zeroed() };
+                        s.sin6_family = libc::AF_INET6 as libc::sa_family_t;
+                        s.sin6_addr.s6_addr = v6.octets();
+                        Raw::V6(s)
+                    }
+                }
+            }
+        }
+
+        impl Raw {
+            pub fn ptr(&self) -> *const libc::sockaddr {
+                match self {
+                    Raw::V4(s) => s as *const _ as *const libc::sockaddr,
+                    Raw::V6(s) => s as *const _ as *const libc::sockaddr,
+                }
+            }
+
+            pub fn len(&self) -> libc::socklen_t {
+                (match self {
+                    Raw::V4(_) => std::mem::size_of::<libc::sockaddr_in>(),
+                    Raw::V6(_) => std::mem::size_of::<libc::sockaddr_in6>(),
+                }) as libc::socklen_t
+            }
+        }
+    }
+
+    #[allow(unused_imports)]
+    pub use socket_addr::Raw;
+}
+
+/// Accepts up to `count` TCP connections on `addr` within `timeout`, answering each with the
+/// client's address as it sees it (`peer=IP:PORT\n`). Prints `listening` once bound.
+pub fn serve(addr: SocketAddr, count: u32, timeout: Duration) -> Result<()> {
+    let listener = TcpListener::bind(addr).with_context(|| format!("binding {addr}"))?;
+    listener.set_nonblocking(true)?;
+    println!("listening {}", listener.local_addr()?);
+    std::io::stdout().flush()?;
+    let deadline = Instant::now() + timeout;
+    let mut served = 0;
+    while served < count && Instant::now() < deadline {
+        match listener.accept() {
+            Ok((mut s, peer)) => {
+                s.set_nonblocking(false)?;
+                let _ = writeln!(s, "peer={peer}");
+                served += 1;
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(())
+}
+
+/// Connects to `addr` within `timeout` and prints what the server says.
+pub fn connect(addr: SocketAddr, timeout: Duration) -> Result<String> {
+    let mut s = TcpStream::connect_timeout(&addr, timeout).with_context(|| format!("connecting to {addr}"))?;
+    s.set_read_timeout(Some(timeout))?;
+    let mut out = String::new();
+    s.read_to_string(&mut out)?;
+    if out.is_empty() {
+        bail!("{addr} closed the connection without a word");
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn icmp_checksum_of_known_packet() {
+        // Echo request, id 1, seq 1, no payload: checksum 0xf7fd.
+        let pkt = [8, 0, 0, 0, 0, 1, 0, 1];
+        assert_eq!(checksum(&pkt), 0xf7fd);
+    }
+
+    #[test]
+    fn serve_and_connect_on_loopback() {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = l.local_addr().unwrap();
+        drop(l);
+        let t = std::thread::spawn(move || serve(addr, 1, Duration::from_secs(5)));
+        let mut reply = Err(anyhow::anyhow!("not tried"));
+        for _ in 0..50 {
+            reply = connect(addr, Duration::from_secs(2));
+            if reply.is_ok() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        assert!(reply.unwrap().starts_with("peer=127.0.0.1:"));
+        t.join().unwrap().unwrap();
+    }
+}

@@ -1,0 +1,232 @@
+//! What `inspect`, `ls` and `ps` print: JSON documents with the documented field names, and
+//! their table renderings.
+
+use std::collections::BTreeMap;
+
+use ipnet::IpNet;
+use serde::Serialize;
+
+use crate::core::model::{AllocationReport, Network, Sandbox};
+
+/// One subnet of a network, as printed.
+#[derive(Debug, Serialize)]
+pub struct SubnetView {
+    /// Prefix.
+    pub subnet: String,
+    /// Gateway address.
+    pub gateway: String,
+    /// Dynamic range, if limited.
+    pub ip_range: Option<String>,
+}
+
+/// One sandbox attached to a network, as printed by `network inspect`.
+#[derive(Debug, Serialize)]
+pub struct NetworkEndpointView {
+    /// Sandbox name.
+    pub sandbox: String,
+    /// Interface inside the sandbox.
+    pub interface: String,
+    /// IPv4 address with prefix.
+    pub ipv4: Option<String>,
+    /// IPv6 address with prefix.
+    pub ipv6: Option<String>,
+    /// MAC address.
+    pub mac: String,
+}
+
+/// `weft network inspect --format json` element.
+#[derive(Debug, Serialize)]
+pub struct NetworkView {
+    /// Name.
+    pub name: String,
+    /// Full id.
+    pub id: String,
+    /// Driver.
+    pub driver: String,
+    /// No way out.
+    pub internal: bool,
+    /// Has IPv6.
+    pub ipv6: bool,
+    /// MTU.
+    pub mtu: u32,
+    /// Bridge interface.
+    pub bridge: String,
+    /// Subnets.
+    pub subnets: Vec<SubnetView>,
+    /// Driver options.
+    pub options: BTreeMap<String, String>,
+    /// Labels.
+    pub labels: BTreeMap<String, String>,
+    /// Aux addresses.
+    pub aux_addresses: BTreeMap<String, String>,
+    /// For auto subnets: pool and skipped candidates.
+    pub allocation: Option<AllocationReport>,
+    /// Attached sandboxes.
+    pub endpoints: Vec<NetworkEndpointView>,
+    /// Lifecycle.
+    pub status: String,
+}
+
+fn s(n: &Option<IpNet>) -> Option<String> {
+    n.map(|n| n.to_string())
+}
+
+/// Builds the network view with the endpoints of `sandboxes` on it.
+pub fn network(net: &Network, sandboxes: &[Sandbox]) -> NetworkView {
+    let endpoints = sandboxes
+        .iter()
+        .flat_map(|sb| {
+            sb.endpoints
+                .iter()
+                .filter(|e| e.network_id == net.id)
+                .map(|e| NetworkEndpointView {
+                    sandbox: sb.name.clone(),
+                    interface: e.interface.clone(),
+                    ipv4: s(&e.ipv4),
+                    ipv6: s(&e.ipv6),
+                    mac: e.mac.clone(),
+                })
+        })
+        .collect();
+    NetworkView {
+        name: net.name.clone(),
+        id: net.id.clone(),
+        driver: net.driver.clone(),
+        internal: net.internal,
+        ipv6: net.ipv6,
+        mtu: net.mtu,
+        bridge: net.bridge.clone(),
+        subnets: net
+            .subnets
+            .iter()
+            .map(|c| SubnetView {
+                subnet: c.subnet.to_string(),
+                gateway: c.gateway.to_string(),
+                ip_range: c.ip_range.map(|r| r.to_string()),
+            })
+            .collect(),
+        options: net.options.clone(),
+        labels: net.labels.clone(),
+        aux_addresses: net
+            .aux_addresses
+            .iter()
+            .map(|(k, v)| (k.clone(), v.to_string()))
+            .collect(),
+        allocation: net.allocation.clone(),
+        endpoints,
+        status: format!("{:?}", net.status).to_lowercase(),
+    }
+}
+
+/// One network of a sandbox, as printed by `inspect`.
+#[derive(Debug, Serialize)]
+pub struct SandboxNetworkView {
+    /// Network name.
+    pub network: String,
+    /// Interface inside the sandbox.
+    pub interface: String,
+    /// IPv4 address with prefix.
+    pub ipv4: Option<String>,
+    /// IPv6 address with prefix.
+    pub ipv6: Option<String>,
+    /// MAC address.
+    pub mac: String,
+    /// Aliases.
+    pub aliases: Vec<String>,
+}
+
+/// `weft inspect SANDBOX --format json` element.
+#[derive(Debug, Serialize)]
+pub struct SandboxView {
+    /// Name.
+    pub name: String,
+    /// Full id.
+    pub id: String,
+    /// Process id of CMD while it runs.
+    pub pid: Option<u32>,
+    /// Namespace handle path (null in host mode).
+    pub netns: Option<String>,
+    /// `bridge`, `host` or `none`.
+    pub mode: String,
+    /// `created`, `running`, `exited`.
+    pub status: String,
+    /// Exit code once exited.
+    pub exit_code: Option<i32>,
+    /// Hostname.
+    pub hostname: String,
+    /// The command.
+    pub command: Vec<String>,
+    /// Networks in connect order.
+    pub networks: Vec<SandboxNetworkView>,
+    /// Labels.
+    pub labels: BTreeMap<String, String>,
+}
+
+/// Builds the sandbox view.
+pub fn sandbox(sb: &Sandbox) -> SandboxView {
+    SandboxView {
+        name: sb.name.clone(),
+        id: sb.id.clone(),
+        pid: sb.pid,
+        netns: sb.netns.clone(),
+        mode: format!("{:?}", sb.mode).to_lowercase(),
+        status: format!("{:?}", sb.status).to_lowercase(),
+        exit_code: sb.exit_code,
+        hostname: sb.hostname.clone(),
+        command: sb.command.clone(),
+        networks: sb
+            .endpoints
+            .iter()
+            .map(|e| SandboxNetworkView {
+                network: e.network.clone(),
+                interface: e.interface.clone(),
+                ipv4: s(&e.ipv4),
+                ipv6: s(&e.ipv6),
+                mac: e.mac.clone(),
+                aliases: e.aliases.clone(),
+            })
+            .collect(),
+        labels: sb.labels.clone(),
+    }
+}
+
+/// Renders rows as a left-aligned table with a header.
+pub fn table(header: &[&str], rows: &[Vec<String>]) -> String {
+    let mut widths: Vec<usize> = header.iter().map(|h| h.len()).collect();
+    for r in rows {
+        for (i, c) in r.iter().enumerate() {
+            if i < widths.len() {
+                widths[i] = widths[i].max(c.len());
+            }
+        }
+    }
+    let line = |cells: Vec<&str>| {
+        let mut out = String::new();
+        for (i, c) in cells.iter().enumerate() {
+            if i + 1 == cells.len() {
+                out.push_str(c);
+            } else {
+                out.push_str(&format!("{:w$}   ", c, w = widths[i]));
+            }
+        }
+        out.trim_end().to_string()
+    };
+    let mut out = line(header.to_vec());
+    out.push('\n');
+    for r in rows {
+        out.push_str(&line(r.iter().map(|s| s.as_str()).collect()));
+        out.push('\n');
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn table_aligns_columns() {
+        let t = table(&["A", "BB"], &[vec!["xyz".into(), "1".into()]]);
+        assert_eq!(t, "A     BB\nxyz   1\n");
+    }
+}

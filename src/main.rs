@@ -1,0 +1,16 @@
+//! The `weft` binary: parse, run, print one-line errors.
+
+use clap::Parser;
+
+fn main() {
+    let cli = weft::cli::Cli::parse();
+    let code = match weft::cli::run(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            // One line: the outermost context first, then its causes.
+            eprintln!("error: {e:#}");
+            1
+        }
+    };
+    std::process::exit(code);
+}

@@ -1,0 +1,122 @@
+//! The bridge driver against the real kernel: reachability, isolation, internal networks,
+//! icc=false and outbound NAT. Each test runs in namespaces it makes itself.
+
+mod common;
+
+use common::{weft_bin, Host, WithInternet};
+
+#[test]
+fn same_network_reaches_peer_and_gateway_other_network_reaches_neither() {
+    let h = Host::new("br");
+    h.weft_ok(&["network", "create", "blue"]);
+    h.weft_ok(&["network", "create", "red"]);
+    h.sleeper("a", &["--network", "blue"]);
+    h.sleeper("b", &["--network", "blue"]);
+    h.sleeper("c", &["--network", "red"]);
+    let (a, b) = (h.ip_of("a", 0), h.ip_of("b", 0));
+    let blue = h.json(&["network", "inspect", "blue"]);
+    let gw = blue[0]["subnets"][0]["gateway"].as_str().unwrap().to_string();
+
+    assert!(h.pings("a", &b), "a cannot reach b on the same network");
+    assert!(h.pings("b", &a), "b cannot reach a on the same network");
+    assert!(h.pings("a", &gw), "a cannot reach its gateway");
+    assert!(!h.pings("c", &a), "c on another network reached a");
+    assert!(!h.pings("c", &b), "c on another network reached b");
+    assert!(!h.pings("a", &h.ip_of("c", 0)), "a reached c on another network");
+}
+
+#[test]
+fn icc_false_blocks_sandbox_to_sandbox_but_not_the_gateway() {
+    let h = Host::new("icc");
+    h.weft_ok(&["network", "create", "quiet", "--opt", "icc=false"]);
+    h.sleeper("a", &["--network", "quiet"]);
+    h.sleeper("b", &["--network", "quiet"]);
+    let gw = h.json(&["network", "inspect", "quiet"])[0]["subnets"][0]["gateway"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(h.pings("a", &gw));
+    assert!(!h.pings("a", &h.ip_of("b", 0)));
+}
+
+#[test]
+fn masquerade_shows_the_host_address_to_the_outside() {
+    let w = WithInternet::new("nat");
+    let h = &w.host;
+    h.weft_ok(&["network", "create", "out"]);
+    h.sleeper("a", &["--network", "out"]);
+    let mut server = w.serve("198.51.100.2:8080", 1);
+    let reply = h.weft_ok(&["exec", "a", "--", weft_bin(), "tool", "connect", "198.51.100.2:8080"]);
+    assert!(
+        reply.starts_with("peer=198.51.100.1:"),
+        "server should see the host's address, saw {reply:?}"
+    );
+    let _ = server.wait();
+}
+
+#[test]
+fn without_masquerade_the_outside_cannot_answer() {
+    let w = WithInternet::new("nonat");
+    let h = &w.host;
+    h.weft_ok(&["network", "create", "plain", "--opt", "masquerade=false"]);
+    h.sleeper("a", &["--network", "plain"]);
+    let mut server = w.serve("198.51.100.2:8081", 1);
+    let out = h.weft(&["exec", "a", "--", weft_bin(), "tool", "connect", "198.51.100.2:8081", "--timeout", "1"]);
+    assert!(!out.status.success(), "no NAT and no route back: connect must fail");
+    let _ = server.kill();
+    let _ = server.wait();
+}
+
+#[test]
+fn internal_network_reaches_nothing_outside() {
+    let w = WithInternet::new("int");
+    let h = &w.host;
+    h.weft_ok(&["network", "create", "closed", "--internal"]);
+    h.weft_ok(&["network", "create", "open"]);
+    h.sleeper("a", &["--network", "closed"]);
+    h.sleeper("b", &["--network", "closed"]);
+    h.sleeper("o", &["--network", "open"]);
+    assert!(h.pings("a", &h.ip_of("b", 0)), "internal sandboxes still reach each other");
+    assert!(!h.pings("a", "198.51.100.2"), "internal network reached the outside");
+    assert!(!h.pings("a", &h.ip_of("o", 0)), "internal network reached another network");
+    assert!(h.pings("o", "198.51.100.2"), "the open network does reach the outside");
+}
+
+#[test]
+fn bridge_addresses_and_firewall_are_in_the_kernel() {
+    let h = Host::new("kern");
+    let id = h.weft_ok(&["network", "create", "k", "--subnet", "10.123.0.0/24", "--bridge-name", "kbr0", "--mtu", "1400"]);
+    assert_eq!(id.trim().len(), 64);
+    let link = h.ns.ip(&["-d", "link", "show", "kbr0"]);
+    assert!(link.contains("mtu 1400"), "{link}");
+    assert!(link.contains("bridge"), "{link}");
+    let addr = h.ns.ip(&["addr", "show", "kbr0"]);
+    assert!(addr.contains("10.123.0.1/24"), "{addr}");
+    assert_eq!(h.sh("cat /proc/sys/net/ipv4/ip_forward").trim(), "1");
+    let rules = h.sh("nft list table inet weft");
+    assert!(rules.contains("kbr0"), "{rules}");
+    assert!(rules.contains("10.123.0.0/24"), "{rules}");
+    h.weft_ok(&["network", "rm", "k"]);
+    let links = h.ns.ip(&["link", "show"]);
+    assert!(!links.contains("kbr0"), "{links}");
+    let rules = h.sh("nft list table inet weft");
+    assert!(!rules.contains("kbr0"), "{rules}");
+}
+
+#[test]
+fn gratuitous_arp_replaces_a_stale_neighbour_entry() {
+    let h = Host::new("garp");
+    h.weft_ok(&["network", "create", "g", "--subnet", "10.124.0.0/24", "--bridge-name", "gbr0"]);
+    // A neighbour entry for .5 pointing at an old MAC, as left by a previous sandbox.
+    h.ns.ip(&["neigh", "replace", "10.124.0.5", "lladdr", "02:00:00:00:00:99", "dev", "gbr0", "nud", "stale"]);
+    h.sleeper("a", &["--network", "g", "--ip", "10.124.0.5"]);
+    let mut seen = String::new();
+    for _ in 0..50 {
+        seen = h.ns.ip(&["neigh", "show", "10.124.0.5", "dev", "gbr0"]);
+        if seen.contains("02:42:0a:7c:00:05") {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    assert!(seen.contains("02:42:0a:7c:00:05"), "neighbour still stale: {seen}");
+}

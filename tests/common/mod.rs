@@ -1,0 +1,294 @@
+//! Test harness: every test gets its own network namespace playing "the host", its own
+//! state and run directories, and removes all of it when dropped — also when the test fails.
+//! Extra namespaces (clients, routers, an "internet") are made the same way. The machine's own
+//! namespace is never changed; traffic only flows between namespaces made here.
+
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+
+/// Path of the weft binary under test.
+pub fn weft_bin() -> &'static str {
+    env!("CARGO_BIN_EXE_weft")
+}
+
+static COUNTER: AtomicU32 = AtomicU32::new(0);
+
+/// A unique, short namespace name (`ip netns` names have no length limit, but keep them
+/// readable in `ip netns list` if a run is interrupted).
+pub fn unique(prefix: &str) -> String {
+    format!(
+        "wt-{prefix}-{}-{}",
+        std::process::id(),
+        COUNTER.fetch_add(1, Ordering::SeqCst)
+    )
+}
+
+/// Runs a command, panicking with its output if it cannot be started.
+pub fn run(cmd: &mut Command) -> Output {
+    cmd.stdin(Stdio::null())
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"))
+}
+
+/// Runs a command and asserts success.
+pub fn ok(cmd: &mut Command) -> String {
+    let out = run(cmd);
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed ({}):\nstdout: {}\nstderr: {}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).to_string()
+}
+
+/// A network namespace made with `ip netns add`, deleted on drop.
+pub struct Netns {
+    /// Name under /run/netns.
+    pub name: String,
+}
+
+impl Netns {
+    /// Creates the namespace with `lo` up.
+    pub fn new(prefix: &str) -> Self {
+        let name = unique(prefix);
+        ok(Command::new("ip").args(["netns", "add", &name]));
+        let ns = Netns { name };
+        ns.ip(&["link", "set", "lo", "up"]);
+        ns
+    }
+
+    /// Path of the namespace file.
+    pub fn path(&self) -> String {
+        format!("/run/netns/{}", self.name)
+    }
+
+    /// `ip -n NAME ARGS`, asserting success.
+    pub fn ip(&self, args: &[&str]) -> String {
+        let mut full = vec!["-n", &self.name];
+        full.extend_from_slice(args);
+        ok(Command::new("ip").args(&full))
+    }
+
+    /// A command run inside this namespace (network namespace only).
+    pub fn cmd(&self, prog: &str, args: &[&str]) -> Command {
+        let mut c = Command::new("nsenter");
+        c.arg(format!("--net={}", self.path())).arg(prog).args(args);
+        c
+    }
+
+    /// `weft tool ...` inside this namespace.
+    pub fn tool(&self, args: &[&str]) -> Output {
+        let mut full = vec!["tool"];
+        full.extend_from_slice(args);
+        run(&mut self.cmd(weft_bin(), &full))
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        let _ = Command::new("ip")
+            .args(["netns", "del", &self.name])
+            .stderr(Stdio::null())
+            .status();
+    }
+}
+
+/// Connects two namespaces with a veth pair and addresses `a_addr` / `b_addr` (CIDR).
+pub fn link(a: &Netns, a_if: &str, a_addr: &str, b: &Netns, b_if: &str, b_addr: &str) {
+    a.ip(&["link", "add", a_if, "type", "veth", "peer", "name", b_if, "netns", &b.name]);
+    a.ip(&["addr", "add", a_addr, "dev", a_if]);
+    b.ip(&["addr", "add", b_addr, "dev", b_if]);
+    a.ip(&["link", "set", a_if, "up"]);
+    b.ip(&["link", "set", b_if, "up"]);
+}
+
+/// A namespace playing the host weft runs on, with its own state and run directories.
+pub struct Host {
+    /// The namespace weft runs in.
+    pub ns: Netns,
+    /// Temporary directory holding state/, run/ and weft.toml.
+    pub dir: PathBuf,
+}
+
+impl Host {
+    /// A fresh host namespace and empty directories.
+    pub fn new(prefix: &str) -> Self {
+        let ns = Netns::new(prefix);
+        let dir = std::env::temp_dir().join(&ns.name);
+        std::fs::create_dir_all(&dir).unwrap();
+        Host { ns, dir }
+    }
+
+    /// Writes the host's config file.
+    pub fn config(&self, toml: &str) {
+        std::fs::write(self.dir.join("weft.toml"), toml).unwrap();
+    }
+
+    /// State directory.
+    pub fn state_dir(&self) -> PathBuf {
+        self.dir.join("state")
+    }
+
+    /// Run directory.
+    pub fn run_dir(&self) -> PathBuf {
+        self.dir.join("run")
+    }
+
+    /// `weft ARGS` inside the host namespace with this host's directories.
+    pub fn weft_cmd(&self, args: &[&str]) -> Command {
+        let mut c = self.ns.cmd(weft_bin(), &[]);
+        c.arg("--state-dir")
+            .arg(self.state_dir())
+            .arg("--run-dir")
+            .arg(self.run_dir())
+            .arg("--config")
+            .arg(self.dir.join("weft.toml"))
+            .args(args);
+        c
+    }
+
+    /// Runs weft and returns its output, whatever the exit code.
+    pub fn weft(&self, args: &[&str]) -> Output {
+        run(&mut self.weft_cmd(args))
+    }
+
+    /// Runs weft, asserting success, and returns stdout.
+    pub fn weft_ok(&self, args: &[&str]) -> String {
+        ok(&mut self.weft_cmd(args))
+    }
+
+    /// Runs weft, asserting failure with exit code `code`, and returns stderr.
+    pub fn weft_err(&self, code: i32, args: &[&str]) -> String {
+        let out = self.weft(args);
+        assert_eq!(
+            out.status.code(),
+            Some(code),
+            "weft {args:?} should exit {code}; stdout: {} stderr: {}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stderr).to_string()
+    }
+
+    /// `weft --format json ARGS` parsed.
+    pub fn json(&self, args: &[&str]) -> serde_json::Value {
+        let mut full = vec!["--format", "json"];
+        full.extend_from_slice(args);
+        serde_json::from_str(&self.weft_ok(&full)).unwrap()
+    }
+
+    /// The IPv4 address (without prefix) of a sandbox on its `n`-th network.
+    pub fn ip_of(&self, sandbox: &str, n: usize) -> String {
+        let v = self.json(&["inspect", sandbox]);
+        let cidr = v[0]["networks"][n]["ipv4"]
+            .as_str()
+            .unwrap_or_else(|| panic!("{sandbox} has no IPv4 on network {n}: {v}"))
+            .to_string();
+        cidr.split('/').next().unwrap().to_string()
+    }
+
+    /// Whether `sandbox` gets an ICMP echo answer from `addr` (a few tries).
+    pub fn pings(&self, sandbox: &str, addr: &str) -> bool {
+        self.weft(&["exec", sandbox, "--", weft_bin(), "tool", "ping", "-c", "5", addr])
+            .status
+            .success()
+    }
+
+    /// Starts `weft run -d` of a long sleep in a sandbox and returns its name.
+    pub fn sleeper(&self, name: &str, extra: &[&str]) -> String {
+        let mut args = vec!["run", "-d", "--name", name];
+        args.extend_from_slice(extra);
+        args.extend_from_slice(&["--", "sleep", "600"]);
+        self.weft_ok(&args);
+        name.to_string()
+    }
+
+    /// Output of a command inside the host namespace.
+    pub fn sh(&self, script: &str) -> String {
+        ok(&mut self.ns.cmd("sh", &["-c", script]))
+    }
+}
+
+impl Drop for Host {
+    fn drop(&mut self) {
+        // weft's own teardown first: it kills the sandboxes' processes (by the pids it
+        // started) and removes their namespaces; then the host namespace takes the bridges
+        // and nftables tables with it.
+        if let Ok(out) = self.weft_cmd(&["--format", "json", "ps", "-a"]).output() {
+            if let Ok(v) = serde_json::from_slice::<serde_json::Value>(&out.stdout) {
+                for sb in v.as_array().into_iter().flatten() {
+                    if let Some(n) = sb["name"].as_str() {
+                        let _ = self.weft_cmd(&["rm", "--force", n]).output();
+                    }
+                }
+            }
+        }
+        let _ = self.weft_cmd(&["gc"]).output();
+        let netns_dir = self.run_dir().join("netns");
+        if let Ok(rd) = std::fs::read_dir(&netns_dir) {
+            for e in rd.flatten() {
+                let _ = nix_umount(&e.path());
+            }
+        }
+        for _ in 0..3 {
+            let _ = nix_umount(&netns_dir);
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn nix_umount(p: &Path) -> std::io::Result<()> {
+    let c = std::ffi::CString::new(p.as_os_str().as_encoded_bytes()).unwrap();
+    // SAFETY: plain umount2 with a valid C string.
+    let r = unsafe { libc::umount2(c.as_ptr(), libc::MNT_DETACH) };
+    if r == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
+}
+
+/// A host with an "internet" namespace behind it: host uplink 198.51.100.1/24 ↔ internet
+/// 198.51.100.2/24 (TEST-NET-2, inside namespaces only).
+pub struct WithInternet {
+    /// The host.
+    pub host: Host,
+    /// The namespace behind the host.
+    pub inet: Netns,
+}
+
+impl WithInternet {
+    /// Builds both and links them.
+    pub fn new(prefix: &str) -> Self {
+        let host = Host::new(prefix);
+        let inet = Netns::new(&format!("{prefix}i"));
+        link(&host.ns, "uplink", "198.51.100.1/24", &inet, "eth0", "198.51.100.2/24");
+        WithInternet { host, inet }
+    }
+
+    /// Starts `weft tool serve` in the internet namespace; returns the child once listening.
+    pub fn serve(&self, addr: &str, count: u32) -> std::process::Child {
+        serve_in(&self.inet, addr, count)
+    }
+}
+
+/// Starts `weft tool serve ADDR` in a namespace; returns the child once it listens.
+pub fn serve_in(ns: &Netns, addr: &str, count: u32) -> std::process::Child {
+    use std::io::BufRead;
+    let mut child = ns
+        .cmd(weft_bin(), &["tool", "serve", addr, "--count", &count.to_string(), "--timeout", "20"])
+        .stdout(Stdio::piped())
+        .stdin(Stdio::null())
+        .spawn()
+        .unwrap();
+    let out = child.stdout.take().unwrap();
+    let mut line = String::new();
+    std::io::BufReader::new(out).read_line(&mut line).unwrap();
+    assert!(line.starts_with("listening"), "server did not start: {line:?}");
+    child
+}

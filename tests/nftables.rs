@@ -1,0 +1,330 @@
+//! Integration test of the nftables adapter and weft's rule set against the running kernel.
+//!
+//! Needs root and the `nft` binary (used only to read back what weft installed). Everything
+//! happens in a fresh network namespace; the root namespace is never touched.
+
+use std::fs::File;
+use std::process::Command;
+
+use nix::sched::{setns, CloneFlags};
+use weft::adapters::nftables::{self, Elem, Expr, MetaKey, NftError, Reg, Verdict};
+use weft::core::firewall::{self, FwNetwork};
+
+/// A named network namespace, deleted on drop (also when the test panics).
+struct Netns {
+    name: String,
+}
+
+impl Netns {
+    fn new() -> Netns {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.subsec_nanos())
+            .unwrap_or(0);
+        let name = format!("wt-nft-{}-{nanos:x}", std::process::id());
+        let st = Command::new("ip")
+            .args(["netns", "add", &name])
+            .status()
+            .expect("run ip");
+        assert!(st.success(), "ip netns add {name} failed");
+        Netns { name }
+    }
+
+    /// Runs `f` on a thread that has entered the namespace (setns affects only that thread).
+    fn run<T: Send + 'static>(&self, f: impl FnOnce() -> T + Send + 'static) -> T {
+        let path = format!("/run/netns/{}", self.name);
+        std::thread::spawn(move || {
+            let file = File::open(&path).expect("open netns handle");
+            setns(&file, CloneFlags::CLONE_NEWNET).expect("setns");
+            f()
+        })
+        .join()
+        .expect("namespace thread panicked")
+    }
+
+    /// Runs `nft ARGS` inside the namespace and returns its stdout.
+    fn nft(&self, args: &[&str]) -> String {
+        let out = Command::new("ip")
+            .args(["netns", "exec", &self.name, "nft"])
+            .args(args)
+            .output()
+            .expect("run nft (apt-get install nftables)");
+        assert!(
+            out.status.success(),
+            "nft {args:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    fn ruleset(&self) -> String {
+        self.nft(&["list", "ruleset"])
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        let _ = Command::new("ip")
+            .args(["netns", "del", &self.name])
+            .status();
+    }
+}
+
+fn net_a() -> FwNetwork {
+    FwNetwork {
+        bridge: "wbr-a".into(),
+        internal: false,
+        masq_v4: Some("10.88.0.0/24".parse().unwrap()),
+        masq_v6: Some("fd00:88::/64".parse().unwrap()),
+    }
+}
+
+/// Internal, and its IPv4 subnet is adjacent to `net_a`'s: the end element of one interval
+/// and the start element of the other have the same key.
+fn net_b() -> FwNetwork {
+    FwNetwork {
+        bridge: "wbr-b".into(),
+        internal: true,
+        masq_v4: Some("10.88.1.0/24".parse().unwrap()),
+        masq_v6: None,
+    }
+}
+
+fn apply(
+    ns: &Netns,
+    build: impl FnOnce(&mut nftables::Batch) + Send + 'static,
+) -> Result<(), NftError> {
+    ns.run(move || {
+        let mut b = nftables::Batch::new();
+        build(&mut b);
+        nftables::send(&b)
+    })
+}
+
+/// The text of one set's `elements = { ... }` block (empty if it has none).
+fn elements_of(ruleset: &str, set: &str) -> String {
+    let start = ruleset
+        .find(&format!("set {set} {{"))
+        .unwrap_or_else(|| panic!("no set {set}"));
+    let block = &ruleset[start..];
+    let end = block.find('}').unwrap_or(block.len());
+    block[..end].to_string()
+}
+
+#[test]
+fn weft_ruleset_round_trip() {
+    let ns = Netns::new();
+    assert!(!ns
+        .run(|| nftables::table_exists(firewall::FAMILY, firewall::TABLE))
+        .unwrap());
+    let missing = ns.run(|| nftables::list_set_elements(firewall::FAMILY, "weft", "bridges"));
+    assert!(
+        missing.as_ref().is_err_and(NftError::is_not_found),
+        "{missing:?}"
+    );
+
+    apply(&ns, |b| {
+        firewall::ensure_base(b);
+        firewall::add_network(b, &net_a());
+        firewall::add_network(b, &net_b());
+    })
+    .expect("ensure_base + add_network");
+    assert!(ns
+        .run(|| nftables::table_exists(firewall::FAMILY, firewall::TABLE))
+        .unwrap());
+
+    let text = ns.ruleset();
+    println!("{text}");
+    assert!(text.contains("table inet weft {"), "{text}");
+    for want in [
+        "set bridges {\n\t\ttype ifname\n",
+        "set pairs {\n\t\ttype ifname . ifname\n",
+        "set internal {\n\t\ttype ifname\n",
+        "set masq4 {\n\t\ttype ipv4_addr\n\t\tflags interval\n",
+        "set masq6 {\n\t\ttype ipv6_addr\n\t\tflags interval\n",
+        "chain user {\n\t}",
+        "type filter hook forward priority filter; policy accept;",
+        "type nat hook postrouting priority srcnat; policy accept;",
+    ] {
+        assert!(text.contains(want), "missing {want:?} in\n{text}");
+    }
+    // Every rule, in order.
+    let forward = [
+        "jump user",
+        "iifname . oifname @pairs accept",
+        "iifname @internal drop",
+        "oifname @internal drop",
+        "iifname @bridges oifname @bridges drop",
+        "oifname @bridges ct state established,related accept",
+        "oifname @bridges drop",
+        "oifname @bridges return",
+        "ip saddr @masq4 masquerade",
+        "ip6 saddr @masq6 masquerade",
+    ];
+    let mut pos = 0;
+    for rule in forward {
+        let line = format!("\t\t{rule}\n");
+        let at = text[pos..]
+            .find(&line)
+            .unwrap_or_else(|| panic!("rule {rule:?} missing or out of order in\n{text}"));
+        pos += at + line.len();
+    }
+    // Elements.
+    let bridges = elements_of(&text, "bridges");
+    assert!(
+        bridges.contains("\"wbr-a\"") && bridges.contains("\"wbr-b\""),
+        "{bridges}"
+    );
+    let pairs = elements_of(&text, "pairs");
+    assert!(
+        pairs.contains("\"wbr-a\" . \"wbr-a\"") && pairs.contains("\"wbr-b\" . \"wbr-b\""),
+        "{pairs}"
+    );
+    let internal = elements_of(&text, "internal");
+    assert!(
+        internal.contains("\"wbr-b\"") && !internal.contains("\"wbr-a\""),
+        "{internal}"
+    );
+    let masq4 = elements_of(&text, "masq4");
+    assert!(
+        masq4.contains("10.88.0.0/24") && masq4.contains("10.88.1.0/24"),
+        "{masq4}"
+    );
+    assert!(
+        elements_of(&text, "masq6").contains("fd00:88::/64"),
+        "{text}"
+    );
+
+    // The read helper sees raw keys.
+    let keys = ns
+        .run(|| nftables::list_set_elements(firewall::FAMILY, "weft", "bridges"))
+        .unwrap();
+    let mut names: Vec<String> = keys
+        .iter()
+        .map(|k| {
+            String::from_utf8_lossy(k)
+                .trim_end_matches('\0')
+                .to_string()
+        })
+        .collect();
+    names.sort();
+    assert_eq!(names, ["wbr-a", "wbr-b"]);
+    let masq = ns
+        .run(|| nftables::list_set_elements(firewall::FAMILY, "weft", "masq4"))
+        .unwrap();
+    assert!(
+        masq.contains(&vec![10, 88, 0, 0]) && masq.contains(&vec![10, 88, 1, 0]),
+        "{masq:?}"
+    );
+
+    // A rule of the user's own survives ensure_base, which is otherwise idempotent.
+    ns.nft(&[
+        "add", "rule", "inet", "weft", "user", "iifname", "\"eth9\"", "counter", "accept",
+    ]);
+    let before = ns.ruleset();
+    apply(&ns, firewall::ensure_base).expect("ensure_base again");
+    let after = ns.ruleset();
+    assert_eq!(before, after, "ensure_base is not idempotent");
+    assert!(
+        after.contains("iifname \"eth9\" counter packets 0 bytes 0 accept"),
+        "{after}"
+    );
+    // Re-adding a network's elements is no error either.
+    apply(&ns, |b| firewall::add_network(b, &net_a())).expect("add_network again");
+    assert_eq!(ns.ruleset(), after);
+
+    // remove_network takes exactly that network's elements away, and twice is fine.
+    apply(&ns, |b| firewall::remove_network(b, &net_a())).expect("remove_network");
+    let text = ns.ruleset();
+    assert!(!text.contains("wbr-a"), "{text}");
+    assert!(!text.contains("10.88.0.0"), "{text}");
+    assert!(!text.contains("fd00:88::"), "{text}");
+    assert!(
+        elements_of(&text, "bridges").contains("\"wbr-b\""),
+        "{text}"
+    );
+    assert!(
+        elements_of(&text, "masq4").contains("10.88.1.0/24"),
+        "{text}"
+    );
+    apply(&ns, |b| firewall::remove_network(b, &net_a())).expect("remove_network twice");
+    apply(&ns, |b| firewall::remove_network(b, &net_b())).expect("remove_network b");
+    let text = ns.ruleset();
+    assert!(
+        !text.contains("wbr-b") && !text.contains("10.88."),
+        "{text}"
+    );
+    // ...and the rules and the user's rule are still there.
+    assert!(
+        text.contains("ip6 saddr @masq6 masquerade") && text.contains("eth9"),
+        "{text}"
+    );
+
+    // flush_elements + add_network (what gc does) leaves exactly the networks given.
+    apply(&ns, |b| {
+        firewall::add_network(b, &net_a());
+        firewall::add_network(b, &net_b());
+    })
+    .unwrap();
+    apply(&ns, |b| {
+        firewall::ensure_base(b);
+        firewall::flush_elements(b);
+        firewall::add_network(b, &net_b());
+    })
+    .expect("gc-style rebuild");
+    let text = ns.ruleset();
+    assert!(!text.contains("wbr-a") && text.contains("wbr-b"), "{text}");
+}
+
+#[test]
+fn rejected_batch_names_the_op_and_changes_nothing() {
+    let ns = Netns::new();
+    apply(&ns, firewall::ensure_base).expect("ensure_base");
+    let before = ns.ruleset();
+    let err = apply(&ns, |b| {
+        firewall::add_network(b, &net_a());
+        b.add_rule(
+            firewall::FAMILY,
+            firewall::TABLE,
+            firewall::CHAIN_FORWARD,
+            vec![
+                Expr::meta(MetaKey::Iifname, Reg::R0),
+                Expr::lookup("nosuchset", Reg::R0),
+                Expr::Verdict(Verdict::Drop),
+            ],
+        );
+        firewall::add_network(b, &net_b());
+    })
+    .expect_err("a rule on a missing set must be refused");
+    match &err {
+        NftError::Rejected { op, errno, .. } => {
+            assert_eq!(op, "add rule to inet weft forward");
+            assert_eq!(*errno, libc::ENOENT);
+        }
+        other => panic!("expected Rejected, got {other:?}"),
+    }
+    println!("{err}");
+    // Atomic: the elements before the bad rule were not applied either.
+    assert_eq!(ns.ruleset(), before);
+
+    // A batch on a table that does not exist names the first op that needs it.
+    let err = apply(&ns, |b| {
+        b.add_elements(
+            nftables::Family::Ip,
+            "nosuchtable",
+            "s",
+            vec![Elem::ifname("x")],
+        );
+    })
+    .expect_err("missing table");
+    assert!(err.is_not_found(), "{err:?}");
+    assert!(
+        err.to_string().contains("add elements to ip nosuchtable s"),
+        "{err}"
+    );
+
+    // destroy_table is idempotent.
+    apply(&ns, |b| b.destroy_table(firewall::FAMILY, firewall::TABLE)).expect("destroy");
+    apply(&ns, |b| b.destroy_table(firewall::FAMILY, firewall::TABLE)).expect("destroy twice");
+    assert!(!ns.ruleset().contains("weft"));
+}
