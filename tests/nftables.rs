@@ -328,3 +328,48 @@ fn rejected_batch_names_the_op_and_changes_nothing() {
     apply(&ns, |b| b.destroy_table(firewall::FAMILY, firewall::TABLE)).expect("destroy twice");
     assert!(!ns.ruleset().contains("weft"));
 }
+
+/// A batch of thousands of messages: every one must be acknowledged (the receive buffer is
+/// sized for it) and the result must be complete.
+#[test]
+fn large_batch_is_fully_acknowledged() {
+    let ns = Netns::new();
+    let nets: Vec<FwNetwork> = (0..800u32)
+        .map(|i| FwNetwork {
+            bridge: format!("wbr{i}"),
+            internal: i % 2 == 0,
+            masq_v4: Some(
+                format!("10.{}.{}.0/24", 100 + i / 256, i % 256)
+                    .parse()
+                    .unwrap(),
+            ),
+            masq_v6: None,
+        })
+        .collect();
+    let all = nets.clone();
+    apply(&ns, move |b| {
+        firewall::ensure_base(b);
+        for n in &all {
+            firewall::add_network(b, n);
+        }
+    })
+    .expect("large batch");
+    let keys = ns
+        .run(|| nftables::list_set_elements(firewall::FAMILY, "weft", "bridges"))
+        .unwrap();
+    assert_eq!(keys.len(), nets.len());
+    let masq = ns
+        .run(|| nftables::list_set_elements(firewall::FAMILY, "weft", "masq4"))
+        .unwrap();
+    assert_eq!(masq.len(), nets.len());
+    apply(&ns, move |b| {
+        for n in &nets {
+            firewall::remove_network(b, n);
+        }
+    })
+    .expect("large removal");
+    let keys = ns
+        .run(|| nftables::list_set_elements(firewall::FAMILY, "weft", "pairs"))
+        .unwrap();
+    assert!(keys.is_empty(), "{} left", keys.len());
+}

@@ -15,12 +15,12 @@ use std::path::Path;
 
 use futures::TryStreamExt;
 use rtnetlink::packet_route::link::{
-    InfoBridgePort, InfoData, InfoKind, InfoPortData, InfoPortKind, InfoVeth, LinkAttribute,
-    LinkMessage,
+    BridgePortState, InfoBridgePort, InfoData, InfoKind, InfoPortData, InfoPortKind, InfoVeth,
+    LinkAttribute, LinkInfo, LinkMessage,
 };
 use rtnetlink::{Handle, LinkMessageBuilder, LinkUnspec, RouteMessageBuilder};
 
-use super::{netns, nftables, sysctl};
+use super::{announce, netns, nftables, sysctl};
 use crate::core::firewall;
 use crate::core::plan::{ExecError, Executor, Ns, Op};
 
@@ -158,10 +158,16 @@ impl KernelExecutor {
     fn run(&mut self, op: &Op) -> Result<(), ExecError> {
         let fail = |e: rtnetlink::Error| exec_err(op, describe(&e));
         match op {
-            Op::CreateBridge { name, mtu, alias } => {
+            Op::CreateBridge {
+                name,
+                mtu,
+                mac,
+                alias,
+            } => {
                 let h = self.handle(&Ns::Host).map_err(|e| exec_err(op, e))?;
                 let msg = LinkMessageBuilder::<rtnetlink::LinkBridge>::new(name)
                     .mtu(*mtu)
+                    .address(mac.to_vec())
                     .build();
                 self.rt
                     .block_on(h.link().add(msg).execute())
@@ -290,6 +296,28 @@ impl KernelExecutor {
                     Err(e) => Err(fail(e)),
                 }
             }
+            Op::Announce {
+                ns,
+                ifname,
+                host_ifname,
+                mac,
+                addrs,
+            } => {
+                self.wait_forwarding(host_ifname)
+                    .map_err(|e| exec_err(op, e))?;
+                let (ifname, mac, addrs) = (ifname.clone(), *mac, addrs.clone());
+                netns::run_in(Path::new(ns), move || -> std::io::Result<()> {
+                    for a in addrs {
+                        match a {
+                            IpAddr::V4(v4) => announce::gratuitous_arp(&ifname, mac, v4)?,
+                            IpAddr::V6(v6) => announce::unsolicited_na(&ifname, mac, v6)?,
+                        }
+                    }
+                    Ok(())
+                })
+                .map_err(|e| exec_err(op, e.to_string()))?
+                .map_err(|e| exec_err(op, e.to_string()))
+            }
             Op::DeleteLink { ns, ifname } => {
                 if let Ns::Sandbox(p) = ns {
                     // The namespace may already be gone (sandbox removed): so is the link.
@@ -312,6 +340,36 @@ impl KernelExecutor {
         }
     }
 
+    /// Waits (up to 2 s) until a bridge port forwards: the kernel enables a port only after
+    /// it has processed the veth's carrier change, asynchronously, and a frame sent before
+    /// then is dropped.
+    fn wait_forwarding(&mut self, ifname: &str) -> Result<(), String> {
+        let h = self.handle(&Ns::Host)?;
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
+        loop {
+            let msg = self.rt.block_on(async {
+                h.link()
+                    .get()
+                    .match_name(ifname.to_string())
+                    .execute()
+                    .try_next()
+                    .await
+            });
+            let state = match msg {
+                Ok(Some(m)) => port_state(&m),
+                Ok(None) => return Err(format!("interface {ifname} does not exist")),
+                Err(e) => return Err(describe(&e)),
+            };
+            match state {
+                None | Some(BridgePortState::Forwarding) => return Ok(()),
+                Some(_) if std::time::Instant::now() > deadline => {
+                    return Err(format!("bridge port {ifname} did not start forwarding"))
+                }
+                Some(_) => std::thread::sleep(std::time::Duration::from_micros(200)),
+            }
+        }
+    }
+
     fn set_alias(&mut self, op: &Op, h: &Handle, idx: u32, alias: &str) -> Result<(), ExecError> {
         let msg = LinkUnspec::new_with_index(idx)
             .alias(alias.to_string())
@@ -320,6 +378,20 @@ impl KernelExecutor {
             .block_on(h.link().set(msg).execute())
             .map_err(|e| exec_err(op, describe(&e)))
     }
+}
+
+/// The bridge port state of a link, if it is a bridge port.
+fn port_state(m: &LinkMessage) -> Option<BridgePortState> {
+    m.attributes.iter().find_map(|a| match a {
+        LinkAttribute::LinkInfo(infos) => infos.iter().find_map(|i| match i {
+            LinkInfo::PortData(InfoPortData::BridgePort(ps)) => ps.iter().find_map(|p| match p {
+                InfoBridgePort::State(s) => Some(*s),
+                _ => None,
+            }),
+            _ => None,
+        }),
+        _ => None,
+    })
 }
 
 impl Executor for KernelExecutor {

@@ -13,7 +13,7 @@ use ipnet::IpNet;
 use thiserror::Error;
 
 use super::firewall::FwNetwork;
-use super::model::{Endpoint, Network};
+use super::model::{mac_for, Endpoint, Network};
 
 /// Which network namespace an operation happens in.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -33,6 +33,9 @@ pub enum Op {
         name: String,
         /// MTU.
         mtu: u32,
+        /// A fixed MAC: without one the bridge takes its ports' lowest MAC, changing it (and
+        /// flushing its neighbour table) whenever a sandbox joins or leaves.
+        mac: [u8; 6],
         /// `weft:<network id>`.
         alias: String,
     },
@@ -102,6 +105,20 @@ pub enum Op {
         /// Next hop.
         gateway: IpAddr,
     },
+    /// Once the host end forwards, announce the sandbox's addresses on its segment
+    /// (gratuitous ARP, unsolicited NA) so neighbours drop a stale MAC for a reused address.
+    Announce {
+        /// Sandbox namespace handle.
+        ns: String,
+        /// Sandbox interface.
+        ifname: String,
+        /// Host end of the veth, whose bridge port must be forwarding first.
+        host_ifname: String,
+        /// The sandbox interface's MAC.
+        mac: [u8; 6],
+        /// Addresses to announce.
+        addrs: Vec<IpAddr>,
+    },
     /// Delete an interface (a veth takes its peer with it).
     DeleteLink {
         /// Namespace.
@@ -130,6 +147,7 @@ impl Op {
             | Op::LinkUp { .. }
             | Op::Sysctl { .. }
             | Op::AddDefaultRoute { .. }
+            | Op::Announce { .. }
             | Op::FirewallRemove(_)
             | Op::DeleteNetns { .. }
             | Op::DeleteLink { .. } => None,
@@ -163,6 +181,7 @@ impl std::fmt::Display for Op {
             Op::AddDefaultRoute { ns: n, gateway } => {
                 write!(f, "add default route via {gateway}{}", ns(n))
             }
+            Op::Announce { ns: n, ifname, .. } => write!(f, "announce {ifname} in {n}"),
             Op::DeleteLink { ns: n, ifname } => write!(f, "delete {ifname}{}", ns(n)),
         }
     }
@@ -256,9 +275,18 @@ pub fn owner_alias(id: &str) -> String {
 
 /// Operations that make a network's bridge, addresses, forwarding and firewall elements.
 pub fn plan_network(net: &Network) -> Vec<Op> {
+    let gw4 = net.v4().and_then(|s| match s.gateway {
+        IpAddr::V4(a) => Some(a),
+        IpAddr::V6(_) => None,
+    });
+    let gw6 = net.v6().and_then(|s| match s.gateway {
+        IpAddr::V6(a) => Some(a),
+        IpAddr::V4(_) => None,
+    });
     let mut ops = vec![Op::CreateBridge {
         name: net.bridge.clone(),
         mtu: net.mtu,
+        mac: mac_for(gw4, gw6),
         alias: owner_alias(&net.id),
     }];
     for s in &net.subnets {
@@ -348,6 +376,13 @@ pub fn plan_attach(
     ops.push(Op::LinkUp {
         ns: ns.clone(),
         ifname: ep.interface.clone(),
+    });
+    ops.push(Op::Announce {
+        ns: netns.to_string(),
+        ifname: ep.interface.clone(),
+        host_ifname: ep.host_interface.clone(),
+        mac,
+        addrs: [ep.ipv4, ep.ipv6].into_iter().flatten().map(|a| a.addr()).collect(),
     });
     if default_route {
         for s in &net.subnets {

@@ -140,6 +140,7 @@ fn setup_namespaces(demo: &Demo) -> Result<()> {
         Op::CreateBridge {
             name: "uplink".into(),
             mtu: 1500,
+            mac: [0x02, 0, 0xc6, 0x33, 0x64, 0x01],
             alias: "demo".into(),
         },
         Op::AddAddress {

@@ -109,7 +109,7 @@ impl MetaKey {
     }
 
     /// How many bytes the kernel writes to the destination register.
-    pub fn len(self) -> u32 {
+    pub fn byte_len(self) -> u32 {
         match self {
             MetaKey::Iifname | MetaKey::Oifname => 16,
             MetaKey::Nfproto | MetaKey::L4proto => 1,

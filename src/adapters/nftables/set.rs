@@ -41,7 +41,7 @@ impl Scalar {
     }
 
     /// Length in bytes, before padding.
-    pub fn len(self) -> u32 {
+    pub fn byte_len(self) -> u32 {
         match self {
             Scalar::Ifname | Scalar::Ipv6Addr => 16,
             Scalar::Ipv4Addr | Scalar::Mark => 4,
@@ -121,10 +121,10 @@ impl KeyType {
     }
 
     /// Key length in bytes as the kernel sees it: every component padded to 4 bytes.
-    pub fn len(self) -> u32 {
+    pub fn byte_len(self) -> u32 {
         self.fields()
             .iter()
-            .map(|f| align4(f.len() as usize) as u32)
+            .map(|f| align4(f.byte_len() as usize) as u32)
             .sum()
     }
 
@@ -230,12 +230,12 @@ impl SetSpec {
         let flags = self.kernel_flags();
         w.put_be32(NFTA_SET_FLAGS, flags);
         w.put_be32(NFTA_SET_KEY_TYPE, self.key.type_id());
-        w.put_be32(NFTA_SET_KEY_LEN, self.key.len());
+        w.put_be32(NFTA_SET_KEY_LEN, self.key.byte_len());
         match self.data {
             Some(DataType::Verdict) => w.put_be32(NFTA_SET_DATA_TYPE, NFT_DATA_VERDICT),
             Some(DataType::Value(t)) => {
                 w.put_be32(NFTA_SET_DATA_TYPE, t.type_id());
-                w.put_be32(NFTA_SET_DATA_LEN, t.len());
+                w.put_be32(NFTA_SET_DATA_LEN, t.byte_len());
             }
             None => {}
         }
@@ -245,7 +245,7 @@ impl SetSpec {
             let concat = w.nest_start(NFTA_SET_DESC_CONCAT);
             for f in self.key.fields() {
                 let e = w.nest_start(NFTA_LIST_ELEM);
-                w.put_be32(NFTA_SET_FIELD_LEN, f.len());
+                w.put_be32(NFTA_SET_FIELD_LEN, f.byte_len());
                 w.nest_end(e);
             }
             w.nest_end(concat);
@@ -268,7 +268,7 @@ impl SetSpec {
 /// What a map element maps to.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum ElemData {
-    /// Bytes of the map's value type (padded like a key; see [`concat`]).
+    /// Bytes of the map's value type (padded like a key; see [`concat()`]).
     Value(Vec<u8>),
     /// A verdict, for verdict maps.
     Verdict(Verdict),
@@ -277,7 +277,7 @@ pub enum ElemData {
 /// One set element.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Elem {
-    /// The key bytes (`KeyType::len` long).
+    /// The key bytes ([`KeyType::byte_len`] long).
     pub key: Vec<u8>,
     /// The end of a range in one element (`NFTA_SET_ELEM_KEY_END`), as interval
     /// concatenations require. Plain interval sets use a separate end element instead.
@@ -408,12 +408,12 @@ mod tests {
     fn type_ids_and_lengths() {
         assert_eq!(KeyType::Ifname.type_id(), 41);
         assert_eq!(KeyType::IfnamePair.type_id(), 0x0a69); // as nft 1.0.6 sends it
-        assert_eq!(KeyType::IfnamePair.len(), 32);
+        assert_eq!(KeyType::IfnamePair.byte_len(), 32);
         assert_eq!(KeyType::Ipv4ProtoService.type_id(), 0x730d); // nft: 00 00 73 0d
-        assert_eq!(KeyType::Ipv4ProtoService.len(), 12);
+        assert_eq!(KeyType::Ipv4ProtoService.byte_len(), 12);
         assert_eq!(KeyType::Ipv4Service.type_id(), 0x1cd);
-        assert_eq!(KeyType::Ipv4Service.len(), 8);
-        assert_eq!(KeyType::Ipv6ProtoService.len(), 24);
+        assert_eq!(KeyType::Ipv4Service.byte_len(), 8);
+        assert_eq!(KeyType::Ipv6ProtoService.byte_len(), 24);
     }
 
     #[test]
