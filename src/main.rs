@@ -3,6 +3,7 @@
 use clap::Parser;
 
 fn main() {
+    let start = std::time::Instant::now();
     let cli = weft::cli::Cli::parse();
     let code = match weft::cli::run(cli) {
         Ok(code) => code,
@@ -12,5 +13,8 @@ fn main() {
             1
         }
     };
+    if let Some(line) = weft::engine::timing::report(start.elapsed()) {
+        eprintln!("{line}");
+    }
     std::process::exit(code);
 }

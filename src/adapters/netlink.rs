@@ -29,7 +29,13 @@ pub struct KernelExecutor {
     rt: tokio::runtime::Runtime,
     host: Option<Handle>,
     sandboxes: HashMap<String, Handle>,
+    applied: usize,
+    crash_after: Option<usize>,
 }
+
+/// Test hook: `WEFT_TEST_CRASH_AFTER_OPS=N` makes the process SIGKILL itself before applying
+/// its (N+1)-th kernel operation, to prove that `weft gc` recovers from a crash at any point.
+pub const CRASH_ENV: &str = "WEFT_TEST_CRASH_AFTER_OPS";
 
 fn errno_of(e: &rtnetlink::Error) -> Option<i32> {
     match e {
@@ -62,6 +68,8 @@ impl KernelExecutor {
             rt,
             host: None,
             sandboxes: HashMap::new(),
+            applied: 0,
+            crash_after: std::env::var(CRASH_ENV).ok().and_then(|v| v.parse().ok()),
         })
     }
 
@@ -303,20 +311,20 @@ impl KernelExecutor {
                 mac,
                 addrs,
             } => {
-                self.wait_forwarding(host_ifname)
-                    .map_err(|e| exec_err(op, e))?;
-                let (ifname, mac, addrs) = (ifname.clone(), *mac, addrs.clone());
-                netns::run_in(Path::new(ns), move || -> std::io::Result<()> {
-                    for a in addrs {
-                        match a {
-                            IpAddr::V4(v4) => announce::gratuitous_arp(&ifname, mac, v4)?,
-                            IpAddr::V6(v6) => announce::unsolicited_na(&ifname, mac, v6)?,
-                        }
-                    }
-                    Ok(())
-                })
-                .map_err(|e| exec_err(op, e.to_string()))?
-                .map_err(|e| exec_err(op, e.to_string()))
+                // The kernel enables the bridge port asynchronously (10-20 ms here) after the
+                // veth's carrier comes on, and drops frames until then. Rather than make the
+                // command wait, a detached grandchild waits and announces.
+                let job = AnnounceJob {
+                    ns: ns.clone(),
+                    ifname: ifname.clone(),
+                    host_ifname: host_ifname.clone(),
+                    mac: *mac,
+                    addrs: addrs.clone(),
+                };
+                if std::env::var_os("WEFT_SYNC_ANNOUNCE").is_some() || !spawn_detached(&job) {
+                    job.run().map_err(|e| exec_err(op, e))?;
+                }
+                Ok(())
             }
             Op::DeleteLink { ns, ifname } => {
                 if let Ns::Sandbox(p) = ns {
@@ -380,6 +388,66 @@ impl KernelExecutor {
     }
 }
 
+/// A pending address announcement.
+struct AnnounceJob {
+    ns: String,
+    ifname: String,
+    host_ifname: String,
+    mac: [u8; 6],
+    addrs: Vec<IpAddr>,
+}
+
+impl AnnounceJob {
+    /// Waits for the host end's bridge port to forward, then announces from the sandbox.
+    fn run(&self) -> Result<(), String> {
+        let mut exec = KernelExecutor::new().map_err(|e| e.to_string())?;
+        exec.wait_forwarding(&self.host_ifname)?;
+        let (ifname, mac, addrs) = (self.ifname.clone(), self.mac, self.addrs.clone());
+        netns::run_in(Path::new(&self.ns), move || -> std::io::Result<()> {
+            for a in addrs {
+                match a {
+                    IpAddr::V4(v4) => announce::gratuitous_arp(&ifname, mac, v4)?,
+                    IpAddr::V6(v6) => announce::unsolicited_na(&ifname, mac, v6)?,
+                }
+            }
+            Ok(())
+        })
+        .map_err(|e| e.to_string())?
+        .map_err(|e| e.to_string())
+    }
+}
+
+/// Runs `job` in a double-forked grandchild (so no zombie is left to anyone) with its
+/// standard streams on /dev/null (so it holds no caller's pipe open). Returns false if the
+/// fork failed and the caller should run the job itself.
+fn spawn_detached(job: &AnnounceJob) -> bool {
+    // SAFETY: weft is single-threaded here (namespace threads are joined, the runtime is a
+    // current-thread one), so the children may allocate; they end with _exit.
+    unsafe {
+        match libc::fork() {
+            -1 => false,
+            0 => {
+                if libc::fork() == 0 {
+                    let null = libc::open(c"/dev/null".as_ptr(), libc::O_RDWR);
+                    if null >= 0 {
+                        for fd in 0..3 {
+                            libc::dup2(null, fd);
+                        }
+                    }
+                    let code = if job.run().is_ok() { 0 } else { 1 };
+                    libc::_exit(code);
+                }
+                libc::_exit(0);
+            }
+            child => {
+                let mut status = 0;
+                libc::waitpid(child, &mut status, 0);
+                true
+            }
+        }
+    }
+}
+
 /// The bridge port state of a link, if it is a bridge port.
 fn port_state(m: &LinkMessage) -> Option<BridgePortState> {
     m.attributes.iter().find_map(|a| match a {
@@ -396,6 +464,23 @@ fn port_state(m: &LinkMessage) -> Option<BridgePortState> {
 
 impl Executor for KernelExecutor {
     fn apply(&mut self, op: &Op) -> Result<(), ExecError> {
-        self.run(op)
+        if self.crash_after == Some(self.applied) {
+            // SAFETY: plain system calls; this is the test hook's whole point.
+            unsafe {
+                libc::kill(libc::getpid(), libc::SIGKILL);
+            }
+        }
+        self.applied += 1;
+        let phase = match op {
+            Op::CreateNetns { .. } | Op::DeleteNetns { .. } => "netns",
+            Op::FirewallAdd(_) | Op::FirewallRemove(_) => "nftables",
+            Op::Announce { .. } => "announce",
+            Op::Sysctl { .. } => "sysctl",
+            _ => "netlink",
+        };
+        let start = std::time::Instant::now();
+        let res = self.run(op);
+        crate::engine::timing::record(phase, start.elapsed());
+        res
     }
 }

@@ -377,13 +377,6 @@ pub fn plan_attach(
         ns: ns.clone(),
         ifname: ep.interface.clone(),
     });
-    ops.push(Op::Announce {
-        ns: netns.to_string(),
-        ifname: ep.interface.clone(),
-        host_ifname: ep.host_interface.clone(),
-        mac,
-        addrs: [ep.ipv4, ep.ipv6].into_iter().flatten().map(|a| a.addr()).collect(),
-    });
     if default_route {
         for s in &net.subnets {
             if (s.subnet.addr().is_ipv4() && ep.ipv4.is_some())
@@ -396,6 +389,13 @@ pub fn plan_attach(
             }
         }
     }
+    ops.push(Op::Announce {
+        ns: netns.to_string(),
+        ifname: ep.interface.clone(),
+        host_ifname: ep.host_interface.clone(),
+        mac,
+        addrs: [ep.ipv4, ep.ipv6].into_iter().flatten().map(|a| a.addr()).collect(),
+    });
     ops
 }
 

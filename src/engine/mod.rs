@@ -14,6 +14,7 @@ pub mod demo;
 pub mod gc;
 pub mod network;
 pub mod sandbox;
+pub mod timing;
 pub mod tools;
 pub mod view;
 
@@ -64,7 +65,7 @@ impl Ctx {
             .with_context(|| format!("creating state directory {}", state_dir.display()))?;
         std::fs::create_dir_all(run_dir.join("sandboxes"))
             .with_context(|| format!("creating run directory {}", run_dir.display()))?;
-        let store = SqliteStore::open(state_dir)?;
+        let store = timing::time("store-open", || SqliteStore::open(state_dir))?;
         Ok(Self {
             state_dir: state_dir.to_path_buf(),
             run_dir: run_dir.to_path_buf(),

@@ -210,6 +210,7 @@ pub fn create(ctx: &Ctx, req: &SandboxRequest) -> Result<Sandbox> {
         _ => Some(ctx.netns_dir()?.join(&id).display().to_string()),
     };
 
+    let intent_start = std::time::Instant::now();
     let tx = ctx.store.begin(Mode::Write)?;
     if tx.sandbox(&name)?.is_some_and(|s| s.name == name) {
         return Err(user_err!(
@@ -248,6 +249,7 @@ pub fn create(ctx: &Ctx, req: &SandboxRequest) -> Result<Sandbox> {
     };
     tx.put_sandbox(&sb)?;
     tx.commit()?;
+    super::timing::record("state-intent", intent_start.elapsed());
 
     let result = build(ctx, &sb, &nets);
     if let Err(e) = result {
@@ -257,15 +259,18 @@ pub fn create(ctx: &Ctx, req: &SandboxRequest) -> Result<Sandbox> {
     let mut done = sb;
     done.status = Status::Created;
     done.owner_pid = None;
-    let tx = ctx.store.begin(Mode::Write)?;
-    tx.put_sandbox(&done)?;
-    tx.commit()?;
+    super::timing::time("state-commit", || -> Result<()> {
+        let tx = ctx.store.begin(Mode::Write)?;
+        tx.put_sandbox(&done)?;
+        tx.commit()?;
+        Ok(())
+    })?;
     Ok(done)
 }
 
 /// Makes the kernel objects and files of a freshly recorded sandbox, or none of them.
 fn build(ctx: &Ctx, sb: &Sandbox, nets: &[Network]) -> Result<()> {
-    write_files(ctx, sb)?;
+    super::timing::time("files", || write_files(ctx, sb))?;
     let Some(ns) = &sb.netns else {
         return Ok(());
     };
@@ -590,7 +595,7 @@ pub fn remove_one(ctx: &Ctx, id: &str, kill: bool) -> Result<()> {
         }
     }
     destroy_kernel(&sb)?;
-    forget(ctx, &sb)
+    super::timing::time("state-commit", || forget(ctx, &sb))
 }
 
 /// Deletes a sandbox's namespace, and its host-side veths in case a namespace handle is
