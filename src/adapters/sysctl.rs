@@ -5,10 +5,19 @@
 
 use std::io;
 
-/// Writes `value` to the sysctl `key` (dotted, e.g. `net.ipv4.ip_forward`), skipping the
-/// write when it already holds that value.
+/// Path of a sysctl: dotted keys (`net.ipv4.ip_forward`) or, for keys containing an
+/// interface name that may itself hold dots, slash-separated ones (`net/ipv6/conf/br.1/x`).
+fn path(key: &str) -> String {
+    if key.contains('/') {
+        format!("/proc/sys/{key}")
+    } else {
+        format!("/proc/sys/{}", key.replace('.', "/"))
+    }
+}
+
+/// Writes `value` to the sysctl `key`, skipping the write when it already holds that value.
 pub fn set(key: &str, value: &str) -> io::Result<()> {
-    let path = format!("/proc/sys/{}", key.replace('.', "/"));
+    let path = path(key);
     if let Ok(cur) = std::fs::read_to_string(&path) {
         if cur.trim() == value {
             return Ok(());
@@ -19,6 +28,5 @@ pub fn set(key: &str, value: &str) -> io::Result<()> {
 
 /// Reads the sysctl `key`.
 pub fn get(key: &str) -> io::Result<String> {
-    let path = format!("/proc/sys/{}", key.replace('.', "/"));
-    Ok(std::fs::read_to_string(path)?.trim().to_string())
+    Ok(std::fs::read_to_string(path(key))?.trim().to_string())
 }

@@ -289,6 +289,15 @@ pub fn plan_network(net: &Network) -> Vec<Op> {
         mac: mac_for(gw4, gw6),
         alias: owner_alias(&net.id),
     }];
+    if net.v6().is_some() {
+        // weft alone hands out addresses here: duplicate address detection would only keep
+        // the gateway unusable for its first seconds.
+        ops.push(Op::Sysctl {
+            ns: Ns::Host,
+            key: format!("net/ipv6/conf/{}/accept_dad", net.bridge),
+            value: "0".into(),
+        });
+    }
     for s in &net.subnets {
         if let Ok(addr) = IpNet::new(s.gateway, s.subnet.prefix_len()) {
             ops.push(Op::AddAddress {

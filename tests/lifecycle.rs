@@ -1,0 +1,189 @@
+//! Sandbox lifecycle against the real kernel: run in the foreground and detached, exec,
+//! connect and disconnect while running, stop, rm, host and none modes.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{weft_bin, Host};
+
+fn interfaces(h: &Host, sandbox: &str) -> Vec<String> {
+    let dev = h.weft_ok(&["exec", sandbox, "--", "cat", "/proc/net/dev"]);
+    dev.lines()
+        .skip(2)
+        .filter_map(|l| l.split(':').next())
+        .map(|s| s.trim().to_string())
+        .collect()
+}
+
+#[test]
+fn foreground_run_passes_exit_code_and_leaves_nothing() {
+    let h = Host::new("fg");
+    h.weft_ok(&["network", "create", "n"]);
+    let out = h.weft(&["run", "--network", "n", "--name", "once", "--", "sh", "-c", "exit 7"]);
+    assert_eq!(out.status.code(), Some(7));
+    let ps = h.json(&["ps", "-a"]);
+    assert_eq!(ps.as_array().unwrap().len(), 0, "{ps}");
+    let netns_dir = h.run_dir().join("netns");
+    let left: Vec<_> = std::fs::read_dir(&netns_dir).unwrap().collect();
+    assert!(left.is_empty(), "namespace handles left: {left:?}");
+    // The kernel destroys the namespace, and the veth with it, asynchronously.
+    let mut links = String::new();
+    for _ in 0..100 {
+        links = h.ns.ip(&["-o", "link", "show"]);
+        if !links.contains(": wv") {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(!links.contains(": wv"), "veth left on the host: {links}");
+}
+
+#[test]
+fn foreground_run_sees_its_network_hostname_and_hosts_file() {
+    let h = Host::new("fgv");
+    h.weft_ok(&["network", "create", "n", "--subnet", "10.130.0.0/24"]);
+    let out = h.weft_ok(&[
+        "run", "--network", "n", "--ip", "10.130.0.9", "--hostname", "box1", "--", "sh", "-c",
+        "hostname; cat /etc/hosts; cat /proc/net/route",
+    ]);
+    assert!(out.starts_with("box1\n"), "{out}");
+    assert!(out.contains("10.130.0.9\tbox1"), "{out}");
+    // Default route via the gateway 10.130.0.1 (0100820A little-endian).
+    assert!(out.contains("eth0\t00000000\t0100820A"), "{out}");
+}
+
+#[test]
+fn detached_run_keeps_running_then_stops_and_is_removed() {
+    let h = Host::new("det");
+    h.weft_ok(&["network", "create", "n"]);
+    let id = h.weft_ok(&["run", "-d", "--name", "bg", "--network", "n", "--", "sleep", "600"]);
+    assert_eq!(id.trim().len(), 64);
+    let v = h.json(&["inspect", "bg"]);
+    assert_eq!(v[0]["status"], "running");
+    let pid = v[0]["pid"].as_u64().unwrap();
+    assert!(std::path::Path::new(&format!("/proc/{pid}")).exists());
+    assert_eq!(h.json(&["ps"]).as_array().unwrap().len(), 1);
+
+    let err = h.weft_err(1, &["rm", "bg"]);
+    assert!(err.contains("is running"), "{err}");
+
+    h.weft_ok(&["stop", "-t", "5", "bg"]);
+    let v = h.json(&["inspect", "bg"]);
+    assert_eq!(v[0]["status"], "exited");
+    assert_eq!(v[0]["pid"], serde_json::Value::Null);
+    assert!(h.json(&["ps"]).as_array().unwrap().is_empty());
+    assert_eq!(h.json(&["ps", "-a"]).as_array().unwrap().len(), 1);
+    h.weft_ok(&["rm", "bg"]);
+    assert!(h.json(&["ps", "-a"]).as_array().unwrap().is_empty());
+}
+
+#[test]
+fn detached_run_with_rm_cleans_up_when_the_command_exits() {
+    let h = Host::new("drm");
+    h.weft_ok(&["network", "create", "n"]);
+    h.weft_ok(&["run", "-d", "--rm", "--name", "short", "--network", "n", "--", "sleep", "0.2"]);
+    let mut gone = false;
+    for _ in 0..100 {
+        if h.json(&["ps", "-a"]).as_array().unwrap().is_empty() {
+            gone = true;
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(gone, "sandbox not removed after its command exited");
+    let net = h.json(&["network", "inspect", "n"]);
+    assert!(net[0]["endpoints"].as_array().unwrap().is_empty(), "{net}");
+}
+
+#[test]
+fn connect_and_disconnect_while_running() {
+    let h = Host::new("conn");
+    h.weft_ok(&["network", "create", "one"]);
+    h.weft_ok(&["network", "create", "two"]);
+    h.sleeper("a", &["--network", "one"]);
+    h.sleeper("b", &["--network", "two"]);
+    let b_ip = h.ip_of("b", 0);
+    assert!(!h.pings("a", &b_ip), "a must not reach b before connecting");
+    assert_eq!(interfaces(&h, "a"), vec!["lo", "eth0"]);
+
+    let out = h.weft_ok(&["network", "connect", "two", "a"]);
+    assert!(out.starts_with("eth1 "), "{out}");
+    let mut ifs = interfaces(&h, "a");
+    ifs.sort();
+    assert_eq!(ifs, vec!["eth0", "eth1", "lo"]);
+    assert!(h.pings("a", &b_ip), "a reaches b once connected to two");
+    let v = h.json(&["inspect", "a"]);
+    assert_eq!(v[0]["networks"][1]["network"], "two");
+    assert_eq!(v[0]["networks"][1]["interface"], "eth1");
+
+    h.weft_ok(&["network", "disconnect", "two", "a"]);
+    assert_eq!(interfaces(&h, "a"), vec!["lo", "eth0"]);
+    assert!(!h.pings("a", &b_ip), "a must not reach b after disconnecting");
+    // Still running throughout.
+    assert_eq!(h.json(&["inspect", "a"])[0]["status"], "running");
+    let err = h.weft_err(1, &["network", "disconnect", "two", "a"]);
+    assert!(err.contains("not connected"), "{err}");
+}
+
+#[test]
+fn create_without_process_then_exec() {
+    let h = Host::new("cre");
+    h.weft_ok(&["network", "create", "n", "--subnet", "10.131.0.0/24"]);
+    h.weft_ok(&["create", "--name", "idle", "--network", "n"]);
+    assert_eq!(h.json(&["inspect", "idle"])[0]["status"], "created");
+    let out = h.weft_ok(&["exec", "idle", "--", "cat", "/proc/net/fib_trie"]);
+    assert!(out.contains("10.131.0.2"), "{out}");
+    let out = h.weft(&["exec", "idle", "--", "sh", "-c", "exit 3"]);
+    assert_eq!(out.status.code(), Some(3));
+}
+
+#[test]
+fn none_mode_has_only_loopback_and_host_mode_shares_the_host() {
+    let h = Host::new("modes");
+    h.ns.ip(&["link", "add", "hostonly0", "type", "veth", "peer", "name", "hostonly1"]);
+    let none = h.weft_ok(&["run", "--network", "none", "--", "cat", "/proc/net/dev"]);
+    let ifs: Vec<&str> = none.lines().skip(2).filter_map(|l| l.split(':').next()).map(str::trim).collect();
+    assert_eq!(ifs, vec!["lo"]);
+    let host = h.weft_ok(&["run", "--network", "host", "--", "cat", "/proc/net/dev"]);
+    assert!(host.contains("hostonly0"), "{host}");
+    let err = h.weft_err(1, &["run", "--network", "host", "--network", "none", "--", "true"]);
+    assert!(err.contains("cannot be combined"), "{err}");
+}
+
+#[test]
+fn default_network_is_created_on_first_use() {
+    let h = Host::new("dflt");
+    h.weft_ok(&["run", "--", "true"]);
+    let nets = h.json(&["network", "ls"]);
+    assert_eq!(nets[0]["name"], "weft");
+    assert_eq!(nets[0]["bridge"], "weft0");
+    let link = h.ns.ip(&["link", "show", "weft0"]);
+    assert!(link.contains("weft0"));
+}
+
+#[test]
+fn network_rm_refuses_attached_sandboxes_unless_forced() {
+    let h = Host::new("nrm");
+    h.weft_ok(&["network", "create", "n"]);
+    h.sleeper("a", &["--network", "n"]);
+    let err = h.weft_err(1, &["network", "rm", "n"]);
+    assert!(err.contains("has sandboxes attached (a)"), "{err}");
+    h.weft_ok(&["network", "rm", "--force", "n"]);
+    assert!(h.json(&["network", "ls"]).as_array().unwrap().is_empty());
+    assert!(h.json(&["inspect", "a"])[0]["networks"].as_array().unwrap().is_empty());
+    let _ = weft_bin();
+}
+
+#[test]
+fn ipv6_network_gives_both_families() {
+    let h = Host::new("v6");
+    h.weft_ok(&["network", "create", "dual", "--ipv6", "--subnet", "10.132.0.0/24", "--subnet", "fd00:132::/64"]);
+    h.sleeper("a", &["--network", "dual"]);
+    h.sleeper("b", &["--network", "dual"]);
+    let v = h.json(&["inspect", "b"]);
+    let b6 = v[0]["networks"][0]["ipv6"].as_str().unwrap().split('/').next().unwrap().to_string();
+    assert!(b6.starts_with("fd00:132::"), "{b6}");
+    assert!(h.pings("a", &b6), "a cannot reach b over IPv6");
+    assert!(h.pings("a", "fd00:132::1"), "a cannot reach the IPv6 gateway");
+}
