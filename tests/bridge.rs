@@ -15,14 +15,20 @@ fn same_network_reaches_peer_and_gateway_other_network_reaches_neither() {
     h.sleeper("c", &["--network", "red"]);
     let (a, b) = (h.ip_of("a", 0), h.ip_of("b", 0));
     let blue = h.json(&["network", "inspect", "blue"]);
-    let gw = blue[0]["subnets"][0]["gateway"].as_str().unwrap().to_string();
+    let gw = blue[0]["subnets"][0]["gateway"]
+        .as_str()
+        .unwrap()
+        .to_string();
 
     assert!(h.pings("a", &b), "a cannot reach b on the same network");
     assert!(h.pings("b", &a), "b cannot reach a on the same network");
     assert!(h.pings("a", &gw), "a cannot reach its gateway");
     assert!(!h.pings("c", &a), "c on another network reached a");
     assert!(!h.pings("c", &b), "c on another network reached b");
-    assert!(!h.pings("a", &h.ip_of("c", 0)), "a reached c on another network");
+    assert!(
+        !h.pings("a", &h.ip_of("c", 0)),
+        "a reached c on another network"
+    );
 }
 
 #[test]
@@ -46,7 +52,15 @@ fn masquerade_shows_the_host_address_to_the_outside() {
     h.weft_ok(&["network", "create", "out"]);
     h.sleeper("a", &["--network", "out"]);
     let mut server = w.serve("198.51.100.2:8080", 1);
-    let reply = h.weft_ok(&["exec", "a", "--", weft_bin(), "tool", "connect", "198.51.100.2:8080"]);
+    let reply = h.weft_ok(&[
+        "exec",
+        "a",
+        "--",
+        weft_bin(),
+        "tool",
+        "connect",
+        "198.51.100.2:8080",
+    ]);
     assert!(
         reply.starts_with("peer=198.51.100.1:"),
         "server should see the host's address, saw {reply:?}"
@@ -61,8 +75,21 @@ fn without_masquerade_the_outside_cannot_answer() {
     h.weft_ok(&["network", "create", "plain", "--opt", "masquerade=false"]);
     h.sleeper("a", &["--network", "plain"]);
     let mut server = w.serve("198.51.100.2:8081", 1);
-    let out = h.weft(&["exec", "a", "--", weft_bin(), "tool", "connect", "198.51.100.2:8081", "--timeout", "1"]);
-    assert!(!out.status.success(), "no NAT and no route back: connect must fail");
+    let out = h.weft(&[
+        "exec",
+        "a",
+        "--",
+        weft_bin(),
+        "tool",
+        "connect",
+        "198.51.100.2:8081",
+        "--timeout",
+        "1",
+    ]);
+    assert!(
+        !out.status.success(),
+        "no NAT and no route back: connect must fail"
+    );
     let _ = server.kill();
     let _ = server.wait();
 }
@@ -76,16 +103,38 @@ fn internal_network_reaches_nothing_outside() {
     h.sleeper("a", &["--network", "closed"]);
     h.sleeper("b", &["--network", "closed"]);
     h.sleeper("o", &["--network", "open"]);
-    assert!(h.pings("a", &h.ip_of("b", 0)), "internal sandboxes still reach each other");
-    assert!(!h.pings("a", "198.51.100.2"), "internal network reached the outside");
-    assert!(!h.pings("a", &h.ip_of("o", 0)), "internal network reached another network");
-    assert!(h.pings("o", "198.51.100.2"), "the open network does reach the outside");
+    assert!(
+        h.pings("a", &h.ip_of("b", 0)),
+        "internal sandboxes still reach each other"
+    );
+    assert!(
+        !h.pings("a", "198.51.100.2"),
+        "internal network reached the outside"
+    );
+    assert!(
+        !h.pings("a", &h.ip_of("o", 0)),
+        "internal network reached another network"
+    );
+    assert!(
+        h.pings("o", "198.51.100.2"),
+        "the open network does reach the outside"
+    );
 }
 
 #[test]
 fn bridge_addresses_and_firewall_are_in_the_kernel() {
     let h = Host::new("kern");
-    let id = h.weft_ok(&["network", "create", "k", "--subnet", "10.123.0.0/24", "--bridge-name", "kbr0", "--mtu", "1400"]);
+    let id = h.weft_ok(&[
+        "network",
+        "create",
+        "k",
+        "--subnet",
+        "10.123.0.0/24",
+        "--bridge-name",
+        "kbr0",
+        "--mtu",
+        "1400",
+    ]);
     assert_eq!(id.trim().len(), 64);
     let link = h.ns.ip(&["-d", "link", "show", "kbr0"]);
     assert!(link.contains("mtu 1400"), "{link}");
@@ -106,9 +155,27 @@ fn bridge_addresses_and_firewall_are_in_the_kernel() {
 #[test]
 fn gratuitous_arp_replaces_a_stale_neighbour_entry() {
     let h = Host::new("garp");
-    h.weft_ok(&["network", "create", "g", "--subnet", "10.124.0.0/24", "--bridge-name", "gbr0"]);
+    h.weft_ok(&[
+        "network",
+        "create",
+        "g",
+        "--subnet",
+        "10.124.0.0/24",
+        "--bridge-name",
+        "gbr0",
+    ]);
     // A neighbour entry for .5 pointing at an old MAC, as left by a previous sandbox.
-    h.ns.ip(&["neigh", "replace", "10.124.0.5", "lladdr", "02:00:00:00:00:99", "dev", "gbr0", "nud", "stale"]);
+    h.ns.ip(&[
+        "neigh",
+        "replace",
+        "10.124.0.5",
+        "lladdr",
+        "02:00:00:00:00:99",
+        "dev",
+        "gbr0",
+        "nud",
+        "stale",
+    ]);
     h.sleeper("a", &["--network", "g", "--ip", "10.124.0.5"]);
     let mut seen = String::new();
     for _ in 0..50 {
@@ -118,5 +185,8 @@ fn gratuitous_arp_replaces_a_stale_neighbour_entry() {
         }
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
-    assert!(seen.contains("02:42:0a:7c:00:05"), "neighbour still stale: {seen}");
+    assert!(
+        seen.contains("02:42:0a:7c:00:05"),
+        "neighbour still stale: {seen}"
+    );
 }

@@ -20,7 +20,17 @@ fn interfaces(h: &Host, sandbox: &str) -> Vec<String> {
 fn foreground_run_passes_exit_code_and_leaves_nothing() {
     let h = Host::new("fg");
     h.weft_ok(&["network", "create", "n"]);
-    let out = h.weft(&["run", "--network", "n", "--name", "once", "--", "sh", "-c", "exit 7"]);
+    let out = h.weft(&[
+        "run",
+        "--network",
+        "n",
+        "--name",
+        "once",
+        "--",
+        "sh",
+        "-c",
+        "exit 7",
+    ]);
     assert_eq!(out.status.code(), Some(7));
     let ps = h.json(&["ps", "-a"]);
     assert_eq!(ps.as_array().unwrap().len(), 0, "{ps}");
@@ -44,7 +54,16 @@ fn foreground_run_sees_its_network_hostname_and_hosts_file() {
     let h = Host::new("fgv");
     h.weft_ok(&["network", "create", "n", "--subnet", "10.130.0.0/24"]);
     let out = h.weft_ok(&[
-        "run", "--network", "n", "--ip", "10.130.0.9", "--hostname", "box1", "--", "sh", "-c",
+        "run",
+        "--network",
+        "n",
+        "--ip",
+        "10.130.0.9",
+        "--hostname",
+        "box1",
+        "--",
+        "sh",
+        "-c",
         "hostname; cat /etc/hosts; cat /proc/net/route",
     ]);
     assert!(out.starts_with("box1\n"), "{out}");
@@ -57,7 +76,17 @@ fn foreground_run_sees_its_network_hostname_and_hosts_file() {
 fn detached_run_keeps_running_then_stops_and_is_removed() {
     let h = Host::new("det");
     h.weft_ok(&["network", "create", "n"]);
-    let id = h.weft_ok(&["run", "-d", "--name", "bg", "--network", "n", "--", "sleep", "600"]);
+    let id = h.weft_ok(&[
+        "run",
+        "-d",
+        "--name",
+        "bg",
+        "--network",
+        "n",
+        "--",
+        "sleep",
+        "600",
+    ]);
     assert_eq!(id.trim().len(), 64);
     let v = h.json(&["inspect", "bg"]);
     assert_eq!(v[0]["status"], "running");
@@ -82,7 +111,18 @@ fn detached_run_keeps_running_then_stops_and_is_removed() {
 fn detached_run_with_rm_cleans_up_when_the_command_exits() {
     let h = Host::new("drm");
     h.weft_ok(&["network", "create", "n"]);
-    h.weft_ok(&["run", "-d", "--rm", "--name", "short", "--network", "n", "--", "sleep", "0.2"]);
+    h.weft_ok(&[
+        "run",
+        "-d",
+        "--rm",
+        "--name",
+        "short",
+        "--network",
+        "n",
+        "--",
+        "sleep",
+        "0.2",
+    ]);
     let mut gone = false;
     for _ in 0..100 {
         if h.json(&["ps", "-a"]).as_array().unwrap().is_empty() {
@@ -119,7 +159,10 @@ fn connect_and_disconnect_while_running() {
 
     h.weft_ok(&["network", "disconnect", "two", "a"]);
     assert_eq!(interfaces(&h, "a"), vec!["lo", "eth0"]);
-    assert!(!h.pings("a", &b_ip), "a must not reach b after disconnecting");
+    assert!(
+        !h.pings("a", &b_ip),
+        "a must not reach b after disconnecting"
+    );
     // Still running throughout.
     assert_eq!(h.json(&["inspect", "a"])[0]["status"], "running");
     let err = h.weft_err(1, &["network", "disconnect", "two", "a"]);
@@ -141,13 +184,38 @@ fn create_without_process_then_exec() {
 #[test]
 fn none_mode_has_only_loopback_and_host_mode_shares_the_host() {
     let h = Host::new("modes");
-    h.ns.ip(&["link", "add", "hostonly0", "type", "veth", "peer", "name", "hostonly1"]);
+    h.ns.ip(&[
+        "link",
+        "add",
+        "hostonly0",
+        "type",
+        "veth",
+        "peer",
+        "name",
+        "hostonly1",
+    ]);
     let none = h.weft_ok(&["run", "--network", "none", "--", "cat", "/proc/net/dev"]);
-    let ifs: Vec<&str> = none.lines().skip(2).filter_map(|l| l.split(':').next()).map(str::trim).collect();
+    let ifs: Vec<&str> = none
+        .lines()
+        .skip(2)
+        .filter_map(|l| l.split(':').next())
+        .map(str::trim)
+        .collect();
     assert_eq!(ifs, vec!["lo"]);
     let host = h.weft_ok(&["run", "--network", "host", "--", "cat", "/proc/net/dev"]);
     assert!(host.contains("hostonly0"), "{host}");
-    let err = h.weft_err(1, &["run", "--network", "host", "--network", "none", "--", "true"]);
+    let err = h.weft_err(
+        1,
+        &[
+            "run",
+            "--network",
+            "host",
+            "--network",
+            "none",
+            "--",
+            "true",
+        ],
+    );
     assert!(err.contains("cannot be combined"), "{err}");
 }
 
@@ -171,19 +239,40 @@ fn network_rm_refuses_attached_sandboxes_unless_forced() {
     assert!(err.contains("has sandboxes attached (a)"), "{err}");
     h.weft_ok(&["network", "rm", "--force", "n"]);
     assert!(h.json(&["network", "ls"]).as_array().unwrap().is_empty());
-    assert!(h.json(&["inspect", "a"])[0]["networks"].as_array().unwrap().is_empty());
+    assert!(h.json(&["inspect", "a"])[0]["networks"]
+        .as_array()
+        .unwrap()
+        .is_empty());
     let _ = weft_bin();
 }
 
 #[test]
 fn ipv6_network_gives_both_families() {
     let h = Host::new("v6");
-    h.weft_ok(&["network", "create", "dual", "--ipv6", "--subnet", "10.132.0.0/24", "--subnet", "fd00:132::/64"]);
+    h.weft_ok(&[
+        "network",
+        "create",
+        "dual",
+        "--ipv6",
+        "--subnet",
+        "10.132.0.0/24",
+        "--subnet",
+        "fd00:132::/64",
+    ]);
     h.sleeper("a", &["--network", "dual"]);
     h.sleeper("b", &["--network", "dual"]);
     let v = h.json(&["inspect", "b"]);
-    let b6 = v[0]["networks"][0]["ipv6"].as_str().unwrap().split('/').next().unwrap().to_string();
+    let b6 = v[0]["networks"][0]["ipv6"]
+        .as_str()
+        .unwrap()
+        .split('/')
+        .next()
+        .unwrap()
+        .to_string();
     assert!(b6.starts_with("fd00:132::"), "{b6}");
     assert!(h.pings("a", &b6), "a cannot reach b over IPv6");
-    assert!(h.pings("a", "fd00:132::1"), "a cannot reach the IPv6 gateway");
+    assert!(
+        h.pings("a", "fd00:132::1"),
+        "a cannot reach the IPv6 gateway"
+    );
 }

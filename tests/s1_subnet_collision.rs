@@ -24,11 +24,26 @@ fn build(prefix: &str) -> S1 {
     let host = Host::new(prefix);
     let client = Netns::new(&format!("{prefix}c"));
     let router = Netns::new(&format!("{prefix}r"));
-    link(&client, "eth0", "172.22.5.10/24", &router, "c0", "172.22.5.1/24");
-    link(&router, "h0", "172.42.10.1/24", &host.ns, "eno8303", "172.42.10.112/24");
+    link(
+        &client,
+        "eth0",
+        "172.22.5.10/24",
+        &router,
+        "c0",
+        "172.22.5.1/24",
+    );
+    link(
+        &router,
+        "h0",
+        "172.42.10.1/24",
+        &host.ns,
+        "eno8303",
+        "172.42.10.112/24",
+    );
     common::ok(&mut router.cmd("sh", &["-c", "echo 1 > /proc/sys/net/ipv4/ip_forward"]));
     client.ip(&["route", "add", "default", "via", "172.22.5.1"]);
-    host.ns.ip(&["route", "add", "default", "via", "172.42.10.1"]);
+    host.ns
+        .ip(&["route", "add", "default", "via", "172.42.10.1"]);
     S1 {
         host,
         client,
@@ -50,7 +65,9 @@ fn in_ns<T: Send + 'static>(path: String, f: impl FnOnce() -> T + Send + 'static
 /// An echo service on the host at 172.42.10.112:2222 and a client connection to it from
 /// 172.22.5.10, like the developers' SSH sessions of S1.
 fn connect(s1: &S1) -> TcpStream {
-    let listener = in_ns(s1.host.ns.path(), || TcpListener::bind("172.42.10.112:2222").unwrap());
+    let listener = in_ns(s1.host.ns.path(), || {
+        TcpListener::bind("172.42.10.112:2222").unwrap()
+    });
     std::thread::spawn(move || {
         if let Ok((mut s, _)) = listener.accept() {
             let mut buf = [0u8; 64];
@@ -62,10 +79,15 @@ fn connect(s1: &S1) -> TcpStream {
         }
     });
     let stream = in_ns(s1.client.path(), || {
-        TcpStream::connect_timeout(&"172.42.10.112:2222".parse().unwrap(), Duration::from_secs(5))
-            .unwrap()
+        TcpStream::connect_timeout(
+            &"172.42.10.112:2222".parse().unwrap(),
+            Duration::from_secs(5),
+        )
+        .unwrap()
     });
-    stream.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(2)))
+        .unwrap();
     stream
 }
 
@@ -90,17 +112,29 @@ fn subnets(host: &Host) -> Vec<ipnet::IpNet> {
 fn auto_allocation_never_captures_a_peer_behind_the_default_route() {
     let s1 = build("s1");
     let mut conn = connect(&s1);
-    assert!(still_talks(&mut conn), "the connection works before weft does anything");
+    assert!(
+        still_talks(&mut conn),
+        "the connection works before weft does anything"
+    );
     let client: std::net::IpAddr = "172.22.5.10".parse().unwrap();
     let own: ipnet::IpNet = "172.42.10.0/24".parse().unwrap();
     // Docker's pools hand out 172.17, 18, ... 22 by the sixth network: go past it.
     for i in 0..10 {
         s1.host.weft_ok(&["network", "create", &format!("n{i}")]);
-        assert!(still_talks(&mut conn), "network n{i} broke the client's connection");
+        assert!(
+            still_talks(&mut conn),
+            "network n{i} broke the client's connection"
+        );
     }
     for net in subnets(&s1.host) {
-        assert!(!net.contains(&client), "{net} captures the client 172.22.5.10");
-        assert!(!net.contains(&own.network()) && !own.contains(&net.network()), "{net} overlaps the host's own network");
+        assert!(
+            !net.contains(&client),
+            "{net} captures the client 172.22.5.10"
+        );
+        assert!(
+            !net.contains(&own.network()) && !own.contains(&net.network()),
+            "{net} overlaps the host's own network"
+        );
     }
     // Every choice is explained: the walk that led to n5 skipped 172.22.0.0/16 for the peer.
     let skipped = s1.host.json(&["network", "inspect", "n5"])[0]["allocation"]["skipped"].clone();
@@ -121,17 +155,33 @@ fn auto_allocation_never_captures_a_peer_behind_the_default_route() {
 fn explicit_subnet_over_a_peer_is_refused_unless_allowed_and_then_it_really_breaks() {
     let s1 = build("s1x");
     let mut conn = connect(&s1);
-    let err = s1.host.weft_err(1, &["network", "create", "bad", "--subnet", "172.22.0.0/16"]);
+    let err = s1.host.weft_err(
+        1,
+        &["network", "create", "bad", "--subnet", "172.22.0.0/16"],
+    );
     assert!(err.contains("172.22.0.0/16"), "{err}");
     assert!(err.contains("172.22.5.10"), "{err}");
     assert!(err.contains("port 2222"), "{err}");
     assert_eq!(err.trim().lines().count(), 1, "one line: {err}");
-    assert!(subnets(&s1.host).is_empty(), "a refused create changes nothing");
+    assert!(
+        subnets(&s1.host).is_empty(),
+        "a refused create changes nothing"
+    );
     assert!(still_talks(&mut conn));
     // What the check prevents: with --allow-overlap the bridge's connected route swallows
     // the replies, exactly as in S1.
-    s1.host.weft_ok(&["network", "create", "bad", "--subnet", "172.22.0.0/16", "--allow-overlap"]);
-    assert!(!still_talks(&mut conn), "the overlapping bridge should have captured the replies");
+    s1.host.weft_ok(&[
+        "network",
+        "create",
+        "bad",
+        "--subnet",
+        "172.22.0.0/16",
+        "--allow-overlap",
+    ]);
+    assert!(
+        !still_talks(&mut conn),
+        "the overlapping bridge should have captured the replies"
+    );
 }
 
 #[test]
@@ -160,5 +210,11 @@ fn config_pools_and_avoid_are_honoured() {
     host.weft_ok(&["network", "create", "a"]);
     host.weft_ok(&["network", "create", "b"]);
     let nets = subnets(&host);
-    assert_eq!(nets, vec!["10.10.1.0/24".parse::<ipnet::IpNet>().unwrap(), "10.10.2.0/24".parse().unwrap()]);
+    assert_eq!(
+        nets,
+        vec![
+            "10.10.1.0/24".parse::<ipnet::IpNet>().unwrap(),
+            "10.10.2.0/24".parse().unwrap()
+        ]
+    );
 }

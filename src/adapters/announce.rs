@@ -47,7 +47,13 @@ pub fn garp_payload(mac: [u8; 6], ip: Ipv4Addr) -> [u8; 28] {
 pub fn gratuitous_arp(ifname: &str, mac: [u8; 6], ip: Ipv4Addr) -> io::Result<()> {
     let proto = (libc::ETH_P_ARP as u16).to_be();
     // SAFETY: socket(2); the fd is owned immediately.
-    let fd = check(unsafe { libc::socket(libc::AF_PACKET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, proto as i32) })?;
+    let fd = check(unsafe {
+        libc::socket(
+            libc::AF_PACKET,
+            libc::SOCK_DGRAM | libc::SOCK_CLOEXEC,
+            proto as i32,
+        )
+    })?;
     // SAFETY: fd is fresh and ours.
     let sock = unsafe { OwnedFd::from_raw_fd(fd) };
     // SAFETY: all-zero is a valid sockaddr_ll.
@@ -89,13 +95,17 @@ pub fn na_payload(mac: [u8; 6], ip: Ipv6Addr) -> [u8; 32] {
 pub fn unsolicited_na(ifname: &str, mac: [u8; 6], ip: Ipv6Addr) -> io::Result<()> {
     // SAFETY: socket(2); the fd is owned immediately.
     let fd = check(unsafe {
-        libc::socket(libc::AF_INET6, libc::SOCK_RAW | libc::SOCK_CLOEXEC, libc::IPPROTO_ICMPV6)
+        libc::socket(
+            libc::AF_INET6,
+            libc::SOCK_RAW | libc::SOCK_CLOEXEC,
+            libc::IPPROTO_ICMPV6,
+        )
     })?;
     // SAFETY: fd is fresh and ours.
     let sock = unsafe { OwnedFd::from_raw_fd(fd) };
     let idx = ifindex(ifname)?;
     let hops: libc::c_int = 255; // receivers drop NDP messages with any other hop limit
-    // SAFETY: option values are valid for their sizes.
+                                 // SAFETY: option values are valid for their sizes.
     unsafe {
         check(libc::setsockopt(
             sock.as_raw_fd(),

@@ -389,9 +389,22 @@ fn parse_ct_entry(attributes: &[u8]) -> Option<CtTuple> {
     })
 }
 
-/// The peers of one entry: its addresses that are not in `local`.
+/// Whether an address names a group rather than a peer (multicast, IPv4 broadcast).
+fn is_group(a: &IpAddr) -> bool {
+    match a.to_canonical() {
+        IpAddr::V4(v4) => v4.is_multicast() || v4.is_broadcast(),
+        IpAddr::V6(v6) => v6.is_multicast(),
+    }
+}
+
+/// The peers of one entry: its addresses that are not in `local`. Entries to or from a
+/// multicast or broadcast group (IGMP reports, mDNS, DHCP) are not conversations with a peer
+/// and are skipped, as their unicast side may be an address this host no longer has.
 fn ct_peers(t: &CtTuple, local: &HashSet<IpAddr>) -> Vec<PeerFact> {
     let mut out = Vec::new();
+    if is_group(&t.src) || is_group(&t.dst) {
+        return out;
+    }
     if !local.contains(&t.src) {
         out.push(PeerFact {
             addr: t.src.to_canonical(),
@@ -459,10 +472,7 @@ fn parse_ct_datagram(buf: &[u8], entries: &mut Vec<CtTuple>) -> CtChunk {
 fn conntrack_absent(errno: i32) -> bool {
     matches!(
         errno,
-        libc::EPROTONOSUPPORT
-            | libc::ENOENT
-            | libc::EOPNOTSUPP
-            | libc::EAFNOSUPPORT
+        libc::EPROTONOSUPPORT | libc::ENOENT | libc::EOPNOTSUPP | libc::EAFNOSUPPORT
     )
 }
 

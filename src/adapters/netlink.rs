@@ -182,7 +182,9 @@ impl KernelExecutor {
                     .map_err(|e| match errno_of(&e) {
                         Some(libc::EEXIST) => exec_err(
                             op,
-                            format!("interface {name} already exists; choose another --bridge-name"),
+                            format!(
+                                "interface {name} already exists; choose another --bridge-name"
+                            ),
                         ),
                         _ => fail(e),
                     })?;
@@ -205,9 +207,7 @@ impl KernelExecutor {
             Op::LinkUp { ns, ifname } => {
                 let h = self.handle(ns).map_err(|e| exec_err(op, e))?;
                 let idx = self.index_or_err(op, ns, ifname)?;
-                let msg = LinkUnspec::new_with_index(idx)
-                    .up()
-                    .build();
+                let msg = LinkUnspec::new_with_index(idx).up().build();
                 self.rt.block_on(h.link().set(msg).execute()).map_err(fail)
             }
             Op::Sysctl { ns, key, value } => {
@@ -255,20 +255,22 @@ impl KernelExecutor {
             } => {
                 let h = self.handle(&Ns::Host).map_err(|e| exec_err(op, e))?;
                 let br = self.index_or_err(op, &Ns::Host, bridge)?;
-                let nsfile = File::open(peer_ns).map_err(|e| exec_err(op, format!("{peer_ns}: {e}")))?;
+                let nsfile =
+                    File::open(peer_ns).map_err(|e| exec_err(op, format!("{peer_ns}: {e}")))?;
                 let peer = LinkMessageBuilder::<LinkUnspec>::new()
                     .name(peer_ifname.clone())
                     .mtu(*mtu)
                     .address(peer_mac.to_vec())
                     .setns_by_fd(nsfile.as_raw_fd())
                     .build();
-                let msg = LinkMessageBuilder::<rtnetlink::LinkVeth>::new_with_info_kind(InfoKind::Veth)
-                    .name(host_ifname.clone())
-                    .mtu(*mtu)
-                    .controller(br)
-                    .up()
-                    .set_info_data(InfoData::Veth(InfoVeth::Peer(peer)))
-                    .build();
+                let msg =
+                    LinkMessageBuilder::<rtnetlink::LinkVeth>::new_with_info_kind(InfoKind::Veth)
+                        .name(host_ifname.clone())
+                        .mtu(*mtu)
+                        .controller(br)
+                        .up()
+                        .set_info_data(InfoData::Veth(InfoVeth::Peer(peer)))
+                        .build();
                 self.rt
                     .block_on(h.link().add(msg).execute())
                     .map_err(fail)?;

@@ -58,8 +58,14 @@ pub fn prepare_dir(dir: &Path) -> Result<(), NetnsError> {
         Err(nix::Error::EINVAL) => {
             // Not a mount point yet: bind it onto itself first. Two weft processes may race
             // here; a second bind is harmless.
-            mount(Some(dir), dir, None::<&str>, MsFlags::MS_BIND | MsFlags::MS_REC, None::<&str>)
-                .map_err(sys(dir, "bind mount onto itself"))?;
+            mount(
+                Some(dir),
+                dir,
+                None::<&str>,
+                MsFlags::MS_BIND | MsFlags::MS_REC,
+                None::<&str>,
+            )
+            .map_err(sys(dir, "bind mount onto itself"))?;
             mount(None::<&str>, dir, None::<&str>, shared, None::<&str>)
                 .map_err(sys(dir, "make shared"))
         }

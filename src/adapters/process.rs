@@ -34,19 +34,31 @@ pub struct SandboxExec {
 }
 
 fn cstr(s: &str) -> io::Result<CString> {
-    CString::new(s).map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, format!("{s:?} contains a NUL byte")))
+    CString::new(s).map_err(|_| {
+        io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("{s:?} contains a NUL byte"),
+        )
+    })
 }
 
 /// Builds the command; `stdio` decides where its standard streams go.
 pub fn command(spec: &SandboxExec) -> io::Result<Command> {
     let Some((prog, args)) = spec.argv.split_first() else {
-        return Err(io::Error::new(io::ErrorKind::InvalidInput, "no command given"));
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "no command given",
+        ));
     };
     let mut cmd = Command::new(prog);
     cmd.args(args);
     // Everything the child needs is prepared here: after fork only system calls are safe.
     let netns = spec.netns.as_ref().map(File::open).transpose()?;
-    let hosts = spec.hosts.as_ref().map(|p| cstr(&p.to_string_lossy())).transpose()?;
+    let hosts = spec
+        .hosts
+        .as_ref()
+        .map(|p| cstr(&p.to_string_lossy()))
+        .transpose()?;
     let resolv = spec
         .resolv_conf
         .as_ref()
@@ -174,7 +186,10 @@ pub fn alive(pid: u32) -> bool {
     match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
         Ok(s) => {
             // The state letter follows the command name in parentheses.
-            let state = s.rsplit(')').next().and_then(|r| r.split_whitespace().next());
+            let state = s
+                .rsplit(')')
+                .next()
+                .and_then(|r| r.split_whitespace().next());
             !matches!(state, Some("Z") | Some("X"))
         }
         Err(_) => false,

@@ -242,7 +242,14 @@ impl SqliteTxn<'_> {
         rows.iter().map(|(id, body)| decode(id, body)).collect()
     }
 
-    fn put(&self, table: &str, what: &'static str, id: &str, name: &str, body: String) -> StoreResult<()> {
+    fn put(
+        &self,
+        table: &str,
+        what: &'static str,
+        id: &str,
+        name: &str,
+        body: String,
+    ) -> StoreResult<()> {
         let clash: Option<String> = self
             .conn()
             .query_row(
@@ -408,7 +415,10 @@ impl Txn for SqliteTxn<'_> {
     }
 
     fn remove_avoid(&self, cidr: IpNet) -> StoreResult<bool> {
-        let n = self.exec("DELETE FROM avoid WHERE cidr = ?1", params![cidr.to_string()])?;
+        let n = self.exec(
+            "DELETE FROM avoid WHERE cidr = ?1",
+            params![cidr.to_string()],
+        )?;
         Ok(n > 0)
     }
 

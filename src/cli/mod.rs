@@ -16,13 +16,23 @@ use crate::engine::{self, gc, network, sandbox, tools, view, Ctx};
 #[command(name = "weft", version, about, propagate_version = true)]
 pub struct Cli {
     /// Persistent state (networks, sandboxes, allocations).
-    #[arg(long, global = true, env = "WEFT_STATE_DIR", default_value = "/var/lib/weft")]
+    #[arg(
+        long,
+        global = true,
+        env = "WEFT_STATE_DIR",
+        default_value = "/var/lib/weft"
+    )]
     pub state_dir: PathBuf,
     /// Runtime state (namespace handles, per-sandbox files).
     #[arg(long, global = true, env = "WEFT_RUN_DIR", default_value = "/run/weft")]
     pub run_dir: PathBuf,
     /// Configuration file.
-    #[arg(long, global = true, env = "WEFT_CONFIG", default_value = "/etc/weft/weft.toml")]
+    #[arg(
+        long,
+        global = true,
+        env = "WEFT_CONFIG",
+        default_value = "/etc/weft/weft.toml"
+    )]
     pub config: PathBuf,
     /// Output format.
     #[arg(long, global = true, value_enum, default_value_t = Format::Table)]
@@ -357,7 +367,10 @@ pub fn run(cli: Cli) -> Result<i32> {
             }
             Ok(0)
         }
-        Command::Exec { sandbox: s, command } => sandbox::exec(&ctx, &s, &command),
+        Command::Exec {
+            sandbox: s,
+            command,
+        } => sandbox::exec(&ctx, &s, &command),
         Command::Ps { all } => {
             let list = sandbox::list(&ctx, all)?;
             if json {
@@ -377,7 +390,10 @@ pub fn run(cli: Cli) -> Result<i32> {
                                     format!(
                                         "{}:{}",
                                         e.network,
-                                        e.ipv4.or(e.ipv6).map(|a| a.addr().to_string()).unwrap_or_default()
+                                        e.ipv4
+                                            .or(e.ipv6)
+                                            .map(|a| a.addr().to_string())
+                                            .unwrap_or_default()
                                     )
                                 })
                                 .collect::<Vec<_>>()
@@ -386,7 +402,13 @@ pub fn run(cli: Cli) -> Result<i32> {
                         ]
                     })
                     .collect();
-                print!("{}", view::table(&["ID", "NAME", "STATUS", "PID", "NETWORKS", "COMMAND"], &rows));
+                print!(
+                    "{}",
+                    view::table(
+                        &["ID", "NAME", "STATUS", "PID", "NETWORKS", "COMMAND"],
+                        &rows
+                    )
+                );
             }
             Ok(0)
         }
@@ -475,7 +497,12 @@ fn run_network(ctx: &Ctx, cmd: NetworkCmd, json: bool) -> Result<i32> {
             let sbs = tx.sandboxes()?;
             let nets = tx.networks()?;
             if json {
-                print_json(&nets.iter().map(|n| view::network(n, &sbs)).collect::<Vec<_>>())?;
+                print_json(
+                    &nets
+                        .iter()
+                        .map(|n| view::network(n, &sbs))
+                        .collect::<Vec<_>>(),
+                )?;
             } else {
                 let rows: Vec<Vec<String>> = nets
                     .iter()
@@ -499,7 +526,17 @@ fn run_network(ctx: &Ctx, cmd: NetworkCmd, json: bool) -> Result<i32> {
                     .collect();
                 print!(
                     "{}",
-                    view::table(&["NETWORK ID", "NAME", "DRIVER", "BRIDGE", "SUBNETS", "SANDBOXES"], &rows)
+                    view::table(
+                        &[
+                            "NETWORK ID",
+                            "NAME",
+                            "DRIVER",
+                            "BRIDGE",
+                            "SUBNETS",
+                            "SANDBOXES"
+                        ],
+                        &rows
+                    )
                 );
             }
         }
@@ -541,7 +578,10 @@ fn run_network(ctx: &Ctx, cmd: NetworkCmd, json: bool) -> Result<i32> {
                 println!(
                     "{} {}",
                     ep.interface,
-                    ep.ipv4.or(ep.ipv6).map(|a| a.to_string()).unwrap_or_default()
+                    ep.ipv4
+                        .or(ep.ipv6)
+                        .map(|a| a.to_string())
+                        .unwrap_or_default()
                 );
             }
         }
@@ -555,13 +595,19 @@ fn run_network(ctx: &Ctx, cmd: NetworkCmd, json: bool) -> Result<i32> {
 
 fn print_network_text(v: &view::NetworkView) {
     println!("Network {} ({})", v.name, &v.id[..12.min(v.id.len())]);
-    println!("  driver {}  bridge {}  mtu {}  internal {}", v.driver, v.bridge, v.mtu, v.internal);
+    println!(
+        "  driver {}  bridge {}  mtu {}  internal {}",
+        v.driver, v.bridge, v.mtu, v.internal
+    );
     for s in &v.subnets {
         println!(
             "  subnet {}  gateway {}{}",
             s.subnet,
             s.gateway,
-            s.ip_range.as_ref().map(|r| format!("  ip-range {r}")).unwrap_or_default()
+            s.ip_range
+                .as_ref()
+                .map(|r| format!("  ip-range {r}"))
+                .unwrap_or_default()
         );
     }
     if let Some(a) = &v.allocation {
@@ -610,7 +656,9 @@ fn run_avoid(ctx: &Ctx, cmd: AvoidCmd, json: bool) -> Result<i32> {
                 print_json(
                     &entries
                         .iter()
-                        .map(|e| serde_json::json!({"cidr": e.cidr.to_string(), "source": e.source}))
+                        .map(
+                            |e| serde_json::json!({"cidr": e.cidr.to_string(), "source": e.source}),
+                        )
                         .collect::<Vec<_>>(),
                 )?;
             } else {

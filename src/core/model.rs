@@ -92,22 +92,34 @@ impl Network {
     /// Inter-container communication: false means sandboxes of this network only reach the
     /// gateway, not each other.
     pub fn icc(&self) -> bool {
-        self.options.get("icc").map(|v| v != "false").unwrap_or(true)
+        self.options
+            .get("icc")
+            .map(|v| v != "false")
+            .unwrap_or(true)
     }
 
     /// Whether traffic from the subnet leaving through another interface is masqueraded.
     pub fn masquerade(&self) -> bool {
-        !self.internal && self.options.get("masquerade").map(|v| v != "false").unwrap_or(true)
+        !self.internal
+            && self
+                .options
+                .get("masquerade")
+                .map(|v| v != "false")
+                .unwrap_or(true)
     }
 
     /// The IPv4 subnet configuration, if any.
     pub fn v4(&self) -> Option<&SubnetConfig> {
-        self.subnets.iter().find(|s| matches!(s.subnet, IpNet::V4(_)))
+        self.subnets
+            .iter()
+            .find(|s| matches!(s.subnet, IpNet::V4(_)))
     }
 
     /// The IPv6 subnet configuration, if any.
     pub fn v6(&self) -> Option<&SubnetConfig> {
-        self.subnets.iter().find(|s| matches!(s.subnet, IpNet::V6(_)))
+        self.subnets
+            .iter()
+            .find(|s| matches!(s.subnet, IpNet::V6(_)))
     }
 
     /// The first 12 hex digits of the id, as Docker shows them.

@@ -59,7 +59,9 @@ pub fn validate_ifname(name: &str) -> Result<(), NameError> {
     if name.is_empty()
         || name == "."
         || name == ".."
-        || name.chars().any(|c| c == '/' || c == ':' || c.is_whitespace())
+        || name
+            .chars()
+            .any(|c| c == '/' || c == ':' || c.is_whitespace())
     {
         return Err(NameError::IfnameInvalid {
             name: name.to_string(),
@@ -76,7 +78,11 @@ pub fn bridge_name(network_id: &str) -> String {
 /// Host end of a sandbox's veth: `wv` + 10 hex digits of the sandbox id + the interface index.
 /// Unique per (sandbox, interface) and recognisable as weft's by `weft gc`.
 pub fn host_veth_name(sandbox_id: &str, index: usize) -> String {
-    format!("wv{}{:x}", &sandbox_id[..10.min(sandbox_id.len())], index % 16)
+    format!(
+        "wv{}{:x}",
+        &sandbox_id[..10.min(sandbox_id.len())],
+        index % 16
+    )
 }
 
 /// Interface names inside a sandbox, in connect order: `eth0`, `eth1`, ...

@@ -163,7 +163,11 @@ impl std::fmt::Display for Op {
         };
         match self {
             Op::CreateBridge { name, .. } => write!(f, "create bridge {name}"),
-            Op::AddAddress { ns: n, ifname, addr } => {
+            Op::AddAddress {
+                ns: n,
+                ifname,
+                addr,
+            } => {
                 write!(f, "add address {addr} to {ifname}{}", ns(n))
             }
             Op::LinkUp { ns: n, ifname } => write!(f, "set {ifname} up{}", ns(n)),
@@ -403,7 +407,11 @@ pub fn plan_attach(
         ifname: ep.interface.clone(),
         host_ifname: ep.host_interface.clone(),
         mac,
-        addrs: [ep.ipv4, ep.ipv6].into_iter().flatten().map(|a| a.addr()).collect(),
+        addrs: [ep.ipv4, ep.ipv6]
+            .into_iter()
+            .flatten()
+            .map(|a| a.addr())
+            .collect(),
     });
     ops
 }
@@ -522,7 +530,9 @@ mod tests {
             ifname: "wbr-ab".into(),
             addr: "172.18.0.1/16".parse().unwrap()
         }));
-        assert!(ops.iter().any(|o| matches!(o, Op::Sysctl { key, .. } if key == "net.ipv4.ip_forward")));
+        assert!(ops
+            .iter()
+            .any(|o| matches!(o, Op::Sysctl { key, .. } if key == "net.ipv4.ip_forward")));
         match ops.last() {
             Some(Op::FirewallAdd(fw)) => {
                 assert_eq!(fw.masq_v4, Some("172.18.0.0/16".parse().unwrap()));
@@ -538,7 +548,9 @@ mod tests {
         n.internal = true;
         let ops = plan_network(&n);
         assert!(!ops.iter().any(|o| matches!(o, Op::Sysctl { .. })));
-        assert!(matches!(ops.last(), Some(Op::FirewallAdd(fw)) if fw.internal && fw.masq_v4.is_none()));
+        assert!(
+            matches!(ops.last(), Some(Op::FirewallAdd(fw)) if fw.internal && fw.masq_v4.is_none())
+        );
     }
 
     #[test]
@@ -578,9 +590,13 @@ mod tests {
         let up = pos(&|o| matches!(o, Op::LinkUp { .. }));
         let route = pos(&|o| matches!(o, Op::AddDefaultRoute { .. }));
         assert!(addr < up && up < route);
-        assert!(matches!(&ops[0], Op::CreateVeth { peer_mac, .. } if peer_mac == &[2, 0x42, 0xac, 0x12, 0, 2]));
+        assert!(
+            matches!(&ops[0], Op::CreateVeth { peer_mac, .. } if peer_mac == &[2, 0x42, 0xac, 0x12, 0, 2])
+        );
         let no_route = plan_attach("/x", "sid", &ep, &net(), false);
-        assert!(!no_route.iter().any(|o| matches!(o, Op::AddDefaultRoute { .. })));
+        assert!(!no_route
+            .iter()
+            .any(|o| matches!(o, Op::AddDefaultRoute { .. })));
     }
 
     #[test]
@@ -614,7 +630,10 @@ mod tests {
 
     #[test]
     fn mac_parsing() {
-        assert_eq!(parse_mac("02:42:ac:11:00:02"), Some([2, 0x42, 0xac, 0x11, 0, 2]));
+        assert_eq!(
+            parse_mac("02:42:ac:11:00:02"),
+            Some([2, 0x42, 0xac, 0x11, 0, 2])
+        );
         assert_eq!(parse_mac("02:42"), None);
         assert_eq!(parse_mac("02:42:ac:11:00:02:ff"), None);
     }

@@ -90,7 +90,9 @@ impl Demo {
     fn cleanup(&self) {
         // Remove through weft first (it owns namespaces under its run dir), then the demo's
         // own namespaces; the kernel takes every interface inside them along.
-        let _ = self.weft_cmd(&["rm", "--force", "web", "api", "db"]).map(|mut c| c.output());
+        let _ = self
+            .weft_cmd(&["rm", "--force", "web", "api", "db"])
+            .map(|mut c| c.output());
         let _ = self.weft_cmd(&["network", "prune"]).map(|mut c| c.output());
         let _ = self.weft_cmd(&["gc"]).map(|mut c| c.output());
         let _ = netns::delete(&self.inet_ns);
@@ -106,7 +108,9 @@ impl Demo {
 /// Runs the demo; returns 0 when every check held.
 pub fn run() -> Result<i32> {
     if !nix::unistd::geteuid().is_root() {
-        bail!(super::UserError("weft demo must run as root (try sudo)".into()));
+        bail!(super::UserError(
+            "weft demo must run as root (try sudo)".into()
+        ));
     }
     let dir = std::env::temp_dir().join(format!("weft-demo-{}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
@@ -186,7 +190,9 @@ fn setup_namespaces(demo: &Demo) -> Result<()> {
 }
 
 fn steps(demo: &Demo) -> Result<()> {
-    println!("# weft demo: a throwaway namespace plays the host; an 'internet' namespace sits behind it");
+    println!(
+        "# weft demo: a throwaway namespace plays the host; an 'internet' namespace sits behind it"
+    );
     setup_namespaces(demo)?;
     let exe = demo.exe.display().to_string();
 
@@ -197,7 +203,17 @@ fn steps(demo: &Demo) -> Result<()> {
 
     println!("\n# three sandboxes: web and api on blue, db on red");
     for (name, net) in [("web", "blue"), ("api", "blue"), ("db", "red")] {
-        demo.weft_ok(&["run", "-d", "--name", name, "--network", net, "--", "sleep", "600"])?;
+        demo.weft_ok(&[
+            "run",
+            "-d",
+            "--name",
+            name,
+            "--network",
+            net,
+            "--",
+            "sleep",
+            "600",
+        ])?;
     }
     demo.weft_ok(&["ps"])?;
     let api = demo.ip_of("api")?;
@@ -218,14 +234,29 @@ fn steps(demo: &Demo) -> Result<()> {
     println!("\n# outbound NAT: a server in the 'internet' namespace sees the host's address");
     let server = process::command(&SandboxExec {
         netns: Some(demo.inet_ns.clone()),
-        argv: vec![exe.clone(), "tool".into(), "serve".into(), "198.51.100.2:8080".into(), "--timeout".into(), "20".into()],
+        argv: vec![
+            exe.clone(),
+            "tool".into(),
+            "serve".into(),
+            "198.51.100.2:8080".into(),
+            "--timeout".into(),
+            "20".into(),
+        ],
         ..Default::default()
     })?
     .stdout(Stdio::piped())
     .spawn()?;
     let mut server = KillOnDrop(server);
     wait_listening(&mut server.0)?;
-    let out = demo.weft_ok(&["exec", "web", "--", &exe, "tool", "connect", "198.51.100.2:8080"])?;
+    let out = demo.weft_ok(&[
+        "exec",
+        "web",
+        "--",
+        &exe,
+        "tool",
+        "connect",
+        "198.51.100.2:8080",
+    ])?;
     if !out.contains("peer=198.51.100.1:") {
         bail!("the server did not see the host's address: {out}");
     }

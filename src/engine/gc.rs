@@ -22,7 +22,9 @@ use crate::adapters::store::Mode;
 use crate::adapters::{netns, nftables, process};
 use crate::core::firewall;
 use crate::core::model::{NetMode, Status};
-use crate::core::plan::{apply_all, apply_best_effort, firewall_of, plan_gc, plan_network, Desired, Observed};
+use crate::core::plan::{
+    apply_all, apply_best_effort, firewall_of, plan_gc, plan_network, Desired, Observed,
+};
 
 /// What one `weft gc` did.
 #[derive(Debug, Default, Serialize)]
@@ -59,7 +61,10 @@ pub fn run(ctx: &Ctx) -> Result<GcReport> {
         let half_made = sb.status == Status::Creating && owner_dead(sb.owner_pid);
         let ns_gone = sb.mode != NetMode::Host
             && sb.status != Status::Creating
-            && !sb.netns.as_deref().is_some_and(|p| netns::is_live(Path::new(p)));
+            && !sb
+                .netns
+                .as_deref()
+                .is_some_and(|p| netns::is_live(Path::new(p)));
         let dead_cmd = sb.status == Status::Running
             && !sb.pid.is_some_and(process::alive)
             && owner_dead(sb.monitor_pid);
@@ -92,7 +97,9 @@ pub fn run(ctx: &Ctx) -> Result<GcReport> {
             match exec.link_index(&crate::core::plan::Ns::Host, &net.bridge) {
                 Ok(None) => match apply_all(&mut exec, &plan_network(net)) {
                     Ok(()) => report.networks_repaired.push(net.name.clone()),
-                    Err(e) => report.errors.push(format!("repairing network {:?}: {e}", net.name)),
+                    Err(e) => report
+                        .errors
+                        .push(format!("repairing network {:?}: {e}", net.name)),
                 },
                 Ok(Some(_)) => {}
                 Err(e) => report.errors.push(e),
@@ -161,7 +168,8 @@ pub fn run(ctx: &Ctx) -> Result<GcReport> {
 
     // nftables: the set elements are exactly those of the networks on record. Only touch
     // the table if weft has one or has networks.
-    if !nets.is_empty() || nftables::table_exists(firewall::FAMILY, firewall::TABLE).unwrap_or(false)
+    if !nets.is_empty()
+        || nftables::table_exists(firewall::FAMILY, firewall::TABLE).unwrap_or(false)
     {
         let mut batch = nftables::Batch::new();
         firewall::ensure_base(&mut batch);

@@ -252,8 +252,7 @@ pub fn create(ctx: &Ctx, req: &CreateRequest) -> Result<Network> {
         if !needed {
             continue;
         }
-        let (net, report) =
-            ipam::choose_subnet(&ctx.config.pools(v6), v6, &host, &others, &avoid)?;
+        let (net, report) = ipam::choose_subnet(&ctx.config.pools(v6), v6, &host, &others, &avoid)?;
         subnets.push(ipam::validate_subnet(net, None, None, &[])?);
         if !v6 {
             allocation = Some(report);
@@ -322,19 +321,32 @@ pub fn ensure_default(ctx: &Ctx) -> Result<Network> {
         };
         match create(ctx, &req) {
             Ok(n) => return Ok(n),
-            Err(e) if e.downcast_ref::<super::UserError>().is_some_and(|u| u.0.contains("already exists")) => continue,
-            Err(e) if matches!(e.downcast_ref::<StoreError>(), Some(StoreError::NameTaken { .. })) => continue,
+            Err(e)
+                if e.downcast_ref::<super::UserError>()
+                    .is_some_and(|u| u.0.contains("already exists")) =>
+            {
+                continue
+            }
+            Err(e)
+                if matches!(
+                    e.downcast_ref::<StoreError>(),
+                    Some(StoreError::NameTaken { .. })
+                ) =>
+            {
+                continue
+            }
             Err(e) => return Err(e),
         }
     }
-    Err(user_err!("timed out waiting for the default network to be created"))
+    Err(user_err!(
+        "timed out waiting for the default network to be created"
+    ))
 }
 
 /// Looks a network up by name or id prefix, or says how to list them.
 pub fn find(tx: &dyn Txn, name: &str) -> Result<Network> {
-    tx.network(name)?.ok_or_else(|| {
-        user_err!("no such network {name:?}; `weft network ls` lists the networks")
-    })
+    tx.network(name)?
+        .ok_or_else(|| user_err!("no such network {name:?}; `weft network ls` lists the networks"))
 }
 
 /// Removes networks; with `force`, disconnects their sandboxes first.
@@ -391,7 +403,10 @@ pub fn prune(ctx: &Ctx) -> Result<Vec<String>> {
         tx.networks()?
             .into_iter()
             .filter(|n| n.status == Status::Created)
-            .filter(|n| !sbs.iter().any(|s| s.endpoints.iter().any(|e| e.network_id == n.id)))
+            .filter(|n| {
+                !sbs.iter()
+                    .any(|s| s.endpoints.iter().any(|e| e.network_id == n.id))
+            })
             .collect()
     };
     let mut out = Vec::new();

@@ -58,7 +58,9 @@ fn parse_ips(ips: &[String]) -> Result<(Option<IpAddr>, Option<IpAddr>)> {
             .map_err(|_| user_err!("invalid --ip {s:?}: expected an address like 172.18.0.5"))?;
         let slot = if ip.is_ipv6() { &mut v6 } else { &mut v4 };
         if slot.replace(ip).is_some() {
-            return Err(user_err!("--ip {ip}: at most one IPv4 and one IPv6 address"));
+            return Err(user_err!(
+                "--ip {ip}: at most one IPv4 and one IPv6 address"
+            ));
         }
     }
     Ok((v4, v6))
@@ -151,7 +153,10 @@ fn allocate_endpoint(
 }
 
 fn resolve_mode(networks: &[String]) -> Result<NetMode> {
-    let special = networks.iter().filter(|n| *n == "host" || *n == "none").count();
+    let special = networks
+        .iter()
+        .filter(|n| *n == "host" || *n == "none")
+        .count();
     if special == 0 {
         return Ok(NetMode::Bridge);
     }
@@ -181,12 +186,17 @@ pub fn create(ctx: &Ctx, req: &SandboxRequest) -> Result<Sandbox> {
     let mode = resolve_mode(&req.networks)?;
     let want = parse_ips(&req.ips)?;
     if mode != NetMode::Bridge && (want.0.is_some() || want.1.is_some()) {
-        return Err(user_err!("--ip needs a bridge network, not --network {}", req.networks[0]));
+        return Err(user_err!(
+            "--ip needs a bridge network, not --network {}",
+            req.networks[0]
+        ));
     }
     let labels = parse_kv("--label", &req.labels)?;
     if let Some(h) = &req.hostname {
         if h.is_empty() || h.len() > 64 || h.chars().any(|c| c.is_whitespace() || c == '/') {
-            return Err(user_err!("invalid --hostname {h:?}: use up to 64 characters without spaces"));
+            return Err(user_err!(
+                "invalid --hostname {h:?}: use up to 64 characters without spaces"
+            ));
         }
     }
     let mut seen = std::collections::BTreeSet::new();
@@ -221,14 +231,23 @@ pub fn create(ctx: &Ctx, req: &SandboxRequest) -> Result<Sandbox> {
     for n in &net_names {
         let net = find_network(tx.as_ref(), n)?;
         if net.status != Status::Created {
-            return Err(user_err!("network {n:?} is not ready (being created or half-made; try `weft gc`)"));
+            return Err(user_err!(
+                "network {n:?} is not ready (being created or half-made; try `weft gc`)"
+            ));
         }
         nets.push(net);
     }
     let mut endpoints = Vec::new();
     for (i, net) in nets.iter().enumerate() {
         let w = if i == 0 { want } else { (None, None) };
-        endpoints.push(allocate_endpoint(tx.as_ref(), net, &id, i, w, &req.aliases)?);
+        endpoints.push(allocate_endpoint(
+            tx.as_ref(),
+            net,
+            &id,
+            i,
+            w,
+            &req.aliases,
+        )?);
     }
     let sb = Sandbox {
         name: name.clone(),
@@ -301,7 +320,8 @@ fn forget(ctx: &Ctx, sb: &Sandbox) -> Result<()> {
 fn write_files(ctx: &Ctx, sb: &Sandbox) -> Result<()> {
     let dir = ctx.sandbox_dir(&sb.id);
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
-    let mut hosts = String::from("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n");
+    let mut hosts =
+        String::from("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n");
     for ep in &sb.endpoints {
         for a in [ep.ipv4, ep.ipv6].into_iter().flatten() {
             hosts.push_str(&format!("{}\t{} {}\n", a.addr(), sb.hostname, sb.name));
@@ -316,7 +336,9 @@ fn write_files(ctx: &Ctx, sb: &Sandbox) -> Result<()> {
         .filter(|l| {
             let mut w = l.split_whitespace();
             !(w.next() == Some("nameserver")
-                && w.next().and_then(|a| a.parse::<IpAddr>().ok()).is_some_and(|a| a.is_loopback()))
+                && w.next()
+                    .and_then(|a| a.parse::<IpAddr>().ok())
+                    .is_some_and(|a| a.is_loopback()))
         })
         .map(|l| format!("{l}\n"))
         .collect();
@@ -423,8 +445,9 @@ fn spawn_monitor(ctx: &Ctx, sb: &Sandbox) -> Result<()> {
         Ok(())
     } else {
         let _ = child.wait();
-        let log = std::fs::read_to_string(ctx.state_dir.join("logs").join(format!("{}.log", sb.id)))
-            .unwrap_or_default();
+        let log =
+            std::fs::read_to_string(ctx.state_dir.join("logs").join(format!("{}.log", sb.id)))
+                .unwrap_or_default();
         Err(user_err!(
             "cannot run {:?}: {}",
             sb.command.first().cloned().unwrap_or_default(),
@@ -651,7 +674,11 @@ pub fn connect(
     let index = sb
         .endpoints
         .iter()
-        .filter_map(|e| e.interface.strip_prefix("eth").and_then(|n| n.parse::<usize>().ok()))
+        .filter_map(|e| {
+            e.interface
+                .strip_prefix("eth")
+                .and_then(|n| n.parse::<usize>().ok())
+        })
         .max()
         .map(|m| m + 1)
         .unwrap_or(0);
@@ -685,9 +712,17 @@ pub fn connect(
 pub fn disconnect(ctx: &Ctx, network: &str, sandbox: &str) -> Result<()> {
     let (net, sb) = {
         let tx = ctx.store.begin(Mode::Read)?;
-        (find_network(tx.as_ref(), network)?, find(tx.as_ref(), sandbox)?)
+        (
+            find_network(tx.as_ref(), network)?,
+            find(tx.as_ref(), sandbox)?,
+        )
     };
-    let Some(ep) = sb.endpoints.iter().find(|e| e.network_id == net.id).cloned() else {
+    let Some(ep) = sb
+        .endpoints
+        .iter()
+        .find(|e| e.network_id == net.id)
+        .cloned()
+    else {
         return Err(user_err!(
             "sandbox {:?} is not connected to network {:?}",
             sb.name,

@@ -232,7 +232,8 @@ pub fn serve(addr: SocketAddr, count: u32, timeout: Duration) -> Result<()> {
 
 /// Connects to `addr` within `timeout` and prints what the server says.
 pub fn connect(addr: SocketAddr, timeout: Duration) -> Result<String> {
-    let mut s = TcpStream::connect_timeout(&addr, timeout).with_context(|| format!("connecting to {addr}"))?;
+    let mut s = TcpStream::connect_timeout(&addr, timeout)
+        .with_context(|| format!("connecting to {addr}"))?;
     s.set_read_timeout(Some(timeout))?;
     let mut out = String::new();
     s.read_to_string(&mut out)?;

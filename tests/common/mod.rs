@@ -100,7 +100,9 @@ impl Drop for Netns {
 
 /// Connects two namespaces with a veth pair and addresses `a_addr` / `b_addr` (CIDR).
 pub fn link(a: &Netns, a_if: &str, a_addr: &str, b: &Netns, b_if: &str, b_addr: &str) {
-    a.ip(&["link", "add", a_if, "type", "veth", "peer", "name", b_if, "netns", &b.name]);
+    a.ip(&[
+        "link", "add", a_if, "type", "veth", "peer", "name", b_if, "netns", &b.name,
+    ]);
     a.ip(&["addr", "add", a_addr, "dev", a_if]);
     b.ip(&["addr", "add", b_addr, "dev", b_if]);
     a.ip(&["link", "set", a_if, "up"]);
@@ -194,9 +196,19 @@ impl Host {
 
     /// Whether `sandbox` gets an ICMP echo answer from `addr` (a few tries).
     pub fn pings(&self, sandbox: &str, addr: &str) -> bool {
-        self.weft(&["exec", sandbox, "--", weft_bin(), "tool", "ping", "-c", "5", addr])
-            .status
-            .success()
+        self.weft(&[
+            "exec",
+            sandbox,
+            "--",
+            weft_bin(),
+            "tool",
+            "ping",
+            "-c",
+            "5",
+            addr,
+        ])
+        .status
+        .success()
     }
 
     /// Starts `weft run -d` of a long sleep in a sandbox and returns its name.
@@ -267,7 +279,14 @@ impl WithInternet {
     pub fn new(prefix: &str) -> Self {
         let host = Host::new(prefix);
         let inet = Netns::new(&format!("{prefix}i"));
-        link(&host.ns, "uplink", "198.51.100.1/24", &inet, "eth0", "198.51.100.2/24");
+        link(
+            &host.ns,
+            "uplink",
+            "198.51.100.1/24",
+            &inet,
+            "eth0",
+            "198.51.100.2/24",
+        );
         WithInternet { host, inet }
     }
 
@@ -281,7 +300,18 @@ impl WithInternet {
 pub fn serve_in(ns: &Netns, addr: &str, count: u32) -> std::process::Child {
     use std::io::BufRead;
     let mut child = ns
-        .cmd(weft_bin(), &["tool", "serve", addr, "--count", &count.to_string(), "--timeout", "20"])
+        .cmd(
+            weft_bin(),
+            &[
+                "tool",
+                "serve",
+                addr,
+                "--count",
+                &count.to_string(),
+                "--timeout",
+                "20",
+            ],
+        )
         .stdout(Stdio::piped())
         .stdin(Stdio::null())
         .spawn()
@@ -289,6 +319,9 @@ pub fn serve_in(ns: &Netns, addr: &str, count: u32) -> std::process::Child {
     let out = child.stdout.take().unwrap();
     let mut line = String::new();
     std::io::BufReader::new(out).read_line(&mut line).unwrap();
-    assert!(line.starts_with("listening"), "server did not start: {line:?}");
+    assert!(
+        line.starts_with("listening"),
+        "server did not start: {line:?}"
+    );
     child
 }

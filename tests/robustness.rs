@@ -1,0 +1,518 @@
+//! Concurrency, crashes and bad input: 50 parallel runs, `kill -9` at every step of `run`
+//! and `network create` followed by `weft gc`, and every bad input refused with a one-line
+//! error that changes nothing.
+
+mod common;
+
+use std::collections::BTreeSet;
+
+use common::Host;
+
+#[test]
+fn fifty_parallel_runs_get_fifty_distinct_addresses() {
+    let h = Host::new("par");
+    h.weft_ok(&["network", "create", "n", "--subnet", "10.140.0.0/24"]);
+    let children: Vec<_> = (0..50)
+        .map(|i| {
+            h.weft_cmd(&[
+                "run",
+                "-d",
+                "--name",
+                &format!("p{i}"),
+                "--network",
+                "n",
+                "--",
+                "sleep",
+                "600",
+            ])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap()
+        })
+        .collect();
+    for c in children {
+        let out = c.wait_with_output().unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let ps = h.json(&["ps"]);
+    let ips: BTreeSet<String> = ps
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["networks"][0]["ipv4"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(ps.as_array().unwrap().len(), 50);
+    assert_eq!(ips.len(), 50, "addresses collide: {ips:?}");
+    // And they are all really there: every host-side veth on the bridge.
+    let bridge = h.json(&["network", "inspect", "n"])[0]["bridge"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let ports = h.ns.ip(&["-o", "link", "show", "master", &bridge]);
+    assert_eq!(ports.lines().count(), 50, "{ports}");
+}
+
+/// Everything weft could leak in the host namespace and its directories.
+fn leftovers(h: &Host) -> Vec<String> {
+    let mut out = Vec::new();
+    for l in h.ns.ip(&["-o", "link", "show"]).lines() {
+        let name = l
+            .split(": ")
+            .nth(1)
+            .unwrap_or("")
+            .split('@')
+            .next()
+            .unwrap_or("");
+        if name != "lo" {
+            out.push(format!("link {name}"));
+        }
+    }
+    if let Ok(rd) = std::fs::read_dir(h.run_dir().join("netns")) {
+        out.extend(
+            rd.flatten()
+                .map(|e| format!("netns {}", e.path().display())),
+        );
+    }
+    if let Ok(rd) = std::fs::read_dir(h.run_dir().join("sandboxes")) {
+        out.extend(
+            rd.flatten()
+                .map(|e| format!("files {}", e.path().display())),
+        );
+    }
+    out
+}
+
+fn wait_no_leftovers(h: &Host, allowed: &[&str]) -> Vec<String> {
+    let mut left = Vec::new();
+    for _ in 0..100 {
+        left = leftovers(h)
+            .into_iter()
+            .filter(|l| !allowed.iter().any(|a| l.contains(a)))
+            .collect();
+        if left.is_empty() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    left
+}
+
+#[test]
+fn kill_9_at_every_step_of_run_then_gc_leaks_nothing() {
+    let h = Host::new("crr");
+    h.weft_ok(&[
+        "network",
+        "create",
+        "n",
+        "--subnet",
+        "10.141.0.0/24",
+        "--bridge-name",
+        "crbr",
+    ]);
+    let mut step = 0;
+    loop {
+        let out = h.run_crash(
+            step,
+            &[
+                "run",
+                "-d",
+                "--name",
+                "c",
+                "--network",
+                "n",
+                "--",
+                "sleep",
+                "600",
+            ],
+        );
+        if out {
+            // The command got past its last kernel operation: nothing left to interrupt.
+            h.weft_ok(&["rm", "--force", "c"]);
+            break;
+        }
+        let gc = h.weft(&["gc"]);
+        assert!(
+            gc.status.success(),
+            "gc after crash at op {step}: {}",
+            String::from_utf8_lossy(&gc.stderr)
+        );
+        assert!(
+            h.json(&["ps", "-a"]).as_array().unwrap().is_empty(),
+            "sandbox record left after crash at op {step}"
+        );
+        let left = wait_no_leftovers(&h, &["crbr"]);
+        assert!(left.is_empty(), "crash at op {step} leaked {left:?}");
+        // No lost allocation: the whole /24 minus nothing is still free, and the same name works.
+        h.weft_ok(&[
+            "create",
+            "--name",
+            "c",
+            "--network",
+            "n",
+            "--ip",
+            "10.141.0.2",
+        ]);
+        h.weft_ok(&["rm", "c"]);
+        step += 1;
+        assert!(step < 30, "run never completed");
+    }
+    assert!(step >= 4, "expected several kernel steps, got {step}");
+}
+
+#[test]
+fn kill_9_at_every_step_of_network_create_then_gc_leaks_nothing() {
+    let h = Host::new("crn");
+    let mut step = 0;
+    loop {
+        if h.run_crash(
+            step,
+            &["network", "create", "n", "--subnet", "10.142.0.0/24"],
+        ) {
+            break;
+        }
+        let gc = h.weft(&["gc"]);
+        assert!(
+            gc.status.success(),
+            "{}",
+            String::from_utf8_lossy(&gc.stderr)
+        );
+        assert!(
+            h.json(&["network", "ls"]).as_array().unwrap().is_empty(),
+            "network record left after crash at op {step}"
+        );
+        let left = wait_no_leftovers(&h, &[]);
+        assert!(left.is_empty(), "crash at op {step} leaked {left:?}");
+        let rules = h.sh("nft list table inet weft 2>/dev/null || true");
+        assert!(
+            !rules.contains("10.142.0.0"),
+            "nftables elements left after crash at op {step}: {rules}"
+        );
+        step += 1;
+        assert!(step < 30, "network create never completed");
+    }
+    assert!(step >= 3, "expected several kernel steps, got {step}");
+    // The completed network works, and the subnet was not lost to a dead record.
+    h.weft_ok(&["network", "rm", "n"]);
+    h.weft_ok(&["network", "create", "again", "--subnet", "10.142.0.0/24"]);
+}
+
+#[test]
+fn gc_finds_sandboxes_whose_process_or_namespace_vanished() {
+    let h = Host::new("gcv");
+    h.weft_ok(&["network", "create", "n"]);
+    h.sleeper("a", &["--network", "n"]);
+    h.sleeper("b", &["--network", "n"]);
+    // a's monitor and command die without telling anyone.
+    let v = h.json(&["inspect", "a"]);
+    let pid = v[0]["pid"].as_u64().unwrap() as i32;
+    let monitor = monitor_of(pid);
+    unsafe {
+        libc::kill(monitor, libc::SIGKILL);
+        libc::kill(pid, libc::SIGKILL);
+    }
+    // b's namespace handle disappears behind weft's back.
+    let netns = h.json(&["inspect", "b"])[0]["netns"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    common::ok(std::process::Command::new("umount").arg(&netns));
+    std::fs::remove_file(&netns).unwrap();
+    let report = h.json(&["gc"]);
+    assert_eq!(
+        report["sandboxes_exited"],
+        serde_json::json!(["a"]),
+        "{report}"
+    );
+    assert_eq!(
+        report["sandboxes_removed"],
+        serde_json::json!(["b"]),
+        "{report}"
+    );
+    let ps = h.json(&["ps", "-a"]);
+    assert_eq!(ps.as_array().unwrap().len(), 1);
+    assert_eq!(ps[0]["status"], "exited");
+}
+
+/// The monitor is the parent of the command (`weft __monitor`).
+fn monitor_of(pid: i32) -> i32 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    let after = stat.rsplit(')').next().unwrap();
+    after.split_whitespace().nth(1).unwrap().parse().unwrap()
+}
+
+trait Crash {
+    fn run_crash(&self, step: usize, args: &[&str]) -> bool;
+}
+
+impl Crash for Host {
+    /// Runs weft with the crash hook at `step`; true if it completed normally instead.
+    fn run_crash(&self, step: usize, args: &[&str]) -> bool {
+        let out = common::run(
+            self.weft_cmd(args)
+                .env("WEFT_TEST_CRASH_AFTER_OPS", step.to_string()),
+        );
+        use std::os::unix::process::ExitStatusExt;
+        match out.status.signal() {
+            Some(9) => false,
+            _ => {
+                assert!(
+                    out.status.success(),
+                    "weft {args:?} failed: {}",
+                    String::from_utf8_lossy(&out.stderr)
+                );
+                true
+            }
+        }
+    }
+}
+
+/// Runs a failing command and checks: exit code, one line on stderr containing `needle`,
+/// and no change to networks or sandboxes.
+fn refused(h: &Host, code: i32, args: &[&str], needle: &str) {
+    let before = (
+        h.weft_ok(&["--format", "json", "network", "ls"]),
+        h.weft_ok(&["--format", "json", "ps", "-a"]),
+    );
+    let err = h.weft_err(code, args);
+    assert!(
+        err.contains(needle),
+        "weft {args:?}: expected {needle:?} in {err:?}"
+    );
+    if code == 1 {
+        assert_eq!(
+            err.trim_end().lines().count(),
+            1,
+            "one line expected: {err:?}"
+        );
+        assert!(err.starts_with("error: "), "{err:?}");
+    }
+    let after = (
+        h.weft_ok(&["--format", "json", "network", "ls"]),
+        h.weft_ok(&["--format", "json", "ps", "-a"]),
+    );
+    assert_eq!(before, after, "weft {args:?} changed state");
+}
+
+#[test]
+fn bad_input_is_refused_with_a_named_value_and_changes_nothing() {
+    let h = Host::new("bad");
+    h.weft_ok(&["network", "create", "ok", "--subnet", "10.143.0.0/24"]);
+    h.weft_ok(&[
+        "create",
+        "--name",
+        "s1",
+        "--network",
+        "ok",
+        "--ip",
+        "10.143.0.10",
+    ]);
+    refused(
+        &h,
+        1,
+        &["network", "create", "x", "--subnet", "10.1.2.300/24"],
+        "\"10.1.2.300/24\"",
+    );
+    refused(
+        &h,
+        1,
+        &[
+            "network",
+            "create",
+            "x",
+            "--subnet",
+            "10.150.0.0/16",
+            "--gateway",
+            "10.151.0.1",
+        ],
+        "10.151.0.1",
+    );
+    refused(
+        &h,
+        1,
+        &[
+            "network",
+            "create",
+            "x",
+            "--subnet",
+            "10.150.0.0/16",
+            "--ip-range",
+            "10.151.0.0/24",
+        ],
+        "10.151.0.0/24",
+    );
+    refused(
+        &h,
+        1,
+        &["network", "create", "x", "--subnet", "10.150.0.0/31"],
+        "10.150.0.0/31",
+    );
+    refused(
+        &h,
+        1,
+        &["network", "create", "x", "--subnet", "10.150.0.4/32"],
+        "10.150.0.4/32",
+    );
+    refused(
+        &h,
+        1,
+        &["network", "create", "x", "--subnet", "10.150.0.5/16"],
+        "10.150.0.0/16",
+    );
+    refused(&h, 1, &["network", "create", "ok"], "already exists");
+    refused(&h, 1, &["network", "create", "_bad"], "\"_bad\"");
+    refused(&h, 1, &["network", "create", "bad/name"], "\"bad/name\"");
+    refused(
+        &h,
+        1,
+        &[
+            "network",
+            "create",
+            "x",
+            "--bridge-name",
+            "a-very-long-bridge",
+        ],
+        "15",
+    );
+    refused(
+        &h,
+        1,
+        &["network", "create", "x", "--subnet", "10.143.0.0/25"],
+        "\"ok\"",
+    );
+    refused(
+        &h,
+        1,
+        &["network", "create", "x", "--opt", "nosuch=1"],
+        "nosuch",
+    );
+    refused(
+        &h,
+        1,
+        &["network", "create", "x", "--opt", "icc=maybe"],
+        "icc=maybe",
+    );
+    refused(
+        &h,
+        1,
+        &[
+            "create",
+            "--name",
+            "s2",
+            "--network",
+            "ok",
+            "--ip",
+            "10.143.0.10",
+        ],
+        "in use by sandbox \"s1\"",
+    );
+    refused(
+        &h,
+        1,
+        &[
+            "create",
+            "--name",
+            "s2",
+            "--network",
+            "ok",
+            "--ip",
+            "10.99.0.1",
+        ],
+        "10.99.0.1",
+    );
+    refused(
+        &h,
+        1,
+        &[
+            "create",
+            "--name",
+            "s2",
+            "--network",
+            "ok",
+            "--ip",
+            "10.143.0.1",
+        ],
+        "10.143.0.1",
+    );
+    refused(
+        &h,
+        1,
+        &[
+            "create",
+            "--name",
+            "s2",
+            "--network",
+            "ok",
+            "--ip",
+            "nonsense",
+        ],
+        "\"nonsense\"",
+    );
+    refused(
+        &h,
+        1,
+        &["create", "--name", "s1", "--network", "ok"],
+        "already exists",
+    );
+    refused(
+        &h,
+        1,
+        &["create", "--name", "s2", "--network", "nosuch"],
+        "\"nosuch\"",
+    );
+    refused(&h, 1, &["rm", "nosuch"], "\"nosuch\"");
+    refused(&h, 1, &["network", "rm", "nosuch"], "\"nosuch\"");
+    refused(&h, 1, &["exec", "nosuch", "--", "true"], "\"nosuch\"");
+    refused(
+        &h,
+        1,
+        &["ipam", "avoid", "add", "10.0.0.0/33"],
+        "10.0.0.0/33",
+    );
+    refused(&h, 2, &["network", "create"], "Usage");
+    refused(&h, 2, &["no-such-command"], "no-such-command");
+
+    // The subnet is exhausted cleanly: /29 has 5 usable addresses besides the gateway.
+    h.weft_ok(&["network", "create", "tiny", "--subnet", "10.144.0.0/29"]);
+    for i in 0..5 {
+        h.weft_ok(&["create", "--name", &format!("t{i}"), "--network", "tiny"]);
+    }
+    refused(
+        &h,
+        1,
+        &["create", "--name", "t5", "--network", "tiny"],
+        "10.144.0.0/29",
+    );
+
+    // Not root.
+    let out = common::run(
+        std::process::Command::new("setpriv")
+            .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+            .arg(common::weft_bin())
+            .args(["--state-dir", "/nonexistent", "network", "ls"]),
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("root"),
+        "{out:?}"
+    );
+}
+
+#[test]
+fn freed_addresses_are_reused_only_after_the_others() {
+    let h = Host::new("reuse");
+    h.weft_ok(&["network", "create", "n", "--subnet", "10.145.0.0/24"]);
+    h.weft_ok(&["create", "--name", "a", "--network", "n"]);
+    assert_eq!(h.ip_of("a", 0), "10.145.0.2");
+    h.weft_ok(&["rm", "a"]);
+    h.weft_ok(&["create", "--name", "b", "--network", "n"]);
+    assert_eq!(
+        h.ip_of("b", 0),
+        "10.145.0.3",
+        "the freed .2 must not come back at once"
+    );
+}
