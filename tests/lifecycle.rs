@@ -173,7 +173,7 @@ fn connect_and_disconnect_while_running() {
 fn create_without_process_then_exec() {
     let h = Host::new("cre");
     h.weft_ok(&["network", "create", "n", "--subnet", "10.131.0.0/24"]);
-    h.weft_ok(&["create", "--name", "idle", "--network", "n"]);
+    h.weft_ok(&["create", "idle", "--network", "n"]);
     assert_eq!(h.json(&["inspect", "idle"])[0]["status"], "created");
     let out = h.weft_ok(&["exec", "idle", "--", "cat", "/proc/net/fib_trie"]);
     assert!(out.contains("10.131.0.2"), "{out}");

@@ -206,11 +206,3 @@ pub fn signal(pid: u32, sig: i32) -> io::Result<()> {
         Err(io::Error::last_os_error())
     }
 }
-
-/// Detaches the current process from its terminal session (for the monitor).
-pub fn new_session() {
-    // SAFETY: plain system call; failure (already a leader) is harmless.
-    unsafe {
-        libc::setsid();
-    }
-}

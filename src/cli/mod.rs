@@ -60,7 +60,7 @@ pub enum Command {
     /// Create a sandbox and run a command in it.
     Run(RunArgs),
     /// Create a sandbox without running anything in it.
-    Create(CreateArgs),
+    Create(CreateCmd),
     /// Run a command in an existing sandbox.
     Exec {
         /// Sandbox name or id.
@@ -234,6 +234,17 @@ pub struct CreateArgs {
     pub command: Vec<String>,
 }
 
+/// `weft create [NAME]`.
+#[derive(Debug, Args)]
+pub struct CreateCmd {
+    /// Sandbox name (same as --name).
+    #[arg(value_name = "NAME", conflicts_with = "name")]
+    pub positional_name: Option<String>,
+    /// Sandbox flags.
+    #[command(flatten)]
+    pub sandbox: CreateArgs,
+}
+
 /// `weft run` flags.
 #[derive(Debug, Args)]
 pub struct RunArgs {
@@ -294,6 +305,9 @@ pub enum ToolCmd {
         /// Seconds before giving up.
         #[arg(short, long, default_value_t = 30)]
         timeout: u64,
+        /// Seconds to keep each connection open after answering.
+        #[arg(long, default_value_t = 0)]
+        hold: u64,
     },
     /// Connect over TCP and print the server's answer.
     Connect {
@@ -359,7 +373,11 @@ pub fn run(cli: Cli) -> Result<i32> {
             }
         }
         Command::Create(c) => {
-            let sb = sandbox::create(&ctx, &sandbox_request(&c, false))?;
+            let mut req = sandbox_request(&c.sandbox, false);
+            if c.positional_name.is_some() {
+                req.name = c.positional_name;
+            }
+            let sb = sandbox::create(&ctx, &req)?;
             if json {
                 print_json(&view::sandbox(&sb))?;
             } else {
@@ -690,8 +708,14 @@ fn run_tool(t: &ToolCmd) -> Result<i32> {
             addr,
             count,
             timeout,
+            hold,
         } => {
-            tools::serve(*addr, *count, Duration::from_secs(*timeout))?;
+            tools::serve(
+                *addr,
+                *count,
+                Duration::from_secs(*timeout),
+                Duration::from_secs(*hold),
+            )?;
             Ok(0)
         }
         ToolCmd::Connect { addr, timeout } => {

@@ -2,7 +2,7 @@
 //! can check reachability on a fresh machine that has no `ping`, `nc` or `curl`. Every probe
 //! is bounded in count and time.
 
-use std::io::{Read, Write};
+use std::io::{BufRead, Write};
 use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream};
 use std::time::{Duration, Instant};
 
@@ -206,8 +206,9 @@ mod socket2_like {
 }
 
 /// Accepts up to `count` TCP connections on `addr` within `timeout`, answering each with the
-/// client's address as it sees it (`peer=IP:PORT\n`). Prints `listening` once bound.
-pub fn serve(addr: SocketAddr, count: u32, timeout: Duration) -> Result<()> {
+/// client's address as it sees it (`peer=IP:PORT\n`) and keeping it open for `hold` (a
+/// long-lived session, like SSH). Prints `listening` once bound.
+pub fn serve(addr: SocketAddr, count: u32, timeout: Duration, hold: Duration) -> Result<()> {
     let listener = TcpListener::bind(addr).with_context(|| format!("binding {addr}"))?;
     listener.set_nonblocking(true)?;
     println!("listening {}", listener.local_addr()?);
@@ -220,6 +221,12 @@ pub fn serve(addr: SocketAddr, count: u32, timeout: Duration) -> Result<()> {
                 s.set_nonblocking(false)?;
                 let _ = writeln!(s, "peer={peer}");
                 served += 1;
+                if !hold.is_zero() {
+                    std::thread::spawn(move || {
+                        std::thread::sleep(hold);
+                        drop(s);
+                    });
+                }
             }
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
                 std::thread::sleep(Duration::from_millis(5));
@@ -230,13 +237,15 @@ pub fn serve(addr: SocketAddr, count: u32, timeout: Duration) -> Result<()> {
     Ok(())
 }
 
-/// Connects to `addr` within `timeout` and prints what the server says.
+/// Connects to `addr` within `timeout` and returns the server's first line.
 pub fn connect(addr: SocketAddr, timeout: Duration) -> Result<String> {
-    let mut s = TcpStream::connect_timeout(&addr, timeout)
+    let s = TcpStream::connect_timeout(&addr, timeout)
         .with_context(|| format!("connecting to {addr}"))?;
     s.set_read_timeout(Some(timeout))?;
     let mut out = String::new();
-    s.read_to_string(&mut out)?;
+    std::io::BufReader::new(s)
+        .read_line(&mut out)
+        .with_context(|| format!("reading from {addr}"))?;
     if out.is_empty() {
         bail!("{addr} closed the connection without a word");
     }
@@ -259,7 +268,7 @@ mod tests {
         let l = TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = l.local_addr().unwrap();
         drop(l);
-        let t = std::thread::spawn(move || serve(addr, 1, Duration::from_secs(5)));
+        let t = std::thread::spawn(move || serve(addr, 1, Duration::from_secs(5), Duration::ZERO));
         let mut reply = Err(anyhow::anyhow!("not tried"));
         for _ in 0..50 {
             reply = connect(addr, Duration::from_secs(2));
