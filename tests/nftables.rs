@@ -76,6 +76,8 @@ fn net_a() -> FwNetwork {
         internal: false,
         masq_v4: Some("10.88.0.0/24".parse().unwrap()),
         masq_v6: Some("fd00:88::/64".parse().unwrap()),
+        subnet_v4: None,
+        subnet_v6: None,
     }
 }
 
@@ -87,6 +89,8 @@ fn net_b() -> FwNetwork {
         internal: true,
         masq_v4: Some("10.88.1.0/24".parse().unwrap()),
         masq_v6: None,
+        subnet_v4: None,
+        subnet_v6: None,
     }
 }
 
@@ -344,6 +348,8 @@ fn large_batch_is_fully_acknowledged() {
                     .unwrap(),
             ),
             masq_v6: None,
+            subnet_v4: None,
+            subnet_v6: None,
         })
         .collect();
     let all = nets.clone();

@@ -426,8 +426,43 @@ def veth_count(host):
     return len([l for l in p.stdout.decode().splitlines() if l.strip()])
 
 
+HZ = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_mark():
+    """(wall s, busy CPU s of the whole machine, CPU s of this process + its waited-for children)."""
+    with open("/proc/stat") as f:
+        v = [int(x) for x in f.readline().split()[1:]]
+    busy = (sum(v[:8]) - v[3] - v[4]) / HZ  # all but idle and iowait
+    t = os.times()
+    return time.monotonic(), busy, t.user + t.system + t.children_user + t.children_system
+
+
+def others_cores(m0, m1):
+    """CPU used by everything that is not the benchmark and its tools, in cores (approximate:
+    kernel workers finishing our namespace teardown count as "others" too)."""
+    wall = m1[0] - m0[0]
+    if wall <= 0:
+        return 0.0
+    return max(0.0, ((m1[1] - m0[1]) - (m1[2] - m0[2])) / wall)
+
+
+def wait_idle(limit_s, threshold=0.3):
+    """Wait (at most limit_s) until the rest of the machine uses < threshold cores over 1 s."""
+    t_end = time.monotonic() + limit_s
+    waited = 0.0
+    while True:
+        m0 = cpu_mark()
+        time.sleep(0.5)
+        o = others_cores(m0, cpu_mark())
+        waited += 0.5
+        if o < threshold or time.monotonic() >= t_end:
+            return o, waited
+
+
 def one_run(tool, n, rep, via, settle):
     rec = {"tool": tool.name, "n": n, "rep": rep, "loadavg_before": open("/proc/loadavg").read().split()[:3]}
+    m0 = cpu_mark()
     with Host(via) as host:
         ok = False
         try:
@@ -456,6 +491,7 @@ def one_run(tool, n, rep, via, settle):
             rec["detach_total_s"] = time.perf_counter() - t0
             gc.enable()
             rec.update(attach_s=att, detach_s=det)
+            rec["others_cores"] = others_cores(m0, cpu_mark())
             if tool.name == "weft":
                 rec.update(attach_timings=tat, detach_timings=tdt)
             ok = True
@@ -654,6 +690,20 @@ def summarize(out):
     lines.append("")
     lines.append(table(rows, ["tool", "N", "reps", "attach p50", "p99", "mean", "detach p50", "p99", "mean"]))
     summary = {"per_tool_n": {"%s/%d" % k: v for k, v in stats.items()}}
+    oc = [r["others_cores"] for r in runs if "others_cores" in r]
+    if oc:
+        busy = [r for r in runs if r.get("others_cores", 0) >= 0.3]
+        lines.append("")
+        lines.append("CPU used by other processes during the runs: mean %.2f, max %.2f cores; %d of %d runs "
+                     "above 0.3 cores%s" % (statistics.mean(oc), max(oc), len(busy), len(runs),
+                                            " -> NOISY, numbers of those runs are inflated" if busy else ""))
+        summary["others_cores"] = {"mean": statistics.mean(oc), "max": max(oc), "busy_runs": len(busy)}
+    w = out["meta"].get("weft") or {}
+    if w:
+        lines.append("weft binary: %s, %s, git HEAD %s with %d uncommitted source file(s) in the work tree%s" % (
+            w.get("version", "?"), "binary of %s" % w.get("mtime"),
+            w.get("git_head", "?"), w.get("uncommitted_source_files", 0),
+            " (cargo build FAILED: older binary)" if w.get("build_failed") else ""))
 
     # weft vs peers at the largest N every tool ran
     lines.append("")
@@ -772,9 +822,29 @@ def phase_table(out, summary):
                                                  if "total" in means[c] else "-" for c in cols])
     rows.append([" exit, spawn)"] + [""] * len(cols))
     rows.append(["wall as timed"] + ["%.0f" % means[c]["_wall"] for c in cols])
-    return ["Where weft's time goes (WEFT_TIMINGS=1; mean us per attach = `weft create`, per detach = "
-            "`weft rm`; phases add up inside the process's `total`):", "",
-            table(rows, hdr), ""]
+    res = ["Where weft's time goes (WEFT_TIMINGS=1; mean us per attach = `weft create`, per detach = "
+           "`weft rm`; phases add up inside the process's `total`):", "",
+           table(rows, hdr), ""]
+    # how each phase moves with the number of sandboxes already attached (largest N)
+    big = ns[-1]
+    if big >= 100:
+        rs = [r for r in runs if r["n"] == big]
+        edges = sorted({e for e in (0, 10, big // 10, big // 2, big - 100, big - 10, big) if 0 <= e <= big})
+        buckets = [(lo, hi) for lo, hi in zip(edges, edges[1:]) if hi > lo]
+        hdr = ["attach phase at N=%d (mean us)" % big] + ["#%d-%d" % (lo + 1, hi) for lo, hi in buckets]
+        rows = []
+        for ph in phases + ["total"]:
+            cells = []
+            for lo, hi in buckets:
+                v = [tm.get(ph, 0) for r in rs for tm in (r.get("attach_timings") or [])[lo:hi] if tm]
+                cells.append("%.0f" % statistics.mean(v) if v else "-")
+            rows.append([ph] + cells)
+        rows.append(["wall as timed"] + ["%.0f" % statistics.mean(ms(x) * 1000 for r in rs for x in r["attach_s"][lo:hi])
+                                         for lo, hi in buckets])
+        summary["weft_attach_phases_by_position"] = {"n": big, "buckets": buckets, "rows": rows}
+        res += ["weft attach cost by position (how many sandboxes are already attached):", "",
+                table(rows, hdr), ""]
+    return res
 
 
 def floor_text(out, summary):
@@ -819,6 +889,9 @@ def main():
                          "setns()es itself, so nothing extra is exec'd in the timed path)")
     ap.add_argument("--settle", default="0.3,0.002",
                     help="seconds to wait after each run: A + B*N (default 0.3,0.002)")
+    ap.add_argument("--wait-idle", type=float, default=5.0,
+                    help="before each run wait up to this many seconds until other processes use "
+                         "< 0.3 cores (default 5; 0 = never wait)")
     ap.add_argument("--out", help="JSON output (default bench/results/attach-<timestamp>.json)")
     a = ap.parse_args()
     if os.geteuid() != 0:
@@ -880,12 +953,16 @@ def main():
             out["execs"] = count_execs(tools, a.via)
         objs = {"weft": lambda: Weft(weft_bin), "netavark": Netavark, "cni": Cni}
         for k, (t, n, rep) in enumerate(plan, 1):
+            if a.wait_idle > 0:
+                o, w = wait_idle(a.wait_idle)
+                if o >= 0.3:
+                    log("machine still busy after waiting %.0f s (others use %.1f cores); going on" % (w, o))
             t0 = time.time()
             rec = one_run(objs[t](), n, rep, a.via, settle)
             out["runs"].append(rec)
-            log("%3d/%d rep %d %-8s N=%-4d attach p50 %.2f ms, detach p50 %.2f ms (%.1f s)" % (
+            log("%3d/%d rep %d %-8s N=%-4d attach p50 %.2f ms, detach p50 %.2f ms (%.1f s; others used %.1f cores)" % (
                 k, len(plan), rep, t, n, pct([ms(x) for x in rec["attach_s"]], 50),
-                pct([ms(x) for x in rec["detach_s"]], 50), time.time() - t0))
+                pct([ms(x) for x in rec["detach_s"]], 50), time.time() - t0, rec["others_cores"]))
         out["meta"]["finished"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
         out["meta"]["elapsed_s"] = round(time.time() - started, 1)
         text = summarize(out)

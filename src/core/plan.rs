@@ -269,6 +269,14 @@ pub fn firewall_of(net: &Network) -> FwNetwork {
             IpNet::V6(n) if masq => Some(n),
             _ => None,
         }),
+        subnet_v4: net.v4().and_then(|s| match s.subnet {
+            IpNet::V4(n) => Some(n),
+            _ => None,
+        }),
+        subnet_v6: net.v6().and_then(|s| match s.subnet {
+            IpNet::V6(n) => Some(n),
+            _ => None,
+        }),
     }
 }
 
@@ -314,6 +322,14 @@ pub fn plan_network(net: &Network) -> Vec<Op> {
     ops.push(Op::LinkUp {
         ns: Ns::Host,
         ifname: net.bridge.clone(),
+    });
+    // Lets the host reach ports published on 127.0.0.1: the DNAT'd packet keeps its
+    // loopback source until postrouting masquerades it (the input chain keeps sandboxes
+    // from using this to reach the host's loopback services).
+    ops.push(Op::Sysctl {
+        ns: Ns::Host,
+        key: format!("net/ipv4/conf/{}/route_localnet", net.bridge),
+        value: "1".into(),
     });
     if !net.internal {
         ops.push(Op::Sysctl {
@@ -547,7 +563,9 @@ mod tests {
         let mut n = net();
         n.internal = true;
         let ops = plan_network(&n);
-        assert!(!ops.iter().any(|o| matches!(o, Op::Sysctl { .. })));
+        assert!(!ops
+            .iter()
+            .any(|o| matches!(o, Op::Sysctl { key, .. } if key.contains("forward"))));
         assert!(
             matches!(ops.last(), Some(Op::FirewallAdd(fw)) if fw.internal && fw.masq_v4.is_none())
         );

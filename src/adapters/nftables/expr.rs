@@ -262,6 +262,12 @@ pub enum Expr {
     Masquerade,
     /// Count packets and bytes.
     Counter,
+    /// `fib daddr type`: the route type of the destination address (`RTN_LOCAL` = 2 for an
+    /// address of this host), 4 bytes host order, into `dreg`.
+    FibDaddrType {
+        /// Destination register.
+        dreg: Reg,
+    },
     /// Source or destination NAT to the address (and port) found in registers.
     Nat {
         /// SNAT or DNAT.
@@ -315,6 +321,7 @@ impl Expr {
             Expr::Verdict(_) | Expr::Immediate { .. } => "immediate",
             Expr::Masquerade => "masq",
             Expr::Counter => "counter",
+            Expr::FibDaddrType { .. } => "fib",
             Expr::Nat { .. } => "nat",
         }
     }
@@ -397,6 +404,12 @@ impl Expr {
                 put_value(w, NFTA_IMMEDIATE_DATA, data);
             }
             Expr::Masquerade | Expr::Counter => {}
+            Expr::FibDaddrType { dreg } => {
+                // libnftnl's order: DREG, RESULT (ADDRTYPE = 3), FLAGS (F_DADDR = 1 << 1).
+                w.put_be32(NFTA_FIB_DREG, dreg.raw());
+                w.put_be32(NFTA_FIB_RESULT, 3);
+                w.put_be32(NFTA_FIB_FLAGS, 1 << 1);
+            }
             Expr::Nat {
                 kind,
                 family,

@@ -87,6 +87,8 @@ pub enum KeyType {
     Ipv4Service,
     /// `ipv6_addr . inet_service` (20 bytes).
     Ipv6Service,
+    /// `inet_proto . inet_service` (8 bytes): a port published on every host address.
+    ProtoService,
 }
 
 impl KeyType {
@@ -105,6 +107,7 @@ impl KeyType {
             KeyType::Ipv6ProtoService => &[Ipv6Addr, InetProto, InetService],
             KeyType::Ipv4Service => &[Ipv4Addr, InetService],
             KeyType::Ipv6Service => &[Ipv6Addr, InetService],
+            KeyType::ProtoService => &[InetProto, InetService],
         }
     }
 
