@@ -1,9 +1,10 @@
-//! Observes the network namespace weft runs in, read-only, for IPAM: routes of every routing
+//! Observes the network namespace weft runs in, read-only: for IPAM, routes of every routing
 //! table, interface addresses, peers of established TCP connections and of the connection
-//! tracking table. See [`crate::core::ipam`] for how these facts are used.
+//! tracking table (see [`crate::core::ipam`] for how these facts are used); for published
+//! ports, the sockets listening there ([`listeners`]) and who holds them ([`socket_owner`]).
 //!
 //! Everything is read in the network namespace of the *calling thread*: the netlink sockets are
-//! created on it, and TCP sockets are read from `/proc/thread-self/net` (not `/proc/net`, which
+//! created on it, and sockets are read from `/proc/thread-self/net` (not `/proc/net`, which
 //! follows the namespace of the process's main thread).
 
 use std::collections::{HashMap, HashSet};
@@ -18,8 +19,8 @@ use netlink_packet_route::route::{
     RouteAddress, RouteAttribute, RouteHeader, RouteMessage, RouteVia,
 };
 use netlink_packet_route::AddressFamily;
-use netlink_sys::{protocols::NETLINK_NETFILTER, Socket, SocketAddr};
 
+use crate::adapters::conntrack::{self, CtEntry};
 use crate::core::ipam::{AddrFact, HostView, PeerFact, PeerSource, RouteFact};
 
 /// Why the host could not be observed.
@@ -68,20 +69,13 @@ pub fn observe() -> Result<HostView, HostFactsError> {
     drop(rt);
 
     let mut peers = Vec::new();
-    for (path, v6) in [
-        ("/proc/thread-self/net/tcp", false),
-        ("/proc/thread-self/net/tcp6", true),
-    ] {
-        match std::fs::read_to_string(path) {
-            Ok(text) => peers.extend(parse_proc_net_tcp(&text, v6)),
-            // No IPv6 in this kernel: no tcp6 file.
-            Err(e) if v6 && e.kind() == io::ErrorKind::NotFound => {}
-            Err(source) => {
-                return Err(HostFactsError::Proc {
-                    path: path.to_string(),
-                    source,
-                })
-            }
+    for (file, v6) in [("tcp", false), ("tcp6", true)] {
+        let text = read_proc_net(file, v6).map_err(|source| HostFactsError::Proc {
+            path: proc_net_path(file),
+            source,
+        })?;
+        if let Some(text) = text {
+            peers.extend(parse_proc_net_tcp(&text, v6));
         }
     }
     let local: HashSet<IpAddr> = addresses.iter().map(|a| a.addr.addr()).collect();
@@ -262,132 +256,166 @@ fn parse_endpoint(field: &str, v6: bool) -> Option<(IpAddr, u16)> {
     Some((ip, port))
 }
 
+/// TCP state `LISTEN` in `/proc/net/tcp*`.
+const TCP_LISTEN: u8 = 0x0A;
+
+/// The state of a bound, unconnected UDP socket in `/proc/net/udp*` (`TCP_CLOSE`).
+const UDP_UNCONNECTED: u8 = 0x07;
+
+/// One socket line of `/proc/net/{tcp,udp}{,6}`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct ProcSocket {
+    local: (IpAddr, u16),
+    remote: (IpAddr, u16),
+    state: u8,
+    /// 0 when the line has no inode field (or the socket none, as in `TIME_WAIT`).
+    inode: u64,
+}
+
+/// Parses one line of `/proc/net/{tcp,udp}` (`v6 = false`) or `/proc/net/{tcp,udp}6`
+/// (`v6 = true`): `sl local rem st tx:rx tr:when retrnsmt uid timeout inode ...`. `None` for
+/// lines that do not parse (the header).
+fn parse_proc_net_line(line: &str, v6: bool) -> Option<ProcSocket> {
+    let mut fields = line.split_whitespace();
+    let (Some(_sl), Some(local), Some(remote), Some(state)) =
+        (fields.next(), fields.next(), fields.next(), fields.next())
+    else {
+        return None;
+    };
+    Some(ProcSocket {
+        local: parse_endpoint(local, v6)?,
+        remote: parse_endpoint(remote, v6)?,
+        state: u8::from_str_radix(state, 16).ok()?,
+        inode: fields.nth(5).and_then(|i| i.parse().ok()).unwrap_or(0),
+    })
+}
+
+/// `/proc/thread-self/net/FILE`: the file of the calling thread's network namespace.
+fn proc_net_path(file: &str) -> String {
+    format!("/proc/thread-self/net/{file}")
+}
+
+/// Reads `/proc/thread-self/net/FILE`; `None` for a missing IPv6 file (`v6`: no IPv6 in this
+/// kernel).
+fn read_proc_net(file: &str, v6: bool) -> io::Result<Option<String>> {
+    match std::fs::read_to_string(proc_net_path(file)) {
+        Ok(text) => Ok(Some(text)),
+        Err(e) if v6 && e.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
 /// Peers of the established connections listed in the text of `/proc/net/tcp` (`v6 = false`)
 /// or `/proc/net/tcp6` (`v6 = true`). IPv4-mapped IPv6 peers are reported as IPv4. Lines that
 /// do not parse (the header) are skipped.
 pub fn parse_proc_net_tcp(text: &str, v6: bool) -> Vec<PeerFact> {
-    let mut out = Vec::new();
-    for line in text.lines() {
-        let mut fields = line.split_whitespace();
-        let (Some(_sl), Some(local), Some(remote), Some(state)) =
-            (fields.next(), fields.next(), fields.next(), fields.next())
-        else {
-            continue;
-        };
-        if u8::from_str_radix(state, 16).ok() != Some(TCP_ESTABLISHED) {
-            continue;
-        }
-        let (Some((_, local_port)), Some((addr, remote_port))) =
-            (parse_endpoint(local, v6), parse_endpoint(remote, v6))
-        else {
-            continue;
-        };
-        out.push(PeerFact {
-            addr,
-            local_port,
-            remote_port,
+    text.lines()
+        .filter_map(|line| parse_proc_net_line(line, v6))
+        .filter(|s| s.state == TCP_ESTABLISHED)
+        .map(|s| PeerFact {
+            addr: s.remote.0,
+            local_port: s.local.1,
+            remote_port: s.remote.1,
             source: PeerSource::Tcp,
-        });
-    }
-    out
+        })
+        .collect()
 }
 
 // ---------------------------------------------------------------------------------------------
-// ctnetlink
+// Listening sockets
 // ---------------------------------------------------------------------------------------------
 
-const NLMSG_HDRLEN: usize = 16;
-const NLMSG_ERROR: u16 = 2;
-const NLMSG_DONE: u16 = 3;
-const NLM_F_REQUEST: u16 = 0x1;
-const NLM_F_DUMP: u16 = 0x300;
-const NFNL_SUBSYS_CTNETLINK: u16 = 1;
-const IPCTNL_MSG_CT_NEW: u16 = 0;
-const IPCTNL_MSG_CT_GET: u16 = 1;
-const NFGENMSG_LEN: usize = 4;
-const NLA_TYPE_MASK: u16 = 0x3fff; // without NLA_F_NESTED and NLA_F_NET_BYTEORDER
-const CTA_TUPLE_ORIG: u16 = 1;
-const CTA_TUPLE_IP: u16 = 1;
-const CTA_TUPLE_PROTO: u16 = 2;
-const CTA_IP_V4_SRC: u16 = 1;
-const CTA_IP_V4_DST: u16 = 2;
-const CTA_IP_V6_SRC: u16 = 3;
-const CTA_IP_V6_DST: u16 = 4;
-const CTA_PROTO_SRC_PORT: u16 = 2;
-const CTA_PROTO_DST_PORT: u16 = 3;
-
-fn align4(n: usize) -> usize {
-    (n + 3) & !3
-}
-
-/// Netlink attributes (`type` without flag bits, payload) of `buf`; stops at the first
-/// malformed one.
-fn attrs(buf: &[u8]) -> impl Iterator<Item = (u16, &[u8])> {
-    let mut rest = buf;
-    std::iter::from_fn(move || {
-        if rest.len() < 4 {
-            return None;
-        }
-        let len = usize::from(u16::from_ne_bytes([rest[0], rest[1]]));
-        let kind = u16::from_ne_bytes([rest[2], rest[3]]) & NLA_TYPE_MASK;
-        if len < 4 || len > rest.len() {
-            return None;
-        }
-        let payload = &rest[4..len];
-        rest = &rest[align4(len).min(rest.len())..];
-        Some((kind, payload))
-    })
-}
-
-fn find_attr(buf: &[u8], kind: u16) -> Option<&[u8]> {
-    attrs(buf).find(|(k, _)| *k == kind).map(|(_, p)| p)
-}
-
-/// The original direction of one conntrack entry: source, destination and ports (0 for
-/// protocols without ports).
+/// A socket that holds a local port: a listening TCP socket or a bound UDP socket.
 #[derive(Debug, Clone, PartialEq, Eq)]
-struct CtTuple {
-    src: IpAddr,
-    dst: IpAddr,
-    sport: u16,
-    dport: u16,
+pub struct Listener {
+    /// IP protocol: 6 TCP, 17 UDP.
+    pub proto: u8,
+    /// Local address (unspecified for a wildcard bind; IPv4-mapped addresses as IPv4).
+    pub addr: IpAddr,
+    /// Local port.
+    pub port: u16,
+    /// Inode of the socket, for [`socket_owner`].
+    pub inode: u64,
 }
 
-/// Parses the attributes (after the `nfgenmsg`) of one `IPCTNL_MSG_CT_NEW` message.
-fn parse_ct_entry(attributes: &[u8]) -> Option<CtTuple> {
-    let orig = find_attr(attributes, CTA_TUPLE_ORIG)?;
-    let ip = find_attr(orig, CTA_TUPLE_IP)?;
-    let mut src = None;
-    let mut dst = None;
-    for (kind, p) in attrs(ip) {
-        let addr = match (kind, p.len()) {
-            (CTA_IP_V4_SRC | CTA_IP_V4_DST, 4) => {
-                IpAddr::V4(Ipv4Addr::from(<[u8; 4]>::try_from(p).ok()?))
-            }
-            (CTA_IP_V6_SRC | CTA_IP_V6_DST, 16) => {
-                IpAddr::V6(Ipv6Addr::from(<[u8; 16]>::try_from(p).ok()?))
-            }
-            _ => continue,
-        };
-        match kind {
-            CTA_IP_V4_SRC | CTA_IP_V6_SRC => src = Some(addr),
-            _ => dst = Some(addr),
+/// IP protocol numbers.
+const IPPROTO_TCP: u8 = 6;
+const IPPROTO_UDP: u8 = 17;
+
+/// The listeners in the text of `/proc/net/tcp*` (`proto` 6: sockets in `LISTEN`) or
+/// `/proc/net/udp*` (`proto` 17: unconnected sockets with a local port).
+fn parse_proc_net_listeners(text: &str, v6: bool, proto: u8) -> Vec<Listener> {
+    text.lines()
+        .filter_map(|line| parse_proc_net_line(line, v6))
+        .filter(|s| match proto {
+            IPPROTO_TCP => s.state == TCP_LISTEN,
+            _ => s.state == UDP_UNCONNECTED && s.local.1 != 0,
+        })
+        .map(|s| Listener {
+            proto,
+            addr: s.local.0,
+            port: s.local.1,
+            inode: s.inode,
+        })
+        .collect()
+}
+
+/// The listening TCP sockets and bound UDP sockets of the calling thread's network namespace
+/// (both families), from `/proc/thread-self/net/{tcp,tcp6,udp,udp6}`.
+pub fn listeners() -> io::Result<Vec<Listener>> {
+    let mut out = Vec::new();
+    for (file, v6, proto) in [
+        ("tcp", false, IPPROTO_TCP),
+        ("tcp6", true, IPPROTO_TCP),
+        ("udp", false, IPPROTO_UDP),
+        ("udp6", true, IPPROTO_UDP),
+    ] {
+        let text = read_proc_net(file, v6).map_err(|e| {
+            io::Error::new(
+                e.kind(),
+                format!("cannot read {}: {e}", proc_net_path(file)),
+            )
+        })?;
+        if let Some(text) = text {
+            out.extend(parse_proc_net_listeners(&text, v6, proto));
         }
     }
-    let port = |kind| {
-        find_attr(orig, CTA_TUPLE_PROTO)
-            .and_then(|proto| find_attr(proto, kind))
-            .filter(|p| p.len() == 2)
-            .map(|p| u16::from_be_bytes([p[0], p[1]]))
-            .unwrap_or(0)
-    };
-    Some(CtTuple {
-        src: src?,
-        dst: dst?,
-        sport: port(CTA_PROTO_SRC_PORT),
-        dport: port(CTA_PROTO_DST_PORT),
-    })
+    Ok(out)
 }
+
+/// The pid and command name (`/proc/PID/comm`) of the first process found holding the socket
+/// with this inode among its `/proc/PID/fd/*`; `None` when no process visible here holds it.
+/// Processes and descriptors that cannot be read (gone meanwhile, not permitted) are skipped.
+/// Scans all of `/proc`: meant for explaining a conflict, not for hot paths.
+pub fn socket_owner(inode: u64) -> Option<(u32, String)> {
+    let target = std::path::PathBuf::from(format!("socket:[{inode}]"));
+    for proc_entry in std::fs::read_dir("/proc").ok()?.flatten() {
+        let Some(pid) = proc_entry
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        let Ok(fds) = std::fs::read_dir(proc_entry.path().join("fd")) else {
+            continue;
+        };
+        let holds = fds
+            .flatten()
+            .any(|fd| std::fs::read_link(fd.path()).is_ok_and(|link| link == target));
+        if !holds {
+            continue;
+        }
+        if let Ok(comm) = std::fs::read_to_string(proc_entry.path().join("comm")) {
+            return Some((pid, comm.trim_end_matches('\n').to_string()));
+        }
+    }
+    None
+}
+
+// ---------------------------------------------------------------------------------------------
+// Peers of the connection tracking table
+// ---------------------------------------------------------------------------------------------
 
 /// Whether an address names a group rather than a peer (multicast, IPv4 broadcast).
 fn is_group(a: &IpAddr) -> bool {
@@ -397,130 +425,39 @@ fn is_group(a: &IpAddr) -> bool {
     }
 }
 
-/// The peers of one entry: its addresses that are not in `local`. Entries to or from a
-/// multicast or broadcast group (IGMP reports, mDNS, DHCP) are not conversations with a peer
-/// and are skipped, as their unicast side may be an address this host no longer has.
-fn ct_peers(t: &CtTuple, local: &HashSet<IpAddr>) -> Vec<PeerFact> {
+/// The peers of one entry: the addresses of its original direction that are not in `local`.
+/// Entries to or from a multicast or broadcast group (IGMP reports, mDNS, DHCP) are not
+/// conversations with a peer and are skipped, as their unicast side may be an address this
+/// host no longer has.
+fn ct_peers(e: &CtEntry, local: &HashSet<IpAddr>) -> Vec<PeerFact> {
     let mut out = Vec::new();
-    if is_group(&t.src) || is_group(&t.dst) {
+    if is_group(&e.src) || is_group(&e.dst) {
         return out;
     }
-    if !local.contains(&t.src) {
+    if !local.contains(&e.src) {
         out.push(PeerFact {
-            addr: t.src.to_canonical(),
-            local_port: t.dport,
-            remote_port: t.sport,
+            addr: e.src.to_canonical(),
+            local_port: e.dport,
+            remote_port: e.sport,
             source: PeerSource::Conntrack,
         });
     }
-    if !local.contains(&t.dst) {
+    if !local.contains(&e.dst) {
         out.push(PeerFact {
-            addr: t.dst.to_canonical(),
-            local_port: t.sport,
-            remote_port: t.dport,
+            addr: e.dst.to_canonical(),
+            local_port: e.sport,
+            remote_port: e.dport,
             source: PeerSource::Conntrack,
         });
     }
     out
 }
 
-/// What one datagram of the dump said.
-#[derive(Debug, PartialEq, Eq)]
-enum CtChunk {
-    /// More messages follow.
-    More,
-    /// `NLMSG_DONE` was seen.
-    Done,
-    /// An `NLMSG_ERROR` with this (positive) errno.
-    Error(i32),
-}
-
-/// Parses the netlink messages of one datagram, pushing the entries found.
-fn parse_ct_datagram(buf: &[u8], entries: &mut Vec<CtTuple>) -> CtChunk {
-    let mut rest = buf;
-    while rest.len() >= NLMSG_HDRLEN {
-        let len = u32::from_ne_bytes([rest[0], rest[1], rest[2], rest[3]]) as usize;
-        let kind = u16::from_ne_bytes([rest[4], rest[5]]);
-        if len < NLMSG_HDRLEN || len > rest.len() {
-            break;
-        }
-        let payload = &rest[NLMSG_HDRLEN..len];
-        match kind {
-            NLMSG_DONE => return CtChunk::Done,
-            NLMSG_ERROR => {
-                let code = payload
-                    .get(..4)
-                    .map(|b| i32::from_ne_bytes([b[0], b[1], b[2], b[3]]))
-                    .unwrap_or(0);
-                if code != 0 {
-                    return CtChunk::Error(-code);
-                }
-            }
-            k if k == (NFNL_SUBSYS_CTNETLINK << 8) | IPCTNL_MSG_CT_NEW => {
-                if let Some(t) = payload.get(NFGENMSG_LEN..).and_then(parse_ct_entry) {
-                    entries.push(t);
-                }
-            }
-            _ => {}
-        }
-        rest = &rest[align4(len).min(rest.len())..];
-    }
-    CtChunk::More
-}
-
-/// Whether an errno means "conntrack is not available here".
-fn conntrack_absent(errno: i32) -> bool {
-    matches!(
-        errno,
-        libc::EPROTONOSUPPORT | libc::ENOENT | libc::EOPNOTSUPP | libc::EAFNOSUPPORT
-    )
-}
-
 /// Dumps the connection tracking table of the calling thread's namespace (both families) and
 /// returns the peers that are not local addresses. Empty when conntrack is absent.
 fn conntrack_peers(local: &HashSet<IpAddr>) -> Result<Vec<PeerFact>, HostFactsError> {
-    let absent_or = |e: io::Error| -> Result<Vec<PeerFact>, HostFactsError> {
-        match e.raw_os_error() {
-            Some(errno) if conntrack_absent(errno) => Ok(Vec::new()),
-            _ => Err(HostFactsError::Conntrack(e)),
-        }
-    };
-    let mut socket = match Socket::new(NETLINK_NETFILTER) {
-        Ok(s) => s,
-        Err(e) => return absent_or(e),
-    };
-    if let Err(e) = socket.bind_auto() {
-        return absent_or(e);
-    }
-    let mut req = Vec::with_capacity(NLMSG_HDRLEN + NFGENMSG_LEN);
-    let total = (NLMSG_HDRLEN + NFGENMSG_LEN) as u32;
-    req.extend_from_slice(&total.to_ne_bytes());
-    req.extend_from_slice(&((NFNL_SUBSYS_CTNETLINK << 8) | IPCTNL_MSG_CT_GET).to_ne_bytes());
-    req.extend_from_slice(&(NLM_F_REQUEST | NLM_F_DUMP).to_ne_bytes());
-    req.extend_from_slice(&1u32.to_ne_bytes()); // sequence number
-    req.extend_from_slice(&0u32.to_ne_bytes()); // port id: the kernel fills it in
-                                                // nfgenmsg: family AF_UNSPEC (every family), version NFNETLINK_V0, res_id 0.
-    req.extend_from_slice(&[libc::AF_UNSPEC as u8, 0, 0, 0]);
-    if let Err(e) = socket.send_to(&req, &SocketAddr::new(0, 0), 0) {
-        return absent_or(e);
-    }
-    let mut entries = Vec::new();
-    loop {
-        let buf = match socket.recv_from_full() {
-            Ok((buf, _)) => buf,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => return absent_or(e),
-        };
-        if buf.is_empty() {
-            break;
-        }
-        match parse_ct_datagram(&buf, &mut entries) {
-            CtChunk::More => {}
-            CtChunk::Done => break,
-            CtChunk::Error(errno) => return absent_or(io::Error::from_raw_os_error(errno)),
-        }
-    }
-    Ok(entries.iter().flat_map(|t| ct_peers(t, local)).collect())
+    let entries = conntrack::dump().map_err(HostFactsError::Conntrack)?;
+    Ok(entries.iter().flat_map(|e| ct_peers(e, local)).collect())
 }
 
 #[cfg(test)]
@@ -609,100 +546,17 @@ mod tests {
         assert_eq!(parse_endpoint("0100007G:0050", false), None);
     }
 
-    fn nla(kind: u16, payload: &[u8]) -> Vec<u8> {
-        let mut v = Vec::new();
-        v.extend_from_slice(&((4 + payload.len()) as u16).to_ne_bytes());
-        v.extend_from_slice(&kind.to_ne_bytes());
-        v.extend_from_slice(payload);
-        while v.len() % 4 != 0 {
-            v.push(0);
-        }
-        v
-    }
-
-    fn nested(kind: u16, children: &[Vec<u8>]) -> Vec<u8> {
-        nla(kind | 0x8000, &children.concat())
-    }
-
-    fn ct_message(src: IpAddr, dst: IpAddr, sport: u16, dport: u16) -> Vec<u8> {
-        let ips = match (src, dst) {
-            (IpAddr::V4(s), IpAddr::V4(d)) => vec![
-                nla(CTA_IP_V4_SRC, &s.octets()),
-                nla(CTA_IP_V4_DST, &d.octets()),
-            ],
-            (IpAddr::V6(s), IpAddr::V6(d)) => vec![
-                nla(CTA_IP_V6_SRC, &s.octets()),
-                nla(CTA_IP_V6_DST, &d.octets()),
-            ],
-            _ => unreachable!(),
-        };
-        let tuple = |ips: Vec<Vec<u8>>, sp: u16, dp: u16, kind: u16| {
-            nested(
-                kind,
-                &[
-                    nested(CTA_TUPLE_IP, &ips),
-                    nested(
-                        CTA_TUPLE_PROTO,
-                        &[
-                            nla(1, &[6]),
-                            nla(CTA_PROTO_SRC_PORT | 0x4000, &sp.to_be_bytes()),
-                            nla(CTA_PROTO_DST_PORT | 0x4000, &dp.to_be_bytes()),
-                        ],
-                    ),
-                ],
-            )
-        };
-        let mut attributes = tuple(ips.clone(), sport, dport, CTA_TUPLE_ORIG);
-        // A reply tuple (CTA_TUPLE_REPLY = 2) with swapped values, to be ignored.
-        attributes.extend(tuple(ips.into_iter().rev().collect(), dport, sport, 2));
-        // CTA_STATUS (3), a plain u32.
-        attributes.extend(nla(3, &8u32.to_be_bytes()));
-        let mut msg = Vec::new();
-        let len = (NLMSG_HDRLEN + NFGENMSG_LEN + attributes.len()) as u32;
-        msg.extend_from_slice(&len.to_ne_bytes());
-        msg.extend_from_slice(&(NFNL_SUBSYS_CTNETLINK << 8).to_ne_bytes());
-        msg.extend_from_slice(&0x2u16.to_ne_bytes());
-        msg.extend_from_slice(&1u32.to_ne_bytes());
-        msg.extend_from_slice(&0u32.to_ne_bytes());
-        msg.extend_from_slice(&[2, 0, 0, 0]);
-        msg.extend(attributes);
-        msg
-    }
-
-    fn nlmsg(kind: u16, payload: &[u8]) -> Vec<u8> {
-        let mut msg = Vec::new();
-        msg.extend_from_slice(&((NLMSG_HDRLEN + payload.len()) as u32).to_ne_bytes());
-        msg.extend_from_slice(&kind.to_ne_bytes());
-        msg.extend_from_slice(&[0, 0, 1, 0, 0, 0, 0, 0, 0, 0]);
-        msg.extend_from_slice(payload);
-        msg
-    }
-
     #[test]
-    fn parses_conntrack_dump() {
-        let mut datagram = ct_message(ip("172.22.5.10"), ip("172.42.10.112"), 51000, 22);
-        datagram.extend(ct_message(ip("fd00::1"), ip("2001:db8::5"), 40000, 443));
-        let mut entries = Vec::new();
-        assert_eq!(parse_ct_datagram(&datagram, &mut entries), CtChunk::More);
-        assert_eq!(
-            entries,
-            [
-                CtTuple {
-                    src: ip("172.22.5.10"),
-                    dst: ip("172.42.10.112"),
-                    sport: 51000,
-                    dport: 22
-                },
-                CtTuple {
-                    src: ip("fd00::1"),
-                    dst: ip("2001:db8::5"),
-                    sport: 40000,
-                    dport: 443
-                },
-            ]
-        );
+    fn conntrack_peers_are_the_non_local_unicast_ends() {
+        let entries = [
+            CtEntry::for_test(ip("172.22.5.10"), 51000, ip("172.42.10.112"), 22),
+            CtEntry::for_test(ip("fd00::1"), 40000, ip("2001:db8::5"), 443),
+            // mDNS and a broadcast: no peers.
+            CtEntry::for_test(ip("172.42.10.9"), 5353, ip("224.0.0.251"), 5353),
+            CtEntry::for_test(ip("0.0.0.0"), 68, ip("255.255.255.255"), 67),
+        ];
         let local: HashSet<IpAddr> = [ip("172.42.10.112"), ip("fd00::1")].into();
-        let peers: Vec<PeerFact> = entries.iter().flat_map(|t| ct_peers(t, &local)).collect();
+        let peers: Vec<PeerFact> = entries.iter().flat_map(|e| ct_peers(e, &local)).collect();
         assert_eq!(
             peers,
             [
@@ -720,33 +574,64 @@ mod tests {
                 },
             ]
         );
-
-        let done = nlmsg(NLMSG_DONE, &0i32.to_ne_bytes());
-        assert_eq!(parse_ct_datagram(&done, &mut entries), CtChunk::Done);
-        let err = nlmsg(NLMSG_ERROR, &(-libc::ENOENT).to_ne_bytes());
-        assert_eq!(
-            parse_ct_datagram(&err, &mut entries),
-            CtChunk::Error(libc::ENOENT)
-        );
-        assert!(conntrack_absent(libc::ENOENT));
-        assert!(!conntrack_absent(libc::EPERM));
-        // Truncated input is ignored, not a panic.
-        let mut short = ct_message(ip("10.0.0.1"), ip("10.0.0.2"), 1, 2);
-        short.truncate(30);
-        let before = entries.len();
-        assert_eq!(parse_ct_datagram(&short, &mut entries), CtChunk::More);
-        assert_eq!(entries.len(), before);
     }
 
     #[test]
-    fn entry_without_ports_reports_zero() {
-        let ips = [
-            nla(CTA_IP_V4_SRC, &[192, 0, 2, 9]),
-            nla(CTA_IP_V4_DST, &[10, 1, 1, 1]),
-        ];
-        let attributes = nested(CTA_TUPLE_ORIG, &[nested(CTA_TUPLE_IP, &ips)]);
-        let t = parse_ct_entry(&attributes).unwrap();
-        assert_eq!((t.sport, t.dport), (0, 0));
-        assert_eq!(t.src, ip("192.0.2.9"));
+    fn parses_listeners() {
+        let tcp = format!(
+            "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode\n\
+            \x20  0: {}:0016 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 1234 1 0 100 0 0 10 0\n\
+            \x20  1: {}:0016 {}:C822 01 00000000:00000000 02:000A7B1E 00000000     0        0 2345 4 0 20 4 30 10 -1\n",
+            hex4(Ipv4Addr::UNSPECIFIED),
+            hex4(Ipv4Addr::new(172, 42, 10, 112)),
+            hex4(Ipv4Addr::new(172, 22, 5, 10)),
+        );
+        assert_eq!(
+            parse_proc_net_listeners(&tcp, false, 6),
+            [Listener {
+                proto: 6,
+                addr: ip("0.0.0.0"),
+                port: 22,
+                inode: 1234
+            }]
+        );
+        let udp6 = format!(
+            "  sl  local_address                         remote_address                        st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode ref pointer drops\n\
+            \x20 10: {}:14E9 {}:0000 07 00000000:00000000 00:00000000 00000000   102        0 4567 2 0000000000000000 0\n\
+            \x20 11: {}:0035 {}:0000 07 00000000:00000000 00:00000000 00000000     0        0 5678 2 0000000000000000 0\n\
+            \x20 12: {}:0000 {}:0000 07 00000000:00000000 00:00000000 00000000     0        0 6789 2 0000000000000000 0\n\
+            \x20 13: {}:9C40 {}:0035 01 00000000:00000000 00:00000000 00000000     0        0 7890 2 0000000000000000 0\n",
+            hex6(Ipv6Addr::UNSPECIFIED),
+            hex6(Ipv6Addr::UNSPECIFIED),
+            hex6("::ffff:127.0.0.53".parse().unwrap()),
+            hex6(Ipv6Addr::UNSPECIFIED),
+            hex6(Ipv6Addr::UNSPECIFIED),
+            hex6(Ipv6Addr::UNSPECIFIED),
+            hex6("fd00::1".parse().unwrap()),
+            hex6("fd00::53".parse().unwrap()),
+        );
+        assert_eq!(
+            parse_proc_net_listeners(&udp6, true, 17),
+            [
+                Listener {
+                    proto: 17,
+                    addr: ip("::"),
+                    port: 5353,
+                    inode: 4567
+                },
+                Listener {
+                    proto: 17,
+                    addr: ip("127.0.0.53"),
+                    port: 53,
+                    inode: 5678
+                },
+            ]
+        );
+        // The established line of the TCP text is still a peer, not a listener.
+        assert_eq!(parse_proc_net_tcp(&tcp, false).len(), 1);
+        assert_eq!(
+            parse_proc_net_line(tcp.lines().nth(2).unwrap(), false).map(|s| s.inode),
+            Some(2345)
+        );
     }
 }

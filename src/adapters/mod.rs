@@ -1,6 +1,7 @@
 //! Adapters: the code that talks to the kernel and to the state store.
 
 pub mod announce;
+pub mod conntrack;
 pub mod host_facts;
 pub mod netlink;
 pub mod netns;

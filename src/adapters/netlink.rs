@@ -20,7 +20,7 @@ use rtnetlink::packet_route::link::{
 };
 use rtnetlink::{Handle, LinkMessageBuilder, LinkUnspec, RouteMessageBuilder};
 
-use super::{announce, netns, nftables, sysctl};
+use super::{announce, conntrack, netns, nftables, sysctl};
 use crate::core::firewall;
 use crate::core::plan::{ExecError, Executor, Ns, Op};
 
@@ -236,6 +236,23 @@ impl KernelExecutor {
                     Err(e) => Err(exec_err(op, e.to_string())),
                 }
             }
+            Op::Publish(ports) => {
+                let mut batch = nftables::Batch::new();
+                firewall::publish(&mut batch, ports);
+                nftables::send(&batch).map_err(|e| exec_err(op, e.to_string()))
+            }
+            Op::Unpublish(ports) => {
+                let mut batch = nftables::Batch::new();
+                firewall::unpublish(&mut batch, ports);
+                match nftables::send(&batch) {
+                    Ok(()) => Ok(()),
+                    Err(e) if e.errno() == Some(libc::ENOENT) => Ok(()),
+                    Err(e) => Err(exec_err(op, e.to_string())),
+                }
+            }
+            Op::ForgetConnections(addrs) => conntrack::forget(addrs)
+                .map(|_| ())
+                .map_err(|e| exec_err(op, e.to_string())),
             Op::CreateNetns { path } => {
                 netns::create(Path::new(path)).map_err(|e| exec_err(op, e.to_string()))
             }
@@ -277,18 +294,20 @@ impl KernelExecutor {
                 drop(nsfile);
                 let idx = self.index_or_err(op, &Ns::Host, host_ifname)?;
                 self.set_alias(op, &h, idx, alias)?;
+                // Hairpin: a sandbox reaching its own published port through the host address
+                // is DNAT'd back to itself; br_netfilter then bridges the frame out of the
+                // port it came in on, which the bridge only allows with hairpin mode.
+                let mut port = vec![InfoBridgePort::HairpinMode(true)];
                 if *isolated {
-                    let msg = LinkUnspec::new_with_index(idx)
-                        .set_port_kind(InfoPortKind::Bridge)
-                        .set_port_data(InfoPortData::BridgePort(vec![InfoBridgePort::Isolated(
-                            true,
-                        )]))
-                        .build();
-                    self.rt
-                        .block_on(h.link().set_port(msg).execute())
-                        .map_err(fail)?;
+                    port.push(InfoBridgePort::Isolated(true));
                 }
-                Ok(())
+                let msg = LinkUnspec::new_with_index(idx)
+                    .set_port_kind(InfoPortKind::Bridge)
+                    .set_port_data(InfoPortData::BridgePort(port))
+                    .build();
+                self.rt
+                    .block_on(h.link().set_port(msg).execute())
+                    .map_err(fail)
             }
             Op::AddDefaultRoute { ns, gateway } => {
                 let h = self.handle(ns).map_err(|e| exec_err(op, e))?;
@@ -475,7 +494,10 @@ impl Executor for KernelExecutor {
         self.applied += 1;
         let phase = match op {
             Op::CreateNetns { .. } | Op::DeleteNetns { .. } => "netns",
-            Op::FirewallAdd(_) | Op::FirewallRemove(_) => "nftables",
+            Op::FirewallAdd(_) | Op::FirewallRemove(_) | Op::Publish(_) | Op::Unpublish(_) => {
+                "nftables"
+            }
+            Op::ForgetConnections(_) => "conntrack",
             Op::Announce { .. } => "announce",
             Op::Sysctl { .. } => "sysctl",
             _ => "netlink",

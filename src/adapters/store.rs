@@ -96,6 +96,20 @@ pub trait Txn {
     fn allocations(&self) -> StoreResult<Vec<(String, IpAddr, String)>>;
     /// The last address handed out on a network for one family (`v6`).
     fn cursor(&self, network_id: &str, v6: bool) -> StoreResult<Option<IpAddr>>;
+    /// Published ports on `(protocol, host_port)`: (host address, sandbox id) for each.
+    fn port_holders(&self, protocol: &str, host_port: u16) -> StoreResult<Vec<(IpAddr, String)>>;
+    /// Records a published port as held by a sandbox.
+    fn claim_port(
+        &self,
+        protocol: &str,
+        host_ip: IpAddr,
+        host_port: u16,
+        sandbox_id: &str,
+    ) -> StoreResult<()>;
+    /// Releases every port a sandbox holds.
+    fn release_ports(&self, sandbox_id: &str) -> StoreResult<()>;
+    /// Every sandbox id holding a port.
+    fn port_owners(&self) -> StoreResult<Vec<String>>;
     /// Ranges weft must never allocate, added with `weft ipam avoid add`.
     fn avoid_ranges(&self) -> StoreResult<Vec<IpNet>>;
     /// Adds an avoid range; returns false if it was already there.
@@ -121,6 +135,9 @@ CREATE INDEX IF NOT EXISTS addresses_by_sandbox ON addresses (sandbox_id);
 CREATE TABLE IF NOT EXISTS cursors (network_id TEXT NOT NULL, v6 INTEGER NOT NULL, ip TEXT NOT NULL,
     PRIMARY KEY (network_id, v6));
 CREATE TABLE IF NOT EXISTS avoid (cidr TEXT PRIMARY KEY);
+CREATE TABLE IF NOT EXISTS ports (protocol TEXT NOT NULL, host_ip TEXT NOT NULL, host_port INTEGER NOT NULL,
+    sandbox_id TEXT NOT NULL, PRIMARY KEY (protocol, host_port, host_ip));
+CREATE INDEX IF NOT EXISTS ports_by_sandbox ON ports (sandbox_id);
 ";
 
 impl SqliteStore {
@@ -391,6 +408,59 @@ impl Txn for SqliteTxn<'_> {
             .optional()
             .map_err(|e| self.store.err(e))?;
         Ok(ip.and_then(|s| s.parse().ok()))
+    }
+
+    fn port_holders(&self, protocol: &str, host_port: u16) -> StoreResult<Vec<(IpAddr, String)>> {
+        let mut stmt = self
+            .conn()
+            .prepare_cached(
+                "SELECT host_ip, sandbox_id FROM ports WHERE protocol = ?1 AND host_port = ?2",
+            )
+            .map_err(|e| self.store.err(e))?;
+        let rows: Vec<(String, String)> = stmt
+            .query_map(params![protocol, host_port], |r| Ok((r.get(0)?, r.get(1)?)))
+            .map_err(|e| self.store.err(e))?
+            .collect::<Result<_, _>>()
+            .map_err(|e| self.store.err(e))?;
+        Ok(rows
+            .into_iter()
+            .filter_map(|(ip, s)| ip.parse().ok().map(|ip| (ip, s)))
+            .collect())
+    }
+
+    fn claim_port(
+        &self,
+        protocol: &str,
+        host_ip: IpAddr,
+        host_port: u16,
+        sandbox_id: &str,
+    ) -> StoreResult<()> {
+        self.exec(
+            "INSERT INTO ports (protocol, host_ip, host_port, sandbox_id) VALUES (?1, ?2, ?3, ?4)",
+            params![protocol, host_ip.to_string(), host_port, sandbox_id],
+        )?;
+        Ok(())
+    }
+
+    fn release_ports(&self, sandbox_id: &str) -> StoreResult<()> {
+        self.exec(
+            "DELETE FROM ports WHERE sandbox_id = ?1",
+            params![sandbox_id],
+        )?;
+        Ok(())
+    }
+
+    fn port_owners(&self) -> StoreResult<Vec<String>> {
+        let mut stmt = self
+            .conn()
+            .prepare("SELECT DISTINCT sandbox_id FROM ports")
+            .map_err(|e| self.store.err(e))?;
+        let rows: Vec<String> = stmt
+            .query_map([], |r| r.get(0))
+            .map_err(|e| self.store.err(e))?
+            .collect::<Result<_, _>>()
+            .map_err(|e| self.store.err(e))?;
+        Ok(rows)
     }
 
     fn avoid_ranges(&self) -> StoreResult<Vec<IpNet>> {

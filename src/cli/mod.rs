@@ -102,6 +102,11 @@ pub enum Command {
     /// IP address management.
     #[command(subcommand)]
     Ipam(IpamCmd),
+    /// List a sandbox's published ports.
+    Port {
+        /// Sandbox name or id.
+        sandbox: String,
+    },
     /// Remove what a crash left behind and reconcile state with the kernel.
     Gc,
     /// Show weft working, inside a throwaway namespace.
@@ -229,6 +234,9 @@ pub struct CreateArgs {
     /// Labels K=V.
     #[arg(long)]
     pub label: Vec<String>,
+    /// Publish a port: [HOST_IP:][HOST_PORT[-END]:]CONTAINER_PORT[-END][/tcp|/udp|/sctp].
+    #[arg(short = 'p', long = "publish")]
+    pub publish: Vec<String>,
     /// Command and arguments (after `--`).
     #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
     pub command: Vec<String>,
@@ -308,6 +316,9 @@ pub enum ToolCmd {
         /// Seconds to keep each connection open after answering.
         #[arg(long, default_value_t = 0)]
         hold: u64,
+        /// UDP instead of TCP.
+        #[arg(long)]
+        udp: bool,
     },
     /// Connect over TCP and print the server's answer.
     Connect {
@@ -316,6 +327,9 @@ pub enum ToolCmd {
         /// Seconds before giving up.
         #[arg(short, long, default_value_t = 3)]
         timeout: u64,
+        /// UDP instead of TCP.
+        #[arg(long)]
+        udp: bool,
     },
 }
 
@@ -329,6 +343,7 @@ fn sandbox_request(a: &CreateArgs, auto_remove: bool) -> sandbox::SandboxRequest
         labels: a.label.clone(),
         command: a.command.clone(),
         auto_remove,
+        ports: a.publish.clone(),
     }
 }
 
@@ -453,6 +468,18 @@ pub fn run(cli: Cli) -> Result<i32> {
             Ok(0)
         }
         Command::Ipam(IpamCmd::Avoid(a)) => run_avoid(&ctx, a, json),
+        Command::Port { sandbox: s } => {
+            let tx = ctx.store.begin(crate::adapters::store::Mode::Read)?;
+            let sb = sandbox::find(tx.as_ref(), &s)?;
+            if json {
+                print_json(&sb.ports)?;
+            } else {
+                for m in &sb.ports {
+                    println!("{m}");
+                }
+            }
+            Ok(0)
+        }
         Command::Gc => {
             let report = gc::run(&ctx)?;
             if json {
@@ -708,7 +735,29 @@ fn run_tool(t: &ToolCmd) -> Result<i32> {
             addr,
             count,
             timeout,
+            udp: true,
+            ..
+        } => {
+            tools::serve_udp(*addr, *count, Duration::from_secs(*timeout))?;
+            Ok(0)
+        }
+        ToolCmd::Connect {
+            addr,
+            timeout,
+            udp: true,
+        } => {
+            print!(
+                "{}",
+                tools::connect_udp(*addr, Duration::from_secs(*timeout))?
+            );
+            Ok(0)
+        }
+        ToolCmd::Serve {
+            addr,
+            count,
+            timeout,
             hold,
+            ..
         } => {
             tools::serve(
                 *addr,
@@ -718,7 +767,7 @@ fn run_tool(t: &ToolCmd) -> Result<i32> {
             )?;
             Ok(0)
         }
-        ToolCmd::Connect { addr, timeout } => {
+        ToolCmd::Connect { addr, timeout, .. } => {
             print!("{}", tools::connect(*addr, Duration::from_secs(*timeout))?);
             Ok(0)
         }

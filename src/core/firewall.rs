@@ -30,7 +30,7 @@
 //!     oifname @bridges drop
 //!   }
 //!   chain input { type filter hook input priority 0; policy accept;
-//!     iifname @bridges ip daddr 127.0.0.0/8 drop    # bridges have route_localnet=1
+//!     iifname @bridges ip daddr 127.0.0.0/8 ct status & dnat == 0 drop # route_localnet=1
 //!   }
 //!   chain prerouting { type nat hook prerouting priority -100; policy accept;
 //!     ip daddr 127.0.0.0/8 return                    # loopback ports: never from outside
@@ -229,6 +229,11 @@ pub fn forward_rules() -> Vec<Vec<Expr>> {
 
 /// `ct status dnat`: the connection's destination was rewritten (a published port).
 fn ct_status_dnat() -> [Expr; 3] {
+    ct_dnat_test(CmpOp::Neq)
+}
+
+/// `ct status & dnat == 0` (with `Eq`) or `!= 0` (with `Neq`).
+fn ct_dnat_test(op: CmpOp) -> [Expr; 3] {
     const IPS_DST_NAT: u32 = 1 << 5;
     [
         Expr::Ct {
@@ -243,7 +248,7 @@ fn ct_status_dnat() -> [Expr; 3] {
         },
         Expr::Cmp {
             sreg: Reg::R0,
-            op: CmpOp::Neq,
+            op,
             data: vec![0; 4],
         },
     ]
@@ -368,10 +373,13 @@ pub fn output_rules() -> Vec<Vec<Expr>> {
 
 /// The rules of `input`: bridges have `route_localnet=1` (so the host can reach ports
 /// published on 127.0.0.1); a sandbox must still not reach the host's loopback services.
+/// Replies of the host's own connections to such ports come back with a loopback
+/// destination too, and carry `ct status dnat`: they pass.
 pub fn input_rules() -> Vec<Vec<Expr>> {
     vec![[
         &ifname_in(MetaKey::Iifname, SET_BRIDGES)[..],
         &is_loopback(IpFamily::V4, true),
+        &ct_dnat_test(CmpOp::Eq),
         &[verdict(Verdict::Drop)],
     ]
     .concat()]

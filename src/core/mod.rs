@@ -5,3 +5,4 @@ pub mod ipam;
 pub mod model;
 pub mod names;
 pub mod plan;
+pub mod ports;

@@ -182,6 +182,9 @@ pub struct Sandbox {
     pub endpoints: Vec<Endpoint>,
     /// User labels.
     pub labels: BTreeMap<String, String>,
+    /// Published ports, one entry per host port.
+    #[serde(default)]
+    pub ports: Vec<crate::core::ports::PortMapping>,
     /// The command, when one was given.
     pub command: Vec<String>,
     /// Remove the sandbox when CMD exits.

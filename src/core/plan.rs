@@ -12,8 +12,8 @@ use std::net::IpAddr;
 use ipnet::IpNet;
 use thiserror::Error;
 
-use super::firewall::FwNetwork;
-use super::model::{mac_for, Endpoint, Network};
+use super::firewall::{FwNetwork, FwPort};
+use super::model::{mac_for, Endpoint, Network, Sandbox};
 
 /// Which network namespace an operation happens in.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -68,6 +68,13 @@ pub enum Op {
     FirewallAdd(FwNetwork),
     /// Remove a network's elements from weft's nftables sets.
     FirewallRemove(FwNetwork),
+    /// Add published ports (map elements).
+    Publish(Vec<FwPort>),
+    /// Remove published ports (map elements).
+    Unpublish(Vec<FwPort>),
+    /// Delete the conntrack entries of connections to these addresses, so no flow keeps
+    /// pointing at a sandbox that is gone.
+    ForgetConnections(Vec<IpAddr>),
     /// A network namespace held at a path.
     CreateNetns {
         /// Handle path.
@@ -138,6 +145,7 @@ impl Op {
                 ifname: name.clone(),
             }),
             Op::FirewallAdd(f) => Some(Op::FirewallRemove(f.clone())),
+            Op::Publish(p) => Some(Op::Unpublish(p.clone())),
             Op::CreateNetns { path } => Some(Op::DeleteNetns { path: path.clone() }),
             Op::CreateVeth { host_ifname, .. } => Some(Op::DeleteLink {
                 ns: Ns::Host,
@@ -149,6 +157,8 @@ impl Op {
             | Op::AddDefaultRoute { .. }
             | Op::Announce { .. }
             | Op::FirewallRemove(_)
+            | Op::Unpublish(_)
+            | Op::ForgetConnections(_)
             | Op::DeleteNetns { .. }
             | Op::DeleteLink { .. } => None,
         }
@@ -174,6 +184,9 @@ impl std::fmt::Display for Op {
             Op::Sysctl { key, value, .. } => write!(f, "set {key}={value}"),
             Op::FirewallAdd(fw) => write!(f, "add nftables elements for {}", fw.bridge),
             Op::FirewallRemove(fw) => write!(f, "remove nftables elements for {}", fw.bridge),
+            Op::Publish(p) => write!(f, "publish {} ports", p.len()),
+            Op::Unpublish(p) => write!(f, "unpublish {} ports", p.len()),
+            Op::ForgetConnections(a) => write!(f, "forget connections to {a:?}"),
             Op::CreateNetns { path } => write!(f, "create network namespace {path}"),
             Op::DeleteNetns { path } => write!(f, "delete network namespace {path}"),
             Op::CreateVeth {
@@ -429,6 +442,52 @@ pub fn plan_attach(
             .map(|a| a.addr())
             .collect(),
     });
+    ops
+}
+
+/// The firewall view of a sandbox's published ports: each mapping goes to the sandbox's
+/// first address of the mapping's family.
+pub fn firewall_ports(sb: &Sandbox) -> Vec<FwPort> {
+    let first = |v6: bool| {
+        sb.endpoints
+            .iter()
+            .find_map(|e| if v6 { e.ipv6 } else { e.ipv4 })
+            .map(|n| n.addr())
+    };
+    sb.ports
+        .iter()
+        .filter_map(|m| {
+            let target = first(m.host_ip.is_ipv6())?;
+            Some(FwPort {
+                proto: m.protocol.number(),
+                host_ip: (!m.host_ip.is_unspecified()).then_some(m.host_ip),
+                host_port: m.host_port,
+                target,
+                target_port: m.container_port,
+            })
+        })
+        .collect()
+}
+
+/// Operations that remove a sandbox: its published ports and the connections to it, then
+/// its namespace (the kernel takes the veths along).
+pub fn plan_sandbox_teardown(sb: &Sandbox) -> Vec<Op> {
+    let mut ops = Vec::new();
+    let ports = firewall_ports(sb);
+    if !ports.is_empty() {
+        ops.push(Op::Unpublish(ports));
+        let addrs: Vec<IpAddr> = sb
+            .endpoints
+            .iter()
+            .flat_map(|e| [e.ipv4, e.ipv6])
+            .flatten()
+            .map(|n| n.addr())
+            .collect();
+        ops.push(Op::ForgetConnections(addrs));
+    }
+    if let Some(ns) = &sb.netns {
+        ops.push(Op::DeleteNetns { path: ns.clone() });
+    }
     ops
 }
 

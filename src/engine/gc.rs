@@ -23,7 +23,8 @@ use crate::adapters::{netns, nftables, process};
 use crate::core::firewall;
 use crate::core::model::{NetMode, Status};
 use crate::core::plan::{
-    apply_all, apply_best_effort, firewall_of, plan_gc, plan_network, Desired, Observed,
+    apply_all, apply_best_effort, firewall_of, firewall_ports, plan_gc, plan_network, Desired,
+    Observed,
 };
 
 /// What one `weft gc` did.
@@ -163,6 +164,11 @@ pub fn run(ctx: &Ctx) -> Result<GcReport> {
                 report.addresses_released += 1;
             }
         }
+        for sid in tx.port_owners()? {
+            if !live.contains(&sid) {
+                tx.release_ports(&sid)?;
+            }
+        }
         tx.commit()?;
     }
 
@@ -176,6 +182,9 @@ pub fn run(ctx: &Ctx) -> Result<GcReport> {
         firewall::flush_elements(&mut batch);
         for n in nets.iter().filter(|n| n.status == Status::Created) {
             firewall::add_network(&mut batch, &firewall_of(n));
+        }
+        for sb in sbs.iter().filter(|s| s.status != Status::Creating) {
+            firewall::publish(&mut batch, &firewall_ports(sb));
         }
         if let Err(e) = nftables::send(&batch) {
             report.errors.push(format!("rebuilding nftables sets: {e}"));

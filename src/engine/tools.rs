@@ -237,6 +237,59 @@ pub fn serve(addr: SocketAddr, count: u32, timeout: Duration, hold: Duration) ->
     Ok(())
 }
 
+/// Answers up to `count` UDP datagrams on `addr` within `timeout`, each with the sender's
+/// address as it sees it (`peer=IP:PORT\n`). Prints `listening` once bound.
+pub fn serve_udp(addr: SocketAddr, count: u32, timeout: Duration) -> Result<()> {
+    let sock = std::net::UdpSocket::bind(addr).with_context(|| format!("binding {addr}"))?;
+    sock.set_read_timeout(Some(Duration::from_millis(100)))?;
+    println!("listening {}", sock.local_addr()?);
+    std::io::stdout().flush()?;
+    let deadline = Instant::now() + timeout;
+    let mut served = 0;
+    let mut buf = [0u8; 1500];
+    while served < count && Instant::now() < deadline {
+        match sock.recv_from(&mut buf) {
+            Ok((_, peer)) => {
+                sock.send_to(format!("peer={peer}\n").as_bytes(), peer)?;
+                served += 1;
+            }
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(())
+}
+
+/// Sends a datagram to `addr` (a few times, UDP being lossy) and returns the first answer.
+pub fn connect_udp(addr: SocketAddr, timeout: Duration) -> Result<String> {
+    let bind: SocketAddr = if addr.is_ipv4() {
+        "0.0.0.0:0".parse()?
+    } else {
+        "[::]:0".parse()?
+    };
+    let sock = std::net::UdpSocket::bind(bind)?;
+    sock.set_read_timeout(Some(Duration::from_millis(300)))?;
+    let deadline = Instant::now() + timeout;
+    let mut buf = [0u8; 1500];
+    while Instant::now() < deadline {
+        sock.send_to(b"hello", addr)?;
+        match sock.recv_from(&mut buf) {
+            Ok((n, _)) => return Ok(String::from_utf8_lossy(&buf[..n]).to_string()),
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) => {}
+            Err(e) => return Err(e).with_context(|| format!("talking to {addr}")),
+        }
+    }
+    bail!("no answer from {addr} (udp)")
+}
+
 /// Connects to `addr` within `timeout` and returns the server's first line.
 pub fn connect(addr: SocketAddr, timeout: Duration) -> Result<String> {
     let s = TcpStream::connect_timeout(&addr, timeout)

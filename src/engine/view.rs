@@ -158,6 +158,8 @@ pub struct SandboxView {
     pub command: Vec<String>,
     /// Networks in connect order.
     pub networks: Vec<SandboxNetworkView>,
+    /// Published ports.
+    pub ports: Vec<crate::core::ports::PortMapping>,
     /// Labels.
     pub labels: BTreeMap<String, String>,
 }
@@ -186,6 +188,7 @@ pub fn sandbox(sb: &Sandbox) -> SandboxView {
                 aliases: e.aliases.clone(),
             })
             .collect(),
+        ports: sb.ports.clone(),
         labels: sb.labels.clone(),
     }
 }
