@@ -516,3 +516,102 @@ fn freed_addresses_are_reused_only_after_the_others() {
         "the freed .2 must not come back at once"
     );
 }
+
+#[test]
+fn gc_running_beside_creates_removes_nothing_alive() {
+    let h = Host::new("gcrace");
+    h.weft_ok(&["network", "create", "n", "--subnet", "10.146.0.0/24"]);
+    let creates: Vec<_> = (0..30)
+        .map(|i| {
+            h.weft_cmd(&["create", "--name", &format!("r{i}"), "--network", "n"])
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    let gcs: Vec<_> = (0..5)
+        .map(|_| {
+            h.weft_cmd(&["gc"])
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for c in creates {
+        let out = c.wait_with_output().unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    for mut g in gcs {
+        g.wait().unwrap();
+    }
+    h.weft_ok(&["gc"]);
+    let ps = h.json(&["ps", "-a"]);
+    assert_eq!(
+        ps.as_array().unwrap().len(),
+        30,
+        "gc removed live sandboxes: {ps}"
+    );
+    for sb in ps.as_array().unwrap() {
+        let netns = sb["netns"].as_str().unwrap();
+        assert!(
+            std::path::Path::new(netns).exists(),
+            "{netns} deleted under a live sandbox"
+        );
+    }
+    let bridge = h.json(&["network", "inspect", "n"])[0]["bridge"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(
+        h.ns.ip(&["-o", "link", "show", "master", &bridge])
+            .lines()
+            .count(),
+        30
+    );
+    assert!(
+        h.sh("nft list set inet weft bridges").contains(&bridge),
+        "gc dropped a live network's elements"
+    );
+}
+
+#[test]
+fn network_rm_racing_attaches_leaves_no_sandbox_on_a_removed_network() {
+    let h = Host::new("nrace");
+    h.weft_ok(&["network", "create", "n", "--subnet", "10.147.0.0/24"]);
+    let creates: Vec<_> = (0..20)
+        .map(|i| {
+            h.weft_cmd(&["create", "--name", &format!("q{i}"), "--network", "n"])
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    let rm = h
+        .weft_cmd(&["network", "rm", "--force", "n"])
+        .output()
+        .unwrap();
+    for mut c in creates {
+        c.wait().unwrap();
+    }
+    let nets = h.json(&["network", "ls"]);
+    let ps = h.json(&["ps", "-a"]);
+    if nets.as_array().unwrap().is_empty() {
+        // The network went: no sandbox may still claim an endpoint on it.
+        for sb in ps.as_array().unwrap() {
+            assert!(
+                sb["networks"].as_array().unwrap().is_empty(),
+                "endpoint on a removed network: {sb}"
+            );
+        }
+    } else {
+        // rm lost the race to attaches and said so.
+        assert!(!rm.status.success());
+    }
+}

@@ -877,7 +877,7 @@ def main():
     ap = argparse.ArgumentParser(prog="bench/attach", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="N = 1,10 for every tool (smoke run, ~1 min)")
-    ap.add_argument("--full", action="store_true", help="also run the peers at N=1000 (adds ~10 min per repeat)")
+    ap.add_argument("--full", action="store_true", help="also run the peers at N=1000 (adds ~3 min per repeat)")
     ap.add_argument("--repeats", type=int, default=3, help="repeats of every (tool, N) (default 3)")
     ap.add_argument("--tools", default="weft,netavark,cni", help="comma list of weft,netavark,cni")
     ap.add_argument("--n", help="override the N list for every tool, e.g. 1,10,50")

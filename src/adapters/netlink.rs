@@ -33,8 +33,9 @@ pub struct KernelExecutor {
     crash_after: Option<usize>,
 }
 
-/// Test hook: `WEFT_TEST_CRASH_AFTER_OPS=N` makes the process SIGKILL itself before applying
-/// its (N+1)-th kernel operation, to prove that `weft gc` recovers from a crash at any point.
+/// Test hook (debug builds only): `WEFT_TEST_CRASH_AFTER_OPS=N` makes the process SIGKILL
+/// itself before applying its (N+1)-th kernel operation, to prove that `weft gc` recovers from
+/// a crash at any point.
 pub const CRASH_ENV: &str = "WEFT_TEST_CRASH_AFTER_OPS";
 
 fn errno_of(e: &rtnetlink::Error) -> Option<i32> {
@@ -69,7 +70,12 @@ impl KernelExecutor {
             host: None,
             sandboxes: HashMap::new(),
             applied: 0,
-            crash_after: std::env::var(CRASH_ENV).ok().and_then(|v| v.parse().ok()),
+            // Only test builds honour the hook; a release binary ignores the variable.
+            crash_after: if cfg!(debug_assertions) {
+                std::env::var(CRASH_ENV).ok().and_then(|v| v.parse().ok())
+            } else {
+                None
+            },
         })
     }
 
@@ -189,7 +195,11 @@ impl KernelExecutor {
                         _ => fail(e),
                     })?;
                 let idx = self.index_or_err(op, &Ns::Host, name)?;
-                self.set_alias(op, &h, idx, alias)
+                // The bridge exists now: if tagging it fails, take it away again, or nothing
+                // (not even gc, which goes by the tag) would know it is weft's.
+                self.set_alias(op, &h, idx, alias).inspect_err(|_| {
+                    let _ = self.rt.block_on(h.link().del(idx).execute());
+                })
             }
             Op::AddAddress { ns, ifname, addr } => {
                 let h = self.handle(ns).map_err(|e| exec_err(op, e))?;
@@ -293,7 +303,13 @@ impl KernelExecutor {
                     .map_err(fail)?;
                 drop(nsfile);
                 let idx = self.index_or_err(op, &Ns::Host, host_ifname)?;
-                self.set_alias(op, &h, idx, alias)?;
+                let cleanup = |exec: &mut Self| {
+                    let _ = exec.rt.block_on(h.link().del(idx).execute());
+                };
+                if let Err(e) = self.set_alias(op, &h, idx, alias) {
+                    cleanup(self);
+                    return Err(e);
+                }
                 // Hairpin: a sandbox reaching its own published port through the host address
                 // is DNAT'd back to itself; br_netfilter then bridges the frame out of the
                 // port it came in on, which the bridge only allows with hairpin mode.
@@ -305,9 +321,11 @@ impl KernelExecutor {
                     .set_port_kind(InfoPortKind::Bridge)
                     .set_port_data(InfoPortData::BridgePort(port))
                     .build();
-                self.rt
-                    .block_on(h.link().set_port(msg).execute())
-                    .map_err(fail)
+                let res = self.rt.block_on(h.link().set_port(msg).execute());
+                res.map_err(|e| {
+                    cleanup(self);
+                    fail(e)
+                })
             }
             Op::AddDefaultRoute { ns, gateway } => {
                 let h = self.handle(ns).map_err(|e| exec_err(op, e))?;
@@ -355,9 +373,28 @@ impl KernelExecutor {
                     }
                 }
                 let h = self.handle(ns).map_err(|e| exec_err(op, e))?;
-                let Some(idx) = self.link_index(ns, ifname).map_err(|e| exec_err(op, e))? else {
-                    return Ok(());
+                let msg = self.rt.block_on(async {
+                    h.link()
+                        .get()
+                        .match_name(ifname.to_string())
+                        .execute()
+                        .try_next()
+                        .await
+                });
+                let link = match msg {
+                    Ok(Some(m)) => m,
+                    Ok(None) => return Ok(()),
+                    Err(e) if matches!(errno_of(&e), Some(libc::ENODEV) | Some(libc::ENOENT)) => {
+                        return Ok(())
+                    }
+                    Err(e) => return Err(fail(e)),
                 };
+                // In the host namespace weft deletes only what it tagged as its own: a bridge
+                // named by --bridge-name may be the user's.
+                if *ns == Ns::Host && !is_weft_link(&link) {
+                    return Ok(());
+                }
+                let idx = link.header.index;
                 match self.rt.block_on(h.link().del(idx).execute()) {
                     Ok(()) => Ok(()),
                     Err(e) if matches!(errno_of(&e), Some(libc::ENODEV) | Some(libc::ENOENT)) => {
@@ -467,6 +504,13 @@ fn spawn_detached(job: &AnnounceJob) -> bool {
             }
         }
     }
+}
+
+/// Whether a link carries weft's `weft:<id>` alias.
+fn is_weft_link(m: &LinkMessage) -> bool {
+    m.attributes
+        .iter()
+        .any(|a| matches!(a, LinkAttribute::IfAlias(s) if s.starts_with("weft:")))
 }
 
 /// The bridge port state of a link, if it is a bridge port.

@@ -52,12 +52,14 @@ pub fn prepare_dir(dir: &Path) -> Result<(), NetnsError> {
         what: "create directory",
         source: e,
     })?;
-    let shared = MsFlags::MS_SHARED | MsFlags::MS_REC;
+    // Not recursive: that would walk every handle already mounted below (O(sandboxes) per
+    // command); handles mounted later under a shared mount are shared themselves.
+    let shared = MsFlags::MS_SHARED;
     match mount(None::<&str>, dir, None::<&str>, shared, None::<&str>) {
         Ok(()) => Ok(()),
         Err(nix::Error::EINVAL) => {
-            // Not a mount point yet: bind it onto itself first. Two weft processes may race
-            // here; a second bind is harmless.
+            // Not a mount point yet: bind it onto itself first. Two weft processes racing
+            // here stack two binds, which only costs a mount entry.
             mount(
                 Some(dir),
                 dir,
@@ -136,8 +138,8 @@ pub fn delete(path: &Path) -> Result<(), NetnsError> {
 
 /// Whether `path` is a live namespace handle (a bind mount of an nsfs inode).
 pub fn is_live(path: &Path) -> bool {
-    // nsfs files report st_dev of the nsfs filesystem; a plain leftover file does not open
-    // as a namespace, so try setns-free detection via the magic of the filesystem.
+    // A bind-mounted namespace reports the nsfs filesystem; a leftover plain file (its
+    // namespace gone) reports the filesystem it lies on.
     match nix::sys::statfs::statfs(path) {
         Ok(s) => s.filesystem_type().0 as u64 == 0x6e73_6673, // NSFS_MAGIC
         Err(_) => false,

@@ -31,6 +31,9 @@ pub struct SandboxExec {
     pub hostname: Option<String>,
     /// Program and arguments.
     pub argv: Vec<String>,
+    /// weft's namespace-handle directory, unmounted in the sandbox's private mount namespace:
+    /// otherwise every running sandbox would hold a copy of every other sandbox's handle.
+    pub hide: Option<PathBuf>,
 }
 
 fn cstr(s: &str) -> io::Result<CString> {
@@ -65,6 +68,11 @@ pub fn command(spec: &SandboxExec) -> io::Result<Command> {
         .map(|p| cstr(&p.to_string_lossy()))
         .transpose()?;
     let hostname = spec.hostname.clone();
+    let hide = spec
+        .hide
+        .as_ref()
+        .map(|p| cstr(&p.to_string_lossy()))
+        .transpose()?;
     let etc_hosts = cstr("/etc/hosts")?;
     let etc_resolv = cstr("/etc/resolv.conf")?;
     let root = cstr("/")?;
@@ -90,6 +98,10 @@ pub fn command(spec: &SandboxExec) -> io::Result<Command> {
                 None::<&std::ffi::CStr>,
             )
             .map_err(io::Error::from)?;
+            if let Some(h) = &hide {
+                // Absent or not mounted yet: nothing to hide.
+                let _ = nix::mount::umount2(h.as_c_str(), nix::mount::MntFlags::MNT_DETACH);
+            }
             if let Some(h) = &hosts {
                 mount(
                     Some(h.as_c_str()),
@@ -136,6 +148,11 @@ pub fn spawn_detached(spec: &SandboxExec, log: &File) -> io::Result<Child> {
 
 static CHILD: AtomicI32 = AtomicI32::new(0);
 
+/// Stops forwarding signals (the child is gone; its pid may be reused).
+pub fn stop_forwarding() {
+    CHILD.store(0, Ordering::SeqCst);
+}
+
 extern "C" fn forward(sig: libc::c_int, info: *mut libc::siginfo_t, _ctx: *mut libc::c_void) {
     // SAFETY: the kernel passes a valid siginfo to SA_SIGINFO handlers.
     let code = unsafe { (*info).si_code };
@@ -153,6 +170,11 @@ extern "C" fn forward(sig: libc::c_int, info: *mut libc::siginfo_t, _ctx: *mut l
 /// Forwards SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGUSR1 and SIGUSR2 sent to weft to `pid`.
 pub fn forward_signals_to(pid: u32) {
     CHILD.store(pid as i32, Ordering::SeqCst);
+}
+
+/// Installs the forwarding handlers (before there is a child: a signal arriving while the
+/// sandbox is being built is then held off instead of killing weft halfway).
+pub fn install_forwarding() {
     for sig in [
         libc::SIGINT,
         libc::SIGTERM,
@@ -179,6 +201,25 @@ pub fn exit_code(status: std::process::ExitStatus) -> i32 {
         .code()
         .or_else(|| status.signal().map(|s| 128 + s))
         .unwrap_or(1)
+}
+
+/// The start time of a process (clock ticks since boot, field 22 of `/proc/PID/stat`):
+/// with the pid, it identifies a process even after the pid is reused.
+pub fn start_time(pid: u32) -> Option<u64> {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the command name (which may contain spaces) start with the state, field 3.
+    s.rsplit(')')
+        .next()?
+        .split_whitespace()
+        .nth(19)?
+        .parse()
+        .ok()
+}
+
+/// Whether the process `pid` that started at `start` still runs (not a zombie). Without a
+/// recorded start time, only the pid is checked.
+pub fn alive_since(pid: u32, start: Option<u64>) -> bool {
+    alive(pid) && (start.is_none() || start_time(pid) == start)
 }
 
 /// Whether a process exists (and is not a zombie we could reap).

@@ -226,16 +226,24 @@ impl SqliteTxn<'_> {
         let by_name = format!("SELECT id, body FROM {table} WHERE name = ?1");
         let row: Option<(String, String)> = self
             .conn()
-            .query_row(&by_name, params![key], |r| Ok((r.get(0)?, r.get(1)?)))
+            .prepare_cached(&by_name)
+            .and_then(|mut st| st.query_row(params![key], |r| Ok((r.get(0)?, r.get(1)?))))
             .optional()
             .map_err(|e| self.store.err(e))?;
         if let Some((id, body)) = row {
             return decode(&id, &body).map(Some);
         }
-        // Docker accepts any unique id prefix.
+        // Docker accepts any unique id prefix. Both lookups use the primary key's index (a
+        // LIKE would scan the table on every command).
         if key.len() >= 3 && key.chars().all(|c| c.is_ascii_hexdigit()) {
-            let by_id = format!("SELECT id, body FROM {table} WHERE id LIKE ?1 || '%' LIMIT 2");
-            let mut stmt = self.conn().prepare(&by_id).map_err(|e| self.store.err(e))?;
+            let key = key.to_ascii_lowercase();
+            let by_id = format!(
+                "SELECT id, body FROM {table} WHERE id >= ?1 AND id < ?1 || 'g' ORDER BY id LIMIT 2"
+            );
+            let mut stmt = self
+                .conn()
+                .prepare_cached(&by_id)
+                .map_err(|e| self.store.err(e))?;
             let rows: Vec<(String, String)> = stmt
                 .query_map(params![key], |r| Ok((r.get(0)?, r.get(1)?)))
                 .map_err(|e| self.store.err(e))?
@@ -493,11 +501,13 @@ impl Txn for SqliteTxn<'_> {
     }
 
     fn commit(mut self: Box<Self>) -> StoreResult<()> {
-        self.done = true;
         self.store
             .conn
             .execute_batch("COMMIT")
-            .map_err(|e| self.store.err(e))
+            .map_err(|e| self.store.err(e))?;
+        // Only now: a failed COMMIT leaves the transaction open, and dropping us rolls it back.
+        self.done = true;
+        Ok(())
     }
 }
 

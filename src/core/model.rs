@@ -22,6 +22,8 @@ pub enum Status {
     Running,
     /// A sandbox whose process has exited.
     Exited,
+    /// Being removed by the process `owner_pid` (so nothing else acts on it meanwhile).
+    Removing,
 }
 
 /// One address family's configuration of a network.
@@ -174,8 +176,14 @@ pub struct Sandbox {
     pub mode: NetMode,
     /// Process id of CMD while it runs.
     pub pid: Option<u32>,
-    /// Process id of the detached monitor that waits for CMD.
+    /// Start time of `pid` (so a reused pid is never taken for CMD).
+    #[serde(default)]
+    pub pid_start: Option<u64>,
+    /// Process id of the weft process that waits for CMD (detached monitor or foreground run).
     pub monitor_pid: Option<u32>,
+    /// Start time of `monitor_pid`.
+    #[serde(default)]
+    pub monitor_start: Option<u64>,
     /// Path of the bind-mounted network namespace handle (none for host mode).
     pub netns: Option<String>,
     /// Attachments in connect order.

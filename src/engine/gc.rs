@@ -15,13 +15,13 @@ use std::path::Path;
 use anyhow::Result;
 use serde::Serialize;
 
-use super::sandbox::remove_one;
+use super::sandbox::{is_running, monitor_alive, remove_if};
 use super::Ctx;
 use crate::adapters::netlink::KernelExecutor;
 use crate::adapters::store::Mode;
 use crate::adapters::{netns, nftables, process};
 use crate::core::firewall;
-use crate::core::model::{NetMode, Status};
+use crate::core::model::{NetMode, Sandbox, Status};
 use crate::core::plan::{
     apply_all, apply_best_effort, firewall_of, firewall_ports, plan_gc, plan_network, Desired,
     Observed,
@@ -50,46 +50,79 @@ fn owner_dead(pid: Option<u32>) -> bool {
     !pid.is_some_and(process::alive)
 }
 
+/// Why `gc` removes a sandbox, judged on a fresh reading of its record.
+fn sandbox_is_debris(sb: &Sandbox) -> bool {
+    let abandoned =
+        matches!(sb.status, Status::Creating | Status::Removing) && owner_dead(sb.owner_pid);
+    let ns_gone = sb.mode != NetMode::Host
+        && !matches!(sb.status, Status::Creating | Status::Removing)
+        && !sb
+            .netns
+            .as_deref()
+            .is_some_and(|p| netns::is_live(Path::new(p)));
+    abandoned || ns_gone || (command_died(sb) && sb.auto_remove)
+}
+
+/// A running sandbox whose command and monitor are both gone without recording it.
+fn command_died(sb: &Sandbox) -> bool {
+    sb.status == Status::Running && !is_running(sb) && !monitor_alive(sb)
+}
+
 /// Runs one reconciliation pass.
 pub fn run(ctx: &Ctx) -> Result<GcReport> {
     let mut report = GcReport::default();
-    let (nets, sbs) = {
+    let ids: Vec<(String, String)> = {
         let tx = ctx.store.begin(Mode::Read)?;
-        (tx.networks()?, tx.sandboxes()?)
+        tx.sandboxes()?
+            .into_iter()
+            .map(|s| (s.id, s.name))
+            .collect()
     };
-
-    for sb in &sbs {
-        let half_made = sb.status == Status::Creating && owner_dead(sb.owner_pid);
-        let ns_gone = sb.mode != NetMode::Host
-            && sb.status != Status::Creating
-            && !sb
-                .netns
-                .as_deref()
-                .is_some_and(|p| netns::is_live(Path::new(p)));
-        let dead_cmd = sb.status == Status::Running
-            && !sb.pid.is_some_and(process::alive)
-            && owner_dead(sb.monitor_pid);
-        if half_made || ns_gone || (dead_cmd && sb.auto_remove) {
-            match remove_one(ctx, &sb.id, false) {
-                Ok(()) => report.sandboxes_removed.push(sb.name.clone()),
-                Err(e) => report.errors.push(format!("{e:#}")),
-            }
-        } else if dead_cmd {
-            let tx = ctx.store.begin(Mode::Write)?;
-            if let Some(mut cur) = tx.sandbox(&sb.id)? {
+    for (id, name) in &ids {
+        match remove_if(ctx, id, false, sandbox_is_debris) {
+            Ok(true) => report.sandboxes_removed.push(name.clone()),
+            Ok(false) => {}
+            Err(e) => report.errors.push(format!("{e:#}")),
+        }
+        let tx = ctx.store.begin(Mode::Write)?;
+        if let Some(mut cur) = tx.sandbox(id)? {
+            if command_died(&cur) {
                 cur.status = Status::Exited;
                 cur.pid = None;
+                cur.pid_start = None;
                 cur.monitor_pid = None;
+                cur.monitor_start = None;
                 tx.put_sandbox(&cur)?;
+                tx.commit()?;
+                report.sandboxes_exited.push(name.clone());
             }
-            tx.commit()?;
-            report.sandboxes_exited.push(sb.name.clone());
         }
     }
 
+    let nets = {
+        let tx = ctx.store.begin(Mode::Read)?;
+        tx.networks()?
+    };
     let mut exec = KernelExecutor::new()?;
     for net in &nets {
-        if net.status == Status::Creating && owner_dead(net.owner_pid) {
+        // Claim abandoned networks inside a write transaction on a fresh reading.
+        let abandoned = {
+            let tx = ctx.store.begin(Mode::Write)?;
+            match tx.network(&net.id)? {
+                Some(mut cur)
+                    if matches!(cur.status, Status::Creating | Status::Removing)
+                        && owner_dead(cur.owner_pid) =>
+                {
+                    cur.status = Status::Removing;
+                    cur.owner_pid = Some(std::process::id());
+                    tx.put_network(&cur)?;
+                    tx.commit()?;
+                    true
+                }
+                _ => false,
+            }
+        };
+        if abandoned {
             match super::network::teardown(ctx, net) {
                 Ok(()) => report.networks_removed.push(net.name.clone()),
                 Err(e) => report.errors.push(format!("{e:#}")),
@@ -108,19 +141,8 @@ pub fn run(ctx: &Ctx) -> Result<GcReport> {
         }
     }
 
-    // The kernel against what is on record now.
-    let (nets, sbs) = {
-        let tx = ctx.store.begin(Mode::Read)?;
-        (tx.networks()?, tx.sandboxes()?)
-    };
-    let desired = Desired {
-        owner_ids: nets
-            .iter()
-            .map(|n| n.id.clone())
-            .chain(sbs.iter().map(|s| s.id.clone()))
-            .collect(),
-        netns_files: sbs.iter().filter_map(|s| s.netns.clone()).collect(),
-    };
+    // The kernel first, the records second: records are written before the kernel objects
+    // they own, so an object seen here belongs to a record read below unless it is debris.
     let netns_dir = ctx.run_dir.join("netns");
     let netns_files: Vec<String> = std::fs::read_dir(&netns_dir)
         .map(|rd| {
@@ -135,6 +157,18 @@ pub fn run(ctx: &Ctx) -> Result<GcReport> {
             vec![]
         }),
         netns_files,
+    };
+    let (nets, sbs) = {
+        let tx = ctx.store.begin(Mode::Read)?;
+        (tx.networks()?, tx.sandboxes()?)
+    };
+    let desired = Desired {
+        owner_ids: nets
+            .iter()
+            .map(|n| n.id.clone())
+            .chain(sbs.iter().map(|s| s.id.clone()))
+            .collect(),
+        netns_files: sbs.iter().filter_map(|s| s.netns.clone()).collect(),
     };
     let ops = plan_gc(&desired, &observed);
     for e in apply_best_effort(&mut exec, &ops) {
@@ -172,23 +206,30 @@ pub fn run(ctx: &Ctx) -> Result<GcReport> {
         tx.commit()?;
     }
 
-    // nftables: the set elements are exactly those of the networks on record. Only touch
-    // the table if weft has one or has networks.
-    if !nets.is_empty()
-        || nftables::table_exists(firewall::FAMILY, firewall::TABLE).unwrap_or(false)
+    // nftables: the set elements are exactly those of the records, rebuilt while holding the
+    // write lock so that no network or sandbox is recorded meanwhile. Records still being
+    // created by a live process count: their own elements may already be in.
     {
-        let mut batch = nftables::Batch::new();
-        firewall::ensure_base(&mut batch);
-        firewall::flush_elements(&mut batch);
-        for n in nets.iter().filter(|n| n.status == Status::Created) {
-            firewall::add_network(&mut batch, &firewall_of(n));
+        let tx = ctx.store.begin(Mode::Write)?;
+        let nets = tx.networks()?;
+        let sbs = tx.sandboxes()?;
+        if !nets.is_empty()
+            || nftables::table_exists(firewall::FAMILY, firewall::TABLE).unwrap_or(false)
+        {
+            let mut batch = nftables::Batch::new();
+            firewall::ensure_base(&mut batch);
+            firewall::flush_elements(&mut batch);
+            for n in nets.iter().filter(|n| n.status != Status::Removing) {
+                firewall::add_network(&mut batch, &firewall_of(n));
+            }
+            for sb in sbs.iter().filter(|s| s.status != Status::Removing) {
+                firewall::publish(&mut batch, &firewall_ports(sb));
+            }
+            if let Err(e) = nftables::send(&batch) {
+                report.errors.push(format!("rebuilding nftables sets: {e}"));
+            }
         }
-        for sb in sbs.iter().filter(|s| s.status != Status::Creating) {
-            firewall::publish(&mut batch, &firewall_ports(sb));
-        }
-        if let Err(e) = nftables::send(&batch) {
-            report.errors.push(format!("rebuilding nftables sets: {e}"));
-        }
+        tx.commit()?;
     }
     Ok(report)
 }

@@ -290,9 +290,20 @@ pub fn create(ctx: &Ctx, req: &CreateRequest) -> Result<Network> {
     done.status = Status::Created;
     done.owner_pid = None;
     let tx = ctx.store.begin(Mode::Write)?;
-    tx.put_network(&done)?;
-    tx.commit()?;
-    Ok(done)
+    // Only finish our own intent: never bring back a record someone removed meanwhile.
+    match tx.network(&done.id)? {
+        Some(cur)
+            if cur.status == Status::Creating && cur.owner_pid == Some(std::process::id()) =>
+        {
+            tx.put_network(&done)?;
+            tx.commit()?;
+            Ok(done)
+        }
+        _ => Err(user_err!(
+            "network {:?} was removed while it was being created",
+            done.name
+        )),
+    }
 }
 
 /// The default network, created on first use. Concurrent first uses agree on one network.
@@ -353,33 +364,66 @@ pub fn find(tx: &dyn Txn, name: &str) -> Result<Network> {
 pub fn remove(ctx: &Ctx, names: &[String], force: bool) -> Result<Vec<String>> {
     let mut removed = Vec::new();
     for name in names {
-        let (net, users) = {
+        let net = {
             let tx = ctx.store.begin(Mode::Read)?;
-            let net = find(tx.as_ref(), name)?;
-            let users: Vec<String> = tx
-                .sandboxes()?
-                .into_iter()
-                .filter(|s| s.endpoints.iter().any(|e| e.network_id == net.id))
-                .map(|s| s.name)
-                .collect();
-            (net, users)
+            find(tx.as_ref(), name)?
         };
-        if !users.is_empty() {
-            if !force {
-                return Err(user_err!(
-                    "network {:?} has sandboxes attached ({}); disconnect or remove them, or use `weft network rm --force`",
-                    net.name,
-                    users.join(", ")
-                ));
-            }
-            for sb in &users {
-                super::sandbox::disconnect(ctx, &net.name, sb)?;
+        if force {
+            for sb in users(ctx, &net)? {
+                super::sandbox::disconnect(ctx, &net.name, &sb)?;
             }
         }
+        claim_removal(ctx, &net)?;
         teardown(ctx, &net)?;
         removed.push(net.name.clone());
     }
     Ok(removed)
+}
+
+/// Names of the sandboxes attached to a network.
+fn users(ctx: &Ctx, net: &Network) -> Result<Vec<String>> {
+    let tx = ctx.store.begin(Mode::Read)?;
+    Ok(tx
+        .sandboxes()?
+        .into_iter()
+        .filter(|s| s.endpoints.iter().any(|e| e.network_id == net.id))
+        .map(|s| s.name)
+        .collect())
+}
+
+/// Marks a network as being removed, in the same write transaction that checks that no
+/// sandbox uses it: attaching refuses networks that are not `created`, so none can join
+/// between the check and the teardown.
+fn claim_removal(ctx: &Ctx, net: &Network) -> Result<()> {
+    let tx = ctx.store.begin(Mode::Write)?;
+    let Some(mut cur) = tx.network(&net.id)? else {
+        return Ok(());
+    };
+    if cur.status == Status::Creating && cur.owner_pid.is_some_and(crate::adapters::process::alive)
+    {
+        return Err(user_err!(
+            "network {:?} is still being created; try again in a moment",
+            net.name
+        ));
+    }
+    let users: Vec<String> = tx
+        .sandboxes()?
+        .into_iter()
+        .filter(|s| s.endpoints.iter().any(|e| e.network_id == net.id))
+        .map(|s| s.name)
+        .collect();
+    if !users.is_empty() {
+        return Err(user_err!(
+            "network {:?} has sandboxes attached ({}); disconnect or remove them, or use `weft network rm --force`",
+            net.name,
+            users.join(", ")
+        ));
+    }
+    cur.status = Status::Removing;
+    cur.owner_pid = Some(std::process::id());
+    tx.put_network(&cur)?;
+    tx.commit()?;
+    Ok(())
 }
 
 /// Deletes a network's kernel objects and record (used by rm, prune and gc).
@@ -411,8 +455,11 @@ pub fn prune(ctx: &Ctx) -> Result<Vec<String>> {
     };
     let mut out = Vec::new();
     for n in unused {
-        teardown(ctx, &n)?;
-        out.push(n.name);
+        // A sandbox may have joined since the listing: then the network stays.
+        if claim_removal(ctx, &n).is_ok() {
+            teardown(ctx, &n)?;
+            out.push(n.name);
+        }
     }
     Ok(out)
 }

@@ -439,7 +439,9 @@ pub fn create(ctx: &Ctx, req: &SandboxRequest) -> Result<Sandbox> {
         hostname: req.hostname.clone().unwrap_or_else(|| id[..12].to_string()),
         mode,
         pid: None,
+        pid_start: None,
         monitor_pid: None,
+        monitor_start: None,
         netns: netns.clone(),
         endpoints,
         labels,
@@ -465,9 +467,20 @@ pub fn create(ctx: &Ctx, req: &SandboxRequest) -> Result<Sandbox> {
     done.owner_pid = None;
     super::timing::time("state-commit", || -> Result<()> {
         let tx = ctx.store.begin(Mode::Write)?;
-        tx.put_sandbox(&done)?;
-        tx.commit()?;
-        Ok(())
+        // Only finish our own intent: never bring back a record someone removed meanwhile.
+        match tx.sandbox(&done.id)? {
+            Some(cur)
+                if cur.status == Status::Creating && cur.owner_pid == Some(std::process::id()) =>
+            {
+                tx.put_sandbox(&done)?;
+                tx.commit()?;
+                Ok(())
+            }
+            _ => Err(user_err!(
+                "sandbox {:?} was removed while it was being created",
+                done.name
+            )),
+        }
     })?;
     Ok(done)
 }
@@ -546,6 +559,7 @@ pub fn exec_spec(ctx: &Ctx, sb: &Sandbox, argv: &[String]) -> SandboxExec {
         resolv_conf: private.then(|| dir.join("resolv.conf")),
         hostname: private.then(|| sb.hostname.clone()),
         argv: argv.to_vec(),
+        hide: private.then(|| ctx.run_dir.join("netns")),
     }
 }
 
@@ -565,23 +579,32 @@ fn update(ctx: &Ctx, id: &str, f: impl FnOnce(&mut Sandbox)) -> Result<Option<Sa
 pub fn run_foreground(ctx: &Ctx, req: &SandboxRequest) -> Result<i32> {
     let mut req = req.clone();
     req.auto_remove = true;
+    process::install_forwarding();
     let sb = create(ctx, &req)?;
     let spec = exec_spec(ctx, &sb, &req.command);
     let mut child = match process::spawn_foreground(&spec) {
         Ok(c) => c,
         Err(e) => {
-            remove_one(ctx, &sb.id, true)?;
+            remove_one(ctx, &sb.id, false)?;
             return Err(user_err!("cannot run {:?}: {e}", req.command[0]));
         }
     };
     let pid = child.id();
     process::forward_signals_to(pid);
+    // This process is the command's monitor: `stop` and `gc` leave the record to it while it
+    // lives.
+    let me = std::process::id();
     update(ctx, &sb.id, |s| {
         s.pid = Some(pid);
+        s.pid_start = process::start_time(pid);
+        s.monitor_pid = Some(me);
+        s.monitor_start = process::start_time(me);
         s.status = Status::Running;
     })?;
     let status = child.wait().context("waiting for the command")?;
-    remove_one(ctx, &sb.id, true)?;
+    process::stop_forwarding();
+    // Reaped: the pid is no longer ours to signal.
+    remove_one(ctx, &sb.id, false)?;
     Ok(process::exit_code(status))
 }
 
@@ -667,9 +690,12 @@ pub fn monitor(ctx: &Ctx, id: &str) -> Result<()> {
         }
     };
     let pid = child.id();
+    let me = std::process::id();
     update(ctx, &sb.id, |s| {
         s.pid = Some(pid);
-        s.monitor_pid = Some(std::process::id());
+        s.pid_start = process::start_time(pid);
+        s.monitor_pid = Some(me);
+        s.monitor_start = process::start_time(me);
         s.status = Status::Running;
         s.exit_code = None;
     })?;
@@ -689,7 +715,9 @@ pub fn monitor(ctx: &Ctx, id: &str) -> Result<()> {
 fn finish(ctx: &Ctx, id: &str, code: i32) -> Result<()> {
     let Some(sb) = update(ctx, id, |s| {
         s.pid = None;
+        s.pid_start = None;
         s.monitor_pid = None;
+        s.monitor_start = None;
         s.status = Status::Exited;
         s.exit_code = Some(code);
     })?
@@ -714,14 +742,44 @@ pub fn exec(ctx: &Ctx, name: &str, argv: &[String]) -> Result<i32> {
     let spec = exec_spec(ctx, &sb, argv);
     let mut child = process::spawn_foreground(&spec)
         .map_err(|e| user_err!("cannot run {:?} in sandbox {name:?}: {e}", argv[0]))?;
+    process::install_forwarding();
     process::forward_signals_to(child.id());
     let status = child.wait()?;
+    process::stop_forwarding();
     Ok(process::exit_code(status))
 }
 
 /// Whether the sandbox's command is really running (its record may be stale after a crash).
 pub fn is_running(sb: &Sandbox) -> bool {
-    sb.status == Status::Running && sb.pid.is_some_and(process::alive)
+    sb.status == Status::Running
+        && sb
+            .pid
+            .is_some_and(|p| process::alive_since(p, sb.pid_start))
+}
+
+/// Whether the process waiting for the sandbox's command is alive.
+pub fn monitor_alive(sb: &Sandbox) -> bool {
+    sb.monitor_pid
+        .is_some_and(|p| process::alive_since(p, sb.monitor_start))
+}
+
+/// Refuses to act on a sandbox another live weft process is creating or removing.
+fn check_settled(sb: &Sandbox) -> Result<()> {
+    if matches!(sb.status, Status::Creating | Status::Removing)
+        && sb.owner_pid.is_some_and(process::alive)
+    {
+        return Err(user_err!(
+            "sandbox {:?} is being {} by process {}; try again in a moment",
+            sb.name,
+            if sb.status == Status::Creating {
+                "created"
+            } else {
+                "removed"
+            },
+            sb.owner_pid.unwrap_or_default()
+        ));
+    }
+    Ok(())
 }
 
 /// `weft stop`: SIGTERM, then SIGKILL after `timeout`; waits until the command is gone.
@@ -748,7 +806,7 @@ pub fn stop(ctx: &Ctx, name: &str, timeout: Duration) -> Result<Sandbox> {
         match cur {
             None => return Ok(sb),
             Some(s) if s.status != Status::Running => return Ok(s),
-            Some(s) if Instant::now() > deadline || !s.monitor_pid.is_some_and(process::alive) => {
+            Some(s) if Instant::now() > deadline || !monitor_alive(&s) => {
                 let code = s.exit_code.unwrap_or(137);
                 finish(ctx, &s.id, code)?;
                 let tx = ctx.store.begin(Mode::Read)?;
@@ -794,12 +852,37 @@ pub fn remove(ctx: &Ctx, names: &[String], force: bool) -> Result<Vec<String>> {
 /// Kills the command (if `kill`), deletes the namespace (the kernel takes the veths with
 /// it), releases addresses and forgets the sandbox. Safe to call twice.
 pub fn remove_one(ctx: &Ctx, id: &str, kill: bool) -> Result<()> {
+    remove_if(ctx, id, kill, |_| true).map(|_| ())
+}
+
+/// Removes the sandbox if `pred` holds for its record as read inside the write transaction
+/// that claims the removal — so a decision taken on an older reading (by `gc`) can never hit
+/// a sandbox that changed meanwhile. Returns whether it removed it.
+pub fn remove_if(
+    ctx: &Ctx,
+    id: &str,
+    kill: bool,
+    pred: impl FnOnce(&Sandbox) -> bool,
+) -> Result<bool> {
+    // Claim the removal first, so no other weft process acts on the sandbox meanwhile.
+    let me = std::process::id();
     let sb = {
-        let tx = ctx.store.begin(Mode::Read)?;
-        match tx.sandbox(id)? {
-            Some(s) => s,
-            None => return Ok(()),
+        let tx = ctx.store.begin(Mode::Write)?;
+        let Some(sb) = tx.sandbox(id)? else {
+            return Ok(false);
+        };
+        if !pred(&sb) {
+            return Ok(false);
         }
+        if sb.owner_pid != Some(me) {
+            check_settled(&sb)?;
+        }
+        let mut claimed = sb.clone();
+        claimed.status = Status::Removing;
+        claimed.owner_pid = Some(me);
+        tx.put_sandbox(&claimed)?;
+        tx.commit()?;
+        sb
     };
     if kill {
         if let (true, Some(pid)) = (is_running(&sb), sb.pid) {
@@ -808,7 +891,8 @@ pub fn remove_one(ctx: &Ctx, id: &str, kill: bool) -> Result<()> {
         }
     }
     destroy_kernel(&sb)?;
-    super::timing::time("state-commit", || forget(ctx, &sb))
+    super::timing::time("state-commit", || forget(ctx, &sb))?;
+    Ok(true)
 }
 
 /// Deletes a sandbox's published ports, connections and namespace, and its host-side veths
@@ -846,6 +930,7 @@ pub fn connect(
     let tx = ctx.store.begin(Mode::Write)?;
     let net = find_network(tx.as_ref(), network)?;
     let sb = find(tx.as_ref(), sandbox)?;
+    check_settled(&sb)?;
     if sb.mode != NetMode::Bridge {
         return Err(user_err!(
             "sandbox {:?} uses --network {:?}; it cannot join other networks",
