@@ -366,6 +366,7 @@ fn bad_port_specs_are_refused() {
         ("80/icmp", "unknown protocol"),
         ("192.0.2.77:8080:80", "not an address of this host"),
         ("[fd00::1]:8080:80", "no IPv6 address"),
+        ("[::1]:8080:80", "::1 is not supported"),
     ] {
         let err = h.weft_err(1, &["create", "--name", "x", "--network", "n", "-p", spec]);
         assert!(err.contains(needle), "{spec}: {err}");

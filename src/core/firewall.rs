@@ -41,6 +41,7 @@
 //!     fib daddr type local dnat ip6 to meta l4proto . th dport map @dnat6any
 //!   }
 //!   chain output { type nat hook output priority -100; policy accept;
+//!     ip6 daddr ::1 return                           # IPv6 cannot route ::1 out of the host
 //!     (the four dnat rules of prerouting: the host reaches its own published ports)
 //!   }
 //!   chain postrouting { type nat hook postrouting priority 100; policy accept;
@@ -366,9 +367,17 @@ pub fn prerouting_rules() -> Vec<Vec<Expr>> {
     v
 }
 
-/// The rules of `output`: the host reaching its own published ports.
+/// The rules of `output`: the host reaching its own published ports. IPv6 cannot route a
+/// `::1` source out of the host, so `[::1]:port` is left alone (refused by the host's own
+/// stack) rather than translated into a black hole.
 pub fn output_rules() -> Vec<Vec<Expr>> {
-    dnat_rules()
+    let mut v = vec![[
+        &is_loopback(IpFamily::V6, true)[..],
+        &[Expr::Verdict(Verdict::Return)],
+    ]
+    .concat()];
+    v.extend(dnat_rules());
+    v
 }
 
 /// The rules of `input`: bridges have `route_localnet=1` (so the host can reach ports

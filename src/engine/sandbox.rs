@@ -214,6 +214,12 @@ fn claim_ports(
     let mut out: Vec<PortMapping> = Vec::new();
     for spec in specs {
         if let Some(ip) = spec.host_ip {
+            if ip == IpAddr::V6(std::net::Ipv6Addr::LOCALHOST) {
+                return Err(user_err!(
+                    "-p {}: publishing on ::1 is not supported: the kernel does not route IPv6 loopback traffic to another interface; use 127.0.0.1 for a host-only port",
+                    spec.text
+                ));
+            }
             if (ip.is_ipv6() && !has_v6) || (ip.is_ipv4() && !has_v4) {
                 return Err(user_err!(
                     "-p {}: host address {ip} is {} but the sandbox has no {} address; use a network with --ipv6 or another host address",
