@@ -167,6 +167,15 @@ fn connect_and_disconnect_while_running() {
     assert_eq!(h.json(&["inspect", "a"])[0]["status"], "running");
     let err = h.weft_err(1, &["network", "disconnect", "two", "a"]);
     assert!(err.contains("not connected"), "{err}");
+
+    // Leaving the first network hands the default route to the next one.
+    h.weft_ok(&["network", "connect", "two", "a"]);
+    h.weft_ok(&["network", "disconnect", "one", "a"]);
+    let routes = h.weft_ok(&["exec", "a", "--", "cat", "/proc/net/route"]);
+    assert!(
+        routes.lines().any(|l| l.starts_with("eth1\t00000000\t")),
+        "no default route via the remaining network: {routes}"
+    );
 }
 
 #[test]

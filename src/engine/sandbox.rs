@@ -522,7 +522,13 @@ fn forget(ctx: &Ctx, sb: &Sandbox) -> Result<()> {
     tx.delete_sandbox(&sb.id)?;
     tx.commit()?;
     let _ = std::fs::remove_dir_all(ctx.sandbox_dir(&sb.id));
+    let _ = std::fs::remove_file(log_path(ctx, &sb.id));
     Ok(())
+}
+
+/// Where a detached sandbox's output goes.
+fn log_path(ctx: &Ctx, id: &str) -> PathBuf {
+    ctx.state_dir.join("logs").join(format!("{id}.log"))
 }
 
 /// `/etc/hosts` and `/etc/resolv.conf` for the sandbox.
@@ -632,9 +638,11 @@ pub fn run_detached(ctx: &Ctx, req: &SandboxRequest) -> Result<Sandbox> {
 /// Starts `weft __monitor ID` in its own session and waits until it reports that CMD runs.
 fn spawn_monitor(ctx: &Ctx, sb: &Sandbox) -> Result<()> {
     let exe = std::env::current_exe().context("finding the weft binary")?;
-    let log_path = ctx.state_dir.join("logs");
-    std::fs::create_dir_all(&log_path)?;
-    let log = std::fs::File::create(log_path.join(format!("{}.log", sb.id)))?;
+    let log = log_path(ctx, &sb.id);
+    if let Some(dir) = log.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    let log = std::fs::File::create(log)?;
     let mut cmd = std::process::Command::new(exe);
     cmd.arg("--state-dir")
         .arg(&ctx.state_dir)
@@ -664,9 +672,7 @@ fn spawn_monitor(ctx: &Ctx, sb: &Sandbox) -> Result<()> {
         Ok(())
     } else {
         let _ = child.wait();
-        let log =
-            std::fs::read_to_string(ctx.state_dir.join("logs").join(format!("{}.log", sb.id)))
-                .unwrap_or_default();
+        let log = std::fs::read_to_string(log_path(ctx, &sb.id)).unwrap_or_default();
         Err(user_err!(
             "cannot run {:?}: {}",
             sb.command.first().cloned().unwrap_or_default(),
@@ -685,7 +691,7 @@ pub fn monitor(ctx: &Ctx, id: &str) -> Result<()> {
     let log = std::fs::OpenOptions::new()
         .append(true)
         .create(true)
-        .open(ctx.state_dir.join("logs").join(format!("{}.log", sb.id)))?;
+        .open(log_path(ctx, &sb.id))?;
     let spec = exec_spec(ctx, &sb, &sb.command);
     let mut child = match process::spawn_detached(&spec, &log) {
         Ok(c) => c,
@@ -1014,7 +1020,27 @@ pub fn disconnect(ctx: &Ctx, network: &str, sandbox: &str) -> Result<()> {
     };
     if let Some(ns) = &sb.netns {
         let mut exec = KernelExecutor::new()?;
-        apply_all(&mut exec, &plan_detach(ns, &ep))?;
+        let mut ops = plan_detach(ns, &ep);
+        // The default routes went with the first network's interface: the next network
+        // takes over, as with Docker.
+        if sb.endpoints.first().map(|e| &e.network_id) == Some(&net.id) {
+            if let Some(next) = sb.endpoints.get(1) {
+                let tx = ctx.store.begin(Mode::Read)?;
+                if let Some(next_net) = tx.network(&next.network_id)? {
+                    for sub in &next_net.subnets {
+                        if (sub.subnet.addr().is_ipv4() && next.ipv4.is_some())
+                            || (sub.subnet.addr().is_ipv6() && next.ipv6.is_some())
+                        {
+                            ops.push(Op::AddDefaultRoute {
+                                ns: crate::core::plan::Ns::Sandbox(ns.clone()),
+                                gateway: sub.gateway,
+                            });
+                        }
+                    }
+                }
+            }
+        }
+        apply_all(&mut exec, &ops)?;
     }
     let tx = ctx.store.begin(Mode::Write)?;
     tx.release_addresses(&sb.id, Some(&net.id))?;
