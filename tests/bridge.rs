@@ -178,7 +178,7 @@ fn gratuitous_arp_replaces_a_stale_neighbour_entry() {
     ]);
     h.sleeper("a", &["--network", "g", "--ip", "10.124.0.5"]);
     let mut seen = String::new();
-    for _ in 0..50 {
+    for _ in 0..200 {
         seen = h.ns.ip(&["neigh", "show", "10.124.0.5", "dev", "gbr0"]);
         if seen.contains("02:42:0a:7c:00:05") {
             break;

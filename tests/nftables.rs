@@ -78,6 +78,7 @@ fn net_a() -> FwNetwork {
         masq_v6: Some("fd00:88::/64".parse().unwrap()),
         subnet_v4: None,
         subnet_v6: None,
+        gateways: vec![],
     }
 }
 
@@ -91,6 +92,7 @@ fn net_b() -> FwNetwork {
         masq_v6: None,
         subnet_v4: None,
         subnet_v6: None,
+        gateways: vec![],
     }
 }
 
@@ -350,6 +352,7 @@ fn large_batch_is_fully_acknowledged() {
             masq_v6: None,
             subnet_v4: None,
             subnet_v6: None,
+            gateways: vec![],
         })
         .collect();
     let all = nets.clone();

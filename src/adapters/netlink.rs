@@ -406,12 +406,12 @@ impl KernelExecutor {
         }
     }
 
-    /// Waits (up to 2 s) until a bridge port forwards: the kernel enables a port only after
+    /// Waits (up to 10 s: linkwatch runs late on a loaded machine) until a bridge port forwards: the kernel enables a port only after
     /// it has processed the veth's carrier change, asynchronously, and a frame sent before
     /// then is dropped.
     fn wait_forwarding(&mut self, ifname: &str) -> Result<(), String> {
         let h = self.handle(&Ns::Host)?;
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
         loop {
             let msg = self.rt.block_on(async {
                 h.link()

@@ -87,6 +87,14 @@ pub const SET_MASQ6: &str = "masq6";
 pub const SET_NETS4: &str = "nets4";
 /// Every weft IPv6 subnet.
 pub const SET_NETS6: &str = "nets6";
+/// (subnet, subnet) of every IPv4 network: traffic that stays inside one network.
+pub const SET_LOCAL4: &str = "local4";
+/// (subnet, subnet) of every IPv6 network.
+pub const SET_LOCAL6: &str = "local6";
+/// Gateway addresses: traffic to them may be a published port (DNAT), so it is tracked.
+pub const SET_GATEWAYS4: &str = "gateways4";
+/// IPv6 gateway addresses.
+pub const SET_GATEWAYS6: &str = "gateways6";
 /// Published IPv4 ports on one host address: (address, protocol, port) to (sandbox, port).
 pub const MAP_DNAT4: &str = "dnat4";
 /// Published IPv4 ports on every host address: (protocol, port) to (sandbox, port).
@@ -104,6 +112,8 @@ pub const CHAIN_FORWARD: &str = "forward";
 pub const CHAIN_POSTROUTING: &str = "postrouting";
 /// The filter chain on the input hook.
 pub const CHAIN_INPUT: &str = "input";
+/// The raw chain on the prerouting hook (before connection tracking).
+pub const CHAIN_RAW: &str = "raw";
 /// The nat chain on the prerouting hook (published ports from outside and from sandboxes).
 pub const CHAIN_PREROUTING: &str = "prerouting";
 /// The nat chain on the output hook (published ports from the host itself).
@@ -124,6 +134,8 @@ pub struct FwNetwork {
     pub subnet_v4: Option<Ipv4Net>,
     /// The network's IPv6 subnet.
     pub subnet_v6: Option<Ipv6Net>,
+    /// The gateway addresses (the bridge's).
+    pub gateways: Vec<IpAddr>,
 }
 
 /// One published port, as the firewall sees it.
@@ -144,7 +156,7 @@ pub struct FwPort {
 /// The sets and maps, with the exact definitions the kernel compares on every re-add
 /// (changing one later needs a migration: an existing set with another definition is
 /// `EEXIST`; new sets can be added freely).
-fn sets() -> [SetSpec; 11] {
+fn sets() -> [SetSpec; 15] {
     [
         SetSpec::new(SET_BRIDGES, KeyType::Ifname),
         SetSpec::new(SET_PAIRS, KeyType::IfnamePair),
@@ -161,6 +173,10 @@ fn sets() -> [SetSpec; 11] {
             .map(DataType::Value(KeyType::Ipv6Service)),
         SetSpec::new(MAP_DNAT6_ANY, KeyType::ProtoService)
             .map(DataType::Value(KeyType::Ipv6Service)),
+        SetSpec::new(SET_LOCAL4, KeyType::Ipv4Pair).interval(),
+        SetSpec::new(SET_LOCAL6, KeyType::Ipv6Pair).interval(),
+        SetSpec::new(SET_GATEWAYS4, KeyType::Ipv4Addr),
+        SetSpec::new(SET_GATEWAYS6, KeyType::Ipv6Addr),
     ]
 }
 
@@ -367,6 +383,45 @@ pub fn prerouting_rules() -> Vec<Vec<Expr>> {
     v
 }
 
+/// The rules of `raw` (prerouting, before conntrack): traffic between two sandboxes of one
+/// network is only bridged — no NAT, no stateful filter ever applies to it — but
+/// br_netfilter would still track every packet of it. Skipping conntrack there is safe and
+/// is most of the gap between a bridge and a bare veth. Traffic to a gateway stays tracked:
+/// it may be a published port.
+pub fn raw_rules() -> Vec<Vec<Expr>> {
+    let mut v = Vec::new();
+    for (family, gateways, local) in [
+        (IpFamily::V4, SET_GATEWAYS4, SET_LOCAL4),
+        (IpFamily::V6, SET_GATEWAYS6, SET_LOCAL6),
+    ] {
+        let len = addr_field(family, false).1;
+        v.push(
+            [
+                &nfproto(family)[..],
+                &[
+                    load_addr(family, true, Reg::R0),
+                    Expr::lookup(gateways, Reg::R0),
+                    Expr::Verdict(Verdict::Return),
+                ],
+            ]
+            .concat(),
+        );
+        v.push(
+            [
+                &nfproto(family)[..],
+                &[
+                    load_addr(family, false, Reg::R0),
+                    load_addr(family, true, Reg::R0.after(len)),
+                    Expr::lookup(local, Reg::R0),
+                    Expr::Notrack,
+                ],
+            ]
+            .concat(),
+        );
+    }
+    v
+}
+
 /// The rules of `output`: the host reaching its own published ports. IPv6 cannot route a
 /// `::1` source out of the host, so `[::1]:port` is left alone (refused by the host's own
 /// stack) rather than translated into a black hole.
@@ -488,6 +543,10 @@ pub fn ensure_base(batch: &mut Batch) {
             input_rules(),
         ),
         (
+            base(CHAIN_RAW, Hook::Prerouting, -300, ChainType::Filter),
+            raw_rules(),
+        ),
+        (
             base(CHAIN_PREROUTING, Hook::Prerouting, -100, ChainType::Nat),
             prerouting_rules(),
         ),
@@ -544,7 +603,48 @@ fn elements(net: &FwNetwork, for_removal: bool) -> Vec<(&'static str, Vec<Elem>)
     if let Some(p) = net.subnet_v6 {
         v.push((SET_NETS6, Elem::prefix_v6(p)));
     }
+    if let Some(p) = net.subnet_v4 {
+        let (a, b) = (p.network().octets(), p.broadcast().octets());
+        v.push((SET_LOCAL4, vec![range_pair(&a, &b)]));
+    }
+    if let Some(p) = net.subnet_v6 {
+        let (a, b) = (p.network().octets(), p.broadcast().octets());
+        v.push((SET_LOCAL6, vec![range_pair(&a, &b)]));
+    }
+    let gw4: Vec<Elem> = net
+        .gateways
+        .iter()
+        .filter_map(|g| match g {
+            IpAddr::V4(a) => Some(Elem::new(a.octets())),
+            IpAddr::V6(_) => None,
+        })
+        .collect();
+    let gw6: Vec<Elem> = net
+        .gateways
+        .iter()
+        .filter_map(|g| match g {
+            IpAddr::V6(a) => Some(Elem::new(a.octets())),
+            IpAddr::V4(_) => None,
+        })
+        .collect();
+    if !gw4.is_empty() {
+        v.push((SET_GATEWAYS4, gw4));
+    }
+    if !gw6.is_empty() {
+        v.push((SET_GATEWAYS6, gw6));
+    }
     v
+}
+
+/// The interval-concatenation element `first . first` to `last . last`: both addresses of
+/// the pair anywhere in the subnet.
+fn range_pair(first: &[u8], last: &[u8]) -> Elem {
+    Elem {
+        key: concat(&[first, first]),
+        key_end: Some(concat(&[last, last])),
+        interval_end: false,
+        data: None,
+    }
 }
 
 /// The map and element of a published port.
@@ -630,6 +730,7 @@ mod tests {
             masq_v6: Some("fd00:1::/64".parse().unwrap()),
             subnet_v4: None,
             subnet_v6: None,
+            gateways: vec![],
         }
     }
 
@@ -679,7 +780,7 @@ mod tests {
                 .count(),
             6
         );
-        assert_eq!(ops.iter().filter(|o| o.starts_with("add set")).count(), 11);
+        assert_eq!(ops.iter().filter(|o| o.starts_with("add set")).count(), 15);
         // Nothing touches set elements.
         assert!(!ops
             .iter()
@@ -690,7 +791,7 @@ mod tests {
     fn flush_elements_flushes_only_sets() {
         let mut b = Batch::new();
         flush_elements(&mut b);
-        assert_eq!(b.len(), 11);
+        assert_eq!(b.len(), 15);
         assert!(b
             .ops()
             .iter()

@@ -290,6 +290,7 @@ pub fn firewall_of(net: &Network) -> FwNetwork {
             IpNet::V6(n) => Some(n),
             _ => None,
         }),
+        gateways: net.subnets.iter().map(|s| s.gateway).collect(),
     }
 }
 

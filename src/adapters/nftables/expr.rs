@@ -262,6 +262,8 @@ pub enum Expr {
     Masquerade,
     /// Count packets and bytes.
     Counter,
+    /// `notrack`: the packet bypasses connection tracking (raw chains only).
+    Notrack,
     /// `fib daddr type`: the route type of the destination address (`RTN_LOCAL` = 2 for an
     /// address of this host), 4 bytes host order, into `dreg`.
     FibDaddrType {
@@ -322,6 +324,7 @@ impl Expr {
             Expr::Masquerade => "masq",
             Expr::Counter => "counter",
             Expr::FibDaddrType { .. } => "fib",
+            Expr::Notrack => "notrack",
             Expr::Nat { .. } => "nat",
         }
     }
@@ -403,7 +406,7 @@ impl Expr {
                 w.put_be32(NFTA_IMMEDIATE_DREG, dreg.raw());
                 put_value(w, NFTA_IMMEDIATE_DATA, data);
             }
-            Expr::Masquerade | Expr::Counter => {}
+            Expr::Masquerade | Expr::Counter | Expr::Notrack => {}
             Expr::FibDaddrType { dreg } => {
                 // libnftnl's order: DREG, RESULT (ADDRTYPE = 3), FLAGS (F_DADDR = 1 << 1).
                 w.put_be32(NFTA_FIB_DREG, dreg.raw());

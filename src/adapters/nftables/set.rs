@@ -89,6 +89,10 @@ pub enum KeyType {
     Ipv6Service,
     /// `inet_proto . inet_service` (8 bytes): a port published on every host address.
     ProtoService,
+    /// `ipv4_addr . ipv4_addr` (8 bytes): a (source, destination) pair.
+    Ipv4Pair,
+    /// `ipv6_addr . ipv6_addr` (32 bytes).
+    Ipv6Pair,
 }
 
 impl KeyType {
@@ -108,6 +112,8 @@ impl KeyType {
             KeyType::Ipv4Service => &[Ipv4Addr, InetService],
             KeyType::Ipv6Service => &[Ipv6Addr, InetService],
             KeyType::ProtoService => &[InetProto, InetService],
+            KeyType::Ipv4Pair => &[Ipv4Addr, Ipv4Addr],
+            KeyType::Ipv6Pair => &[Ipv6Addr, Ipv6Addr],
         }
     }
 
