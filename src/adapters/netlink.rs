@@ -406,9 +406,9 @@ impl KernelExecutor {
         }
     }
 
-    /// Waits (up to 10 s: linkwatch runs late on a loaded machine) until a bridge port forwards: the kernel enables a port only after
-    /// it has processed the veth's carrier change, asynchronously, and a frame sent before
-    /// then is dropped.
+    /// Waits until a bridge port forwards: the kernel enables a port only after it has
+    /// processed the veth's carrier change, asynchronously, and drops frames sent before.
+    /// Up to 10 s, because that processing runs late on a loaded machine.
     fn wait_forwarding(&mut self, ifname: &str) -> Result<(), String> {
         let h = self.handle(&Ns::Host)?;
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
