@@ -31,6 +31,8 @@ pub struct KernelExecutor {
     sandboxes: HashMap<String, Handle>,
     applied: usize,
     crash_after: Option<usize>,
+    /// Interface indexes already looked up, so an attach asks for each name once.
+    indexes: HashMap<(Ns, String), u32>,
 }
 
 /// Test hook (debug builds only): `WEFT_TEST_CRASH_AFTER_OPS=N` makes the process SIGKILL
@@ -70,6 +72,7 @@ impl KernelExecutor {
             host: None,
             sandboxes: HashMap::new(),
             applied: 0,
+            indexes: HashMap::new(),
             // Only test builds honour the hook; a release binary ignores the variable.
             crash_after: if cfg!(debug_assertions) {
                 std::env::var(CRASH_ENV).ok().and_then(|v| v.parse().ok())
@@ -117,6 +120,13 @@ impl KernelExecutor {
 
     /// Index of an interface by name, `None` if it does not exist.
     pub fn link_index(&mut self, ns: &Ns, name: &str) -> Result<Option<u32>, String> {
+        if let Some(i) = self.indexes.get(&(ns.clone(), name.to_string())) {
+            return Ok(Some(*i));
+        }
+        // Loopback is interface 1 in every network namespace.
+        if name == "lo" {
+            return Ok(Some(1));
+        }
         let h = self.handle(ns)?;
         let res = self.rt.block_on(async {
             h.link()
@@ -127,7 +137,11 @@ impl KernelExecutor {
                 .await
         });
         match res {
-            Ok(Some(m)) => Ok(Some(m.header.index)),
+            Ok(Some(m)) => {
+                self.indexes
+                    .insert((ns.clone(), name.to_string()), m.header.index);
+                Ok(Some(m.header.index))
+            }
             Ok(None) => Ok(None),
             Err(e) if matches!(errno_of(&e), Some(libc::ENODEV) | Some(libc::ENOENT)) => Ok(None),
             Err(e) => Err(describe(&e)),
@@ -268,6 +282,8 @@ impl KernelExecutor {
             }
             Op::DeleteNetns { path } => {
                 self.sandboxes.remove(path);
+                let gone = Ns::Sandbox(path.clone());
+                self.indexes.retain(|(n, _), _| *n != gone);
                 netns::delete(Path::new(path)).map_err(|e| exec_err(op, e.to_string()))
             }
             Op::CreateVeth {
@@ -395,6 +411,7 @@ impl KernelExecutor {
                     return Ok(());
                 }
                 let idx = link.header.index;
+                self.indexes.remove(&(ns.clone(), ifname.clone()));
                 match self.rt.block_on(h.link().del(idx).execute()) {
                     Ok(()) => Ok(()),
                     Err(e) if matches!(errno_of(&e), Some(libc::ENODEV) | Some(libc::ENOENT)) => {

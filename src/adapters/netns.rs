@@ -81,13 +81,11 @@ pub fn create(path: &Path) -> Result<(), NetnsError> {
     let p = path.to_path_buf();
     let res = std::thread::spawn(move || -> Result<(), NetnsError> {
         unshare(CloneFlags::CLONE_NEWNET).map_err(sys(&p, "unshare"))?;
-        // Devices moved or created in this namespace copy these defaults: announce the
-        // address on link up (gratuitous ARP / unsolicited NA) so neighbours drop a stale MAC
-        // for a reused address, and skip IPv6 DAD, which would keep a new address unusable
-        // for a second while weft alone hands addresses out.
+        // Devices created in this namespace copy these defaults: no IPv6 duplicate address
+        // detection, which would keep a new address unusable for a second while weft alone
+        // hands addresses out. (Addresses are announced by weft itself once the bridge port
+        // forwards, see `announce`.)
         for (k, v) in [
-            ("net.ipv4.conf.default.arp_notify", "1"),
-            ("net.ipv6.conf.default.ndisc_notify", "1"),
             ("net.ipv6.conf.default.accept_dad", "0"),
             ("net.ipv6.conf.all.accept_dad", "0"),
         ] {

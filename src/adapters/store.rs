@@ -126,6 +126,9 @@ pub struct SqliteStore {
     path: String,
 }
 
+/// Bumped whenever `SCHEMA` changes (its statements are all `IF NOT EXISTS`).
+const SCHEMA_VERSION: i64 = 1;
+
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS networks (id TEXT PRIMARY KEY, name TEXT NOT NULL UNIQUE, body TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS sandboxes (id TEXT PRIMARY KEY, name TEXT NOT NULL UNIQUE, body TEXT NOT NULL);
@@ -158,7 +161,17 @@ impl SqliteStore {
         // corrupt), and saves an fsync per transaction.
         conn.pragma_update(None, "synchronous", "NORMAL")
             .map_err(err)?;
-        conn.execute_batch(SCHEMA).map_err(err)?;
+        // The schema is created once; later opens only read its version (an open is on every
+        // command's path).
+        let version: i64 = conn
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .map_err(err)?;
+        if version < SCHEMA_VERSION {
+            conn.execute_batch(&format!(
+                "BEGIN IMMEDIATE; {SCHEMA} PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;"
+            ))
+            .map_err(err)?;
+        }
         Ok(Self { conn, path })
     }
 }
