@@ -250,11 +250,15 @@ class WeftHost:
         if not os.path.exists("/run/netns/" + self.ns):
             return
         ok = True
-        if self.sandboxes:
-            p = self.w("rm", "-f", *self.sandboxes, check=False)
+        try:
+            names = [s["name"] for s in json.loads(self.w("--format", "json", "ps", "-a").stdout)]
+        except (ValueError, RuntimeError):
+            names = list(self.sandboxes)
+        for name in names:
+            p = self.w("rm", "-f", name, check=False)
             if p.returncode != 0:
                 ok = False
-                log("weft rm -f %s: %s" % (" ".join(self.sandboxes), p.stderr.decode(errors="replace").strip()))
+                log("weft rm -f %s: %s" % (name, p.stderr.decode(errors="replace").strip()))
         for n in self.networks:
             p = self.w("network", "rm", n, check=False)
             if p.returncode != 0:
@@ -569,7 +573,7 @@ def timed_weft(h, args, env):
     return dt, ab.parse_timings(p.stderr)
 
 
-def measure_publish(weft_bin, samples, big, wait_idle):
+def measure_publish(weft_bin, samples, big, cycles, wait_idle):
     """Time `weft create -p P:80` (and the same create without -p) with 0, `big`, then 0
     ports already published by another sandbox. The benchmark process setns()es into the
     host namespace so no nsenter lands in the timed path."""
@@ -578,7 +582,7 @@ def measure_publish(weft_bin, samples, big, wait_idle):
     h.network("pbp", "198.18.24.0/22")
     env = ab.base_env()
     env["WEFT_TIMINGS"] = "1"
-    out = {"samples_per_phase": samples, "big": big, "phases": []}
+    out = {"samples_per_phase": samples, "big": big, "cycles": cycles, "phases": []}
     ab.setns_path("/run/netns/" + h.ns)
     try:
         port = 30000
@@ -615,23 +619,26 @@ def measure_publish(weft_bin, samples, big, wait_idle):
                 label, 1000 * statistics.median(ph["with_p"]), 1000 * statistics.median(ph["without_p"]),
                 1000 * statistics.median(ph["rm_with_p"])))
 
-        phase("0 published")
-        h.sandboxes.append("big")
         spec = "20000-%d:20000-%d" % (20000 + big - 1, 20000 + big - 1)
-        dt, tm = timed_weft(h, ["create", "--name", "big", "--network", "pbp", "-p", spec], env)
-        out["big_create_s"], out["big_create_timings"] = dt, tm
-        nports = len(json.loads(subprocess.run(h.base() + ["--format", "json", "port", "big"],
-                                               capture_output=True, env=env).stdout or b"[]"))
-        out["big_ports"] = nports
-        nft = subprocess.run(["nft", "list", "map", "inet", "weft", "dnat4any"], capture_output=True)
-        out["dnat4any_elements"] = nft.stdout.decode().count(" : ")
-        log("published %d ports on sandbox big in %.1f ms (nft map dnat4any has %d elements)" % (
-            nports, 1000 * dt, out["dnat4any_elements"]))
-        phase("%d published" % big)
-        dt, _ = timed_weft(h, ["rm", "big"], env)
-        h.sandboxes.remove("big")
-        out["big_rm_s"] = dt
-        phase("0 again")
+        out["big_create_s"], out["big_rm_s"], out["big_create_timings"] = [], [], []
+        phase("0 published")
+        for c in range(1, cycles + 1):
+            h.sandboxes.append("big")
+            dt, tm = timed_weft(h, ["create", "--name", "big", "--network", "pbp", "-p", spec], env)
+            out["big_create_s"].append(dt)
+            out["big_create_timings"].append(tm)
+            nports = len(json.loads(subprocess.run(h.base() + ["--format", "json", "port", "big"],
+                                                   capture_output=True, env=env).stdout or b"[]"))
+            out["big_ports"] = nports
+            nft = subprocess.run(["nft", "list", "map", "inet", "weft", "dnat4any"], capture_output=True)
+            out["dnat4any_elements"] = nft.stdout.decode().count(" : ")
+            log("published %d ports on sandbox big in %.1f ms (nft map dnat4any has %d elements)" % (
+                nports, 1000 * dt, out["dnat4any_elements"]))
+            phase("%d published" % big)
+            dt, _ = timed_weft(h, ["rm", "big"], env)
+            h.sandboxes.remove("big")
+            out["big_rm_s"].append(dt)
+            phase("0 published")
     finally:
         ab.back_to_root()
     h.teardown()
@@ -710,35 +717,43 @@ def summarize(out):
     pc = out.get("publish")
     if pc:
         ph = pc["phases"]
-        zero = [x for p in ph if not p["label"].startswith(str(pc["big"])) for x in p["with_p"]]
-        zero0 = [x for p in ph if not p["label"].startswith(str(pc["big"])) for x in p["without_p"]]
-        bigp = [p for p in ph if p["label"].startswith(str(pc["big"]))][0]
-        r = statistics.median(bigp["with_p"]) / statistics.median(zero)
-        r0 = statistics.median(bigp["without_p"]) / statistics.median(zero0)
-        rrm = statistics.median(bigp["rm_with_p"]) / statistics.median(
-            [x for p in ph if p is not bigp for x in p["rm_with_p"]])
-        delta0 = statistics.median(zero) - statistics.median(zero0)
-        deltab = statistics.median(bigp["with_p"]) - statistics.median(bigp["without_p"])
-        summ["publish"] = {"ratio": r, "ratio_without_p": r0, "rm_ratio": rrm,
-                           "p50_ms": {p["label"]: 1000 * statistics.median(p["with_p"]) for p in ph},
-                           "p50_ms_without_p": {p["label"]: 1000 * statistics.median(p["without_p"]) for p in ph},
-                           "publish_delta_ms_at_0": 1000 * delta0, "publish_delta_ms_at_big": 1000 * deltab}
-        lines.append("Publish cost: wall time of `weft create --name xK --network pbp -p PORT:80` (%d samples per "
-                     "phase; alternating with the same create without -p), ms:" % pc["samples_per_phase"])
+        isbig = lambda p: not p["label"].startswith("0 ")
+        pool = lambda key, big: [x for p in ph if isbig(p) == big for x in p[key]]
+        tpool = lambda key, big: [t for p in ph if isbig(p) == big for t in p[key] if t]
+        med_ms = lambda v: 1000 * statistics.median(v)
+        r = statistics.median(pool("with_p", True)) / statistics.median(pool("with_p", False))
+        r0 = statistics.median(pool("without_p", True)) / statistics.median(pool("without_p", False))
+        rrm = statistics.median(pool("rm_with_p", True)) / statistics.median(pool("rm_with_p", False))
+        np_with, np_without = unphased(tpool("timings_with_p", False)), unphased(tpool("timings_without_p", False))
+        summ["publish"] = {
+            "ratio": r, "ratio_without_p": r0, "rm_ratio": rrm,
+            "create_p_p50_ms": {"0": med_ms(pool("with_p", False)), str(pc["big"]): med_ms(pool("with_p", True))},
+            "create_no_p_p50_ms": {"0": med_ms(pool("without_p", False)),
+                                   str(pc["big"]): med_ms(pool("without_p", True))},
+            "publish_extra_ms_at_0": med_ms(pool("with_p", False)) - med_ms(pool("without_p", False)),
+            "unphased_us_at_0": {"with_p": np_with, "without_p": np_without}}
+        lines.append("Publish cost: wall time of `weft create --name xK --network pbp -p PORT:80`, alternating with "
+                     "the same create without -p (%d samples per phase, phases in this order), ms:" %
+                     pc["samples_per_phase"])
         lines.append("")
         rows = []
         for p in ph:
-            rows.append([p["label"], "%.2f" % (1000 * statistics.median(p["with_p"])),
-                         "%.2f" % (1000 * pct(p["with_p"], 90)),
-                         "%.2f" % (1000 * statistics.median(p["without_p"])),
-                         "%.2f" % (1000 * statistics.median(p["rm_with_p"]))])
+            rows.append([p["label"], "%.2f" % med_ms(p["with_p"]), "%.2f" % (1000 * pct(p["with_p"], 90)),
+                         "%.2f" % med_ms(p["without_p"]), "%.2f" % med_ms(p["rm_with_p"]),
+                         "%.2f" % med_ms(p["rm_without_p"])])
         lines.append(table(rows, ["already published", "create -p p50", "p90", "create (no -p) p50",
-                                  "rm p50"]))
-        lines.append("publish at %d / at 0: %.2f (create without -p: %.2f; rm: %.2f); %d ports published in one "
-                     "`weft create` took %.1f ms, removing them %.1f ms" % (
-                         pc["big"], r, r0, rrm, pc.get("big_ports", 0), 1000 * pc["big_create_s"],
-                         1000 * pc["big_rm_s"]))
-        phs = phase_growth(ph, bigp)
+                                  "rm (-p'd) p50", "rm (no -p) p50"]))
+        lines.append("")
+        lines.append("publish at %d / at 0 (pooled medians): %.2f  (create without -p: %.2f; rm of the -p'd "
+                     "sandbox: %.2f)" % (pc["big"], r, r0, rrm))
+        lines.append("publishing one port adds %.1f ms to a create at 0 (create -p p50 %.2f vs %.2f ms); in-process "
+                     "time outside every weft-timings phase: %.1f ms with -p, %.1f ms without" % (
+                         summ["publish"]["publish_extra_ms_at_0"], med_ms(pool("with_p", False)),
+                         med_ms(pool("without_p", False)), np_with / 1000, np_without / 1000))
+        lines.append("%d ports in one `weft create -p 20000-%d:...`: %s ms; `weft rm` of it: %s ms" % (
+            pc.get("big_ports", 0), 20000 + pc["big"] - 1, " / ".join("%.1f" % (1000 * x) for x in pc["big_create_s"]),
+            " / ".join("%.1f" % (1000 * x) for x in pc["big_rm_s"])))
+        phs = phase_growth(tpool("timings_with_p", False), tpool("timings_with_p", True))
         if phs:
             lines.append("weft-timings phases of create -p, mean us at 0 -> at %d: %s" % (pc["big"], phs))
         lines.append("")
@@ -793,15 +808,22 @@ def summarize(out):
     return "\n".join(lines)
 
 
-def phase_growth(ph, bigp):
-    def means(tms):
-        tms = [t for t in tms if t]
-        if not tms:
-            return {}
-        keys = sorted({k for t in tms for k in t})
-        return {k: sum(t.get(k, 0) for t in tms) / len(tms) for k in keys}
-    z = means([t for p in ph if p is not bigp for t in p["timings_with_p"]])
-    b = means(bigp["timings_with_p"])
+def _means(tms):
+    tms = [t for t in tms if t]
+    if not tms:
+        return {}
+    keys = sorted({k for t in tms for k in t})
+    return {k: sum(t.get(k, 0) for t in tms) / len(tms) for k in keys}
+
+
+def unphased(tms):
+    """mean us of weft's in-process total that no weft-timings phase covers."""
+    m = _means(tms)
+    return m.get("total", 0) - sum(v for k, v in m.items() if k != "total") if m else float("nan")
+
+
+def phase_growth(zero_tms, big_tms):
+    z, b = _means(zero_tms), _means(big_tms)
     if not z or not b:
         return ""
     keys = [k for k in z if k in b]
@@ -936,8 +958,10 @@ def main():
     ap.add_argument("--reps", "-r", type=int, help="repeats per path (default 5; quick 2)")
     ap.add_argument("--conn-seconds", type=float, help="seconds per connection-rate run (default 3; quick 1)")
     ap.add_argument("--conn-reps", type=int, help="connection-rate repeats per target (default 3; quick 1)")
-    ap.add_argument("--publish-samples", type=int, help="creates timed per publish phase (default 25; quick 5)")
+    ap.add_argument("--publish-samples", type=int, help="creates timed per publish phase (default 15; quick 5)")
     ap.add_argument("--publish-big", type=int, default=1000, help="ports already published (default 1000)")
+    ap.add_argument("--publish-cycles", type=int,
+                    help="publish phases 0, N, 0, N, 0 ...: number of N phases (default 2; quick 1)")
     ap.add_argument("--paths", default=",".join(PATHS),
                     help="comma list of throughput paths (default all: %s)" % ",".join(PATHS))
     ap.add_argument("--conn", default=",".join(CONN_TARGETS), help="connection-rate targets (default all)")
@@ -956,7 +980,8 @@ def main():
     reps = a.reps or (2 if q else 5)
     csecs = a.conn_seconds or (1.0 if q else 3.0)
     creps = a.conn_reps or (1 if q else 3)
-    psamples = a.publish_samples or (5 if q else 25)
+    psamples = a.publish_samples or (5 if q else 15)
+    pcycles = a.publish_cycles or (1 if q else 2)
     paths = [p for p in a.paths.split(",") if p]
     conns = [c for c in a.conn.split(",") if c]
     for p in paths:
@@ -1026,7 +1051,7 @@ def main():
         finally:
             RES.stop_procs()
         if not a.no_publish:
-            out["publish"] = measure_publish(weft_bin, psamples, a.publish_big, a.wait_idle)
+            out["publish"] = measure_publish(weft_bin, psamples, a.publish_big, pcycles, a.wait_idle)
         out["meta"]["finished"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
         out["meta"]["elapsed_s"] = round(time.time() - started, 1)
         text = summarize(out)

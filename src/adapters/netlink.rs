@@ -561,6 +561,10 @@ impl Executor for KernelExecutor {
             Op::ForgetConnections(_) => "conntrack",
             Op::Announce { .. } => "announce",
             Op::Sysctl { .. } => "sysctl",
+            Op::CreateVeth { .. } => "netlink-veth",
+            Op::AddAddress { .. } => "netlink-address",
+            Op::LinkUp { .. } => "netlink-up",
+            Op::AddDefaultRoute { .. } => "netlink-route",
             _ => "netlink",
         };
         let start = std::time::Instant::now();
