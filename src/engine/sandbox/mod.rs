@@ -1,0 +1,541 @@
+//! Sandboxes: `weft create | rm | ps | inspect` and `weft network connect | disconnect`.
+//!
+//! Each change follows the engine's discipline (see [`crate::engine`]): record the intent and
+//! allocations, apply the planned kernel operations with rollback, record the result.
+//! Running commands in sandboxes lives in [`supervise`], address and port allocation in
+//! [`addresses`] and [`publish`], the files a sandbox sees in [`files`].
+
+pub mod addresses;
+pub mod files;
+pub mod publish;
+pub mod supervise;
+
+pub use files::exec_spec;
+pub use supervise::{exec, monitor, run_detached, run_foreground, stop};
+
+use addresses::{allocate_endpoint, parse_ips};
+use files::{log_path, write_files};
+use publish::{claim_ports, HostPorts};
+use supervise::wait_gone;
+
+use std::path::Path;
+use std::time::Duration;
+
+use anyhow::Result;
+
+use crate::adapters::netlink::KernelExecutor;
+use crate::adapters::process;
+use crate::adapters::store::Store as _;
+use crate::adapters::store::{Mode, Txn};
+use crate::core::model::{Endpoint, NetMode, Network, Sandbox, Status};
+use crate::core::names::validate_name;
+use crate::core::plan::{
+    apply_all, firewall_ports, plan_attach, plan_detach, plan_sandbox, plan_sandbox_teardown, Op,
+};
+use crate::core::ports;
+use crate::engine::network::{ensure_default, find as find_network};
+use crate::engine::{new_id, now, parse_kv, Ctx};
+use crate::user_err;
+
+/// Everything `weft create` / `weft run` accept about the sandbox itself.
+#[derive(Debug, Clone, Default)]
+pub struct SandboxRequest {
+    /// `--name`; generated when absent.
+    pub name: Option<String>,
+    /// `--network`, in connect order; empty means the default network.
+    pub networks: Vec<String>,
+    /// `--ip` (IPv4 or IPv6) on the first network.
+    pub ips: Vec<String>,
+    /// `--alias` on every network.
+    pub aliases: Vec<String>,
+    /// `--hostname`.
+    pub hostname: Option<String>,
+    /// `--label K=V`.
+    pub labels: Vec<String>,
+    /// The command (may be empty for `create`).
+    pub command: Vec<String>,
+    /// `--rm`, or a foreground run.
+    pub auto_remove: bool,
+    /// `-p` specs.
+    pub ports: Vec<String>,
+}
+
+/// Looks a sandbox up by name or id prefix, or says how to list them.
+pub fn find(tx: &dyn Txn, name: &str) -> Result<Sandbox> {
+    tx.sandbox(name)?
+        .ok_or_else(|| user_err!("no such sandbox {name:?}; `weft ps -a` lists the sandboxes"))
+}
+
+fn resolve_mode(networks: &[String]) -> Result<NetMode> {
+    let special = networks
+        .iter()
+        .filter(|n| *n == "host" || *n == "none")
+        .count();
+    if special == 0 {
+        return Ok(NetMode::Bridge);
+    }
+    if networks.len() > 1 {
+        return Err(user_err!(
+            "--network host/none cannot be combined with other networks"
+        ));
+    }
+    Ok(if networks[0] == "host" {
+        NetMode::Host
+    } else {
+        NetMode::None
+    })
+}
+
+/// Creates a sandbox: namespace, one veth per network, addresses, routes. Nothing is left
+/// behind on failure.
+pub fn create(ctx: &Ctx, req: &SandboxRequest) -> Result<Sandbox> {
+    let id = new_id()?;
+    let name = match &req.name {
+        Some(n) => {
+            validate_name("sandbox", n)?;
+            n.clone()
+        }
+        None => id[..12].to_string(),
+    };
+    let mode = resolve_mode(&req.networks)?;
+    let want = parse_ips(&req.ips)?;
+    if mode != NetMode::Bridge && (want.0.is_some() || want.1.is_some()) {
+        return Err(user_err!(
+            "--ip needs a bridge network, not --network {}",
+            req.networks[0]
+        ));
+    }
+    let labels = parse_kv("--label", &req.labels)?;
+    let specs = req
+        .ports
+        .iter()
+        .map(|p| ports::parse(p))
+        .collect::<Result<Vec<_>, _>>()?;
+    if !specs.is_empty() && mode != NetMode::Bridge {
+        return Err(user_err!(
+            "-p needs a bridge network: with --network {} there is nothing to publish to",
+            req.networks[0]
+        ));
+    }
+    let host = HostPorts::observe(&specs)?;
+    if let Some(h) = &req.hostname {
+        if h.is_empty() || h.len() > 64 || h.chars().any(|c| c.is_whitespace() || c == '/') {
+            return Err(user_err!(
+                "invalid --hostname {h:?}: use up to 64 characters without spaces"
+            ));
+        }
+    }
+    let mut seen = std::collections::BTreeSet::new();
+    for n in &req.networks {
+        if !seen.insert(n) {
+            return Err(user_err!("--network {n} given twice"));
+        }
+    }
+    if mode == NetMode::Bridge && req.networks.is_empty() {
+        ensure_default(ctx)?;
+    }
+    let net_names: Vec<String> = if mode == NetMode::Bridge && req.networks.is_empty() {
+        vec![super::network::DEFAULT_NETWORK.to_string()]
+    } else if mode == NetMode::Bridge {
+        req.networks.clone()
+    } else {
+        vec![]
+    };
+    let netns = match mode {
+        NetMode::Host => None,
+        _ => Some(ctx.netns_dir()?.join(&id).display().to_string()),
+    };
+
+    let intent_start = std::time::Instant::now();
+    let tx = ctx.store.begin(Mode::Write)?;
+    if tx.sandbox(&name)?.is_some_and(|s| s.name == name) {
+        return Err(user_err!(
+            "sandbox {name:?} already exists; choose another --name or remove it with `weft rm {name}`"
+        ));
+    }
+    let mut nets = Vec::new();
+    for n in &net_names {
+        let net = find_network(tx.as_ref(), n)?;
+        if net.status != Status::Created {
+            return Err(user_err!(
+                "network {n:?} is not ready (being created or half-made; try `weft gc`)"
+            ));
+        }
+        nets.push(net);
+    }
+    let mut endpoints = Vec::new();
+    for (i, net) in nets.iter().enumerate() {
+        let w = if i == 0 { want } else { (None, None) };
+        endpoints.push(allocate_endpoint(
+            tx.as_ref(),
+            net,
+            &id,
+            i,
+            w,
+            &req.aliases,
+        )?);
+    }
+    let published = claim_ports(tx.as_ref(), &id, &specs, &endpoints, &host)?;
+    let sb = Sandbox {
+        name: name.clone(),
+        id: id.clone(),
+        hostname: req.hostname.clone().unwrap_or_else(|| id[..12].to_string()),
+        mode,
+        pid: None,
+        pid_start: None,
+        monitor_pid: None,
+        monitor_start: None,
+        netns: netns.clone(),
+        endpoints,
+        labels,
+        ports: published,
+        command: req.command.clone(),
+        auto_remove: req.auto_remove,
+        exit_code: None,
+        status: Status::Creating,
+        owner_pid: Some(std::process::id()),
+        created: now(),
+    };
+    tx.put_sandbox(&sb)?;
+    tx.commit()?;
+    crate::engine::timing::record("state-intent", intent_start.elapsed());
+
+    let result = build(ctx, &sb, &nets);
+    if let Err(e) = result {
+        forget(ctx, &sb)?;
+        return Err(e.context(format!("creating sandbox {name:?}")));
+    }
+    let mut done = sb;
+    done.status = Status::Created;
+    done.owner_pid = None;
+    crate::engine::timing::time("state-commit", || -> Result<()> {
+        let tx = ctx.store.begin(Mode::Write)?;
+        // Only finish our own intent: never bring back a record someone removed meanwhile.
+        match tx.sandbox(&done.id)? {
+            Some(cur)
+                if cur.status == Status::Creating && cur.owner_pid == Some(std::process::id()) =>
+            {
+                tx.put_sandbox(&done)?;
+                tx.commit()?;
+                Ok(())
+            }
+            _ => Err(user_err!(
+                "sandbox {:?} was removed while it was being created",
+                done.name
+            )),
+        }
+    })?;
+    Ok(done)
+}
+
+/// Makes the kernel objects and files of a freshly recorded sandbox, or none of them.
+fn build(ctx: &Ctx, sb: &Sandbox, nets: &[Network]) -> Result<()> {
+    crate::engine::timing::time("files", || write_files(ctx, sb))?;
+    let Some(ns) = &sb.netns else {
+        return Ok(());
+    };
+    let mut ops = plan_sandbox(ns);
+    for (i, (ep, net)) in sb.endpoints.iter().zip(nets).enumerate() {
+        ops.extend(plan_attach(ns, &sb.id, ep, net, i == 0));
+    }
+    let published = firewall_ports(sb);
+    if !published.is_empty() {
+        ops.push(Op::Publish(published));
+    }
+    let mut exec = KernelExecutor::new()?;
+    if let Err(e) = apply_all(&mut exec, &ops) {
+        let _ = std::fs::remove_dir_all(ctx.sandbox_dir(&sb.id));
+        return Err(e.into());
+    }
+    Ok(())
+}
+
+/// Releases a sandbox's addresses and deletes its record and files (kernel objects must be
+/// gone already).
+fn forget(ctx: &Ctx, sb: &Sandbox) -> Result<()> {
+    let tx = ctx.store.begin(Mode::Write)?;
+    tx.release_addresses(&sb.id, None)?;
+    tx.release_ports(&sb.id)?;
+    tx.delete_sandbox(&sb.id)?;
+    tx.commit()?;
+    let _ = std::fs::remove_dir_all(ctx.sandbox_dir(&sb.id));
+    let _ = std::fs::remove_file(log_path(ctx, &sb.id));
+    Ok(())
+}
+
+fn update(ctx: &Ctx, id: &str, f: impl FnOnce(&mut Sandbox)) -> Result<Option<Sandbox>> {
+    let tx = ctx.store.begin(Mode::Write)?;
+    let Some(mut sb) = tx.sandbox(id)? else {
+        return Ok(None);
+    };
+    f(&mut sb);
+    tx.put_sandbox(&sb)?;
+    tx.commit()?;
+    Ok(Some(sb))
+}
+
+/// Whether the sandbox's command is really running (its record may be stale after a crash).
+pub fn is_running(sb: &Sandbox) -> bool {
+    sb.status == Status::Running
+        && sb
+            .pid
+            .is_some_and(|p| process::alive_since(p, sb.pid_start))
+}
+
+/// Whether the process waiting for the sandbox's command is alive.
+pub fn monitor_alive(sb: &Sandbox) -> bool {
+    sb.monitor_pid
+        .is_some_and(|p| process::alive_since(p, sb.monitor_start))
+}
+
+/// Refuses to act on a sandbox another live weft process is creating or removing.
+fn check_settled(sb: &Sandbox) -> Result<()> {
+    if matches!(sb.status, Status::Creating | Status::Removing)
+        && sb.owner_pid.is_some_and(process::alive)
+    {
+        return Err(user_err!(
+            "sandbox {:?} is being {} by process {}; try again in a moment",
+            sb.name,
+            if sb.status == Status::Creating {
+                "created"
+            } else {
+                "removed"
+            },
+            sb.owner_pid.unwrap_or_default()
+        ));
+    }
+    Ok(())
+}
+
+/// `weft rm`: refuses a running sandbox unless `force` (which kills its command).
+pub fn remove(ctx: &Ctx, names: &[String], force: bool) -> Result<Vec<String>> {
+    let mut out = Vec::new();
+    for name in names {
+        let sb = {
+            let tx = ctx.store.begin(Mode::Read)?;
+            find(tx.as_ref(), name)?
+        };
+        if is_running(&sb) && !force {
+            return Err(user_err!(
+                "sandbox {:?} is running; stop it first with `weft stop {}` or use `weft rm --force`",
+                sb.name,
+                sb.name
+            ));
+        }
+        remove_one(ctx, &sb.id, force)?;
+        out.push(sb.name);
+    }
+    Ok(out)
+}
+
+/// Kills the command (if `kill`), deletes the namespace (the kernel takes the veths with
+/// it), releases addresses and forgets the sandbox. Safe to call twice.
+pub fn remove_one(ctx: &Ctx, id: &str, kill: bool) -> Result<()> {
+    remove_if(ctx, id, kill, |_| true).map(|_| ())
+}
+
+/// Removes the sandbox if `pred` holds for its record as read inside the write transaction
+/// that claims the removal — so a decision taken on an older reading (by `gc`) can never hit
+/// a sandbox that changed meanwhile. Returns whether it removed it.
+pub fn remove_if(
+    ctx: &Ctx,
+    id: &str,
+    kill: bool,
+    pred: impl FnOnce(&Sandbox) -> bool,
+) -> Result<bool> {
+    // Claim the removal first, so no other weft process acts on the sandbox meanwhile.
+    let me = std::process::id();
+    let sb = {
+        let tx = ctx.store.begin(Mode::Write)?;
+        let Some(sb) = tx.sandbox(id)? else {
+            return Ok(false);
+        };
+        if !pred(&sb) {
+            return Ok(false);
+        }
+        if sb.owner_pid != Some(me) {
+            check_settled(&sb)?;
+        }
+        let mut claimed = sb.clone();
+        claimed.status = Status::Removing;
+        claimed.owner_pid = Some(me);
+        tx.put_sandbox(&claimed)?;
+        tx.commit()?;
+        sb
+    };
+    if kill {
+        if let (true, Some(pid)) = (is_running(&sb), sb.pid) {
+            let _ = process::signal(pid, libc::SIGKILL);
+            wait_gone(pid, Duration::from_secs(10));
+        }
+    }
+    destroy_kernel(&sb)?;
+    crate::engine::timing::time("state-commit", || forget(ctx, &sb))?;
+    Ok(true)
+}
+
+/// Deletes a sandbox's published ports, connections and namespace, and its host-side veths
+/// in case a namespace handle is already gone but a veth survived.
+pub fn destroy_kernel(sb: &Sandbox) -> Result<()> {
+    let mut ops = plan_sandbox_teardown(sb);
+    if ops.is_empty() {
+        return Ok(());
+    }
+    let mut exec = KernelExecutor::new()?;
+    if let Some(ns) = &sb.netns {
+        if !Path::new(ns).exists() {
+            ops.extend(sb.endpoints.iter().map(|e| Op::DeleteLink {
+                ns: crate::core::plan::Ns::Host,
+                ifname: e.host_interface.clone(),
+            }));
+        }
+    }
+    let errs = crate::core::plan::apply_best_effort(&mut exec, &ops);
+    match errs.first() {
+        Some(e) => Err(anyhow::anyhow!("removing sandbox {:?}: {e}", sb.name)),
+        None => Ok(()),
+    }
+}
+
+/// `weft network connect`: a new interface (next `ethN`) while the sandbox may be running.
+pub fn connect(
+    ctx: &Ctx,
+    network: &str,
+    sandbox: &str,
+    ips: &[String],
+    aliases: &[String],
+) -> Result<Endpoint> {
+    let want = parse_ips(ips)?;
+    let tx = ctx.store.begin(Mode::Write)?;
+    let net = find_network(tx.as_ref(), network)?;
+    let sb = find(tx.as_ref(), sandbox)?;
+    check_settled(&sb)?;
+    if sb.mode != NetMode::Bridge {
+        return Err(user_err!(
+            "sandbox {:?} uses --network {:?}; it cannot join other networks",
+            sb.name,
+            format!("{:?}", sb.mode).to_lowercase()
+        ));
+    }
+    if net.status != Status::Created {
+        return Err(user_err!("network {network:?} is not ready; try `weft gc`"));
+    }
+    if sb.endpoints.iter().any(|e| e.network_id == net.id) {
+        return Err(user_err!(
+            "sandbox {:?} is already connected to network {:?}",
+            sb.name,
+            net.name
+        ));
+    }
+    let index = sb
+        .endpoints
+        .iter()
+        .filter_map(|e| {
+            e.interface
+                .strip_prefix("eth")
+                .and_then(|n| n.parse::<usize>().ok())
+        })
+        .max()
+        .map(|m| m + 1)
+        .unwrap_or(0);
+    let ep = allocate_endpoint(tx.as_ref(), &net, &sb.id, index, want, aliases)?;
+    let mut updated = sb.clone();
+    updated.endpoints.push(ep.clone());
+    tx.put_sandbox(&updated)?;
+    tx.commit()?;
+
+    let ns = sb.netns.clone().unwrap_or_default();
+    let ops = plan_attach(&ns, &sb.id, &ep, &net, sb.endpoints.is_empty());
+    let mut exec = KernelExecutor::new()?;
+    if let Err(e) = apply_all(&mut exec, &ops) {
+        let tx = ctx.store.begin(Mode::Write)?;
+        tx.release_addresses(&sb.id, Some(&net.id))?;
+        if let Some(mut cur) = tx.sandbox(&sb.id)? {
+            cur.endpoints.retain(|x| x.network_id != net.id);
+            tx.put_sandbox(&cur)?;
+        }
+        tx.commit()?;
+        return Err(anyhow::Error::new(e).context(format!(
+            "connecting sandbox {:?} to network {:?}",
+            sb.name, net.name
+        )));
+    }
+    let _ = write_files(ctx, &updated);
+    Ok(ep)
+}
+
+/// `weft network disconnect`: removes the sandbox's interface on that network.
+pub fn disconnect(ctx: &Ctx, network: &str, sandbox: &str) -> Result<()> {
+    let (net, sb) = {
+        let tx = ctx.store.begin(Mode::Read)?;
+        (
+            find_network(tx.as_ref(), network)?,
+            find(tx.as_ref(), sandbox)?,
+        )
+    };
+    let Some(ep) = sb
+        .endpoints
+        .iter()
+        .find(|e| e.network_id == net.id)
+        .cloned()
+    else {
+        return Err(user_err!(
+            "sandbox {:?} is not connected to network {:?}",
+            sb.name,
+            net.name
+        ));
+    };
+    if let Some(ns) = &sb.netns {
+        let mut exec = KernelExecutor::new()?;
+        let mut ops = plan_detach(ns, &ep);
+        // The default routes went with the first network's interface: the next network
+        // takes over, as with Docker.
+        if sb.endpoints.first().map(|e| &e.network_id) == Some(&net.id) {
+            if let Some(next) = sb.endpoints.get(1) {
+                let tx = ctx.store.begin(Mode::Read)?;
+                if let Some(next_net) = tx.network(&next.network_id)? {
+                    for sub in &next_net.subnets {
+                        if (sub.subnet.addr().is_ipv4() && next.ipv4.is_some())
+                            || (sub.subnet.addr().is_ipv6() && next.ipv6.is_some())
+                        {
+                            ops.push(Op::AddDefaultRoute {
+                                ns: crate::core::plan::Ns::Sandbox(ns.clone()),
+                                gateway: sub.gateway,
+                            });
+                        }
+                    }
+                }
+            }
+        }
+        apply_all(&mut exec, &ops)?;
+    }
+    let tx = ctx.store.begin(Mode::Write)?;
+    tx.release_addresses(&sb.id, Some(&net.id))?;
+    let mut updated = None;
+    if let Some(mut cur) = tx.sandbox(&sb.id)? {
+        cur.endpoints.retain(|x| x.network_id != net.id);
+        tx.put_sandbox(&cur)?;
+        updated = Some(cur);
+    }
+    tx.commit()?;
+    if let Some(u) = updated {
+        let _ = write_files(ctx, &u);
+    }
+    Ok(())
+}
+
+/// Sandboxes for `ps` (`all` includes created and exited ones).
+pub fn list(ctx: &Ctx, all: bool) -> Result<Vec<Sandbox>> {
+    let tx = ctx.store.begin(Mode::Read)?;
+    Ok(tx
+        .sandboxes()?
+        .into_iter()
+        .map(|mut s| {
+            if s.status == Status::Running && !is_running(&s) {
+                s.status = Status::Exited;
+            }
+            s
+        })
+        .filter(|s| all || s.status == Status::Running)
+        .collect())
+}

@@ -1,0 +1,183 @@
+//! Published ports: choosing host ports and checking them against other sandboxes and the
+//! host's listening sockets, inside the caller's write transaction.
+
+use std::net::IpAddr;
+
+use anyhow::{Context as _, Result};
+
+use crate::adapters::host_facts;
+use crate::adapters::store::Txn;
+use crate::core::model::Endpoint;
+use crate::core::ports::{self, PortMapping, PortSpec};
+use crate::user_err;
+
+/// What the host looks like for publishing: its addresses (only when a spec names one) and
+/// the sockets listening on it.
+pub(super) struct HostPorts {
+    addresses: Vec<IpAddr>,
+    listeners: Vec<host_facts::Listener>,
+}
+
+impl HostPorts {
+    pub(super) fn observe(specs: &[PortSpec]) -> Result<Self> {
+        if specs.is_empty() {
+            return Ok(Self {
+                addresses: vec![],
+                listeners: vec![],
+            });
+        }
+        let named = specs.iter().any(|s| {
+            s.host_ip
+                .is_some_and(|ip| !ip.is_unspecified() && !ip.is_loopback())
+        });
+        let addresses = if named {
+            host_facts::observe()?
+                .addresses
+                .iter()
+                .map(|a| a.addr.addr())
+                .collect()
+        } else {
+            vec![]
+        };
+        Ok(Self {
+            addresses,
+            listeners: host_facts::listeners().context("listing the host's listening sockets")?,
+        })
+    }
+
+    /// A host socket that would be hidden by publishing `port` on `ip`.
+    fn listener(&self, proto: u8, ip: IpAddr, port: u16) -> Option<&host_facts::Listener> {
+        self.listeners
+            .iter()
+            .find(|l| l.proto == proto && l.port == port && ports::overlaps(l.addr, ip))
+    }
+}
+
+/// Chooses host ports for every spec, checks them against other sandboxes' ports and the
+/// host's listening sockets, and records them, inside the caller's write transaction.
+pub(super) fn claim_ports(
+    tx: &dyn Txn,
+    sandbox_id: &str,
+    specs: &[PortSpec],
+    endpoints: &[Endpoint],
+    host: &HostPorts,
+) -> Result<Vec<PortMapping>> {
+    let has_v4 = endpoints.iter().any(|e| e.ipv4.is_some());
+    let has_v6 = endpoints.iter().any(|e| e.ipv6.is_some());
+    let mut out: Vec<PortMapping> = Vec::new();
+    for spec in specs {
+        if let Some(ip) = spec.host_ip {
+            if ip == IpAddr::V6(std::net::Ipv6Addr::LOCALHOST) {
+                return Err(user_err!(
+                    "-p {}: publishing on ::1 is not supported: the kernel does not route IPv6 loopback traffic to another interface; use 127.0.0.1 for a host-only port",
+                    spec.text
+                ));
+            }
+            if (ip.is_ipv6() && !has_v6) || (ip.is_ipv4() && !has_v4) {
+                return Err(user_err!(
+                    "-p {}: host address {ip} is {} but the sandbox has no {} address; use a network with --ipv6 or another host address",
+                    spec.text,
+                    if ip.is_ipv6() { "IPv6" } else { "IPv4" },
+                    if ip.is_ipv6() { "IPv6" } else { "IPv4" }
+                ));
+            }
+            if !ip.is_unspecified() && !ip.is_loopback() && !host.addresses.contains(&ip) {
+                return Err(user_err!(
+                    "-p {}: {ip} is not an address of this host; use one of its addresses, 127.0.0.1, or leave it out for all",
+                    spec.text
+                ));
+            }
+        }
+        let ips = ports::host_ips(spec, has_v4, has_v6);
+        let proto = spec.protocol;
+        // Why (proto, port) cannot be used, if it cannot.
+        let taken = |port: u16, mine: &[PortMapping]| -> Result<Option<String>> {
+            for ip in &ips {
+                if mine.iter().any(|m| {
+                    m.protocol == proto && m.host_port == port && ports::overlaps(m.host_ip, *ip)
+                }) {
+                    return Ok(Some(format!("port {port}/{} is given twice", proto.name())));
+                }
+                for (held_ip, owner) in tx.port_holders(proto.name(), port)? {
+                    if ports::overlaps(held_ip, *ip) {
+                        let name = tx.sandbox(&owner)?.map(|s| s.name).unwrap_or(owner);
+                        return Ok(Some(format!(
+                            "port {port}/{} on {held_ip} is already published by sandbox {name:?}",
+                            proto.name()
+                        )));
+                    }
+                }
+                if let Some(l) = host.listener(proto.number(), *ip, port) {
+                    let who = host_facts::socket_owner(l.inode)
+                        .map(|(pid, comm)| format!(" by {comm} (pid {pid})"))
+                        .unwrap_or_default();
+                    return Ok(Some(format!(
+                        "port {port}/{} is in use on the host: {}:{port} is held{who}",
+                        proto.name(),
+                        l.addr
+                    )));
+                }
+            }
+            Ok(None)
+        };
+        let start = match spec.host_ports {
+            Some((first, _)) => {
+                for port in first..first + spec.len() {
+                    if let Some(why) = taken(port, &out)? {
+                        return Err(user_err!(
+                            "-p {}: {why}; choose another host port",
+                            spec.text
+                        ));
+                    }
+                }
+                first
+            }
+            None => free_block(spec.len(), |p| taken(p, &out).map(|t| t.is_none()))?.ok_or_else(
+                || {
+                    user_err!(
+                        "-p {}: no free host port left in the ephemeral range",
+                        spec.text
+                    )
+                },
+            )?,
+        };
+        for ip in &ips {
+            out.extend(ports::expand(spec, *ip, start));
+        }
+    }
+    for m in &out {
+        tx.claim_port(m.protocol.name(), m.host_ip, m.host_port, sandbox_id)?;
+    }
+    Ok(out)
+}
+
+/// The first port of `len` consecutive free ports in the kernel's ephemeral range, starting
+/// the search at a random place (as the kernel does) so that parallel sandboxes rarely meet.
+fn free_block(len: u16, mut free: impl FnMut(u16) -> Result<bool>) -> Result<Option<u16>> {
+    let range = crate::adapters::sysctl::get("net.ipv4.ip_local_port_range").unwrap_or_default();
+    let mut it = range
+        .split_whitespace()
+        .filter_map(|s| s.parse::<u16>().ok());
+    let (lo, hi) = (it.next().unwrap_or(32768), it.next().unwrap_or(60999));
+    if hi < lo || hi - lo + 1 < len {
+        return Ok(None);
+    }
+    let span = u32::from(hi - lo + 2 - len);
+    let mut r = [0u8; 4];
+    let _ = getrandom::getrandom(&mut r);
+    let offset = u32::from_ne_bytes(r) % span;
+    for i in 0..span {
+        let start = lo + ((offset + i) % span) as u16;
+        let mut ok = true;
+        for p in start..start + len {
+            if !free(p)? {
+                ok = false;
+                break;
+            }
+        }
+        if ok {
+            return Ok(Some(start));
+        }
+    }
+    Ok(None)
+}
