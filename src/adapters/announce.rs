@@ -1,8 +1,10 @@
-//! Announcing a sandbox's addresses on its segment: a gratuitous ARP for IPv4 and an
-//! unsolicited neighbour advertisement for IPv6, so that the host and other sandboxes replace
-//! a stale MAC they may still hold for a reused address.
+//! Announcing a sandbox's addresses on its network: a gratuitous ARP for IPv4 and an
+//! unsolicited neighbour advertisement for IPv6, carrying the sandbox's MAC, so that other
+//! sandboxes replace a stale MAC they may still hold for a reused address.
 //!
-//! Must be called on a thread inside the sandbox's network namespace.
+//! Sent from the bridge in the host namespace: the frame floods to every port that forwards,
+//! while the sandbox's own new port may not forward yet (the kernel enables it
+//! asynchronously after the veth's carrier comes on).
 
 use std::ffi::CString;
 use std::io;
@@ -43,7 +45,7 @@ pub fn garp_payload(mac: [u8; 6], ip: Ipv4Addr) -> [u8; 28] {
     p
 }
 
-/// Broadcasts a gratuitous ARP for `ip` from `ifname`.
+/// Broadcasts, out of `ifname`, a gratuitous ARP saying that `ip` is at `mac`.
 pub fn gratuitous_arp(ifname: &str, mac: [u8; 6], ip: Ipv4Addr) -> io::Result<()> {
     let proto = (libc::ETH_P_ARP as u16).to_be();
     // SAFETY: socket(2); the fd is owned immediately.
@@ -91,7 +93,8 @@ pub fn na_payload(mac: [u8; 6], ip: Ipv6Addr) -> [u8; 32] {
     p
 }
 
-/// Sends an unsolicited neighbour advertisement for `ip` to all nodes on `ifname`.
+/// Sends, out of `ifname`, an unsolicited neighbour advertisement to all nodes saying that
+/// `ip` is at `mac`.
 pub fn unsolicited_na(ifname: &str, mac: [u8; 6], ip: Ipv6Addr) -> io::Result<()> {
     // SAFETY: socket(2); the fd is owned immediately.
     let fd = check(unsafe {

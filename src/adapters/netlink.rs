@@ -15,9 +15,10 @@ use std::path::Path;
 
 use futures::TryStreamExt;
 use rtnetlink::packet_route::link::{
-    BridgePortState, InfoBridgePort, InfoData, InfoKind, InfoPortData, InfoPortKind, InfoVeth,
-    LinkAttribute, LinkInfo, LinkMessage,
+    InfoBridgePort, InfoData, InfoKind, InfoPortData, InfoPortKind, InfoVeth, LinkAttribute,
+    LinkMessage,
 };
+use rtnetlink::packet_route::neighbour::NeighbourState;
 use rtnetlink::{Handle, LinkMessageBuilder, LinkUnspec, RouteMessageBuilder};
 
 use super::{announce, conntrack, netns, nftables, sysctl};
@@ -359,25 +360,26 @@ impl KernelExecutor {
                     Err(e) => Err(fail(e)),
                 }
             }
-            Op::Announce {
-                ns,
-                ifname,
-                host_ifname,
-                mac,
-                addrs,
-            } => {
-                // The kernel enables the bridge port asynchronously (10-20 ms here) after the
-                // veth's carrier comes on, and drops frames until then. Rather than make the
-                // command wait, a detached grandchild waits and announces.
-                let job = AnnounceJob {
-                    ns: ns.clone(),
-                    ifname: ifname.clone(),
-                    host_ifname: host_ifname.clone(),
-                    mac: *mac,
-                    addrs: addrs.clone(),
-                };
-                if std::env::var_os("WEFT_SYNC_ANNOUNCE").is_some() || !spawn_detached(&job) {
-                    job.run().map_err(|e| exec_err(op, e))?;
+            Op::Announce { bridge, mac, addrs } => {
+                let h = self.handle(&Ns::Host).map_err(|e| exec_err(op, e))?;
+                let br = self.index_or_err(op, &Ns::Host, bridge)?;
+                for a in addrs {
+                    let sent = match a {
+                        IpAddr::V4(v4) => announce::gratuitous_arp(bridge, *mac, *v4),
+                        IpAddr::V6(v6) => announce::unsolicited_na(bridge, *mac, *v6),
+                    };
+                    sent.map_err(|e| exec_err(op, e.to_string()))?;
+                    // What the host itself believes is set directly, not left to a frame.
+                    self.rt
+                        .block_on(
+                            h.neighbours()
+                                .add(br, *a)
+                                .link_layer_address(mac)
+                                .state(NeighbourState::Stale)
+                                .replace()
+                                .execute(),
+                        )
+                        .map_err(fail)?;
                 }
                 Ok(())
             }
@@ -423,36 +425,6 @@ impl KernelExecutor {
         }
     }
 
-    /// Waits until a bridge port forwards: the kernel enables a port only after it has
-    /// processed the veth's carrier change, asynchronously, and drops frames sent before.
-    /// Up to 10 s, because that processing runs late on a loaded machine.
-    fn wait_forwarding(&mut self, ifname: &str) -> Result<(), String> {
-        let h = self.handle(&Ns::Host)?;
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-        loop {
-            let msg = self.rt.block_on(async {
-                h.link()
-                    .get()
-                    .match_name(ifname.to_string())
-                    .execute()
-                    .try_next()
-                    .await
-            });
-            let state = match msg {
-                Ok(Some(m)) => port_state(&m),
-                Ok(None) => return Err(format!("interface {ifname} does not exist")),
-                Err(e) => return Err(describe(&e)),
-            };
-            match state {
-                None | Some(BridgePortState::Forwarding) => return Ok(()),
-                Some(_) if std::time::Instant::now() > deadline => {
-                    return Err(format!("bridge port {ifname} did not start forwarding"))
-                }
-                Some(_) => std::thread::sleep(std::time::Duration::from_micros(200)),
-            }
-        }
-    }
-
     fn set_alias(&mut self, op: &Op, h: &Handle, idx: u32, alias: &str) -> Result<(), ExecError> {
         let msg = LinkUnspec::new_with_index(idx)
             .alias(alias.to_string())
@@ -463,85 +435,11 @@ impl KernelExecutor {
     }
 }
 
-/// A pending address announcement.
-struct AnnounceJob {
-    ns: String,
-    ifname: String,
-    host_ifname: String,
-    mac: [u8; 6],
-    addrs: Vec<IpAddr>,
-}
-
-impl AnnounceJob {
-    /// Waits for the host end's bridge port to forward, then announces from the sandbox.
-    fn run(&self) -> Result<(), String> {
-        let mut exec = KernelExecutor::new().map_err(|e| e.to_string())?;
-        exec.wait_forwarding(&self.host_ifname)?;
-        let (ifname, mac, addrs) = (self.ifname.clone(), self.mac, self.addrs.clone());
-        netns::run_in(Path::new(&self.ns), move || -> std::io::Result<()> {
-            for a in addrs {
-                match a {
-                    IpAddr::V4(v4) => announce::gratuitous_arp(&ifname, mac, v4)?,
-                    IpAddr::V6(v6) => announce::unsolicited_na(&ifname, mac, v6)?,
-                }
-            }
-            Ok(())
-        })
-        .map_err(|e| e.to_string())?
-        .map_err(|e| e.to_string())
-    }
-}
-
-/// Runs `job` in a double-forked grandchild (so no zombie is left to anyone) with its
-/// standard streams on /dev/null (so it holds no caller's pipe open). Returns false if the
-/// fork failed and the caller should run the job itself.
-fn spawn_detached(job: &AnnounceJob) -> bool {
-    // SAFETY: weft is single-threaded here (namespace threads are joined, the runtime is a
-    // current-thread one), so the children may allocate; they end with _exit.
-    unsafe {
-        match libc::fork() {
-            -1 => false,
-            0 => {
-                if libc::fork() == 0 {
-                    let null = libc::open(c"/dev/null".as_ptr(), libc::O_RDWR);
-                    if null >= 0 {
-                        for fd in 0..3 {
-                            libc::dup2(null, fd);
-                        }
-                    }
-                    let code = if job.run().is_ok() { 0 } else { 1 };
-                    libc::_exit(code);
-                }
-                libc::_exit(0);
-            }
-            child => {
-                let mut status = 0;
-                libc::waitpid(child, &mut status, 0);
-                true
-            }
-        }
-    }
-}
-
 /// Whether a link carries weft's `weft:<id>` alias.
 fn is_weft_link(m: &LinkMessage) -> bool {
     m.attributes
         .iter()
         .any(|a| matches!(a, LinkAttribute::IfAlias(s) if s.starts_with("weft:")))
-}
-
-/// The bridge port state of a link, if it is a bridge port.
-fn port_state(m: &LinkMessage) -> Option<BridgePortState> {
-    m.attributes.iter().find_map(|a| match a {
-        LinkAttribute::LinkInfo(infos) => infos.iter().find_map(|i| match i {
-            LinkInfo::PortData(InfoPortData::BridgePort(ps)) => ps.iter().find_map(|p| match p {
-                InfoBridgePort::State(s) => Some(*s),
-                _ => None,
-            }),
-            _ => None,
-        }),
-        _ => None,
-    })
 }
 
 impl Executor for KernelExecutor {

@@ -112,15 +112,14 @@ pub enum Op {
         /// Next hop.
         gateway: IpAddr,
     },
-    /// Once the host end forwards, announce the sandbox's addresses on its segment
-    /// (gratuitous ARP, unsolicited NA) so neighbours drop a stale MAC for a reused address.
+    /// Announce a sandbox's addresses on its network so neighbours drop a stale MAC for a
+    /// reused address: a gratuitous ARP / unsolicited NA carrying the sandbox's MAC, sent from
+    /// the bridge (the sandbox's own bridge port only starts forwarding once the kernel has
+    /// processed its carrier change, asynchronously), and the host's own neighbour entry
+    /// replaced directly.
     Announce {
-        /// Sandbox namespace handle.
-        ns: String,
-        /// Sandbox interface.
-        ifname: String,
-        /// Host end of the veth, whose bridge port must be forwarding first.
-        host_ifname: String,
+        /// The network's bridge.
+        bridge: String,
         /// The sandbox interface's MAC.
         mac: [u8; 6],
         /// Addresses to announce.
@@ -198,7 +197,7 @@ impl std::fmt::Display for Op {
             Op::AddDefaultRoute { ns: n, gateway } => {
                 write!(f, "add default route via {gateway}{}", ns(n))
             }
-            Op::Announce { ns: n, ifname, .. } => write!(f, "announce {ifname} in {n}"),
+            Op::Announce { bridge, addrs, .. } => write!(f, "announce {addrs:?} on {bridge}"),
             Op::DeleteLink { ns: n, ifname } => write!(f, "delete {ifname}{}", ns(n)),
         }
     }
@@ -433,9 +432,7 @@ pub fn plan_attach(
         }
     }
     ops.push(Op::Announce {
-        ns: netns.to_string(),
-        ifname: ep.interface.clone(),
-        host_ifname: ep.host_interface.clone(),
+        bridge: net.bridge.clone(),
         mac,
         addrs: [ep.ipv4, ep.ipv6]
             .into_iter()
