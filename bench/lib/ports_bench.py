@@ -56,6 +56,18 @@ CNI_DIR = os.environ.get("CNI_PLUGIN_DIR", "/usr/lib/cni")
 CONN = os.path.join(HERE, "ports_conn.py")
 PY = "/usr/bin/python3" if os.access("/usr/bin/python3", os.X_OK) else sys.executable
 HOST_IP, CLIENT_IP = "198.18.10.1", "198.18.10.2"
+CONN_SOURCES = 12   # connection-rate repeats that get a fresh client address
+
+
+def conn_source(rep):
+    """The client address of connection-rate repeat `rep`. Each repeat makes ~20-25k
+    connections; reusing the same (client address, port) within conntrack's TIME_WAIT
+    timeout (120 s) collapses the rate through every DNAT path (weft, netavark and CNI
+    alike: ~10 ms per connection once the client's ports wrap around), so every repeat
+    connects from a fresh address: 198.18.10.11, .12, ..."""
+    return "198.18.10.%d" % (10 + (rep - 1) % CONN_SOURCES + 1)
+
+
 NS_RE = re.compile(r"^wpb-(\d+)-[a-z0-9]+$")
 
 PATHS = {
@@ -123,6 +135,7 @@ class Resources:
                              stdin=subprocess.DEVNULL, start_new_session=True, env=ab.base_env())
         logf.close()
         self.procs.append((name, p))
+        SERVER_PIDS.append(p.pid)
         with open(os.path.join(self.dir, "pids", name + ".pid"), "w") as f:
             f.write("%d\n" % p.pid)
         return p
@@ -195,8 +208,11 @@ def link_client(host_ns, client_ns):
     must(["ip", "-n", client_ns, "addr", "add", CLIENT_IP + "/24", "dev", "eth0"])
     must(["ip", "-n", host_ns, "link", "set", "ext0", "up"])
     must(["ip", "-n", client_ns, "link", "set", "eth0", "up"])
-    # the client makes thousands of short connections: give it the widest port range
+    # the client makes thousands of short connections: give it the widest port range, and
+    # one extra source address per connection-rate repeat (see conn_source)
     must(nsx(client_ns) + ["sysctl", "-qw", "net.ipv4.ip_local_port_range=10000 65000"])
+    for k in range(1, CONN_SOURCES + 1):
+        must(["ip", "-n", client_ns, "addr", "add", "%s/24" % conn_source(k), "dev", "eth0"])
 
 
 # --------------------------------------------------------------------------- weft
@@ -422,6 +438,7 @@ class Setup:
             rsrv = h.run_d("rsrv", "pbw", ["5202:5202"], [PY, CONN, "server", "5202"])
             cli = h.run_d("cli", "pbw", [], ["sleep", "infinity"])
             srv_ip, rsrv_ip = sandbox_ip(srv), sandbox_ip(rsrv)
+            SERVER_PIDS.extend(x["pid"] for x in (srv, rsrv) if x.get("pid"))
             wait_listen(srv["netns"], 5201)
             wait_listen(rsrv["netns"], 5202)
             ports = h.w("port", "srv").stdout.decode().strip()
@@ -503,6 +520,32 @@ def conn_once(argv, secs):
         return {"error": (p.stdout.decode(errors="replace") + p.stderr.decode(errors="replace"))[-400:]}
 
 
+SERVER_PIDS = []   # iperf3 / connection servers / socat we started or weft started for us
+
+
+def proc_cpu(pid):
+    """utime+stime+cutime+cstime of a process in seconds (0 when gone)."""
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            v = f.read().rsplit(")", 1)[1].split()
+        return sum(int(x) for x in v[11:15]) / ab.HZ
+    except (OSError, IndexError, ValueError):
+        return 0.0
+
+
+def cpu_mark():
+    """(wall, machine busy CPU s, CPU s of this process + waited children + our servers)."""
+    t, busy, mine = ab.cpu_mark()
+    return t, busy, mine + sum(proc_cpu(p) for p in SERVER_PIDS)
+
+
+def others_during(m0):
+    """cores used during the measurement by everything but the benchmark, its clients and
+    its servers (softirq work runs mostly in our processes' context; kernel workers count
+    as others)."""
+    return round(ab.others_cores(m0, cpu_mark()), 2)
+
+
 def idle_gate(limit):
     if limit <= 0:
         return None
@@ -527,7 +570,9 @@ def measure_throughput(st, paths, reps, secs, wait_idle, results):
                 before()
             try:
                 t0 = time.time()
+                m0 = cpu_mark()
                 r = iperf_once(st.paths[pid], secs)
+                r["others_cores_during"] = others_during(m0)
             finally:
                 if after:
                     after()
@@ -540,12 +585,12 @@ def measure_throughput(st, paths, reps, secs, wait_idle, results):
                 log("rep %d %-14s %6.2f Gbit/s  retr %-5s cpu host %.0f%% remote %.0f%%%s" % (
                     rep, pid, r["gbps"], r["retransmits"], r["cpu"].get("host_total", 0),
                     r["cpu"].get("remote_total", 0),
-                    "" if others is None or others < 0.3 else "  (others used %.1f cores before)" % others))
+                    "" if r.get("others_cores_during", 0) < 0.3 else "  (NOISY: others used %.1f cores)" % r["others_cores_during"]))
 
 
-def measure_conn(st, targets, reps, secs, wait_idle, results):
+def measure_conn(st, targets, reps, secs, wait_idle, results, same_source=False):
     for t in targets:
-        r = conn_once(st.conns[t], 0.5)
+        r = conn_once(st.conns[t] + ["--bind", CLIENT_IP], 0.5)
         if "error" in r or not r.get("ok"):
             raise RuntimeError("connection warm-up of %s failed: %s" % (t, r))
     n = len(targets)
@@ -553,14 +598,19 @@ def measure_conn(st, targets, reps, secs, wait_idle, results):
         k = (rep - 1) % n
         for t in targets[k:] + targets[:k]:
             others = idle_gate(wait_idle)
-            r = conn_once(st.conns[t], secs)
-            r.update(target=t, rep=rep, others_cores_before=others)
+            m0 = cpu_mark()
+            src = CLIENT_IP if same_source else conn_source(rep)
+            r = conn_once(st.conns[t] + ["--bind", src], secs)
+            r.update(target=t, rep=rep, source=src, others_cores_before=others,
+                     others_cores_during=others_during(m0))
             results.append(r)
             if "error" in r:
                 log("rep %d conn %-9s FAILED: %s" % (rep, t, r["error"]))
             else:
-                log("rep %d conn %-9s %7.0f conn/s (%d ok, %d failed, p50 %.0f us, p99 %.0f us)" % (
-                    rep, t, r["rate"], r["ok"], r["failed"], r["p50_us"], r["p99_us"]))
+                log("rep %d conn %-9s %7.0f conn/s (%d ok, %d failed, p50 %.0f us, p99 %.0f us)%s" % (
+                    rep, t, r["rate"], r["ok"], r["failed"], r["p50_us"], r["p99_us"],
+                    "" if r.get("others_cores_during", 0) < 0.3 else "  (NOISY: others used %.1f cores)" %
+                    r["others_cores_during"]))
 
 
 def timed_weft(h, args, env):
@@ -793,12 +843,16 @@ def summarize(out):
         target("publish cost at %d / at 0" % pc["big"], "%.2f" % v, "~1 (<=1.10)", v <= 1.10)
     summ["targets"] = tg
     lines.append("")
-    oc = [r["others_cores_before"] for r in out["throughput"] + out["conn"] if r.get("others_cores_before") is not None]
+    oc = [r for r in out["throughput"] + out["conn"] if r.get("others_cores_during") is not None]
     if oc:
-        busy = sum(1 for x in oc if x >= 0.3)
-        lines.append("Other processes' CPU just before each measurement: mean %.2f, max %.2f cores; %d of %d "
-                     "measurements started with others above 0.3 cores%s" % (
-                         statistics.mean(oc), max(oc), busy, len(oc), " -> NOISY" if busy else ""))
+        busy = [r for r in oc if r["others_cores_during"] >= 0.3]
+        lines.append("CPU used by everything else during the measurements: mean %.2f, max %.2f cores; %d of %d "
+                     "measurements ran with others above 0.3 cores%s" % (
+                         statistics.mean(r["others_cores_during"] for r in oc),
+                         max(r["others_cores_during"] for r in oc), len(busy), len(oc),
+                         (" -> NOISY: " + ", ".join("%s rep %d (%.1f)" % (r.get("path") or r.get("target"), r["rep"],
+                                                                           r["others_cores_during"]) for r in busy))
+                         if busy else ""))
     w = m.get("weft") or {}
     if w:
         lines.append("weft binary: %s, built %s, git HEAD %s with %d uncommitted source file(s)%s" % (
@@ -965,6 +1019,9 @@ def main():
     ap.add_argument("--paths", default=",".join(PATHS),
                     help="comma list of throughput paths (default all: %s)" % ",".join(PATHS))
     ap.add_argument("--conn", default=",".join(CONN_TARGETS), help="connection-rate targets (default all)")
+    ap.add_argument("--conn-same-source", action="store_true",
+                    help="every connection-rate repeat from the same client address (shows the collapse "
+                         "when client ports are reused within conntrack's TIME_WAIT timeout)")
     ap.add_argument("--no-publish", action="store_true", help="skip the publish-cost part")
     ap.add_argument("--no-build", action="store_true", help="use target/release/weft as it is")
     ap.add_argument("--no-install", action="store_true", help="never apt-get install missing tools")
@@ -1035,6 +1092,11 @@ def main():
                         "iptables": ver(["iptables", "--version"])},
                "throughput": [], "conn": []}
         RES.mkdir()
+        # publish cost first, while the machine holds few TCP sockets: weft reads
+        # /proc/net/tcp{,6}, whose cost grows with every socket in every namespace (the
+        # connection-rate test leaves tens of thousands in TIME_WAIT for 60 s)
+        if not a.no_publish:
+            out["publish"] = measure_publish(weft_bin, psamples, a.publish_big, pcycles, a.wait_idle)
         st = Setup(a, weft_bin)
         t0 = time.time()
         st.build(paths, conns)
@@ -1047,11 +1109,9 @@ def main():
             if paths:
                 measure_throughput(st, paths, reps, secs, a.wait_idle, out["throughput"])
             if conns:
-                measure_conn(st, conns, creps, csecs, a.wait_idle, out["conn"])
+                measure_conn(st, conns, creps, csecs, a.wait_idle, out["conn"], a.conn_same_source)
         finally:
             RES.stop_procs()
-        if not a.no_publish:
-            out["publish"] = measure_publish(weft_bin, psamples, a.publish_big, pcycles, a.wait_idle)
         out["meta"]["finished"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
         out["meta"]["elapsed_s"] = round(time.time() - started, 1)
         text = summarize(out)

@@ -5,9 +5,10 @@
       Accepts connections forever; sends one byte on each and closes it at once.
       Runs until killed (bench/ports kills it by the PID it started).
 
-  ports_conn.py client HOST PORT [--seconds 3] [--timeout 2] [--json]
-      For SECONDS, in a loop: connect, recv the one byte, close. Reports completed
-      connections per second, failures and connect+recv latency percentiles (µs).
+  ports_conn.py client HOST PORT [--seconds 3] [--timeout 2] [--bind ADDR] [--json]
+      For SECONDS, in a loop: connect (from ADDR, if given), recv the one byte, close.
+      Reports completed connections per second, failures and connect+recv latency
+      percentiles (µs).
 
 The server closes first, so TIME_WAIT sockets pile up on the server side (in the
 sandbox) and the client's ephemeral ports are free again at once.
@@ -59,6 +60,8 @@ def client(a):
         s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         s.settimeout(a.timeout)
         try:
+            if a.bind:
+                s.bind((a.bind, 0))
             s.connect(addr)
             if s.recv(1) != b"x":
                 raise OSError("no byte from the server")
@@ -97,6 +100,7 @@ def main():
     c.add_argument("port", type=int)
     c.add_argument("--seconds", type=float, default=3.0)
     c.add_argument("--timeout", type=float, default=2.0)
+    c.add_argument("--bind", help="source address")
     c.add_argument("--json", action="store_true")
     a = ap.parse_args()
     return server(a) if a.cmd == "server" else client(a)

@@ -8,7 +8,7 @@
 
 use std::ffi::CString;
 use std::io;
-use std::net::{Ipv4Addr, Ipv6Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 
 fn check(r: libc::c_int) -> io::Result<libc::c_int> {
@@ -27,6 +27,58 @@ fn ifindex(ifname: &str) -> io::Result<u32> {
         Err(io::Error::last_os_error())
     } else {
         Ok(idx)
+    }
+}
+
+/// Sends the announcements for `addrs` from a detached grandchild process and returns at
+/// once (false if it could not fork; the caller then sends them itself).
+///
+/// Why a process: closing a packet socket waits for an RCU grace period
+/// (`synchronize_net()` in `packet_release`), several milliseconds here, which would
+/// otherwise be paid by every attach. The grandchild is reparented to init, so no zombie is
+/// left to the caller, and its standard streams go to /dev/null, so it holds no caller's
+/// pipe open.
+pub fn send_detached(ifname: &str, mac: [u8; 6], addrs: &[IpAddr]) -> bool {
+    let Ok(name) = CString::new(ifname) else {
+        return false;
+    };
+    // SAFETY: weft is single-threaded when it attaches (namespace threads are joined, the
+    // netlink runtime is a current-thread one), so the children may run ordinary code; they
+    // end with _exit and never return into the caller's logic.
+    unsafe {
+        match libc::fork() {
+            -1 => false,
+            0 => {
+                if libc::fork() == 0 {
+                    let null = libc::open(c"/dev/null".as_ptr(), libc::O_RDWR);
+                    if null >= 0 {
+                        for fd in 0..3 {
+                            libc::dup2(null, fd);
+                        }
+                    }
+                    let ifname = name.to_string_lossy();
+                    let mut ok = true;
+                    for a in addrs {
+                        ok &= send(&ifname, mac, *a).is_ok();
+                    }
+                    libc::_exit(if ok { 0 } else { 1 });
+                }
+                libc::_exit(0);
+            }
+            child => {
+                let mut status = 0;
+                libc::waitpid(child, &mut status, 0);
+                true
+            }
+        }
+    }
+}
+
+/// Sends the announcement for one address out of `ifname`.
+pub fn send(ifname: &str, mac: [u8; 6], addr: IpAddr) -> io::Result<()> {
+    match addr {
+        IpAddr::V4(v4) => gratuitous_arp(ifname, mac, v4),
+        IpAddr::V6(v6) => unsolicited_na(ifname, mac, v6),
     }
 }
 

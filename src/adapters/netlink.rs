@@ -363,12 +363,13 @@ impl KernelExecutor {
             Op::Announce { bridge, mac, addrs } => {
                 let h = self.handle(&Ns::Host).map_err(|e| exec_err(op, e))?;
                 let br = self.index_or_err(op, &Ns::Host, bridge)?;
+                if !announce::send_detached(bridge, *mac, addrs) {
+                    for a in addrs {
+                        announce::send(bridge, *mac, *a)
+                            .map_err(|e| exec_err(op, e.to_string()))?;
+                    }
+                }
                 for a in addrs {
-                    let sent = match a {
-                        IpAddr::V4(v4) => announce::gratuitous_arp(bridge, *mac, *v4),
-                        IpAddr::V6(v6) => announce::unsolicited_na(bridge, *mac, *v6),
-                    };
-                    sent.map_err(|e| exec_err(op, e.to_string()))?;
                     // What the host itself believes is set directly, not left to a frame.
                     self.rt
                         .block_on(
