@@ -285,3 +285,16 @@ fn ipv6_network_gives_both_families() {
         "a cannot reach the IPv6 gateway"
     );
 }
+
+#[test]
+fn rm_removes_every_name_it_can_and_reports_the_rest() {
+    let h = Host::new("rmm");
+    h.weft_ok(&["network", "create", "n"]);
+    h.weft_ok(&["create", "a", "--network", "n"]);
+    h.weft_ok(&["create", "b", "--network", "n"]);
+    let out = h.weft(&["rm", "a", "nosuch", "b"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "a\nb\n");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("\"nosuch\""));
+    assert!(h.json(&["ps", "-a"]).as_array().unwrap().is_empty());
+}

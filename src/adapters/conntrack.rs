@@ -112,15 +112,25 @@ pub fn forget(addrs: &[IpAddr]) -> io::Result<usize> {
         Err(e) if is_absent(&e) => return Ok(0),
         Err(e) => return Err(e),
     };
-    let entries = ct.dump()?;
     let wanted = |a: &IpAddr| addrs.iter().any(|x| x.to_canonical() == a.to_canonical());
     let mut deleted = 0;
-    for entry in entries
-        .iter()
-        .filter(|e| wanted(&e.dst) || e.reply_src.as_ref().is_some_and(wanted))
-    {
-        if ct.delete_one(entry)? {
-            deleted += 1;
+    for addr in addrs {
+        // A connection to the sandbox, direct or through DNAT, has it as the source of its
+        // reply tuple: let the kernel select those (CTA_FILTER), rather than formatting and
+        // sending the whole table, which on a busy host holds tens of thousands of entries.
+        let entries = match ct.dump_filtered(*addr) {
+            Ok(e) => e,
+            // Kernels without dump filters: the whole table, filtered here.
+            Err(e) if e.raw_os_error() == Some(libc::EINVAL) => ct.dump()?,
+            Err(e) => return Err(e),
+        };
+        for entry in entries
+            .iter()
+            .filter(|e| wanted(&e.dst) || e.reply_src.as_ref().is_some_and(wanted))
+        {
+            if ct.delete_one(entry)? {
+                deleted += 1;
+            }
         }
     }
     Ok(deleted)
@@ -160,6 +170,33 @@ impl Ctnetlink {
 
     /// Every entry, both families. Empty when conntrack is absent.
     fn dump(&mut self) -> io::Result<Vec<CtEntry>> {
+        self.dump_with(libc::AF_UNSPEC as u8, &[])
+    }
+
+    /// The entries whose reply tuple has source `addr`, selected by the kernel.
+    fn dump_filtered(&mut self, addr: IpAddr) -> io::Result<Vec<CtEntry>> {
+        let (family, kind, bytes) = match addr.to_canonical() {
+            IpAddr::V4(a) => (libc::AF_INET as u8, CTA_IP_V4_SRC, a.octets().to_vec()),
+            IpAddr::V6(a) => (libc::AF_INET6 as u8, CTA_IP_V6_SRC, a.octets().to_vec()),
+        };
+        const NLA_F_NESTED: u16 = 0x8000;
+        const CTA_FILTER: u16 = 25;
+        const CTA_FILTER_REPLY_FLAGS: u16 = 2;
+        const CTA_FILTER_FLAG_CTA_IP_SRC: u32 = 1 << 0;
+        let ip = nla(CTA_TUPLE_IP | NLA_F_NESTED, &nla(kind, &bytes));
+        let mut attributes = nla(CTA_TUPLE_REPLY | NLA_F_NESTED, &ip);
+        attributes.extend(nla(
+            CTA_FILTER | NLA_F_NESTED,
+            &nla(
+                CTA_FILTER_REPLY_FLAGS,
+                &CTA_FILTER_FLAG_CTA_IP_SRC.to_ne_bytes(),
+            ),
+        ));
+        self.dump_with(family, &attributes)
+    }
+
+    /// A dump of one family (`AF_UNSPEC`: all) with optional filter attributes.
+    fn dump_with(&mut self, family: u8, attributes: &[u8]) -> io::Result<Vec<CtEntry>> {
         let absent_or = |e: io::Error| {
             if is_absent(&e) {
                 Ok(Vec::new())
@@ -167,9 +204,8 @@ impl Ctnetlink {
                 Err(e)
             }
         };
-        // nfgenmsg family AF_UNSPEC: every family.
         let msg = IPCTNL_MSG_CT_GET;
-        if let Err(e) = self.send(msg, NLM_F_REQUEST | NLM_F_DUMP, libc::AF_UNSPEC as u8, &[]) {
+        if let Err(e) = self.send(msg, NLM_F_REQUEST | NLM_F_DUMP, family, attributes) {
             return absent_or(e);
         }
         let mut entries = Vec::new();
@@ -219,6 +255,17 @@ impl Ctnetlink {
             }
         }
     }
+}
+
+/// One netlink attribute: header, payload, padding to 4 bytes.
+fn nla(kind: u16, payload: &[u8]) -> Vec<u8> {
+    let len = (NLA_HDRLEN + payload.len()) as u16;
+    let mut v = Vec::with_capacity(align4(len as usize));
+    v.extend_from_slice(&len.to_ne_bytes());
+    v.extend_from_slice(&kind.to_ne_bytes());
+    v.extend_from_slice(payload);
+    v.resize(align4(len as usize), 0);
+    v
 }
 
 /// Whether an error means "conntrack is not available here".

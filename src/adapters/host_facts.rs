@@ -256,12 +256,6 @@ fn parse_endpoint(field: &str, v6: bool) -> Option<(IpAddr, u16)> {
     Some((ip, port))
 }
 
-/// TCP state `LISTEN` in `/proc/net/tcp*`.
-const TCP_LISTEN: u8 = 0x0A;
-
-/// The state of a bound, unconnected UDP socket in `/proc/net/udp*` (`TCP_CLOSE`).
-const UDP_UNCONNECTED: u8 = 0x07;
-
 /// One socket line of `/proc/net/{tcp,udp}{,6}`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct ProcSocket {
@@ -342,45 +336,113 @@ pub struct Listener {
 const IPPROTO_TCP: u8 = 6;
 const IPPROTO_UDP: u8 = 17;
 
-/// The listeners in the text of `/proc/net/tcp*` (`proto` 6: sockets in `LISTEN`) or
-/// `/proc/net/udp*` (`proto` 17: unconnected sockets with a local port).
-fn parse_proc_net_listeners(text: &str, v6: bool, proto: u8) -> Vec<Listener> {
-    text.lines()
-        .filter_map(|line| parse_proc_net_line(line, v6))
-        .filter(|s| match proto {
-            IPPROTO_TCP => s.state == TCP_LISTEN,
-            _ => s.state == UDP_UNCONNECTED && s.local.1 != 0,
-        })
-        .map(|s| Listener {
-            proto,
-            addr: s.local.0,
-            port: s.local.1,
-            inode: s.inode,
-        })
-        .collect()
-}
-
 /// The listening TCP sockets and bound UDP sockets of the calling thread's network namespace
-/// (both families), from `/proc/thread-self/net/{tcp,tcp6,udp,udp6}`.
+/// (both families), from a `NETLINK_SOCK_DIAG` dump.
 pub fn listeners() -> io::Result<Vec<Listener>> {
+    // sock_diag walks only the sockets asked for (listening TCP, unconnected UDP); reading
+    // /proc/net/tcp walks every TCP socket of every namespace (TIME_WAIT included), tens of
+    // milliseconds on a busy host, on the path of every `-p`.
+    let mut socket = netlink_sys::Socket::new(netlink_sys::protocols::NETLINK_SOCK_DIAG)?;
+    socket.bind_auto()?;
     let mut out = Vec::new();
-    for (file, v6, proto) in [
-        ("tcp", false, IPPROTO_TCP),
-        ("tcp6", true, IPPROTO_TCP),
-        ("udp", false, IPPROTO_UDP),
-        ("udp6", true, IPPROTO_UDP),
-    ] {
-        let text = read_proc_net(file, v6).map_err(|e| {
-            io::Error::new(
-                e.kind(),
-                format!("cannot read {}: {e}", proc_net_path(file)),
-            )
-        })?;
-        if let Some(text) = text {
-            out.extend(parse_proc_net_listeners(&text, v6, proto));
+    for family in [libc::AF_INET as u8, libc::AF_INET6 as u8] {
+        for (proto, states) in [
+            (IPPROTO_TCP, 1u32 << TCP_LISTEN_STATE),
+            (IPPROTO_UDP, 1u32 << TCP_CLOSE_STATE),
+        ] {
+            out.extend(
+                sock_diag_dump(&mut socket, family, proto, states)?
+                    .into_iter()
+                    .filter(|l| l.port != 0),
+            );
         }
     }
     Ok(out)
+}
+
+/// `TCP_LISTEN` in the kernel's state numbering.
+const TCP_LISTEN_STATE: u32 = 10;
+/// `TCP_CLOSE`: what an unconnected (bound) UDP socket reports.
+const TCP_CLOSE_STATE: u32 = 7;
+
+/// One `SOCK_DIAG_BY_FAMILY` dump of `family`/`proto` sockets in `states`.
+fn sock_diag_dump(
+    socket: &mut netlink_sys::Socket,
+    family: u8,
+    proto: u8,
+    states: u32,
+) -> io::Result<Vec<Listener>> {
+    const SOCK_DIAG_BY_FAMILY: u16 = 20;
+    const NLM_F_REQUEST: u16 = 0x1;
+    const NLM_F_DUMP: u16 = 0x300;
+    const NLMSG_ERROR: u16 = 2;
+    const NLMSG_DONE: u16 = 3;
+    // nlmsghdr (16) + inet_diag_req_v2 (56): family, protocol, ext, pad, states, sockid (48).
+    let mut req = Vec::with_capacity(72);
+    req.extend_from_slice(&72u32.to_ne_bytes());
+    req.extend_from_slice(&SOCK_DIAG_BY_FAMILY.to_ne_bytes());
+    req.extend_from_slice(&(NLM_F_REQUEST | NLM_F_DUMP).to_ne_bytes());
+    req.extend_from_slice(&1u32.to_ne_bytes());
+    req.extend_from_slice(&0u32.to_ne_bytes());
+    req.extend_from_slice(&[family, proto, 0, 0]);
+    req.extend_from_slice(&states.to_ne_bytes());
+    req.extend_from_slice(&[0u8; 48]);
+    socket.send_to(&req, &netlink_sys::SocketAddr::new(0, 0), 0)?;
+    let mut out = Vec::new();
+    loop {
+        let (buf, _) = socket.recv_from_full()?;
+        if buf.is_empty() {
+            return Ok(out);
+        }
+        let mut rest = &buf[..];
+        while rest.len() >= 16 {
+            let len = u32::from_ne_bytes([rest[0], rest[1], rest[2], rest[3]]) as usize;
+            let kind = u16::from_ne_bytes([rest[4], rest[5]]);
+            if len < 16 || len > rest.len() {
+                return Ok(out);
+            }
+            let msg = &rest[16..len];
+            match kind {
+                NLMSG_DONE => return Ok(out),
+                NLMSG_ERROR => {
+                    let code = msg
+                        .get(..4)
+                        .map(|b| i32::from_ne_bytes([b[0], b[1], b[2], b[3]]))
+                        .unwrap_or(0);
+                    if code != 0 {
+                        return Err(io::Error::from_raw_os_error(-code));
+                    }
+                }
+                SOCK_DIAG_BY_FAMILY => {
+                    if let Some(l) = parse_inet_diag(msg, proto) {
+                        out.push(l);
+                    }
+                }
+                _ => {}
+            }
+            rest = &rest[((len + 3) & !3).min(rest.len())..];
+        }
+    }
+}
+
+/// A listener from an `inet_diag_msg`: family at 0, source port (big-endian) at 4, source
+/// address at 8, inode at 68.
+fn parse_inet_diag(msg: &[u8], proto: u8) -> Option<Listener> {
+    let family = *msg.first()?;
+    let port = u16::from_be_bytes([*msg.get(4)?, *msg.get(5)?]);
+    let src = msg.get(8..24)?;
+    let addr = if family == libc::AF_INET as u8 {
+        IpAddr::V4(Ipv4Addr::new(src[0], src[1], src[2], src[3]))
+    } else {
+        IpAddr::V6(Ipv6Addr::from(<[u8; 16]>::try_from(src).ok()?)).to_canonical()
+    };
+    let inode = u32::from_ne_bytes(msg.get(68..72)?.try_into().ok()?);
+    Some(Listener {
+        proto,
+        addr,
+        port,
+        inode: u64::from(inode),
+    })
 }
 
 /// The pid and command name (`/proc/PID/comm`) of the first process found holding the socket
@@ -576,62 +638,40 @@ mod tests {
         );
     }
 
+    /// An `inet_diag_msg` as the kernel lays it out.
+    fn diag_msg(family: u8, port: u16, src: &[u8], inode: u32) -> Vec<u8> {
+        let mut m = vec![family, 10, 0, 0];
+        m.extend_from_slice(&port.to_be_bytes());
+        m.extend_from_slice(&[0, 0]); // dport
+        let mut a = [0u8; 16];
+        a[..src.len()].copy_from_slice(src);
+        m.extend_from_slice(&a);
+        m.extend_from_slice(&[0u8; 16]); // dst
+        m.extend_from_slice(&[0u8; 12]); // if, cookie
+        m.extend_from_slice(&[0u8; 16]); // expires, rqueue, wqueue, uid
+        m.extend_from_slice(&inode.to_ne_bytes());
+        m
+    }
+
     #[test]
-    fn parses_listeners() {
-        let tcp = format!(
-            "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode\n\
-            \x20  0: {}:0016 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 1234 1 0 100 0 0 10 0\n\
-            \x20  1: {}:0016 {}:C822 01 00000000:00000000 02:000A7B1E 00000000     0        0 2345 4 0 20 4 30 10 -1\n",
-            hex4(Ipv4Addr::UNSPECIFIED),
-            hex4(Ipv4Addr::new(172, 42, 10, 112)),
-            hex4(Ipv4Addr::new(172, 22, 5, 10)),
-        );
+    fn parses_inet_diag_listeners() {
+        let v4 = diag_msg(libc::AF_INET as u8, 22, &[172, 42, 10, 112], 1234);
+        assert_eq!(v4.len(), 72);
         assert_eq!(
-            parse_proc_net_listeners(&tcp, false, 6),
-            [Listener {
+            parse_inet_diag(&v4, 6),
+            Some(Listener {
                 proto: 6,
-                addr: ip("0.0.0.0"),
+                addr: ip("172.42.10.112"),
                 port: 22,
                 inode: 1234
-            }]
+            })
         );
-        let udp6 = format!(
-            "  sl  local_address                         remote_address                        st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode ref pointer drops\n\
-            \x20 10: {}:14E9 {}:0000 07 00000000:00000000 00:00000000 00000000   102        0 4567 2 0000000000000000 0\n\
-            \x20 11: {}:0035 {}:0000 07 00000000:00000000 00:00000000 00000000     0        0 5678 2 0000000000000000 0\n\
-            \x20 12: {}:0000 {}:0000 07 00000000:00000000 00:00000000 00000000     0        0 6789 2 0000000000000000 0\n\
-            \x20 13: {}:9C40 {}:0035 01 00000000:00000000 00:00000000 00000000     0        0 7890 2 0000000000000000 0\n",
-            hex6(Ipv6Addr::UNSPECIFIED),
-            hex6(Ipv6Addr::UNSPECIFIED),
-            hex6("::ffff:127.0.0.53".parse().unwrap()),
-            hex6(Ipv6Addr::UNSPECIFIED),
-            hex6(Ipv6Addr::UNSPECIFIED),
-            hex6(Ipv6Addr::UNSPECIFIED),
-            hex6("fd00::1".parse().unwrap()),
-            hex6("fd00::53".parse().unwrap()),
-        );
+        let mapped: Ipv6Addr = "::ffff:127.0.0.53".parse().unwrap();
+        let v6 = diag_msg(libc::AF_INET6 as u8, 53, &mapped.octets(), 5678);
         assert_eq!(
-            parse_proc_net_listeners(&udp6, true, 17),
-            [
-                Listener {
-                    proto: 17,
-                    addr: ip("::"),
-                    port: 5353,
-                    inode: 4567
-                },
-                Listener {
-                    proto: 17,
-                    addr: ip("127.0.0.53"),
-                    port: 53,
-                    inode: 5678
-                },
-            ]
+            parse_inet_diag(&v6, 17).map(|l| l.addr),
+            Some(ip("127.0.0.53"))
         );
-        // The established line of the TCP text is still a peer, not a listener.
-        assert_eq!(parse_proc_net_tcp(&tcp, false).len(), 1);
-        assert_eq!(
-            parse_proc_net_line(tcp.lines().nth(2).unwrap(), false).map(|s| s.inode),
-            Some(2345)
-        );
+        assert_eq!(parse_inet_diag(&v6[..40], 17), None, "truncated message");
     }
 }

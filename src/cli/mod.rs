@@ -462,10 +462,15 @@ pub fn run(cli: Cli) -> Result<i32> {
             Ok(0)
         }
         Command::Rm { force, sandboxes } => {
-            for name in sandbox::remove(&ctx, &sandboxes, force)? {
+            let (removed, errors) = sandbox::remove(&ctx, &sandboxes, force);
+            for name in removed {
                 println!("{name}");
             }
-            Ok(0)
+            let code = if errors.is_empty() { 0 } else { 1 };
+            for e in errors {
+                eprintln!("error: {e:#}");
+            }
+            Ok(code)
         }
         Command::Ipam(IpamCmd::Avoid(a)) => run_avoid(&ctx, a, json),
         Command::Port { sandbox: s } => {

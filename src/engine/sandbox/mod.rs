@@ -308,24 +308,34 @@ fn check_settled(sb: &Sandbox) -> Result<()> {
 }
 
 /// `weft rm`: refuses a running sandbox unless `force` (which kills its command).
-pub fn remove(ctx: &Ctx, names: &[String], force: bool) -> Result<Vec<String>> {
+/// As with Docker, one bad name does not keep the others from being removed: every name is
+/// tried, the removed ones are returned with the errors of the others.
+pub fn remove(ctx: &Ctx, names: &[String], force: bool) -> (Vec<String>, Vec<anyhow::Error>) {
     let mut out = Vec::new();
+    let mut errors = Vec::new();
     for name in names {
-        let sb = {
-            let tx = ctx.store.begin(Mode::Read)?;
-            find(tx.as_ref(), name)?
-        };
-        if is_running(&sb) && !force {
-            return Err(user_err!(
-                "sandbox {:?} is running; stop it first with `weft stop {}` or use `weft rm --force`",
-                sb.name,
-                sb.name
-            ));
+        match remove_named(ctx, name, force) {
+            Ok(n) => out.push(n),
+            Err(e) => errors.push(e),
         }
-        remove_one(ctx, &sb.id, force)?;
-        out.push(sb.name);
     }
-    Ok(out)
+    (out, errors)
+}
+
+fn remove_named(ctx: &Ctx, name: &str, force: bool) -> Result<String> {
+    let sb = {
+        let tx = ctx.store.begin(Mode::Read)?;
+        find(tx.as_ref(), name)?
+    };
+    if is_running(&sb) && !force {
+        return Err(user_err!(
+            "sandbox {:?} is running; stop it first with `weft stop {}` or use `weft rm --force`",
+            sb.name,
+            sb.name
+        ));
+    }
+    remove_one(ctx, &sb.id, force)?;
+    Ok(sb.name)
 }
 
 /// Kills the command (if `kill`), deletes the namespace (the kernel takes the veths with

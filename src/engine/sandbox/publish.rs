@@ -47,9 +47,14 @@ impl HostPorts {
 
     /// A host socket that would be hidden by publishing `port` on `ip`.
     fn listener(&self, proto: u8, ip: IpAddr, port: u16) -> Option<&host_facts::Listener> {
+        // A socket on `::` is dual-stack unless IPV6_V6ONLY, which the dump does not say:
+        // count it for IPv4 too rather than hide a host service.
+        let covers = |l: &host_facts::Listener| {
+            ports::overlaps(l.addr, ip) || (l.addr.is_ipv6() && l.addr.is_unspecified())
+        };
         self.listeners
             .iter()
-            .find(|l| l.proto == proto && l.port == port && ports::overlaps(l.addr, ip))
+            .find(|l| l.proto == proto && l.port == port && covers(l))
     }
 }
 
