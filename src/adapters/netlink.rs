@@ -14,6 +14,7 @@ use std::os::fd::AsRawFd;
 use std::path::Path;
 
 use futures::TryStreamExt;
+use rtnetlink::packet_route::link::{AfSpecInet6, AfSpecUnspec, In6AddrGenMode};
 use rtnetlink::packet_route::link::{
     InfoBridgePort, InfoData, InfoKind, InfoPortData, InfoPortKind, InfoVeth, LinkAttribute,
     LinkMessage,
@@ -278,8 +279,8 @@ impl KernelExecutor {
             Op::ForgetConnections(addrs) => conntrack::forget(addrs)
                 .map(|_| ())
                 .map_err(|e| exec_err(op, e.to_string())),
-            Op::CreateNetns { path } => {
-                netns::create(Path::new(path)).map_err(|e| exec_err(op, e.to_string()))
+            Op::CreateNetns { path, ipv6 } => {
+                netns::create(Path::new(path), *ipv6).map_err(|e| exec_err(op, e.to_string()))
             }
             Op::DeleteNetns { path } => {
                 self.sandboxes.remove(path);
@@ -296,11 +297,15 @@ impl KernelExecutor {
                 peer_ns,
                 peer_ifname,
                 peer_mac,
+                peer_ipv6,
             } => {
                 let h = self.handle(&Ns::Host).map_err(|e| exec_err(op, e))?;
                 let br = self.index_or_err(op, &Ns::Host, bridge)?;
                 let nsfile =
                     File::open(peer_ns).map_err(|e| exec_err(op, format!("{peer_ns}: {e}")))?;
+                // (The sandbox end's IPv6 is decided by the namespace's defaults, see
+                // `netns::create` and the plan's sysctl for IPv6 endpoints.)
+                let _ = peer_ipv6;
                 let peer = LinkMessageBuilder::<LinkUnspec>::new()
                     .name(peer_ifname.clone())
                     .mtu(*mtu)
@@ -323,9 +328,18 @@ impl KernelExecutor {
                 let cleanup = |exec: &mut Self| {
                     let _ = exec.rt.block_on(h.link().del(idx).execute());
                 };
-                if let Err(e) = self.set_alias(op, &h, idx, alias) {
+                // Tagged as weft's, and without an IPv6 link-local address: a bridge port needs
+                // none, and its router solicitations and MLD reports would flood every port
+                // of the bridge on every attach (the carrier is not on yet, so none was made).
+                let tag = LinkUnspec::new_with_index(idx)
+                    .alias(alias.to_string())
+                    .append_extra_attribute(LinkAttribute::AfSpecUnspec(vec![AfSpecUnspec::Inet6(
+                        vec![AfSpecInet6::AddrGenMode(In6AddrGenMode::None)],
+                    )]))
+                    .build();
+                if let Err(e) = self.rt.block_on(h.link().set(tag).execute()) {
                     cleanup(self);
-                    return Err(e);
+                    return Err(fail(e));
                 }
                 // Hairpin: a sandbox reaching its own published port through the host address
                 // is DNAT'd back to itself; br_netfilter then bridges the frame out of the

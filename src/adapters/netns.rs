@@ -77,7 +77,9 @@ pub fn prepare_dir(dir: &Path) -> Result<(), NetnsError> {
 
 /// Creates a new network namespace held by a bind mount at `path`, with `lo` down and the
 /// sysctls weft wants for sandbox interfaces set as defaults for devices created later.
-pub fn create(path: &Path) -> Result<(), NetnsError> {
+/// Without `ipv6`, interfaces created in it have IPv6 disabled: no link-local address, no
+/// router solicitations or MLD reports flooding the bridge.
+pub fn create(path: &Path, ipv6: bool) -> Result<(), NetnsError> {
     let p = path.to_path_buf();
     let res = std::thread::spawn(move || -> Result<(), NetnsError> {
         unshare(CloneFlags::CLONE_NEWNET).map_err(sys(&p, "unshare"))?;
@@ -85,9 +87,11 @@ pub fn create(path: &Path) -> Result<(), NetnsError> {
         // detection, which would keep a new address unusable for a second while weft alone
         // hands addresses out. (Addresses are announced by weft itself once the bridge port
         // forwards, see `announce`.)
+        let disable = if ipv6 { "0" } else { "1" };
         for (k, v) in [
             ("net.ipv6.conf.default.accept_dad", "0"),
             ("net.ipv6.conf.all.accept_dad", "0"),
+            ("net.ipv6.conf.default.disable_ipv6", disable),
         ] {
             // IPv6 may be disabled on the host; those keys then don't exist.
             let _ = sysctl::set(k, v);

@@ -79,6 +79,8 @@ pub enum Op {
     CreateNetns {
         /// Handle path.
         path: String,
+        /// Whether its interfaces get IPv6 by default.
+        ipv6: bool,
     },
     /// Remove a namespace handle; the kernel destroys it and its interfaces.
     DeleteNetns {
@@ -104,6 +106,8 @@ pub enum Op {
         peer_ifname: String,
         /// Sandbox end MAC.
         peer_mac: [u8; 6],
+        /// Whether the sandbox end speaks IPv6 (else it gets no link-local address either).
+        peer_ipv6: bool,
     },
     /// A default route via `gateway`.
     AddDefaultRoute {
@@ -145,7 +149,7 @@ impl Op {
             }),
             Op::FirewallAdd(f) => Some(Op::FirewallRemove(f.clone())),
             Op::Publish(p) => Some(Op::Unpublish(p.clone())),
-            Op::CreateNetns { path } => Some(Op::DeleteNetns { path: path.clone() }),
+            Op::CreateNetns { path, .. } => Some(Op::DeleteNetns { path: path.clone() }),
             Op::CreateVeth { host_ifname, .. } => Some(Op::DeleteLink {
                 ns: Ns::Host,
                 ifname: host_ifname.clone(),
@@ -186,7 +190,7 @@ impl std::fmt::Display for Op {
             Op::Publish(p) => write!(f, "publish {} ports", p.len()),
             Op::Unpublish(p) => write!(f, "unpublish {} ports", p.len()),
             Op::ForgetConnections(a) => write!(f, "forget connections to {a:?}"),
-            Op::CreateNetns { path } => write!(f, "create network namespace {path}"),
+            Op::CreateNetns { path, .. } => write!(f, "create network namespace {path}"),
             Op::DeleteNetns { path } => write!(f, "delete network namespace {path}"),
             Op::CreateVeth {
                 host_ifname,
@@ -373,11 +377,13 @@ pub fn plan_network_teardown(net: &Network) -> Vec<Op> {
     ]
 }
 
-/// Operations that make a sandbox's namespace with `lo` up.
-pub fn plan_sandbox(netns: &str) -> Vec<Op> {
+/// Operations that make a sandbox's namespace with `lo` up; IPv6 stays off on its
+/// interfaces unless `ipv6`.
+pub fn plan_sandbox(netns: &str, ipv6: bool) -> Vec<Op> {
     vec![
         Op::CreateNetns {
             path: netns.to_string(),
+            ipv6,
         },
         Op::LinkUp {
             ns: Ns::Sandbox(netns.to_string()),
@@ -406,7 +412,17 @@ pub fn plan_attach(
         peer_ns: netns.to_string(),
         peer_ifname: ep.interface.clone(),
         peer_mac: mac,
+        peer_ipv6: ep.ipv6.is_some(),
     }];
+    if ep.ipv6.is_some() {
+        // A namespace made without IPv6 (a later connect to an IPv6 network) turns it on for
+        // this interface.
+        ops.push(Op::Sysctl {
+            ns: ns.clone(),
+            key: format!("net/ipv6/conf/{}/disable_ipv6", ep.interface),
+            value: "0".into(),
+        });
+    }
     for addr in [ep.ipv4, ep.ipv6].into_iter().flatten() {
         ops.push(Op::AddAddress {
             ns: ns.clone(),

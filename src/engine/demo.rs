@@ -136,8 +136,8 @@ pub fn run() -> Result<i32> {
 }
 
 fn setup_namespaces(demo: &Demo) -> Result<()> {
-    netns::create(&demo.host_ns)?;
-    netns::create(&demo.inet_ns)?;
+    netns::create(&demo.host_ns, true)?;
+    netns::create(&demo.inet_ns, true)?;
     let inet = demo.inet_ns.display().to_string();
     let inet_ns = Ns::Sandbox(inet.clone());
     let ops = vec![
@@ -165,6 +165,7 @@ fn setup_namespaces(demo: &Demo) -> Result<()> {
             peer_ns: inet.clone(),
             peer_ifname: "eth0".into(),
             peer_mac: [0x02, 0, 0xc6, 0x33, 0x64, 0x02],
+            peer_ipv6: false,
         },
         Op::AddAddress {
             ns: inet_ns.clone(),

@@ -234,7 +234,8 @@ fn build(ctx: &Ctx, sb: &Sandbox, nets: &[Network]) -> Result<()> {
     let Some(ns) = &sb.netns else {
         return Ok(());
     };
-    let mut ops = plan_sandbox(ns);
+    let ipv6 = sb.endpoints.iter().any(|e| e.ipv6.is_some());
+    let mut ops = plan_sandbox(ns, ipv6);
     for (i, (ep, net)) in sb.endpoints.iter().zip(nets).enumerate() {
         ops.extend(plan_attach(ns, &sb.id, ep, net, i == 0));
     }
