@@ -358,6 +358,20 @@ fn conflicts_are_refused_naming_the_holder() {
 fn bad_port_specs_are_refused() {
     let h = Host::new("pbad");
     h.weft_ok(&["network", "create", "n"]);
+    h.weft_ok(&["network", "create", "closed", "--internal"]);
+    let err = h.weft_err(
+        1,
+        &[
+            "create",
+            "--name",
+            "x",
+            "--network",
+            "closed",
+            "-p",
+            "8080:80",
+        ],
+    );
+    assert!(err.contains("is internal"), "{err}");
     for (spec, needle) in [
         ("0:80", "out of range"),
         ("8080:70000", "70000"),

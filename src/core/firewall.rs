@@ -22,15 +22,21 @@
 //!   chain forward { type filter hook forward priority 0; policy accept;
 //!     jump user
 //!     iifname . oifname @pairs accept
+//!     ct status dnat accept                          # published ports, from anywhere
 //!     iifname @internal drop
 //!     oifname @internal drop
-//!     ct status dnat accept                          # published ports, from anywhere
 //!     iifname @bridges oifname @bridges drop
 //!     oifname @bridges ct state established,related accept
 //!     oifname @bridges drop
 //!   }
 //!   chain input { type filter hook input priority 0; policy accept;
 //!     iifname @bridges ip daddr 127.0.0.0/8 ct status & dnat == 0 drop # route_localnet=1
+//!   }
+//!   chain raw { type filter hook prerouting priority -300; policy accept;
+//!     iifname != @bridges return
+//!     ip daddr @gateways4 return                     # may be a published port: tracked
+//!     ip saddr . ip daddr @local4 notrack            # inside one network: bridged only
+//!     (the same for IPv6)
 //!   }
 //!   chain prerouting { type nat hook prerouting priority -100; policy accept;
 //!     ip daddr 127.0.0.0/8 return                    # loopback ports: never from outside
@@ -225,9 +231,11 @@ pub fn forward_rules() -> Vec<Vec<Expr>> {
     vec![
         vec![verdict(Verdict::Jump(CHAIN_USER.into()))],
         pair,
+        // Published ports early: every packet of their connections comes through here, and
+        // ports are never published into internal networks (refused when created).
+        [&ct_status_dnat()[..], &[accept()]].concat(),
         [&ifname_in(Iifname, SET_INTERNAL)[..], &[drop()]].concat(),
         [&ifname_in(Oifname, SET_INTERNAL)[..], &[drop()]].concat(),
-        [&ct_status_dnat()[..], &[accept()]].concat(),
         [
             &ifname_in(Iifname, SET_BRIDGES)[..],
             &ifname_in(Oifname, SET_BRIDGES),
@@ -389,7 +397,18 @@ pub fn prerouting_rules() -> Vec<Vec<Expr>> {
 /// is most of the gap between a bridge and a bare veth. Traffic to a gateway stays tracked:
 /// it may be a published port.
 pub fn raw_rules() -> Vec<Vec<Expr>> {
-    let mut v = Vec::new();
+    // Traffic not coming from a weft bridge (published ports from outside, the host's own)
+    // leaves after one lookup.
+    let mut v = vec![vec![
+        Expr::meta(MetaKey::Iifname, Reg::R0),
+        Expr::Lookup {
+            set: SET_BRIDGES.into(),
+            sreg: Reg::R0,
+            dreg: None,
+            invert: true,
+        },
+        Expr::Verdict(Verdict::Return),
+    ]];
     for (family, gateways, local) in [
         (IpFamily::V4, SET_GATEWAYS4, SET_LOCAL4),
         (IpFamily::V6, SET_GATEWAYS6, SET_LOCAL6),
@@ -870,6 +889,7 @@ mod tests {
     fn ct_state_mask_matches_nft() {
         // nft sends mask 06 00 00 00 for `ct state established,related` (host order on x86).
         let r = &forward_rules()[6];
+        // (rule 6: `oifname @bridges ct state established,related accept`)
         match &r[3] {
             Expr::Bitwise { mask, .. } => assert_eq!(mask, &6u32.to_ne_bytes().to_vec()),
             other => panic!("expected bitwise, got {other:?}"),

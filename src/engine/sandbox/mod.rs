@@ -175,6 +175,25 @@ pub fn create(ctx: &Ctx, req: &SandboxRequest) -> Result<Sandbox> {
             &req.aliases,
         )?);
     }
+    if !specs.is_empty() {
+        // Published ports go to the first address of each family: its network must have a
+        // way in (Docker does not publish into internal networks either).
+        for v6 in [false, true] {
+            let target = endpoints.iter().zip(&nets).find(|(e, _)| {
+                if v6 {
+                    e.ipv6.is_some()
+                } else {
+                    e.ipv4.is_some()
+                }
+            });
+            if let Some((_, net)) = target.filter(|(_, n)| n.internal) {
+                return Err(user_err!(
+                    "-p: network {:?} is internal, nothing can reach it from outside; publish from a sandbox whose first network is not internal",
+                    net.name
+                ));
+            }
+        }
+    }
     let published = claim_ports(tx.as_ref(), &id, &specs, &endpoints, &host)?;
     let sb = Sandbox {
         name: name.clone(),
