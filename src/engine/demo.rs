@@ -91,7 +91,7 @@ impl Demo {
         // Remove through weft first (it owns namespaces under its run dir), then the demo's
         // own namespaces; the kernel takes every interface inside them along.
         let _ = self
-            .weft_cmd(&["rm", "--force", "web", "api", "db"])
+            .weft_cmd(&["rm", "--force", "web", "api", "db", "site"])
             .map(|mut c| c.output());
         let _ = self.weft_cmd(&["network", "prune"]).map(|mut c| c.output());
         let _ = self.weft_cmd(&["gc"]).map(|mut c| c.output());
@@ -262,6 +262,53 @@ fn steps(demo: &Demo) -> Result<()> {
         bail!("the server did not see the host's address: {out}");
     }
     println!("  (the server saw 198.51.100.1, the host, not web's private address)");
+
+    println!("\n# a published port: the 'internet' reaches a server in a sandbox through the host");
+    let serve = format!("{exe} tool serve 0.0.0.0:80 --count 5 --timeout 60");
+    demo.weft_ok(&[
+        "run",
+        "-d",
+        "--name",
+        "site",
+        "--network",
+        "blue",
+        "-p",
+        "8080:80",
+        "--",
+        "sh",
+        "-c",
+        &serve,
+    ])?;
+    demo.weft_ok(&["port", "site"])?;
+    let mut answer = None;
+    for _ in 0..50 {
+        let out = process::command(&SandboxExec {
+            netns: Some(demo.inet_ns.clone()),
+            argv: vec![
+                exe.clone(),
+                "tool".into(),
+                "connect".into(),
+                "198.51.100.1:8080".into(),
+            ],
+            ..Default::default()
+        })?
+        .stdin(Stdio::null())
+        .output()?;
+        if out.status.success() {
+            answer = Some(String::from_utf8_lossy(&out.stdout).to_string());
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let answer = answer.context("the published port did not answer")?;
+    println!(
+        "$ (in the internet namespace) weft tool connect 198.51.100.1:8080\n  {}",
+        answer.trim()
+    );
+    if !answer.contains("peer=198.51.100.2:") {
+        bail!("the server in the sandbox did not see the real client: {answer}");
+    }
+    println!("  (kernel DNAT through one nftables map element; the server saw the real client)");
 
     println!("\n# why blue got its subnet");
     demo.weft_ok(&["network", "inspect", "blue"])?;
