@@ -193,6 +193,7 @@ impl KernelExecutor {
                 mtu,
                 mac,
                 alias,
+                ipv6,
             } => {
                 let h = self.handle(&Ns::Host).map_err(|e| exec_err(op, e))?;
                 let msg = LinkMessageBuilder::<rtnetlink::LinkBridge>::new(name)
@@ -213,7 +214,7 @@ impl KernelExecutor {
                 let idx = self.index_or_err(op, &Ns::Host, name)?;
                 // The bridge exists now: if tagging it fails, take it away again, or nothing
                 // (not even gc, which goes by the tag) would know it is weft's.
-                self.set_alias(op, &h, idx, alias).inspect_err(|_| {
+                self.tag(op, &h, idx, alias, !ipv6).inspect_err(|_| {
                     let _ = self.rt.block_on(h.link().del(idx).execute());
                 })
             }
@@ -331,16 +332,6 @@ impl KernelExecutor {
                 // Tagged as weft's, and without an IPv6 link-local address: a bridge port needs
                 // none, and its router solicitations and MLD reports would flood every port
                 // of the bridge on every attach (the carrier is not on yet, so none was made).
-                let tag = LinkUnspec::new_with_index(idx)
-                    .alias(alias.to_string())
-                    .append_extra_attribute(LinkAttribute::AfSpecUnspec(vec![AfSpecUnspec::Inet6(
-                        vec![AfSpecInet6::AddrGenMode(In6AddrGenMode::None)],
-                    )]))
-                    .build();
-                if let Err(e) = self.rt.block_on(h.link().set(tag).execute()) {
-                    cleanup(self);
-                    return Err(fail(e));
-                }
                 // Hairpin: a sandbox reaching its own published port through the host address
                 // is DNAT'd back to itself; br_netfilter then bridges the frame out of the
                 // port it came in on, which the bridge only allows with hairpin mode.
@@ -348,7 +339,12 @@ impl KernelExecutor {
                 if *isolated {
                     port.push(InfoBridgePort::Isolated(true));
                 }
+                // One request for the tag, the IPv6 mode and the port options.
                 let msg = LinkUnspec::new_with_index(idx)
+                    .alias(alias.to_string())
+                    .append_extra_attribute(LinkAttribute::AfSpecUnspec(vec![AfSpecUnspec::Inet6(
+                        vec![AfSpecInet6::AddrGenMode(In6AddrGenMode::None)],
+                    )]))
                     .set_port_kind(InfoPortKind::Bridge)
                     .set_port_data(InfoPortData::BridgePort(port))
                     .build();
@@ -440,10 +436,24 @@ impl KernelExecutor {
         }
     }
 
-    fn set_alias(&mut self, op: &Op, h: &Handle, idx: u32, alias: &str) -> Result<(), ExecError> {
-        let msg = LinkUnspec::new_with_index(idx)
-            .alias(alias.to_string())
-            .build();
+    /// Tags a link as weft's; `no_ipv6` also keeps it from making an IPv6 link-local address
+    /// (and from sending router solicitations and MLD reports to every bridge port).
+    fn tag(
+        &mut self,
+        op: &Op,
+        h: &Handle,
+        idx: u32,
+        alias: &str,
+        no_ipv6: bool,
+    ) -> Result<(), ExecError> {
+        let mut msg = LinkUnspec::new_with_index(idx).alias(alias.to_string());
+        if no_ipv6 {
+            msg =
+                msg.append_extra_attribute(LinkAttribute::AfSpecUnspec(vec![AfSpecUnspec::Inet6(
+                    vec![AfSpecInet6::AddrGenMode(In6AddrGenMode::None)],
+                )]));
+        }
+        let msg = msg.build();
         self.rt
             .block_on(h.link().set(msg).execute())
             .map_err(|e| exec_err(op, describe(&e)))

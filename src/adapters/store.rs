@@ -87,7 +87,9 @@ pub trait Txn {
     /// The sandbox id holding `ip` on a network, if any.
     fn address_owner(&self, network_id: &str, ip: IpAddr) -> StoreResult<Option<String>>;
     /// Records `ip` as held by `sandbox_id` and moves the network's cursor for that family.
-    fn claim_address(&self, network_id: &str, ip: IpAddr, sandbox_id: &str) -> StoreResult<()>;
+    /// Returns whether `ip` is above every address ever handed out on the network (so no
+    /// neighbour can remember it with another MAC).
+    fn claim_address(&self, network_id: &str, ip: IpAddr, sandbox_id: &str) -> StoreResult<bool>;
     /// Releases every address `sandbox_id` holds on `network_id` (all networks if `None`).
     fn release_addresses(&self, sandbox_id: &str, network_id: Option<&str>) -> StoreResult<()>;
     /// Number of addresses allocated on a network.
@@ -127,7 +129,7 @@ pub struct SqliteStore {
 }
 
 /// Bumped whenever `SCHEMA` changes (its statements are all `IF NOT EXISTS`).
-const SCHEMA_VERSION: i64 = 1;
+const SCHEMA_VERSION: i64 = 2;
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS networks (id TEXT PRIMARY KEY, name TEXT NOT NULL UNIQUE, body TEXT NOT NULL);
@@ -138,6 +140,8 @@ CREATE INDEX IF NOT EXISTS addresses_by_sandbox ON addresses (sandbox_id);
 CREATE TABLE IF NOT EXISTS cursors (network_id TEXT NOT NULL, v6 INTEGER NOT NULL, ip TEXT NOT NULL,
     PRIMARY KEY (network_id, v6));
 CREATE TABLE IF NOT EXISTS avoid (cidr TEXT PRIMARY KEY);
+CREATE TABLE IF NOT EXISTS high_water (network_id TEXT NOT NULL, v6 INTEGER NOT NULL, ip TEXT NOT NULL,
+    PRIMARY KEY (network_id, v6));
 CREATE TABLE IF NOT EXISTS ports (protocol TEXT NOT NULL, host_ip TEXT NOT NULL, host_port INTEGER NOT NULL,
     sandbox_id TEXT NOT NULL, PRIMARY KEY (protocol, host_port, host_ip));
 CREATE INDEX IF NOT EXISTS ports_by_sandbox ON ports (sandbox_id);
@@ -155,8 +159,6 @@ impl SqliteStore {
         let conn = Connection::open(&file).map_err(err)?;
         // Parallel `weft run` calls queue for the write lock instead of failing.
         conn.busy_timeout(Duration::from_secs(60)).map_err(err)?;
-        conn.pragma_update(None, "journal_mode", "WAL")
-            .map_err(err)?;
         // NORMAL in WAL mode is crash-safe (a power loss may drop the last commit, never
         // corrupt), and saves an fsync per transaction.
         conn.pragma_update(None, "synchronous", "NORMAL")
@@ -167,6 +169,9 @@ impl SqliteStore {
             .query_row("PRAGMA user_version", [], |r| r.get(0))
             .map_err(err)?;
         if version < SCHEMA_VERSION {
+            // WAL mode is a property of the file: set once, with the schema.
+            conn.pragma_update(None, "journal_mode", "WAL")
+                .map_err(err)?;
             conn.execute_batch(&format!(
                 "BEGIN IMMEDIATE; {SCHEMA} PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;"
             ))
@@ -333,6 +338,7 @@ impl Txn for SqliteTxn<'_> {
     fn delete_network(&self, id: &str) -> StoreResult<()> {
         self.exec("DELETE FROM networks WHERE id = ?1", params![id])?;
         self.exec("DELETE FROM cursors WHERE network_id = ?1", params![id])?;
+        self.exec("DELETE FROM high_water WHERE network_id = ?1", params![id])?;
         self.exec("DELETE FROM addresses WHERE network_id = ?1", params![id])?;
         Ok(())
     }
@@ -365,7 +371,7 @@ impl Txn for SqliteTxn<'_> {
             .map_err(|e| self.store.err(e))
     }
 
-    fn claim_address(&self, network_id: &str, ip: IpAddr, sandbox_id: &str) -> StoreResult<()> {
+    fn claim_address(&self, network_id: &str, ip: IpAddr, sandbox_id: &str) -> StoreResult<bool> {
         self.exec(
             "INSERT INTO addresses (network_id, ip, sandbox_id) VALUES (?1, ?2, ?3)",
             params![network_id, ip.to_string(), sandbox_id],
@@ -374,7 +380,29 @@ impl Txn for SqliteTxn<'_> {
             "INSERT OR REPLACE INTO cursors (network_id, v6, ip) VALUES (?1, ?2, ?3)",
             params![network_id, ip.is_ipv6(), ip.to_string()],
         )?;
-        Ok(())
+        let high: Option<String> = self
+            .conn()
+            .query_row(
+                "SELECT ip FROM high_water WHERE network_id = ?1 AND v6 = ?2",
+                params![network_id, ip.is_ipv6()],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(|e| self.store.err(e))?;
+        let as_num = |a: IpAddr| match a {
+            IpAddr::V4(v4) => u128::from(u32::from(v4)),
+            IpAddr::V6(v6) => u128::from(v6),
+        };
+        let fresh = high
+            .and_then(|h| h.parse::<IpAddr>().ok())
+            .is_none_or(|h| as_num(ip) > as_num(h));
+        if fresh {
+            self.exec(
+                "INSERT OR REPLACE INTO high_water (network_id, v6, ip) VALUES (?1, ?2, ?3)",
+                params![network_id, ip.is_ipv6(), ip.to_string()],
+            )?;
+        }
+        Ok(fresh)
     }
 
     fn release_addresses(&self, sandbox_id: &str, network_id: Option<&str>) -> StoreResult<()> {
@@ -584,7 +612,10 @@ mod tests {
         let store = SqliteStore::open(dir.path()).unwrap();
         let tx = store.begin(Mode::Write).unwrap();
         let ip: IpAddr = "10.0.0.2".parse().unwrap();
-        tx.claim_address("n1", ip, "s1").unwrap();
+        assert!(
+            tx.claim_address("n1", ip, "s1").unwrap(),
+            "first address is fresh"
+        );
         assert!(tx.claim_address("n1", ip, "s2").is_err());
         assert_eq!(tx.address_owner("n1", ip).unwrap().as_deref(), Some("s1"));
         assert_eq!(tx.cursor("n1", false).unwrap(), Some(ip));
@@ -592,6 +623,11 @@ mod tests {
         assert_eq!(tx.address_owner("n1", ip).unwrap(), None);
         // The cursor stays, so the freed address is not handed out next.
         assert_eq!(tx.cursor("n1", false).unwrap(), Some(ip));
+        // Handed out again, it is no longer fresh: it gets announced.
+        assert!(!tx.claim_address("n1", ip, "s3").unwrap());
+        assert!(tx
+            .claim_address("n1", "10.0.0.3".parse().unwrap(), "s3")
+            .unwrap());
         tx.commit().unwrap();
     }
 }

@@ -149,6 +149,12 @@ pub struct Endpoint {
     pub mac: String,
     /// Extra names this sandbox answers to on this network.
     pub aliases: Vec<String>,
+    /// Whether an address may have been held before on this network (chosen by hand, or
+    /// below the highest address ever handed out): neighbours may then remember another MAC
+    /// for it, so it is announced on attach. A never-used address has nothing to correct,
+    /// and a broadcast to every port of the bridge on each attach would cost O(sandboxes).
+    #[serde(default)]
+    pub announce: bool,
 }
 
 /// How a sandbox joins the world.

@@ -38,6 +38,8 @@ pub enum Op {
         mac: [u8; 6],
         /// `weft:<network id>`.
         alias: String,
+        /// Whether the network has IPv6 (else the bridge gets no IPv6 link-local address).
+        ipv6: bool,
     },
     /// An address on an interface.
     AddAddress {
@@ -317,6 +319,7 @@ pub fn plan_network(net: &Network) -> Vec<Op> {
         mtu: net.mtu,
         mac: mac_for(gw4, gw6),
         alias: owner_alias(&net.id),
+        ipv6: net.v6().is_some(),
     }];
     if net.v6().is_some() {
         // weft alone hands out addresses here: duplicate address detection would only keep
@@ -674,6 +677,7 @@ mod tests {
             ipv6: None,
             mac: "02:42:ac:12:00:02".into(),
             aliases: vec![],
+            announce: true,
         };
         let ops = plan_attach("/run/weft/netns/x", "sid", &ep, &net(), true);
         let pos = |f: &dyn Fn(&Op) -> bool| ops.iter().position(f).unwrap();

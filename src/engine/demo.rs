@@ -146,6 +146,7 @@ fn setup_namespaces(demo: &Demo) -> Result<()> {
             mtu: 1500,
             mac: [0x02, 0, 0xc6, 0x33, 0x64, 0x01],
             alias: "demo".into(),
+            ipv6: false,
         },
         Op::AddAddress {
             ns: Ns::Host,

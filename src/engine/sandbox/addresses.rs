@@ -55,6 +55,7 @@ pub(super) fn allocate_endpoint(
     aliases: &[String],
 ) -> Result<Endpoint> {
     let mut got: [Option<IpNet>; 2] = [None, None];
+    let mut announce = false;
     for (fam, wanted) in [(false, want.0), (true, want.1)] {
         let Some(sp) = space(net, fam) else {
             if let Some(ip) = wanted {
@@ -92,7 +93,8 @@ pub(super) fn allocate_endpoint(
                 ip.map_err(|e| user_err!("network {:?}: {e}", net.name))?
             }
         };
-        tx.claim_address(&net.id, ip, sandbox_id)?;
+        let fresh = tx.claim_address(&net.id, ip, sandbox_id)?;
+        announce |= wanted.is_some() || !fresh;
         got[fam as usize] = Some(IpNet::new(ip, sp.subnet.prefix_len())?);
     }
     let v4 = got[0].and_then(|n| match n.addr() {
@@ -112,5 +114,6 @@ pub(super) fn allocate_endpoint(
         ipv6: got[1],
         mac: format_mac(&mac_for(v4, v6)),
         aliases: aliases.to_vec(),
+        announce,
     })
 }
