@@ -450,15 +450,17 @@ pub fn plan_attach(
             }
         }
     }
-    ops.push(Op::Announce {
-        bridge: net.bridge.clone(),
-        mac,
-        addrs: [ep.ipv4, ep.ipv6]
-            .into_iter()
-            .flatten()
-            .map(|a| a.addr())
-            .collect(),
-    });
+    if ep.announce {
+        ops.push(Op::Announce {
+            bridge: net.bridge.clone(),
+            mac,
+            addrs: [ep.ipv4, ep.ipv6]
+                .into_iter()
+                .flatten()
+                .map(|a| a.addr())
+                .collect(),
+        });
+    }
     ops
 }
 
@@ -692,6 +694,14 @@ mod tests {
         assert!(!no_route
             .iter()
             .any(|o| matches!(o, Op::AddDefaultRoute { .. })));
+        assert!(matches!(ops.last(), Some(Op::Announce { bridge, .. }) if bridge == "wbr-ab"));
+        // A never-used address has no stale neighbour entry to correct: no broadcast.
+        let fresh = Endpoint {
+            announce: false,
+            ..ep
+        };
+        let quiet = plan_attach("/x", "sid", &fresh, &net(), true);
+        assert!(!quiet.iter().any(|o| matches!(o, Op::Announce { .. })));
     }
 
     #[test]
