@@ -4,7 +4,7 @@ use clap::Parser;
 
 fn main() {
     let start = std::time::Instant::now();
-    let cli = weft::cli::Cli::parse();
+    let cli = weft::engine::timing::time("args", weft::cli::Cli::parse);
     let code = match weft::cli::run(cli) {
         Ok(code) => code,
         Err(e) => {

@@ -66,9 +66,11 @@ fn exec_err(op: &Op, message: impl Into<String>) -> ExecError {
 impl KernelExecutor {
     /// An executor for the namespace of the calling thread. Sockets open lazily.
     pub fn new() -> std::io::Result<Self> {
+        let start = std::time::Instant::now();
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()?;
+        crate::engine::timing::record("runtime", start.elapsed());
         Ok(Self {
             rt,
             host: None,
@@ -105,6 +107,7 @@ impl KernelExecutor {
                 // Created on a thread inside the sandbox namespace (so the socket lives
                 // there), registered with this executor's runtime, which drives it from here.
                 let rt = self.rt.handle().clone();
+                let start = std::time::Instant::now();
                 let handle = netns::run_in(Path::new(path), move || {
                     let _guard = rt.enter();
                     rtnetlink::new_connection().map(|(conn, handle, _)| {
@@ -114,6 +117,7 @@ impl KernelExecutor {
                 })
                 .map_err(|e| e.to_string())?
                 .map_err(|e| format!("netlink socket in {path}: {e}"))?;
+                crate::engine::timing::record("sandbox-socket", start.elapsed());
                 self.sandboxes.insert(path.clone(), handle.clone());
                 Ok(handle)
             }

@@ -87,12 +87,15 @@ pub fn create(path: &Path, ipv6: bool) -> Result<(), NetnsError> {
         // detection, which would keep a new address unusable for a second while weft alone
         // hands addresses out. (Addresses are announced by weft itself once the bridge port
         // forwards, see `announce`.)
-        let disable = if ipv6 { "0" } else { "1" };
-        for (k, v) in [
-            ("net.ipv6.conf.default.accept_dad", "0"),
-            ("net.ipv6.conf.all.accept_dad", "0"),
-            ("net.ipv6.conf.default.disable_ipv6", disable),
-        ] {
+        let settings: &[(&str, &str)] = if ipv6 {
+            &[
+                ("net.ipv6.conf.default.accept_dad", "0"),
+                ("net.ipv6.conf.all.accept_dad", "0"),
+            ]
+        } else {
+            &[("net.ipv6.conf.default.disable_ipv6", "1")]
+        };
+        for (k, v) in settings {
             // IPv6 may be disabled on the host; those keys then don't exist.
             let _ = sysctl::set(k, v);
         }

@@ -60,7 +60,7 @@ impl Ctx {
                 "weft must run as root (it creates namespaces, interfaces and firewall rules); try sudo".into()
             ));
         }
-        let config = Config::load(config_path)?;
+        let config = timing::time("config", || Config::load(config_path))?;
         std::fs::create_dir_all(state_dir)
             .with_context(|| format!("creating state directory {}", state_dir.display()))?;
         std::fs::create_dir_all(run_dir.join("sandboxes"))
@@ -78,7 +78,7 @@ impl Ctx {
     /// Directory of namespace handles; made a shared mount on first use.
     pub fn netns_dir(&self) -> Result<PathBuf> {
         let dir = self.run_dir.join("netns");
-        netns::prepare_dir(&dir)?;
+        timing::time("netns-dir", || netns::prepare_dir(&dir))?;
         Ok(dir)
     }
 
