@@ -236,6 +236,25 @@ impl SqliteTxn<'_> {
         &self.store.conn
     }
 
+    /// Every row of a query, each turned into a value by `row`.
+    fn rows<T>(
+        &self,
+        sql: &str,
+        params: impl rusqlite::Params,
+        row: impl FnMut(&rusqlite::Row<'_>) -> rusqlite::Result<T>,
+    ) -> StoreResult<Vec<T>> {
+        let mut stmt = self
+            .conn()
+            .prepare_cached(sql)
+            .map_err(|e| self.store.err(e))?;
+        let rows = stmt
+            .query_map(params, row)
+            .map_err(|e| self.store.err(e))?
+            .collect::<Result<_, _>>()
+            .map_err(|e| self.store.err(e));
+        rows
+    }
+
     fn lookup<T: serde::de::DeserializeOwned>(
         &self,
         table: &str,
@@ -258,15 +277,8 @@ impl SqliteTxn<'_> {
             let by_id = format!(
                 "SELECT id, body FROM {table} WHERE id >= ?1 AND id < ?1 || 'g' ORDER BY id LIMIT 2"
             );
-            let mut stmt = self
-                .conn()
-                .prepare_cached(&by_id)
-                .map_err(|e| self.store.err(e))?;
-            let rows: Vec<(String, String)> = stmt
-                .query_map(params![key], |r| Ok((r.get(0)?, r.get(1)?)))
-                .map_err(|e| self.store.err(e))?
-                .collect::<Result<_, _>>()
-                .map_err(|e| self.store.err(e))?;
+            let rows: Vec<(String, String)> =
+                self.rows(&by_id, params![key], |r| Ok((r.get(0)?, r.get(1)?)))?;
             if rows.len() == 1 {
                 return decode(&rows[0].0, &rows[0].1).map(Some);
             }
@@ -276,12 +288,7 @@ impl SqliteTxn<'_> {
 
     fn list<T: serde::de::DeserializeOwned>(&self, table: &str) -> StoreResult<Vec<T>> {
         let sql = format!("SELECT id, body FROM {table} ORDER BY name");
-        let mut stmt = self.conn().prepare(&sql).map_err(|e| self.store.err(e))?;
-        let rows: Vec<(String, String)> = stmt
-            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
-            .map_err(|e| self.store.err(e))?
-            .collect::<Result<_, _>>()
-            .map_err(|e| self.store.err(e))?;
+        let rows: Vec<(String, String)> = self.rows(&sql, [], |r| Ok((r.get(0)?, r.get(1)?)))?;
         rows.iter().map(|(id, body)| decode(id, body)).collect()
     }
 
@@ -431,15 +438,11 @@ impl Txn for SqliteTxn<'_> {
     }
 
     fn allocations(&self) -> StoreResult<Vec<(String, IpAddr, String)>> {
-        let mut stmt = self
-            .conn()
-            .prepare("SELECT network_id, ip, sandbox_id FROM addresses")
-            .map_err(|e| self.store.err(e))?;
-        let rows: Vec<(String, String, String)> = stmt
-            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
-            .map_err(|e| self.store.err(e))?
-            .collect::<Result<_, _>>()
-            .map_err(|e| self.store.err(e))?;
+        let rows: Vec<(String, String, String)> = self.rows(
+            "SELECT network_id, ip, sandbox_id FROM addresses",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+        )?;
         Ok(rows
             .into_iter()
             .filter_map(|(n, ip, s)| ip.parse().ok().map(|ip| (n, ip, s)))
@@ -460,17 +463,11 @@ impl Txn for SqliteTxn<'_> {
     }
 
     fn port_holders(&self, protocol: &str, host_port: u16) -> StoreResult<Vec<(IpAddr, String)>> {
-        let mut stmt = self
-            .conn()
-            .prepare_cached(
-                "SELECT host_ip, sandbox_id FROM ports WHERE protocol = ?1 AND host_port = ?2",
-            )
-            .map_err(|e| self.store.err(e))?;
-        let rows: Vec<(String, String)> = stmt
-            .query_map(params![protocol, host_port], |r| Ok((r.get(0)?, r.get(1)?)))
-            .map_err(|e| self.store.err(e))?
-            .collect::<Result<_, _>>()
-            .map_err(|e| self.store.err(e))?;
+        let rows: Vec<(String, String)> = self.rows(
+            "SELECT host_ip, sandbox_id FROM ports WHERE protocol = ?1 AND host_port = ?2",
+            params![protocol, host_port],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )?;
         Ok(rows
             .into_iter()
             .filter_map(|(ip, s)| ip.parse().ok().map(|ip| (ip, s)))
@@ -500,28 +497,14 @@ impl Txn for SqliteTxn<'_> {
     }
 
     fn port_owners(&self) -> StoreResult<Vec<String>> {
-        let mut stmt = self
-            .conn()
-            .prepare("SELECT DISTINCT sandbox_id FROM ports")
-            .map_err(|e| self.store.err(e))?;
-        let rows: Vec<String> = stmt
-            .query_map([], |r| r.get(0))
-            .map_err(|e| self.store.err(e))?
-            .collect::<Result<_, _>>()
-            .map_err(|e| self.store.err(e))?;
+        let rows: Vec<String> =
+            self.rows("SELECT DISTINCT sandbox_id FROM ports", [], |r| r.get(0))?;
         Ok(rows)
     }
 
     fn avoid_ranges(&self) -> StoreResult<Vec<IpNet>> {
-        let mut stmt = self
-            .conn()
-            .prepare("SELECT cidr FROM avoid ORDER BY cidr")
-            .map_err(|e| self.store.err(e))?;
-        let rows: Vec<String> = stmt
-            .query_map([], |r| r.get(0))
-            .map_err(|e| self.store.err(e))?
-            .collect::<Result<_, _>>()
-            .map_err(|e| self.store.err(e))?;
+        let rows: Vec<String> =
+            self.rows("SELECT cidr FROM avoid ORDER BY cidr", [], |r| r.get(0))?;
         Ok(rows.iter().filter_map(|s| s.parse().ok()).collect())
     }
 

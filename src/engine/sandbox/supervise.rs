@@ -34,21 +34,27 @@ pub fn run_foreground(ctx: &Ctx, req: &SandboxRequest) -> Result<i32> {
     };
     let pid = child.id();
     process::forward_signals_to(pid);
-    // This process is the command's monitor: `stop` and `gc` leave the record to it while it
-    // lives.
-    let me = std::process::id();
-    update(ctx, &sb.id, |s| {
-        s.pid = Some(pid);
-        s.pid_start = process::start_time(pid);
-        s.monitor_pid = Some(me);
-        s.monitor_start = process::start_time(me);
-        s.status = Status::Running;
-    })?;
+    mark_running(ctx, &sb.id, pid)?;
     let status = child.wait().context("waiting for the command")?;
     process::stop_forwarding();
     // Reaped: the pid is no longer ours to signal.
     remove_one(ctx, &sb.id, false)?;
     Ok(process::exit_code(status))
+}
+
+/// Records that the sandbox's command runs as `pid`, watched by this process: `stop` and
+/// `gc` leave the record to its monitor while the monitor lives.
+fn mark_running(ctx: &Ctx, id: &str, pid: u32) -> Result<()> {
+    let me = std::process::id();
+    update(ctx, id, |s| {
+        s.pid = Some(pid);
+        s.pid_start = process::start_time(pid);
+        s.monitor_pid = Some(me);
+        s.monitor_start = process::start_time(me);
+        s.status = Status::Running;
+        s.exit_code = None;
+    })?;
+    Ok(())
 }
 
 /// `weft run -d`: create, then hand CMD to a detached monitor that outlives this process.
@@ -133,15 +139,7 @@ pub fn monitor(ctx: &Ctx, id: &str) -> Result<()> {
         }
     };
     let pid = child.id();
-    let me = std::process::id();
-    update(ctx, &sb.id, |s| {
-        s.pid = Some(pid);
-        s.pid_start = process::start_time(pid);
-        s.monitor_pid = Some(me);
-        s.monitor_start = process::start_time(me);
-        s.status = Status::Running;
-        s.exit_code = None;
-    })?;
+    mark_running(ctx, &sb.id, pid)?;
     println!("ok");
     // Our stdout is the pipe to `weft run -d`, which exits now: point it at the log instead.
     // SAFETY: dup2 on fds we own.
