@@ -298,3 +298,148 @@ fn rm_removes_every_name_it_can_and_reports_the_rest() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("\"nosuch\""));
     assert!(h.json(&["ps", "-a"]).as_array().unwrap().is_empty());
 }
+
+#[test]
+fn json_documents_have_the_documented_fields() {
+    let h = Host::new("json");
+    h.weft_ok(&[
+        "network",
+        "create",
+        "n",
+        "--subnet",
+        "10.133.0.0/24",
+        "--ip-range",
+        "10.133.0.128/25",
+        "--aux-address",
+        "printer=10.133.0.130",
+        "--label",
+        "team=a",
+        "--opt",
+        "icc=true",
+    ]);
+    h.weft_ok(&[
+        "create",
+        "s",
+        "--network",
+        "n",
+        "--alias",
+        "web",
+        "--label",
+        "tier=front",
+    ]);
+    let n = &h.json(&["network", "inspect", "n"])[0];
+    for key in [
+        "name",
+        "id",
+        "driver",
+        "internal",
+        "ipv6",
+        "mtu",
+        "bridge",
+        "subnets",
+        "options",
+        "labels",
+        "allocation",
+        "endpoints",
+    ] {
+        assert!(n.get(key).is_some(), "network inspect lacks {key}: {n}");
+    }
+    assert_eq!(n["subnets"][0]["subnet"], "10.133.0.0/24");
+    assert_eq!(n["subnets"][0]["gateway"], "10.133.0.1");
+    assert_eq!(n["subnets"][0]["ip_range"], "10.133.0.128/25");
+    assert_eq!(n["labels"]["team"], "a");
+    assert_eq!(n["options"]["icc"], "true");
+    assert_eq!(
+        n["allocation"],
+        serde_json::Value::Null,
+        "explicit subnets are not auto-allocated"
+    );
+    let ep = &n["endpoints"][0];
+    for key in ["sandbox", "interface", "ipv4", "ipv6", "mac"] {
+        assert!(ep.get(key).is_some(), "endpoint lacks {key}: {ep}");
+    }
+    // The range starts at .128 and .130 is reserved: the first two go to .128 and .129, the
+    // third skips .130.
+    assert_eq!(ep["ipv4"], "10.133.0.128/24");
+    h.weft_ok(&["create", "t", "--network", "n"]);
+    h.weft_ok(&["create", "u", "--network", "n"]);
+    assert_eq!(
+        h.ip_of("u", 0),
+        "10.133.0.131",
+        "the aux address was handed out"
+    );
+
+    let s = &h.json(&["inspect", "s"])[0];
+    for key in ["name", "id", "pid", "netns", "networks", "labels", "ports"] {
+        assert!(s.get(key).is_some(), "sandbox inspect lacks {key}: {s}");
+    }
+    assert_eq!(s["pid"], serde_json::Value::Null);
+    assert_eq!(s["labels"]["tier"], "front");
+    let net = &s["networks"][0];
+    for key in ["network", "interface", "ipv4", "ipv6", "mac", "aliases"] {
+        assert!(net.get(key).is_some(), "sandbox network lacks {key}: {net}");
+    }
+    assert_eq!(net["aliases"], serde_json::json!(["web"]));
+    assert_eq!(net["mac"], "02:42:0a:85:00:80");
+    // ls and ps are arrays of the same documents.
+    assert_eq!(h.json(&["network", "ls"])[0]["name"], "n");
+    assert_eq!(h.json(&["ps", "-a"]).as_array().unwrap().len(), 3);
+}
+
+#[test]
+fn network_prune_removes_only_unused_networks() {
+    let h = Host::new("prune");
+    h.weft_ok(&["network", "create", "used"]);
+    h.weft_ok(&["network", "create", "idle"]);
+    h.weft_ok(&["create", "s", "--network", "used"]);
+    let out = h.weft_ok(&["network", "prune"]);
+    assert_eq!(out, "idle\n");
+    let names: Vec<String> = h
+        .json(&["network", "ls"])
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n["name"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(names, vec!["used"]);
+}
+
+#[test]
+fn a_foreground_run_passes_signals_to_its_command() {
+    let h = Host::new("sig");
+    h.weft_ok(&["network", "create", "n"]);
+    let mut child = h
+        .weft_cmd(&[
+            "run",
+            "--network",
+            "n",
+            "--",
+            "sh",
+            "-c",
+            "trap 'exit 42' TERM; echo ready; sleep 5 & wait",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(child.stdout.take().unwrap()),
+        &mut line,
+    )
+    .unwrap();
+    assert_eq!(line, "ready\n");
+    // The pid we started is nsenter, which execs weft in place: signal it.
+    unsafe {
+        libc::kill(child.id() as i32, libc::SIGTERM);
+    }
+    let status = child.wait().unwrap();
+    assert_eq!(
+        status.code(),
+        Some(42),
+        "the command's trap should decide the exit code"
+    );
+    assert!(
+        h.json(&["ps", "-a"]).as_array().unwrap().is_empty(),
+        "the sandbox is torn down"
+    );
+}
