@@ -26,11 +26,13 @@ cargo fmt --all -- --check
 echo "== cargo clippy"
 cargo clippy --all-targets --quiet -- -D warnings
 echo "== cargo test"
-cargo test --all-targets 2>&1 | tee /tmp/weft-test.log | grep -E '^(test result|running|error|failures:|---- )|panicked' || true
-status=${PIPESTATUS[0]}
+log=$(mktemp /tmp/weft-test.XXXXXX.log)
+status=0
+cargo test --all-targets >"$log" 2>&1 || status=$?
+grep -E '^(test result|running|error|failures:|---- )|panicked' "$log" || true
 if [ "$status" != 0 ]; then
-  echo "== tests failed; full log in /tmp/weft-test.log"
-  grep -A40 '^failures:' /tmp/weft-test.log | head -200
+  echo "== tests failed; full log in $log"
+  grep -A40 '^failures:' "$log" | head -200
   exit "$status"
 fi
 

@@ -147,10 +147,13 @@ pub fn spawn_detached(spec: &SandboxExec, log: &File) -> io::Result<Child> {
 }
 
 static CHILD: AtomicI32 = AtomicI32::new(0);
+/// A signal that arrived before there was a child to forward it to.
+static PENDING: AtomicI32 = AtomicI32::new(0);
 
 /// Stops forwarding signals (the child is gone; its pid may be reused).
 pub fn stop_forwarding() {
     CHILD.store(0, Ordering::SeqCst);
+    PENDING.store(0, Ordering::SeqCst);
 }
 
 extern "C" fn forward(sig: libc::c_int, info: *mut libc::siginfo_t, _ctx: *mut libc::c_void) {
@@ -159,10 +162,15 @@ extern "C" fn forward(sig: libc::c_int, info: *mut libc::siginfo_t, _ctx: *mut l
     let pid = CHILD.load(Ordering::SeqCst);
     // A Ctrl-C on the terminal already reached the child (same process group): forward only
     // what a process sent to weft itself (si_code SI_USER / SI_QUEUE), so it is not doubled.
-    if pid > 0 && (code == libc::SI_USER || code == libc::SI_QUEUE) {
-        // SAFETY: kill is async-signal-safe.
-        unsafe {
-            libc::kill(pid, sig);
+    if code == libc::SI_USER || code == libc::SI_QUEUE {
+        if pid > 0 {
+            // SAFETY: kill is async-signal-safe.
+            unsafe {
+                libc::kill(pid, sig);
+            }
+        } else {
+            // The command is being started: hand the signal over once it exists.
+            PENDING.store(sig, Ordering::SeqCst);
         }
     }
 }
@@ -170,6 +178,15 @@ extern "C" fn forward(sig: libc::c_int, info: *mut libc::siginfo_t, _ctx: *mut l
 /// Forwards SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGUSR1 and SIGUSR2 sent to weft to `pid`.
 pub fn forward_signals_to(pid: u32) {
     CHILD.store(pid as i32, Ordering::SeqCst);
+    // The handler runs on this thread: it either saw the pid above and forwarded, or left
+    // its signal here before we stored it.
+    let sig = PENDING.swap(0, Ordering::SeqCst);
+    if sig != 0 {
+        // SAFETY: plain system call to the child we just started.
+        unsafe {
+            libc::kill(pid as i32, sig);
+        }
+    }
 }
 
 /// Installs the forwarding handlers (before there is a child: a signal arriving while the
