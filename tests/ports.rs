@@ -429,17 +429,8 @@ fn kill_9_then_gc_leaves_no_mapping_and_frees_the_port() {
     h.weft_ok(&["network", "create", "n"]);
     let mut step = 0;
     loop {
-        let out = common::run(
-            h.weft_cmd(&["create", "--name", "c", "--network", "n", "-p", "8086:80"])
-                .env("WEFT_TEST_CRASH_AFTER_OPS", step.to_string()),
-        );
-        use std::os::unix::process::ExitStatusExt;
-        if out.status.signal() != Some(9) {
-            assert!(
-                out.status.success(),
-                "{}",
-                String::from_utf8_lossy(&out.stderr)
-            );
+        let args = ["create", "--name", "c", "--network", "n", "-p", "8086:80"];
+        if h.run_crash(step, &args) {
             break;
         }
         h.weft_ok(&["gc"]);

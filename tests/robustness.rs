@@ -12,9 +12,9 @@ use common::Host;
 fn fifty_parallel_runs_get_fifty_distinct_addresses() {
     let h = Host::new("par");
     h.weft_ok(&["network", "create", "n", "--subnet", "10.140.0.0/24"]);
-    let children: Vec<_> = (0..50)
+    let runs: Vec<Vec<String>> = (0..50)
         .map(|i| {
-            h.weft_cmd(&[
+            [
                 "run",
                 "-d",
                 "--name",
@@ -24,21 +24,13 @@ fn fifty_parallel_runs_get_fifty_distinct_addresses() {
                 "--",
                 "sleep",
                 "600",
-            ])
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .unwrap()
+            ]
+            .iter()
+            .map(|s| s.to_string())
+            .collect()
         })
         .collect();
-    for c in children {
-        let out = c.wait_with_output().unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
+    h.weft_parallel(&runs);
     let ps = h.json(&["ps"]);
     let ips: BTreeSet<String> = ps
         .as_array()
@@ -243,32 +235,6 @@ fn monitor_of(pid: i32) -> i32 {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
     let after = stat.rsplit(')').next().unwrap();
     after.split_whitespace().nth(1).unwrap().parse().unwrap()
-}
-
-trait Crash {
-    fn run_crash(&self, step: usize, args: &[&str]) -> bool;
-}
-
-impl Crash for Host {
-    /// Runs weft with the crash hook at `step`; true if it completed normally instead.
-    fn run_crash(&self, step: usize, args: &[&str]) -> bool {
-        let out = common::run(
-            self.weft_cmd(args)
-                .env("WEFT_TEST_CRASH_AFTER_OPS", step.to_string()),
-        );
-        use std::os::unix::process::ExitStatusExt;
-        match out.status.signal() {
-            Some(9) => false,
-            _ => {
-                assert!(
-                    out.status.success(),
-                    "weft {args:?} failed: {}",
-                    String::from_utf8_lossy(&out.stderr)
-                );
-                true
-            }
-        }
-    }
 }
 
 /// Runs a failing command and checks: exit code, one line on stderr containing `needle`,

@@ -220,6 +220,47 @@ impl Host {
         name.to_string()
     }
 
+    /// Runs weft with the crash hook killing it before kernel step `step`; returns true if
+    /// it got past its last step and completed instead (asserting it succeeded).
+    pub fn run_crash(&self, step: usize, args: &[&str]) -> bool {
+        use std::os::unix::process::ExitStatusExt;
+        let out = run(self
+            .weft_cmd(args)
+            .env("WEFT_TEST_CRASH_AFTER_OPS", step.to_string()));
+        if out.status.signal() == Some(9) {
+            return false;
+        }
+        assert!(
+            out.status.success(),
+            "weft {args:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        true
+    }
+
+    /// Starts weft once per argument list, all at once, and asserts every one succeeded.
+    pub fn weft_parallel(&self, runs: &[Vec<String>]) {
+        let children: Vec<_> = runs
+            .iter()
+            .map(|args| {
+                let args: Vec<&str> = args.iter().map(String::as_str).collect();
+                self.weft_cmd(&args)
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::piped())
+                    .spawn()
+                    .unwrap()
+            })
+            .collect();
+        for c in children {
+            let out = c.wait_with_output().unwrap();
+            assert!(
+                out.status.success(),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+    }
+
     /// Output of a command inside the host namespace.
     pub fn sh(&self, script: &str) -> String {
         ok(&mut self.ns.cmd("sh", &["-c", script]))
