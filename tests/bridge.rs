@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{weft_bin, Host, WithInternet};
+use common::{Host, WithInternet};
 
 #[test]
 fn same_network_reaches_peer_and_gateway_other_network_reaches_neither() {
@@ -52,15 +52,9 @@ fn masquerade_shows_the_host_address_to_the_outside() {
     h.weft_ok(&["network", "create", "out"]);
     h.sleeper("a", &["--network", "out"]);
     let mut server = w.serve("198.51.100.2:8080", 1);
-    let reply = h.weft_ok(&[
-        "exec",
-        "a",
-        "--",
-        weft_bin(),
-        "tool",
-        "connect",
-        "198.51.100.2:8080",
-    ]);
+    let reply = h
+        .connect_from_sandbox("a", "198.51.100.2:8080")
+        .expect("the server answers through NAT");
     assert!(
         reply.starts_with("peer=198.51.100.1:"),
         "server should see the host's address, saw {reply:?}"
@@ -75,21 +69,8 @@ fn without_masquerade_the_outside_cannot_answer() {
     h.weft_ok(&["network", "create", "plain", "--opt", "masquerade=false"]);
     h.sleeper("a", &["--network", "plain"]);
     let mut server = w.serve("198.51.100.2:8081", 1);
-    let out = h.weft(&[
-        "exec",
-        "a",
-        "--",
-        weft_bin(),
-        "tool",
-        "connect",
-        "198.51.100.2:8081",
-        "--timeout",
-        "1",
-    ]);
-    assert!(
-        !out.status.success(),
-        "no NAT and no route back: connect must fail"
-    );
+    let out = h.connect_from_sandbox("a", "198.51.100.2:8081");
+    assert!(out.is_none(), "no NAT and no route back: connect must fail");
     let _ = server.kill();
     let _ = server.wait();
 }

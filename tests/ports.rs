@@ -52,23 +52,6 @@ fn connect_from(ns: &Netns, addr: &str, udp: bool) -> Option<String> {
         .then(|| String::from_utf8_lossy(&out.stdout).to_string())
 }
 
-fn connect_from_sandbox(h: &Host, sb: &str, addr: &str) -> Option<String> {
-    let out = h.weft(&[
-        "exec",
-        sb,
-        "--",
-        weft_bin(),
-        "tool",
-        "connect",
-        addr,
-        "--timeout",
-        "2",
-    ]);
-    out.status
-        .success()
-        .then(|| String::from_utf8_lossy(&out.stdout).to_string())
-}
-
 #[test]
 fn outside_clients_reach_tcp_and_udp_and_are_seen_as_themselves() {
     let w = WithInternet::new("pout");
@@ -194,15 +177,15 @@ fn sandboxes_reach_published_ports_through_the_host_address_hairpin() {
     h.sleeper("sib", &["--network", "n"]);
     h.sleeper("far", &["--network", "m"]);
     assert!(
-        connect_from_sandbox(h, "web", "198.51.100.1:8083").is_some(),
+        h.connect_from_sandbox("web", "198.51.100.1:8083").is_some(),
         "a sandbox reaching its own published port"
     );
     assert!(
-        connect_from_sandbox(h, "sib", "198.51.100.1:8083").is_some(),
+        h.connect_from_sandbox("sib", "198.51.100.1:8083").is_some(),
         "a sibling through the host address"
     );
     assert!(
-        connect_from_sandbox(h, "far", "198.51.100.1:8083").is_some(),
+        h.connect_from_sandbox("far", "198.51.100.1:8083").is_some(),
         "a sandbox of another network through the host address"
     );
 }

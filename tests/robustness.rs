@@ -488,23 +488,9 @@ fn gc_running_beside_creates_removes_nothing_alive() {
     let h = Host::new("gcrace");
     h.weft_ok(&["network", "create", "n", "--subnet", "10.146.0.0/24"]);
     let creates: Vec<_> = (0..30)
-        .map(|i| {
-            h.weft_cmd(&["create", "--name", &format!("r{i}"), "--network", "n"])
-                .stdout(std::process::Stdio::null())
-                .stderr(std::process::Stdio::piped())
-                .spawn()
-                .unwrap()
-        })
+        .map(|i| h.spawn(&["create", "--name", &format!("r{i}"), "--network", "n"]))
         .collect();
-    let gcs: Vec<_> = (0..5)
-        .map(|_| {
-            h.weft_cmd(&["gc"])
-                .stdout(std::process::Stdio::null())
-                .stderr(std::process::Stdio::null())
-                .spawn()
-                .unwrap()
-        })
-        .collect();
+    let gcs: Vec<_> = (0..5).map(|_| h.spawn(&["gc"])).collect();
     for c in creates {
         let out = c.wait_with_output().unwrap();
         assert!(
@@ -551,13 +537,7 @@ fn network_rm_racing_attaches_leaves_no_sandbox_on_a_removed_network() {
     let h = Host::new("nrace");
     h.weft_ok(&["network", "create", "n", "--subnet", "10.147.0.0/24"]);
     let creates: Vec<_> = (0..20)
-        .map(|i| {
-            h.weft_cmd(&["create", "--name", &format!("q{i}"), "--network", "n"])
-                .stdout(std::process::Stdio::null())
-                .stderr(std::process::Stdio::null())
-                .spawn()
-                .unwrap()
-        })
+        .map(|i| h.spawn(&["create", "--name", &format!("q{i}"), "--network", "n"]))
         .collect();
     let rm = h
         .weft_cmd(&["network", "rm", "--force", "n"])

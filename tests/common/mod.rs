@@ -238,17 +238,41 @@ impl Host {
         true
     }
 
+    /// Starts `weft ARGS` in the background: stdout discarded, stderr kept for the caller.
+    pub fn spawn(&self, args: &[&str]) -> std::process::Child {
+        self.weft_cmd(args)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    }
+
+    /// `weft tool connect ADDR` from inside a sandbox: the server's answer, or `None` if
+    /// nothing answered within 2 s.
+    pub fn connect_from_sandbox(&self, sandbox: &str, addr: &str) -> Option<String> {
+        let out = self.weft(&[
+            "exec",
+            sandbox,
+            "--",
+            weft_bin(),
+            "tool",
+            "connect",
+            addr,
+            "--timeout",
+            "2",
+        ]);
+        out.status
+            .success()
+            .then(|| String::from_utf8_lossy(&out.stdout).to_string())
+    }
+
     /// Starts weft once per argument list, all at once, and asserts every one succeeded.
     pub fn weft_parallel(&self, runs: &[Vec<String>]) {
         let children: Vec<_> = runs
             .iter()
             .map(|args| {
                 let args: Vec<&str> = args.iter().map(String::as_str).collect();
-                self.weft_cmd(&args)
-                    .stdout(Stdio::null())
-                    .stderr(Stdio::piped())
-                    .spawn()
-                    .unwrap()
+                self.spawn(&args)
             })
             .collect();
         for c in children {
