@@ -13,11 +13,13 @@
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
-use netlink_sys::{protocols::NETLINK_NETFILTER, Socket, SocketAddr};
+use rtnetlink::sys::{protocols::NETLINK_NETFILTER, Socket, SocketAddr};
 
-const NLMSG_HDRLEN: usize = 16;
-const NLMSG_ERROR: u16 = 2;
-const NLMSG_DONE: u16 = 3;
+use super::libc_consts::{AF_INET, AF_INET6, AF_UNSPEC};
+use super::nla::{
+    attrs, error_code, find_attr, messages, raw_attrs, Writer, NLMSG_DONE, NLMSG_ERROR,
+};
+
 const NLM_F_REQUEST: u16 = 0x1;
 const NLM_F_ACK: u16 = 0x4;
 const NLM_F_DUMP: u16 = 0x300;
@@ -26,8 +28,6 @@ const IPCTNL_MSG_CT_NEW: u16 = 0;
 const IPCTNL_MSG_CT_GET: u16 = 1;
 const IPCTNL_MSG_CT_DELETE: u16 = 2;
 const NFGENMSG_LEN: usize = 4;
-const NLA_HDRLEN: usize = 4;
-const NLA_TYPE_MASK: u16 = 0x3fff; // without NLA_F_NESTED and NLA_F_NET_BYTEORDER
 const CTA_TUPLE_ORIG: u16 = 1;
 const CTA_TUPLE_REPLY: u16 = 2;
 const CTA_TUPLE_IP: u16 = 1;
@@ -65,13 +65,8 @@ pub struct CtEntry {
 impl CtEntry {
     /// A TCP/IPv4-or-IPv6 entry without reply tuple, for other modules' unit tests.
     pub(crate) fn for_test(src: IpAddr, sport: u16, dst: IpAddr, dport: u16) -> CtEntry {
-        let family = if src.is_ipv4() {
-            libc::AF_INET
-        } else {
-            libc::AF_INET6
-        };
         CtEntry {
-            family: family as u8,
+            family: if src.is_ipv4() { AF_INET } else { AF_INET6 },
             proto: 6,
             src,
             dst,
@@ -170,29 +165,31 @@ impl Ctnetlink {
 
     /// Every entry, both families. Empty when conntrack is absent.
     fn dump(&mut self) -> io::Result<Vec<CtEntry>> {
-        self.dump_with(libc::AF_UNSPEC as u8, &[])
+        self.dump_with(AF_UNSPEC, &[])
     }
 
     /// The entries whose reply tuple has source `addr`, selected by the kernel.
     fn dump_filtered(&mut self, addr: IpAddr) -> io::Result<Vec<CtEntry>> {
         let (family, kind, bytes) = match addr.to_canonical() {
-            IpAddr::V4(a) => (libc::AF_INET as u8, CTA_IP_V4_SRC, a.octets().to_vec()),
-            IpAddr::V6(a) => (libc::AF_INET6 as u8, CTA_IP_V6_SRC, a.octets().to_vec()),
+            IpAddr::V4(a) => (AF_INET, CTA_IP_V4_SRC, a.octets().to_vec()),
+            IpAddr::V6(a) => (AF_INET6, CTA_IP_V6_SRC, a.octets().to_vec()),
         };
-        const NLA_F_NESTED: u16 = 0x8000;
         const CTA_FILTER: u16 = 25;
         const CTA_FILTER_REPLY_FLAGS: u16 = 2;
         const CTA_FILTER_FLAG_CTA_IP_SRC: u32 = 1 << 0;
-        let ip = nla(CTA_TUPLE_IP | NLA_F_NESTED, &nla(kind, &bytes));
-        let mut attributes = nla(CTA_TUPLE_REPLY | NLA_F_NESTED, &ip);
-        attributes.extend(nla(
-            CTA_FILTER | NLA_F_NESTED,
-            &nla(
-                CTA_FILTER_REPLY_FLAGS,
-                &CTA_FILTER_FLAG_CTA_IP_SRC.to_ne_bytes(),
-            ),
-        ));
-        self.dump_with(family, &attributes)
+        let mut w = Writer::default();
+        let reply = w.nest_start(CTA_TUPLE_REPLY);
+        let ip = w.nest_start(CTA_TUPLE_IP);
+        w.put(kind, &bytes);
+        w.nest_end(ip);
+        w.nest_end(reply);
+        let filter = w.nest_start(CTA_FILTER);
+        w.put(
+            CTA_FILTER_REPLY_FLAGS,
+            &CTA_FILTER_FLAG_CTA_IP_SRC.to_ne_bytes(),
+        );
+        w.nest_end(filter);
+        self.dump_with(family, &w.buf)
     }
 
     /// A dump of one family (`AF_UNSPEC`: all) with optional filter attributes.
@@ -257,17 +254,6 @@ impl Ctnetlink {
     }
 }
 
-/// One netlink attribute: header, payload, padding to 4 bytes.
-fn nla(kind: u16, payload: &[u8]) -> Vec<u8> {
-    let len = (NLA_HDRLEN + payload.len()) as u16;
-    let mut v = Vec::with_capacity(align4(len as usize));
-    v.extend_from_slice(&len.to_ne_bytes());
-    v.extend_from_slice(&kind.to_ne_bytes());
-    v.extend_from_slice(payload);
-    v.resize(align4(len as usize), 0);
-    v
-}
-
 /// Whether an error means "conntrack is not available here".
 fn is_absent(e: &io::Error) -> bool {
     e.raw_os_error().is_some_and(conntrack_absent)
@@ -281,54 +267,14 @@ fn conntrack_absent(errno: i32) -> bool {
     )
 }
 
-fn align4(n: usize) -> usize {
-    (n + 3) & !3
-}
-
 /// One ctnetlink request: `nlmsghdr`, `nfgenmsg` (`family`, version `NFNETLINK_V0`, res_id
 /// 0), then `attributes` (padded to 4 bytes).
 fn request(msg: u16, flags: u16, seq: u32, family: u8, attributes: &[u8]) -> Vec<u8> {
-    let body = align4(attributes.len());
-    let total = NLMSG_HDRLEN + NFGENMSG_LEN + body;
-    let mut req = Vec::with_capacity(total);
-    req.extend_from_slice(&(total as u32).to_ne_bytes());
-    req.extend_from_slice(&((NFNL_SUBSYS_CTNETLINK << 8) | msg).to_ne_bytes());
-    req.extend_from_slice(&flags.to_ne_bytes());
-    req.extend_from_slice(&seq.to_ne_bytes());
-    req.extend_from_slice(&0u32.to_ne_bytes()); // port id: the kernel fills it in
-    req.extend_from_slice(&[family, 0, 0, 0]);
-    req.extend_from_slice(attributes);
-    req.resize(total, 0);
-    req
-}
-
-/// Netlink attributes of `buf` as (`type` without flag bits, payload, whole attribute without
-/// trailing padding); stops at the first malformed one.
-fn raw_attrs(buf: &[u8]) -> impl Iterator<Item = (u16, &[u8], &[u8])> {
-    let mut rest = buf;
-    std::iter::from_fn(move || {
-        if rest.len() < NLA_HDRLEN {
-            return None;
-        }
-        let len = usize::from(u16::from_ne_bytes([rest[0], rest[1]]));
-        let kind = u16::from_ne_bytes([rest[2], rest[3]]) & NLA_TYPE_MASK;
-        if len < NLA_HDRLEN || len > rest.len() {
-            return None;
-        }
-        let whole = &rest[..len];
-        rest = &rest[align4(len).min(rest.len())..];
-        Some((kind, &whole[NLA_HDRLEN..], whole))
-    })
-}
-
-/// Netlink attributes (`type` without flag bits, payload) of `buf`; stops at the first
-/// malformed one.
-fn attrs(buf: &[u8]) -> impl Iterator<Item = (u16, &[u8])> {
-    raw_attrs(buf).map(|(kind, payload, _)| (kind, payload))
-}
-
-fn find_attr(buf: &[u8], kind: u16) -> Option<&[u8]> {
-    attrs(buf).find(|(k, _)| *k == kind).map(|(_, p)| p)
+    let mut w = Writer::default();
+    let m = w.begin_msg((NFNL_SUBSYS_CTNETLINK << 8) | msg, flags, seq, family, 0);
+    w.raw(attributes);
+    w.end_msg(m);
+    w.buf
 }
 
 /// Source and destination of a `CTA_TUPLE_IP` payload.
@@ -394,41 +340,14 @@ enum CtChunk {
     Error(i32),
 }
 
-/// The netlink messages of one datagram: (type, sequence number, payload); stops at the first
-/// malformed one.
-fn messages(buf: &[u8]) -> impl Iterator<Item = (u16, u32, &[u8])> {
-    let mut rest = buf;
-    std::iter::from_fn(move || {
-        if rest.len() < NLMSG_HDRLEN {
-            return None;
-        }
-        let len = u32::from_ne_bytes([rest[0], rest[1], rest[2], rest[3]]) as usize;
-        let kind = u16::from_ne_bytes([rest[4], rest[5]]);
-        let seq = u32::from_ne_bytes([rest[8], rest[9], rest[10], rest[11]]);
-        if len < NLMSG_HDRLEN || len > rest.len() {
-            return None;
-        }
-        let payload = &rest[NLMSG_HDRLEN..len];
-        rest = &rest[align4(len).min(rest.len())..];
-        Some((kind, seq, payload))
-    })
-}
-
-/// The (positive) errno of an `NLMSG_ERROR` payload; 0 for an acknowledgement.
-fn error_code(payload: &[u8]) -> i32 {
-    payload
-        .get(..4)
-        .map(|b| i32::from_ne_bytes([b[0], b[1], b[2], b[3]]).wrapping_neg())
-        .unwrap_or(0)
-}
-
 /// The netlink message type of a conntrack entry in a dump.
 const CT_NEW: u16 = (NFNL_SUBSYS_CTNETLINK << 8) | IPCTNL_MSG_CT_NEW;
 
 /// Parses the netlink messages of one datagram of a dump, pushing the entries found.
 fn parse_ct_datagram(buf: &[u8], entries: &mut Vec<CtEntry>) -> CtChunk {
-    for (kind, _, payload) in messages(buf) {
-        match kind {
+    for m in messages(buf) {
+        let payload = m.payload;
+        match m.msg_type {
             NLMSG_DONE => return CtChunk::Done,
             NLMSG_ERROR => match error_code(payload) {
                 0 => {}
@@ -451,13 +370,14 @@ fn parse_ct_datagram(buf: &[u8], entries: &mut Vec<CtEntry>) -> CtChunk {
 /// The errno (0: success) of the `NLMSG_ERROR` answering request `seq` in one datagram.
 fn parse_ack(buf: &[u8], seq: u32) -> Option<i32> {
     messages(buf)
-        .find(|(kind, s, _)| *kind == NLMSG_ERROR && *s == seq)
-        .map(|(_, _, payload)| error_code(payload))
+        .find(|m| m.msg_type == NLMSG_ERROR && m.seq == seq)
+        .map(|m| error_code(m.payload))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::adapters::nla::NLMSG_HDRLEN;
 
     fn ip(s: &str) -> IpAddr {
         s.parse().unwrap()
@@ -465,7 +385,7 @@ mod tests {
 
     fn nla(kind: u16, payload: &[u8]) -> Vec<u8> {
         let mut v = Vec::new();
-        v.extend_from_slice(&((4 + payload.len()) as u16).to_ne_bytes());
+        v.extend_from_slice(&(u16::try_from(4 + payload.len()).unwrap()).to_ne_bytes());
         v.extend_from_slice(&kind.to_ne_bytes());
         v.extend_from_slice(payload);
         while v.len() % 4 != 0 {
@@ -530,7 +450,11 @@ mod tests {
 
     fn nlmsg(kind: u16, seq: u32, payload: &[u8]) -> Vec<u8> {
         let mut msg = Vec::new();
-        msg.extend_from_slice(&((NLMSG_HDRLEN + payload.len()) as u32).to_ne_bytes());
+        msg.extend_from_slice(
+            &u32::try_from(NLMSG_HDRLEN + payload.len())
+                .unwrap()
+                .to_ne_bytes(),
+        );
         msg.extend_from_slice(&kind.to_ne_bytes());
         msg.extend_from_slice(&0u16.to_ne_bytes());
         msg.extend_from_slice(&seq.to_ne_bytes());
@@ -541,8 +465,8 @@ mod tests {
 
     #[test]
     fn parses_conntrack_dump() {
-        let af4 = libc::AF_INET as u8;
-        let af6 = libc::AF_INET6 as u8;
+        let af4 = AF_INET;
+        let af6 = AF_INET6;
         // A connection to a published port: DNAT to 10.1.0.5.
         let (mut datagram, orig4) = ct_message(
             af4,
@@ -619,7 +543,7 @@ mod tests {
             nla(CTA_IP_V4_DST, &[10, 1, 1, 1]),
         ];
         let attributes = nested(CTA_TUPLE_ORIG, &[nested(CTA_TUPLE_IP, &ips)]);
-        let e = parse_ct_entry(libc::AF_INET as u8, &attributes).unwrap();
+        let e = parse_ct_entry(AF_INET, &attributes).unwrap();
         assert_eq!((e.sport, e.dport, e.proto), (0, 0, 0));
         assert_eq!(e.src, ip("192.0.2.9"));
         assert_eq!(e.reply_src, None);
@@ -628,7 +552,7 @@ mod tests {
     #[test]
     fn delete_request_sends_the_original_tuple_back() {
         let (msg, orig) = ct_message(
-            libc::AF_INET6 as u8,
+            AF_INET6,
             (ip("fd00::1"), 40000),
             (ip("fd00::2"), 53),
             ip("fd00::2"),
@@ -645,13 +569,13 @@ mod tests {
         );
         assert_eq!(req.len(), NLMSG_HDRLEN + NFGENMSG_LEN + orig.len());
         assert_eq!(
-            u32::from_ne_bytes(req[0..4].try_into().unwrap()) as usize,
+            usize::try_from(u32::from_ne_bytes(req[0..4].try_into().unwrap())).unwrap(),
             req.len()
         );
         assert_eq!(u16::from_ne_bytes([req[4], req[5]]), (1 << 8) | 2);
         assert_eq!(u16::from_ne_bytes([req[6], req[7]]), 0x5);
         assert_eq!(u32::from_ne_bytes(req[8..12].try_into().unwrap()), 7);
-        assert_eq!(req[16], libc::AF_INET6 as u8);
+        assert_eq!(req[16], AF_INET6);
         assert_eq!(&req[NLMSG_HDRLEN + NFGENMSG_LEN..], &orig[..]);
 
         // Acknowledgements are matched by sequence number.

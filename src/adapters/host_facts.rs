@@ -13,14 +13,16 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use futures::TryStreamExt;
 use ipnet::IpNet;
-use netlink_packet_route::address::{AddressAttribute, AddressMessage};
-use netlink_packet_route::link::LinkAttribute;
-use netlink_packet_route::route::{
+use rtnetlink::packet_route::address::{AddressAttribute, AddressMessage};
+use rtnetlink::packet_route::link::LinkAttribute;
+use rtnetlink::packet_route::route::{
     RouteAddress, RouteAttribute, RouteHeader, RouteMessage, RouteVia,
 };
-use netlink_packet_route::AddressFamily;
+use rtnetlink::packet_route::AddressFamily;
 
 use crate::adapters::conntrack::{self, CtEntry};
+use crate::adapters::libc_consts::{AF_INET, AF_INET6};
+use crate::adapters::nla::{error_code, messages, Writer, NLMSG_DONE, NLMSG_ERROR};
 use crate::core::ipam::{AddrFact, HostView, PeerFact, PeerSource, RouteFact};
 
 /// Why the host could not be observed.
@@ -342,10 +344,10 @@ pub fn listeners() -> io::Result<Vec<Listener>> {
     // sock_diag walks only the sockets asked for (listening TCP, unconnected UDP); reading
     // /proc/net/tcp walks every TCP socket of every namespace (TIME_WAIT included), tens of
     // milliseconds on a busy host, on the path of every `-p`.
-    let mut socket = netlink_sys::Socket::new(netlink_sys::protocols::NETLINK_SOCK_DIAG)?;
+    let mut socket = rtnetlink::sys::Socket::new(rtnetlink::sys::protocols::NETLINK_SOCK_DIAG)?;
     socket.bind_auto()?;
     let mut out = Vec::new();
-    for family in [libc::AF_INET as u8, libc::AF_INET6 as u8] {
+    for family in [AF_INET, AF_INET6] {
         for (proto, states) in [
             (IPPROTO_TCP, 1u32 << TCP_LISTEN_STATE),
             (IPPROTO_UDP, 1u32 << TCP_CLOSE_STATE),
@@ -367,7 +369,7 @@ const TCP_CLOSE_STATE: u32 = 7;
 
 /// One `SOCK_DIAG_BY_FAMILY` dump of `family`/`proto` sockets in `states`.
 fn sock_diag_dump(
-    socket: &mut netlink_sys::Socket,
+    socket: &mut rtnetlink::sys::Socket,
     family: u8,
     proto: u8,
     states: u32,
@@ -375,52 +377,34 @@ fn sock_diag_dump(
     const SOCK_DIAG_BY_FAMILY: u16 = 20;
     const NLM_F_REQUEST: u16 = 0x1;
     const NLM_F_DUMP: u16 = 0x300;
-    const NLMSG_ERROR: u16 = 2;
-    const NLMSG_DONE: u16 = 3;
-    // nlmsghdr (16) + inet_diag_req_v2 (56): family, protocol, ext, pad, states, sockid (48).
-    let mut req = Vec::with_capacity(72);
-    req.extend_from_slice(&72u32.to_ne_bytes());
-    req.extend_from_slice(&SOCK_DIAG_BY_FAMILY.to_ne_bytes());
-    req.extend_from_slice(&(NLM_F_REQUEST | NLM_F_DUMP).to_ne_bytes());
-    req.extend_from_slice(&1u32.to_ne_bytes());
-    req.extend_from_slice(&0u32.to_ne_bytes());
-    req.extend_from_slice(&[family, proto, 0, 0]);
-    req.extend_from_slice(&states.to_ne_bytes());
-    req.extend_from_slice(&[0u8; 48]);
-    socket.send_to(&req, &netlink_sys::SocketAddr::new(0, 0), 0)?;
+    // inet_diag_req_v2: family, protocol, ext, pad, states, sockid (48 bytes, zero: any).
+    let mut w = Writer::default();
+    let m = w.begin_plain_msg(SOCK_DIAG_BY_FAMILY, NLM_F_REQUEST | NLM_F_DUMP, 1);
+    w.raw(&[family, proto, 0, 0]);
+    w.raw(&states.to_ne_bytes());
+    w.raw(&[0u8; 48]);
+    w.end_msg(m);
+    socket.send_to(&w.buf, &rtnetlink::sys::SocketAddr::new(0, 0), 0)?;
     let mut out = Vec::new();
     loop {
         let (buf, _) = socket.recv_from_full()?;
         if buf.is_empty() {
             return Ok(out);
         }
-        let mut rest = &buf[..];
-        while rest.len() >= 16 {
-            let len = u32::from_ne_bytes([rest[0], rest[1], rest[2], rest[3]]) as usize;
-            let kind = u16::from_ne_bytes([rest[4], rest[5]]);
-            if len < 16 || len > rest.len() {
-                return Ok(out);
-            }
-            let msg = &rest[16..len];
-            match kind {
+        for m in messages(&buf) {
+            match m.msg_type {
                 NLMSG_DONE => return Ok(out),
-                NLMSG_ERROR => {
-                    let code = msg
-                        .get(..4)
-                        .map(|b| i32::from_ne_bytes([b[0], b[1], b[2], b[3]]))
-                        .unwrap_or(0);
-                    if code != 0 {
-                        return Err(io::Error::from_raw_os_error(-code));
-                    }
-                }
+                NLMSG_ERROR => match error_code(m.payload) {
+                    0 => {}
+                    errno => return Err(io::Error::from_raw_os_error(errno)),
+                },
                 SOCK_DIAG_BY_FAMILY => {
-                    if let Some(l) = parse_inet_diag(msg, proto) {
+                    if let Some(l) = parse_inet_diag(m.payload, proto) {
                         out.push(l);
                     }
                 }
                 _ => {}
             }
-            rest = &rest[((len + 3) & !3).min(rest.len())..];
         }
     }
 }
@@ -431,7 +415,7 @@ fn parse_inet_diag(msg: &[u8], proto: u8) -> Option<Listener> {
     let family = *msg.first()?;
     let port = u16::from_be_bytes([*msg.get(4)?, *msg.get(5)?]);
     let src = msg.get(8..24)?;
-    let addr = if family == libc::AF_INET as u8 {
+    let addr = if family == AF_INET {
         IpAddr::V4(Ipv4Addr::new(src[0], src[1], src[2], src[3]))
     } else {
         IpAddr::V6(Ipv6Addr::from(<[u8; 16]>::try_from(src).ok()?)).to_canonical()
@@ -655,7 +639,7 @@ mod tests {
 
     #[test]
     fn parses_inet_diag_listeners() {
-        let v4 = diag_msg(libc::AF_INET as u8, 22, &[172, 42, 10, 112], 1234);
+        let v4 = diag_msg(AF_INET, 22, &[172, 42, 10, 112], 1234);
         assert_eq!(v4.len(), 72);
         assert_eq!(
             parse_inet_diag(&v4, 6),
@@ -667,7 +651,7 @@ mod tests {
             })
         );
         let mapped: Ipv6Addr = "::ffff:127.0.0.53".parse().unwrap();
-        let v6 = diag_msg(libc::AF_INET6 as u8, 53, &mapped.octets(), 5678);
+        let v6 = diag_msg(AF_INET6, 53, &mapped.octets(), 5678);
         assert_eq!(
             parse_inet_diag(&v6, 17).map(|l| l.addr),
             Some(ip("127.0.0.53"))

@@ -3,9 +3,11 @@
 pub mod announce;
 pub mod conntrack;
 pub mod host_facts;
+pub mod libc_consts;
 pub mod netlink;
 pub mod netns;
 pub mod nftables;
+pub mod nla;
 pub mod process;
 pub mod store;
 pub mod sysctl;

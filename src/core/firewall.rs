@@ -68,7 +68,7 @@ use std::net::{IpAddr, Ipv6Addr};
 
 use ipnet::{Ipv4Net, Ipv6Net};
 
-use crate::adapters::nftables::{
+use crate::core::nft::{
     concat, ct_state, BaseChain, Batch, Chain, ChainType, CmpOp, CtKey, DataType, Elem, ElemData,
     Expr, Family, Hook, IpFamily, KeyType, MetaKey, NatKind, PayloadBase, Policy, Reg, SetSpec,
     Verdict,
@@ -876,13 +876,10 @@ mod tests {
         assert!(ops
             .iter()
             .all(|o| o.starts_with("destroy elements in inet weft ")));
-        let bytes = b.encode(0);
-        // Every message after the batch begin is NFT_MSG_DESTROYSETELEM (0x0a1e).
-        let mut off = 20;
-        for _ in 0..5 {
-            assert_eq!(u16::from_ne_bytes([bytes[off + 4], bytes[off + 5]]), 0x0a1e);
-            off += u32::from_ne_bytes(bytes[off..off + 4].try_into().unwrap()) as usize;
-        }
+        assert!(b
+            .msgs()
+            .iter()
+            .all(|m| matches!(m, crate::core::nft::Msg::DestroyElems { .. })));
     }
 
     #[test]

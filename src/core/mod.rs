@@ -4,5 +4,6 @@ pub mod firewall;
 pub mod ipam;
 pub mod model;
 pub mod names;
+pub mod nft;
 pub mod plan;
 pub mod ports;

@@ -3,27 +3,25 @@
 //! No permissively licensed crate speaks nf_tables with sets and maps, and weft must never
 //! spawn `nft`, so this module is a small typed encoder of nf_tables transactions:
 //!
-//! - the pure part ([`Family`], [`Chain`], [`SetSpec`], [`Elem`], [`Expr`], [`Batch`]) builds
-//!   and encodes messages with no I/O, so `core::firewall` can describe weft's rule set as data
-//!   and unit tests can check the bytes;
+//! - the rule-set model ([`Family`], [`Chain`], [`SetSpec`], [`Elem`], [`Expr`], [`Batch`]) is
+//!   pure data in [`crate::core::nft`], re-exported here;
+//! - `encode` turns a batch into netlink bytes with no I/O, so unit tests can check the bytes
+//!   against golden captures;
 //! - the transport ([`send`], [`table_exists`], [`list_set_elements`]) opens a
 //!   `NETLINK_NETFILTER` socket in the calling thread's network namespace.
 //!
 //! The layout follows `linux/netfilter/nf_tables.h` and was checked against what nftables
 //! 1.0.6 sends (`nft --debug=mnl`), so `nft list ruleset` displays what weft installs.
 
-mod batch;
-mod expr;
-mod nla;
-mod set;
+mod encode;
 mod socket;
 mod sys;
 
-pub use batch::{BaseChain, Batch, Chain, ChainType, Family, Hook, Policy};
-pub use expr::{
-    ct_state, CmpOp, CtKey, Expr, IpFamily, MetaKey, NatKind, PayloadBase, Reg, Verdict,
+pub use crate::core::nft::{
+    concat, ct_state, ifname, BaseChain, Batch, Chain, ChainType, CmpOp, CtKey, DataType, Elem,
+    ElemData, Expr, Family, Hook, IpFamily, KeyType, MetaKey, NatKind, PayloadBase, Policy, Reg,
+    Scalar, SetFlags, SetSpec, Verdict,
 };
-pub use set::{concat, ifname, DataType, Elem, ElemData, KeyType, Scalar, SetFlags, SetSpec};
 pub use socket::{list_set_elements, list_set_elems, send, table_exists};
 
 /// Errors of the nftables adapter.
@@ -81,6 +79,8 @@ impl NftError {
 }
 
 #[cfg(test)]
+// Golden messages are assembled by hand from small, known lengths.
+#[allow(clippy::cast_possible_truncation)]
 mod tests {
     //! Golden bytes, hand-assembled from the kernel's attribute layout and compared with what
     //! `nft --debug=mnl` 1.0.6 printed for the same objects.

@@ -8,14 +8,14 @@ use std::io;
 use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicU32, Ordering};
 
-use netlink_sys::{protocols::NETLINK_NETFILTER, Socket, SocketAddr};
+use rtnetlink::sys::{protocols::NETLINK_NETFILTER, Socket, SocketAddr};
 
-use super::batch::{Batch, Family};
-use super::expr::Verdict;
-use super::nla::{attrs, be32, find_attr, parse_msgs, Writer};
-use super::set::{Elem, ElemData};
 use super::sys::*;
 use super::NftError;
+use crate::adapters::nla::{attrs, be32, find_attr, parse_msgs, Writer};
+use crate::core::nft::Verdict;
+use crate::core::nft::{Batch, Family};
+use crate::core::nft::{Elem, ElemData};
 
 /// How long to wait for the kernel before declaring a reply missing. nfnetlink processes a
 /// batch synchronously inside `sendmsg`, so replies are normally queued before `send`
@@ -33,7 +33,10 @@ const DUMP_RETRIES: usize = 5;
 static NEXT_SEQ: AtomicU32 = AtomicU32::new(1);
 
 fn next_seq(count: usize) -> u32 {
-    NEXT_SEQ.fetch_add(count as u32 + 2, Ordering::Relaxed)
+    NEXT_SEQ.fetch_add(
+        u32::try_from(count).unwrap_or(u32::MAX).wrapping_add(2),
+        Ordering::Relaxed,
+    )
 }
 
 fn io_err(context: &'static str) -> impl FnOnce(io::Error) -> NftError {
@@ -43,7 +46,7 @@ fn io_err(context: &'static str) -> impl FnOnce(io::Error) -> NftError {
 /// Best-effort `SO_*BUFFORCE` (needs CAP_NET_ADMIN, which any nf_tables write needs anyway),
 /// falling back to the unprivileged option, which the kernel caps at `[rw]mem_max`.
 fn set_buf(sock: &Socket, force: libc::c_int, plain: libc::c_int, bytes: usize) {
-    let val: libc::c_int = bytes.min(i32::MAX as usize) as libc::c_int;
+    let val = libc::c_int::try_from(bytes).unwrap_or(libc::c_int::MAX);
     for opt in [force, plain] {
         // SAFETY: `val` is a live c_int and its exact size is passed; the fd is owned by
         // `sock` for the duration of the call.
@@ -53,7 +56,7 @@ fn set_buf(sock: &Socket, force: libc::c_int, plain: libc::c_int, bytes: usize) 
                 libc::SOL_SOCKET,
                 opt,
                 (&val as *const libc::c_int).cast(),
-                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+                crate::adapters::libc_consts::socklen_of::<libc::c_int>(),
             )
         };
         if rc == 0 {
@@ -149,7 +152,7 @@ fn parse_error(flags: u16, payload: &[u8]) -> Result<(i32, Option<String>), NftE
         } else {
             4 + orig_len.max(16)
         };
-        if let Some(tlvs) = payload.get(super::nla::align4(skip)..) {
+        if let Some(tlvs) = payload.get(crate::adapters::nla::align4(skip)..) {
             text = find_attr(tlvs, NLMSGERR_ATTR_MSG).map(|m| {
                 String::from_utf8_lossy(m)
                     .trim_end_matches('\0')

@@ -6,21 +6,17 @@
 //! were checked by counting `enum nf_tables_msg_types` in the kernel sources.
 
 // A constants table: not every value is used yet, and the names are the kernel's own docs.
-#![allow(missing_docs, dead_code)]
+#![allow(missing_docs, dead_code, unused_imports)]
 
-pub use netlink_packet_core::{
+pub use rtnetlink::packet_core::{
     NLMSG_DONE, NLMSG_ERROR, NLMSG_NOOP, NLMSG_OVERRUN, NLM_F_ACK, NLM_F_ACK_TLVS, NLM_F_APPEND,
     NLM_F_CAPPED, NLM_F_CREATE, NLM_F_DUMP, NLM_F_DUMP_INTR, NLM_F_REQUEST,
 };
 
-/// `NLA_F_NESTED`: set on nested attributes, as libmnl does.
-pub const NLA_F_NESTED: u16 = 0x8000;
-/// Mask that strips `NLA_F_NESTED` and `NLA_F_NET_BYTEORDER` from an attribute type.
-pub const NLA_TYPE_MASK: u16 = 0x3fff;
 /// `NLMSGERR_ATTR_MSG`: the extended-ack text in an `NLMSG_ERROR`.
 pub const NLMSGERR_ATTR_MSG: u16 = 1;
 
-pub const NFNETLINK_V0: u8 = 0;
+pub use crate::adapters::nla::{NFNETLINK_V0, NLA_F_NESTED, NLA_TYPE_MASK};
 pub const NFNL_SUBSYS_NFTABLES: u16 = 10;
 /// `NLMSG_MIN_TYPE`.
 pub const NFNL_MSG_BATCH_BEGIN: u16 = 0x10;
@@ -40,9 +36,7 @@ pub const NFT_MSG_DESTROYTABLE: u16 = 26;
 pub const NFT_MSG_DESTROYSETELEM: u16 = 30;
 
 // NFPROTO_*
-pub const NFPROTO_INET: u8 = 1;
-pub const NFPROTO_IPV4: u8 = 2;
-pub const NFPROTO_IPV6: u8 = 10;
+pub use crate::core::nft::{NFPROTO_INET, NFPROTO_IPV4, NFPROTO_IPV6};
 
 // enum nft_list_attributes
 pub const NFTA_LIST_ELEM: u16 = 1;
@@ -68,10 +62,8 @@ pub const NFTA_RULE_CHAIN: u16 = 2;
 pub const NFTA_RULE_EXPRESSIONS: u16 = 4;
 
 // enum nft_set_flags
-pub const NFT_SET_CONSTANT: u32 = 0x2;
-pub const NFT_SET_INTERVAL: u32 = 0x4;
+pub use crate::core::nft::{NFT_SET_CONSTANT, NFT_SET_INTERVAL, NFT_SET_TIMEOUT};
 pub const NFT_SET_MAP: u32 = 0x8;
-pub const NFT_SET_TIMEOUT: u32 = 0x10;
 pub const NFT_SET_CONCAT: u32 = 0x80;
 
 // enum nft_set_desc_attributes / nft_set_field_attributes

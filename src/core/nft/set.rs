@@ -4,9 +4,8 @@ use std::net::{Ipv4Addr, Ipv6Addr};
 
 use ipnet::{Ipv4Net, Ipv6Net};
 
-use super::expr::{put_value, Verdict};
-use super::nla::{align4, Writer};
-use super::sys::*;
+use super::expr::Verdict;
+use super::{align4, NFT_SET_CONSTANT, NFT_SET_INTERVAL, NFT_SET_TIMEOUT};
 
 /// One component of a set key or map value, as nft knows it. The type ids are nft's own
 /// (`enum datatypes` in nftables' `datatype.h`); the kernel stores them opaquely and nft uses
@@ -47,14 +46,6 @@ impl Scalar {
             Scalar::Ipv4Addr | Scalar::Mark => 4,
             Scalar::InetProto => 1,
             Scalar::InetService => 2,
-        }
-    }
-
-    /// nft's `enum byteorder`: 1 host, 2 big endian.
-    fn byteorder(self) -> u32 {
-        match self {
-            Scalar::Ifname | Scalar::Mark => 1,
-            _ => 2,
         }
     }
 }
@@ -133,16 +124,8 @@ impl KeyType {
     pub fn byte_len(self) -> u32 {
         self.fields()
             .iter()
-            .map(|f| align4(f.byte_len() as usize) as u32)
+            .map(|f| f.byte_len().div_ceil(4) * 4)
             .sum()
-    }
-
-    fn byteorder(self) -> u32 {
-        // nft records "invalid" (0) for concatenations, whose components differ.
-        match self.fields() {
-            [one] => one.byteorder(),
-            _ => 0,
-        }
     }
 }
 
@@ -168,6 +151,11 @@ impl SetFlags {
     pub const TIMEOUT: SetFlags = SetFlags(NFT_SET_TIMEOUT);
     /// The set cannot change after its batch.
     pub const CONSTANT: SetFlags = SetFlags(NFT_SET_CONSTANT);
+
+    /// The flag bits.
+    pub fn bits(self) -> u32 {
+        self.0
+    }
 
     /// Whether every flag of `other` is set.
     pub fn contains(self, other: SetFlags) -> bool {
@@ -216,61 +204,6 @@ impl SetSpec {
     pub fn map(mut self, data: DataType) -> SetSpec {
         self.data = Some(data);
         self
-    }
-
-    /// The `NFTA_SET_FLAGS` value. The kernel compares it on re-adds (a differing set is
-    /// `EEXIST`), so it must be computed the same way every time.
-    pub(crate) fn kernel_flags(&self) -> u32 {
-        let mut f = self.flags.0;
-        if self.data.is_some() {
-            f |= NFT_SET_MAP;
-        }
-        // As nft does: only interval concatenations are flagged (they need the pipapo
-        // backend and NFTA_SET_DESC_CONCAT); plain concatenations go to a hash.
-        if self.flags.contains(SetFlags::INTERVAL) && self.key.is_concat() {
-            f |= NFT_SET_CONCAT;
-        }
-        f
-    }
-
-    /// The attributes of a NEWSET message after the table name.
-    pub(crate) fn encode(&self, w: &mut Writer, set_id: u32) {
-        w.put_str(NFTA_SET_NAME, &self.name);
-        let flags = self.kernel_flags();
-        w.put_be32(NFTA_SET_FLAGS, flags);
-        w.put_be32(NFTA_SET_KEY_TYPE, self.key.type_id());
-        w.put_be32(NFTA_SET_KEY_LEN, self.key.byte_len());
-        match self.data {
-            Some(DataType::Verdict) => w.put_be32(NFTA_SET_DATA_TYPE, NFT_DATA_VERDICT),
-            Some(DataType::Value(t)) => {
-                w.put_be32(NFTA_SET_DATA_TYPE, t.type_id());
-                w.put_be32(NFTA_SET_DATA_LEN, t.byte_len());
-            }
-            None => {}
-        }
-        if flags & NFT_SET_CONCAT != 0 {
-            // The kernel needs each component's unpadded length to split pipapo fields.
-            let desc = w.nest_start(NFTA_SET_DESC);
-            let concat = w.nest_start(NFTA_SET_DESC_CONCAT);
-            for f in self.key.fields() {
-                let e = w.nest_start(NFTA_LIST_ELEM);
-                w.put_be32(NFTA_SET_FIELD_LEN, f.byte_len());
-                w.nest_end(e);
-            }
-            w.nest_end(concat);
-            w.nest_end(desc);
-        }
-        w.put_be32(NFTA_SET_ID, set_id);
-        // nft's userdata TLVs (u8 type, u8 len, host-order u32): the byte order nft uses to
-        // print keys and values. Without it `nft list` guesses.
-        let mut ud = Vec::new();
-        ud.extend_from_slice(&[NFTNL_UDATA_SET_KEYBYTEORDER, 4]);
-        ud.extend_from_slice(&self.key.byteorder().to_ne_bytes());
-        if let Some(DataType::Value(t)) = self.data {
-            ud.extend_from_slice(&[NFTNL_UDATA_SET_DATABYTEORDER, 4]);
-            ud.extend_from_slice(&t.byteorder().to_ne_bytes());
-        }
-        w.put(NFTA_SET_USERDATA, &ud);
     }
 }
 
@@ -384,28 +317,6 @@ impl Elem {
     /// An `ipv6_addr` element.
     pub fn ipv6(addr: Ipv6Addr) -> Elem {
         Elem::new(addr.octets())
-    }
-
-    /// One `NFTA_LIST_ELEM` inside `NFTA_SET_ELEM_LIST_ELEMENTS`.
-    pub(crate) fn encode(&self, w: &mut Writer) {
-        let n = w.nest_start(NFTA_LIST_ELEM);
-        if self.interval_end {
-            w.put_be32(NFTA_SET_ELEM_FLAGS, NFT_SET_ELEM_INTERVAL_END);
-        }
-        put_value(w, NFTA_SET_ELEM_KEY, &self.key);
-        if let Some(end) = &self.key_end {
-            put_value(w, NFTA_SET_ELEM_KEY_END, end);
-        }
-        match &self.data {
-            Some(ElemData::Value(v)) => put_value(w, NFTA_SET_ELEM_DATA, v),
-            Some(ElemData::Verdict(v)) => {
-                let d = w.nest_start(NFTA_SET_ELEM_DATA);
-                v.encode(w);
-                w.nest_end(d);
-            }
-            None => {}
-        }
-        w.nest_end(n);
     }
 }
 

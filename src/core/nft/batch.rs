@@ -3,9 +3,8 @@
 use std::fmt;
 
 use super::expr::Expr;
-use super::nla::Writer;
 use super::set::{Elem, SetSpec};
-use super::sys::*;
+use super::{NFPROTO_INET, NFPROTO_IPV4, NFPROTO_IPV6};
 
 /// The address family of a table.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -54,18 +53,6 @@ pub enum Hook {
     Postrouting,
 }
 
-impl Hook {
-    fn num(self) -> u32 {
-        match self {
-            Hook::Prerouting => NF_INET_PRE_ROUTING,
-            Hook::Input => NF_INET_LOCAL_IN,
-            Hook::Forward => NF_INET_FORWARD,
-            Hook::Output => NF_INET_LOCAL_OUT,
-            Hook::Postrouting => NF_INET_POST_ROUTING,
-        }
-    }
-}
-
 /// The chain type, which decides which expressions are allowed (NAT only in `nat`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum ChainType {
@@ -106,49 +93,61 @@ pub struct Chain {
     pub base: Option<BaseChain>,
 }
 
-/// One message of a batch, kept typed until [`Batch::encode`] so that errors can name it.
+/// One message of a batch, kept typed until it is encoded so that errors can name it.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
-enum Msg {
-    AddTable {
-        family: Family,
-        name: String,
-    },
-    DestroyTable {
-        family: Family,
-        name: String,
-    },
+pub enum Msg {
+    /// Create a table if absent.
+    #[allow(missing_docs)]
+    AddTable { family: Family, name: String },
+    /// Delete a table; absent is no error.
+    #[allow(missing_docs)]
+    DestroyTable { family: Family, name: String },
+    /// Create a chain if absent.
+    #[allow(missing_docs)]
     AddChain {
         family: Family,
         table: String,
         chain: Chain,
     },
+    /// Delete every rule of a chain.
+    #[allow(missing_docs)]
     FlushChain {
         family: Family,
         table: String,
         chain: String,
     },
+    /// Append a rule.
+    #[allow(missing_docs)]
     AddRule {
         family: Family,
         table: String,
         chain: String,
         exprs: Vec<Expr>,
     },
+    /// Create a set or map if absent.
+    #[allow(missing_docs)]
     AddSet {
         family: Family,
         table: String,
         set: SetSpec,
     },
+    /// Remove every element of a set.
+    #[allow(missing_docs)]
     FlushSet {
         family: Family,
         table: String,
         set: String,
     },
+    /// Add elements.
+    #[allow(missing_docs)]
     AddElems {
         family: Family,
         table: String,
         set: String,
         elems: Vec<Elem>,
     },
+    /// Remove elements; absent ones are no error.
+    #[allow(missing_docs)]
     DestroyElems {
         family: Family,
         table: String,
@@ -158,7 +157,8 @@ enum Msg {
 }
 
 impl Msg {
-    fn describe(&self) -> String {
+    /// A readable one-line description, e.g. `add rule to inet weft forward`.
+    pub fn describe(&self) -> String {
         match self {
             Msg::AddTable { family, name } => format!("add table {family} {name}"),
             Msg::DestroyTable { family, name } => format!("destroy table {family} {name}"),
@@ -198,150 +198,6 @@ impl Msg {
             }
         }
     }
-
-    fn encode(&self, w: &mut Writer, seq: u32, set_id: &mut u32) {
-        // Every message asks for an ACK so that success is confirmed message by message.
-        let req = NLM_F_REQUEST | NLM_F_ACK;
-        let ty = |msg: u16| (NFNL_SUBSYS_NFTABLES << 8) | msg;
-        match self {
-            Msg::AddTable { family, name } => {
-                // CREATE without EXCL: an existing table is kept (create-if-absent).
-                let m = w.begin_msg(
-                    ty(NFT_MSG_NEWTABLE),
-                    req | NLM_F_CREATE,
-                    seq,
-                    family.nfproto(),
-                    0,
-                );
-                w.put_str(NFTA_TABLE_NAME, name);
-                w.put_be32(NFTA_TABLE_FLAGS, 0);
-                w.end_msg(m);
-            }
-            Msg::DestroyTable { family, name } => {
-                let m = w.begin_msg(ty(NFT_MSG_DESTROYTABLE), req, seq, family.nfproto(), 0);
-                w.put_str(NFTA_TABLE_NAME, name);
-                w.end_msg(m);
-            }
-            Msg::AddChain {
-                family,
-                table,
-                chain,
-            } => {
-                let m = w.begin_msg(
-                    ty(NFT_MSG_NEWCHAIN),
-                    req | NLM_F_CREATE,
-                    seq,
-                    family.nfproto(),
-                    0,
-                );
-                w.put_str(NFTA_CHAIN_TABLE, table);
-                w.put_str(NFTA_CHAIN_NAME, &chain.name);
-                if let Some(b) = &chain.base {
-                    w.put_str(
-                        NFTA_CHAIN_TYPE,
-                        match b.kind {
-                            ChainType::Filter => "filter",
-                            ChainType::Nat => "nat",
-                        },
-                    );
-                    let policy = match b.policy {
-                        Policy::Accept => NF_ACCEPT,
-                        Policy::Drop => NF_DROP,
-                    };
-                    w.put_be32(NFTA_CHAIN_POLICY, policy as u32);
-                    let h = w.nest_start(NFTA_CHAIN_HOOK);
-                    w.put_be32(NFTA_HOOK_HOOKNUM, b.hook.num());
-                    w.put_be32(NFTA_HOOK_PRIORITY, b.priority as u32);
-                    w.nest_end(h);
-                }
-                w.end_msg(m);
-            }
-            Msg::FlushChain {
-                family,
-                table,
-                chain,
-            } => {
-                // DELRULE naming only the chain deletes all its rules.
-                let m = w.begin_msg(ty(NFT_MSG_DELRULE), req, seq, family.nfproto(), 0);
-                w.put_str(NFTA_RULE_TABLE, table);
-                w.put_str(NFTA_RULE_CHAIN, chain);
-                w.end_msg(m);
-            }
-            Msg::AddRule {
-                family,
-                table,
-                chain,
-                exprs,
-            } => {
-                let flags = req | NLM_F_CREATE | NLM_F_APPEND;
-                let m = w.begin_msg(ty(NFT_MSG_NEWRULE), flags, seq, family.nfproto(), 0);
-                w.put_str(NFTA_RULE_TABLE, table);
-                w.put_str(NFTA_RULE_CHAIN, chain);
-                let list = w.nest_start(NFTA_RULE_EXPRESSIONS);
-                for e in exprs {
-                    e.encode(w);
-                }
-                w.nest_end(list);
-                w.end_msg(m);
-            }
-            Msg::AddSet { family, table, set } => {
-                *set_id += 1;
-                let m = w.begin_msg(
-                    ty(NFT_MSG_NEWSET),
-                    req | NLM_F_CREATE,
-                    seq,
-                    family.nfproto(),
-                    0,
-                );
-                w.put_str(NFTA_SET_TABLE, table);
-                set.encode(w, *set_id);
-                w.end_msg(m);
-            }
-            Msg::FlushSet { family, table, set } => {
-                // DELSETELEM without an element list flushes the set.
-                let m = w.begin_msg(ty(NFT_MSG_DELSETELEM), req, seq, family.nfproto(), 0);
-                w.put_str(NFTA_SET_ELEM_LIST_TABLE, table);
-                w.put_str(NFTA_SET_ELEM_LIST_SET, set);
-                w.end_msg(m);
-            }
-            Msg::AddElems {
-                family,
-                table,
-                set,
-                elems,
-            } => {
-                let m = w.begin_msg(
-                    ty(NFT_MSG_NEWSETELEM),
-                    req | NLM_F_CREATE,
-                    seq,
-                    family.nfproto(),
-                    0,
-                );
-                encode_elems(w, table, set, elems);
-                w.end_msg(m);
-            }
-            Msg::DestroyElems {
-                family,
-                table,
-                set,
-                elems,
-            } => {
-                let m = w.begin_msg(ty(NFT_MSG_DESTROYSETELEM), req, seq, family.nfproto(), 0);
-                encode_elems(w, table, set, elems);
-                w.end_msg(m);
-            }
-        }
-    }
-}
-
-fn encode_elems(w: &mut Writer, table: &str, set: &str, elems: &[Elem]) {
-    w.put_str(NFTA_SET_ELEM_LIST_TABLE, table);
-    w.put_str(NFTA_SET_ELEM_LIST_SET, set);
-    let list = w.nest_start(NFTA_SET_ELEM_LIST_ELEMENTS);
-    for e in elems {
-        e.encode(w);
-    }
-    w.nest_end(list);
 }
 
 /// An nf_tables transaction: every message is applied, or none is.
@@ -370,6 +226,11 @@ impl Batch {
     /// forward`); message `i` is sent with sequence number `seq_start + 1 + i`.
     pub fn ops(&self) -> Vec<String> {
         self.msgs.iter().map(Msg::describe).collect()
+    }
+
+    /// The messages, in order.
+    pub fn msgs(&self) -> &[Msg] {
+        &self.msgs
     }
 
     /// Appends all messages of `other`.
@@ -464,34 +325,5 @@ impl Batch {
                 elems,
             });
         }
-    }
-
-    /// The batch as netlink bytes: `NFNL_MSG_BATCH_BEGIN` with sequence `seq_start`, the
-    /// messages with `seq_start + 1 ..`, then `NFNL_MSG_BATCH_END`. Deterministic: the same
-    /// batch and `seq_start` always give the same bytes (set ids are numbered per batch).
-    pub fn encode(&self, seq_start: u32) -> Vec<u8> {
-        let mut w = Writer::default();
-        let m = w.begin_msg(
-            NFNL_MSG_BATCH_BEGIN,
-            NLM_F_REQUEST,
-            seq_start,
-            0,
-            NFNL_SUBSYS_NFTABLES,
-        );
-        w.end_msg(m);
-        let mut set_id = 0;
-        for (i, msg) in self.msgs.iter().enumerate() {
-            msg.encode(&mut w, seq_start.wrapping_add(1 + i as u32), &mut set_id);
-        }
-        let end_seq = seq_start.wrapping_add(1 + self.msgs.len() as u32);
-        let m = w.begin_msg(
-            NFNL_MSG_BATCH_END,
-            NLM_F_REQUEST,
-            end_seq,
-            0,
-            NFNL_SUBSYS_NFTABLES,
-        );
-        w.end_msg(m);
-        w.buf
     }
 }

@@ -4,8 +4,7 @@
 //! set, or issues a verdict. This is the level the kernel speaks; nft's high-level syntax
 //! (`oifname @bridges drop`) is a few of these in a row.
 
-use super::nla::Writer;
-use super::sys::*;
+use super::{NFPROTO_IPV4, NFPROTO_IPV6};
 
 /// A data register. Weft uses the 32-bit registers (`NFT_REG32_00` = 8 ... `NFT_REG32_15`) so
 /// that concatenations can be built from consecutive registers: a 16-byte interface name
@@ -56,26 +55,6 @@ pub enum Verdict {
     Goto(String),
 }
 
-impl Verdict {
-    /// `NFTA_DATA_VERDICT` nest content: code and, for jump/goto, the chain name.
-    pub(crate) fn encode(&self, w: &mut Writer) {
-        let (code, chain) = match self {
-            Verdict::Accept => (NF_ACCEPT, None),
-            Verdict::Drop => (NF_DROP, None),
-            Verdict::Continue => (NFT_CONTINUE, None),
-            Verdict::Return => (NFT_RETURN, None),
-            Verdict::Jump(c) => (NFT_JUMP, Some(c)),
-            Verdict::Goto(c) => (NFT_GOTO, Some(c)),
-        };
-        let n = w.nest_start(NFTA_DATA_VERDICT);
-        w.put_be32(NFTA_VERDICT_CODE, code as u32);
-        if let Some(c) = chain {
-            w.put_str(NFTA_VERDICT_CHAIN, c);
-        }
-        w.nest_end(n);
-    }
-}
-
 /// `meta` keys weft uses (enum nft_meta_keys).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum MetaKey {
@@ -96,18 +75,6 @@ pub enum MetaKey {
 }
 
 impl MetaKey {
-    fn code(self) -> u32 {
-        match self {
-            MetaKey::Mark => 3,
-            MetaKey::Iif => 4,
-            MetaKey::Oif => 5,
-            MetaKey::Iifname => 6,
-            MetaKey::Oifname => 7,
-            MetaKey::Nfproto => 15,
-            MetaKey::L4proto => 16,
-        }
-    }
-
     /// How many bytes the kernel writes to the destination register.
     pub fn byte_len(self) -> u32 {
         match self {
@@ -328,123 +295,6 @@ impl Expr {
             Expr::Nat { .. } => "nat",
         }
     }
-
-    /// Appends one `NFTA_LIST_ELEM` (name + data) for this expression. Attribute order follows
-    /// libnftnl so the bytes can be compared with `nft --debug=mnl`.
-    pub(crate) fn encode(&self, w: &mut Writer) {
-        let elem = w.nest_start(NFTA_LIST_ELEM);
-        w.put_str(NFTA_EXPR_NAME, self.kernel_name());
-        let data = w.nest_start(NFTA_EXPR_DATA);
-        match self {
-            Expr::Meta { key, dreg } => {
-                w.put_be32(NFTA_META_KEY, key.code());
-                w.put_be32(NFTA_META_DREG, dreg.raw());
-            }
-            Expr::Payload {
-                base,
-                offset,
-                len,
-                dreg,
-            } => {
-                let base = match base {
-                    PayloadBase::LinkLayer => 0,
-                    PayloadBase::Network => 1,
-                    PayloadBase::Transport => 2,
-                };
-                w.put_be32(NFTA_PAYLOAD_DREG, dreg.raw());
-                w.put_be32(NFTA_PAYLOAD_BASE, base);
-                w.put_be32(NFTA_PAYLOAD_OFFSET, *offset);
-                w.put_be32(NFTA_PAYLOAD_LEN, *len);
-            }
-            Expr::Cmp { sreg, op, data } => {
-                w.put_be32(NFTA_CMP_SREG, sreg.raw());
-                w.put_be32(NFTA_CMP_OP, if *op == CmpOp::Eq { 0 } else { 1 });
-                put_value(w, NFTA_CMP_DATA, data);
-            }
-            Expr::Lookup {
-                set,
-                sreg,
-                dreg,
-                invert,
-            } => {
-                w.put_be32(NFTA_LOOKUP_SREG, sreg.raw());
-                w.put_str(NFTA_LOOKUP_SET, set);
-                if let Some(d) = dreg {
-                    w.put_be32(NFTA_LOOKUP_DREG, d.raw());
-                }
-                if *invert {
-                    w.put_be32(NFTA_LOOKUP_FLAGS, NFT_LOOKUP_F_INV);
-                }
-            }
-            Expr::Ct { key, dreg } => {
-                let key = match key {
-                    CtKey::State => 0,
-                    CtKey::Status => 2,
-                };
-                w.put_be32(NFTA_CT_KEY, key);
-                w.put_be32(NFTA_CT_DREG, dreg.raw());
-            }
-            Expr::Bitwise {
-                sreg,
-                dreg,
-                mask,
-                xor,
-            } => {
-                w.put_be32(NFTA_BITWISE_SREG, sreg.raw());
-                w.put_be32(NFTA_BITWISE_DREG, dreg.raw());
-                w.put_be32(NFTA_BITWISE_LEN, mask.len() as u32);
-                put_value(w, NFTA_BITWISE_MASK, mask);
-                put_value(w, NFTA_BITWISE_XOR, xor);
-            }
-            Expr::Verdict(v) => {
-                w.put_be32(NFTA_IMMEDIATE_DREG, Reg::VERDICT.raw());
-                let n = w.nest_start(NFTA_IMMEDIATE_DATA);
-                v.encode(w);
-                w.nest_end(n);
-            }
-            Expr::Immediate { dreg, data } => {
-                w.put_be32(NFTA_IMMEDIATE_DREG, dreg.raw());
-                put_value(w, NFTA_IMMEDIATE_DATA, data);
-            }
-            Expr::Masquerade | Expr::Counter | Expr::Notrack => {}
-            Expr::FibDaddrType { dreg } => {
-                // libnftnl's order: DREG, RESULT (ADDRTYPE = 3), FLAGS (F_DADDR = 1 << 1).
-                w.put_be32(NFTA_FIB_DREG, dreg.raw());
-                w.put_be32(NFTA_FIB_RESULT, 3);
-                w.put_be32(NFTA_FIB_FLAGS, 1 << 1);
-            }
-            Expr::Nat {
-                kind,
-                family,
-                addr,
-                port,
-                flags,
-            } => {
-                w.put_be32(NFTA_NAT_TYPE, if *kind == NatKind::Snat { 0 } else { 1 });
-                w.put_be32(NFTA_NAT_FAMILY, u32::from(family.nfproto()));
-                if let Some(a) = addr {
-                    w.put_be32(NFTA_NAT_REG_ADDR_MIN, a.raw());
-                    w.put_be32(NFTA_NAT_REG_ADDR_MAX, a.raw());
-                }
-                if let Some(p) = port {
-                    w.put_be32(NFTA_NAT_REG_PROTO_MIN, p.raw());
-                    w.put_be32(NFTA_NAT_REG_PROTO_MAX, p.raw());
-                }
-                if *flags != 0 {
-                    w.put_be32(NFTA_NAT_FLAGS, *flags);
-                }
-            }
-        }
-        w.nest_end(data);
-        w.nest_end(elem);
-    }
-}
-
-/// `ty` { NFTA_DATA_VALUE bytes }: how nf_tables wraps constant data.
-pub(crate) fn put_value(w: &mut Writer, ty: u16, data: &[u8]) {
-    let n = w.nest_start(ty);
-    w.put(NFTA_DATA_VALUE, data);
-    w.nest_end(n);
 }
 
 #[cfg(test)]
@@ -459,17 +309,5 @@ mod tests {
         assert_eq!(Reg::R0.after(16), Reg::r32(4));
         // a 1-byte protocol still takes a whole register.
         assert_eq!(Reg::R0.after(4).after(1), Reg::r32(2));
-    }
-
-    #[test]
-    fn verdict_jump_layout() {
-        // Checked against `nft --debug=mnl` for `jump user`: code ff ff ff fd, chain "user\0".
-        let mut w = Writer::default();
-        Expr::Verdict(Verdict::Jump("user".into())).encode(&mut w);
-        let b = &w.buf;
-        assert_eq!(b.len(), 60);
-        let code = [0xff, 0xff, 0xff, 0xfd];
-        assert!(b.windows(4).any(|x| x == code));
-        assert!(b.windows(5).any(|x| x == b"user\0"));
     }
 }

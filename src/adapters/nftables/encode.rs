@@ -1,0 +1,479 @@
+//! The netlink encoding of nf_tables batches: turns the rule-set model of [`crate::core::nft`]
+//! into the bytes the kernel reads. Attribute order follows libnftnl so the bytes can be
+//! compared with `nft --debug=mnl` (see the golden tests in `mod.rs`).
+
+use crate::adapters::nla::Writer;
+use crate::core::nft::{
+    Batch, ChainType, CmpOp, CtKey, DataType, Elem, ElemData, Expr, Hook, KeyType, MetaKey, Msg,
+    NatKind, PayloadBase, Policy, Reg, Scalar, SetFlags, SetSpec, Verdict,
+};
+
+use super::sys::*;
+
+impl Hook {
+    /// The hook number the kernel expects (`NF_INET_*`).
+    pub(crate) fn num(self) -> u32 {
+        match self {
+            Hook::Prerouting => NF_INET_PRE_ROUTING,
+            Hook::Input => NF_INET_LOCAL_IN,
+            Hook::Forward => NF_INET_FORWARD,
+            Hook::Output => NF_INET_LOCAL_OUT,
+            Hook::Postrouting => NF_INET_POST_ROUTING,
+        }
+    }
+}
+
+impl Msg {
+    pub(crate) fn encode(&self, w: &mut Writer, seq: u32, set_id: &mut u32) {
+        // Every message asks for an ACK so that success is confirmed message by message.
+        let req = NLM_F_REQUEST | NLM_F_ACK;
+        let ty = |msg: u16| (NFNL_SUBSYS_NFTABLES << 8) | msg;
+        match self {
+            Msg::AddTable { family, name } => {
+                // CREATE without EXCL: an existing table is kept (create-if-absent).
+                let m = w.begin_msg(
+                    ty(NFT_MSG_NEWTABLE),
+                    req | NLM_F_CREATE,
+                    seq,
+                    family.nfproto(),
+                    0,
+                );
+                w.put_str(NFTA_TABLE_NAME, name);
+                w.put_be32(NFTA_TABLE_FLAGS, 0);
+                w.end_msg(m);
+            }
+            Msg::DestroyTable { family, name } => {
+                let m = w.begin_msg(ty(NFT_MSG_DESTROYTABLE), req, seq, family.nfproto(), 0);
+                w.put_str(NFTA_TABLE_NAME, name);
+                w.end_msg(m);
+            }
+            Msg::AddChain {
+                family,
+                table,
+                chain,
+            } => {
+                let m = w.begin_msg(
+                    ty(NFT_MSG_NEWCHAIN),
+                    req | NLM_F_CREATE,
+                    seq,
+                    family.nfproto(),
+                    0,
+                );
+                w.put_str(NFTA_CHAIN_TABLE, table);
+                w.put_str(NFTA_CHAIN_NAME, &chain.name);
+                if let Some(b) = &chain.base {
+                    w.put_str(
+                        NFTA_CHAIN_TYPE,
+                        match b.kind {
+                            ChainType::Filter => "filter",
+                            ChainType::Nat => "nat",
+                        },
+                    );
+                    let policy = match b.policy {
+                        Policy::Accept => NF_ACCEPT,
+                        Policy::Drop => NF_DROP,
+                    };
+                    w.put_be32(NFTA_CHAIN_POLICY, policy as u32);
+                    let h = w.nest_start(NFTA_CHAIN_HOOK);
+                    w.put_be32(NFTA_HOOK_HOOKNUM, b.hook.num());
+                    w.put_be32(NFTA_HOOK_PRIORITY, b.priority as u32);
+                    w.nest_end(h);
+                }
+                w.end_msg(m);
+            }
+            Msg::FlushChain {
+                family,
+                table,
+                chain,
+            } => {
+                // DELRULE naming only the chain deletes all its rules.
+                let m = w.begin_msg(ty(NFT_MSG_DELRULE), req, seq, family.nfproto(), 0);
+                w.put_str(NFTA_RULE_TABLE, table);
+                w.put_str(NFTA_RULE_CHAIN, chain);
+                w.end_msg(m);
+            }
+            Msg::AddRule {
+                family,
+                table,
+                chain,
+                exprs,
+            } => {
+                let flags = req | NLM_F_CREATE | NLM_F_APPEND;
+                let m = w.begin_msg(ty(NFT_MSG_NEWRULE), flags, seq, family.nfproto(), 0);
+                w.put_str(NFTA_RULE_TABLE, table);
+                w.put_str(NFTA_RULE_CHAIN, chain);
+                let list = w.nest_start(NFTA_RULE_EXPRESSIONS);
+                for e in exprs {
+                    e.encode(w);
+                }
+                w.nest_end(list);
+                w.end_msg(m);
+            }
+            Msg::AddSet { family, table, set } => {
+                *set_id += 1;
+                let m = w.begin_msg(
+                    ty(NFT_MSG_NEWSET),
+                    req | NLM_F_CREATE,
+                    seq,
+                    family.nfproto(),
+                    0,
+                );
+                w.put_str(NFTA_SET_TABLE, table);
+                set.encode(w, *set_id);
+                w.end_msg(m);
+            }
+            Msg::FlushSet { family, table, set } => {
+                // DELSETELEM without an element list flushes the set.
+                let m = w.begin_msg(ty(NFT_MSG_DELSETELEM), req, seq, family.nfproto(), 0);
+                w.put_str(NFTA_SET_ELEM_LIST_TABLE, table);
+                w.put_str(NFTA_SET_ELEM_LIST_SET, set);
+                w.end_msg(m);
+            }
+            Msg::AddElems {
+                family,
+                table,
+                set,
+                elems,
+            } => {
+                let m = w.begin_msg(
+                    ty(NFT_MSG_NEWSETELEM),
+                    req | NLM_F_CREATE,
+                    seq,
+                    family.nfproto(),
+                    0,
+                );
+                encode_elems(w, table, set, elems);
+                w.end_msg(m);
+            }
+            Msg::DestroyElems {
+                family,
+                table,
+                set,
+                elems,
+            } => {
+                let m = w.begin_msg(ty(NFT_MSG_DESTROYSETELEM), req, seq, family.nfproto(), 0);
+                encode_elems(w, table, set, elems);
+                w.end_msg(m);
+            }
+        }
+    }
+}
+
+fn encode_elems(w: &mut Writer, table: &str, set: &str, elems: &[Elem]) {
+    w.put_str(NFTA_SET_ELEM_LIST_TABLE, table);
+    w.put_str(NFTA_SET_ELEM_LIST_SET, set);
+    let list = w.nest_start(NFTA_SET_ELEM_LIST_ELEMENTS);
+    for e in elems {
+        e.encode(w);
+    }
+    w.nest_end(list);
+}
+
+impl Batch {
+    /// The batch as netlink bytes: `NFNL_MSG_BATCH_BEGIN` with sequence `seq_start`, the
+    /// messages with `seq_start + 1 ..`, then `NFNL_MSG_BATCH_END`. Deterministic: the same
+    /// batch and `seq_start` always give the same bytes (set ids are numbered per batch).
+    pub fn encode(&self, seq_start: u32) -> Vec<u8> {
+        let mut w = Writer::default();
+        let m = w.begin_msg(
+            NFNL_MSG_BATCH_BEGIN,
+            NLM_F_REQUEST,
+            seq_start,
+            0,
+            NFNL_SUBSYS_NFTABLES,
+        );
+        w.end_msg(m);
+        let mut set_id = 0;
+        let mut seq = seq_start;
+        for msg in self.msgs() {
+            seq = seq.wrapping_add(1);
+            msg.encode(&mut w, seq, &mut set_id);
+        }
+        let end_seq = seq.wrapping_add(1);
+        let m = w.begin_msg(
+            NFNL_MSG_BATCH_END,
+            NLM_F_REQUEST,
+            end_seq,
+            0,
+            NFNL_SUBSYS_NFTABLES,
+        );
+        w.end_msg(m);
+        w.buf
+    }
+}
+
+impl Verdict {
+    /// `NFTA_DATA_VERDICT` nest content: code and, for jump/goto, the chain name.
+    pub(crate) fn encode(&self, w: &mut Writer) {
+        let (code, chain) = match self {
+            Verdict::Accept => (NF_ACCEPT, None),
+            Verdict::Drop => (NF_DROP, None),
+            Verdict::Continue => (NFT_CONTINUE, None),
+            Verdict::Return => (NFT_RETURN, None),
+            Verdict::Jump(c) => (NFT_JUMP, Some(c)),
+            Verdict::Goto(c) => (NFT_GOTO, Some(c)),
+        };
+        let n = w.nest_start(NFTA_DATA_VERDICT);
+        w.put_be32(NFTA_VERDICT_CODE, code as u32);
+        if let Some(c) = chain {
+            w.put_str(NFTA_VERDICT_CHAIN, c);
+        }
+        w.nest_end(n);
+    }
+}
+
+impl MetaKey {
+    /// `enum nft_meta_keys`.
+    pub(crate) fn code(self) -> u32 {
+        match self {
+            MetaKey::Mark => 3,
+            MetaKey::Iif => 4,
+            MetaKey::Oif => 5,
+            MetaKey::Iifname => 6,
+            MetaKey::Oifname => 7,
+            MetaKey::Nfproto => 15,
+            MetaKey::L4proto => 16,
+        }
+    }
+}
+
+impl Expr {
+    /// Appends one `NFTA_LIST_ELEM` (name + data) for this expression. Attribute order follows
+    /// libnftnl so the bytes can be compared with `nft --debug=mnl`.
+    pub(crate) fn encode(&self, w: &mut Writer) {
+        let elem = w.nest_start(NFTA_LIST_ELEM);
+        w.put_str(NFTA_EXPR_NAME, self.kernel_name());
+        let data = w.nest_start(NFTA_EXPR_DATA);
+        match self {
+            Expr::Meta { key, dreg } => {
+                w.put_be32(NFTA_META_KEY, key.code());
+                w.put_be32(NFTA_META_DREG, dreg.raw());
+            }
+            Expr::Payload {
+                base,
+                offset,
+                len,
+                dreg,
+            } => {
+                let base = match base {
+                    PayloadBase::LinkLayer => 0,
+                    PayloadBase::Network => 1,
+                    PayloadBase::Transport => 2,
+                };
+                w.put_be32(NFTA_PAYLOAD_DREG, dreg.raw());
+                w.put_be32(NFTA_PAYLOAD_BASE, base);
+                w.put_be32(NFTA_PAYLOAD_OFFSET, *offset);
+                w.put_be32(NFTA_PAYLOAD_LEN, *len);
+            }
+            Expr::Cmp { sreg, op, data } => {
+                w.put_be32(NFTA_CMP_SREG, sreg.raw());
+                w.put_be32(NFTA_CMP_OP, if *op == CmpOp::Eq { 0 } else { 1 });
+                put_value(w, NFTA_CMP_DATA, data);
+            }
+            Expr::Lookup {
+                set,
+                sreg,
+                dreg,
+                invert,
+            } => {
+                w.put_be32(NFTA_LOOKUP_SREG, sreg.raw());
+                w.put_str(NFTA_LOOKUP_SET, set);
+                if let Some(d) = dreg {
+                    w.put_be32(NFTA_LOOKUP_DREG, d.raw());
+                }
+                if *invert {
+                    w.put_be32(NFTA_LOOKUP_FLAGS, NFT_LOOKUP_F_INV);
+                }
+            }
+            Expr::Ct { key, dreg } => {
+                let key = match key {
+                    CtKey::State => 0,
+                    CtKey::Status => 2,
+                };
+                w.put_be32(NFTA_CT_KEY, key);
+                w.put_be32(NFTA_CT_DREG, dreg.raw());
+            }
+            Expr::Bitwise {
+                sreg,
+                dreg,
+                mask,
+                xor,
+            } => {
+                w.put_be32(NFTA_BITWISE_SREG, sreg.raw());
+                w.put_be32(NFTA_BITWISE_DREG, dreg.raw());
+                // Masks are register-sized (at most 64 bytes): the kernel refuses anything longer.
+                w.put_be32(
+                    NFTA_BITWISE_LEN,
+                    u32::try_from(mask.len()).unwrap_or(u32::MAX),
+                );
+                put_value(w, NFTA_BITWISE_MASK, mask);
+                put_value(w, NFTA_BITWISE_XOR, xor);
+            }
+            Expr::Verdict(v) => {
+                w.put_be32(NFTA_IMMEDIATE_DREG, Reg::VERDICT.raw());
+                let n = w.nest_start(NFTA_IMMEDIATE_DATA);
+                v.encode(w);
+                w.nest_end(n);
+            }
+            Expr::Immediate { dreg, data } => {
+                w.put_be32(NFTA_IMMEDIATE_DREG, dreg.raw());
+                put_value(w, NFTA_IMMEDIATE_DATA, data);
+            }
+            Expr::Masquerade | Expr::Counter | Expr::Notrack => {}
+            Expr::FibDaddrType { dreg } => {
+                // libnftnl's order: DREG, RESULT (ADDRTYPE = 3), FLAGS (F_DADDR = 1 << 1).
+                w.put_be32(NFTA_FIB_DREG, dreg.raw());
+                w.put_be32(NFTA_FIB_RESULT, 3);
+                w.put_be32(NFTA_FIB_FLAGS, 1 << 1);
+            }
+            Expr::Nat {
+                kind,
+                family,
+                addr,
+                port,
+                flags,
+            } => {
+                w.put_be32(NFTA_NAT_TYPE, if *kind == NatKind::Snat { 0 } else { 1 });
+                w.put_be32(NFTA_NAT_FAMILY, u32::from(family.nfproto()));
+                if let Some(a) = addr {
+                    w.put_be32(NFTA_NAT_REG_ADDR_MIN, a.raw());
+                    w.put_be32(NFTA_NAT_REG_ADDR_MAX, a.raw());
+                }
+                if let Some(p) = port {
+                    w.put_be32(NFTA_NAT_REG_PROTO_MIN, p.raw());
+                    w.put_be32(NFTA_NAT_REG_PROTO_MAX, p.raw());
+                }
+                if *flags != 0 {
+                    w.put_be32(NFTA_NAT_FLAGS, *flags);
+                }
+            }
+        }
+        w.nest_end(data);
+        w.nest_end(elem);
+    }
+}
+
+/// `ty` { NFTA_DATA_VALUE bytes }: how nf_tables wraps constant data.
+pub(crate) fn put_value(w: &mut Writer, ty: u16, data: &[u8]) {
+    let n = w.nest_start(ty);
+    w.put(NFTA_DATA_VALUE, data);
+    w.nest_end(n);
+}
+
+impl Scalar {
+    /// nft's `enum byteorder`: 1 host, 2 big endian.
+    pub(crate) fn byteorder(self) -> u32 {
+        match self {
+            Scalar::Ifname | Scalar::Mark => 1,
+            _ => 2,
+        }
+    }
+}
+
+impl KeyType {
+    pub(crate) fn byteorder(self) -> u32 {
+        // nft records "invalid" (0) for concatenations, whose components differ.
+        match self.fields() {
+            [one] => one.byteorder(),
+            _ => 0,
+        }
+    }
+}
+
+impl SetSpec {
+    /// The `NFTA_SET_FLAGS` value. The kernel compares it on re-adds (a differing set is
+    /// `EEXIST`), so it must be computed the same way every time.
+    pub(crate) fn kernel_flags(&self) -> u32 {
+        let mut f = self.flags.bits();
+        if self.data.is_some() {
+            f |= NFT_SET_MAP;
+        }
+        // As nft does: only interval concatenations are flagged (they need the pipapo
+        // backend and NFTA_SET_DESC_CONCAT); plain concatenations go to a hash.
+        if self.flags.contains(SetFlags::INTERVAL) && self.key.is_concat() {
+            f |= NFT_SET_CONCAT;
+        }
+        f
+    }
+
+    /// The attributes of a NEWSET message after the table name.
+    pub(crate) fn encode(&self, w: &mut Writer, set_id: u32) {
+        w.put_str(NFTA_SET_NAME, &self.name);
+        let flags = self.kernel_flags();
+        w.put_be32(NFTA_SET_FLAGS, flags);
+        w.put_be32(NFTA_SET_KEY_TYPE, self.key.type_id());
+        w.put_be32(NFTA_SET_KEY_LEN, self.key.byte_len());
+        match self.data {
+            Some(DataType::Verdict) => w.put_be32(NFTA_SET_DATA_TYPE, NFT_DATA_VERDICT),
+            Some(DataType::Value(t)) => {
+                w.put_be32(NFTA_SET_DATA_TYPE, t.type_id());
+                w.put_be32(NFTA_SET_DATA_LEN, t.byte_len());
+            }
+            None => {}
+        }
+        if flags & NFT_SET_CONCAT != 0 {
+            // The kernel needs each component's unpadded length to split pipapo fields.
+            let desc = w.nest_start(NFTA_SET_DESC);
+            let concat = w.nest_start(NFTA_SET_DESC_CONCAT);
+            for f in self.key.fields() {
+                let e = w.nest_start(NFTA_LIST_ELEM);
+                w.put_be32(NFTA_SET_FIELD_LEN, f.byte_len());
+                w.nest_end(e);
+            }
+            w.nest_end(concat);
+            w.nest_end(desc);
+        }
+        w.put_be32(NFTA_SET_ID, set_id);
+        // nft's userdata TLVs (u8 type, u8 len, host-order u32): the byte order nft uses to
+        // print keys and values. Without it `nft list` guesses.
+        let mut ud = Vec::new();
+        ud.extend_from_slice(&[NFTNL_UDATA_SET_KEYBYTEORDER, 4]);
+        ud.extend_from_slice(&self.key.byteorder().to_ne_bytes());
+        if let Some(DataType::Value(t)) = self.data {
+            ud.extend_from_slice(&[NFTNL_UDATA_SET_DATABYTEORDER, 4]);
+            ud.extend_from_slice(&t.byteorder().to_ne_bytes());
+        }
+        w.put(NFTA_SET_USERDATA, &ud);
+    }
+}
+
+impl Elem {
+    /// One `NFTA_LIST_ELEM` inside `NFTA_SET_ELEM_LIST_ELEMENTS`.
+    pub(crate) fn encode(&self, w: &mut Writer) {
+        let n = w.nest_start(NFTA_LIST_ELEM);
+        if self.interval_end {
+            w.put_be32(NFTA_SET_ELEM_FLAGS, NFT_SET_ELEM_INTERVAL_END);
+        }
+        put_value(w, NFTA_SET_ELEM_KEY, &self.key);
+        if let Some(end) = &self.key_end {
+            put_value(w, NFTA_SET_ELEM_KEY_END, end);
+        }
+        match &self.data {
+            Some(ElemData::Value(v)) => put_value(w, NFTA_SET_ELEM_DATA, v),
+            Some(ElemData::Verdict(v)) => {
+                let d = w.nest_start(NFTA_SET_ELEM_DATA);
+                v.encode(w);
+                w.nest_end(d);
+            }
+            None => {}
+        }
+        w.nest_end(n);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn verdict_jump_layout() {
+        // Checked against `nft --debug=mnl` for `jump user`: code ff ff ff fd, chain "user\0".
+        let mut w = Writer::default();
+        Expr::Verdict(Verdict::Jump("user".into())).encode(&mut w);
+        let b = &w.buf;
+        assert_eq!(b.len(), 60);
+        let code = [0xff, 0xff, 0xff, 0xfd];
+        assert!(b.windows(4).any(|x| x == code));
+        assert!(b.windows(5).any(|x| x == b"user\0"));
+    }
+}

@@ -1,0 +1,36 @@
+//! The nf_tables rule-set model, as plain data: tables, chains, rules made of expressions,
+//! sets, maps and their elements, and the transaction ([`Batch`]) that carries changes.
+//!
+//! This is the level the kernel speaks (registers, payload offsets, set key types), typed so
+//! that [`crate::core::firewall`] can describe weft's rule set purely and unit tests can
+//! compare it. Turning a batch into netlink bytes and sending it is the adapter's job
+//! (`adapters::nftables`).
+
+mod batch;
+mod expr;
+mod set;
+
+pub use batch::{BaseChain, Batch, Chain, ChainType, Family, Hook, Msg, Policy};
+pub use expr::{
+    ct_state, CmpOp, CtKey, Expr, IpFamily, MetaKey, NatKind, PayloadBase, Reg, Verdict,
+};
+pub use set::{concat, ifname, DataType, Elem, ElemData, KeyType, Scalar, SetFlags, SetSpec};
+
+/// `NFPROTO_INET`: a table for IPv4 and IPv6.
+pub const NFPROTO_INET: u8 = 1;
+/// `NFPROTO_IPV4`.
+pub const NFPROTO_IPV4: u8 = 2;
+/// `NFPROTO_IPV6`.
+pub const NFPROTO_IPV6: u8 = 10;
+
+/// `NFT_SET_CONSTANT`: the set cannot change after its batch.
+pub const NFT_SET_CONSTANT: u32 = 0x2;
+/// `NFT_SET_INTERVAL`: elements are ranges.
+pub const NFT_SET_INTERVAL: u32 = 0x4;
+/// `NFT_SET_TIMEOUT`: elements may expire.
+pub const NFT_SET_TIMEOUT: u32 = 0x10;
+
+/// Netlink attributes and nf_tables register contents are aligned to 4 bytes.
+pub const fn align4(n: usize) -> usize {
+    (n + 3) & !3
+}
