@@ -12,3 +12,4 @@ pub mod adapters;
 pub mod cli;
 pub mod core;
 pub mod engine;
+pub mod timing;

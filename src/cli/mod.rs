@@ -606,12 +606,12 @@ fn run_network(ctx: &Ctx, cmd: NetworkCmd, json: bool) -> Result<i32> {
             }
         }
         NetworkCmd::Rm { force, networks } => {
-            for n in network::remove(ctx, &networks, force)? {
+            for n in network::remove::remove(ctx, &networks, force)? {
                 println!("{n}");
             }
         }
         NetworkCmd::Prune => {
-            for n in network::prune(ctx)? {
+            for n in network::remove::prune(ctx)? {
                 println!("{n}");
             }
         }
@@ -621,7 +621,7 @@ fn run_network(ctx: &Ctx, cmd: NetworkCmd, json: bool) -> Result<i32> {
             ip,
             alias,
         } => {
-            let ep = sandbox::connect(ctx, &n, &s, &ip, &alias)?;
+            let ep = sandbox::connect::connect(ctx, &n, &s, &ip, &alias)?;
             if json {
                 print_json(&ep)?;
             } else {
@@ -638,7 +638,7 @@ fn run_network(ctx: &Ctx, cmd: NetworkCmd, json: bool) -> Result<i32> {
         NetworkCmd::Disconnect {
             network: n,
             sandbox: s,
-        } => sandbox::disconnect(ctx, &n, &s)?,
+        } => sandbox::connect::disconnect(ctx, &n, &s)?,
     }
     Ok(0)
 }

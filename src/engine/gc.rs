@@ -123,7 +123,7 @@ pub fn run(ctx: &Ctx) -> Result<GcReport> {
             }
         };
         if abandoned {
-            match super::network::teardown(ctx, net) {
+            match super::network::remove::teardown(ctx, net) {
                 Ok(()) => report.networks_removed.push(net.name.clone()),
                 Err(e) => report.errors.push(format!("{e:#}")),
             }

@@ -14,7 +14,6 @@ pub mod demo;
 pub mod gc;
 pub mod network;
 pub mod sandbox;
-pub mod timing;
 pub mod tools;
 pub mod view;
 
@@ -25,6 +24,7 @@ use thiserror::Error;
 
 use crate::adapters::netns;
 use crate::adapters::store::SqliteStore;
+use crate::timing;
 use config::Config;
 
 /// An error caused by the user's input: printed as is, exit code 1.

@@ -17,7 +17,8 @@ fn checksum(data: &[u8]) -> u16 {
     while sum >> 16 != 0 {
         sum = (sum & 0xffff) + (sum >> 16);
     }
-    !(sum as u16)
+    // Folded to 16 bits above.
+    !u16::try_from(sum).unwrap_or(u16::MAX)
 }
 
 /// Sends up to `count` ICMP echo requests to `dst`, one per 200 ms, and returns how many
@@ -45,7 +46,8 @@ pub fn ping(dst: IpAddr, count: u32, timeout: Duration) -> Result<u32> {
         }
         let mut pkt = vec![echo, 0, 0, 0];
         pkt.extend_from_slice(&ident.to_be_bytes());
-        pkt.extend_from_slice(&(seq as u16).to_be_bytes());
+        // The ICMP sequence field is 16 bits: the low half of the counter.
+        pkt.extend_from_slice(&seq.to_be_bytes()[2..]);
         pkt.extend_from_slice(b"weft-ping");
         if dst.is_ipv4() {
             let c = checksum(&pkt);
@@ -66,7 +68,7 @@ pub fn ping(dst: IpAddr, count: u32, timeout: Duration) -> Result<u32> {
             if icmp.len() >= 8
                 && icmp[0] == reply
                 && u16::from_be_bytes([icmp[4], icmp[5]]) == ident
-                && u16::from_be_bytes([icmp[6], icmp[7]]) == seq as u16
+                && icmp[6..8] == seq.to_be_bytes()[2..]
             {
                 answered += 1;
                 break;
@@ -100,7 +102,7 @@ mod socket2_like {
                     libc::SOL_SOCKET,
                     libc::SO_RCVTIMEO,
                     &tv as *const _ as *const libc::c_void,
-                    std::mem::size_of::<libc::timeval>() as libc::socklen_t,
+                    crate::adapters::libc_consts::socklen_of::<libc::timeval>(),
                 )
             };
             if r == 0 {
@@ -169,14 +171,14 @@ mod socket2_like {
                     IpAddr::V4(v4) => {
                         // SAFETY: all-zero is a valid sockaddr_in.
                         let mut s: libc::sockaddr_in = unsafe { std::mem::zeroed() };
-                        s.sin_family = libc::AF_INET as libc::sa_family_t;
+                        s.sin_family = crate::adapters::libc_consts::SA_INET;
                         s.sin_addr.s_addr = u32::from_ne_bytes(v4.octets());
                         Raw::V4(s)
                     }
                     IpAddr::V6(v6) => {
                         // SAFETY: all-zero is a valid sockaddr_in6.
                         let mut s: libc::sockaddr_in6 = unsafe { std::mem::zeroed() };
-                        s.sin6_family = libc::AF_INET6 as libc::sa_family_t;
+                        s.sin6_family = crate::adapters::libc_consts::SA_INET6;
                         s.sin6_addr.s6_addr = v6.octets();
                         Raw::V6(s)
                     }
@@ -193,10 +195,10 @@ mod socket2_like {
             }
 
             pub fn len(&self) -> libc::socklen_t {
-                (match self {
-                    Raw::V4(_) => std::mem::size_of::<libc::sockaddr_in>(),
-                    Raw::V6(_) => std::mem::size_of::<libc::sockaddr_in6>(),
-                }) as libc::socklen_t
+                match self {
+                    Raw::V4(_) => crate::adapters::libc_consts::socklen_of::<libc::sockaddr_in>(),
+                    Raw::V6(_) => crate::adapters::libc_consts::socklen_of::<libc::sockaddr_in6>(),
+                }
             }
         }
     }

@@ -6,6 +6,7 @@
 //! [`addresses`] and [`publish`], the files a sandbox sees in [`files`].
 
 pub mod addresses;
+pub mod connect;
 pub mod files;
 pub mod publish;
 pub mod supervise;
@@ -27,10 +28,10 @@ use crate::adapters::netlink::KernelExecutor;
 use crate::adapters::process;
 use crate::adapters::store::Store as _;
 use crate::adapters::store::{Mode, Txn};
-use crate::core::model::{Endpoint, NetMode, Network, Sandbox, Status};
+use crate::core::model::{NetMode, Network, Sandbox, Status};
 use crate::core::names::validate_name;
 use crate::core::plan::{
-    apply_all, firewall_ports, plan_attach, plan_detach, plan_sandbox, plan_sandbox_teardown, Op,
+    apply_all, firewall_ports, plan_attach, plan_sandbox, plan_sandbox_teardown, Op,
 };
 use crate::core::ports;
 use crate::engine::network::{ensure_default, find as find_network};
@@ -217,7 +218,7 @@ pub fn create(ctx: &Ctx, req: &SandboxRequest) -> Result<Sandbox> {
     };
     tx.put_sandbox(&sb)?;
     tx.commit()?;
-    crate::engine::timing::record("state-intent", intent_start.elapsed());
+    crate::timing::record("state-intent", intent_start.elapsed());
 
     let result = build(ctx, &sb, &nets);
     if let Err(e) = result {
@@ -227,7 +228,7 @@ pub fn create(ctx: &Ctx, req: &SandboxRequest) -> Result<Sandbox> {
     let mut done = sb;
     done.status = Status::Created;
     done.owner_pid = None;
-    crate::engine::timing::time("state-commit", || -> Result<()> {
+    crate::timing::time("state-commit", || -> Result<()> {
         let tx = ctx.store.begin(Mode::Write)?;
         // Only finish our own intent: never bring back a record someone removed meanwhile.
         match tx.sandbox(&done.id)? {
@@ -249,7 +250,7 @@ pub fn create(ctx: &Ctx, req: &SandboxRequest) -> Result<Sandbox> {
 
 /// Makes the kernel objects and files of a freshly recorded sandbox, or none of them.
 fn build(ctx: &Ctx, sb: &Sandbox, nets: &[Network]) -> Result<()> {
-    crate::engine::timing::time("files", || write_files(ctx, sb))?;
+    crate::timing::time("files", || write_files(ctx, sb))?;
     let Some(ns) = &sb.netns else {
         return Ok(());
     };
@@ -309,7 +310,7 @@ pub fn monitor_alive(sb: &Sandbox) -> bool {
 }
 
 /// Refuses to act on a sandbox another live weft process is creating or removing.
-fn check_settled(sb: &Sandbox) -> Result<()> {
+pub(super) fn check_settled(sb: &Sandbox) -> Result<()> {
     if matches!(sb.status, Status::Creating | Status::Removing)
         && sb.owner_pid.is_some_and(process::alive)
     {
@@ -400,7 +401,7 @@ pub fn remove_if(
         }
     }
     destroy_kernel(&sb)?;
-    crate::engine::timing::time("state-commit", || forget(ctx, &sb))?;
+    crate::timing::time("state-commit", || forget(ctx, &sb))?;
     Ok(true)
 }
 
@@ -425,133 +426,6 @@ pub fn destroy_kernel(sb: &Sandbox) -> Result<()> {
         Some(e) => Err(anyhow::anyhow!("removing sandbox {:?}: {e}", sb.name)),
         None => Ok(()),
     }
-}
-
-/// `weft network connect`: a new interface (next `ethN`) while the sandbox may be running.
-pub fn connect(
-    ctx: &Ctx,
-    network: &str,
-    sandbox: &str,
-    ips: &[String],
-    aliases: &[String],
-) -> Result<Endpoint> {
-    let want = parse_ips(ips)?;
-    let tx = ctx.store.begin(Mode::Write)?;
-    let net = find_network(tx.as_ref(), network)?;
-    let sb = find(tx.as_ref(), sandbox)?;
-    check_settled(&sb)?;
-    if sb.mode != NetMode::Bridge {
-        return Err(user_err!(
-            "sandbox {:?} uses --network {:?}; it cannot join other networks",
-            sb.name,
-            format!("{:?}", sb.mode).to_lowercase()
-        ));
-    }
-    if net.status != Status::Created {
-        return Err(user_err!("network {network:?} is not ready; try `weft gc`"));
-    }
-    if sb.endpoints.iter().any(|e| e.network_id == net.id) {
-        return Err(user_err!(
-            "sandbox {:?} is already connected to network {:?}",
-            sb.name,
-            net.name
-        ));
-    }
-    let index = sb
-        .endpoints
-        .iter()
-        .filter_map(|e| {
-            e.interface
-                .strip_prefix("eth")
-                .and_then(|n| n.parse::<usize>().ok())
-        })
-        .max()
-        .map(|m| m + 1)
-        .unwrap_or(0);
-    let ep = allocate_endpoint(tx.as_ref(), &net, &sb.id, index, want, aliases)?;
-    let mut updated = sb.clone();
-    updated.endpoints.push(ep.clone());
-    tx.put_sandbox(&updated)?;
-    tx.commit()?;
-
-    let ns = sb.netns.clone().unwrap_or_default();
-    let ops = plan_attach(&ns, &sb.id, &ep, &net, sb.endpoints.is_empty());
-    let mut exec = KernelExecutor::new()?;
-    if let Err(e) = apply_all(&mut exec, &ops) {
-        let tx = ctx.store.begin(Mode::Write)?;
-        tx.release_addresses(&sb.id, Some(&net.id))?;
-        if let Some(mut cur) = tx.sandbox(&sb.id)? {
-            cur.endpoints.retain(|x| x.network_id != net.id);
-            tx.put_sandbox(&cur)?;
-        }
-        tx.commit()?;
-        return Err(anyhow::Error::new(e).context(format!(
-            "connecting sandbox {:?} to network {:?}",
-            sb.name, net.name
-        )));
-    }
-    let _ = write_files(ctx, &updated);
-    Ok(ep)
-}
-
-/// `weft network disconnect`: removes the sandbox's interface on that network.
-pub fn disconnect(ctx: &Ctx, network: &str, sandbox: &str) -> Result<()> {
-    let (net, sb) = {
-        let tx = ctx.store.begin(Mode::Read)?;
-        (
-            find_network(tx.as_ref(), network)?,
-            find(tx.as_ref(), sandbox)?,
-        )
-    };
-    let Some(ep) = sb
-        .endpoints
-        .iter()
-        .find(|e| e.network_id == net.id)
-        .cloned()
-    else {
-        return Err(user_err!(
-            "sandbox {:?} is not connected to network {:?}",
-            sb.name,
-            net.name
-        ));
-    };
-    if let Some(ns) = &sb.netns {
-        let mut exec = KernelExecutor::new()?;
-        let mut ops = plan_detach(ns, &ep);
-        // The default routes went with the first network's interface: the next network
-        // takes over, as with Docker.
-        if sb.endpoints.first().map(|e| &e.network_id) == Some(&net.id) {
-            if let Some(next) = sb.endpoints.get(1) {
-                let tx = ctx.store.begin(Mode::Read)?;
-                if let Some(next_net) = tx.network(&next.network_id)? {
-                    for sub in &next_net.subnets {
-                        if (sub.subnet.addr().is_ipv4() && next.ipv4.is_some())
-                            || (sub.subnet.addr().is_ipv6() && next.ipv6.is_some())
-                        {
-                            ops.push(Op::AddDefaultRoute {
-                                ns: crate::core::plan::Ns::Sandbox(ns.clone()),
-                                gateway: sub.gateway,
-                            });
-                        }
-                    }
-                }
-            }
-        }
-        apply_all(&mut exec, &ops)?;
-    }
-    let tx = ctx.store.begin(Mode::Write)?;
-    tx.release_addresses(&sb.id, Some(&net.id))?;
-    let mut updated = None;
-    if let Some(mut cur) = tx.sandbox(&sb.id)? {
-        cur.endpoints.retain(|x| x.network_id != net.id);
-        tx.put_sandbox(&cur)?;
-        updated = Some(cur);
-    }
-    tx.commit()?;
-    if let Some(u) = updated {
-        let _ = write_files(ctx, &u);
-    }
-    Ok(())
 }
 
 /// Sandboxes for `ps` (`all` includes created and exited ones).
