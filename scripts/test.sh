@@ -29,7 +29,7 @@ echo "== cargo test"
 log=$(mktemp /tmp/weft-test.XXXXXX.log)
 status=0
 cargo test --all-targets >"$log" 2>&1 || status=$?
-grep -E '^(test result|running|error|failures:|---- )|panicked' "$log" || true
+grep -E '^(test result|running|error|failures:|---- |SKIPPED)|panicked' "$log" || true
 if [ "$status" != 0 ]; then
   echo "== tests failed; full log in $log"
   grep -A40 '^failures:' "$log" | head -200

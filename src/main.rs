@@ -4,7 +4,7 @@ use clap::Parser;
 
 fn main() {
     let start = std::time::Instant::now();
-    let cli = weft::engine::timing::time("args", weft::cli::Cli::parse);
+    let cli = weft::timing::time("args", weft::cli::Cli::parse);
     let code = match weft::cli::run(cli) {
         Ok(code) => code,
         Err(e) => {
@@ -13,7 +13,7 @@ fn main() {
             1
         }
     };
-    if let Some(line) = weft::engine::timing::report(start.elapsed()) {
+    if let Some(line) = weft::timing::report(start.elapsed()) {
         eprintln!("{line}");
     }
     std::process::exit(code);

@@ -16,12 +16,15 @@ use weft::adapters::host_facts::{listeners, socket_owner, Listener};
 
 fn can_run() -> bool {
     if !nix::unistd::geteuid().is_root() {
-        eprintln!("skipped: needs root");
+        common::skipped("dumps_and_forgets_flows_and_lists_listeners", "needs root");
         return false;
     }
     for tool in ["ip", "nft"] {
         if Command::new(tool).arg("-V").output().is_err() {
-            eprintln!("skipped: needs the {tool} command (apt-get install nftables iproute2)");
+            common::skipped(
+                "dumps_and_forgets_flows_and_lists_listeners",
+                &format!("needs the {tool} command (apt-get install nftables iproute2)"),
+            );
             return false;
         }
     }
@@ -103,7 +106,7 @@ fn dumps_and_forgets_flows_and_lists_listeners() {
         let flows = flows_to(&before, dst, dport);
         assert_eq!(flows.len(), 1, "no flow to {dst}:{dport}: {before:#?}");
         let e = flows[0];
-        assert_eq!(e.family, libc::AF_INET as u8);
+        assert_eq!(i32::from(e.family), libc::AF_INET);
         assert_eq!((e.src, e.sport), (ip("127.0.0.1"), sport));
         assert_eq!(e.reply_src, Some(ip(dst)));
     }

@@ -8,6 +8,8 @@ use std::process::Command;
 use std::time::Duration;
 
 use nix::sched::{setns, CloneFlags};
+
+mod common;
 use weft::adapters::host_facts::observe;
 use weft::core::ipam::{HostView, PeerSource};
 
@@ -55,11 +57,17 @@ fn run(args: &[&str]) {
 
 fn can_run() -> bool {
     if !nix::unistd::geteuid().is_root() {
-        eprintln!("skipped: needs root");
+        common::skipped(
+            "observes_routes_addresses_and_peers_of_its_namespace",
+            "needs root",
+        );
         return false;
     }
     if Command::new("ip").arg("-V").output().is_err() {
-        eprintln!("skipped: needs the ip command");
+        common::skipped(
+            "observes_routes_addresses_and_peers_of_its_namespace",
+            "needs the ip command",
+        );
         return false;
     }
     true

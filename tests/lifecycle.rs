@@ -429,8 +429,9 @@ fn a_foreground_run_passes_signals_to_its_command() {
     .unwrap();
     assert_eq!(line, "ready\n");
     // The pid we started is nsenter, which execs weft in place: signal it.
+    // SAFETY: kill(2) on a pid this test started.
     unsafe {
-        libc::kill(child.id() as i32, libc::SIGTERM);
+        libc::kill(i32::try_from(child.id()).unwrap(), libc::SIGTERM);
     }
     let status = child.wait().unwrap();
     assert_eq!(

@@ -201,8 +201,9 @@ fn gc_finds_sandboxes_whose_process_or_namespace_vanished() {
     h.sleeper("b", &["--network", "n"]);
     // a's monitor and command die without telling anyone.
     let v = h.json(&["inspect", "a"]);
-    let pid = v[0]["pid"].as_u64().unwrap() as i32;
+    let pid = i32::try_from(v[0]["pid"].as_u64().unwrap()).unwrap();
     let monitor = monitor_of(pid);
+    // SAFETY: kill(2) on the pids this test started (through weft).
     unsafe {
         libc::kill(monitor, libc::SIGKILL);
         libc::kill(pid, libc::SIGKILL);

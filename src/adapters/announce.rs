@@ -19,6 +19,11 @@ fn check(r: libc::c_int) -> io::Result<libc::c_int> {
     }
 }
 
+/// `sendto`'s result (`ssize_t`), or the errno it set.
+fn check_sent(r: isize) -> io::Result<usize> {
+    usize::try_from(r).map_err(|_| io::Error::last_os_error())
+}
+
 fn ifindex(ifname: &str) -> io::Result<u32> {
     let c = CString::new(ifname).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
     // SAFETY: valid C string.
@@ -99,7 +104,7 @@ pub fn garp_payload(mac: [u8; 6], ip: Ipv4Addr) -> [u8; 28] {
 
 /// Broadcasts, out of `ifname`, a gratuitous ARP saying that `ip` is at `mac`.
 pub fn gratuitous_arp(ifname: &str, mac: [u8; 6], ip: Ipv4Addr) -> io::Result<()> {
-    let proto = (libc::ETH_P_ARP as u16).to_be();
+    let proto = crate::adapters::libc_consts::ETH_P_ARP.to_be();
     // SAFETY: socket(2); the fd is owned immediately.
     let fd = check(unsafe {
         libc::socket(
@@ -112,22 +117,22 @@ pub fn gratuitous_arp(ifname: &str, mac: [u8; 6], ip: Ipv4Addr) -> io::Result<()
     let sock = unsafe { OwnedFd::from_raw_fd(fd) };
     // SAFETY: all-zero is a valid sockaddr_ll.
     let mut sll: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
-    sll.sll_family = libc::AF_PACKET as u16;
+    sll.sll_family = crate::adapters::libc_consts::SA_PACKET;
     sll.sll_protocol = proto;
     sll.sll_ifindex = ifindex(ifname)? as i32;
     sll.sll_halen = 6;
     sll.sll_addr[..6].copy_from_slice(&[0xff; 6]);
     let payload = garp_payload(mac, ip);
     // SAFETY: buffers are valid for the lengths given.
-    check(unsafe {
+    check_sent(unsafe {
         libc::sendto(
             sock.as_raw_fd(),
             payload.as_ptr() as *const libc::c_void,
             payload.len(),
             0,
             &sll as *const _ as *const libc::sockaddr,
-            std::mem::size_of::<libc::sockaddr_ll>() as u32,
-        ) as libc::c_int
+            crate::adapters::libc_consts::socklen_of::<libc::sockaddr_ll>(),
+        )
     })?;
     Ok(())
 }
@@ -179,20 +184,20 @@ pub fn unsolicited_na(ifname: &str, mac: [u8; 6], ip: Ipv6Addr) -> io::Result<()
     }
     // SAFETY: all-zero is a valid sockaddr_in6.
     let mut dst: libc::sockaddr_in6 = unsafe { std::mem::zeroed() };
-    dst.sin6_family = libc::AF_INET6 as u16;
+    dst.sin6_family = crate::adapters::libc_consts::SA_INET6;
     dst.sin6_addr.s6_addr = Ipv6Addr::new(0xff02, 0, 0, 0, 0, 0, 0, 1).octets();
     dst.sin6_scope_id = idx;
     let payload = na_payload(mac, ip);
     // SAFETY: buffers are valid for the lengths given.
-    check(unsafe {
+    check_sent(unsafe {
         libc::sendto(
             sock.as_raw_fd(),
             payload.as_ptr() as *const libc::c_void,
             payload.len(),
             0,
             &dst as *const _ as *const libc::sockaddr,
-            std::mem::size_of::<libc::sockaddr_in6>() as u32,
-        ) as libc::c_int
+            crate::adapters::libc_consts::socklen_of::<libc::sockaddr_in6>(),
+        )
     })?;
     Ok(())
 }

@@ -70,7 +70,7 @@ impl KernelExecutor {
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()?;
-        crate::engine::timing::record("runtime", start.elapsed());
+        crate::timing::record("runtime", start.elapsed());
         Ok(Self {
             rt,
             host: None,
@@ -117,7 +117,7 @@ impl KernelExecutor {
                 })
                 .map_err(|e| e.to_string())?
                 .map_err(|e| format!("netlink socket in {path}: {e}"))?;
-                crate::engine::timing::record("sandbox-socket", start.elapsed());
+                crate::timing::record("sandbox-socket", start.elapsed());
                 self.sandboxes.insert(path.clone(), handle.clone());
                 Ok(handle)
             }
@@ -496,7 +496,7 @@ impl Executor for KernelExecutor {
         };
         let start = std::time::Instant::now();
         let res = self.run(op);
-        crate::engine::timing::record(phase, start.elapsed());
+        crate::timing::record(phase, start.elapsed());
         res
     }
 }

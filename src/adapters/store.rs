@@ -433,7 +433,7 @@ impl Txn for SqliteTxn<'_> {
                 params![network_id],
                 |r| r.get::<_, i64>(0),
             )
-            .map(|n| n as usize)
+            .map(|n| usize::try_from(n).unwrap_or(0))
             .map_err(|e| self.store.err(e))
     }
 

@@ -144,7 +144,10 @@ pub enum PortError {
 
 fn port(text: &str, s: &str) -> Result<u16, PortError> {
     match s.parse::<u32>() {
-        Ok(p) if (1..=65535).contains(&p) => Ok(p as u16),
+        Ok(p) if p >= 1 => u16::try_from(p).map_err(|_| PortError::OutOfRange {
+            text: text.into(),
+            port: s.into(),
+        }),
         Ok(_) => Err(PortError::OutOfRange {
             text: text.into(),
             port: s.into(),

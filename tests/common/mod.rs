@@ -9,6 +9,14 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 
+/// Reports a test as skipped where people see it: the harness captures `eprintln!` of passing
+/// tests, so this writes to the process's stderr directly, and `scripts/test.sh` lists every
+/// `SKIPPED` line. Use it only for preconditions the suite cannot provide (root).
+pub fn skipped(test: &str, why: &str) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr().lock(), "SKIPPED {test}: {why}");
+}
+
 /// Path of the weft binary under test.
 pub fn weft_bin() -> &'static str {
     env!("CARGO_BIN_EXE_weft")
