@@ -154,8 +154,9 @@ impl KernelExecutor {
         }
     }
 
-    /// Every host interface whose alias is `weft:<id>`, as (name, id) — for `weft gc`.
-    pub fn owned_links(&mut self) -> Result<Vec<(String, String)>, String> {
+    /// Every host interface tagged by this state directory (`instance`), as (name, owner id)
+    /// — for `weft gc`. Interfaces of other instances are never listed.
+    pub fn owned_links(&mut self, instance: &str) -> Result<Vec<(String, String)>, String> {
         let h = self.handle(&Ns::Host)?;
         let links: Vec<LinkMessage> = self
             .rt
@@ -173,7 +174,7 @@ impl KernelExecutor {
                 }
             }
             if let (Some(n), Some(a)) = (name, alias) {
-                if let Some(id) = a.strip_prefix("weft:") {
+                if let Some(id) = crate::core::plan::alias_owner(instance, &a) {
                     out.push((n, id.to_string()));
                 }
             }
@@ -464,7 +465,7 @@ impl KernelExecutor {
     }
 }
 
-/// Whether a link carries weft's `weft:<id>` alias.
+/// Whether a link carries a `weft:` alias (of any instance).
 fn is_weft_link(m: &LinkMessage) -> bool {
     m.attributes
         .iter()

@@ -118,6 +118,10 @@ pub trait Txn {
     fn add_avoid(&self, cidr: IpNet) -> StoreResult<bool>;
     /// Removes an avoid range; returns false if it was not there.
     fn remove_avoid(&self, cidr: IpNet) -> StoreResult<bool>;
+    /// A host-wide setting weft keeps (e.g. what a sysctl was before weft changed it).
+    fn setting(&self, key: &str) -> StoreResult<Option<String>>;
+    /// Records a setting, replacing its value.
+    fn put_setting(&self, key: &str, value: &str) -> StoreResult<()>;
     /// Makes the transaction's writes durable.
     fn commit(self: Box<Self>) -> StoreResult<()>;
 }
@@ -129,7 +133,7 @@ pub struct SqliteStore {
 }
 
 /// Bumped whenever `SCHEMA` changes (its statements are all `IF NOT EXISTS`).
-const SCHEMA_VERSION: i64 = 2;
+const SCHEMA_VERSION: i64 = 3;
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS networks (id TEXT PRIMARY KEY, name TEXT NOT NULL UNIQUE, body TEXT NOT NULL);
@@ -145,6 +149,8 @@ CREATE TABLE IF NOT EXISTS high_water (network_id TEXT NOT NULL, v6 INTEGER NOT 
 CREATE TABLE IF NOT EXISTS ports (protocol TEXT NOT NULL, host_ip TEXT NOT NULL, host_port INTEGER NOT NULL,
     sandbox_id TEXT NOT NULL, PRIMARY KEY (protocol, host_port, host_ip));
 CREATE INDEX IF NOT EXISTS ports_by_sandbox ON ports (sandbox_id);
+CREATE TABLE IF NOT EXISTS settings (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+INSERT OR IGNORE INTO settings (key, value) VALUES ('instance', lower(hex(randomblob(4))));
 ";
 
 impl SqliteStore {
@@ -178,6 +184,19 @@ impl SqliteStore {
             .map_err(err)?;
         }
         Ok(Self { conn, path })
+    }
+
+    /// This state directory's instance id: 8 random hex digits made with the schema. Kernel
+    /// objects carry it, so that two state directories in one network namespace never take
+    /// each other's objects for their own.
+    pub fn instance(&self) -> StoreResult<String> {
+        self.conn
+            .query_row(
+                "SELECT value FROM settings WHERE key = 'instance'",
+                [],
+                |r| r.get(0),
+            )
+            .map_err(|e| self.err(e))
     }
 }
 
@@ -522,6 +541,22 @@ impl Txn for SqliteTxn<'_> {
             params![cidr.to_string()],
         )?;
         Ok(n > 0)
+    }
+
+    fn setting(&self, key: &str) -> StoreResult<Option<String>> {
+        self.conn()
+            .prepare_cached("SELECT value FROM settings WHERE key = ?1")
+            .and_then(|mut st| st.query_row(params![key], |r| r.get(0)))
+            .optional()
+            .map_err(|e| self.store.err(e))
+    }
+
+    fn put_setting(&self, key: &str, value: &str) -> StoreResult<()> {
+        self.exec(
+            "INSERT OR REPLACE INTO settings (key, value) VALUES (?1, ?2)",
+            params![key, value],
+        )?;
+        Ok(())
     }
 
     fn commit(mut self: Box<Self>) -> StoreResult<()> {

@@ -299,13 +299,23 @@ pub fn firewall_of(net: &Network) -> FwNetwork {
     }
 }
 
-/// The alias weft puts on the interfaces it creates: `weft:<id>`.
-pub fn owner_alias(id: &str) -> String {
-    format!("weft:{id}")
+/// The alias weft puts on the interfaces it creates: `weft:<instance>:<id>`, naming the state
+/// directory (instance) and the network or sandbox that owns the interface.
+pub fn owner_alias(instance: &str, id: &str) -> String {
+    format!("weft:{instance}:{id}")
+}
+
+/// The owner id in an alias made by [`owner_alias`] for `instance`; `None` for an interface
+/// that is not weft's or belongs to another state directory.
+pub fn alias_owner<'a>(instance: &str, alias: &'a str) -> Option<&'a str> {
+    alias
+        .strip_prefix("weft:")?
+        .strip_prefix(instance)?
+        .strip_prefix(':')
 }
 
 /// Operations that make a network's bridge, addresses, forwarding and firewall elements.
-pub fn plan_network(net: &Network) -> Vec<Op> {
+pub fn plan_network(net: &Network, instance: &str) -> Vec<Op> {
     let gw4 = net.v4().and_then(|s| match s.gateway {
         IpAddr::V4(a) => Some(a),
         IpAddr::V6(_) => None,
@@ -318,7 +328,7 @@ pub fn plan_network(net: &Network) -> Vec<Op> {
         name: net.bridge.clone(),
         mtu: net.mtu,
         mac: mac_for(gw4, gw6),
-        alias: owner_alias(&net.id),
+        alias: owner_alias(instance, &net.id),
         ipv6: net.v6().is_some(),
     }];
     if net.v6().is_some() {
@@ -403,6 +413,7 @@ pub fn plan_attach(
     ep: &Endpoint,
     net: &Network,
     default_route: bool,
+    instance: &str,
 ) -> Vec<Op> {
     let ns = Ns::Sandbox(netns.to_string());
     let mac = parse_mac(&ep.mac).unwrap_or([0x02, 0x42, 0, 0, 0, 0]);
@@ -411,7 +422,7 @@ pub fn plan_attach(
         bridge: net.bridge.clone(),
         mtu: net.mtu,
         isolated: !net.icc(),
-        alias: owner_alias(sandbox_id),
+        alias: owner_alias(instance, sandbox_id),
         peer_ns: netns.to_string(),
         peer_ifname: ep.interface.clone(),
         peer_mac: mac,
@@ -617,7 +628,7 @@ mod tests {
 
     #[test]
     fn network_plan_has_bridge_gateway_forwarding_and_firewall() {
-        let ops = plan_network(&net());
+        let ops = plan_network(&net(), "i1");
         assert!(matches!(&ops[0], Op::CreateBridge { name, .. } if name == "wbr-ab"));
         assert!(ops.contains(&Op::AddAddress {
             ns: Ns::Host,
@@ -640,7 +651,7 @@ mod tests {
     fn internal_network_has_no_masquerade_and_no_forwarding() {
         let mut n = net();
         n.internal = true;
-        let ops = plan_network(&n);
+        let ops = plan_network(&n, "i1");
         assert!(!ops
             .iter()
             .any(|o| matches!(o, Op::Sysctl { key, .. } if key.contains("forward"))));
@@ -651,7 +662,7 @@ mod tests {
 
     #[test]
     fn failure_rolls_back_in_reverse() {
-        let ops = plan_network(&net());
+        let ops = plan_network(&net(), "i1");
         let mut fake = Fake {
             applied: vec![],
             fail_at: Some(ops.len() - 1),
@@ -681,7 +692,7 @@ mod tests {
             aliases: vec![],
             announce: true,
         };
-        let ops = plan_attach("/run/weft/netns/x", "sid", &ep, &net(), true);
+        let ops = plan_attach("/run/weft/netns/x", "sid", &ep, &net(), true, "i1");
         let pos = |f: &dyn Fn(&Op) -> bool| ops.iter().position(f).unwrap();
         let addr = pos(&|o| matches!(o, Op::AddAddress { .. }));
         let up = pos(&|o| matches!(o, Op::LinkUp { .. }));
@@ -690,7 +701,7 @@ mod tests {
         assert!(
             matches!(&ops[0], Op::CreateVeth { peer_mac, .. } if peer_mac == &[2, 0x42, 0xac, 0x12, 0, 2])
         );
-        let no_route = plan_attach("/x", "sid", &ep, &net(), false);
+        let no_route = plan_attach("/x", "sid", &ep, &net(), false, "i1");
         assert!(!no_route
             .iter()
             .any(|o| matches!(o, Op::AddDefaultRoute { .. })));
@@ -700,7 +711,7 @@ mod tests {
             announce: false,
             ..ep
         };
-        let quiet = plan_attach("/x", "sid", &fresh, &net(), true);
+        let quiet = plan_attach("/x", "sid", &fresh, &net(), true, "i1");
         assert!(!quiet.iter().any(|o| matches!(o, Op::Announce { .. })));
     }
 
@@ -731,6 +742,16 @@ mod tests {
                 }
             ]
         );
+    }
+
+    #[test]
+    fn aliases_name_their_instance() {
+        let a = owner_alias("0a1b2c3d", "ab12");
+        assert_eq!(a, "weft:0a1b2c3d:ab12");
+        assert_eq!(alias_owner("0a1b2c3d", &a), Some("ab12"));
+        assert_eq!(alias_owner("ffffffff", &a), None);
+        assert_eq!(alias_owner("0a1b2c3d", "weft:ab12"), None);
+        assert_eq!(alias_owner("0a1b2c3d", "someone else's"), None);
     }
 
     #[test]

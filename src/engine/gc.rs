@@ -129,7 +129,7 @@ pub fn run(ctx: &Ctx) -> Result<GcReport> {
             }
         } else if net.status == Status::Created {
             match exec.link_index(&crate::core::plan::Ns::Host, &net.bridge) {
-                Ok(None) => match apply_all(&mut exec, &plan_network(net)) {
+                Ok(None) => match apply_all(&mut exec, &plan_network(net, &ctx.instance)) {
                     Ok(()) => report.networks_repaired.push(net.name.clone()),
                     Err(e) => report
                         .errors
@@ -152,7 +152,7 @@ pub fn run(ctx: &Ctx) -> Result<GcReport> {
         })
         .unwrap_or_default();
     let observed = Observed {
-        owned_links: exec.owned_links().unwrap_or_else(|e| {
+        owned_links: exec.owned_links(&ctx.instance).unwrap_or_else(|e| {
             report.errors.push(e);
             vec![]
         }),

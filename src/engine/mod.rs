@@ -50,6 +50,8 @@ pub struct Ctx {
     pub config: Config,
     /// The state store.
     pub store: SqliteStore,
+    /// This state directory's instance id (see [`SqliteStore::instance`]).
+    pub instance: String,
 }
 
 impl Ctx {
@@ -66,12 +68,14 @@ impl Ctx {
         std::fs::create_dir_all(run_dir.join("sandboxes"))
             .with_context(|| format!("creating run directory {}", run_dir.display()))?;
         let store = timing::time("store-open", || SqliteStore::open(state_dir))?;
+        let instance = store.instance()?;
         Ok(Self {
             state_dir: state_dir.to_path_buf(),
             run_dir: run_dir.to_path_buf(),
             config_path: config_path.to_path_buf(),
             config,
             store,
+            instance,
         })
     }
 

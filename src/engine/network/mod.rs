@@ -283,7 +283,7 @@ pub fn create(ctx: &Ctx, req: &CreateRequest) -> Result<Network> {
     tx.commit()?;
 
     let mut exec = KernelExecutor::new()?;
-    if let Err(e) = apply_all(&mut exec, &plan_network(&network)) {
+    if let Err(e) = apply_all(&mut exec, &plan_network(&network, &ctx.instance)) {
         let tx = ctx.store.begin(Mode::Write)?;
         tx.delete_network(&network.id)?;
         tx.commit()?;

@@ -63,7 +63,14 @@ pub fn connect(
     tx.commit()?;
 
     let ns = sb.netns.clone().unwrap_or_default();
-    let ops = plan_attach(&ns, &sb.id, &ep, &net, sb.endpoints.is_empty());
+    let ops = plan_attach(
+        &ns,
+        &sb.id,
+        &ep,
+        &net,
+        sb.endpoints.is_empty(),
+        &ctx.instance,
+    );
     let mut exec = KernelExecutor::new()?;
     if let Err(e) = apply_all(&mut exec, &ops) {
         let tx = ctx.store.begin(Mode::Write)?;

@@ -257,7 +257,7 @@ fn build(ctx: &Ctx, sb: &Sandbox, nets: &[Network]) -> Result<()> {
     let ipv6 = sb.endpoints.iter().any(|e| e.ipv6.is_some());
     let mut ops = plan_sandbox(ns, ipv6);
     for (i, (ep, net)) in sb.endpoints.iter().zip(nets).enumerate() {
-        ops.extend(plan_attach(ns, &sb.id, ep, net, i == 0));
+        ops.extend(plan_attach(ns, &sb.id, ep, net, i == 0, &ctx.instance));
     }
     let published = firewall_ports(sb);
     if !published.is_empty() {
