@@ -4,24 +4,11 @@
 
 use crate::adapters::nla::Writer;
 use crate::core::nft::{
-    Batch, ChainType, CmpOp, CtKey, DataType, Elem, ElemData, Expr, Hook, KeyType, MetaKey, Msg,
-    NatKind, PayloadBase, Policy, Reg, Scalar, SetFlags, SetSpec, Verdict,
+    Batch, ChainType, CmpOp, CtKey, DataType, Elem, ElemData, Expr, KeyType, MetaKey, Msg, NatKind,
+    PayloadBase, Policy, Reg, Scalar, SetSpec, Verdict,
 };
 
 use super::sys::*;
-
-impl Hook {
-    /// The hook number the kernel expects (`NF_INET_*`).
-    pub(crate) fn num(self) -> u32 {
-        match self {
-            Hook::Prerouting => NF_INET_PRE_ROUTING,
-            Hook::Input => NF_INET_LOCAL_IN,
-            Hook::Forward => NF_INET_FORWARD,
-            Hook::Output => NF_INET_LOCAL_OUT,
-            Hook::Postrouting => NF_INET_POST_ROUTING,
-        }
-    }
-}
 
 impl Msg {
     pub(crate) fn encode(&self, w: &mut Writer, seq: u32, set_id: &mut u32) {
@@ -29,7 +16,11 @@ impl Msg {
         let req = NLM_F_REQUEST | NLM_F_ACK;
         let ty = |msg: u16| (NFNL_SUBSYS_NFTABLES << 8) | msg;
         match self {
-            Msg::AddTable { family, name } => {
+            Msg::AddTable {
+                family,
+                name,
+                comment,
+            } => {
                 // CREATE without EXCL: an existing table is kept (create-if-absent).
                 let m = w.begin_msg(
                     ty(NFT_MSG_NEWTABLE),
@@ -40,6 +31,12 @@ impl Msg {
                 );
                 w.put_str(NFTA_TABLE_NAME, name);
                 w.put_be32(NFTA_TABLE_FLAGS, 0);
+                if let Some(c) = comment {
+                    w.put(
+                        NFTA_TABLE_USERDATA,
+                        &comment_udata(NFTNL_UDATA_TABLE_COMMENT, c),
+                    );
+                }
                 w.end_msg(m);
             }
             Msg::DestroyTable { family, name } => {
@@ -97,6 +94,7 @@ impl Msg {
                 table,
                 chain,
                 exprs,
+                tag,
             } => {
                 let flags = req | NLM_F_CREATE | NLM_F_APPEND;
                 let m = w.begin_msg(ty(NFT_MSG_NEWRULE), flags, seq, family.nfproto(), 0);
@@ -107,6 +105,25 @@ impl Msg {
                     e.encode(w);
                 }
                 w.nest_end(list);
+                if let Some(t) = tag {
+                    w.put(NFTA_RULE_USERDATA, &tag_udata(*t));
+                }
+                w.end_msg(m);
+            }
+            Msg::DestroyChain {
+                family,
+                table,
+                chain,
+            } => {
+                let m = w.begin_msg(ty(NFT_MSG_DESTROYCHAIN), req, seq, family.nfproto(), 0);
+                w.put_str(NFTA_CHAIN_TABLE, table);
+                w.put_str(NFTA_CHAIN_NAME, chain);
+                w.end_msg(m);
+            }
+            Msg::DestroySet { family, table, set } => {
+                let m = w.begin_msg(ty(NFT_MSG_DESTROYSET), req, seq, family.nfproto(), 0);
+                w.put_str(NFTA_SET_TABLE, table);
+                w.put_str(NFTA_SET_NAME, set);
                 w.end_msg(m);
             }
             Msg::AddSet { family, table, set } => {
@@ -157,6 +174,58 @@ impl Msg {
             }
         }
     }
+}
+
+/// nft's userdata TLV holding a comment: type, length (with the NUL), the text and a NUL. The
+/// length is one byte, so the text is cut (at a character boundary) to fit.
+pub(crate) fn comment_udata(ty: u8, text: &str) -> Vec<u8> {
+    let mut end = text.len().min(254);
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    let body = &text.as_bytes()[..end];
+    let mut v = vec![ty, u8::try_from(body.len() + 1).unwrap_or(u8::MAX)];
+    v.extend_from_slice(body);
+    v.push(0);
+    v
+}
+
+/// The userdata TLV holding a rule's fingerprint. nft skips TLV types it does not know, so
+/// `nft list` shows weft's rules without noise.
+pub(crate) fn tag_udata(tag: u64) -> Vec<u8> {
+    let mut v = vec![WEFT_UDATA_RULE_TAG, 8];
+    v.extend_from_slice(&tag.to_be_bytes());
+    v
+}
+
+/// The fingerprint in a rule's userdata, if weft put one there.
+pub(crate) fn parse_tag_udata(mut udata: &[u8]) -> Option<u64> {
+    while udata.len() >= 2 {
+        let (ty, len) = (udata[0], usize::from(udata[1]));
+        let value = udata.get(2..2 + len)?;
+        if ty == WEFT_UDATA_RULE_TAG && len == 8 {
+            return value.try_into().ok().map(u64::from_be_bytes);
+        }
+        udata = &udata[2 + len..];
+    }
+    None
+}
+
+/// The comment in a table's userdata, if any.
+pub(crate) fn parse_comment_udata(ty: u8, mut udata: &[u8]) -> Option<String> {
+    while udata.len() >= 2 {
+        let (t, len) = (udata[0], usize::from(udata[1]));
+        let value = udata.get(2..2 + len)?;
+        if t == ty {
+            return Some(
+                String::from_utf8_lossy(value)
+                    .trim_end_matches('\0')
+                    .to_string(),
+            );
+        }
+        udata = &udata[2 + len..];
+    }
+    None
 }
 
 fn encode_elems(w: &mut Writer, table: &str, set: &str, elems: &[Elem]) {
@@ -233,6 +302,7 @@ impl MetaKey {
             MetaKey::Oifname => 7,
             MetaKey::Nfproto => 15,
             MetaKey::L4proto => 16,
+            MetaKey::BriIifname => 17,
         }
     }
 }
@@ -381,21 +451,6 @@ impl KeyType {
 }
 
 impl SetSpec {
-    /// The `NFTA_SET_FLAGS` value. The kernel compares it on re-adds (a differing set is
-    /// `EEXIST`), so it must be computed the same way every time.
-    pub(crate) fn kernel_flags(&self) -> u32 {
-        let mut f = self.flags.bits();
-        if self.data.is_some() {
-            f |= NFT_SET_MAP;
-        }
-        // As nft does: only interval concatenations are flagged (they need the pipapo
-        // backend and NFTA_SET_DESC_CONCAT); plain concatenations go to a hash.
-        if self.flags.contains(SetFlags::INTERVAL) && self.key.is_concat() {
-            f |= NFT_SET_CONCAT;
-        }
-        f
-    }
-
     /// The attributes of a NEWSET message after the table name.
     pub(crate) fn encode(&self, w: &mut Writer, set_id: u32) {
         w.put_str(NFTA_SET_NAME, &self.name);

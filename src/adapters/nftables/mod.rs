@@ -13,6 +13,7 @@
 //! The layout follows `linux/netfilter/nf_tables.h` and was checked against what nftables
 //! 1.0.6 sends (`nft --debug=mnl`), so `nft list ruleset` displays what weft installs.
 
+mod dump;
 mod encode;
 mod socket;
 mod sys;
@@ -22,6 +23,7 @@ pub use crate::core::nft::{
     ElemData, Expr, Family, Hook, IpFamily, KeyType, MetaKey, NatKind, PayloadBase, Policy, Reg,
     Scalar, SetFlags, SetSpec, Verdict,
 };
+pub use dump::{chain_mentions, list_chains, list_rules, list_sets, list_tables, observe_table};
 pub use socket::{list_set_elements, list_set_elems, send, table_exists};
 
 /// Errors of the nftables adapter.

@@ -26,7 +26,7 @@ const REPLY_TIMEOUT_MS: i32 = 10_000;
 const RECV_CHUNK: usize = 256 * 1024;
 
 /// How often a dump interrupted by a concurrent ruleset change is retried.
-const DUMP_RETRIES: usize = 5;
+pub(super) const DUMP_RETRIES: usize = 5;
 
 /// Sequence numbers only need to be unique per socket; a process-wide counter keeps them
 /// distinct across calls anyway, which makes `strace` output readable.
@@ -171,7 +171,7 @@ fn strerror(errno: i32) -> String {
     }
 }
 
-fn rejected(op: String, errno: i32, text: Option<String>) -> NftError {
+pub(super) fn rejected(op: String, errno: i32, text: Option<String>) -> NftError {
     let message = match text {
         Some(t) if !t.is_empty() => format!("{} ({t})", strerror(errno)),
         _ => strerror(errno),
@@ -263,11 +263,12 @@ pub fn send(batch: &Batch) -> Result<(), NftError> {
 
 /// Sends one request and collects the data messages of the reply until the final ACK or
 /// `NLMSG_DONE`. Returns `Ok(None)` if the dump was interrupted by a concurrent change.
-fn request(
+/// `family` is an `NFPROTO_*` value (`NFPROTO_UNSPEC`, 0, dumps every family).
+pub(super) fn request(
     op: &str,
     msg_type: u16,
     flags: u16,
-    family: Family,
+    family: u8,
     build: impl Fn(&mut Writer),
 ) -> Result<Option<Vec<Vec<u8>>>, NftError> {
     let seq = next_seq(1);
@@ -276,7 +277,7 @@ fn request(
         (NFNL_SUBSYS_NFTABLES << 8) | msg_type,
         flags,
         seq,
-        family.nfproto(),
+        family,
         0,
     );
     build(&mut w);
@@ -340,7 +341,7 @@ pub fn table_exists(family: Family, name: &str) -> Result<bool, NftError> {
         &op,
         NFT_MSG_GETTABLE,
         NLM_F_REQUEST | NLM_F_ACK,
-        family,
+        family.nfproto(),
         |w| w.put_str(NFTA_TABLE_NAME, name),
     );
     match reply {
@@ -361,7 +362,7 @@ pub fn list_set_elems(family: Family, table: &str, set: &str) -> Result<Vec<Elem
             &op,
             NFT_MSG_GETSETELEM,
             NLM_F_REQUEST | NLM_F_DUMP,
-            family,
+            family.nfproto(),
             |w| {
                 w.put_str(NFTA_SET_ELEM_LIST_TABLE, table);
                 w.put_str(NFTA_SET_ELEM_LIST_SET, set);

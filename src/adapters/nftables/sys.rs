@@ -32,7 +32,12 @@ pub const NFT_MSG_NEWSET: u16 = 9;
 pub const NFT_MSG_NEWSETELEM: u16 = 12;
 pub const NFT_MSG_GETSETELEM: u16 = 13;
 pub const NFT_MSG_DELSETELEM: u16 = 14;
+pub const NFT_MSG_GETCHAIN: u16 = 4;
+pub const NFT_MSG_GETRULE: u16 = 7;
+pub const NFT_MSG_GETSET: u16 = 10;
 pub const NFT_MSG_DESTROYTABLE: u16 = 26;
+pub const NFT_MSG_DESTROYCHAIN: u16 = 27;
+pub const NFT_MSG_DESTROYSET: u16 = 29;
 pub const NFT_MSG_DESTROYSETELEM: u16 = 30;
 
 // NFPROTO_*
@@ -48,6 +53,7 @@ pub const NFTA_HOOK_PRIORITY: u16 = 2;
 // enum nft_table_attributes
 pub const NFTA_TABLE_NAME: u16 = 1;
 pub const NFTA_TABLE_FLAGS: u16 = 2;
+pub const NFTA_TABLE_USERDATA: u16 = 6;
 
 // enum nft_chain_attributes
 pub const NFTA_CHAIN_TABLE: u16 = 1;
@@ -55,16 +61,18 @@ pub const NFTA_CHAIN_NAME: u16 = 3;
 pub const NFTA_CHAIN_HOOK: u16 = 4;
 pub const NFTA_CHAIN_POLICY: u16 = 5;
 pub const NFTA_CHAIN_TYPE: u16 = 7;
+pub const NFTA_CHAIN_FLAGS: u16 = 10;
 
 // enum nft_rule_attributes
 pub const NFTA_RULE_TABLE: u16 = 1;
 pub const NFTA_RULE_CHAIN: u16 = 2;
 pub const NFTA_RULE_EXPRESSIONS: u16 = 4;
+pub const NFTA_RULE_USERDATA: u16 = 7;
 
 // enum nft_set_flags
-pub use crate::core::nft::{NFT_SET_CONSTANT, NFT_SET_INTERVAL, NFT_SET_TIMEOUT};
-pub const NFT_SET_MAP: u32 = 0x8;
-pub const NFT_SET_CONCAT: u32 = 0x80;
+pub use crate::core::nft::{
+    NFT_SET_CONCAT, NFT_SET_CONSTANT, NFT_SET_INTERVAL, NFT_SET_MAP, NFT_SET_TIMEOUT,
+};
 
 // enum nft_set_desc_attributes / nft_set_field_attributes
 pub const NFTA_SET_DESC_CONCAT: u16 = 2;
@@ -182,3 +190,8 @@ pub const NF_INET_POST_ROUTING: u32 = 4;
 // (nft's enum byteorder). nft reads these back to print keys in the right byte order.
 pub const NFTNL_UDATA_SET_KEYBYTEORDER: u8 = 0;
 pub const NFTNL_UDATA_SET_DATABYTEORDER: u8 = 1;
+/// `NFTNL_UDATA_TABLE_COMMENT`: the comment nft prints for a table.
+pub const NFTNL_UDATA_TABLE_COMMENT: u8 = 0;
+/// weft's own rule userdata TLV type (the rule's fingerprint). nft knows types 0 (comment)
+/// and 1 and skips the others when it prints rules.
+pub const WEFT_UDATA_RULE_TAG: u8 = 0xf7;

@@ -4,7 +4,7 @@ use std::fmt;
 
 use super::expr::Expr;
 use super::set::{Elem, SetSpec};
-use super::{NFPROTO_INET, NFPROTO_IPV4, NFPROTO_IPV6};
+use super::{NFPROTO_BRIDGE, NFPROTO_INET, NFPROTO_IPV4, NFPROTO_IPV6};
 
 /// The address family of a table.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -15,6 +15,8 @@ pub enum Family {
     Ip,
     /// IPv6 only.
     Ip6,
+    /// Frames crossing Linux bridges (hooks see every frame a bridge port receives).
+    Bridge,
 }
 
 impl Family {
@@ -24,6 +26,19 @@ impl Family {
             Family::Inet => NFPROTO_INET,
             Family::Ip => NFPROTO_IPV4,
             Family::Ip6 => NFPROTO_IPV6,
+            Family::Bridge => NFPROTO_BRIDGE,
+        }
+    }
+
+    /// The family of an `NFPROTO_*` value, for reading dumps; `None` for families weft does
+    /// not model (arp, netdev).
+    pub fn from_nfproto(v: u8) -> Option<Family> {
+        match v {
+            NFPROTO_INET => Some(Family::Inet),
+            NFPROTO_IPV4 => Some(Family::Ip),
+            NFPROTO_IPV6 => Some(Family::Ip6),
+            NFPROTO_BRIDGE => Some(Family::Bridge),
+            _ => None,
         }
     }
 }
@@ -34,6 +49,7 @@ impl fmt::Display for Family {
             Family::Inet => "inet",
             Family::Ip => "ip",
             Family::Ip6 => "ip6",
+            Family::Bridge => "bridge",
         })
     }
 }
@@ -51,6 +67,33 @@ pub enum Hook {
     Output,
     /// After routing, before leaving.
     Postrouting,
+}
+
+impl Hook {
+    /// The hook number the kernel uses (`NF_INET_*`; the bridge family's `NF_BR_*` hooks
+    /// have the same numbers for the same places).
+    pub fn num(self) -> u32 {
+        match self {
+            Hook::Prerouting => 0,
+            Hook::Input => 1,
+            Hook::Forward => 2,
+            Hook::Output => 3,
+            Hook::Postrouting => 4,
+        }
+    }
+
+    /// The hook of a hook number; `None` for hooks weft does not use (ingress...).
+    pub fn from_num(n: u32) -> Option<Hook> {
+        [
+            Hook::Prerouting,
+            Hook::Input,
+            Hook::Forward,
+            Hook::Output,
+            Hook::Postrouting,
+        ]
+        .into_iter()
+        .find(|h| h.num() == n)
+    }
 }
 
 /// The chain type, which decides which expressions are allowed (NAT only in `nat`).
@@ -96,9 +139,14 @@ pub struct Chain {
 /// One message of a batch, kept typed until it is encoded so that errors can name it.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum Msg {
-    /// Create a table if absent.
+    /// Create a table if absent. `comment` becomes the table's userdata (nft shows it as
+    /// `comment "..."`); the kernel keeps the first one, it cannot be changed later.
     #[allow(missing_docs)]
-    AddTable { family: Family, name: String },
+    AddTable {
+        family: Family,
+        name: String,
+        comment: Option<String>,
+    },
     /// Delete a table; absent is no error.
     #[allow(missing_docs)]
     DestroyTable { family: Family, name: String },
@@ -116,13 +164,15 @@ pub enum Msg {
         table: String,
         chain: String,
     },
-    /// Append a rule.
+    /// Append a rule. `tag` is stored in the rule's userdata and read back by dumps, so a
+    /// rule can be recognised without decoding its expressions (see [`super::fingerprint`]).
     #[allow(missing_docs)]
     AddRule {
         family: Family,
         table: String,
         chain: String,
         exprs: Vec<Expr>,
+        tag: Option<u64>,
     },
     /// Create a set or map if absent.
     #[allow(missing_docs)]
@@ -130,6 +180,20 @@ pub enum Msg {
         family: Family,
         table: String,
         set: SetSpec,
+    },
+    /// Delete a chain (it must have no rules and no jumps to it); absent is no error.
+    #[allow(missing_docs)]
+    DestroyChain {
+        family: Family,
+        table: String,
+        chain: String,
+    },
+    /// Delete a set (no rule may refer to it); absent is no error.
+    #[allow(missing_docs)]
+    DestroySet {
+        family: Family,
+        table: String,
+        set: String,
     },
     /// Remove every element of a set.
     #[allow(missing_docs)]
@@ -160,7 +224,7 @@ impl Msg {
     /// A readable one-line description, e.g. `add rule to inet weft forward`.
     pub fn describe(&self) -> String {
         match self {
-            Msg::AddTable { family, name } => format!("add table {family} {name}"),
+            Msg::AddTable { family, name, .. } => format!("add table {family} {name}"),
             Msg::DestroyTable { family, name } => format!("destroy table {family} {name}"),
             Msg::AddChain {
                 family,
@@ -186,6 +250,14 @@ impl Msg {
             }
             Msg::AddSet { family, table, set } => format!("add set {family} {table} {}", set.name),
             Msg::FlushSet { family, table, set } => format!("flush set {family} {table} {set}"),
+            Msg::DestroyChain {
+                family,
+                table,
+                chain,
+            } => format!("destroy chain {family} {table} {chain}"),
+            Msg::DestroySet { family, table, set } => {
+                format!("destroy set {family} {table} {set}")
+            }
             Msg::AddElems {
                 family, table, set, ..
             } => {
@@ -243,6 +315,17 @@ impl Batch {
         self.msgs.push(Msg::AddTable {
             family,
             name: name.into(),
+            comment: None,
+        });
+    }
+
+    /// Creates the table with a comment if absent. An existing table keeps its own comment
+    /// (the kernel does not update userdata).
+    pub fn add_table_with_comment(&mut self, family: Family, name: &str, comment: &str) {
+        self.msgs.push(Msg::AddTable {
+            family,
+            name: name.into(),
+            comment: Some(comment.into()),
         });
     }
 
@@ -280,6 +363,39 @@ impl Batch {
             table: table.into(),
             chain: chain.into(),
             exprs,
+            tag: None,
+        });
+    }
+
+    /// Appends a rule tagged with its [`super::fingerprint`], so that a dump of the chain
+    /// tells whether it is still exactly this rule.
+    pub fn add_rule_tagged(&mut self, family: Family, table: &str, chain: &str, exprs: Vec<Expr>) {
+        let tag = super::fingerprint(&exprs);
+        self.msgs.push(Msg::AddRule {
+            family,
+            table: table.into(),
+            chain: chain.into(),
+            exprs,
+            tag: Some(tag),
+        });
+    }
+
+    /// Deletes a chain; no error if it does not exist (`NFT_MSG_DESTROYCHAIN`, Linux 6.3+).
+    /// Its rules must be flushed first, in this batch or before.
+    pub fn destroy_chain(&mut self, family: Family, table: &str, chain: &str) {
+        self.msgs.push(Msg::DestroyChain {
+            family,
+            table: table.into(),
+            chain: chain.into(),
+        });
+    }
+
+    /// Deletes a set; no error if it does not exist. No rule may refer to it any more.
+    pub fn destroy_set(&mut self, family: Family, table: &str, set: &str) {
+        self.msgs.push(Msg::DestroySet {
+            family,
+            table: table.into(),
+            set: set.into(),
         });
     }
 

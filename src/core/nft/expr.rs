@@ -19,6 +19,10 @@ impl Reg {
     /// `NFT_REG32_00`: the first 32-bit data register.
     pub const R0: Reg = Reg(8);
 
+    /// `NFT_REG_1`: the first 16-byte register, where nft loads single values. Weft uses the
+    /// 32-bit registers; this one exists so golden tests can rebuild nft's own bytes.
+    pub const REG1: Reg = Reg(1);
+
     /// The 32-bit register `NFT_REG32_<index>`; `index` must be below 16 (the kernel rejects
     /// larger ones with `ERANGE`).
     pub const fn r32(index: u32) -> Reg {
@@ -72,13 +76,16 @@ pub enum MetaKey {
     Nfproto,
     /// Layer-4 protocol number (6 TCP, 17 UDP), 1 byte.
     L4proto,
+    /// Name of the bridge whose port received the frame (`meta ibrname`, bridge family), 16
+    /// bytes NUL-padded.
+    BriIifname,
 }
 
 impl MetaKey {
     /// How many bytes the kernel writes to the destination register.
     pub fn byte_len(self) -> u32 {
         match self {
-            MetaKey::Iifname | MetaKey::Oifname => 16,
+            MetaKey::Iifname | MetaKey::Oifname | MetaKey::BriIifname => 16,
             MetaKey::Nfproto | MetaKey::L4proto => 1,
             MetaKey::Mark | MetaKey::Iif | MetaKey::Oif => 4,
         }

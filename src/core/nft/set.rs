@@ -5,7 +5,10 @@ use std::net::{Ipv4Addr, Ipv6Addr};
 use ipnet::{Ipv4Net, Ipv6Net};
 
 use super::expr::Verdict;
-use super::{align4, NFT_SET_CONSTANT, NFT_SET_INTERVAL, NFT_SET_TIMEOUT};
+use super::observed::SetInfo;
+use super::{
+    align4, NFT_SET_CONCAT, NFT_SET_CONSTANT, NFT_SET_INTERVAL, NFT_SET_MAP, NFT_SET_TIMEOUT,
+};
 
 /// One component of a set key or map value, as nft knows it. The type ids are nft's own
 /// (`enum datatypes` in nftables' `datatype.h`); the kernel stores them opaquely and nft uses
@@ -24,6 +27,8 @@ pub enum Scalar {
     InetService,
     /// Packet mark, 4 bytes host order (`mark`, type 19).
     Mark,
+    /// Ethernet address, 6 bytes (`ether_addr`, type 9).
+    EtherAddr,
 }
 
 impl Scalar {
@@ -36,6 +41,7 @@ impl Scalar {
             Scalar::InetProto => 12,
             Scalar::InetService => 13,
             Scalar::Mark => 19,
+            Scalar::EtherAddr => 9,
         }
     }
 
@@ -46,6 +52,7 @@ impl Scalar {
             Scalar::Ipv4Addr | Scalar::Mark => 4,
             Scalar::InetProto => 1,
             Scalar::InetService => 2,
+            Scalar::EtherAddr => 6,
         }
     }
 }
@@ -84,6 +91,11 @@ pub enum KeyType {
     Ipv4Pair,
     /// `ipv6_addr . ipv6_addr` (32 bytes).
     Ipv6Pair,
+    /// `ifname . ether_addr . ipv4_addr` (28 bytes): a bridge port, the MAC and the IPv4
+    /// address its sandbox may send from.
+    IfnameEtherIpv4,
+    /// `ifname . ether_addr . ipv6_addr` (40 bytes).
+    IfnameEtherIpv6,
 }
 
 impl KeyType {
@@ -105,6 +117,8 @@ impl KeyType {
             KeyType::ProtoService => &[InetProto, InetService],
             KeyType::Ipv4Pair => &[Ipv4Addr, Ipv4Addr],
             KeyType::Ipv6Pair => &[Ipv6Addr, Ipv6Addr],
+            KeyType::IfnameEtherIpv4 => &[Ifname, EtherAddr, Ipv4Addr],
+            KeyType::IfnameEtherIpv6 => &[Ifname, EtherAddr, Ipv6Addr],
         }
     }
 
@@ -205,7 +219,48 @@ impl SetSpec {
         self.data = Some(data);
         self
     }
+
+    /// The `NFTA_SET_FLAGS` value. The kernel compares it on re-adds (a differing set is
+    /// `EEXIST`), so it must be computed the same way every time.
+    pub fn kernel_flags(&self) -> u32 {
+        let mut f = self.flags.bits();
+        if self.data.is_some() {
+            f |= NFT_SET_MAP;
+        }
+        // As nft does: only interval concatenations are flagged (they need the pipapo
+        // backend and NFTA_SET_DESC_CONCAT); plain concatenations go to a hash.
+        if self.flags.contains(SetFlags::INTERVAL) && self.key.is_concat() {
+            f |= NFT_SET_CONCAT;
+        }
+        f
+    }
+
+    /// The data type id the kernel stores for a map (`NFT_DATA_VERDICT` for verdict maps).
+    pub fn data_type_id(&self) -> Option<u32> {
+        match self.data {
+            Some(DataType::Verdict) => Some(NFT_DATA_VERDICT),
+            Some(DataType::Value(t)) => Some(t.type_id()),
+            None => None,
+        }
+    }
+
+    /// Whether a set read back from the kernel has exactly this definition.
+    pub fn matches(&self, seen: &SetInfo) -> bool {
+        let data_len = match self.data {
+            Some(DataType::Value(t)) => Some(t.byte_len()),
+            _ => None,
+        };
+        seen.name == self.name
+            && seen.flags == self.kernel_flags()
+            && seen.key_type == self.key.type_id()
+            && seen.key_len == self.key.byte_len()
+            && seen.data_type == self.data_type_id()
+            && (data_len.is_none() || seen.data_len == data_len)
+    }
 }
+
+/// `NFT_DATA_VERDICT`: the data type of verdict maps.
+pub const NFT_DATA_VERDICT: u32 = 0xffff_ff00;
 
 /// What a map element maps to.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -318,6 +373,16 @@ impl Elem {
     pub fn ipv6(addr: Ipv6Addr) -> Elem {
         Elem::new(addr.octets())
     }
+
+    /// An `ifname . ether_addr . ipv4_addr` element.
+    pub fn port_mac_ipv4(port: &str, mac: [u8; 6], addr: Ipv4Addr) -> Elem {
+        Elem::new(concat(&[&ifname(port), &mac, &addr.octets()]))
+    }
+
+    /// An `ifname . ether_addr . ipv6_addr` element.
+    pub fn port_mac_ipv6(port: &str, mac: [u8; 6], addr: Ipv6Addr) -> Elem {
+        Elem::new(concat(&[&ifname(port), &mac, &addr.octets()]))
+    }
 }
 
 #[cfg(test)]
@@ -334,6 +399,13 @@ mod tests {
         assert_eq!(KeyType::Ipv4Service.type_id(), 0x1cd);
         assert_eq!(KeyType::Ipv4Service.byte_len(), 8);
         assert_eq!(KeyType::Ipv6ProtoService.byte_len(), 24);
+        // nft: `type ifname . ether_addr . ipv4_addr` is 0x29247 (41 << 12 | 9 << 6 | 7).
+        assert_eq!(
+            KeyType::IfnameEtherIpv4.type_id(),
+            (41 << 12) | (9 << 6) | 7
+        );
+        assert_eq!(KeyType::IfnameEtherIpv4.byte_len(), 28);
+        assert_eq!(KeyType::IfnameEtherIpv6.byte_len(), 40);
     }
 
     #[test]
