@@ -1,14 +1,22 @@
 //! Weft's own nftables rule set, as pure data.
 //!
-//! Everything lives in one table, `inet weft`, whose rules never change per network: networks
-//! only add and remove *set elements*. So attaching a network is one small batch, no rule is
-//! ever searched for or deleted, and [`ensure_base`] can be re-run at any time (after a host
-//! firewall reload, or after an upgrade of weft) to put the rules back atomically.
+//! Two tables, whose rules never change per network or sandbox: networks, sandboxes and
+//! published ports only add and remove *set elements*. So attaching is one small batch, no
+//! rule is ever searched for or deleted, and the whole rule set can be rebuilt at any time
+//! (after a host firewall reload, an `nft flush ruleset`, or an upgrade of weft) from the
+//! records, atomically (see [`drift`]).
+//!
+//! `inet weft` filters between networks and does NAT ([`inet`]); `bridge weft` guards the
+//! sandboxes' bridge ports against spoofed addresses and router messages ([`guard`]). Both
+//! carry their owner in their comment, `weft:<instance> <state dir>`, and every rule weft adds
+//! carries its fingerprint in its userdata, so a dump tells exactly what drifted.
 //!
 //! ```text
 //! table inet weft {
+//!   comment "weft:<instance> <state dir>"
 //!   set bridges  { type ifname; }                    # every weft bridge
 //!   set pairs    { type ifname . ifname; }           # (br, br): traffic inside one network
+//!   set noicc    { type ifname . ifname; }           # (br, br) of icc=false networks
 //!   set internal { type ifname; }                    # bridges of --internal networks
 //!   set masq4    { type ipv4_addr; flags interval; } # subnets to masquerade
 //!   set masq6    { type ipv6_addr; flags interval; }
@@ -21,13 +29,19 @@
 //!   chain user { }                                   # the users' own: never flushed by weft
 //!   chain forward { type filter hook forward priority 0; policy accept;
 //!     jump user
+//!     iifname . oifname @noicc ct status dnat accept # a published port, from its own network
+//!     iifname . oifname @noicc drop                  # routed between isolated ports
 //!     iifname . oifname @pairs accept
-//!     ct status dnat accept                          # published ports, from anywhere
-//!     iifname @internal drop
+//!     iifname @internal drop                         # internal: its own network only
 //!     oifname @internal drop
+//!     ct status dnat accept                          # published ports, from anywhere
 //!     iifname @bridges oifname @bridges drop
 //!     oifname @bridges ct state established,related accept
 //!     oifname @bridges drop
+//!     (when weft turned forwarding on and ip_forward_no_drop is off:)
+//!     iifname @bridges accept
+//!     meta nfproto ipv4 drop                         # the host is no router for others
+//!     meta nfproto ipv6 drop
 //!   }
 //!   chain input { type filter hook input priority 0; policy accept;
 //!     iifname @bridges ip daddr 127.0.0.0/8 ct status & dnat == 0 drop # route_localnet=1
@@ -59,30 +73,44 @@
 //!     ip6 saddr @masq6 masquerade
 //!   }
 //! }
+//! table bridge weft { ... }                          # the port guard, see [`guard`]
 //! ```
 //!
 //! A published port is one map element, whatever the number of ports: publishing and
 //! unpublishing add and remove elements, and the rule set never grows.
 
-use std::net::{IpAddr, Ipv6Addr};
+pub mod drift;
+pub mod foreign;
+pub mod guard;
+pub mod inet;
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use ipnet::{Ipv4Net, Ipv6Net};
 
-use crate::core::nft::{
-    concat, ct_state, BaseChain, Batch, Chain, ChainType, CmpOp, CtKey, DataType, Elem, ElemData,
-    Expr, Family, Hook, IpFamily, KeyType, MetaKey, NatKind, PayloadBase, Policy, Reg, SetSpec,
-    Verdict,
+pub use inet::{
+    forward_rules, input_rules, output_rules, postrouting_rules, prerouting_rules, raw_rules,
 };
 
-/// The table's family: one table for IPv4 and IPv6.
+use crate::core::nft::{
+    concat, BaseChain, Batch, Chain, ChainType, DataType, Elem, ElemData, Expr, Family, Hook,
+    KeyType, Policy, SetSpec,
+};
+
+/// The filter/NAT table's family: one table for IPv4 and IPv6.
 pub const FAMILY: Family = Family::Inet;
-/// The table's name.
+/// The tables' name (in both families).
 pub const TABLE: &str = "weft";
+/// The port guard's family.
+pub const GUARD_FAMILY: Family = Family::Bridge;
 
 /// Set of every weft bridge.
 pub const SET_BRIDGES: &str = "bridges";
 /// Set of `(bridge, bridge)` pairs: traffic that stays inside one network.
 pub const SET_PAIRS: &str = "pairs";
+/// Set of `(bridge, bridge)` pairs of `icc=false` networks: only published ports may be
+/// reached between their ports through the host.
+pub const SET_NOICC: &str = "noicc";
 /// Set of the bridges of internal networks.
 pub const SET_INTERNAL: &str = "internal";
 /// IPv4 subnets to masquerade.
@@ -109,6 +137,10 @@ pub const MAP_DNAT4_ANY: &str = "dnat4any";
 pub const MAP_DNAT6: &str = "dnat6";
 /// Published IPv6 ports on every host address.
 pub const MAP_DNAT6_ANY: &str = "dnat6any";
+/// Port guard: (port, MAC, IPv4 address) a sandbox may send from.
+pub const SET_GUARD4: &str = "ip4";
+/// Port guard: (port, MAC, IPv6 address) a sandbox may send from.
+pub const SET_GUARD6: &str = "ip6";
 
 /// The users' chain, jumped to first from `forward`; weft creates it but never flushes it.
 pub const CHAIN_USER: &str = "user";
@@ -132,6 +164,8 @@ pub struct FwNetwork {
     pub bridge: String,
     /// Internal networks have no route out: traffic to or from other interfaces is dropped.
     pub internal: bool,
+    /// Inter-container communication (`icc=false`: sandboxes reach the gateway only).
+    pub icc: bool,
     /// IPv4 subnet whose traffic leaving the host is masqueraded.
     pub masq_v4: Option<Ipv4Net>,
     /// IPv6 subnet whose traffic leaving the host is masqueraded.
@@ -159,13 +193,98 @@ pub struct FwPort {
     pub target_port: u16,
 }
 
-/// The sets and maps, with the exact definitions the kernel compares on every re-add
-/// (changing one later needs a migration: an existing set with another definition is
-/// `EEXIST`; new sets can be added freely).
-fn sets() -> [SetSpec; 15] {
-    [
+/// One sandbox interface, as the port guard sees it: what may come in through its port.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FwEndpoint {
+    /// The host end of its veth (a bridge port, `wv…`).
+    pub port: String,
+    /// The sandbox interface's MAC.
+    pub mac: [u8; 6],
+    /// Its IPv4 address.
+    pub ipv4: Option<Ipv4Addr>,
+    /// Its IPv6 address; its link-local address (EUI-64 of `mac`) is allowed with it.
+    pub ipv6: Option<Ipv6Addr>,
+}
+
+/// What the rules depend on besides the records: the configuration and what weft found on
+/// the host before it changed it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FwOptions {
+    /// Police the sandbox ports' source addresses (`anti_spoofing` in the config).
+    pub anti_spoofing: bool,
+    /// Drop forwarded IPv4 traffic that touches no weft bridge (weft turned forwarding on).
+    pub forward_drop_v4: bool,
+    /// The same for IPv6.
+    pub forward_drop_v6: bool,
+}
+
+impl Default for FwOptions {
+    fn default() -> Self {
+        FwOptions {
+            anti_spoofing: true,
+            forward_drop_v4: false,
+            forward_drop_v6: false,
+        }
+    }
+}
+
+/// The state directory that owns weft's tables.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Owner {
+    /// Its instance id (8 hex digits).
+    pub instance: String,
+    /// The state directory's path, for messages.
+    pub state_dir: String,
+}
+
+impl Owner {
+    /// The tables' comment: `weft:<instance> <state dir>`.
+    pub fn comment(&self) -> String {
+        format!("weft:{} {}", self.instance, self.state_dir)
+    }
+
+    /// The owner named by a table comment made by [`Owner::comment`]; `None` for any other
+    /// comment (or none).
+    pub fn parse(comment: &str) -> Option<Owner> {
+        let rest = comment.strip_prefix("weft:")?;
+        let (instance, dir) = rest.split_once(' ').unwrap_or((rest, ""));
+        (!instance.is_empty()).then(|| Owner {
+            instance: instance.to_string(),
+            state_dir: dir.to_string(),
+        })
+    }
+}
+
+/// A chain of one of weft's tables and the rules weft keeps in it; `rules` is `None` for
+/// the user chain, whose rules are the users' own.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChainDef {
+    /// The chain.
+    pub chain: Chain,
+    /// Its rules, in order.
+    pub rules: Option<Vec<Vec<Expr>>>,
+}
+
+/// One of weft's tables: its chains (base chains and the chains they jump to) and sets.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TableDef {
+    /// Family.
+    pub family: Family,
+    /// Name.
+    pub name: &'static str,
+    /// Chains, in the order they are created.
+    pub chains: Vec<ChainDef>,
+    /// Sets and maps.
+    pub sets: Vec<SetSpec>,
+}
+
+/// The sets and maps of `inet weft`, with the exact definitions the kernel compares on every
+/// re-add (a set with another definition is `EEXIST`: [`drift`] replaces it).
+fn inet_sets() -> Vec<SetSpec> {
+    vec![
         SetSpec::new(SET_BRIDGES, KeyType::Ifname),
         SetSpec::new(SET_PAIRS, KeyType::IfnamePair),
+        SetSpec::new(SET_NOICC, KeyType::IfnamePair),
         SetSpec::new(SET_INTERNAL, KeyType::Ifname),
         SetSpec::new(SET_MASQ4, KeyType::Ipv4Addr).interval(),
         SetSpec::new(SET_MASQ6, KeyType::Ipv6Addr).interval(),
@@ -186,359 +305,8 @@ fn sets() -> [SetSpec; 15] {
     ]
 }
 
-/// `iifname`/`oifname` `@set` into register 0.
-fn ifname_in(key: MetaKey, set: &str) -> [Expr; 2] {
-    [Expr::meta(key, Reg::R0), Expr::lookup(set, Reg::R0)]
-}
-
-fn verdict(v: Verdict) -> Expr {
-    Expr::Verdict(v)
-}
-
-/// The rules of `forward`, in order.
-pub fn forward_rules() -> Vec<Vec<Expr>> {
-    use MetaKey::{Iifname, Oifname};
-    let accept = || verdict(Verdict::Accept);
-    let drop = || verdict(Verdict::Drop);
-    // `iifname . oifname`: the second name goes right after the first's 16 bytes.
-    let second = Reg::R0.after(16);
-    let pair = vec![
-        Expr::meta(Iifname, Reg::R0),
-        Expr::meta(Oifname, second),
-        Expr::lookup(SET_PAIRS, Reg::R0),
-        accept(),
-    ];
-    // `ct state established,related`: (state & (est|rel)) != 0, 4 bytes host order.
-    let ct_est_rel = [
-        Expr::Ct {
-            key: CtKey::State,
-            dreg: Reg::R0,
-        },
-        Expr::Bitwise {
-            sreg: Reg::R0,
-            dreg: Reg::R0,
-            mask: (ct_state::ESTABLISHED | ct_state::RELATED)
-                .to_ne_bytes()
-                .to_vec(),
-            xor: vec![0; 4],
-        },
-        Expr::Cmp {
-            sreg: Reg::R0,
-            op: CmpOp::Neq,
-            data: vec![0; 4],
-        },
-    ];
-    vec![
-        vec![verdict(Verdict::Jump(CHAIN_USER.into()))],
-        pair,
-        // Published ports early: every packet of their connections comes through here, and
-        // ports are never published into internal networks (refused when created).
-        [&ct_status_dnat()[..], &[accept()]].concat(),
-        [&ifname_in(Iifname, SET_INTERNAL)[..], &[drop()]].concat(),
-        [&ifname_in(Oifname, SET_INTERNAL)[..], &[drop()]].concat(),
-        [
-            &ifname_in(Iifname, SET_BRIDGES)[..],
-            &ifname_in(Oifname, SET_BRIDGES),
-            &[drop()],
-        ]
-        .concat(),
-        [
-            &ifname_in(Oifname, SET_BRIDGES)[..],
-            &ct_est_rel,
-            &[accept()],
-        ]
-        .concat(),
-        [&ifname_in(Oifname, SET_BRIDGES)[..], &[drop()]].concat(),
-    ]
-}
-
-/// `ct status dnat`: the connection's destination was rewritten (a published port).
-fn ct_status_dnat() -> [Expr; 3] {
-    ct_dnat_test(CmpOp::Neq)
-}
-
-/// `ct status & dnat == 0` (with `Eq`) or `!= 0` (with `Neq`).
-fn ct_dnat_test(op: CmpOp) -> [Expr; 3] {
-    const IPS_DST_NAT: u32 = 1 << 5;
-    [
-        Expr::Ct {
-            key: CtKey::Status,
-            dreg: Reg::R0,
-        },
-        Expr::Bitwise {
-            sreg: Reg::R0,
-            dreg: Reg::R0,
-            mask: IPS_DST_NAT.to_ne_bytes().to_vec(),
-            xor: vec![0; 4],
-        },
-        Expr::Cmp {
-            sreg: Reg::R0,
-            op,
-            data: vec![0; 4],
-        },
-    ]
-}
-
-/// `meta nfproto ipv4|ipv6`: in an `inet` table every header load needs this guard.
-fn nfproto(family: IpFamily) -> [Expr; 2] {
-    [
-        Expr::meta(MetaKey::Nfproto, Reg::R0),
-        Expr::cmp_eq(Reg::R0, vec![family.nfproto()]),
-    ]
-}
-
-/// Offset and length of the source or destination address in the network header.
-fn addr_field(family: IpFamily, dst: bool) -> (u32, u32) {
-    match (family, dst) {
-        (IpFamily::V4, false) => (12, 4),
-        (IpFamily::V4, true) => (16, 4),
-        (IpFamily::V6, false) => (8, 16),
-        (IpFamily::V6, true) => (24, 16),
-    }
-}
-
-fn load_addr(family: IpFamily, dst: bool, dreg: Reg) -> Expr {
-    let (offset, len) = addr_field(family, dst);
-    Expr::Payload {
-        base: PayloadBase::Network,
-        offset,
-        len,
-        dreg,
-    }
-}
-
-/// `ip daddr 127.0.0.0/8` / `ip6 daddr ::1` (or saddr): the host's loopback.
-fn is_loopback(family: IpFamily, dst: bool) -> Vec<Expr> {
-    let mut v = nfproto(family).to_vec();
-    v.push(load_addr(family, dst, Reg::R0));
-    match family {
-        IpFamily::V4 => {
-            v.push(Expr::Bitwise {
-                sreg: Reg::R0,
-                dreg: Reg::R0,
-                mask: vec![255, 0, 0, 0],
-                xor: vec![0; 4],
-            });
-            v.push(Expr::cmp_eq(Reg::R0, vec![127, 0, 0, 0]));
-        }
-        IpFamily::V6 => v.push(Expr::cmp_eq(Reg::R0, Ipv6Addr::LOCALHOST.octets().to_vec())),
-    }
-    v
-}
-
-/// `dnat ip to ip daddr . meta l4proto . th dport map @dnat4` (or the `any` variant keyed by
-/// protocol and port only, guarded by `fib daddr type local`).
-fn dnat_rule(family: IpFamily, any: bool) -> Vec<Expr> {
-    let mut v = nfproto(family).to_vec();
-    let addr_len = addr_field(family, true).1;
-    let map = match (family, any) {
-        (IpFamily::V4, false) => MAP_DNAT4,
-        (IpFamily::V4, true) => MAP_DNAT4_ANY,
-        (IpFamily::V6, false) => MAP_DNAT6,
-        (IpFamily::V6, true) => MAP_DNAT6_ANY,
-    };
-    let proto_reg = if any {
-        const RTN_LOCAL: u32 = 2;
-        v.push(Expr::FibDaddrType { dreg: Reg::R0 });
-        v.push(Expr::cmp_eq(Reg::R0, RTN_LOCAL.to_ne_bytes().to_vec()));
-        Reg::R0
-    } else {
-        v.push(load_addr(family, true, Reg::R0));
-        Reg::R0.after(addr_len)
-    };
-    v.push(Expr::meta(MetaKey::L4proto, proto_reg));
-    v.push(Expr::Payload {
-        base: PayloadBase::Transport,
-        offset: 2, // th dport: the same place in TCP, UDP and SCTP
-        len: 2,
-        dreg: proto_reg.after(4),
-    });
-    v.push(Expr::Lookup {
-        set: map.into(),
-        sreg: Reg::R0,
-        dreg: Some(Reg::R0),
-        invert: false,
-    });
-    v.push(Expr::Nat {
-        kind: NatKind::Dnat,
-        family,
-        addr: Some(Reg::R0),
-        port: Some(Reg::R0.after(addr_len)),
-        flags: 0,
-    });
-    v
-}
-
-/// The four DNAT rules, shared by `prerouting` and `output`.
-fn dnat_rules() -> Vec<Vec<Expr>> {
-    vec![
-        dnat_rule(IpFamily::V4, false),
-        dnat_rule(IpFamily::V4, true),
-        dnat_rule(IpFamily::V6, false),
-        dnat_rule(IpFamily::V6, true),
-    ]
-}
-
-/// The rules of `prerouting`: never DNAT a loopback destination arriving from outside (a
-/// port published on 127.0.0.1 is for the host only), then the published ports.
-pub fn prerouting_rules() -> Vec<Vec<Expr>> {
-    let ret = || Expr::Verdict(Verdict::Return);
-    let mut v = vec![
-        [&is_loopback(IpFamily::V4, true)[..], &[ret()]].concat(),
-        [&is_loopback(IpFamily::V6, true)[..], &[ret()]].concat(),
-    ];
-    v.extend(dnat_rules());
-    v
-}
-
-/// The rules of `raw` (prerouting, before conntrack): traffic between two sandboxes of one
-/// network is only bridged — no NAT, no stateful filter ever applies to it — but
-/// br_netfilter would still track every packet of it. Skipping conntrack there is safe and
-/// is most of the gap between a bridge and a bare veth. Traffic to a gateway stays tracked:
-/// it may be a published port.
-pub fn raw_rules() -> Vec<Vec<Expr>> {
-    // Traffic not coming from a weft bridge (published ports from outside, the host's own)
-    // leaves after one lookup.
-    let mut v = vec![vec![
-        Expr::meta(MetaKey::Iifname, Reg::R0),
-        Expr::Lookup {
-            set: SET_BRIDGES.into(),
-            sreg: Reg::R0,
-            dreg: None,
-            invert: true,
-        },
-        Expr::Verdict(Verdict::Return),
-    ]];
-    for (family, gateways, local) in [
-        (IpFamily::V4, SET_GATEWAYS4, SET_LOCAL4),
-        (IpFamily::V6, SET_GATEWAYS6, SET_LOCAL6),
-    ] {
-        let len = addr_field(family, false).1;
-        v.push(
-            [
-                &nfproto(family)[..],
-                &[
-                    load_addr(family, true, Reg::R0),
-                    Expr::lookup(gateways, Reg::R0),
-                    Expr::Verdict(Verdict::Return),
-                ],
-            ]
-            .concat(),
-        );
-        v.push(
-            [
-                &nfproto(family)[..],
-                &[
-                    load_addr(family, false, Reg::R0),
-                    load_addr(family, true, Reg::R0.after(len)),
-                    Expr::lookup(local, Reg::R0),
-                    Expr::Notrack,
-                ],
-            ]
-            .concat(),
-        );
-    }
-    v
-}
-
-/// The rules of `output`: the host reaching its own published ports. IPv6 cannot route a
-/// `::1` source out of the host, so `[::1]:port` is left alone (refused by the host's own
-/// stack) rather than translated into a black hole.
-pub fn output_rules() -> Vec<Vec<Expr>> {
-    let mut v = vec![[
-        &is_loopback(IpFamily::V6, true)[..],
-        &[Expr::Verdict(Verdict::Return)],
-    ]
-    .concat()];
-    v.extend(dnat_rules());
-    v
-}
-
-/// The rules of `input`: bridges have `route_localnet=1` (so the host can reach ports
-/// published on 127.0.0.1); a sandbox must still not reach the host's loopback services.
-/// Replies of the host's own connections to such ports come back with a loopback
-/// destination too, and carry `ct status dnat`: they pass.
-pub fn input_rules() -> Vec<Vec<Expr>> {
-    vec![[
-        &ifname_in(MetaKey::Iifname, SET_BRIDGES)[..],
-        &is_loopback(IpFamily::V4, true),
-        &ct_dnat_test(CmpOp::Eq),
-        &[verdict(Verdict::Drop)],
-    ]
-    .concat()]
-}
-
-/// `oifname @bridges ct status dnat <src match> masquerade`.
-fn hairpin_rule(src: Vec<Expr>) -> Vec<Expr> {
-    [
-        &ifname_in(MetaKey::Oifname, SET_BRIDGES)[..],
-        &ct_status_dnat(),
-        &src,
-        &[Expr::Masquerade],
-    ]
-    .concat()
-}
-
-/// `ip saddr @set masquerade` / `ip6 saddr @set masquerade`. In an `inet` table the address
-/// load must be guarded by `meta nfproto`, or IPv6 packets would be read as IPv4 headers.
-fn masq_rule(family: IpFamily, set: &str) -> Vec<Expr> {
-    let (offset, len) = match family {
-        IpFamily::V4 => (12, 4), // iphdr.saddr
-        IpFamily::V6 => (8, 16), // ipv6hdr.saddr
-    };
-    vec![
-        Expr::meta(MetaKey::Nfproto, Reg::R0),
-        Expr::cmp_eq(Reg::R0, vec![family.nfproto()]),
-        Expr::Payload {
-            base: PayloadBase::Network,
-            offset,
-            len,
-            dreg: Reg::R0,
-        },
-        Expr::lookup(set, Reg::R0),
-        Expr::Masquerade,
-    ]
-}
-
-/// The rules of `postrouting`, in order.
-pub fn postrouting_rules() -> Vec<Vec<Expr>> {
-    let src_in = |family, set: &str| {
-        let mut v = nfproto(family).to_vec();
-        v.push(load_addr(family, false, Reg::R0));
-        v.push(Expr::lookup(set, Reg::R0));
-        v
-    };
-    vec![
-        hairpin_rule(src_in(IpFamily::V4, SET_NETS4)),
-        hairpin_rule(is_loopback(IpFamily::V4, false)),
-        hairpin_rule(src_in(IpFamily::V6, SET_NETS6)),
-        [
-            &ifname_in(MetaKey::Oifname, SET_BRIDGES)[..],
-            &[verdict(Verdict::Return)],
-        ]
-        .concat(),
-        masq_rule(IpFamily::V4, SET_MASQ4),
-        masq_rule(IpFamily::V6, SET_MASQ6),
-    ]
-}
-
-/// Adds to `batch` everything weft's table needs: the table, the sets and the user chain if
-/// absent, the two base chains, whose rules are flushed and re-added. Running it again is
-/// idempotent (and atomic within the batch); set elements and the user chain's rules survive.
-pub fn ensure_base(batch: &mut Batch) {
-    batch.add_table(FAMILY, TABLE);
-    for set in sets() {
-        batch.add_set(FAMILY, TABLE, set);
-    }
-    batch.add_chain(
-        FAMILY,
-        TABLE,
-        Chain {
-            name: CHAIN_USER.into(),
-            base: None,
-        },
-    );
-    let base = |name: &str, hook, priority, kind| Chain {
+fn base(name: &str, hook: Hook, priority: i32, kind: ChainType) -> Chain {
+    Chain {
         name: name.into(),
         base: Some(BaseChain {
             hook,
@@ -546,69 +314,131 @@ pub fn ensure_base(batch: &mut Batch) {
             kind,
             policy: Policy::Accept,
         }),
-    };
-    batch.add_chain(
-        FAMILY,
-        TABLE,
-        base(CHAIN_FORWARD, Hook::Forward, 0, ChainType::Filter),
-    );
-    let chains = [
-        (
-            base(CHAIN_FORWARD, Hook::Forward, 0, ChainType::Filter),
-            forward_rules(),
-        ),
-        (
-            base(CHAIN_INPUT, Hook::Input, 0, ChainType::Filter),
-            input_rules(),
-        ),
-        (
-            base(CHAIN_RAW, Hook::Prerouting, -300, ChainType::Filter),
-            raw_rules(),
-        ),
-        (
-            base(CHAIN_PREROUTING, Hook::Prerouting, -100, ChainType::Nat),
-            prerouting_rules(),
-        ),
-        (
-            base(CHAIN_OUTPUT, Hook::Output, -100, ChainType::Nat),
-            output_rules(),
-        ),
-        (
-            base(CHAIN_POSTROUTING, Hook::Postrouting, 100, ChainType::Nat),
-            postrouting_rules(),
-        ),
-    ];
-    for (chain, _) in &chains {
-        batch.add_chain(FAMILY, TABLE, chain.clone());
     }
-    for (chain, rules) in chains {
-        batch.flush_chain(FAMILY, TABLE, &chain.name);
-        for rule in rules {
-            batch.add_rule(FAMILY, TABLE, &chain.name, rule);
+}
+
+fn regular(name: &str) -> Chain {
+    Chain {
+        name: name.into(),
+        base: None,
+    }
+}
+
+/// Weft's two tables, as `opts` wants them.
+pub fn tables(opts: &FwOptions) -> Vec<TableDef> {
+    let def = |chain, rules| ChainDef {
+        chain,
+        rules: Some(rules),
+    };
+    let inet = TableDef {
+        family: FAMILY,
+        name: TABLE,
+        chains: vec![
+            ChainDef {
+                chain: regular(CHAIN_USER),
+                rules: None,
+            },
+            def(
+                base(CHAIN_FORWARD, Hook::Forward, 0, ChainType::Filter),
+                forward_rules(opts),
+            ),
+            def(
+                base(CHAIN_INPUT, Hook::Input, 0, ChainType::Filter),
+                input_rules(),
+            ),
+            def(
+                base(CHAIN_RAW, Hook::Prerouting, -300, ChainType::Filter),
+                raw_rules(),
+            ),
+            def(
+                base(CHAIN_PREROUTING, Hook::Prerouting, -100, ChainType::Nat),
+                prerouting_rules(),
+            ),
+            def(
+                base(CHAIN_OUTPUT, Hook::Output, -100, ChainType::Nat),
+                output_rules(),
+            ),
+            def(
+                base(CHAIN_POSTROUTING, Hook::Postrouting, 100, ChainType::Nat),
+                postrouting_rules(),
+            ),
+        ],
+        sets: inet_sets(),
+    };
+    // Regular chains first: the base chain's gotos need them.
+    let mut guard_chains: Vec<ChainDef> = guard::chains(opts)
+        .into_iter()
+        .map(|(name, rules)| {
+            let chain = if name == guard::CHAIN_GUARD {
+                base(name, Hook::Prerouting, -300, ChainType::Filter)
+            } else {
+                regular(name)
+            };
+            def(chain, rules)
+        })
+        .collect();
+    guard_chains.rotate_left(1);
+    let bridge = TableDef {
+        family: GUARD_FAMILY,
+        name: TABLE,
+        chains: guard_chains,
+        sets: vec![
+            SetSpec::new(SET_GUARD4, KeyType::IfnameEtherIpv4),
+            SetSpec::new(SET_GUARD6, KeyType::IfnameEtherIpv6),
+        ],
+    };
+    vec![inet, bridge]
+}
+
+/// Adds to `batch` everything weft's tables need, on an empty or complete rule set: the
+/// tables (owned by `owner`), the sets and chains if absent, and the rules of every chain but
+/// the user chain, flushed and re-added. Idempotent and atomic within the batch; set
+/// elements and the user chain's rules survive. (Repairing an arbitrary state is
+/// [`drift::repair`]'s job.)
+pub fn ensure_base(batch: &mut Batch, opts: &FwOptions, owner: &Owner) {
+    for t in tables(opts) {
+        batch.add_table_with_comment(t.family, t.name, &owner.comment());
+        for s in t.sets {
+            batch.add_set(t.family, t.name, s);
+        }
+        for c in &t.chains {
+            batch.add_chain(t.family, t.name, c.chain.clone());
+        }
+        for c in t.chains {
+            if let Some(rules) = c.rules {
+                batch.flush_chain(t.family, t.name, &c.chain.name);
+                for r in rules {
+                    batch.add_rule_tagged(t.family, t.name, &c.chain.name, r);
+                }
+            }
         }
     }
 }
 
-/// Empties the sets and maps (never the user chain), e.g. before garbage collection re-adds the
-/// elements of the networks on record in the same batch, so that the sets match the records
-/// exactly and atomically.
+/// Empties every set and map of both tables (never the user chain), e.g. before the elements
+/// of the records are re-added in the same batch.
 pub fn flush_elements(batch: &mut Batch) {
-    for set in sets() {
-        batch.flush_set(FAMILY, TABLE, &set.name);
+    for t in tables(&FwOptions::default()) {
+        for s in t.sets {
+            batch.flush_set(t.family, t.name, &s.name);
+        }
     }
 }
 
-/// The elements a network owns, per set.
-fn elements(net: &FwNetwork, for_removal: bool) -> Vec<(&'static str, Vec<Elem>)> {
+/// The elements a network owns, per (family, set).
+fn elements(net: &FwNetwork, for_removal: bool) -> Vec<(Family, &'static str, Vec<Elem>)> {
     let br = &net.bridge;
     let mut v = vec![
         (SET_BRIDGES, vec![Elem::ifname(br)]),
         (SET_PAIRS, vec![Elem::ifname_pair(br, br)]),
     ];
-    // Removal also clears `internal` when the network is not internal: destroying an absent
-    // element is free, and it cleans up after a record that changed.
+    // Removal also clears `internal` and `noicc` whatever the record says: destroying an
+    // absent element is free, and it cleans up after a record that changed.
     if net.internal || for_removal {
         v.push((SET_INTERNAL, vec![Elem::ifname(br)]));
+    }
+    if !net.icc || for_removal {
+        v.push((SET_NOICC, vec![Elem::ifname_pair(br, br)]));
     }
     if let Some(p) = net.masq_v4 {
         v.push((SET_MASQ4, Elem::prefix_v4(p)));
@@ -652,7 +482,125 @@ fn elements(net: &FwNetwork, for_removal: bool) -> Vec<(&'static str, Vec<Elem>)
     if !gw6.is_empty() {
         v.push((SET_GATEWAYS6, gw6));
     }
+    v.into_iter().map(|(s, e)| (FAMILY, s, e)).collect()
+}
+
+/// The IPv6 link-local address the kernel gives an interface with this MAC (EUI-64, the
+/// default `addr_gen_mode` of a fresh namespace).
+pub fn link_local(mac: [u8; 6]) -> Ipv6Addr {
+    Ipv6Addr::from([
+        0xfe,
+        0x80,
+        0,
+        0,
+        0,
+        0,
+        0,
+        0,
+        mac[0] ^ 0x02,
+        mac[1],
+        mac[2],
+        0xff,
+        0xfe,
+        mac[3],
+        mac[4],
+        mac[5],
+    ])
+}
+
+/// The port guard's elements of an endpoint, per set.
+fn endpoint_elements(ep: &FwEndpoint) -> Vec<(&'static str, Elem)> {
+    let mut v = Vec::new();
+    if let Some(a) = ep.ipv4 {
+        v.push((SET_GUARD4, Elem::port_mac_ipv4(&ep.port, ep.mac, a)));
+    }
+    if let Some(a) = ep.ipv6 {
+        v.push((SET_GUARD6, Elem::port_mac_ipv6(&ep.port, ep.mac, a)));
+        v.push((
+            SET_GUARD6,
+            Elem::port_mac_ipv6(&ep.port, ep.mac, link_local(ep.mac)),
+        ));
+    }
     v
+}
+
+/// Every element of sandbox interfaces and published ports, grouped per (family, set).
+fn attach_elements(eps: &[FwEndpoint], ports: &[FwPort]) -> Vec<(Family, &'static str, Vec<Elem>)> {
+    let mut out: Vec<(Family, &'static str, Vec<Elem>)> = Vec::new();
+    let mut push = |family, set, e| match out.iter_mut().find(|(f, s, _)| *f == family && *s == set)
+    {
+        Some((_, _, v)) => v.push(e),
+        None => out.push((family, set, vec![e])),
+    };
+    for ep in eps {
+        for (set, e) in endpoint_elements(ep) {
+            push(GUARD_FAMILY, set, e);
+        }
+    }
+    for p in ports {
+        let (map, e) = port_elem(p);
+        push(FAMILY, map, e);
+    }
+    out
+}
+
+/// Adds the elements of sandbox interfaces (the port guard's) and of published ports: what
+/// one attach adds, in one batch.
+pub fn attach(batch: &mut Batch, eps: &[FwEndpoint], ports: &[FwPort]) {
+    for (family, set, elems) in attach_elements(eps, ports) {
+        batch.add_elements(family, TABLE, set, elems);
+    }
+}
+
+/// Removes what [`attach`] added; absent elements are no error.
+pub fn detach(batch: &mut Batch, eps: &[FwEndpoint], ports: &[FwPort]) {
+    for (family, set, elems) in attach_elements(eps, ports) {
+        batch.destroy_elements(family, TABLE, set, elems);
+    }
+}
+
+/// Adds published ports: one element each, grouped per map.
+pub fn publish(batch: &mut Batch, ports: &[FwPort]) {
+    attach(batch, &[], ports);
+}
+
+/// Removes published ports; absent elements are no error.
+pub fn unpublish(batch: &mut Batch, ports: &[FwPort]) {
+    detach(batch, &[], ports);
+}
+
+/// Adds the network's elements (its bridge, its pair, its masquerade prefixes). Re-adding
+/// existing elements is no error.
+pub fn add_network(batch: &mut Batch, net: &FwNetwork) {
+    for (family, set, elems) in elements(net, false) {
+        batch.add_elements(family, TABLE, set, elems);
+    }
+}
+
+/// Removes the network's elements; absent elements are no error.
+pub fn remove_network(batch: &mut Batch, net: &FwNetwork) {
+    for (family, set, elems) in elements(net, true) {
+        batch.destroy_elements(family, TABLE, set, elems);
+    }
+}
+
+/// Every element weft's sets should hold for these networks, interfaces and ports, per
+/// (family, set): the desired content that [`drift`] compares with the kernel's.
+pub fn all_elements(
+    nets: &[FwNetwork],
+    eps: &[FwEndpoint],
+    ports: &[FwPort],
+) -> Vec<(Family, &'static str, Vec<Elem>)> {
+    let mut out = attach_elements(eps, ports);
+    for n in nets {
+        for (family, set, elems) in elements(n, false) {
+            match out.iter_mut().find(|(f, s, _)| *f == family && *s == set) {
+                Some((_, _, v)) => v.extend(elems),
+                None => out.push((family, set, elems)),
+            }
+        }
+    }
+    out
 }
 
 /// The interval-concatenation element `first . first` to `last . last`: both addresses of
@@ -696,55 +644,16 @@ fn port_elem(p: &FwPort) -> (&'static str, Elem) {
     (map, Elem::new(key).with_data(ElemData::Value(data)))
 }
 
-/// Adds published ports: one element each, grouped per map.
-pub fn publish(batch: &mut Batch, ports: &[FwPort]) {
-    for (map, elems) in group(ports) {
-        batch.add_elements(FAMILY, TABLE, map, elems);
-    }
-}
-
-/// Removes published ports; absent elements are no error.
-pub fn unpublish(batch: &mut Batch, ports: &[FwPort]) {
-    for (map, elems) in group(ports) {
-        batch.destroy_elements(FAMILY, TABLE, map, elems);
-    }
-}
-
-fn group(ports: &[FwPort]) -> Vec<(&'static str, Vec<Elem>)> {
-    let mut out: Vec<(&'static str, Vec<Elem>)> = Vec::new();
-    for p in ports {
-        let (map, elem) = port_elem(p);
-        match out.iter_mut().find(|(m, _)| *m == map) {
-            Some((_, v)) => v.push(elem),
-            None => out.push((map, vec![elem])),
-        }
-    }
-    out
-}
-
-/// Adds the network's elements (its bridge, its pair, its masquerade prefixes). Re-adding
-/// existing elements is no error.
-pub fn add_network(batch: &mut Batch, net: &FwNetwork) {
-    for (set, elems) in elements(net, false) {
-        batch.add_elements(FAMILY, TABLE, set, elems);
-    }
-}
-
-/// Removes the network's elements; absent elements are no error.
-pub fn remove_network(batch: &mut Batch, net: &FwNetwork) {
-    for (set, elems) in elements(net, true) {
-        batch.destroy_elements(FAMILY, TABLE, set, elems);
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::core::nft::{CmpOp, Expr, MetaKey, Msg, Reg, Verdict};
 
     fn net(internal: bool) -> FwNetwork {
         FwNetwork {
             bridge: "weft-br1".into(),
             internal,
+            icc: true,
             masq_v4: Some("172.18.0.0/16".parse().unwrap()),
             masq_v6: Some("fd00:1::/64".parse().unwrap()),
             subnet_v4: None,
@@ -753,21 +662,33 @@ mod tests {
         }
     }
 
+    fn owner() -> Owner {
+        Owner {
+            instance: "0a1b2c3d".into(),
+            state_dir: "/var/lib/weft".into(),
+        }
+    }
+
+    fn base_ops(opts: &FwOptions) -> Vec<String> {
+        let mut b = Batch::new();
+        ensure_base(&mut b, opts, &owner());
+        b.ops()
+    }
+
     #[test]
     fn ensure_base_is_deterministic() {
         let mut a = Batch::new();
-        ensure_base(&mut a);
+        ensure_base(&mut a, &FwOptions::default(), &owner());
         let mut b = Batch::new();
-        ensure_base(&mut b);
+        ensure_base(&mut b, &FwOptions::default(), &owner());
         assert_eq!(a.encode(7), b.encode(7));
     }
 
     #[test]
     fn ensure_base_shape() {
-        let mut b = Batch::new();
-        ensure_base(&mut b);
-        let ops = b.ops();
+        let ops = base_ops(&FwOptions::default());
         assert_eq!(ops[0], "add table inet weft");
+        assert!(ops.contains(&"add table bridge weft".to_string()));
         // The user chain is created but never flushed; the base chains are flushed before
         // their rules are re-added.
         assert!(ops.contains(&"add chain inet weft user".to_string()));
@@ -781,55 +702,88 @@ mod tests {
             .position(|o| o == "add rule to inet weft forward")
             .unwrap();
         assert!(flush_fwd < first_rule);
-        assert_eq!(
-            ops.iter()
-                .filter(|o| o.starts_with("add rule to inet weft forward"))
-                .count(),
-            8
-        );
-        assert_eq!(
-            ops.iter()
-                .filter(|o| o.starts_with("add rule to inet weft postrouting"))
-                .count(),
-            6
-        );
-        assert_eq!(
-            ops.iter()
-                .filter(|o| o.starts_with("add rule to inet weft prerouting"))
-                .count(),
-            6
-        );
-        assert_eq!(ops.iter().filter(|o| o.starts_with("add set")).count(), 15);
+        let count = |p: &str| ops.iter().filter(|o| o.starts_with(p)).count();
+        assert_eq!(count("add rule to inet weft forward"), 10);
+        assert_eq!(count("add rule to inet weft postrouting"), 6);
+        assert_eq!(count("add rule to inet weft prerouting"), 6);
+        assert_eq!(count("add set inet"), 16);
+        assert_eq!(count("add set bridge"), 2);
         // Nothing touches set elements.
         assert!(!ops
             .iter()
             .any(|o| o.contains("elements") || o.starts_with("flush set")));
+        // Every rule carries its fingerprint; tables carry their owner.
+        let mut b = Batch::new();
+        ensure_base(&mut b, &FwOptions::default(), &owner());
+        for m in b.msgs() {
+            match m {
+                Msg::AddRule { tag, .. } => assert!(tag.is_some()),
+                Msg::AddTable { comment, .. } => {
+                    assert_eq!(comment.as_deref(), Some("weft:0a1b2c3d /var/lib/weft"))
+                }
+                _ => {}
+            }
+        }
+    }
+
+    #[test]
+    fn forward_drop_rules_follow_the_options() {
+        let with = |v4, v6| FwOptions {
+            forward_drop_v4: v4,
+            forward_drop_v6: v6,
+            ..FwOptions::default()
+        };
+        assert_eq!(forward_rules(&with(false, false)).len(), 10);
+        let r = forward_rules(&with(true, false));
+        assert_eq!(r.len(), 12);
+        assert_eq!(
+            r.last().unwrap(),
+            &vec![
+                Expr::meta(MetaKey::Nfproto, Reg::R0),
+                Expr::cmp_eq(Reg::R0, vec![2]),
+                Expr::Verdict(Verdict::Drop)
+            ]
+        );
+        assert_eq!(forward_rules(&with(true, true)).len(), 13);
     }
 
     #[test]
     fn flush_elements_flushes_only_sets() {
         let mut b = Batch::new();
         flush_elements(&mut b);
-        assert_eq!(b.len(), 15);
-        assert!(b
-            .ops()
-            .iter()
-            .all(|o| o.starts_with("flush set inet weft ")));
+        assert_eq!(b.len(), 18);
+        assert!(b.ops().iter().all(|o| o.starts_with("flush set ")));
     }
 
     #[test]
     fn first_forward_rule_jumps_to_user() {
         assert_eq!(
-            forward_rules()[0],
+            forward_rules(&FwOptions::default())[0],
             vec![Expr::Verdict(Verdict::Jump("user".into()))]
         );
     }
 
     #[test]
-    fn pair_rule_uses_consecutive_registers() {
-        let r = &forward_rules()[1];
-        assert_eq!(r[0], Expr::meta(MetaKey::Iifname, Reg::r32(0)));
-        assert_eq!(r[1], Expr::meta(MetaKey::Oifname, Reg::r32(4)));
+    fn forward_order_isolates_icc_false_and_internal_before_published_ports() {
+        let r = forward_rules(&FwOptions::default());
+        let lookup_of = |rule: &Vec<Expr>| {
+            rule.iter().find_map(|e| match e {
+                Expr::Lookup { set, .. } => Some(set.clone()),
+                _ => None,
+            })
+        };
+        let sets: Vec<Option<String>> = r.iter().map(lookup_of).collect();
+        let pos = |s: &str| sets.iter().position(|x| x.as_deref() == Some(s)).unwrap();
+        let dnat_accept = r
+            .iter()
+            .position(|rule| matches!(rule.first(), Some(Expr::Ct { .. })))
+            .unwrap();
+        assert!(pos(SET_NOICC) < pos(SET_PAIRS));
+        assert!(pos(SET_INTERNAL) < dnat_accept);
+        // noicc: the pair lookup uses consecutive registers, and the second rule drops.
+        assert_eq!(r[1][0], Expr::meta(MetaKey::Iifname, Reg::r32(0)));
+        assert_eq!(r[1][1], Expr::meta(MetaKey::Oifname, Reg::r32(4)));
+        assert_eq!(r[2].last(), Some(&Expr::Verdict(Verdict::Drop)));
     }
 
     #[test]
@@ -860,11 +814,13 @@ mod tests {
             &FwNetwork {
                 masq_v4: None,
                 masq_v6: None,
+                icc: false,
                 ..net(true)
             },
         );
         assert_eq!(b.ops()[2], "add elements to inet weft internal");
-        assert_eq!(b.len(), 3);
+        assert_eq!(b.ops()[3], "add elements to inet weft noicc");
+        assert_eq!(b.len(), 4);
     }
 
     #[test]
@@ -872,24 +828,85 @@ mod tests {
         let mut b = Batch::new();
         remove_network(&mut b, &net(false));
         let ops = b.ops();
-        assert_eq!(ops.len(), 5);
+        assert_eq!(ops.len(), 6);
         assert!(ops
             .iter()
             .all(|o| o.starts_with("destroy elements in inet weft ")));
         assert!(b
             .msgs()
             .iter()
-            .all(|m| matches!(m, crate::core::nft::Msg::DestroyElems { .. })));
+            .all(|m| matches!(m, Msg::DestroyElems { .. })));
+    }
+
+    #[test]
+    fn attach_is_one_batch_for_guard_and_ports() {
+        let ep = FwEndpoint {
+            port: "wv0123456789a0".into(),
+            mac: [2, 0x42, 10, 1, 0, 2],
+            ipv4: Some("10.1.0.2".parse().unwrap()),
+            ipv6: Some("fd00:1::2".parse().unwrap()),
+        };
+        let port = FwPort {
+            proto: 6,
+            host_ip: None,
+            host_port: 8080,
+            target: "10.1.0.2".parse().unwrap(),
+            target_port: 80,
+        };
+        let mut b = Batch::new();
+        attach(&mut b, std::slice::from_ref(&ep), &[port]);
+        assert_eq!(
+            b.ops(),
+            [
+                "add elements to bridge weft ip4",
+                "add elements to bridge weft ip6",
+                "add elements to inet weft dnat4any",
+            ]
+        );
+        match &b.msgs()[1] {
+            Msg::AddElems { elems, .. } => {
+                assert_eq!(elems.len(), 2, "the address and the link-local one");
+                assert_eq!(elems[1].key.len(), 40);
+                assert_eq!(
+                    &elems[1].key[24..],
+                    &"fe80::42:aff:fe01:2".parse::<Ipv6Addr>().unwrap().octets()
+                );
+            }
+            other => panic!("{other:?}"),
+        }
+        let mut b = Batch::new();
+        detach(&mut b, &[ep], &[port]);
+        assert!(b.ops().iter().all(|o| o.starts_with("destroy elements")));
+    }
+
+    #[test]
+    fn link_local_is_eui64() {
+        assert_eq!(
+            link_local([0x02, 0x42, 0xac, 0x12, 0x00, 0x02]),
+            "fe80::42:acff:fe12:2".parse::<Ipv6Addr>().unwrap()
+        );
+    }
+
+    #[test]
+    fn owners_round_trip() {
+        let o = owner();
+        assert_eq!(Owner::parse(&o.comment()), Some(o));
+        assert_eq!(Owner::parse("made by hand"), None);
+        assert_eq!(
+            Owner::parse("weft:12345678").map(|o| o.instance),
+            Some("12345678".into())
+        );
     }
 
     #[test]
     fn ct_state_mask_matches_nft() {
         // nft sends mask 06 00 00 00 for `ct state established,related` (host order on x86).
-        let r = &forward_rules()[6];
-        // (rule 6: `oifname @bridges ct state established,related accept`)
+        let r = &forward_rules(&FwOptions::default())[8];
+        // (rule 8: `oifname @bridges ct state established,related accept`)
         match &r[3] {
             Expr::Bitwise { mask, .. } => assert_eq!(mask, &6u32.to_ne_bytes().to_vec()),
             other => panic!("expected bitwise, got {other:?}"),
         }
+        assert!(matches!(&r[4], Expr::Cmp { op: CmpOp::Neq, .. }));
     }
 }

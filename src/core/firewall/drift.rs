@@ -1,0 +1,625 @@
+//! Level-triggered firewall repair, the pure half: what weft's tables should contain
+//! ([`Desired`]), how that differs from what a dump of the kernel shows ([`check`]), and the
+//! one atomic batch that makes the kernel match again ([`repair`]).
+//!
+//! Rules are recognised by the fingerprint weft stores in each rule's userdata
+//! ([`crate::core::nft::fingerprint`]): a chain matches when it holds exactly the desired
+//! fingerprints in order. Sets match when their definition is the one weft would create and
+//! they hold exactly the desired elements. The tables' comment names the instance that owns
+//! them; another instance's tables are never changed.
+
+use std::fmt;
+
+use super::{all_elements, FwEndpoint, FwNetwork, FwOptions, FwPort, Owner, TableDef, CHAIN_USER};
+use crate::core::nft::{fingerprint, Batch, Chain, ChainInfo, Elem, Family, ObservedTable};
+
+/// How deep [`check`] looks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Depth {
+    /// Tables, owners, chains and rules: a few dumps whatever the number of sandboxes (the
+    /// check on every attach).
+    Rules,
+    /// Also every set's definition and elements (gc, network create, the daemon).
+    Elements,
+}
+
+/// Everything weft's firewall should hold.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Desired {
+    /// The tables, their chains, rules and sets.
+    pub tables: Vec<TableDef>,
+    /// The elements of every set, per (family, set) (tables are all named `weft`).
+    pub elements: Vec<(Family, &'static str, Vec<Elem>)>,
+    /// The owner written into (and expected in) the tables' comments.
+    pub owner: Owner,
+}
+
+impl Desired {
+    /// The firewall for these records and options.
+    pub fn new(
+        opts: &FwOptions,
+        owner: Owner,
+        nets: &[FwNetwork],
+        eps: &[FwEndpoint],
+        ports: &[FwPort],
+    ) -> Desired {
+        Desired {
+            tables: super::tables(opts),
+            elements: all_elements(nets, eps, ports),
+            owner,
+        }
+    }
+
+    fn elements_of(&self, family: Family, set: &str) -> &[Elem] {
+        self.elements
+            .iter()
+            .find(|(f, s, _)| *f == family && *s == set)
+            .map(|(_, _, e)| e.as_slice())
+            .unwrap_or(&[])
+    }
+}
+
+/// One difference between the desired and the observed firewall.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[allow(missing_docs)]
+pub enum Drift {
+    /// The table does not exist.
+    MissingTable { family: Family, table: String },
+    /// The table carries no owner (made by an older weft, or by hand).
+    Unmarked { family: Family, table: String },
+    /// A chain does not exist.
+    MissingChain {
+        family: Family,
+        table: String,
+        chain: String,
+    },
+    /// A chain has another hook, priority, type or policy.
+    ChainShape {
+        family: Family,
+        table: String,
+        chain: String,
+    },
+    /// A chain's rules are not exactly weft's (`matching` of `expected` rules are in place,
+    /// `found` rules are there).
+    Rules {
+        family: Family,
+        table: String,
+        chain: String,
+        expected: usize,
+        found: usize,
+        matching: usize,
+    },
+    /// A set or map does not exist.
+    MissingSet {
+        family: Family,
+        table: String,
+        set: String,
+    },
+    /// A set or map has another definition.
+    SetShape {
+        family: Family,
+        table: String,
+        set: String,
+    },
+    /// A set's elements differ.
+    Elements {
+        family: Family,
+        table: String,
+        set: String,
+        missing: usize,
+        unexpected: usize,
+    },
+}
+
+impl fmt::Display for Drift {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Drift::MissingTable { family, table } => write!(f, "table {family} {table} is missing"),
+            Drift::Unmarked { family, table } => {
+                write!(f, "table {family} {table} has no owner comment")
+            }
+            Drift::MissingChain {
+                family,
+                table,
+                chain,
+            } => write!(f, "chain {family} {table} {chain} is missing"),
+            Drift::ChainShape {
+                family,
+                table,
+                chain,
+            } => write!(
+                f,
+                "chain {family} {table} {chain} has another hook, priority, type or policy"
+            ),
+            Drift::Rules {
+                family,
+                table,
+                chain,
+                expected,
+                found,
+                matching,
+            } => write!(
+                f,
+                "chain {family} {table} {chain}: {matching} of {expected} rules in place, {found} found"
+            ),
+            Drift::MissingSet { family, table, set } => {
+                write!(f, "set {family} {table} {set} is missing")
+            }
+            Drift::SetShape { family, table, set } => {
+                write!(f, "set {family} {table} {set} has another definition")
+            }
+            Drift::Elements {
+                family,
+                table,
+                set,
+                missing,
+                unexpected,
+            } => write!(
+                f,
+                "set {family} {table} {set}: {missing} elements missing, {unexpected} unexpected"
+            ),
+        }
+    }
+}
+
+/// Weft's table belongs to another state directory: nothing may change it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "nftables table {family} {table} belongs to another weft instance ({}, state directory {}): \
+     two state directories cannot share one network namespace; use --state-dir {} here, or run \
+     this one in another network namespace",
+    .owner.instance, .owner.state_dir, .owner.state_dir
+)]
+pub struct ForeignOwner {
+    /// The table's family.
+    pub family: Family,
+    /// The table.
+    pub table: String,
+    /// Who owns it.
+    pub owner: Owner,
+}
+
+/// The owner named by an observed table's comment; `Err` when it is another instance.
+fn owner_of(t: &TableDef, o: &ObservedTable, me: &Owner) -> Result<Option<Owner>, ForeignOwner> {
+    let owner = o
+        .table
+        .as_ref()
+        .and_then(|i| i.comment.as_deref())
+        .and_then(Owner::parse);
+    match owner {
+        Some(ow) if ow.instance != me.instance => Err(ForeignOwner {
+            family: t.family,
+            table: t.name.to_string(),
+            owner: ow,
+        }),
+        other => Ok(other),
+    }
+}
+
+/// An unmarked table is adopted as it is when re-creating it (the only way to mark it: the
+/// kernel keeps a table's first comment) would lose the users' rules.
+fn keeps_unmarked(o: &ObservedTable) -> bool {
+    o.rules.iter().any(|r| r.chain == CHAIN_USER)
+}
+
+/// Hook, priority and type equal (what the kernel cannot change on an existing chain).
+fn same_kind(want: &Chain, seen: &ChainInfo) -> bool {
+    match (&want.base, &seen.base) {
+        (None, None) => !seen.other_base,
+        (Some(w), Some(s)) => w.hook == s.hook && w.priority == s.priority && w.kind == s.kind,
+        _ => false,
+    }
+}
+
+fn same_policy(want: &Chain, seen: &ChainInfo) -> bool {
+    match (&want.base, &seen.base) {
+        (Some(w), Some(s)) => w.policy == s.policy,
+        _ => true,
+    }
+}
+
+/// Sorted descriptions of elements: multisets that can be compared and counted.
+fn normalized(elems: &[Elem]) -> Vec<String> {
+    let mut v: Vec<String> = elems.iter().map(|e| format!("{e:?}")).collect();
+    v.sort();
+    v
+}
+
+/// (missing, unexpected) between two sorted lists.
+fn difference(want: &[String], have: &[String]) -> (usize, usize) {
+    let (mut i, mut j, mut missing, mut unexpected) = (0, 0, 0, 0);
+    while i < want.len() || j < have.len() {
+        match (want.get(i), have.get(j)) {
+            (Some(a), Some(b)) if a == b => {
+                i += 1;
+                j += 1;
+            }
+            (Some(a), Some(b)) if a < b => {
+                missing += 1;
+                i += 1;
+            }
+            (Some(_), None) => {
+                missing += 1;
+                i += 1;
+            }
+            _ => {
+                unexpected += 1;
+                j += 1;
+            }
+        }
+    }
+    (missing, unexpected)
+}
+
+/// What differs between `desired` and `observed` (one observation per desired table, in the
+/// same order). Sets are only looked at with [`Depth::Elements`]. A table owned by another
+/// instance is an error: the caller must not change anything.
+pub fn check(
+    desired: &Desired,
+    observed: &[ObservedTable],
+    depth: Depth,
+) -> Result<Vec<Drift>, ForeignOwner> {
+    let mut drifts = Vec::new();
+    for (t, o) in desired.tables.iter().zip(observed) {
+        let (family, table) = (t.family, t.name.to_string());
+        if o.table.is_none() {
+            drifts.push(Drift::MissingTable { family, table });
+            continue;
+        }
+        if owner_of(t, o, &desired.owner)?.is_none() && !keeps_unmarked(o) {
+            drifts.push(Drift::Unmarked {
+                family,
+                table: table.clone(),
+            });
+        }
+        for c in &t.chains {
+            let chain = c.chain.name.clone();
+            match o.chains.iter().find(|x| x.name == chain) {
+                None => {
+                    drifts.push(Drift::MissingChain {
+                        family,
+                        table: table.clone(),
+                        chain: chain.clone(),
+                    });
+                }
+                Some(seen) if !same_kind(&c.chain, seen) || !same_policy(&c.chain, seen) => {
+                    drifts.push(Drift::ChainShape {
+                        family,
+                        table: table.clone(),
+                        chain: chain.clone(),
+                    });
+                }
+                Some(_) => {}
+            }
+            if let Some(rules) = &c.rules {
+                let want: Vec<Option<u64>> = rules.iter().map(|r| Some(fingerprint(r))).collect();
+                let have: Vec<Option<u64>> = o
+                    .rules
+                    .iter()
+                    .filter(|r| r.chain == chain)
+                    .map(|r| r.tag)
+                    .collect();
+                if want != have {
+                    let matching = want.iter().filter(|w| have.contains(w)).count();
+                    drifts.push(Drift::Rules {
+                        family,
+                        table: table.clone(),
+                        chain,
+                        expected: want.len(),
+                        found: have.len(),
+                        matching,
+                    });
+                }
+            }
+        }
+        if depth == Depth::Rules {
+            continue;
+        }
+        for s in &t.sets {
+            let set = s.name.clone();
+            match o.sets.iter().find(|(info, _)| info.name == set) {
+                None => drifts.push(Drift::MissingSet {
+                    family,
+                    table: table.clone(),
+                    set,
+                }),
+                Some((info, _)) if !s.matches(info) => drifts.push(Drift::SetShape {
+                    family,
+                    table: table.clone(),
+                    set,
+                }),
+                Some((_, elems)) => {
+                    let have = normalized(elems.as_deref().unwrap_or_default());
+                    let mut want = normalized(desired.elements_of(family, &s.name));
+                    want.dedup();
+                    let (missing, unexpected) = difference(&want, &have);
+                    if missing + unexpected > 0 {
+                        drifts.push(Drift::Elements {
+                            family,
+                            table: table.clone(),
+                            set,
+                            missing,
+                            unexpected,
+                        });
+                    }
+                }
+            }
+        }
+    }
+    Ok(drifts)
+}
+
+/// The one batch that makes the kernel hold exactly `desired`, whatever `observed` (one
+/// observation per desired table, as read under the store's write lock) shows: tables
+/// created (or, unmarked and without user rules, re-created with their owner), chains and
+/// sets of another shape replaced, every weft chain flushed and refilled, every set flushed
+/// and refilled. The user chain and its rules are kept. A table owned by another instance is
+/// an error.
+pub fn repair(desired: &Desired, observed: &[ObservedTable]) -> Result<Batch, ForeignOwner> {
+    let mut b = Batch::new();
+    let comment = desired.owner.comment();
+    let empty = ObservedTable::default();
+    for (t, o) in desired.tables.iter().zip(observed) {
+        let (family, table) = (t.family, t.name);
+        let mut o = o;
+        if o.table.is_some() && owner_of(t, o, &desired.owner)?.is_none() && !keeps_unmarked(o) {
+            b.destroy_table(family, table);
+            o = &empty;
+        }
+        b.add_table_with_comment(family, table, &comment);
+        let seen = |name: &str| o.chains.iter().find(|c| c.name == name);
+        // Weft's chains are emptied first: a chain of another shape can then be deleted,
+        // and so can a set of another definition (no rule refers to it any more).
+        for c in t.chains.iter().filter(|c| c.rules.is_some()) {
+            if seen(&c.chain.name).is_some() {
+                b.flush_chain(family, table, &c.chain.name);
+            }
+        }
+        for c in t.chains.iter().filter(|c| c.rules.is_some()) {
+            if seen(&c.chain.name).is_some_and(|s| !same_kind(&c.chain, s)) {
+                b.destroy_chain(family, table, &c.chain.name);
+            }
+        }
+        for c in &t.chains {
+            b.add_chain(family, table, c.chain.clone());
+        }
+        for s in &t.sets {
+            if o.sets
+                .iter()
+                .any(|(info, _)| info.name == s.name && !s.matches(info))
+            {
+                b.destroy_set(family, table, &s.name);
+            }
+        }
+        for s in &t.sets {
+            b.add_set(family, table, s.clone());
+            b.flush_set(family, table, &s.name);
+        }
+        for c in &t.chains {
+            for r in c.rules.iter().flatten() {
+                b.add_rule_tagged(family, table, &c.chain.name, r.clone());
+            }
+        }
+        for s in &t.sets {
+            b.add_elements(
+                family,
+                table,
+                &s.name,
+                desired.elements_of(family, &s.name).to_vec(),
+            );
+        }
+    }
+    Ok(b)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::firewall::{SET_BRIDGES, TABLE};
+    use crate::core::nft::{RuleInfo, SetInfo, TableInfo};
+
+    fn owner(i: &str) -> Owner {
+        Owner {
+            instance: i.into(),
+            state_dir: format!("/s/{i}"),
+        }
+    }
+
+    fn net() -> FwNetwork {
+        FwNetwork {
+            bridge: "wbr-a".into(),
+            internal: false,
+            icc: true,
+            masq_v4: Some("10.1.0.0/24".parse().unwrap()),
+            masq_v6: None,
+            subnet_v4: Some("10.1.0.0/24".parse().unwrap()),
+            subnet_v6: None,
+            gateways: vec!["10.1.0.1".parse().unwrap()],
+        }
+    }
+
+    /// What the kernel would show after `desired` was installed exactly.
+    fn perfect(d: &Desired) -> Vec<ObservedTable> {
+        d.tables
+            .iter()
+            .map(|t| ObservedTable {
+                table: Some(TableInfo {
+                    family: t.family,
+                    name: t.name.into(),
+                    comment: Some(d.owner.comment()),
+                }),
+                chains: t
+                    .chains
+                    .iter()
+                    .map(|c| ChainInfo {
+                        family: t.family,
+                        table: t.name.into(),
+                        name: c.chain.name.clone(),
+                        base: c.chain.base,
+                        other_base: false,
+                    })
+                    .collect(),
+                rules: t
+                    .chains
+                    .iter()
+                    .flat_map(|c| {
+                        c.rules.iter().flatten().map(|r| RuleInfo {
+                            chain: c.chain.name.clone(),
+                            tag: Some(fingerprint(r)),
+                            exprs: vec![],
+                        })
+                    })
+                    .collect(),
+                sets: t
+                    .sets
+                    .iter()
+                    .map(|s| {
+                        (
+                            SetInfo {
+                                name: s.name.clone(),
+                                flags: s.kernel_flags(),
+                                key_type: s.key.type_id(),
+                                key_len: s.key.byte_len(),
+                                data_type: s.data_type_id(),
+                                data_len: match s.data {
+                                    Some(crate::core::nft::DataType::Value(v)) => {
+                                        Some(v.byte_len())
+                                    }
+                                    _ => None,
+                                },
+                            },
+                            Some(d.elements_of(t.family, &s.name).to_vec()),
+                        )
+                    })
+                    .collect(),
+            })
+            .collect()
+    }
+
+    fn desired() -> Desired {
+        Desired::new(&FwOptions::default(), owner("aaaa0001"), &[net()], &[], &[])
+    }
+
+    #[test]
+    fn a_perfect_kernel_has_no_drift() {
+        let d = desired();
+        assert_eq!(check(&d, &perfect(&d), Depth::Elements), Ok(vec![]));
+    }
+
+    #[test]
+    fn every_kind_of_damage_is_seen() {
+        let d = desired();
+        let mut o = perfect(&d);
+        // nft flush chain inet weft forward
+        o[0].rules.retain(|r| r.chain != "forward");
+        // nft flush set inet weft bridges
+        o[0].sets
+            .iter_mut()
+            .find(|(s, _)| s.name == SET_BRIDGES)
+            .unwrap()
+            .1 = Some(vec![]);
+        // the bridge table deleted
+        o[1] = ObservedTable::default();
+        let drifts = check(&d, &o, Depth::Elements).unwrap();
+        assert_eq!(drifts.len(), 3, "{drifts:?}");
+        assert!(matches!(&drifts[0], Drift::Rules { chain, found: 0, .. } if chain == "forward"));
+        assert!(
+            matches!(&drifts[1], Drift::Elements { set, missing: 1, unexpected: 0, .. } if set == "bridges")
+        );
+        assert_eq!(
+            drifts[2],
+            Drift::MissingTable {
+                family: Family::Bridge,
+                table: TABLE.into()
+            }
+        );
+        // Depth::Rules does not look at elements.
+        assert_eq!(check(&d, &o, Depth::Rules).unwrap().len(), 2);
+        // One deleted rule in the middle.
+        let mut o = perfect(&d);
+        let i = o[0]
+            .rules
+            .iter()
+            .position(|r| r.chain == "forward")
+            .unwrap();
+        o[0].rules.remove(i + 3);
+        assert!(matches!(
+            &check(&d, &o, Depth::Rules).unwrap()[..],
+            [Drift::Rules { matching, found, expected, .. }] if matching + 1 == *expected && found + 1 == *expected
+        ));
+    }
+
+    #[test]
+    fn another_instance_is_refused() {
+        let d = desired();
+        let mut o = perfect(&d);
+        o[0].table.as_mut().unwrap().comment = Some(owner("bbbb0002").comment());
+        let err = check(&d, &o, Depth::Rules).unwrap_err();
+        assert_eq!(err.owner.state_dir, "/s/bbbb0002");
+        assert!(err.to_string().contains("/s/bbbb0002"), "{err}");
+        assert!(repair(&d, &o).is_err());
+    }
+
+    #[test]
+    fn repair_of_nothing_builds_everything_and_keeps_the_user_chain() {
+        let d = desired();
+        let b = repair(&d, &[ObservedTable::default(), ObservedTable::default()]).unwrap();
+        let ops = b.ops();
+        assert_eq!(ops[0], "add table inet weft");
+        assert!(!ops.iter().any(|o| o.starts_with("flush chain")));
+        assert!(!ops.iter().any(|o| o.starts_with("destroy")));
+        assert!(ops.contains(&"add elements to inet weft bridges".to_string()));
+        // On a complete table: weft's chains are flushed, never the user chain.
+        let b = repair(&d, &perfect(&d)).unwrap();
+        let ops = b.ops();
+        assert!(ops.contains(&"flush chain inet weft forward".to_string()));
+        assert!(!ops.contains(&"flush chain inet weft user".to_string()));
+        assert!(!ops.iter().any(|o| o.starts_with("destroy")));
+    }
+
+    #[test]
+    fn repair_replaces_what_changed_shape_and_recreates_unmarked_tables() {
+        let d = desired();
+        let mut o = perfect(&d);
+        o[0].chains
+            .iter_mut()
+            .find(|c| c.name == "raw")
+            .unwrap()
+            .base = None;
+        o[0].sets
+            .iter_mut()
+            .find(|(s, _)| s.name == "pairs")
+            .unwrap()
+            .0
+            .key_len = 4;
+        o[1].table.as_mut().unwrap().comment = None;
+        let ops = repair(&d, &o).unwrap().ops();
+        let pos = |s: &str| {
+            ops.iter()
+                .position(|o| o == s)
+                .unwrap_or_else(|| panic!("{s}: {ops:?}"))
+        };
+        assert!(pos("flush chain inet weft raw") < pos("destroy chain inet weft raw"));
+        assert!(pos("destroy chain inet weft raw") < pos("add chain inet weft raw"));
+        assert!(pos("flush chain inet weft forward") < pos("destroy set inet weft pairs"));
+        assert!(pos("destroy set inet weft pairs") < pos("add set inet weft pairs"));
+        assert!(pos("destroy table bridge weft") < pos("add table bridge weft"));
+        // An unmarked inet table whose user chain has rules is kept (and stays unmarked).
+        let mut o = perfect(&d);
+        o[0].table.as_mut().unwrap().comment = None;
+        o[0].rules.push(RuleInfo {
+            chain: CHAIN_USER.into(),
+            tag: None,
+            exprs: vec![],
+        });
+        let ops = repair(&d, &o).unwrap().ops();
+        assert!(!ops.contains(&"destroy table inet weft".to_string()));
+    }
+
+    #[test]
+    fn element_differences_are_counted() {
+        let s = |v: &[&str]| v.iter().map(|x| x.to_string()).collect::<Vec<_>>();
+        assert_eq!(difference(&s(&["a", "b", "c"]), &s(&["b", "d"])), (2, 1));
+        assert_eq!(difference(&s(&[]), &s(&["x"])), (0, 1));
+    }
+}

@@ -1,0 +1,368 @@
+//! The rules of weft's `inet` table: filtering between networks, published ports (DNAT),
+//! masquerade, and the raw-table shortcut for traffic inside one network.
+
+use std::net::Ipv6Addr;
+
+use super::*;
+use crate::core::nft::{
+    ct_state, CmpOp, CtKey, Expr, IpFamily, MetaKey, NatKind, PayloadBase, Reg, Verdict,
+};
+
+/// `iifname`/`oifname` `@set` into register 0.
+fn ifname_in(key: MetaKey, set: &str) -> [Expr; 2] {
+    [Expr::meta(key, Reg::R0), Expr::lookup(set, Reg::R0)]
+}
+
+pub(super) fn verdict(v: Verdict) -> Expr {
+    Expr::Verdict(v)
+}
+
+/// The rules of `forward`, in order. Traffic inside one network is accepted first, except
+/// routed traffic between the ports of an `icc=false` bridge (a sandbox that points its
+/// neighbour entry for a peer at the bridge's MAC gets routed back into the same bridge);
+/// internal networks are cut off before published ports are accepted (so they reach
+/// nothing outside their own network, published ports included).
+pub fn forward_rules(opts: &FwOptions) -> Vec<Vec<Expr>> {
+    use MetaKey::{Iifname, Oifname};
+    let accept = || verdict(Verdict::Accept);
+    let drop = || verdict(Verdict::Drop);
+    let pair_in = |set: &str| {
+        // `iifname . oifname`: the second name goes right after the first's 16 bytes.
+        [
+            Expr::meta(Iifname, Reg::R0),
+            Expr::meta(Oifname, Reg::R0.after(16)),
+            Expr::lookup(set, Reg::R0),
+        ]
+    };
+    // `ct state established,related`: (state & (est|rel)) != 0, 4 bytes host order.
+    let ct_est_rel = [
+        Expr::Ct {
+            key: CtKey::State,
+            dreg: Reg::R0,
+        },
+        Expr::Bitwise {
+            sreg: Reg::R0,
+            dreg: Reg::R0,
+            mask: (ct_state::ESTABLISHED | ct_state::RELATED)
+                .to_ne_bytes()
+                .to_vec(),
+            xor: vec![0; 4],
+        },
+        Expr::Cmp {
+            sreg: Reg::R0,
+            op: CmpOp::Neq,
+            data: vec![0; 4],
+        },
+    ];
+    let mut v = vec![
+        vec![verdict(Verdict::Jump(CHAIN_USER.into()))],
+        // A sandbox reaching a published port of its own icc=false network through a host
+        // address is fine (the port is public); anything else routed between its ports is
+        // not. Untracked packets (see `raw`) have no ct status: they reach the drop.
+        [&pair_in(SET_NOICC)[..], &ct_status_dnat(), &[accept()]].concat(),
+        [&pair_in(SET_NOICC)[..], &[drop()]].concat(),
+        [&pair_in(SET_PAIRS)[..], &[accept()]].concat(),
+        [&ifname_in(Iifname, SET_INTERNAL)[..], &[drop()]].concat(),
+        [&ifname_in(Oifname, SET_INTERNAL)[..], &[drop()]].concat(),
+        // Published ports: every packet of their connections comes through here.
+        [&ct_status_dnat()[..], &[accept()]].concat(),
+        [
+            &ifname_in(Iifname, SET_BRIDGES)[..],
+            &ifname_in(Oifname, SET_BRIDGES),
+            &[drop()],
+        ]
+        .concat(),
+        [
+            &ifname_in(Oifname, SET_BRIDGES)[..],
+            &ct_est_rel,
+            &[accept()],
+        ]
+        .concat(),
+        [&ifname_in(Oifname, SET_BRIDGES)[..], &[drop()]].concat(),
+    ];
+    if opts.forward_drop_v4 || opts.forward_drop_v6 {
+        // weft turned forwarding on for its sandboxes, not to make the host a router:
+        // forwarded traffic that touches no weft bridge is dropped (as Docker does with
+        // FORWARD's policy when it enables forwarding itself).
+        v.push([&ifname_in(Iifname, SET_BRIDGES)[..], &[accept()]].concat());
+        for (on, family) in [
+            (opts.forward_drop_v4, IpFamily::V4),
+            (opts.forward_drop_v6, IpFamily::V6),
+        ] {
+            if on {
+                v.push([&nfproto(family)[..], &[drop()]].concat());
+            }
+        }
+    }
+    v
+}
+
+/// `ct status dnat`: the connection's destination was rewritten (a published port).
+fn ct_status_dnat() -> [Expr; 3] {
+    ct_dnat_test(CmpOp::Neq)
+}
+
+/// `ct status & dnat == 0` (with `Eq`) or `!= 0` (with `Neq`).
+fn ct_dnat_test(op: CmpOp) -> [Expr; 3] {
+    const IPS_DST_NAT: u32 = 1 << 5;
+    [
+        Expr::Ct {
+            key: CtKey::Status,
+            dreg: Reg::R0,
+        },
+        Expr::Bitwise {
+            sreg: Reg::R0,
+            dreg: Reg::R0,
+            mask: IPS_DST_NAT.to_ne_bytes().to_vec(),
+            xor: vec![0; 4],
+        },
+        Expr::Cmp {
+            sreg: Reg::R0,
+            op,
+            data: vec![0; 4],
+        },
+    ]
+}
+
+/// `meta nfproto ipv4|ipv6`: in an `inet` table every header load needs this guard.
+pub(super) fn nfproto(family: IpFamily) -> [Expr; 2] {
+    [
+        Expr::meta(MetaKey::Nfproto, Reg::R0),
+        Expr::cmp_eq(Reg::R0, vec![family.nfproto()]),
+    ]
+}
+
+/// Offset and length of the source or destination address in the network header.
+fn addr_field(family: IpFamily, dst: bool) -> (u32, u32) {
+    match (family, dst) {
+        (IpFamily::V4, false) => (12, 4),
+        (IpFamily::V4, true) => (16, 4),
+        (IpFamily::V6, false) => (8, 16),
+        (IpFamily::V6, true) => (24, 16),
+    }
+}
+
+fn load_addr(family: IpFamily, dst: bool, dreg: Reg) -> Expr {
+    let (offset, len) = addr_field(family, dst);
+    Expr::Payload {
+        base: PayloadBase::Network,
+        offset,
+        len,
+        dreg,
+    }
+}
+
+/// `ip daddr 127.0.0.0/8` / `ip6 daddr ::1` (or saddr): the host's loopback.
+fn is_loopback(family: IpFamily, dst: bool) -> Vec<Expr> {
+    let mut v = nfproto(family).to_vec();
+    v.push(load_addr(family, dst, Reg::R0));
+    match family {
+        IpFamily::V4 => {
+            v.push(Expr::Bitwise {
+                sreg: Reg::R0,
+                dreg: Reg::R0,
+                mask: vec![255, 0, 0, 0],
+                xor: vec![0; 4],
+            });
+            v.push(Expr::cmp_eq(Reg::R0, vec![127, 0, 0, 0]));
+        }
+        IpFamily::V6 => v.push(Expr::cmp_eq(Reg::R0, Ipv6Addr::LOCALHOST.octets().to_vec())),
+    }
+    v
+}
+
+/// `dnat ip to ip daddr . meta l4proto . th dport map @dnat4` (or the `any` variant keyed by
+/// protocol and port only, guarded by `fib daddr type local`).
+fn dnat_rule(family: IpFamily, any: bool) -> Vec<Expr> {
+    let mut v = nfproto(family).to_vec();
+    let addr_len = addr_field(family, true).1;
+    let map = match (family, any) {
+        (IpFamily::V4, false) => MAP_DNAT4,
+        (IpFamily::V4, true) => MAP_DNAT4_ANY,
+        (IpFamily::V6, false) => MAP_DNAT6,
+        (IpFamily::V6, true) => MAP_DNAT6_ANY,
+    };
+    let proto_reg = if any {
+        const RTN_LOCAL: u32 = 2;
+        v.push(Expr::FibDaddrType { dreg: Reg::R0 });
+        v.push(Expr::cmp_eq(Reg::R0, RTN_LOCAL.to_ne_bytes().to_vec()));
+        Reg::R0
+    } else {
+        v.push(load_addr(family, true, Reg::R0));
+        Reg::R0.after(addr_len)
+    };
+    v.push(Expr::meta(MetaKey::L4proto, proto_reg));
+    v.push(Expr::Payload {
+        base: PayloadBase::Transport,
+        offset: 2, // th dport: the same place in TCP, UDP and SCTP
+        len: 2,
+        dreg: proto_reg.after(4),
+    });
+    v.push(Expr::Lookup {
+        set: map.into(),
+        sreg: Reg::R0,
+        dreg: Some(Reg::R0),
+        invert: false,
+    });
+    v.push(Expr::Nat {
+        kind: NatKind::Dnat,
+        family,
+        addr: Some(Reg::R0),
+        port: Some(Reg::R0.after(addr_len)),
+        flags: 0,
+    });
+    v
+}
+
+/// The four DNAT rules, shared by `prerouting` and `output`.
+fn dnat_rules() -> Vec<Vec<Expr>> {
+    vec![
+        dnat_rule(IpFamily::V4, false),
+        dnat_rule(IpFamily::V4, true),
+        dnat_rule(IpFamily::V6, false),
+        dnat_rule(IpFamily::V6, true),
+    ]
+}
+
+/// The rules of `prerouting`: never DNAT a loopback destination arriving from outside (a
+/// port published on 127.0.0.1 is for the host only), then the published ports.
+pub fn prerouting_rules() -> Vec<Vec<Expr>> {
+    let ret = || Expr::Verdict(Verdict::Return);
+    let mut v = vec![
+        [&is_loopback(IpFamily::V4, true)[..], &[ret()]].concat(),
+        [&is_loopback(IpFamily::V6, true)[..], &[ret()]].concat(),
+    ];
+    v.extend(dnat_rules());
+    v
+}
+
+/// The rules of `raw` (prerouting, before conntrack): traffic between two sandboxes of one
+/// network is only bridged — no NAT, no stateful filter ever applies to it — but
+/// br_netfilter would still track every packet of it. Skipping conntrack there is safe and
+/// is most of the gap between a bridge and a bare veth. Traffic to a gateway stays tracked:
+/// it may be a published port.
+pub fn raw_rules() -> Vec<Vec<Expr>> {
+    // Traffic not coming from a weft bridge (published ports from outside, the host's own)
+    // leaves after one lookup.
+    let mut v = vec![vec![
+        Expr::meta(MetaKey::Iifname, Reg::R0),
+        Expr::Lookup {
+            set: SET_BRIDGES.into(),
+            sreg: Reg::R0,
+            dreg: None,
+            invert: true,
+        },
+        Expr::Verdict(Verdict::Return),
+    ]];
+    for (family, gateways, local) in [
+        (IpFamily::V4, SET_GATEWAYS4, SET_LOCAL4),
+        (IpFamily::V6, SET_GATEWAYS6, SET_LOCAL6),
+    ] {
+        let len = addr_field(family, false).1;
+        v.push(
+            [
+                &nfproto(family)[..],
+                &[
+                    load_addr(family, true, Reg::R0),
+                    Expr::lookup(gateways, Reg::R0),
+                    Expr::Verdict(Verdict::Return),
+                ],
+            ]
+            .concat(),
+        );
+        v.push(
+            [
+                &nfproto(family)[..],
+                &[
+                    load_addr(family, false, Reg::R0),
+                    load_addr(family, true, Reg::R0.after(len)),
+                    Expr::lookup(local, Reg::R0),
+                    Expr::Notrack,
+                ],
+            ]
+            .concat(),
+        );
+    }
+    v
+}
+
+/// The rules of `output`: the host reaching its own published ports. IPv6 cannot route a
+/// `::1` source out of the host, so `[::1]:port` is left alone (refused by the host's own
+/// stack) rather than translated into a black hole.
+pub fn output_rules() -> Vec<Vec<Expr>> {
+    let mut v = vec![[
+        &is_loopback(IpFamily::V6, true)[..],
+        &[Expr::Verdict(Verdict::Return)],
+    ]
+    .concat()];
+    v.extend(dnat_rules());
+    v
+}
+
+/// The rules of `input`: bridges have `route_localnet=1` (so the host can reach ports
+/// published on 127.0.0.1); a sandbox must still not reach the host's loopback services.
+/// Replies of the host's own connections to such ports come back with a loopback
+/// destination too, and carry `ct status dnat`: they pass.
+pub fn input_rules() -> Vec<Vec<Expr>> {
+    vec![[
+        &ifname_in(MetaKey::Iifname, SET_BRIDGES)[..],
+        &is_loopback(IpFamily::V4, true),
+        &ct_dnat_test(CmpOp::Eq),
+        &[verdict(Verdict::Drop)],
+    ]
+    .concat()]
+}
+
+/// `oifname @bridges ct status dnat <src match> masquerade`.
+fn hairpin_rule(src: Vec<Expr>) -> Vec<Expr> {
+    [
+        &ifname_in(MetaKey::Oifname, SET_BRIDGES)[..],
+        &ct_status_dnat(),
+        &src,
+        &[Expr::Masquerade],
+    ]
+    .concat()
+}
+
+/// `ip saddr @set masquerade` / `ip6 saddr @set masquerade`. In an `inet` table the address
+/// load must be guarded by `meta nfproto`, or IPv6 packets would be read as IPv4 headers.
+fn masq_rule(family: IpFamily, set: &str) -> Vec<Expr> {
+    let (offset, len) = match family {
+        IpFamily::V4 => (12, 4), // iphdr.saddr
+        IpFamily::V6 => (8, 16), // ipv6hdr.saddr
+    };
+    vec![
+        Expr::meta(MetaKey::Nfproto, Reg::R0),
+        Expr::cmp_eq(Reg::R0, vec![family.nfproto()]),
+        Expr::Payload {
+            base: PayloadBase::Network,
+            offset,
+            len,
+            dreg: Reg::R0,
+        },
+        Expr::lookup(set, Reg::R0),
+        Expr::Masquerade,
+    ]
+}
+
+/// The rules of `postrouting`, in order.
+pub fn postrouting_rules() -> Vec<Vec<Expr>> {
+    let src_in = |family, set: &str| {
+        let mut v = nfproto(family).to_vec();
+        v.push(load_addr(family, false, Reg::R0));
+        v.push(Expr::lookup(set, Reg::R0));
+        v
+    };
+    vec![
+        hairpin_rule(src_in(IpFamily::V4, SET_NETS4)),
+        hairpin_rule(is_loopback(IpFamily::V4, false)),
+        hairpin_rule(src_in(IpFamily::V6, SET_NETS6)),
+        [
+            &ifname_in(MetaKey::Oifname, SET_BRIDGES)[..],
+            &[verdict(Verdict::Return)],
+        ]
+        .concat(),
+        masq_rule(IpFamily::V4, SET_MASQ4),
+        masq_rule(IpFamily::V6, SET_MASQ6),
+    ]
+}
