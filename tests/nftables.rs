@@ -8,7 +8,16 @@ use std::process::Command;
 
 use nix::sched::{setns, CloneFlags};
 use weft::adapters::nftables::{self, Elem, Expr, MetaKey, NftError, Reg, Verdict};
-use weft::core::firewall::{self, FwNetwork};
+use weft::core::firewall::{self, FwNetwork, FwOptions, Owner};
+
+/// weft's base rule set with default options, owned by a test instance.
+fn ensure_base(b: &mut nftables::Batch) {
+    let owner = Owner {
+        instance: "7e570000".into(),
+        state_dir: "/tmp/weft-test".into(),
+    };
+    firewall::ensure_base(b, &FwOptions::default(), &owner);
+}
 
 /// A named network namespace, deleted on drop (also when the test panics).
 struct Netns {
@@ -74,6 +83,7 @@ fn net_a() -> FwNetwork {
     FwNetwork {
         bridge: "wbr-a".into(),
         internal: false,
+        icc: true,
         masq_v4: Some("10.88.0.0/24".parse().unwrap()),
         masq_v6: Some("fd00:88::/64".parse().unwrap()),
         subnet_v4: None,
@@ -88,6 +98,7 @@ fn net_b() -> FwNetwork {
     FwNetwork {
         bridge: "wbr-b".into(),
         internal: true,
+        icc: true,
         masq_v4: Some("10.88.1.0/24".parse().unwrap()),
         masq_v6: None,
         subnet_v4: None,
@@ -130,7 +141,7 @@ fn weft_ruleset_round_trip() {
     );
 
     apply(&ns, |b| {
-        firewall::ensure_base(b);
+        ensure_base(b);
         firewall::add_network(b, &net_a());
         firewall::add_network(b, &net_b());
     })
@@ -228,7 +239,7 @@ fn weft_ruleset_round_trip() {
         "add", "rule", "inet", "weft", "user", "iifname", "\"eth9\"", "counter", "accept",
     ]);
     let before = ns.ruleset();
-    apply(&ns, firewall::ensure_base).expect("ensure_base again");
+    apply(&ns, ensure_base).expect("ensure_base again");
     let after = ns.ruleset();
     assert_eq!(before, after, "ensure_base is not idempotent");
     assert!(
@@ -273,7 +284,7 @@ fn weft_ruleset_round_trip() {
     })
     .unwrap();
     apply(&ns, |b| {
-        firewall::ensure_base(b);
+        ensure_base(b);
         firewall::flush_elements(b);
         firewall::add_network(b, &net_b());
     })
@@ -285,7 +296,7 @@ fn weft_ruleset_round_trip() {
 #[test]
 fn rejected_batch_names_the_op_and_changes_nothing() {
     let ns = Netns::new();
-    apply(&ns, firewall::ensure_base).expect("ensure_base");
+    apply(&ns, ensure_base).expect("ensure_base");
     let before = ns.ruleset();
     let err = apply(&ns, |b| {
         firewall::add_network(b, &net_a());
@@ -332,7 +343,133 @@ fn rejected_batch_names_the_op_and_changes_nothing() {
     // destroy_table is idempotent.
     apply(&ns, |b| b.destroy_table(firewall::FAMILY, firewall::TABLE)).expect("destroy");
     apply(&ns, |b| b.destroy_table(firewall::FAMILY, firewall::TABLE)).expect("destroy twice");
-    assert!(!ns.ruleset().contains("weft"));
+    assert!(!ns.ruleset().contains("table inet weft"));
+}
+
+/// Observes weft's two tables in the namespace, elements included.
+fn observe(ns: &Netns) -> Vec<weft::core::nft::ObservedTable> {
+    ns.run(|| {
+        let tables = nftables::list_tables().unwrap();
+        let chains = nftables::list_chains().unwrap();
+        [nftables::Family::Inet, nftables::Family::Bridge]
+            .iter()
+            .map(|f| nftables::observe_table(*f, "weft", &tables, &chains, true).unwrap())
+            .collect()
+    })
+}
+
+/// The level-triggered check against the real kernel: a rebuilt rule set reads back as
+/// exactly the desired one (set definitions, rule fingerprints, elements of every kind), and
+/// each kind of damage is seen and repaired without touching the user chain.
+#[test]
+fn drift_check_and_repair_against_the_kernel() {
+    use weft::core::firewall::drift::{self, Depth, Desired, Drift};
+    use weft::core::firewall::{FwEndpoint, FwPort};
+    let ns = Netns::new();
+    let owner = Owner {
+        instance: "7e570001".into(),
+        state_dir: "/tmp/weft-test".into(),
+    };
+    let mut a = net_a();
+    a.subnet_v4 = Some("10.88.0.0/24".parse().unwrap());
+    a.subnet_v6 = Some("fd00:88::/64".parse().unwrap());
+    a.gateways = vec!["10.88.0.1".parse().unwrap(), "fd00:88::1".parse().unwrap()];
+    let mut b = net_b();
+    b.icc = false;
+    let eps = vec![FwEndpoint {
+        port: "wv0123456789a0".into(),
+        mac: [2, 0x42, 10, 88, 0, 2],
+        ipv4: Some("10.88.0.2".parse().unwrap()),
+        ipv6: Some("fd00:88::2".parse().unwrap()),
+    }];
+    let ports = vec![
+        FwPort {
+            proto: 6,
+            host_ip: None,
+            host_port: 8080,
+            target: "10.88.0.2".parse().unwrap(),
+            target_port: 80,
+        },
+        FwPort {
+            proto: 17,
+            host_ip: Some("fd00:1::1".parse().unwrap()),
+            host_port: 53,
+            target: "fd00:88::2".parse().unwrap(),
+            target_port: 53,
+        },
+    ];
+    let desired = Desired::new(&FwOptions::default(), owner, &[a, b], &eps, &ports);
+    let empty = observe(&ns);
+    assert_eq!(
+        drift::check(&desired, &empty, Depth::Elements)
+            .unwrap()
+            .len(),
+        2,
+        "both tables missing"
+    );
+    let d = desired.clone();
+    apply(&ns, move |batch| {
+        batch.extend(drift::repair(&d, &empty).unwrap());
+    })
+    .expect("build from nothing");
+    assert_eq!(
+        drift::check(&desired, &observe(&ns), Depth::Elements).unwrap(),
+        vec![],
+        "{}",
+        ns.ruleset()
+    );
+    println!("{}", ns.ruleset());
+    ns.nft(&[
+        "add", "rule", "inet", "weft", "user", "iifname", "\"eth9\"", "accept",
+    ]);
+
+    let damage: [(&[&str], &str); 5] = [
+        (&["flush", "chain", "inet", "weft", "forward"], "forward"),
+        (&["flush", "set", "inet", "weft", "bridges"], "bridges"),
+        (&["flush", "set", "bridge", "weft", "ip4"], "ip4"),
+        (
+            &["delete", "table", "bridge", "weft"],
+            "bridge weft is missing",
+        ),
+        (&["flush", "map", "inet", "weft", "dnat6"], "dnat6"),
+    ];
+    for (cmd, what) in damage {
+        ns.nft(cmd);
+        let observed = observe(&ns);
+        let drifts = drift::check(&desired, &observed, Depth::Elements).unwrap();
+        assert!(
+            drifts.iter().any(|d| d.to_string().contains(what)),
+            "{cmd:?}: {drifts:?}"
+        );
+        let d = desired.clone();
+        apply(&ns, move |batch| {
+            batch.extend(drift::repair(&d, &observed).unwrap())
+        })
+        .unwrap_or_else(|e| panic!("repair after {cmd:?}: {e}"));
+        assert_eq!(
+            drift::check(&desired, &observe(&ns), Depth::Elements).unwrap(),
+            vec![],
+            "after {cmd:?}"
+        );
+        assert!(ns.ruleset().contains("iifname \"eth9\" accept"));
+    }
+    // One rule deleted by handle.
+    let listing = ns.nft(&["-a", "list", "chain", "inet", "weft", "forward"]);
+    let handle = listing
+        .lines()
+        .find(|l| l.contains("@internal drop"))
+        .and_then(|l| l.rsplit("handle ").next())
+        .unwrap()
+        .trim()
+        .to_string();
+    ns.nft(&[
+        "delete", "rule", "inet", "weft", "forward", "handle", &handle,
+    ]);
+    let drifts = drift::check(&desired, &observe(&ns), Depth::Rules).unwrap();
+    assert!(
+        matches!(&drifts[..], [Drift::Rules { chain, .. }] if chain == "forward"),
+        "{drifts:?}"
+    );
 }
 
 /// A batch of thousands of messages: every one must be acknowledged (the receive buffer is
@@ -344,6 +481,7 @@ fn large_batch_is_fully_acknowledged() {
         .map(|i| FwNetwork {
             bridge: format!("wbr{i}"),
             internal: i % 2 == 0,
+            icc: true,
             masq_v4: Some(
                 format!("10.{}.{}.0/24", 100 + i / 256, i % 256)
                     .parse()
@@ -357,7 +495,7 @@ fn large_batch_is_fully_acknowledged() {
         .collect();
     let all = nets.clone();
     apply(&ns, move |b| {
-        firewall::ensure_base(b);
+        ensure_base(b);
         for n in &all {
             firewall::add_network(b, n);
         }

@@ -250,11 +250,22 @@ impl KernelExecutor {
                         .map_err(|e| std::io::Error::other(e.to_string()))
                         .and_then(|r| r),
                 };
-                res.map_err(|e| exec_err(op, e.to_string()))
+                match res {
+                    // A kernel without IPv6 has no IPv6 keys, and nothing for them to do.
+                    Err(e)
+                        if e.kind() == std::io::ErrorKind::NotFound
+                            && sysctl::is_ipv6_key(key)
+                            && !sysctl::ipv6_present() =>
+                    {
+                        Ok(())
+                    }
+                    other => other.map_err(|e| exec_err(op, e.to_string())),
+                }
             }
             Op::FirewallAdd(fw) => {
+                // Elements only: the tables and rules are the engine's to ensure (and repair)
+                // before it plans anything that needs them.
                 let mut batch = nftables::Batch::new();
-                firewall::ensure_base(&mut batch);
                 firewall::add_network(&mut batch, fw);
                 nftables::send(&batch).map_err(|e| exec_err(op, e.to_string()))
             }
@@ -268,14 +279,14 @@ impl KernelExecutor {
                     Err(e) => Err(exec_err(op, e.to_string())),
                 }
             }
-            Op::Publish(ports) => {
+            Op::FirewallAttach { endpoints, ports } => {
                 let mut batch = nftables::Batch::new();
-                firewall::publish(&mut batch, ports);
+                firewall::attach(&mut batch, endpoints, ports);
                 nftables::send(&batch).map_err(|e| exec_err(op, e.to_string()))
             }
-            Op::Unpublish(ports) => {
+            Op::FirewallDetach { endpoints, ports } => {
                 let mut batch = nftables::Batch::new();
-                firewall::unpublish(&mut batch, ports);
+                firewall::detach(&mut batch, endpoints, ports);
                 match nftables::send(&batch) {
                     Ok(()) => Ok(()),
                     Err(e) if e.errno() == Some(libc::ENOENT) => Ok(()),
@@ -483,9 +494,10 @@ impl Executor for KernelExecutor {
         self.applied += 1;
         let phase = match op {
             Op::CreateNetns { .. } | Op::DeleteNetns { .. } => "netns",
-            Op::FirewallAdd(_) | Op::FirewallRemove(_) | Op::Publish(_) | Op::Unpublish(_) => {
-                "nftables"
-            }
+            Op::FirewallAdd(_)
+            | Op::FirewallRemove(_)
+            | Op::FirewallAttach { .. }
+            | Op::FirewallDetach { .. } => "nftables",
             Op::ForgetConnections(_) => "conntrack",
             Op::Announce { .. } => "announce",
             Op::Sysctl { .. } => "sysctl",

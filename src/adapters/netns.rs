@@ -85,16 +85,25 @@ pub fn create(path: &Path, ipv6: bool) -> Result<(), NetnsError> {
         unshare(CloneFlags::CLONE_NEWNET).map_err(sys(&p, "unshare"))?;
         // Devices created in this namespace copy these defaults: no IPv6 duplicate address
         // detection, which would keep a new address unusable for a second while weft alone
-        // hands addresses out. (Addresses are announced by weft itself once the bridge port
-        // forwards, see `announce`.)
-        let settings: &[(&str, &str)] = if ipv6 {
-            &[
-                ("net.ipv6.conf.default.accept_dad", "0"),
-                ("net.ipv6.conf.all.accept_dad", "0"),
-            ]
+        // hands addresses out (addresses are announced by weft itself once the bridge port
+        // forwards, see `announce`); no routes or addresses from router advertisements and
+        // no redirects — another sandbox must not be able to reroute this one (the port
+        // guard drops such messages too). IPv4 accepts redirects if `all` or the interface
+        // says so: both are set.
+        let mut settings: Vec<(&str, &str)> = vec![
+            ("net.ipv4.conf.all.accept_redirects", "0"),
+            ("net.ipv4.conf.default.accept_redirects", "0"),
+            ("net.ipv6.conf.all.accept_ra", "0"),
+            ("net.ipv6.conf.default.accept_ra", "0"),
+            ("net.ipv6.conf.all.accept_redirects", "0"),
+            ("net.ipv6.conf.default.accept_redirects", "0"),
+        ];
+        if ipv6 {
+            settings.push(("net.ipv6.conf.default.accept_dad", "0"));
+            settings.push(("net.ipv6.conf.all.accept_dad", "0"));
         } else {
-            &[("net.ipv6.conf.default.disable_ipv6", "1")]
-        };
+            settings.push(("net.ipv6.conf.default.disable_ipv6", "1"));
+        }
         for (k, v) in settings {
             // IPv6 may be disabled on the host; those keys then don't exist.
             let _ = sysctl::set(k, v);

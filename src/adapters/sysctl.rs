@@ -30,3 +30,13 @@ pub fn set(key: &str, value: &str) -> io::Result<()> {
 pub fn get(key: &str) -> io::Result<String> {
     Ok(std::fs::read_to_string(path(key))?.trim().to_string())
 }
+
+/// Whether `key` (dotted or slash-separated) is an IPv6 key.
+pub fn is_ipv6_key(key: &str) -> bool {
+    key.starts_with("net.ipv6.") || key.starts_with("net/ipv6/")
+}
+
+/// Whether the kernel has IPv6 (its sysctls exist) in the calling thread's namespace.
+pub fn ipv6_present() -> bool {
+    std::path::Path::new("/proc/sys/net/ipv6").exists()
+}

@@ -496,6 +496,7 @@ pub fn run(cli: Cli) -> Result<i32> {
                     ("removed half-made network", &report.networks_removed),
                     ("repaired network", &report.networks_repaired),
                     ("deleted orphan", &report.orphans_deleted),
+                    ("repaired firewall", &report.firewall_repaired),
                     ("error", &report.errors),
                 ] {
                     for item in list {

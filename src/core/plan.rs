@@ -12,7 +12,7 @@ use std::net::IpAddr;
 use ipnet::IpNet;
 use thiserror::Error;
 
-use super::firewall::{FwNetwork, FwPort};
+use super::firewall::{FwEndpoint, FwNetwork, FwPort};
 use super::model::{mac_for, Endpoint, Network, Sandbox};
 
 /// Which network namespace an operation happens in.
@@ -70,10 +70,21 @@ pub enum Op {
     FirewallAdd(FwNetwork),
     /// Remove a network's elements from weft's nftables sets.
     FirewallRemove(FwNetwork),
-    /// Add published ports (map elements).
-    Publish(Vec<FwPort>),
-    /// Remove published ports (map elements).
-    Unpublish(Vec<FwPort>),
+    /// Add the port guard's elements of sandbox interfaces and the map elements of published
+    /// ports, in one nftables batch.
+    FirewallAttach {
+        /// Sandbox interfaces (what their bridge ports may send).
+        endpoints: Vec<FwEndpoint>,
+        /// Published ports.
+        ports: Vec<FwPort>,
+    },
+    /// Remove what a [`Op::FirewallAttach`] added.
+    FirewallDetach {
+        /// Sandbox interfaces.
+        endpoints: Vec<FwEndpoint>,
+        /// Published ports.
+        ports: Vec<FwPort>,
+    },
     /// Delete the conntrack entries of connections to these addresses, so no flow keeps
     /// pointing at a sandbox that is gone.
     ForgetConnections(Vec<IpAddr>),
@@ -150,7 +161,10 @@ impl Op {
                 ifname: name.clone(),
             }),
             Op::FirewallAdd(f) => Some(Op::FirewallRemove(f.clone())),
-            Op::Publish(p) => Some(Op::Unpublish(p.clone())),
+            Op::FirewallAttach { endpoints, ports } => Some(Op::FirewallDetach {
+                endpoints: endpoints.clone(),
+                ports: ports.clone(),
+            }),
             Op::CreateNetns { path, .. } => Some(Op::DeleteNetns { path: path.clone() }),
             Op::CreateVeth { host_ifname, .. } => Some(Op::DeleteLink {
                 ns: Ns::Host,
@@ -162,7 +176,7 @@ impl Op {
             | Op::AddDefaultRoute { .. }
             | Op::Announce { .. }
             | Op::FirewallRemove(_)
-            | Op::Unpublish(_)
+            | Op::FirewallDetach { .. }
             | Op::ForgetConnections(_)
             | Op::DeleteNetns { .. }
             | Op::DeleteLink { .. } => None,
@@ -189,8 +203,18 @@ impl std::fmt::Display for Op {
             Op::Sysctl { key, value, .. } => write!(f, "set {key}={value}"),
             Op::FirewallAdd(fw) => write!(f, "add nftables elements for {}", fw.bridge),
             Op::FirewallRemove(fw) => write!(f, "remove nftables elements for {}", fw.bridge),
-            Op::Publish(p) => write!(f, "publish {} ports", p.len()),
-            Op::Unpublish(p) => write!(f, "unpublish {} ports", p.len()),
+            Op::FirewallAttach { endpoints, ports } => write!(
+                f,
+                "add nftables elements for {} interfaces and {} published ports",
+                endpoints.len(),
+                ports.len()
+            ),
+            Op::FirewallDetach { endpoints, ports } => write!(
+                f,
+                "remove nftables elements of {} interfaces and {} published ports",
+                endpoints.len(),
+                ports.len()
+            ),
             Op::ForgetConnections(a) => write!(f, "forget connections to {a:?}"),
             Op::CreateNetns { path, .. } => write!(f, "create network namespace {path}"),
             Op::DeleteNetns { path } => write!(f, "delete network namespace {path}"),
@@ -279,6 +303,7 @@ pub fn firewall_of(net: &Network) -> FwNetwork {
     FwNetwork {
         bridge: net.bridge.clone(),
         internal: net.internal,
+        icc: net.icc(),
         masq_v4: net.v4().and_then(|s| match s.subnet {
             IpNet::V4(n) if masq => Some(n),
             _ => None,
@@ -338,6 +363,24 @@ pub fn plan_network(net: &Network, instance: &str) -> Vec<Op> {
             ns: Ns::Host,
             key: format!("net/ipv6/conf/{}/accept_dad", net.bridge),
             value: "0".into(),
+        });
+    }
+    // Nothing a sandbox sends may change the host's routes or addresses: no router
+    // advertisements (honoured on an IPv4-only network's bridge too, where IPv6 forwarding is
+    // off), no SLAAC, no redirects; and the host sends no redirects into its networks (for
+    // IPv4 the kernel ORs this with `all`; sandboxes ignore redirects anyway). The port guard
+    // also drops these messages at the sandbox's port.
+    for (key, value) in [
+        ("net/ipv6/conf/{}/accept_ra", "0"),
+        ("net/ipv6/conf/{}/autoconf", "0"),
+        ("net/ipv6/conf/{}/accept_redirects", "0"),
+        ("net/ipv4/conf/{}/accept_redirects", "0"),
+        ("net/ipv4/conf/{}/send_redirects", "0"),
+    ] {
+        ops.push(Op::Sysctl {
+            ns: Ns::Host,
+            key: key.replace("{}", &net.bridge),
+            value: value.into(),
         });
     }
     for s in &net.subnets {
@@ -504,8 +547,14 @@ pub fn firewall_ports(sb: &Sandbox) -> Vec<FwPort> {
 pub fn plan_sandbox_teardown(sb: &Sandbox) -> Vec<Op> {
     let mut ops = Vec::new();
     let ports = firewall_ports(sb);
+    let endpoints: Vec<FwEndpoint> = sb.endpoints.iter().map(firewall_endpoint).collect();
+    if !ports.is_empty() || !endpoints.is_empty() {
+        ops.push(Op::FirewallDetach {
+            endpoints,
+            ports: ports.clone(),
+        });
+    }
     if !ports.is_empty() {
-        ops.push(Op::Unpublish(ports));
         let addrs: Vec<IpAddr> = sb
             .endpoints
             .iter()
@@ -523,10 +572,42 @@ pub fn plan_sandbox_teardown(sb: &Sandbox) -> Vec<Op> {
 
 /// Operations that detach a sandbox from a network while its namespace lives on.
 pub fn plan_detach(netns: &str, ep: &Endpoint) -> Vec<Op> {
-    vec![Op::DeleteLink {
-        ns: Ns::Sandbox(netns.to_string()),
-        ifname: ep.interface.clone(),
-    }]
+    vec![
+        Op::DeleteLink {
+            ns: Ns::Sandbox(netns.to_string()),
+            ifname: ep.interface.clone(),
+        },
+        Op::FirewallDetach {
+            endpoints: vec![firewall_endpoint(ep)],
+            ports: vec![],
+        },
+    ]
+}
+
+/// The port guard's view of an endpoint: its bridge port, MAC and addresses.
+pub fn firewall_endpoint(ep: &Endpoint) -> FwEndpoint {
+    FwEndpoint {
+        port: ep.host_interface.clone(),
+        mac: parse_mac(&ep.mac).unwrap_or([0x02, 0x42, 0, 0, 0, 0]),
+        ipv4: ep.ipv4.and_then(|n| match n.addr() {
+            IpAddr::V4(a) => Some(a),
+            IpAddr::V6(_) => None,
+        }),
+        ipv6: ep.ipv6.and_then(|n| match n.addr() {
+            IpAddr::V6(a) => Some(a),
+            IpAddr::V4(_) => None,
+        }),
+    }
+}
+
+/// The one firewall operation of an attach: the port guard's elements of `endpoints` and
+/// the published ports, added before the interfaces exist (so a port is guarded from its
+/// first frame; a port without elements can send nothing).
+pub fn plan_firewall_attach(endpoints: &[Endpoint], ports: Vec<FwPort>) -> Op {
+    Op::FirewallAttach {
+        endpoints: endpoints.iter().map(firewall_endpoint).collect(),
+        ports,
+    }
 }
 
 /// Parses `02:42:ac:11:00:02`.

@@ -1,8 +1,10 @@
-//! `/etc/weft/weft.toml`: address pools and ranges to avoid.
+//! `/etc/weft/weft.toml`: address pools, ranges to avoid, and firewall choices.
 //!
 //! ```toml
 //! default_address_pools = [{ base = "10.10.0.0/16", size = 24 }]
 //! avoid = ["172.22.0.0/16"]
+//! anti_spoofing = true        # sandboxes send only from their own MAC and addresses
+//! ip_forward_no_drop = false  # true: weft adds no drop for forwarded traffic of others
 //! ```
 
 use std::path::Path;
@@ -14,7 +16,7 @@ use serde::Deserialize;
 use crate::core::ipam::Pool;
 
 /// The configuration file's contents. A missing file means all defaults.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
     /// Pools for automatic IPv4 subnets, walked in order (Docker's `default-address-pools`).
@@ -26,6 +28,22 @@ pub struct Config {
     /// Ranges weft must never allocate.
     #[serde(default)]
     pub avoid: Vec<IpNet>,
+    /// Whether each sandbox port only lets through frames from the sandbox's own MAC, IPv4,
+    /// IPv6 and link-local addresses (IP, ARP and neighbour discovery), dropping the rest
+    /// (VLAN tags and other ethertypes too). On by default; router advertisements,
+    /// solicitations and redirects from sandboxes are dropped either way.
+    #[serde(default = "yes")]
+    pub anti_spoofing: bool,
+    /// When IP forwarding was off before weft turned it on, weft drops forwarded traffic that
+    /// touches none of its bridges (the host did not route before; weft does not make it a
+    /// router for others). `true` leaves such traffic alone, for hosts that route on purpose
+    /// (Docker's `ip-forward-no-drop`).
+    #[serde(default)]
+    pub ip_forward_no_drop: bool,
+}
+
+fn yes() -> bool {
+    true
 }
 
 /// One pool: `base` split into subnets of prefix length `size`.
@@ -36,6 +54,18 @@ pub struct PoolConfig {
     pub base: IpNet,
     /// Prefix length of each subnet.
     pub size: u8,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            default_address_pools: None,
+            default_address_pools_v6: None,
+            avoid: Vec::new(),
+            anti_spoofing: true,
+            ip_forward_no_drop: false,
+        }
+    }
 }
 
 impl Config {

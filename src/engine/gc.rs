@@ -6,7 +6,8 @@
 //! - sandboxes whose namespace is gone are forgotten, their addresses released;
 //! - links and namespace handles weft made that no record owns are deleted;
 //! - addresses held by sandboxes that no longer exist are released;
-//! - weft's nftables set elements are rebuilt from the networks on record.
+//! - weft's nftables tables are checked against the records and rebuilt if they drifted
+//!   ([`super::firewall::reconcile`]).
 
 use crate::adapters::store::Store as _;
 use std::collections::BTreeSet;
@@ -19,13 +20,10 @@ use super::sandbox::{is_running, monitor_alive, remove_if};
 use super::Ctx;
 use crate::adapters::netlink::KernelExecutor;
 use crate::adapters::store::Mode;
-use crate::adapters::{netns, nftables, process};
-use crate::core::firewall;
+use crate::adapters::{netns, process};
+use crate::core::firewall::drift::Depth;
 use crate::core::model::{NetMode, Sandbox, Status};
-use crate::core::plan::{
-    apply_all, apply_best_effort, firewall_of, firewall_ports, plan_gc, plan_network, Desired,
-    Observed,
-};
+use crate::core::plan::{apply_all, apply_best_effort, plan_gc, plan_network, Desired, Observed};
 
 /// What one `weft gc` did.
 #[derive(Debug, Default, Serialize)]
@@ -40,6 +38,8 @@ pub struct GcReport {
     pub networks_repaired: Vec<String>,
     /// Kernel objects nothing owned, deleted.
     pub orphans_deleted: Vec<String>,
+    /// What had drifted in weft's nftables tables, now repaired.
+    pub firewall_repaired: Vec<String>,
     /// Addresses released because their sandbox no longer exists.
     pub addresses_released: usize,
     /// Errors met along the way (gc continues past them).
@@ -104,6 +104,11 @@ pub fn run(ctx: &Ctx) -> Result<GcReport> {
         tx.networks()?
     };
     let mut exec = KernelExecutor::new()?;
+    // Networks whose bridge is gone are rebuilt below: their firewall elements need the
+    // tables (after a reboot, say) in place first.
+    if let Err(e) = super::firewall::ensure(ctx, Depth::Rules, &[]) {
+        report.errors.push(format!("{e:#}"));
+    }
     for net in &nets {
         // Claim abandoned networks inside a write transaction on a fresh reading.
         let abandoned = {
@@ -206,30 +211,11 @@ pub fn run(ctx: &Ctx) -> Result<GcReport> {
         tx.commit()?;
     }
 
-    // nftables: the set elements are exactly those of the records, rebuilt while holding the
-    // write lock so that no network or sandbox is recorded meanwhile. Records still being
-    // created by a live process count: their own elements may already be in.
-    {
-        let tx = ctx.store.begin(Mode::Write)?;
-        let nets = tx.networks()?;
-        let sbs = tx.sandboxes()?;
-        if !nets.is_empty()
-            || nftables::table_exists(firewall::FAMILY, firewall::TABLE).unwrap_or(false)
-        {
-            let mut batch = nftables::Batch::new();
-            firewall::ensure_base(&mut batch);
-            firewall::flush_elements(&mut batch);
-            for n in nets.iter().filter(|n| n.status != Status::Removing) {
-                firewall::add_network(&mut batch, &firewall_of(n));
-            }
-            for sb in sbs.iter().filter(|s| s.status != Status::Removing) {
-                firewall::publish(&mut batch, &firewall_ports(sb));
-            }
-            if let Err(e) = nftables::send(&batch) {
-                report.errors.push(format!("rebuilding nftables sets: {e}"));
-            }
-        }
-        tx.commit()?;
+    // nftables: weft's tables, rules and set elements are exactly what the records want,
+    // rebuilt atomically under the store's write lock if anything drifted.
+    match super::firewall::reconcile(ctx) {
+        Ok(drifts) => report.firewall_repaired = drifts.iter().map(|d| d.to_string()).collect(),
+        Err(e) => report.errors.push(format!("{e:#}")),
     }
     Ok(report)
 }

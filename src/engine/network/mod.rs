@@ -10,14 +10,15 @@ use std::net::IpAddr;
 use anyhow::{Context as _, Result};
 use ipnet::IpNet;
 
-use super::{new_id, now, parse_kv, Ctx};
+use super::{firewall, new_id, now, parse_kv, Ctx};
 use crate::adapters::host_facts;
 use crate::adapters::netlink::KernelExecutor;
 use crate::adapters::store::{Mode, StoreError, Txn};
+use crate::core::firewall::drift::Depth;
 use crate::core::ipam::{self, AvoidEntry, ExistingNetwork, HostView};
 use crate::core::model::{Network, Status, SubnetConfig};
 use crate::core::names::{bridge_name, validate_ifname, validate_name};
-use crate::core::plan::{apply_all, plan_network};
+use crate::core::plan::plan_network;
 use crate::user_err;
 
 /// Name of the network `weft run` uses when no `--network` is given (like `bridge`).
@@ -280,14 +281,21 @@ pub fn create(ctx: &Ctx, req: &CreateRequest) -> Result<Network> {
         created: now(),
     };
     tx.put_network(&network)?;
+    firewall::record_forwarding(tx.as_ref(), &network)?;
     tx.commit()?;
 
-    let mut exec = KernelExecutor::new()?;
-    if let Err(e) = apply_all(&mut exec, &plan_network(&network, &ctx.instance)) {
+    // The whole firewall is checked (elements too) and rebuilt if anything drifted: a
+    // network create is rare, and the moment to notice what a host firewall reload broke.
+    let built = firewall::ensure(ctx, Depth::Elements, std::slice::from_ref(&network.bridge))
+        .and_then(|_| {
+            let mut exec = KernelExecutor::new()?;
+            firewall::apply_with_repair(ctx, &mut exec, &plan_network(&network, &ctx.instance))
+        });
+    if let Err(e) = built {
         let tx = ctx.store.begin(Mode::Write)?;
         tx.delete_network(&network.id)?;
         tx.commit()?;
-        return Err(anyhow::Error::new(e).context(format!("creating network {:?}", network.name)));
+        return Err(e.context(format!("creating network {:?}", network.name)));
     }
     let mut done = network;
     done.status = Status::Created;

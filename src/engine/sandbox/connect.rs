@@ -9,8 +9,10 @@ use super::{check_settled, find};
 use crate::adapters::netlink::KernelExecutor;
 use crate::adapters::store::Mode;
 use crate::adapters::store::Store as _;
+use crate::core::firewall::drift::Depth;
 use crate::core::model::{Endpoint, NetMode, Status};
-use crate::core::plan::{apply_all, plan_attach, plan_detach, Op};
+use crate::core::plan::{apply_all, plan_attach, plan_detach, plan_firewall_attach, Op};
+use crate::engine::firewall;
 use crate::engine::network::find as find_network;
 use crate::engine::Ctx;
 use crate::user_err;
@@ -63,16 +65,21 @@ pub fn connect(
     tx.commit()?;
 
     let ns = sb.netns.clone().unwrap_or_default();
-    let ops = plan_attach(
+    let mut ops = vec![plan_firewall_attach(std::slice::from_ref(&ep), vec![])];
+    ops.extend(plan_attach(
         &ns,
         &sb.id,
         &ep,
         &net,
         sb.endpoints.is_empty(),
         &ctx.instance,
-    );
-    let mut exec = KernelExecutor::new()?;
-    if let Err(e) = apply_all(&mut exec, &ops) {
+    ));
+    let built =
+        firewall::ensure(ctx, Depth::Rules, std::slice::from_ref(&net.bridge)).and_then(|_| {
+            let mut exec = KernelExecutor::new()?;
+            firewall::apply_with_repair(ctx, &mut exec, &ops)
+        });
+    if let Err(e) = built {
         let tx = ctx.store.begin(Mode::Write)?;
         tx.release_addresses(&sb.id, Some(&net.id))?;
         if let Some(mut cur) = tx.sandbox(&sb.id)? {
@@ -80,7 +87,7 @@ pub fn connect(
             tx.put_sandbox(&cur)?;
         }
         tx.commit()?;
-        return Err(anyhow::Error::new(e).context(format!(
+        return Err(e.context(format!(
             "connecting sandbox {:?} to network {:?}",
             sb.name, net.name
         )));

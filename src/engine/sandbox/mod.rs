@@ -28,12 +28,14 @@ use crate::adapters::netlink::KernelExecutor;
 use crate::adapters::process;
 use crate::adapters::store::Store as _;
 use crate::adapters::store::{Mode, Txn};
+use crate::core::firewall::drift::Depth;
 use crate::core::model::{NetMode, Network, Sandbox, Status};
 use crate::core::names::validate_name;
 use crate::core::plan::{
-    apply_all, firewall_ports, plan_attach, plan_sandbox, plan_sandbox_teardown, Op,
+    firewall_ports, plan_attach, plan_firewall_attach, plan_sandbox, plan_sandbox_teardown, Op,
 };
 use crate::core::ports;
+use crate::engine::firewall;
 use crate::engine::network::{ensure_default, find as find_network};
 use crate::engine::{new_id, now, parse_kv, Ctx};
 use crate::user_err;
@@ -256,17 +258,25 @@ fn build(ctx: &Ctx, sb: &Sandbox, nets: &[Network]) -> Result<()> {
     };
     let ipv6 = sb.endpoints.iter().any(|e| e.ipv6.is_some());
     let mut ops = plan_sandbox(ns, ipv6);
+    if !nets.is_empty() {
+        // One batch for the port guard and the published ports, before the interfaces
+        // exist: a port is guarded from its first frame.
+        ops.push(plan_firewall_attach(&sb.endpoints, firewall_ports(sb)));
+    }
     for (i, (ep, net)) in sb.endpoints.iter().zip(nets).enumerate() {
         ops.extend(plan_attach(ns, &sb.id, ep, net, i == 0, &ctx.instance));
     }
-    let published = firewall_ports(sb);
-    if !published.is_empty() {
-        ops.push(Op::Publish(published));
-    }
-    let mut exec = KernelExecutor::new()?;
-    if let Err(e) = apply_all(&mut exec, &ops) {
+    let built = (|| -> Result<()> {
+        if !nets.is_empty() {
+            let bridges: Vec<String> = nets.iter().map(|n| n.bridge.clone()).collect();
+            firewall::ensure(ctx, Depth::Rules, &bridges)?;
+        }
+        let mut exec = KernelExecutor::new()?;
+        firewall::apply_with_repair(ctx, &mut exec, &ops)
+    })();
+    if let Err(e) = built {
         let _ = std::fs::remove_dir_all(ctx.sandbox_dir(&sb.id));
-        return Err(e.into());
+        return Err(e);
     }
     Ok(())
 }

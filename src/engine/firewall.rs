@@ -1,0 +1,241 @@
+//! Weft's firewall, level-triggered: what it should be ([`desired`], from the records, the
+//! configuration and what weft found on the host), what the kernel has ([`check`]), and one
+//! atomic rebuild when they differ ([`repair`]), done while holding the store's write lock so
+//! that no record changes meanwhile.
+//!
+//! - every command that needs the firewall calls [`ensure`] first: a few dumps (tables,
+//!   chains, rules — not elements, so the cost does not grow with the number of sandboxes)
+//!   and a repair if anything is missing or damaged, instead of failing with a raw errno;
+//!   `network create` looks at the elements too;
+//! - `weft gc` (and a host agent reacting to nf_tables events) calls [`reconcile`];
+//! - tables owned by another state directory are never changed: the command is refused,
+//!   naming that state directory;
+//! - other tables' forward chains that drop by policy are reported (item 18 of issue 6),
+//!   with the commands that let weft's bridges through.
+
+use anyhow::{Context as _, Result};
+
+use super::Ctx;
+use crate::adapters::store::{Mode, Store as _, Txn};
+use crate::adapters::{nftables, sysctl};
+use crate::core::firewall::drift::{self, Depth, Desired, Drift, ForeignOwner};
+use crate::core::firewall::{foreign, FwOptions, Owner};
+use crate::core::model::{Network, Status};
+use crate::core::nft::{ChainInfo, ObservedTable};
+use crate::core::plan::{firewall_endpoint, firewall_of, firewall_ports};
+use crate::user_err;
+
+/// Setting: `net.ipv4.ip_forward` before weft first turned it on.
+pub const SETTING_FORWARD_V4: &str = "ip_forward_before";
+/// Setting: `net.ipv6.conf.all.forwarding` before weft first turned it on.
+pub const SETTING_FORWARD_V6: &str = "ipv6_forwarding_before";
+
+/// The tables' owner: this state directory.
+pub fn owner(ctx: &Ctx) -> Owner {
+    Owner {
+        instance: ctx.instance.clone(),
+        state_dir: ctx.state_dir.display().to_string(),
+    }
+}
+
+/// The rules' options: the configuration, and whether weft turned forwarding on itself.
+pub fn options(ctx: &Ctx, tx: &dyn Txn) -> Result<FwOptions> {
+    let drop_if_was_off = |key| -> Result<bool> {
+        Ok(!ctx.config.ip_forward_no_drop && tx.setting(key)?.as_deref() == Some("0"))
+    };
+    Ok(FwOptions {
+        anti_spoofing: ctx.config.anti_spoofing,
+        forward_drop_v4: drop_if_was_off(SETTING_FORWARD_V4)?,
+        forward_drop_v6: drop_if_was_off(SETTING_FORWARD_V6)?,
+    })
+}
+
+/// Records, inside the caller's write transaction, what forwarding was before `net` makes
+/// weft turn it on — once: the first reading is the host's own setting.
+pub fn record_forwarding(tx: &dyn Txn, net: &Network) -> Result<()> {
+    if net.internal {
+        return Ok(()); // internal networks turn nothing on
+    }
+    for (key, sysctl_key, wanted) in [
+        (SETTING_FORWARD_V4, "net.ipv4.ip_forward", true),
+        (
+            SETTING_FORWARD_V6,
+            "net.ipv6.conf.all.forwarding",
+            net.v6().is_some(),
+        ),
+    ] {
+        if wanted && tx.setting(key)?.is_none() {
+            // Unreadable: assume the host forwards on purpose (no drop).
+            let before = sysctl::get(sysctl_key).unwrap_or_else(|_| "1".into());
+            tx.put_setting(key, &before)?;
+        }
+    }
+    Ok(())
+}
+
+/// The firewall the records want. Records being removed are left out; records being
+/// created count (their own elements may already be in).
+pub fn desired(ctx: &Ctx, tx: &dyn Txn, with_elements: bool) -> Result<Desired> {
+    let opts = options(ctx, tx)?;
+    if !with_elements {
+        return Ok(Desired::new(&opts, owner(ctx), &[], &[], &[]));
+    }
+    let nets: Vec<_> = tx
+        .networks()?
+        .iter()
+        .filter(|n| n.status != Status::Removing)
+        .map(firewall_of)
+        .collect();
+    let sbs: Vec<_> = tx
+        .sandboxes()?
+        .into_iter()
+        .filter(|s| s.status != Status::Removing)
+        .collect();
+    let eps: Vec<_> = sbs
+        .iter()
+        .filter(|s| s.netns.is_some())
+        .flat_map(|s| s.endpoints.iter().map(firewall_endpoint))
+        .collect();
+    let ports: Vec<_> = sbs.iter().flat_map(firewall_ports).collect();
+    Ok(Desired::new(&opts, owner(ctx), &nets, &eps, &ports))
+}
+
+/// What the kernel has: each of weft's tables, and every chain of the namespace (for the
+/// foreign forward drops).
+fn observe(desired: &Desired, depth: Depth) -> Result<(Vec<ObservedTable>, Vec<ChainInfo>)> {
+    let read = || -> Result<_, nftables::NftError> {
+        let tables = nftables::list_tables()?;
+        let chains = nftables::list_chains()?;
+        let observed = desired
+            .tables
+            .iter()
+            .map(|t| {
+                nftables::observe_table(
+                    t.family,
+                    t.name,
+                    &tables,
+                    &chains,
+                    depth == Depth::Elements,
+                )
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok((observed, chains))
+    };
+    crate::timing::time("nft-check", read).context("reading weft's nftables tables")
+}
+
+fn refused(e: ForeignOwner) -> anyhow::Error {
+    user_err!("{e}")
+}
+
+/// Every difference between the records and the kernel, elements included. Read-only.
+pub fn check(ctx: &Ctx) -> Result<Vec<Drift>> {
+    let desired = {
+        let tx = ctx.store.begin(Mode::Read)?;
+        desired(ctx, tx.as_ref(), true)?
+    };
+    let (observed, _) = observe(&desired, Depth::Elements)?;
+    drift::check(&desired, &observed, Depth::Elements).map_err(refused)
+}
+
+/// Rebuilds weft's tables if they differ from the records, in one atomic batch, while
+/// holding the store's write lock. Returns what had drifted (empty: nothing was changed).
+pub fn repair(ctx: &Ctx) -> Result<Vec<Drift>> {
+    let tx = ctx.store.begin(Mode::Write)?;
+    let desired = desired(ctx, tx.as_ref(), true)?;
+    let (observed, _) = observe(&desired, Depth::Elements)?;
+    let drifts = drift::check(&desired, &observed, Depth::Elements).map_err(refused)?;
+    if drifts.is_empty() {
+        return Ok(drifts);
+    }
+    let batch = drift::repair(&desired, &observed).map_err(refused)?;
+    crate::timing::time("nft-repair", || nftables::send(&batch))
+        .context("repairing weft's nftables tables")?;
+    drop(tx);
+    Ok(drifts)
+}
+
+/// Checks and, if anything drifted, repairs: what `weft gc` runs, and what a host agent
+/// should run when nf_tables changes ("repair the firewall if it drifted"). A state
+/// directory without networks leaves the firewall alone unless the tables are its own (it
+/// then empties them of stale elements). Returns what was repaired.
+pub fn reconcile(ctx: &Ctx) -> Result<Vec<Drift>> {
+    ensure(ctx, Depth::Elements, &[])
+}
+
+/// Makes sure the firewall is in place before a command relies on it: checks at `depth`,
+/// repairs if anything drifted, refuses if the tables belong to another state directory,
+/// and warns on stderr about other tables' forward chains that drop by policy (naming
+/// `bridges`, the bridges the command is about). Returns what was repaired.
+pub fn ensure(ctx: &Ctx, depth: Depth, bridges: &[String]) -> Result<Vec<Drift>> {
+    let (desired, has_networks) = {
+        let tx = ctx.store.begin(Mode::Read)?;
+        let has_networks = !tx.networks()?.is_empty();
+        (
+            desired(ctx, tx.as_ref(), depth == Depth::Elements)?,
+            has_networks,
+        )
+    };
+    let (observed, chains) = observe(&desired, depth)?;
+    warn_foreign_drops(&chains, bridges);
+    let drifts = match drift::check(&desired, &observed, depth) {
+        Ok(d) => d,
+        // Nothing of ours to protect, and another instance's tables are not ours to touch.
+        Err(_) if !has_networks => return Ok(vec![]),
+        Err(e) => return Err(refused(e)),
+    };
+    if drifts.is_empty() {
+        return Ok(drifts);
+    }
+    // A host where this state directory never made a network gets no tables from it.
+    let none_exist = observed.iter().all(|o| o.table.is_none());
+    if !has_networks && none_exist {
+        return Ok(vec![]);
+    }
+    let repaired = repair(ctx)?;
+    Ok(if repaired.is_empty() {
+        drifts
+    } else {
+        repaired
+    })
+}
+
+/// Applies `ops`; if that fails and the firewall turns out to have drifted meanwhile (someone
+/// flushed the rule set between [`ensure`] and now), repairs it and tries once more.
+pub fn apply_with_repair(
+    ctx: &Ctx,
+    exec: &mut dyn crate::core::plan::Executor,
+    ops: &[crate::core::plan::Op],
+) -> Result<()> {
+    match crate::core::plan::apply_all(exec, ops) {
+        Ok(()) => Ok(()),
+        Err(first) => {
+            if ensure(ctx, Depth::Rules, &[]).is_ok_and(|d| !d.is_empty()) {
+                crate::core::plan::apply_all(exec, ops)?;
+                return Ok(());
+            }
+            Err(first.into())
+        }
+    }
+}
+
+/// Prints a warning for every foreign forward chain that drops by policy and does not
+/// mention the bridges already.
+fn warn_foreign_drops(chains: &[ChainInfo], bridges: &[String]) {
+    if bridges.is_empty() {
+        return;
+    }
+    for c in foreign::forward_drops(chains) {
+        let unmentioned: Vec<String> = bridges
+            .iter()
+            .filter(|b| {
+                let needle = foreign::mention(c, b);
+                !nftables::chain_mentions(c.family, &c.table, &c.name, &needle).unwrap_or(false)
+            })
+            .cloned()
+            .collect();
+        if !unmentioned.is_empty() {
+            eprintln!("{}", foreign::warning(c, &unmentioned));
+        }
+    }
+}
