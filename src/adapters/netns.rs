@@ -91,6 +91,9 @@ pub fn create(path: &Path, ipv6: bool) -> Result<(), NetnsError> {
         // guard drops such messages too). IPv4 accepts redirects if `all` or the interface
         // says so: both are set.
         let mut settings: Vec<(&str, &str)> = vec![
+            // Also for IPv4-only sandboxes: a later `network connect` to an IPv6 network
+            // turns IPv6 on for that interface.
+            ("net.ipv6.conf.default.accept_dad", "0"),
             ("net.ipv4.conf.all.accept_redirects", "0"),
             ("net.ipv4.conf.default.accept_redirects", "0"),
             ("net.ipv6.conf.all.accept_ra", "0"),
@@ -99,7 +102,6 @@ pub fn create(path: &Path, ipv6: bool) -> Result<(), NetnsError> {
             ("net.ipv6.conf.default.accept_redirects", "0"),
         ];
         if ipv6 {
-            settings.push(("net.ipv6.conf.default.accept_dad", "0"));
             settings.push(("net.ipv6.conf.all.accept_dad", "0"));
         } else {
             settings.push(("net.ipv6.conf.default.disable_ipv6", "1"));

@@ -19,7 +19,7 @@ pub(super) fn verdict(v: Verdict) -> Expr {
 
 /// The rules of `forward`, in order. Traffic inside one network is accepted first, except
 /// routed traffic between the ports of an `icc=false` bridge (a sandbox that points its
-/// neighbour entry for a peer at the bridge's MAC gets routed back into the same bridge);
+/// neighbour entry for a peer at the bridge's MAC would be routed back into the same bridge);
 /// internal networks are cut off before published ports are accepted (so they reach
 /// nothing outside their own network, published ports included).
 pub fn forward_rules(opts: &FwOptions) -> Vec<Vec<Expr>> {
@@ -56,10 +56,9 @@ pub fn forward_rules(opts: &FwOptions) -> Vec<Vec<Expr>> {
     ];
     let mut v = vec![
         vec![verdict(Verdict::Jump(CHAIN_USER.into()))],
-        // A sandbox reaching a published port of its own icc=false network through a host
-        // address is fine (the port is public); anything else routed between its ports is
-        // not. Untracked packets (see `raw`) have no ct status: they reach the drop.
-        [&pair_in(SET_NOICC)[..], &ct_status_dnat(), &[accept()]].concat(),
+        // Routed between the ports of an icc=false bridge (tracked or not, see `raw`). A
+        // published port of the same network cannot be reached this way either: br_netfilter
+        // bridges such DNAT'd frames between the ports, and the isolated ports stop them.
         [&pair_in(SET_NOICC)[..], &[drop()]].concat(),
         [&pair_in(SET_PAIRS)[..], &[accept()]].concat(),
         [&ifname_in(Iifname, SET_INTERNAL)[..], &[drop()]].concat(),

@@ -29,7 +29,6 @@
 //!   chain user { }                                   # the users' own: never flushed by weft
 //!   chain forward { type filter hook forward priority 0; policy accept;
 //!     jump user
-//!     iifname . oifname @noicc ct status dnat accept # a published port, from its own network
 //!     iifname . oifname @noicc drop                  # routed between isolated ports
 //!     iifname . oifname @pairs accept
 //!     iifname @internal drop                         # internal: its own network only
@@ -703,7 +702,7 @@ mod tests {
             .unwrap();
         assert!(flush_fwd < first_rule);
         let count = |p: &str| ops.iter().filter(|o| o.starts_with(p)).count();
-        assert_eq!(count("add rule to inet weft forward"), 10);
+        assert_eq!(count("add rule to inet weft forward"), 9);
         assert_eq!(count("add rule to inet weft postrouting"), 6);
         assert_eq!(count("add rule to inet weft prerouting"), 6);
         assert_eq!(count("add set inet"), 16);
@@ -733,9 +732,9 @@ mod tests {
             forward_drop_v6: v6,
             ..FwOptions::default()
         };
-        assert_eq!(forward_rules(&with(false, false)).len(), 10);
+        assert_eq!(forward_rules(&with(false, false)).len(), 9);
         let r = forward_rules(&with(true, false));
-        assert_eq!(r.len(), 12);
+        assert_eq!(r.len(), 11);
         assert_eq!(
             r.last().unwrap(),
             &vec![
@@ -744,7 +743,7 @@ mod tests {
                 Expr::Verdict(Verdict::Drop)
             ]
         );
-        assert_eq!(forward_rules(&with(true, true)).len(), 13);
+        assert_eq!(forward_rules(&with(true, true)).len(), 12);
     }
 
     #[test]
@@ -780,10 +779,10 @@ mod tests {
             .unwrap();
         assert!(pos(SET_NOICC) < pos(SET_PAIRS));
         assert!(pos(SET_INTERNAL) < dnat_accept);
-        // noicc: the pair lookup uses consecutive registers, and the second rule drops.
+        // noicc: the pair lookup uses consecutive registers, and the rule drops.
         assert_eq!(r[1][0], Expr::meta(MetaKey::Iifname, Reg::r32(0)));
         assert_eq!(r[1][1], Expr::meta(MetaKey::Oifname, Reg::r32(4)));
-        assert_eq!(r[2].last(), Some(&Expr::Verdict(Verdict::Drop)));
+        assert_eq!(r[1].last(), Some(&Expr::Verdict(Verdict::Drop)));
     }
 
     #[test]
@@ -901,8 +900,8 @@ mod tests {
     #[test]
     fn ct_state_mask_matches_nft() {
         // nft sends mask 06 00 00 00 for `ct state established,related` (host order on x86).
-        let r = &forward_rules(&FwOptions::default())[8];
-        // (rule 8: `oifname @bridges ct state established,related accept`)
+        let r = &forward_rules(&FwOptions::default())[7];
+        // (rule 7: `oifname @bridges ct state established,related accept`)
         match &r[3] {
             Expr::Bitwise { mask, .. } => assert_eq!(mask, &6u32.to_ne_bytes().to_vec()),
             other => panic!("expected bitwise, got {other:?}"),
