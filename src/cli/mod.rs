@@ -320,6 +320,33 @@ pub enum ToolCmd {
         #[arg(long)]
         udp: bool,
     },
+    /// Send raw Ethernet frames from an interface (packet socket): what a sandbox with
+    /// CAP_NET_RAW can do, for tests of the port guard.
+    Frame {
+        /// Interface to send from.
+        iface: String,
+        /// Frames in hex, Ethernet header included.
+        #[arg(required = true)]
+        frames: Vec<String>,
+        /// Times to send each frame.
+        #[arg(short, long, default_value_t = 1)]
+        count: u32,
+    },
+    /// Count the frames an interface receives that contain markers (hex); prints
+    /// `listening IFACE`, then one `MARKER=COUNT` line per marker.
+    Sniff {
+        /// Interface to listen on.
+        iface: String,
+        /// Byte strings to look for, in hex.
+        #[arg(short, long = "marker", required = true)]
+        markers: Vec<String>,
+        /// Seconds to listen.
+        #[arg(short, long, default_value_t = 3)]
+        timeout: u64,
+        /// Stop once every marker was seen this many times.
+        #[arg(long)]
+        until: Option<usize>,
+    },
     /// Connect over TCP and print the server's answer.
     Connect {
         /// Server address.
@@ -775,6 +802,34 @@ fn run_tool(t: &ToolCmd) -> Result<i32> {
         }
         ToolCmd::Connect { addr, timeout, .. } => {
             print!("{}", tools::connect(*addr, Duration::from_secs(*timeout))?);
+            Ok(0)
+        }
+        ToolCmd::Frame {
+            iface,
+            frames,
+            count,
+        } => {
+            let frames = frames
+                .iter()
+                .map(|f| tools::parse_hex(f))
+                .collect::<Result<Vec<_>>>()?;
+            tools::send_frames(iface, &frames, *count)?;
+            Ok(0)
+        }
+        ToolCmd::Sniff {
+            iface,
+            markers,
+            timeout,
+            until,
+        } => {
+            let bytes = markers
+                .iter()
+                .map(|m| tools::parse_hex(m))
+                .collect::<Result<Vec<_>>>()?;
+            let counts = tools::sniff(iface, &bytes, Duration::from_secs(*timeout), *until)?;
+            for (m, c) in markers.iter().zip(counts) {
+                println!("{m}={c}");
+            }
             Ok(0)
         }
     }

@@ -307,9 +307,166 @@ pub fn connect(addr: SocketAddr, timeout: Duration) -> Result<String> {
     Ok(out)
 }
 
+/// A packet socket bound to one interface, seeing every frame (`ETH_P_ALL`): what an
+/// attacker with CAP_NET_RAW in a sandbox has, and what a listener uses to see frames before
+/// the kernel's protocol handlers judge them.
+struct PacketSocket(std::os::fd::OwnedFd);
+
+/// `htons(ETH_P_ALL)`: the protocol field of packet sockets is in network order.
+fn eth_p_all() -> u16 {
+    u16::try_from(libc::ETH_P_ALL).unwrap_or(3).to_be()
+}
+
+impl PacketSocket {
+    fn open(iface: &str) -> Result<Self> {
+        use std::os::fd::{AsRawFd, FromRawFd};
+        let name = std::ffi::CString::new(iface).context("interface name")?;
+        // SAFETY: a NUL-terminated string that outlives the call.
+        let index = unsafe { libc::if_nametoindex(name.as_ptr()) };
+        if index == 0 {
+            return Err(std::io::Error::last_os_error())
+                .with_context(|| format!("interface {iface}"));
+        }
+        // SAFETY: plain socket(2); the descriptor is owned right below.
+        let fd = unsafe {
+            libc::socket(
+                libc::AF_PACKET,
+                libc::SOCK_RAW,
+                libc::c_int::from(eth_p_all()),
+            )
+        };
+        if fd < 0 {
+            return Err(std::io::Error::last_os_error())
+                .context("packet socket (needs CAP_NET_RAW)");
+        }
+        // SAFETY: `fd` is a fresh descriptor nothing else owns.
+        let sock = PacketSocket(unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) });
+        // SAFETY: all-zero is a valid sockaddr_ll.
+        let mut sll: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
+        sll.sll_family = u16::try_from(libc::AF_PACKET).unwrap_or(17);
+        sll.sll_protocol = eth_p_all();
+        sll.sll_ifindex = i32::try_from(index).context("interface index")?;
+        // SAFETY: a valid sockaddr_ll of the length given; the fd is owned by `sock`.
+        let rc = unsafe {
+            libc::bind(
+                sock.0.as_raw_fd(),
+                (&sll as *const libc::sockaddr_ll).cast(),
+                crate::adapters::libc_consts::socklen_of::<libc::sockaddr_ll>(),
+            )
+        };
+        if rc != 0 {
+            return Err(std::io::Error::last_os_error())
+                .with_context(|| format!("binding to {iface}"));
+        }
+        Ok(sock)
+    }
+}
+
+/// Sends each frame (Ethernet header included, as given) `count` times out of `iface`.
+pub fn send_frames(iface: &str, frames: &[Vec<u8>], count: u32) -> Result<()> {
+    use std::os::fd::AsRawFd;
+    let sock = PacketSocket::open(iface)?;
+    for _ in 0..count {
+        for f in frames {
+            // SAFETY: the buffer is valid for its length; the fd is owned by `sock`.
+            let rc = unsafe { libc::send(sock.0.as_raw_fd(), f.as_ptr().cast(), f.len(), 0) };
+            if rc < 0 {
+                return Err(std::io::Error::last_os_error()).context("sending a frame");
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Counts the frames `iface` receives (not those it sends) that contain each marker, for
+/// `timeout` or until every marker was seen `until` times. Prints `listening` once the
+/// socket sees frames.
+pub fn sniff(
+    iface: &str,
+    markers: &[Vec<u8>],
+    timeout: Duration,
+    until: Option<usize>,
+) -> Result<Vec<usize>> {
+    use std::os::fd::AsRawFd;
+    let sock = PacketSocket::open(iface)?;
+    println!("listening {iface}");
+    std::io::stdout().flush()?;
+    let mut counts = vec![0usize; markers.len()];
+    let deadline = Instant::now() + timeout;
+    let mut buf = vec![0u8; 65536];
+    while Instant::now() < deadline {
+        if until.is_some_and(|n| counts.iter().all(|c| *c >= n)) {
+            break;
+        }
+        let mut pfd = libc::pollfd {
+            fd: sock.0.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        let wait = deadline.saturating_duration_since(Instant::now());
+        let ms = libc::c_int::try_from(wait.as_millis()).unwrap_or(libc::c_int::MAX);
+        // SAFETY: one valid pollfd.
+        if unsafe { libc::poll(&mut pfd, 1, ms) } <= 0 {
+            continue;
+        }
+        // SAFETY: all-zero is a valid sockaddr_ll.
+        let mut from: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
+        let mut len = crate::adapters::libc_consts::socklen_of::<libc::sockaddr_ll>();
+        // SAFETY: buffer and address are valid for the lengths given.
+        let n = unsafe {
+            libc::recvfrom(
+                sock.0.as_raw_fd(),
+                buf.as_mut_ptr().cast(),
+                buf.len(),
+                0,
+                (&mut from as *mut libc::sockaddr_ll).cast(),
+                &mut len,
+            )
+        };
+        let Ok(n) = usize::try_from(n) else { continue };
+        if from.sll_pkttype == libc::PACKET_OUTGOING {
+            continue;
+        }
+        let frame = &buf[..n.min(buf.len())];
+        for (m, c) in markers.iter().zip(counts.iter_mut()) {
+            if !m.is_empty() && frame.windows(m.len()).any(|w| w == m.as_slice()) {
+                *c += 1;
+            }
+        }
+    }
+    Ok(counts)
+}
+
+/// Parses hex (`0242ac110002`, separators `:` and spaces ignored).
+pub fn parse_hex(s: &str) -> Result<Vec<u8>> {
+    let digits: Vec<u8> = s
+        .bytes()
+        .filter(|b| !matches!(b, b':' | b' ' | b'-'))
+        .collect();
+    if !digits.len().is_multiple_of(2) {
+        bail!("odd number of hex digits in {s:?}");
+    }
+    digits
+        .chunks(2)
+        .map(|p| {
+            std::str::from_utf8(p)
+                .ok()
+                .and_then(|t| u8::from_str_radix(t, 16).ok())
+                .ok_or_else(|| anyhow::anyhow!("not hex: {s:?}"))
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn hex_parsing() {
+        assert_eq!(parse_hex("02:42 ac").unwrap(), vec![2, 0x42, 0xac]);
+        assert!(parse_hex("abc").is_err());
+        assert!(parse_hex("zz").is_err());
+    }
 
     #[test]
     fn icmp_checksum_of_known_packet() {

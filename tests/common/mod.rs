@@ -5,6 +5,9 @@
 
 #![allow(dead_code)]
 
+pub mod attack;
+pub mod frames;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
