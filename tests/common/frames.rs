@@ -52,7 +52,12 @@ fn fold(mut sum: u32) -> u16 {
     while sum >> 16 != 0 {
         sum = (sum & 0xffff) + (sum >> 16);
     }
-    !(sum as u16)
+    !u16::try_from(sum).expect("folded to 16 bits")
+}
+
+/// A length field: test frames are far below 64 KiB.
+fn len16(n: usize) -> [u8; 2] {
+    u16::try_from(n).expect("test frame too long").to_be_bytes()
 }
 
 fn sum16(data: &[u8]) -> u32 {
@@ -63,9 +68,8 @@ fn sum16(data: &[u8]) -> u32 {
 
 /// An IPv4 packet (TTL 64, header checksum filled in).
 pub fn ipv4(src: Ipv4Addr, dst: Ipv4Addr, proto: u8, payload: &[u8]) -> Vec<u8> {
-    let total = (20 + payload.len()) as u16;
     let mut h = vec![0x45, 0];
-    h.extend_from_slice(&total.to_be_bytes());
+    h.extend_from_slice(&len16(20 + payload.len()));
     h.extend_from_slice(&[0, 1, 0x40, 0, 64, proto, 0, 0]);
     h.extend_from_slice(&src.octets());
     h.extend_from_slice(&dst.octets());
@@ -80,7 +84,7 @@ pub fn udp4(src: Ipv4Addr, dst: Ipv4Addr, sport: u16, dport: u16, data: &[u8]) -
     let mut u = Vec::new();
     u.extend_from_slice(&sport.to_be_bytes());
     u.extend_from_slice(&dport.to_be_bytes());
-    u.extend_from_slice(&((8 + data.len()) as u16).to_be_bytes());
+    u.extend_from_slice(&len16(8 + data.len()));
     u.extend_from_slice(&[0, 0]);
     u.extend_from_slice(data);
     ipv4(src, dst, 17, &u)
@@ -100,7 +104,7 @@ pub fn icmp_redirect(src: Ipv4Addr, dst: Ipv4Addr, gateway: Ipv4Addr, target: Ip
 /// An IPv6 packet with `next` header and hop limit `hops`.
 pub fn ipv6(src: Ipv6Addr, dst: Ipv6Addr, next: u8, hops: u8, payload: &[u8]) -> Vec<u8> {
     let mut h = vec![0x60, 0, 0, 0];
-    h.extend_from_slice(&(payload.len() as u16).to_be_bytes());
+    h.extend_from_slice(&len16(payload.len()));
     h.push(next);
     h.push(hops);
     h.extend_from_slice(&src.octets());
@@ -113,7 +117,8 @@ fn pseudo6(src: Ipv6Addr, dst: Ipv6Addr, next: u8, body: &[u8]) -> u16 {
     let mut p = Vec::new();
     p.extend_from_slice(&src.octets());
     p.extend_from_slice(&dst.octets());
-    p.extend_from_slice(&(body.len() as u32).to_be_bytes());
+    p.extend_from_slice(&[0, 0]);
+    p.extend_from_slice(&len16(body.len()));
     p.extend_from_slice(&[0, 0, 0, next]);
     p.extend_from_slice(body);
     fold(sum16(&p))
@@ -124,7 +129,7 @@ pub fn udp6(src: Ipv6Addr, dst: Ipv6Addr, sport: u16, dport: u16, data: &[u8]) -
     let mut u = Vec::new();
     u.extend_from_slice(&sport.to_be_bytes());
     u.extend_from_slice(&dport.to_be_bytes());
-    u.extend_from_slice(&((8 + data.len()) as u16).to_be_bytes());
+    u.extend_from_slice(&len16(8 + data.len()));
     u.extend_from_slice(&[0, 0]);
     u.extend_from_slice(data);
     let c = pseudo6(src, dst, 17, &u);
