@@ -106,8 +106,11 @@ pub fn run(ctx: &Ctx) -> Result<GcReport> {
     let mut exec = KernelExecutor::new()?;
     // Networks whose bridge is gone are rebuilt below: their firewall elements need the
     // tables (after a reboot, say) in place first.
-    if let Err(e) = super::firewall::ensure(ctx, Depth::Rules, &[]) {
-        report.errors.push(format!("{e:#}"));
+    match super::firewall::ensure(ctx, Depth::Rules, &[]) {
+        Ok(drifts) => report
+            .firewall_repaired
+            .extend(drifts.iter().map(ToString::to_string)),
+        Err(e) => report.errors.push(format!("{e:#}")),
     }
     for net in &nets {
         // Claim abandoned networks inside a write transaction on a fresh reading.
@@ -214,7 +217,9 @@ pub fn run(ctx: &Ctx) -> Result<GcReport> {
     // nftables: weft's tables, rules and set elements are exactly what the records want,
     // rebuilt atomically under the store's write lock if anything drifted.
     match super::firewall::reconcile(ctx) {
-        Ok(drifts) => report.firewall_repaired = drifts.iter().map(|d| d.to_string()).collect(),
+        Ok(drifts) => report
+            .firewall_repaired
+            .extend(drifts.iter().map(ToString::to_string)),
         Err(e) => report.errors.push(format!("{e:#}")),
     }
     Ok(report)
