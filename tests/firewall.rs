@@ -297,8 +297,8 @@ fn finer_damage_is_detected_and_repaired_by_gc() {
             "set inet weft bridges: 2 elements missing",
         ),
         (
-            "nft flush set bridge weft ip4".into(),
-            "set bridge weft ip4: 4 elements missing",
+            "nft flush set bridge weft src4".into(),
+            "set bridge weft src4: 4 elements missing",
         ),
         (
             "nft flush chain bridge weft prerouting".into(),

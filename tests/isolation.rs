@@ -493,11 +493,11 @@ fn own_traffic_flows_after_connect_and_across_disconnect() {
     assert!(counts[0] > 0 && counts[1] == 0, "{counts:?}");
     // Disconnecting eth0 takes its guard elements away and leaves eth1 working.
     h.weft_ok(&["network", "disconnect", "n", "a"]);
-    let set = h.sh("nft list set bridge weft ip4");
+    let set = h.sh("nft list set bridge weft src4");
     assert!(!set.contains(&a_n), "{set}");
     assert!(set.contains(&a_m), "{set}");
     assert!(h.pings("a", &p4));
     h.weft_ok(&["rm", "-f", "a"]);
-    let set = h.sh("nft list set bridge weft ip4");
+    let set = h.sh("nft list set bridge weft src4");
     assert!(!set.contains(&a_m), "{set}");
 }

@@ -426,7 +426,7 @@ fn drift_check_and_repair_against_the_kernel() {
     let damage: [(&[&str], &str); 5] = [
         (&["flush", "chain", "inet", "weft", "forward"], "forward"),
         (&["flush", "set", "inet", "weft", "bridges"], "bridges"),
-        (&["flush", "set", "bridge", "weft", "ip4"], "ip4"),
+        (&["flush", "set", "bridge", "weft", "src4"], "src4"),
         (
             &["delete", "table", "bridge", "weft"],
             "bridge weft is missing",

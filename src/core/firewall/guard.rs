@@ -11,21 +11,21 @@
 //!
 //! ```text
 //! table bridge weft {
-//!   set ip4 { type ifname . ether_addr . ipv4_addr; }   # one element per sandbox address
-//!   set ip6 { type ifname . ether_addr . ipv6_addr; }
+//!   set src4 { type ifname . ether_addr . ipv4_addr; }   # one element per sandbox address
+//!   set src6 { type ifname . ether_addr . ipv6_addr; }
 //!   chain prerouting { type filter hook prerouting priority -300; policy accept;
 //!     iifname != "wv*" return              # not a sandbox port
 //!     ether type ip goto ipv4
 //!     ether type ip6 goto ipv6
-//!     ether type arp goto arp
+//!     ether type arp goto arp4
 //!     drop                                 # VLAN tags, other ethertypes
 //!   }
-//!   chain ipv4 { iifname . ether saddr . ip saddr != @ip4 drop; icmp type redirect drop }
-//!   chain ipv6 { iifname . ether saddr . ip6 saddr != @ip6 drop; meta l4proto ipv6-icmp goto icmpv6 }
-//!   chain icmpv6 { RS, RA, redirect drop; NA: target and target link-layer address own;
+//!   chain ipv4 { iifname . ether saddr . ip saddr != @src4 drop; icmp type redirect drop }
+//!   chain ipv6 { iifname . ether saddr . ip6 saddr != @src6 drop; meta l4proto ipv6-icmp goto nd }
+//!   chain nd { RS, RA, redirect drop; NA: target and target link-layer address own;
 //!                  NS: source link-layer address own }
-//!   chain arp { iifname . ether saddr . arp saddr ip != @ip4 drop
-//!               iifname . arp saddr ether . arp saddr ip != @ip4 drop }
+//!   chain arp4 { iifname . ether saddr . arp saddr ip != @src4 drop
+//!               iifname . arp saddr ether . arp saddr ip != @src4 drop }
 //! }
 //! ```
 //!
@@ -45,10 +45,11 @@ pub const CHAIN_GUARD: &str = "prerouting";
 pub const CHAIN_GUARD4: &str = "ipv4";
 /// IPv6 frames.
 pub const CHAIN_GUARD6: &str = "ipv6";
-/// ICMPv6 (neighbour discovery).
-pub const CHAIN_GUARD_ICMP6: &str = "icmpv6";
+/// ICMPv6 (neighbour discovery). (Chain and set names avoid nft's keywords — `icmpv6`,
+/// `arp`, `ip6` — so that `nft list chain bridge weft nd` works.)
+pub const CHAIN_GUARD_ICMP6: &str = "nd";
 /// ARP frames.
-pub const CHAIN_GUARD_ARP: &str = "arp";
+pub const CHAIN_GUARD_ARP: &str = "arp4";
 
 /// Prefix of the host end of every weft veth.
 pub const PORT_PREFIX: &str = "wv";

@@ -137,9 +137,9 @@ pub const MAP_DNAT6: &str = "dnat6";
 /// Published IPv6 ports on every host address.
 pub const MAP_DNAT6_ANY: &str = "dnat6any";
 /// Port guard: (port, MAC, IPv4 address) a sandbox may send from.
-pub const SET_GUARD4: &str = "ip4";
+pub const SET_GUARD4: &str = "src4";
 /// Port guard: (port, MAC, IPv6 address) a sandbox may send from.
-pub const SET_GUARD6: &str = "ip6";
+pub const SET_GUARD6: &str = "src6";
 
 /// The users' chain, jumped to first from `forward`; weft creates it but never flushes it.
 pub const CHAIN_USER: &str = "user";
@@ -857,8 +857,8 @@ mod tests {
         assert_eq!(
             b.ops(),
             [
-                "add elements to bridge weft ip4",
-                "add elements to bridge weft ip6",
+                "add elements to bridge weft src4",
+                "add elements to bridge weft src6",
                 "add elements to inet weft dnat4any",
             ]
         );

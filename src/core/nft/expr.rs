@@ -23,6 +23,12 @@ impl Reg {
     /// 32-bit registers; this one exists so golden tests can rebuild nft's own bytes.
     pub const REG1: Reg = Reg(1);
 
+    /// The 16-byte register `NFT_REG_<n>` (1 to 4; each is the same storage as four 32-bit
+    /// registers), which nft also uses. Weft does not; golden tests do.
+    pub const fn r128(n: u32) -> Reg {
+        Reg(n)
+    }
+
     /// The 32-bit register `NFT_REG32_<index>`; `index` must be below 16 (the kernel rejects
     /// larger ones with `ERANGE`).
     pub const fn r32(index: u32) -> Reg {
