@@ -313,6 +313,11 @@ impl Expr {
     pub(crate) fn encode(&self, w: &mut Writer) {
         let elem = w.nest_start(NFTA_LIST_ELEM);
         w.put_str(NFTA_EXPR_NAME, self.kernel_name());
+        if matches!(self, Expr::Notrack) {
+            // No data at all, as nft sends it (masq gets an empty nest).
+            w.nest_end(elem);
+            return;
+        }
         let data = w.nest_start(NFTA_EXPR_DATA);
         match self {
             Expr::Meta { key, dreg } => {
@@ -346,11 +351,13 @@ impl Expr {
                 dreg,
                 invert,
             } => {
+                // nft's order: SREG, DREG, SET (then its SET_ID, which weft does not need),
+                // FLAGS.
                 w.put_be32(NFTA_LOOKUP_SREG, sreg.raw());
-                w.put_str(NFTA_LOOKUP_SET, set);
                 if let Some(d) = dreg {
                     w.put_be32(NFTA_LOOKUP_DREG, d.raw());
                 }
+                w.put_str(NFTA_LOOKUP_SET, set);
                 if *invert {
                     w.put_be32(NFTA_LOOKUP_FLAGS, NFT_LOOKUP_F_INV);
                 }
@@ -371,6 +378,8 @@ impl Expr {
             } => {
                 w.put_be32(NFTA_BITWISE_SREG, sreg.raw());
                 w.put_be32(NFTA_BITWISE_DREG, dreg.raw());
+                // A mask-and-xor, said explicitly as nft does (the kernel's default too).
+                w.put_be32(NFTA_BITWISE_OP, NFT_BITWISE_BOOL);
                 // Masks are register-sized (at most 64 bytes): the kernel refuses anything longer.
                 w.put_be32(
                     NFTA_BITWISE_LEN,
@@ -391,10 +400,10 @@ impl Expr {
             }
             Expr::Masquerade | Expr::Counter | Expr::Notrack => {}
             Expr::FibDaddrType { dreg } => {
-                // libnftnl's order: DREG, RESULT (ADDRTYPE = 3), FLAGS (F_DADDR = 1 << 1).
-                w.put_be32(NFTA_FIB_DREG, dreg.raw());
-                w.put_be32(NFTA_FIB_RESULT, 3);
+                // nft 1.0.6's order: FLAGS (F_DADDR = 1 << 1), RESULT (ADDRTYPE = 3), DREG.
                 w.put_be32(NFTA_FIB_FLAGS, 1 << 1);
+                w.put_be32(NFTA_FIB_RESULT, 3);
+                w.put_be32(NFTA_FIB_DREG, dreg.raw());
             }
             Expr::Nat {
                 kind,
@@ -405,13 +414,13 @@ impl Expr {
             } => {
                 w.put_be32(NFTA_NAT_TYPE, if *kind == NatKind::Snat { 0 } else { 1 });
                 w.put_be32(NFTA_NAT_FAMILY, u32::from(family.nfproto()));
+                // One address and one port: only the minimum, as nft sends it (the kernel
+                // takes the maximum to be the minimum).
                 if let Some(a) = addr {
                     w.put_be32(NFTA_NAT_REG_ADDR_MIN, a.raw());
-                    w.put_be32(NFTA_NAT_REG_ADDR_MAX, a.raw());
                 }
                 if let Some(p) = port {
                     w.put_be32(NFTA_NAT_REG_PROTO_MIN, p.raw());
-                    w.put_be32(NFTA_NAT_REG_PROTO_MAX, p.raw());
                 }
                 if *flags != 0 {
                     w.put_be32(NFTA_NAT_FLAGS, *flags);

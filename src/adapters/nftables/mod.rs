@@ -15,6 +15,10 @@
 
 mod dump;
 mod encode;
+#[cfg(test)]
+mod golden;
+#[cfg(test)]
+mod golden_data;
 mod socket;
 mod sys;
 

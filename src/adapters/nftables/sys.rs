@@ -135,6 +135,9 @@ pub const NFTA_BITWISE_DREG: u16 = 2;
 pub const NFTA_BITWISE_LEN: u16 = 3;
 pub const NFTA_BITWISE_MASK: u16 = 4;
 pub const NFTA_BITWISE_XOR: u16 = 5;
+pub const NFTA_BITWISE_OP: u16 = 6;
+/// `NFT_BITWISE_BOOL`: `(reg & mask) ^ xor`.
+pub const NFT_BITWISE_BOOL: u32 = 0;
 
 // enum nft_cmp_attributes
 pub const NFTA_CMP_SREG: u16 = 1;
