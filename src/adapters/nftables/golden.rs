@@ -249,6 +249,17 @@ fn ct_and_bitwise() {
             ],
         );
     }
+    // nft matches a /8 by loading one byte; weft masks the whole address (below).
+    check(
+        &G08,
+        Family::Inet,
+        &[
+            (0, Expr::meta(MetaKey::Nfproto, R1)),
+            (1, Expr::cmp_eq(R1, vec![2])),
+            (2, payload(PayloadBase::Network, 16, 1, R1)),
+            (3, Expr::cmp_eq(R1, vec![127])),
+        ],
+    );
     check(
         &G09,
         Family::Inet,
