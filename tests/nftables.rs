@@ -353,7 +353,7 @@ fn observe(ns: &Netns) -> Vec<weft::core::nft::ObservedTable> {
         let chains = nftables::list_chains().unwrap();
         [nftables::Family::Inet, nftables::Family::Bridge]
             .iter()
-            .map(|f| nftables::observe_table(*f, "weft", &tables, &chains, true).unwrap())
+            .map(|f| nftables::observe_table(*f, "weft", &tables, &chains, true, true).unwrap())
             .collect()
     })
 }
@@ -412,12 +412,14 @@ fn drift_check_and_repair_against_the_kernel() {
         batch.extend(drift::repair(&d, &empty).unwrap());
     })
     .expect("build from nothing");
-    assert_eq!(
-        drift::check(&desired, &observe(&ns), Depth::Elements).unwrap(),
-        vec![],
-        "{}",
-        ns.ruleset()
-    );
+    for depth in [Depth::Chains, Depth::Rules, Depth::Elements] {
+        assert_eq!(
+            drift::check(&desired, &observe(&ns), depth).unwrap(),
+            vec![],
+            "{depth:?}: {}",
+            ns.ruleset()
+        );
+    }
     println!("{}", ns.ruleset());
     ns.nft(&[
         "add", "rule", "inet", "weft", "user", "iifname", "\"eth9\"", "accept",

@@ -3,10 +3,11 @@
 //! atomic rebuild when they differ ([`repair`]), done while holding the store's write lock so
 //! that no record changes meanwhile.
 //!
-//! - every command that needs the firewall calls [`ensure`] first: a few dumps (tables,
-//!   chains, rules — not elements, so the cost does not grow with the number of sandboxes)
-//!   and a repair if anything is missing or damaged, instead of failing with a raw errno;
-//!   `network create` looks at the elements too;
+//! - every command that needs the firewall calls [`ensure`] first: two dumps on an attach
+//!   (tables with their owners, chains with their hooks and rule counts — not elements, so
+//!   the cost does not grow with the number of sandboxes; ~0.1 ms) and a repair if anything
+//!   is missing or damaged, instead of failing with a raw errno; `network create` looks at
+//!   every rule and element;
 //! - `weft gc` (and a host agent reacting to nf_tables events) calls [`reconcile`];
 //! - tables owned by another state directory are never changed: the command is refused,
 //!   naming that state directory;
@@ -115,6 +116,7 @@ fn observe(desired: &Desired, depth: Depth) -> Result<(Vec<ObservedTable>, Vec<C
                     t.name,
                     &tables,
                     &chains,
+                    depth != Depth::Chains,
                     depth == Depth::Elements,
                 )
             })
@@ -210,7 +212,7 @@ pub fn apply_with_repair(
     match crate::core::plan::apply_all(exec, ops) {
         Ok(()) => Ok(()),
         Err(first) => {
-            if ensure(ctx, Depth::Rules, &[]).is_ok_and(|d| !d.is_empty()) {
+            if ensure(ctx, Depth::Chains, &[]).is_ok_and(|d| !d.is_empty()) {
                 crate::core::plan::apply_all(exec, ops)?;
                 return Ok(());
             }

@@ -106,7 +106,7 @@ pub fn run(ctx: &Ctx) -> Result<GcReport> {
     let mut exec = KernelExecutor::new()?;
     // Networks whose bridge is gone are rebuilt below: their firewall elements need the
     // tables (after a reboot, say) in place first.
-    match super::firewall::ensure(ctx, Depth::Rules, &[]) {
+    match super::firewall::ensure(ctx, Depth::Chains, &[]) {
         Ok(drifts) => report
             .firewall_repaired
             .extend(drifts.iter().map(ToString::to_string)),

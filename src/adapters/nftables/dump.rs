@@ -116,6 +116,7 @@ fn parse_chain(family: Family, a: &[u8]) -> Option<ChainInfo> {
         name,
         base,
         other_base,
+        use_count: find_attr(a, NFTA_CHAIN_USE).and_then(be32),
     })
 }
 
@@ -205,13 +206,14 @@ pub fn list_sets(family: Family, table: &str) -> Result<Vec<SetInfo>, NftError> 
 }
 
 /// Everything about one table: the table itself (from `tables`, a [`list_tables`] result),
-/// its chains (from `chains`, a [`list_chains`] result), its rules and sets, and — with
-/// `elements` — every set's elements. A missing table gives an empty observation.
+/// its chains (from `chains`, a [`list_chains`] result), with `rules` its rules, with
+/// `elements` its sets and their elements. A missing table gives an empty observation.
 pub fn observe_table(
     family: Family,
     name: &str,
     tables: &[TableInfo],
     chains: &[ChainInfo],
+    rules: bool,
     elements: bool,
 ) -> Result<ObservedTable, NftError> {
     let Some(table) = tables
@@ -222,16 +224,16 @@ pub fn observe_table(
         return Ok(ObservedTable::default());
     };
     let mut sets = Vec::new();
-    for s in list_sets(family, name)? {
-        let elems = if elements {
-            match list_set_elems(family, name, &s.name) {
-                Ok(e) => Some(e),
-                // Deleted since the set dump: reported as missing by the caller's next look.
-                Err(e) if e.is_not_found() => None,
-                Err(e) => return Err(e),
-            }
-        } else {
-            None
+    for s in if elements {
+        list_sets(family, name)?
+    } else {
+        vec![]
+    } {
+        let elems = match list_set_elems(family, name, &s.name) {
+            Ok(e) => Some(e),
+            // Deleted since the set dump: reported as missing by the caller's next look.
+            Err(e) if e.is_not_found() => None,
+            Err(e) => return Err(e),
         };
         sets.push((s, elems));
     }
@@ -242,7 +244,11 @@ pub fn observe_table(
             .filter(|c| c.family == family && c.table == name)
             .cloned()
             .collect(),
-        rules: list_rules(family, name, None)?,
+        rules: if rules || elements {
+            list_rules(family, name, None)?
+        } else {
+            vec![]
+        },
         sets,
     })
 }

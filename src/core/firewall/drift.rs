@@ -11,13 +11,18 @@
 use std::fmt;
 
 use super::{all_elements, FwEndpoint, FwNetwork, FwOptions, FwPort, Owner, TableDef, CHAIN_USER};
-use crate::core::nft::{fingerprint, Batch, Chain, ChainInfo, Elem, Family, ObservedTable};
+use crate::core::nft::{
+    fingerprint, Batch, Chain, ChainInfo, Elem, Expr, Family, ObservedTable, Verdict,
+};
 
 /// How deep [`check`] looks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Depth {
-    /// Tables, owners, chains and rules: a few dumps whatever the number of sandboxes (the
-    /// check on every attach).
+    /// Tables, owners, chains, and each chain's number of rules as the chain dump tells it
+    /// (the kernel's use count): two dumps, whatever the number of sandboxes — the check on
+    /// every attach. A rule replaced by another goes unseen until a deeper check.
+    Chains,
+    /// Also every rule's fingerprint.
     Rules,
     /// Also every set's definition and elements (gc, network create, the daemon).
     Elements,
@@ -89,6 +94,14 @@ pub enum Drift {
         found: usize,
         matching: usize,
     },
+    /// A chain holds another number of rules than weft's (from the chain's use count).
+    RuleCount {
+        family: Family,
+        table: String,
+        chain: String,
+        expected: usize,
+        found: usize,
+    },
     /// A set or map does not exist.
     MissingSet {
         family: Family,
@@ -141,6 +154,16 @@ impl fmt::Display for Drift {
             } => write!(
                 f,
                 "chain {family} {table} {chain}: {matching} of {expected} rules in place, {found} found"
+            ),
+            Drift::RuleCount {
+                family,
+                table,
+                chain,
+                expected,
+                found,
+            } => write!(
+                f,
+                "chain {family} {table} {chain}: {expected} rules expected, {found} found"
             ),
             Drift::MissingSet { family, table, set } => {
                 write!(f, "set {family} {table} {set} is missing")
@@ -197,9 +220,15 @@ fn owner_of(t: &TableDef, o: &ObservedTable, me: &Owner) -> Result<Option<Owner>
 }
 
 /// An unmarked table is adopted as it is when re-creating it (the only way to mark it: the
-/// kernel keeps a table's first comment) would lose the users' rules.
-fn keeps_unmarked(o: &ObservedTable) -> bool {
+/// kernel keeps a table's first comment) would lose the users' rules. Without a rule dump,
+/// the user chain's use count beyond weft's jump to it tells.
+fn keeps_unmarked(t: &TableDef, o: &ObservedTable) -> bool {
     o.rules.iter().any(|r| r.chain == CHAIN_USER)
+        || o.chains
+            .iter()
+            .find(|c| c.name == CHAIN_USER)
+            .and_then(|c| c.use_count)
+            .is_some_and(|u| usize::try_from(u).unwrap_or(0) > references(t, CHAIN_USER))
 }
 
 /// Hook, priority and type equal (what the kernel cannot change on an existing chain).
@@ -216,6 +245,15 @@ fn same_policy(want: &Chain, seen: &ChainInfo) -> bool {
         (Some(w), Some(s)) => w.policy == s.policy,
         _ => true,
     }
+}
+
+/// How many rules of `t` jump or go to `chain`: each adds one to the chain's use count.
+fn references(t: &TableDef, chain: &str) -> usize {
+    t.chains
+        .iter()
+        .flat_map(|c| c.rules.iter().flatten().flatten())
+        .filter(|e| matches!(e, Expr::Verdict(Verdict::Jump(c) | Verdict::Goto(c)) if c == chain))
+        .count()
 }
 
 /// Sorted descriptions of elements: multisets that can be compared and counted.
@@ -266,7 +304,7 @@ pub fn check(
             drifts.push(Drift::MissingTable { family, table });
             continue;
         }
-        if owner_of(t, o, &desired.owner)?.is_none() && !keeps_unmarked(o) {
+        if owner_of(t, o, &desired.owner)?.is_none() && !keeps_unmarked(t, o) {
             drifts.push(Drift::Unmarked {
                 family,
                 table: table.clone(),
@@ -291,7 +329,22 @@ pub fn check(
                 }
                 Some(_) => {}
             }
-            if let Some(rules) = &c.rules {
+            let seen = o.chains.iter().find(|x| x.name == chain);
+            if let (Some(rules), Depth::Chains) = (&c.rules, depth) {
+                let refs = references(t, &chain);
+                if let Some(used) = seen.and_then(|s| s.use_count) {
+                    let found = usize::try_from(used).unwrap_or(usize::MAX);
+                    if found != rules.len() + refs {
+                        drifts.push(Drift::RuleCount {
+                            family,
+                            table: table.clone(),
+                            chain,
+                            expected: rules.len(),
+                            found: found.saturating_sub(refs),
+                        });
+                    }
+                }
+            } else if let Some(rules) = &c.rules {
                 let want: Vec<Option<u64>> = rules.iter().map(|r| Some(fingerprint(r))).collect();
                 let have: Vec<Option<u64>> = o
                     .rules
@@ -312,7 +365,7 @@ pub fn check(
                 }
             }
         }
-        if depth == Depth::Rules {
+        if depth != Depth::Elements {
             continue;
         }
         for s in &t.sets {
@@ -362,7 +415,7 @@ pub fn repair(desired: &Desired, observed: &[ObservedTable]) -> Result<Batch, Fo
     for (t, o) in desired.tables.iter().zip(observed) {
         let (family, table) = (t.family, t.name);
         let mut o = o;
-        if o.table.is_some() && owner_of(t, o, &desired.owner)?.is_none() && !keeps_unmarked(o) {
+        if o.table.is_some() && owner_of(t, o, &desired.owner)?.is_none() && !keeps_unmarked(t, o) {
             b.destroy_table(family, table);
             o = &empty;
         }
@@ -457,6 +510,12 @@ mod tests {
                         name: c.chain.name.clone(),
                         base: c.chain.base,
                         other_base: false,
+                        use_count: Some(
+                            u32::try_from(
+                                c.rules.as_ref().map_or(0, Vec::len) + references(t, &c.chain.name),
+                            )
+                            .unwrap(),
+                        ),
                     })
                     .collect(),
                 rules: t
@@ -503,7 +562,9 @@ mod tests {
     #[test]
     fn a_perfect_kernel_has_no_drift() {
         let d = desired();
-        assert_eq!(check(&d, &perfect(&d), Depth::Elements), Ok(vec![]));
+        for depth in [Depth::Chains, Depth::Rules, Depth::Elements] {
+            assert_eq!(check(&d, &perfect(&d), depth), Ok(vec![]));
+        }
     }
 
     #[test]
@@ -535,6 +596,23 @@ mod tests {
         );
         // Depth::Rules does not look at elements.
         assert_eq!(check(&d, &o, Depth::Rules).unwrap().len(), 2);
+        // Depth::Chains sees the flushed chain by its use count (and the missing table).
+        let o = {
+            let mut o = o;
+            let fwd = o[0]
+                .chains
+                .iter_mut()
+                .find(|c| c.name == "forward")
+                .unwrap();
+            fwd.use_count = Some(0);
+            o
+        };
+        let drifts = check(&d, &o, Depth::Chains).unwrap();
+        assert!(
+            matches!(&drifts[0], Drift::RuleCount { chain, found: 0, .. } if chain == "forward"),
+            "{drifts:?}"
+        );
+        assert_eq!(drifts.len(), 2);
         // One deleted rule in the middle.
         let mut o = perfect(&d);
         let i = o[0]

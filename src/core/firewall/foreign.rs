@@ -99,6 +99,7 @@ mod tests {
                 policy,
             }),
             other_base: false,
+            use_count: None,
         }
     }
 

@@ -30,6 +30,9 @@ pub struct ChainInfo {
     pub base: Option<BaseChain>,
     /// A base chain whose hook or type weft does not model (ingress, `route`...).
     pub other_base: bool,
+    /// `NFTA_CHAIN_USE`: the kernel's reference count of the chain, one per rule in it and
+    /// one per jump or goto to it — a rule count that comes with the chain dump.
+    pub use_count: Option<u32>,
 }
 
 /// A rule, from a rule dump.

@@ -75,7 +75,7 @@ pub fn connect(
         &ctx.instance,
     ));
     let built =
-        firewall::ensure(ctx, Depth::Rules, std::slice::from_ref(&net.bridge)).and_then(|_| {
+        firewall::ensure(ctx, Depth::Chains, std::slice::from_ref(&net.bridge)).and_then(|_| {
             let mut exec = KernelExecutor::new()?;
             firewall::apply_with_repair(ctx, &mut exec, &ops)
         });

@@ -269,7 +269,7 @@ fn build(ctx: &Ctx, sb: &Sandbox, nets: &[Network]) -> Result<()> {
     let built = (|| -> Result<()> {
         if !nets.is_empty() {
             let bridges: Vec<String> = nets.iter().map(|n| n.bridge.clone()).collect();
-            firewall::ensure(ctx, Depth::Rules, &bridges)?;
+            firewall::ensure(ctx, Depth::Chains, &bridges)?;
         }
         let mut exec = KernelExecutor::new()?;
         firewall::apply_with_repair(ctx, &mut exec, &ops)
