@@ -78,6 +78,12 @@ fn ra_traces(text: &str) -> Vec<String> {
 }
 
 #[test]
+fn hand_made_frames_have_valid_checksums() {
+    let p = frames::ipv4(v4("10.0.0.1"), v4("10.0.0.2"), 17, b"");
+    assert_eq!(frames::fold(frames::sum16(&p[..20])), 0);
+}
+
+#[test]
 fn router_advertisements_from_a_sandbox_on_an_ipv4_network_change_nothing_on_the_host() {
     let h = Host::new("ra4");
     h.weft_ok(&["network", "create", "n", "--subnet", "10.131.0.0/24"]);
