@@ -554,3 +554,15 @@ fn without_a_foreign_forward_drop_nothing_is_reported() {
     assert!(out.status.success());
     assert_eq!(String::from_utf8_lossy(&out.stderr), "");
 }
+
+#[test]
+fn removing_a_sandbox_unpublishes_even_when_the_guard_table_is_gone() {
+    let h = Host::new("fwrm");
+    h.weft_ok(&["network", "create", "n", "--subnet", "10.160.0.0/24"]);
+    h.weft_ok(&["create", "--name", "s", "--network", "n", "-p", "8092:80"]);
+    assert!(h.sh("nft list map inet weft dnat4any").contains("8092"));
+    h.sh("nft delete table bridge weft");
+    h.weft_ok(&["rm", "s"]);
+    let map = h.sh("nft list map inet weft dnat4any");
+    assert!(!map.contains("8092"), "{map}");
+}

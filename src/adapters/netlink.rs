@@ -288,9 +288,23 @@ impl KernelExecutor {
                 let mut batch = nftables::Batch::new();
                 firewall::detach(&mut batch, endpoints, ports);
                 match nftables::send(&batch) {
-                    Ok(()) => Ok(()),
-                    Err(e) if e.errno() == Some(libc::ENOENT) => Ok(()),
-                    Err(e) => Err(exec_err(op, e.to_string())),
+                    Err(e) if e.errno() == Some(libc::ENOENT) => {
+                        // One of the two tables is gone: the other's elements (published
+                        // ports, say) must still go, so each table on its own.
+                        let (mut guard, mut nat) = (nftables::Batch::new(), nftables::Batch::new());
+                        firewall::detach(&mut guard, endpoints, &[]);
+                        firewall::detach(&mut nat, &[], ports);
+                        for b in [guard, nat] {
+                            match nftables::send(&b) {
+                                Err(e) if e.errno() != Some(libc::ENOENT) => {
+                                    return Err(exec_err(op, e.to_string()))
+                                }
+                                _ => {}
+                            }
+                        }
+                        Ok(())
+                    }
+                    other => other.map_err(|e| exec_err(op, e.to_string())),
                 }
             }
             Op::ForgetConnections(addrs) => conntrack::forget(addrs)
