@@ -140,7 +140,7 @@ async fn dump_rtnetlink() -> Result<(Vec<RouteFact>, Vec<AddrFact>), HostFactsEr
 
 /// An interface address: `IFA_LOCAL` when present (on point-to-point links `IFA_ADDRESS` is the
 /// remote end), else `IFA_ADDRESS`, with the header's prefix length.
-fn addr_fact(msg: &AddressMessage, names: &HashMap<u32, String>) -> Option<AddrFact> {
+pub(crate) fn addr_fact(msg: &AddressMessage, names: &HashMap<u32, String>) -> Option<AddrFact> {
     let mut local = None;
     let mut address = None;
     for attr in &msg.attributes {
@@ -170,7 +170,7 @@ fn route_address(a: &RouteAddress) -> Option<IpAddr> {
 /// One route: destination (the family's default prefix when absent), table (`RTA_TABLE` when
 /// present, else the header's 8-bit field), output device and next hop (of the first next hop
 /// for a multipath route).
-fn route_fact(msg: &RouteMessage, names: &HashMap<u32, String>) -> Option<RouteFact> {
+pub(crate) fn route_fact(msg: &RouteMessage, names: &HashMap<u32, String>) -> Option<RouteFact> {
     let h = &msg.header;
     let unspecified = match h.address_family {
         AddressFamily::Inet => IpAddr::V4(Ipv4Addr::UNSPECIFIED),

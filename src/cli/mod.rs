@@ -495,6 +495,9 @@ pub fn run(cli: Cli) -> Result<i32> {
                     ("marked exited", &report.sandboxes_exited),
                     ("removed half-made network", &report.networks_removed),
                     ("repaired network", &report.networks_repaired),
+                    ("repaired sandbox", &report.sandboxes_repaired),
+                    ("settled interrupted endpoint", &report.endpoints_settled),
+                    ("repair", &report.repairs),
                     ("deleted orphan", &report.orphans_deleted),
                     ("error", &report.errors),
                 ] {

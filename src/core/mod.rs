@@ -7,3 +7,4 @@ pub mod names;
 pub mod nft;
 pub mod plan;
 pub mod ports;
+pub mod reconcile;

@@ -16,15 +16,14 @@ use anyhow::Result;
 use serde::Serialize;
 
 use super::sandbox::{is_running, monitor_alive, remove_if};
-use super::Ctx;
+use super::{reconcile, Ctx};
 use crate::adapters::netlink::KernelExecutor;
 use crate::adapters::store::Mode;
 use crate::adapters::{netns, nftables, process};
 use crate::core::firewall;
 use crate::core::model::{NetMode, Sandbox, Status};
 use crate::core::plan::{
-    apply_all, apply_best_effort, firewall_of, firewall_ports, plan_gc, plan_network, Desired,
-    Observed,
+    apply_best_effort, firewall_of, firewall_ports, plan_gc, Desired, Observed,
 };
 
 /// What one `weft gc` did.
@@ -36,8 +35,15 @@ pub struct GcReport {
     pub sandboxes_exited: Vec<String>,
     /// Networks undone (half-made) or repaired (bridge gone).
     pub networks_removed: Vec<String>,
-    /// Networks whose missing kernel objects were made again.
+    /// Networks whose missing or changed kernel objects were made right again.
     pub networks_repaired: Vec<String>,
+    /// Sandboxes whose missing or changed interfaces, addresses or routes were made right.
+    pub sandboxes_repaired: Vec<String>,
+    /// Endpoints whose `network connect`/`disconnect` was interrupted, taken away
+    /// (`sandbox/network`).
+    pub endpoints_settled: Vec<String>,
+    /// The repairs, operation by operation.
+    pub repairs: Vec<String>,
     /// Kernel objects nothing owned, deleted.
     pub orphans_deleted: Vec<String>,
     /// Addresses released because their sandbox no longer exists.
@@ -79,6 +85,10 @@ pub fn run(ctx: &Ctx) -> Result<GcReport> {
             .collect()
     };
     for (id, name) in &ids {
+        match super::sandbox::connect::settle_interrupted(ctx, id) {
+            Ok(list) => report.endpoints_settled.extend(list),
+            Err(e) => report.errors.push(format!("{e:#}")),
+        }
         match remove_if(ctx, id, false, sandbox_is_debris) {
             Ok(true) => report.sandboxes_removed.push(name.clone()),
             Ok(false) => {}
@@ -126,17 +136,6 @@ pub fn run(ctx: &Ctx) -> Result<GcReport> {
             match super::network::remove::teardown(ctx, net) {
                 Ok(()) => report.networks_removed.push(net.name.clone()),
                 Err(e) => report.errors.push(format!("{e:#}")),
-            }
-        } else if net.status == Status::Created {
-            match exec.link_index(&crate::core::plan::Ns::Host, &net.bridge) {
-                Ok(None) => match apply_all(&mut exec, &plan_network(net, &ctx.instance)) {
-                    Ok(()) => report.networks_repaired.push(net.name.clone()),
-                    Err(e) => report
-                        .errors
-                        .push(format!("repairing network {:?}: {e}", net.name)),
-                },
-                Ok(Some(_)) => {}
-                Err(e) => report.errors.push(e),
             }
         }
     }
@@ -204,6 +203,36 @@ pub fn run(ctx: &Ctx) -> Result<GcReport> {
             }
         }
         tx.commit()?;
+    }
+
+    // Drift: what the records own but the kernel lost or changed.
+    let (nets, sbs) = {
+        let tx = ctx.store.begin(Mode::Read)?;
+        (tx.networks()?, tx.sandboxes()?)
+    };
+    for net in &nets {
+        match reconcile::network(ctx, &mut exec, &net.id) {
+            Ok(r) => {
+                if !r.applied.is_empty() {
+                    report.networks_repaired.push(net.name.clone());
+                }
+                report.repairs.extend(r.applied);
+                report.errors.extend(r.errors);
+            }
+            Err(e) => report.errors.push(format!("{e:#}")),
+        }
+    }
+    for sb in &sbs {
+        match reconcile::sandbox(ctx, &mut exec, &sb.id) {
+            Ok(r) => {
+                if !r.applied.is_empty() {
+                    report.sandboxes_repaired.push(sb.name.clone());
+                }
+                report.repairs.extend(r.applied);
+                report.errors.extend(r.errors);
+            }
+            Err(e) => report.errors.push(format!("{e:#}")),
+        }
     }
 
     // nftables: the set elements are exactly those of the records, rebuilt while holding the

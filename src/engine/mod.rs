@@ -13,6 +13,7 @@ pub mod config;
 pub mod demo;
 pub mod gc;
 pub mod network;
+pub mod reconcile;
 pub mod sandbox;
 pub mod tools;
 pub mod view;

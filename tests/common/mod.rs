@@ -162,6 +162,41 @@ impl Host {
         c
     }
 
+    /// `WRAPPER... weft ARGS` inside the host namespace with this host's directories (e.g.
+    /// under `strace` to kill it at a chosen system call).
+    pub fn weft_cmd_wrapped(&self, wrapper: &[&str], args: &[&str]) -> Command {
+        let (prog, rest) = wrapper.split_first().expect("a wrapper program");
+        let mut c = self.ns.cmd(prog, rest);
+        c.arg(weft_bin())
+            .arg("--state-dir")
+            .arg(self.state_dir())
+            .arg("--run-dir")
+            .arg(self.run_dir())
+            .arg("--config")
+            .arg(self.dir.join("weft.toml"))
+            .args(args);
+        c
+    }
+
+    /// Runs `weft ARGS` SIGKILLed by strace at its `n`-th `sendto` (every netlink request is
+    /// one): returns whether it completed instead (asserting it succeeded then).
+    pub fn killed_at_sendto(&self, n: usize, args: &[&str]) -> bool {
+        use std::os::unix::process::ExitStatusExt;
+        let inject = format!("inject=sendto:signal=SIGKILL:when={n}");
+        let out =
+            run(&mut self
+                .weft_cmd_wrapped(&["strace", "-qq", "-o", "/dev/null", "-e", &inject], args));
+        if out.status.signal() == Some(9) || out.status.code() == Some(137) {
+            return false;
+        }
+        assert!(
+            out.status.success(),
+            "weft {args:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        true
+    }
+
     /// Runs weft and returns its output, whatever the exit code.
     pub fn weft(&self, args: &[&str]) -> Output {
         run(&mut self.weft_cmd(args))
@@ -200,6 +235,16 @@ impl Host {
             .unwrap_or_else(|| panic!("{sandbox} has no IPv4 on network {n}: {v}"))
             .to_string();
         cidr.split('/').next().unwrap().to_string()
+    }
+
+    /// The interfaces inside a sandbox, in kernel order.
+    pub fn interfaces(&self, sandbox: &str) -> Vec<String> {
+        let dev = self.weft_ok(&["exec", sandbox, "--", "cat", "/proc/net/dev"]);
+        dev.lines()
+            .skip(2)
+            .filter_map(|l| l.split(':').next())
+            .map(|s| s.trim().to_string())
+            .collect()
     }
 
     /// Whether `sandbox` gets an ICMP echo answer from `addr` (a few tries).

@@ -115,5 +115,6 @@ pub(super) fn allocate_endpoint(
         mac: format_mac(&mac_for(v4, v6)),
         aliases: aliases.to_vec(),
         announce,
+        pending: None,
     })
 }

@@ -264,9 +264,13 @@ fn build(ctx: &Ctx, sb: &Sandbox, nets: &[Network]) -> Result<()> {
         ops.push(Op::Publish(published));
     }
     let mut exec = KernelExecutor::new()?;
-    if let Err(e) = apply_all(&mut exec, &ops) {
+    let applied = nets
+        .iter()
+        .try_for_each(|net| crate::engine::reconcile::before_attach(ctx, &mut exec, net))
+        .and_then(|()| apply_all(&mut exec, &ops).map_err(anyhow::Error::new));
+    if let Err(e) = applied {
         let _ = std::fs::remove_dir_all(ctx.sandbox_dir(&sb.id));
-        return Err(e.into());
+        return Err(e);
     }
     Ok(())
 }
