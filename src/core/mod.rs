@@ -1,5 +1,6 @@
 //! The pure core: no system calls, no I/O. Everything here is unit-tested without root.
 
+pub mod agent;
 pub mod firewall;
 pub mod ipam;
 pub mod model;
