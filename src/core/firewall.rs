@@ -759,7 +759,7 @@ mod tests {
         ensure_base(&mut a);
         let mut b = Batch::new();
         ensure_base(&mut b);
-        assert_eq!(a.encode(7), b.encode(7));
+        assert_eq!(a.encode(7).unwrap(), b.encode(7).unwrap());
     }
 
     #[test]
@@ -876,7 +876,7 @@ mod tests {
         assert!(ops
             .iter()
             .all(|o| o.starts_with("destroy elements in inet weft ")));
-        let bytes = b.encode(0);
+        let bytes = b.encode(0).unwrap();
         // Every message after the batch begin is NFT_MSG_DESTROYSETELEM (0x0a1e).
         let mut off = 20;
         for _ in 0..5 {
