@@ -8,6 +8,10 @@
 //! the host talks to: a route of any table, an interface address, a weft network, a declared
 //! off-limits range, or a peer of a live connection (a client reached through the default route
 //! has no route of its own; only its connections show that it exists).
+//!
+//! Address arithmetic is checked (no wrapping at the top of the address space).
+
+#![deny(clippy::arithmetic_side_effects)]
 
 use std::collections::HashSet;
 use std::fmt;
@@ -357,7 +361,10 @@ fn join_obstacles(obstacles: &[Obstacle]) -> String {
         .map(|o| o.to_string())
         .collect();
     if obstacles.len() > OBSTACLES_SHOWN {
-        parts.push(format!("and {} more", obstacles.len() - OBSTACLES_SHOWN));
+        parts.push(format!(
+            "and {} more",
+            obstacles.len().saturating_sub(OBSTACLES_SHOWN)
+        ));
     }
     parts.join("; ")
 }
@@ -605,7 +612,7 @@ pub fn choose_subnet(
                 reason: "size is not a valid prefix length".to_string(),
             })?;
         for candidate in candidates {
-            tried += 1;
+            tried = tried.saturating_add(1);
             let found = obstacles(candidate, &view, &nets, &avoid);
             if found.is_empty() {
                 return Ok((
@@ -850,25 +857,20 @@ pub fn allocate(
     let v6 = is_v6(&range);
     let first = to_u128(range.network());
     let last = to_u128(range.broadcast());
-    let size = (last - first).saturating_add(1);
+    let size = last.saturating_sub(first).saturating_add(1);
     let limit = if v6 { size.min(V6_PROBE_LIMIT) } else { size };
+    // The address after the cursor, wrapping to the start of the range (`c < last` here,
+    // so `c + 1` cannot overflow).
     let start = match cursor {
-        Some(c) if contains_addr(&range, &c) => {
-            let c = to_u128(c);
-            if c >= last {
-                first
-            } else {
-                c + 1
-            }
-        }
+        Some(c) if contains_addr(&range, &c) && to_u128(c) < last => to_u128(c).saturating_add(1),
         _ => first,
     };
     let net = to_u128(space.subnet.network());
     let bcast = to_u128(space.subnet.broadcast());
-    let mut cur = start;
-    let mut probes: u128 = 0;
-    while probes < limit {
-        probes += 1;
+    // Forward from `start` to the end of the range, then from its beginning: every address
+    // once, at most `limit` of them.
+    let order = (start..=last).chain(first..start);
+    for cur in order.take(usize::try_from(limit).unwrap_or(usize::MAX)) {
         let ip = from_u128(cur, v6);
         let excluded = cur == net
             || (!v6 && cur == bcast)
@@ -877,7 +879,6 @@ pub fn allocate(
         if !excluded && !is_taken(ip) {
             return Ok(ip);
         }
-        cur = if cur >= last { first } else { cur + 1 };
     }
     Err(IpamError::SubnetExhausted { subnet: range })
 }
@@ -915,6 +916,8 @@ pub fn check_static(
 }
 
 #[cfg(test)]
+// Tests compute expected values directly; an overflow there panics the test (debug build).
+#[allow(clippy::arithmetic_side_effects)]
 mod tests {
     use super::*;
     use std::cell::Cell;
@@ -1576,6 +1579,37 @@ mod tests {
         .unwrap();
         assert_eq!(c, ip("172.18.0.12"));
         assert_eq!(probes.get(), 11);
+    }
+
+    #[test]
+    fn allocation_wraps_at_the_top_of_the_address_space() {
+        // Pure arithmetic: these ranges are refused as subnets, but the walk must not
+        // overflow at 255.255.255.255 or ffff:...:ffff.
+        let s = AddressSpace {
+            subnet: net("255.255.255.248/29"),
+            gateway: ip("255.255.255.249"),
+            ip_range: None,
+            reserved: vec![],
+        };
+        let a = allocate(&s, Some(ip("255.255.255.254")), |_| false).unwrap();
+        assert_eq!(a, ip("255.255.255.250"));
+        let s = AddressSpace {
+            subnet: net("ffff:ffff:ffff:ffff::/64"),
+            gateway: ip("ffff:ffff:ffff:ffff::1"),
+            ip_range: None,
+            reserved: vec![],
+        };
+        let top = ip("ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff");
+        assert_eq!(
+            allocate(&s, Some(top), |_| false).unwrap(),
+            ip("ffff:ffff:ffff:ffff::2")
+        );
+        let b = allocate(
+            &s,
+            Some(ip("ffff:ffff:ffff:ffff:ffff:ffff:ffff:fffe")),
+            |_| false,
+        );
+        assert_eq!(b.unwrap(), top);
     }
 
     #[test]
