@@ -6,8 +6,9 @@
 //!
 //! The rule behind subnet choice (scenario S1): weft never picks a range that contains a network
 //! the host talks to: a route of any table, an interface address, a weft network, a declared
-//! off-limits range, or a peer of a live connection (a client reached through the default route
-//! has no route of its own; only its connections show that it exists).
+//! off-limits range, one of the host's DNS servers, or a peer of a live connection (a client
+//! reached through the default route has no route of its own; only its connections show that
+//! it exists).
 //!
 //! Address arithmetic is checked (no wrapping at the top of the address space).
 
@@ -48,6 +49,19 @@ pub struct HostView {
     pub addresses: Vec<AddrFact>,
     /// Remote ends of live connections.
     pub peers: Vec<PeerFact>,
+    /// The DNS servers the host's resolver uses.
+    #[serde(default)]
+    pub nameservers: Vec<NameserverFact>,
+}
+
+/// A DNS server named in the host's resolver configuration. A bridge subnet containing it
+/// would capture every lookup, the host's and every sandbox's.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct NameserverFact {
+    /// The server's address.
+    pub addr: IpAddr,
+    /// The file that names it, e.g. `/etc/resolv.conf`.
+    pub source: String,
 }
 
 /// One route of one routing table.
@@ -187,6 +201,13 @@ pub enum Obstacle {
         /// The declaration.
         entry: AvoidEntry,
     },
+    /// The candidate contains one of the host's DNS servers.
+    Nameserver {
+        /// The refused prefix.
+        candidate: IpNet,
+        /// The server.
+        nameserver: NameserverFact,
+    },
     /// The candidate contains the address of a peer of a live connection.
     Peer {
         /// The refused prefix.
@@ -236,6 +257,14 @@ impl fmt::Display for Obstacle {
                 "{candidate} overlaps {}, declared off-limits ({})",
                 entry.cidr, entry.source
             ),
+            Obstacle::Nameserver {
+                candidate,
+                nameserver,
+            } => write!(
+                f,
+                "{candidate} contains {}, a nameserver of this host ({})",
+                nameserver.addr, nameserver.source
+            ),
             Obstacle::Peer { candidate, peer } => match peer.source {
                 PeerSource::Tcp => write!(
                     f,
@@ -281,7 +310,8 @@ fn route_counts(route: &RouteFact) -> bool {
     !(first.is_multicast() || matches!(route.dst, IpNet::V6(_)) && is_link_local(&first))
 }
 
-/// Whether a peer address is one that a bridge subnet could capture.
+/// Whether a peer or nameserver address is one that a bridge subnet could capture (a
+/// loopback or link-local address never leaves through a bridge).
 fn peer_counts(addr: &IpAddr) -> bool {
     !(addr.is_loopback() || addr.is_unspecified() || is_link_local(addr))
 }
@@ -295,7 +325,8 @@ fn contains_addr(net: &IpNet, addr: &IpAddr) -> bool {
 }
 
 /// Every reason `candidate` would break traffic, in the order routes, addresses, weft networks,
-/// avoid entries, peers (one obstacle per distinct peer address: the first fact seen for it).
+/// avoid entries, nameservers, peers (one obstacle per distinct nameserver or peer address: the
+/// first fact seen for it). Loopback and link-local nameservers and peers are no obstacle.
 /// Empty means the candidate is safe.
 pub fn obstacles(
     candidate: IpNet,
@@ -334,6 +365,16 @@ pub fn obstacles(
             out.push(Obstacle::Avoid {
                 candidate,
                 entry: entry.clone(),
+            });
+        }
+    }
+    let mut seen = HashSet::new();
+    for ns in &host.nameservers {
+        let addr = ns.addr.to_canonical();
+        if peer_counts(&addr) && contains_addr(&candidate, &addr) && seen.insert(addr) {
+            out.push(Obstacle::Nameserver {
+                candidate,
+                nameserver: NameserverFact { addr, ..ns.clone() },
             });
         }
     }
@@ -565,6 +606,12 @@ fn relevant(
             .filter(|p| contains_addr(pool, &p.addr.to_canonical()))
             .cloned()
             .collect(),
+        nameservers: host
+            .nameservers
+            .iter()
+            .filter(|n| contains_addr(pool, &n.addr.to_canonical()))
+            .cloned()
+            .collect(),
     };
     let nets = networks
         .iter()
@@ -634,7 +681,7 @@ pub fn choose_subnet(
     let fam = if v6 { "IPv6" } else { "IPv4" };
     let hint = if any_pool {
         format!(
-            "every candidate overlaps a route, address, peer, weft network or avoided range; pass --subnet, or add an {fam} pool to default_address_pools in {CONFIG_PATH}"
+            "every candidate overlaps a route, address, nameserver, peer, weft network or avoided range; pass --subnet, or add an {fam} pool to default_address_pools in {CONFIG_PATH}"
         )
     } else {
         format!("no {fam} pool is configured; pass --subnet, or add an {fam} pool to default_address_pools in {CONFIG_PATH}")
@@ -969,6 +1016,7 @@ mod tests {
                 },
             ],
             peers: vec![tcp_peer("172.22.5.10", 22)],
+            nameservers: vec![],
         }
     }
 
@@ -1171,6 +1219,7 @@ mod tests {
                 },
                 tcp_peer("127.0.0.1", 22),
             ],
+            nameservers: vec![],
         };
         let avoid = [AvoidEntry {
             cidr: net("10.0.0.0/8"),
@@ -1224,6 +1273,7 @@ mod tests {
                 dev: "eth0".into(),
             }],
             peers: vec![tcp_peer("::a00:1", 1)],
+            nameservers: vec![],
         };
         assert!(obstacles(net("10.0.0.0/8"), &host, &[], &[]).is_empty());
         assert!(obstacles(net("0.0.0.0/8"), &host, &[], &[]).is_empty());
@@ -1260,6 +1310,64 @@ mod tests {
             other => panic!("{other:?}"),
         }
         check_explicit(net("10.99.0.0/16"), &s1_host(), &[], &[]).unwrap();
+    }
+
+    fn nameserver(addr: &str, source: &str) -> NameserverFact {
+        NameserverFact {
+            addr: ip(addr),
+            source: source.into(),
+        }
+    }
+
+    #[test]
+    fn nameservers_are_obstacles_unless_loopback() {
+        let host = HostView {
+            nameservers: vec![
+                nameserver("10.255.255.53", "/etc/resolv.conf"),
+                nameserver("10.255.255.53", "/run/systemd/resolve/resolv.conf"),
+                nameserver("127.0.0.53", "/etc/resolv.conf"),
+                nameserver("::1", "/etc/resolv.conf"),
+                nameserver("fe80::1", "/etc/resolv.conf"),
+                nameserver("fd00:53::1", "/etc/resolv.conf"),
+            ],
+            ..Default::default()
+        };
+        let err = check_explicit(net("10.255.255.0/24"), &host, &[], &[]).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "subnet 10.255.255.0/24 would break traffic: 10.255.255.0/24 contains 10.255.255.53, a nameserver of this host (/etc/resolv.conf); use another --subnet, or --allow-overlap if you are sure"
+        );
+        check_explicit(net("10.255.254.0/24"), &host, &[], &[]).unwrap();
+        // Loopback and link-local servers are never captured by a bridge.
+        assert!(obstacles(net("127.0.0.0/8"), &host, &[], &[]).is_empty());
+        assert!(obstacles(net("::/64"), &host, &[], &[]).is_empty());
+        assert!(obstacles(net("fe80::/64"), &host, &[], &[]).is_empty());
+        assert_eq!(obstacles(net("fd00:53::/64"), &host, &[], &[]).len(), 1);
+
+        // Automatic choice skips the candidate and says why.
+        let pools = [Pool {
+            base: net("10.255.0.0/16"),
+            size: 24,
+        }];
+        let host = HostView {
+            nameservers: vec![nameserver("10.255.0.53", "/tmp/r.conf")],
+            ..Default::default()
+        };
+        let (subnet, report) = choose_subnet(&pools, false, &host, &[], &[]).unwrap();
+        assert_eq!(subnet, net("10.255.1.0/24"));
+        assert_eq!(
+            report.skipped,
+            [Skipped {
+                candidate: net("10.255.0.0/24"),
+                reason:
+                    "10.255.0.0/24 contains 10.255.0.53, a nameserver of this host (/tmp/r.conf)"
+                        .into()
+            }]
+        );
+        // Older records without nameservers still read.
+        let old: HostView =
+            serde_json::from_str(r#"{"routes":[],"addresses":[],"peers":[]}"#).unwrap();
+        assert!(old.nameservers.is_empty());
     }
 
     #[test]
@@ -1356,6 +1464,7 @@ mod tests {
                 dev: "br-b".into(),
             }],
             peers: vec![tcp_peer("fd5e:f7a1:7c00:2::9", 8080)],
+            nameservers: vec![],
         };
         let (subnet, report) = choose_subnet(&default_v6_pools(), true, &host, &[], &[]).unwrap();
         assert_eq!(subnet, net("fd5e:f7a1:7c00:3::/64"));

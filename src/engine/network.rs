@@ -205,7 +205,11 @@ pub fn create(ctx: &Ctx, req: &CreateRequest) -> Result<Network> {
     let host = if req.allow_overlap && !need_auto_v4 && !need_auto_v6 {
         HostView::default()
     } else {
-        host_facts::observe().context("observing the host's routes, addresses and peers")?
+        let mut host =
+            host_facts::observe().context("observing the host's routes, addresses and peers")?;
+        host.nameservers =
+            host_facts::nameservers(&ctx.config.resolv_conf(), &ctx.config.resolved_conf())?;
+        host
     };
     let id = new_id()?;
     let bridge = p.bridge.clone().unwrap_or_else(|| {
