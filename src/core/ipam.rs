@@ -516,6 +516,21 @@ pub enum IpamError {
         /// The subnet.
         subnet: IpNet,
     },
+    /// A prefix or address in a range that cannot hold a network or a sandbox address
+    /// (loopback, link-local, multicast, ...).
+    #[error("{what} {value} {relation} ({range}): {hint}")]
+    SpecialRange {
+        /// Where the value came from: `--subnet`, `--gateway`, `--ip`, `address pool` ...
+        what: String,
+        /// The value as given (for aux addresses `NAME=IP`).
+        value: String,
+        /// What it is: `is loopback`, `contains multicast addresses` ...
+        relation: String,
+        /// The special range.
+        range: IpNet,
+        /// What to use instead.
+        hint: String,
+    },
     /// No free address in the subnet (or its ip range). For IPv6 this also means that
     /// [`V6_PROBE_LIMIT`] addresses after the cursor were all taken.
     #[error("no free address left in {subnet}; remove unused sandboxes, or use a network with a larger --subnet or --ip-range")]
@@ -554,8 +569,10 @@ fn addr_family(ip: &IpAddr) -> &'static str {
 }
 
 /// Checks that a pool can be cut into usable bridge subnets: `size` at least the base's prefix
-/// length, at most /30 (IPv4) or /126 (IPv6).
+/// length, at most /30 (IPv4) or /126 (IPv6), and a base outside the special ranges (see
+/// [`check_usable_net`]).
 pub fn validate_pool(pool: &Pool) -> Result<(), IpamError> {
+    check_usable_net("address pool", pool.base)?;
     let max = match pool.base {
         IpNet::V4(_) => 30,
         IpNet::V6(_) => 126,
@@ -709,6 +726,136 @@ pub fn check_explicit(
 }
 
 // ---------------------------------------------------------------------------------------------
+// Special ranges
+// ---------------------------------------------------------------------------------------------
+
+/// A range no network and no address may come from: what a value inside it is, and what a
+/// prefix containing it contains.
+struct Special {
+    range: IpNet,
+    is: &'static str,
+    contains: &'static str,
+}
+
+/// The ranges the kernel gives a meaning of their own (loopback, link-local, multicast,
+/// broadcast, unspecified, IPv4-mapped): on a bridge they fail late ("Invalid argument"),
+/// or work and break the host.
+fn specials() -> [Special; 10] {
+    let net = |a: IpAddr, len: u8| IpNet::new(a, len).expect("a valid prefix length");
+    let v4 = |a: u8, b: u8, c: u8, d: u8, len| net(IpAddr::V4(Ipv4Addr::new(a, b, c, d)), len);
+    let v6 = |first: u16, last: u16, len| {
+        net(
+            IpAddr::V6(Ipv6Addr::new(first, 0, 0, 0, 0, last, 0, 0)),
+            len,
+        )
+    };
+    [
+        Special {
+            range: v4(0, 0, 0, 0, 8),
+            is: "unspecified (\"this network\")",
+            contains: "unspecified (\"this network\") addresses",
+        },
+        Special {
+            range: v4(127, 0, 0, 0, 8),
+            is: "loopback",
+            contains: "loopback addresses",
+        },
+        Special {
+            range: v4(169, 254, 0, 0, 16),
+            is: "link-local",
+            contains: "link-local addresses",
+        },
+        Special {
+            range: v4(224, 0, 0, 0, 4),
+            is: "multicast",
+            contains: "multicast addresses",
+        },
+        Special {
+            range: v4(255, 255, 255, 255, 32),
+            is: "the limited broadcast address",
+            contains: "the limited broadcast address",
+        },
+        Special {
+            range: net(IpAddr::V6(Ipv6Addr::UNSPECIFIED), 128),
+            is: "the unspecified address",
+            contains: "the unspecified address",
+        },
+        Special {
+            range: net(IpAddr::V6(Ipv6Addr::LOCALHOST), 128),
+            is: "the loopback address",
+            contains: "the loopback address",
+        },
+        Special {
+            range: v6(0, 0xffff, 96),
+            is: "IPv4-mapped",
+            contains: "IPv4-mapped addresses",
+        },
+        Special {
+            range: v6(0xfe80, 0, 10),
+            is: "link-local",
+            contains: "link-local addresses",
+        },
+        Special {
+            range: v6(0xff00, 0, 8),
+            is: "multicast",
+            contains: "multicast addresses",
+        },
+    ]
+}
+
+/// What to use instead of a special prefix.
+fn range_hint(v6: bool) -> String {
+    if v6 {
+        "choose a unique local range such as fd00::/8, e.g. fd12:3456:789a::/64".to_string()
+    } else {
+        "choose a private range such as 10.0.0.0/8, 172.16.0.0/12 or 192.168.0.0/16".to_string()
+    }
+}
+
+/// Refuses a prefix that is, or overlaps, a special range (loopback, link-local, multicast,
+/// the limited broadcast address, unspecified, IPv4-mapped). `what` names where it came
+/// from in the message (`--subnet`, `--ip-range`, `address pool`).
+pub fn check_usable_net(what: &str, net: IpNet) -> Result<(), IpamError> {
+    let prefix = net.trunc();
+    for sp in specials() {
+        if !overlaps(&prefix, &sp.range) {
+            continue;
+        }
+        let relation = if sp.range.contains(&prefix) {
+            format!("is {}", sp.is)
+        } else {
+            format!("contains {}", sp.contains)
+        };
+        return Err(IpamError::SpecialRange {
+            what: what.to_string(),
+            value: net.to_string(),
+            relation,
+            range: sp.range,
+            hint: range_hint(is_v6(&net)),
+        });
+    }
+    Ok(())
+}
+
+/// Refuses an address in a special range (see [`check_usable_net`]). `what` names where it
+/// came from (`--gateway`, `--ip`), `value` is the text to show (the address, or `NAME=IP`
+/// for an aux address), `hint` what to give instead.
+pub fn check_usable_addr(what: &str, value: &str, ip: IpAddr, hint: &str) -> Result<(), IpamError> {
+    for sp in specials() {
+        if contains_addr(&sp.range, &ip) {
+            return Err(IpamError::SpecialRange {
+                what: what.to_string(),
+                value: value.to_string(),
+                relation: format!("is {}", sp.is),
+                range: sp.range,
+                hint: hint.to_string(),
+            });
+        }
+    }
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------------
 // Subnet configuration
 // ---------------------------------------------------------------------------------------------
 
@@ -736,6 +883,16 @@ fn is_v6(net: &IpNet) -> bool {
 fn first_usable(subnet: &IpNet) -> IpAddr {
     let n = to_u128(subnet.network());
     from_u128(n.saturating_add(1), is_v6(subnet))
+}
+
+/// A usable address of `subnet` other than `taken`: the first one, or the one after it.
+fn other_than(subnet: &IpNet, taken: IpAddr) -> IpAddr {
+    let first = first_usable(subnet);
+    if first == taken {
+        from_u128(to_u128(first).saturating_add(1), is_v6(subnet))
+    } else {
+        first
+    }
 }
 
 /// Why `ip` cannot be assigned in `subnet`, if it is the network address or (IPv4) the
@@ -785,9 +942,11 @@ fn check_member(subnet: &IpNet, what: &str, ip: IpAddr) -> Result<(), IpamError>
 /// (the first usable address).
 ///
 /// Refused: a subnet with host bits set, IPv4 /31 and /32, IPv6 /127 and /128, a gateway or aux
-/// address outside the subnet or equal to its network or (IPv4) broadcast address, an ip range
-/// with host bits set or not inside the subnet, and any value of the other address family
-/// (a dual-stack network passes each call only its own family's aux addresses).
+/// address outside the subnet or equal to its network or (IPv4) broadcast address, an aux
+/// address equal to the gateway, an ip range with host bits set or not inside the subnet, and
+/// any value of the other address family (a dual-stack network passes each call only its own
+/// family's aux addresses). Special ranges are refused before, with the flag that gave them
+/// ([`check_usable_net`], [`check_usable_addr`]).
 pub fn validate_subnet(
     subnet: IpNet,
     gateway: Option<IpAddr>,
@@ -848,7 +1007,17 @@ pub fn validate_subnet(
         }
     }
     for (name, ip) in aux {
-        check_member(&subnet, &format!("aux address \"{name}\""), *ip)?;
+        let what = format!("aux address \"{name}\"");
+        check_member(&subnet, &what, *ip)?;
+        // The bridge holds the gateway; an aux address there would reserve nothing.
+        if *ip == gateway {
+            return Err(IpamError::ReservedAddress {
+                what,
+                ip: *ip,
+                role: format!("the gateway of {subnet}"),
+                example: other_than(&subnet, gateway),
+            });
+        }
     }
     Ok(SubnetConfig {
         subnet,
@@ -1371,6 +1540,121 @@ mod tests {
     }
 
     #[test]
+    fn special_ranges_are_refused_naming_value_kind_and_fix() {
+        let err = check_usable_net("--subnet", net("127.0.0.0/24")).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "--subnet 127.0.0.0/24 is loopback (127.0.0.0/8): choose a private range such as 10.0.0.0/8, 172.16.0.0/12 or 192.168.0.0/16"
+        );
+        for (value, says) in [
+            (
+                "0.0.0.0/16",
+                "is unspecified (\"this network\") (0.0.0.0/8)",
+            ),
+            ("169.254.3.0/24", "is link-local (169.254.0.0/16)"),
+            ("239.1.0.0/16", "is multicast (224.0.0.0/4)"),
+            (
+                "255.255.255.0/24",
+                "contains the limited broadcast address (255.255.255.255/32)",
+            ),
+            ("96.0.0.0/3", "contains loopback addresses (127.0.0.0/8)"),
+            (
+                "0.0.0.0/0",
+                "contains unspecified (\"this network\") addresses",
+            ),
+            ("::/64", "contains the unspecified address (::/128)"),
+            ("::1/128", "is the loopback address (::1/128)"),
+            ("::ffff:10.0.0.0/120", "is IPv4-mapped (::ffff:0.0.0.0/96)"),
+            ("fe80::/64", "is link-local (fe80::/10)"),
+            ("ff05::/64", "is multicast (ff00::/8)"),
+        ] {
+            let err = check_usable_net("--subnet", net(value)).unwrap_err();
+            let text = err.to_string();
+            assert!(
+                text.starts_with(&format!("--subnet {value} {says}")),
+                "{value}: {text}"
+            );
+        }
+        let err = check_usable_net("--subnet", net("fe80::/64")).unwrap_err();
+        assert!(
+            err.to_string().ends_with("e.g. fd12:3456:789a::/64"),
+            "{err}"
+        );
+        for ok in [
+            "10.0.0.0/8",
+            "172.16.0.0/12",
+            "192.168.0.0/16",
+            "100.64.0.0/10",
+            "1.0.0.0/8",
+            "128.0.0.0/3",
+            "240.0.0.0/5",
+            "fd00::/8",
+            "2001:db8::/32",
+            "::2/127",
+        ] {
+            check_usable_net("--subnet", net(ok)).unwrap_or_else(|e| panic!("{ok}: {e}"));
+        }
+
+        let err =
+            check_usable_addr("--ip", "224.0.0.5", ip("224.0.0.5"), "use another").unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "--ip 224.0.0.5 is multicast (224.0.0.0/4): use another"
+        );
+        for bad in [
+            "0.0.0.0",
+            "127.0.0.5",
+            "169.254.1.1",
+            "255.255.255.255",
+            "::",
+            "::1",
+            "fe80::5",
+            "ff02::1",
+            "::ffff:10.0.0.1",
+        ] {
+            assert!(
+                matches!(
+                    check_usable_addr("--ip", bad, ip(bad), "x"),
+                    Err(IpamError::SpecialRange { .. })
+                ),
+                "{bad}"
+            );
+        }
+        check_usable_addr("--ip", "10.0.0.1", ip("10.0.0.1"), "x").unwrap();
+        check_usable_addr("--ip", "fd00::1", ip("fd00::1"), "x").unwrap();
+
+        // Pools are refused the same way.
+        let pool = Pool {
+            base: net("169.254.0.0/16"),
+            size: 24,
+        };
+        let err = choose_subnet(&[pool], false, &HostView::default(), &[], &[]).unwrap_err();
+        assert!(
+            err.to_string()
+                .starts_with("address pool 169.254.0.0/16 is link-local (169.254.0.0/16)"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn an_aux_address_cannot_be_the_gateway() {
+        let aux = [("r".to_string(), ip("10.20.0.1"))];
+        let err = validate_subnet(net("10.20.0.0/24"), None, None, &aux).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "aux address \"r\" 10.20.0.1 is the gateway of 10.20.0.0/24; pick another address, e.g. 10.20.0.2"
+        );
+        let aux = [("r".to_string(), ip("10.20.0.9"))];
+        let err =
+            validate_subnet(net("10.20.0.0/24"), Some(ip("10.20.0.9")), None, &aux).unwrap_err();
+        assert!(err.to_string().contains("e.g. 10.20.0.1"), "{err}");
+        let aux = [("r".to_string(), ip("fd00::1"))];
+        assert!(validate_subnet(net("fd00::/64"), None, None, &aux).is_err());
+        let aux = [("r".to_string(), ip("10.20.0.2"))];
+        validate_subnet(net("10.20.0.0/24"), None, None, &aux).unwrap();
+    }
+
+    #[test]
     fn long_obstacle_lists_are_capped_in_messages() {
         let host = HostView {
             peers: (1..=20)
@@ -1774,5 +2058,159 @@ mod tests {
         assert_eq!(back, host);
         let pool: Pool = serde_json::from_str(r#"{"base":"10.10.0.0/16","size":24}"#).unwrap();
         assert_eq!(pool.size, 24);
+    }
+
+    mod props {
+        use super::*;
+        use proptest::prelude::*;
+
+        /// A small IPv4 or IPv6 subnet, sometimes at the very top of the address space.
+        fn small_subnet() -> impl Strategy<Value = IpNet> {
+            prop_oneof![
+                (any::<u32>(), 24u8..=30).prop_map(|(a, len)| IpNet::V4(
+                    Ipv4Net::new(Ipv4Addr::from(a), len).unwrap().trunc()
+                )),
+                (any::<u128>(), 120u8..=126).prop_map(|(a, len)| IpNet::V6(
+                    Ipv6Net::new(Ipv6Addr::from(a), len).unwrap().trunc()
+                )),
+                (24u8..=30).prop_map(|len| IpNet::V4(
+                    Ipv4Net::new(Ipv4Addr::BROADCAST, len).unwrap().trunc()
+                )),
+            ]
+        }
+
+        fn nth(net: &IpNet, i: u128) -> IpAddr {
+            from_u128(to_u128(net.network()).saturating_add(i), is_v6(net))
+        }
+
+        fn size(net: &IpNet) -> u128 {
+            to_u128(net.broadcast()) - to_u128(net.network()) + 1
+        }
+
+        proptest! {
+            #[test]
+            fn allocation_hands_out_only_usable_free_addresses(
+                subnet in small_subnet(),
+                taken_bits in proptest::collection::vec(any::<bool>(), 256),
+                cursor in any::<u8>(),
+                with_cursor: bool,
+            ) {
+                let cfg = validate_subnet(subnet, None, None, &[]).unwrap();
+                let space = AddressSpace::from_config(&cfg, vec![nth(&subnet, 3)]);
+                let n = size(&subnet);
+                let taken = |ip: IpAddr| {
+                    let i = to_u128(ip) - to_u128(subnet.network());
+                    taken_bits[usize::try_from(i).unwrap() % taken_bits.len()]
+                };
+                let cursor = with_cursor.then(|| nth(&subnet, u128::from(cursor) % n));
+                match allocate(&space, cursor, taken) {
+                    Ok(a) => {
+                        prop_assert!(subnet.contains(&a));
+                        prop_assert!(a != subnet.network() && a != cfg.gateway);
+                        prop_assert!(is_v6(&subnet) || a != subnet.broadcast());
+                        prop_assert!(a != nth(&subnet, 3), "reserved");
+                        prop_assert!(!taken(a));
+                        check_static(&space, a, None).unwrap();
+                    }
+                    Err(e) => {
+                        let exhausted = matches!(e, IpamError::SubnetExhausted { .. });
+                        prop_assert!(exhausted, "{}", e);
+                        // Exhausted means every usable address is taken.
+                        for i in 0..n {
+                            let a = nth(&subnet, i);
+                            if check_static(&space, a, None).is_ok() {
+                                prop_assert!(taken(a), "{a} was free");
+                            }
+                        }
+                    }
+                }
+            }
+
+            #[test]
+            fn chosen_subnets_have_no_obstacles_and_skipped_ones_do(
+                avoid in proptest::collection::vec((0u8..=255, 16u8..=24), 0..12),
+                nets in proptest::collection::vec((0u8..=255, 20u8..=26), 0..6),
+                nameserver in any::<u16>(),
+            ) {
+                let pools = [Pool { base: net("10.77.0.0/16"), size: 22 }];
+                let avoid: Vec<AvoidEntry> = avoid
+                    .iter()
+                    .map(|(b, len)| AvoidEntry {
+                        cidr: IpNet::new(IpAddr::V4(Ipv4Addr::new(10, 77, *b, 0)), *len).unwrap().trunc(),
+                        source: "config".into(),
+                    })
+                    .collect();
+                let networks: Vec<ExistingNetwork> = nets
+                    .iter()
+                    .map(|(b, len)| ExistingNetwork {
+                        name: format!("n{b}"),
+                        subnet: IpNet::new(IpAddr::V4(Ipv4Addr::new(10, 77, *b, 0)), *len).unwrap().trunc(),
+                    })
+                    .collect();
+                let [hi, lo] = nameserver.to_be_bytes();
+                let host = HostView {
+                    nameservers: vec![NameserverFact {
+                        addr: IpAddr::V4(Ipv4Addr::new(10, 77, hi, lo)),
+                        source: "/etc/resolv.conf".into(),
+                    }],
+                    ..Default::default()
+                };
+                match choose_subnet(&pools, false, &host, &networks, &avoid) {
+                    Ok((subnet, report)) => {
+                        prop_assert!(obstacles(subnet, &host, &networks, &avoid).is_empty());
+                        prop_assert!(pools[0].base.contains(&subnet));
+                        prop_assert_eq!(subnet.prefix_len(), 22);
+                        check_explicit(subnet, &host, &networks, &avoid).unwrap();
+                        for sk in &report.skipped {
+                            prop_assert!(!obstacles(sk.candidate, &host, &networks, &avoid).is_empty());
+                            prop_assert!(sk.candidate.network() < subnet.network());
+                        }
+                    }
+                    Err(e) => {
+                        let exhausted = matches!(e, IpamError::PoolsExhausted { tried: 64, .. });
+                        prop_assert!(exhausted, "{}", e);
+                    }
+                }
+            }
+
+            #[test]
+            fn a_usable_subnet_holds_no_special_address(subnet in prop_oneof![
+                (any::<u32>(), 1u8..=30).prop_map(|(a, len)| IpNet::V4(Ipv4Net::new(Ipv4Addr::from(a), len).unwrap().trunc())),
+                (any::<u128>(), 1u8..=126).prop_map(|(a, len)| IpNet::V6(Ipv6Net::new(Ipv6Addr::from(a), len).unwrap().trunc())),
+                (prop_oneof![Just(0xfe80u16), Just(0xff00), Just(0), Just(0xfd00)], any::<u128>(), 8u8..=126).prop_map(|(top, a, len)| {
+                    let a = (u128::from(top) << 112) | (a >> 16);
+                    IpNet::V6(Ipv6Net::new(Ipv6Addr::from(a), len).unwrap().trunc())
+                }),
+            ], probe in any::<u128>()) {
+                let usable = check_usable_net("--subnet", subnet).is_ok();
+                let n = size(&subnet);
+                for a in [subnet.network(), subnet.broadcast(), nth(&subnet, probe % n)] {
+                    let addr_ok = check_usable_addr("--ip", &a.to_string(), a, "x").is_ok();
+                    if usable {
+                        prop_assert!(addr_ok, "{} is usable but holds {}", subnet, a);
+                    }
+                }
+                // A refused subnet overlaps one of the special ranges.
+                if !usable {
+                    prop_assert!(specials().iter().any(|sp| overlaps(&sp.range, &subnet)));
+                }
+            }
+
+            #[test]
+            fn validated_gateways_are_members(subnet in small_subnet(), offset in any::<u8>()) {
+                let gw = nth(&subnet, u128::from(offset) % size(&subnet));
+                match validate_subnet(subnet, Some(gw), None, &[]) {
+                    Ok(cfg) => {
+                        prop_assert!(subnet.contains(&cfg.gateway));
+                        prop_assert!(cfg.gateway != subnet.network());
+                        prop_assert!(is_v6(&subnet) || cfg.gateway != subnet.broadcast());
+                    }
+                    Err(e) => {
+                        let reserved = matches!(e, IpamError::ReservedAddress { .. });
+                        prop_assert!(reserved, "{}", e);
+                    }
+                }
+            }
+        }
     }
 }

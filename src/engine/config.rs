@@ -66,6 +66,8 @@ impl Config {
             crate::user_err!("invalid config file {}: {}", path.display(), e.message())
         })?;
         for p in cfg.pools(false).iter().chain(cfg.pools(true).iter()) {
+            crate::core::ipam::check_usable_net("address pool", p.base)
+                .map_err(|e| crate::user_err!("invalid config file {}: {e}", path.display()))?;
             if p.size < p.base.prefix_len() || p.size > p.base.max_prefix_len() {
                 return Err(crate::user_err!(
                     "invalid pool {} size {} in {}: size must be between {} and {}",
