@@ -759,7 +759,7 @@ mod tests {
         ensure_base(&mut a);
         let mut b = Batch::new();
         ensure_base(&mut b);
-        assert_eq!(a.encode(7), b.encode(7));
+        assert_eq!(a.encode(7).unwrap(), b.encode(7).unwrap());
     }
 
     #[test]

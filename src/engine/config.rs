@@ -1,11 +1,14 @@
-//! `/etc/weft/weft.toml`: address pools and ranges to avoid.
+//! `/etc/weft/weft.toml`: address pools, ranges to avoid, and where the host's resolvers are
+//! configured.
 //!
 //! ```toml
 //! default_address_pools = [{ base = "10.10.0.0/16", size = 24 }]
 //! avoid = ["172.22.0.0/16"]
+//! resolv_conf = "/etc/resolv.conf"
+//! resolved_conf = "/run/systemd/resolve/resolv.conf"
 //! ```
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use anyhow::{Context as _, Result};
 use ipnet::IpNet;
@@ -26,7 +29,20 @@ pub struct Config {
     /// Ranges weft must never allocate.
     #[serde(default)]
     pub avoid: Vec<IpNet>,
+    /// The host's resolver configuration, whose nameservers no subnet may contain
+    /// (default [`DEFAULT_RESOLV_CONF`]).
+    #[serde(default)]
+    pub resolv_conf: Option<PathBuf>,
+    /// systemd-resolved's list of upstream servers, read when `resolv_conf` names only its
+    /// stub 127.0.0.53 (default [`DEFAULT_RESOLVED_CONF`]).
+    #[serde(default)]
+    pub resolved_conf: Option<PathBuf>,
 }
+
+/// Where the host's resolvers are configured unless `resolv_conf` says otherwise.
+pub const DEFAULT_RESOLV_CONF: &str = "/etc/resolv.conf";
+/// Where systemd-resolved lists its upstream servers unless `resolved_conf` says otherwise.
+pub const DEFAULT_RESOLVED_CONF: &str = "/run/systemd/resolve/resolv.conf";
 
 /// One pool: `base` split into subnets of prefix length `size`.
 #[derive(Debug, Clone, Deserialize)]
@@ -50,6 +66,8 @@ impl Config {
             crate::user_err!("invalid config file {}: {}", path.display(), e.message())
         })?;
         for p in cfg.pools(false).iter().chain(cfg.pools(true).iter()) {
+            crate::core::ipam::check_usable_net("address pool", p.base)
+                .map_err(|e| crate::user_err!("invalid config file {}: {e}", path.display()))?;
             if p.size < p.base.prefix_len() || p.size > p.base.max_prefix_len() {
                 return Err(crate::user_err!(
                     "invalid pool {} size {} in {}: size must be between {} and {}",
@@ -62,6 +80,20 @@ impl Config {
             }
         }
         Ok(cfg)
+    }
+
+    /// The host's resolver configuration file.
+    pub fn resolv_conf(&self) -> PathBuf {
+        self.resolv_conf
+            .clone()
+            .unwrap_or_else(|| PathBuf::from(DEFAULT_RESOLV_CONF))
+    }
+
+    /// systemd-resolved's upstream list.
+    pub fn resolved_conf(&self) -> PathBuf {
+        self.resolved_conf
+            .clone()
+            .unwrap_or_else(|| PathBuf::from(DEFAULT_RESOLVED_CONF))
     }
 
     /// The pools for one family, configured or default.

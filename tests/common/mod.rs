@@ -126,17 +126,49 @@ pub struct Host {
 }
 
 impl Host {
-    /// A fresh host namespace and empty directories.
+    /// A fresh host namespace and empty directories; the config names this host's own
+    /// resolver files (see [`Host::config`]).
     pub fn new(prefix: &str) -> Self {
         let ns = Netns::new(prefix);
         let dir = std::env::temp_dir().join(&ns.name);
         std::fs::create_dir_all(&dir).unwrap();
-        Host { ns, dir }
+        let host = Host { ns, dir };
+        host.config("");
+        host
     }
 
-    /// Writes the host's config file.
+    /// Writes the host's config file. Unless `toml` sets them, `resolv_conf` and
+    /// `resolved_conf` name files in this host's directory (absent until
+    /// [`Host::resolv_conf`] / [`Host::resolved_conf`] write them), so that no test depends
+    /// on the machine's own resolvers.
     pub fn config(&self, toml: &str) {
-        std::fs::write(self.dir.join("weft.toml"), toml).unwrap();
+        let mut text = String::new();
+        for (key, file) in [
+            ("resolv_conf", "resolv.conf"),
+            ("resolved_conf", "resolved.conf"),
+        ] {
+            if !toml.contains(key) {
+                text.push_str(&format!("{key} = \"{}\"\n", self.dir.join(file).display()));
+            }
+        }
+        text.push_str(toml);
+        std::fs::write(self.dir.join("weft.toml"), text).unwrap();
+    }
+
+    /// Writes this host's `resolv.conf` (what weft reads as `/etc/resolv.conf`); returns its
+    /// path as weft names it.
+    pub fn resolv_conf(&self, text: &str) -> String {
+        let path = self.dir.join("resolv.conf");
+        std::fs::write(&path, text).unwrap();
+        path.display().to_string()
+    }
+
+    /// Writes this host's systemd-resolved upstream list (what weft reads as
+    /// `/run/systemd/resolve/resolv.conf`); returns its path.
+    pub fn resolved_conf(&self, text: &str) -> String {
+        let path = self.dir.join("resolved.conf");
+        std::fs::write(&path, text).unwrap();
+        path.display().to_string()
     }
 
     /// State directory.

@@ -30,7 +30,8 @@ pub const NFT_SET_INTERVAL: u32 = 0x4;
 /// `NFT_SET_TIMEOUT`: elements may expire.
 pub const NFT_SET_TIMEOUT: u32 = 0x10;
 
-/// Netlink attributes and nf_tables register contents are aligned to 4 bytes.
+/// Netlink attributes and nf_tables register contents are aligned to 4 bytes. Saturates
+/// instead of wrapping (no buffer comes near `usize::MAX`).
 pub const fn align4(n: usize) -> usize {
-    (n + 3) & !3
+    n.saturating_add(3) & !3
 }
