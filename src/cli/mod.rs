@@ -109,6 +109,14 @@ pub enum Command {
     },
     /// Remove what a crash left behind and reconcile state with the kernel.
     Gc,
+    /// The host agent: repairs drift within a second and holds published ports. Without a
+    /// subcommand it runs in the foreground (as systemd starts it); commands start it on
+    /// demand.
+    Daemon {
+        /// What to do; nothing runs the agent.
+        #[command(subcommand)]
+        action: Option<DaemonCmd>,
+    },
     /// Show weft working, inside a throwaway namespace.
     Demo,
     /// Small network probes (for demos and tests on machines without ping or nc).
@@ -120,6 +128,17 @@ pub enum Command {
         /// Sandbox id.
         id: String,
     },
+}
+
+/// `weft daemon ...`
+#[derive(Debug, Subcommand)]
+pub enum DaemonCmd {
+    /// Whether the agent runs, its repairs and their causes, what it watches and holds.
+    Status,
+    /// Stop the agent (commands start it again when they need it).
+    Stop,
+    /// Ask the agent to check and repair everything now.
+    Repair,
 }
 
 /// `weft network ...`
@@ -364,6 +383,9 @@ pub fn run(cli: Cli) -> Result<i32> {
         Command::Demo => return engine::demo::run(),
         _ => {}
     }
+    if let Command::Daemon { action: None } = &cli.command {
+        return engine::agent::run(&cli.state_dir, &cli.run_dir, &cli.config);
+    }
     let ctx = Ctx::open(&cli.state_dir, &cli.run_dir, &cli.config)?;
     let json = cli.format == Format::Json;
     match cli.command {
@@ -515,7 +537,83 @@ pub fn run(cli: Cli) -> Result<i32> {
             sandbox::monitor(&ctx, &id)?;
             Ok(0)
         }
+        Command::Daemon { action } => run_daemon(&ctx, action, json),
         Command::Tool(_) | Command::Demo => Ok(0),
+    }
+}
+
+fn run_daemon(ctx: &Ctx, action: Option<DaemonCmd>, json: bool) -> Result<i32> {
+    use engine::agent::client;
+    match action {
+        None => Ok(0),
+        Some(DaemonCmd::Status) => {
+            let status = client::status(ctx)?;
+            if json {
+                print_json(&serde_json::json!({
+                    "running": status.is_some(),
+                    "status": status,
+                }))?;
+            } else {
+                match &status {
+                    None => println!("weft agent: not running"),
+                    Some(s) => print_agent_status(s),
+                }
+            }
+            Ok(if status.is_some() { 0 } else { 3 })
+        }
+        Some(DaemonCmd::Stop) => {
+            let stopped = client::stop(ctx)?;
+            if json {
+                print_json(&serde_json::json!({ "stopped": stopped }))?;
+            } else {
+                println!(
+                    "{}",
+                    if stopped {
+                        "weft agent stopped"
+                    } else {
+                        "weft agent: not running"
+                    }
+                );
+            }
+            Ok(0)
+        }
+        Some(DaemonCmd::Repair) => {
+            if !client::repair(ctx)? {
+                return Err(crate::user_err!(
+                    "the weft agent is not running; `weft gc` repairs without it"
+                ));
+            }
+            if json {
+                print_json(&serde_json::json!({ "repaired": true }))?;
+            }
+            Ok(0)
+        }
+    }
+}
+
+fn print_agent_status(s: &crate::core::agent::AgentStatus) {
+    println!(
+        "weft agent: running (pid {}, up {} s)",
+        s.pid, s.uptime_secs
+    );
+    println!("state dir: {}", s.state_dir);
+    println!("watching: {}", s.watching.join(", "));
+    println!("repairs: {}", s.repairs_total);
+    for r in &s.repairs {
+        println!("  {} {}: {}", r.at, r.cause, r.applied.join("; "));
+        for e in &r.errors {
+            println!("    error: {e}");
+        }
+    }
+    println!("reserved ports: {}", s.reservations.len());
+    for p in &s.reservations {
+        println!(
+            "  {} {}/{} {}",
+            p.sandbox, p.host_port, p.protocol, p.host_ip
+        );
+    }
+    for e in &s.errors {
+        println!("error: {e}");
     }
 }
 

@@ -6,6 +6,7 @@
 //! avoid = ["172.22.0.0/16"]
 //! resolv_conf = "/etc/resolv.conf"
 //! resolved_conf = "/run/systemd/resolve/resolv.conf"
+//! agent = true          # start the host agent (`weft daemon`) on demand
 //! ```
 
 use std::path::{Path, PathBuf};
@@ -37,6 +38,19 @@ pub struct Config {
     /// stub 127.0.0.53 (default [`DEFAULT_RESOLVED_CONF`]).
     #[serde(default)]
     pub resolved_conf: Option<PathBuf>,
+    /// Whether the first command that creates a network or sandbox starts the host agent
+    /// (`weft daemon`) when none runs (default true). With `false`, run the agent yourself
+    /// (systemd unit) or do without: without it nothing repairs drift until `weft gc`, and
+    /// published ports are not reserved against host processes.
+    #[serde(default)]
+    pub agent: Option<bool>,
+}
+
+impl Config {
+    /// Whether to start the agent on demand.
+    pub fn agent_on_demand(&self) -> bool {
+        self.agent.unwrap_or(true)
+    }
 }
 
 /// Where the host's resolvers are configured unless `resolv_conf` says otherwise.

@@ -235,30 +235,36 @@ pub fn run(ctx: &Ctx) -> Result<GcReport> {
         }
     }
 
-    // nftables: the set elements are exactly those of the records, rebuilt while holding the
-    // write lock so that no network or sandbox is recorded meanwhile. Records still being
-    // created by a live process count: their own elements may already be in.
-    {
-        let tx = ctx.store.begin(Mode::Write)?;
-        let nets = tx.networks()?;
-        let sbs = tx.sandboxes()?;
-        if !nets.is_empty()
-            || nftables::table_exists(firewall::FAMILY, firewall::TABLE).unwrap_or(false)
-        {
-            let mut batch = nftables::Batch::new();
-            firewall::ensure_base(&mut batch);
-            firewall::flush_elements(&mut batch);
-            for n in nets.iter().filter(|n| n.status != Status::Removing) {
-                firewall::add_network(&mut batch, &firewall_of(n));
-            }
-            for sb in sbs.iter().filter(|s| s.status != Status::Removing) {
-                firewall::publish(&mut batch, &firewall_ports(sb));
-            }
-            if let Err(e) = nftables::send(&batch) {
-                report.errors.push(format!("rebuilding nftables sets: {e}"));
-            }
-        }
-        tx.commit()?;
+    if let Err(e) = rebuild_firewall(ctx) {
+        report
+            .errors
+            .push(format!("rebuilding nftables sets: {e:#}"));
     }
     Ok(report)
+}
+
+/// Rebuilds weft's nftables table from the records: the set elements are exactly those of the
+/// records, rebuilt in one batch while holding the write lock so that no network or sandbox is
+/// recorded meanwhile. Records still being created by a live process count: their own
+/// elements may already be in.
+pub fn rebuild_firewall(ctx: &Ctx) -> Result<()> {
+    let tx = ctx.store.begin(Mode::Write)?;
+    let nets = tx.networks()?;
+    let sbs = tx.sandboxes()?;
+    if !nets.is_empty()
+        || nftables::table_exists(firewall::FAMILY, firewall::TABLE).unwrap_or(false)
+    {
+        let mut batch = nftables::Batch::new();
+        firewall::ensure_base(&mut batch);
+        firewall::flush_elements(&mut batch);
+        for n in nets.iter().filter(|n| n.status != Status::Removing) {
+            firewall::add_network(&mut batch, &firewall_of(n));
+        }
+        for sb in sbs.iter().filter(|s| s.status != Status::Removing) {
+            firewall::publish(&mut batch, &firewall_ports(sb));
+        }
+        nftables::send(&batch)?;
+    }
+    tx.commit()?;
+    Ok(())
 }

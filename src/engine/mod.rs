@@ -9,6 +9,7 @@
 //! A process killed between 1 and 3 leaves a `creating` record whose owner is dead, which
 //! `weft gc` undoes: no leaks and no lost allocations.
 
+pub mod agent;
 pub mod config;
 pub mod demo;
 pub mod gc;

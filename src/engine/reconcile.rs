@@ -221,14 +221,18 @@ pub fn all(ctx: &Ctx, exec: &mut KernelExecutor) -> Result<Repaired> {
     Ok(out)
 }
 
+/// Whether `id` is a network's (else a sandbox's, or nothing's).
+pub fn is_network(ctx: &Ctx, id: &str) -> bool {
+    ctx.store
+        .begin(Mode::Read)
+        .and_then(|tx| tx.network(id))
+        .is_ok_and(|n| n.is_some_and(|n| n.id == id))
+}
+
 /// The repair for the owner of a kernel object tagged `weft:<instance>:<id>`: its network or
 /// its sandbox.
 pub fn owner(ctx: &Ctx, exec: &mut KernelExecutor, id: &str) -> Result<Repaired> {
-    let is_network = {
-        let tx = ctx.store.begin(Mode::Read)?;
-        tx.network(id)?.is_some_and(|n| n.id == id)
-    };
-    if is_network {
+    if is_network(ctx, id) {
         network(ctx, exec, id)
     } else {
         sandbox(ctx, exec, id)

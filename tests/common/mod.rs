@@ -151,6 +151,11 @@ impl Host {
                 text.push_str(&format!("{key} = \"{}\"\n", self.dir.join(file).display()));
             }
         }
+        // Tests are deterministic without a host agent repairing behind their backs; the
+        // agent's own tests turn it on.
+        if !toml.contains("agent") {
+            text.push_str("agent = false\n");
+        }
         text.push_str(toml);
         std::fs::write(self.dir.join("weft.toml"), text).unwrap();
     }
@@ -378,7 +383,9 @@ impl Host {
 
 impl Drop for Host {
     fn drop(&mut self) {
-        // weft's own teardown first: it kills the sandboxes' processes (by the pids it
+        // The agent first (if a test started it), so it does not repair what is torn down.
+        let _ = self.weft_cmd(&["daemon", "stop"]).output();
+        // weft's own teardown next: it kills the sandboxes' processes (by the pids it
         // started) and removes their namespaces; then the host namespace takes the bridges
         // and nftables tables with it.
         if let Ok(out) = self.weft_cmd(&["--format", "json", "ps", "-a"]).output() {

@@ -320,6 +320,10 @@ pub fn create(ctx: &Ctx, req: &CreateRequest) -> Result<Network> {
         {
             tx.put_network(&done)?;
             tx.commit()?;
+            if let Err(e) = crate::engine::agent::client::ensure_running(ctx) {
+                // Without an agent everything still works; only repairs wait for a command.
+                eprintln!("warning: cannot start the weft agent: {e:#}");
+            }
             Ok(done)
         }
         _ => Err(user_err!(

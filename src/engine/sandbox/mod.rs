@@ -245,6 +245,20 @@ pub fn create(ctx: &Ctx, req: &SandboxRequest) -> Result<Sandbox> {
             )),
         }
     })?;
+    // The agent holds published ports against host processes (and is started on first use).
+    let agent = if done.ports.is_empty() {
+        crate::engine::agent::client::ensure_running(ctx).map(|_| ())
+    } else {
+        crate::engine::agent::client::reserve(ctx, &done)
+    };
+    if let Err(e) = agent {
+        if !done.ports.is_empty() {
+            remove_one(ctx, &done.id, false)?;
+            return Err(e.context(format!("creating sandbox {:?}", done.name)));
+        }
+        // Without an agent everything still works; only repairs wait for the next command.
+        eprintln!("warning: cannot start the weft agent: {e:#}");
+    }
     Ok(done)
 }
 
@@ -406,6 +420,9 @@ pub fn remove_if(
     }
     destroy_kernel(&sb)?;
     crate::timing::time("state-commit", || forget(ctx, &sb))?;
+    if !sb.ports.is_empty() {
+        crate::engine::agent::client::release(ctx, &sb.id);
+    }
     Ok(true)
 }
 
