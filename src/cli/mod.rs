@@ -113,6 +113,10 @@ pub enum Command {
     /// subcommand it runs in the foreground (as systemd starts it); commands start it on
     /// demand.
     Daemon {
+        /// Keep running when nothing weft-made is left (for a service manager; started on
+        /// demand, the agent leaves then).
+        #[arg(long)]
+        stay: bool,
         /// What to do; nothing runs the agent.
         #[command(subcommand)]
         action: Option<DaemonCmd>,
@@ -383,8 +387,8 @@ pub fn run(cli: Cli) -> Result<i32> {
         Command::Demo => return engine::demo::run(),
         _ => {}
     }
-    if let Command::Daemon { action: None } = &cli.command {
-        return engine::agent::run(&cli.state_dir, &cli.run_dir, &cli.config);
+    if let Command::Daemon { action: None, stay } = &cli.command {
+        return engine::agent::run(&cli.state_dir, &cli.run_dir, &cli.config, *stay);
     }
     let ctx = Ctx::open(&cli.state_dir, &cli.run_dir, &cli.config)?;
     let json = cli.format == Format::Json;
@@ -537,7 +541,7 @@ pub fn run(cli: Cli) -> Result<i32> {
             sandbox::monitor(&ctx, &id)?;
             Ok(0)
         }
-        Command::Daemon { action } => run_daemon(&ctx, action, json),
+        Command::Daemon { action, .. } => run_daemon(&ctx, action, json),
         Command::Tool(_) | Command::Demo => Ok(0),
     }
 }

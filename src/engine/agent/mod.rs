@@ -12,8 +12,8 @@
 //!
 //! One tokio event loop decides; a worker thread ([`worker`]) does the work, one job at a
 //! time. Started on demand by the first command that creates a network or sandbox
-//! ([`client::ensure_running`]), or by systemd (`Type=notify`); it leaves once nothing
-//! weft-made exists, or its state directory is gone.
+//! ([`client::ensure_running`]), it leaves once nothing weft-made exists, or its state
+//! directory is gone; started by systemd (`Type=notify`, `weft daemon --stay`) it stays.
 
 pub mod client;
 mod watch;
@@ -59,7 +59,7 @@ const WATCHING: [&str; 5] = [
 
 /// Runs the agent until it is stopped (SIGTERM, SIGINT, `weft daemon stop`) or has nothing
 /// left to look after. Returns the exit code.
-pub fn run(state_dir: &Path, run_dir: &Path, config_path: &Path) -> Result<i32> {
+pub fn run(state_dir: &Path, run_dir: &Path, config_path: &Path, stay: bool) -> Result<i32> {
     let ctx = Ctx::open(state_dir, run_dir, config_path)?;
     let Some(lock) = AgentLock::acquire(run_dir).context("taking the agent lock")? else {
         return Err(user_err!(
@@ -108,7 +108,7 @@ pub fn run(state_dir: &Path, run_dir: &Path, config_path: &Path) -> Result<i32> 
         .enable_all()
         .build()
         .context("starting the agent's event loop")?;
-    let result = rt.block_on(event_loop(&ctx, classifier, status, jobs));
+    let result = rt.block_on(event_loop(&ctx, classifier, status, jobs, stay));
     // The worker finishes its job in hand, then sees the channel closed.
     let _ = worker.join();
     let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Stopping]);
@@ -122,6 +122,7 @@ async fn event_loop(
     mut classifier: Classifier,
     status: Arc<Mutex<AgentStatus>>,
     jobs: mpsc::Sender<Job>,
+    stay: bool,
 ) -> Result<()> {
     // Watch first, then repair what happened before: nothing falls between the two.
     let mut rt_watch = RtWatch::open().context("watching rtnetlink")?;
@@ -168,7 +169,7 @@ async fn event_loop(
             }
             _ = sysctl_tick.tick() => send(&jobs, Job::Sysctls)?,
             _ = gc_tick.tick() => send(&jobs, Job::Gc)?,
-            _ = alive_tick.tick() => {
+            _ = alive_tick.tick(), if !stay => {
                 let (tx, rx) = oneshot::channel();
                 send(&jobs, Job::Alive(tx))?;
                 if !rx.await.unwrap_or(true) {
