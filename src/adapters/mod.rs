@@ -2,6 +2,7 @@
 
 pub mod announce;
 pub mod conntrack;
+pub mod fs;
 pub mod host_facts;
 pub mod netlink;
 pub mod netns;
