@@ -4,6 +4,7 @@ pub mod announce;
 pub mod conntrack;
 pub mod fs;
 pub mod host_facts;
+pub mod init;
 pub mod netlink;
 pub mod netns;
 pub mod nftables;

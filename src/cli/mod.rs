@@ -114,6 +114,16 @@ pub enum Command {
     /// Small network probes (for demos and tests on machines without ping or nc).
     #[command(subcommand)]
     Tool(ToolCmd),
+    /// Internal: PID 1 of a sandbox command's PID namespace.
+    #[command(name = "__init", hide = true)]
+    Init {
+        /// Socket on which the spawning weft gives the go-ahead and hears the outcome.
+        #[arg(long)]
+        control_fd: Option<i32>,
+        /// Command and arguments (after `--`).
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true, required = true)]
+        command: Vec<String>,
+    },
     /// Internal: waits for a detached sandbox's command.
     #[command(name = "__monitor", hide = true)]
     Monitor {
@@ -362,6 +372,11 @@ pub fn run(cli: Cli) -> Result<i32> {
     match &cli.command {
         Command::Tool(t) => return run_tool(t),
         Command::Demo => return engine::demo::run(),
+        // The init's exit code is its command's; nothing of weft's may be printed after it.
+        Command::Init {
+            control_fd,
+            command,
+        } => std::process::exit(crate::adapters::init::run(*control_fd, command)),
         _ => {}
     }
     let ctx = Ctx::open(&cli.state_dir, &cli.run_dir, &cli.config)?;
@@ -512,7 +527,7 @@ pub fn run(cli: Cli) -> Result<i32> {
             sandbox::monitor(&ctx, &id)?;
             Ok(0)
         }
-        Command::Tool(_) | Command::Demo => Ok(0),
+        Command::Tool(_) | Command::Demo | Command::Init { .. } => Ok(0),
     }
 }
 

@@ -15,7 +15,7 @@ use std::path::Path;
 use anyhow::Result;
 use serde::Serialize;
 
-use super::sandbox::{is_running, monitor_alive, remove_if};
+use super::sandbox::{is_running, kill_unrecorded, monitor_alive, remove_if};
 use super::Ctx;
 use crate::adapters::netlink::KernelExecutor;
 use crate::adapters::store::Mode;
@@ -79,7 +79,8 @@ pub fn run(ctx: &Ctx) -> Result<GcReport> {
             .collect()
     };
     for (id, name) in &ids {
-        match remove_if(ctx, id, false, sandbox_is_debris) {
+        // Removal kills every process of the sandbox first, also of an abandoned removal.
+        match remove_if(ctx, id, sandbox_is_debris) {
             Ok(true) => report.sandboxes_removed.push(name.clone()),
             Ok(false) => {}
             Err(e) => report.errors.push(format!("{e:#}")),
@@ -151,6 +152,14 @@ pub fn run(ctx: &Ctx) -> Result<GcReport> {
                 .collect()
         })
         .unwrap_or_default();
+    let sandbox_dirs: Vec<(String, std::path::PathBuf)> =
+        std::fs::read_dir(ctx.run_dir.join("sandboxes"))
+            .map(|rd| {
+                rd.flatten()
+                    .map(|e| (e.file_name().to_string_lossy().to_string(), e.path()))
+                    .collect()
+            })
+            .unwrap_or_default();
     let observed = Observed {
         owned_links: exec.owned_links().unwrap_or_else(|e| {
             report.errors.push(e);
@@ -162,7 +171,7 @@ pub fn run(ctx: &Ctx) -> Result<GcReport> {
         let tx = ctx.store.begin(Mode::Read)?;
         (tx.networks()?, tx.sandboxes()?)
     };
-    let desired = Desired {
+    let mut desired = Desired {
         owner_ids: nets
             .iter()
             .map(|n| n.id.clone())
@@ -170,6 +179,26 @@ pub fn run(ctx: &Ctx) -> Result<GcReport> {
             .collect(),
         netns_files: sbs.iter().filter_map(|s| s.netns.clone()).collect(),
     };
+    // Processes of sandboxes that have no record any more go before their namespaces and
+    // links: their inits are recorded in the sandbox's run directory.
+    let ids: BTreeSet<&str> = sbs.iter().map(|s| s.id.as_str()).collect();
+    let mut orphan_dirs = Vec::new();
+    for (id, path) in &sandbox_dirs {
+        if ids.contains(id.as_str()) {
+            continue;
+        }
+        match kill_unrecorded(ctx, id) {
+            Ok(()) => orphan_dirs.push(path),
+            Err(e) => {
+                // Kept for the next run: nothing of it may go while its processes live.
+                report.errors.push(format!("{e:#}"));
+                desired.owner_ids.insert(id.clone());
+                desired
+                    .netns_files
+                    .insert(netns_dir.join(id).display().to_string());
+            }
+        }
+    }
     let ops = plan_gc(&desired, &observed);
     for e in apply_best_effort(&mut exec, &ops) {
         report.errors.push(e.to_string());
@@ -177,15 +206,8 @@ pub fn run(ctx: &Ctx) -> Result<GcReport> {
     report
         .orphans_deleted
         .extend(ops.iter().map(|o| o.to_string()));
-
-    // Sandbox files nothing owns.
-    if let Ok(rd) = std::fs::read_dir(ctx.run_dir.join("sandboxes")) {
-        let ids: BTreeSet<&str> = sbs.iter().map(|s| s.id.as_str()).collect();
-        for e in rd.flatten() {
-            if !ids.contains(e.file_name().to_string_lossy().as_ref()) {
-                let _ = std::fs::remove_dir_all(e.path());
-            }
-        }
+    for path in orphan_dirs {
+        let _ = std::fs::remove_dir_all(path);
     }
 
     // Allocations whose sandbox is gone.

@@ -16,10 +16,9 @@ pub use supervise::{exec, monitor, run_detached, run_foreground, stop};
 use addresses::{allocate_endpoint, parse_ips};
 use files::{log_path, write_files};
 use publish::{claim_ports, HostPorts};
-use supervise::wait_gone;
+use supervise::kill_all;
 
 use std::path::Path;
-use std::time::Duration;
 
 use anyhow::Result;
 
@@ -283,9 +282,11 @@ fn forget(ctx: &Ctx, sb: &Sandbox) -> Result<()> {
     Ok(())
 }
 
+/// Changes a sandbox's record with `f`, unless it is gone or being removed (the remover
+/// forgets it; writing it back would undo the claim). Returns the record written.
 fn update(ctx: &Ctx, id: &str, f: impl FnOnce(&mut Sandbox)) -> Result<Option<Sandbox>> {
     let tx = ctx.store.begin(Mode::Write)?;
-    let Some(mut sb) = tx.sandbox(id)? else {
+    let Some(mut sb) = tx.sandbox(id)?.filter(|s| s.status != Status::Removing) else {
         return Ok(None);
     };
     f(&mut sb);
@@ -309,7 +310,7 @@ pub fn monitor_alive(sb: &Sandbox) -> bool {
 }
 
 /// Refuses to act on a sandbox another live weft process is creating or removing.
-fn check_settled(sb: &Sandbox) -> Result<()> {
+pub(super) fn check_settled(sb: &Sandbox) -> Result<()> {
     if matches!(sb.status, Status::Creating | Status::Removing)
         && sb.owner_pid.is_some_and(process::alive)
     {
@@ -354,25 +355,38 @@ fn remove_named(ctx: &Ctx, name: &str, force: bool) -> Result<String> {
             sb.name
         ));
     }
-    remove_one(ctx, &sb.id, force)?;
+    // Of concurrent removals exactly one succeeds: the others find the sandbox gone (or see
+    // it being removed, in `remove_if`) and say so.
+    if !remove_one(ctx, &sb.id)? {
+        return Err(user_err!(
+            "no such sandbox {name:?}: another weft process removed it meanwhile"
+        ));
+    }
     Ok(sb.name)
 }
 
-/// Kills the command (if `kill`), deletes the namespace (the kernel takes the veths with
-/// it), releases addresses and forgets the sandbox. Safe to call twice.
-pub fn remove_one(ctx: &Ctx, id: &str, kill: bool) -> Result<()> {
-    remove_if(ctx, id, kill, |_| true).map(|_| ())
+/// Kills every process of the sandbox, deletes the namespace (the kernel takes the veths
+/// with it), releases addresses and forgets the sandbox. Returns false if there was no such
+/// sandbox (any more): safe to call twice.
+pub fn remove_one(ctx: &Ctx, id: &str) -> Result<bool> {
+    remove_if(ctx, id, |_| true)
+}
+
+/// Test hook (debug builds only): with `WEFT_TEST_CRASH_BEFORE_KILL` set, a removal SIGKILLs
+/// its own process once it has claimed the sandbox and before it kills the sandbox's
+/// processes, to prove that `weft gc` finishes the job.
+pub const CRASH_BEFORE_KILL_ENV: &str = "WEFT_TEST_CRASH_BEFORE_KILL";
+
+fn crash_before_kill() {
+    if cfg!(debug_assertions) && std::env::var_os(CRASH_BEFORE_KILL_ENV).is_some() {
+        let _ = process::signal(std::process::id(), libc::SIGKILL);
+    }
 }
 
 /// Removes the sandbox if `pred` holds for its record as read inside the write transaction
 /// that claims the removal — so a decision taken on an older reading (by `gc`) can never hit
 /// a sandbox that changed meanwhile. Returns whether it removed it.
-pub fn remove_if(
-    ctx: &Ctx,
-    id: &str,
-    kill: bool,
-    pred: impl FnOnce(&Sandbox) -> bool,
-) -> Result<bool> {
+pub fn remove_if(ctx: &Ctx, id: &str, pred: impl FnOnce(&Sandbox) -> bool) -> Result<bool> {
     // Claim the removal first, so no other weft process acts on the sandbox meanwhile.
     let me = std::process::id();
     let sb = {
@@ -393,15 +407,20 @@ pub fn remove_if(
         tx.commit()?;
         sb
     };
-    if kill {
-        if let (true, Some(pid)) = (is_running(&sb), sb.pid) {
-            let _ = process::signal(pid, libc::SIGKILL);
-            wait_gone(pid, Duration::from_secs(10));
-        }
-    }
+    crash_before_kill();
+    // Every process first, and gone, not just signalled: one left behind would keep the
+    // namespace, and with it the address and MAC on the bridge, after they are handed out
+    // again. On failure the claim stays, owned by a process about to exit: `gc` retries.
+    kill_all(ctx, &sb.id, Some(&sb), &sb.name)?;
     destroy_kernel(&sb)?;
     crate::engine::timing::time("state-commit", || forget(ctx, &sb))?;
     Ok(true)
+}
+
+/// Kills the processes recorded in the run directory of a sandbox that has no readable
+/// record, and waits until they are gone.
+pub fn kill_unrecorded(ctx: &Ctx, id: &str) -> Result<()> {
+    kill_all(ctx, id, None, id)
 }
 
 /// Deletes a sandbox's published ports, connections and namespace, and its host-side veths
