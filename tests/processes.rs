@@ -381,3 +381,30 @@ fn concurrent_rm_force_has_exactly_one_winner() {
     );
     assert!(h.json(&["ps", "-a"]).as_array().unwrap().is_empty());
 }
+
+#[test]
+fn concurrent_network_rm_has_exactly_one_winner() {
+    if !common::root_or_skip("concurrent_network_rm_has_exactly_one_winner") {
+        return;
+    }
+    let h = Host::new("pnrace");
+    h.weft_ok(&["network", "create", "n", "--subnet", "10.160.4.0/24"]);
+    let children: Vec<_> = (0..10).map(|_| h.spawn(&["network", "rm", "n"])).collect();
+    let mut winners = 0;
+    for c in children {
+        let out = c.wait_with_output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr).to_string();
+        if out.status.success() {
+            winners += 1;
+        } else {
+            assert_eq!(out.status.code(), Some(1), "{err}");
+            assert!(
+                err.contains("no such network \"n\"")
+                    || err.contains("is being removed by process"),
+                "unclear error: {err}"
+            );
+        }
+    }
+    assert_eq!(winners, 1, "exactly one network rm may succeed");
+    assert!(h.json(&["network", "ls"]).as_array().unwrap().is_empty());
+}

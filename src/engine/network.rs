@@ -396,15 +396,30 @@ fn users(ctx: &Ctx, net: &Network) -> Result<Vec<String>> {
 /// between the check and the teardown.
 fn claim_removal(ctx: &Ctx, net: &Network) -> Result<()> {
     let tx = ctx.store.begin(Mode::Write)?;
+    // Of concurrent removals exactly one claims the network; the others say why they did not.
     let Some(mut cur) = tx.network(&net.id)? else {
-        return Ok(());
-    };
-    if cur.status == Status::Creating && cur.owner_pid.is_some_and(crate::adapters::process::alive)
-    {
         return Err(user_err!(
-            "network {:?} is still being created; try again in a moment",
+            "no such network {:?}: another weft process removed it meanwhile",
             net.name
         ));
+    };
+    let owner = cur
+        .owner_pid
+        .filter(|p| *p != std::process::id() && crate::adapters::process::alive(*p));
+    match (cur.status, owner) {
+        (Status::Creating, Some(_)) => {
+            return Err(user_err!(
+                "network {:?} is still being created; try again in a moment",
+                net.name
+            ))
+        }
+        (Status::Removing, Some(pid)) => {
+            return Err(user_err!(
+                "network {:?} is being removed by process {pid}",
+                net.name
+            ))
+        }
+        _ => {}
     }
     let users: Vec<String> = tx
         .sandboxes()?
