@@ -112,8 +112,10 @@ pub fn run() -> Result<i32> {
             "weft demo must run as root (try sudo)".into()
         ));
     }
-    let dir = std::env::temp_dir().join(format!("weft-demo-{}", std::process::id()));
-    std::fs::create_dir_all(&dir)?;
+    // Unpredictable and new (0700): a predictable name lets another user plant symlinks
+    // there beforehand for root to write through.
+    let dir = crate::adapters::fs::private_temp_dir("weft-demo-")
+        .context("creating the demo's temporary directory")?;
     let demo = Demo {
         exe: std::env::current_exe()?,
         host_ns: dir.join("host.ns"),
