@@ -420,6 +420,7 @@ pub fn run(cli: Cli) -> Result<i32> {
             command,
         } => sandbox::exec(&ctx, &s, &command),
         Command::Ps { all } => {
+            warn_unreadable(&ctx, "sandboxes")?;
             let list = sandbox::list(&ctx, all)?;
             if json {
                 print_json(&list.iter().map(view::sandbox).collect::<Vec<_>>())?;
@@ -511,6 +512,7 @@ pub fn run(cli: Cli) -> Result<i32> {
                     ("removed half-made network", &report.networks_removed),
                     ("repaired network", &report.networks_repaired),
                     ("deleted orphan", &report.orphans_deleted),
+                    ("removed unreadable", &report.unreadable_removed),
                     ("error", &report.errors),
                 ] {
                     for item in list {
@@ -529,6 +531,23 @@ pub fn run(cli: Cli) -> Result<i32> {
         }
         Command::Tool(_) | Command::Demo | Command::Init { .. } => Ok(0),
     }
+}
+
+/// Names, on stderr, the records of `table` a listing skips because they cannot be read.
+fn warn_unreadable(ctx: &Ctx, table: &str) -> Result<()> {
+    let tx = ctx.store.begin(crate::adapters::store::Mode::Read)?;
+    for r in tx.corrupt_records()?.iter().filter(|r| r.table == table) {
+        let rm = if table == "networks" {
+            "weft network rm"
+        } else {
+            "weft rm"
+        };
+        eprintln!(
+            "warning: skipping unreadable {r}; `{rm} {}` or `weft gc` removes it",
+            r.name
+        );
+    }
+    Ok(())
 }
 
 fn run_network(ctx: &Ctx, cmd: NetworkCmd, json: bool) -> Result<i32> {
@@ -558,6 +577,7 @@ fn run_network(ctx: &Ctx, cmd: NetworkCmd, json: bool) -> Result<i32> {
             }
         }
         NetworkCmd::Ls => {
+            warn_unreadable(ctx, "networks")?;
             let tx = ctx.store.begin(Mode::Read)?;
             let sbs = tx.sandboxes()?;
             let nets = tx.networks()?;

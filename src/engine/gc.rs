@@ -6,6 +6,7 @@
 //! - sandboxes whose namespace is gone are forgotten, their addresses released;
 //! - links and namespace handles weft made that no record owns are deleted;
 //! - addresses held by sandboxes that no longer exist are released;
+//! - records that cannot be read are removed with what they own (found by their ids);
 //! - weft's nftables set elements are rebuilt from the networks on record.
 
 use crate::adapters::store::Store as _;
@@ -19,13 +20,9 @@ use super::sandbox::{is_running, kill_unrecorded, monitor_alive, remove_if};
 use super::Ctx;
 use crate::adapters::netlink::KernelExecutor;
 use crate::adapters::store::Mode;
-use crate::adapters::{netns, nftables, process};
-use crate::core::firewall;
+use crate::adapters::{netns, process};
 use crate::core::model::{NetMode, Sandbox, Status};
-use crate::core::plan::{
-    apply_all, apply_best_effort, firewall_of, firewall_ports, plan_gc, plan_network, Desired,
-    Observed,
-};
+use crate::core::plan::{apply_all, apply_best_effort, plan_gc, plan_network, Desired, Observed};
 
 /// What one `weft gc` did.
 #[derive(Debug, Default, Serialize)]
@@ -42,6 +39,8 @@ pub struct GcReport {
     pub orphans_deleted: Vec<String>,
     /// Addresses released because their sandbox no longer exists.
     pub addresses_released: usize,
+    /// Records that could not be read, removed with their kernel objects and allocations.
+    pub unreadable_removed: Vec<String>,
     /// Errors met along the way (gc continues past them).
     pub errors: Vec<String>,
 }
@@ -71,6 +70,23 @@ fn command_died(sb: &Sandbox) -> bool {
 /// Runs one reconciliation pass.
 pub fn run(ctx: &Ctx) -> Result<GcReport> {
     let mut report = GcReport::default();
+    // Records that cannot be read go first, with what they own (found by their ids).
+    let unreadable = {
+        let tx = ctx.store.begin(Mode::Read)?;
+        tx.corrupt_records()?
+    };
+    for r in &unreadable {
+        let removed = if r.table == "sandboxes" {
+            super::sandbox::remove_unreadable(ctx, &r.id, &r.name, true)
+        } else {
+            super::network::remove_unreadable(ctx, &r.id, &r.name, true)
+        };
+        match removed {
+            Ok(true) => report.unreadable_removed.push(r.to_string()),
+            Ok(false) => {}
+            Err(e) => report.errors.push(format!("{e:#}")),
+        }
+    }
     let ids: Vec<(String, String)> = {
         let tx = ctx.store.begin(Mode::Read)?;
         tx.sandboxes()?
@@ -228,30 +244,9 @@ pub fn run(ctx: &Ctx) -> Result<GcReport> {
         tx.commit()?;
     }
 
-    // nftables: the set elements are exactly those of the records, rebuilt while holding the
-    // write lock so that no network or sandbox is recorded meanwhile. Records still being
-    // created by a live process count: their own elements may already be in.
-    {
-        let tx = ctx.store.begin(Mode::Write)?;
-        let nets = tx.networks()?;
-        let sbs = tx.sandboxes()?;
-        if !nets.is_empty()
-            || nftables::table_exists(firewall::FAMILY, firewall::TABLE).unwrap_or(false)
-        {
-            let mut batch = nftables::Batch::new();
-            firewall::ensure_base(&mut batch);
-            firewall::flush_elements(&mut batch);
-            for n in nets.iter().filter(|n| n.status != Status::Removing) {
-                firewall::add_network(&mut batch, &firewall_of(n));
-            }
-            for sb in sbs.iter().filter(|s| s.status != Status::Removing) {
-                firewall::publish(&mut batch, &firewall_ports(sb));
-            }
-            if let Err(e) = nftables::send(&batch) {
-                report.errors.push(format!("rebuilding nftables sets: {e}"));
-            }
-        }
-        tx.commit()?;
+    // nftables: the set elements are exactly those of the records.
+    if let Err(e) = super::firewall_sync::rebuild(ctx) {
+        report.errors.push(format!("{e:#}"));
     }
     Ok(report)
 }

@@ -11,6 +11,7 @@
 
 pub mod config;
 pub mod demo;
+pub mod firewall_sync;
 pub mod gc;
 pub mod network;
 pub mod sandbox;

@@ -12,9 +12,11 @@ use crate::adapters::host_facts;
 use crate::adapters::netlink::KernelExecutor;
 use crate::adapters::store::{Mode, StoreError, Txn};
 use crate::core::ipam::{self, AvoidEntry, ExistingNetwork, HostView};
-use crate::core::model::{Network, Status, SubnetConfig};
+use crate::core::model::{Network, Sandbox, Status, SubnetConfig};
 use crate::core::names::{bridge_name, validate_ifname, validate_name};
-use crate::core::plan::{apply_all, apply_best_effort, plan_network, plan_network_teardown};
+use crate::core::plan::{
+    apply_all, apply_best_effort, plan_network, plan_network_teardown, Ns, Op,
+};
 use crate::user_err;
 
 /// Name of the network `weft run` uses when no `--network` is given (like `bridge`).
@@ -364,9 +366,30 @@ pub fn find(tx: &dyn Txn, name: &str) -> Result<Network> {
 pub fn remove(ctx: &Ctx, names: &[String], force: bool) -> Result<Vec<String>> {
     let mut removed = Vec::new();
     for name in names {
-        let net = {
+        let found = {
             let tx = ctx.store.begin(Mode::Read)?;
-            find(tx.as_ref(), name)?
+            find(tx.as_ref(), name)
+        };
+        let net = match found {
+            Ok(net) => net,
+            Err(e) => match e.downcast_ref::<StoreError>() {
+                // A record that cannot be read must not keep its own removal from working.
+                Some(StoreError::Corrupt {
+                    table: "networks",
+                    key,
+                    name: real,
+                    ..
+                }) => {
+                    if !remove_unreadable(ctx, key, real, force)? {
+                        return Err(user_err!(
+                            "no such network {name:?}: another weft process removed it meanwhile"
+                        ));
+                    }
+                    removed.push(real.clone());
+                    continue;
+                }
+                _ => return Err(e),
+            },
         };
         if force {
             for sb in users(ctx, &net)? {
@@ -378,6 +401,77 @@ pub fn remove(ctx: &Ctx, names: &[String], force: bool) -> Result<Vec<String>> {
         removed.push(net.name.clone());
     }
     Ok(removed)
+}
+
+/// Removes a network whose record cannot be read (`network rm`, `gc`), finding everything
+/// by its id: its bridge (tagged with it), its allocations, the endpoints sandboxes have on
+/// it. Refuses while sandboxes are attached, unless `force`, which detaches them. Returns
+/// false if the record was gone already.
+pub fn remove_unreadable(ctx: &Ctx, id: &str, name: &str, force: bool) -> Result<bool> {
+    let attached: Vec<Sandbox> = {
+        let tx = ctx.store.begin(Mode::Read)?;
+        tx.sandboxes()?
+            .into_iter()
+            .filter(|s| s.endpoints.iter().any(|e| e.network_id == id))
+            .collect()
+    };
+    if !attached.is_empty() && !force {
+        return Err(user_err!(
+            "network {name:?} (unreadable record) has sandboxes attached ({}); remove them, or use `weft network rm --force`",
+            attached.iter().map(|s| s.name.as_str()).collect::<Vec<_>>().join(", ")
+        ));
+    }
+    let mut exec = KernelExecutor::new()?;
+    // Deleting a veth's host end deletes the pair: the sandbox loses that interface.
+    let mut ops: Vec<Op> = attached
+        .iter()
+        .flat_map(|s| s.endpoints.iter().filter(|e| e.network_id == id))
+        .map(|e| Op::DeleteLink {
+            ns: Ns::Host,
+            ifname: e.host_interface.clone(),
+        })
+        .collect();
+    let links = exec
+        .owned_links()
+        .map_err(|e| anyhow::anyhow!("listing links: {e}"))?;
+    ops.extend(
+        links
+            .into_iter()
+            .filter(|(_, owner)| owner == id)
+            .map(|(ifname, _)| Op::DeleteLink {
+                ns: Ns::Host,
+                ifname,
+            }),
+    );
+    if let Some(e) = apply_best_effort(&mut exec, &ops).first() {
+        return Err(anyhow::anyhow!("removing network {name:?}: {e}"));
+    }
+    {
+        let tx = ctx.store.begin(Mode::Write)?;
+        // Only that same unreadable record: never one rewritten meanwhile.
+        match tx.network(id) {
+            Err(StoreError::Corrupt { .. }) => {}
+            Ok(None) => return Ok(false),
+            Ok(Some(_)) => {
+                return Err(user_err!(
+                    "network {name:?} was rewritten by another weft process meanwhile; try again"
+                ))
+            }
+            Err(e) => return Err(e.into()),
+        }
+        for s in tx.sandboxes()? {
+            if s.endpoints.iter().any(|e| e.network_id == id) {
+                let mut cur = s;
+                cur.endpoints.retain(|e| e.network_id != id);
+                tx.put_sandbox(&cur)?;
+            }
+        }
+        tx.delete_network(id)?;
+        tx.commit()?;
+    }
+    // Its elements (bridge, masquerade prefixes) cannot be derived from the record.
+    super::firewall_sync::rebuild(ctx)?;
+    Ok(true)
 }
 
 /// Names of the sandboxes attached to a network.

@@ -25,7 +25,7 @@ use anyhow::Result;
 use crate::adapters::netlink::KernelExecutor;
 use crate::adapters::process;
 use crate::adapters::store::Store as _;
-use crate::adapters::store::{Mode, Txn};
+use crate::adapters::store::{Mode, StoreError, Txn};
 use crate::core::model::{Endpoint, NetMode, Network, Sandbox, Status};
 use crate::core::names::validate_name;
 use crate::core::plan::{
@@ -344,9 +344,29 @@ pub fn remove(ctx: &Ctx, names: &[String], force: bool) -> (Vec<String>, Vec<any
 }
 
 fn remove_named(ctx: &Ctx, name: &str, force: bool) -> Result<String> {
-    let sb = {
+    let found = {
         let tx = ctx.store.begin(Mode::Read)?;
-        find(tx.as_ref(), name)?
+        find(tx.as_ref(), name)
+    };
+    let sb = match found {
+        Ok(sb) => sb,
+        Err(e) => match e.downcast_ref::<StoreError>() {
+            // A record that cannot be read must not keep its own removal from working.
+            Some(StoreError::Corrupt {
+                table: "sandboxes",
+                key,
+                name: real,
+                ..
+            }) => {
+                if !remove_unreadable(ctx, key, real, force)? {
+                    return Err(user_err!(
+                        "no such sandbox {name:?}: another weft process removed it meanwhile"
+                    ));
+                }
+                return Ok(real.clone());
+            }
+            _ => return Err(e),
+        },
     };
     if is_running(&sb) && !force {
         return Err(user_err!(
@@ -414,6 +434,64 @@ pub fn remove_if(ctx: &Ctx, id: &str, pred: impl FnOnce(&Sandbox) -> bool) -> Re
     kill_all(ctx, &sb.id, Some(&sb), &sb.name)?;
     destroy_kernel(&sb)?;
     crate::engine::timing::time("state-commit", || forget(ctx, &sb))?;
+    Ok(true)
+}
+
+/// Removes a sandbox whose record cannot be read (`rm`, `gc`), finding everything by its
+/// id: its processes' inits in its run directory, its namespace handle, the links tagged with
+/// it, its allocations and files. Refuses while its processes run, unless `force`. Returns
+/// false if the record was gone already.
+pub fn remove_unreadable(ctx: &Ctx, id: &str, name: &str, force: bool) -> Result<bool> {
+    let running = files::recorded_inits(ctx, id)
+        .into_iter()
+        .any(|(pid, start)| process::alive_since(pid, Some(start)));
+    if running && !force {
+        return Err(user_err!(
+            "sandbox {name:?} (unreadable record) has running processes; use `weft rm --force`"
+        ));
+    }
+    kill_all(ctx, id, None, name)?;
+    let mut exec = KernelExecutor::new()?;
+    let mut ops = vec![Op::DeleteNetns {
+        path: ctx.run_dir.join("netns").join(id).display().to_string(),
+    }];
+    let links = exec
+        .owned_links()
+        .map_err(|e| anyhow::anyhow!("listing links: {e}"))?;
+    ops.extend(
+        links
+            .into_iter()
+            .filter(|(_, owner)| owner == id)
+            .map(|(ifname, _)| Op::DeleteLink {
+                ns: crate::core::plan::Ns::Host,
+                ifname,
+            }),
+    );
+    if let Some(e) = crate::core::plan::apply_best_effort(&mut exec, &ops).first() {
+        return Err(anyhow::anyhow!("removing sandbox {name:?}: {e}"));
+    }
+    {
+        let tx = ctx.store.begin(Mode::Write)?;
+        // Only that same unreadable record: never one rewritten meanwhile.
+        match tx.sandbox(id) {
+            Err(StoreError::Corrupt { .. }) => {}
+            Ok(None) => return Ok(false),
+            Ok(Some(_)) => {
+                return Err(user_err!(
+                    "sandbox {name:?} was rewritten by another weft process meanwhile; try again"
+                ))
+            }
+            Err(e) => return Err(e.into()),
+        }
+        tx.release_addresses(id, None)?;
+        tx.release_ports(id)?;
+        tx.delete_sandbox(id)?;
+        tx.commit()?;
+    }
+    let _ = std::fs::remove_dir_all(ctx.sandbox_dir(id));
+    let _ = std::fs::remove_file(log_path(ctx, id));
+    // Its published ports' elements cannot be derived from the record: rebuild them all.
+    crate::engine::firewall_sync::rebuild(ctx)?;
     Ok(true)
 }
 
