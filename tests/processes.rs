@@ -168,9 +168,9 @@ fn rm_force_ends_every_process_of_the_sandbox() {
     let h = Host::new("prm");
     let (inode, procs, exec) = family(&h, "10.160.0.5");
     h.weft_ok(&["rm", "-f", "s"]);
+    assert_all_gone(&h, &procs, inode, "n", "10.160.0.5");
     let out = exec.wait_with_output().unwrap();
     assert!(!out.status.success(), "the exec'd process was not ended");
-    assert_all_gone(&h, &procs, inode, "n", "10.160.0.5");
 }
 
 #[test]
@@ -214,8 +214,8 @@ fn gc_after_a_crash_at_rms_kill_step_ends_every_process() {
     );
     h.weft_ok(&["gc"]);
     assert!(h.json(&["ps", "-a"]).as_array().unwrap().is_empty());
-    let _ = exec.wait_with_output().unwrap();
     assert_all_gone(&h, &procs, inode, "n", "10.160.0.7");
+    let _ = exec.wait_with_output().unwrap();
 }
 
 /// A command that leaves a background job and a daemon, then ends once `go` exists.

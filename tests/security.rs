@@ -20,6 +20,29 @@ impl Drop for Planted {
     }
 }
 
+/// Unmounts whatever a weft that did not refuse would have mounted under a run directory
+/// (namespace handles, the handle directory), also when the test fails.
+struct RunDirMounts(PathBuf);
+
+impl Drop for RunDirMounts {
+    fn drop(&mut self) {
+        let netns = self.0.join("netns");
+        let umount = |p: &Path| {
+            let c = std::ffi::CString::new(p.as_os_str().as_encoded_bytes()).unwrap();
+            // SAFETY: plain umount2 with a valid C string.
+            unsafe { libc::umount2(c.as_ptr(), libc::MNT_DETACH) };
+        };
+        if let Ok(rd) = std::fs::read_dir(&netns) {
+            for e in rd.flatten() {
+                umount(&e.path());
+            }
+        }
+        for _ in 0..3 {
+            umount(&netns);
+        }
+    }
+}
+
 fn mode(path: &Path) -> u32 {
     std::fs::symlink_metadata(path)
         .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
@@ -118,6 +141,7 @@ fn directories_another_user_owns_are_refused() {
     std::fs::create_dir(&run).unwrap();
     std::os::unix::fs::symlink(&victim, run.join("sandboxes")).unwrap();
     std::os::unix::fs::chown(&run, Some(65534), Some(65534)).unwrap();
+    let _mounts = RunDirMounts(run.clone());
     let weft = |state: &Path, run: &Path, args: &[&str]| {
         let mut cmd = h.ns.cmd(weft_bin(), &[]);
         cmd.arg("--state-dir")
