@@ -345,14 +345,12 @@ pub fn stop(ctx: &Ctx, name: &str, timeout: Duration) -> Result<Sandbox> {
 }
 
 /// The init of every process of the sandbox `id`, with its start time: its command's (from
-/// `sb`, its record, when there is one) and those recorded in its run directory.
-fn inits_of(ctx: &Ctx, id: &str, sb: Option<&Sandbox>) -> Vec<(u32, Option<u64>)> {
-    let mut out: Vec<(u32, Option<u64>)> = recorded_inits(ctx, id)
-        .into_iter()
-        .map(|(p, s)| (p, Some(s)))
-        .collect();
-    if let Some((pid, start)) = sb.and_then(|s| s.pid.map(|p| (p, s.pid_start))) {
-        if !out.iter().any(|(p, _)| *p == pid) {
+/// `sb`, its record, when there is one) and those recorded in its run directory. A pid
+/// without a start time could belong to anyone by now: it is left alone.
+fn inits_of(ctx: &Ctx, id: &str, sb: Option<&Sandbox>) -> Vec<(u32, u64)> {
+    let mut out = recorded_inits(ctx, id);
+    if let Some((pid, start)) = sb.and_then(|s| s.pid.zip(s.pid_start)) {
+        if !out.contains(&(pid, start)) {
             out.push((pid, start));
         }
     }
@@ -360,18 +358,21 @@ fn inits_of(ctx: &Ctx, id: &str, sb: Option<&Sandbox>) -> Vec<(u32, Option<u64>)
 }
 
 /// Sends `sig` to each init still the process recorded (never to a reused pid).
-fn signal_all(inits: &[(u32, Option<u64>)], sig: i32) {
+fn signal_all(inits: &[(u32, u64)], sig: i32) {
     for (pid, start) in inits {
-        let _ = process::signal_verified(*pid, *start, sig);
+        let _ = process::signal_verified(*pid, Some(*start), sig);
     }
 }
 
 /// Waits until none of the inits runs any more. An init's exit ends every process of its
 /// PID namespace first, so then none of theirs runs either.
-fn wait_all_gone(inits: &[(u32, Option<u64>)], timeout: Duration) -> bool {
+fn wait_all_gone(inits: &[(u32, u64)], timeout: Duration) -> bool {
     let deadline = Instant::now() + timeout;
     loop {
-        if inits.iter().all(|(p, s)| !process::alive_since(*p, *s)) {
+        if inits
+            .iter()
+            .all(|(p, s)| !process::alive_since(*p, Some(*s)))
+        {
             return true;
         }
         if Instant::now() > deadline {
