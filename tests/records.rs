@@ -49,7 +49,7 @@ fn names(v: &serde_json::Value) -> Vec<String> {
 
 /// (pid, start time) of a running sandbox's init.
 fn init_of(h: &Host, sandbox: &str) -> (u32, String) {
-    let pid = h.json(&["inspect", sandbox])[0]["pid"].as_u64().unwrap() as u32;
+    let pid = u32::try_from(h.json(&["inspect", sandbox])[0]["pid"].as_u64().unwrap()).unwrap();
     (pid, start_time(pid).unwrap())
 }
 
