@@ -3,7 +3,9 @@
 pub mod agent_ipc;
 pub mod announce;
 pub mod conntrack;
+pub mod fs;
 pub mod host_facts;
+pub mod init;
 pub mod kernel_events;
 pub mod libc_consts;
 pub mod netlink;

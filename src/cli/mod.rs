@@ -126,6 +126,16 @@ pub enum Command {
     /// Small network probes (for demos and tests on machines without ping or nc).
     #[command(subcommand)]
     Tool(ToolCmd),
+    /// Internal: PID 1 of a sandbox command's PID namespace.
+    #[command(name = "__init", hide = true)]
+    Init {
+        /// Socket on which the spawning weft gives the go-ahead and hears the outcome.
+        #[arg(long)]
+        control_fd: Option<i32>,
+        /// Command and arguments (after `--`).
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true, required = true)]
+        command: Vec<String>,
+    },
     /// Internal: waits for a detached sandbox's command.
     #[command(name = "__monitor", hide = true)]
     Monitor {
@@ -385,6 +395,11 @@ pub fn run(cli: Cli) -> Result<i32> {
     match &cli.command {
         Command::Tool(t) => return run_tool(t),
         Command::Demo => return engine::demo::run(),
+        // The init's exit code is its command's; nothing of weft's may be printed after it.
+        Command::Init {
+            control_fd,
+            command,
+        } => std::process::exit(crate::adapters::init::run(*control_fd, command)),
         _ => {}
     }
     if let Command::Daemon { action: None, stay } = &cli.command {
@@ -431,6 +446,7 @@ pub fn run(cli: Cli) -> Result<i32> {
             command,
         } => sandbox::exec(&ctx, &s, &command),
         Command::Ps { all } => {
+            warn_unreadable(&ctx, "sandboxes")?;
             let list = sandbox::list(&ctx, all)?;
             if json {
                 print_json(&list.iter().map(view::sandbox).collect::<Vec<_>>())?;
@@ -525,6 +541,7 @@ pub fn run(cli: Cli) -> Result<i32> {
                     ("settled interrupted endpoint", &report.endpoints_settled),
                     ("repair", &report.repairs),
                     ("deleted orphan", &report.orphans_deleted),
+                    ("removed unreadable", &report.unreadable_removed),
                     ("error", &report.errors),
                 ] {
                     for item in list {
@@ -542,7 +559,7 @@ pub fn run(cli: Cli) -> Result<i32> {
             Ok(0)
         }
         Command::Daemon { action, .. } => run_daemon(&ctx, action, json),
-        Command::Tool(_) | Command::Demo => Ok(0),
+        Command::Tool(_) | Command::Demo | Command::Init { .. } => Ok(0),
     }
 }
 
@@ -621,6 +638,23 @@ fn print_agent_status(s: &crate::core::agent::AgentStatus) {
     }
 }
 
+/// Names, on stderr, the records of `table` a listing skips because they cannot be read.
+fn warn_unreadable(ctx: &Ctx, table: &str) -> Result<()> {
+    let tx = ctx.store.begin(crate::adapters::store::Mode::Read)?;
+    for r in tx.corrupt_records()?.iter().filter(|r| r.table == table) {
+        let rm = if table == "networks" {
+            "weft network rm"
+        } else {
+            "weft rm"
+        };
+        eprintln!(
+            "warning: skipping unreadable {r}; `{rm} {}` or `weft gc` removes it",
+            r.name
+        );
+    }
+    Ok(())
+}
+
 fn run_network(ctx: &Ctx, cmd: NetworkCmd, json: bool) -> Result<i32> {
     use crate::adapters::store::Mode;
     match cmd {
@@ -648,6 +682,7 @@ fn run_network(ctx: &Ctx, cmd: NetworkCmd, json: bool) -> Result<i32> {
             }
         }
         NetworkCmd::Ls => {
+            warn_unreadable(ctx, "networks")?;
             let tx = ctx.store.begin(Mode::Read)?;
             let sbs = tx.sandboxes()?;
             let nets = tx.networks()?;

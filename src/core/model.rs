@@ -207,9 +207,9 @@ pub struct Sandbox {
     pub hostname: String,
     /// Network mode.
     pub mode: NetMode,
-    /// Process id of CMD while it runs.
+    /// Process id of the init CMD runs under (PID 1 of CMD's PID namespace) while it runs.
     pub pid: Option<u32>,
-    /// Start time of `pid` (so a reused pid is never taken for CMD).
+    /// Start time of `pid` (so a reused pid is never taken for the init).
     #[serde(default)]
     pub pid_start: Option<u64>,
     /// Process id of the weft process that waits for CMD (detached monitor or foreground run).

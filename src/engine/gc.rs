@@ -6,6 +6,7 @@
 //! - sandboxes whose namespace is gone are forgotten, their addresses released;
 //! - links and namespace handles weft made that no record owns are deleted;
 //! - addresses held by sandboxes that no longer exist are released;
+//! - records that cannot be read are removed with what they own (found by their ids);
 //! - weft's nftables set elements are rebuilt from the networks on record.
 
 use crate::adapters::store::Store as _;
@@ -15,16 +16,13 @@ use std::path::Path;
 use anyhow::Result;
 use serde::Serialize;
 
-use super::sandbox::{is_running, monitor_alive, remove_if};
+use super::sandbox::{is_running, kill_unrecorded, monitor_alive, remove_if};
 use super::{reconcile, Ctx};
 use crate::adapters::netlink::KernelExecutor;
 use crate::adapters::store::Mode;
-use crate::adapters::{netns, nftables, process};
-use crate::core::firewall;
+use crate::adapters::{netns, process};
 use crate::core::model::{NetMode, Sandbox, Status};
-use crate::core::plan::{
-    apply_best_effort, firewall_of, firewall_ports, plan_gc, Desired, Observed,
-};
+use crate::core::plan::{apply_best_effort, plan_gc, Desired, Observed};
 
 /// What one `weft gc` did.
 #[derive(Debug, Default, Serialize)]
@@ -48,6 +46,8 @@ pub struct GcReport {
     pub orphans_deleted: Vec<String>,
     /// Addresses released because their sandbox no longer exists.
     pub addresses_released: usize,
+    /// Records that could not be read, removed with their kernel objects and allocations.
+    pub unreadable_removed: Vec<String>,
     /// Errors met along the way (gc continues past them).
     pub errors: Vec<String>,
 }
@@ -77,6 +77,23 @@ fn command_died(sb: &Sandbox) -> bool {
 /// Runs one reconciliation pass.
 pub fn run(ctx: &Ctx) -> Result<GcReport> {
     let mut report = GcReport::default();
+    // Records that cannot be read go first, with what they own (found by their ids).
+    let unreadable = {
+        let tx = ctx.store.begin(Mode::Read)?;
+        tx.corrupt_records()?
+    };
+    for r in &unreadable {
+        let removed = if r.table == "sandboxes" {
+            super::sandbox::remove_unreadable(ctx, &r.id, &r.name, true)
+        } else {
+            super::network::remove::remove_unreadable(ctx, &r.id, &r.name, true)
+        };
+        match removed {
+            Ok(true) => report.unreadable_removed.push(r.to_string()),
+            Ok(false) => {}
+            Err(e) => report.errors.push(format!("{e:#}")),
+        }
+    }
     let ids: Vec<(String, String)> = {
         let tx = ctx.store.begin(Mode::Read)?;
         tx.sandboxes()?
@@ -89,7 +106,8 @@ pub fn run(ctx: &Ctx) -> Result<GcReport> {
             Ok(list) => report.endpoints_settled.extend(list),
             Err(e) => report.errors.push(format!("{e:#}")),
         }
-        match remove_if(ctx, id, false, sandbox_is_debris) {
+        // Removal kills every process of the sandbox first, also of an abandoned removal.
+        match remove_if(ctx, id, sandbox_is_debris) {
             Ok(true) => report.sandboxes_removed.push(name.clone()),
             Ok(false) => {}
             Err(e) => report.errors.push(format!("{e:#}")),
@@ -150,6 +168,14 @@ pub fn run(ctx: &Ctx) -> Result<GcReport> {
                 .collect()
         })
         .unwrap_or_default();
+    let sandbox_dirs: Vec<(String, std::path::PathBuf)> =
+        std::fs::read_dir(ctx.run_dir.join("sandboxes"))
+            .map(|rd| {
+                rd.flatten()
+                    .map(|e| (e.file_name().to_string_lossy().to_string(), e.path()))
+                    .collect()
+            })
+            .unwrap_or_default();
     let observed = Observed {
         owned_links: exec.owned_links(&ctx.instance).unwrap_or_else(|e| {
             report.errors.push(e);
@@ -161,7 +187,7 @@ pub fn run(ctx: &Ctx) -> Result<GcReport> {
         let tx = ctx.store.begin(Mode::Read)?;
         (tx.networks()?, tx.sandboxes()?)
     };
-    let desired = Desired {
+    let mut desired = Desired {
         owner_ids: nets
             .iter()
             .map(|n| n.id.clone())
@@ -169,6 +195,26 @@ pub fn run(ctx: &Ctx) -> Result<GcReport> {
             .collect(),
         netns_files: sbs.iter().filter_map(|s| s.netns.clone()).collect(),
     };
+    // Processes of sandboxes that have no record any more go before their namespaces and
+    // links: their inits are recorded in the sandbox's run directory.
+    let ids: BTreeSet<&str> = sbs.iter().map(|s| s.id.as_str()).collect();
+    let mut orphan_dirs = Vec::new();
+    for (id, path) in &sandbox_dirs {
+        if ids.contains(id.as_str()) {
+            continue;
+        }
+        match kill_unrecorded(ctx, id) {
+            Ok(()) => orphan_dirs.push(path),
+            Err(e) => {
+                // Kept for the next run: nothing of it may go while its processes live.
+                report.errors.push(format!("{e:#}"));
+                desired.owner_ids.insert(id.clone());
+                desired
+                    .netns_files
+                    .insert(netns_dir.join(id).display().to_string());
+            }
+        }
+    }
     let ops = plan_gc(&desired, &observed);
     for e in apply_best_effort(&mut exec, &ops) {
         report.errors.push(e.to_string());
@@ -176,15 +222,8 @@ pub fn run(ctx: &Ctx) -> Result<GcReport> {
     report
         .orphans_deleted
         .extend(ops.iter().map(|o| o.to_string()));
-
-    // Sandbox files nothing owns.
-    if let Ok(rd) = std::fs::read_dir(ctx.run_dir.join("sandboxes")) {
-        let ids: BTreeSet<&str> = sbs.iter().map(|s| s.id.as_str()).collect();
-        for e in rd.flatten() {
-            if !ids.contains(e.file_name().to_string_lossy().as_ref()) {
-                let _ = std::fs::remove_dir_all(e.path());
-            }
-        }
+    for path in orphan_dirs {
+        let _ = std::fs::remove_dir_all(path);
     }
 
     // Allocations whose sandbox is gone.
@@ -235,36 +274,9 @@ pub fn run(ctx: &Ctx) -> Result<GcReport> {
         }
     }
 
-    if let Err(e) = rebuild_firewall(ctx) {
-        report
-            .errors
-            .push(format!("rebuilding nftables sets: {e:#}"));
+    // nftables: the set elements are exactly those of the records.
+    if let Err(e) = super::firewall_sync::rebuild(ctx) {
+        report.errors.push(format!("{e:#}"));
     }
     Ok(report)
-}
-
-/// Rebuilds weft's nftables table from the records: the set elements are exactly those of the
-/// records, rebuilt in one batch while holding the write lock so that no network or sandbox is
-/// recorded meanwhile. Records still being created by a live process count: their own
-/// elements may already be in.
-pub fn rebuild_firewall(ctx: &Ctx) -> Result<()> {
-    let tx = ctx.store.begin(Mode::Write)?;
-    let nets = tx.networks()?;
-    let sbs = tx.sandboxes()?;
-    if !nets.is_empty()
-        || nftables::table_exists(firewall::FAMILY, firewall::TABLE).unwrap_or(false)
-    {
-        let mut batch = nftables::Batch::new();
-        firewall::ensure_base(&mut batch);
-        firewall::flush_elements(&mut batch);
-        for n in nets.iter().filter(|n| n.status != Status::Removing) {
-            firewall::add_network(&mut batch, &firewall_of(n));
-        }
-        for sb in sbs.iter().filter(|s| s.status != Status::Removing) {
-            firewall::publish(&mut batch, &firewall_ports(sb));
-        }
-        nftables::send(&batch)?;
-    }
-    tx.commit()?;
-    Ok(())
 }

@@ -12,6 +12,7 @@
 pub mod agent;
 pub mod config;
 pub mod demo;
+pub mod firewall_sync;
 pub mod gc;
 pub mod network;
 pub mod reconcile;
@@ -24,8 +25,8 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context as _, Result};
 use thiserror::Error;
 
-use crate::adapters::netns;
 use crate::adapters::store::SqliteStore;
+use crate::adapters::{fs, netns};
 use crate::timing;
 use config::Config;
 
@@ -65,10 +66,20 @@ impl Ctx {
             ));
         }
         let config = timing::time("config", || Config::load(config_path))?;
-        std::fs::create_dir_all(state_dir)
-            .with_context(|| format!("creating state directory {}", state_dir.display()))?;
-        std::fs::create_dir_all(run_dir.join("sandboxes"))
-            .with_context(|| format!("creating run directory {}", run_dir.display()))?;
+        // State and logs hold secrets (labels, a sandbox's output): private to root, also
+        // when an older weft made them readable.
+        for dir in [
+            state_dir.to_path_buf(),
+            state_dir.join("logs"),
+            run_dir.to_path_buf(),
+            run_dir.join("sandboxes"),
+        ] {
+            fs::private_dir(&dir).with_context(|| format!("preparing {}", dir.display()))?;
+        }
+        for f in ["state.db", "state.db-wal", "state.db-shm"] {
+            let path = state_dir.join(f);
+            fs::make_private(&path).with_context(|| format!("protecting {}", path.display()))?;
+        }
         let store = timing::time("store-open", || SqliteStore::open(state_dir))?;
         let instance = store.instance()?;
         Ok(Self {

@@ -144,7 +144,7 @@ pub struct SandboxView {
     pub name: String,
     /// Full id.
     pub id: String,
-    /// Process id of CMD while it runs.
+    /// Process id of the init CMD runs under, while it runs.
     pub pid: Option<u32>,
     /// Namespace handle path (null in host mode).
     pub netns: Option<String>,

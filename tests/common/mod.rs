@@ -34,6 +34,16 @@ pub fn unique(prefix: &str) -> String {
     )
 }
 
+/// Whether the test can run: it needs root (namespaces). Otherwise says it is skipped.
+pub fn root_or_skip(test: &str) -> bool {
+    // SAFETY: geteuid has no preconditions.
+    let root = unsafe { libc::geteuid() } == 0;
+    if !root {
+        println!("skipped {test}: needs root (it creates namespaces)");
+    }
+    root
+}
+
 /// Runs a command, panicking with its output if it cannot be started.
 pub fn run(cmd: &mut Command) -> Output {
     cmd.stdin(Stdio::null())

@@ -17,7 +17,7 @@ use crate::adapters::store::Store as _;
 use crate::core::agent::{AgentStatus, RepairRecord, ReservationView, Response};
 use crate::core::model::Status;
 use crate::engine::reconcile::{self, Repaired};
-use crate::engine::{gc, now, Ctx};
+use crate::engine::{firewall_sync, gc, now, Ctx};
 
 /// How many repairs `weft daemon status` lists (all are counted).
 const KEEP_REPAIRS: usize = 50;
@@ -89,7 +89,7 @@ impl Worker {
                 }
             }
             Job::Firewall(cause) => {
-                let r = gc::rebuild_firewall(&self.ctx).map(|()| Repaired {
+                let r = firewall_sync::rebuild(&self.ctx).map(|()| Repaired {
                     applied: vec!["rebuilt weft's nftables tables from the records".into()],
                     errors: vec![],
                 });
