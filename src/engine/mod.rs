@@ -99,6 +99,31 @@ impl Ctx {
         Ok(dir)
     }
 
+    /// `weft --state-dir … --run-dir … --config … ARGS`: this very binary with this context's
+    /// directories, for the weft processes a command leaves behind (a sandbox's monitor, the
+    /// host agent). It starts in a session of its own, detached from the caller's terminal.
+    pub fn detached_weft(&self, args: &[&str]) -> Result<std::process::Command> {
+        use std::os::unix::process::CommandExt;
+        let exe = std::env::current_exe().context("finding the weft binary")?;
+        let mut cmd = std::process::Command::new(exe);
+        cmd.arg("--state-dir")
+            .arg(&self.state_dir)
+            .arg("--run-dir")
+            .arg(&self.run_dir)
+            .arg("--config")
+            .arg(&self.config_path)
+            .args(args)
+            .stdin(std::process::Stdio::null());
+        // SAFETY: setsid is async-signal-safe.
+        unsafe {
+            cmd.pre_exec(|| {
+                libc::setsid();
+                Ok(())
+            });
+        }
+        Ok(cmd)
+    }
+
     /// Directory of a sandbox's files (`hosts`, `resolv.conf`).
     pub fn sandbox_dir(&self, id: &str) -> PathBuf {
         self.run_dir.join("sandboxes").join(id)

@@ -4,14 +4,12 @@
 //! Commands never wait for the agent except to reserve ports (so the reservation is in place
 //! when `run -p` returns); everything else works without it.
 
-use std::os::unix::fs::OpenOptionsExt;
-use std::os::unix::process::CommandExt;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, Result};
 
-use crate::adapters::agent_ipc;
+use crate::adapters::{agent_ipc, fs};
 use crate::core::agent::{AgentStatus, Request, Response};
 use crate::core::model::Sandbox;
 use crate::engine::Ctx;
@@ -43,34 +41,18 @@ pub fn ensure_running(ctx: &Ctx) -> Result<bool> {
 /// Starts `weft daemon` detached, in its own session, logging to `logs/agent.log` in the state
 /// directory.
 fn spawn(ctx: &Ctx) -> Result<()> {
-    let exe = std::env::current_exe().context("finding the weft binary")?;
-    let logs = ctx.state_dir.join("logs");
-    std::fs::create_dir_all(&logs)?;
-    let log = std::fs::OpenOptions::new()
-        .append(true)
-        .create(true)
-        .mode(0o600)
-        .custom_flags(libc::O_NOFOLLOW)
-        .open(logs.join("agent.log"))
-        .context("opening the agent's log")?;
-    let mut cmd = Command::new(exe);
-    cmd.arg("--state-dir")
-        .arg(&ctx.state_dir)
-        .arg("--run-dir")
-        .arg(&ctx.run_dir)
-        .arg("--config")
-        .arg(&ctx.config_path)
-        .arg("daemon")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(log);
-    // SAFETY: setsid is async-signal-safe; it detaches the agent from our terminal and session.
-    unsafe {
-        cmd.pre_exec(|| {
-            libc::setsid();
-            Ok(())
-        });
+    let path = ctx.state_dir.join("logs").join("agent.log");
+    // Appended to across agents; made (never through a symlink) by the first.
+    let log = match fs::open_append(&path) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => match fs::create_new(&path, 0o600) {
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => fs::open_append(&path),
+            other => other,
+        },
+        other => other,
     }
+    .with_context(|| format!("opening the agent's log {}", path.display()))?;
+    let mut cmd = ctx.detached_weft(&["daemon"])?;
+    cmd.stdout(Stdio::null()).stderr(log);
     // Not waited for: it outlives this command (a second agent started by a racing command
     // finds the lock taken and exits).
     cmd.spawn().context("starting the weft agent")?;

@@ -141,32 +141,20 @@ pub fn run_detached(ctx: &Ctx, req: &SandboxRequest) -> Result<Sandbox> {
 
 /// Starts `weft __monitor ID` in its own session and waits until it reports that CMD runs.
 fn spawn_monitor(ctx: &Ctx, sb: &Sandbox) -> Result<()> {
-    let exe = std::env::current_exe().context("finding the weft binary")?;
     let log = log_path(ctx, &sb.id);
     if let Some(dir) = log.parent() {
         std::fs::create_dir_all(dir)?;
     }
     let log = fs::create_new(&log, 0o600)
         .with_context(|| format!("creating the log file {}", log.display()))?;
-    let mut cmd = std::process::Command::new(exe);
-    cmd.arg("--state-dir")
-        .arg(&ctx.state_dir)
-        .arg("--run-dir")
-        .arg(&ctx.run_dir)
-        .arg("--config")
-        .arg(&ctx.config_path)
-        .arg("__monitor")
-        .arg(&sb.id)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(log);
+    let mut cmd = ctx.detached_weft(&["__monitor", &sb.id])?;
+    cmd.stdout(Stdio::piped()).stderr(log);
     use std::os::unix::process::CommandExt;
     let umask = process::original_umask();
-    // SAFETY: setsid and umask are async-signal-safe; setsid detaches the monitor from our
-    // terminal, the umask is the one the sandbox's command must get from it.
+    // SAFETY: umask is async-signal-safe; it is the one the sandbox's command must get from
+    // the monitor.
     unsafe {
         cmd.pre_exec(move || {
-            libc::setsid();
             nix::sys::stat::umask(umask);
             Ok(())
         });
