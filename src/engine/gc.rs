@@ -245,33 +245,22 @@ pub fn run(ctx: &Ctx) -> Result<GcReport> {
     }
 
     // Drift: what the records own but the kernel lost or changed.
-    let (nets, sbs) = {
-        let tx = ctx.store.begin(Mode::Read)?;
-        (tx.networks()?, tx.sandboxes()?)
-    };
-    for net in &nets {
-        match reconcile::network(ctx, &mut exec, &net.id) {
-            Ok(r) => {
-                if !r.applied.is_empty() {
-                    report.networks_repaired.push(net.name.clone());
+    match reconcile::all(ctx, &mut exec) {
+        Ok(all) => {
+            for (list, repaired) in [
+                (&mut report.networks_repaired, all.networks),
+                (&mut report.sandboxes_repaired, all.sandboxes),
+            ] {
+                for (name, r) in repaired {
+                    if !r.applied.is_empty() {
+                        list.push(name);
+                    }
+                    report.repairs.extend(r.applied);
+                    report.errors.extend(r.errors);
                 }
-                report.repairs.extend(r.applied);
-                report.errors.extend(r.errors);
             }
-            Err(e) => report.errors.push(format!("{e:#}")),
         }
-    }
-    for sb in &sbs {
-        match reconcile::sandbox(ctx, &mut exec, &sb.id) {
-            Ok(r) => {
-                if !r.applied.is_empty() {
-                    report.sandboxes_repaired.push(sb.name.clone());
-                }
-                report.repairs.extend(r.applied);
-                report.errors.extend(r.errors);
-            }
-            Err(e) => report.errors.push(format!("{e:#}")),
-        }
+        Err(e) => report.errors.push(format!("{e:#}")),
     }
 
     // nftables: the set elements are exactly those of the records.

@@ -17,7 +17,7 @@ use crate::adapters::store::Store as _;
 use crate::adapters::store::{Mode, Txn};
 use crate::core::model::{Network, Sandbox, Status};
 use crate::core::plan::{apply_best_effort, plan_attach, plan_network, Ns, Op};
-use crate::core::reconcile::{sysctl_keys, unmet, Views};
+use crate::core::reconcile::{sysctl_keys, unmet, NsView, Views};
 use crate::engine::Ctx;
 
 /// What a repair changed, and what it could not.
@@ -33,11 +33,6 @@ impl Repaired {
     /// Whether nothing needed repair.
     pub fn is_empty(&self) -> bool {
         self.applied.is_empty() && self.errors.is_empty()
-    }
-
-    fn merge(&mut self, other: Repaired) {
-        self.applied.extend(other.applied);
-        self.errors.extend(other.errors);
     }
 }
 
@@ -71,12 +66,20 @@ fn sandbox_ops(tx: &dyn Txn, sb: &Sandbox, instance: &str) -> Result<Vec<Op>> {
     Ok(ops)
 }
 
-/// Observes `namespaces` and applies what `desired` lacks there.
-fn converge(exec: &mut KernelExecutor, desired: &[Op], namespaces: &[Ns]) -> Repaired {
+/// Observes `namespaces` (those not in `views` already) and applies what `desired` lacks.
+fn converge(
+    exec: &mut KernelExecutor,
+    desired: &[Op],
+    namespaces: &[Ns],
+    mut views: Views,
+) -> Repaired {
     let keys = sysctl_keys(desired);
-    let mut views = Views::new();
     let mut out = Repaired::default();
-    for ns in namespaces {
+    let missing: Vec<&Ns> = namespaces
+        .iter()
+        .filter(|ns| !views.contains_key(*ns))
+        .collect();
+    for ns in missing {
         let wanted: Vec<String> = keys
             .iter()
             .filter(|(n, _)| n == ns)
@@ -116,7 +119,12 @@ pub fn network(ctx: &Ctx, exec: &mut KernelExecutor, id: &str) -> Result<Repaire
     if net.status != Status::Created {
         return Ok(Repaired::default());
     }
-    let mut out = converge(exec, &network_ops(&net, &ctx.instance), &[Ns::Host]);
+    let mut out = converge(
+        exec,
+        &network_ops(&net, &ctx.instance),
+        &[Ns::Host],
+        Views::new(),
+    );
     // Ports: their host side.
     let mut ports = Vec::new();
     let host = exec.observe(&Ns::Host, &[]).map_err(anyhow::Error::msg)?;
@@ -159,6 +167,17 @@ fn live(path: &str) -> bool {
 
 /// Repairs a sandbox's interfaces, addresses and routes.
 pub fn sandbox(ctx: &Ctx, exec: &mut KernelExecutor, id: &str) -> Result<Repaired> {
+    sandbox_seen(ctx, exec, id, None)
+}
+
+/// [`sandbox`], with the host namespace already observed (by [`all`], once for every
+/// sandbox: a sandbox's repair touches only its own host-side interfaces).
+fn sandbox_seen(
+    ctx: &Ctx,
+    exec: &mut KernelExecutor,
+    id: &str,
+    host: Option<&NsView>,
+) -> Result<Repaired> {
     let tx = ctx.store.begin(Mode::Write)?;
     let Some(sb) = tx.sandbox(id)? else {
         return Ok(Repaired::default());
@@ -171,7 +190,11 @@ pub fn sandbox(ctx: &Ctx, exec: &mut KernelExecutor, id: &str) -> Result<Repaire
         return Ok(Repaired::default());
     }
     let desired = sandbox_ops(tx.as_ref(), &sb, &ctx.instance)?;
-    let out = converge(exec, &desired, &[Ns::Host, Ns::Sandbox(ns)]);
+    if desired.is_empty() {
+        return Ok(Repaired::default());
+    }
+    let known: Views = host.map(|h| (Ns::Host, h.clone())).into_iter().collect();
+    let out = converge(exec, &desired, &[Ns::Host, Ns::Sandbox(ns)], known);
     drop(tx);
     Ok(out)
 }
@@ -205,18 +228,31 @@ pub fn sysctls(ctx: &Ctx, exec: &mut KernelExecutor) -> Result<Repaired> {
     })
 }
 
-/// Repairs every network, then every sandbox.
-pub fn all(ctx: &Ctx, exec: &mut KernelExecutor) -> Result<Repaired> {
+/// What [`all`] repaired, per object.
+#[derive(Debug, Default)]
+pub struct Everything {
+    /// (network name, its repair), for every network.
+    pub networks: Vec<(String, Repaired)>,
+    /// (sandbox name, its repair), for every sandbox.
+    pub sandboxes: Vec<(String, Repaired)>,
+}
+
+/// Repairs every network, then every sandbox. The host is observed once for all sandboxes,
+/// so the pass costs O(sandboxes), not O(sandboxes²).
+pub fn all(ctx: &Ctx, exec: &mut KernelExecutor) -> Result<Everything> {
     let (nets, sbs) = {
         let tx = ctx.store.begin(Mode::Read)?;
         (tx.networks()?, tx.sandboxes()?)
     };
-    let mut out = Repaired::default();
+    let mut out = Everything::default();
     for n in &nets {
-        out.merge(network(ctx, exec, &n.id)?);
+        out.networks
+            .push((n.name.clone(), network(ctx, exec, &n.id)?));
     }
+    let host = exec.observe(&Ns::Host, &[]).map_err(anyhow::Error::msg)?;
     for s in &sbs {
-        out.merge(sandbox(ctx, exec, &s.id)?);
+        out.sandboxes
+            .push((s.name.clone(), sandbox_seen(ctx, exec, &s.id, Some(&host))?));
     }
     Ok(out)
 }
