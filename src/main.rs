@@ -4,6 +4,8 @@ use clap::Parser;
 
 fn main() {
     let start = std::time::Instant::now();
+    // Before anything is created: state, logs and run files are private to root.
+    weft::adapters::process::restrict_umask();
     let cli = weft::timing::time("args", weft::cli::Cli::parse);
     let code = match weft::cli::run(cli) {
         Ok(code) => code,

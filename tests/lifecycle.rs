@@ -8,12 +8,7 @@ use std::time::Duration;
 use common::{weft_bin, Host};
 
 fn interfaces(h: &Host, sandbox: &str) -> Vec<String> {
-    let dev = h.weft_ok(&["exec", sandbox, "--", "cat", "/proc/net/dev"]);
-    dev.lines()
-        .skip(2)
-        .filter_map(|l| l.split(':').next())
-        .map(|s| s.trim().to_string())
-        .collect()
+    h.interfaces(sandbox)
 }
 
 #[test]
@@ -376,7 +371,15 @@ fn json_documents_have_the_documented_fields() {
     assert_eq!(s["pid"], serde_json::Value::Null);
     assert_eq!(s["labels"]["tier"], "front");
     let net = &s["networks"][0];
-    for key in ["network", "interface", "ipv4", "ipv6", "mac", "aliases"] {
+    for key in [
+        "network",
+        "interface",
+        "host_interface",
+        "ipv4",
+        "ipv6",
+        "mac",
+        "aliases",
+    ] {
         assert!(net.get(key).is_some(), "sandbox network lacks {key}: {net}");
     }
     assert_eq!(net["aliases"], serde_json::json!(["web"]));

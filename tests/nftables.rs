@@ -522,3 +522,58 @@ fn large_batch_is_fully_acknowledged() {
         .unwrap();
     assert!(keys.is_empty(), "{} left", keys.len());
 }
+
+#[test]
+fn element_lists_past_one_attribute_are_split_within_one_transaction() {
+    let ns = Netns::new();
+    apply(&ns, ensure_base).expect("base");
+    // 20,000 interface names: about 560 KB of elements, where one netlink attribute holds
+    // at most 64 KiB.
+    let names: Vec<String> = (0..20_000).map(|i| format!("big{i}")).collect();
+    let elems: Vec<Elem> = names.iter().map(|n| Elem::ifname(n)).collect();
+
+    // All or nothing: a failing message after the split list undoes all of it.
+    let all = elems.clone();
+    let err = apply(&ns, move |b| {
+        b.add_elements(firewall::FAMILY, "weft", "bridges", all);
+        b.add_elements(
+            firewall::FAMILY,
+            "weft",
+            "nosuchset",
+            vec![Elem::ifname("x")],
+        );
+    })
+    .expect_err("a missing set must fail the batch");
+    assert!(err.is_not_found(), "{err}");
+    assert!(err.to_string().contains("nosuchset"), "{err}");
+    let keys = ns
+        .run(|| nftables::list_set_elements(firewall::FAMILY, "weft", "bridges"))
+        .unwrap();
+    assert!(
+        keys.is_empty(),
+        "{} elements of a failed batch applied",
+        keys.len()
+    );
+
+    let all = elems.clone();
+    apply(&ns, move |b| {
+        b.add_elements(firewall::FAMILY, "weft", "bridges", all);
+    })
+    .expect("20,000 elements in one batch");
+    let keys = ns
+        .run(|| nftables::list_set_elements(firewall::FAMILY, "weft", "bridges"))
+        .unwrap();
+    assert_eq!(keys.len(), 20_000);
+    assert!(ns
+        .nft(&["list", "set", "inet", "weft", "bridges"])
+        .contains("\"big19999\""));
+
+    apply(&ns, move |b| {
+        b.destroy_elements(firewall::FAMILY, "weft", "bridges", elems);
+    })
+    .expect("removing them in one batch");
+    let keys = ns
+        .run(|| nftables::list_set_elements(firewall::FAMILY, "weft", "bridges"))
+        .unwrap();
+    assert!(keys.is_empty(), "{} left", keys.len());
+}

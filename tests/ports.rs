@@ -430,3 +430,144 @@ fn kill_9_then_gc_leaves_no_mapping_and_frees_the_port() {
     h.weft_ok(&["rm", "c"]);
     h.weft_ok(&["create", "--name", "d", "--network", "n", "-p", "8086:80"]);
 }
+
+/// Starts `weft tool serve ADDR` in the host namespace (a host process holding a port);
+/// returns the child once it listens.
+fn host_listener(h: &Host, addr: &str) -> std::process::Child {
+    common::serve_in(&h.ns, addr, 1)
+}
+
+#[test]
+fn the_last_port_65535_publishes_and_is_reachable() {
+    let w = WithInternet::new("ptop");
+    let h = &w.host;
+    h.weft_ok(&["network", "create", "n"]);
+    server(h, "top", 80, &["--network", "n", "-p", "65535:80"]);
+    let got = connect_from(&w.inet, "198.51.100.1:65535", false).expect("port 65535");
+    assert!(got.starts_with("peer=198.51.100.2:"), "{got}");
+    let ports = h.json(&["port", "top"]);
+    assert_eq!(ports.as_array().unwrap().len(), 1, "{ports}");
+    assert_eq!(ports[0]["host_port"], 65535);
+}
+
+#[test]
+fn a_range_up_to_65535_is_checked_against_host_listeners() {
+    let h = Host::new("ptopl");
+    h.weft_ok(&["network", "create", "n"]);
+    let mut listener = host_listener(&h, "0.0.0.0:65100");
+    let err = h.weft_err(
+        1,
+        &[
+            "create",
+            "--name",
+            "wide",
+            "--network",
+            "n",
+            "-p",
+            "65000-65535:65000-65535",
+        ],
+    );
+    let _ = listener.kill();
+    let _ = listener.wait();
+    assert!(
+        err.contains("port 65100/tcp is in use on the host"),
+        "{err}"
+    );
+    assert!(err.contains(&format!("pid {}", listener.id())), "{err}");
+    assert!(h.json(&["ps", "-a"]).as_array().unwrap().is_empty());
+    let map = h.sh("nft list map inet weft dnat4any 2>/dev/null || true");
+    assert!(!map.contains("65000"), "{map}");
+}
+
+#[test]
+fn overlapping_ranges_at_the_top_are_refused_naming_the_holder() {
+    let h = Host::new("ptopo");
+    h.weft_ok(&["network", "create", "n"]);
+    h.weft_ok(&[
+        "create",
+        "--name",
+        "a",
+        "--network",
+        "n",
+        "-p",
+        "65500-65535:65500-65535",
+    ]);
+    for (spec, port) in [
+        ("65535:80", 65535),
+        ("65400-65500:7000-7100", 65500),
+        ("65530-65535:65530-65535/tcp", 65530),
+    ] {
+        let err = h.weft_err(1, &["create", "--name", "b", "--network", "n", "-p", spec]);
+        assert!(
+            err.contains(&format!(
+                "port {port}/tcp on 0.0.0.0 is already published by sandbox \"a\""
+            )),
+            "{spec}: {err}"
+        );
+        assert!(!err.contains("UNIQUE"), "{spec}: {err}");
+    }
+    // UDP is another port space.
+    h.weft_ok(&[
+        "create",
+        "--name",
+        "c",
+        "--network",
+        "n",
+        "-p",
+        "65535:80/udp",
+    ]);
+    assert_eq!(h.json(&["ps", "-a"]).as_array().unwrap().len(), 2);
+}
+
+/// Elements of one of weft's published-port maps, as `nft` reads them back.
+fn map_elements(h: &Host, map: &str, proto: &str) -> usize {
+    h.sh(&format!("nft list map inet weft {map}"))
+        .matches(&format!("{proto} . "))
+        .count()
+}
+
+#[test]
+fn ten_thousand_ports_publish_in_one_transaction_and_unpublish() {
+    let h = Host::new("p10k");
+    h.weft_ok(&["network", "create", "n"]);
+    h.weft_ok(&[
+        "create",
+        "--name",
+        "keep",
+        "--network",
+        "n",
+        "-p",
+        "7000:80",
+    ]);
+    h.weft_ok(&[
+        "create",
+        "--name",
+        "many",
+        "--network",
+        "n",
+        "-p",
+        "20000-29999:20000-29999",
+    ]);
+    assert_eq!(h.json(&["port", "many"]).as_array().unwrap().len(), 10_000);
+    assert_eq!(map_elements(&h, "dnat4any", "tcp"), 10_001);
+    let map = h.sh("nft list map inet weft dnat4any");
+    for port in [20000, 21820, 29999] {
+        assert!(map.contains(&format!("tcp . {port} : ")), "{port} missing");
+    }
+    h.weft_ok(&["rm", "many"]);
+    assert_eq!(
+        map_elements(&h, "dnat4any", "tcp"),
+        1,
+        "only keep's port is left"
+    );
+    // The ports are free again.
+    h.weft_ok(&[
+        "create",
+        "--name",
+        "again",
+        "--network",
+        "n",
+        "-p",
+        "29990-29999:29990-29999",
+    ]);
+}

@@ -562,3 +562,124 @@ fn network_rm_racing_attaches_leaves_no_sandbox_on_a_removed_network() {
         assert!(!rm.status.success());
     }
 }
+
+#[test]
+fn special_ranges_are_refused_up_front_with_the_reason_and_change_nothing() {
+    let h = Host::new("spec");
+    h.weft_ok(&["network", "create", "ok", "--subnet", "10.145.0.0/24"]);
+    h.weft_ok(&["create", "--name", "s1", "--network", "ok"]);
+    let links_before = leftovers(&h);
+    let net = |extra: &[&str]| -> Vec<String> {
+        let mut v: Vec<String> = ["network", "create", "x"].map(String::from).to_vec();
+        v.extend(extra.iter().map(|s| s.to_string()));
+        v
+    };
+    let private = "choose a private range such as 10.0.0.0/8, 172.16.0.0/12 or 192.168.0.0/16";
+    let cases: Vec<(Vec<String>, String)> = vec![
+        (
+            net(&["--subnet", "127.0.0.0/24"]),
+            format!("--subnet 127.0.0.0/24 is loopback (127.0.0.0/8): {private}"),
+        ),
+        (
+            net(&["--subnet", "0.0.0.0/16"]),
+            "--subnet 0.0.0.0/16 is unspecified (\"this network\") (0.0.0.0/8)".into(),
+        ),
+        (
+            net(&["--subnet", "169.254.0.0/24"]),
+            "--subnet 169.254.0.0/24 is link-local (169.254.0.0/16)".into(),
+        ),
+        (
+            net(&["--subnet", "224.1.0.0/24"]),
+            "--subnet 224.1.0.0/24 is multicast (224.0.0.0/4)".into(),
+        ),
+        (
+            net(&["--subnet", "255.255.255.0/24"]),
+            "--subnet 255.255.255.0/24 contains the limited broadcast address (255.255.255.255/32)"
+                .into(),
+        ),
+        (
+            net(&["--ipv6", "--subnet", "10.146.0.0/24", "--subnet", "fe80::/64"]),
+            "--subnet fe80::/64 is link-local (fe80::/10): choose a unique local range".into(),
+        ),
+        (
+            net(&["--ipv6", "--subnet", "10.146.0.0/24", "--subnet", "ff05::/64"]),
+            "--subnet ff05::/64 is multicast (ff00::/8)".into(),
+        ),
+        (
+            net(&["--ipv6", "--subnet", "10.146.0.0/24", "--subnet", "::/64"]),
+            "--subnet ::/64 contains the unspecified address (::/128)".into(),
+        ),
+        (
+            net(&["--subnet", "10.146.0.0/24", "--gateway", "127.0.0.1"]),
+            "--gateway 127.0.0.1 is loopback (127.0.0.0/8)".into(),
+        ),
+        (
+            net(&["--subnet", "10.146.0.0/24", "--ip-range", "169.254.1.0/24"]),
+            "--ip-range 169.254.1.0/24 is link-local (169.254.0.0/16)".into(),
+        ),
+        (
+            net(&["--subnet", "10.146.0.0/24", "--aux-address", "m=224.0.0.5"]),
+            "--aux-address m=224.0.0.5 is multicast (224.0.0.0/4)".into(),
+        ),
+        (
+            net(&["--subnet", "10.146.0.0/24", "--aux-address", "r=10.146.0.1"]),
+            "aux address \"r\" 10.146.0.1 is the gateway of 10.146.0.0/24; pick another address, e.g. 10.146.0.2".into(),
+        ),
+        (
+            net(&[
+                "--subnet",
+                "10.146.0.0/24",
+                "--gateway",
+                "10.146.0.9",
+                "--aux-address",
+                "r=10.146.0.9",
+            ]),
+            "aux address \"r\" 10.146.0.9 is the gateway of 10.146.0.0/24".into(),
+        ),
+    ];
+    let sandbox = |ip: &str| -> Vec<String> {
+        ["create", "--name", "s2", "--network", "ok", "--ip", ip]
+            .map(String::from)
+            .to_vec()
+    };
+    let mut cases = cases;
+    for (ip, what) in [
+        ("127.0.0.5", "is loopback (127.0.0.0/8)"),
+        ("0.0.0.0", "is unspecified (\"this network\") (0.0.0.0/8)"),
+        ("169.254.9.9", "is link-local (169.254.0.0/16)"),
+        ("239.0.0.1", "is multicast (224.0.0.0/4)"),
+        ("255.255.255.255", "is the limited broadcast address"),
+        ("::", "is the unspecified address (::/128)"),
+        ("::1", "is the loopback address (::1/128)"),
+        ("fe80::1", "is link-local (fe80::/10)"),
+        ("ff02::1", "is multicast (ff00::/8)"),
+    ] {
+        cases.push((sandbox(ip), format!("--ip {ip} {what}")));
+    }
+    for (args, needle) in &cases {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        refused(&h, 1, &args, needle);
+    }
+    assert_eq!(
+        leftovers(&h),
+        links_before,
+        "a refused input left something"
+    );
+    assert!(
+        !h.sh("nft list table inet weft").contains("10.146."),
+        "firewall elements of a refused network"
+    );
+
+    // A configured pool in a special range is refused, naming the config file.
+    let p = Host::new("specp");
+    p.config("default_address_pools = [{ base = \"127.0.0.0/16\", size = 24 }]\n");
+    let err = p.weft_err(1, &["network", "create", "a"]);
+    let file = p.dir.join("weft.toml").display().to_string();
+    assert!(
+        err.contains(&format!(
+            "invalid config file {file}: address pool 127.0.0.0/16 is loopback (127.0.0.0/8): {private}"
+        )),
+        "{err}"
+    );
+    assert!(leftovers(&p).is_empty(), "{:?}", leftovers(&p));
+}

@@ -218,3 +218,96 @@ fn config_pools_and_avoid_are_honoured() {
         ]
     );
 }
+
+#[test]
+fn an_explicit_subnet_around_a_nameserver_is_refused_with_the_reason() {
+    let host = Host::new("s1ns");
+    let file = host.resolv_conf("search lan\nnameserver 10.255.255.53\n");
+    let err = host.weft_err(
+        1,
+        &["network", "create", "x", "--subnet", "10.255.255.0/24"],
+    );
+    assert!(
+        err.contains(&format!(
+            "10.255.255.0/24 contains 10.255.255.53, a nameserver of this host ({file})"
+        )),
+        "{err}"
+    );
+    assert_eq!(err.trim().lines().count(), 1, "one line: {err}");
+    assert!(
+        subnets(&host).is_empty(),
+        "a refused create changes nothing"
+    );
+    host.weft_ok(&["network", "create", "y", "--subnet", "10.255.254.0/24"]);
+}
+
+#[test]
+fn automatic_allocation_skips_a_nameserver_and_inspect_says_why() {
+    let host = Host::new("s1nsa");
+    host.config("default_address_pools = [{ base = \"10.255.0.0/16\", size = 24 }]\n");
+    let file = host.resolv_conf("nameserver 10.255.0.53\n");
+    host.weft_ok(&["network", "create", "a"]);
+    assert_eq!(
+        subnets(&host),
+        vec!["10.255.1.0/24".parse::<ipnet::IpNet>().unwrap()]
+    );
+    let allocation = host.json(&["network", "inspect", "a"])[0]["allocation"].clone();
+    assert_eq!(allocation["skipped"][0]["candidate"], "10.255.0.0/24");
+    assert_eq!(
+        allocation["skipped"][0]["reason"],
+        format!("10.255.0.0/24 contains 10.255.0.53, a nameserver of this host ({file})").as_str()
+    );
+}
+
+#[test]
+fn behind_systemd_resolveds_stub_its_upstream_servers_count() {
+    let host = Host::new("s1nsr");
+    host.resolv_conf("# stub\nnameserver 127.0.0.53\noptions edns0 trust-ad\nsearch .\n");
+    let upstreams = host.resolved_conf("nameserver 10.255.0.53\nnameserver 10.255.99.53\n");
+    let err = host.weft_err(1, &["network", "create", "x", "--subnet", "10.255.0.0/20"]);
+    assert!(
+        err.contains(&format!(
+            "contains 10.255.0.53, a nameserver of this host ({upstreams})"
+        )),
+        "{err}"
+    );
+    assert!(
+        !err.contains("127.0.0.53"),
+        "the stub is no obstacle: {err}"
+    );
+    assert!(!err.contains("10.255.99.53"), "outside the subnet: {err}");
+    host.config("default_address_pools = [{ base = \"10.255.0.0/16\", size = 24 }]\n");
+    host.weft_ok(&["network", "create", "a"]);
+    let skipped = host.json(&["network", "inspect", "a"])[0]["allocation"]["skipped"].clone();
+    let candidates: Vec<&str> = skipped
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["candidate"].as_str().unwrap())
+        .collect();
+    assert_eq!(candidates, ["10.255.0.0/24"], "{skipped}");
+    assert_eq!(
+        subnets(&host),
+        vec!["10.255.1.0/24".parse::<ipnet::IpNet>().unwrap()]
+    );
+}
+
+#[test]
+fn loopback_nameservers_are_not_obstacles() {
+    let host = Host::new("s1nsl");
+    // A local resolver that is not resolved's stub (dnsmasq, unbound): resolved's file is
+    // stale or absent and is not read.
+    host.resolv_conf("nameserver 127.0.0.1\nnameserver ::1\n");
+    host.resolved_conf("nameserver 10.255.0.53\n");
+    host.weft_ok(&["network", "create", "x", "--subnet", "10.255.0.0/24"]);
+    // Only the stub, and resolved's file absent: nothing is in the way.
+    let host = Host::new("s1nsl2");
+    host.resolv_conf("nameserver 127.0.0.53\n");
+    host.weft_ok(&["network", "create", "a"]);
+    assert_eq!(
+        subnets(&host),
+        vec!["172.17.0.0/16".parse::<ipnet::IpNet>().unwrap()]
+    );
+    let skipped = host.json(&["network", "inspect", "a"])[0]["allocation"]["skipped"].clone();
+    assert_eq!(skipped.as_array().map(Vec::len), Some(0), "{skipped}");
+}

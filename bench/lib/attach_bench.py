@@ -325,6 +325,8 @@ class Weft:
         return dt, parse_timings(p.stderr)
 
     def teardown(self, host, ok):
+        # The host agent the first command started: stopped before its namespace goes.
+        run(host.cmd(self.argv + ["daemon", "stop"]), env=self.env)
         p = run(host.cmd(self.argv + (["network", "rm", "bench"] if ok else ["gc"])), env=self.env)
         if ok and p.returncode != 0:
             log("weft network rm bench failed: %s" % p.stderr.decode(errors="replace").strip())

@@ -1,7 +1,8 @@
 //! Observes the network namespace weft runs in, read-only: for IPAM, routes of every routing
 //! table, interface addresses, peers of established TCP connections and of the connection
-//! tracking table (see [`crate::core::ipam`] for how these facts are used); for published
-//! ports, the sockets listening there ([`listeners`]) and who holds them ([`socket_owner`]).
+//! tracking table, and the host's DNS servers ([`nameservers`]; see [`crate::core::ipam`] for
+//! how these facts are used); for published ports, the sockets listening there
+//! ([`listeners`]) and who holds them ([`socket_owner`]).
 //!
 //! Everything is read in the network namespace of the *calling thread*: the netlink sockets are
 //! created on it, and sockets are read from `/proc/thread-self/net` (not `/proc/net`, which
@@ -10,6 +11,7 @@
 use std::collections::{HashMap, HashSet};
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::path::Path;
 
 use futures::TryStreamExt;
 use ipnet::IpNet;
@@ -23,7 +25,7 @@ use rtnetlink::packet_route::AddressFamily;
 use crate::adapters::conntrack::{self, CtEntry};
 use crate::adapters::libc_consts::{AF_INET, AF_INET6};
 use crate::adapters::nla::{error_code, messages, Writer, NLMSG_DONE, NLMSG_ERROR};
-use crate::core::ipam::{AddrFact, HostView, PeerFact, PeerSource, RouteFact};
+use crate::core::ipam::{AddrFact, HostView, NameserverFact, PeerFact, PeerSource, RouteFact};
 
 /// Why the host could not be observed.
 #[derive(Debug, thiserror::Error)]
@@ -52,6 +54,15 @@ pub enum HostFactsError {
         #[source]
         source: io::Error,
     },
+    /// A resolver configuration file exists but could not be read.
+    #[error("cannot read the resolver configuration {path}: {source}")]
+    Resolver {
+        /// The file.
+        path: String,
+        /// The failure.
+        #[source]
+        source: io::Error,
+    },
     /// The conntrack dump failed for a reason other than conntrack being absent.
     #[error("cannot dump the connection tracking table over ctnetlink: {0}")]
     Conntrack(#[source] io::Error),
@@ -60,6 +71,8 @@ pub enum HostFactsError {
 /// Observes the network namespace of the calling thread: routes of all tables (both families),
 /// addresses of all interfaces, peers of established TCP connections, then peers of the
 /// connection tracking table (empty when conntrack is not available). Peers are deduplicated.
+/// The nameservers are left empty: they come from files the configuration names, read by
+/// [`nameservers`].
 pub fn observe() -> Result<HostView, HostFactsError> {
     // A current-thread runtime runs everything on this thread, so the netlink socket created
     // inside `block_on` belongs to this thread's network namespace.
@@ -89,7 +102,76 @@ pub fn observe() -> Result<HostView, HostFactsError> {
         routes,
         addresses,
         peers,
+        nameservers: Vec::new(),
     })
+}
+
+// ---------------------------------------------------------------------------------------------
+// Resolvers
+// ---------------------------------------------------------------------------------------------
+
+/// The addresses systemd-resolved's local stub listens on: a `resolv.conf` naming only these
+/// hands every lookup to resolved, whose upstream servers are the real ones.
+const RESOLVED_STUBS: [Ipv4Addr; 2] = [Ipv4Addr::new(127, 0, 0, 53), Ipv4Addr::new(127, 0, 0, 54)];
+
+/// The `nameserver` addresses of a `resolv.conf` text, in order. An IPv6 zone (`%eth0`) is
+/// dropped; lines that are not a `nameserver` line with an address are skipped.
+pub fn parse_resolv_conf(text: &str) -> Vec<IpAddr> {
+    text.lines()
+        .filter_map(|line| {
+            let mut words = line.split_whitespace();
+            if words.next()? != "nameserver" {
+                return None;
+            }
+            let value = words.next()?;
+            let addr = value.split_once('%').map_or(value, |(a, _)| a);
+            addr.parse().ok()
+        })
+        .collect()
+}
+
+/// The text of a resolver file, `None` when it does not exist.
+fn read_resolver_file(path: &Path) -> Result<Option<String>, HostFactsError> {
+    match std::fs::read_to_string(path) {
+        Ok(text) => Ok(Some(text)),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(source) => Err(HostFactsError::Resolver {
+            path: path.display().to_string(),
+            source,
+        }),
+    }
+}
+
+/// The DNS servers of this host: the nameservers of `resolv_conf` (normally
+/// `/etc/resolv.conf`) and, when those are only systemd-resolved's stub (127.0.0.53), the
+/// upstream servers resolved lists in `resolved_conf` (normally
+/// `/run/systemd/resolve/resolv.conf`). Each is tagged with the file that names it. Missing
+/// files contribute nothing. Loopback servers are reported too; IPAM does not count them.
+pub fn nameservers(
+    resolv_conf: &Path,
+    resolved_conf: &Path,
+) -> Result<Vec<NameserverFact>, HostFactsError> {
+    let tag = |path: &Path| {
+        let source = path.display().to_string();
+        move |addr: IpAddr| NameserverFact {
+            addr,
+            source: source.clone(),
+        }
+    };
+    let listed = read_resolver_file(resolv_conf)?
+        .map(|t| parse_resolv_conf(&t))
+        .unwrap_or_default();
+    let only_stub = !listed.is_empty()
+        && listed
+            .iter()
+            .all(|a| matches!(a, IpAddr::V4(v4) if RESOLVED_STUBS.contains(v4)));
+    let mut out: Vec<NameserverFact> = listed.into_iter().map(tag(resolv_conf)).collect();
+    if only_stub {
+        if let Some(text) = read_resolver_file(resolved_conf)? {
+            out.extend(parse_resolv_conf(&text).into_iter().map(tag(resolved_conf)));
+        }
+    }
+    Ok(out)
 }
 
 async fn dump_rtnetlink() -> Result<(Vec<RouteFact>, Vec<AddrFact>), HostFactsError> {
@@ -140,7 +222,7 @@ async fn dump_rtnetlink() -> Result<(Vec<RouteFact>, Vec<AddrFact>), HostFactsEr
 
 /// An interface address: `IFA_LOCAL` when present (on point-to-point links `IFA_ADDRESS` is the
 /// remote end), else `IFA_ADDRESS`, with the header's prefix length.
-fn addr_fact(msg: &AddressMessage, names: &HashMap<u32, String>) -> Option<AddrFact> {
+pub(crate) fn addr_fact(msg: &AddressMessage, names: &HashMap<u32, String>) -> Option<AddrFact> {
     let mut local = None;
     let mut address = None;
     for attr in &msg.attributes {
@@ -170,7 +252,7 @@ fn route_address(a: &RouteAddress) -> Option<IpAddr> {
 /// One route: destination (the family's default prefix when absent), table (`RTA_TABLE` when
 /// present, else the header's 8-bit field), output device and next hop (of the first next hop
 /// for a multipath route).
-fn route_fact(msg: &RouteMessage, names: &HashMap<u32, String>) -> Option<RouteFact> {
+pub(crate) fn route_fact(msg: &RouteMessage, names: &HashMap<u32, String>) -> Option<RouteFact> {
     let h = &msg.header;
     let unspecified = match h.address_family {
         AddressFamily::Inet => IpAddr::V4(Ipv4Addr::UNSPECIFIED),
@@ -525,6 +607,73 @@ mod tests {
             .chunks(4)
             .map(|w| format!("{:08X}", u32::from_ne_bytes([w[0], w[1], w[2], w[3]])))
             .collect()
+    }
+
+    #[test]
+    fn parses_resolv_conf() {
+        let text = "# generated\n\
+            nameserver 10.255.255.53\n\
+            \tnameserver   fe80::1%eth0  \n\
+            nameserver not-an-address\n\
+            ; nameserver 10.9.9.9\n\
+            search lan\n\
+            options edns0 trust-ad\n\
+            nameserver 2001:db8::53\n\
+            nameserver\n";
+        assert_eq!(
+            parse_resolv_conf(text),
+            [ip("10.255.255.53"), ip("fe80::1"), ip("2001:db8::53")]
+        );
+    }
+
+    #[test]
+    fn resolveds_upstreams_count_only_behind_its_stub() {
+        let dir = tempfile::tempdir().unwrap();
+        let resolv = dir.path().join("resolv.conf");
+        let resolved = dir.path().join("resolved.conf");
+        std::fs::write(&resolved, "nameserver 10.1.2.53\nnameserver 10.1.2.54\n").unwrap();
+        let addrs = |v: Vec<NameserverFact>| -> Vec<(IpAddr, bool)> {
+            v.into_iter()
+                .map(|n| (n.addr, n.source == resolved.display().to_string()))
+                .collect()
+        };
+
+        // Only the stub: resolved's upstreams, tagged with its file.
+        std::fs::write(&resolv, "nameserver 127.0.0.53\noptions edns0\n").unwrap();
+        let got = addrs(nameservers(&resolv, &resolved).unwrap());
+        assert_eq!(
+            got,
+            [
+                (ip("127.0.0.53"), false),
+                (ip("10.1.2.53"), true),
+                (ip("10.1.2.54"), true)
+            ]
+        );
+
+        // Another loopback resolver (dnsmasq) or a real server: resolved's file is not read.
+        for text in [
+            "nameserver 127.0.0.1\n",
+            "nameserver 127.0.0.53\nnameserver 10.9.0.1\n",
+        ] {
+            std::fs::write(&resolv, text).unwrap();
+            let got = addrs(nameservers(&resolv, &resolved).unwrap());
+            assert!(
+                got.iter().all(|(_, from_resolved)| !from_resolved),
+                "{text}: {got:?}"
+            );
+        }
+
+        // Missing files are no error and no server.
+        let none = dir.path().join("absent");
+        assert!(nameservers(&none, &none).unwrap().is_empty());
+        std::fs::write(&resolv, "nameserver 127.0.0.53\n").unwrap();
+        assert_eq!(nameservers(&resolv, &none).unwrap().len(), 1);
+        // A directory cannot be read: an error naming it.
+        let err = nameservers(dir.path(), &none).unwrap_err();
+        assert!(
+            err.to_string().contains(&dir.path().display().to_string()),
+            "{err}"
+        );
     }
 
     #[test]

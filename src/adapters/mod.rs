@@ -1,13 +1,18 @@
 //! Adapters: the code that talks to the kernel and to the state store.
 
+pub mod agent_ipc;
 pub mod announce;
 pub mod conntrack;
+pub mod fs;
 pub mod host_facts;
+pub mod init;
+pub mod kernel_events;
 pub mod libc_consts;
 pub mod netlink;
 pub mod netns;
 pub mod nftables;
 pub mod nla;
+pub mod port_reservation;
 pub mod process;
 pub mod store;
 pub mod sysctl;

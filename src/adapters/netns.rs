@@ -6,6 +6,7 @@
 
 use std::fs::File;
 use std::io;
+use std::os::fd::AsRawFd as _;
 use std::path::{Path, PathBuf};
 
 use nix::mount::{mount, umount2, MntFlags, MsFlags};
@@ -110,14 +111,17 @@ pub fn create(path: &Path, ipv6: bool) -> Result<(), NetnsError> {
             // IPv6 may be disabled on the host; those keys then don't exist.
             let _ = sysctl::set(k, v);
         }
-        File::create(&p).map_err(|e| NetnsError::Sys {
+        // A new file, never one planted there (nor a symlink's target): and the mount goes
+        // onto exactly the file made here, through its descriptor, not through the path.
+        let handle = super::fs::create_new(&p, 0o600).map_err(|e| NetnsError::Sys {
             path: p.display().to_string(),
             what: "create handle file",
             source: e,
         })?;
+        let target = format!("/proc/self/fd/{}", handle.as_raw_fd());
         if let Err(e) = mount(
             Some("/proc/thread-self/ns/net"),
-            &p,
+            target.as_str(),
             None::<&str>,
             MsFlags::MS_BIND,
             None::<&str>,
@@ -137,7 +141,8 @@ pub fn create(path: &Path, ipv6: bool) -> Result<(), NetnsError> {
 /// pairs with an end in it) asynchronously once nothing else holds it. Missing handles are
 /// not an error: deletion must be re-runnable.
 pub fn delete(path: &Path) -> Result<(), NetnsError> {
-    match umount2(path, MntFlags::MNT_DETACH) {
+    // Not through a symlink: only weft's own handle is unmounted.
+    match umount2(path, MntFlags::MNT_DETACH | MntFlags::UMOUNT_NOFOLLOW) {
         Ok(()) | Err(nix::Error::EINVAL) | Err(nix::Error::ENOENT) => {}
         Err(e) => return Err(sys(path, "unmount")(e)),
     }

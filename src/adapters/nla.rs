@@ -5,6 +5,11 @@
 //! messages are deeply nested, typed by position, and we want byte-for-byte control for the
 //! golden tests. Reading never panics on malformed input: iterators stop at the first bad
 //! length and callers report the missing attribute.
+//!
+//! Lengths are never truncated: an attribute longer than its 16-bit length field (or a message
+//! longer than its 32-bit one) makes the [`Writer`] fail, and [`Writer::finish`] reports it.
+
+#![deny(clippy::arithmetic_side_effects)]
 
 pub use crate::core::nft::align4;
 
@@ -25,10 +30,27 @@ pub const NLMSG_ERROR: u16 = 2;
 /// `NLMSG_DONE`.
 pub const NLMSG_DONE: u16 = 3;
 
+/// A length that does not fit its netlink length field.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{what} of {len} bytes is longer than its length field allows ({max} bytes)")]
+pub(crate) struct TooLong {
+    /// `attribute 3` or `message`.
+    pub(crate) what: String,
+    /// The length it would have had.
+    pub(crate) len: usize,
+    /// The most the field holds.
+    pub(crate) max: usize,
+}
+
 /// Appends netlink messages and their attributes to one buffer.
+///
+/// The first length that does not fit its field is remembered (nothing is truncated) and
+/// returned by [`Writer::finish`] / [`Writer::take_error`]; the bytes written after it are
+/// meaningless and must not be sent.
 #[derive(Default)]
 pub(crate) struct Writer {
     pub(crate) buf: Vec<u8>,
+    error: Option<TooLong>,
 }
 
 impl Writer {
@@ -67,19 +89,27 @@ impl Writer {
     }
 
     /// Patches the length of the message begun at `start`.
-    // FIXME(issue 6, item 7): lengths over u16/u32 are truncated; bounded on its own branch.
-    #[allow(clippy::cast_possible_truncation)]
     pub(crate) fn end_msg(&mut self, start: usize) {
-        let len = (self.buf.len() - start) as u32;
-        self.buf[start..start + 4].copy_from_slice(&len.to_ne_bytes());
+        let len = self.buf.len().checked_sub(start);
+        match len.and_then(|l| u32::try_from(l).ok()) {
+            Some(l) => self.patch(start, &l.to_ne_bytes()),
+            None => self.fail("message".to_string(), len.unwrap_or(usize::MAX), u32::MAX),
+        }
     }
 
-    /// One attribute with a raw payload, padded to 4 bytes.
-    // FIXME(issue 6, item 7): lengths over u16/u32 are truncated; bounded on its own branch.
-    #[allow(clippy::cast_possible_truncation)]
+    /// One attribute with a raw payload, padded to 4 bytes. A payload too long for the
+    /// 16-bit length is not written, and the writer fails.
     pub(crate) fn put(&mut self, ty: u16, data: &[u8]) {
-        let len = 4 + data.len();
-        self.buf.extend_from_slice(&(len as u16).to_ne_bytes());
+        let len = data.len().checked_add(4);
+        let Some(len16) = len.and_then(|l| u16::try_from(l).ok()) else {
+            self.fail(
+                format!("attribute {ty}"),
+                len.unwrap_or(usize::MAX),
+                u16::MAX,
+            );
+            return;
+        };
+        self.buf.extend_from_slice(&len16.to_ne_bytes());
         self.buf.extend_from_slice(&ty.to_ne_bytes());
         self.buf.extend_from_slice(data);
         self.pad();
@@ -87,7 +117,7 @@ impl Writer {
 
     /// A NUL-terminated string attribute (the kernel's `NLA_STRING`/`NLA_NUL_STRING`).
     pub(crate) fn put_str(&mut self, ty: u16, s: &str) {
-        let mut v = Vec::with_capacity(s.len() + 1);
+        let mut v = Vec::with_capacity(s.len().saturating_add(1));
         v.extend_from_slice(s.as_bytes());
         v.push(0);
         self.put(ty, &v);
@@ -107,12 +137,72 @@ impl Writer {
         start
     }
 
-    /// Closes the nested attribute opened at `start`.
-    // FIXME(issue 6, item 7): lengths over u16/u32 are truncated; bounded on its own branch.
-    #[allow(clippy::cast_possible_truncation)]
+    /// Closes the nested attribute opened at `start`; the writer fails if its content made
+    /// it longer than the 16-bit length holds.
     pub(crate) fn nest_end(&mut self, start: usize) {
-        let len = (self.buf.len() - start) as u16;
-        self.buf[start..start + 2].copy_from_slice(&len.to_ne_bytes());
+        let len = self.buf.len().checked_sub(start);
+        match len.and_then(|l| u16::try_from(l).ok()) {
+            Some(l) => self.patch(start, &l.to_ne_bytes()),
+            None => {
+                let ty = self
+                    .buf
+                    .get(start.saturating_add(2)..start.saturating_add(4))
+                    .map(|b| u16::from_ne_bytes([b[0], b[1]]) & NLA_TYPE_MASK)
+                    .unwrap_or_default();
+                self.fail(
+                    format!("nested attribute {ty}"),
+                    len.unwrap_or(usize::MAX),
+                    u16::MAX,
+                )
+            }
+        }
+    }
+
+    /// Appends what another writer wrote (whole attributes, already padded), and its
+    /// failure if it failed.
+    pub(crate) fn append(&mut self, other: Writer) {
+        self.buf.extend_from_slice(&other.buf);
+        if self.error.is_none() {
+            self.error = other.error;
+        }
+    }
+
+    /// Whether a length did not fit (see [`Writer::take_error`]).
+    pub(crate) fn failed(&self) -> bool {
+        self.error.is_some()
+    }
+
+    /// The first length that did not fit, if any; the writer is usable again afterwards
+    /// (its buffer is not).
+    pub(crate) fn take_error(&mut self) -> Option<TooLong> {
+        self.error.take()
+    }
+
+    /// The bytes written, or the first length that did not fit.
+    pub(crate) fn finish(self) -> Result<Vec<u8>, TooLong> {
+        match self.error {
+            Some(e) => Err(e),
+            None => Ok(self.buf),
+        }
+    }
+
+    fn patch(&mut self, at: usize, bytes: &[u8]) {
+        if let Some(slot) = at
+            .checked_add(bytes.len())
+            .and_then(|end| self.buf.get_mut(at..end))
+        {
+            slot.copy_from_slice(bytes);
+        }
+    }
+
+    fn fail(&mut self, what: String, len: usize, max: impl Into<u64>) {
+        if self.error.is_none() {
+            self.error = Some(TooLong {
+                what,
+                len,
+                max: usize::try_from(max.into()).unwrap_or(usize::MAX),
+            });
+        }
     }
 
     fn pad(&mut self) {
@@ -135,7 +225,7 @@ pub(crate) fn messages(mut data: &[u8]) -> impl Iterator<Item = RawMsg<'_>> {
         if data.len() < NLMSG_HDRLEN {
             return None;
         }
-        let len = u32::from_ne_bytes(data[0..4].try_into().ok()?) as usize;
+        let len = usize::try_from(u32::from_ne_bytes(data[0..4].try_into().ok()?)).ok()?;
         if len < NLMSG_HDRLEN || len > data.len() {
             return None;
         }
@@ -215,6 +305,8 @@ pub(crate) fn be32(p: &[u8]) -> Option<u32> {
 }
 
 #[cfg(test)]
+// Tests compute expected lengths directly; an overflow there panics the test (debug build).
+#[allow(clippy::arithmetic_side_effects)]
 mod tests {
     use super::*;
 
@@ -236,6 +328,52 @@ mod tests {
         assert_eq!(inner.len(), 1);
         assert_eq!(inner[0].0, 3);
         assert_eq!(find_attr(inner[0].1, 1), Some(&b"ab\0"[..]));
+    }
+
+    #[test]
+    fn oversized_attributes_fail_instead_of_truncating() {
+        // The largest payload that fits: 65531 + 4 = 65535.
+        let mut w = Writer::default();
+        w.put(1, &vec![0u8; 65531]);
+        assert_eq!(w.finish().map(|b| b.len()), Ok(65536));
+        let mut w = Writer::default();
+        w.put(1, &vec![0u8; 65532]);
+        let err = w.finish().unwrap_err();
+        assert_eq!((err.len, err.max), (65536, 65535));
+        assert_eq!(err.what, "attribute 1");
+
+        // A nest whose content grows past 65535 bytes.
+        let mut w = Writer::default();
+        let n = w.nest_start(3);
+        for _ in 0..3 {
+            w.put(1, &vec![0u8; 30000]);
+        }
+        w.nest_end(n);
+        let err = w.finish().unwrap_err();
+        assert_eq!(err.what, "nested attribute 3");
+        assert_eq!(err.len, 4 + 3 * 30004);
+
+        // The largest nest (content is padded to 4 bytes): 4 + 4 + 65524 = 65532 is fine,
+        // 4 more are not.
+        let mut w = Writer::default();
+        let n = w.nest_start(3);
+        w.put(1, &vec![0u8; 65524]);
+        w.nest_end(n);
+        let buf = w.finish().unwrap();
+        assert_eq!(u16::from_ne_bytes([buf[0], buf[1]]), 65532);
+        let mut w = Writer::default();
+        let n = w.nest_start(3);
+        w.put(1, &vec![0u8; 65528]);
+        w.nest_end(n);
+        assert_eq!(w.finish().unwrap_err().len, 65536);
+
+        // The error survives an append and is taken once.
+        let mut bad = Writer::default();
+        bad.put(1, &vec![0u8; 70000]);
+        let mut w = Writer::default();
+        w.append(bad);
+        assert!(w.take_error().is_some());
+        assert!(w.take_error().is_none());
     }
 
     #[test]

@@ -1,22 +1,45 @@
-//! Starting a command inside a sandbox, and forwarding signals to it.
+//! Starting commands inside a sandbox, and forwarding signals to them.
 //!
-//! The child enters the sandbox's network namespace and then unshares a private mount and UTS
-//! namespace of its own, in which it bind-mounts the sandbox's `/etc/hosts` and
-//! `/etc/resolv.conf` and sets the hostname. Every process started in a sandbox (`run`, `exec`)
-//! does the same, so they all see the same network, files and name. The mount namespace is a
-//! slave of the host's, so when weft unmounts a namespace handle it disappears there too.
+//! Every command runs under a small init ([`super::init`], `weft __init`) that is PID 1 of a
+//! PID namespace of its own: when the init dies, the kernel kills everything the command left
+//! behind. The init enters the sandbox's network namespace and then unshares a private mount
+//! and UTS namespace of its own, in which it bind-mounts the sandbox's `/etc/hosts` and
+//! `/etc/resolv.conf` and sets the hostname; the command inherits all of it. Every process
+//! started in a sandbox (`run`, `exec`) does the same, so they all see the same network, files
+//! and name. The mount namespace is a slave of the host's, so when weft unmounts a namespace
+//! handle it disappears there too.
 
-use std::ffi::CString;
+use std::ffi::{CString, OsStr};
 use std::fs::File;
-use std::io;
-use std::os::fd::AsFd;
+use std::io::{self, Read as _, Write as _};
+use std::os::fd::{AsFd, AsRawFd as _, FromRawFd as _, OwnedFd, RawFd};
+use std::os::unix::net::UnixStream;
 use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicI32, Ordering};
+use std::sync::atomic::{AtomicI32, AtomicU32, Ordering};
 
 use nix::mount::{mount, MsFlags};
 use nix::sched::{setns, unshare, CloneFlags};
+use nix::sys::stat::Mode;
+
+use super::init;
+
+/// The umask weft was started with; weft itself uses 077 (see [`restrict_umask`]).
+static ORIGINAL_UMASK: AtomicU32 = AtomicU32::new(0o022);
+
+/// Makes everything weft creates private to root from here on (state, logs, run files are
+/// secrets: labels, a sandbox's output) and remembers the caller's umask for the commands
+/// weft starts, which must not notice.
+pub fn restrict_umask() {
+    let old = nix::sys::stat::umask(Mode::from_bits_truncate(0o077));
+    ORIGINAL_UMASK.store(old.bits(), Ordering::SeqCst);
+}
+
+/// The umask weft was started with, for the processes it starts.
+pub fn original_umask() -> Mode {
+    Mode::from_bits_truncate(ORIGINAL_UMASK.load(Ordering::SeqCst))
+}
 
 /// What a process in a sandbox gets.
 #[derive(Debug, Clone, Default)]
@@ -45,7 +68,8 @@ fn cstr(s: &str) -> io::Result<CString> {
     })
 }
 
-/// Builds the command; `stdio` decides where its standard streams go.
+/// Builds a command that runs `spec.argv` in the sandbox's namespaces without an init (the
+/// demo uses it to run weft itself inside its namespaces).
 pub fn command(spec: &SandboxExec) -> io::Result<Command> {
     let Some((prog, args)) = spec.argv.split_first() else {
         return Err(io::Error::new(
@@ -53,6 +77,17 @@ pub fn command(spec: &SandboxExec) -> io::Result<Command> {
             "no command given",
         ));
     };
+    build(spec, OsStr::new(prog), args, None)
+}
+
+/// The command `prog ARGS` entering the sandbox's namespaces; for an init, `init_control` is
+/// the control socket it inherits.
+fn build(
+    spec: &SandboxExec,
+    prog: &OsStr,
+    args: &[String],
+    init_control: Option<RawFd>,
+) -> io::Result<Command> {
     let mut cmd = Command::new(prog);
     cmd.args(args);
     // Everything the child needs is prepared here: after fork only system calls are safe.
@@ -76,6 +111,8 @@ pub fn command(spec: &SandboxExec) -> io::Result<Command> {
     let etc_hosts = cstr("/etc/hosts")?;
     let etc_resolv = cstr("/etc/resolv.conf")?;
     let root = cstr("/")?;
+    let umask = original_umask();
+    let blocked = init_control.map(|_| init::waited_signals());
     // Only a sandbox process gets private mounts and hostname; entering just the network
     // namespace (the demo driving weft itself) must keep the host's mounts visible.
     let private = spec.hosts.is_some() || spec.resolv_conf.is_some() || spec.hostname.is_some();
@@ -83,6 +120,15 @@ pub fn command(spec: &SandboxExec) -> io::Result<Command> {
     // on values prepared above (no allocation, no locks).
     unsafe {
         cmd.pre_exec(move || {
+            nix::sys::stat::umask(umask);
+            if let (Some(fd), Some(set)) = (init_control, &blocked) {
+                // The init must inherit its control socket, and receive every signal sent
+                // before it waits for them (see `init::waited_signals`).
+                if libc::fcntl(fd, libc::F_SETFD, 0) < 0 {
+                    return Err(io::Error::last_os_error());
+                }
+                set.thread_block().map_err(io::Error::from)?;
+            }
             if let Some(f) = &netns {
                 setns(f.as_fd(), CloneFlags::CLONE_NEWNET).map_err(io::Error::from)?;
             }
@@ -132,18 +178,104 @@ pub fn command(spec: &SandboxExec) -> io::Result<Command> {
     Ok(cmd)
 }
 
-/// Starts the command with the caller's standard streams.
-pub fn spawn_foreground(spec: &SandboxExec) -> io::Result<Child> {
-    command(spec)?.spawn()
+/// An init started for a sandbox command, waiting for the go-ahead: the caller records its
+/// pid and start time first, then calls [`PendingInit::start`]. Dropped without starting, the
+/// init exits without running anything.
+pub struct PendingInit {
+    child: Child,
+    control: UnixStream,
+    start_time: Option<u64>,
 }
 
-/// Starts the command detached from any terminal: stdin from /dev/null, output to `log`.
-pub fn spawn_detached(spec: &SandboxExec, log: &File) -> io::Result<Child> {
-    let mut cmd = command(spec)?;
-    cmd.stdin(Stdio::null())
-        .stdout(log.try_clone()?)
-        .stderr(log.try_clone()?);
-    cmd.spawn()
+impl PendingInit {
+    /// The init's pid (in weft's PID namespace).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// The init's start time (see [`start_time`]).
+    pub fn start_time(&self) -> Option<u64> {
+        self.start_time
+    }
+
+    /// Lets the init start the command. Returns the init, whose exit status is the
+    /// command's, or why the command could not start (the init is reaped then).
+    pub fn start(mut self) -> io::Result<Child> {
+        let mut reply = String::new();
+        let sent = self
+            .control
+            .write_all(b"g")
+            .and_then(|()| self.control.read_to_string(&mut reply));
+        if sent.is_ok() && reply == init::STARTED {
+            return Ok(self.child);
+        }
+        let _ = self.child.wait();
+        Err(match (sent, reply.is_empty()) {
+            (Err(e), _) => e,
+            (Ok(_), true) => io::Error::other("the sandbox's init exited before starting it"),
+            (Ok(_), false) => io::Error::other(reply),
+        })
+    }
+
+    /// Gives up: the init exits without starting the command; reaped here.
+    pub fn abandon(self) {
+        let PendingInit {
+            mut child, control, ..
+        } = self;
+        drop(control);
+        let _ = child.wait();
+    }
+}
+
+/// Starts `weft __init -- ARGV...` in the sandbox's namespaces and a new PID namespace, with
+/// the caller's standard streams, or, with `log`, stdin from /dev/null and output to `log`.
+/// The command itself starts only with [`PendingInit::start`].
+pub fn spawn_init(spec: &SandboxExec, log: Option<&File>) -> io::Result<PendingInit> {
+    if spec.argv.is_empty() {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "no command given",
+        ));
+    }
+    let (ours, theirs) = UnixStream::pair()?;
+    // At 3 or above (F_DUPFD_CLOEXEC from 3): the child's standard streams are set up over
+    // 0-2 before it makes this one inheritable.
+    let theirs = OwnedFd::from(theirs).try_clone()?;
+    let fd = theirs.as_raw_fd();
+    let mut args = vec![
+        "__init".to_string(),
+        "--control-fd".to_string(),
+        fd.to_string(),
+        "--".to_string(),
+    ];
+    args.extend(spec.argv.iter().cloned());
+    // Our own binary, even if it was replaced on disk since we started.
+    let mut cmd = build(spec, OsStr::new("/proc/self/exe"), &args, Some(fd))?;
+    cmd.arg0("weft");
+    if let Some(log) = log {
+        cmd.stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log.try_clone()?);
+    }
+    let child = std::thread::scope(|s| {
+        s.spawn(|| {
+            // Only this thread's children are affected, and it ends after this one: its
+            // first child becomes PID 1 of the new namespace.
+            unshare(CloneFlags::CLONE_NEWPID).map_err(io::Error::from)?;
+            cmd.spawn()
+        })
+        .join()
+        .unwrap_or_else(|_| Err(io::Error::other("the spawning thread panicked")))
+    })?;
+    // Only the init holds its end now: its exit shows as EOF here.
+    drop(cmd);
+    drop(theirs);
+    let start_time = start_time(child.id());
+    Ok(PendingInit {
+        child,
+        control: ours,
+        start_time,
+    })
 }
 
 static CHILD: AtomicI32 = AtomicI32::new(0);
@@ -251,6 +383,50 @@ pub fn alive(pid: u32) -> bool {
             !matches!(state, Some("Z") | Some("X"))
         }
         Err(_) => false,
+    }
+}
+
+/// Sends `sig` to `pid` if it is still the process that started at `start` (any process
+/// with that pid when `start` is unknown). Returns whether it was sent. Race-free: the check
+/// and the signal go through one pidfd, which cannot come to mean another process.
+pub fn signal_verified(pid: u32, start: Option<u64>, sig: i32) -> io::Result<bool> {
+    let Ok(raw) = libc::pid_t::try_from(pid) else {
+        return Ok(false);
+    };
+    // SAFETY: pidfd_open takes a pid and flags and returns a new fd or -1.
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, raw, 0) };
+    if fd < 0 {
+        let e = io::Error::last_os_error();
+        return match e.raw_os_error() {
+            Some(libc::ESRCH) => Ok(false),
+            _ => Err(e),
+        };
+    }
+    let fd = RawFd::try_from(fd).map_err(|_| io::Error::other("pidfd out of range"))?;
+    // SAFETY: pidfd_open just returned this fd; nothing else owns it.
+    let pidfd = unsafe { OwnedFd::from_raw_fd(fd) };
+    // Read after the pidfd exists: if the pid was reused meanwhile, the pidfd names the
+    // process that died and the signal below fails with ESRCH.
+    if start.is_some() && start_time(pid) != start {
+        return Ok(false);
+    }
+    // SAFETY: a valid pidfd, a signal number, no siginfo, no flags.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_pidfd_send_signal,
+            pidfd.as_raw_fd(),
+            sig,
+            std::ptr::null::<libc::siginfo_t>(),
+            0,
+        )
+    };
+    if r == 0 {
+        return Ok(true);
+    }
+    let e = io::Error::last_os_error();
+    match e.raw_os_error() {
+        Some(libc::ESRCH) => Ok(false),
+        _ => Err(e),
     }
 }
 

@@ -30,10 +30,14 @@ pub enum StoreError {
         source: rusqlite::Error,
     },
     /// A stored record could not be decoded (written by an incompatible weft?).
-    #[error("state store record {key} is corrupt: {source}")]
+    #[error("state store record {table}/{key} (name {name:?}) is unreadable: {source}")]
     Corrupt {
+        /// `sandboxes` or `networks`.
+        table: &'static str,
         /// Record id.
         key: String,
+        /// Record name.
+        name: String,
         /// Decoding error.
         source: serde_json::Error,
     },
@@ -49,6 +53,29 @@ pub enum StoreError {
 
 /// Result alias for store operations.
 pub type StoreResult<T> = Result<T, StoreError>;
+
+/// A stored record whose body cannot be decoded. Listings skip it; it is removed by id.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CorruptRecord {
+    /// `sandboxes` or `networks`.
+    pub table: &'static str,
+    /// Record id.
+    pub id: String,
+    /// Record name.
+    pub name: String,
+    /// Why it cannot be decoded.
+    pub error: String,
+}
+
+impl std::fmt::Display for CorruptRecord {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} record {} (name {:?}): {}",
+            self.table, self.id, self.name, self.error
+        )
+    }
+}
 
 /// Whether a transaction may write. Write transactions are serialised across processes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -70,7 +97,7 @@ pub trait Store {
 pub trait Txn {
     /// A network by exact name, or by id or unique id prefix.
     fn network(&self, name_or_id: &str) -> StoreResult<Option<Network>>;
-    /// All networks, by name.
+    /// All networks, by name (unreadable ones are skipped: see [`Txn::corrupt_records`]).
     fn networks(&self) -> StoreResult<Vec<Network>>;
     /// Inserts or replaces a network (by id); fails with `NameTaken` on a name clash.
     fn put_network(&self, net: &Network) -> StoreResult<()>;
@@ -78,8 +105,10 @@ pub trait Txn {
     fn delete_network(&self, id: &str) -> StoreResult<()>;
     /// A sandbox by exact name, or by id or unique id prefix.
     fn sandbox(&self, name_or_id: &str) -> StoreResult<Option<Sandbox>>;
-    /// All sandboxes, by name.
+    /// All sandboxes, by name (unreadable ones are skipped: see [`Txn::corrupt_records`]).
     fn sandboxes(&self) -> StoreResult<Vec<Sandbox>>;
+    /// Network and sandbox records whose body cannot be decoded.
+    fn corrupt_records(&self) -> StoreResult<Vec<CorruptRecord>>;
     /// Inserts or replaces a sandbox (by id); fails with `NameTaken` on a name clash.
     fn put_sandbox(&self, sb: &Sandbox) -> StoreResult<()>;
     /// Deletes a sandbox record (its addresses are released separately).
@@ -238,9 +267,14 @@ impl Drop for SqliteTxn<'_> {
     }
 }
 
-fn decode<T: serde::de::DeserializeOwned>(key: &str, body: &str) -> StoreResult<T> {
+fn decode<T: serde::de::DeserializeOwned>(
+    table: &'static str,
+    (key, name, body): &(String, String, String),
+) -> StoreResult<T> {
     serde_json::from_str(body).map_err(|source| StoreError::Corrupt {
-        key: key.to_string(),
+        table,
+        key: key.clone(),
+        name: name.clone(),
         source,
     })
 }
@@ -276,39 +310,72 @@ impl SqliteTxn<'_> {
 
     fn lookup<T: serde::de::DeserializeOwned>(
         &self,
-        table: &str,
+        table: &'static str,
         key: &str,
     ) -> StoreResult<Option<T>> {
-        let by_name = format!("SELECT id, body FROM {table} WHERE name = ?1");
-        let row: Option<(String, String)> = self
+        let by_name = format!("SELECT id, name, body FROM {table} WHERE name = ?1");
+        let row: Option<(String, String, String)> = self
             .conn()
             .prepare_cached(&by_name)
-            .and_then(|mut st| st.query_row(params![key], |r| Ok((r.get(0)?, r.get(1)?))))
+            .and_then(|mut st| {
+                st.query_row(params![key], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+            })
             .optional()
             .map_err(|e| self.store.err(e))?;
-        if let Some((id, body)) = row {
-            return decode(&id, &body).map(Some);
+        if let Some(row) = row {
+            return decode(table, &row).map(Some);
         }
         // Docker accepts any unique id prefix. Both lookups use the primary key's index (a
         // LIKE would scan the table on every command).
         if key.len() >= 3 && key.chars().all(|c| c.is_ascii_hexdigit()) {
             let key = key.to_ascii_lowercase();
             let by_id = format!(
-                "SELECT id, body FROM {table} WHERE id >= ?1 AND id < ?1 || 'g' ORDER BY id LIMIT 2"
+                "SELECT id, name, body FROM {table} WHERE id >= ?1 AND id < ?1 || 'g' ORDER BY id LIMIT 2"
             );
-            let rows: Vec<(String, String)> =
-                self.rows(&by_id, params![key], |r| Ok((r.get(0)?, r.get(1)?)))?;
+            let rows = self.raw_rows(&by_id, params![key])?;
             if rows.len() == 1 {
-                return decode(&rows[0].0, &rows[0].1).map(Some);
+                return decode(table, &rows[0]).map(Some);
             }
         }
         Ok(None)
     }
 
-    fn list<T: serde::de::DeserializeOwned>(&self, table: &str) -> StoreResult<Vec<T>> {
-        let sql = format!("SELECT id, body FROM {table} ORDER BY name");
-        let rows: Vec<(String, String)> = self.rows(&sql, [], |r| Ok((r.get(0)?, r.get(1)?)))?;
-        rows.iter().map(|(id, body)| decode(id, body)).collect()
+    fn raw_rows(
+        &self,
+        sql: &str,
+        params: impl rusqlite::Params,
+    ) -> StoreResult<Vec<(String, String, String)>> {
+        self.rows(sql, params, |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+    }
+
+    /// Every readable record of a table; one that cannot be decoded must not hide the others.
+    fn list<T: serde::de::DeserializeOwned>(&self, table: &'static str) -> StoreResult<Vec<T>> {
+        let sql = format!("SELECT id, name, body FROM {table} ORDER BY name");
+        let rows = self.raw_rows(&sql, [])?;
+        Ok(rows.iter().filter_map(|r| decode(table, r).ok()).collect())
+    }
+
+    fn corrupt_in<T: serde::de::DeserializeOwned>(
+        &self,
+        table: &'static str,
+    ) -> StoreResult<Vec<CorruptRecord>> {
+        let sql = format!("SELECT id, name, body FROM {table} ORDER BY name");
+        let rows = self.raw_rows(&sql, [])?;
+        Ok(rows
+            .iter()
+            .filter_map(|r| match decode::<T>(table, r) {
+                Ok(_) => None,
+                Err(e) => Some(CorruptRecord {
+                    table,
+                    id: r.0.clone(),
+                    name: r.1.clone(),
+                    error: match e {
+                        StoreError::Corrupt { source, .. } => source.to_string(),
+                        other => other.to_string(),
+                    },
+                }),
+            })
+            .collect())
     }
 
     fn put(
@@ -375,6 +442,12 @@ impl Txn for SqliteTxn<'_> {
 
     fn sandboxes(&self) -> StoreResult<Vec<Sandbox>> {
         self.list("sandboxes")
+    }
+
+    fn corrupt_records(&self) -> StoreResult<Vec<CorruptRecord>> {
+        let mut out = self.corrupt_in::<Network>("networks")?;
+        out.extend(self.corrupt_in::<Sandbox>("sandboxes")?);
+        Ok(out)
     }
 
     fn put_sandbox(&self, sb: &Sandbox) -> StoreResult<()> {
@@ -610,6 +683,44 @@ mod tests {
         let tx = store.begin(Mode::Read).unwrap();
         assert_eq!(tx.network("abc").unwrap().unwrap().name, "a");
         assert!(tx.network("zzz").unwrap().is_none());
+    }
+
+    #[test]
+    fn an_unreadable_record_is_skipped_by_listings_and_named_by_lookups() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(dir.path()).unwrap();
+        let tx = store.begin(Mode::Write).unwrap();
+        tx.put_network(&net("a", "aaaa0001")).unwrap();
+        tx.put_network(&net("b", "bbbb0001")).unwrap();
+        tx.commit().unwrap();
+        store
+            .conn
+            .execute("UPDATE networks SET body = 'garbage' WHERE name = 'b'", [])
+            .unwrap();
+        let tx = store.begin(Mode::Read).unwrap();
+        let names: Vec<String> = tx.networks().unwrap().into_iter().map(|n| n.name).collect();
+        assert_eq!(names, vec!["a"]);
+        let bad = tx.corrupt_records().unwrap();
+        assert_eq!(bad.len(), 1);
+        assert_eq!(
+            (bad[0].table, bad[0].id.as_str(), bad[0].name.as_str()),
+            ("networks", "bbbb0001", "b")
+        );
+        match tx.network("b") {
+            Err(StoreError::Corrupt {
+                table, key, name, ..
+            }) => {
+                assert_eq!(
+                    (table, key.as_str(), name.as_str()),
+                    ("networks", "bbbb0001", "b")
+                )
+            }
+            other => panic!("expected Corrupt, got {other:?}"),
+        }
+        assert!(matches!(
+            tx.network("bbbb"),
+            Err(StoreError::Corrupt { .. })
+        ));
     }
 
     #[test]

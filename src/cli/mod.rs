@@ -109,17 +109,50 @@ pub enum Command {
     },
     /// Remove what a crash left behind and reconcile state with the kernel.
     Gc,
+    /// The host agent: repairs drift within a second and holds published ports. Without a
+    /// subcommand it runs in the foreground (as systemd starts it); commands start it on
+    /// demand.
+    Daemon {
+        /// Keep running when nothing weft-made is left (for a service manager; started on
+        /// demand, the agent leaves then).
+        #[arg(long)]
+        stay: bool,
+        /// What to do; nothing runs the agent.
+        #[command(subcommand)]
+        action: Option<DaemonCmd>,
+    },
     /// Show weft working, inside a throwaway namespace.
     Demo,
     /// Small network probes (for demos and tests on machines without ping or nc).
     #[command(subcommand)]
     Tool(ToolCmd),
+    /// Internal: PID 1 of a sandbox command's PID namespace.
+    #[command(name = "__init", hide = true)]
+    Init {
+        /// Socket on which the spawning weft gives the go-ahead and hears the outcome.
+        #[arg(long)]
+        control_fd: Option<i32>,
+        /// Command and arguments (after `--`).
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true, required = true)]
+        command: Vec<String>,
+    },
     /// Internal: waits for a detached sandbox's command.
     #[command(name = "__monitor", hide = true)]
     Monitor {
         /// Sandbox id.
         id: String,
     },
+}
+
+/// `weft daemon ...`
+#[derive(Debug, Subcommand)]
+pub enum DaemonCmd {
+    /// Whether the agent runs, its repairs and their causes, what it watches and holds.
+    Status,
+    /// Stop the agent (commands start it again when they need it).
+    Stop,
+    /// Ask the agent to check and repair everything now.
+    Repair,
 }
 
 /// `weft network ...`
@@ -389,7 +422,15 @@ pub fn run(cli: Cli) -> Result<i32> {
     match &cli.command {
         Command::Tool(t) => return run_tool(t),
         Command::Demo => return engine::demo::run(),
+        // The init's exit code is its command's; nothing of weft's may be printed after it.
+        Command::Init {
+            control_fd,
+            command,
+        } => std::process::exit(crate::adapters::init::run(*control_fd, command)),
         _ => {}
+    }
+    if let Command::Daemon { action: None, stay } = &cli.command {
+        return engine::agent::run(&cli.state_dir, &cli.run_dir, &cli.config, *stay);
     }
     let ctx = Ctx::open(&cli.state_dir, &cli.run_dir, &cli.config)?;
     let json = cli.format == Format::Json;
@@ -432,6 +473,7 @@ pub fn run(cli: Cli) -> Result<i32> {
             command,
         } => sandbox::exec(&ctx, &s, &command),
         Command::Ps { all } => {
+            warn_unreadable(&ctx, "sandboxes")?;
             let list = sandbox::list(&ctx, all)?;
             if json {
                 print_json(&list.iter().map(view::sandbox).collect::<Vec<_>>())?;
@@ -522,8 +564,12 @@ pub fn run(cli: Cli) -> Result<i32> {
                     ("marked exited", &report.sandboxes_exited),
                     ("removed half-made network", &report.networks_removed),
                     ("repaired network", &report.networks_repaired),
+                    ("repaired sandbox", &report.sandboxes_repaired),
+                    ("settled interrupted endpoint", &report.endpoints_settled),
+                    ("repair", &report.repairs),
                     ("deleted orphan", &report.orphans_deleted),
                     ("repaired firewall", &report.firewall_repaired),
+                    ("removed unreadable", &report.unreadable_removed),
                     ("error", &report.errors),
                 ] {
                     for item in list {
@@ -540,8 +586,101 @@ pub fn run(cli: Cli) -> Result<i32> {
             sandbox::monitor(&ctx, &id)?;
             Ok(0)
         }
-        Command::Tool(_) | Command::Demo => Ok(0),
+        Command::Daemon { action, .. } => run_daemon(&ctx, action, json),
+        Command::Tool(_) | Command::Demo | Command::Init { .. } => Ok(0),
     }
+}
+
+fn run_daemon(ctx: &Ctx, action: Option<DaemonCmd>, json: bool) -> Result<i32> {
+    use engine::agent::client;
+    match action {
+        None => Ok(0),
+        Some(DaemonCmd::Status) => {
+            let status = client::status(ctx)?;
+            if json {
+                print_json(&serde_json::json!({
+                    "running": status.is_some(),
+                    "status": status,
+                }))?;
+            } else {
+                match &status {
+                    None => println!("weft agent: not running"),
+                    Some(s) => print_agent_status(s),
+                }
+            }
+            Ok(if status.is_some() { 0 } else { 3 })
+        }
+        Some(DaemonCmd::Stop) => {
+            let stopped = client::stop(ctx)?;
+            if json {
+                print_json(&serde_json::json!({ "stopped": stopped }))?;
+            } else {
+                println!(
+                    "{}",
+                    if stopped {
+                        "weft agent stopped"
+                    } else {
+                        "weft agent: not running"
+                    }
+                );
+            }
+            Ok(0)
+        }
+        Some(DaemonCmd::Repair) => {
+            if !client::repair(ctx)? {
+                return Err(crate::user_err!(
+                    "the weft agent is not running; `weft gc` repairs without it"
+                ));
+            }
+            if json {
+                print_json(&serde_json::json!({ "repaired": true }))?;
+            }
+            Ok(0)
+        }
+    }
+}
+
+fn print_agent_status(s: &crate::core::agent::AgentStatus) {
+    println!(
+        "weft agent: running (pid {}, up {} s)",
+        s.pid, s.uptime_secs
+    );
+    println!("state dir: {}", s.state_dir);
+    println!("watching: {}", s.watching.join(", "));
+    println!("repairs: {}", s.repairs_total);
+    for r in &s.repairs {
+        println!("  {} {}: {}", r.at, r.cause, r.applied.join("; "));
+        for e in &r.errors {
+            println!("    error: {e}");
+        }
+    }
+    println!("reserved ports: {}", s.reservations.len());
+    for p in &s.reservations {
+        println!(
+            "  {} {}/{} {}",
+            p.sandbox, p.host_port, p.protocol, p.host_ip
+        );
+    }
+    for e in &s.errors {
+        println!("error: {e}");
+    }
+}
+
+/// Names, on stderr, the records of `table` a listing skips because they cannot be read.
+fn warn_unreadable(ctx: &Ctx, table: &str) -> Result<()> {
+    let tx = ctx.store.begin(crate::adapters::store::Mode::Read)?;
+    for r in tx.corrupt_records()?.iter().filter(|r| r.table == table) {
+        let rm = if table == "networks" {
+            "weft network rm"
+        } else {
+            "weft rm"
+        };
+        eprintln!(
+            "warning: skipping unreadable {r}; `{rm} {}` or `weft gc` removes it",
+            r.name
+        );
+    }
+    Ok(())
 }
 
 fn run_network(ctx: &Ctx, cmd: NetworkCmd, json: bool) -> Result<i32> {
@@ -571,6 +710,7 @@ fn run_network(ctx: &Ctx, cmd: NetworkCmd, json: bool) -> Result<i32> {
             }
         }
         NetworkCmd::Ls => {
+            warn_unreadable(ctx, "networks")?;
             let tx = ctx.store.begin(Mode::Read)?;
             let sbs = tx.sandboxes()?;
             let nets = tx.networks()?;

@@ -6,8 +6,13 @@
 //!
 //! The rule behind subnet choice (scenario S1): weft never picks a range that contains a network
 //! the host talks to: a route of any table, an interface address, a weft network, a declared
-//! off-limits range, or a peer of a live connection (a client reached through the default route
-//! has no route of its own; only its connections show that it exists).
+//! off-limits range, one of the host's DNS servers, or a peer of a live connection (a client
+//! reached through the default route has no route of its own; only its connections show that
+//! it exists).
+//!
+//! Address arithmetic is checked (no wrapping at the top of the address space).
+
+#![deny(clippy::arithmetic_side_effects)]
 
 use std::collections::HashSet;
 use std::fmt;
@@ -44,6 +49,19 @@ pub struct HostView {
     pub addresses: Vec<AddrFact>,
     /// Remote ends of live connections.
     pub peers: Vec<PeerFact>,
+    /// The DNS servers the host's resolver uses.
+    #[serde(default)]
+    pub nameservers: Vec<NameserverFact>,
+}
+
+/// A DNS server named in the host's resolver configuration. A bridge subnet containing it
+/// would capture every lookup, the host's and every sandbox's.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct NameserverFact {
+    /// The server's address.
+    pub addr: IpAddr,
+    /// The file that names it, e.g. `/etc/resolv.conf`.
+    pub source: String,
 }
 
 /// One route of one routing table.
@@ -183,6 +201,13 @@ pub enum Obstacle {
         /// The declaration.
         entry: AvoidEntry,
     },
+    /// The candidate contains one of the host's DNS servers.
+    Nameserver {
+        /// The refused prefix.
+        candidate: IpNet,
+        /// The server.
+        nameserver: NameserverFact,
+    },
     /// The candidate contains the address of a peer of a live connection.
     Peer {
         /// The refused prefix.
@@ -232,6 +257,14 @@ impl fmt::Display for Obstacle {
                 "{candidate} overlaps {}, declared off-limits ({})",
                 entry.cidr, entry.source
             ),
+            Obstacle::Nameserver {
+                candidate,
+                nameserver,
+            } => write!(
+                f,
+                "{candidate} contains {}, a nameserver of this host ({})",
+                nameserver.addr, nameserver.source
+            ),
             Obstacle::Peer { candidate, peer } => match peer.source {
                 PeerSource::Tcp => write!(
                     f,
@@ -277,7 +310,8 @@ fn route_counts(route: &RouteFact) -> bool {
     !(first.is_multicast() || matches!(route.dst, IpNet::V6(_)) && is_link_local(&first))
 }
 
-/// Whether a peer address is one that a bridge subnet could capture.
+/// Whether a peer or nameserver address is one that a bridge subnet could capture (a
+/// loopback or link-local address never leaves through a bridge).
 fn peer_counts(addr: &IpAddr) -> bool {
     !(addr.is_loopback() || addr.is_unspecified() || is_link_local(addr))
 }
@@ -291,7 +325,8 @@ fn contains_addr(net: &IpNet, addr: &IpAddr) -> bool {
 }
 
 /// Every reason `candidate` would break traffic, in the order routes, addresses, weft networks,
-/// avoid entries, peers (one obstacle per distinct peer address: the first fact seen for it).
+/// avoid entries, nameservers, peers (one obstacle per distinct nameserver or peer address: the
+/// first fact seen for it). Loopback and link-local nameservers and peers are no obstacle.
 /// Empty means the candidate is safe.
 pub fn obstacles(
     candidate: IpNet,
@@ -334,6 +369,16 @@ pub fn obstacles(
         }
     }
     let mut seen = HashSet::new();
+    for ns in &host.nameservers {
+        let addr = ns.addr.to_canonical();
+        if peer_counts(&addr) && contains_addr(&candidate, &addr) && seen.insert(addr) {
+            out.push(Obstacle::Nameserver {
+                candidate,
+                nameserver: NameserverFact { addr, ..ns.clone() },
+            });
+        }
+    }
+    let mut seen = HashSet::new();
     for peer in &host.peers {
         let addr = peer.addr.to_canonical();
         if peer_counts(&addr) && contains_addr(&candidate, &addr) && seen.insert(addr) {
@@ -357,7 +402,10 @@ fn join_obstacles(obstacles: &[Obstacle]) -> String {
         .map(|o| o.to_string())
         .collect();
     if obstacles.len() > OBSTACLES_SHOWN {
-        parts.push(format!("and {} more", obstacles.len() - OBSTACLES_SHOWN));
+        parts.push(format!(
+            "and {} more",
+            obstacles.len().saturating_sub(OBSTACLES_SHOWN)
+        ));
     }
     parts.join("; ")
 }
@@ -468,6 +516,21 @@ pub enum IpamError {
         /// The subnet.
         subnet: IpNet,
     },
+    /// A prefix or address in a range that cannot hold a network or a sandbox address
+    /// (loopback, link-local, multicast, ...).
+    #[error("{what} {value} {relation} ({range}): {hint}")]
+    SpecialRange {
+        /// Where the value came from: `--subnet`, `--gateway`, `--ip`, `address pool` ...
+        what: String,
+        /// The value as given (for aux addresses `NAME=IP`).
+        value: String,
+        /// What it is: `is loopback`, `contains multicast addresses` ...
+        relation: String,
+        /// The special range.
+        range: IpNet,
+        /// What to use instead.
+        hint: String,
+    },
     /// No free address in the subnet (or its ip range). For IPv6 this also means that
     /// [`V6_PROBE_LIMIT`] addresses after the cursor were all taken.
     #[error("no free address left in {subnet}; remove unused sandboxes, or use a network with a larger --subnet or --ip-range")]
@@ -506,8 +569,10 @@ fn addr_family(ip: &IpAddr) -> &'static str {
 }
 
 /// Checks that a pool can be cut into usable bridge subnets: `size` at least the base's prefix
-/// length, at most /30 (IPv4) or /126 (IPv6).
+/// length, at most /30 (IPv4) or /126 (IPv6), and a base outside the special ranges (see
+/// [`check_usable_net`]).
 pub fn validate_pool(pool: &Pool) -> Result<(), IpamError> {
+    check_usable_net("address pool", pool.base)?;
     let max = match pool.base {
         IpNet::V4(_) => 30,
         IpNet::V6(_) => 126,
@@ -558,6 +623,12 @@ fn relevant(
             .filter(|p| contains_addr(pool, &p.addr.to_canonical()))
             .cloned()
             .collect(),
+        nameservers: host
+            .nameservers
+            .iter()
+            .filter(|n| contains_addr(pool, &n.addr.to_canonical()))
+            .cloned()
+            .collect(),
     };
     let nets = networks
         .iter()
@@ -605,7 +676,7 @@ pub fn choose_subnet(
                 reason: "size is not a valid prefix length".to_string(),
             })?;
         for candidate in candidates {
-            tried += 1;
+            tried = tried.saturating_add(1);
             let found = obstacles(candidate, &view, &nets, &avoid);
             if found.is_empty() {
                 return Ok((
@@ -627,7 +698,7 @@ pub fn choose_subnet(
     let fam = if v6 { "IPv6" } else { "IPv4" };
     let hint = if any_pool {
         format!(
-            "every candidate overlaps a route, address, peer, weft network or avoided range; pass --subnet, or add an {fam} pool to default_address_pools in {CONFIG_PATH}"
+            "every candidate overlaps a route, address, nameserver, peer, weft network or avoided range; pass --subnet, or add an {fam} pool to default_address_pools in {CONFIG_PATH}"
         )
     } else {
         format!("no {fam} pool is configured; pass --subnet, or add an {fam} pool to default_address_pools in {CONFIG_PATH}")
@@ -652,6 +723,136 @@ pub fn check_explicit(
             obstacles: found,
         })
     }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Special ranges
+// ---------------------------------------------------------------------------------------------
+
+/// A range no network and no address may come from: what a value inside it is, and what a
+/// prefix containing it contains.
+struct Special {
+    range: IpNet,
+    is: &'static str,
+    contains: &'static str,
+}
+
+/// The ranges the kernel gives a meaning of their own (loopback, link-local, multicast,
+/// broadcast, unspecified, IPv4-mapped): on a bridge they fail late ("Invalid argument"),
+/// or work and break the host.
+fn specials() -> [Special; 10] {
+    let net = |a: IpAddr, len: u8| IpNet::new(a, len).expect("a valid prefix length");
+    let v4 = |a: u8, b: u8, c: u8, d: u8, len| net(IpAddr::V4(Ipv4Addr::new(a, b, c, d)), len);
+    let v6 = |first: u16, last: u16, len| {
+        net(
+            IpAddr::V6(Ipv6Addr::new(first, 0, 0, 0, 0, last, 0, 0)),
+            len,
+        )
+    };
+    [
+        Special {
+            range: v4(0, 0, 0, 0, 8),
+            is: "unspecified (\"this network\")",
+            contains: "unspecified (\"this network\") addresses",
+        },
+        Special {
+            range: v4(127, 0, 0, 0, 8),
+            is: "loopback",
+            contains: "loopback addresses",
+        },
+        Special {
+            range: v4(169, 254, 0, 0, 16),
+            is: "link-local",
+            contains: "link-local addresses",
+        },
+        Special {
+            range: v4(224, 0, 0, 0, 4),
+            is: "multicast",
+            contains: "multicast addresses",
+        },
+        Special {
+            range: v4(255, 255, 255, 255, 32),
+            is: "the limited broadcast address",
+            contains: "the limited broadcast address",
+        },
+        Special {
+            range: net(IpAddr::V6(Ipv6Addr::UNSPECIFIED), 128),
+            is: "the unspecified address",
+            contains: "the unspecified address",
+        },
+        Special {
+            range: net(IpAddr::V6(Ipv6Addr::LOCALHOST), 128),
+            is: "the loopback address",
+            contains: "the loopback address",
+        },
+        Special {
+            range: v6(0, 0xffff, 96),
+            is: "IPv4-mapped",
+            contains: "IPv4-mapped addresses",
+        },
+        Special {
+            range: v6(0xfe80, 0, 10),
+            is: "link-local",
+            contains: "link-local addresses",
+        },
+        Special {
+            range: v6(0xff00, 0, 8),
+            is: "multicast",
+            contains: "multicast addresses",
+        },
+    ]
+}
+
+/// What to use instead of a special prefix.
+fn range_hint(v6: bool) -> String {
+    if v6 {
+        "choose a unique local range such as fd00::/8, e.g. fd12:3456:789a::/64".to_string()
+    } else {
+        "choose a private range such as 10.0.0.0/8, 172.16.0.0/12 or 192.168.0.0/16".to_string()
+    }
+}
+
+/// Refuses a prefix that is, or overlaps, a special range (loopback, link-local, multicast,
+/// the limited broadcast address, unspecified, IPv4-mapped). `what` names where it came
+/// from in the message (`--subnet`, `--ip-range`, `address pool`).
+pub fn check_usable_net(what: &str, net: IpNet) -> Result<(), IpamError> {
+    let prefix = net.trunc();
+    for sp in specials() {
+        if !overlaps(&prefix, &sp.range) {
+            continue;
+        }
+        let relation = if sp.range.contains(&prefix) {
+            format!("is {}", sp.is)
+        } else {
+            format!("contains {}", sp.contains)
+        };
+        return Err(IpamError::SpecialRange {
+            what: what.to_string(),
+            value: net.to_string(),
+            relation,
+            range: sp.range,
+            hint: range_hint(is_v6(&net)),
+        });
+    }
+    Ok(())
+}
+
+/// Refuses an address in a special range (see [`check_usable_net`]). `what` names where it
+/// came from (`--gateway`, `--ip`), `value` is the text to show (the address, or `NAME=IP`
+/// for an aux address), `hint` what to give instead.
+pub fn check_usable_addr(what: &str, value: &str, ip: IpAddr, hint: &str) -> Result<(), IpamError> {
+    for sp in specials() {
+        if contains_addr(&sp.range, &ip) {
+            return Err(IpamError::SpecialRange {
+                what: what.to_string(),
+                value: value.to_string(),
+                relation: format!("is {}", sp.is),
+                range: sp.range,
+                hint: hint.to_string(),
+            });
+        }
+    }
+    Ok(())
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -682,6 +883,16 @@ fn is_v6(net: &IpNet) -> bool {
 fn first_usable(subnet: &IpNet) -> IpAddr {
     let n = to_u128(subnet.network());
     from_u128(n.saturating_add(1), is_v6(subnet))
+}
+
+/// A usable address of `subnet` other than `taken`: the first one, or the one after it.
+fn other_than(subnet: &IpNet, taken: IpAddr) -> IpAddr {
+    let first = first_usable(subnet);
+    if first == taken {
+        from_u128(to_u128(first).saturating_add(1), is_v6(subnet))
+    } else {
+        first
+    }
 }
 
 /// Why `ip` cannot be assigned in `subnet`, if it is the network address or (IPv4) the
@@ -731,9 +942,11 @@ fn check_member(subnet: &IpNet, what: &str, ip: IpAddr) -> Result<(), IpamError>
 /// (the first usable address).
 ///
 /// Refused: a subnet with host bits set, IPv4 /31 and /32, IPv6 /127 and /128, a gateway or aux
-/// address outside the subnet or equal to its network or (IPv4) broadcast address, an ip range
-/// with host bits set or not inside the subnet, and any value of the other address family
-/// (a dual-stack network passes each call only its own family's aux addresses).
+/// address outside the subnet or equal to its network or (IPv4) broadcast address, an aux
+/// address equal to the gateway, an ip range with host bits set or not inside the subnet, and
+/// any value of the other address family (a dual-stack network passes each call only its own
+/// family's aux addresses). Special ranges are refused before, with the flag that gave them
+/// ([`check_usable_net`], [`check_usable_addr`]).
 pub fn validate_subnet(
     subnet: IpNet,
     gateway: Option<IpAddr>,
@@ -794,7 +1007,17 @@ pub fn validate_subnet(
         }
     }
     for (name, ip) in aux {
-        check_member(&subnet, &format!("aux address \"{name}\""), *ip)?;
+        let what = format!("aux address \"{name}\"");
+        check_member(&subnet, &what, *ip)?;
+        // The bridge holds the gateway; an aux address there would reserve nothing.
+        if *ip == gateway {
+            return Err(IpamError::ReservedAddress {
+                what,
+                ip: *ip,
+                role: format!("the gateway of {subnet}"),
+                example: other_than(&subnet, gateway),
+            });
+        }
     }
     Ok(SubnetConfig {
         subnet,
@@ -850,25 +1073,20 @@ pub fn allocate(
     let v6 = is_v6(&range);
     let first = to_u128(range.network());
     let last = to_u128(range.broadcast());
-    let size = (last - first).saturating_add(1);
+    let size = last.saturating_sub(first).saturating_add(1);
     let limit = if v6 { size.min(V6_PROBE_LIMIT) } else { size };
+    // The address after the cursor, wrapping to the start of the range (`c < last` here,
+    // so `c + 1` cannot overflow).
     let start = match cursor {
-        Some(c) if contains_addr(&range, &c) => {
-            let c = to_u128(c);
-            if c >= last {
-                first
-            } else {
-                c + 1
-            }
-        }
+        Some(c) if contains_addr(&range, &c) && to_u128(c) < last => to_u128(c).saturating_add(1),
         _ => first,
     };
     let net = to_u128(space.subnet.network());
     let bcast = to_u128(space.subnet.broadcast());
-    let mut cur = start;
-    let mut probes: u128 = 0;
-    while probes < limit {
-        probes += 1;
+    // Forward from `start` to the end of the range, then from its beginning: every address
+    // once, at most `limit` of them.
+    let order = (start..=last).chain(first..start);
+    for cur in order.take(usize::try_from(limit).unwrap_or(usize::MAX)) {
         let ip = from_u128(cur, v6);
         let excluded = cur == net
             || (!v6 && cur == bcast)
@@ -877,7 +1095,6 @@ pub fn allocate(
         if !excluded && !is_taken(ip) {
             return Ok(ip);
         }
-        cur = if cur >= last { first } else { cur + 1 };
     }
     Err(IpamError::SubnetExhausted { subnet: range })
 }
@@ -915,6 +1132,8 @@ pub fn check_static(
 }
 
 #[cfg(test)]
+// Tests compute expected values directly; an overflow there panics the test (debug build).
+#[allow(clippy::arithmetic_side_effects)]
 mod tests {
     use super::*;
     use std::cell::Cell;
@@ -966,6 +1185,7 @@ mod tests {
                 },
             ],
             peers: vec![tcp_peer("172.22.5.10", 22)],
+            nameservers: vec![],
         }
     }
 
@@ -1168,6 +1388,7 @@ mod tests {
                 },
                 tcp_peer("127.0.0.1", 22),
             ],
+            nameservers: vec![],
         };
         let avoid = [AvoidEntry {
             cidr: net("10.0.0.0/8"),
@@ -1221,6 +1442,7 @@ mod tests {
                 dev: "eth0".into(),
             }],
             peers: vec![tcp_peer("::a00:1", 1)],
+            nameservers: vec![],
         };
         assert!(obstacles(net("10.0.0.0/8"), &host, &[], &[]).is_empty());
         assert!(obstacles(net("0.0.0.0/8"), &host, &[], &[]).is_empty());
@@ -1257,6 +1479,179 @@ mod tests {
             other => panic!("{other:?}"),
         }
         check_explicit(net("10.99.0.0/16"), &s1_host(), &[], &[]).unwrap();
+    }
+
+    fn nameserver(addr: &str, source: &str) -> NameserverFact {
+        NameserverFact {
+            addr: ip(addr),
+            source: source.into(),
+        }
+    }
+
+    #[test]
+    fn nameservers_are_obstacles_unless_loopback() {
+        let host = HostView {
+            nameservers: vec![
+                nameserver("10.255.255.53", "/etc/resolv.conf"),
+                nameserver("10.255.255.53", "/run/systemd/resolve/resolv.conf"),
+                nameserver("127.0.0.53", "/etc/resolv.conf"),
+                nameserver("::1", "/etc/resolv.conf"),
+                nameserver("fe80::1", "/etc/resolv.conf"),
+                nameserver("fd00:53::1", "/etc/resolv.conf"),
+            ],
+            ..Default::default()
+        };
+        let err = check_explicit(net("10.255.255.0/24"), &host, &[], &[]).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "subnet 10.255.255.0/24 would break traffic: 10.255.255.0/24 contains 10.255.255.53, a nameserver of this host (/etc/resolv.conf); use another --subnet, or --allow-overlap if you are sure"
+        );
+        check_explicit(net("10.255.254.0/24"), &host, &[], &[]).unwrap();
+        // Loopback and link-local servers are never captured by a bridge.
+        assert!(obstacles(net("127.0.0.0/8"), &host, &[], &[]).is_empty());
+        assert!(obstacles(net("::/64"), &host, &[], &[]).is_empty());
+        assert!(obstacles(net("fe80::/64"), &host, &[], &[]).is_empty());
+        assert_eq!(obstacles(net("fd00:53::/64"), &host, &[], &[]).len(), 1);
+
+        // Automatic choice skips the candidate and says why.
+        let pools = [Pool {
+            base: net("10.255.0.0/16"),
+            size: 24,
+        }];
+        let host = HostView {
+            nameservers: vec![nameserver("10.255.0.53", "/tmp/r.conf")],
+            ..Default::default()
+        };
+        let (subnet, report) = choose_subnet(&pools, false, &host, &[], &[]).unwrap();
+        assert_eq!(subnet, net("10.255.1.0/24"));
+        assert_eq!(
+            report.skipped,
+            [Skipped {
+                candidate: net("10.255.0.0/24"),
+                reason:
+                    "10.255.0.0/24 contains 10.255.0.53, a nameserver of this host (/tmp/r.conf)"
+                        .into()
+            }]
+        );
+        // Older records without nameservers still read.
+        let old: HostView =
+            serde_json::from_str(r#"{"routes":[],"addresses":[],"peers":[]}"#).unwrap();
+        assert!(old.nameservers.is_empty());
+    }
+
+    #[test]
+    fn special_ranges_are_refused_naming_value_kind_and_fix() {
+        let err = check_usable_net("--subnet", net("127.0.0.0/24")).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "--subnet 127.0.0.0/24 is loopback (127.0.0.0/8): choose a private range such as 10.0.0.0/8, 172.16.0.0/12 or 192.168.0.0/16"
+        );
+        for (value, says) in [
+            (
+                "0.0.0.0/16",
+                "is unspecified (\"this network\") (0.0.0.0/8)",
+            ),
+            ("169.254.3.0/24", "is link-local (169.254.0.0/16)"),
+            ("239.1.0.0/16", "is multicast (224.0.0.0/4)"),
+            (
+                "255.255.255.0/24",
+                "contains the limited broadcast address (255.255.255.255/32)",
+            ),
+            ("96.0.0.0/3", "contains loopback addresses (127.0.0.0/8)"),
+            (
+                "0.0.0.0/0",
+                "contains unspecified (\"this network\") addresses",
+            ),
+            ("::/64", "contains the unspecified address (::/128)"),
+            ("::1/128", "is the loopback address (::1/128)"),
+            ("::ffff:10.0.0.0/120", "is IPv4-mapped (::ffff:0.0.0.0/96)"),
+            ("fe80::/64", "is link-local (fe80::/10)"),
+            ("ff05::/64", "is multicast (ff00::/8)"),
+        ] {
+            let err = check_usable_net("--subnet", net(value)).unwrap_err();
+            let text = err.to_string();
+            assert!(
+                text.starts_with(&format!("--subnet {value} {says}")),
+                "{value}: {text}"
+            );
+        }
+        let err = check_usable_net("--subnet", net("fe80::/64")).unwrap_err();
+        assert!(
+            err.to_string().ends_with("e.g. fd12:3456:789a::/64"),
+            "{err}"
+        );
+        for ok in [
+            "10.0.0.0/8",
+            "172.16.0.0/12",
+            "192.168.0.0/16",
+            "100.64.0.0/10",
+            "1.0.0.0/8",
+            "128.0.0.0/3",
+            "240.0.0.0/5",
+            "fd00::/8",
+            "2001:db8::/32",
+            "::2/127",
+        ] {
+            check_usable_net("--subnet", net(ok)).unwrap_or_else(|e| panic!("{ok}: {e}"));
+        }
+
+        let err =
+            check_usable_addr("--ip", "224.0.0.5", ip("224.0.0.5"), "use another").unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "--ip 224.0.0.5 is multicast (224.0.0.0/4): use another"
+        );
+        for bad in [
+            "0.0.0.0",
+            "127.0.0.5",
+            "169.254.1.1",
+            "255.255.255.255",
+            "::",
+            "::1",
+            "fe80::5",
+            "ff02::1",
+            "::ffff:10.0.0.1",
+        ] {
+            assert!(
+                matches!(
+                    check_usable_addr("--ip", bad, ip(bad), "x"),
+                    Err(IpamError::SpecialRange { .. })
+                ),
+                "{bad}"
+            );
+        }
+        check_usable_addr("--ip", "10.0.0.1", ip("10.0.0.1"), "x").unwrap();
+        check_usable_addr("--ip", "fd00::1", ip("fd00::1"), "x").unwrap();
+
+        // Pools are refused the same way.
+        let pool = Pool {
+            base: net("169.254.0.0/16"),
+            size: 24,
+        };
+        let err = choose_subnet(&[pool], false, &HostView::default(), &[], &[]).unwrap_err();
+        assert!(
+            err.to_string()
+                .starts_with("address pool 169.254.0.0/16 is link-local (169.254.0.0/16)"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn an_aux_address_cannot_be_the_gateway() {
+        let aux = [("r".to_string(), ip("10.20.0.1"))];
+        let err = validate_subnet(net("10.20.0.0/24"), None, None, &aux).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "aux address \"r\" 10.20.0.1 is the gateway of 10.20.0.0/24; pick another address, e.g. 10.20.0.2"
+        );
+        let aux = [("r".to_string(), ip("10.20.0.9"))];
+        let err =
+            validate_subnet(net("10.20.0.0/24"), Some(ip("10.20.0.9")), None, &aux).unwrap_err();
+        assert!(err.to_string().contains("e.g. 10.20.0.1"), "{err}");
+        let aux = [("r".to_string(), ip("fd00::1"))];
+        assert!(validate_subnet(net("fd00::/64"), None, None, &aux).is_err());
+        let aux = [("r".to_string(), ip("10.20.0.2"))];
+        validate_subnet(net("10.20.0.0/24"), None, None, &aux).unwrap();
     }
 
     #[test]
@@ -1353,6 +1748,7 @@ mod tests {
                 dev: "br-b".into(),
             }],
             peers: vec![tcp_peer("fd5e:f7a1:7c00:2::9", 8080)],
+            nameservers: vec![],
         };
         let (subnet, report) = choose_subnet(&default_v6_pools(), true, &host, &[], &[]).unwrap();
         assert_eq!(subnet, net("fd5e:f7a1:7c00:3::/64"));
@@ -1579,6 +1975,37 @@ mod tests {
     }
 
     #[test]
+    fn allocation_wraps_at_the_top_of_the_address_space() {
+        // Pure arithmetic: these ranges are refused as subnets, but the walk must not
+        // overflow at 255.255.255.255 or ffff:...:ffff.
+        let s = AddressSpace {
+            subnet: net("255.255.255.248/29"),
+            gateway: ip("255.255.255.249"),
+            ip_range: None,
+            reserved: vec![],
+        };
+        let a = allocate(&s, Some(ip("255.255.255.254")), |_| false).unwrap();
+        assert_eq!(a, ip("255.255.255.250"));
+        let s = AddressSpace {
+            subnet: net("ffff:ffff:ffff:ffff::/64"),
+            gateway: ip("ffff:ffff:ffff:ffff::1"),
+            ip_range: None,
+            reserved: vec![],
+        };
+        let top = ip("ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff");
+        assert_eq!(
+            allocate(&s, Some(top), |_| false).unwrap(),
+            ip("ffff:ffff:ffff:ffff::2")
+        );
+        let b = allocate(
+            &s,
+            Some(ip("ffff:ffff:ffff:ffff:ffff:ffff:ffff:fffe")),
+            |_| false,
+        );
+        assert_eq!(b.unwrap(), top);
+    }
+
+    #[test]
     fn ipv6_allocation_is_bounded() {
         let s = space("fd00::/64");
         let a = allocate(&s, None, |_| false).unwrap();
@@ -1631,5 +2058,159 @@ mod tests {
         assert_eq!(back, host);
         let pool: Pool = serde_json::from_str(r#"{"base":"10.10.0.0/16","size":24}"#).unwrap();
         assert_eq!(pool.size, 24);
+    }
+
+    mod props {
+        use super::*;
+        use proptest::prelude::*;
+
+        /// A small IPv4 or IPv6 subnet, sometimes at the very top of the address space.
+        fn small_subnet() -> impl Strategy<Value = IpNet> {
+            prop_oneof![
+                (any::<u32>(), 24u8..=30).prop_map(|(a, len)| IpNet::V4(
+                    Ipv4Net::new(Ipv4Addr::from(a), len).unwrap().trunc()
+                )),
+                (any::<u128>(), 120u8..=126).prop_map(|(a, len)| IpNet::V6(
+                    Ipv6Net::new(Ipv6Addr::from(a), len).unwrap().trunc()
+                )),
+                (24u8..=30).prop_map(|len| IpNet::V4(
+                    Ipv4Net::new(Ipv4Addr::BROADCAST, len).unwrap().trunc()
+                )),
+            ]
+        }
+
+        fn nth(net: &IpNet, i: u128) -> IpAddr {
+            from_u128(to_u128(net.network()).saturating_add(i), is_v6(net))
+        }
+
+        fn size(net: &IpNet) -> u128 {
+            to_u128(net.broadcast()) - to_u128(net.network()) + 1
+        }
+
+        proptest! {
+            #[test]
+            fn allocation_hands_out_only_usable_free_addresses(
+                subnet in small_subnet(),
+                taken_bits in proptest::collection::vec(any::<bool>(), 256),
+                cursor in any::<u8>(),
+                with_cursor: bool,
+            ) {
+                let cfg = validate_subnet(subnet, None, None, &[]).unwrap();
+                let space = AddressSpace::from_config(&cfg, vec![nth(&subnet, 3)]);
+                let n = size(&subnet);
+                let taken = |ip: IpAddr| {
+                    let i = to_u128(ip) - to_u128(subnet.network());
+                    taken_bits[usize::try_from(i).unwrap() % taken_bits.len()]
+                };
+                let cursor = with_cursor.then(|| nth(&subnet, u128::from(cursor) % n));
+                match allocate(&space, cursor, taken) {
+                    Ok(a) => {
+                        prop_assert!(subnet.contains(&a));
+                        prop_assert!(a != subnet.network() && a != cfg.gateway);
+                        prop_assert!(is_v6(&subnet) || a != subnet.broadcast());
+                        prop_assert!(a != nth(&subnet, 3), "reserved");
+                        prop_assert!(!taken(a));
+                        check_static(&space, a, None).unwrap();
+                    }
+                    Err(e) => {
+                        let exhausted = matches!(e, IpamError::SubnetExhausted { .. });
+                        prop_assert!(exhausted, "{}", e);
+                        // Exhausted means every usable address is taken.
+                        for i in 0..n {
+                            let a = nth(&subnet, i);
+                            if check_static(&space, a, None).is_ok() {
+                                prop_assert!(taken(a), "{a} was free");
+                            }
+                        }
+                    }
+                }
+            }
+
+            #[test]
+            fn chosen_subnets_have_no_obstacles_and_skipped_ones_do(
+                avoid in proptest::collection::vec((0u8..=255, 16u8..=24), 0..12),
+                nets in proptest::collection::vec((0u8..=255, 20u8..=26), 0..6),
+                nameserver in any::<u16>(),
+            ) {
+                let pools = [Pool { base: net("10.77.0.0/16"), size: 22 }];
+                let avoid: Vec<AvoidEntry> = avoid
+                    .iter()
+                    .map(|(b, len)| AvoidEntry {
+                        cidr: IpNet::new(IpAddr::V4(Ipv4Addr::new(10, 77, *b, 0)), *len).unwrap().trunc(),
+                        source: "config".into(),
+                    })
+                    .collect();
+                let networks: Vec<ExistingNetwork> = nets
+                    .iter()
+                    .map(|(b, len)| ExistingNetwork {
+                        name: format!("n{b}"),
+                        subnet: IpNet::new(IpAddr::V4(Ipv4Addr::new(10, 77, *b, 0)), *len).unwrap().trunc(),
+                    })
+                    .collect();
+                let [hi, lo] = nameserver.to_be_bytes();
+                let host = HostView {
+                    nameservers: vec![NameserverFact {
+                        addr: IpAddr::V4(Ipv4Addr::new(10, 77, hi, lo)),
+                        source: "/etc/resolv.conf".into(),
+                    }],
+                    ..Default::default()
+                };
+                match choose_subnet(&pools, false, &host, &networks, &avoid) {
+                    Ok((subnet, report)) => {
+                        prop_assert!(obstacles(subnet, &host, &networks, &avoid).is_empty());
+                        prop_assert!(pools[0].base.contains(&subnet));
+                        prop_assert_eq!(subnet.prefix_len(), 22);
+                        check_explicit(subnet, &host, &networks, &avoid).unwrap();
+                        for sk in &report.skipped {
+                            prop_assert!(!obstacles(sk.candidate, &host, &networks, &avoid).is_empty());
+                            prop_assert!(sk.candidate.network() < subnet.network());
+                        }
+                    }
+                    Err(e) => {
+                        let exhausted = matches!(e, IpamError::PoolsExhausted { tried: 64, .. });
+                        prop_assert!(exhausted, "{}", e);
+                    }
+                }
+            }
+
+            #[test]
+            fn a_usable_subnet_holds_no_special_address(subnet in prop_oneof![
+                (any::<u32>(), 1u8..=30).prop_map(|(a, len)| IpNet::V4(Ipv4Net::new(Ipv4Addr::from(a), len).unwrap().trunc())),
+                (any::<u128>(), 1u8..=126).prop_map(|(a, len)| IpNet::V6(Ipv6Net::new(Ipv6Addr::from(a), len).unwrap().trunc())),
+                (prop_oneof![Just(0xfe80u16), Just(0xff00), Just(0), Just(0xfd00)], any::<u128>(), 8u8..=126).prop_map(|(top, a, len)| {
+                    let a = (u128::from(top) << 112) | (a >> 16);
+                    IpNet::V6(Ipv6Net::new(Ipv6Addr::from(a), len).unwrap().trunc())
+                }),
+            ], probe in any::<u128>()) {
+                let usable = check_usable_net("--subnet", subnet).is_ok();
+                let n = size(&subnet);
+                for a in [subnet.network(), subnet.broadcast(), nth(&subnet, probe % n)] {
+                    let addr_ok = check_usable_addr("--ip", &a.to_string(), a, "x").is_ok();
+                    if usable {
+                        prop_assert!(addr_ok, "{} is usable but holds {}", subnet, a);
+                    }
+                }
+                // A refused subnet overlaps one of the special ranges.
+                if !usable {
+                    prop_assert!(specials().iter().any(|sp| overlaps(&sp.range, &subnet)));
+                }
+            }
+
+            #[test]
+            fn validated_gateways_are_members(subnet in small_subnet(), offset in any::<u8>()) {
+                let gw = nth(&subnet, u128::from(offset) % size(&subnet));
+                match validate_subnet(subnet, Some(gw), None, &[]) {
+                    Ok(cfg) => {
+                        prop_assert!(subnet.contains(&cfg.gateway));
+                        prop_assert!(cfg.gateway != subnet.network());
+                        prop_assert!(is_v6(&subnet) || cfg.gateway != subnet.broadcast());
+                    }
+                    Err(e) => {
+                        let reserved = matches!(e, IpamError::ReservedAddress { .. });
+                        prop_assert!(reserved, "{}", e);
+                    }
+                }
+            }
+        }
     }
 }

@@ -1,5 +1,6 @@
 //! The pure core: no system calls, no I/O. Everything here is unit-tested without root.
 
+pub mod agent;
 pub mod firewall;
 pub mod ipam;
 pub mod model;
@@ -7,3 +8,4 @@ pub mod names;
 pub mod nft;
 pub mod plan;
 pub mod ports;
+pub mod reconcile;

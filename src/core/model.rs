@@ -155,6 +155,33 @@ pub struct Endpoint {
     /// and a broadcast to every port of the bridge on each attach would cost O(sandboxes).
     #[serde(default)]
     pub announce: bool,
+    /// A `network connect` or `disconnect` of this endpoint that a command started and has not
+    /// finished: while its owner lives, nothing else acts on the endpoint; if the owner died,
+    /// `weft gc` undoes the attach or finishes the detach.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pending: Option<Pending>,
+}
+
+/// What a command is doing to an endpoint.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EndpointChange {
+    /// `network connect`: the interface is being made.
+    Attach,
+    /// `network disconnect`: the interface is being removed.
+    Detach,
+}
+
+/// An unfinished change to an endpoint and the process making it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Pending {
+    /// The change.
+    pub change: EndpointChange,
+    /// The weft process making it.
+    pub owner_pid: u32,
+    /// That process's start time, so a reused pid is never taken for it.
+    #[serde(default)]
+    pub owner_start: Option<u64>,
 }
 
 /// How a sandbox joins the world.
@@ -180,9 +207,9 @@ pub struct Sandbox {
     pub hostname: String,
     /// Network mode.
     pub mode: NetMode,
-    /// Process id of CMD while it runs.
+    /// Process id of the init CMD runs under (PID 1 of CMD's PID namespace) while it runs.
     pub pid: Option<u32>,
-    /// Start time of `pid` (so a reused pid is never taken for CMD).
+    /// Start time of `pid` (so a reused pid is never taken for the init).
     #[serde(default)]
     pub pid_start: Option<u64>,
     /// Process id of the weft process that waits for CMD (detached monitor or foreground run).

@@ -142,6 +142,28 @@ pub enum Op {
         /// Addresses to announce.
         addrs: Vec<IpAddr>,
     },
+    /// Make an existing host-side veth a port of `bridge` again, tagged, with weft's port
+    /// options, and up: the repair when its bridge was deleted and made again, or the port
+    /// was detached or edited behind weft's back.
+    SetPort {
+        /// Host end name.
+        ifname: String,
+        /// Bridge to enslave it to.
+        bridge: String,
+        /// Isolated bridge port (`icc=false`).
+        isolated: bool,
+        /// `weft:<instance>:<sandbox id>`.
+        alias: String,
+    },
+    /// Remove an address from an interface (to add it again with its prefix route).
+    DeleteAddress {
+        /// Namespace.
+        ns: Ns,
+        /// Interface.
+        ifname: String,
+        /// Address with prefix length.
+        addr: IpNet,
+    },
     /// Delete an interface (a veth takes its peer with it).
     DeleteLink {
         /// Namespace.
@@ -179,6 +201,8 @@ impl Op {
             | Op::FirewallDetach { .. }
             | Op::ForgetConnections(_)
             | Op::DeleteNetns { .. }
+            | Op::SetPort { .. }
+            | Op::DeleteAddress { .. }
             | Op::DeleteLink { .. } => None,
         }
     }
@@ -228,6 +252,12 @@ impl std::fmt::Display for Op {
                 write!(f, "add default route via {gateway}{}", ns(n))
             }
             Op::Announce { bridge, addrs, .. } => write!(f, "announce {addrs:?} on {bridge}"),
+            Op::SetPort { ifname, bridge, .. } => write!(f, "make {ifname} a port of {bridge}"),
+            Op::DeleteAddress {
+                ns: n,
+                ifname,
+                addr,
+            } => write!(f, "delete address {addr} from {ifname}{}", ns(n)),
             Op::DeleteLink { ns: n, ifname } => write!(f, "delete {ifname}{}", ns(n)),
         }
     }
@@ -772,6 +802,7 @@ mod tests {
             mac: "02:42:ac:12:00:02".into(),
             aliases: vec![],
             announce: true,
+            pending: None,
         };
         let ops = plan_attach("/run/weft/netns/x", "sid", &ep, &net(), true, "i1");
         let pos = |f: &dyn Fn(&Op) -> bool| ops.iter().position(f).unwrap();

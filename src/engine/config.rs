@@ -1,13 +1,17 @@
-//! `/etc/weft/weft.toml`: address pools, ranges to avoid, and firewall choices.
+//! `/etc/weft/weft.toml`: address pools, ranges to avoid, where the host's resolvers are
+//! configured, the host agent and firewall choices.
 //!
 //! ```toml
 //! default_address_pools = [{ base = "10.10.0.0/16", size = 24 }]
 //! avoid = ["172.22.0.0/16"]
-//! anti_spoofing = true        # sandboxes send only from their own MAC and addresses
+//! resolv_conf = "/etc/resolv.conf"
+//! resolved_conf = "/run/systemd/resolve/resolv.conf"
+//! agent = true          # start the host agent (`weft daemon`) on demand
+//! anti_spoofing = true  # sandboxes send only from their own MAC and addresses
 //! ip_forward_no_drop = false  # true: weft adds no drop for forwarded traffic of others
 //! ```
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use anyhow::{Context as _, Result};
 use ipnet::IpNet;
@@ -16,7 +20,7 @@ use serde::Deserialize;
 use crate::core::ipam::Pool;
 
 /// The configuration file's contents. A missing file means all defaults.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
     /// Pools for automatic IPv4 subnets, walked in order (Docker's `default-address-pools`).
@@ -28,12 +32,26 @@ pub struct Config {
     /// Ranges weft must never allocate.
     #[serde(default)]
     pub avoid: Vec<IpNet>,
+    /// The host's resolver configuration, whose nameservers no subnet may contain
+    /// (default [`DEFAULT_RESOLV_CONF`]).
+    #[serde(default)]
+    pub resolv_conf: Option<PathBuf>,
+    /// systemd-resolved's list of upstream servers, read when `resolv_conf` names only its
+    /// stub 127.0.0.53 (default [`DEFAULT_RESOLVED_CONF`]).
+    #[serde(default)]
+    pub resolved_conf: Option<PathBuf>,
+    /// Whether the first command that creates a network or sandbox starts the host agent
+    /// (`weft daemon`) when none runs (default true). With `false`, run the agent yourself
+    /// (systemd unit) or do without: without it nothing repairs drift until `weft gc`, and
+    /// published ports are not reserved against host processes.
+    #[serde(default)]
+    pub agent: Option<bool>,
     /// Whether each sandbox port only lets through frames from the sandbox's own MAC, IPv4,
     /// IPv6 and link-local addresses (IP, ARP and neighbour discovery), dropping the rest
-    /// (VLAN tags and other ethertypes too). On by default; router advertisements,
+    /// (VLAN tags and other ethertypes too) (default true). Router advertisements,
     /// solicitations and redirects from sandboxes are dropped either way.
-    #[serde(default = "yes")]
-    pub anti_spoofing: bool,
+    #[serde(default)]
+    pub anti_spoofing: Option<bool>,
     /// When IP forwarding was off before weft turned it on, weft drops forwarded traffic that
     /// touches none of its bridges (the host did not route before; weft does not make it a
     /// router for others). `true` leaves such traffic alone, for hosts that route on purpose
@@ -42,9 +60,22 @@ pub struct Config {
     pub ip_forward_no_drop: bool,
 }
 
-fn yes() -> bool {
-    true
+impl Config {
+    /// Whether to start the agent on demand.
+    pub fn agent_on_demand(&self) -> bool {
+        self.agent.unwrap_or(true)
+    }
+
+    /// Whether sandbox ports are guarded against spoofed addresses.
+    pub fn anti_spoofing(&self) -> bool {
+        self.anti_spoofing.unwrap_or(true)
+    }
 }
+
+/// Where the host's resolvers are configured unless `resolv_conf` says otherwise.
+pub const DEFAULT_RESOLV_CONF: &str = "/etc/resolv.conf";
+/// Where systemd-resolved lists its upstream servers unless `resolved_conf` says otherwise.
+pub const DEFAULT_RESOLVED_CONF: &str = "/run/systemd/resolve/resolv.conf";
 
 /// One pool: `base` split into subnets of prefix length `size`.
 #[derive(Debug, Clone, Deserialize)]
@@ -54,18 +85,6 @@ pub struct PoolConfig {
     pub base: IpNet,
     /// Prefix length of each subnet.
     pub size: u8,
-}
-
-impl Default for Config {
-    fn default() -> Self {
-        Config {
-            default_address_pools: None,
-            default_address_pools_v6: None,
-            avoid: Vec::new(),
-            anti_spoofing: true,
-            ip_forward_no_drop: false,
-        }
-    }
 }
 
 impl Config {
@@ -80,6 +99,8 @@ impl Config {
             crate::user_err!("invalid config file {}: {}", path.display(), e.message())
         })?;
         for p in cfg.pools(false).iter().chain(cfg.pools(true).iter()) {
+            crate::core::ipam::check_usable_net("address pool", p.base)
+                .map_err(|e| crate::user_err!("invalid config file {}: {e}", path.display()))?;
             if p.size < p.base.prefix_len() || p.size > p.base.max_prefix_len() {
                 return Err(crate::user_err!(
                     "invalid pool {} size {} in {}: size must be between {} and {}",
@@ -92,6 +113,20 @@ impl Config {
             }
         }
         Ok(cfg)
+    }
+
+    /// The host's resolver configuration file.
+    pub fn resolv_conf(&self) -> PathBuf {
+        self.resolv_conf
+            .clone()
+            .unwrap_or_else(|| PathBuf::from(DEFAULT_RESOLV_CONF))
+    }
+
+    /// systemd-resolved's upstream list.
+    pub fn resolved_conf(&self) -> PathBuf {
+        self.resolved_conf
+            .clone()
+            .unwrap_or_else(|| PathBuf::from(DEFAULT_RESOLVED_CONF))
     }
 
     /// The pools for one family, configured or default.

@@ -88,8 +88,10 @@ impl Demo {
     }
 
     fn cleanup(&self) {
-        // Remove through weft first (it owns namespaces under its run dir), then the demo's
-        // own namespaces; the kernel takes every interface inside them along.
+        // The host agent the demo's commands started, first (it would repair what goes);
+        // then remove through weft (it owns namespaces under its run dir), then the demo's own
+        // namespaces; the kernel takes every interface inside them along.
+        let _ = self.weft_cmd(&["daemon", "stop"]).map(|mut c| c.output());
         let _ = self
             .weft_cmd(&["rm", "--force", "web", "api", "db", "site"])
             .map(|mut c| c.output());
@@ -112,8 +114,10 @@ pub fn run() -> Result<i32> {
             "weft demo must run as root (try sudo)".into()
         ));
     }
-    let dir = std::env::temp_dir().join(format!("weft-demo-{}", std::process::id()));
-    std::fs::create_dir_all(&dir)?;
+    // Unpredictable and new (0700): a predictable name lets another user plant symlinks
+    // there beforehand for root to write through.
+    let dir = crate::adapters::fs::private_temp_dir("weft-demo-")
+        .context("creating the demo's temporary directory")?;
     let demo = Demo {
         exe: std::env::current_exe()?,
         host_ns: dir.join("host.ns"),

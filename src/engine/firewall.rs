@@ -45,7 +45,7 @@ pub fn options(ctx: &Ctx, tx: &dyn Txn) -> Result<FwOptions> {
         Ok(!ctx.config.ip_forward_no_drop && tx.setting(key)?.as_deref() == Some("0"))
     };
     Ok(FwOptions {
-        anti_spoofing: ctx.config.anti_spoofing,
+        anti_spoofing: ctx.config.anti_spoofing(),
         forward_drop_v4: drop_if_was_off(SETTING_FORWARD_V4)?,
         forward_drop_v6: drop_if_was_off(SETTING_FORWARD_V6)?,
     })

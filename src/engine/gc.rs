@@ -6,6 +6,7 @@
 //! - sandboxes whose namespace is gone are forgotten, their addresses released;
 //! - links and namespace handles weft made that no record owns are deleted;
 //! - addresses held by sandboxes that no longer exist are released;
+//! - records that cannot be read are removed with what they own (found by their ids);
 //! - weft's nftables tables are checked against the records and rebuilt if they drifted
 //!   ([`super::firewall::reconcile`]).
 
@@ -16,14 +17,13 @@ use std::path::Path;
 use anyhow::Result;
 use serde::Serialize;
 
-use super::sandbox::{is_running, monitor_alive, remove_if};
-use super::Ctx;
+use super::sandbox::{is_running, kill_unrecorded, monitor_alive, remove_if};
+use super::{reconcile, Ctx};
 use crate::adapters::netlink::KernelExecutor;
 use crate::adapters::store::Mode;
 use crate::adapters::{netns, process};
-use crate::core::firewall::drift::Depth;
 use crate::core::model::{NetMode, Sandbox, Status};
-use crate::core::plan::{apply_all, apply_best_effort, plan_gc, plan_network, Desired, Observed};
+use crate::core::plan::{apply_best_effort, plan_gc, Desired, Observed};
 
 /// What one `weft gc` did.
 #[derive(Debug, Default, Serialize)]
@@ -34,14 +34,23 @@ pub struct GcReport {
     pub sandboxes_exited: Vec<String>,
     /// Networks undone (half-made) or repaired (bridge gone).
     pub networks_removed: Vec<String>,
-    /// Networks whose missing kernel objects were made again.
+    /// Networks whose missing or changed kernel objects were made right again.
     pub networks_repaired: Vec<String>,
+    /// Sandboxes whose missing or changed interfaces, addresses or routes were made right.
+    pub sandboxes_repaired: Vec<String>,
+    /// Endpoints whose `network connect`/`disconnect` was interrupted, taken away
+    /// (`sandbox/network`).
+    pub endpoints_settled: Vec<String>,
+    /// The repairs, operation by operation.
+    pub repairs: Vec<String>,
     /// Kernel objects nothing owned, deleted.
     pub orphans_deleted: Vec<String>,
     /// What had drifted in weft's nftables tables, now repaired.
     pub firewall_repaired: Vec<String>,
     /// Addresses released because their sandbox no longer exists.
     pub addresses_released: usize,
+    /// Records that could not be read, removed with their kernel objects and allocations.
+    pub unreadable_removed: Vec<String>,
     /// Errors met along the way (gc continues past them).
     pub errors: Vec<String>,
 }
@@ -71,6 +80,23 @@ fn command_died(sb: &Sandbox) -> bool {
 /// Runs one reconciliation pass.
 pub fn run(ctx: &Ctx) -> Result<GcReport> {
     let mut report = GcReport::default();
+    // Records that cannot be read go first, with what they own (found by their ids).
+    let unreadable = {
+        let tx = ctx.store.begin(Mode::Read)?;
+        tx.corrupt_records()?
+    };
+    for r in &unreadable {
+        let removed = if r.table == "sandboxes" {
+            super::sandbox::remove_unreadable(ctx, &r.id, &r.name, true)
+        } else {
+            super::network::remove::remove_unreadable(ctx, &r.id, &r.name, true)
+        };
+        match removed {
+            Ok(true) => report.unreadable_removed.push(r.to_string()),
+            Ok(false) => {}
+            Err(e) => report.errors.push(format!("{e:#}")),
+        }
+    }
     let ids: Vec<(String, String)> = {
         let tx = ctx.store.begin(Mode::Read)?;
         tx.sandboxes()?
@@ -79,7 +105,12 @@ pub fn run(ctx: &Ctx) -> Result<GcReport> {
             .collect()
     };
     for (id, name) in &ids {
-        match remove_if(ctx, id, false, sandbox_is_debris) {
+        match super::sandbox::connect::settle_interrupted(ctx, id) {
+            Ok(list) => report.endpoints_settled.extend(list),
+            Err(e) => report.errors.push(format!("{e:#}")),
+        }
+        // Removal kills every process of the sandbox first, also of an abandoned removal.
+        match remove_if(ctx, id, sandbox_is_debris) {
             Ok(true) => report.sandboxes_removed.push(name.clone()),
             Ok(false) => {}
             Err(e) => report.errors.push(format!("{e:#}")),
@@ -104,14 +135,6 @@ pub fn run(ctx: &Ctx) -> Result<GcReport> {
         tx.networks()?
     };
     let mut exec = KernelExecutor::new()?;
-    // Networks whose bridge is gone are rebuilt below: their firewall elements need the
-    // tables (after a reboot, say) in place first.
-    match super::firewall::ensure(ctx, Depth::Chains, &[]) {
-        Ok(drifts) => report
-            .firewall_repaired
-            .extend(drifts.iter().map(ToString::to_string)),
-        Err(e) => report.errors.push(format!("{e:#}")),
-    }
     for net in &nets {
         // Claim abandoned networks inside a write transaction on a fresh reading.
         let abandoned = {
@@ -135,17 +158,6 @@ pub fn run(ctx: &Ctx) -> Result<GcReport> {
                 Ok(()) => report.networks_removed.push(net.name.clone()),
                 Err(e) => report.errors.push(format!("{e:#}")),
             }
-        } else if net.status == Status::Created {
-            match exec.link_index(&crate::core::plan::Ns::Host, &net.bridge) {
-                Ok(None) => match apply_all(&mut exec, &plan_network(net, &ctx.instance)) {
-                    Ok(()) => report.networks_repaired.push(net.name.clone()),
-                    Err(e) => report
-                        .errors
-                        .push(format!("repairing network {:?}: {e}", net.name)),
-                },
-                Ok(Some(_)) => {}
-                Err(e) => report.errors.push(e),
-            }
         }
     }
 
@@ -159,6 +171,14 @@ pub fn run(ctx: &Ctx) -> Result<GcReport> {
                 .collect()
         })
         .unwrap_or_default();
+    let sandbox_dirs: Vec<(String, std::path::PathBuf)> =
+        std::fs::read_dir(ctx.run_dir.join("sandboxes"))
+            .map(|rd| {
+                rd.flatten()
+                    .map(|e| (e.file_name().to_string_lossy().to_string(), e.path()))
+                    .collect()
+            })
+            .unwrap_or_default();
     let observed = Observed {
         owned_links: exec.owned_links(&ctx.instance).unwrap_or_else(|e| {
             report.errors.push(e);
@@ -170,7 +190,7 @@ pub fn run(ctx: &Ctx) -> Result<GcReport> {
         let tx = ctx.store.begin(Mode::Read)?;
         (tx.networks()?, tx.sandboxes()?)
     };
-    let desired = Desired {
+    let mut desired = Desired {
         owner_ids: nets
             .iter()
             .map(|n| n.id.clone())
@@ -178,6 +198,26 @@ pub fn run(ctx: &Ctx) -> Result<GcReport> {
             .collect(),
         netns_files: sbs.iter().filter_map(|s| s.netns.clone()).collect(),
     };
+    // Processes of sandboxes that have no record any more go before their namespaces and
+    // links: their inits are recorded in the sandbox's run directory.
+    let ids: BTreeSet<&str> = sbs.iter().map(|s| s.id.as_str()).collect();
+    let mut orphan_dirs = Vec::new();
+    for (id, path) in &sandbox_dirs {
+        if ids.contains(id.as_str()) {
+            continue;
+        }
+        match kill_unrecorded(ctx, id) {
+            Ok(()) => orphan_dirs.push(path),
+            Err(e) => {
+                // Kept for the next run: nothing of it may go while its processes live.
+                report.errors.push(format!("{e:#}"));
+                desired.owner_ids.insert(id.clone());
+                desired
+                    .netns_files
+                    .insert(netns_dir.join(id).display().to_string());
+            }
+        }
+    }
     let ops = plan_gc(&desired, &observed);
     for e in apply_best_effort(&mut exec, &ops) {
         report.errors.push(e.to_string());
@@ -185,15 +225,8 @@ pub fn run(ctx: &Ctx) -> Result<GcReport> {
     report
         .orphans_deleted
         .extend(ops.iter().map(|o| o.to_string()));
-
-    // Sandbox files nothing owns.
-    if let Ok(rd) = std::fs::read_dir(ctx.run_dir.join("sandboxes")) {
-        let ids: BTreeSet<&str> = sbs.iter().map(|s| s.id.as_str()).collect();
-        for e in rd.flatten() {
-            if !ids.contains(e.file_name().to_string_lossy().as_ref()) {
-                let _ = std::fs::remove_dir_all(e.path());
-            }
-        }
+    for path in orphan_dirs {
+        let _ = std::fs::remove_dir_all(path);
     }
 
     // Allocations whose sandbox is gone.
@@ -214,12 +247,32 @@ pub fn run(ctx: &Ctx) -> Result<GcReport> {
         tx.commit()?;
     }
 
-    // nftables: weft's tables, rules and set elements are exactly what the records want,
-    // rebuilt atomically under the store's write lock if anything drifted.
+    // nftables: weft's tables, rules and set elements exactly what the records want, rebuilt
+    // atomically under the store's write lock if anything drifted — before the kernel objects
+    // below are made again, whose firewall elements need the tables.
     match super::firewall::reconcile(ctx) {
         Ok(drifts) => report
             .firewall_repaired
             .extend(drifts.iter().map(ToString::to_string)),
+        Err(e) => report.errors.push(format!("{e:#}")),
+    }
+
+    // Drift: what the records own but the kernel lost or changed.
+    match reconcile::all(ctx, &mut exec) {
+        Ok(all) => {
+            for (list, repaired) in [
+                (&mut report.networks_repaired, all.networks),
+                (&mut report.sandboxes_repaired, all.sandboxes),
+            ] {
+                for (name, r) in repaired {
+                    if !r.applied.is_empty() {
+                        list.push(name);
+                    }
+                    report.repairs.extend(r.applied);
+                    report.errors.extend(r.errors);
+                }
+            }
+        }
         Err(e) => report.errors.push(format!("{e:#}")),
     }
     Ok(report)

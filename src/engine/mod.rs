@@ -9,11 +9,13 @@
 //! A process killed between 1 and 3 leaves a `creating` record whose owner is dead, which
 //! `weft gc` undoes: no leaks and no lost allocations.
 
+pub mod agent;
 pub mod config;
 pub mod demo;
 pub mod firewall;
 pub mod gc;
 pub mod network;
+pub mod reconcile;
 pub mod sandbox;
 pub mod tools;
 pub mod view;
@@ -23,8 +25,8 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context as _, Result};
 use thiserror::Error;
 
-use crate::adapters::netns;
 use crate::adapters::store::SqliteStore;
+use crate::adapters::{fs, netns};
 use crate::timing;
 use config::Config;
 
@@ -64,10 +66,20 @@ impl Ctx {
             ));
         }
         let config = timing::time("config", || Config::load(config_path))?;
-        std::fs::create_dir_all(state_dir)
-            .with_context(|| format!("creating state directory {}", state_dir.display()))?;
-        std::fs::create_dir_all(run_dir.join("sandboxes"))
-            .with_context(|| format!("creating run directory {}", run_dir.display()))?;
+        // State and logs hold secrets (labels, a sandbox's output): private to root, also
+        // when an older weft made them readable.
+        for dir in [
+            state_dir.to_path_buf(),
+            state_dir.join("logs"),
+            run_dir.to_path_buf(),
+            run_dir.join("sandboxes"),
+        ] {
+            fs::private_dir(&dir).with_context(|| format!("preparing {}", dir.display()))?;
+        }
+        for f in ["state.db", "state.db-wal", "state.db-shm"] {
+            let path = state_dir.join(f);
+            fs::make_private(&path).with_context(|| format!("protecting {}", path.display()))?;
+        }
         let store = timing::time("store-open", || SqliteStore::open(state_dir))?;
         let instance = store.instance()?;
         Ok(Self {
@@ -85,6 +97,31 @@ impl Ctx {
         let dir = self.run_dir.join("netns");
         timing::time("netns-dir", || netns::prepare_dir(&dir))?;
         Ok(dir)
+    }
+
+    /// `weft --state-dir … --run-dir … --config … ARGS`: this very binary with this context's
+    /// directories, for the weft processes a command leaves behind (a sandbox's monitor, the
+    /// host agent). It starts in a session of its own, detached from the caller's terminal.
+    pub fn detached_weft(&self, args: &[&str]) -> Result<std::process::Command> {
+        use std::os::unix::process::CommandExt;
+        let exe = std::env::current_exe().context("finding the weft binary")?;
+        let mut cmd = std::process::Command::new(exe);
+        cmd.arg("--state-dir")
+            .arg(&self.state_dir)
+            .arg("--run-dir")
+            .arg(&self.run_dir)
+            .arg("--config")
+            .arg(&self.config_path)
+            .args(args)
+            .stdin(std::process::Stdio::null());
+        // SAFETY: setsid is async-signal-safe.
+        unsafe {
+            cmd.pre_exec(|| {
+                libc::setsid();
+                Ok(())
+            });
+        }
+        Ok(cmd)
     }
 
     /// Directory of a sandbox's files (`hosts`, `resolv.conf`).

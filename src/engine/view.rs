@@ -125,6 +125,8 @@ pub struct SandboxNetworkView {
     pub network: String,
     /// Interface inside the sandbox.
     pub interface: String,
+    /// The host end of its veth pair, a port of the network's bridge.
+    pub host_interface: String,
     /// IPv4 address with prefix.
     pub ipv4: Option<String>,
     /// IPv6 address with prefix.
@@ -142,7 +144,7 @@ pub struct SandboxView {
     pub name: String,
     /// Full id.
     pub id: String,
-    /// Process id of CMD while it runs.
+    /// Process id of the init CMD runs under, while it runs.
     pub pid: Option<u32>,
     /// Namespace handle path (null in host mode).
     pub netns: Option<String>,
@@ -182,6 +184,7 @@ pub fn sandbox(sb: &Sandbox) -> SandboxView {
             .map(|e| SandboxNetworkView {
                 network: e.network.clone(),
                 interface: e.interface.clone(),
+                host_interface: e.host_interface.clone(),
                 ipv4: s(&e.ipv4),
                 ipv6: s(&e.ipv6),
                 mac: e.mac.clone(),

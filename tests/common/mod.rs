@@ -37,6 +37,16 @@ pub fn unique(prefix: &str) -> String {
     )
 }
 
+/// Whether the test can run: it needs root (namespaces). Otherwise says it is skipped.
+pub fn root_or_skip(test: &str) -> bool {
+    // SAFETY: geteuid has no preconditions.
+    let root = unsafe { libc::geteuid() } == 0;
+    if !root {
+        println!("skipped {test}: needs root (it creates namespaces)");
+    }
+    root
+}
+
 /// Runs a command, panicking with its output if it cannot be started.
 pub fn run(cmd: &mut Command) -> Output {
     cmd.stdin(Stdio::null())
@@ -129,17 +139,54 @@ pub struct Host {
 }
 
 impl Host {
-    /// A fresh host namespace and empty directories.
+    /// A fresh host namespace and empty directories; the config names this host's own
+    /// resolver files (see [`Host::config`]).
     pub fn new(prefix: &str) -> Self {
         let ns = Netns::new(prefix);
         let dir = std::env::temp_dir().join(&ns.name);
         std::fs::create_dir_all(&dir).unwrap();
-        Host { ns, dir }
+        let host = Host { ns, dir };
+        host.config("");
+        host
     }
 
-    /// Writes the host's config file.
+    /// Writes the host's config file. Unless `toml` sets them, `resolv_conf` and
+    /// `resolved_conf` name files in this host's directory (absent until
+    /// [`Host::resolv_conf`] / [`Host::resolved_conf`] write them), so that no test depends
+    /// on the machine's own resolvers.
     pub fn config(&self, toml: &str) {
-        std::fs::write(self.dir.join("weft.toml"), toml).unwrap();
+        let mut text = String::new();
+        for (key, file) in [
+            ("resolv_conf", "resolv.conf"),
+            ("resolved_conf", "resolved.conf"),
+        ] {
+            if !toml.contains(key) {
+                text.push_str(&format!("{key} = \"{}\"\n", self.dir.join(file).display()));
+            }
+        }
+        // Tests are deterministic without a host agent repairing behind their backs; the
+        // agent's own tests turn it on.
+        if !toml.contains("agent") {
+            text.push_str("agent = false\n");
+        }
+        text.push_str(toml);
+        std::fs::write(self.dir.join("weft.toml"), text).unwrap();
+    }
+
+    /// Writes this host's `resolv.conf` (what weft reads as `/etc/resolv.conf`); returns its
+    /// path as weft names it.
+    pub fn resolv_conf(&self, text: &str) -> String {
+        let path = self.dir.join("resolv.conf");
+        std::fs::write(&path, text).unwrap();
+        path.display().to_string()
+    }
+
+    /// Writes this host's systemd-resolved upstream list (what weft reads as
+    /// `/run/systemd/resolve/resolv.conf`); returns its path.
+    pub fn resolved_conf(&self, text: &str) -> String {
+        let path = self.dir.join("resolved.conf");
+        std::fs::write(&path, text).unwrap();
+        path.display().to_string()
     }
 
     /// State directory.
@@ -163,6 +210,41 @@ impl Host {
             .arg(self.dir.join("weft.toml"))
             .args(args);
         c
+    }
+
+    /// `WRAPPER... weft ARGS` inside the host namespace with this host's directories (e.g.
+    /// under `strace` to kill it at a chosen system call).
+    pub fn weft_cmd_wrapped(&self, wrapper: &[&str], args: &[&str]) -> Command {
+        let (prog, rest) = wrapper.split_first().expect("a wrapper program");
+        let mut c = self.ns.cmd(prog, rest);
+        c.arg(weft_bin())
+            .arg("--state-dir")
+            .arg(self.state_dir())
+            .arg("--run-dir")
+            .arg(self.run_dir())
+            .arg("--config")
+            .arg(self.dir.join("weft.toml"))
+            .args(args);
+        c
+    }
+
+    /// Runs `weft ARGS` SIGKILLed by strace at its `n`-th `sendto` (every netlink request is
+    /// one): returns whether it completed instead (asserting it succeeded then).
+    pub fn killed_at_sendto(&self, n: usize, args: &[&str]) -> bool {
+        use std::os::unix::process::ExitStatusExt;
+        let inject = format!("inject=sendto:signal=SIGKILL:when={n}");
+        let out =
+            run(&mut self
+                .weft_cmd_wrapped(&["strace", "-qq", "-o", "/dev/null", "-e", &inject], args));
+        if out.status.signal() == Some(9) || out.status.code() == Some(137) {
+            return false;
+        }
+        assert!(
+            out.status.success(),
+            "weft {args:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        true
     }
 
     /// Runs weft and returns its output, whatever the exit code.
@@ -203,6 +285,16 @@ impl Host {
             .unwrap_or_else(|| panic!("{sandbox} has no IPv4 on network {n}: {v}"))
             .to_string();
         cidr.split('/').next().unwrap().to_string()
+    }
+
+    /// The interfaces inside a sandbox, in kernel order.
+    pub fn interfaces(&self, sandbox: &str) -> Vec<String> {
+        let dev = self.weft_ok(&["exec", sandbox, "--", "cat", "/proc/net/dev"]);
+        dev.lines()
+            .skip(2)
+            .filter_map(|l| l.split(':').next())
+            .map(|s| s.trim().to_string())
+            .collect()
     }
 
     /// Whether `sandbox` gets an ICMP echo answer from `addr` (a few tries).
@@ -304,7 +396,9 @@ impl Host {
 
 impl Drop for Host {
     fn drop(&mut self) {
-        // weft's own teardown first: it kills the sandboxes' processes (by the pids it
+        // The agent first (if a test started it), so it does not repair what is torn down.
+        let _ = self.weft_cmd(&["daemon", "stop"]).output();
+        // weft's own teardown next: it kills the sandboxes' processes (by the pids it
         // started) and removes their namespaces; then the host namespace takes the bridges
         // and nftables tables with it.
         if let Ok(out) = self.weft_cmd(&["--format", "json", "ps", "-a"]).output() {

@@ -4,17 +4,57 @@
 
 use crate::adapters::nla::Writer;
 use crate::core::nft::{
-    Batch, ChainType, CmpOp, CtKey, DataType, Elem, ElemData, Expr, KeyType, MetaKey, Msg, NatKind,
-    PayloadBase, Policy, Reg, Scalar, SetSpec, Verdict,
+    Batch, ChainType, CmpOp, CtKey, DataType, Elem, ElemData, Expr, Family, KeyType, MetaKey, Msg,
+    NatKind, PayloadBase, Policy, Reg, Scalar, SetSpec, Verdict,
 };
 
 use super::sys::*;
+use super::NftError;
 
 impl Msg {
-    pub(crate) fn encode(&self, w: &mut Writer, seq: u32, set_id: &mut u32) {
+    pub(crate) fn encode(
+        &self,
+        w: &mut Writer,
+        next_seq: &mut dyn FnMut() -> u32,
+        set_id: &mut u32,
+    ) {
         // Every message asks for an ACK so that success is confirmed message by message.
         let req = NLM_F_REQUEST | NLM_F_ACK;
         let ty = |msg: u16| (NFNL_SUBSYS_NFTABLES << 8) | msg;
+        match self {
+            Msg::AddElems {
+                family,
+                table,
+                set,
+                elems,
+            } => {
+                let head = ElemsHead {
+                    msg_type: ty(NFT_MSG_NEWSETELEM),
+                    flags: req | NLM_F_CREATE,
+                    family: *family,
+                    table,
+                    set,
+                };
+                return encode_elems(w, &head, elems, next_seq);
+            }
+            Msg::DestroyElems {
+                family,
+                table,
+                set,
+                elems,
+            } => {
+                let head = ElemsHead {
+                    msg_type: ty(NFT_MSG_DESTROYSETELEM),
+                    flags: req,
+                    family: *family,
+                    table,
+                    set,
+                };
+                return encode_elems(w, &head, elems, next_seq);
+            }
+            _ => {}
+        }
+        let seq = next_seq();
         match self {
             Msg::AddTable {
                 family,
@@ -146,32 +186,8 @@ impl Msg {
                 w.put_str(NFTA_SET_ELEM_LIST_SET, set);
                 w.end_msg(m);
             }
-            Msg::AddElems {
-                family,
-                table,
-                set,
-                elems,
-            } => {
-                let m = w.begin_msg(
-                    ty(NFT_MSG_NEWSETELEM),
-                    req | NLM_F_CREATE,
-                    seq,
-                    family.nfproto(),
-                    0,
-                );
-                encode_elems(w, table, set, elems);
-                w.end_msg(m);
-            }
-            Msg::DestroyElems {
-                family,
-                table,
-                set,
-                elems,
-            } => {
-                let m = w.begin_msg(ty(NFT_MSG_DESTROYSETELEM), req, seq, family.nfproto(), 0);
-                encode_elems(w, table, set, elems);
-                w.end_msg(m);
-            }
+            // Encoded above.
+            Msg::AddElems { .. } | Msg::DestroyElems { .. } => {}
         }
     }
 }
@@ -228,21 +244,84 @@ pub(crate) fn parse_comment_udata(ty: u8, mut udata: &[u8]) -> Option<String> {
     None
 }
 
-fn encode_elems(w: &mut Writer, table: &str, set: &str, elems: &[Elem]) {
-    w.put_str(NFTA_SET_ELEM_LIST_TABLE, table);
-    w.put_str(NFTA_SET_ELEM_LIST_SET, set);
-    let list = w.nest_start(NFTA_SET_ELEM_LIST_ELEMENTS);
+/// Most bytes of elements one message carries: `NFTA_SET_ELEM_LIST_ELEMENTS` is a nested
+/// attribute whose 16-bit length (at most 65535) counts its own 4-byte header.
+const ELEMS_MAX: usize = 65535 - 4;
+
+/// What every message of one element list repeats.
+struct ElemsHead<'a> {
+    msg_type: u16,
+    flags: u16,
+    family: Family,
+    table: &'a str,
+    set: &'a str,
+}
+
+/// An element list as NEWSETELEM/DESTROYSETELEM messages, as many as it takes for no
+/// element list attribute to pass 65535 bytes (about 1,800 published ports per message).
+/// They stay in the caller's batch, so the change is still one transaction.
+fn encode_elems(
+    w: &mut Writer,
+    head: &ElemsHead,
+    elems: &[Elem],
+    next_seq: &mut dyn FnMut() -> u32,
+) {
+    let mut chunks: Vec<Writer> = Vec::new();
+    let mut cur = Writer::default();
     for e in elems {
-        e.encode(w);
+        let mut one = Writer::default();
+        e.encode(&mut one);
+        let fits = cur
+            .buf
+            .len()
+            .checked_add(one.buf.len())
+            .is_some_and(|n| n <= ELEMS_MAX);
+        if !fits && !cur.buf.is_empty() {
+            chunks.push(std::mem::take(&mut cur));
+        }
+        cur.append(one);
     }
-    w.nest_end(list);
+    if !cur.buf.is_empty() || cur.failed() {
+        chunks.push(cur);
+    }
+    for chunk in chunks {
+        let m = w.begin_msg(
+            head.msg_type,
+            head.flags,
+            next_seq(),
+            head.family.nfproto(),
+            0,
+        );
+        w.put_str(NFTA_SET_ELEM_LIST_TABLE, head.table);
+        w.put_str(NFTA_SET_ELEM_LIST_SET, head.set);
+        let list = w.nest_start(NFTA_SET_ELEM_LIST_ELEMENTS);
+        w.append(chunk);
+        w.nest_end(list);
+        w.end_msg(m);
+    }
+}
+
+/// A batch as netlink bytes, and for each message after the begin marker (sequence numbers
+/// `seq_start + 1 ..`) the index of the batch message it encodes.
+pub(crate) struct Wire {
+    /// The datagram.
+    pub(crate) bytes: Vec<u8>,
+    /// `origin[k]`: index (as in [`Batch::ops`]) of netlink message `k`.
+    pub(crate) origin: Vec<usize>,
 }
 
 impl Batch {
     /// The batch as netlink bytes: `NFNL_MSG_BATCH_BEGIN` with sequence `seq_start`, the
-    /// messages with `seq_start + 1 ..`, then `NFNL_MSG_BATCH_END`. Deterministic: the same
-    /// batch and `seq_start` always give the same bytes (set ids are numbered per batch).
-    pub fn encode(&self, seq_start: u32) -> Vec<u8> {
+    /// messages with `seq_start + 1 ..`, then `NFNL_MSG_BATCH_END`. An element list too long
+    /// for one netlink attribute is split over several consecutive messages of the batch.
+    /// Deterministic: the same batch and `seq_start` always give the same bytes (set ids are
+    /// numbered per batch). Fails, naming the message, if a length does not fit its field.
+    pub fn encode(&self, seq_start: u32) -> Result<Vec<u8>, NftError> {
+        self.encode_wire(seq_start).map(|w| w.bytes)
+    }
+
+    /// [`Batch::encode`], with the batch message each netlink message came from.
+    pub(crate) fn encode_wire(&self, seq_start: u32) -> Result<Wire, NftError> {
         let mut w = Writer::default();
         let m = w.begin_msg(
             NFNL_MSG_BATCH_BEGIN,
@@ -254,20 +333,35 @@ impl Batch {
         w.end_msg(m);
         let mut set_id = 0;
         let mut seq = seq_start;
-        for msg in self.msgs() {
-            seq = seq.wrapping_add(1);
-            msg.encode(&mut w, seq, &mut set_id);
+        let mut origin = Vec::with_capacity(self.msgs().len());
+        for (i, msg) in self.msgs().iter().enumerate() {
+            // Sequence numbers are a wrapping u32 space.
+            let mut next_seq = || {
+                seq = seq.wrapping_add(1);
+                origin.push(i);
+                seq
+            };
+            msg.encode(&mut w, &mut next_seq, &mut set_id);
+            if let Some(e) = w.take_error() {
+                return Err(NftError::Encode {
+                    op: msg.describe(),
+                    reason: e.to_string(),
+                });
+            }
         }
-        let end_seq = seq.wrapping_add(1);
         let m = w.begin_msg(
             NFNL_MSG_BATCH_END,
             NLM_F_REQUEST,
-            end_seq,
+            seq.wrapping_add(1),
             0,
             NFNL_SUBSYS_NFTABLES,
         );
         w.end_msg(m);
-        w.buf
+        let bytes = w.finish().map_err(|e| NftError::Encode {
+            op: "nftables batch".to_string(),
+            reason: e.to_string(),
+        })?;
+        Ok(Wire { bytes, origin })
     }
 }
 

@@ -116,7 +116,7 @@ fn check(g: &Golden, family: Family, want: &[(usize, Expr)]) {
 /// The attributes of the one message of `b` (after the batch begin), checked against a
 /// captured message's type and family.
 fn our_message(b: &Batch, g: &Golden) -> Vec<Node> {
-    let bytes = b.encode(0);
+    let bytes = b.encode(0).unwrap();
     let first = u32::from_ne_bytes(bytes[0..4].try_into().unwrap()) as usize;
     let len = u32::from_ne_bytes(bytes[first..first + 4].try_into().unwrap()) as usize;
     let msg = &bytes[first..first + len];

@@ -63,6 +63,15 @@ pub enum NftError {
         /// The first unanswered message.
         first_op: String,
     },
+    /// A message could not be encoded: a length does not fit its netlink field. Nothing was
+    /// sent.
+    #[error("nftables: cannot encode {op}: {reason}")]
+    Encode {
+        /// The message, e.g. `add elements to inet weft dnat4any`.
+        op: String,
+        /// Which length did not fit.
+        reason: String,
+    },
     /// A reply could not be parsed.
     #[error("nftables: malformed reply from the kernel: {0}")]
     Malformed(String),
@@ -148,7 +157,7 @@ mod tests {
     fn batch_framing_and_table() {
         let mut b = Batch::new();
         b.add_table(Family::Inet, "weft");
-        let bytes = b.encode(100);
+        let bytes = b.encode(100).unwrap();
         // NFNL_MSG_BATCH_BEGIN: type 16, REQUEST only, AF_UNSPEC, res_id = NFNL_SUBSYS_NFTABLES.
         assert_eq!(nth_msg(&bytes, 0), hdr(20, 16, 1, 100, 0, 10));
         // NFT_MSG_NEWTABLE (0x0a00): name "weft\0" (len 9, padded), flags 0 - as nft sends.
@@ -217,7 +226,7 @@ mod tests {
             0,
         );
         want.extend(body);
-        assert_eq!(nth_msg(&b.encode(1), 1), want);
+        assert_eq!(nth_msg(&b.encode(1).unwrap(), 1), want);
     }
 
     #[test]
@@ -243,7 +252,7 @@ mod tests {
         assert_eq!(body.len(), 68); // nft's message was 88 = 20 + 68
         let mut want = hdr(88, 0x0a09, REQ_ACK | CREATE, 1, 1, 0);
         want.extend(body);
-        assert_eq!(nth_msg(&b.encode(0), 1), want);
+        assert_eq!(nth_msg(&b.encode(0).unwrap(), 1), want);
     }
 
     #[test]
@@ -260,7 +269,7 @@ mod tests {
             "masq4",
             Elem::prefix_v4("10.1.0.0/16".parse().unwrap()),
         );
-        let bytes = b.encode(0);
+        let bytes = b.encode(0).unwrap();
         // Set: flags 4 (interval), type 7, len 4, userdata byte order 2 (big endian).
         let set = nth_msg(&bytes, 1);
         assert!(set.ends_with(
@@ -312,7 +321,7 @@ mod tests {
             SetSpec::new("pp", KeyType::Ipv4ProtoService).interval(),
         );
         assert_eq!(b.len(), 6);
-        let bytes = b.encode(0);
+        let bytes = b.encode(0).unwrap();
         let ty = |m: &[u8]| u16::from_ne_bytes([m[4], m[5]]);
         let flags = |m: &[u8]| u16::from_ne_bytes([m[6], m[7]]);
         let destroy = nth_msg(&bytes, 1);
@@ -375,7 +384,7 @@ mod tests {
         .concat();
         let mut want = hdr(84, 0x0a03, REQ_ACK | CREATE, 1, 1, 0);
         want.extend(body);
-        assert_eq!(nth_msg(&b.encode(0), 1), want);
+        assert_eq!(nth_msg(&b.encode(0).unwrap(), 1), want);
         // A negative priority is sent as its two's complement, as nft does.
         let mut b = Batch::new();
         b.add_chain(
@@ -391,8 +400,96 @@ mod tests {
                 }),
             },
         );
-        let m = nth_msg(&b.encode(0), 1);
+        let m = nth_msg(&b.encode(0).unwrap(), 1);
         assert!(m.ends_with(&attr(2, &(-100i32).to_be_bytes())));
+    }
+
+    /// The netlink messages of an encoded batch: (type, seq, payload after nlmsghdr).
+    fn messages(bytes: &[u8]) -> Vec<(u16, u32, Vec<u8>)> {
+        crate::adapters::nla::parse_msgs(bytes)
+            .unwrap()
+            .into_iter()
+            .map(|m| (m.msg_type, m.seq, m.payload.to_vec()))
+            .collect()
+    }
+
+    #[test]
+    fn long_element_lists_are_split_across_messages_of_one_batch() {
+        // 5,000 published ports: 36 bytes each, 180,000 bytes of elements, far more than the
+        // 65,535 one element list attribute holds.
+        let elems: Vec<Elem> = (0..5000u16)
+            .map(|i| {
+                let port = 20000 + i;
+                Elem::new(concat(&[&[6], &port.to_be_bytes()])).with_data(ElemData::Value(concat(
+                    &[&[10, 0, 0, 2], &port.to_be_bytes()],
+                )))
+            })
+            .collect();
+        let mut b = Batch::new();
+        b.add_table(Family::Inet, "weft");
+        b.add_elements(Family::Inet, "weft", "dnat4any", elems.clone());
+        b.destroy_elements(Family::Inet, "weft", "dnat4any", elems.clone());
+        b.flush_chain(Family::Inet, "weft", "forward");
+        assert_eq!(b.len(), 4);
+        let wire = b.encode_wire(1000).unwrap();
+        let msgs = messages(&wire.bytes);
+        // begin, table, 3 adds, 3 destroys, flush, end; consecutive sequence numbers.
+        let types: Vec<u16> = msgs.iter().map(|m| m.0).collect();
+        assert_eq!(
+            types,
+            [16, 0x0a00, 0x0a0c, 0x0a0c, 0x0a0c, 0x0a1e, 0x0a1e, 0x0a1e, 0x0a08, 17]
+        );
+        let seqs: Vec<u32> = msgs.iter().map(|m| m.1).collect();
+        assert_eq!(seqs, (1000..1010).collect::<Vec<u32>>());
+        assert_eq!(wire.origin, [0, 1, 1, 1, 2, 2, 2, 3]);
+        // Every element list fits its attribute, and together they hold every element once,
+        // in order.
+        for range in [2..5, 5..8] {
+            let mut got = Vec::new();
+            for (_, _, payload) in &msgs[range] {
+                let body = &payload[4..];
+                assert_eq!(
+                    crate::adapters::nla::find_attr(body, sys::NFTA_SET_ELEM_LIST_SET),
+                    Some(&b"dnat4any\0"[..])
+                );
+                let list = crate::adapters::nla::find_attr(body, sys::NFTA_SET_ELEM_LIST_ELEMENTS)
+                    .unwrap();
+                assert!(list.len() + 4 <= 65535, "{}", list.len());
+                for (_, e) in crate::adapters::nla::attrs(list) {
+                    let key = crate::adapters::nla::find_attr(e, sys::NFTA_SET_ELEM_KEY).unwrap();
+                    got.push(
+                        crate::adapters::nla::find_attr(key, sys::NFTA_DATA_VALUE)
+                            .unwrap()
+                            .to_vec(),
+                    );
+                }
+            }
+            let want: Vec<Vec<u8>> = elems.iter().map(|e| e.key.clone()).collect();
+            assert_eq!(got, want);
+        }
+        // A short list stays one message, byte for byte as before.
+        let mut small = Batch::new();
+        small.add_elements(Family::Inet, "weft", "dnat4any", elems[..10].to_vec());
+        assert_eq!(messages(&small.encode(0).unwrap()).len(), 3);
+    }
+
+    #[test]
+    fn an_attribute_too_long_is_an_error_naming_the_message() {
+        let mut b = Batch::new();
+        b.add_table(Family::Inet, "weft");
+        let huge = "s".repeat(70_000);
+        b.add_rule(
+            Family::Inet,
+            "weft",
+            "forward",
+            vec![Expr::lookup(&huge, Reg::R0)],
+        );
+        let err = b.encode(0).unwrap_err();
+        assert!(
+            matches!(&err, NftError::Encode { op, .. } if op == "add rule to inet weft forward"),
+            "{err}"
+        );
+        assert!(err.to_string().contains("70005 bytes"), "{err}");
     }
 
     #[test]

@@ -188,13 +188,25 @@ pub fn send(batch: &Batch) -> Result<(), NftError> {
     if batch.is_empty() {
         return Ok(());
     }
-    let n = batch.len();
-    let seq_start = next_seq(n);
-    let bytes = batch.encode(seq_start);
-    let sock = open(n, bytes.len())?;
-    sock.send(&bytes, 0).map_err(io_err("send batch"))?;
+    // Sequence numbers only need to be unique per socket: take the counter's value, then
+    // move it past what the batch used (element lists may take several messages each).
+    let seq_start = NEXT_SEQ.load(Ordering::Relaxed);
+    let wire = batch.encode_wire(seq_start)?;
+    let n = wire.origin.len();
+    NEXT_SEQ.fetch_add(
+        u32::try_from(n).unwrap_or(u32::MAX).wrapping_add(2),
+        Ordering::Relaxed,
+    );
+    let sock = open(n, wire.bytes.len())?;
+    sock.send(&wire.bytes, 0).map_err(io_err("send batch"))?;
 
-    let ops = batch.ops();
+    // The description of netlink message `k`: that of the batch message it encodes.
+    let batch_ops = batch.ops();
+    let ops: Vec<&str> = wire
+        .origin
+        .iter()
+        .map(|&i| batch_ops.get(i).map_or("nftables batch", String::as_str))
+        .collect();
     let mut acked = vec![false; n];
     let mut remaining = n;
     // (message index or None for the begin/end markers, errno, ext-ack text)
@@ -241,7 +253,7 @@ pub fn send(batch: &Batch) -> Result<(), NftError> {
     }
     if let Some((idx, errno, text)) = first_err {
         let op = match idx {
-            Some(i) => ops[i].clone(),
+            Some(i) => ops[i].to_string(),
             None => "nftables batch".to_string(),
         };
         return Err(rejected(op, errno, text));
@@ -250,7 +262,7 @@ pub fn send(batch: &Batch) -> Result<(), NftError> {
         let first = acked
             .iter()
             .position(|a| !a)
-            .map(|i| ops[i].clone())
+            .map(|i| ops[i].to_string())
             .unwrap_or_default();
         return Err(NftError::MissingAck {
             missing: remaining,
@@ -282,8 +294,12 @@ pub(super) fn request(
     );
     build(&mut w);
     w.end_msg(m);
-    let sock = open(1, w.buf.len())?;
-    sock.send(&w.buf, 0).map_err(io_err("send request"))?;
+    let bytes = w.finish().map_err(|e| NftError::Encode {
+        op: op.to_string(),
+        reason: e.to_string(),
+    })?;
+    let sock = open(1, bytes.len())?;
+    sock.send(&bytes, 0).map_err(io_err("send request"))?;
 
     let mut out = Vec::new();
     let mut interrupted = false;

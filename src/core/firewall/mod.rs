@@ -680,7 +680,7 @@ mod tests {
         ensure_base(&mut a, &FwOptions::default(), &owner());
         let mut b = Batch::new();
         ensure_base(&mut b, &FwOptions::default(), &owner());
-        assert_eq!(a.encode(7), b.encode(7));
+        assert_eq!(a.encode(7).unwrap(), b.encode(7).unwrap());
     }
 
     #[test]

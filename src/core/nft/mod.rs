@@ -50,7 +50,8 @@ pub fn fingerprint(exprs: &[Expr]) -> u64 {
     })
 }
 
-/// Netlink attributes and nf_tables register contents are aligned to 4 bytes.
+/// Netlink attributes and nf_tables register contents are aligned to 4 bytes. Saturates
+/// instead of wrapping (no buffer comes near `usize::MAX`).
 pub const fn align4(n: usize) -> usize {
-    (n + 3) & !3
+    n.saturating_add(3) & !3
 }

@@ -152,6 +152,7 @@ fn parse_request(req: &CreateRequest) -> Result<Parsed> {
     let mut seen = [false, false];
     for s in &req.subnets {
         let net = parse_net("--subnet", s)?;
+        ipam::check_usable_net("--subnet", net)?;
         let fam = net.addr().is_ipv6() as usize;
         if seen[fam] {
             return Err(user_err!(
@@ -169,6 +170,12 @@ fn parse_request(req: &CreateRequest) -> Result<Parsed> {
     }
     for g in &req.gateways {
         let ip = parse_ip("--gateway", g)?;
+        ipam::check_usable_addr(
+            "--gateway",
+            g,
+            ip,
+            "give an address inside the --subnet, or leave --gateway out for its first address",
+        )?;
         let slot = explicit
             .iter_mut()
             .find(|(n, _, _)| n.addr().is_ipv6() == ip.is_ipv6())
@@ -177,11 +184,20 @@ fn parse_request(req: &CreateRequest) -> Result<Parsed> {
     }
     for r in &req.ip_ranges {
         let net = parse_net("--ip-range", r)?;
+        ipam::check_usable_net("--ip-range", net)?;
         let slot = explicit
             .iter_mut()
             .find(|(n, _, _)| n.addr().is_ipv6() == net.addr().is_ipv6())
             .ok_or_else(|| user_err!("--ip-range {net} needs a --subnet of the same family"))?;
         slot.2 = Some(net);
+    }
+    for (text, (_, ip)) in req.aux.iter().zip(&aux) {
+        ipam::check_usable_addr(
+            "--aux-address",
+            text,
+            *ip,
+            "give an address inside the --subnet",
+        )?;
     }
     if !aux.is_empty() && explicit.is_empty() {
         return Err(user_err!(
@@ -209,7 +225,11 @@ pub fn create(ctx: &Ctx, req: &CreateRequest) -> Result<Network> {
     let host = if req.allow_overlap && !need_auto_v4 && !need_auto_v6 {
         HostView::default()
     } else {
-        host_facts::observe().context("observing the host's routes, addresses and peers")?
+        let mut host =
+            host_facts::observe().context("observing the host's routes, addresses and peers")?;
+        host.nameservers =
+            host_facts::nameservers(&ctx.config.resolv_conf(), &ctx.config.resolved_conf())?;
+        host
     };
     let id = new_id()?;
     let bridge = p.bridge.clone().unwrap_or_else(|| {
@@ -308,6 +328,10 @@ pub fn create(ctx: &Ctx, req: &CreateRequest) -> Result<Network> {
         {
             tx.put_network(&done)?;
             tx.commit()?;
+            if let Err(e) = crate::engine::agent::client::ensure_running(ctx) {
+                // Without an agent everything still works; only repairs wait for a command.
+                eprintln!("warning: cannot start the weft agent: {e:#}");
+            }
             Ok(done)
         }
         _ => Err(user_err!(

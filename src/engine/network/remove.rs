@@ -4,10 +4,10 @@ use anyhow::Result;
 
 use super::find;
 use crate::adapters::netlink::KernelExecutor;
-use crate::adapters::store::Mode;
 use crate::adapters::store::Store as _;
-use crate::core::model::{Network, Status};
-use crate::core::plan::{apply_best_effort, plan_network_teardown};
+use crate::adapters::store::{Mode, StoreError};
+use crate::core::model::{Network, Sandbox, Status};
+use crate::core::plan::{apply_best_effort, plan_network_teardown, Ns, Op};
 use crate::engine::sandbox::connect::disconnect;
 use crate::engine::Ctx;
 use crate::user_err;
@@ -16,9 +16,30 @@ use crate::user_err;
 pub fn remove(ctx: &Ctx, names: &[String], force: bool) -> Result<Vec<String>> {
     let mut removed = Vec::new();
     for name in names {
-        let net = {
+        let found = {
             let tx = ctx.store.begin(Mode::Read)?;
-            find(tx.as_ref(), name)?
+            find(tx.as_ref(), name)
+        };
+        let net = match found {
+            Ok(net) => net,
+            Err(e) => match e.downcast_ref::<StoreError>() {
+                // A record that cannot be read must not keep its own removal from working.
+                Some(StoreError::Corrupt {
+                    table: "networks",
+                    key,
+                    name: real,
+                    ..
+                }) => {
+                    if !remove_unreadable(ctx, key, real, force)? {
+                        return Err(user_err!(
+                            "no such network {name:?}: another weft process removed it meanwhile"
+                        ));
+                    }
+                    removed.push(real.clone());
+                    continue;
+                }
+                _ => return Err(e),
+            },
         };
         if force {
             for sb in users(ctx, &net)? {
@@ -30,6 +51,77 @@ pub fn remove(ctx: &Ctx, names: &[String], force: bool) -> Result<Vec<String>> {
         removed.push(net.name.clone());
     }
     Ok(removed)
+}
+
+/// Removes a network whose record cannot be read (`network rm`, `gc`), finding everything
+/// by its id: its bridge (tagged with it), its allocations, the endpoints sandboxes have on
+/// it. Refuses while sandboxes are attached, unless `force`, which detaches them. Returns
+/// false if the record was gone already.
+pub fn remove_unreadable(ctx: &Ctx, id: &str, name: &str, force: bool) -> Result<bool> {
+    let attached: Vec<Sandbox> = {
+        let tx = ctx.store.begin(Mode::Read)?;
+        tx.sandboxes()?
+            .into_iter()
+            .filter(|s| s.endpoints.iter().any(|e| e.network_id == id))
+            .collect()
+    };
+    if !attached.is_empty() && !force {
+        return Err(user_err!(
+            "network {name:?} (unreadable record) has sandboxes attached ({}); remove them, or use `weft network rm --force`",
+            attached.iter().map(|s| s.name.as_str()).collect::<Vec<_>>().join(", ")
+        ));
+    }
+    let mut exec = KernelExecutor::new()?;
+    // Deleting a veth's host end deletes the pair: the sandbox loses that interface.
+    let mut ops: Vec<Op> = attached
+        .iter()
+        .flat_map(|s| s.endpoints.iter().filter(|e| e.network_id == id))
+        .map(|e| Op::DeleteLink {
+            ns: Ns::Host,
+            ifname: e.host_interface.clone(),
+        })
+        .collect();
+    let links = exec
+        .owned_links(&ctx.instance)
+        .map_err(|e| anyhow::anyhow!("listing links: {e}"))?;
+    ops.extend(
+        links
+            .into_iter()
+            .filter(|(_, owner)| owner == id)
+            .map(|(ifname, _)| Op::DeleteLink {
+                ns: Ns::Host,
+                ifname,
+            }),
+    );
+    if let Some(e) = apply_best_effort(&mut exec, &ops).first() {
+        return Err(anyhow::anyhow!("removing network {name:?}: {e}"));
+    }
+    {
+        let tx = ctx.store.begin(Mode::Write)?;
+        // Only that same unreadable record: never one rewritten meanwhile.
+        match tx.network(id) {
+            Err(StoreError::Corrupt { .. }) => {}
+            Ok(None) => return Ok(false),
+            Ok(Some(_)) => {
+                return Err(user_err!(
+                    "network {name:?} was rewritten by another weft process meanwhile; try again"
+                ))
+            }
+            Err(e) => return Err(e.into()),
+        }
+        for s in tx.sandboxes()? {
+            if s.endpoints.iter().any(|e| e.network_id == id) {
+                let mut cur = s;
+                cur.endpoints.retain(|e| e.network_id != id);
+                tx.put_sandbox(&cur)?;
+            }
+        }
+        tx.delete_network(id)?;
+        tx.commit()?;
+    }
+    // Its elements (bridge, masquerade prefixes) cannot be derived from the record.
+    crate::engine::firewall::reconcile(ctx)?;
+    Ok(true)
 }
 
 /// Names of the sandboxes attached to a network.
@@ -48,15 +140,30 @@ fn users(ctx: &Ctx, net: &Network) -> Result<Vec<String>> {
 /// between the check and the teardown.
 fn claim_removal(ctx: &Ctx, net: &Network) -> Result<()> {
     let tx = ctx.store.begin(Mode::Write)?;
+    // Of concurrent removals exactly one claims the network; the others say why they did not.
     let Some(mut cur) = tx.network(&net.id)? else {
-        return Ok(());
-    };
-    if cur.status == Status::Creating && cur.owner_pid.is_some_and(crate::adapters::process::alive)
-    {
         return Err(user_err!(
-            "network {:?} is still being created; try again in a moment",
+            "no such network {:?}: another weft process removed it meanwhile",
             net.name
         ));
+    };
+    let owner = cur
+        .owner_pid
+        .filter(|p| *p != std::process::id() && crate::adapters::process::alive(*p));
+    match (cur.status, owner) {
+        (Status::Creating, Some(_)) => {
+            return Err(user_err!(
+                "network {:?} is still being created; try again in a moment",
+                net.name
+            ))
+        }
+        (Status::Removing, Some(pid)) => {
+            return Err(user_err!(
+                "network {:?} is being removed by process {pid}",
+                net.name
+            ))
+        }
+        _ => {}
     }
     let users: Vec<String> = tx
         .sandboxes()?

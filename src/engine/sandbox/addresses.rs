@@ -19,6 +19,12 @@ pub(super) fn parse_ips(ips: &[String]) -> Result<(Option<IpAddr>, Option<IpAddr
         let ip: IpAddr = s
             .parse()
             .map_err(|_| user_err!("invalid --ip {s:?}: expected an address like 172.18.0.5"))?;
+        ipam::check_usable_addr(
+            "--ip",
+            s,
+            ip,
+            "give an address inside the network's subnet, or leave --ip out for one chosen by weft",
+        )?;
         let slot = if ip.is_ipv6() { &mut v6 } else { &mut v4 };
         if slot.replace(ip).is_some() {
             return Err(user_err!(
@@ -115,5 +121,6 @@ pub(super) fn allocate_endpoint(
         mac: format_mac(&mac_for(v4, v6)),
         aliases: aliases.to_vec(),
         announce,
+        pending: None,
     })
 }

@@ -7,14 +7,17 @@ use super::addresses::{allocate_endpoint, parse_ips};
 use super::files::write_files;
 use super::{check_settled, find};
 use crate::adapters::netlink::KernelExecutor;
-use crate::adapters::store::Mode;
+use crate::adapters::process;
 use crate::adapters::store::Store as _;
+use crate::adapters::store::{Mode, Txn};
 use crate::core::firewall::drift::Depth;
-use crate::core::model::{Endpoint, NetMode, Status};
-use crate::core::plan::{apply_all, plan_attach, plan_detach, plan_firewall_attach, Op};
+use crate::core::model::{Endpoint, EndpointChange, NetMode, Pending, Sandbox, Status};
+use crate::core::plan::{
+    apply_all, apply_best_effort, plan_attach, plan_detach, plan_firewall_attach, Ns, Op,
+};
 use crate::engine::firewall;
 use crate::engine::network::find as find_network;
-use crate::engine::Ctx;
+use crate::engine::{reconcile, Ctx};
 use crate::user_err;
 
 /// `weft network connect`: a new interface (next `ethN`) while the sandbox may be running.
@@ -58,7 +61,10 @@ pub fn connect(
         .max()
         .map(|m| m + 1)
         .unwrap_or(0);
-    let ep = allocate_endpoint(tx.as_ref(), &net, &sb.id, index, want, aliases)?;
+    let mut ep = allocate_endpoint(tx.as_ref(), &net, &sb.id, index, want, aliases)?;
+    // The endpoint is recorded as being attached by this process: if it dies before the
+    // end, gc undoes the attach instead of taking the half-made interface for a finished one.
+    ep.pending = Some(mine(EndpointChange::Attach));
     let mut updated = sb.clone();
     updated.endpoints.push(ep.clone());
     tx.put_sandbox(&updated)?;
@@ -74,84 +80,186 @@ pub fn connect(
         sb.endpoints.is_empty(),
         &ctx.instance,
     ));
-    let built =
-        firewall::ensure(ctx, Depth::Chains, std::slice::from_ref(&net.bridge)).and_then(|_| {
-            let mut exec = KernelExecutor::new()?;
-            firewall::apply_with_repair(ctx, &mut exec, &ops)
-        });
-    if let Err(e) = built {
-        let tx = ctx.store.begin(Mode::Write)?;
-        tx.release_addresses(&sb.id, Some(&net.id))?;
-        if let Some(mut cur) = tx.sandbox(&sb.id)? {
-            cur.endpoints.retain(|x| x.network_id != net.id);
-            tx.put_sandbox(&cur)?;
-        }
-        tx.commit()?;
+    let mut exec = KernelExecutor::new()?;
+    // The firewall first (a network repaired just below needs its tables), then the
+    // network's own kernel objects.
+    let applied = firewall::ensure(ctx, Depth::Chains, std::slice::from_ref(&net.bridge))
+        .and_then(|_| reconcile::before_attach(ctx, &mut exec, &net))
+        .and_then(|()| firewall::apply_with_repair(ctx, &mut exec, &ops));
+    if let Err(e) = applied {
+        forget_endpoint(ctx, &sb.id, &net.id)?;
         return Err(e.context(format!(
             "connecting sandbox {:?} to network {:?}",
             sb.name, net.name
         )));
     }
-    let _ = write_files(ctx, &updated);
-    Ok(ep)
-}
-
-/// `weft network disconnect`: removes the sandbox's interface on that network.
-pub fn disconnect(ctx: &Ctx, network: &str, sandbox: &str) -> Result<()> {
-    let (net, sb) = {
-        let tx = ctx.store.begin(Mode::Read)?;
-        (
-            find_network(tx.as_ref(), network)?,
-            find(tx.as_ref(), sandbox)?,
+    // Only finish our own intent: never bring back an endpoint someone removed meanwhile.
+    let tx = ctx.store.begin(Mode::Write)?;
+    let mut cur = tx.sandbox(&sb.id)?.ok_or_else(|| {
+        user_err!(
+            "sandbox {:?} was removed while it was being connected",
+            sb.name
         )
-    };
-    let Some(ep) = sb
+    })?;
+    let Some(done) = cur
         .endpoints
-        .iter()
-        .find(|e| e.network_id == net.id)
-        .cloned()
+        .iter_mut()
+        .find(|e| e.network_id == net.id && e.pending == ep.pending)
     else {
         return Err(user_err!(
-            "sandbox {:?} is not connected to network {:?}",
+            "sandbox {:?} was disconnected from {:?} while it was being connected",
             sb.name,
             net.name
         ));
     };
-    if let Some(ns) = &sb.netns {
-        let mut exec = KernelExecutor::new()?;
-        let mut ops = plan_detach(ns, &ep);
-        // The default routes went with the first network's interface: the next network
-        // takes over, as with Docker.
-        if sb.endpoints.first().map(|e| &e.network_id) == Some(&net.id) {
-            if let Some(next) = sb.endpoints.get(1) {
-                let tx = ctx.store.begin(Mode::Read)?;
-                if let Some(next_net) = tx.network(&next.network_id)? {
-                    for sub in &next_net.subnets {
-                        if (sub.subnet.addr().is_ipv4() && next.ipv4.is_some())
-                            || (sub.subnet.addr().is_ipv6() && next.ipv6.is_some())
-                        {
-                            ops.push(Op::AddDefaultRoute {
-                                ns: crate::core::plan::Ns::Sandbox(ns.clone()),
-                                gateway: sub.gateway,
-                            });
-                        }
-                    }
-                }
-            }
-        }
-        apply_all(&mut exec, &ops)?;
+    done.pending = None;
+    let ep = done.clone();
+    tx.put_sandbox(&cur)?;
+    tx.commit()?;
+    let _ = write_files(ctx, &cur);
+    Ok(ep)
+}
+
+/// This process's claim on an endpoint.
+fn mine(change: EndpointChange) -> Pending {
+    let pid = std::process::id();
+    Pending {
+        change,
+        owner_pid: pid,
+        owner_start: process::start_time(pid),
     }
+}
+
+/// Releases an endpoint's addresses and drops it from the sandbox's record.
+fn forget_endpoint(ctx: &Ctx, sandbox_id: &str, network_id: &str) -> Result<Option<Sandbox>> {
     let tx = ctx.store.begin(Mode::Write)?;
-    tx.release_addresses(&sb.id, Some(&net.id))?;
+    tx.release_addresses(sandbox_id, Some(network_id))?;
     let mut updated = None;
-    if let Some(mut cur) = tx.sandbox(&sb.id)? {
-        cur.endpoints.retain(|x| x.network_id != net.id);
+    if let Some(mut cur) = tx.sandbox(sandbox_id)? {
+        cur.endpoints.retain(|x| x.network_id != network_id);
         tx.put_sandbox(&cur)?;
         updated = Some(cur);
     }
     tx.commit()?;
-    if let Some(u) = updated {
+    Ok(updated)
+}
+
+/// The kernel side of removing `ep` from `sb`: its interface, and when it carried the default
+/// routes, the next network's routes instead (as with Docker).
+fn detach_ops(tx: &dyn Txn, sb: &Sandbox, ep: &Endpoint) -> Result<Vec<Op>> {
+    let Some(ns) = &sb.netns else {
+        return Ok(vec![]);
+    };
+    let mut ops = plan_detach(ns, ep);
+    let first = sb.endpoints.first().map(|e| &e.network_id) == Some(&ep.network_id);
+    if let (true, Some(next)) = (first, sb.endpoints.get(1)) {
+        if let Some(next_net) = tx.network(&next.network_id)? {
+            for sub in &next_net.subnets {
+                if (sub.subnet.addr().is_ipv4() && next.ipv4.is_some())
+                    || (sub.subnet.addr().is_ipv6() && next.ipv6.is_some())
+                {
+                    ops.push(Op::AddDefaultRoute {
+                        ns: Ns::Sandbox(ns.clone()),
+                        gateway: sub.gateway,
+                    });
+                }
+            }
+        }
+    }
+    Ok(ops)
+}
+
+/// `weft network disconnect`: removes the sandbox's interface on that network.
+pub fn disconnect(ctx: &Ctx, network: &str, sandbox: &str) -> Result<()> {
+    let (sb, ep) = {
+        let tx = ctx.store.begin(Mode::Write)?;
+        let net = find_network(tx.as_ref(), network)?;
+        let mut sb = find(tx.as_ref(), sandbox)?;
+        check_settled(&sb)?;
+        let Some(ep) = sb.endpoints.iter_mut().find(|e| e.network_id == net.id) else {
+            return Err(user_err!(
+                "sandbox {:?} is not connected to network {:?}",
+                sb.name,
+                net.name
+            ));
+        };
+        if let Some(p) = ep.pending.filter(alive) {
+            return Err(user_err!(
+                "sandbox {:?} is being {} network {:?} by process {}; try again in a moment",
+                sb.name,
+                match p.change {
+                    EndpointChange::Attach => "connected to",
+                    EndpointChange::Detach => "disconnected from",
+                },
+                net.name,
+                p.owner_pid
+            ));
+        }
+        ep.pending = Some(mine(EndpointChange::Detach));
+        let ep = ep.clone();
+        tx.put_sandbox(&sb)?;
+        tx.commit()?;
+        (sb, ep)
+    };
+    let ops = {
+        let tx = ctx.store.begin(Mode::Read)?;
+        detach_ops(tx.as_ref(), &sb, &ep)?
+    };
+    let mut exec = KernelExecutor::new()?;
+    apply_all(&mut exec, &ops)?;
+    if let Some(u) = forget_endpoint(ctx, &sb.id, &ep.network_id)? {
         let _ = write_files(ctx, &u);
     }
     Ok(())
+}
+
+/// Whether the process that claimed an endpoint still runs.
+fn alive(p: &Pending) -> bool {
+    process::alive_since(p.owner_pid, p.owner_start)
+}
+
+/// For `weft gc`: endpoints whose connect or disconnect was interrupted (its process died) are
+/// taken away, interface and addresses: an unfinished attach is undone, an unfinished detach
+/// finished. Returns what was settled, as `sandbox/network` names.
+pub fn settle_interrupted(ctx: &Ctx, sandbox_id: &str) -> Result<Vec<String>> {
+    let mut settled = Vec::new();
+    loop {
+        let found = {
+            let tx = ctx.store.begin(Mode::Write)?;
+            let Some(sb) = tx.sandbox(sandbox_id)? else {
+                return Ok(settled);
+            };
+            let Some(ep) = sb
+                .endpoints
+                .iter()
+                .find(|e| e.pending.is_some_and(|p| !alive(&p)))
+                .cloned()
+            else {
+                return Ok(settled);
+            };
+            // Claimed by this gc, so a second gc leaves it alone.
+            let mut claimed = sb.clone();
+            if let Some(e) = claimed
+                .endpoints
+                .iter_mut()
+                .find(|e| e.network_id == ep.network_id)
+            {
+                e.pending = Some(mine(EndpointChange::Detach));
+            }
+            tx.put_sandbox(&claimed)?;
+            let ops = detach_ops(tx.as_ref(), &sb, &ep)?;
+            tx.commit()?;
+            (sb, ep, ops)
+        };
+        let (sb, ep, ops) = found;
+        let mut exec = KernelExecutor::new()?;
+        let errors = apply_best_effort(&mut exec, &ops);
+        if let Some(e) = errors.first() {
+            anyhow::bail!("settling sandbox {:?} on {:?}: {e}", sb.name, ep.network);
+        }
+        if let Some(u) = forget_endpoint(ctx, &sb.id, &ep.network_id)? {
+            let _ = write_files(ctx, &u);
+        }
+        settled.push(format!("{}/{}", sb.name, ep.network));
+    }
 }

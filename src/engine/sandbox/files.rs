@@ -1,11 +1,15 @@
 //! What a process in a sandbox sees besides the network: `/etc/hosts`, `/etc/resolv.conf`,
-//! its hostname, and where a detached command's output goes.
+//! its hostname, and where a detached command's output goes; and the records of the inits
+//! its processes run under.
 
+use std::io;
 use std::net::IpAddr;
+use std::os::unix::fs::DirBuilderExt as _;
 use std::path::PathBuf;
 
 use anyhow::{Context as _, Result};
 
+use crate::adapters::fs;
 use crate::adapters::process::SandboxExec;
 use crate::core::model::Sandbox;
 use crate::engine::Ctx;
@@ -26,7 +30,9 @@ pub(super) fn write_files(ctx: &Ctx, sb: &Sandbox) -> Result<()> {
             hosts.push_str(&format!("{}\t{} {}\n", a.addr(), sb.hostname, sb.name));
         }
     }
-    std::fs::write(dir.join("hosts"), hosts)?;
+    // Read by any user inside the sandbox (bind-mounted over /etc/hosts), so 0644 inside the
+    // private run directory; replaced, never written through whatever is at the path.
+    fs::replace(&dir.join("hosts"), hosts.as_bytes(), 0o644)?;
     // The host's resolvers, minus loopback ones, which mean nothing inside the sandbox
     // (Docker does the same).
     let host_conf = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
@@ -41,8 +47,57 @@ pub(super) fn write_files(ctx: &Ctx, sb: &Sandbox) -> Result<()> {
         })
         .map(|l| format!("{l}\n"))
         .collect();
-    std::fs::write(dir.join("resolv.conf"), conf)?;
+    fs::replace(&dir.join("resolv.conf"), conf.as_bytes(), 0o644)?;
     Ok(())
+}
+
+/// Where the inits of a sandbox's processes are recorded, one empty file `PID-START` each
+/// (start: the init's start time, so a reused pid is never taken for it). The command's init
+/// is also in the sandbox's record; `exec`s are only here. Kept beside the sandbox's files
+/// rather than in its record so that they are found even when the record is unreadable.
+fn inits_dir(ctx: &Ctx, id: &str) -> PathBuf {
+    ctx.sandbox_dir(id).join("inits")
+}
+
+/// One init recorded in the sandbox's run directory while it runs.
+pub(super) struct InitRecord {
+    path: PathBuf,
+}
+
+impl InitRecord {
+    /// Records an init. Fails if the sandbox's directory is gone: the sandbox is being
+    /// removed.
+    pub(super) fn create(ctx: &Ctx, id: &str, pid: u32, start: u64) -> io::Result<Self> {
+        let dir = inits_dir(ctx, id);
+        // Not recursive: a removed sandbox's directory must not come back.
+        match std::fs::DirBuilder::new().mode(0o700).create(&dir) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(e),
+        }
+        let path = dir.join(format!("{pid}-{start}"));
+        fs::create_new(&path, 0o600)?;
+        Ok(Self { path })
+    }
+
+    /// Forgets the init (it has been reaped).
+    pub(super) fn remove(self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+/// Every init recorded for the sandbox `id`: (pid, start time).
+pub(super) fn recorded_inits(ctx: &Ctx, id: &str) -> Vec<(u32, u64)> {
+    let Ok(rd) = std::fs::read_dir(inits_dir(ctx, id)) else {
+        return Vec::new();
+    };
+    rd.flatten()
+        .filter_map(|e| {
+            let name = e.file_name();
+            let (pid, start) = name.to_str()?.split_once('-')?;
+            Some((pid.parse().ok()?, start.parse().ok()?))
+        })
+        .collect()
 }
 
 /// What a process in this sandbox gets.

@@ -17,17 +17,16 @@ pub use supervise::{exec, monitor, run_detached, run_foreground, stop};
 use addresses::{allocate_endpoint, parse_ips};
 use files::{log_path, write_files};
 use publish::{claim_ports, HostPorts};
-use supervise::wait_gone;
+use supervise::kill_all;
 
 use std::path::Path;
-use std::time::Duration;
 
 use anyhow::Result;
 
 use crate::adapters::netlink::KernelExecutor;
 use crate::adapters::process;
 use crate::adapters::store::Store as _;
-use crate::adapters::store::{Mode, Txn};
+use crate::adapters::store::{Mode, StoreError, Txn};
 use crate::core::firewall::drift::Depth;
 use crate::core::model::{NetMode, Network, Sandbox, Status};
 use crate::core::names::validate_name;
@@ -247,6 +246,20 @@ pub fn create(ctx: &Ctx, req: &SandboxRequest) -> Result<Sandbox> {
             )),
         }
     })?;
+    // The agent holds published ports against host processes (and is started on first use).
+    let agent = if done.ports.is_empty() {
+        crate::engine::agent::client::ensure_running(ctx).map(|_| ())
+    } else {
+        crate::engine::agent::client::reserve(ctx, &done)
+    };
+    if let Err(e) = agent {
+        if !done.ports.is_empty() {
+            remove_one(ctx, &done.id)?;
+            return Err(e.context(format!("creating sandbox {:?}", done.name)));
+        }
+        // Without an agent everything still works; only repairs wait for the next command.
+        eprintln!("warning: cannot start the weft agent: {e:#}");
+    }
     Ok(done)
 }
 
@@ -266,15 +279,21 @@ fn build(ctx: &Ctx, sb: &Sandbox, nets: &[Network]) -> Result<()> {
     for (i, (ep, net)) in sb.endpoints.iter().zip(nets).enumerate() {
         ops.extend(plan_attach(ns, &sb.id, ep, net, i == 0, &ctx.instance));
     }
-    let built = (|| -> Result<()> {
-        if !nets.is_empty() {
-            let bridges: Vec<String> = nets.iter().map(|n| n.bridge.clone()).collect();
-            firewall::ensure(ctx, Depth::Chains, &bridges)?;
-        }
-        let mut exec = KernelExecutor::new()?;
-        firewall::apply_with_repair(ctx, &mut exec, &ops)
-    })();
-    if let Err(e) = built {
+    let mut exec = KernelExecutor::new()?;
+    // The firewall first (a network repaired just below needs its tables), then the
+    // networks' own kernel objects.
+    let bridges: Vec<String> = nets.iter().map(|n| n.bridge.clone()).collect();
+    let applied = (if nets.is_empty() {
+        Ok(vec![])
+    } else {
+        firewall::ensure(ctx, Depth::Chains, &bridges)
+    })
+    .and_then(|_| {
+        nets.iter()
+            .try_for_each(|net| crate::engine::reconcile::before_attach(ctx, &mut exec, net))
+    })
+    .and_then(|()| firewall::apply_with_repair(ctx, &mut exec, &ops));
+    if let Err(e) = applied {
         let _ = std::fs::remove_dir_all(ctx.sandbox_dir(&sb.id));
         return Err(e);
     }
@@ -294,9 +313,11 @@ fn forget(ctx: &Ctx, sb: &Sandbox) -> Result<()> {
     Ok(())
 }
 
+/// Changes a sandbox's record with `f`, unless it is gone or being removed (the remover
+/// forgets it; writing it back would undo the claim). Returns the record written.
 fn update(ctx: &Ctx, id: &str, f: impl FnOnce(&mut Sandbox)) -> Result<Option<Sandbox>> {
     let tx = ctx.store.begin(Mode::Write)?;
-    let Some(mut sb) = tx.sandbox(id)? else {
+    let Some(mut sb) = tx.sandbox(id)?.filter(|s| s.status != Status::Removing) else {
         return Ok(None);
     };
     f(&mut sb);
@@ -354,9 +375,29 @@ pub fn remove(ctx: &Ctx, names: &[String], force: bool) -> (Vec<String>, Vec<any
 }
 
 fn remove_named(ctx: &Ctx, name: &str, force: bool) -> Result<String> {
-    let sb = {
+    let found = {
         let tx = ctx.store.begin(Mode::Read)?;
-        find(tx.as_ref(), name)?
+        find(tx.as_ref(), name)
+    };
+    let sb = match found {
+        Ok(sb) => sb,
+        Err(e) => match e.downcast_ref::<StoreError>() {
+            // A record that cannot be read must not keep its own removal from working.
+            Some(StoreError::Corrupt {
+                table: "sandboxes",
+                key,
+                name: real,
+                ..
+            }) => {
+                if !remove_unreadable(ctx, key, real, force)? {
+                    return Err(user_err!(
+                        "no such sandbox {name:?}: another weft process removed it meanwhile"
+                    ));
+                }
+                return Ok(real.clone());
+            }
+            _ => return Err(e),
+        },
     };
     if is_running(&sb) && !force {
         return Err(user_err!(
@@ -365,25 +406,38 @@ fn remove_named(ctx: &Ctx, name: &str, force: bool) -> Result<String> {
             sb.name
         ));
     }
-    remove_one(ctx, &sb.id, force)?;
+    // Of concurrent removals exactly one succeeds: the others find the sandbox gone (or see
+    // it being removed, in `remove_if`) and say so.
+    if !remove_one(ctx, &sb.id)? {
+        return Err(user_err!(
+            "no such sandbox {name:?}: another weft process removed it meanwhile"
+        ));
+    }
     Ok(sb.name)
 }
 
-/// Kills the command (if `kill`), deletes the namespace (the kernel takes the veths with
-/// it), releases addresses and forgets the sandbox. Safe to call twice.
-pub fn remove_one(ctx: &Ctx, id: &str, kill: bool) -> Result<()> {
-    remove_if(ctx, id, kill, |_| true).map(|_| ())
+/// Kills every process of the sandbox, deletes the namespace (the kernel takes the veths
+/// with it), releases addresses and forgets the sandbox. Returns false if there was no such
+/// sandbox (any more): safe to call twice.
+pub fn remove_one(ctx: &Ctx, id: &str) -> Result<bool> {
+    remove_if(ctx, id, |_| true)
+}
+
+/// Test hook (debug builds only): with `WEFT_TEST_CRASH_BEFORE_KILL` set, a removal SIGKILLs
+/// its own process once it has claimed the sandbox and before it kills the sandbox's
+/// processes, to prove that `weft gc` finishes the job.
+pub const CRASH_BEFORE_KILL_ENV: &str = "WEFT_TEST_CRASH_BEFORE_KILL";
+
+fn crash_before_kill() {
+    if cfg!(debug_assertions) && std::env::var_os(CRASH_BEFORE_KILL_ENV).is_some() {
+        let _ = process::signal(std::process::id(), libc::SIGKILL);
+    }
 }
 
 /// Removes the sandbox if `pred` holds for its record as read inside the write transaction
 /// that claims the removal — so a decision taken on an older reading (by `gc`) can never hit
 /// a sandbox that changed meanwhile. Returns whether it removed it.
-pub fn remove_if(
-    ctx: &Ctx,
-    id: &str,
-    kill: bool,
-    pred: impl FnOnce(&Sandbox) -> bool,
-) -> Result<bool> {
+pub fn remove_if(ctx: &Ctx, id: &str, pred: impl FnOnce(&Sandbox) -> bool) -> Result<bool> {
     // Claim the removal first, so no other weft process acts on the sandbox meanwhile.
     let me = std::process::id();
     let sb = {
@@ -404,15 +458,81 @@ pub fn remove_if(
         tx.commit()?;
         sb
     };
-    if kill {
-        if let (true, Some(pid)) = (is_running(&sb), sb.pid) {
-            let _ = process::signal(pid, libc::SIGKILL);
-            wait_gone(pid, Duration::from_secs(10));
-        }
-    }
+    crash_before_kill();
+    // Every process first, and gone, not just signalled: one left behind would keep the
+    // namespace, and with it the address and MAC on the bridge, after they are handed out
+    // again. On failure the claim stays, owned by a process about to exit: `gc` retries.
+    kill_all(ctx, &sb.id, Some(&sb), &sb.name)?;
     destroy_kernel(&sb)?;
     crate::timing::time("state-commit", || forget(ctx, &sb))?;
+    if !sb.ports.is_empty() {
+        crate::engine::agent::client::release(ctx, &sb.id);
+    }
     Ok(true)
+}
+
+/// Removes a sandbox whose record cannot be read (`rm`, `gc`), finding everything by its
+/// id: its processes' inits in its run directory, its namespace handle, the links tagged with
+/// it, its allocations and files. Refuses while its processes run, unless `force`. Returns
+/// false if the record was gone already.
+pub fn remove_unreadable(ctx: &Ctx, id: &str, name: &str, force: bool) -> Result<bool> {
+    let running = files::recorded_inits(ctx, id)
+        .into_iter()
+        .any(|(pid, start)| process::alive_since(pid, Some(start)));
+    if running && !force {
+        return Err(user_err!(
+            "sandbox {name:?} (unreadable record) has running processes; use `weft rm --force`"
+        ));
+    }
+    kill_all(ctx, id, None, name)?;
+    let mut exec = KernelExecutor::new()?;
+    let mut ops = vec![Op::DeleteNetns {
+        path: ctx.run_dir.join("netns").join(id).display().to_string(),
+    }];
+    let links = exec
+        .owned_links(&ctx.instance)
+        .map_err(|e| anyhow::anyhow!("listing links: {e}"))?;
+    ops.extend(
+        links
+            .into_iter()
+            .filter(|(_, owner)| owner == id)
+            .map(|(ifname, _)| Op::DeleteLink {
+                ns: crate::core::plan::Ns::Host,
+                ifname,
+            }),
+    );
+    if let Some(e) = crate::core::plan::apply_best_effort(&mut exec, &ops).first() {
+        return Err(anyhow::anyhow!("removing sandbox {name:?}: {e}"));
+    }
+    {
+        let tx = ctx.store.begin(Mode::Write)?;
+        // Only that same unreadable record: never one rewritten meanwhile.
+        match tx.sandbox(id) {
+            Err(StoreError::Corrupt { .. }) => {}
+            Ok(None) => return Ok(false),
+            Ok(Some(_)) => {
+                return Err(user_err!(
+                    "sandbox {name:?} was rewritten by another weft process meanwhile; try again"
+                ))
+            }
+            Err(e) => return Err(e.into()),
+        }
+        tx.release_addresses(id, None)?;
+        tx.release_ports(id)?;
+        tx.delete_sandbox(id)?;
+        tx.commit()?;
+    }
+    let _ = std::fs::remove_dir_all(ctx.sandbox_dir(id));
+    let _ = std::fs::remove_file(log_path(ctx, id));
+    // Its published ports' elements cannot be derived from the record: rebuild them all.
+    crate::engine::firewall::reconcile(ctx)?;
+    Ok(true)
+}
+
+/// Kills the processes recorded in the run directory of a sandbox that has no readable
+/// record, and waits until they are gone.
+pub fn kill_unrecorded(ctx: &Ctx, id: &str) -> Result<()> {
+    kill_all(ctx, id, None, id)
 }
 
 /// Deletes a sandbox's published ports, connections and namespace, and its host-side veths

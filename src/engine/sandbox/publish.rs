@@ -98,9 +98,13 @@ pub(super) fn claim_ports(
         // Why (proto, port) cannot be used, if it cannot.
         let taken = |port: u16, mine: &[PortMapping]| -> Result<Option<String>> {
             for ip in &ips {
-                if mine.iter().any(|m| {
-                    m.protocol == proto && m.host_port == port && ports::overlaps(m.host_ip, *ip)
-                }) {
+                let probe = PortMapping {
+                    host_ip: *ip,
+                    host_port: port,
+                    container_port: port,
+                    protocol: proto,
+                };
+                if mine.iter().any(|m| ports::conflicts(m, &probe)) {
                     return Ok(Some(format!("port {port}/{} is given twice", proto.name())));
                 }
                 for (held_ip, owner) in tx.port_holders(proto.name(), port)? {
@@ -126,8 +130,9 @@ pub(super) fn claim_ports(
             Ok(None)
         };
         let start = match spec.host_ports {
-            Some((first, _)) => {
-                for port in first..first + spec.len() {
+            Some((first, last)) => {
+                // Inclusive: `first..first + len` wrapped to an empty range at 65535.
+                for port in first..=last {
                     if let Some(why) = taken(port, &out)? {
                         return Err(user_err!(
                             "-p {}: {why}; choose another host port",
@@ -147,36 +152,49 @@ pub(super) fn claim_ports(
             )?,
         };
         for ip in &ips {
-            out.extend(ports::expand(spec, *ip, start));
+            out.extend(ports::expand(spec, *ip, start)?);
         }
     }
     for m in &out {
-        tx.claim_port(m.protocol.name(), m.host_ip, m.host_port, sandbox_id)?;
+        if let Err(e) = tx.claim_port(m.protocol.name(), m.host_ip, m.host_port, sandbox_id) {
+            // The checks above should make this impossible; if the store still refuses,
+            // name the holder rather than show a constraint error.
+            let holder = tx
+                .port_holders(m.protocol.name(), m.host_port)?
+                .into_iter()
+                .find(|(ip, _)| ports::overlaps(*ip, m.host_ip));
+            return Err(match holder {
+                Some((ip, owner)) => {
+                    let name = tx.sandbox(&owner)?.map(|s| s.name).unwrap_or(owner);
+                    user_err!(
+                        "port {}/{} on {ip} is already published by sandbox {name:?}; choose another host port",
+                        m.host_port,
+                        m.protocol.name()
+                    )
+                }
+                None => anyhow::Error::new(e).context(format!("recording published port {m}")),
+            });
+        }
     }
     Ok(out)
 }
 
 /// The first port of `len` consecutive free ports in the kernel's ephemeral range, starting
 /// the search at a random place (as the kernel does) so that parallel sandboxes rarely meet.
-// FIXME(issue 6, item 7): unchecked port arithmetic; fixed on its own branch.
-#[allow(clippy::cast_possible_truncation)]
-fn free_block(len: u16, mut free: impl FnMut(u16) -> Result<bool>) -> Result<Option<u16>> {
+fn free_block(len: u32, mut free: impl FnMut(u16) -> Result<bool>) -> Result<Option<u16>> {
     let range = crate::adapters::sysctl::get("net.ipv4.ip_local_port_range").unwrap_or_default();
     let mut it = range
         .split_whitespace()
         .filter_map(|s| s.parse::<u16>().ok());
     let (lo, hi) = (it.next().unwrap_or(32768), it.next().unwrap_or(60999));
-    if hi < lo || hi - lo + 1 < len {
-        return Ok(None);
-    }
-    let span = u32::from(hi - lo + 2 - len);
     let mut r = [0u8; 4];
     let _ = getrandom::getrandom(&mut r);
-    let offset = u32::from_ne_bytes(r) % span;
-    for i in 0..span {
-        let start = lo + ((offset + i) % span) as u16;
+    for start in ports::block_starts(lo, hi, len, u32::from_ne_bytes(r)) {
+        let Some(block) = ports::block(start, len) else {
+            continue;
+        };
         let mut ok = true;
-        for p in start..start + len {
+        for p in block {
             if !free(p)? {
                 ok = false;
                 break;

@@ -2,20 +2,25 @@
 //! and `stop`.
 
 use std::io::{BufRead, BufReader};
-use std::process::Stdio;
+use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, Result};
 
-use crate::adapters::process;
+use crate::adapters::fs;
+use crate::adapters::process::{self, PendingInit};
 use crate::adapters::store::Mode;
 use crate::adapters::store::Store as _;
 use crate::core::model::{Sandbox, Status};
 use crate::engine::Ctx;
 use crate::user_err;
 
-use super::files::{exec_spec, log_path};
-use super::{create, find, is_running, monitor_alive, remove_one, update, SandboxRequest};
+use super::files::{exec_spec, log_path, recorded_inits, InitRecord};
+use super::{check_settled, create, find, monitor_alive, remove_one, update, SandboxRequest};
+
+/// How long SIGKILLed processes may take to go: they cannot refuse, but one stuck in the
+/// kernel finishes its system call first.
+const KILL_WAIT: Duration = Duration::from_secs(10);
 
 /// `weft run` in the foreground: create, run CMD with our stdio, forward signals, tear down,
 /// return CMD's exit code.
@@ -25,36 +30,98 @@ pub fn run_foreground(ctx: &Ctx, req: &SandboxRequest) -> Result<i32> {
     process::install_forwarding();
     let sb = create(ctx, &req)?;
     let spec = exec_spec(ctx, &sb, &req.command);
-    let mut child = match process::spawn_foreground(&spec) {
+    let started = process::spawn_init(&spec, None)
+        .map_err(anyhow::Error::from)
+        .and_then(|init| {
+            // Signals sent meanwhile wait in the init until the command exists.
+            process::forward_signals_to(init.pid());
+            start_command(ctx, &sb, init)
+        });
+    let (mut child, record) = match started {
         Ok(c) => c,
         Err(e) => {
-            remove_one(ctx, &sb.id, false)?;
-            return Err(user_err!("cannot run {:?}: {e}", req.command[0]));
+            process::stop_forwarding();
+            remove_one(ctx, &sb.id)?;
+            return Err(user_err!(
+                "cannot run {:?}: {e:#}",
+                req.command.first().cloned().unwrap_or_default()
+            ));
         }
     };
-    let pid = child.id();
-    process::forward_signals_to(pid);
-    mark_running(ctx, &sb.id, pid)?;
-    let status = child.wait().context("waiting for the command")?;
+    let status = child.wait().context("waiting for the command");
     process::stop_forwarding();
     // Reaped: the pid is no longer ours to signal.
-    remove_one(ctx, &sb.id, false)?;
-    Ok(process::exit_code(status))
+    record.remove();
+    // Whatever `exec`s are left die with the sandbox.
+    remove_one(ctx, &sb.id)?;
+    Ok(process::exit_code(status?))
 }
 
-/// Records that the sandbox's command runs as `pid`, watched by this process: `stop` and
-/// `gc` leave the record to its monitor while the monitor lives.
-fn mark_running(ctx: &Ctx, id: &str, pid: u32) -> Result<()> {
+/// Records a sandbox's freshly spawned init as its command (in its record and in its run
+/// directory), then lets it start the command: the command never runs unrecorded. On
+/// failure the init is gone when this returns; the error is why.
+fn start_command(ctx: &Ctx, sb: &Sandbox, init: PendingInit) -> Result<(Child, InitRecord)> {
+    let pid = init.pid();
+    let Some(start) = init.start_time() else {
+        init.abandon();
+        anyhow::bail!("the sandbox's init exited at once");
+    };
+    let record = match InitRecord::create(ctx, &sb.id, pid, start) {
+        Ok(r) => r,
+        Err(e) => {
+            init.abandon();
+            return Err(removed_meanwhile(sb, e));
+        }
+    };
+    match mark_running(ctx, &sb.id, pid, start) {
+        Ok(true) => {}
+        Ok(false) => {
+            init.abandon();
+            record.remove();
+            return Err(user_err!(
+                "sandbox {:?} was removed before its command started",
+                sb.name
+            ));
+        }
+        Err(e) => {
+            init.abandon();
+            record.remove();
+            return Err(e);
+        }
+    }
+    match init.start() {
+        Ok(child) => Ok((child, record)),
+        Err(e) => {
+            record.remove();
+            Err(e.into())
+        }
+    }
+}
+
+/// The error for an init record that could not be made: the sandbox's directory is gone
+/// when another weft process removed the sandbox.
+fn removed_meanwhile(sb: &Sandbox, e: std::io::Error) -> anyhow::Error {
+    if e.kind() == std::io::ErrorKind::NotFound {
+        user_err!("sandbox {:?} is being removed", sb.name)
+    } else {
+        anyhow::Error::new(e).context(format!("recording a process of sandbox {:?}", sb.name))
+    }
+}
+
+/// Records that the sandbox's command runs under the init `pid`, watched by this process:
+/// `stop` and `gc` leave the record to its monitor while the monitor lives. Returns false
+/// (and records nothing) if the sandbox is gone or being removed.
+fn mark_running(ctx: &Ctx, id: &str, pid: u32, start: u64) -> Result<bool> {
     let me = std::process::id();
-    update(ctx, id, |s| {
+    let done = update(ctx, id, |s| {
         s.pid = Some(pid);
-        s.pid_start = process::start_time(pid);
+        s.pid_start = Some(start);
         s.monitor_pid = Some(me);
         s.monitor_start = process::start_time(me);
         s.status = Status::Running;
         s.exit_code = None;
     })?;
-    Ok(())
+    Ok(done.is_some())
 }
 
 /// `weft run -d`: create, then hand CMD to a detached monitor that outlives this process.
@@ -66,7 +133,7 @@ pub fn run_detached(ctx: &Ctx, req: &SandboxRequest) -> Result<Sandbox> {
             Ok(find(tx.as_ref(), &sb.id)?)
         }
         Err(e) => {
-            remove_one(ctx, &sb.id, true)?;
+            remove_one(ctx, &sb.id)?;
             Err(e)
         }
     }
@@ -74,29 +141,21 @@ pub fn run_detached(ctx: &Ctx, req: &SandboxRequest) -> Result<Sandbox> {
 
 /// Starts `weft __monitor ID` in its own session and waits until it reports that CMD runs.
 fn spawn_monitor(ctx: &Ctx, sb: &Sandbox) -> Result<()> {
-    let exe = std::env::current_exe().context("finding the weft binary")?;
     let log = log_path(ctx, &sb.id);
     if let Some(dir) = log.parent() {
         std::fs::create_dir_all(dir)?;
     }
-    let log = std::fs::File::create(log)?;
-    let mut cmd = std::process::Command::new(exe);
-    cmd.arg("--state-dir")
-        .arg(&ctx.state_dir)
-        .arg("--run-dir")
-        .arg(&ctx.run_dir)
-        .arg("--config")
-        .arg(&ctx.config_path)
-        .arg("__monitor")
-        .arg(&sb.id)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(log);
+    let log = fs::create_new(&log, 0o600)
+        .with_context(|| format!("creating the log file {}", log.display()))?;
+    let mut cmd = ctx.detached_weft(&["__monitor", &sb.id])?;
+    cmd.stdout(Stdio::piped()).stderr(log);
     use std::os::unix::process::CommandExt;
-    // SAFETY: setsid is async-signal-safe; it detaches the monitor from our terminal.
+    let umask = process::original_umask();
+    // SAFETY: umask is async-signal-safe; it is the one the sandbox's command must get from
+    // the monitor.
     unsafe {
-        cmd.pre_exec(|| {
-            libc::setsid();
+        cmd.pre_exec(move || {
+            nix::sys::stat::umask(umask);
             Ok(())
         });
     }
@@ -110,10 +169,11 @@ fn spawn_monitor(ctx: &Ctx, sb: &Sandbox) -> Result<()> {
     } else {
         let _ = child.wait();
         let log = std::fs::read_to_string(log_path(ctx, &sb.id)).unwrap_or_default();
+        let last = log.lines().last().unwrap_or("the monitor failed").trim();
         Err(user_err!(
             "cannot run {:?}: {}",
             sb.command.first().cloned().unwrap_or_default(),
-            log.lines().last().unwrap_or("the monitor failed").trim()
+            last.strip_prefix("error: ").unwrap_or(last)
         ))
     }
 }
@@ -125,21 +185,19 @@ pub fn monitor(ctx: &Ctx, id: &str) -> Result<()> {
         let tx = ctx.store.begin(Mode::Read)?;
         find(tx.as_ref(), id)?
     };
-    let log = std::fs::OpenOptions::new()
-        .append(true)
-        .create(true)
-        .open(log_path(ctx, &sb.id))?;
+    let log = fs::open_append(&log_path(ctx, &sb.id))?;
     let spec = exec_spec(ctx, &sb, &sb.command);
-    let mut child = match process::spawn_detached(&spec, &log) {
+    let started = process::spawn_init(&spec, Some(&log))
+        .map_err(anyhow::Error::from)
+        .and_then(|init| start_command(ctx, &sb, init));
+    let (mut child, record) = match started {
         Ok(c) => c,
         Err(e) => {
-            eprintln!("error: {e}");
+            eprintln!("error: {e:#}");
             println!("failed");
             return Ok(());
         }
     };
-    let pid = child.id();
-    mark_running(ctx, &sb.id, pid)?;
     println!("ok");
     // Our stdout is the pipe to `weft run -d`, which exits now: point it at the log instead.
     // SAFETY: dup2 on fds we own.
@@ -148,6 +206,7 @@ pub fn monitor(ctx: &Ctx, id: &str) -> Result<()> {
         libc::dup2(log.as_raw_fd(), 1);
     }
     let status = child.wait()?;
+    record.remove();
     let code = process::exit_code(status);
     finish(ctx, &sb.id, code)
 }
@@ -166,12 +225,14 @@ fn finish(ctx: &Ctx, id: &str, code: i32) -> Result<()> {
         return Ok(());
     };
     if sb.auto_remove {
-        remove_one(ctx, &sb.id, true)?;
+        remove_one(ctx, &sb.id)?;
     }
     Ok(())
 }
 
-/// `weft exec`: runs a command in an existing sandbox in the foreground.
+/// `weft exec`: runs a command in an existing sandbox in the foreground, under an init of its
+/// own that is recorded in the sandbox's run directory while it runs, so that removing or
+/// stopping the sandbox ends it too.
 pub fn exec(ctx: &Ctx, name: &str, argv: &[String]) -> Result<i32> {
     let sb = {
         let tx = ctx.store.begin(Mode::Read)?;
@@ -180,27 +241,73 @@ pub fn exec(ctx: &Ctx, name: &str, argv: &[String]) -> Result<i32> {
     if sb.status == Status::Creating {
         return Err(user_err!("sandbox {name:?} is still being created"));
     }
+    check_settled(&sb)?;
+    let prog = argv.first().cloned().unwrap_or_default();
     let spec = exec_spec(ctx, &sb, argv);
-    let mut child = process::spawn_foreground(&spec)
-        .map_err(|e| user_err!("cannot run {:?} in sandbox {name:?}: {e}", argv[0]))?;
     process::install_forwarding();
-    process::forward_signals_to(child.id());
-    let status = child.wait()?;
+    let init = process::spawn_init(&spec, None)
+        .map_err(|e| user_err!("cannot run {prog:?} in sandbox {name:?}: {e}"))?;
+    process::forward_signals_to(init.pid());
+    let record = match record_exec(ctx, &sb, &init) {
+        Ok(r) => r,
+        Err(e) => {
+            process::stop_forwarding();
+            init.abandon();
+            return Err(e);
+        }
+    };
+    let mut child = match init.start() {
+        Ok(c) => c,
+        Err(e) => {
+            process::stop_forwarding();
+            record.remove();
+            return Err(user_err!("cannot run {prog:?} in sandbox {name:?}: {e}"));
+        }
+    };
+    let status = child.wait();
     process::stop_forwarding();
-    Ok(process::exit_code(status))
+    record.remove();
+    Ok(process::exit_code(status?))
 }
 
-/// `weft stop`: SIGTERM, then SIGKILL after `timeout`; waits until the command is gone.
+/// Records an `exec`'s init, unless the sandbox is being removed: `rm` claims the removal
+/// before it reads the records, so either it sees this one or this sees its claim.
+fn record_exec(ctx: &Ctx, sb: &Sandbox, init: &PendingInit) -> Result<InitRecord> {
+    let start = init
+        .start_time()
+        .context("the sandbox's init exited at once")?;
+    let record =
+        InitRecord::create(ctx, &sb.id, init.pid(), start).map_err(|e| removed_meanwhile(sb, e))?;
+    let cur = {
+        let tx = ctx.store.begin(Mode::Read)?;
+        tx.sandbox(&sb.id)?
+    };
+    match cur {
+        Some(cur) if cur.status != Status::Removing => Ok(record),
+        _ => {
+            record.remove();
+            Err(user_err!("sandbox {:?} is being removed", sb.name))
+        }
+    }
+}
+
+/// `weft stop`: SIGTERM to every process's init (the command's and each `exec`'s, which pass
+/// it on), SIGKILL after `timeout`; waits until they are all gone.
 pub fn stop(ctx: &Ctx, name: &str, timeout: Duration) -> Result<Sandbox> {
     let sb = {
         let tx = ctx.store.begin(Mode::Read)?;
         find(tx.as_ref(), name)?
     };
-    if let (true, Some(pid)) = (is_running(&sb), sb.pid) {
-        let _ = process::signal(pid, libc::SIGTERM);
-        if !wait_gone(pid, timeout) {
-            let _ = process::signal(pid, libc::SIGKILL);
-            wait_gone(pid, Duration::from_secs(10));
+    check_settled(&sb)?;
+    let inits = inits_of(ctx, &sb.id, Some(&sb));
+    signal_all(&inits, libc::SIGTERM);
+    if !wait_all_gone(&inits, timeout) {
+        signal_all(&inits, libc::SIGKILL);
+        if !wait_all_gone(&inits, KILL_WAIT) {
+            return Err(user_err!(
+                "processes of sandbox {:?} are still there after SIGKILL; try again",
+                sb.name
+            ));
         }
     }
     // The monitor (or foreground weft) records the exit; wait for it briefly, then record it
@@ -225,13 +332,54 @@ pub fn stop(ctx: &Ctx, name: &str, timeout: Duration) -> Result<Sandbox> {
     }
 }
 
-pub(super) fn wait_gone(pid: u32, timeout: Duration) -> bool {
+/// The init of every process of the sandbox `id`, with its start time: its command's (from
+/// `sb`, its record, when there is one) and those recorded in its run directory. A pid
+/// without a start time could belong to anyone by now: it is left alone.
+fn inits_of(ctx: &Ctx, id: &str, sb: Option<&Sandbox>) -> Vec<(u32, u64)> {
+    let mut out = recorded_inits(ctx, id);
+    if let Some((pid, start)) = sb.and_then(|s| s.pid.zip(s.pid_start)) {
+        if !out.contains(&(pid, start)) {
+            out.push((pid, start));
+        }
+    }
+    out
+}
+
+/// Sends `sig` to each init still the process recorded (never to a reused pid).
+fn signal_all(inits: &[(u32, u64)], sig: i32) {
+    for (pid, start) in inits {
+        let _ = process::signal_verified(*pid, Some(*start), sig);
+    }
+}
+
+/// Waits until none of the inits runs any more. An init's exit ends every process of its
+/// PID namespace first, so then none of theirs runs either.
+fn wait_all_gone(inits: &[(u32, u64)], timeout: Duration) -> bool {
     let deadline = Instant::now() + timeout;
-    while Instant::now() < deadline {
-        if !process::alive(pid) {
+    loop {
+        if inits
+            .iter()
+            .all(|(p, s)| !process::alive_since(*p, Some(*s)))
+        {
             return true;
+        }
+        if Instant::now() > deadline {
+            return false;
         }
         std::thread::sleep(Duration::from_millis(10));
     }
-    !process::alive(pid)
+}
+
+/// SIGKILLs every process of the sandbox `id` (`sb`: its record, if readable) and waits until
+/// they are all gone: only then may its namespace go and its addresses be handed out again.
+pub(super) fn kill_all(ctx: &Ctx, id: &str, sb: Option<&Sandbox>, name: &str) -> Result<()> {
+    let inits = inits_of(ctx, id, sb);
+    signal_all(&inits, libc::SIGKILL);
+    if wait_all_gone(&inits, KILL_WAIT) {
+        Ok(())
+    } else {
+        Err(user_err!(
+            "processes of sandbox {name:?} are still there after SIGKILL; try again"
+        ))
+    }
 }

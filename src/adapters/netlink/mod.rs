@@ -22,6 +22,8 @@ use rtnetlink::packet_route::link::{
 use rtnetlink::packet_route::neighbour::NeighbourState;
 use rtnetlink::{Handle, LinkMessageBuilder, LinkUnspec, RouteMessageBuilder};
 
+mod observe;
+
 use super::{announce, conntrack, netns, nftables, sysctl};
 use crate::core::firewall;
 use crate::core::plan::{ExecError, Executor, Ns, Op};
@@ -201,6 +203,8 @@ impl KernelExecutor {
                 ipv6,
             } => {
                 let h = self.handle(&Ns::Host).map_err(|e| exec_err(op, e))?;
+                // A bridge of that name may have existed before (deleted behind our back).
+                self.indexes.remove(&(Ns::Host, name.clone()));
                 let msg = LinkMessageBuilder::<rtnetlink::LinkBridge>::new(name)
                     .mtu(*mtu)
                     .address(mac.to_vec())
@@ -331,6 +335,10 @@ impl KernelExecutor {
                 peer_ipv6,
             } => {
                 let h = self.handle(&Ns::Host).map_err(|e| exec_err(op, e))?;
+                // Names made again by a repair get new indexes.
+                self.indexes.remove(&(Ns::Host, host_ifname.clone()));
+                self.indexes
+                    .remove(&(Ns::Sandbox(peer_ns.clone()), peer_ifname.clone()));
                 let br = self.index_or_err(op, &Ns::Host, bridge)?;
                 let nsfile =
                     File::open(peer_ns).map_err(|e| exec_err(op, format!("{peer_ns}: {e}")))?;
@@ -359,30 +367,54 @@ impl KernelExecutor {
                 let cleanup = |exec: &mut Self| {
                     let _ = exec.rt.block_on(h.link().del(idx).execute());
                 };
-                // Tagged as weft's, and without an IPv6 link-local address: a bridge port needs
-                // none, and its router solicitations and MLD reports would flood every port
-                // of the bridge on every attach (the carrier is not on yet, so none was made).
-                // Hairpin: a sandbox reaching its own published port through the host address
-                // is DNAT'd back to itself; br_netfilter then bridges the frame out of the
-                // port it came in on, which the bridge only allows with hairpin mode.
-                let mut port = vec![InfoBridgePort::HairpinMode(true)];
-                if *isolated {
-                    port.push(InfoBridgePort::Isolated(true));
-                }
-                // One request for the tag, the IPv6 mode and the port options.
-                let msg = LinkUnspec::new_with_index(idx)
-                    .alias(alias.to_string())
-                    .append_extra_attribute(LinkAttribute::AfSpecUnspec(vec![AfSpecUnspec::Inet6(
-                        vec![AfSpecInet6::AddrGenMode(In6AddrGenMode::None)],
-                    )]))
-                    .set_port_kind(InfoPortKind::Bridge)
-                    .set_port_data(InfoPortData::BridgePort(port))
-                    .build();
-                let res = self.rt.block_on(h.link().set_port(msg).execute());
+                let res = self.port_options(&h, idx, alias, *isolated);
                 res.map_err(|e| {
                     cleanup(self);
                     fail(e)
                 })
+            }
+            Op::SetPort {
+                ifname,
+                bridge,
+                isolated,
+                alias,
+            } => {
+                let h = self.handle(&Ns::Host).map_err(|e| exec_err(op, e))?;
+                // Fresh indexes: the bridge may just have been made again.
+                self.indexes.remove(&(Ns::Host, bridge.clone()));
+                self.indexes.remove(&(Ns::Host, ifname.clone()));
+                let br = self.index_or_err(op, &Ns::Host, bridge)?;
+                let idx = self.index_or_err(op, &Ns::Host, ifname)?;
+                // Port options need the port enslaved first (the kernel takes them from the
+                // current master's driver).
+                let msg = LinkUnspec::new_with_index(idx).controller(br).up().build();
+                self.rt
+                    .block_on(h.link().set(msg).execute())
+                    .map_err(fail)?;
+                self.port_options(&h, idx, alias, *isolated).map_err(fail)
+            }
+            Op::DeleteAddress { ns, ifname, addr } => {
+                let h = self.handle(ns).map_err(|e| exec_err(op, e))?;
+                let idx = self.index_or_err(op, ns, ifname)?;
+                let found = self.rt.block_on(async {
+                    h.address()
+                        .get()
+                        .set_link_index_filter(idx)
+                        .set_address_filter(addr.addr())
+                        .set_prefix_length_filter(addr.prefix_len())
+                        .execute()
+                        .try_next()
+                        .await
+                });
+                match found {
+                    Ok(Some(msg)) => match self.rt.block_on(h.address().del(msg).execute()) {
+                        Ok(()) => Ok(()),
+                        Err(e) if errno_of(&e) == Some(libc::EADDRNOTAVAIL) => Ok(()),
+                        Err(e) => Err(fail(e)),
+                    },
+                    Ok(None) => Ok(()),
+                    Err(e) => Err(fail(e)),
+                }
             }
             Op::AddDefaultRoute { ns, gateway } => {
                 let h = self.handle(ns).map_err(|e| exec_err(op, e))?;
@@ -464,6 +496,34 @@ impl KernelExecutor {
                 }
             }
         }
+    }
+
+    /// One request for a bridge port's tag, IPv6 mode and port options. Tagged as weft's, and
+    /// without an IPv6 link-local address: a bridge port needs none, and its router
+    /// solicitations and MLD reports would flood every port of the bridge on every attach.
+    /// Hairpin: a sandbox reaching its own published port through the host address is DNAT'd
+    /// back to itself; br_netfilter then bridges the frame out of the port it came in on, which
+    /// the bridge only allows with hairpin mode.
+    fn port_options(
+        &mut self,
+        h: &Handle,
+        idx: u32,
+        alias: &str,
+        isolated: bool,
+    ) -> Result<(), rtnetlink::Error> {
+        let port = vec![
+            InfoBridgePort::HairpinMode(true),
+            InfoBridgePort::Isolated(isolated),
+        ];
+        let msg = LinkUnspec::new_with_index(idx)
+            .alias(alias.to_string())
+            .append_extra_attribute(LinkAttribute::AfSpecUnspec(vec![AfSpecUnspec::Inet6(
+                vec![AfSpecInet6::AddrGenMode(In6AddrGenMode::None)],
+            )]))
+            .set_port_kind(InfoPortKind::Bridge)
+            .set_port_data(InfoPortData::BridgePort(port))
+            .build();
+        self.rt.block_on(h.link().set_port(msg).execute())
     }
 
     /// Tags a link as weft's; `no_ipv6` also keeps it from making an IPv6 link-local address

@@ -1,0 +1,184 @@
+//! Where the CLI finds the host agent: a lock file (`agent.lock`, held with `flock` for the
+//! agent's whole life, so one agent runs per run directory and a crashed one never blocks the
+//! next) and a control socket (`agent.sock`, mode 0600, root only) speaking one JSON line per
+//! request and per answer ([`crate::core::agent`]).
+
+use std::fs::{File, OpenOptions};
+use std::io::{self, BufRead, BufReader, Read as _, Write};
+use std::os::fd::AsRawFd;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt};
+
+use crate::core::agent::{Request, Response};
+
+/// The lock file in `run_dir`.
+pub fn lock_path(run_dir: &Path) -> PathBuf {
+    run_dir.join("agent.lock")
+}
+
+/// The control socket in `run_dir`.
+pub fn socket_path(run_dir: &Path) -> PathBuf {
+    run_dir.join("agent.sock")
+}
+
+fn open_lock(path: &Path) -> io::Result<File> {
+    OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        // Never through a planted symlink.
+        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+        .open(path)
+}
+
+fn try_flock(f: &File) -> io::Result<bool> {
+    // SAFETY: flock(2) on a descriptor we own.
+    let r = unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+    if r == 0 {
+        return Ok(true);
+    }
+    let e = io::Error::last_os_error();
+    if e.raw_os_error() == Some(libc::EWOULDBLOCK) {
+        Ok(false)
+    } else {
+        Err(e)
+    }
+}
+
+/// The agent's hold on its run directory, released when dropped (or when it dies).
+pub struct AgentLock {
+    file: File,
+}
+
+impl AgentLock {
+    /// Takes the lock and writes our pid into it; `None` when another agent holds it.
+    pub fn acquire(run_dir: &Path) -> io::Result<Option<AgentLock>> {
+        let mut file = open_lock(&lock_path(run_dir))?;
+        if !try_flock(&file)? {
+            return Ok(None);
+        }
+        file.set_len(0)?;
+        writeln!(file, "{}", std::process::id())?;
+        Ok(Some(AgentLock { file }))
+    }
+
+    /// Keeps the descriptor alive (and the lock held) until the agent exits.
+    pub fn fd(&self) -> i32 {
+        self.file.as_raw_fd()
+    }
+}
+
+/// Whether an agent holds the lock of `run_dir` (one `open` and one `flock`).
+pub fn running(run_dir: &Path) -> bool {
+    let Ok(f) = open_lock(&lock_path(run_dir)) else {
+        return false;
+    };
+    // Taking the lock means nobody holds it; it is released when `f` closes.
+    matches!(try_flock(&f), Ok(false))
+}
+
+/// The pid written by the agent holding the lock.
+pub fn pid(run_dir: &Path) -> Option<u32> {
+    let mut s = String::new();
+    open_lock(&lock_path(run_dir))
+        .ok()?
+        .read_to_string(&mut s)
+        .ok()?;
+    s.trim().parse().ok()
+}
+
+/// Sends one request and waits up to `timeout` for the answer.
+pub fn call(run_dir: &Path, req: &Request, timeout: Duration) -> io::Result<Response> {
+    let mut stream = UnixStream::connect(socket_path(run_dir))?;
+    stream.set_read_timeout(Some(timeout))?;
+    stream.set_write_timeout(Some(timeout))?;
+    let mut line = serde_json::to_string(req).map_err(io::Error::other)?;
+    line.push('\n');
+    stream.write_all(line.as_bytes())?;
+    let mut answer = String::new();
+    BufReader::new(stream).read_line(&mut answer)?;
+    serde_json::from_str(&answer).map_err(|e| {
+        io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("agent answered {answer:?}: {e}"),
+        )
+    })
+}
+
+/// The agent's end of the control socket.
+pub struct ControlListener {
+    listener: tokio::net::UnixListener,
+    path: PathBuf,
+}
+
+impl ControlListener {
+    /// Binds `agent.sock` in `run_dir`, replacing a stale one (the caller holds the lock, so
+    /// no other agent uses it), readable and writable by root only.
+    pub fn bind(run_dir: &Path) -> io::Result<ControlListener> {
+        let path = socket_path(run_dir);
+        match std::fs::symlink_metadata(&path) {
+            Ok(m) if m.file_type().is_dir() => {
+                return Err(io::Error::other(format!(
+                    "{} is a directory",
+                    path.display()
+                )))
+            }
+            // A socket left by a dead agent, or anything planted there: removed, never
+            // followed.
+            Ok(_) => std::fs::remove_file(&path)?,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e),
+        }
+        let listener = tokio::net::UnixListener::bind(&path)?;
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))?;
+        Ok(ControlListener { listener, path })
+    }
+
+    /// The next request and a way to answer it.
+    pub async fn accept(&self) -> io::Result<Conversation> {
+        let (stream, _) = self.listener.accept().await?;
+        Ok(Conversation {
+            stream: tokio::io::BufReader::new(stream),
+        })
+    }
+}
+
+impl Drop for ControlListener {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+/// One client connection.
+pub struct Conversation {
+    stream: tokio::io::BufReader<tokio::net::UnixStream>,
+}
+
+impl Conversation {
+    /// The client's request; an error for a line that is not one.
+    pub async fn request(&mut self) -> io::Result<Request> {
+        let mut line = String::new();
+        // A client may not make the agent buffer without bound.
+        let n = (&mut self.stream)
+            .take(64 * 1024)
+            .read_line(&mut line)
+            .await?;
+        if n == 0 {
+            return Err(io::ErrorKind::UnexpectedEof.into());
+        }
+        serde_json::from_str(&line).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
+    }
+
+    /// Sends the answer.
+    pub async fn reply(mut self, resp: &Response) -> io::Result<()> {
+        let mut line = serde_json::to_string(resp).map_err(io::Error::other)?;
+        line.push('\n');
+        self.stream.get_mut().write_all(line.as_bytes()).await
+    }
+}

@@ -1,0 +1,192 @@
+//! `weft __init`: the first process (PID 1) of the PID namespace every sandbox command runs
+//! in, like `docker run --init`. It starts the command as its only child, passes on the
+//! signals processes send it, reaps every orphan that the namespace hands it, and exits with
+//! the command's exit code (128 + n when a signal n killed it). When it exits, or is killed
+//! from outside, the kernel kills every process left in the namespace: nothing a sandbox
+//! started — background jobs, daemons that double-forked away — outlives it.
+//!
+//! The init waits for a go-ahead on its control socket before it starts the command, so
+//! the weft process that started it can record its pid first: a command never runs without
+//! a record through which `rm`, `stop` and `gc` find it. It reports "ok" or why the command
+//! could not start on the same socket.
+
+use std::io::{Read as _, Write as _};
+use std::os::fd::{FromRawFd as _, OwnedFd, RawFd};
+use std::os::unix::net::UnixStream;
+use std::os::unix::process::CommandExt as _;
+use std::process::Command;
+
+use nix::errno::Errno;
+use nix::sys::signal::{kill, SigSet, Signal};
+use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
+use nix::unistd::Pid;
+
+/// Signals the init passes on to the command when a process sent them (the ones the
+/// terminal sends reach the command directly: it is in the same process group).
+pub const FORWARDED: [Signal; 12] = [
+    Signal::SIGHUP,
+    Signal::SIGINT,
+    Signal::SIGQUIT,
+    Signal::SIGUSR1,
+    Signal::SIGUSR2,
+    Signal::SIGALRM,
+    Signal::SIGTERM,
+    Signal::SIGCONT,
+    Signal::SIGTSTP,
+    Signal::SIGTTIN,
+    Signal::SIGTTOU,
+    Signal::SIGWINCH,
+];
+
+/// What the init waits for: the forwarded signals and SIGCHLD. They are blocked from before
+/// the init's exec on (see `process::spawn_init`): a PID 1 ignores signals it has no handler
+/// for, but blocked ones wait in the queue, so none sent during start-up is lost.
+pub fn waited_signals() -> SigSet {
+    let mut set = SigSet::empty();
+    for s in FORWARDED {
+        set.add(s);
+    }
+    set.add(Signal::SIGCHLD);
+    set
+}
+
+/// The reply to the go-ahead when the command started.
+pub const STARTED: &str = "ok\n";
+
+/// Runs the init and returns its exit code. `control` is the fd of the control socket the
+/// spawning weft passed on (`--control-fd`); without one the command starts at once.
+pub fn run(control: Option<RawFd>, argv: &[String]) -> i32 {
+    let set = waited_signals();
+    // Normally inherited blocked already; again for an init started by hand.
+    let _ = set.thread_block();
+    let mut control = match control.map(adopt).transpose() {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("weft init: control fd: {e}");
+            return 126;
+        }
+    };
+    if let Some(c) = control.as_mut() {
+        let mut go = [0u8; 1];
+        // EOF: the weft that started us gave up (or died) before the command was recorded.
+        if !matches!(c.read(&mut go), Ok(1)) {
+            return 1;
+        }
+    }
+    let child = match start(argv) {
+        Ok(c) => c,
+        Err(e) => {
+            let code = if e.kind() == std::io::ErrorKind::NotFound {
+                127
+            } else {
+                126
+            };
+            match control.as_mut() {
+                Some(c) => {
+                    let _ = c.write_all(e.to_string().as_bytes());
+                }
+                None => eprintln!("weft init: cannot run {:?}: {e}", argv.first()),
+            }
+            return code;
+        }
+    };
+    if let Some(mut c) = control.take() {
+        // The spawning weft may be gone already; the command runs anyway, it is recorded.
+        let _ = c.write_all(STARTED.as_bytes());
+    }
+    let Ok(raw) = i32::try_from(child.id()) else {
+        return 1;
+    };
+    supervise(Pid::from_raw(raw), &set)
+}
+
+/// Takes over the control socket fd and keeps it from the command.
+fn adopt(fd: RawFd) -> std::io::Result<UnixStream> {
+    // Only an fd that is open may be owned: check before taking it over.
+    // SAFETY: F_GETFD only reads the flags of the fd, whatever number it is.
+    if unsafe { libc::fcntl(fd, libc::F_GETFD) } < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: the fd is open (checked above) and nothing else in this process uses it: it
+    // was handed to us by number on the command line by the weft that spawned us.
+    let owned = unsafe { OwnedFd::from_raw_fd(fd) };
+    nix::fcntl::fcntl(
+        &owned,
+        nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::FD_CLOEXEC),
+    )
+    .map_err(std::io::Error::from)?;
+    Ok(UnixStream::from(owned))
+}
+
+/// Starts the command with the caller's umask (weft's own is private) and no blocked signals
+/// (a child inherits the mask, and ours blocks what we wait for).
+fn start(argv: &[String]) -> std::io::Result<std::process::Child> {
+    let Some((prog, args)) = argv.split_first() else {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            "no command given",
+        ));
+    };
+    let mut cmd = Command::new(prog);
+    cmd.args(args);
+    let umask = super::process::original_umask();
+    // SAFETY: the closure runs in the forked child before exec and only makes system calls
+    // (umask, sigprocmask).
+    unsafe {
+        cmd.pre_exec(move || {
+            nix::sys::stat::umask(umask);
+            SigSet::empty()
+                .thread_set_mask()
+                .map_err(std::io::Error::from)
+        });
+    }
+    cmd.spawn()
+}
+
+/// Waits for signals: reaps children on SIGCHLD until the command itself exits, and passes
+/// on the others.
+fn supervise(child: Pid, set: &SigSet) -> i32 {
+    loop {
+        let Some((sig, from_process)) = wait_signal(set) else {
+            continue;
+        };
+        if sig == Signal::SIGCHLD {
+            if let Some(code) = reap(child) {
+                return code;
+            }
+        } else if from_process {
+            let _ = kill(child, sig);
+        }
+    }
+}
+
+/// Reaps every exited child; returns the command's exit code once it is among them.
+fn reap(child: Pid) -> Option<i32> {
+    loop {
+        match waitpid(None, Some(WaitPidFlag::WNOHANG)) {
+            Ok(WaitStatus::Exited(p, code)) if p == child => return Some(code),
+            Ok(WaitStatus::Signaled(p, sig, _)) if p == child => return Some(128 + sig as i32),
+            Ok(WaitStatus::StillAlive) => return None,
+            Ok(_) | Err(Errno::EINTR) => continue,
+            // No child left at all: the command is gone without our seeing its status.
+            Err(_) => return Some(1),
+        }
+    }
+}
+
+/// The next signal of `set`, and whether a process sent it (kill, sigqueue, tkill) rather
+/// than the kernel or the terminal.
+fn wait_signal(set: &SigSet) -> Option<(Signal, bool)> {
+    // SAFETY: siginfo_t is plain data; all zeroes is a valid value for sigwaitinfo to fill.
+    let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
+    // SAFETY: `set` is a valid initialised sigset and `info` a writable siginfo_t.
+    let sig = unsafe { libc::sigwaitinfo(set.as_ref(), &mut info) };
+    if sig < 0 {
+        return None;
+    }
+    let from_process = matches!(
+        info.si_code,
+        libc::SI_USER | libc::SI_QUEUE | libc::SI_TKILL
+    );
+    Signal::try_from(sig).ok().map(|s| (s, from_process))
+}

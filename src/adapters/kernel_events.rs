@@ -1,0 +1,250 @@
+//! What the kernel announces about the namespace weft runs in: rtnetlink link, address and
+//! route notifications, and nf_tables notifications (one event per transaction, naming the
+//! tables it touched and the process that sent it). The agent turns them into repairs.
+//!
+//! Sysctls are not announced by the kernel; the agent checks those on a timer.
+
+use std::collections::BTreeSet;
+use std::io;
+
+use futures::channel::mpsc::UnboundedReceiver;
+use futures::StreamExt;
+use ipnet::IpNet;
+use rtnetlink::packet_core::{NetlinkMessage, NetlinkPayload};
+use rtnetlink::packet_route::link::{InfoKind, LinkAttribute, LinkFlags, LinkInfo, LinkMessage};
+use rtnetlink::packet_route::RouteNetlinkMessage;
+use rtnetlink::sys::{AsyncSocket, AsyncSocketExt, SocketAddr, TokioSocket};
+use rtnetlink::MulticastGroup;
+
+use super::host_facts::{addr_fact, route_fact};
+use super::nla::{attrs, messages, NFNETLINK_V0};
+
+/// A change of one interface.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LinkEvent {
+    /// Interface name.
+    pub name: String,
+    /// Interface index.
+    pub index: u32,
+    /// Its alias (weft's tag), if any.
+    pub alias: Option<String>,
+    /// `bridge`, `veth`, ... when the kernel says.
+    pub kind: Option<String>,
+    /// The bridge it is a port of.
+    pub master: Option<u32>,
+    /// Administratively up.
+    pub up: bool,
+    /// Deleted (else created or changed).
+    pub deleted: bool,
+}
+
+/// A notification of the routing stack.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RtEvent {
+    /// An interface appeared, changed or went away.
+    Link(LinkEvent),
+    /// An address was removed from an interface.
+    AddressRemoved {
+        /// Interface index.
+        index: u32,
+        /// The address.
+        addr: IpNet,
+    },
+    /// A route was removed.
+    RouteRemoved {
+        /// Output interface index, if any.
+        oif: Option<u32>,
+        /// Destination.
+        dst: IpNet,
+        /// Routing table.
+        table: u32,
+    },
+}
+
+/// The rtnetlink notifications of the calling thread's namespace.
+pub struct RtWatch {
+    messages: UnboundedReceiver<(NetlinkMessage<RouteNetlinkMessage>, SocketAddr)>,
+}
+
+impl RtWatch {
+    /// Subscribes to link, address and route notifications. Must be called inside a tokio
+    /// runtime (the socket is driven by a task spawned on it).
+    pub fn open() -> io::Result<RtWatch> {
+        let (conn, _handle, messages) = rtnetlink::new_multicast_connection(&[
+            MulticastGroup::Link,
+            MulticastGroup::Ipv4Ifaddr,
+            MulticastGroup::Ipv6Ifaddr,
+            MulticastGroup::Ipv4Route,
+            MulticastGroup::Ipv6Route,
+        ])?;
+        tokio::spawn(conn);
+        Ok(RtWatch { messages })
+    }
+
+    /// The next notification worth knowing; `None` when the socket closed.
+    pub async fn next(&mut self) -> Option<RtEvent> {
+        loop {
+            let (msg, _) = self.messages.next().await?;
+            let NetlinkPayload::InnerMessage(inner) = msg.payload else {
+                continue;
+            };
+            let ev = match inner {
+                RouteNetlinkMessage::NewLink(m) => Some(RtEvent::Link(link_event(&m, false))),
+                RouteNetlinkMessage::DelLink(m) => Some(RtEvent::Link(link_event(&m, true))),
+                RouteNetlinkMessage::DelAddress(m) => {
+                    addr_fact(&m, &Default::default()).map(|f| RtEvent::AddressRemoved {
+                        index: m.header.index,
+                        addr: f.addr,
+                    })
+                }
+                RouteNetlinkMessage::DelRoute(m) => {
+                    let oif = m.attributes.iter().find_map(|a| match a {
+                        rtnetlink::packet_route::route::RouteAttribute::Oif(i) => Some(*i),
+                        _ => None,
+                    });
+                    route_fact(&m, &Default::default()).map(|r| RtEvent::RouteRemoved {
+                        oif,
+                        dst: r.dst,
+                        table: r.table,
+                    })
+                }
+                _ => None,
+            };
+            if let Some(ev) = ev {
+                return Some(ev);
+            }
+        }
+    }
+}
+
+fn link_event(m: &LinkMessage, deleted: bool) -> LinkEvent {
+    let mut ev = LinkEvent {
+        name: String::new(),
+        index: m.header.index,
+        alias: None,
+        kind: None,
+        master: None,
+        up: m.header.flags.contains(LinkFlags::Up),
+        deleted,
+    };
+    for a in &m.attributes {
+        match a {
+            LinkAttribute::IfName(n) => ev.name = n.clone(),
+            LinkAttribute::IfAlias(s) => ev.alias = Some(s.clone()),
+            LinkAttribute::Controller(i) => ev.master = Some(*i),
+            LinkAttribute::LinkInfo(infos) => {
+                for i in infos {
+                    if let LinkInfo::Kind(k) = i {
+                        ev.kind = Some(match k {
+                            InfoKind::Bridge => "bridge".into(),
+                            InfoKind::Veth => "veth".into(),
+                            other => format!("{other:?}").to_lowercase(),
+                        });
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    ev
+}
+
+/// One nf_tables transaction as announced: what it touched and who sent it.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct NftBatch {
+    /// (family, table name) of every object the transaction changed.
+    pub tables: BTreeSet<(u8, String)>,
+    /// Deleted objects among them (tables, chains, rules, sets, elements).
+    pub deletions: bool,
+    /// `comm` of the sending process (`NFTA_GEN_PROC_NAME`), e.g. `nft`, `weft`.
+    pub process: Option<String>,
+    /// Its pid (`NFTA_GEN_PROC_PID`).
+    pub pid: Option<u32>,
+}
+
+/// `NFNLGRP_NFTABLES`: nf_tables change notifications.
+const NFNLGRP_NFTABLES: u32 = 7;
+const NFNL_SUBSYS_NFTABLES: u16 = 10;
+const NFT_MSG_NEWGEN: u16 = 15;
+const NFTA_GEN_PROC_PID: u16 = 2;
+const NFTA_GEN_PROC_NAME: u16 = 3;
+/// In every object message (table, chain, rule, set, element list, object, flowtable) the
+/// first attribute type names the table (for tables: its own name).
+const NFTA_ANY_TABLE: u16 = 1;
+
+/// nf_tables notifications of the calling thread's namespace, grouped per transaction.
+pub struct NftWatch {
+    socket: TokioSocket,
+    current: NftBatch,
+    ready: Vec<NftBatch>,
+}
+
+impl NftWatch {
+    /// Subscribes to nf_tables notifications (inside a tokio runtime).
+    pub fn open() -> io::Result<NftWatch> {
+        let mut socket = TokioSocket::new(rtnetlink::sys::protocols::NETLINK_NETFILTER)?;
+        socket.socket_mut().bind_auto()?;
+        socket.socket_mut().add_membership(NFNLGRP_NFTABLES)?;
+        Ok(NftWatch {
+            socket,
+            current: NftBatch::default(),
+            ready: Vec::new(),
+        })
+    }
+
+    /// The next finished transaction.
+    pub async fn next(&mut self) -> io::Result<NftBatch> {
+        loop {
+            if let Some(b) = self.ready.pop() {
+                return Ok(b);
+            }
+            let (buf, _) = self.socket.recv_from_full().await?;
+            self.feed(&buf);
+            self.ready.reverse();
+        }
+    }
+
+    fn feed(&mut self, buf: &[u8]) {
+        for m in messages(buf) {
+            if m.msg_type >> 8 != NFNL_SUBSYS_NFTABLES {
+                continue;
+            }
+            let kind = m.msg_type & 0xff;
+            let (Some(&family), Some(&version)) = (m.payload.first(), m.payload.get(1)) else {
+                continue;
+            };
+            let body = m.payload.get(4..).unwrap_or_default();
+            if version != NFNETLINK_V0 {
+                continue;
+            }
+            if kind == NFT_MSG_NEWGEN {
+                let mut done = std::mem::take(&mut self.current);
+                for (ty, p) in attrs(body) {
+                    match ty {
+                        NFTA_GEN_PROC_PID => {
+                            done.pid = p
+                                .get(..4)
+                                .map(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]))
+                        }
+                        NFTA_GEN_PROC_NAME => {
+                            let end = p.iter().position(|&b| b == 0).unwrap_or(p.len());
+                            done.process = Some(String::from_utf8_lossy(&p[..end]).into_owned());
+                        }
+                        _ => {}
+                    }
+                }
+                self.ready.push(done);
+                continue;
+            }
+            if let Some((_, p)) = attrs(body).find(|(ty, _)| *ty == NFTA_ANY_TABLE) {
+                let end = p.iter().position(|&b| b == 0).unwrap_or(p.len());
+                let table = String::from_utf8_lossy(&p[..end]).into_owned();
+                self.current.tables.insert((family, table));
+            }
+            // DELTABLE 2, DELCHAIN 5, DELRULE 8, DELSET 11, DELSETELEM 14, DESTROY* 26.. 30.
+            if matches!(kind, 2 | 5 | 8 | 11 | 14 | 26..=30) {
+                self.current.deletions = true;
+            }
+        }
+    }
+}

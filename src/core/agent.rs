@@ -1,0 +1,109 @@
+//! What the CLI and the host agent (`weft daemon`) say to each other over the agent's control
+//! socket: one JSON request per line, one JSON response per line. Plain data; the socket is
+//! an adapter's, the handling the agent's.
+
+use serde::{Deserialize, Serialize};
+
+/// A request to the agent.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case")]
+pub enum Request {
+    /// How the agent is doing.
+    Status,
+    /// Hold a bound socket for every host port the sandbox publishes, so no host process can
+    /// take one of them while it is published. Answered once they are held.
+    Reserve {
+        /// Sandbox id.
+        sandbox: String,
+    },
+    /// Let go of the sandbox's port reservations (it was removed).
+    Release {
+        /// Sandbox id.
+        sandbox: String,
+    },
+    /// Repair everything now (what the agent otherwise does on kernel events and timers).
+    Repair,
+    /// Shut down.
+    Stop,
+}
+
+/// The agent's answer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct Response {
+    /// Whether the request was carried out.
+    pub ok: bool,
+    /// Why not, when `ok` is false (or what went partly wrong).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// The answer to [`Request::Status`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<AgentStatus>,
+}
+
+impl Response {
+    /// Success.
+    pub fn ok() -> Response {
+        Response {
+            ok: true,
+            ..Response::default()
+        }
+    }
+
+    /// Failure, with the reason.
+    pub fn failed(error: impl Into<String>) -> Response {
+        Response {
+            ok: false,
+            error: Some(error.into()),
+            status: None,
+        }
+    }
+}
+
+/// One repair the agent made, and why.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RepairRecord {
+    /// Seconds since the epoch.
+    pub at: u64,
+    /// What the kernel reported or the check found (`link wbr-… deleted`).
+    pub cause: String,
+    /// The operations applied.
+    pub applied: Vec<String>,
+    /// What could not be repaired.
+    pub errors: Vec<String>,
+}
+
+/// One held port reservation.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReservationView {
+    /// Sandbox name.
+    pub sandbox: String,
+    /// `tcp`, `udp` or `sctp`.
+    pub protocol: String,
+    /// Host address (`0.0.0.0`, `::` or one address).
+    pub host_ip: String,
+    /// Host port.
+    pub host_port: u16,
+}
+
+/// `weft daemon status`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct AgentStatus {
+    /// The agent's process id.
+    pub pid: u32,
+    /// Seconds since the epoch when it started.
+    pub started: u64,
+    /// Seconds it has been running.
+    pub uptime_secs: u64,
+    /// The state directory it serves.
+    pub state_dir: String,
+    /// What it watches (`rtnetlink link/address/route events`, ...).
+    pub watching: Vec<String>,
+    /// Repairs made since it started (every one counted).
+    pub repairs_total: u64,
+    /// The most recent repairs, newest last.
+    pub repairs: Vec<RepairRecord>,
+    /// Port reservations held.
+    pub reservations: Vec<ReservationView>,
+    /// Problems it met that are not repairs (a port it could not reserve, ...), newest last.
+    pub errors: Vec<String>,
+}

@@ -1,0 +1,158 @@
+//! The commands' side of the agent: starting it on demand, asking it to hold or release a
+//! sandbox's published ports, `weft daemon status | stop`.
+//!
+//! Commands never wait for the agent except to reserve ports (so the reservation is in place
+//! when `run -p` returns); everything else works without it.
+
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, Result};
+
+use crate::adapters::{agent_ipc, fs};
+use crate::core::agent::{AgentStatus, Request, Response};
+use crate::core::model::Sandbox;
+use crate::engine::Ctx;
+use crate::user_err;
+
+/// How long a command waits for an agent it just started.
+const START_WAIT: Duration = Duration::from_secs(5);
+/// How long a command waits for one answer.
+const ANSWER_WAIT: Duration = Duration::from_secs(10);
+
+/// Whether an agent runs for this run directory.
+pub fn running(ctx: &Ctx) -> bool {
+    agent_ipc::running(&ctx.run_dir)
+}
+
+/// Starts the agent when none runs and the config allows it; returns whether one runs (or
+/// was just started). Costs one `open` and one `flock` when it already runs.
+pub fn ensure_running(ctx: &Ctx) -> Result<bool> {
+    if running(ctx) {
+        return Ok(true);
+    }
+    if !ctx.config.agent_on_demand() {
+        return Ok(false);
+    }
+    spawn(ctx)?;
+    Ok(true)
+}
+
+/// Starts `weft daemon` detached, in its own session, logging to `logs/agent.log` in the state
+/// directory.
+fn spawn(ctx: &Ctx) -> Result<()> {
+    let path = ctx.state_dir.join("logs").join("agent.log");
+    // Appended to across agents; made (never through a symlink) by the first.
+    let log = match fs::open_append(&path) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => match fs::create_new(&path, 0o600) {
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => fs::open_append(&path),
+            other => other,
+        },
+        other => other,
+    }
+    .with_context(|| format!("opening the agent's log {}", path.display()))?;
+    let mut cmd = ctx.detached_weft(&["daemon"])?;
+    cmd.stdout(Stdio::null()).stderr(log);
+    // Not waited for: it outlives this command (a second agent started by a racing command
+    // finds the lock taken and exits).
+    cmd.spawn().context("starting the weft agent")?;
+    Ok(())
+}
+
+/// Sends a request, waiting up to [`START_WAIT`] for an agent that is starting.
+fn call(ctx: &Ctx, req: &Request) -> Result<Response> {
+    let deadline = Instant::now() + START_WAIT;
+    loop {
+        match agent_ipc::call(&ctx.run_dir, req, ANSWER_WAIT) {
+            Ok(r) => return Ok(r),
+            Err(e)
+                if Instant::now() < deadline
+                    && matches!(
+                        e.kind(),
+                        std::io::ErrorKind::NotFound | std::io::ErrorKind::ConnectionRefused
+                    ) =>
+            {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            Err(e) => return Err(e).context("talking to the weft agent"),
+        }
+    }
+}
+
+/// Holds the sandbox's published ports against host processes, starting the agent if needed.
+/// A port some host process bound since the conflict check is an error naming it. Without an
+/// agent (config `agent = false` and none running), ports are not reserved.
+pub fn reserve(ctx: &Ctx, sb: &Sandbox) -> Result<()> {
+    if sb.ports.is_empty() || !ensure_running(ctx)? {
+        return Ok(());
+    }
+    let r = call(
+        ctx,
+        &Request::Reserve {
+            sandbox: sb.id.clone(),
+        },
+    )?;
+    if r.ok {
+        Ok(())
+    } else {
+        Err(user_err!(
+            "{}",
+            r.error
+                .unwrap_or_else(|| "the agent could not reserve the ports".into())
+        ))
+    }
+}
+
+/// Lets go of a removed sandbox's ports at once (the agent would notice within a minute).
+pub fn release(ctx: &Ctx, sandbox_id: &str) {
+    if running(ctx) {
+        let _ = call(
+            ctx,
+            &Request::Release {
+                sandbox: sandbox_id.to_string(),
+            },
+        );
+    }
+}
+
+/// The agent's status; `None` when none runs.
+pub fn status(ctx: &Ctx) -> Result<Option<AgentStatus>> {
+    if !running(ctx) {
+        return Ok(None);
+    }
+    match call(ctx, &Request::Status) {
+        Ok(r) => Ok(r.status),
+        // It was leaving while we asked.
+        Err(_) if !running(ctx) => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// Asks the agent to repair everything now, and waits for it.
+pub fn repair(ctx: &Ctx) -> Result<bool> {
+    if !running(ctx) {
+        return Ok(false);
+    }
+    let r = call(ctx, &Request::Repair)?;
+    Ok(r.ok)
+}
+
+/// Stops the agent and waits until it has let go of its lock; false when none ran.
+pub fn stop(ctx: &Ctx) -> Result<bool> {
+    if !running(ctx) {
+        return Ok(false);
+    }
+    if let Err(e) = call(ctx, &Request::Stop) {
+        if running(ctx) {
+            return Err(e);
+        }
+    }
+    let deadline = Instant::now() + ANSWER_WAIT;
+    while running(ctx) {
+        if Instant::now() > deadline {
+            return Err(user_err!("the weft agent did not stop within 10 s"));
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    Ok(true)
+}

@@ -1,0 +1,242 @@
+//! The host agent, `weft daemon`: the one long-lived weft process per state directory, home of
+//! everything that must keep running (DNS and the overlay control plane will be tasks here).
+//!
+//! Nothing in the kernel depends on it: commands work without it and `weft gc` repairs. What
+//! it adds:
+//! - repairs within a second, without any command, of drift weft did not cause: it watches
+//!   rtnetlink link/address/route notifications and nf_tables notifications, and checks the
+//!   sysctls weft sets on a short timer (the kernel announces no sysctl change);
+//! - port reservations: a bound socket per published host port, so no host process can take
+//!   one while it is published;
+//! - a gc pass at start and every minute.
+//!
+//! One tokio event loop decides; a worker thread ([`worker`]) does the work, one job at a
+//! time. Started on demand by the first command that creates a network or sandbox
+//! ([`client::ensure_running`]), it leaves once nothing weft-made exists, or its state
+//! directory is gone; started by systemd (`Type=notify`, `weft daemon --stay`) it stays.
+
+pub mod client;
+mod watch;
+mod worker;
+
+use std::path::Path;
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::{Context as _, Result};
+use tokio::sync::oneshot;
+use tokio::time::{interval, sleep_until, Instant, MissedTickBehavior};
+
+use crate::adapters::agent_ipc::{self, AgentLock, ControlListener, Conversation};
+use crate::adapters::kernel_events::{NftWatch, RtWatch};
+use crate::adapters::netlink::KernelExecutor;
+use crate::core::agent::{AgentStatus, Request, Response};
+use crate::core::plan::Ns;
+use crate::engine::{now, Ctx};
+use crate::user_err;
+use watch::{Classifier, Pending};
+use worker::Job;
+
+/// How long notifications are gathered before repairing: a deleted bridge also deletes its
+/// addresses and routes, one repair covers them all.
+const SETTLE: Duration = Duration::from_millis(100);
+/// How often the sysctls weft sets are checked.
+const SYSCTL_EVERY: Duration = Duration::from_millis(300);
+/// How often the agent checks that it still has something to look after.
+const ALIVE_EVERY: Duration = Duration::from_secs(5);
+/// How often a full gc pass runs.
+const GC_EVERY: Duration = Duration::from_secs(60);
+
+/// What the agent watches, for `weft daemon status`.
+const WATCHING: [&str; 5] = [
+    "rtnetlink link notifications",
+    "rtnetlink address notifications",
+    "rtnetlink route notifications",
+    "nf_tables notifications",
+    "sysctls weft sets (every 300 ms)",
+];
+
+/// Runs the agent until it is stopped (SIGTERM, SIGINT, `weft daemon stop`) or has nothing
+/// left to look after. Returns the exit code.
+pub fn run(state_dir: &Path, run_dir: &Path, config_path: &Path, stay: bool) -> Result<i32> {
+    let ctx = Ctx::open(state_dir, run_dir, config_path)?;
+    let Some(lock) = AgentLock::acquire(run_dir).context("taking the agent lock")? else {
+        return Err(user_err!(
+            "a weft agent already runs for {} (pid {}); `weft daemon status` shows it",
+            run_dir.display(),
+            agent_ipc::pid(run_dir)
+                .map(|p| p.to_string())
+                .unwrap_or_else(|| "?".into())
+        ));
+    };
+    let _ = tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_ansi(false)
+        .with_target(false)
+        .try_init();
+    tracing::info!(
+        pid = std::process::id(),
+        state_dir = %state_dir.display(),
+        "weft agent starting"
+    );
+
+    let status = Arc::new(Mutex::new(AgentStatus {
+        pid: std::process::id(),
+        started: now(),
+        state_dir: state_dir.display().to_string(),
+        watching: WATCHING.iter().map(|s| s.to_string()).collect(),
+        ..AgentStatus::default()
+    }));
+    let links = KernelExecutor::new()?
+        .observe(&Ns::Host, &[])
+        .map_err(anyhow::Error::msg)?
+        .links;
+    let classifier = Classifier::new(&ctx.instance, &links);
+
+    let (jobs, inbox) = mpsc::channel::<Job>();
+    let worker_ctx = Ctx::open(state_dir, run_dir, config_path)?;
+    let worker_status = status.clone();
+    let worker = std::thread::Builder::new()
+        // Named "weft" like every weft process: the kernel reports the sending thread's name with
+        // each nf_tables transaction, and weft's own are never drift.
+        .name("weft".into())
+        .spawn(move || worker::run(worker_ctx, worker_status, inbox))
+        .context("starting the agent's worker thread")?;
+
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the agent's event loop")?;
+    let result = rt.block_on(event_loop(&ctx, classifier, status, jobs, stay));
+    // The worker finishes its job in hand, then sees the channel closed.
+    let _ = worker.join();
+    let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Stopping]);
+    drop(lock);
+    tracing::info!("weft agent stopped");
+    result.map(|()| 0)
+}
+
+async fn event_loop(
+    ctx: &Ctx,
+    mut classifier: Classifier,
+    status: Arc<Mutex<AgentStatus>>,
+    jobs: mpsc::Sender<Job>,
+    stay: bool,
+) -> Result<()> {
+    // Watch first, then repair what happened before: nothing falls between the two.
+    let mut rt_watch = RtWatch::open().context("watching rtnetlink")?;
+    let mut nft_watch = NftWatch::open().context("watching nf_tables")?;
+    let listener = ControlListener::bind(&ctx.run_dir).context("binding the control socket")?;
+    let (started, ready) = oneshot::channel();
+    send(&jobs, Job::Startup(started))?;
+    let _ = ready.await;
+    let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Ready]);
+    tracing::info!("weft agent ready");
+
+    let mut sysctl_tick = interval(SYSCTL_EVERY);
+    let mut alive_tick = interval(ALIVE_EVERY);
+    let mut gc_tick = interval(GC_EVERY);
+    for t in [&mut sysctl_tick, &mut alive_tick, &mut gc_tick] {
+        t.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    }
+    // The first tick of an interval is immediate: gc just ran.
+    gc_tick.tick().await;
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    let mut int = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())?;
+    let (stop_tx, mut stop_rx) = tokio::sync::mpsc::channel::<()>(1);
+    let mut pending = Pending::default();
+    let mut due: Option<Instant> = None;
+
+    loop {
+        tokio::select! {
+            ev = rt_watch.next() => {
+                let Some(ev) = ev else { anyhow::bail!("the rtnetlink watch closed") };
+                classifier.rt(&ev, &mut pending);
+            }
+            batch = nft_watch.next() => {
+                classifier.nft(&batch.context("reading nf_tables notifications")?, &mut pending);
+            }
+            () = async { sleep_until(due.unwrap_or_else(Instant::now)).await }, if due.is_some() => {
+                due = None;
+                let work = std::mem::take(&mut pending);
+                if let Some(cause) = work.firewall {
+                    send(&jobs, Job::Firewall(cause))?;
+                }
+                if !work.owners.is_empty() {
+                    send(&jobs, Job::Owners(work.owners.into_iter().collect()))?;
+                }
+            }
+            _ = sysctl_tick.tick() => send(&jobs, Job::Sysctls)?,
+            _ = gc_tick.tick() => send(&jobs, Job::Gc)?,
+            _ = alive_tick.tick(), if !stay => {
+                let (tx, rx) = oneshot::channel();
+                send(&jobs, Job::Alive(tx))?;
+                if !rx.await.unwrap_or(true) {
+                    tracing::info!("nothing weft-made is left: leaving");
+                    return Ok(());
+                }
+            }
+            conv = listener.accept() => {
+                match conv {
+                    Ok(c) => {
+                        let (jobs, status, stop) = (jobs.clone(), status.clone(), stop_tx.clone());
+                        tokio::spawn(async move { converse(c, jobs, status, stop).await });
+                    }
+                    Err(e) => tracing::warn!("control socket: {e}"),
+                }
+            }
+            _ = term.recv() => return Ok(()),
+            _ = int.recv() => return Ok(()),
+            _ = stop_rx.recv() => return Ok(()),
+        }
+        if due.is_none() && !pending.is_empty() {
+            due = Some(Instant::now() + SETTLE);
+        }
+    }
+}
+
+fn send(jobs: &mpsc::Sender<Job>, job: Job) -> Result<()> {
+    jobs.send(job)
+        .map_err(|_| anyhow::anyhow!("the agent's worker stopped"))
+}
+
+/// Answers one client.
+async fn converse(
+    mut c: Conversation,
+    jobs: mpsc::Sender<Job>,
+    status: Arc<Mutex<AgentStatus>>,
+    stop: tokio::sync::mpsc::Sender<()>,
+) {
+    let resp = match c.request().await {
+        Err(e) => Response::failed(format!("bad request: {e}")),
+        Ok(Request::Status) => {
+            let mut s = status.lock().map(|s| s.clone()).unwrap_or_default();
+            s.uptime_secs = now().saturating_sub(s.started);
+            Response {
+                ok: true,
+                error: None,
+                status: Some(s),
+            }
+        }
+        Ok(Request::Stop) => {
+            let _ = stop.send(()).await;
+            Response::ok()
+        }
+        Ok(req) => {
+            let (tx, rx) = oneshot::channel();
+            let job = match req {
+                Request::Reserve { sandbox } => Job::Reserve(sandbox, tx),
+                Request::Release { sandbox } => Job::Release(sandbox, tx),
+                _ => Job::RepairAll(tx),
+            };
+            match jobs.send(job) {
+                Ok(()) => rx
+                    .await
+                    .unwrap_or_else(|_| Response::failed("the agent's worker stopped")),
+                Err(_) => Response::failed("the agent's worker stopped"),
+            }
+        }
+    };
+    let _ = c.reply(&resp).await;
+}

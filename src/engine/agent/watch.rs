@@ -1,0 +1,269 @@
+//! From kernel notifications to repairs: which object drifted, and why. Only changes that
+//! break what weft made count (a weft link deleted, detached or set down; an address or route
+//! removed from a weft bridge; weft's tables changed by another process), so the agent does
+//! O(1) work per notification and nothing for weft's own attaches.
+
+use std::collections::{BTreeMap, HashMap};
+
+use crate::adapters::kernel_events::{NftBatch, RtEvent};
+use crate::core::nft::NFPROTO_INET;
+use crate::core::plan::alias_owner;
+use crate::core::reconcile::LinkState;
+
+/// What the notifications so far ask for.
+#[derive(Debug, Default)]
+pub(super) struct Pending {
+    /// Owners to repair, with the first cause seen.
+    pub owners: BTreeMap<String, String>,
+    /// The firewall to check, with the cause.
+    pub firewall: Option<String>,
+}
+
+impl Pending {
+    /// Whether nothing was asked for.
+    pub fn is_empty(&self) -> bool {
+        self.owners.is_empty() && self.firewall.is_none()
+    }
+}
+
+/// Turns notifications into [`Pending`] work.
+pub(super) struct Classifier {
+    instance: String,
+    /// Index of each weft interface to its owner and name (addresses and routes name
+    /// interfaces by index only).
+    owners: HashMap<u32, (String, String)>,
+}
+
+impl Classifier {
+    /// A classifier knowing the weft interfaces that exist now.
+    pub fn new(instance: &str, links: &[LinkState]) -> Classifier {
+        let mut c = Classifier {
+            instance: instance.to_string(),
+            owners: HashMap::new(),
+        };
+        for l in links {
+            c.learn(l.index, &l.name, l.alias.as_deref());
+        }
+        c
+    }
+
+    fn learn(&mut self, index: u32, name: &str, alias: Option<&str>) -> Option<String> {
+        let owner = alias.and_then(|a| alias_owner(&self.instance, a))?;
+        self.owners
+            .insert(index, (owner.to_string(), name.to_string()));
+        Some(owner.to_string())
+    }
+
+    /// Adds what `ev` asks for to `out`.
+    pub fn rt(&mut self, ev: &RtEvent, out: &mut Pending) {
+        let mut want = |owner: String, cause: String| {
+            out.owners.entry(owner).or_insert(cause);
+        };
+        match ev {
+            RtEvent::Link(l) => {
+                if l.deleted {
+                    self.owners.remove(&l.index);
+                    if let Some(owner) = l
+                        .alias
+                        .as_deref()
+                        .and_then(|a| alias_owner(&self.instance, a))
+                    {
+                        // The kernel sets a link down before deleting it: the deletion is the
+                        // cause worth telling.
+                        out.owners.insert(
+                            owner.to_string(),
+                            format!("interface {} was deleted", l.name),
+                        );
+                    }
+                    return;
+                }
+                let Some(owner) = self.learn(l.index, &l.name, l.alias.as_deref()) else {
+                    return;
+                };
+                let is_port = l.kind.as_deref() == Some("veth");
+                if !l.up {
+                    want(owner, format!("interface {} was set down", l.name));
+                } else if is_port && l.master.is_none() {
+                    want(
+                        owner,
+                        format!("interface {} was detached from its bridge", l.name),
+                    );
+                }
+            }
+            RtEvent::AddressRemoved { index, addr } => {
+                if let Some((owner, name)) = self.owners.get(index) {
+                    want(
+                        owner.clone(),
+                        format!("address {addr} was removed from {name}"),
+                    );
+                }
+            }
+            RtEvent::RouteRemoved { oif, dst, table } => {
+                const MAIN: u32 = 254;
+                if *table != MAIN {
+                    return;
+                }
+                if let Some((owner, name)) = oif.and_then(|i| self.owners.get(&i)) {
+                    want(owner.clone(), format!("route {dst} dev {name} was removed"));
+                }
+            }
+        }
+    }
+
+    /// Adds a firewall check to `out` when another process changed weft's tables.
+    pub fn nft(&self, batch: &NftBatch, out: &mut Pending) {
+        // weft's own transactions (commands, this agent) keep the tables right by construction.
+        if batch
+            .process
+            .as_deref()
+            .is_some_and(|p| p.starts_with("weft"))
+        {
+            return;
+        }
+        // `NFPROTO_BRIDGE`: the family of weft's port filter table.
+        let bridge = 7;
+        let ours = batch
+            .tables
+            .iter()
+            .any(|(family, name)| name == "weft" && (*family == NFPROTO_INET || *family == bridge));
+        if !ours || out.firewall.is_some() {
+            return;
+        }
+        let who = match (&batch.process, batch.pid) {
+            (Some(p), Some(pid)) => format!("{p} (pid {pid})"),
+            (Some(p), None) => p.clone(),
+            _ => "another process".to_string(),
+        };
+        out.firewall = Some(format!("weft's nftables table was changed by {who}"));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::adapters::kernel_events::LinkEvent;
+
+    const INST: &str = "0a1b2c3d";
+
+    fn link(name: &str, index: u32, owner: &str) -> LinkState {
+        LinkState {
+            name: name.into(),
+            index,
+            alias: Some(format!("weft:{INST}:{owner}")),
+            up: true,
+            ..LinkState::default()
+        }
+    }
+
+    fn ev(name: &str, index: u32, owner: Option<&str>, kind: &str) -> LinkEvent {
+        LinkEvent {
+            name: name.into(),
+            index,
+            alias: owner.map(|o| format!("weft:{INST}:{o}")),
+            kind: Some(kind.into()),
+            master: Some(7),
+            up: true,
+            deleted: false,
+        }
+    }
+
+    #[test]
+    fn only_breaking_changes_of_weft_links_ask_for_repair() {
+        let mut c = Classifier::new(INST, &[link("wbr-n1", 7, "n1"), link("wvs1", 9, "s1")]);
+        let mut p = Pending::default();
+        // weft's own attach: a new port, enslaved and up.
+        c.rt(&RtEvent::Link(ev("wvs2", 10, Some("s2"), "veth")), &mut p);
+        // someone else's interface, deleted.
+        c.rt(
+            &RtEvent::Link(LinkEvent {
+                deleted: true,
+                ..ev("eth9", 3, None, "veth")
+            }),
+            &mut p,
+        );
+        // another weft instance's link.
+        c.rt(
+            &RtEvent::Link(LinkEvent {
+                alias: Some("weft:ffffffff:s9".into()),
+                deleted: true,
+                ..ev("wvs9", 11, None, "veth")
+            }),
+            &mut p,
+        );
+        assert!(p.is_empty(), "{p:?}");
+
+        c.rt(
+            &RtEvent::Link(LinkEvent {
+                master: None,
+                ..ev("wvs1", 9, Some("s1"), "veth")
+            }),
+            &mut p,
+        );
+        c.rt(
+            &RtEvent::Link(LinkEvent {
+                deleted: true,
+                ..ev("wbr-n1", 7, Some("n1"), "bridge")
+            }),
+            &mut p,
+        );
+        assert_eq!(
+            p.owners["s1"],
+            "interface wvs1 was detached from its bridge"
+        );
+        assert_eq!(p.owners["n1"], "interface wbr-n1 was deleted");
+    }
+
+    #[test]
+    fn addresses_and_routes_are_traced_to_their_bridge() {
+        let mut c = Classifier::new(INST, &[link("wbr-n1", 7, "n1")]);
+        let mut p = Pending::default();
+        c.rt(
+            &RtEvent::AddressRemoved {
+                index: 7,
+                addr: "10.1.0.1/24".parse().unwrap(),
+            },
+            &mut p,
+        );
+        assert!(p.owners["n1"].contains("10.1.0.1/24"));
+        let mut p = Pending::default();
+        c.rt(
+            &RtEvent::RouteRemoved {
+                oif: Some(7),
+                dst: "10.1.0.0/24".parse().unwrap(),
+                table: 254,
+            },
+            &mut p,
+        );
+        assert!(p.owners["n1"].contains("route 10.1.0.0/24"));
+        let mut p = Pending::default();
+        c.rt(
+            &RtEvent::RouteRemoved {
+                oif: Some(7),
+                dst: "10.1.0.1/32".parse().unwrap(),
+                table: 255,
+            },
+            &mut p,
+        );
+        assert!(p.is_empty(), "local-table routes go with the address");
+    }
+
+    #[test]
+    fn only_other_processes_changing_weft_tables_ask_for_a_firewall_check() {
+        let c = Classifier::new(INST, &[]);
+        let batch = |table: &str, by: &str| NftBatch {
+            tables: [(NFPROTO_INET, table.to_string())].into(),
+            deletions: true,
+            process: Some(by.into()),
+            pid: Some(42),
+        };
+        let mut p = Pending::default();
+        c.nft(&batch("weft", "weft"), &mut p);
+        c.nft(&batch("filter", "nft"), &mut p);
+        assert!(p.is_empty());
+        c.nft(&batch("weft", "nft"), &mut p);
+        assert_eq!(
+            p.firewall.as_deref(),
+            Some("weft's nftables table was changed by nft (pid 42)")
+        );
+    }
+}

@@ -1,0 +1,244 @@
+//! The host agent (`weft daemon`): started on demand by the first command that needs it, one
+//! per state directory; repairs drift without any command (a deleted bridge or veth, a flushed
+//! rule set, a sysctl turned back); holds published ports against host processes; reports
+//! its repairs and their causes; comes back with the next command after `kill -9`; leaves when
+//! nothing weft-made is left.
+//!
+//! The target is a repair within 1 s of the drift; `bench/agent` measures it. The tests allow
+//! more, so that a loaded machine does not make them fail, and assert that no command ran.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::Host;
+
+/// How long a test waits for a repair.
+const REPAIR_LIMIT: Duration = Duration::from_secs(5);
+
+fn agent_host(prefix: &str) -> Host {
+    let h = Host::new(prefix);
+    h.config("agent = true\n");
+    h
+}
+
+/// Polls `f` every 20 ms until it holds or `limit` passed.
+fn within(limit: Duration, mut f: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + limit;
+    loop {
+        if f() {
+            return true;
+        }
+        if Instant::now() > deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn status(h: &Host) -> serde_json::Value {
+    let out = h.weft(&["--format", "json", "daemon", "status"]);
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "daemon status: {e}: {} {}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    })
+}
+
+fn running(h: &Host) -> bool {
+    status(h)["running"] == true
+}
+
+fn bridge_of(h: &Host, net: &str) -> String {
+    h.json(&["network", "inspect", net])[0]["bridge"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
+/// Ports of `bridge` (none while it does not exist).
+fn ports(h: &Host, bridge: &str) -> String {
+    let out = common::run(&mut h.ns.cmd("ip", &["-o", "link", "show", "master", bridge]));
+    String::from_utf8_lossy(&out.stdout).to_string()
+}
+
+fn port_count(h: &Host, bridge: &str) -> usize {
+    ports(h, bridge).lines().count()
+}
+
+/// Whether a host process can bind `addr:port` (TCP or UDP) in the host namespace.
+fn host_can_bind(h: &Host, addr: &str, port: u16, udp: bool) -> bool {
+    let kind = if udp { "SOCK_DGRAM" } else { "SOCK_STREAM" };
+    let script = format!(
+        "import socket,sys\ns=socket.socket(socket.AF_INET, socket.{kind})\ntry:\n  s.bind(('{addr}',{port}))\nexcept OSError:\n  sys.exit(1)"
+    );
+    common::run(&mut h.ns.cmd("python3", &["-c", &script]))
+        .status
+        .success()
+}
+
+#[test]
+fn started_on_demand_once_per_state_dir_and_reports_itself() {
+    let h = agent_host("agst");
+    let out = h.weft(&["daemon", "status"]);
+    assert_eq!(out.status.code(), Some(3), "not running yet");
+    assert!(String::from_utf8_lossy(&out.stdout).contains("not running"));
+    h.weft_ok(&["network", "create", "n", "--subnet", "10.170.0.0/24"]);
+    assert!(
+        within(REPAIR_LIMIT, || running(&h)),
+        "started by network create"
+    );
+    let s = status(&h);
+    let pid = s["status"]["pid"].as_u64().unwrap();
+    assert!(s["status"]["uptime_secs"].is_u64());
+    assert!(s["status"]["watching"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|w| w.as_str().unwrap().contains("nf_tables")));
+    // A second agent for the same state directory is refused, naming the first.
+    let err = h.weft_err(1, &["daemon"]);
+    assert!(err.contains(&format!("pid {pid}")), "{err}");
+    // Text status too.
+    let text = h.weft_ok(&["daemon", "status"]);
+    assert!(text.contains(&format!("running (pid {pid}")), "{text}");
+}
+
+#[test]
+fn drift_is_repaired_without_any_command() {
+    let h = agent_host("agrep");
+    h.weft_ok(&["network", "create", "n", "--subnet", "10.171.0.0/24"]);
+    h.sleeper("a", &["--network", "n"]);
+    h.sleeper("b", &["--network", "n"]);
+    assert!(within(REPAIR_LIMIT, || running(&h)));
+    let br = bridge_of(&h, "n");
+    let veth = h.json(&["inspect", "a"])[0]["networks"][0]["host_interface"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let b_ip = h.ip_of("b", 0);
+
+    // A deleted bridge: back, with both ports.
+    h.ns.ip(&["link", "del", &br]);
+    assert!(
+        within(REPAIR_LIMIT, || port_count(&h, &br) == 2),
+        "bridge not repaired: {}",
+        status(&h)
+    );
+    assert!(h.pings("a", &b_ip));
+
+    // A deleted veth: back on the bridge.
+    h.ns.ip(&["link", "del", &veth]);
+    assert!(
+        within(REPAIR_LIMIT, || ports(&h, &br).contains(&veth)),
+        "veth not repaired: {}",
+        status(&h)
+    );
+    assert!(h.pings("a", &b_ip));
+
+    // A flushed rule set (a firewall reload): weft's table back, with its elements.
+    h.sh("nft flush ruleset");
+    assert!(
+        within(REPAIR_LIMIT, || {
+            let out =
+                common::run(&mut h.ns.cmd("nft", &["list", "set", "inet", "weft", "bridges"]));
+            out.status.success() && String::from_utf8_lossy(&out.stdout).contains(&br)
+        }),
+        "table not repaired: {}",
+        status(&h)
+    );
+
+    // A sysctl turned back.
+    let key = format!("/proc/sys/net/ipv4/conf/{br}/route_localnet");
+    h.sh(&format!("echo 0 > {key}"));
+    assert!(
+        within(REPAIR_LIMIT, || h.sh(&format!("cat {key}")).trim() == "1"),
+        "sysctl not repaired"
+    );
+
+    // Every repair is in the status, with its cause.
+    let causes: Vec<String> = status(&h)["status"]["repairs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["cause"].as_str().unwrap().to_string())
+        .collect();
+    for want in [
+        format!("interface {br} was deleted"),
+        format!("interface {veth} was deleted"),
+        "weft's nftables table was changed by nft".to_string(),
+        "a sysctl weft sets was changed".to_string(),
+    ] {
+        assert!(
+            causes.iter().any(|c| c.starts_with(&want)),
+            "no repair caused by {want:?}: {causes:?}"
+        );
+    }
+}
+
+#[test]
+fn published_ports_are_held_against_host_processes() {
+    let h = agent_host("agport");
+    h.weft_ok(&["network", "create", "n", "--subnet", "10.172.0.0/24"]);
+    h.weft_ok(&[
+        "run",
+        "-d",
+        "--name",
+        "web",
+        "--network",
+        "n",
+        "-p",
+        "5555:80",
+        "-p",
+        "5556:53/udp",
+        "--",
+        "sleep",
+        "600",
+    ]);
+    // Held as soon as `run` returns: 0.0.0.0:5555 also covers 127.0.0.1:5555.
+    assert!(!host_can_bind(&h, "127.0.0.1", 5555, false));
+    assert!(!host_can_bind(&h, "0.0.0.0", 5555, false));
+    assert!(!host_can_bind(&h, "127.0.0.1", 5556, true));
+    assert!(
+        host_can_bind(&h, "127.0.0.1", 5557, false),
+        "only published ports"
+    );
+    let held = status(&h)["status"]["reservations"]
+        .as_array()
+        .unwrap()
+        .len();
+    assert_eq!(held, 2);
+
+    // kill -9 of the agent: the next command that needs it starts it again, and it takes the
+    // ports back.
+    let pid = status(&h)["status"]["pid"].as_u64().unwrap();
+    h.sh(&format!("kill -9 {pid}"));
+    assert!(within(REPAIR_LIMIT, || !running(&h)));
+    h.weft_ok(&["network", "create", "m", "--subnet", "10.173.0.0/24"]);
+    assert!(within(REPAIR_LIMIT, || running(&h)));
+    assert!(within(REPAIR_LIMIT, || !host_can_bind(
+        &h,
+        "127.0.0.1",
+        5555,
+        false
+    )));
+
+    // Removed: free at once.
+    h.weft_ok(&["rm", "-f", "web"]);
+    assert!(host_can_bind(&h, "127.0.0.1", 5555, false));
+    assert!(host_can_bind(&h, "127.0.0.1", 5556, true));
+}
+
+#[test]
+fn the_agent_leaves_when_nothing_weft_made_is_left() {
+    let h = agent_host("agleave");
+    h.weft_ok(&["network", "create", "n", "--subnet", "10.174.0.0/24"]);
+    assert!(within(REPAIR_LIMIT, || running(&h)));
+    h.weft_ok(&["network", "rm", "n"]);
+    assert!(
+        within(Duration::from_secs(15), || !running(&h)),
+        "still running with nothing to look after"
+    );
+}

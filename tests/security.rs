@@ -1,0 +1,251 @@
+//! weft runs as root: it must not write through symlinks another user planted, must not use
+//! directories another user controls, and keeps its state private (labels, a sandbox's
+//! output), while the files sandboxes read stay readable inside them.
+
+mod common;
+
+use std::io::Write as _;
+use std::os::unix::fs::{MetadataExt as _, PermissionsExt as _};
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+
+use common::{weft_bin, Host};
+
+/// Removes a directory planted outside the host's own directory, also when the test fails.
+struct Planted(PathBuf);
+
+impl Drop for Planted {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Unmounts whatever a weft that did not refuse would have mounted under a run directory
+/// (namespace handles, the handle directory), also when the test fails.
+struct RunDirMounts(PathBuf);
+
+impl Drop for RunDirMounts {
+    fn drop(&mut self) {
+        let netns = self.0.join("netns");
+        let umount = |p: &Path| {
+            let c = std::ffi::CString::new(p.as_os_str().as_encoded_bytes()).unwrap();
+            // SAFETY: plain umount2 with a valid C string.
+            unsafe { libc::umount2(c.as_ptr(), libc::MNT_DETACH) };
+        };
+        if let Ok(rd) = std::fs::read_dir(&netns) {
+            for e in rd.flatten() {
+                umount(&e.path());
+            }
+        }
+        for _ in 0..3 {
+            umount(&netns);
+        }
+    }
+}
+
+fn mode(path: &Path) -> u32 {
+    std::fs::symlink_metadata(path)
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+        .mode()
+        & 0o7777
+}
+
+#[test]
+fn the_demo_never_writes_through_a_symlink_planted_where_it_works() {
+    if !common::root_or_skip("the_demo_never_writes_through_a_symlink_planted_where_it_works") {
+        return;
+    }
+    let h = Host::new("sdemo");
+    let victim = h.dir.join("victim");
+    std::fs::write(&victim, "precious").unwrap();
+    // sh waits, then execs weft in place: the demo's pid is known before it starts, and with
+    // it the directory an older weft used (/tmp/weft-demo-PID), where a local user could
+    // have planted symlinks to files root may write.
+    let mut demo =
+        h.ns.cmd("sh", &["-c", &format!("read go; exec {} demo", weft_bin())])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+    let planted = Planted(std::env::temp_dir().join(format!("weft-demo-{}", demo.id())));
+    std::fs::create_dir(&planted.0).unwrap();
+    for handle in ["host.ns", "internet.ns"] {
+        std::os::unix::fs::symlink(&victim, planted.0.join(handle)).unwrap();
+    }
+    demo.stdin.take().unwrap().write_all(b"go\n").unwrap();
+    let out = demo.wait_with_output().unwrap();
+    assert_eq!(
+        std::fs::read_to_string(&victim).unwrap(),
+        "precious",
+        "the demo wrote through a planted symlink"
+    );
+    assert!(
+        std::fs::symlink_metadata(planted.0.join("host.ns"))
+            .unwrap()
+            .file_type()
+            .is_symlink(),
+        "the demo touched the planted directory"
+    );
+    assert!(
+        out.status.success(),
+        "the demo failed: {}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+}
+
+#[test]
+fn sandbox_files_replace_a_planted_symlink_instead_of_writing_through_it() {
+    if !common::root_or_skip(
+        "sandbox_files_replace_a_planted_symlink_instead_of_writing_through_it",
+    ) {
+        return;
+    }
+    let h = Host::new("sfiles");
+    let victim = h.dir.join("victim");
+    std::fs::write(&victim, "precious").unwrap();
+    h.weft_ok(&["network", "create", "a", "--subnet", "10.161.0.0/24"]);
+    h.weft_ok(&["network", "create", "b", "--subnet", "10.161.1.0/24"]);
+    h.weft_ok(&["create", "s", "--network", "a"]);
+    let id = h.json(&["inspect", "s"])[0]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let dir = h.run_dir().join("sandboxes").join(&id);
+    for f in ["hosts", "resolv.conf"] {
+        std::fs::remove_file(dir.join(f)).unwrap();
+        std::os::unix::fs::symlink(&victim, dir.join(f)).unwrap();
+    }
+    // Connecting rewrites both files.
+    h.weft_ok(&["network", "connect", "b", "s"]);
+    assert_eq!(std::fs::read_to_string(&victim).unwrap(), "precious");
+    for f in ["hosts", "resolv.conf"] {
+        let md = std::fs::symlink_metadata(dir.join(f)).unwrap();
+        assert!(md.is_file(), "{f} is still a symlink");
+        assert_eq!(md.mode() & 0o777, 0o644, "{f}");
+    }
+    let hosts = std::fs::read_to_string(dir.join("hosts")).unwrap();
+    assert!(hosts.contains("10.161.1.2"), "{hosts}");
+}
+
+#[test]
+fn directories_another_user_owns_are_refused() {
+    if !common::root_or_skip("directories_another_user_owns_are_refused") {
+        return;
+    }
+    let h = Host::new("sowner");
+    let victim = h.dir.join("victim-dir");
+    std::fs::create_dir(&victim).unwrap();
+    // A run directory prepared by uid 65534, whose `sandboxes` leads elsewhere.
+    let run = h.dir.join("their-run");
+    std::fs::create_dir(&run).unwrap();
+    std::os::unix::fs::symlink(&victim, run.join("sandboxes")).unwrap();
+    std::os::unix::fs::chown(&run, Some(65534), Some(65534)).unwrap();
+    let _mounts = RunDirMounts(run.clone());
+    let weft = |state: &Path, run: &Path, args: &[&str]| {
+        let mut cmd = h.ns.cmd(weft_bin(), &[]);
+        cmd.arg("--state-dir")
+            .arg(state)
+            .arg("--run-dir")
+            .arg(run)
+            .arg("--config")
+            .arg(h.dir.join("weft.toml"))
+            .args(args);
+        common::run(&mut cmd)
+    };
+    let out = weft(&h.state_dir(), &run, &["create", "s", "--network", "none"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("belongs to uid 65534"), "{err}");
+    assert_eq!(
+        std::fs::read_dir(&victim).unwrap().count(),
+        0,
+        "weft wrote into the other user's directory"
+    );
+    // The same for the state directory.
+    let state = h.dir.join("their-state");
+    std::fs::create_dir(&state).unwrap();
+    std::os::unix::fs::chown(&state, Some(65534), Some(65534)).unwrap();
+    let out = weft(&state, &h.run_dir(), &["ps"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("belongs to uid 65534"), "{err}");
+    assert_eq!(std::fs::read_dir(&state).unwrap().count(), 0);
+}
+
+#[test]
+fn state_logs_and_run_files_are_private_but_sandboxes_read_their_etc_files() {
+    if !common::root_or_skip(
+        "state_logs_and_run_files_are_private_but_sandboxes_read_their_etc_files",
+    ) {
+        return;
+    }
+    let h = Host::new("sperm");
+    // An older weft left them readable to everyone.
+    for d in [h.state_dir(), h.run_dir()] {
+        std::fs::create_dir_all(&d).unwrap();
+        std::fs::set_permissions(&d, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    h.weft_ok(&["network", "create", "n", "--subnet", "10.161.2.0/24"]);
+    h.weft_ok(&[
+        "run",
+        "-d",
+        "--name",
+        "s",
+        "--network",
+        "n",
+        "--label",
+        "secret=x",
+        "--",
+        "sh",
+        "-c",
+        "echo output; exec sleep 600",
+    ]);
+    let id = h.json(&["inspect", "s"])[0]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let state = h.state_dir();
+    let mut private = vec![
+        state.clone(),
+        state.join("state.db"),
+        state.join("logs"),
+        state.join("logs").join(format!("{id}.log")),
+        h.run_dir(),
+        h.run_dir().join("sandboxes"),
+        h.run_dir().join("sandboxes").join(&id),
+        h.run_dir().join("netns"),
+    ];
+    // The monitor keeps the database open: in WAL mode these exist meanwhile.
+    for f in ["state.db-wal", "state.db-shm"] {
+        if state.join(f).exists() {
+            private.push(state.join(f));
+        }
+    }
+    for p in &private {
+        assert_eq!(
+            mode(p) & 0o077,
+            0,
+            "{} is {:o}: readable by others",
+            p.display(),
+            mode(p)
+        );
+    }
+    let hosts = h.run_dir().join("sandboxes").join(&id).join("hosts");
+    assert_eq!(mode(&hosts), 0o644);
+    // A process that is not root inside the sandbox reads /etc/hosts.
+    let out = h.weft_ok(&[
+        "exec",
+        "s",
+        "--",
+        "setpriv",
+        "--reuid",
+        "65534",
+        "--regid",
+        "65534",
+        "--clear-groups",
+        "cat",
+        "/etc/hosts",
+    ]);
+    assert!(out.contains(" s\n"), "{out}");
+}
