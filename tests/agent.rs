@@ -149,6 +149,9 @@ fn drift_is_repaired_without_any_command() {
         "table not repaired: {}",
         status(&h)
     );
+    // ...and the port guard with it (one batch rebuilds both tables).
+    let guard = h.sh("nft list set bridge weft src4");
+    assert!(guard.contains(&h.ip_of("a", 0)), "{guard}");
 
     // A sysctl turned back.
     let key = format!("/proc/sys/net/ipv4/conf/{br}/route_localnet");

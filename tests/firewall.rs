@@ -339,6 +339,8 @@ fn a_second_state_directory_is_refused_and_the_first_keeps_working() {
     h.sleeper("a2", &["--network", "n"]);
     h.sleeper("b1", &["--network", "m"]);
     let other = h.dir.join("other");
+    std::fs::create_dir_all(&other).unwrap();
+    std::fs::write(other.join("weft.toml"), "agent = false\n").unwrap();
     let second = |args: &[&str]| {
         let mut c = h.ns.cmd(weft_bin(), &[]);
         c.arg("--state-dir")
