@@ -525,23 +525,44 @@ fn a_foreign_forward_drop_is_reported_with_the_fix() {
     for f in &fixes {
         assert!(err.contains(f.as_str()), "{f} missing in {err}");
     }
-    let out = h.weft(&["create", "--name", "s", "--network", "n"]);
+    let out = h.weft(&[
+        "run",
+        "-d",
+        "--name",
+        "s",
+        "--network",
+        "n",
+        "--",
+        "sleep",
+        "600",
+    ]);
     assert!(out.status.success());
     let err = String::from_utf8_lossy(&out.stderr).to_string();
     assert!(
         err.contains("`inet fw forward`") && err.contains(&fixes[0]),
         "{err}"
     );
+    // The drop is real: sandboxes do not reach each other.
+    let out = h.weft(&[
+        "run",
+        "-d",
+        "--name",
+        "t",
+        "--network",
+        "n",
+        "--",
+        "sleep",
+        "600",
+    ]);
+    assert!(out.status.success());
+    assert!(!h.pings("s", &h.ip_of("t", 0)));
     // Following the advice silences it, and the sandboxes talk.
     for f in &fixes {
         h.sh(f);
     }
-    let out = h.weft(&["create", "--name", "t", "--network", "n"]);
+    let out = h.weft(&["create", "--name", "u", "--network", "n"]);
     assert!(out.status.success());
     assert_eq!(String::from_utf8_lossy(&out.stderr), "");
-    h.weft_ok(&["rm", "s", "t"]);
-    h.sleeper("s", &["--network", "n"]);
-    h.sleeper("t", &["--network", "n"]);
     assert!(h.pings("s", &h.ip_of("t", 0)));
 }
 
