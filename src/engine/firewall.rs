@@ -5,14 +5,16 @@
 //!
 //! - every command that needs the firewall calls [`ensure`] first: two dumps on an attach
 //!   (tables with their owners, chains with their hooks and rule counts — not elements, so
-//!   the cost does not grow with the number of sandboxes; ~0.1 ms) and a repair if anything
+//!   the cost does not grow with the number of sandboxes; ~0.15 ms) and a repair if anything
 //!   is missing or damaged, instead of failing with a raw errno; `network create` looks at
 //!   every rule and element;
-//! - `weft gc` (and a host agent reacting to nf_tables events) calls [`reconcile`];
+//! - `weft gc` and the host agent (on nf_tables notifications from other processes) call
+//!   [`reconcile`];
 //! - tables owned by another state directory are never changed: the command is refused,
 //!   naming that state directory;
-//! - other tables' forward chains that drop by policy are reported (item 18 of issue 6),
-//!   with the commands that let weft's bridges through.
+//! - other tables' forward chains that drop by policy (firewalld, ufw, `iptables -P FORWARD
+//!   DROP`) are reported on stderr by network create and every attach, with the commands that
+//!   let weft's bridges through.
 
 use anyhow::{Context as _, Result};
 
