@@ -101,6 +101,7 @@ class Host:
         if not self.made:
             return
         if os.path.exists("/run/netns/" + self.ns):
+            self.w("daemon", "stop", check=False)
             for name in ("cli", "srv"):
                 self.w("rm", "-f", name, check=False)
             if self.w("network", "rm", "iso", check=False).returncode != 0:

@@ -266,6 +266,8 @@ class WeftHost:
         if not os.path.exists("/run/netns/" + self.ns):
             return
         ok = True
+        # The host agent the first command started: stopped before the namespace goes.
+        self.w("daemon", "stop", check=False)
         try:
             names = [s["name"] for s in json.loads(self.w("--format", "json", "ps", "-a").stdout)]
         except (ValueError, RuntimeError):
