@@ -648,8 +648,14 @@ fn print_agent_status(s: &crate::core::agent::AgentStatus) {
     println!("state dir: {}", s.state_dir);
     println!("watching: {}", s.watching.join(", "));
     println!("repairs: {}", s.repairs_total);
+    let now = crate::engine::now();
     for r in &s.repairs {
-        println!("  {} {}: {}", r.at, r.cause, r.applied.join("; "));
+        println!(
+            "  {} s ago, {}: {}",
+            now.saturating_sub(r.at),
+            r.cause,
+            r.applied.join("; ")
+        );
         for e in &r.errors {
             println!("    error: {e}");
         }

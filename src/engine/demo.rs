@@ -315,6 +315,37 @@ fn steps(demo: &Demo) -> Result<()> {
     }
     println!("  (kernel DNAT through one nftables map element; the server saw the real client)");
 
+    println!(
+        "\n# self-healing: someone deletes blue's bridge; the host agent (started by the first\n\
+         # command) rebuilds it with its ports within a second, no weft command needed"
+    );
+    let out = demo
+        .weft_cmd(&["--format", "json", "network", "inspect", "blue"])?
+        .output()?;
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout)?;
+    let bridge = v[0]["bridge"]
+        .as_str()
+        .context("network blue has no bridge")?
+        .to_string();
+    println!("$ ip link del {bridge}     (done by the demo over netlink)");
+    let gone = bridge.clone();
+    netns::run_in(&demo.host_ns, move || -> Result<()> {
+        let mut exec = KernelExecutor::new()?;
+        apply_all(
+            &mut exec,
+            &[Op::DeleteLink {
+                ns: Ns::Host,
+                ifname: gone,
+            }],
+        )?;
+        Ok(())
+    })??;
+    let ok = demo.weft(&["exec", "web", "--", &exe, "tool", "ping", "-c", "15", &api])?;
+    if !ok.status.success() {
+        bail!("blue was not repaired: web cannot reach api");
+    }
+    demo.weft_ok(&["daemon", "status"])?;
+
     println!("\n# why blue got its subnet");
     demo.weft_ok(&["network", "inspect", "blue"])?;
     Ok(())
