@@ -665,6 +665,7 @@ mod tests {
             allocation: None,
             status: Status::Created,
             owner_pid: None,
+            owner_start: None,
             created: 0,
         }
     }

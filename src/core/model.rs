@@ -84,8 +84,12 @@ pub struct Network {
     pub allocation: Option<AllocationReport>,
     /// Record lifecycle.
     pub status: Status,
-    /// The process creating the record while `status` is `Creating`.
+    /// The process creating or removing the record while `status` is `Creating` or
+    /// `Removing`.
     pub owner_pid: Option<u32>,
+    /// That process's start time, so that a reused pid is never taken for it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owner_start: Option<u64>,
     /// Seconds since the epoch.
     pub created: u64,
 }
@@ -234,8 +238,12 @@ pub struct Sandbox {
     pub exit_code: Option<i32>,
     /// Record lifecycle.
     pub status: Status,
-    /// The process creating the record while `status` is `Creating`.
+    /// The process creating or removing the record while `status` is `Creating` or
+    /// `Removing`.
     pub owner_pid: Option<u32>,
+    /// That process's start time, so that a reused pid is never taken for it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owner_start: Option<u64>,
     /// Seconds since the epoch.
     pub created: u64,
 }

@@ -20,8 +20,8 @@ use serde::Serialize;
 use super::sandbox::{is_running, kill_unrecorded, monitor_alive, remove_if};
 use super::{reconcile, Ctx};
 use crate::adapters::netlink::KernelExecutor;
+use crate::adapters::netns;
 use crate::adapters::store::Mode;
-use crate::adapters::{netns, process};
 use crate::core::model::{NetMode, Sandbox, Status};
 use crate::core::plan::{apply_best_effort, plan_gc, Desired, Observed};
 
@@ -55,14 +55,14 @@ pub struct GcReport {
     pub errors: Vec<String>,
 }
 
-fn owner_dead(pid: Option<u32>) -> bool {
-    !pid.is_some_and(process::alive)
+fn owner_dead(pid: Option<u32>, start: Option<u64>) -> bool {
+    !super::owner_alive(pid, start)
 }
 
 /// Why `gc` removes a sandbox, judged on a fresh reading of its record.
 fn sandbox_is_debris(sb: &Sandbox) -> bool {
-    let abandoned =
-        matches!(sb.status, Status::Creating | Status::Removing) && owner_dead(sb.owner_pid);
+    let abandoned = matches!(sb.status, Status::Creating | Status::Removing)
+        && owner_dead(sb.owner_pid, sb.owner_start);
     let ns_gone = sb.mode != NetMode::Host
         && !matches!(sb.status, Status::Creating | Status::Removing)
         && !sb
@@ -142,10 +142,10 @@ pub fn run(ctx: &Ctx) -> Result<GcReport> {
             match tx.network(&net.id)? {
                 Some(mut cur)
                     if matches!(cur.status, Status::Creating | Status::Removing)
-                        && owner_dead(cur.owner_pid) =>
+                        && owner_dead(cur.owner_pid, cur.owner_start) =>
                 {
                     cur.status = Status::Removing;
-                    cur.owner_pid = Some(std::process::id());
+                    (cur.owner_pid, cur.owner_start) = (Some(super::me().0), super::me().1);
                     tx.put_network(&cur)?;
                     tx.commit()?;
                     true

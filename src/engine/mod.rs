@@ -130,6 +130,23 @@ impl Ctx {
     }
 }
 
+/// This process as the owner of an intent: its pid and start time (read once).
+pub fn me() -> (u32, Option<u64>) {
+    static START: std::sync::OnceLock<Option<u64>> = std::sync::OnceLock::new();
+    let pid = std::process::id();
+    (
+        pid,
+        *START.get_or_init(|| crate::adapters::process::start_time(pid)),
+    )
+}
+
+/// Whether the owner of an intent still runs: the same pid started at the same time (a pid
+/// alone may have been reused by an unrelated process, which would keep the intent from ever
+/// being undone).
+pub fn owner_alive(pid: Option<u32>, start: Option<u64>) -> bool {
+    pid.is_some_and(|p| crate::adapters::process::alive_since(p, start))
+}
+
 /// 64 random hex digits.
 pub fn new_id() -> Result<String> {
     let mut b = [0u8; 32];

@@ -12,7 +12,6 @@ use serde::Serialize;
 
 use crate::adapters::netlink::KernelExecutor;
 use crate::adapters::netns;
-use crate::adapters::process;
 use crate::adapters::store::Store as _;
 use crate::adapters::store::{Mode, Txn};
 use crate::core::model::{Network, Sandbox, Status};
@@ -37,8 +36,8 @@ impl Repaired {
 }
 
 /// Whether a record is settled: not being made or removed by a live weft process.
-fn settled(status: Status, owner: Option<u32>) -> bool {
-    !matches!(status, Status::Creating | Status::Removing) || !owner.is_some_and(process::alive)
+fn settled(status: Status, owner: Option<u32>, start: Option<u64>) -> bool {
+    !matches!(status, Status::Creating | Status::Removing) || !super::owner_alive(owner, start)
 }
 
 fn network_ops(net: &Network, instance: &str) -> Vec<Op> {
@@ -129,7 +128,9 @@ pub fn network(ctx: &Ctx, exec: &mut KernelExecutor, id: &str) -> Result<Repaire
     let mut ports = Vec::new();
     let host = exec.observe(&Ns::Host, &[]).map_err(anyhow::Error::msg)?;
     for sb in tx.sandboxes()? {
-        if !settled(sb.status, sb.owner_pid) || !sb.netns.as_deref().is_some_and(live) {
+        if !settled(sb.status, sb.owner_pid, sb.owner_start)
+            || !sb.netns.as_deref().is_some_and(live)
+        {
             continue;
         }
         for op in sandbox_ops(tx.as_ref(), &sb, &ctx.instance)? {
@@ -186,7 +187,10 @@ fn sandbox_seen(
         return Ok(Repaired::default());
     };
     // A sandbox whose namespace is gone is gc's to forget, not to rebuild.
-    if !settled(sb.status, sb.owner_pid) || sb.status == Status::Removing || !live(&ns) {
+    if !settled(sb.status, sb.owner_pid, sb.owner_start)
+        || sb.status == Status::Removing
+        || !live(&ns)
+    {
         return Ok(Repaired::default());
     }
     let desired = sandbox_ops(tx.as_ref(), &sb, &ctx.instance)?;

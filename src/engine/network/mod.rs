@@ -297,7 +297,8 @@ pub fn create(ctx: &Ctx, req: &CreateRequest) -> Result<Network> {
         aux_addresses: p.aux.into_iter().collect(),
         allocation,
         status: Status::Creating,
-        owner_pid: Some(std::process::id()),
+        owner_pid: Some(super::me().0),
+        owner_start: super::me().1,
         created: now(),
     };
     tx.put_network(&network)?;
@@ -320,6 +321,7 @@ pub fn create(ctx: &Ctx, req: &CreateRequest) -> Result<Network> {
     let mut done = network;
     done.status = Status::Created;
     done.owner_pid = None;
+    done.owner_start = None;
     let tx = ctx.store.begin(Mode::Write)?;
     // Only finish our own intent: never bring back a record someone removed meanwhile.
     match tx.network(&done.id)? {
@@ -351,7 +353,7 @@ pub fn ensure_default(ctx: &Ctx) -> Result<Network> {
                     return Ok(n);
                 }
                 // Another process is creating it right now: wait for it.
-                if n.owner_pid.is_some_and(crate::adapters::process::alive) {
+                if super::owner_alive(n.owner_pid, n.owner_start) {
                     drop(tx);
                     std::thread::sleep(std::time::Duration::from_millis(25));
                     continue;

@@ -147,9 +147,9 @@ fn claim_removal(ctx: &Ctx, net: &Network) -> Result<()> {
             net.name
         ));
     };
-    let owner = cur
-        .owner_pid
-        .filter(|p| *p != std::process::id() && crate::adapters::process::alive(*p));
+    let owner = cur.owner_pid.filter(|p| {
+        *p != std::process::id() && crate::engine::owner_alive(Some(*p), cur.owner_start)
+    });
     match (cur.status, owner) {
         (Status::Creating, Some(_)) => {
             return Err(user_err!(
@@ -179,7 +179,10 @@ fn claim_removal(ctx: &Ctx, net: &Network) -> Result<()> {
         ));
     }
     cur.status = Status::Removing;
-    cur.owner_pid = Some(std::process::id());
+    (cur.owner_pid, cur.owner_start) = {
+        let (pid, start) = crate::engine::me();
+        (Some(pid), start)
+    };
     tx.put_network(&cur)?;
     tx.commit()?;
     Ok(())

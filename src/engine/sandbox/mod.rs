@@ -91,6 +91,17 @@ fn resolve_mode(networks: &[String]) -> Result<NetMode> {
 /// Creates a sandbox: namespace, one veth per network, addresses, routes. Nothing is left
 /// behind on failure.
 pub fn create(ctx: &Ctx, req: &SandboxRequest) -> Result<Sandbox> {
+    create_inner(ctx, req, true)
+}
+
+/// [`create`] for `run`: the record stays the intent of this process (`creating`) until the
+/// command runs ([`supervise`] marks it running), so a `run` killed before its command
+/// started leaves a record gc undoes — not a sandbox nobody asked for.
+pub(super) fn create_to_run(ctx: &Ctx, req: &SandboxRequest) -> Result<Sandbox> {
+    create_inner(ctx, req, false)
+}
+
+fn create_inner(ctx: &Ctx, req: &SandboxRequest, finish: bool) -> Result<Sandbox> {
     let id = new_id()?;
     let name = match &req.name {
         Some(n) => {
@@ -214,7 +225,8 @@ pub fn create(ctx: &Ctx, req: &SandboxRequest) -> Result<Sandbox> {
         auto_remove: req.auto_remove,
         exit_code: None,
         status: Status::Creating,
-        owner_pid: Some(std::process::id()),
+        owner_pid: Some(crate::engine::me().0),
+        owner_start: crate::engine::me().1,
         created: now(),
     };
     tx.put_sandbox(&sb)?;
@@ -227,9 +239,15 @@ pub fn create(ctx: &Ctx, req: &SandboxRequest) -> Result<Sandbox> {
         return Err(e.context(format!("creating sandbox {name:?}")));
     }
     let mut done = sb;
-    done.status = Status::Created;
-    done.owner_pid = None;
+    if finish {
+        done.status = Status::Created;
+        done.owner_pid = None;
+        done.owner_start = None;
+    }
     crate::timing::time("state-commit", || -> Result<()> {
+        if !finish {
+            return Ok(());
+        }
         let tx = ctx.store.begin(Mode::Write)?;
         // Only finish our own intent: never bring back a record someone removed meanwhile.
         match tx.sandbox(&done.id)? {
@@ -343,7 +361,7 @@ pub fn monitor_alive(sb: &Sandbox) -> bool {
 /// Refuses to act on a sandbox another live weft process is creating or removing.
 pub(super) fn check_settled(sb: &Sandbox) -> Result<()> {
     if matches!(sb.status, Status::Creating | Status::Removing)
-        && sb.owner_pid.is_some_and(process::alive)
+        && crate::engine::owner_alive(sb.owner_pid, sb.owner_start)
     {
         return Err(user_err!(
             "sandbox {:?} is being {} by process {}; try again in a moment",
@@ -454,6 +472,7 @@ pub fn remove_if(ctx: &Ctx, id: &str, pred: impl FnOnce(&Sandbox) -> bool) -> Re
         let mut claimed = sb.clone();
         claimed.status = Status::Removing;
         claimed.owner_pid = Some(me);
+        claimed.owner_start = crate::engine::me().1;
         tx.put_sandbox(&claimed)?;
         tx.commit()?;
         sb

@@ -16,7 +16,9 @@ use crate::engine::Ctx;
 use crate::user_err;
 
 use super::files::{exec_spec, log_path, recorded_inits, InitRecord};
-use super::{check_settled, create, find, monitor_alive, remove_one, update, SandboxRequest};
+use super::{
+    check_settled, create_to_run, find, monitor_alive, remove_one, update, SandboxRequest,
+};
 
 /// How long SIGKILLed processes may take to go: they cannot refuse, but one stuck in the
 /// kernel finishes its system call first.
@@ -28,7 +30,7 @@ pub fn run_foreground(ctx: &Ctx, req: &SandboxRequest) -> Result<i32> {
     let mut req = req.clone();
     req.auto_remove = true;
     process::install_forwarding();
-    let sb = create(ctx, &req)?;
+    let sb = create_to_run(ctx, &req)?;
     let spec = exec_spec(ctx, &sb, &req.command);
     let started = process::spawn_init(&spec, None)
         .map_err(anyhow::Error::from)
@@ -119,6 +121,9 @@ fn mark_running(ctx: &Ctx, id: &str, pid: u32, start: u64) -> Result<bool> {
         s.monitor_pid = Some(me);
         s.monitor_start = process::start_time(me);
         s.status = Status::Running;
+        // `run`'s intent ends here: the sandbox is made and its command runs.
+        s.owner_pid = None;
+        s.owner_start = None;
         s.exit_code = None;
     })?;
     Ok(done.is_some())
@@ -126,7 +131,7 @@ fn mark_running(ctx: &Ctx, id: &str, pid: u32, start: u64) -> Result<bool> {
 
 /// `weft run -d`: create, then hand CMD to a detached monitor that outlives this process.
 pub fn run_detached(ctx: &Ctx, req: &SandboxRequest) -> Result<Sandbox> {
-    let sb = create(ctx, req)?;
+    let sb = create_to_run(ctx, req)?;
     match spawn_monitor(ctx, &sb) {
         Ok(()) => {
             let tx = ctx.store.begin(Mode::Read)?;
