@@ -7,6 +7,15 @@ fn main() {
     // Before anything is created: state, logs and run files are private to root.
     weft::adapters::process::restrict_umask();
     let cli = weft::timing::time("args", weft::cli::Cli::parse);
+    if cli.prints_for_people() {
+        // `weft ps | head -1`: end quietly when the reader goes away, as other tools do,
+        // instead of panicking on the broken pipe. (Weft's own long-lived processes keep
+        // ignoring SIGPIPE: a client that hangs up must not kill the agent.)
+        // SAFETY: setting a signal's disposition to its default has no preconditions.
+        unsafe {
+            libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+        }
+    }
     let code = match weft::cli::run(cli) {
         Ok(code) => code,
         Err(e) => {

@@ -157,6 +157,73 @@ fn kill_9_at_every_step_of_run_then_gc_leaks_nothing() {
 }
 
 #[test]
+fn a_run_killed_before_its_command_starts_leaves_nothing_after_gc() {
+    use std::os::unix::process::ExitStatusExt;
+    let h = Host::new("crs");
+    h.weft_ok(&[
+        "network",
+        "create",
+        "n",
+        "--subnet",
+        "10.142.0.0/24",
+        "--bridge-name",
+        "crsbr",
+    ]);
+    // Foreground, detached with --rm, and detached: killed once the sandbox is made and before
+    // its command runs. None was asked for as a sandbox of its own: gc takes each away.
+    for args in [
+        &["run", "--name", "f", "--network", "n", "--", "sleep", "1"][..],
+        &[
+            "run",
+            "-d",
+            "--rm",
+            "--name",
+            "r",
+            "--network",
+            "n",
+            "--",
+            "sleep",
+            "1",
+        ],
+        &[
+            "run",
+            "-d",
+            "--name",
+            "d",
+            "--network",
+            "n",
+            "--",
+            "sleep",
+            "600",
+        ],
+    ] {
+        let out = common::run(
+            h.weft_cmd(args)
+                .env("WEFT_TEST_CRASH_AT", "run-before-start"),
+        );
+        assert_eq!(out.status.signal(), Some(9), "{args:?} was not killed");
+        let gc = h.weft_ok(&["gc"]);
+        assert!(
+            h.json(&["ps", "-a"]).as_array().unwrap().is_empty(),
+            "{args:?}: a sandbox is left after gc: {gc}"
+        );
+        let left = wait_no_leftovers(&h, &["crsbr"]);
+        assert!(left.is_empty(), "{args:?} leaked {left:?}");
+        // Its address is free again.
+        h.weft_ok(&[
+            "create",
+            "--name",
+            "x",
+            "--network",
+            "n",
+            "--ip",
+            "10.142.0.2",
+        ]);
+        h.weft_ok(&["rm", "x"]);
+    }
+}
+
+#[test]
 fn kill_9_at_every_step_of_network_create_then_gc_leaks_nothing() {
     let h = Host::new("crn");
     let mut step = 0;

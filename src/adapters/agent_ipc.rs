@@ -161,6 +161,30 @@ pub struct Conversation {
 }
 
 impl Conversation {
+    /// Whether the client is a process of the agent's own network and PID namespaces, by its
+    /// socket credentials: a process in a sandbox (even root, with the socket's path at hand)
+    /// is not.
+    pub fn peer_is_local(&self) -> bool {
+        let Ok(cred) = self.stream.get_ref().peer_cred() else {
+            return false;
+        };
+        let Some(pid) = cred.pid().filter(|p| *p > 0) else {
+            return false;
+        };
+        let same = |ns: &str| {
+            let theirs = std::fs::metadata(format!("/proc/{pid}/ns/{ns}"));
+            let ours = std::fs::metadata(format!("/proc/self/ns/{ns}"));
+            match (theirs, ours) {
+                (Ok(a), Ok(b)) => {
+                    use std::os::unix::fs::MetadataExt;
+                    a.ino() == b.ino() && a.dev() == b.dev()
+                }
+                _ => false,
+            }
+        };
+        cred.uid() == 0 && same("net") && same("pid")
+    }
+
     /// The client's request; an error for a line that is not one.
     pub async fn request(&mut self) -> io::Result<Request> {
         let mut line = String::new();

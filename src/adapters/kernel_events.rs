@@ -6,6 +6,7 @@
 
 use std::collections::BTreeSet;
 use std::io;
+use std::os::fd::AsRawFd;
 
 use futures::channel::mpsc::UnboundedReceiver;
 use futures::StreamExt;
@@ -50,6 +51,8 @@ pub enum RtEvent {
         /// The address.
         addr: IpNet,
     },
+    /// Notifications were lost (the socket's queue overflowed): anything may have changed.
+    Lost,
     /// A route was removed.
     RouteRemoved {
         /// Output interface index, if any.
@@ -70,13 +73,14 @@ impl RtWatch {
     /// Subscribes to link, address and route notifications. Must be called inside a tokio
     /// runtime (the socket is driven by a task spawned on it).
     pub fn open() -> io::Result<RtWatch> {
-        let (conn, _handle, messages) = rtnetlink::new_multicast_connection(&[
+        let (mut conn, _handle, messages) = rtnetlink::new_multicast_connection(&[
             MulticastGroup::Link,
             MulticastGroup::Ipv4Ifaddr,
             MulticastGroup::Ipv6Ifaddr,
             MulticastGroup::Ipv4Route,
             MulticastGroup::Ipv6Route,
         ])?;
+        large_queue(conn.socket_mut().as_raw_fd());
         tokio::spawn(conn);
         Ok(RtWatch { messages })
     }
@@ -85,8 +89,12 @@ impl RtWatch {
     pub async fn next(&mut self) -> Option<RtEvent> {
         loop {
             let (msg, _) = self.messages.next().await?;
-            let NetlinkPayload::InnerMessage(inner) = msg.payload else {
-                continue;
+            let inner = match msg.payload {
+                NetlinkPayload::InnerMessage(inner) => inner,
+                // The kernel dropped notifications (our queue was full): whatever they said
+                // is unknown now.
+                NetlinkPayload::Overrun(_) => return Some(RtEvent::Lost),
+                _ => continue,
             };
             let ev = match inner {
                 RouteNetlinkMessage::NewLink(m) => Some(RtEvent::Link(link_event(&m, false))),
@@ -162,6 +170,31 @@ pub struct NftBatch {
     pub pid: Option<u32>,
 }
 
+/// What the nf_tables watch reports.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NftEvent {
+    /// One transaction.
+    Batch(NftBatch),
+    /// Notifications were lost: anything may have changed.
+    Lost,
+}
+
+/// Gives a notification socket a queue of 4 MiB (more than `rmem_max` allows, as root), so a
+/// burst of notifications is less likely to be dropped; when it is, the watch says so.
+fn large_queue(fd: std::os::fd::RawFd) {
+    let bytes: libc::c_int = 4 << 20;
+    // SAFETY: setsockopt on a socket we own, with a pointer to a c_int and its size.
+    unsafe {
+        libc::setsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            libc::SO_RCVBUFFORCE,
+            std::ptr::from_ref(&bytes).cast(),
+            super::libc_consts::socklen_of::<libc::c_int>(),
+        );
+    }
+}
+
 /// `NFNLGRP_NFTABLES`: nf_tables change notifications.
 const NFNLGRP_NFTABLES: u32 = 7;
 const NFNL_SUBSYS_NFTABLES: u16 = 10;
@@ -185,6 +218,7 @@ impl NftWatch {
         let mut socket = TokioSocket::new(rtnetlink::sys::protocols::NETLINK_NETFILTER)?;
         socket.socket_mut().bind_auto()?;
         socket.socket_mut().add_membership(NFNLGRP_NFTABLES)?;
+        large_queue(socket.as_raw_fd());
         Ok(NftWatch {
             socket,
             current: NftBatch::default(),
@@ -192,15 +226,25 @@ impl NftWatch {
         })
     }
 
-    /// The next finished transaction.
-    pub async fn next(&mut self) -> io::Result<NftBatch> {
+    /// The next finished transaction, or [`NftEvent::Lost`] when the kernel dropped
+    /// notifications (a reload of a large rule set overflows any queue).
+    pub async fn next(&mut self) -> io::Result<NftEvent> {
         loop {
             if let Some(b) = self.ready.pop() {
-                return Ok(b);
+                return Ok(NftEvent::Batch(b));
             }
-            let (buf, _) = self.socket.recv_from_full().await?;
-            self.feed(&buf);
-            self.ready.reverse();
+            match self.socket.recv_from_full().await {
+                Ok((buf, _)) => {
+                    self.feed(&buf);
+                    self.ready.reverse();
+                }
+                Err(e) if e.raw_os_error() == Some(libc::ENOBUFS) => {
+                    // What the transaction in progress touched is unknown now.
+                    self.current = NftBatch::default();
+                    return Ok(NftEvent::Lost);
+                }
+                Err(e) => return Err(e),
+            }
         }
     }
 

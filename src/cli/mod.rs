@@ -42,6 +42,17 @@ pub struct Cli {
     pub command: Command,
 }
 
+impl Cli {
+    /// Whether this is a command whose output a person reads or pipes (not the agent, a
+    /// sandbox's monitor or init, which must survive their readers going away).
+    pub fn prints_for_people(&self) -> bool {
+        !matches!(
+            self.command,
+            Command::Daemon { action: None, .. } | Command::Monitor { .. } | Command::Init { .. }
+        )
+    }
+}
+
 /// Output formats.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Format {

@@ -275,5 +275,18 @@ pub fn run(ctx: &Ctx) -> Result<GcReport> {
         }
         Err(e) => report.errors.push(format!("{e:#}")),
     }
+    // An agent that died (kill -9, a crash) comes back with gc: it holds the published ports
+    // and repairs what drifts. The agent's own gc finds itself running.
+    let anything = {
+        let tx = ctx.store.begin(Mode::Read)?;
+        !tx.networks()?.is_empty() || !tx.sandboxes()?.is_empty()
+    };
+    if anything {
+        if let Err(e) = super::agent::client::ensure_running(ctx) {
+            report
+                .errors
+                .push(format!("starting the weft agent: {e:#}"));
+        }
+    }
     Ok(report)
 }

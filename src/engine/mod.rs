@@ -130,6 +130,18 @@ impl Ctx {
     }
 }
 
+/// Test hook (debug builds only): with `WEFT_TEST_CRASH_AT=NAME` in the environment, the
+/// process SIGKILLs itself at the crash point `NAME`, to prove that `weft gc` finishes or undoes
+/// whatever it was doing. Release builds ignore the variable.
+pub fn crash_point(name: &str) {
+    if cfg!(debug_assertions) && std::env::var("WEFT_TEST_CRASH_AT").is_ok_and(|v| v == name) {
+        // SAFETY: raising SIGKILL on ourselves; this is the hook's whole point.
+        unsafe {
+            libc::kill(libc::getpid(), libc::SIGKILL);
+        }
+    }
+}
+
 /// This process as the owner of an intent: its pid and start time (read once).
 pub fn me() -> (u32, Option<u64>) {
     static START: std::sync::OnceLock<Option<u64>> = std::sync::OnceLock::new();

@@ -37,7 +37,11 @@ pub fn ping(dst: IpAddr, count: u32, timeout: Duration) -> Result<u32> {
     let sock = unsafe { <std::os::fd::OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd) };
     let sock = socket2_like::Sock(sock);
     sock.set_timeout(Duration::from_millis(200))?;
-    let ident = (std::process::id() & 0xffff) as u16;
+    // Random, not the pid: a command in a sandbox is pid 2 of its PID namespace, so pids
+    // would make every ping in every sandbox share one identifier.
+    let mut r = [0u8; 2];
+    let _ = getrandom::getrandom(&mut r);
+    let ident = u16::from_ne_bytes(r);
     let mut answered = 0;
     let deadline = Instant::now() + timeout;
     for seq in 0..count {
@@ -53,8 +57,12 @@ pub fn ping(dst: IpAddr, count: u32, timeout: Duration) -> Result<u32> {
             let c = checksum(&pkt);
             pkt[2..4].copy_from_slice(&c.to_be_bytes());
         }
-        // For ICMPv6 the kernel fills in the checksum.
-        sock.send_to(&pkt, dst)?;
+        // For ICMPv6 the kernel fills in the checksum. A send refused for now (no route or
+        // neighbour yet, while a network comes back) is one more unanswered try, not the end.
+        if sock.send_to(&pkt, dst).is_err() {
+            std::thread::sleep(Duration::from_millis(200));
+            continue;
+        }
         let until = Instant::now() + Duration::from_millis(200);
         while Instant::now() < until {
             let Some(buf) = sock.recv()? else { break };

@@ -396,9 +396,7 @@ impl Host {
 
 impl Drop for Host {
     fn drop(&mut self) {
-        // The agent first (if a test started it), so it does not repair what is torn down.
-        let _ = self.weft_cmd(&["daemon", "stop"]).output();
-        // weft's own teardown next: it kills the sandboxes' processes (by the pids it
+        // weft's own teardown first: it kills the sandboxes' processes (by the pids it
         // started) and removes their namespaces; then the host namespace takes the bridges
         // and nftables tables with it.
         if let Ok(out) = self.weft_cmd(&["--format", "json", "ps", "-a"]).output() {
@@ -411,6 +409,9 @@ impl Drop for Host {
             }
         }
         let _ = self.weft_cmd(&["gc"]).output();
+        // The agent last (if a test started it, gc may have started it again), before its
+        // namespace goes.
+        let _ = self.weft_cmd(&["daemon", "stop"]).output();
         let netns_dir = self.run_dir().join("netns");
         if let Ok(rd) = std::fs::read_dir(&netns_dir) {
             for e in rd.flatten() {

@@ -59,22 +59,33 @@ fn spawn(ctx: &Ctx) -> Result<()> {
     Ok(())
 }
 
-/// Sends a request, waiting up to [`START_WAIT`] for an agent that is starting.
-fn call(ctx: &Ctx, req: &Request) -> Result<Response> {
+/// Why a request got no answer.
+#[derive(Debug, thiserror::Error)]
+enum CallError {
+    /// No agent runs (any more): it was never started, or left while we asked.
+    #[error("the weft agent is not running")]
+    NotRunning,
+    /// It runs but did not answer.
+    #[error("talking to the weft agent: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// Sends a request. An agent that is starting (no socket yet) or leaving (socket gone, lock
+/// still held) is waited for, up to [`START_WAIT`].
+fn call(ctx: &Ctx, req: &Request) -> Result<Response, CallError> {
     let deadline = Instant::now() + START_WAIT;
     loop {
         match agent_ipc::call(&ctx.run_dir, req, ANSWER_WAIT) {
             Ok(r) => return Ok(r),
-            Err(e)
-                if Instant::now() < deadline
-                    && matches!(
-                        e.kind(),
-                        std::io::ErrorKind::NotFound | std::io::ErrorKind::ConnectionRefused
-                    ) =>
-            {
+            Err(e) => {
+                if !running(ctx) {
+                    return Err(CallError::NotRunning);
+                }
+                if Instant::now() >= deadline || e.kind() == std::io::ErrorKind::WouldBlock {
+                    return Err(CallError::Io(e));
+                }
                 std::thread::sleep(Duration::from_millis(10));
             }
-            Err(e) => return Err(e).context("talking to the weft agent"),
         }
     }
 }
@@ -91,7 +102,8 @@ pub fn reserve(ctx: &Ctx, sb: &Sandbox) -> Result<()> {
         &Request::Reserve {
             sandbox: sb.id.clone(),
         },
-    )?;
+    )
+    .context("reserving published ports")?;
     if r.ok {
         Ok(())
     } else {
@@ -122,9 +134,9 @@ pub fn status(ctx: &Ctx) -> Result<Option<AgentStatus>> {
     }
     match call(ctx, &Request::Status) {
         Ok(r) => Ok(r.status),
-        // It was leaving while we asked.
-        Err(_) if !running(ctx) => Ok(None),
-        Err(e) => Err(e),
+        // It left while we asked.
+        Err(CallError::NotRunning) => Ok(None),
+        Err(e) => Err(e.into()),
     }
 }
 
@@ -133,8 +145,11 @@ pub fn repair(ctx: &Ctx) -> Result<bool> {
     if !running(ctx) {
         return Ok(false);
     }
-    let r = call(ctx, &Request::Repair)?;
-    Ok(r.ok)
+    match call(ctx, &Request::Repair) {
+        Ok(r) => Ok(r.ok),
+        Err(CallError::NotRunning) => Ok(false),
+        Err(e) => Err(e.into()),
+    }
 }
 
 /// Stops the agent and waits until it has let go of its lock; false when none ran.
@@ -142,10 +157,9 @@ pub fn stop(ctx: &Ctx) -> Result<bool> {
     if !running(ctx) {
         return Ok(false);
     }
-    if let Err(e) = call(ctx, &Request::Stop) {
-        if running(ctx) {
-            return Err(e);
-        }
+    match call(ctx, &Request::Stop) {
+        Ok(_) | Err(CallError::NotRunning) => {}
+        Err(e) => return Err(e.into()),
     }
     let deadline = Instant::now() + ANSWER_WAIT;
     while running(ctx) {

@@ -29,7 +29,7 @@ use tokio::sync::oneshot;
 use tokio::time::{interval, sleep_until, Instant, MissedTickBehavior};
 
 use crate::adapters::agent_ipc::{self, AgentLock, ControlListener, Conversation};
-use crate::adapters::kernel_events::{NftWatch, RtWatch};
+use crate::adapters::kernel_events::{NftEvent, NftWatch, RtWatch};
 use crate::adapters::netlink::KernelExecutor;
 use crate::core::agent::{AgentStatus, Request, Response};
 use crate::core::plan::Ns;
@@ -47,6 +47,11 @@ const SYSCTL_EVERY: Duration = Duration::from_millis(300);
 const ALIVE_EVERY: Duration = Duration::from_secs(5);
 /// How often a full gc pass runs.
 const GC_EVERY: Duration = Duration::from_secs(60);
+
+/// How many clients the agent talks to at once (the others are turned away).
+const MAX_CONVERSATIONS: usize = 64;
+/// How long a client may take to send its request.
+const REQUEST_WAIT: Duration = Duration::from_secs(2);
 
 /// What the agent watches, for `weft daemon status`.
 const WATCHING: [&str; 5] = [
@@ -147,6 +152,8 @@ async fn event_loop(
     let (stop_tx, mut stop_rx) = tokio::sync::mpsc::channel::<()>(1);
     let mut pending = Pending::default();
     let mut due: Option<Instant> = None;
+    let conversations = Arc::new(tokio::sync::Semaphore::new(MAX_CONVERSATIONS));
+    let mut last_accept_error: Option<Instant> = None;
 
     loop {
         tokio::select! {
@@ -154,12 +161,21 @@ async fn event_loop(
                 let Some(ev) = ev else { anyhow::bail!("the rtnetlink watch closed") };
                 classifier.rt(&ev, &mut pending);
             }
-            batch = nft_watch.next() => {
-                classifier.nft(&batch.context("reading nf_tables notifications")?, &mut pending);
-            }
+            ev = nft_watch.next() => match ev {
+                Ok(NftEvent::Batch(b)) => classifier.nft(&b, &mut pending),
+                Ok(NftEvent::Lost) => classifier.nft_lost(&mut pending),
+                // The watch is gone: the periodic gc still repairs, within a minute.
+                Err(e) => {
+                    tracing::error!("nf_tables notifications: {e}; checking every minute instead");
+                    nft_watch = NftWatch::open().context("watching nf_tables again")?;
+                }
+            },
             () = async { sleep_until(due.unwrap_or_else(Instant::now)).await }, if due.is_some() => {
                 due = None;
                 let work = std::mem::take(&mut pending);
+                if let Some(cause) = work.everything {
+                    send(&jobs, Job::Gc(cause))?;
+                }
                 if let Some(cause) = work.firewall {
                     send(&jobs, Job::Firewall(cause))?;
                 }
@@ -168,7 +184,7 @@ async fn event_loop(
                 }
             }
             _ = sysctl_tick.tick() => send(&jobs, Job::Sysctls)?,
-            _ = gc_tick.tick() => send(&jobs, Job::Gc)?,
+            _ = gc_tick.tick() => send(&jobs, Job::Gc("periodic check".into()))?,
             _ = alive_tick.tick(), if !stay => {
                 let (tx, rx) = oneshot::channel();
                 send(&jobs, Job::Alive(tx))?;
@@ -180,10 +196,26 @@ async fn event_loop(
             conv = listener.accept() => {
                 match conv {
                     Ok(c) => {
+                        // A bounded number of conversations, each bounded in time: no client
+                        // can pin the agent's descriptors or its attention.
+                        let Ok(permit) = conversations.clone().try_acquire_owned() else {
+                            continue;
+                        };
                         let (jobs, status, stop) = (jobs.clone(), status.clone(), stop_tx.clone());
-                        tokio::spawn(async move { converse(c, jobs, status, stop).await });
+                        tokio::spawn(async move {
+                            converse(c, jobs, status, stop).await;
+                            drop(permit);
+                        });
                     }
-                    Err(e) => tracing::warn!("control socket: {e}"),
+                    Err(e) => {
+                        // Out of descriptors, most likely: say so once a second at most, and
+                        // give the clients time to go instead of spinning.
+                        if last_accept_error.is_none_or(|t: Instant| t.elapsed() > Duration::from_secs(1)) {
+                            tracing::warn!("control socket: {e}");
+                            last_accept_error = Some(Instant::now());
+                        }
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                    }
                 }
             }
             _ = term.recv() => return Ok(()),
@@ -208,7 +240,19 @@ async fn converse(
     status: Arc<Mutex<AgentStatus>>,
     stop: tokio::sync::mpsc::Sender<()>,
 ) {
-    let resp = match c.request().await {
+    let request = match tokio::time::timeout(REQUEST_WAIT, c.request()).await {
+        Ok(r) => r,
+        Err(_) => return,
+    };
+    // Only weft's own commands: processes of this host's network and PID namespaces (a
+    // sandbox's processes live in others; the socket's mode already keeps other users out).
+    if !c.peer_is_local() {
+        let _ = c
+            .reply(&Response::failed("refused: not a process of this host"))
+            .await;
+        return;
+    }
+    let resp = match request {
         Err(e) => Response::failed(format!("bad request: {e}")),
         Ok(Request::Status) => {
             let mut s = status.lock().map(|s| s.clone()).unwrap_or_default();

@@ -17,12 +17,14 @@ pub(super) struct Pending {
     pub owners: BTreeMap<String, String>,
     /// The firewall to check, with the cause.
     pub firewall: Option<String>,
+    /// Notifications were lost: everything is to be checked, with the cause.
+    pub everything: Option<String>,
 }
 
 impl Pending {
     /// Whether nothing was asked for.
     pub fn is_empty(&self) -> bool {
-        self.owners.is_empty() && self.firewall.is_none()
+        self.owners.is_empty() && self.firewall.is_none() && self.everything.is_none()
     }
 }
 
@@ -60,6 +62,10 @@ impl Classifier {
             out.owners.entry(owner).or_insert(cause);
         };
         match ev {
+            RtEvent::Lost => {
+                out.everything =
+                    Some("the kernel dropped link, address or route notifications".into());
+            }
             RtEvent::Link(l) => {
                 if l.deleted {
                     self.owners.remove(&l.index);
@@ -108,6 +114,11 @@ impl Classifier {
                 }
             }
         }
+    }
+
+    /// Notes that nf_tables notifications were lost: the firewall is to be checked.
+    pub fn nft_lost(&self, out: &mut Pending) {
+        out.firewall = Some("the kernel dropped nf_tables notifications".into());
     }
 
     /// Adds a firewall check to `out` when another process changed weft's tables.

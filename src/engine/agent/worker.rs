@@ -34,8 +34,8 @@ pub(super) enum Job {
     Firewall(String),
     /// Check every network's sysctls (the kernel announces no sysctl change).
     Sysctls,
-    /// A full gc pass and a resync of the reservations.
-    Gc,
+    /// A full gc pass and a resync of the reservations, with the cause.
+    Gc(String),
     /// Hold the sandbox's published ports.
     Reserve(String, oneshot::Sender<Response>),
     /// Let go of the sandbox's published ports.
@@ -105,7 +105,7 @@ impl Worker {
                     .and_then(|mut exec| reconcile::sysctls(&self.ctx, &mut exec));
                 self.record("a sysctl weft sets was changed", r);
             }
-            Job::Gc => self.gc("periodic check"),
+            Job::Gc(cause) => self.gc(&cause),
             Job::Reserve(id, reply) => {
                 let resp = match self.reserve(&id) {
                     Ok(()) => Response::ok(),
@@ -114,9 +114,26 @@ impl Worker {
                 let _ = reply.send(resp);
             }
             Job::Release(id, reply) => {
-                self.held.remove(&id);
-                self.publish_reservations();
-                let _ = reply.send(Response::ok());
+                // Only a removed sandbox's ports: nobody may take a live sandbox's reservation.
+                let live = self
+                    .ctx
+                    .store
+                    .begin(Mode::Read)
+                    .and_then(|tx| tx.sandbox(&id))
+                    .map(|s| s.filter(|s| s.id == id && s.status != Status::Removing));
+                let resp = match live {
+                    Ok(None) => {
+                        self.held.remove(&id);
+                        self.publish_reservations();
+                        Response::ok()
+                    }
+                    Ok(Some(sb)) => Response::failed(format!(
+                        "sandbox {:?} still exists; its ports stay reserved",
+                        sb.name
+                    )),
+                    Err(e) => Response::failed(e.to_string()),
+                };
+                let _ = reply.send(resp);
             }
             Job::RepairAll(reply) => {
                 self.gc("requested with `weft daemon repair`");

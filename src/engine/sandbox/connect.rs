@@ -10,14 +10,12 @@ use crate::adapters::netlink::KernelExecutor;
 use crate::adapters::process;
 use crate::adapters::store::Store as _;
 use crate::adapters::store::{Mode, Txn};
-use crate::core::firewall::drift::Depth;
 use crate::core::model::{Endpoint, EndpointChange, NetMode, Pending, Sandbox, Status};
 use crate::core::plan::{
     apply_all, apply_best_effort, plan_attach, plan_detach, plan_firewall_attach, Ns, Op,
 };
-use crate::engine::firewall;
 use crate::engine::network::find as find_network;
-use crate::engine::{reconcile, Ctx};
+use crate::engine::Ctx;
 use crate::user_err;
 
 /// `weft network connect`: a new interface (next `ethN`) while the sandbox may be running.
@@ -81,11 +79,7 @@ pub fn connect(
         &ctx.instance,
     ));
     let mut exec = KernelExecutor::new()?;
-    // The firewall first (a network repaired just below needs its tables), then the
-    // network's own kernel objects.
-    let applied = firewall::ensure(ctx, Depth::Chains, std::slice::from_ref(&net.bridge))
-        .and_then(|_| reconcile::before_attach(ctx, &mut exec, &net))
-        .and_then(|()| firewall::apply_with_repair(ctx, &mut exec, &ops));
+    let applied = super::attach(ctx, &mut exec, std::slice::from_ref(&net), &ops);
     if let Err(e) = applied {
         forget_endpoint(ctx, &sb.id, &net.id)?;
         return Err(e.context(format!(

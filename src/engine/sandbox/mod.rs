@@ -298,24 +298,53 @@ fn build(ctx: &Ctx, sb: &Sandbox, nets: &[Network]) -> Result<()> {
         ops.extend(plan_attach(ns, &sb.id, ep, net, i == 0, &ctx.instance));
     }
     let mut exec = KernelExecutor::new()?;
-    // The firewall first (a network repaired just below needs its tables), then the
-    // networks' own kernel objects.
-    let bridges: Vec<String> = nets.iter().map(|n| n.bridge.clone()).collect();
-    let applied = (if nets.is_empty() {
-        Ok(vec![])
-    } else {
-        firewall::ensure(ctx, Depth::Chains, &bridges)
-    })
-    .and_then(|_| {
-        nets.iter()
-            .try_for_each(|net| crate::engine::reconcile::before_attach(ctx, &mut exec, net))
-    })
-    .and_then(|()| firewall::apply_with_repair(ctx, &mut exec, &ops));
+    let applied = attach(ctx, &mut exec, nets, &ops);
     if let Err(e) = applied {
         let _ = std::fs::remove_dir_all(ctx.sandbox_dir(&sb.id));
         return Err(e);
     }
     Ok(())
+}
+
+/// Applies an attach's operations to `nets`: the firewall first (a network repaired just
+/// below needs its tables), then the networks' own kernel objects, then `ops`, all or nothing.
+/// A bridge deleted while the attach ran fails it half-way (rolled back): the network is
+/// repaired and the attach tried once more.
+pub(super) fn attach(
+    ctx: &Ctx,
+    exec: &mut KernelExecutor,
+    nets: &[Network],
+    ops: &[Op],
+) -> Result<()> {
+    let bridges: Vec<String> = nets.iter().map(|n| n.bridge.clone()).collect();
+    let once = |exec: &mut KernelExecutor| {
+        (if nets.is_empty() {
+            Ok(vec![])
+        } else {
+            firewall::ensure(ctx, Depth::Chains, &bridges)
+        })
+        .and_then(|_| {
+            nets.iter()
+                .try_for_each(|net| crate::engine::reconcile::before_attach(ctx, exec, net))
+        })
+        .and_then(|()| firewall::apply_with_repair(ctx, exec, ops))
+    };
+    match once(exec) {
+        Ok(()) => Ok(()),
+        Err(first) => {
+            let lost_bridge = nets.iter().any(|n| {
+                matches!(
+                    exec.link_index(&crate::core::plan::Ns::Host, &n.bridge),
+                    Ok(None)
+                )
+            });
+            if lost_bridge {
+                once(exec)
+            } else {
+                Err(first)
+            }
+        }
+    }
 }
 
 /// Releases a sandbox's addresses and deletes its record and files (kernel objects must be

@@ -31,6 +31,7 @@ pub fn run_foreground(ctx: &Ctx, req: &SandboxRequest) -> Result<i32> {
     req.auto_remove = true;
     process::install_forwarding();
     let sb = create_to_run(ctx, &req)?;
+    crate::engine::crash_point("run-before-start");
     let spec = exec_spec(ctx, &sb, &req.command);
     let started = process::spawn_init(&spec, None)
         .map_err(anyhow::Error::from)
@@ -132,6 +133,7 @@ fn mark_running(ctx: &Ctx, id: &str, pid: u32, start: u64) -> Result<bool> {
 /// `weft run -d`: create, then hand CMD to a detached monitor that outlives this process.
 pub fn run_detached(ctx: &Ctx, req: &SandboxRequest) -> Result<Sandbox> {
     let sb = create_to_run(ctx, req)?;
+    crate::engine::crash_point("run-before-start");
     match spawn_monitor(ctx, &sb) {
         Ok(()) => {
             let tx = ctx.store.begin(Mode::Read)?;
