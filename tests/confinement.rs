@@ -1,0 +1,210 @@
+//! Root in a sandbox is not root on the host: every process started in a sandbox (`run`,
+//! `run -d`, `exec`, `--network host` too) has exactly Docker's default capabilities, so it
+//! cannot enter another namespace, change its own or the host's routes, or regain more
+//! through a setuid binary. Each test plays the hostile code inside.
+
+mod common;
+
+use std::os::unix::fs::PermissionsExt as _;
+
+use common::Host;
+
+/// Docker's default capabilities (CHOWN, DAC_OVERRIDE, FOWNER, FSETID, KILL, SETGID, SETUID,
+/// SETPCAP, NET_BIND_SERVICE, NET_RAW, SYS_CHROOT, MKNOD, AUDIT_WRITE, SETFCAP) as
+/// `/proc/PID/status` shows them.
+const DOCKER_DEFAULT: &str = "00000000a80425fb";
+
+/// The capability lines of a `/proc/PID/status`: (CapInh, CapPrm, CapEff, CapBnd, CapAmb).
+fn caps(status: &str) -> [String; 5] {
+    let get = |k: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(&format!("{k}:")))
+            .unwrap_or_else(|| panic!("no {k} in {status}"))
+            .trim()
+            .to_string()
+    };
+    ["CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb"].map(get)
+}
+
+fn assert_docker_caps(how: &str, status: &str) {
+    let d = DOCKER_DEFAULT.to_string();
+    assert_eq!(
+        caps(status),
+        [
+            d.clone(),
+            d.clone(),
+            d.clone(),
+            d,
+            "0000000000000000".into()
+        ],
+        "{how}: [inh, prm, eff, bnd, amb]"
+    );
+}
+
+#[test]
+fn every_sandbox_process_has_exactly_dockers_default_capabilities() {
+    if !common::root_or_skip("every_sandbox_process_has_exactly_dockers_default_capabilities") {
+        return;
+    }
+    let h = Host::new("ccaps");
+    h.weft_ok(&["network", "create", "n", "--subnet", "10.162.0.0/24"]);
+    let status = ["cat", "/proc/self/status"];
+    let mut fg = vec!["run", "--network", "n", "--"];
+    fg.extend(status);
+    assert_docker_caps("run", &h.weft_ok(&fg));
+    let mut host = vec!["run", "--network", "host", "--"];
+    host.extend(status);
+    assert_docker_caps("run --network host", &h.weft_ok(&host));
+    let mut none = vec!["run", "--network", "none", "--"];
+    none.extend(status);
+    assert_docker_caps("run --network none", &h.weft_ok(&none));
+    // A detached command (its log) and an exec into it.
+    h.weft_ok(&[
+        "run",
+        "-d",
+        "--name",
+        "d",
+        "--network",
+        "n",
+        "--",
+        "sh",
+        "-c",
+        "cat /proc/self/status; exec sleep 600",
+    ]);
+    let id = h.json(&["inspect", "d"])[0]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let log = h.state_dir().join("logs").join(format!("{id}.log"));
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !std::fs::read_to_string(&log)
+        .unwrap_or_default()
+        .contains("CapAmb")
+    {
+        assert!(std::time::Instant::now() < deadline, "no output in {log:?}");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    assert_docker_caps("run -d", &std::fs::read_to_string(&log).unwrap());
+    let mut exec = vec!["exec", "d", "--"];
+    exec.extend(status);
+    assert_docker_caps("exec", &h.weft_ok(&exec));
+    // The init the command runs under has no more than its command.
+    let pid = h.json(&["inspect", "d"])[0]["pid"].as_u64().unwrap();
+    let init = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    assert_docker_caps("the init", &init);
+}
+
+#[test]
+fn a_sandbox_cannot_enter_another_namespace() {
+    if !common::root_or_skip("a_sandbox_cannot_enter_another_namespace") {
+        return;
+    }
+    let h = Host::new("cnsenter");
+    h.weft_ok(&["network", "create", "n", "--subnet", "10.162.1.0/24"]);
+    h.sleeper("a", &["--network", "n"]);
+    h.sleeper("b", &["--network", "n"]);
+    let b_init = h.json(&["inspect", "b"])[0]["pid"].as_u64().unwrap();
+    // The test host's namespace (where weft runs) and another sandbox's: a route added
+    // there would show. The machine's own namespace is only entered to run `true`.
+    let mut host_proc = h.ns.cmd("sleep", &["60"]).spawn().unwrap();
+    let host_pid = host_proc.id();
+    for (target, cmd) in [
+        (
+            format!("/proc/{host_pid}/ns/net"),
+            "ip route add 10.99.99.0/24 dev lo",
+        ),
+        (
+            format!("/proc/{b_init}/ns/net"),
+            "ip route add 10.99.99.0/24 dev lo",
+        ),
+        ("/proc/1/ns/net".to_string(), "true"),
+    ] {
+        let mut args = vec!["exec", "a", "--", "nsenter"];
+        let net = format!("--net={target}");
+        args.push(&net);
+        args.extend(cmd.split(' '));
+        let out = h.weft(&args);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "entered {target}: {err}");
+        // setns needs CAP_SYS_ADMIN (EPERM); a process with capabilities the sandbox lacks
+        // does not even let it open its namespace (EACCES).
+        assert!(
+            err.contains("Operation not permitted") || err.contains("Permission denied"),
+            "{target}: {err}"
+        );
+    }
+    let _ = host_proc.kill();
+    let _ = host_proc.wait();
+    // Nor a new mount or user-less namespace of its own.
+    let out = h.weft(&["exec", "a", "--", "unshare", "--mount", "--net", "true"]);
+    assert!(!out.status.success(), "unshare worked");
+    assert!(!h.ns.ip(&["route", "show"]).contains("10.99.99.0"));
+    let routes = h.weft_ok(&["exec", "b", "--", "ip", "route", "show"]);
+    assert!(!routes.contains("10.99.99.0"), "{routes}");
+}
+
+#[test]
+fn a_sandbox_cannot_change_its_own_routes_or_addresses() {
+    if !common::root_or_skip("a_sandbox_cannot_change_its_own_routes_or_addresses") {
+        return;
+    }
+    let h = Host::new("croute");
+    h.weft_ok(&["network", "create", "n", "--subnet", "10.162.2.0/24"]);
+    h.sleeper("a", &["--network", "n"]);
+    h.sleeper("b", &["--network", "n"]);
+    for change in [
+        vec!["ip", "route", "add", "10.99.98.0/24", "via", "10.162.2.1"],
+        vec!["ip", "route", "del", "default"],
+        vec!["ip", "addr", "add", "10.162.2.200/24", "dev", "eth0"],
+        vec!["ip", "link", "set", "eth0", "address", "02:42:00:00:00:01"],
+    ] {
+        let mut args = vec!["exec", "a", "--"];
+        args.extend(&change);
+        let out = h.weft(&args);
+        assert!(
+            !out.status.success(),
+            "{change:?} worked: {}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+    }
+    let routes = h.weft_ok(&["exec", "a", "--", "ip", "route", "show"]);
+    assert!(routes.contains("default via 10.162.2.1"), "{routes}");
+    assert!(!routes.contains("10.99.98.0"), "{routes}");
+    let addrs = h.weft_ok(&["exec", "a", "--", "ip", "addr", "show", "eth0"]);
+    assert!(!addrs.contains("10.162.2.200"), "{addrs}");
+    // CAP_NET_RAW is kept: raw sockets (ping) work.
+    assert!(h.pings("a", &h.ip_of("b", 0)));
+}
+
+#[test]
+fn a_setuid_binary_cannot_regain_capabilities() {
+    if !common::root_or_skip("a_setuid_binary_cannot_regain_capabilities") {
+        return;
+    }
+    let h = Host::new("csuid");
+    // A setuid-root `cat` a user in the sandbox runs: what it gets is all it could get.
+    let suid = h.dir.join("suid-cat");
+    let cat = common::ok(std::process::Command::new("sh").args(["-c", "command -v cat"]));
+    std::fs::copy(cat.trim(), &suid).unwrap();
+    std::fs::set_permissions(&suid, std::fs::Permissions::from_mode(0o4755)).unwrap();
+    std::fs::set_permissions(&h.dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let suid = suid.display().to_string();
+    let out = h.weft_ok(&[
+        "run",
+        "--network",
+        "none",
+        "--",
+        "setpriv",
+        "--reuid",
+        "65534",
+        "--regid",
+        "65534",
+        "--clear-groups",
+        "--",
+        &suid,
+        "/proc/self/status",
+    ]);
+    assert!(out.contains("Uid:\t65534\t0\t0\t0"), "not setuid: {out}");
+    assert_docker_caps("a setuid binary", &out);
+}
