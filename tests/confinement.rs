@@ -1,13 +1,15 @@
 //! Root in a sandbox is not root on the host: every process started in a sandbox (`run`,
 //! `run -d`, `exec`, `--network host` too) has exactly Docker's default capabilities, so it
 //! cannot enter another namespace, change its own or the host's routes, or regain more
-//! through a setuid binary. Each test plays the hostile code inside.
+//! through a setuid binary; and weft's own state (records, logs, namespace handles, the
+//! agent's socket) is hidden from it. Each test plays the hostile code inside.
 
 mod common;
 
 use std::os::unix::fs::PermissionsExt as _;
+use std::path::Path;
 
-use common::Host;
+use common::{weft_bin, Host};
 
 /// Docker's default capabilities (CHOWN, DAC_OVERRIDE, FOWNER, FSETID, KILL, SETGID, SETUID,
 /// SETPCAP, NET_BIND_SERVICE, NET_RAW, SYS_CHROOT, MKNOD, AUDIT_WRITE, SETFCAP) as
@@ -207,4 +209,81 @@ fn a_setuid_binary_cannot_regain_capabilities() {
     ]);
     assert!(out.contains("Uid:\t65534\t0\t0\t0"), "not setuid: {out}");
     assert_docker_caps("a setuid binary", &out);
+}
+
+/// Lists a directory inside sandbox `s`: its entries, or why it could not.
+fn ls_in(h: &Host, sandbox: &str, dir: &Path) -> String {
+    let out = h.weft(&[
+        "exec",
+        sandbox,
+        "--",
+        "ls",
+        "-A",
+        &dir.display().to_string(),
+    ]);
+    assert!(
+        out.status.success(),
+        "ls {}: {}",
+        dir.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).to_string()
+}
+
+#[test]
+fn weft_state_is_hidden_from_sandboxes() {
+    if !common::root_or_skip("weft_state_is_hidden_from_sandboxes") {
+        return;
+    }
+    let h = Host::new("chide");
+    h.config("agent = true\n");
+    h.weft_ok(&["network", "create", "n", "--subnet", "10.162.3.0/24"]);
+    h.sleeper("a", &["--network", "n", "--hostname", "alpha"]);
+    h.sleeper("b", &["--network", "n"]);
+    h.sleeper("hostmode", &["--network", "host"]);
+    let sock = h.run_dir().join("agent.sock");
+    assert!(sock.exists(), "the agent is not running");
+    assert!(
+        std::fs::read_dir("/run/netns").unwrap().count() > 0,
+        "the test's own namespace has no handle under /run/netns"
+    );
+    for s in ["a", "hostmode"] {
+        for dir in [h.state_dir(), h.run_dir(), "/run/netns".into()] {
+            assert_eq!(ls_in(&h, s, &dir), "", "{s} sees {}", dir.display());
+        }
+        // Read-only: nothing can be planted there for weft either.
+        let planted = h.run_dir().join("sandboxes").join("x");
+        let out = h.weft(&["exec", s, "--", "mkdir", &planted.display().to_string()]);
+        assert!(!out.status.success(), "{s} made {}", planted.display());
+        assert!(!planted.exists());
+        let connect = format!(
+            "import socket; socket.socket(socket.AF_UNIX).connect({:?})",
+            sock.display().to_string()
+        );
+        let out = h.weft(&["exec", s, "--", "python3", "-c", &connect]);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{s} connected to the agent");
+        assert!(err.contains("FileNotFoundError"), "{err}");
+    }
+    // The files weft mounts into a sandbox are still there, and its network works.
+    let hosts = h.weft_ok(&["exec", "a", "--", "cat", "/etc/hosts"]);
+    let line = format!("{}\talpha a\n", h.ip_of("a", 0));
+    assert!(hosts.contains(&line), "{hosts}");
+    assert!(h.pings("a", &h.ip_of("b", 0)));
+    // weft inside a sandbox finds no state to act on either.
+    let out = h.weft(&[
+        "exec",
+        "a",
+        "--",
+        weft_bin(),
+        "--state-dir",
+        &h.state_dir().display().to_string(),
+        "--run-dir",
+        &h.run_dir().display().to_string(),
+        "rm",
+        "-f",
+        "b",
+    ]);
+    assert!(!out.status.success());
+    assert_eq!(h.json(&["inspect", "b"])[0]["status"], "running");
 }

@@ -7,7 +7,8 @@
 //! `/etc/resolv.conf` and sets the hostname; the command inherits all of it. Every process
 //! started in a sandbox (`run`, `exec`) does the same, so they all see the same network, files
 //! and name. The mount namespace is a slave of the host's, so when weft unmounts a namespace
-//! handle it disappears there too.
+//! handle it disappears there too. In it, weft's state and run directories and `/run/netns`
+//! are covered by empty read-only tmpfs mounts: a sandbox sees nothing of weft's own.
 
 use std::ffi::{CString, OsStr};
 use std::fs::File;
@@ -54,9 +55,16 @@ pub struct SandboxExec {
     pub hostname: Option<String>,
     /// Program and arguments.
     pub argv: Vec<String>,
-    /// weft's namespace-handle directory, unmounted in the sandbox's private mount namespace:
-    /// otherwise every running sandbox would hold a copy of every other sandbox's handle.
-    pub hide: Option<PathBuf>,
+    /// Mounts detached in the sandbox's private mount namespace before anything is hidden:
+    /// the namespace-handle directories (weft's, `/run/netns`), of which every running
+    /// sandbox would otherwise hold a copy, keeping every other namespace alive.
+    pub unmount: Vec<PathBuf>,
+    /// Directories covered, in the sandbox's private mount namespace, by an empty read-only
+    /// tmpfs once `/etc/hosts` and `/etc/resolv.conf` are mounted: weft's state and run
+    /// directories and `/run/netns`, so that no sandbox process sees weft's records, logs,
+    /// other sandboxes' files, namespace handles or the agent's socket, nor plants a file
+    /// there. Absent ones are skipped; any other failure keeps the command from starting.
+    pub hide: Vec<PathBuf>,
 }
 
 fn cstr(s: &str) -> io::Result<CString> {
@@ -103,11 +111,21 @@ fn build(
         .map(|p| cstr(&p.to_string_lossy()))
         .transpose()?;
     let hostname = spec.hostname.clone();
-    let hide = spec
-        .hide
-        .as_ref()
+    let unmount = spec
+        .unmount
+        .iter()
         .map(|p| cstr(&p.to_string_lossy()))
-        .transpose()?;
+        .collect::<io::Result<Vec<_>>>()?;
+    // The deepest first: a directory inside another one is still reachable when its turn
+    // comes (a run directory inside the state directory, say).
+    let mut hide_paths = spec.hide.clone();
+    hide_paths.sort_by_key(|p| std::cmp::Reverse(p.components().count()));
+    let hide = hide_paths
+        .iter()
+        .map(|p| cstr(&p.to_string_lossy()))
+        .collect::<io::Result<Vec<_>>>()?;
+    let tmpfs = cstr("tmpfs")?;
+    let tmpfs_opts = cstr("mode=0755,size=4k,nr_inodes=1")?;
     let etc_hosts = cstr("/etc/hosts")?;
     let etc_resolv = cstr("/etc/resolv.conf")?;
     let root = cstr("/")?;
@@ -115,7 +133,11 @@ fn build(
     let blocked = init_control.map(|_| init::waited_signals());
     // Only a sandbox process gets private mounts and hostname; entering just the network
     // namespace (the demo driving weft itself) must keep the host's mounts visible.
-    let private = spec.hosts.is_some() || spec.resolv_conf.is_some() || spec.hostname.is_some();
+    let private = spec.hosts.is_some()
+        || spec.resolv_conf.is_some()
+        || spec.hostname.is_some()
+        || !spec.hide.is_empty()
+        || !spec.unmount.is_empty();
     // SAFETY: the closure runs in the forked child before exec and only makes system calls
     // on values prepared above (no allocation, no locks).
     unsafe {
@@ -144,9 +166,9 @@ fn build(
                 None::<&std::ffi::CStr>,
             )
             .map_err(io::Error::from)?;
-            if let Some(h) = &hide {
-                // Absent or not mounted yet: nothing to hide.
-                let _ = nix::mount::umount2(h.as_c_str(), nix::mount::MntFlags::MNT_DETACH);
+            for m in &unmount {
+                // Absent or not a mount point: nothing to detach.
+                let _ = nix::mount::umount2(m.as_c_str(), nix::mount::MntFlags::MNT_DETACH);
             }
             if let Some(h) = &hosts {
                 mount(
@@ -168,6 +190,23 @@ fn build(
                     MsFlags::MS_BIND,
                     None::<&std::ffi::CStr>,
                 );
+            }
+            // After the bind mounts above: their sources lie in the run directory.
+            for h in &hide {
+                let hidden = mount(
+                    Some(tmpfs.as_c_str()),
+                    h.as_c_str(),
+                    Some(tmpfs.as_c_str()),
+                    MsFlags::MS_RDONLY
+                        | MsFlags::MS_NOSUID
+                        | MsFlags::MS_NODEV
+                        | MsFlags::MS_NOEXEC,
+                    Some(tmpfs_opts.as_c_str()),
+                );
+                match hidden {
+                    Ok(()) | Err(nix::Error::ENOENT) => {}
+                    Err(e) => return Err(io::Error::from(e)),
+                }
             }
             if let Some(name) = &hostname {
                 nix::unistd::sethostname(name).map_err(io::Error::from)?;
