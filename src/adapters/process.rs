@@ -425,10 +425,39 @@ pub fn alive(pid: u32) -> bool {
     }
 }
 
+/// A namespace's identity: the device and inode of its nsfs file.
+pub type NsId = (u64, u64);
+
+/// The network namespace of process `pid` (`None` once it is gone, or a zombie).
+pub fn netns_of(pid: u32) -> Option<NsId> {
+    use std::os::unix::fs::MetadataExt as _;
+    let md = std::fs::metadata(format!("/proc/{pid}/ns/net")).ok()?;
+    Some((md.dev(), md.ino()))
+}
+
+/// Whether process `pid` is PID 1 of a PID namespace below ours, as every sandbox init is:
+/// its `NSpid` line in `/proc/PID/status` has two or more entries and the last is 1.
+pub fn is_pid_ns_init(pid: u32) -> bool {
+    let Ok(status) = std::fs::read_to_string(format!("/proc/{pid}/status")) else {
+        return false;
+    };
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("NSpid:"))
+        .map(|ids| ids.split_whitespace().collect::<Vec<_>>())
+        .is_some_and(|ids| ids.len() >= 2 && ids.last() == Some(&"1"))
+}
+
 /// Sends `sig` to `pid` if it is still the process that started at `start` (any process
-/// with that pid when `start` is unknown). Returns whether it was sent. Race-free: the check
-/// and the signal go through one pidfd, which cannot come to mean another process.
-pub fn signal_verified(pid: u32, start: Option<u64>, sig: i32) -> io::Result<bool> {
+/// with that pid when `start` is unknown) and `belongs(pid)` holds. Returns whether it was
+/// sent. Race-free: the checks and the signal go through one pidfd, which cannot come to
+/// mean another process.
+pub fn signal_verified(
+    pid: u32,
+    start: Option<u64>,
+    sig: i32,
+    belongs: impl Fn(u32) -> bool,
+) -> io::Result<bool> {
     let Ok(raw) = libc::pid_t::try_from(pid) else {
         return Ok(false);
     };
@@ -445,8 +474,9 @@ pub fn signal_verified(pid: u32, start: Option<u64>, sig: i32) -> io::Result<boo
     // SAFETY: pidfd_open just returned this fd; nothing else owns it.
     let pidfd = unsafe { OwnedFd::from_raw_fd(fd) };
     // Read after the pidfd exists: if the pid was reused meanwhile, the pidfd names the
-    // process that died and the signal below fails with ESRCH.
-    if start.is_some() && start_time(pid) != start {
+    // process that died and the signal below fails with ESRCH. The start time last: had the
+    // pid been reused before `belongs` looked, it no longer matches.
+    if !belongs(pid) || (start.is_some() && start_time(pid) != start) {
         return Ok(false);
     }
     // SAFETY: a valid pidfd, a signal number, no siginfo, no flags.
