@@ -108,33 +108,35 @@ fn a_sandbox_cannot_enter_another_namespace() {
     h.sleeper("b", &["--network", "n"]);
     let b_init = h.json(&["inspect", "b"])[0]["pid"].as_u64().unwrap();
     // The test host's namespace (where weft runs) and another sandbox's: a route added
-    // there would show. The machine's own namespace is only entered to run `true`.
+    // there would show. The sandbox's /proc has neither process in it; and setns into any
+    // namespace, its own included, needs CAP_SYS_ADMIN.
     let mut host_proc = h.ns.cmd("sleep", &["60"]).spawn().unwrap();
     let host_pid = host_proc.id();
-    for (target, cmd) in [
-        (
-            format!("/proc/{host_pid}/ns/net"),
-            "ip route add 10.99.99.0/24 dev lo",
-        ),
-        (
-            format!("/proc/{b_init}/ns/net"),
-            "ip route add 10.99.99.0/24 dev lo",
-        ),
-        ("/proc/1/ns/net".to_string(), "true"),
+    for (target, eperm) in [
+        (format!("/proc/{host_pid}/ns/net"), false),
+        (format!("/proc/{b_init}/ns/net"), false),
+        ("/proc/1/ns/net".to_string(), true),
+        ("/proc/self/ns/net".to_string(), true),
     ] {
-        let mut args = vec!["exec", "a", "--", "nsenter"];
         let net = format!("--net={target}");
-        args.push(&net);
-        args.extend(cmd.split(' '));
-        let out = h.weft(&args);
+        let out = h.weft(&[
+            "exec",
+            "a",
+            "--",
+            "nsenter",
+            &net,
+            "ip",
+            "route",
+            "add",
+            "10.99.99.0/24",
+            "dev",
+            "lo",
+        ]);
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(!out.status.success(), "entered {target}: {err}");
-        // setns needs CAP_SYS_ADMIN (EPERM); a process with capabilities the sandbox lacks
-        // does not even let it open its namespace (EACCES).
-        assert!(
-            err.contains("Operation not permitted") || err.contains("Permission denied"),
-            "{target}: {err}"
-        );
+        if eperm {
+            assert!(err.contains("Operation not permitted"), "{target}: {err}");
+        }
     }
     let _ = host_proc.kill();
     let _ = host_proc.wait();
@@ -142,8 +144,10 @@ fn a_sandbox_cannot_enter_another_namespace() {
     let out = h.weft(&["exec", "a", "--", "unshare", "--mount", "--net", "true"]);
     assert!(!out.status.success(), "unshare worked");
     assert!(!h.ns.ip(&["route", "show"]).contains("10.99.99.0"));
-    let routes = h.weft_ok(&["exec", "b", "--", "ip", "route", "show"]);
-    assert!(!routes.contains("10.99.99.0"), "{routes}");
+    for s in ["a", "b"] {
+        let routes = h.weft_ok(&["exec", s, "--", "ip", "route", "show"]);
+        assert!(!routes.contains("10.99.99.0"), "{s}: {routes}");
+    }
 }
 
 #[test]
@@ -286,4 +290,83 @@ fn weft_state_is_hidden_from_sandboxes() {
     ]);
     assert!(!out.status.success());
     assert_eq!(h.json(&["inspect", "b"])[0]["status"], "running");
+}
+
+#[test]
+fn a_sandbox_sees_and_reaches_only_its_own_processes() {
+    if !common::root_or_skip("a_sandbox_sees_and_reaches_only_its_own_processes") {
+        return;
+    }
+    let h = Host::new("cproc");
+    h.weft_ok(&["network", "create", "n", "--subnet", "10.162.4.0/24"]);
+    h.sleeper("a", &["--network", "n"]);
+    h.sleeper("b", &["--network", "n"]);
+    // b's command: the child of its init.
+    let b_init = h.json(&["inspect", "b"])[0]["pid"].as_u64().unwrap();
+    let children = std::fs::read_to_string(format!("/proc/{b_init}/task/{b_init}/children"))
+        .unwrap_or_default();
+    let b_cmd = children
+        .split_whitespace()
+        .next()
+        .expect("b's command")
+        .to_string();
+    let me = std::process::id().to_string();
+    for (s, network) in [("a", "n"), ("h", "host")] {
+        if s == "h" {
+            h.sleeper("h", &["--network", network]);
+        }
+        // Another sandbox's command, and the host's processes: not there to read, to write
+        // the memory of (and so act as them), or to enter the namespaces of.
+        for pid in [&b_cmd, &me] {
+            let poke = format!("open('/proc/{pid}/mem', 'r+b')");
+            let out = h.weft(&["exec", s, "--", "python3", "-c", &poke]);
+            assert!(!out.status.success(), "{s} opened /proc/{pid}/mem");
+            let out = h.weft(&["exec", s, "--", "cat", &format!("/proc/{pid}/cmdline")]);
+            assert!(!out.status.success(), "{s} read /proc/{pid}/cmdline");
+        }
+        // Its own processes are: the exec's init is its PID 1.
+        let out = h.weft_ok(&["exec", s, "--", "sh", "-c", "ls /proc | grep -c '^[0-9]'"]);
+        let n: usize = out.trim().parse().unwrap();
+        assert!(n <= 4, "{s} sees {n} processes");
+    }
+}
+
+#[test]
+fn kernel_settings_are_read_only_in_a_sandbox() {
+    if !common::root_or_skip("kernel_settings_are_read_only_in_a_sandbox") {
+        return;
+    }
+    let h = Host::new("csysctl");
+    h.weft_ok(&["network", "create", "n", "--subnet", "10.162.5.0/24"]);
+    h.sleeper("a", &["--network", "n"]);
+    h.sleeper("h", &["--network", "host"]);
+    // Each written back with the value it has: a sandbox that could write it changes nothing
+    // here (the machine's own core_pattern included), and the test shows it could.
+    for (s, file) in [
+        ("h", "/proc/sys/net/ipv4/ip_forward"),
+        ("h", "/proc/sys/net/ipv4/conf/all/accept_redirects"),
+        ("a", "/proc/sys/net/ipv6/conf/all/accept_ra"),
+        ("a", "/proc/sys/kernel/core_pattern"),
+        ("h", "/proc/sys/kernel/core_pattern"),
+    ] {
+        let script = format!("v=$(cat {file}) && printf '%s\\n' \"$v\" > {file}");
+        let out = h.weft(&["exec", s, "--", "sh", "-c", &script]);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{s} wrote {file}");
+        assert!(err.contains("Read-only file system"), "{s}: {file}: {err}");
+    }
+    // sysfs too; in a sandbox it shows the sandbox's interfaces.
+    let mounts = h.weft_ok(&["exec", "a", "--", "cat", "/proc/self/mounts"]);
+    // The last one is on top.
+    let sys = mounts
+        .lines()
+        .rev()
+        .find(|l| l.split_whitespace().nth(1) == Some("/sys"))
+        .unwrap_or_else(|| panic!("no /sys in {mounts}"));
+    assert!(
+        sys.split_whitespace().nth(3).unwrap().starts_with("ro"),
+        "{sys}"
+    );
+    let net = h.weft_ok(&["exec", "a", "--", "ls", "/sys/class/net"]);
+    assert_eq!(net.split_whitespace().collect::<Vec<_>>(), ["eth0", "lo"]);
 }

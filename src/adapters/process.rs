@@ -124,6 +124,14 @@ fn build(
         .iter()
         .map(|p| cstr(&p.to_string_lossy()))
         .collect::<io::Result<Vec<_>>>()?;
+    let proc_fs = cstr("proc")?;
+    let proc_dir = cstr("/proc")?;
+    let proc_read_only = PROC_READ_ONLY
+        .iter()
+        .map(|p| cstr(p))
+        .collect::<io::Result<Vec<_>>>()?;
+    let sysfs = cstr("sysfs")?;
+    let sys_dir = cstr("/sys")?;
     let tmpfs = cstr("tmpfs")?;
     let tmpfs_opts = cstr("mode=0755,size=4k,nr_inodes=1")?;
     let etc_hosts = cstr("/etc/hosts")?;
@@ -131,6 +139,8 @@ fn build(
     let root = cstr("/")?;
     let umask = original_umask();
     let blocked = init_control.map(|_| init::waited_signals());
+    // An init is PID 1 of a new PID namespace: it gets a /proc of that namespace.
+    let own_proc = init_control.is_some();
     // Only a sandbox process gets private mounts and hostname; entering just the network
     // namespace (the demo driving weft itself) must keep the host's mounts visible.
     let private = spec.hosts.is_some()
@@ -163,6 +173,34 @@ fn build(
                 root.as_c_str(),
                 None::<&std::ffi::CStr>,
                 MsFlags::MS_REC | MsFlags::MS_SLAVE,
+                None::<&std::ffi::CStr>,
+            )
+            .map_err(io::Error::from)?;
+            let nosuid = MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;
+            if own_proc {
+                // Only this PID namespace's processes: none of the host's or another
+                // sandbox's to read, write the memory of, or signal.
+                mount(
+                    Some(proc_fs.as_c_str()),
+                    proc_dir.as_c_str(),
+                    Some(proc_fs.as_c_str()),
+                    nosuid,
+                    None::<&std::ffi::CStr>,
+                )
+                .map_err(io::Error::from)?;
+                for p in &proc_read_only {
+                    match read_only_bind(p, nosuid) {
+                        Ok(()) | Err(nix::Error::ENOENT) => {}
+                        Err(e) => return Err(io::Error::from(e)),
+                    }
+                }
+            }
+            // Read-only, and showing this network namespace's devices.
+            mount(
+                Some(sysfs.as_c_str()),
+                sys_dir.as_c_str(),
+                Some(sysfs.as_c_str()),
+                nosuid | MsFlags::MS_RDONLY,
                 None::<&std::ffi::CStr>,
             )
             .map_err(io::Error::from)?;
@@ -215,6 +253,37 @@ fn build(
         });
     }
     Ok(cmd)
+}
+
+/// What of a sandbox's `/proc` is read-only, as in a Docker container: kernel settings
+/// (`/proc/sys`: root may write them whatever its capabilities, the host's `core_pattern`
+/// and, with `--network host`, the host's network settings included), the SysRq trigger,
+/// interrupt affinities, bus and filesystem settings.
+const PROC_READ_ONLY: [&str; 5] = [
+    "/proc/sys",
+    "/proc/sysrq-trigger",
+    "/proc/irq",
+    "/proc/bus",
+    "/proc/fs",
+];
+
+/// Makes `path` (a file or directory) read-only in this mount namespace: bound onto itself,
+/// then remounted read-only with `flags` kept.
+fn read_only_bind(path: &std::ffi::CStr, flags: MsFlags) -> nix::Result<()> {
+    mount(
+        Some(path),
+        path,
+        None::<&std::ffi::CStr>,
+        MsFlags::MS_BIND,
+        None::<&std::ffi::CStr>,
+    )?;
+    mount(
+        None::<&std::ffi::CStr>,
+        path,
+        None::<&std::ffi::CStr>,
+        MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY | flags,
+        None::<&std::ffi::CStr>,
+    )
 }
 
 /// An init started for a sandbox command, waiting for the go-ahead: the caller records its
