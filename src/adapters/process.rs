@@ -8,7 +8,9 @@
 //! started in a sandbox (`run`, `exec`) does the same, so they all see the same network, files
 //! and name. The mount namespace is a slave of the host's, so when weft unmounts a namespace
 //! handle it disappears there too. In it, weft's state and run directories and `/run/netns`
-//! are covered by empty read-only tmpfs mounts: a sandbox sees nothing of weft's own.
+//! are covered by empty read-only tmpfs mounts: a sandbox sees nothing of weft's own. An init
+//! also mounts a `/proc` of its PID namespace (kernel settings read-only) and a read-only
+//! `/sys`; then it drops to Docker's default capabilities ([`super::capabilities`]).
 
 use std::ffi::{CString, OsStr};
 use std::fs::File;
