@@ -408,3 +408,96 @@ fn concurrent_network_rm_has_exactly_one_winner() {
     assert_eq!(winners, 1, "exactly one network rm may succeed");
     assert!(h.json(&["network", "ls"]).as_array().unwrap().is_empty());
 }
+
+/// Every process in the PID namespace of the init `init` (the init included).
+fn procs_in_pidns(init: u32) -> Vec<Proc> {
+    let Ok(want) = std::fs::read_link(format!("/proc/{init}/ns/pid")) else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for e in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
+            continue;
+        };
+        if std::fs::read_link(format!("/proc/{pid}/ns/pid"))
+            .ok()
+            .as_ref()
+            == Some(&want)
+        {
+            if let Some(start) = stat_fields(pid).and_then(|f| f.get(19)?.parse().ok()) {
+                out.push((pid, start));
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn rm_never_signals_a_process_planted_among_a_sandboxs_inits() {
+    if !common::root_or_skip("rm_never_signals_a_process_planted_among_a_sandboxs_inits") {
+        return;
+    }
+    let h = Host::new("pplant");
+    h.weft_ok(&["network", "create", "n", "--subnet", "10.160.5.0/24"]);
+    h.sleeper("other", &["--network", "n"]);
+    let other = u32::try_from(h.json(&["inspect", "other"])[0]["pid"].as_u64().unwrap()).unwrap();
+    let other_init = (
+        other,
+        stat_fields(other).unwrap()[19].parse::<u64>().unwrap(),
+    );
+    for (name, network) in [("bridged", "n"), ("hosted", "host")] {
+        h.weft_ok(&[
+            "run",
+            "-d",
+            "--name",
+            name,
+            "--network",
+            network,
+            "--",
+            "sh",
+            "-c",
+            FAMILY,
+        ]);
+        let v = h.json(&["inspect", name]);
+        let id = v[0]["id"].as_str().unwrap().to_string();
+        let init = u32::try_from(v[0]["pid"].as_u64().unwrap()).unwrap();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let procs = loop {
+            let procs = procs_in_pidns(init);
+            // The init, sh's background job, the daemon and sh itself (now a sleep).
+            if procs.len() >= 4 {
+                break procs;
+            }
+            assert!(Instant::now() < deadline, "{name}: only {procs:?}");
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        // A host process, recorded as if it were one of the sandbox's inits.
+        let mut victim = std::process::Command::new("sleep")
+            .arg("600")
+            .spawn()
+            .unwrap();
+        let vpid = victim.id();
+        let vstart = stat_fields(vpid).unwrap()[19].parse::<u64>().unwrap();
+        let inits = h.run_dir().join("sandboxes").join(&id).join("inits");
+        std::fs::write(inits.join(format!("{vpid}-{vstart}")), "").unwrap();
+        if network != "host" {
+            // Another sandbox's init, in another network namespace. (A host-mode sandbox's
+            // inits are told apart from host processes only by being PID namespace inits.)
+            let (pid, start) = other_init;
+            std::fs::write(inits.join(format!("{pid}-{start}")), "").unwrap();
+        }
+        h.weft_ok(&["rm", "-f", name]);
+        let survived = alive((vpid, vstart));
+        let _ = victim.kill();
+        let _ = victim.wait();
+        assert!(
+            survived,
+            "{name}: rm -f killed a host process planted in inits/"
+        );
+        let left: Vec<&Proc> = procs.iter().filter(|p| alive(**p)).collect();
+        assert!(
+            left.is_empty(),
+            "{name}: its own processes survived: {left:?}"
+        );
+    }
+}

@@ -249,3 +249,134 @@ fn state_logs_and_run_files_are_private_but_sandboxes_read_their_etc_files() {
     ]);
     assert!(out.contains(" s\n"), "{out}");
 }
+
+/// `weft --state-dir STATE --run-dir RUN ps` in the host's namespace.
+fn weft_with_dirs(h: &Host, state: &Path, run: &Path) -> std::process::Output {
+    let mut cmd = h.ns.cmd(weft_bin(), &[]);
+    cmd.arg("--state-dir")
+        .arg(state)
+        .arg("--run-dir")
+        .arg(run)
+        .arg("--config")
+        .arg(h.dir.join("weft.toml"))
+        .arg("ps");
+    common::run(&mut cmd)
+}
+
+/// A directory's entries and mode, to show nothing was touched.
+fn snapshot(dir: &Path) -> (Vec<String>, u32) {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().to_string())
+        .collect();
+    names.sort();
+    (names, mode(dir))
+}
+
+fn assert_refused(out: &std::process::Output, want: &[&str]) {
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "not refused: {err}");
+    for w in want {
+        assert!(err.contains(w), "{w:?} not in: {err}");
+    }
+}
+
+#[test]
+fn a_symlink_as_state_or_run_directory_is_refused_and_not_followed() {
+    if !common::root_or_skip("a_symlink_as_state_or_run_directory_is_refused_and_not_followed") {
+        return;
+    }
+    let h = Host::new("slink");
+    let victim = h.dir.join("victim");
+    std::fs::create_dir(&victim).unwrap();
+    std::fs::write(victim.join("keep"), "precious").unwrap();
+    std::fs::set_permissions(&victim, std::fs::Permissions::from_mode(0o755)).unwrap();
+    // A world-writable sticky directory like /tmp, where another user made the links.
+    let public = h.dir.join("pub");
+    std::fs::create_dir(&public).unwrap();
+    std::fs::set_permissions(&public, std::fs::Permissions::from_mode(0o1777)).unwrap();
+    let link = public.join("dir");
+    std::os::unix::fs::symlink(&victim, &link).unwrap();
+    let _mounts = RunDirMounts(link.clone());
+    let before = snapshot(&victim);
+    for (state, run) in [(link.clone(), h.run_dir()), (h.state_dir(), link.clone())] {
+        let out = weft_with_dirs(&h, &state, &run);
+        assert_refused(&out, &[&link.display().to_string(), "symlink"]);
+        assert_eq!(
+            snapshot(&victim),
+            before,
+            "weft touched the symlink's target"
+        );
+    }
+    // The same link owned by root, as the leaf: still refused (only ancestors are followed).
+    let root_link = h.dir.join("rootlink");
+    std::os::unix::fs::symlink(&victim, &root_link).unwrap();
+    let out = weft_with_dirs(&h, &root_link, &h.run_dir());
+    assert_refused(&out, &["symlink"]);
+    assert_eq!(snapshot(&victim), before);
+    // Planted by another user among the ancestors: refused.
+    let theirs = public.join("theirs");
+    std::os::unix::fs::symlink(&h.dir, &theirs).unwrap();
+    std::os::unix::fs::lchown(&theirs, Some(65534), Some(65534)).unwrap();
+    let out = weft_with_dirs(&h, &theirs.join("state"), &h.run_dir());
+    assert_refused(&out, &[&theirs.display().to_string(), "uid 65534"]);
+    assert!(!h.state_dir().exists());
+    // A root-owned symlink among the ancestors (like /var/run -> /run) is followed.
+    let out = weft_with_dirs(&h, &root_link.join("state"), &h.run_dir());
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(victim.join("state").join("state.db").exists());
+}
+
+#[test]
+fn a_state_or_run_directory_under_another_users_directory_is_refused() {
+    if !common::root_or_skip("a_state_or_run_directory_under_another_users_directory_is_refused") {
+        return;
+    }
+    let h = Host::new("sparent");
+    // Owned by another user (who could swap weft's directory for a symlink any time).
+    let theirs = h.dir.join("theirs");
+    std::fs::create_dir(&theirs).unwrap();
+    std::os::unix::fs::chown(&theirs, Some(65534), Some(65534)).unwrap();
+    // Root's, but writable by its group.
+    let shared = h.dir.join("shared");
+    std::fs::create_dir(&shared).unwrap();
+    std::fs::set_permissions(&shared, std::fs::Permissions::from_mode(0o775)).unwrap();
+    // A sticky directory whose entry belongs to another user.
+    let sticky = h.dir.join("sticky");
+    std::fs::create_dir(&sticky).unwrap();
+    std::fs::set_permissions(&sticky, std::fs::Permissions::from_mode(0o1777)).unwrap();
+    let in_sticky = sticky.join("theirs");
+    std::fs::create_dir(&in_sticky).unwrap();
+    std::os::unix::fs::chown(&in_sticky, Some(65534), Some(65534)).unwrap();
+    for (parent, why) in [
+        (&theirs, "belongs to uid 65534"),
+        (&shared, "writable by its group or others"),
+        (&in_sticky, "belongs to uid 65534"),
+    ] {
+        let _mounts = RunDirMounts(parent.join("run"));
+        let named = parent.display().to_string();
+        for (state, run) in [
+            (parent.join("state"), h.run_dir()),
+            (h.state_dir(), parent.join("run")),
+            (parent.join("a").join("b"), h.run_dir()),
+        ] {
+            let before = snapshot(parent);
+            let out = weft_with_dirs(&h, &state, &run);
+            assert_refused(&out, &[&named, why]);
+            assert_eq!(snapshot(parent), before, "weft touched {named}");
+        }
+    }
+    // The sticky directory itself, root's, may hold weft's directories.
+    let out = weft_with_dirs(&h, &sticky.join("state"), &sticky.join("run"));
+    let _mounts = RunDirMounts(sticky.join("run"));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

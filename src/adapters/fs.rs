@@ -1,8 +1,9 @@
 //! Files and directories weft creates. weft runs as root, often in directories other users can
 //! write to (`/tmp`) or could have prepared beforehand, so it never opens a file it creates
 //! through a symlink and never reuses a file that already exists (`O_NOFOLLOW | O_EXCL`);
-//! replaced files are written fresh and renamed into place; directories are private (0700)
-//! and must belong to root.
+//! replaced files are written fresh and renamed into place; directories are private (0700),
+//! must belong to root, and lie where only root can change the path to them (see
+//! [`private_dir`]).
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, Write as _};
@@ -56,35 +57,190 @@ pub fn replace(path: &Path, contents: &[u8], mode: u32) -> io::Result<()> {
     res
 }
 
-/// Makes `dir` exist as a directory only root can enter: created 0700 if missing; an existing
-/// one must belong to root (anyone else could swap weft's files under it) and must not be a
-/// shared sticky directory such as `/tmp`; wider modes are narrowed to 0700.
+/// How many symlinks among the ancestors of a directory are followed before giving up (as
+/// the kernel's `ELOOP` limit).
+const MAX_SYMLINKS: usize = 40;
+
+/// Makes `dir` exist as a directory only root can enter, in a place no other user controls.
+///
+/// weft runs as root and is often pointed at paths under directories other users can write
+/// to (`/tmp`). Every ancestor of `dir` must belong to root (or to weft's own uid) and must
+/// not be writable by its group or others, unless it is sticky (like `/tmp`, where nobody
+/// can rename or remove another user's entry: the next component must then be root's, which
+/// every component must be anyway). A symlink among the ancestors is followed only if root
+/// owns it (`/var/run -> /run`); `dir` itself must not be a symlink. Missing directories are
+/// created 0700. `dir` must not be a shared sticky directory such as `/tmp`; wider modes are
+/// narrowed to 0700. Refused with an error naming the component and why; nothing is
+/// changed then.
 pub fn private_dir(dir: &Path) -> io::Result<()> {
-    std::fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(dir)?;
-    let md = std::fs::metadata(dir)?;
-    let fail = |why: String| io::Error::new(io::ErrorKind::PermissionDenied, why);
-    if !md.is_dir() {
-        return Err(fail(format!("{} is not a directory", dir.display())));
-    }
-    let me = nix::unistd::geteuid().as_raw();
-    if md.uid() != me {
-        return Err(fail(format!(
-            "{} belongs to uid {}, not to uid {me}: another user could change weft's files in it; use a directory of your own",
-            dir.display(),
-            md.uid()
-        )));
-    }
+    let real = walk_trusted(dir, true)?.ok_or_else(|| io::Error::other("not created"))?;
+    let md = std::fs::symlink_metadata(&real)?;
     if md.mode() & 0o1000 != 0 {
-        return Err(fail(format!(
+        return Err(refused(format!(
             "{} is a shared (sticky) directory; use a directory of weft's own inside it",
-            dir.display()
+            real.display()
         )));
     }
     if md.mode() & 0o077 != 0 {
-        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))?;
+        std::fs::set_permissions(&real, std::fs::Permissions::from_mode(0o700))?;
+    }
+    Ok(())
+}
+
+/// The checks of [`private_dir`] alone, creating and changing nothing: the part of `dir`
+/// that exists must pass them (a missing part would be created by root). For several
+/// directories checked before any is made.
+pub fn check_private_dir(dir: &Path) -> io::Result<()> {
+    match walk_trusted(dir, false)? {
+        Some(real) if std::fs::symlink_metadata(&real)?.mode() & 0o1000 != 0 => {
+            Err(refused(format!(
+                "{} is a shared (sticky) directory; use a directory of weft's own inside it",
+                real.display()
+            )))
+        }
+        _ => Ok(()),
+    }
+}
+
+fn refused(why: String) -> io::Error {
+    io::Error::new(io::ErrorKind::PermissionDenied, why)
+}
+
+/// Walks `dir` from `/`, checking every component as [`private_dir`] says and, with
+/// `create`, creating the missing ones (0700); returns the real path of `dir`, an existing
+/// directory of ours (`None` if it is missing and not `create`d).
+fn walk_trusted(dir: &Path, create: bool) -> io::Result<Option<PathBuf>> {
+    let me = nix::unistd::geteuid().as_raw();
+    let ours = |uid: u32| uid == 0 || uid == me;
+    // What is left to walk, front first; a followed symlink puts its target in front.
+    let mut todo = std::collections::VecDeque::new();
+    push_front(&mut todo, &std::path::absolute(dir)?);
+    let mut links = 0;
+    let mut cur = PathBuf::from("/");
+    let root = std::fs::symlink_metadata(&cur)?;
+    check_ancestor(&cur, &root, ours)?;
+    while let Some(step) = todo.pop_front() {
+        let name = match step {
+            Step::Root => {
+                cur = PathBuf::from("/");
+                continue;
+            }
+            // `cur` is a real path of checked directories: its parent is one of them.
+            Step::Parent => {
+                cur.pop();
+                continue;
+            }
+            Step::Name(n) => n,
+        };
+        let next = cur.join(name);
+        let leaf = todo.is_empty();
+        let md = match std::fs::symlink_metadata(&next) {
+            Ok(md) => md,
+            Err(e) if e.kind() == io::ErrorKind::NotFound && !create => return Ok(None),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                // Not recursive: each new directory is made in one just checked.
+                match std::fs::DirBuilder::new().mode(0o700).create(&next) {
+                    Ok(()) => {}
+                    Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+                    Err(e) => return Err(e),
+                }
+                std::fs::symlink_metadata(&next)?
+            }
+            Err(e) => return Err(e),
+        };
+        if md.file_type().is_symlink() {
+            if leaf {
+                return Err(refused(format!(
+                    "{} is a symlink: weft does not use a symlink as its directory (whoever made it chose where weft's files go); give the directory itself",
+                    next.display()
+                )));
+            }
+            if !ours(md.uid()) {
+                return Err(refused(format!(
+                    "{} is a symlink owned by uid {}, not by root: its owner chose where it leads; give a path without it",
+                    next.display(),
+                    md.uid()
+                )));
+            }
+            links += 1;
+            if links > MAX_SYMLINKS {
+                return Err(io::Error::other(format!(
+                    "{}: too many levels of symbolic links",
+                    dir.display()
+                )));
+            }
+            push_front(&mut todo, &std::fs::read_link(&next)?);
+            continue;
+        }
+        if !md.is_dir() {
+            return Err(refused(format!("{} is not a directory", next.display())));
+        }
+        if !ours(md.uid()) {
+            return Err(refused(if leaf {
+                format!(
+                    "{} belongs to uid {}, not to uid {me}: another user could change weft's files in it; use a directory of your own",
+                    next.display(),
+                    md.uid()
+                )
+            } else {
+                format!(
+                    "{} belongs to uid {}, not to uid {me}: its owner could replace what lies below it; use a directory only root controls",
+                    next.display(),
+                    md.uid()
+                )
+            }));
+        }
+        if !leaf {
+            check_ancestor(&next, &md, ours)?;
+        }
+        cur = next;
+    }
+    Ok(Some(cur))
+}
+
+/// One step of a walk from `/`.
+enum Step {
+    /// Back to `/` (an absolute symlink's target).
+    Root,
+    /// `..`.
+    Parent,
+    /// Into this entry.
+    Name(std::ffi::OsString),
+}
+
+/// Puts the steps of `path` in front of `todo`.
+fn push_front(todo: &mut std::collections::VecDeque<Step>, path: &Path) {
+    use std::path::Component;
+    for c in path.components().rev() {
+        match c {
+            Component::RootDir => todo.push_front(Step::Root),
+            Component::ParentDir => todo.push_front(Step::Parent),
+            Component::Normal(n) => todo.push_front(Step::Name(n.to_os_string())),
+            Component::Prefix(_) | Component::CurDir => {}
+        }
+    }
+}
+
+/// An ancestor must be ours (checked by the caller for all but `/`) and writable by nobody
+/// else, unless it is sticky.
+fn check_ancestor(
+    path: &Path,
+    md: &std::fs::Metadata,
+    ours: impl Fn(u32) -> bool,
+) -> io::Result<()> {
+    if !ours(md.uid()) {
+        return Err(refused(format!(
+            "{} belongs to uid {}, not to root: its owner could replace what lies below it",
+            path.display(),
+            md.uid()
+        )));
+    }
+    if md.mode() & 0o022 != 0 && md.mode() & 0o1000 == 0 {
+        return Err(refused(format!(
+            "{} is writable by its group or others (mode {:04o}) and not sticky: they could replace what lies below it; use a directory only root can write to",
+            path.display(),
+            md.mode() & 0o7777
+        )));
     }
     Ok(())
 }
@@ -155,6 +311,70 @@ mod tests {
         assert_eq!(std::fs::read_to_string(&target).unwrap(), "new");
         // Nothing else left beside it.
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 2);
+    }
+
+    #[test]
+    fn private_dir_follows_our_symlinks_on_the_way_but_not_at_the_end() {
+        let dir = tempfile::tempdir().unwrap();
+        let real = dir.path().join("real");
+        std::fs::create_dir(&real).unwrap();
+        std::fs::set_permissions(&real, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let link = dir.path().join("link");
+        std::os::unix::fs::symlink(&real, &link).unwrap();
+        let err = private_dir(&link).unwrap_err();
+        assert!(err.to_string().contains("is a symlink"), "{err}");
+        assert_eq!(std::fs::metadata(&real).unwrap().mode() & 0o777, 0o755);
+        // Relative targets and `..` too.
+        let rel = dir.path().join("rel");
+        std::os::unix::fs::symlink("real/../real", &rel).unwrap();
+        private_dir(&rel.join("state").join("logs")).unwrap();
+        let made = real.join("state").join("logs");
+        assert_eq!(std::fs::metadata(&made).unwrap().mode() & 0o777, 0o700);
+        private_dir(
+            &dir.path()
+                .join("real")
+                .join("..")
+                .join("real")
+                .join("state"),
+        )
+        .unwrap();
+    }
+
+    #[test]
+    fn private_dir_refuses_writable_ancestors_and_symlink_loops() {
+        let dir = tempfile::tempdir().unwrap();
+        let shared = dir.path().join("shared");
+        std::fs::create_dir(&shared).unwrap();
+        std::fs::set_permissions(&shared, std::fs::Permissions::from_mode(0o777)).unwrap();
+        let err = private_dir(&shared.join("state")).unwrap_err();
+        assert!(
+            err.to_string().contains("writable by its group or others"),
+            "{err}"
+        );
+        assert!(!shared.join("state").exists());
+        // Sticky: allowed.
+        std::fs::set_permissions(&shared, std::fs::Permissions::from_mode(0o1777)).unwrap();
+        private_dir(&shared.join("state")).unwrap();
+        let err = private_dir(&shared).unwrap_err();
+        assert!(err.to_string().contains("sticky"), "{err}");
+        std::os::unix::fs::symlink("b", dir.path().join("a")).unwrap();
+        std::os::unix::fs::symlink("a", dir.path().join("b")).unwrap();
+        let err = private_dir(&dir.path().join("a").join("state")).unwrap_err();
+        assert!(err.to_string().contains("too many levels"), "{err}");
+    }
+
+    #[test]
+    fn check_private_dir_changes_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let wide = dir.path().join("wide");
+        std::fs::create_dir(&wide).unwrap();
+        std::fs::set_permissions(&wide, std::fs::Permissions::from_mode(0o755)).unwrap();
+        check_private_dir(&wide.join("a").join("b")).unwrap();
+        check_private_dir(&wide).unwrap();
+        assert!(!wide.join("a").exists());
+        assert_eq!(std::fs::metadata(&wide).unwrap().mode() & 0o777, 0o755);
+        std::os::unix::fs::symlink(&wide, dir.path().join("link")).unwrap();
+        assert!(check_private_dir(&dir.path().join("link")).is_err());
     }
 
     #[test]

@@ -5,6 +5,9 @@
 //! from outside, the kernel kills every process left in the namespace: nothing a sandbox
 //! started — background jobs, daemons that double-forked away — outlives it.
 //!
+//! Before it starts the command, the init confines itself, and so every process of the
+//! sandbox, to Docker's default capabilities ([`super::capabilities`]).
+//!
 //! The init waits for a go-ahead on its control socket before it starts the command, so
 //! the weft process that started it can record its pid first: a command never runs without
 //! a record through which `rm`, `stop` and `gc` find it. It reports "ok" or why the command
@@ -73,7 +76,8 @@ pub fn run(control: Option<RawFd>, argv: &[String]) -> i32 {
             return 1;
         }
     }
-    let child = match start(argv) {
+    // Everything that needed more (namespaces, mounts, hostname) was done before our exec.
+    let child = match super::capabilities::confine_to_sandbox().and_then(|()| start(argv)) {
         Ok(c) => c,
         Err(e) => {
             let code = if e.kind() == std::io::ErrorKind::NotFound {

@@ -2,6 +2,7 @@
 
 pub mod agent_ipc;
 pub mod announce;
+pub mod capabilities;
 pub mod conntrack;
 pub mod fs;
 pub mod host_facts;

@@ -167,6 +167,17 @@ pub fn is_live(path: &Path) -> bool {
     }
 }
 
+/// The identity of the namespace a live handle holds (see [`super::process::netns_of`]),
+/// `None` if `path` is no live handle.
+pub fn id(path: &Path) -> Option<super::process::NsId> {
+    use std::os::unix::fs::MetadataExt as _;
+    if !is_live(path) {
+        return None;
+    }
+    let md = std::fs::metadata(path).ok()?;
+    Some((md.dev(), md.ino()))
+}
+
 /// Runs `f` on a new thread that has entered the namespace at `path` and returns its result.
 pub fn run_in<T, F>(path: &Path, f: F) -> Result<T, NetnsError>
 where

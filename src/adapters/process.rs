@@ -7,7 +7,10 @@
 //! `/etc/resolv.conf` and sets the hostname; the command inherits all of it. Every process
 //! started in a sandbox (`run`, `exec`) does the same, so they all see the same network, files
 //! and name. The mount namespace is a slave of the host's, so when weft unmounts a namespace
-//! handle it disappears there too.
+//! handle it disappears there too. In it, weft's state and run directories and `/run/netns`
+//! are covered by empty read-only tmpfs mounts: a sandbox sees nothing of weft's own. An init
+//! also mounts a `/proc` of its PID namespace (kernel settings read-only) and a read-only
+//! `/sys`; then it drops to Docker's default capabilities ([`super::capabilities`]).
 
 use std::ffi::{CString, OsStr};
 use std::fs::File;
@@ -54,9 +57,16 @@ pub struct SandboxExec {
     pub hostname: Option<String>,
     /// Program and arguments.
     pub argv: Vec<String>,
-    /// weft's namespace-handle directory, unmounted in the sandbox's private mount namespace:
-    /// otherwise every running sandbox would hold a copy of every other sandbox's handle.
-    pub hide: Option<PathBuf>,
+    /// Mounts detached in the sandbox's private mount namespace before anything is hidden:
+    /// the namespace-handle directories (weft's, `/run/netns`), of which every running
+    /// sandbox would otherwise hold a copy, keeping every other namespace alive.
+    pub unmount: Vec<PathBuf>,
+    /// Directories covered, in the sandbox's private mount namespace, by an empty read-only
+    /// tmpfs once `/etc/hosts` and `/etc/resolv.conf` are mounted: weft's state and run
+    /// directories and `/run/netns`, so that no sandbox process sees weft's records, logs,
+    /// other sandboxes' files, namespace handles or the agent's socket, nor plants a file
+    /// there. Absent ones are skipped; any other failure keeps the command from starting.
+    pub hide: Vec<PathBuf>,
 }
 
 fn cstr(s: &str) -> io::Result<CString> {
@@ -103,19 +113,43 @@ fn build(
         .map(|p| cstr(&p.to_string_lossy()))
         .transpose()?;
     let hostname = spec.hostname.clone();
-    let hide = spec
-        .hide
-        .as_ref()
+    let unmount = spec
+        .unmount
+        .iter()
         .map(|p| cstr(&p.to_string_lossy()))
-        .transpose()?;
+        .collect::<io::Result<Vec<_>>>()?;
+    // The deepest first: a directory inside another one is still reachable when its turn
+    // comes (a run directory inside the state directory, say).
+    let mut hide_paths = spec.hide.clone();
+    hide_paths.sort_by_key(|p| std::cmp::Reverse(p.components().count()));
+    let hide = hide_paths
+        .iter()
+        .map(|p| cstr(&p.to_string_lossy()))
+        .collect::<io::Result<Vec<_>>>()?;
+    let proc_fs = cstr("proc")?;
+    let proc_dir = cstr("/proc")?;
+    let proc_read_only = PROC_READ_ONLY
+        .iter()
+        .map(|p| cstr(p))
+        .collect::<io::Result<Vec<_>>>()?;
+    let sysfs = cstr("sysfs")?;
+    let sys_dir = cstr("/sys")?;
+    let tmpfs = cstr("tmpfs")?;
+    let tmpfs_opts = cstr("mode=0755,size=4k,nr_inodes=1")?;
     let etc_hosts = cstr("/etc/hosts")?;
     let etc_resolv = cstr("/etc/resolv.conf")?;
     let root = cstr("/")?;
     let umask = original_umask();
     let blocked = init_control.map(|_| init::waited_signals());
+    // An init is PID 1 of a new PID namespace: it gets a /proc of that namespace.
+    let own_proc = init_control.is_some();
     // Only a sandbox process gets private mounts and hostname; entering just the network
     // namespace (the demo driving weft itself) must keep the host's mounts visible.
-    let private = spec.hosts.is_some() || spec.resolv_conf.is_some() || spec.hostname.is_some();
+    let private = spec.hosts.is_some()
+        || spec.resolv_conf.is_some()
+        || spec.hostname.is_some()
+        || !spec.hide.is_empty()
+        || !spec.unmount.is_empty();
     // SAFETY: the closure runs in the forked child before exec and only makes system calls
     // on values prepared above (no allocation, no locks).
     unsafe {
@@ -144,9 +178,37 @@ fn build(
                 None::<&std::ffi::CStr>,
             )
             .map_err(io::Error::from)?;
-            if let Some(h) = &hide {
-                // Absent or not mounted yet: nothing to hide.
-                let _ = nix::mount::umount2(h.as_c_str(), nix::mount::MntFlags::MNT_DETACH);
+            let nosuid = MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;
+            if own_proc {
+                // Only this PID namespace's processes: none of the host's or another
+                // sandbox's to read, write the memory of, or signal.
+                mount(
+                    Some(proc_fs.as_c_str()),
+                    proc_dir.as_c_str(),
+                    Some(proc_fs.as_c_str()),
+                    nosuid,
+                    None::<&std::ffi::CStr>,
+                )
+                .map_err(io::Error::from)?;
+                for p in &proc_read_only {
+                    match read_only_bind(p, nosuid) {
+                        Ok(()) | Err(nix::Error::ENOENT) => {}
+                        Err(e) => return Err(io::Error::from(e)),
+                    }
+                }
+            }
+            // Read-only, and showing this network namespace's devices.
+            mount(
+                Some(sysfs.as_c_str()),
+                sys_dir.as_c_str(),
+                Some(sysfs.as_c_str()),
+                nosuid | MsFlags::MS_RDONLY,
+                None::<&std::ffi::CStr>,
+            )
+            .map_err(io::Error::from)?;
+            for m in &unmount {
+                // Absent or not a mount point: nothing to detach.
+                let _ = nix::mount::umount2(m.as_c_str(), nix::mount::MntFlags::MNT_DETACH);
             }
             if let Some(h) = &hosts {
                 mount(
@@ -169,6 +231,23 @@ fn build(
                     None::<&std::ffi::CStr>,
                 );
             }
+            // After the bind mounts above: their sources lie in the run directory.
+            for h in &hide {
+                let hidden = mount(
+                    Some(tmpfs.as_c_str()),
+                    h.as_c_str(),
+                    Some(tmpfs.as_c_str()),
+                    MsFlags::MS_RDONLY
+                        | MsFlags::MS_NOSUID
+                        | MsFlags::MS_NODEV
+                        | MsFlags::MS_NOEXEC,
+                    Some(tmpfs_opts.as_c_str()),
+                );
+                match hidden {
+                    Ok(()) | Err(nix::Error::ENOENT) => {}
+                    Err(e) => return Err(io::Error::from(e)),
+                }
+            }
             if let Some(name) = &hostname {
                 nix::unistd::sethostname(name).map_err(io::Error::from)?;
             }
@@ -176,6 +255,37 @@ fn build(
         });
     }
     Ok(cmd)
+}
+
+/// What of a sandbox's `/proc` is read-only, as in a Docker container: kernel settings
+/// (`/proc/sys`: root may write them whatever its capabilities, the host's `core_pattern`
+/// and, with `--network host`, the host's network settings included), the SysRq trigger,
+/// interrupt affinities, bus and filesystem settings.
+const PROC_READ_ONLY: [&str; 5] = [
+    "/proc/sys",
+    "/proc/sysrq-trigger",
+    "/proc/irq",
+    "/proc/bus",
+    "/proc/fs",
+];
+
+/// Makes `path` (a file or directory) read-only in this mount namespace: bound onto itself,
+/// then remounted read-only with `flags` kept.
+fn read_only_bind(path: &std::ffi::CStr, flags: MsFlags) -> nix::Result<()> {
+    mount(
+        Some(path),
+        path,
+        None::<&std::ffi::CStr>,
+        MsFlags::MS_BIND,
+        None::<&std::ffi::CStr>,
+    )?;
+    mount(
+        None::<&std::ffi::CStr>,
+        path,
+        None::<&std::ffi::CStr>,
+        MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY | flags,
+        None::<&std::ffi::CStr>,
+    )
 }
 
 /// An init started for a sandbox command, waiting for the go-ahead: the caller records its
@@ -386,10 +496,39 @@ pub fn alive(pid: u32) -> bool {
     }
 }
 
+/// A namespace's identity: the device and inode of its nsfs file.
+pub type NsId = (u64, u64);
+
+/// The network namespace of process `pid` (`None` once it is gone, or a zombie).
+pub fn netns_of(pid: u32) -> Option<NsId> {
+    use std::os::unix::fs::MetadataExt as _;
+    let md = std::fs::metadata(format!("/proc/{pid}/ns/net")).ok()?;
+    Some((md.dev(), md.ino()))
+}
+
+/// Whether process `pid` is PID 1 of a PID namespace below ours, as every sandbox init is:
+/// its `NSpid` line in `/proc/PID/status` has two or more entries and the last is 1.
+pub fn is_pid_ns_init(pid: u32) -> bool {
+    let Ok(status) = std::fs::read_to_string(format!("/proc/{pid}/status")) else {
+        return false;
+    };
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("NSpid:"))
+        .map(|ids| ids.split_whitespace().collect::<Vec<_>>())
+        .is_some_and(|ids| ids.len() >= 2 && ids.last() == Some(&"1"))
+}
+
 /// Sends `sig` to `pid` if it is still the process that started at `start` (any process
-/// with that pid when `start` is unknown). Returns whether it was sent. Race-free: the check
-/// and the signal go through one pidfd, which cannot come to mean another process.
-pub fn signal_verified(pid: u32, start: Option<u64>, sig: i32) -> io::Result<bool> {
+/// with that pid when `start` is unknown) and `belongs(pid)` holds. Returns whether it was
+/// sent. Race-free: the checks and the signal go through one pidfd, which cannot come to
+/// mean another process.
+pub fn signal_verified(
+    pid: u32,
+    start: Option<u64>,
+    sig: i32,
+    belongs: impl Fn(u32) -> bool,
+) -> io::Result<bool> {
     let Ok(raw) = libc::pid_t::try_from(pid) else {
         return Ok(false);
     };
@@ -406,8 +545,9 @@ pub fn signal_verified(pid: u32, start: Option<u64>, sig: i32) -> io::Result<boo
     // SAFETY: pidfd_open just returned this fd; nothing else owns it.
     let pidfd = unsafe { OwnedFd::from_raw_fd(fd) };
     // Read after the pidfd exists: if the pid was reused meanwhile, the pidfd names the
-    // process that died and the signal below fails with ESRCH.
-    if start.is_some() && start_time(pid) != start {
+    // process that died and the signal below fails with ESRCH. The start time last: had the
+    // pid been reused before `belongs` looked, it no longer matches.
+    if !belongs(pid) || (start.is_some() && start_time(pid) != start) {
         return Ok(false);
     }
     // SAFETY: a valid pidfd, a signal number, no siginfo, no flags.

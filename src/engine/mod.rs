@@ -66,6 +66,10 @@ impl Ctx {
             ));
         }
         let config = timing::time("config", || Config::load(config_path))?;
+        // Both checked before either is made: a refused command leaves nothing behind.
+        for dir in [state_dir, run_dir] {
+            fs::check_private_dir(dir).with_context(|| format!("preparing {}", dir.display()))?;
+        }
         // State and logs hold secrets (labels, a sandbox's output): private to root, also
         // when an older weft made them readable.
         for dir in [

@@ -145,6 +145,10 @@ impl Host {
         let ns = Netns::new(prefix);
         let dir = std::env::temp_dir().join(&ns.name);
         std::fs::create_dir_all(&dir).unwrap();
+        // weft refuses state and run directories under one its group or others may write
+        // to, whatever the umask of whoever runs the tests.
+        use std::os::unix::fs::PermissionsExt as _;
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
         let host = Host { ns, dir };
         host.config("");
         host

@@ -5,7 +5,7 @@
 use std::io;
 use std::net::IpAddr;
 use std::os::unix::fs::DirBuilderExt as _;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::{Context as _, Result};
 
@@ -100,16 +100,27 @@ pub(super) fn recorded_inits(ctx: &Ctx, id: &str) -> Vec<(u32, u64)> {
         .collect()
 }
 
-/// What a process in this sandbox gets.
+/// The namespace-handle directory of `ip netns` (and other tools): hidden from sandboxes too.
+const IP_NETNS_DIR: &str = "/run/netns";
+
+/// What a process in this sandbox gets. In every mode, `--network host` included, weft's
+/// state and run directories and `/run/netns` are hidden from it.
 pub fn exec_spec(ctx: &Ctx, sb: &Sandbox, argv: &[String]) -> SandboxExec {
     let dir = ctx.sandbox_dir(&sb.id);
     let private = sb.netns.is_some();
+    // Mount targets are resolved against the init's working directory: absolute ones only.
+    let abs = |p: &Path| std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf());
     SandboxExec {
         netns: sb.netns.as_ref().map(PathBuf::from),
         hosts: private.then(|| dir.join("hosts")),
         resolv_conf: private.then(|| dir.join("resolv.conf")),
         hostname: private.then(|| sb.hostname.clone()),
         argv: argv.to_vec(),
-        hide: private.then(|| ctx.run_dir.join("netns")),
+        unmount: vec![abs(&ctx.run_dir.join("netns")), PathBuf::from(IP_NETNS_DIR)],
+        hide: vec![
+            abs(&ctx.state_dir),
+            abs(&ctx.run_dir),
+            PathBuf::from(IP_NETNS_DIR),
+        ],
     }
 }

@@ -524,9 +524,8 @@ pub fn remove_if(ctx: &Ctx, id: &str, pred: impl FnOnce(&Sandbox) -> bool) -> Re
 /// it, its allocations and files. Refuses while its processes run, unless `force`. Returns
 /// false if the record was gone already.
 pub fn remove_unreadable(ctx: &Ctx, id: &str, name: &str, force: bool) -> Result<bool> {
-    let running = files::recorded_inits(ctx, id)
-        .into_iter()
-        .any(|(pid, start)| process::alive_since(pid, Some(start)));
+    let check = supervise::InitCheck::of(ctx, id, None);
+    let running = !supervise::inits_of(ctx, id, None, check).is_empty();
     if running && !force {
         return Err(user_err!(
             "sandbox {name:?} (unreadable record) has running processes; use `weft rm --force`"

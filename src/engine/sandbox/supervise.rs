@@ -7,10 +7,10 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, Result};
 
-use crate::adapters::fs;
 use crate::adapters::process::{self, PendingInit};
 use crate::adapters::store::Mode;
 use crate::adapters::store::Store as _;
+use crate::adapters::{fs, netns};
 use crate::core::model::{Sandbox, Status};
 use crate::engine::Ctx;
 use crate::user_err;
@@ -306,10 +306,11 @@ pub fn stop(ctx: &Ctx, name: &str, timeout: Duration) -> Result<Sandbox> {
         find(tx.as_ref(), name)?
     };
     check_settled(&sb)?;
-    let inits = inits_of(ctx, &sb.id, Some(&sb));
-    signal_all(&inits, libc::SIGTERM);
+    let check = InitCheck::of(ctx, &sb.id, Some(&sb));
+    let inits = inits_of(ctx, &sb.id, Some(&sb), check);
+    signal_all(&inits, libc::SIGTERM, check);
     if !wait_all_gone(&inits, timeout) {
-        signal_all(&inits, libc::SIGKILL);
+        signal_all(&inits, libc::SIGKILL, check);
         if !wait_all_gone(&inits, KILL_WAIT) {
             return Err(user_err!(
                 "processes of sandbox {:?} are still there after SIGKILL; try again",
@@ -339,23 +340,79 @@ pub fn stop(ctx: &Ctx, name: &str, timeout: Duration) -> Result<Sandbox> {
     }
 }
 
-/// The init of every process of the sandbox `id`, with its start time: its command's (from
-/// `sb`, its record, when there is one) and those recorded in its run directory. A pid
-/// without a start time could belong to anyone by now: it is left alone.
-fn inits_of(ctx: &Ctx, id: &str, sb: Option<&Sandbox>) -> Vec<(u32, u64)> {
+/// How to tell the init of one of a sandbox's processes from any other process: it is PID 1
+/// of a PID namespace of its own and, when the sandbox has a network namespace whose handle
+/// is still there, it is in that namespace. A record in the sandbox's run directory names a
+/// pid and a start time; only a process passing this check is ever signalled for it, so a
+/// record planted there (a host process's pid and start time) makes weft kill nothing.
+#[derive(Debug, Clone, Copy)]
+pub(super) enum InitCheck {
+    /// In the sandbox's network namespace (and a PID namespace's init).
+    Netns(process::NsId),
+    /// A PID namespace's init (`--network host`, or a namespace whose handle is gone).
+    PidNsInit,
+}
+
+impl InitCheck {
+    /// The check for sandbox `id` (`sb`: its record, if readable; without it, its handle is
+    /// looked for where weft makes it).
+    pub(super) fn of(ctx: &Ctx, id: &str, sb: Option<&Sandbox>) -> Self {
+        let handle = match sb {
+            Some(s) => s.netns.as_ref().map(std::path::PathBuf::from),
+            None => Some(ctx.run_dir.join("netns").join(id)),
+        };
+        match handle.as_deref().and_then(netns::id) {
+            Some(ns) => Self::Netns(ns),
+            None => Self::PidNsInit,
+        }
+    }
+
+    /// Whether `pid` may be one of the sandbox's inits.
+    pub(super) fn holds(self, pid: u32) -> bool {
+        process::is_pid_ns_init(pid)
+            && match self {
+                Self::Netns(ns) => process::netns_of(pid) == Some(ns),
+                Self::PidNsInit => true,
+            }
+    }
+}
+
+/// The live init of every process of the sandbox `id`, with its start time: its command's
+/// (from `sb`, its record, when there is one) and those recorded in its run directory. A pid
+/// without a start time could belong to anyone by now: it is left alone; so is one that is not
+/// the sandbox's init ([`InitCheck`]), with a warning.
+pub(super) fn inits_of(
+    ctx: &Ctx,
+    id: &str,
+    sb: Option<&Sandbox>,
+    check: InitCheck,
+) -> Vec<(u32, u64)> {
     let mut out = recorded_inits(ctx, id);
     if let Some((pid, start)) = sb.and_then(|s| s.pid.zip(s.pid_start)) {
         if !out.contains(&(pid, start)) {
             out.push((pid, start));
         }
     }
+    out.retain(|&(pid, start)| {
+        if !process::alive_since(pid, Some(start)) {
+            return false;
+        }
+        let ours = check.holds(pid);
+        if !ours {
+            eprintln!(
+                "warning: sandbox {id}: process {pid} is recorded as one of its inits but is not; left alone"
+            );
+        }
+        ours
+    });
     out
 }
 
-/// Sends `sig` to each init still the process recorded (never to a reused pid).
-fn signal_all(inits: &[(u32, u64)], sig: i32) {
+/// Sends `sig` to each init still the process recorded and still the sandbox's (never to a
+/// reused pid, never to another process).
+fn signal_all(inits: &[(u32, u64)], sig: i32, check: InitCheck) {
     for (pid, start) in inits {
-        let _ = process::signal_verified(*pid, Some(*start), sig);
+        let _ = process::signal_verified(*pid, Some(*start), sig, |p| check.holds(p));
     }
 }
 
@@ -380,8 +437,9 @@ fn wait_all_gone(inits: &[(u32, u64)], timeout: Duration) -> bool {
 /// SIGKILLs every process of the sandbox `id` (`sb`: its record, if readable) and waits until
 /// they are all gone: only then may its namespace go and its addresses be handed out again.
 pub(super) fn kill_all(ctx: &Ctx, id: &str, sb: Option<&Sandbox>, name: &str) -> Result<()> {
-    let inits = inits_of(ctx, id, sb);
-    signal_all(&inits, libc::SIGKILL);
+    let check = InitCheck::of(ctx, id, sb);
+    let inits = inits_of(ctx, id, sb, check);
+    signal_all(&inits, libc::SIGKILL, check);
     if wait_all_gone(&inits, KILL_WAIT) {
         Ok(())
     } else {
