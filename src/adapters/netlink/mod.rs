@@ -26,6 +26,7 @@ mod observe;
 
 use super::{announce, conntrack, netns, nftables, sysctl};
 use crate::core::firewall;
+use crate::core::firewall::guard::PORT_GROUP_FWD_MASK;
 use crate::core::plan::{ExecError, Executor, Ns, Op};
 
 /// Applies [`Op`]s to the kernel of the namespace weft runs in and of sandbox namespaces.
@@ -295,10 +296,10 @@ impl KernelExecutor {
                     Err(e) if e.errno() == Some(libc::ENOENT) => {
                         // One of the two tables is gone: the other's elements (published
                         // ports, say) must still go, so each table on its own.
-                        let (mut guard, mut nat) = (nftables::Batch::new(), nftables::Batch::new());
-                        firewall::detach(&mut guard, endpoints, &[]);
-                        firewall::detach(&mut nat, &[], ports);
-                        for b in [guard, nat] {
+                        for b in firewall::detach_per_table(endpoints, ports) {
+                            if b.is_empty() {
+                                continue;
+                            }
                             match nftables::send(&b) {
                                 Err(e) if e.errno() != Some(libc::ENOENT) => {
                                     return Err(exec_err(op, e.to_string()))
@@ -514,6 +515,9 @@ impl KernelExecutor {
         let port = vec![
             InfoBridgePort::HairpinMode(true),
             InfoBridgePort::Isolated(isolated),
+            // Frames to the IEEE link-local group addresses are forwarded (through the port
+            // guard), not passed up through this port to the host's stack.
+            InfoBridgePort::GroupFwdMask(PORT_GROUP_FWD_MASK),
         ];
         let msg = LinkUnspec::new_with_index(idx)
             .alias(alias.to_string())
