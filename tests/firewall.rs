@@ -589,3 +589,104 @@ fn removing_a_sandbox_unpublishes_even_when_the_guard_table_is_gone() {
     let map = h.sh("nft list map inet weft dnat4any");
     assert!(!map.contains("8092"), "{map}");
 }
+
+/// Waits (up to 20 s) until `cond` holds, polling every 20 ms.
+fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
+    for _ in 0..1000 {
+        if cond() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    panic!("timed out waiting until {what}");
+}
+
+#[test]
+fn a_repair_during_a_disconnect_brings_none_of_its_elements_back() {
+    let h = Host::new("fwdisc");
+    h.weft_ok(&["network", "create", "n", "--subnet", "10.166.0.0/24"]);
+    h.weft_ok(&["network", "create", "m", "--subnet", "10.167.0.0/24"]);
+    h.sleeper("s", &["--network", "n", "--network", "m"]);
+    let addr = h.ip_of("s", 0);
+    let port = h.json(&["inspect", "s"])[0]["networks"][0]["host_interface"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let holds = |set: &str, what: &str| h.sh(&format!("nft list set {set}")).contains(what);
+    // The disconnect pauses right after taking its elements away, before it forgets the
+    // endpoint: gc's repair runs in between.
+    let mut disconnect = h
+        .weft_cmd(&["network", "disconnect", "n", "s"])
+        .env("WEFT_TEST_SLOW_OP", "remove nftables elements")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_until("the disconnect removed its elements", || {
+        !holds("bridge weft src4", &addr)
+    });
+    let repaired = gc_repairs(&h);
+    assert!(
+        disconnect.try_wait().unwrap().is_none(),
+        "the disconnect finished before gc ran: the test did not test anything"
+    );
+    let out = disconnect.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for set in ["bridge weft src4", "bridge weft ports", "inet weft ports"] {
+        assert!(
+            !holds(set, &addr) && !holds(set, &port),
+            "{set}: stale element"
+        );
+    }
+    assert_eq!(gc_repairs(&h), Vec::<String>::new());
+    assert!(h.pings("s", "10.167.0.1"));
+    // (The elements of the endpoint being disconnected were no drift to gc either.)
+    assert_eq!(repaired, Vec::<String>::new());
+}
+
+#[test]
+fn a_repair_during_a_failed_create_leaves_nothing_and_the_port_can_be_published_again() {
+    let h = Host::new("fwfail");
+    h.weft_ok(&["network", "create", "n", "--subnet", "10.168.0.0/24"]);
+    let published = || h.sh("nft list map inet weft dnat4any").contains("8095");
+    // The create fails after its elements are in (making its veth; it pauses there), and
+    // pauses again once its rollback took them away, before it forgets the record: gc's
+    // repair runs in between.
+    let mut create = h
+        .weft_cmd(&["create", "--name", "x", "--network", "n", "-p", "8095:80"])
+        .env("WEFT_TEST_FAIL_OP", "create veth")
+        .env("WEFT_TEST_SLOW_OP", "create veth|remove nftables elements")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_until("the create published its port", published);
+    wait_until("the rollback took it away", || !published());
+    let repaired = gc_repairs(&h);
+    assert!(
+        create.try_wait().unwrap().is_none(),
+        "the create finished before gc ran: the test did not test anything"
+    );
+    let out = create.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && err.contains("failed on purpose"),
+        "{err}"
+    );
+    assert!(!published(), "a stale published port");
+    assert_eq!(
+        h.sh("nft list set bridge weft src4")
+            .matches("10.168.0.")
+            .count(),
+        0
+    );
+    assert_eq!(gc_repairs(&h), Vec::<String>::new());
+    h.weft_ok(&["create", "--name", "y", "--network", "n", "-p", "8095:80"]);
+    assert!(published());
+    // (The elements of the create being rolled back were no drift to gc either.)
+    assert_eq!(repaired, Vec::<String>::new());
+}

@@ -20,7 +20,7 @@ use anyhow::{Context as _, Result};
 
 use super::Ctx;
 use crate::adapters::store::{Mode, Store as _, Txn};
-use crate::adapters::{nftables, sysctl};
+use crate::adapters::{nftables, process, sysctl};
 use crate::core::firewall::drift::{self, Depth, Desired, Drift, ForeignOwner};
 use crate::core::firewall::{foreign, FwOptions, Owner};
 use crate::core::model::{Network, Status};
@@ -76,31 +76,65 @@ pub fn record_forwarding(tx: &dyn Txn, net: &Network) -> Result<()> {
     Ok(())
 }
 
-/// The firewall the records want. Records being removed are left out; records being
-/// created count (their own elements may already be in).
+/// Whether a record is being created or removed by a live weft process, or its owner died
+/// before it was done (then gc undoes or finishes it).
+fn in_flight(status: Status, pid: Option<u32>, start: Option<u64>) -> Option<bool> {
+    matches!(status, Status::Creating | Status::Removing)
+        .then(|| crate::engine::owner_alive(pid, start))
+}
+
+/// The firewall the records want. Records another live weft process is creating or
+/// removing, and endpoints one is connecting or disconnecting, are in flight: their elements
+/// are "don't care" (neither required nor removed: their owner adds them, or takes them away
+/// when it rolls back, itself). Records whose owner died are debris that gc undoes or
+/// finishes: their elements are not wanted.
 pub fn desired(ctx: &Ctx, tx: &dyn Txn, with_elements: bool) -> Result<Desired> {
     let opts = options(ctx, tx)?;
     if !with_elements {
         return Ok(Desired::new(&opts, owner(ctx), &[], &[], &[]));
     }
-    let nets: Vec<_> = tx
-        .networks()?
-        .iter()
-        .filter(|n| n.status != Status::Removing)
-        .map(firewall_of)
-        .collect();
-    let sbs: Vec<_> = tx
-        .sandboxes()?
-        .into_iter()
-        .filter(|s| s.status != Status::Removing)
-        .collect();
-    let eps: Vec<_> = sbs
-        .iter()
-        .filter(|s| s.netns.is_some())
-        .flat_map(|s| s.endpoints.iter().map(firewall_endpoint))
-        .collect();
-    let ports: Vec<_> = sbs.iter().flat_map(firewall_ports).collect();
-    Ok(Desired::new(&opts, owner(ctx), &nets, &eps, &ports))
+    let (mut nets, mut nets_moving) = (Vec::new(), Vec::new());
+    for n in tx.networks()? {
+        match in_flight(n.status, n.owner_pid, n.owner_start) {
+            None => nets.push(firewall_of(&n)),
+            Some(true) => nets_moving.push(firewall_of(&n)),
+            Some(false) => {}
+        }
+    }
+    let (mut eps, mut eps_moving) = (Vec::new(), Vec::new());
+    let (mut ports, mut ports_moving) = (Vec::new(), Vec::new());
+    for sb in tx.sandboxes()? {
+        let moving = match in_flight(sb.status, sb.owner_pid, sb.owner_start) {
+            None => false,
+            Some(true) => true,
+            Some(false) => continue,
+        };
+        if moving {
+            &mut ports_moving
+        } else {
+            &mut ports
+        }
+        .extend(firewall_ports(&sb));
+        if sb.netns.is_none() {
+            continue;
+        }
+        for ep in &sb.endpoints {
+            let moving = match ep.pending {
+                None => moving,
+                Some(p) if process::alive_since(p.owner_pid, p.owner_start) => true,
+                // Interrupted: gc undoes the attach, or finishes the detach.
+                Some(_) => continue,
+            };
+            if moving { &mut eps_moving } else { &mut eps }.push(firewall_endpoint(ep));
+        }
+    }
+    Ok(
+        Desired::new(&opts, owner(ctx), &nets, &eps, &ports).with_in_flight(
+            &nets_moving,
+            &eps_moving,
+            &ports_moving,
+        ),
+    )
 }
 
 /// What the kernel has: each of weft's tables, and every chain of the namespace (for the

@@ -36,6 +36,8 @@ pub struct KernelExecutor {
     sandboxes: HashMap<String, Handle>,
     applied: usize,
     crash_after: Option<usize>,
+    fail_op: Option<String>,
+    slow_op: Option<String>,
     /// Interface indexes already looked up, so an attach asks for each name once.
     indexes: HashMap<(Ns, String), u32>,
 }
@@ -44,6 +46,20 @@ pub struct KernelExecutor {
 /// itself before applying its (N+1)-th kernel operation, to prove that `weft gc` recovers from
 /// a crash at any point.
 pub const CRASH_ENV: &str = "WEFT_TEST_CRASH_AFTER_OPS";
+
+/// Test hook (debug builds only): `WEFT_TEST_FAIL_OP=TEXT` makes every kernel operation whose
+/// description starts with `TEXT` (`create veth`, ...) fail without touching the kernel, to
+/// prove what a rollback leaves.
+pub const FAIL_ENV: &str = "WEFT_TEST_FAIL_OP";
+
+/// Test hook (debug builds only): `WEFT_TEST_SLOW_OP=TEXT[|TEXT...]` makes the process pause
+/// for 5 s after each kernel operation (done or failed) whose description starts with one of
+/// the `TEXT`s, so that a test can act while that command is half-way (a repair during a
+/// disconnect or a rollback).
+pub const SLOW_ENV: &str = "WEFT_TEST_SLOW_OP";
+
+/// How long [`SLOW_ENV`] pauses.
+const SLOW_PAUSE: std::time::Duration = std::time::Duration::from_secs(5);
 
 fn errno_of(e: &rtnetlink::Error) -> Option<i32> {
     match e {
@@ -83,6 +99,16 @@ impl KernelExecutor {
             // Only test builds honour the hook; a release binary ignores the variable.
             crash_after: if cfg!(debug_assertions) {
                 std::env::var(CRASH_ENV).ok().and_then(|v| v.parse().ok())
+            } else {
+                None
+            },
+            fail_op: if cfg!(debug_assertions) {
+                std::env::var(FAIL_ENV).ok().filter(|v| !v.is_empty())
+            } else {
+                None
+            },
+            slow_op: if cfg!(debug_assertions) {
+                std::env::var(SLOW_ENV).ok().filter(|v| !v.is_empty())
             } else {
                 None
             },
@@ -586,8 +612,19 @@ impl Executor for KernelExecutor {
             _ => "netlink",
         };
         let start = std::time::Instant::now();
-        let res = self.run(op);
+        let described = || op.to_string();
+        let res = match &self.fail_op {
+            Some(prefix) if described().starts_with(prefix.as_str()) => {
+                Err(exec_err(op, format!("failed on purpose ({FAIL_ENV})")))
+            }
+            _ => self.run(op),
+        };
         crate::timing::record(phase, start.elapsed());
+        if let Some(prefixes) = &self.slow_op {
+            if prefixes.split('|').any(|p| described().starts_with(p)) {
+                std::thread::sleep(SLOW_PAUSE);
+            }
+        }
         res
     }
 }
