@@ -690,3 +690,96 @@ fn a_repair_during_a_failed_create_leaves_nothing_and_the_port_can_be_published_
     // (The elements of the create being rolled back were no drift to gc either.)
     assert_eq!(repaired, Vec::<String>::new());
 }
+
+/// `weft ARGS` of a second state directory (in `h`'s directory, agent off) in `h`'s namespace.
+fn second_instance(h: &Host, args: &[&str]) -> std::process::Output {
+    let other = h.dir.join("other");
+    std::fs::create_dir_all(&other).unwrap();
+    std::fs::write(other.join("weft.toml"), "agent = false\n").unwrap();
+    let mut c = h.ns.cmd(weft_bin(), &[]);
+    c.arg("--state-dir")
+        .arg(other.join("state"))
+        .arg("--run-dir")
+        .arg(other.join("run"))
+        .arg("--config")
+        .arg(other.join("weft.toml"))
+        .args(args);
+    common::run(&mut c)
+}
+
+#[test]
+fn after_a_ruleset_flush_only_the_instance_whose_interfaces_are_here_rebuilds() {
+    let h = Host::new("fwown2");
+    let first = |args: &[&str]| h.weft(args);
+    let second = |args: &[&str]| second_instance(&h, args);
+    let ok = |out: std::process::Output| {
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    let refused = |out: std::process::Output, names: &[&str]| {
+        let err = String::from_utf8_lossy(&out.stderr).to_string();
+        assert_eq!(out.status.code(), Some(1), "{err}");
+        assert!(err.contains("interfaces of another weft instance"), "{err}");
+        for n in names {
+            assert!(err.contains(n), "{n} not named: {err}");
+        }
+    };
+    let bridge = |inspect: serde_json::Value| inspect[0]["bridge"].as_str().unwrap().to_string();
+    // The first instance's network and sandbox; the rule set flushed.
+    ok(first(&[
+        "network",
+        "create",
+        "n",
+        "--subnet",
+        "10.169.0.0/24",
+    ]));
+    h.sleeper("a1", &["--network", "n"]);
+    h.sleeper("a2", &["--network", "n"]);
+    let br = bridge(h.json(&["network", "inspect", "n"]));
+    h.sh("nft flush ruleset");
+    // The second cannot take the tables: it is refused, naming the first's interfaces.
+    refused(
+        second(&["network", "create", "x", "--subnet", "10.170.0.0/24"]),
+        &[&br],
+    );
+    assert!(
+        !h.sh("nft list tables").contains("weft"),
+        "tables were made"
+    );
+    // The first rebuilds, and its sandboxes talk.
+    assert!(!gc_repairs(&h).is_empty());
+    assert!(h
+        .sh("nft list table inet weft")
+        .contains(&h.state_dir().display().to_string()));
+    assert!(h.pings("a1", &h.ip_of("a2", 0)));
+    // The other way round: the first gone, the second's network and sandbox, a flush.
+    for s in ["a1", "a2"] {
+        ok(first(&["rm", "-f", s]));
+    }
+    ok(first(&["network", "rm", "n"]));
+    h.sh("nft flush ruleset");
+    ok(second(&[
+        "network",
+        "create",
+        "x",
+        "--subnet",
+        "10.170.0.0/24",
+    ]));
+    let out = second(&["--format", "json", "network", "inspect", "x"]);
+    let br2 = bridge(serde_json::from_slice(&out.stdout).unwrap());
+    h.sh("nft flush ruleset");
+    refused(
+        first(&["network", "create", "n", "--subnet", "10.169.0.0/24"]),
+        &[&br2],
+    );
+    assert!(
+        !h.sh("nft list tables").contains("weft"),
+        "tables were made"
+    );
+    ok(second(&["gc"]));
+    assert!(h.sh("nft list table inet weft").contains("other"));
+    ok(second(&["network", "rm", "x"]));
+}

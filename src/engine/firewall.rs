@@ -16,16 +16,19 @@
 //!   DROP`) are reported on stderr by network create and every attach, with the commands that
 //!   let weft's bridges through.
 
+use std::collections::BTreeSet;
+
 use anyhow::{Context as _, Result};
 
 use super::Ctx;
+use crate::adapters::netlink::KernelExecutor;
 use crate::adapters::store::{Mode, Store as _, Txn};
 use crate::adapters::{nftables, process, sysctl};
 use crate::core::firewall::drift::{self, Depth, Desired, Drift, ForeignOwner};
 use crate::core::firewall::{foreign, FwOptions, Owner};
 use crate::core::model::{Network, Status};
 use crate::core::nft::{ChainInfo, ObservedTable};
-use crate::core::plan::{firewall_endpoint, firewall_of, firewall_ports};
+use crate::core::plan::{alias_instance, firewall_endpoint, firewall_of, firewall_ports};
 use crate::user_err;
 
 /// Setting: `net.ipv4.ip_forward` before weft first turned it on.
@@ -186,11 +189,48 @@ pub fn repair(ctx: &Ctx) -> Result<Vec<Drift>> {
     if drifts.is_empty() {
         return Ok(drifts);
     }
+    if observed.iter().all(|o| o.table.is_none()) {
+        refuse_where_another_instance_lives(ctx)?;
+    }
     let batch = drift::repair(&desired, &observed).map_err(refused)?;
     crate::timing::time("nft-repair", || nftables::send(&batch))
         .context("repairing weft's nftables tables")?;
     drop(tx);
     Ok(drifts)
+}
+
+/// Before weft's tables are built from nothing: with no tables there is no owner comment to
+/// refuse on, so another state directory's command would take them (and its port guard cut
+/// the first's sandboxes off). Interfaces tagged by another instance say that one lives in
+/// this namespace: refused, naming them; their owner rebuilds its own tables.
+fn refuse_where_another_instance_lives(ctx: &Ctx) -> Result<()> {
+    let links = KernelExecutor::new()?
+        .foreign_links(&ctx.instance)
+        .map_err(|e| anyhow::anyhow!("listing links: {e}"))?;
+    if links.is_empty() {
+        return Ok(());
+    }
+    let instances: BTreeSet<&str> = links
+        .iter()
+        .filter_map(|(_, a)| alias_instance(a))
+        .collect();
+    const SHOWN: usize = 6;
+    let mut names: Vec<&str> = links.iter().take(SHOWN).map(|(n, _)| n.as_str()).collect();
+    let more = links.len().saturating_sub(SHOWN);
+    let tail = if more > 0 {
+        format!(" and {more} more")
+    } else {
+        String::new()
+    };
+    names.sort_unstable();
+    Err(user_err!(
+        "weft's nftables tables are missing (a firewall reload or `nft flush ruleset`?) and \
+         this network namespace has interfaces of another weft instance ({}): {}{tail}; only \
+         the state directory that owns them may rebuild the tables (any of its commands, or its \
+         `weft gc`), or remove its networks first",
+        instances.into_iter().collect::<Vec<_>>().join(", "),
+        names.join(", ")
+    ))
 }
 
 /// Checks and, if anything drifted, repairs: what `weft gc` runs, and what a host agent

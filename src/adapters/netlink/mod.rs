@@ -211,6 +211,32 @@ impl KernelExecutor {
         Ok(out)
     }
 
+    /// Host interfaces tagged by another weft instance (another state directory): (name,
+    /// alias).
+    pub fn foreign_links(&mut self, instance: &str) -> Result<Vec<(String, String)>, String> {
+        let h = self.handle(&Ns::Host)?;
+        let links: Vec<LinkMessage> = self
+            .rt
+            .block_on(async { h.link().get().execute().try_collect().await })
+            .map_err(|e| describe(&e))?;
+        Ok(links
+            .iter()
+            .filter_map(|l| {
+                let (mut name, mut alias) = (None, None);
+                for a in &l.attributes {
+                    match a {
+                        LinkAttribute::IfName(n) => name = Some(n.clone()),
+                        LinkAttribute::IfAlias(s) => alias = Some(s.clone()),
+                        _ => {}
+                    }
+                }
+                let (name, alias) = (name?, alias?);
+                let other = crate::core::plan::alias_instance(&alias)? != instance;
+                other.then_some((name, alias))
+            })
+            .collect())
+    }
+
     fn index_or_err(&mut self, op: &Op, ns: &Ns, name: &str) -> Result<u32, ExecError> {
         match self.link_index(ns, name) {
             Ok(Some(i)) => Ok(i),
