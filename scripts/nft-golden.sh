@@ -26,8 +26,10 @@ table inet t {
 table bridge t {
   set src4 { type ifname . ether_addr . ipv4_addr; }
   set src6 { type ifname . ether_addr . ipv6_addr; }
+  set ports { type ifname; }
   chain x { }
   chain c { type filter hook prerouting priority -300; }
+  chain in { type filter hook input priority -300; }
 }
 NFT
 cap() {
@@ -61,3 +63,7 @@ cap "add chain bridge t pre { type filter hook prerouting priority -300; policy 
 cap "add set bridge t g4 { type ifname . ether_addr . ipv4_addr; }" add set bridge t g4 '{ type ifname . ether_addr . ipv4_addr; }'
 ip netns exec $NS nft add set bridge t e4 '{ type ifname . ether_addr . ipv4_addr; }'
 cap "add element bridge t e4 { \"wv1\" . 02:42:0a:00:00:02 . 10.0.0.2 }" add element bridge t e4 '{ "wv1" . 02:42:0a:00:00:02 . 10.0.0.2 }'
+cap "add rule bridge t in ether daddr & ff:ff:ff:ff:ff:f0 == 01:80:c2:00:00:00 iifname @ports drop" add rule bridge t in ether daddr '&' ff:ff:ff:ff:ff:f0 == 01:80:c2:00:00:00 iifname @ports drop
+cap "add rule bridge t x ip6 nexthdr != 58 drop" add rule bridge t x ip6 nexthdr != 58 drop
+cap "add rule bridge t x ip6 length 24 accept" add rule bridge t x ip6 length 24 accept
+cap "add chain bridge t i { type filter hook input priority -300; policy accept; }" add chain bridge t i '{ type filter hook input priority -300; policy accept; }'

@@ -589,3 +589,197 @@ fn removing_a_sandbox_unpublishes_even_when_the_guard_table_is_gone() {
     let map = h.sh("nft list map inet weft dnat4any");
     assert!(!map.contains("8092"), "{map}");
 }
+
+/// Waits (up to 20 s) until `cond` holds, polling every 20 ms.
+fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
+    for _ in 0..1000 {
+        if cond() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    panic!("timed out waiting until {what}");
+}
+
+#[test]
+fn a_repair_during_a_disconnect_brings_none_of_its_elements_back() {
+    let h = Host::new("fwdisc");
+    h.weft_ok(&["network", "create", "n", "--subnet", "10.166.0.0/24"]);
+    h.weft_ok(&["network", "create", "m", "--subnet", "10.167.0.0/24"]);
+    h.sleeper("s", &["--network", "n", "--network", "m"]);
+    let addr = h.ip_of("s", 0);
+    let port = h.json(&["inspect", "s"])[0]["networks"][0]["host_interface"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let holds = |set: &str, what: &str| h.sh(&format!("nft list set {set}")).contains(what);
+    // The disconnect pauses right after taking its elements away, before it forgets the
+    // endpoint: gc's repair runs in between.
+    let mut disconnect = h
+        .weft_cmd(&["network", "disconnect", "n", "s"])
+        .env("WEFT_TEST_SLOW_OP", "remove nftables elements")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_until("the disconnect removed its elements", || {
+        !holds("bridge weft src4", &addr)
+    });
+    let repaired = gc_repairs(&h);
+    assert!(
+        disconnect.try_wait().unwrap().is_none(),
+        "the disconnect finished before gc ran: the test did not test anything"
+    );
+    let out = disconnect.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for set in ["bridge weft src4", "bridge weft ports", "inet weft ports"] {
+        assert!(
+            !holds(set, &addr) && !holds(set, &port),
+            "{set}: stale element"
+        );
+    }
+    assert_eq!(gc_repairs(&h), Vec::<String>::new());
+    assert!(h.pings("s", "10.167.0.1"));
+    // (The elements of the endpoint being disconnected were no drift to gc either.)
+    assert_eq!(repaired, Vec::<String>::new());
+}
+
+#[test]
+fn a_repair_during_a_failed_create_leaves_nothing_and_the_port_can_be_published_again() {
+    let h = Host::new("fwfail");
+    h.weft_ok(&["network", "create", "n", "--subnet", "10.168.0.0/24"]);
+    let published = || h.sh("nft list map inet weft dnat4any").contains("8095");
+    // The create fails after its elements are in (making its veth; it pauses there), and
+    // pauses again once its rollback took them away, before it forgets the record: gc's
+    // repair runs in between.
+    let mut create = h
+        .weft_cmd(&["create", "--name", "x", "--network", "n", "-p", "8095:80"])
+        .env("WEFT_TEST_FAIL_OP", "create veth")
+        .env("WEFT_TEST_SLOW_OP", "create veth|remove nftables elements")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_until("the create published its port", published);
+    wait_until("the rollback took it away", || !published());
+    let repaired = gc_repairs(&h);
+    assert!(
+        create.try_wait().unwrap().is_none(),
+        "the create finished before gc ran: the test did not test anything"
+    );
+    let out = create.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && err.contains("failed on purpose"),
+        "{err}"
+    );
+    assert!(!published(), "a stale published port");
+    assert_eq!(
+        h.sh("nft list set bridge weft src4")
+            .matches("10.168.0.")
+            .count(),
+        0
+    );
+    assert_eq!(gc_repairs(&h), Vec::<String>::new());
+    h.weft_ok(&["create", "--name", "y", "--network", "n", "-p", "8095:80"]);
+    assert!(published());
+    // (The elements of the create being rolled back were no drift to gc either.)
+    assert_eq!(repaired, Vec::<String>::new());
+}
+
+/// `weft ARGS` of a second state directory (in `h`'s directory, agent off) in `h`'s namespace.
+fn second_instance(h: &Host, args: &[&str]) -> std::process::Output {
+    let other = h.dir.join("other");
+    std::fs::create_dir_all(&other).unwrap();
+    std::fs::write(other.join("weft.toml"), "agent = false\n").unwrap();
+    let mut c = h.ns.cmd(weft_bin(), &[]);
+    c.arg("--state-dir")
+        .arg(other.join("state"))
+        .arg("--run-dir")
+        .arg(other.join("run"))
+        .arg("--config")
+        .arg(other.join("weft.toml"))
+        .args(args);
+    common::run(&mut c)
+}
+
+#[test]
+fn after_a_ruleset_flush_only_the_instance_whose_interfaces_are_here_rebuilds() {
+    let h = Host::new("fwown2");
+    let first = |args: &[&str]| h.weft(args);
+    let second = |args: &[&str]| second_instance(&h, args);
+    let ok = |out: std::process::Output| {
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    let refused = |out: std::process::Output, names: &[&str]| {
+        let err = String::from_utf8_lossy(&out.stderr).to_string();
+        assert_eq!(out.status.code(), Some(1), "{err}");
+        assert!(err.contains("interfaces of another weft instance"), "{err}");
+        for n in names {
+            assert!(err.contains(n), "{n} not named: {err}");
+        }
+    };
+    let bridge = |inspect: serde_json::Value| inspect[0]["bridge"].as_str().unwrap().to_string();
+    // The first instance's network and sandbox; the rule set flushed.
+    ok(first(&[
+        "network",
+        "create",
+        "n",
+        "--subnet",
+        "10.169.0.0/24",
+    ]));
+    h.sleeper("a1", &["--network", "n"]);
+    h.sleeper("a2", &["--network", "n"]);
+    let br = bridge(h.json(&["network", "inspect", "n"]));
+    h.sh("nft flush ruleset");
+    // The second cannot take the tables: it is refused, naming the first's interfaces.
+    refused(
+        second(&["network", "create", "x", "--subnet", "10.170.0.0/24"]),
+        &[&br],
+    );
+    assert!(
+        !h.sh("nft list tables").contains("weft"),
+        "tables were made"
+    );
+    // The first rebuilds, and its sandboxes talk.
+    assert!(!gc_repairs(&h).is_empty());
+    assert!(h
+        .sh("nft list table inet weft")
+        .contains(&h.state_dir().display().to_string()));
+    assert!(h.pings("a1", &h.ip_of("a2", 0)));
+    // The other way round: the first gone, the second's network and sandbox, a flush.
+    for s in ["a1", "a2"] {
+        ok(first(&["rm", "-f", s]));
+    }
+    ok(first(&["network", "rm", "n"]));
+    h.sh("nft flush ruleset");
+    ok(second(&[
+        "network",
+        "create",
+        "x",
+        "--subnet",
+        "10.170.0.0/24",
+    ]));
+    let out = second(&["--format", "json", "network", "inspect", "x"]);
+    let br2 = bridge(serde_json::from_slice(&out.stdout).unwrap());
+    h.sh("nft flush ruleset");
+    refused(
+        first(&["network", "create", "n", "--subnet", "10.169.0.0/24"]),
+        &[&br2],
+    );
+    assert!(
+        !h.sh("nft list tables").contains("weft"),
+        "tables were made"
+    );
+    ok(second(&["gc"]));
+    assert!(h.sh("nft list table inet weft").contains("other"));
+    ok(second(&["network", "rm", "x"]));
+}

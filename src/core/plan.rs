@@ -369,6 +369,13 @@ pub fn alias_owner<'a>(instance: &str, alias: &'a str) -> Option<&'a str> {
         .strip_prefix(':')
 }
 
+/// The instance named by an alias made by [`owner_alias`] (of any instance); `None` for an
+/// interface that is not weft's.
+pub fn alias_instance(alias: &str) -> Option<&str> {
+    let (instance, id) = alias.strip_prefix("weft:")?.split_once(':')?;
+    (!instance.is_empty() && !id.is_empty()).then_some(instance)
+}
+
 /// Operations that make a network's bridge, addresses, forwarding and firewall elements.
 pub fn plan_network(net: &Network, instance: &str) -> Vec<Op> {
     let gw4 = net.v4().and_then(|s| match s.gateway {
@@ -865,6 +872,9 @@ mod tests {
         assert_eq!(alias_owner("ffffffff", &a), None);
         assert_eq!(alias_owner("0a1b2c3d", "weft:ab12"), None);
         assert_eq!(alias_owner("0a1b2c3d", "someone else's"), None);
+        assert_eq!(alias_instance(&a), Some("0a1b2c3d"));
+        assert_eq!(alias_instance("weft:ab12"), None);
+        assert_eq!(alias_instance("someone else's"), None);
     }
 
     #[test]

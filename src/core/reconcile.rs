@@ -17,6 +17,7 @@ use std::net::IpAddr;
 
 use ipnet::IpNet;
 
+use super::firewall::guard::PORT_GROUP_FWD_MASK;
 use super::plan::{Ns, Op};
 
 /// One interface as observed.
@@ -36,6 +37,8 @@ pub struct LinkState {
     pub isolated: Option<bool>,
     /// Bridge port option `hairpin`, when it is a bridge port.
     pub hairpin: Option<bool>,
+    /// Bridge port option `group_fwd_mask`, when it is a bridge port.
+    pub group_fwd_mask: Option<u16>,
 }
 
 /// One route of the main table as observed.
@@ -190,6 +193,7 @@ pub fn unmet(desired: &[Op], views: &Views) -> Result<Vec<Op>, RepairError> {
                             || !h.up
                             || h.isolated != Some(*isolated)
                             || h.hairpin != Some(true)
+                            || h.group_fwd_mask != Some(PORT_GROUP_FWD_MASK)
                         {
                             out.push(set_port(host_ifname, bridge, *isolated, alias));
                         }
@@ -318,6 +322,7 @@ mod tests {
             up: true,
             isolated: None,
             hairpin: None,
+            group_fwd_mask: None,
         }
     }
 
@@ -329,6 +334,7 @@ mod tests {
             master: Some(7),
             isolated: Some(false),
             hairpin: Some(true),
+            group_fwd_mask: Some(PORT_GROUP_FWD_MASK),
             ..link("wvs1", 9, &owner_alias(INST, "s1"))
         });
         host.addrs
@@ -492,6 +498,8 @@ mod tests {
             |l: &mut LinkState| l.up = false,
             |l: &mut LinkState| l.isolated = Some(true),
             |l: &mut LinkState| l.hairpin = Some(false),
+            // Link-local group frames passed up through the port again.
+            |l: &mut LinkState| l.group_fwd_mask = Some(0),
         ] {
             let mut v = healthy();
             let host = v.get_mut(&Ns::Host).unwrap();

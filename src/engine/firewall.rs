@@ -16,16 +16,19 @@
 //!   DROP`) are reported on stderr by network create and every attach, with the commands that
 //!   let weft's bridges through.
 
+use std::collections::BTreeSet;
+
 use anyhow::{Context as _, Result};
 
 use super::Ctx;
+use crate::adapters::netlink::KernelExecutor;
 use crate::adapters::store::{Mode, Store as _, Txn};
-use crate::adapters::{nftables, sysctl};
+use crate::adapters::{nftables, process, sysctl};
 use crate::core::firewall::drift::{self, Depth, Desired, Drift, ForeignOwner};
 use crate::core::firewall::{foreign, FwOptions, Owner};
 use crate::core::model::{Network, Status};
 use crate::core::nft::{ChainInfo, ObservedTable};
-use crate::core::plan::{firewall_endpoint, firewall_of, firewall_ports};
+use crate::core::plan::{alias_instance, firewall_endpoint, firewall_of, firewall_ports};
 use crate::user_err;
 
 /// Setting: `net.ipv4.ip_forward` before weft first turned it on.
@@ -76,31 +79,65 @@ pub fn record_forwarding(tx: &dyn Txn, net: &Network) -> Result<()> {
     Ok(())
 }
 
-/// The firewall the records want. Records being removed are left out; records being
-/// created count (their own elements may already be in).
+/// Whether a record is being created or removed by a live weft process, or its owner died
+/// before it was done (then gc undoes or finishes it).
+fn in_flight(status: Status, pid: Option<u32>, start: Option<u64>) -> Option<bool> {
+    matches!(status, Status::Creating | Status::Removing)
+        .then(|| crate::engine::owner_alive(pid, start))
+}
+
+/// The firewall the records want. Records another live weft process is creating or
+/// removing, and endpoints one is connecting or disconnecting, are in flight: their elements
+/// are "don't care" (neither required nor removed: their owner adds them, or takes them away
+/// when it rolls back, itself). Records whose owner died are debris that gc undoes or
+/// finishes: their elements are not wanted.
 pub fn desired(ctx: &Ctx, tx: &dyn Txn, with_elements: bool) -> Result<Desired> {
     let opts = options(ctx, tx)?;
     if !with_elements {
         return Ok(Desired::new(&opts, owner(ctx), &[], &[], &[]));
     }
-    let nets: Vec<_> = tx
-        .networks()?
-        .iter()
-        .filter(|n| n.status != Status::Removing)
-        .map(firewall_of)
-        .collect();
-    let sbs: Vec<_> = tx
-        .sandboxes()?
-        .into_iter()
-        .filter(|s| s.status != Status::Removing)
-        .collect();
-    let eps: Vec<_> = sbs
-        .iter()
-        .filter(|s| s.netns.is_some())
-        .flat_map(|s| s.endpoints.iter().map(firewall_endpoint))
-        .collect();
-    let ports: Vec<_> = sbs.iter().flat_map(firewall_ports).collect();
-    Ok(Desired::new(&opts, owner(ctx), &nets, &eps, &ports))
+    let (mut nets, mut nets_moving) = (Vec::new(), Vec::new());
+    for n in tx.networks()? {
+        match in_flight(n.status, n.owner_pid, n.owner_start) {
+            None => nets.push(firewall_of(&n)),
+            Some(true) => nets_moving.push(firewall_of(&n)),
+            Some(false) => {}
+        }
+    }
+    let (mut eps, mut eps_moving) = (Vec::new(), Vec::new());
+    let (mut ports, mut ports_moving) = (Vec::new(), Vec::new());
+    for sb in tx.sandboxes()? {
+        let moving = match in_flight(sb.status, sb.owner_pid, sb.owner_start) {
+            None => false,
+            Some(true) => true,
+            Some(false) => continue,
+        };
+        if moving {
+            &mut ports_moving
+        } else {
+            &mut ports
+        }
+        .extend(firewall_ports(&sb));
+        if sb.netns.is_none() {
+            continue;
+        }
+        for ep in &sb.endpoints {
+            let moving = match ep.pending {
+                None => moving,
+                Some(p) if process::alive_since(p.owner_pid, p.owner_start) => true,
+                // Interrupted: gc undoes the attach, or finishes the detach.
+                Some(_) => continue,
+            };
+            if moving { &mut eps_moving } else { &mut eps }.push(firewall_endpoint(ep));
+        }
+    }
+    Ok(
+        Desired::new(&opts, owner(ctx), &nets, &eps, &ports).with_in_flight(
+            &nets_moving,
+            &eps_moving,
+            &ports_moving,
+        ),
+    )
 }
 
 /// What the kernel has: each of weft's tables, and every chain of the namespace (for the
@@ -152,11 +189,48 @@ pub fn repair(ctx: &Ctx) -> Result<Vec<Drift>> {
     if drifts.is_empty() {
         return Ok(drifts);
     }
+    if observed.iter().all(|o| o.table.is_none()) {
+        refuse_where_another_instance_lives(ctx)?;
+    }
     let batch = drift::repair(&desired, &observed).map_err(refused)?;
     crate::timing::time("nft-repair", || nftables::send(&batch))
         .context("repairing weft's nftables tables")?;
     drop(tx);
     Ok(drifts)
+}
+
+/// Before weft's tables are built from nothing: with no tables there is no owner comment to
+/// refuse on, so another state directory's command would take them (and its port guard cut
+/// the first's sandboxes off). Interfaces tagged by another instance say that one lives in
+/// this namespace: refused, naming them; their owner rebuilds its own tables.
+fn refuse_where_another_instance_lives(ctx: &Ctx) -> Result<()> {
+    let links = KernelExecutor::new()?
+        .foreign_links(&ctx.instance)
+        .map_err(|e| anyhow::anyhow!("listing links: {e}"))?;
+    if links.is_empty() {
+        return Ok(());
+    }
+    let instances: BTreeSet<&str> = links
+        .iter()
+        .filter_map(|(_, a)| alias_instance(a))
+        .collect();
+    const SHOWN: usize = 6;
+    let mut names: Vec<&str> = links.iter().take(SHOWN).map(|(n, _)| n.as_str()).collect();
+    let more = links.len().saturating_sub(SHOWN);
+    let tail = if more > 0 {
+        format!(" and {more} more")
+    } else {
+        String::new()
+    };
+    names.sort_unstable();
+    Err(user_err!(
+        "weft's nftables tables are missing (a firewall reload or `nft flush ruleset`?) and \
+         this network namespace has interfaces of another weft instance ({}): {}{tail}; only \
+         the state directory that owns them may rebuild the tables (any of its commands, or its \
+         `weft gc`), or remove its networks first",
+        instances.into_iter().collect::<Vec<_>>().join(", "),
+        names.join(", ")
+    ))
 }
 
 /// Checks and, if anything drifted, repairs: what `weft gc` runs, and what a host agent

@@ -26,6 +26,7 @@ mod observe;
 
 use super::{announce, conntrack, netns, nftables, sysctl};
 use crate::core::firewall;
+use crate::core::firewall::guard::PORT_GROUP_FWD_MASK;
 use crate::core::plan::{ExecError, Executor, Ns, Op};
 
 /// Applies [`Op`]s to the kernel of the namespace weft runs in and of sandbox namespaces.
@@ -35,6 +36,8 @@ pub struct KernelExecutor {
     sandboxes: HashMap<String, Handle>,
     applied: usize,
     crash_after: Option<usize>,
+    fail_op: Option<String>,
+    slow_op: Option<String>,
     /// Interface indexes already looked up, so an attach asks for each name once.
     indexes: HashMap<(Ns, String), u32>,
 }
@@ -43,6 +46,20 @@ pub struct KernelExecutor {
 /// itself before applying its (N+1)-th kernel operation, to prove that `weft gc` recovers from
 /// a crash at any point.
 pub const CRASH_ENV: &str = "WEFT_TEST_CRASH_AFTER_OPS";
+
+/// Test hook (debug builds only): `WEFT_TEST_FAIL_OP=TEXT` makes every kernel operation whose
+/// description starts with `TEXT` (`create veth`, ...) fail without touching the kernel, to
+/// prove what a rollback leaves.
+pub const FAIL_ENV: &str = "WEFT_TEST_FAIL_OP";
+
+/// Test hook (debug builds only): `WEFT_TEST_SLOW_OP=TEXT[|TEXT...]` makes the process pause
+/// for 5 s after each kernel operation (done or failed) whose description starts with one of
+/// the `TEXT`s, so that a test can act while that command is half-way (a repair during a
+/// disconnect or a rollback).
+pub const SLOW_ENV: &str = "WEFT_TEST_SLOW_OP";
+
+/// How long [`SLOW_ENV`] pauses.
+const SLOW_PAUSE: std::time::Duration = std::time::Duration::from_secs(5);
 
 fn errno_of(e: &rtnetlink::Error) -> Option<i32> {
     match e {
@@ -82,6 +99,16 @@ impl KernelExecutor {
             // Only test builds honour the hook; a release binary ignores the variable.
             crash_after: if cfg!(debug_assertions) {
                 std::env::var(CRASH_ENV).ok().and_then(|v| v.parse().ok())
+            } else {
+                None
+            },
+            fail_op: if cfg!(debug_assertions) {
+                std::env::var(FAIL_ENV).ok().filter(|v| !v.is_empty())
+            } else {
+                None
+            },
+            slow_op: if cfg!(debug_assertions) {
+                std::env::var(SLOW_ENV).ok().filter(|v| !v.is_empty())
             } else {
                 None
             },
@@ -182,6 +209,32 @@ impl KernelExecutor {
             }
         }
         Ok(out)
+    }
+
+    /// Host interfaces tagged by another weft instance (another state directory): (name,
+    /// alias).
+    pub fn foreign_links(&mut self, instance: &str) -> Result<Vec<(String, String)>, String> {
+        let h = self.handle(&Ns::Host)?;
+        let links: Vec<LinkMessage> = self
+            .rt
+            .block_on(async { h.link().get().execute().try_collect().await })
+            .map_err(|e| describe(&e))?;
+        Ok(links
+            .iter()
+            .filter_map(|l| {
+                let (mut name, mut alias) = (None, None);
+                for a in &l.attributes {
+                    match a {
+                        LinkAttribute::IfName(n) => name = Some(n.clone()),
+                        LinkAttribute::IfAlias(s) => alias = Some(s.clone()),
+                        _ => {}
+                    }
+                }
+                let (name, alias) = (name?, alias?);
+                let other = crate::core::plan::alias_instance(&alias)? != instance;
+                other.then_some((name, alias))
+            })
+            .collect())
     }
 
     fn index_or_err(&mut self, op: &Op, ns: &Ns, name: &str) -> Result<u32, ExecError> {
@@ -295,10 +348,10 @@ impl KernelExecutor {
                     Err(e) if e.errno() == Some(libc::ENOENT) => {
                         // One of the two tables is gone: the other's elements (published
                         // ports, say) must still go, so each table on its own.
-                        let (mut guard, mut nat) = (nftables::Batch::new(), nftables::Batch::new());
-                        firewall::detach(&mut guard, endpoints, &[]);
-                        firewall::detach(&mut nat, &[], ports);
-                        for b in [guard, nat] {
+                        for b in firewall::detach_per_table(endpoints, ports) {
+                            if b.is_empty() {
+                                continue;
+                            }
                             match nftables::send(&b) {
                                 Err(e) if e.errno() != Some(libc::ENOENT) => {
                                     return Err(exec_err(op, e.to_string()))
@@ -514,6 +567,9 @@ impl KernelExecutor {
         let port = vec![
             InfoBridgePort::HairpinMode(true),
             InfoBridgePort::Isolated(isolated),
+            // Frames to the IEEE link-local group addresses are forwarded (through the port
+            // guard), not passed up through this port to the host's stack.
+            InfoBridgePort::GroupFwdMask(PORT_GROUP_FWD_MASK),
         ];
         let msg = LinkUnspec::new_with_index(idx)
             .alias(alias.to_string())
@@ -582,8 +638,19 @@ impl Executor for KernelExecutor {
             _ => "netlink",
         };
         let start = std::time::Instant::now();
-        let res = self.run(op);
+        let described = || op.to_string();
+        let res = match &self.fail_op {
+            Some(prefix) if described().starts_with(prefix.as_str()) => {
+                Err(exec_err(op, format!("failed on purpose ({FAIL_ENV})")))
+            }
+            _ => self.run(op),
+        };
         crate::timing::record(phase, start.elapsed());
+        if let Some(prefixes) = &self.slow_op {
+            if prefixes.split('|').any(|p| described().starts_with(p)) {
+                std::thread::sleep(SLOW_PAUSE);
+            }
+        }
         res
     }
 }

@@ -121,6 +121,7 @@ fn link_state(m: &LinkMessage) -> Option<LinkState> {
                             match o {
                                 InfoBridgePort::Isolated(v) => s.isolated = Some(*v),
                                 InfoBridgePort::HairpinMode(v) => s.hairpin = Some(*v),
+                                InfoBridgePort::GroupFwdMask(v) => s.group_fwd_mask = Some(*v),
                                 _ => {}
                             }
                         }

@@ -5,9 +5,14 @@
 //! Rules are recognised by the fingerprint weft stores in each rule's userdata
 //! ([`crate::core::nft::fingerprint`]): a chain matches when it holds exactly the desired
 //! fingerprints in order. Sets match when their definition is the one weft would create and
-//! they hold exactly the desired elements. The tables' comment names the instance that owns
-//! them; another instance's tables are never changed.
+//! they hold exactly the desired elements — apart from the elements of records another live
+//! weft process is changing right now ([`Desired::in_flight`]), which are neither required
+//! nor removed: their owner adds or removes them itself, and a repair that re-added the
+//! elements of a create being rolled back (or of an endpoint being disconnected) would leave
+//! them behind for good. The tables' comment names the instance that owns them; another
+//! instance's tables are never changed.
 
+use std::collections::BTreeMap;
 use std::fmt;
 
 use super::{all_elements, FwEndpoint, FwNetwork, FwOptions, FwPort, Owner, TableDef, CHAIN_USER};
@@ -35,6 +40,10 @@ pub struct Desired {
     pub tables: Vec<TableDef>,
     /// The elements of every set, per (family, set) (tables are all named `weft`).
     pub elements: Vec<(Family, &'static str, Vec<Elem>)>,
+    /// Elements of records being created, removed, connected or disconnected by a live weft
+    /// process, per (family, set): "don't care" — whether the kernel holds them or not is no
+    /// drift, and a repair leaves them as they are.
+    pub in_flight: Vec<(Family, &'static str, Vec<Elem>)>,
     /// The owner written into (and expected in) the tables' comments.
     pub owner: Owner,
 }
@@ -51,17 +60,33 @@ impl Desired {
         Desired {
             tables: super::tables(opts),
             elements: all_elements(nets, eps, ports),
+            in_flight: vec![],
             owner,
         }
     }
 
-    fn elements_of(&self, family: Family, set: &str) -> &[Elem] {
-        self.elements
-            .iter()
-            .find(|(f, s, _)| *f == family && *s == set)
-            .map(|(_, _, e)| e.as_slice())
-            .unwrap_or(&[])
+    /// The same, with the networks, interfaces and ports of records other weft processes are
+    /// changing right now: their elements are neither required nor removed.
+    pub fn with_in_flight(
+        mut self,
+        nets: &[FwNetwork],
+        eps: &[FwEndpoint],
+        ports: &[FwPort],
+    ) -> Desired {
+        self.in_flight = all_elements(nets, eps, ports);
+        self
     }
+
+    fn elements_of(&self, family: Family, set: &str) -> &[Elem] {
+        of(&self.elements, family, set)
+    }
+}
+
+fn of<'a>(list: &'a [(Family, &'static str, Vec<Elem>)], family: Family, set: &str) -> &'a [Elem] {
+    list.iter()
+        .find(|(f, s, _)| *f == family && *s == set)
+        .map(|(_, _, e)| e.as_slice())
+        .unwrap_or(&[])
 }
 
 /// One difference between the desired and the observed firewall.
@@ -256,36 +281,27 @@ fn references(t: &TableDef, chain: &str) -> usize {
         .count()
 }
 
-/// Sorted descriptions of elements: multisets that can be compared and counted.
-fn normalized(elems: &[Elem]) -> Vec<String> {
-    let mut v: Vec<String> = elems.iter().map(|e| format!("{e:?}")).collect();
-    v.sort();
-    v
+/// Elements by their description: sets that can be compared (the kernel holds no element
+/// twice).
+fn normalized(elems: &[Elem]) -> BTreeMap<String, &Elem> {
+    elems.iter().map(|e| (format!("{e:?}"), e)).collect()
 }
 
-/// (missing, unexpected) between two sorted lists.
-fn difference(want: &[String], have: &[String]) -> (usize, usize) {
-    let (mut i, mut j, mut missing, mut unexpected) = (0, 0, 0, 0);
-    while i < want.len() || j < have.len() {
-        match (want.get(i), have.get(j)) {
-            (Some(a), Some(b)) if a == b => {
-                i += 1;
-                j += 1;
-            }
-            (Some(a), Some(b)) if a < b => {
-                missing += 1;
-                i += 1;
-            }
-            (Some(_), None) => {
-                missing += 1;
-                i += 1;
-            }
-            _ => {
-                unexpected += 1;
-                j += 1;
-            }
-        }
-    }
+/// What a set needs to hold `want` given that it holds `have`: the elements `want` has and
+/// `have` lacks (missing), and those `have` holds that neither `want` nor `ignore` (the
+/// in-flight ones) has (unexpected).
+fn difference(want: &[Elem], have: &[Elem], ignore: &[Elem]) -> (Vec<Elem>, Vec<Elem>) {
+    let (want, have, ignore) = (normalized(want), normalized(have), normalized(ignore));
+    let missing = want
+        .iter()
+        .filter(|(k, _)| !have.contains_key(*k))
+        .map(|(_, e)| (*e).clone())
+        .collect();
+    let unexpected = have
+        .iter()
+        .filter(|(k, _)| !want.contains_key(*k) && !ignore.contains_key(*k))
+        .map(|(_, e)| (*e).clone())
+        .collect();
     (missing, unexpected)
 }
 
@@ -382,17 +398,18 @@ pub fn check(
                     set,
                 }),
                 Some((_, elems)) => {
-                    let have = normalized(elems.as_deref().unwrap_or_default());
-                    let mut want = normalized(desired.elements_of(family, &s.name));
-                    want.dedup();
-                    let (missing, unexpected) = difference(&want, &have);
-                    if missing + unexpected > 0 {
+                    let (missing, unexpected) = difference(
+                        desired.elements_of(family, &s.name),
+                        elems.as_deref().unwrap_or_default(),
+                        of(&desired.in_flight, family, &s.name),
+                    );
+                    if !missing.is_empty() || !unexpected.is_empty() {
                         drifts.push(Drift::Elements {
                             family,
                             table: table.clone(),
                             set,
-                            missing,
-                            unexpected,
+                            missing: missing.len(),
+                            unexpected: unexpected.len(),
                         });
                     }
                 }
@@ -405,9 +422,11 @@ pub fn check(
 /// The one batch that makes the kernel hold exactly `desired`, whatever `observed` (one
 /// observation per desired table, as read under the store's write lock) shows: tables
 /// created (or, unmarked and without user rules, re-created with their owner), chains and
-/// sets of another shape replaced, every weft chain flushed and refilled, every set flushed
-/// and refilled. The user chain and its rules are kept. A table owned by another instance is
-/// an error.
+/// sets of another shape replaced, every weft chain flushed and refilled. A set that is in
+/// place gets exactly its missing elements added and its unexpected ones destroyed — never a
+/// flush — so the elements of in-flight records ([`Desired::in_flight`]) stay as they are;
+/// a set made anew gets the desired elements. The user chain and its rules are kept. A
+/// table owned by another instance is an error.
 pub fn repair(desired: &Desired, observed: &[ObservedTable]) -> Result<Batch, ForeignOwner> {
     let mut b = Batch::new();
     let comment = desired.owner.comment();
@@ -436,6 +455,18 @@ pub fn repair(desired: &Desired, observed: &[ObservedTable]) -> Result<Batch, Fo
         for c in &t.chains {
             b.add_chain(family, table, c.chain.clone());
         }
+        // Per set: the elements it holds, if it stays (same definition, elements read).
+        let kept: Vec<Option<&[Elem]>> = t
+            .sets
+            .iter()
+            .map(|s| {
+                o.sets
+                    .iter()
+                    .find(|(info, _)| info.name == s.name)
+                    .and_then(|(info, elems)| s.matches(info).then_some(elems.as_deref()))
+                    .flatten()
+            })
+            .collect();
         for s in &t.sets {
             if o.sets
                 .iter()
@@ -444,22 +475,39 @@ pub fn repair(desired: &Desired, observed: &[ObservedTable]) -> Result<Batch, Fo
                 b.destroy_set(family, table, &s.name);
             }
         }
-        for s in &t.sets {
+        for (s, kept) in t.sets.iter().zip(&kept) {
             b.add_set(family, table, s.clone());
-            b.flush_set(family, table, &s.name);
+            let in_place = o
+                .sets
+                .iter()
+                .any(|(info, _)| info.name == s.name && s.matches(info));
+            if in_place && kept.is_none() {
+                // In place, but its elements were not read: start it over.
+                b.flush_set(family, table, &s.name);
+            }
         }
         for c in &t.chains {
             for r in c.rules.iter().flatten() {
                 b.add_rule_tagged(family, table, &c.chain.name, r.clone());
             }
         }
-        for s in &t.sets {
-            b.add_elements(
-                family,
-                table,
-                &s.name,
-                desired.elements_of(family, &s.name).to_vec(),
-            );
+        // Elements last, destroyed before added: a map key whose value changed is destroyed
+        // and added again in the same batch.
+        let mut adds = Vec::new();
+        for (s, kept) in t.sets.iter().zip(&kept) {
+            let want = desired.elements_of(family, &s.name);
+            match kept {
+                Some(have) => {
+                    let (missing, unexpected) =
+                        difference(want, have, of(&desired.in_flight, family, &s.name));
+                    b.destroy_elements(family, table, &s.name, unexpected);
+                    adds.push((&s.name, missing));
+                }
+                None => adds.push((&s.name, want.to_vec())),
+            }
+        }
+        for (set, elems) in adds {
+            b.add_elements(family, table, set, elems);
         }
     }
     Ok(b)
@@ -696,8 +744,142 @@ mod tests {
 
     #[test]
     fn element_differences_are_counted() {
-        let s = |v: &[&str]| v.iter().map(|x| x.to_string()).collect::<Vec<_>>();
-        assert_eq!(difference(&s(&["a", "b", "c"]), &s(&["b", "d"])), (2, 1));
-        assert_eq!(difference(&s(&[]), &s(&["x"])), (0, 1));
+        let s = |v: &[&str]| v.iter().map(|x| Elem::ifname(x)).collect::<Vec<_>>();
+        let (missing, unexpected) = difference(&s(&["a", "b", "c"]), &s(&["b", "d"]), &[]);
+        assert_eq!((missing, unexpected), (s(&["a", "c"]), s(&["d"])));
+        assert_eq!(difference(&[], &s(&["x"]), &[]), (vec![], s(&["x"])));
+        // In-flight elements: not unexpected when held, not missing when absent.
+        assert_eq!(
+            difference(&[], &s(&["x"]), &s(&["x", "y"])),
+            (vec![], vec![])
+        );
+    }
+
+    fn endpoint(port: &str, last: u8) -> FwEndpoint {
+        FwEndpoint {
+            port: port.into(),
+            mac: [2, 0x42, 10, 1, 0, last],
+            ipv4: Some(std::net::Ipv4Addr::new(10, 1, 0, last)),
+            ipv6: None,
+        }
+    }
+
+    fn port(host_port: u16, last: u8) -> FwPort {
+        FwPort {
+            proto: 6,
+            host_ip: None,
+            host_port,
+            target: std::net::Ipv4Addr::new(10, 1, 0, last).into(),
+            target_port: 80,
+        }
+    }
+
+    /// The kernel `o` with the elements of `eps` and `ports` added to its sets.
+    fn holding(
+        mut o: Vec<ObservedTable>,
+        eps: &[FwEndpoint],
+        ports: &[FwPort],
+    ) -> Vec<ObservedTable> {
+        for (family, set, elems) in all_elements(&[], eps, ports) {
+            let t = o
+                .iter_mut()
+                .find(|t| t.table.as_ref().is_some_and(|i| i.family == family))
+                .unwrap();
+            let (_, have) = t.sets.iter_mut().find(|(i, _)| i.name == set).unwrap();
+            have.as_mut().unwrap().extend(elems);
+        }
+        o
+    }
+
+    #[test]
+    fn in_flight_elements_are_neither_required_nor_removed() {
+        let settled = endpoint("wvsettled0", 2);
+        let leaving = endpoint("wvleaving0", 3);
+        let d = Desired::new(
+            &FwOptions::default(),
+            owner("aaaa0001"),
+            &[net()],
+            std::slice::from_ref(&settled),
+            &[port(8080, 2)],
+        )
+        .with_in_flight(&[], std::slice::from_ref(&leaving), &[port(8081, 3)]);
+        let without = holding(perfect(&d), &[], &[]);
+        let with = holding(
+            perfect(&d),
+            std::slice::from_ref(&leaving),
+            &[port(8081, 3)],
+        );
+        // `perfect` holds the desired elements; in-flight ones held or not: no drift.
+        for o in [&without, &with] {
+            assert_eq!(check(&d, o, Depth::Elements), Ok(vec![]));
+        }
+        // A repair for other damage (a flushed src4) leaves them alone either way, and adds
+        // back only what is missing, without flushing any set.
+        for o in [without, with] {
+            let mut o = o;
+            let guard = o
+                .iter_mut()
+                .find(|t| t.table.as_ref().unwrap().family == Family::Bridge);
+            let (_, src4) = guard
+                .unwrap()
+                .sets
+                .iter_mut()
+                .find(|(i, _)| i.name == super::super::SET_GUARD4)
+                .unwrap();
+            src4.as_mut().unwrap().clear();
+            let drifts = check(&d, &o, Depth::Elements).unwrap();
+            assert!(
+                matches!(&drifts[..], [Drift::Elements { set, missing: 1, unexpected: 0, .. }] if set == "src4"),
+                "{drifts:?}"
+            );
+            let b = repair(&d, &o).unwrap();
+            assert!(
+                !b.ops().iter().any(|op| op.starts_with("flush set")),
+                "{:?}",
+                b.ops()
+            );
+            assert!(
+                !b.ops().iter().any(|op| op.starts_with("destroy")),
+                "{:?}",
+                b.ops()
+            );
+            let added: Vec<&Elem> = b
+                .msgs()
+                .iter()
+                .filter_map(|m| match m {
+                    crate::core::nft::Msg::AddElems { elems, .. } => Some(elems),
+                    _ => None,
+                })
+                .flatten()
+                .collect();
+            let leaving4 = &all_elements(&[], std::slice::from_ref(&leaving), &[])
+                .into_iter()
+                .find(|(_, s, _)| *s == super::super::SET_GUARD4)
+                .unwrap()
+                .2[0];
+            assert_eq!(added.len(), 1, "{added:?}");
+            assert_ne!(added[0], leaving4);
+        }
+    }
+
+    #[test]
+    fn repair_in_place_destroys_the_unexpected_and_adds_the_missing() {
+        let d = desired();
+        let mut o = perfect(&d);
+        let stale = port(9000, 9);
+        let o2 = holding(o.clone(), &[], &[stale]);
+        o = o2;
+        // And one desired element gone.
+        o[0].sets
+            .iter_mut()
+            .find(|(s, _)| s.name == SET_BRIDGES)
+            .unwrap()
+            .1 = Some(vec![]);
+        let drifts = check(&d, &o, Depth::Elements).unwrap();
+        assert_eq!(drifts.len(), 2, "{drifts:?}");
+        let ops = repair(&d, &o).unwrap().ops();
+        assert!(ops.contains(&"destroy elements in inet weft dnat4any".to_string()));
+        assert!(ops.contains(&"add elements to inet weft bridges".to_string()));
+        assert!(!ops.iter().any(|op| op.starts_with("flush set")), "{ops:?}");
     }
 }

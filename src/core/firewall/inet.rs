@@ -241,9 +241,21 @@ pub fn prerouting_rules() -> Vec<Vec<Expr>> {
 /// is most of the gap between a bridge and a bare veth. Traffic to a gateway stays tracked:
 /// it may be a published port.
 pub fn raw_rules() -> Vec<Vec<Expr>> {
+    let mut v = vec![
+        // Received on a weft bridge *port* itself: a frame the bridge passed up through the
+        // port device instead of forwarding it (IEEE link-local group addresses), past the
+        // port guard. Sandbox traffic arrives on the bridge (br_netfilter too reports the
+        // bridge), so nothing legitimate comes this way: dropped before it reaches the host
+        // or is routed.
+        vec![
+            Expr::meta(MetaKey::Iifname, Reg::R0),
+            Expr::lookup(SET_PORTS, Reg::R0),
+            Expr::Verdict(Verdict::Drop),
+        ],
+    ];
     // Traffic not coming from a weft bridge (published ports from outside, the host's own)
-    // leaves after one lookup.
-    let mut v = vec![vec![
+    // leaves after one more lookup.
+    v.push(vec![
         Expr::meta(MetaKey::Iifname, Reg::R0),
         Expr::Lookup {
             set: SET_BRIDGES.into(),
@@ -252,7 +264,7 @@ pub fn raw_rules() -> Vec<Vec<Expr>> {
             invert: true,
         },
         Expr::Verdict(Verdict::Return),
-    ]];
+    ]);
     for (family, gateways, local) in [
         (IpFamily::V4, SET_GATEWAYS4, SET_LOCAL4),
         (IpFamily::V6, SET_GATEWAYS6, SET_LOCAL6),

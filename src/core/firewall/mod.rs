@@ -26,6 +26,7 @@
 //!   map dnat4any { type inet_proto . inet_service : ipv4_addr . inet_service; }
 //!   map dnat6    { type ipv6_addr . inet_proto . inet_service : ipv6_addr . inet_service; }
 //!   map dnat6any { type inet_proto . inet_service : ipv6_addr . inet_service; }
+//!   set ports    { type ifname; }                    # weft's bridge ports (host veth ends)
 //!   chain user { }                                   # the users' own: never flushed by weft
 //!   chain forward { type filter hook forward priority 0; policy accept;
 //!     jump user
@@ -46,6 +47,7 @@
 //!     iifname @bridges ip daddr 127.0.0.0/8 ct status & dnat == 0 drop # route_localnet=1
 //!   }
 //!   chain raw { type filter hook prerouting priority -300; policy accept;
+//!     iifname @ports drop                            # passed up by a port, not the bridge
 //!     iifname != @bridges return
 //!     ip daddr @gateways4 return                     # may be a published port: tracked
 //!     ip saddr . ip daddr @local4 notrack            # inside one network: bridged only
@@ -140,6 +142,9 @@ pub const MAP_DNAT6_ANY: &str = "dnat6any";
 pub const SET_GUARD4: &str = "src4";
 /// Port guard: (port, MAC, IPv6 address) a sandbox may send from.
 pub const SET_GUARD6: &str = "src6";
+/// weft's bridge ports (the host ends of its veths), in both tables: the port guard polices
+/// exactly these, and `inet weft` drops what the IP stack receives on them directly.
+pub const SET_PORTS: &str = "ports";
 
 /// The users' chain, jumped to first from `forward`; weft creates it but never flushes it.
 pub const CHAIN_USER: &str = "user";
@@ -301,6 +306,7 @@ fn inet_sets() -> Vec<SetSpec> {
         SetSpec::new(SET_LOCAL6, KeyType::Ipv6Pair).interval(),
         SetSpec::new(SET_GATEWAYS4, KeyType::Ipv4Addr),
         SetSpec::new(SET_GATEWAYS6, KeyType::Ipv6Addr),
+        SetSpec::new(SET_PORTS, KeyType::Ifname),
     ]
 }
 
@@ -364,24 +370,24 @@ pub fn tables(opts: &FwOptions) -> Vec<TableDef> {
         ],
         sets: inet_sets(),
     };
-    // Regular chains first: the base chain's gotos need them.
-    let mut guard_chains: Vec<ChainDef> = guard::chains(opts)
+    // Regular chains first: the base chains' gotos need them.
+    let (bases, regulars): (Vec<ChainDef>, Vec<ChainDef>) = guard::chains(opts)
         .into_iter()
         .map(|(name, rules)| {
-            let chain = if name == guard::CHAIN_GUARD {
-                base(name, Hook::Prerouting, -300, ChainType::Filter)
-            } else {
-                regular(name)
+            let chain = match name {
+                guard::CHAIN_GUARD => base(name, Hook::Prerouting, -300, ChainType::Filter),
+                guard::CHAIN_GUARD_INPUT => base(name, Hook::Input, -300, ChainType::Filter),
+                _ => regular(name),
             };
             def(chain, rules)
         })
-        .collect();
-    guard_chains.rotate_left(1);
+        .partition(|c| c.chain.base.is_some());
     let bridge = TableDef {
         family: GUARD_FAMILY,
         name: TABLE,
-        chains: guard_chains,
+        chains: regulars.into_iter().chain(bases).collect(),
         sets: vec![
+            SetSpec::new(SET_PORTS, KeyType::Ifname),
             SetSpec::new(SET_GUARD4, KeyType::IfnameEtherIpv4),
             SetSpec::new(SET_GUARD6, KeyType::IfnameEtherIpv6),
         ],
@@ -507,15 +513,28 @@ pub fn link_local(mac: [u8; 6]) -> Ipv6Addr {
     ])
 }
 
-/// The port guard's elements of an endpoint, per set.
-fn endpoint_elements(ep: &FwEndpoint) -> Vec<(&'static str, Elem)> {
-    let mut v = Vec::new();
+/// The elements of an endpoint, per (family, set): its port in both tables' `ports`, and
+/// the port guard's (port, MAC, address) of each of its addresses.
+fn endpoint_elements(ep: &FwEndpoint) -> Vec<(Family, &'static str, Elem)> {
+    let mut v = vec![
+        (GUARD_FAMILY, SET_PORTS, Elem::ifname(&ep.port)),
+        (FAMILY, SET_PORTS, Elem::ifname(&ep.port)),
+    ];
     if let Some(a) = ep.ipv4 {
-        v.push((SET_GUARD4, Elem::port_mac_ipv4(&ep.port, ep.mac, a)));
+        v.push((
+            GUARD_FAMILY,
+            SET_GUARD4,
+            Elem::port_mac_ipv4(&ep.port, ep.mac, a),
+        ));
     }
     if let Some(a) = ep.ipv6 {
-        v.push((SET_GUARD6, Elem::port_mac_ipv6(&ep.port, ep.mac, a)));
         v.push((
+            GUARD_FAMILY,
+            SET_GUARD6,
+            Elem::port_mac_ipv6(&ep.port, ep.mac, a),
+        ));
+        v.push((
+            GUARD_FAMILY,
             SET_GUARD6,
             Elem::port_mac_ipv6(&ep.port, ep.mac, link_local(ep.mac)),
         ));
@@ -532,8 +551,8 @@ fn attach_elements(eps: &[FwEndpoint], ports: &[FwPort]) -> Vec<(Family, &'stati
         None => out.push((family, set, vec![e])),
     };
     for ep in eps {
-        for (set, e) in endpoint_elements(ep) {
-            push(GUARD_FAMILY, set, e);
+        for (family, set, e) in endpoint_elements(ep) {
+            push(family, set, e);
         }
     }
     for p in ports {
@@ -556,6 +575,23 @@ pub fn detach(batch: &mut Batch, eps: &[FwEndpoint], ports: &[FwPort]) {
     for (family, set, elems) in attach_elements(eps, ports) {
         batch.destroy_elements(family, TABLE, set, elems);
     }
+}
+
+/// [`detach`] as one batch per table, for when one of the tables is gone (the whole batch
+/// would fail with `ENOENT`) and the other's elements must still go.
+pub fn detach_per_table(eps: &[FwEndpoint], ports: &[FwPort]) -> Vec<Batch> {
+    [FAMILY, GUARD_FAMILY]
+        .into_iter()
+        .map(|f| {
+            let mut b = Batch::new();
+            for (family, set, elems) in attach_elements(eps, ports) {
+                if family == f {
+                    b.destroy_elements(family, TABLE, set, elems);
+                }
+            }
+            b
+        })
+        .collect()
 }
 
 /// Adds published ports: one element each, grouped per map.
@@ -705,8 +741,11 @@ mod tests {
         assert_eq!(count("add rule to inet weft forward"), 9);
         assert_eq!(count("add rule to inet weft postrouting"), 6);
         assert_eq!(count("add rule to inet weft prerouting"), 6);
-        assert_eq!(count("add set inet"), 16);
-        assert_eq!(count("add set bridge"), 2);
+        assert_eq!(count("add set inet"), 17);
+        assert_eq!(count("add set bridge"), 3);
+        // The port guard hooks prerouting (every frame) and input (frames passed up).
+        assert!(ops.contains(&"add chain bridge weft prerouting".to_string()));
+        assert!(ops.contains(&"add chain bridge weft input".to_string()));
         // Nothing touches set elements.
         assert!(!ops
             .iter()
@@ -750,7 +789,7 @@ mod tests {
     fn flush_elements_flushes_only_sets() {
         let mut b = Batch::new();
         flush_elements(&mut b);
-        assert_eq!(b.len(), 18);
+        assert_eq!(b.len(), 20);
         assert!(b.ops().iter().all(|o| o.starts_with("flush set ")));
     }
 
@@ -857,12 +896,14 @@ mod tests {
         assert_eq!(
             b.ops(),
             [
+                "add elements to bridge weft ports",
+                "add elements to inet weft ports",
                 "add elements to bridge weft src4",
                 "add elements to bridge weft src6",
                 "add elements to inet weft dnat4any",
             ]
         );
-        match &b.msgs()[1] {
+        match &b.msgs()[3] {
             Msg::AddElems { elems, .. } => {
                 assert_eq!(elems.len(), 2, "the address and the link-local one");
                 assert_eq!(elems[1].key.len(), 40);

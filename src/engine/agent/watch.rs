@@ -124,11 +124,7 @@ impl Classifier {
     /// Adds a firewall check to `out` when another process changed weft's tables.
     pub fn nft(&self, batch: &NftBatch, out: &mut Pending) {
         // weft's own transactions (commands, this agent) keep the tables right by construction.
-        if batch
-            .process
-            .as_deref()
-            .is_some_and(|p| p.starts_with("weft"))
-        {
+        if batch.process.as_deref().is_some_and(|p| p == "weft") {
             return;
         }
         // `NFPROTO_BRIDGE`: the family of weft's port filter table.
@@ -271,6 +267,13 @@ mod tests {
         c.nft(&batch("weft", "weft"), &mut p);
         c.nft(&batch("filter", "nft"), &mut p);
         assert!(p.is_empty());
+        // Only weft's own processes (all named exactly `weft`) are trusted.
+        c.nft(&batch("weft", "weftish"), &mut p);
+        assert_eq!(
+            p.firewall.as_deref(),
+            Some("weft's nftables table was changed by weftish (pid 42)")
+        );
+        let mut p = Pending::default();
         c.nft(&batch("weft", "nft"), &mut p);
         assert_eq!(
             p.firewall.as_deref(),
