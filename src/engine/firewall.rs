@@ -285,10 +285,24 @@ pub fn apply_with_repair(
     exec: &mut dyn crate::core::plan::Executor,
     ops: &[crate::core::plan::Op],
 ) -> Result<()> {
+    use crate::core::plan::Op;
     match crate::core::plan::apply_all(exec, ops) {
         Ok(()) => Ok(()),
         Err(first) => {
-            if ensure(ctx, Depth::Chains, &[]).is_ok_and(|d| !d.is_empty()) {
+            let repaired = ensure(ctx, Depth::Chains, &[]).is_ok_and(|d| !d.is_empty());
+            // A firewall operation that failed although nothing needs repair now was most
+            // likely refused while someone else (the agent) was repairing: once more too.
+            let firewall_op = ops.iter().any(|op| {
+                op.to_string() == first.cause.op
+                    && matches!(
+                        op,
+                        Op::FirewallAdd(_)
+                            | Op::FirewallRemove(_)
+                            | Op::FirewallAttach { .. }
+                            | Op::FirewallDetach { .. }
+                    )
+            });
+            if repaired || firewall_op {
                 crate::core::plan::apply_all(exec, ops)?;
                 return Ok(());
             }
