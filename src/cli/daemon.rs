@@ -1,0 +1,99 @@
+//! `weft daemon status | stop | repair`: talking to the host agent.
+
+use anyhow::Result;
+use clap::Subcommand;
+
+use super::output::print_json;
+use crate::engine::{self, Ctx};
+
+/// `weft daemon ...`
+#[derive(Debug, Subcommand)]
+pub enum DaemonCmd {
+    /// Whether the agent runs, its repairs and their causes, what it watches and holds.
+    Status,
+    /// Stop the agent (commands start it again when they need it).
+    Stop,
+    /// Ask the agent to check and repair everything now.
+    Repair,
+}
+
+pub fn run_daemon(ctx: &Ctx, action: Option<DaemonCmd>, json: bool) -> Result<i32> {
+    use engine::agent::client;
+    match action {
+        None => Ok(0),
+        Some(DaemonCmd::Status) => {
+            let status = client::status(ctx)?;
+            if json {
+                print_json(&serde_json::json!({
+                    "running": status.is_some(),
+                    "status": status,
+                }))?;
+            } else {
+                match &status {
+                    None => println!("weft agent: not running"),
+                    Some(s) => print_agent_status(s),
+                }
+            }
+            Ok(if status.is_some() { 0 } else { 3 })
+        }
+        Some(DaemonCmd::Stop) => {
+            let stopped = client::stop(ctx)?;
+            if json {
+                print_json(&serde_json::json!({ "stopped": stopped }))?;
+            } else {
+                println!(
+                    "{}",
+                    if stopped {
+                        "weft agent stopped"
+                    } else {
+                        "weft agent: not running"
+                    }
+                );
+            }
+            Ok(0)
+        }
+        Some(DaemonCmd::Repair) => {
+            if !client::repair(ctx)? {
+                return Err(crate::user_err!(
+                    "the weft agent is not running; `weft gc` repairs without it"
+                ));
+            }
+            if json {
+                print_json(&serde_json::json!({ "repaired": true }))?;
+            }
+            Ok(0)
+        }
+    }
+}
+
+fn print_agent_status(s: &crate::core::agent::AgentStatus) {
+    println!(
+        "weft agent: running (pid {}, up {} s)",
+        s.pid, s.uptime_secs
+    );
+    println!("state dir: {}", s.state_dir);
+    println!("watching: {}", s.watching.join(", "));
+    println!("repairs: {}", s.repairs_total);
+    let now = crate::engine::now();
+    for r in &s.repairs {
+        println!(
+            "  {} s ago, {}: {}",
+            now.saturating_sub(r.at),
+            r.cause,
+            r.applied.join("; ")
+        );
+        for e in &r.errors {
+            println!("    error: {e}");
+        }
+    }
+    println!("reserved ports: {}", s.reservations.len());
+    for p in &s.reservations {
+        println!(
+            "  {} {}/{} {}",
+            p.sandbox, p.host_port, p.protocol, p.host_ip
+        );
+    }
+    for e in &s.errors {
+        println!("error: {e}");
+    }
+}
