@@ -1,10 +1,13 @@
 //! The pure core: no system calls, no I/O. Everything here is unit-tested without root.
 
 pub mod agent;
+pub mod display;
+pub mod filter;
 pub mod firewall;
 pub mod ipam;
 pub mod model;
 pub mod names;
+pub mod netopts;
 pub mod nft;
 pub mod plan;
 pub mod ports;

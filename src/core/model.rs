@@ -114,6 +114,12 @@ impl Network {
                 .unwrap_or(true)
     }
 
+    /// The host address ports published into this network bind by default (`--opt
+    /// host_ip`, Docker's `host_binding_ipv4`); every address when unset.
+    pub fn host_ip(&self) -> Option<IpAddr> {
+        self.options.get("host_ip").and_then(|v| v.parse().ok())
+    }
+
     /// The IPv4 subnet configuration, if any.
     pub fn v4(&self) -> Option<&SubnetConfig> {
         self.subnets
@@ -246,6 +252,12 @@ pub struct Sandbox {
     pub owner_start: Option<u64>,
     /// Seconds since the epoch.
     pub created: u64,
+    /// When CMD last started (seconds since the epoch); unknown for records of older weft.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub started: Option<u64>,
+    /// When CMD last exited (seconds since the epoch).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub finished: Option<u64>,
 }
 
 impl Sandbox {

@@ -349,6 +349,18 @@ pub fn host_ips(spec: &PortSpec, has_v4: bool, has_v6: bool) -> Vec<IpAddr> {
     }
 }
 
+/// Specs with `default` as their host address where they name none (a network's `host_ip`
+/// option, Docker's `host_binding_ipv4`): then they publish as if `-p DEFAULT:…` was written.
+pub fn with_default_host(specs: Vec<PortSpec>, default: Option<IpAddr>) -> Vec<PortSpec> {
+    specs
+        .into_iter()
+        .map(|mut s| {
+            s.host_ip = s.host_ip.or(default);
+            s
+        })
+        .collect()
+}
+
 /// Whether two host addresses of published ports overlap: same family, and equal or either
 /// is the "every address" wildcard.
 pub fn overlaps(a: IpAddr, b: IpAddr) -> bool {

@@ -119,6 +119,8 @@ pub fn run(ctx: &Ctx) -> Result<GcReport> {
         if let Some(mut cur) = tx.sandbox(id)? {
             if command_died(&cur) {
                 cur.status = Status::Exited;
+                // Died unseen: the time gc noticed is the best known.
+                cur.finished = Some(crate::engine::now());
                 cur.pid = None;
                 cur.pid_start = None;
                 cur.monitor_pid = None;

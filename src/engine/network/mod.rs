@@ -18,6 +18,7 @@ use crate::core::firewall::drift::Depth;
 use crate::core::ipam::{self, AvoidEntry, ExistingNetwork, HostView};
 use crate::core::model::{Network, Status, SubnetConfig};
 use crate::core::names::{bridge_name, validate_ifname, validate_name};
+use crate::core::netopts;
 use crate::core::plan::plan_network;
 use crate::user_err;
 
@@ -104,6 +105,7 @@ struct Parsed {
     options: BTreeMap<String, String>,
     labels: BTreeMap<String, String>,
     bridge: Option<String>,
+    mtu: Option<u32>,
 }
 
 fn parse_request(req: &CreateRequest) -> Result<Parsed> {
@@ -120,26 +122,14 @@ fn parse_request(req: &CreateRequest) -> Result<Parsed> {
             req.driver
         ));
     }
-    if let Some(m) = req.mtu {
+    // Docker's option names are aliases of weft's flags and options.
+    let resolved = netopts::resolve(&req.opts, req.mtu, req.bridge_name.as_deref())?;
+    if let Some(m) = resolved.mtu {
         if !(68..=65535).contains(&m) {
             return Err(user_err!("invalid --mtu {m}: must be between 68 and 65535"));
         }
     }
-    let options = parse_kv("--opt", &req.opts)?;
-    for (k, v) in &options {
-        match k.as_str() {
-            "icc" | "masquerade" => {
-                if v != "true" && v != "false" {
-                    return Err(user_err!("invalid --opt {k}={v}: use true or false"));
-                }
-            }
-            _ => {
-                return Err(user_err!(
-                    "unknown --opt {k:?}: supported options are icc and masquerade"
-                ))
-            }
-        }
-    }
+    let options = resolved.options;
     let labels = parse_kv("--label", &req.labels)?;
     let mut aux = Vec::new();
     for a in &req.aux {
@@ -204,7 +194,7 @@ fn parse_request(req: &CreateRequest) -> Result<Parsed> {
             "--aux-address needs an explicit --subnet to lie in"
         ));
     }
-    if let Some(b) = &req.bridge_name {
+    if let Some(b) = &resolved.bridge_name {
         validate_ifname(b)?;
     }
     Ok(Parsed {
@@ -212,7 +202,8 @@ fn parse_request(req: &CreateRequest) -> Result<Parsed> {
         aux,
         options,
         labels,
-        bridge: req.bridge_name.clone(),
+        bridge: resolved.bridge_name,
+        mtu: resolved.mtu,
     })
 }
 
@@ -289,7 +280,7 @@ pub fn create(ctx: &Ctx, req: &CreateRequest) -> Result<Network> {
         driver: "bridge".into(),
         internal: req.internal,
         ipv6: req.ipv6,
-        mtu: req.mtu.unwrap_or(1500),
+        mtu: p.mtu.unwrap_or(1500),
         bridge,
         subnets,
         options: p.options,

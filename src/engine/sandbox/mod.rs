@@ -130,7 +130,6 @@ fn create_inner(ctx: &Ctx, req: &SandboxRequest, finish: bool) -> Result<Sandbox
             req.networks[0]
         ));
     }
-    let host = HostPorts::observe(&specs)?;
     if let Some(h) = &req.hostname {
         if h.is_empty() || h.len() > 64 || h.chars().any(|c| c.is_whitespace() || c == '/') {
             return Err(user_err!(
@@ -154,6 +153,16 @@ fn create_inner(ctx: &Ctx, req: &SandboxRequest, finish: bool) -> Result<Sandbox
     } else {
         vec![]
     };
+    // The first network's default host address for published ports (`--opt host_ip`).
+    let specs = match net_names.first() {
+        Some(first) if specs.iter().any(|s| s.host_ip.is_none()) => {
+            let tx = ctx.store.begin(Mode::Read)?;
+            let default = tx.network(first)?.and_then(|n| n.host_ip());
+            ports::with_default_host(specs, default)
+        }
+        _ => specs,
+    };
+    let host = HostPorts::observe(&specs)?;
     let netns = match mode {
         NetMode::Host => None,
         _ => Some(ctx.netns_dir()?.join(&id).display().to_string()),
@@ -223,6 +232,8 @@ fn create_inner(ctx: &Ctx, req: &SandboxRequest, finish: bool) -> Result<Sandbox
         ports: published,
         command: req.command.clone(),
         auto_remove: req.auto_remove,
+        started: None,
+        finished: None,
         exit_code: None,
         status: Status::Creating,
         owner_pid: Some(crate::engine::me().0),

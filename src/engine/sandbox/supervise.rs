@@ -122,6 +122,8 @@ fn mark_running(ctx: &Ctx, id: &str, pid: u32, start: u64) -> Result<bool> {
         s.monitor_pid = Some(me);
         s.monitor_start = process::start_time(me);
         s.status = Status::Running;
+        s.started = Some(crate::engine::now());
+        s.finished = None;
         // `run`'s intent ends here: the sandbox is made and its command runs.
         s.owner_pid = None;
         s.owner_start = None;
@@ -227,6 +229,7 @@ fn finish(ctx: &Ctx, id: &str, code: i32) -> Result<()> {
         s.monitor_start = None;
         s.status = Status::Exited;
         s.exit_code = Some(code);
+        s.finished = Some(crate::engine::now());
     })?
     else {
         return Ok(());
