@@ -395,7 +395,7 @@ fn network_prune_removes_only_unused_networks() {
     h.weft_ok(&["network", "create", "used"]);
     h.weft_ok(&["network", "create", "idle"]);
     h.weft_ok(&["create", "s", "--network", "used"]);
-    let out = h.weft_ok(&["network", "prune"]);
+    let out = h.weft_ok(&["network", "prune", "-f"]);
     assert_eq!(out, "idle\n");
     let names: Vec<String> = h
         .json(&["network", "ls"])

@@ -3,8 +3,16 @@
 use anyhow::Result;
 use clap::Subcommand;
 
-use super::output::print_json;
+use super::output::{self, print_json, Kind, Style};
+use super::Format;
 use crate::engine::{self, Ctx};
+
+/// Examples shown by `weft daemon --help`.
+pub const EXAMPLES: &str = "\
+Examples:
+  weft daemon --stay                  run the agent in the foreground (as its systemd unit does)
+  weft daemon status                  whether it runs, its repairs and the ports it holds
+  weft daemon repair                  ask it to check everything now";
 
 /// `weft daemon ...`
 #[derive(Debug, Subcommand)]
@@ -17,7 +25,9 @@ pub enum DaemonCmd {
     Repair,
 }
 
-pub fn run_daemon(ctx: &Ctx, action: Option<DaemonCmd>, json: bool) -> Result<i32> {
+/// Runs `weft daemon SUBCOMMAND` (the agent itself is started in `cli::run`).
+pub fn run_daemon(ctx: &Ctx, action: Option<DaemonCmd>, format: Option<Format>) -> Result<i32> {
+    let json = output::style(format, "daemon", Kind::Text)? == Style::Json;
     use engine::agent::client;
     match action {
         None => Ok(0),

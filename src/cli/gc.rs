@@ -2,11 +2,19 @@
 
 use anyhow::Result;
 
-use super::output::print_json;
+use super::output::{self, print_json, Kind, Style};
+use super::Format;
 use crate::engine::{gc, Ctx};
 
+/// Examples shown by `weft gc --help`.
+pub const EXAMPLES: &str = "\
+Examples:
+  weft gc                             repair, and print one line per thing done
+  weft gc --format json               the report as one JSON object (every list, even empty)";
+
 /// Runs gc and prints what it did; exit code 1 if anything failed.
-pub fn run_gc(ctx: &Ctx, json: bool) -> Result<i32> {
+pub fn run_gc(ctx: &Ctx, format: Option<Format>) -> Result<i32> {
+    let json = output::style(format, "gc", Kind::Text)? == Style::Json;
     let report = gc::run(ctx)?;
     if json {
         print_json(&report)?;

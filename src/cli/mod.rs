@@ -25,30 +25,54 @@ use output::print_json;
 
 /// Docker-style container networking without Docker.
 #[derive(Debug, Parser)]
-#[command(name = "weft", version, about, propagate_version = true)]
+#[command(
+    name = "weft",
+    version,
+    about,
+    propagate_version = true,
+    after_help = "Environment: WEFT_STATE_DIR, WEFT_RUN_DIR and WEFT_CONFIG set the defaults of \
+--state-dir, --run-dir and --config."
+)]
 pub struct Cli {
     /// Persistent state (networks, sandboxes, allocations).
     #[arg(
         long,
         global = true,
         env = "WEFT_STATE_DIR",
-        default_value = "/var/lib/weft"
+        hide_env = true,
+        default_value = "/var/lib/weft",
+        help_heading = "Global options"
     )]
     pub state_dir: PathBuf,
     /// Runtime state (namespace handles, per-sandbox files).
-    #[arg(long, global = true, env = "WEFT_RUN_DIR", default_value = "/run/weft")]
+    #[arg(
+        long,
+        global = true,
+        env = "WEFT_RUN_DIR",
+        hide_env = true,
+        default_value = "/run/weft",
+        help_heading = "Global options"
+    )]
     pub run_dir: PathBuf,
     /// Configuration file.
     #[arg(
         long,
         global = true,
         env = "WEFT_CONFIG",
-        default_value = "/etc/weft/weft.toml"
+        hide_env = true,
+        default_value = "/etc/weft/weft.toml",
+        help_heading = "Global options"
     )]
     pub config: PathBuf,
-    /// Output format.
-    #[arg(long, global = true, value_enum, default_value_t = Format::Table)]
-    pub format: Format,
+    /// Output format: table or json (default: each command's own; see README, JSON output).
+    #[arg(
+        long,
+        global = true,
+        value_enum,
+        hide_possible_values = true,
+        help_heading = "Global options"
+    )]
+    pub format: Option<Format>,
     /// What to do.
     #[command(subcommand)]
     pub command: Command,
@@ -93,12 +117,9 @@ pub enum Command {
         command: Vec<String>,
     },
     /// List sandboxes.
-    Ps {
-        /// Include sandboxes that are not running.
-        #[arg(short, long)]
-        all: bool,
-    },
+    Ps(ps::PsArgs),
     /// Show sandboxes in detail.
+    #[command(after_help = inspect::INSPECT_EXAMPLES)]
     Inspect {
         /// Sandbox names or ids.
         #[arg(required = true)]
@@ -123,18 +144,24 @@ pub enum Command {
         sandboxes: Vec<String>,
     },
     /// IP address management.
-    #[command(subcommand)]
+    #[command(
+        subcommand,
+        after_help = "Examples:\n  weft ipam avoid add 10.0.0.0/8\n  weft ipam avoid ls"
+    )]
     Ipam(IpamCmd),
     /// List a sandbox's published ports.
+    #[command(after_help = inspect::PORT_EXAMPLES)]
     Port {
         /// Sandbox name or id.
         sandbox: String,
     },
     /// Remove what a crash left behind and reconcile state with the kernel.
+    #[command(after_help = gc::EXAMPLES)]
     Gc,
     /// The host agent: repairs drift within a second and holds published ports. Without a
     /// subcommand it runs in the foreground (as systemd starts it); commands start it on
     /// demand.
+    #[command(after_help = daemon::EXAMPLES)]
     Daemon {
         /// Keep running when nothing weft-made is left (for a service manager; started on
         /// demand, the agent leaves then).
@@ -305,10 +332,28 @@ fn sandbox_request(a: &CreateArgs, auto_remove: bool) -> sandbox::SandboxRequest
 
 /// Runs the parsed command and returns the process exit code.
 pub fn run(cli: Cli) -> Result<i32> {
+    match run_command(cli) {
+        // A usage error exits 2, as clap's own do, before anything was done.
+        Err(e) if e.is::<output::UsageError>() => {
+            eprintln!("error: {e}");
+            Ok(2)
+        }
+        other => other,
+    }
+}
+
+fn run_command(cli: Cli) -> Result<i32> {
+    let format = cli.format;
     // Probes and the demo need no state.
     match &cli.command {
-        Command::Tool(t) => return run_tool(t),
-        Command::Demo => return engine::demo::run(),
+        Command::Tool(t) => {
+            output::style(format, "tool", output::Kind::TextOnly)?;
+            return run_tool(t);
+        }
+        Command::Demo => {
+            output::style(format, "demo", output::Kind::TextOnly)?;
+            return engine::demo::run();
+        }
         // The init's exit code is its command's; nothing of weft's may be printed after it.
         Command::Init {
             control_fd,
@@ -317,12 +362,13 @@ pub fn run(cli: Cli) -> Result<i32> {
         _ => {}
     }
     if let Command::Daemon { action: None, stay } = &cli.command {
+        output::style(format, "daemon", output::Kind::TextOnly)?;
         return engine::agent::run(&cli.state_dir, &cli.run_dir, &cli.config, *stay);
     }
     let ctx = Ctx::open(&cli.state_dir, &cli.run_dir, &cli.config)?;
-    let json = cli.format == Format::Json;
+    let json = format == Some(Format::Json);
     match cli.command {
-        Command::Network(n) => network::run_network(&ctx, n, json),
+        Command::Network(n) => network::run_network(&ctx, n, format),
         Command::Run(r) => {
             if r.sandbox.command.is_empty() {
                 return Err(crate::user_err!(
@@ -359,18 +405,18 @@ pub fn run(cli: Cli) -> Result<i32> {
             sandbox: s,
             command,
         } => sandbox::exec(&ctx, &s, &command),
-        Command::Ps { all } => ps::run_ps(&ctx, all, json),
-        Command::Inspect { sandboxes } => inspect::run_inspect(&ctx, &sandboxes),
-        Command::Stop { time, sandboxes } => stop::run_stop(&ctx, &sandboxes, time),
-        Command::Rm { force, sandboxes } => stop::run_rm(&ctx, &sandboxes, force),
-        Command::Ipam(IpamCmd::Avoid(a)) => ipam::run_avoid(&ctx, a, json),
-        Command::Port { sandbox: s } => inspect::run_port(&ctx, &s, json),
-        Command::Gc => gc::run_gc(&ctx, json),
+        Command::Ps(args) => ps::run_ps(&ctx, &args, format),
+        Command::Inspect { sandboxes } => inspect::run_inspect(&ctx, &sandboxes, format),
+        Command::Stop { time, sandboxes } => stop::run_stop(&ctx, &sandboxes, time, format),
+        Command::Rm { force, sandboxes } => stop::run_rm(&ctx, &sandboxes, force, format),
+        Command::Ipam(IpamCmd::Avoid(a)) => ipam::run_avoid(&ctx, a, format),
+        Command::Port { sandbox: s } => inspect::run_port(&ctx, &s, format),
+        Command::Gc => gc::run_gc(&ctx, format),
         Command::Monitor { id } => {
             sandbox::monitor(&ctx, &id)?;
             Ok(0)
         }
-        Command::Daemon { action, .. } => daemon::run_daemon(&ctx, action, json),
+        Command::Daemon { action, .. } => daemon::run_daemon(&ctx, action, format),
         Command::Tool(_) | Command::Demo | Command::Init { .. } => Ok(0),
     }
 }

@@ -1,28 +1,57 @@
 //! `weft network ...`: parsing and output of the network commands.
 
+use std::io::BufRead as _;
+
 use anyhow::Result;
 use clap::{Args, Subcommand};
+use serde::Serialize;
 
-use super::output::{print_json, warn_unreadable};
+use super::output::{self, print_json, table, warn_unreadable, Kind, Style};
+use super::stop::Removed;
+use super::Format;
 use crate::adapters::store::Store as _;
+use crate::core::display;
+use crate::core::filter::{self, Filter};
 use crate::engine::{network, sandbox, view, Ctx};
 
 /// `weft network ...`
 #[derive(Debug, Subcommand)]
 pub enum NetworkCmd {
     /// Create a network.
+    #[command(after_help = "\
+Examples:
+  weft network create web                           a subnet chosen clear of routes and peers
+  weft network create db --subnet 10.89.5.0/24 --internal
+  weft network create lan --opt com.docker.network.bridge.name=br-lan --mtu 1400")]
     Create(NetworkCreateArgs),
     /// List networks.
-    #[command(alias = "list")]
-    Ls,
+    #[command(
+        alias = "list",
+        after_help = "\
+Examples:
+  weft network ls
+  weft network ls -q -f label=team=blue        ids of the networks labelled team=blue
+  weft network ls -f name=web --format json"
+    )]
+    Ls(LsArgs),
     /// Show networks in detail, with the subnet choice explained.
+    #[command(after_help = "\
+Examples:
+  weft network inspect web                     options, subnets, skipped candidates, sandboxes
+  weft network inspect web --format json       an array of documents (see README: JSON output)")]
     Inspect {
         /// Network names or ids.
         #[arg(required = true)]
         networks: Vec<String>,
     },
     /// Remove networks.
-    #[command(alias = "remove")]
+    #[command(
+        alias = "remove",
+        after_help = "\
+Examples:
+  weft network rm web db                       removes both; a network in use is refused
+  weft network rm -f web                       disconnects its sandboxes first"
+    )]
     Rm {
         /// Disconnect attached sandboxes first.
         #[arg(short, long)]
@@ -31,9 +60,21 @@ pub enum NetworkCmd {
         #[arg(required = true)]
         networks: Vec<String>,
     },
-    /// Remove all networks no sandbox uses.
-    Prune,
+    /// Remove all networks no sandbox uses (never the default network `weft`).
+    #[command(after_help = "\
+Examples:
+  weft network prune                           asks first: answer y to remove
+  weft network prune -f                        no question (scripts)")]
+    Prune {
+        /// Do not ask for confirmation.
+        #[arg(short, long)]
+        force: bool,
+    },
     /// Attach a sandbox to a network (also while it runs).
+    #[command(after_help = "\
+Examples:
+  weft network connect backend web             web gets eth1 on backend
+  weft network connect backend web --ip 10.89.5.10 --alias api")]
     Connect {
         /// Network.
         network: String,
@@ -47,6 +88,9 @@ pub enum NetworkCmd {
         alias: Vec<String>,
     },
     /// Detach a sandbox from a network.
+    #[command(after_help = "\
+Example:
+  weft network disconnect backend web")]
     Disconnect {
         /// Network.
         network: String,
@@ -84,7 +128,9 @@ pub struct NetworkCreateArgs {
     /// MTU of the bridge and veths.
     #[arg(long)]
     pub mtu: Option<u32>,
-    /// Driver options: icc=false, masquerade=false.
+    /// Driver options: icc=true|false, masquerade=true|false, host_ip=ADDR (default host
+    /// address of published ports), and Docker's com.docker.network.bridge.{name, enable_icc,
+    /// enable_ip_masquerade, host_binding_ipv4} and com.docker.network.driver.mtu.
     #[arg(long, short)]
     pub opt: Vec<String>,
     /// Name of the bridge interface.
@@ -98,8 +144,63 @@ pub struct NetworkCreateArgs {
     pub allow_overlap: bool,
 }
 
-pub fn run_network(ctx: &Ctx, cmd: NetworkCmd, json: bool) -> Result<i32> {
+/// `weft network ls` flags.
+#[derive(Debug, Args)]
+pub struct LsArgs {
+    /// Print only network ids, one per line.
+    #[arg(short, long)]
+    pub quiet: bool,
+    /// Don't shorten ids.
+    #[arg(long)]
+    pub no_trunc: bool,
+    /// Show only matching networks: name=PART, id=PREFIX, driver=NAME, label=KEY[=VALUE]
+    /// (the same key again: either; other keys: both).
+    #[arg(short, long = "filter", value_name = "KEY=VALUE", value_parser = parse_filter)]
+    pub filter: Vec<Filter>,
+}
+
+fn parse_filter(s: &str) -> Result<Filter, String> {
+    filter::parse(s, filter::NETWORK_KEYS).map_err(|e| e.to_string())
+}
+
+/// `weft network connect --format json`: the endpoint as `inspect` shows it in `networks`,
+/// with the sandbox's name.
+#[derive(Debug, Serialize)]
+struct Connected {
+    /// Sandbox name.
+    sandbox: String,
+    /// The endpoint.
+    #[serde(flatten)]
+    endpoint: view::SandboxNetworkView,
+}
+
+/// `weft network disconnect --format json`.
+#[derive(Debug, Serialize)]
+struct Disconnected {
+    /// Network name.
+    network: String,
+    /// Sandbox name.
+    sandbox: String,
+}
+
+fn name(cmd: &NetworkCmd) -> (&'static str, Kind) {
+    match cmd {
+        NetworkCmd::Create(_) => ("network create", Kind::Text),
+        NetworkCmd::Ls(_) => ("network ls", Kind::Table),
+        NetworkCmd::Inspect { .. } => ("network inspect", Kind::Text),
+        NetworkCmd::Rm { .. } => ("network rm", Kind::Text),
+        NetworkCmd::Prune { .. } => ("network prune", Kind::Text),
+        NetworkCmd::Connect { .. } => ("network connect", Kind::Text),
+        NetworkCmd::Disconnect { .. } => ("network disconnect", Kind::Text),
+    }
+}
+
+/// Runs `weft network ...`.
+pub fn run_network(ctx: &Ctx, cmd: NetworkCmd, format: Option<Format>) -> Result<i32> {
     use crate::adapters::store::Mode;
+    let (what, kind) = name(&cmd);
+    let style = output::style(format, what, kind)?;
+    let json = style == Style::Json;
     match cmd {
         NetworkCmd::Create(a) => {
             let req = network::CreateRequest {
@@ -124,12 +225,28 @@ pub fn run_network(ctx: &Ctx, cmd: NetworkCmd, json: bool) -> Result<i32> {
                 println!("{}", net.id);
             }
         }
-        NetworkCmd::Ls => {
+        NetworkCmd::Ls(args) => {
             warn_unreadable(ctx, "networks")?;
             let tx = ctx.store.begin(Mode::Read)?;
             let sbs = tx.sandboxes()?;
-            let nets = tx.networks()?;
-            if json {
+            let nets: Vec<_> = tx
+                .networks()?
+                .into_iter()
+                .filter(|n| filter::network_matches(&args.filter, n))
+                .collect();
+            drop(tx);
+            let id = |n: &crate::core::model::Network| {
+                if args.no_trunc {
+                    n.id.clone()
+                } else {
+                    n.short_id().to_string()
+                }
+            };
+            if args.quiet {
+                for n in &nets {
+                    println!("{}", id(n));
+                }
+            } else if json {
                 print_json(
                     &nets
                         .iter()
@@ -141,7 +258,7 @@ pub fn run_network(ctx: &Ctx, cmd: NetworkCmd, json: bool) -> Result<i32> {
                     .iter()
                     .map(|n| {
                         vec![
-                            n.short_id().to_string(),
+                            id(n),
                             n.name.clone(),
                             n.driver.clone(),
                             n.bridge.clone(),
@@ -159,7 +276,7 @@ pub fn run_network(ctx: &Ctx, cmd: NetworkCmd, json: bool) -> Result<i32> {
                     .collect();
                 print!(
                     "{}",
-                    view::table(
+                    table(
                         &[
                             "NETWORK ID",
                             "NAME",
@@ -180,23 +297,45 @@ pub fn run_network(ctx: &Ctx, cmd: NetworkCmd, json: bool) -> Result<i32> {
             for n in &networks {
                 out.push(view::network(&network::find(tx.as_ref(), n)?, &sbs));
             }
+            drop(tx);
             if json {
                 print_json(&out)?;
             } else {
-                for v in &out {
-                    print_network_text(v);
-                }
+                let now = crate::engine::now();
+                let text: Vec<String> = out.iter().map(|v| network_text(v, now)).collect();
+                print!("{}", text.join("\n"));
             }
         }
         NetworkCmd::Rm { force, networks } => {
-            for n in network::remove::remove(ctx, &networks, force)? {
-                println!("{n}");
+            let mut out = Removed {
+                removed: vec![],
+                errors: vec![],
+            };
+            // Every name is tried, as `docker network rm` does: one refusal does not keep
+            // the others.
+            for n in &networks {
+                match network::remove::remove(ctx, std::slice::from_ref(n), force) {
+                    Ok(names) => out.removed.extend(names),
+                    Err(e) => out.errors.push(format!("{e:#}")),
+                }
             }
+            return out.print(style);
         }
-        NetworkCmd::Prune => {
-            for n in network::remove::prune(ctx)? {
-                println!("{n}");
+        NetworkCmd::Prune { force } => {
+            if !force && !confirm_prune()? {
+                if json {
+                    print_json(&Removed {
+                        removed: vec![],
+                        errors: vec![],
+                    })?;
+                }
+                return Ok(0);
             }
+            return Removed {
+                removed: network::remove::prune(ctx)?,
+                errors: vec![],
+            }
+            .print(style);
         }
         NetworkCmd::Connect {
             network: n,
@@ -206,7 +345,14 @@ pub fn run_network(ctx: &Ctx, cmd: NetworkCmd, json: bool) -> Result<i32> {
         } => {
             let ep = sandbox::connect::connect(ctx, &n, &s, &ip, &alias)?;
             if json {
-                print_json(&ep)?;
+                let sandbox = {
+                    let tx = ctx.store.begin(Mode::Read)?;
+                    sandbox::find(tx.as_ref(), &s)?.name
+                };
+                print_json(&Connected {
+                    sandbox,
+                    endpoint: view::endpoint(&ep),
+                })?;
             } else {
                 println!(
                     "{} {}",
@@ -221,41 +367,128 @@ pub fn run_network(ctx: &Ctx, cmd: NetworkCmd, json: bool) -> Result<i32> {
         NetworkCmd::Disconnect {
             network: n,
             sandbox: s,
-        } => sandbox::connect::disconnect(ctx, &n, &s)?,
+        } => {
+            // The names as stored (the user may have given ids).
+            let names = {
+                let tx = ctx.store.begin(Mode::Read)?;
+                (
+                    network::find(tx.as_ref(), &n)?.name,
+                    sandbox::find(tx.as_ref(), &s)?.name,
+                )
+            };
+            sandbox::connect::disconnect(ctx, &n, &s)?;
+            if json {
+                print_json(&Disconnected {
+                    network: names.0,
+                    sandbox: names.1,
+                })?;
+            }
+        }
     }
     Ok(0)
 }
 
-fn print_network_text(v: &view::NetworkView) {
-    println!("Network {} ({})", v.name, &v.id[..12.min(v.id.len())]);
-    println!(
-        "  driver {}  bridge {}  mtu {}  internal {}",
-        v.driver, v.bridge, v.mtu, v.internal
-    );
-    for s in &v.subnets {
-        println!(
-            "  subnet {}  gateway {}{}",
-            s.subnet,
-            s.gateway,
-            s.ip_range
-                .as_ref()
-                .map(|r| format!("  ip-range {r}"))
-                .unwrap_or_default()
-        );
+/// Asks as `docker network prune` does. Like Docker it reads the answer from stdin even when
+/// stdin is not a terminal (`yes | weft network prune` works); end of input means no.
+fn confirm_prune() -> Result<bool> {
+    use std::io::Write as _;
+    // On stderr: stdout carries only the result (names, or JSON), also for scripts.
+    let mut err = std::io::stderr().lock();
+    write!(
+        err,
+        "WARNING! This will remove all custom networks not used by at least one sandbox.\n\
+         Are you sure you want to continue? [y/N] "
+    )?;
+    err.flush()?;
+    let mut answer = String::new();
+    std::io::stdin().lock().read_line(&mut answer)?;
+    Ok(matches!(answer.trim(), "y" | "Y"))
+}
+
+fn kv_line<V: std::fmt::Display>(map: &std::collections::BTreeMap<String, V>) -> String {
+    if map.is_empty() {
+        return "-".into();
     }
+    map.iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// `network inspect` for people.
+fn network_text(v: &view::NetworkView, now: u64) -> String {
+    use std::fmt::Write as _;
+    let mut o = String::new();
+    let indent = |t: String| t.lines().map(|l| format!("    {l}\n")).collect::<String>();
+    let _ = writeln!(o, "Network {} ({})", v.name, &v.id[..12.min(v.id.len())]);
+    let _ = writeln!(
+        o,
+        "  Created:     {} ({})",
+        display::utc(v.created),
+        display::ago(v.created, now)
+    );
+    let _ = writeln!(o, "  Driver:      {}", v.driver);
+    let _ = writeln!(o, "  Bridge:      {}", v.bridge);
+    let _ = writeln!(o, "  MTU:         {}", v.mtu);
+    let _ = writeln!(o, "  Internal:    {}", v.internal);
+    let _ = writeln!(o, "  IPv6:        {}", v.ipv6);
+    let _ = writeln!(o, "  Options:     {}", kv_line(&v.options));
+    let _ = writeln!(o, "  Labels:      {}", kv_line(&v.labels));
+    let _ = writeln!(o, "  Aux:         {}", kv_line(&v.aux_addresses));
+    let _ = writeln!(o, "  Subnets:");
+    let rows: Vec<Vec<String>> = v
+        .subnets
+        .iter()
+        .map(|s| {
+            vec![
+                s.subnet.clone(),
+                s.gateway.clone(),
+                s.ip_range.clone().unwrap_or_else(|| "-".into()),
+            ]
+        })
+        .collect();
+    o.push_str(&indent(table(&["SUBNET", "GATEWAY", "IP RANGE"], &rows)));
     if let Some(a) = &v.allocation {
-        println!("  chosen automatically from pool {}", a.pool);
-        for sk in &a.skipped {
-            println!("    skipped {}: {}", sk.candidate, sk.reason);
+        let _ = writeln!(
+            o,
+            "  Chosen automatically from pool {}{}",
+            a.pool,
+            if a.skipped.is_empty() {
+                "; no candidate skipped".to_string()
+            } else {
+                format!("; skipped {}:", a.skipped.len())
+            }
+        );
+        if !a.skipped.is_empty() {
+            let rows: Vec<Vec<String>> = a
+                .skipped
+                .iter()
+                .map(|s| vec![s.candidate.to_string(), s.reason.clone()])
+                .collect();
+            o.push_str(&indent(table(&["SUBNET", "REASON"], &rows)));
         }
     }
-    for e in &v.endpoints {
-        println!(
-            "  {} {} {} {}",
-            e.sandbox,
-            e.interface,
-            e.ipv4.clone().or(e.ipv6.clone()).unwrap_or_default(),
-            e.mac
-        );
+    if v.endpoints.is_empty() {
+        let _ = writeln!(o, "  Sandboxes:   -");
+    } else {
+        let _ = writeln!(o, "  Sandboxes:");
+        let rows: Vec<Vec<String>> = v
+            .endpoints
+            .iter()
+            .map(|e| {
+                vec![
+                    e.sandbox.clone(),
+                    e.interface.clone(),
+                    e.ipv4.clone().unwrap_or_else(|| "-".into()),
+                    e.ipv6.clone().unwrap_or_else(|| "-".into()),
+                    e.mac.clone(),
+                ]
+            })
+            .collect();
+        o.push_str(&indent(table(
+            &["NAME", "INTERFACE", "IPV4", "IPV6", "MAC"],
+            &rows,
+        )));
     }
+    o
 }

@@ -109,6 +109,38 @@ pub fn ports_column(ports: &[PortMapping]) -> String {
         .join(", ")
 }
 
+/// `s` cut to `max` characters, the last replaced by `…` when cut (Docker's `Ellipsis`).
+pub fn ellipsis(s: &str, max: usize) -> String {
+    if s.chars().count() <= max {
+        return s.to_string();
+    }
+    let mut out: String = s.chars().take(max.saturating_sub(1)).collect();
+    out.push('…');
+    out
+}
+
+/// Seconds since the epoch as an RFC 3339 UTC time, `2026-12-03T00:55:12Z`.
+pub fn utc(secs: u64) -> String {
+    let days = secs / 86_400;
+    let rem = secs % 86_400;
+    // Howard Hinnant's days-to-civil algorithm, on unsigned values (the epoch is after 0000).
+    let z = days + 719_468;
+    let era = z / 146_097;
+    let doe = z % 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + u64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -135,6 +167,19 @@ mod tests {
             format!("{} years", u64::MAX / 86400 / 365)
         );
         assert_eq!(ago(100, 40), "Less than a second ago");
+    }
+
+    #[test]
+    fn times_and_cuts() {
+        assert_eq!(utc(0), "1970-01-01T00:00:00Z");
+        assert_eq!(utc(951_782_400), "2000-02-29T00:00:00Z");
+        assert_eq!(utc(1_796_258_112), "2026-12-03T00:35:12Z");
+        assert_eq!(ellipsis("sleep 600", 20), "sleep 600");
+        assert_eq!(
+            ellipsis("abcdefghijklmnopqrstuvwxyz", 20),
+            "abcdefghijklmnopqrs…"
+        );
+        assert_eq!(ellipsis("ééé", 2), "é…");
     }
 
     fn m(ip: &str, h: u16, c: u16, p: Protocol) -> PortMapping {

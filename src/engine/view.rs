@@ -1,5 +1,4 @@
-//! What `inspect`, `ls` and `ps` print: JSON documents with the documented field names, and
-//! their table renderings.
+//! What `inspect`, `ls` and `ps` print: JSON documents with the documented field names.
 
 use std::collections::BTreeMap;
 
@@ -65,6 +64,8 @@ pub struct NetworkView {
     pub endpoints: Vec<NetworkEndpointView>,
     /// Lifecycle.
     pub status: String,
+    /// When it was created, seconds since the epoch.
+    pub created: u64,
 }
 
 fn s(n: &Option<IpNet>) -> Option<String> {
@@ -115,6 +116,7 @@ pub fn network(net: &Network, sandboxes: &[Sandbox]) -> NetworkView {
         allocation: net.allocation.clone(),
         endpoints,
         status: format!("{:?}", net.status).to_lowercase(),
+        created: net.created,
     }
 }
 
@@ -164,6 +166,25 @@ pub struct SandboxView {
     pub ports: Vec<crate::core::ports::PortMapping>,
     /// Labels.
     pub labels: BTreeMap<String, String>,
+    /// When it was created, seconds since the epoch.
+    pub created: u64,
+    /// When its command last started (null if never, or unknown).
+    pub started: Option<u64>,
+    /// When its command last exited (null if it has not).
+    pub finished: Option<u64>,
+}
+
+/// One endpoint of a sandbox as `inspect` prints it (and `network connect`).
+pub fn endpoint(e: &crate::core::model::Endpoint) -> SandboxNetworkView {
+    SandboxNetworkView {
+        network: e.network.clone(),
+        interface: e.interface.clone(),
+        host_interface: e.host_interface.clone(),
+        ipv4: s(&e.ipv4),
+        ipv6: s(&e.ipv6),
+        mac: e.mac.clone(),
+        aliases: e.aliases.clone(),
+    }
 }
 
 /// Builds the sandbox view.
@@ -178,61 +199,11 @@ pub fn sandbox(sb: &Sandbox) -> SandboxView {
         exit_code: sb.exit_code,
         hostname: sb.hostname.clone(),
         command: sb.command.clone(),
-        networks: sb
-            .endpoints
-            .iter()
-            .map(|e| SandboxNetworkView {
-                network: e.network.clone(),
-                interface: e.interface.clone(),
-                host_interface: e.host_interface.clone(),
-                ipv4: s(&e.ipv4),
-                ipv6: s(&e.ipv6),
-                mac: e.mac.clone(),
-                aliases: e.aliases.clone(),
-            })
-            .collect(),
+        networks: sb.endpoints.iter().map(endpoint).collect(),
         ports: sb.ports.clone(),
         labels: sb.labels.clone(),
-    }
-}
-
-/// Renders rows as a left-aligned table with a header.
-pub fn table(header: &[&str], rows: &[Vec<String>]) -> String {
-    let mut widths: Vec<usize> = header.iter().map(|h| h.len()).collect();
-    for r in rows {
-        for (i, c) in r.iter().enumerate() {
-            if i < widths.len() {
-                widths[i] = widths[i].max(c.len());
-            }
-        }
-    }
-    let line = |cells: Vec<&str>| {
-        let mut out = String::new();
-        for (i, c) in cells.iter().enumerate() {
-            if i + 1 == cells.len() {
-                out.push_str(c);
-            } else {
-                out.push_str(&format!("{:w$}   ", c, w = widths[i]));
-            }
-        }
-        out.trim_end().to_string()
-    };
-    let mut out = line(header.to_vec());
-    out.push('\n');
-    for r in rows {
-        out.push_str(&line(r.iter().map(|s| s.as_str()).collect()));
-        out.push('\n');
-    }
-    out
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn table_aligns_columns() {
-        let t = table(&["A", "BB"], &[vec!["xyz".into(), "1".into()]]);
-        assert_eq!(t, "A     BB\nxyz   1\n");
+        created: sb.created,
+        started: sb.started,
+        finished: sb.finished,
     }
 }

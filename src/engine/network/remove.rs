@@ -201,7 +201,7 @@ pub fn teardown(ctx: &Ctx, net: &Network) -> Result<()> {
     Ok(())
 }
 
-/// Removes every network no sandbox uses.
+/// Removes every network no sandbox uses, except the default network.
 pub fn prune(ctx: &Ctx) -> Result<Vec<String>> {
     let unused: Vec<Network> = {
         let tx = ctx.store.begin(Mode::Read)?;
@@ -209,6 +209,8 @@ pub fn prune(ctx: &Ctx) -> Result<Vec<String>> {
         tx.networks()?
             .into_iter()
             .filter(|n| n.status == Status::Created)
+            // The default network is weft's `bridge`: there even when unused, as Docker's.
+            .filter(|n| n.name != super::DEFAULT_NETWORK)
             .filter(|n| {
                 !sbs.iter()
                     .any(|s| s.endpoints.iter().any(|e| e.network_id == n.id))
