@@ -70,6 +70,8 @@ pub struct Cli {
         global = true,
         value_enum,
         hide_possible_values = true,
+        // As Docker's flags: given twice, the last one counts.
+        overrides_with = "format",
         help_heading = "Global options"
     )]
     pub format: Option<Format>,

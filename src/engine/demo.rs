@@ -95,7 +95,9 @@ impl Demo {
         let _ = self
             .weft_cmd(&["rm", "--force", "web", "api", "db", "site"])
             .map(|mut c| c.output());
-        let _ = self.weft_cmd(&["network", "prune", "-f"]).map(|mut c| c.output());
+        let _ = self
+            .weft_cmd(&["network", "prune", "-f"])
+            .map(|mut c| c.output());
         let _ = self.weft_cmd(&["gc"]).map(|mut c| c.output());
         let _ = netns::delete(&self.inet_ns);
         let _ = netns::delete(&self.host_ns);
