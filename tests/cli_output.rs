@@ -393,25 +393,67 @@ fn ps_shows_ports_created_and_status_as_docker() {
             "NAMES"
         ]
     );
-    let row = |name: &str| {
+    // A row's cell under a header column (the table is aligned, the text ASCII).
+    let cols = [
+        "SANDBOX ID",
+        "COMMAND",
+        "CREATED",
+        "STATUS",
+        "PORTS",
+        "NETWORKS",
+        "NAMES",
+    ];
+    let cell = |table: &str, row: &str, col: &str| -> String {
+        let header_line = table.lines().next().unwrap();
+        let i = cols.iter().position(|c| *c == col).unwrap();
+        let from = header_line.find(col).unwrap();
+        let to = cols
+            .get(i + 1)
+            .map(|n| header_line.find(n).unwrap())
+            .unwrap_or(row.len());
+        row.get(from..to.min(row.len()))
+            .unwrap_or("")
+            .trim()
+            .to_string()
+    };
+    let row = |text: &str, name: &str| {
         text.lines()
             .find(|l| l.ends_with(&format!(" {name}")))
             .unwrap_or_else(|| panic!("no row for {name}: {text}"))
             .to_string()
     };
-    let up = row("up");
-    assert!(
-        up.contains("0.0.0.0:8080->80/tcp, 127.0.0.1:9000-9001->9000-9001/udp"),
-        "{up}"
+    let secs = |s: &str| {
+        s == "Less than a second"
+            || s == "1 second"
+            || s.strip_suffix(" seconds")
+                .is_some_and(|n| n.parse::<u32>().is_ok())
+    };
+    let up = row(&text, "up");
+    assert_eq!(
+        cell(&text, &up, "PORTS"),
+        "0.0.0.0:8080->80/tcp, 127.0.0.1:9000-9001->9000-9001/udp"
     );
-    assert!(up.contains("\"sleep 600\""), "{up}");
-    // CREATED, then STATUS: seconds old at most.
-    assert!(up.contains(" second") && up.contains(" ago   Up "), "{up}");
-    let new = row("new");
-    assert!(new.contains(" ago   Created   "), "{new}");
-    let done = row("done");
-    assert!(done.contains(" ago   Exited (7) "), "{done}");
-    assert!(!done.contains("Exited (7) ago"), "{done}");
+    assert_eq!(cell(&text, &up, "COMMAND"), "\"sleep 600\"");
+    assert_eq!(cell(&text, &up, "NETWORKS"), "n:10.187.0.2");
+    assert_eq!(cell(&text, &up, "SANDBOX ID").len(), 12);
+    let created = cell(&text, &up, "CREATED");
+    assert!(secs(created.strip_suffix(" ago").unwrap()), "{up}");
+    let status = cell(&text, &up, "STATUS");
+    assert!(secs(status.strip_prefix("Up ").unwrap()), "{up}");
+    let new = row(&text, "new");
+    assert_eq!(cell(&text, &new, "STATUS"), "Created");
+    let done = row(&text, "done");
+    let status = cell(&text, &done, "STATUS");
+    let ago = status
+        .strip_prefix("Exited (7) ")
+        .and_then(|s| s.strip_suffix(" ago"))
+        .unwrap_or_else(|| panic!("{done}"));
+    assert!(secs(ago), "{done}");
+    // Not running: no PORTS, as Docker.
+    h.weft_ok(&["create", "idle", "--network", "n", "-p", "8082:80"]);
+    let text = h.weft_ok(&["ps", "-a", "-f", "name=idle"]);
+    assert_eq!(cell(&text, &row(&text, "idle"), "PORTS"), "");
+    assert!(!text.contains("8082"), "{text}");
     // The JSON has the times behind the columns.
     let v = h.json(&["inspect", "done"])[0].clone();
     let (created, started, finished) = (

@@ -7,6 +7,7 @@ use super::output::{self, print_json, table, warn_unreadable, Kind, Style};
 use super::Format;
 use crate::core::display;
 use crate::core::filter::{self, Filter};
+use crate::core::model::Status;
 use crate::engine::{sandbox, view, Ctx};
 
 /// `weft ps` flags.
@@ -80,7 +81,12 @@ pub fn run_ps(ctx: &Ctx, args: &PsArgs, format: Option<Format>) -> Result<i32> {
                 ),
                 display::ago(s.created, now),
                 display::sandbox_status(s, now),
-                display::ports_column(&s.ports),
+                // As Docker: a sandbox whose command does not run publishes nothing.
+                if s.status == Status::Running {
+                    display::ports_column(&s.ports)
+                } else {
+                    String::new()
+                },
                 s.endpoints
                     .iter()
                     .map(|e| {
