@@ -6,8 +6,7 @@ use anyhow::Result;
 use clap::{Args, Subcommand};
 use serde::Serialize;
 
-use super::output::{self, print_json, table, warn_unreadable, Kind, Style};
-use super::stop::Removed;
+use super::output::{self, print_json, table, warn_unreadable, Kind, Removed, Style};
 use super::Format;
 use crate::adapters::store::Store as _;
 use crate::core::display;

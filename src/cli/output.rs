@@ -65,6 +65,33 @@ pub fn style(format: Option<Format>, command: &str, kind: Kind) -> Result<Style>
     }
 }
 
+/// What `rm`, `network rm` and `network prune` print: the names removed (one per line, or
+/// this document with `--format json`) and the failures.
+#[derive(Debug, serde::Serialize)]
+pub struct Removed {
+    /// Names of what was removed.
+    pub removed: Vec<String>,
+    /// One message per name that could not be removed.
+    pub errors: Vec<String>,
+}
+
+impl Removed {
+    /// Prints the result in `style` (errors on stderr either way); returns the exit code.
+    pub fn print(&self, style: Style) -> Result<i32> {
+        if style == Style::Json {
+            print_json(self)?;
+        } else {
+            for n in &self.removed {
+                println!("{n}");
+            }
+        }
+        for e in &self.errors {
+            eprintln!("error: {e}");
+        }
+        Ok(if self.errors.is_empty() { 0 } else { 1 })
+    }
+}
+
 /// Prints a value as pretty JSON on stdout.
 pub fn print_json<T: serde::Serialize>(v: &T) -> Result<()> {
     println!("{}", serde_json::to_string_pretty(v)?);

@@ -6,7 +6,7 @@ use std::time::Duration;
 use anyhow::Result;
 use serde::Serialize;
 
-use super::output::{self, print_json, Kind, Style};
+use super::output::{self, print_json, Kind, Removed, Style};
 use super::Format;
 use crate::engine::{sandbox, Ctx};
 
@@ -17,32 +17,6 @@ struct Stopped {
     stopped: Vec<String>,
     /// One message per name that could not be stopped.
     errors: Vec<String>,
-}
-
-/// `weft rm --format json` (and `weft network rm`, `weft network prune`).
-#[derive(Debug, Serialize)]
-pub struct Removed {
-    /// Names of what was removed.
-    pub removed: Vec<String>,
-    /// One message per name that could not be removed.
-    pub errors: Vec<String>,
-}
-
-impl Removed {
-    /// Prints the result in `style` (errors on stderr either way); returns the exit code.
-    pub fn print(&self, style: Style) -> Result<i32> {
-        if style == Style::Json {
-            print_json(self)?;
-        } else {
-            for n in &self.removed {
-                println!("{n}");
-            }
-        }
-        for e in &self.errors {
-            eprintln!("error: {e}");
-        }
-        Ok(if self.errors.is_empty() { 0 } else { 1 })
-    }
 }
 
 /// Stops sandboxes' commands, waiting `time` seconds before SIGKILL.
