@@ -891,6 +891,24 @@ fn docker_host_binding_ipv4_is_the_default_host_address_of_published_ports() {
         "0.0.0.0:8095:80",
     ]);
     assert_eq!(h.json(&["port", "other"])[0]["host_ip"], "0.0.0.0");
+    // 0.0.0.0, Docker's default, is every address: IPv6 sandboxes publish on `::` too.
+    h.weft_ok(&[
+        "network",
+        "create",
+        "all",
+        "--ipv6",
+        "-o",
+        "com.docker.network.bridge.host_binding_ipv4=0.0.0.0",
+    ]);
+    h.weft_ok(&["create", "both", "--network", "all", "-p", "8096:80"]);
+    let ips: Vec<String> = h
+        .json(&["port", "both"])
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["host_ip"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(ips, vec!["0.0.0.0", "::"]);
     let err = h.weft_err(
         1,
         &[

@@ -115,9 +115,13 @@ impl Network {
     }
 
     /// The host address ports published into this network bind by default (`--opt
-    /// host_ip`, Docker's `host_binding_ipv4`); every address when unset.
+    /// host_ip`, Docker's `host_binding_ipv4`); every address when unset, or set to `0.0.0.0`
+    /// (Docker's default, which also publishes on `::` for IPv6 sandboxes).
     pub fn host_ip(&self) -> Option<IpAddr> {
-        self.options.get("host_ip").and_then(|v| v.parse().ok())
+        self.options
+            .get("host_ip")
+            .and_then(|v| v.parse::<IpAddr>().ok())
+            .filter(|ip| !ip.is_unspecified())
     }
 
     /// The IPv4 subnet configuration, if any.
