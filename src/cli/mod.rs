@@ -9,6 +9,11 @@ use std::time::Duration;
 use anyhow::Result;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+// Named apart from `engine::sandbox`, which this file uses throughout.
+#[path = "sandbox.rs"]
+pub mod sandbox_cli;
+pub use sandbox_cli::{CreateArgs, CreateCmd, ExecArgs, RunArgs};
+
 use crate::engine::{self, gc, network, sandbox, tools, view, Ctx};
 
 /// Docker-style container networking without Docker.
@@ -73,13 +78,7 @@ pub enum Command {
     /// Create a sandbox without running anything in it.
     Create(CreateCmd),
     /// Run a command in an existing sandbox.
-    Exec {
-        /// Sandbox name or id.
-        sandbox: String,
-        /// Command and arguments (after `--`).
-        #[arg(trailing_var_arg = true, allow_hyphen_values = true, required = true)]
-        command: Vec<String>,
-    },
+    Exec(ExecArgs),
     /// List sandboxes.
     Ps {
         /// Include sandboxes that are not running.
@@ -257,60 +256,6 @@ pub struct NetworkCreateArgs {
     pub allow_overlap: bool,
 }
 
-/// Flags shared by `create` and `run`.
-#[derive(Debug, Args)]
-pub struct CreateArgs {
-    /// Sandbox name.
-    #[arg(long)]
-    pub name: Option<String>,
-    /// Networks to join, in order (`host`, `none` or network names).
-    #[arg(long = "network", alias = "net")]
-    pub networks: Vec<String>,
-    /// Static address on the first network.
-    #[arg(long)]
-    pub ip: Vec<String>,
-    /// Extra names on every network.
-    #[arg(long)]
-    pub alias: Vec<String>,
-    /// Hostname inside the sandbox.
-    #[arg(long, short = 'H')]
-    pub hostname: Option<String>,
-    /// Labels K=V.
-    #[arg(long)]
-    pub label: Vec<String>,
-    /// Publish a port: [HOST_IP:][HOST_PORT[-END]:]CONTAINER_PORT[-END][/tcp|/udp|/sctp].
-    #[arg(short = 'p', long = "publish")]
-    pub publish: Vec<String>,
-    /// Command and arguments (after `--`).
-    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
-    pub command: Vec<String>,
-}
-
-/// `weft create [NAME]`.
-#[derive(Debug, Args)]
-pub struct CreateCmd {
-    /// Sandbox name (same as --name).
-    #[arg(value_name = "NAME", conflicts_with = "name")]
-    pub positional_name: Option<String>,
-    /// Sandbox flags.
-    #[command(flatten)]
-    pub sandbox: CreateArgs,
-}
-
-/// `weft run` flags.
-#[derive(Debug, Args)]
-pub struct RunArgs {
-    /// Run in the background and print the sandbox id.
-    #[arg(short, long)]
-    pub detach: bool,
-    /// Remove the sandbox when the command exits.
-    #[arg(long)]
-    pub rm: bool,
-    /// Sandbox flags.
-    #[command(flatten)]
-    pub sandbox: CreateArgs,
-}
-
 /// `weft ipam ...`
 #[derive(Debug, Subcommand)]
 pub enum IpamCmd {
@@ -404,21 +349,7 @@ pub enum ToolCmd {
     },
 }
 
-fn sandbox_request(a: &CreateArgs, auto_remove: bool) -> sandbox::SandboxRequest {
-    sandbox::SandboxRequest {
-        name: a.name.clone(),
-        networks: a.networks.clone(),
-        ips: a.ip.clone(),
-        aliases: a.alias.clone(),
-        hostname: a.hostname.clone(),
-        labels: a.label.clone(),
-        command: a.command.clone(),
-        auto_remove,
-        ports: a.publish.clone(),
-    }
-}
-
-fn print_json<T: serde::Serialize>(v: &T) -> Result<()> {
+pub(crate) fn print_json<T: serde::Serialize>(v: &T) -> Result<()> {
     println!("{}", serde_json::to_string_pretty(v)?);
     Ok(())
 }
@@ -447,42 +378,9 @@ pub fn run(cli: Cli) -> Result<i32> {
     let json = cli.format == Format::Json;
     match cli.command {
         Command::Network(n) => run_network(&ctx, n, json),
-        Command::Run(r) => {
-            if r.sandbox.command.is_empty() {
-                return Err(crate::user_err!(
-                    "weft run needs a command: weft run [OPTIONS] -- CMD [ARG...]"
-                ));
-            }
-            let req = sandbox_request(&r.sandbox, r.rm);
-            if r.detach {
-                let sb = sandbox::run_detached(&ctx, &req)?;
-                if json {
-                    print_json(&view::sandbox(&sb))?;
-                } else {
-                    println!("{}", sb.id);
-                }
-                Ok(0)
-            } else {
-                sandbox::run_foreground(&ctx, &req)
-            }
-        }
-        Command::Create(c) => {
-            let mut req = sandbox_request(&c.sandbox, false);
-            if c.positional_name.is_some() {
-                req.name = c.positional_name;
-            }
-            let sb = sandbox::create(&ctx, &req)?;
-            if json {
-                print_json(&view::sandbox(&sb))?;
-            } else {
-                println!("{}", sb.id);
-            }
-            Ok(0)
-        }
-        Command::Exec {
-            sandbox: s,
-            command,
-        } => sandbox::exec(&ctx, &s, &command),
+        Command::Run(r) => sandbox_cli::run(&ctx, r, json),
+        Command::Create(c) => sandbox_cli::create(&ctx, c, json),
+        Command::Exec(e) => sandbox_cli::exec(&ctx, e),
         Command::Ps { all } => {
             warn_unreadable(&ctx, "sandboxes")?;
             let list = sandbox::list(&ctx, all)?;
