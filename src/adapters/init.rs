@@ -58,7 +58,7 @@ pub const STARTED: &str = "ok\n";
 
 /// Runs the init and returns its exit code. `control` is the fd of the control socket the
 /// spawning weft passed on (`--control-fd`); without one the command starts at once.
-pub fn run(control: Option<RawFd>, argv: &[String]) -> i32 {
+pub fn run(control: Option<RawFd>, workdir: Option<&str>, argv: &[String]) -> i32 {
     let set = waited_signals();
     // Normally inherited blocked already; again for an init started by hand.
     let _ = set.thread_block();
@@ -77,19 +77,18 @@ pub fn run(control: Option<RawFd>, argv: &[String]) -> i32 {
         }
     }
     // Everything that needed more (namespaces, mounts, hostname) was done before our exec.
-    let child = match super::capabilities::confine_to_sandbox().and_then(|()| start(argv)) {
+    let started = super::capabilities::confine_to_sandbox()
+        .map_err(|e| (125, e.to_string()))
+        .and_then(|()| start(argv, workdir));
+    let child = match started {
         Ok(c) => c,
-        Err(e) => {
-            let code = if e.kind() == std::io::ErrorKind::NotFound {
-                127
-            } else {
-                126
-            };
+        Err((code, why)) => {
             match control.as_mut() {
+                // "CODE why": the spawning weft exits with CODE, as `docker run` does.
                 Some(c) => {
-                    let _ = c.write_all(e.to_string().as_bytes());
+                    let _ = c.write_all(format!("{code} {why}").as_bytes());
                 }
-                None => eprintln!("weft init: cannot run {:?}: {e}", argv.first()),
+                None => eprintln!("weft init: cannot run {:?}: {why}", argv.first()),
             }
             return code;
         }
@@ -123,16 +122,26 @@ fn adopt(fd: RawFd) -> std::io::Result<UnixStream> {
 }
 
 /// Starts the command with the caller's umask (weft's own is private) and no blocked signals
-/// (a child inherits the mask, and ours blocks what we wait for).
-fn start(argv: &[String]) -> std::io::Result<std::process::Child> {
+/// (a child inherits the mask, and ours blocks what we wait for), in `workdir` if given.
+/// On failure: the exit code `docker run` gives for it (127: not found, 126: found but not
+/// executable, 125: anything else) and why.
+fn start(argv: &[String], workdir: Option<&str>) -> Result<std::process::Child, (i32, String)> {
     let Some((prog, args)) = argv.split_first() else {
-        return Err(std::io::Error::new(
-            std::io::ErrorKind::InvalidInput,
-            "no command given",
-        ));
+        return Err((125, "no command given".into()));
     };
     let mut cmd = Command::new(prog);
     cmd.args(args);
+    if let Some(dir) = workdir {
+        // Checked here rather than left to the spawn: a missing directory would read as
+        // "command not found".
+        if !std::path::Path::new(dir).is_dir() {
+            return Err((
+                125,
+                format!("working directory {dir:?} does not exist or is not a directory"),
+            ));
+        }
+        cmd.current_dir(dir);
+    }
     let umask = super::process::original_umask();
     // SAFETY: the closure runs in the forked child before exec and only makes system calls
     // (umask, sigprocmask).
@@ -144,7 +153,21 @@ fn start(argv: &[String]) -> std::io::Result<std::process::Child> {
                 .map_err(std::io::Error::from)
         });
     }
-    cmd.spawn()
+    cmd.spawn().map_err(|e| spawn_failure(prog, &e))
+}
+
+/// The exit code and message of a command that could not be started, worded like Docker's.
+fn spawn_failure(prog: &str, e: &std::io::Error) -> (i32, String) {
+    use std::io::ErrorKind;
+    match e.kind() {
+        ErrorKind::NotFound if !prog.contains('/') => {
+            (127, "executable file not found in $PATH".into())
+        }
+        ErrorKind::NotFound => (127, "no such file or directory".into()),
+        ErrorKind::PermissionDenied => (126, "permission denied".into()),
+        _ if e.raw_os_error() == Some(libc::ENOEXEC) => (126, "exec format error".into()),
+        _ => (126, e.to_string()),
+    }
 }
 
 /// Waits for signals: reaps children on SIGCHLD until the command itself exits, and passes

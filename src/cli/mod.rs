@@ -12,13 +12,15 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 // Named apart from `engine::sandbox`, which this file uses throughout.
 #[path = "sandbox.rs"]
 pub mod sandbox_cli;
-pub use sandbox_cli::{CreateArgs, CreateCmd, ExecArgs, RunArgs};
+pub use sandbox_cli::{CreateArgs, CreateCmd, ExecArgs, LogsArgs, RestartArgs, RunArgs, StartArgs};
 
 use crate::engine::{self, gc, network, sandbox, tools, view, Ctx};
 
 /// Docker-style container networking without Docker.
 #[derive(Debug, Parser)]
 #[command(name = "weft", version, about, propagate_version = true)]
+// Each command's own options come first in its help, these after them.
+#[command(next_help_heading = "Global options")]
 pub struct Cli {
     /// Persistent state (networks, sandboxes, allocations).
     #[arg(
@@ -58,6 +60,22 @@ impl Cli {
     }
 }
 
+impl Cli {
+    /// The exit code when the command fails in weft itself: 125 for the commands that run a
+    /// sandbox's command (as `docker run`, so that it differs from the command's own codes),
+    /// 1 for the others.
+    pub fn failure_code(&self) -> i32 {
+        match self.command {
+            Command::Run(_)
+            | Command::Create(_)
+            | Command::Start(_)
+            | Command::Restart(_)
+            | Command::Exec(_) => 125,
+            _ => 1,
+        }
+    }
+}
+
 /// Output formats.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Format {
@@ -77,8 +95,14 @@ pub enum Command {
     Run(RunArgs),
     /// Create a sandbox without running anything in it.
     Create(CreateCmd),
+    /// Start created or stopped sandboxes' commands.
+    Start(StartArgs),
+    /// Stop and start sandboxes' commands again.
+    Restart(RestartArgs),
     /// Run a command in an existing sandbox.
     Exec(ExecArgs),
+    /// Show a sandbox's output (of `run -d`, `start`).
+    Logs(LogsArgs),
     /// List sandboxes.
     Ps {
         /// Include sandboxes that are not running.
@@ -142,6 +166,9 @@ pub enum Command {
         /// Socket on which the spawning weft gives the go-ahead and hears the outcome.
         #[arg(long)]
         control_fd: Option<i32>,
+        /// Working directory of the command.
+        #[arg(long)]
+        workdir: Option<String>,
         /// Command and arguments (after `--`).
         #[arg(trailing_var_arg = true, allow_hyphen_values = true, required = true)]
         command: Vec<String>,
@@ -367,8 +394,13 @@ pub fn run(cli: Cli) -> Result<i32> {
         // The init's exit code is its command's; nothing of weft's may be printed after it.
         Command::Init {
             control_fd,
+            workdir,
             command,
-        } => std::process::exit(crate::adapters::init::run(*control_fd, command)),
+        } => std::process::exit(crate::adapters::init::run(
+            *control_fd,
+            workdir.as_deref(),
+            command,
+        )),
         _ => {}
     }
     if let Command::Daemon { action: None, stay } = &cli.command {
@@ -381,6 +413,9 @@ pub fn run(cli: Cli) -> Result<i32> {
         Command::Run(r) => sandbox_cli::run(&ctx, r, json),
         Command::Create(c) => sandbox_cli::create(&ctx, c, json),
         Command::Exec(e) => sandbox_cli::exec(&ctx, e),
+        Command::Start(a) => sandbox_cli::start(&ctx, a, json),
+        Command::Restart(a) => sandbox_cli::restart(&ctx, a, json),
+        Command::Logs(a) => sandbox_cli::logs(&ctx, a),
         Command::Ps { all } => {
             warn_unreadable(&ctx, "sandboxes")?;
             let list = sandbox::list(&ctx, all)?;

@@ -164,6 +164,10 @@ pub struct SandboxView {
     pub ports: Vec<crate::core::ports::PortMapping>,
     /// Labels.
     pub labels: BTreeMap<String, String>,
+    /// `--restart` policy (`no`, `on-failure[:N]`, `always`, `unless-stopped`).
+    pub restart_policy: String,
+    /// How many times the policy started the command again since the last `start`.
+    pub restart_count: u32,
 }
 
 /// Builds the sandbox view.
@@ -193,6 +197,8 @@ pub fn sandbox(sb: &Sandbox) -> SandboxView {
             .collect(),
         ports: sb.ports.clone(),
         labels: sb.labels.clone(),
+        restart_policy: sb.restart.to_string(),
+        restart_count: sb.restart_count,
     }
 }
 

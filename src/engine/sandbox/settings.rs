@@ -1,0 +1,104 @@
+//! What a sandbox's command runs with besides its network (`-e`, `--env-file`, `-w`,
+//! `--add-host`, `--dns*`), read from the request, and the options Docker refuses with
+//! `--network host` or `none`.
+
+use anyhow::{Context as _, Result};
+
+use crate::core::model::{NetMode, Network};
+use crate::core::run::{self, DnsSettings, ExtraHost, HostTarget, RunSettings};
+use crate::user_err;
+
+use super::SandboxRequest;
+
+/// Refuses what has no meaning with the sandbox's network mode, in Docker's words.
+pub(super) fn check_network_mode(req: &SandboxRequest, mode: NetMode) -> Result<()> {
+    let dns_given =
+        !(req.dns.is_empty() && req.dns_search.is_empty() && req.dns_options.is_empty());
+    if mode == NetMode::Host {
+        // The sandbox shares the host's name, interfaces and files: these would be ignored.
+        let conflict = if req.hostname.is_some() {
+            Some("hostname")
+        } else if !req.aliases.is_empty() {
+            Some("network-scoped aliases (--alias)")
+        } else if req.mac_address.is_some() {
+            Some("mac-address")
+        } else if !req.add_hosts.is_empty() {
+            Some("custom host-to-IP mapping (--add-host)")
+        } else if dns_given {
+            Some("dns")
+        } else if !req.ip6.is_empty() {
+            Some("--ip6")
+        } else {
+            None
+        };
+        if let Some(what) = conflict {
+            return Err(user_err!(
+                "conflicting options: {what} and the network mode (--network host)"
+            ));
+        }
+    }
+    if mode == NetMode::None {
+        if !req.aliases.is_empty() {
+            return Err(user_err!(
+                "network-scoped aliases are only supported for user-defined networks, not --network none"
+            ));
+        }
+        if req.mac_address.is_some() {
+            return Err(user_err!(
+                "conflicting options: mac-address and the network mode (--network none has no interface to give it)"
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Parses the environment (files first, then `-e`, later settings winning), the working
+/// directory and the DNS settings. `--add-host` entries are resolved by [`resolve_hosts`].
+pub(super) fn parse(req: &SandboxRequest) -> Result<RunSettings> {
+    let lookup = |name: &str| std::env::var(name).ok();
+    let mut from_files = Vec::new();
+    for f in &req.env_files {
+        let text = std::fs::read_to_string(f).with_context(|| format!("reading --env-file {f}"))?;
+        from_files.extend(run::env_file(f, &text, &lookup)?);
+    }
+    let mut given = Vec::new();
+    for item in &req.env {
+        given.extend(run::env_item(item, &lookup)?);
+    }
+    if let Some(w) = &req.workdir {
+        run::workdir(w)?;
+    }
+    let dns = DnsSettings::parse(&req.dns, &req.dns_search, &req.dns_options)?;
+    Ok(RunSettings {
+        env: run::merge_env(&from_files, &given),
+        workdir: req.workdir.clone(),
+        extra_hosts: vec![],
+        dns,
+    })
+}
+
+/// Parses the `--add-host` entries into `run`; `host-gateway` is the host's address on the
+/// sandbox's first network (its gateway).
+pub(super) fn resolve_hosts(
+    run: &mut RunSettings,
+    req: &SandboxRequest,
+    nets: &[Network],
+) -> Result<()> {
+    for item in &req.add_hosts {
+        let (name, target) = run::add_host(item)?;
+        let ip = match target {
+            HostTarget::Ip(ip) => ip,
+            HostTarget::HostGateway => nets
+                .first()
+                .and_then(|n| n.v4().or(n.v6()))
+                .map(|c| c.gateway)
+                .ok_or_else(|| {
+                    user_err!(
+                        "--add-host {item}: host-gateway needs a bridge network (the host's address there)"
+                    )
+                })?,
+        };
+        run.extra_hosts.push(ExtraHost { name, ip });
+    }
+    Ok(())
+}
