@@ -221,6 +221,19 @@ fn create_then_start_runs_the_stored_command_and_logs_keep_its_output() {
     h.weft_ok(&["create", "--name", "idle", "--network", "n"]);
     let err = h.weft_err(125, &["start", "idle"]);
     assert!(err.contains("has no command to start"), "{err}");
+    // A stored command that cannot run: 127, and the sandbox stays, exited with it.
+    h.weft_ok(&["create", "--name", "bad", "--network", "n", "nosuchcmd"]);
+    let err = h.weft_err(127, &["start", "bad"]);
+    assert_eq!(
+        err,
+        "error: cannot run \"nosuchcmd\": executable file not found in $PATH\n"
+    );
+    let v = inspect(&h, "bad");
+    assert_eq!(
+        (v["status"].clone(), v["exit_code"].clone()),
+        ("exited".into(), 127.into()),
+        "{v}"
+    );
     let err = h.weft_err(125, &["start", "nosuch"]);
     assert!(err.contains("no such sandbox"), "{err}");
 }
@@ -388,9 +401,20 @@ fn a_crash_loop_is_stopped_by_stop_and_removed_by_rm() {
     let v = inspect(&h, "l");
     assert_eq!(v["restart_count"], count, "restarted after stop: {v}");
     assert_eq!(v["status"], "exited");
-    // Started again, it loops again (count from 0); rm -f ends it all.
+    // Started again, it loops again (count from 0); rm refuses it while it restarts, as
+    // Docker does; rm -f ends it all.
     h.weft_ok(&["start", "l"]);
     assert!(wait_for(10, || inspect(&h, "l")["restart_count"].as_u64() >= Some(2)));
+    let refused = wait_for(10, || {
+        let out = h.weft(&["rm", "l"]);
+        let err = stderr(&out);
+        assert!(
+            out.status.success() || err.contains("is running") || err.contains("is restarting"),
+            "{err}"
+        );
+        err.contains("is restarting (--restart always)")
+    });
+    assert!(refused);
     h.weft_ok(&["rm", "-f", "l"]);
     assert!(h.json(&["ps", "-a"]).as_array().unwrap().is_empty());
     std::thread::sleep(Duration::from_millis(500));

@@ -503,6 +503,19 @@ fn remove_named(ctx: &Ctx, name: &str, force: bool) -> Result<String> {
             _ => return Err(e),
         },
     };
+    if !force
+        && sb.restart != crate::core::run::RestartPolicy::No
+        && !is_running(&sb)
+        && monitor_alive(&sb)
+    {
+        // Between two runs of its restart policy: as Docker refuses a restarting container.
+        return Err(user_err!(
+            "sandbox {:?} is restarting (--restart {}); stop it first with `weft stop {}` or use `weft rm --force`",
+            sb.name,
+            sb.restart,
+            sb.name
+        ));
+    }
     if is_running(&sb) && !force {
         return Err(user_err!(
             "sandbox {:?} is running; stop it first with `weft stop {}` or use `weft rm --force`",

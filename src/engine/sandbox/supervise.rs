@@ -264,8 +264,18 @@ pub fn monitor(ctx: &Ctx, id: &str) -> Result<()> {
                     .map_or(125, |s| s.code);
                 if first {
                     println!("failed {code} {e:#}");
-                    // Nothing ran: the sandbox stays as it was, to be started again.
-                    clear_monitor(ctx, &sb.id)?;
+                    // Nothing runs: the sandbox stays, to be started again.
+                    clear_monitor(ctx, &sb.id, code)?;
+                    return Ok(());
+                }
+                let settled = {
+                    let tx = ctx.store.begin(Mode::Read)?;
+                    tx.sandbox(&sb.id)?
+                        .is_none_or(|s| s.status == Status::Removing || s.stopped)
+                };
+                if settled {
+                    // Stopped or removed while it was being started again: nothing failed.
+                    clear_monitor(ctx, &sb.id, code)?;
                     return Ok(());
                 }
                 eprintln!("error: {e:#}");
@@ -280,7 +290,7 @@ pub fn monitor(ctx: &Ctx, id: &str) -> Result<()> {
         let wait = crate::core::run::restart_delay(delay, ran);
         delay = Some(wait);
         if !sleep_unless_stopped(ctx, &sb.id, wait)? {
-            clear_monitor(ctx, &sb.id)?;
+            clear_monitor(ctx, &sb.id, code)?;
             return Ok(());
         }
     }
@@ -336,13 +346,20 @@ fn sleep_unless_stopped(ctx: &Ctx, id: &str, wait: Duration) -> Result<bool> {
     }
 }
 
-/// Forgets this monitor in the record (it is leaving, nothing runs).
-fn clear_monitor(ctx: &Ctx, id: &str) -> Result<()> {
+/// Forgets this monitor in the record (it is leaving, nothing runs); a command recorded as
+/// running whose init is gone (it could not start) is recorded as exited with `code`.
+fn clear_monitor(ctx: &Ctx, id: &str, code: i32) -> Result<()> {
     let me = std::process::id();
     update(ctx, id, |s| {
         if s.monitor_pid == Some(me) {
             s.monitor_pid = None;
             s.monitor_start = None;
+        }
+        if s.status == Status::Running && !super::is_running(s) {
+            s.status = Status::Exited;
+            s.pid = None;
+            s.pid_start = None;
+            s.exit_code = Some(code);
         }
     })?;
     Ok(())
