@@ -836,3 +836,77 @@ fn a_stopped_sandbox_holds_no_host_port() {
     assert_eq!(inspect(&h, "p")["status"], "running");
     assert!(!bindable(&h, 18411));
 }
+
+#[test]
+fn user_runs_the_command_as_another_user() {
+    let h = host("user", "10.180.12.0/24");
+    let out = h.weft_ok(&[
+        "run",
+        "--network",
+        "n",
+        "-u",
+        "nobody",
+        "sh",
+        "-c",
+        "id -u; id -g; echo $HOME",
+    ]);
+    assert_eq!(out, "65534\n65534\n/nonexistent\n");
+    let out = h.weft_ok(&[
+        "run",
+        "--network",
+        "n",
+        "-u",
+        "4242:7",
+        "-e",
+        "HOME=/h",
+        "sh",
+        "-c",
+        "id -u; id -g; id -G; echo $HOME",
+    ]);
+    assert_eq!(out, "4242\n7\n7\n/h\n");
+    // Not root any more: no capabilities left.
+    let caps = h.weft_ok(&[
+        "run",
+        "--network",
+        "n",
+        "-u",
+        "nobody",
+        "grep",
+        "CapEff",
+        "/proc/self/status",
+    ]);
+    assert_eq!(caps, "CapEff:\t0000000000000000\n");
+    let err = h.weft_err(125, &["run", "--network", "n", "-u", "nosuchuser", "true"]);
+    assert_eq!(
+        err,
+        "error: unable to find user nosuchuser: no matching entries in /etc/passwd\n"
+    );
+    let err = h.weft_err(
+        125,
+        &["run", "--network", "n", "-u", "nobody:nosuchgroup", "true"],
+    );
+    assert_eq!(
+        err,
+        "error: unable to find group nosuchgroup: no matching entries in /etc/group\n"
+    );
+    let err = h.weft_err(125, &["run", "--network", "n", "-u", "a:b:c", "true"]);
+    assert_eq!(
+        err,
+        "error: invalid --user \"a:b:c\": expected USER[:GROUP] (names or numeric ids)\n"
+    );
+    // exec: the sandbox's user, or its own -u.
+    h.weft_ok(&[
+        "run",
+        "-d",
+        "--name",
+        "s",
+        "--network",
+        "n",
+        "-u",
+        "nobody",
+        "sleep",
+        "600",
+    ]);
+    assert_eq!(h.weft_ok(&["exec", "s", "id", "-u"]), "65534\n");
+    assert_eq!(h.weft_ok(&["exec", "-u", "0", "s", "id", "-u"]), "0\n");
+}

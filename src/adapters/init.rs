@@ -56,9 +56,20 @@ pub fn waited_signals() -> SigSet {
 /// The reply to the go-ahead when the command started.
 pub const STARTED: &str = "ok\n";
 
+/// How the init starts the command besides its argv (`weft __init` flags).
+#[derive(Debug, Clone, Default)]
+pub struct InitOptions {
+    /// `--workdir`: the command's working directory.
+    pub workdir: Option<String>,
+    /// `--user USER[:GROUP]`: resolved against `/etc/passwd` and `/etc/group` here.
+    pub user: Option<String>,
+    /// `--keep-home`: HOME was set explicitly; not replaced by the user's home directory.
+    pub keep_home: bool,
+}
+
 /// Runs the init and returns its exit code. `control` is the fd of the control socket the
 /// spawning weft passed on (`--control-fd`); without one the command starts at once.
-pub fn run(control: Option<RawFd>, workdir: Option<&str>, argv: &[String]) -> i32 {
+pub fn run(control: Option<RawFd>, opts: &InitOptions, argv: &[String]) -> i32 {
     let set = waited_signals();
     // Normally inherited blocked already; again for an init started by hand.
     let _ = set.thread_block();
@@ -79,7 +90,7 @@ pub fn run(control: Option<RawFd>, workdir: Option<&str>, argv: &[String]) -> i3
     // Everything that needed more (namespaces, mounts, hostname) was done before our exec.
     let started = super::capabilities::confine_to_sandbox()
         .map_err(|e| (125, e.to_string()))
-        .and_then(|()| start(argv, workdir));
+        .and_then(|()| start(argv, opts));
     let child = match started {
         Ok(c) => c,
         Err((code, why)) => {
@@ -122,16 +133,30 @@ fn adopt(fd: RawFd) -> std::io::Result<UnixStream> {
 }
 
 /// Starts the command with the caller's umask (weft's own is private) and no blocked signals
-/// (a child inherits the mask, and ours blocks what we wait for), in `workdir` if given.
+/// (a child inherits the mask, and ours blocks what we wait for), in the working directory and
+/// as the user `opts` give.
 /// On failure: the exit code `docker run` gives for it (127: not found, 126: found but not
 /// executable, 125: anything else) and why.
-fn start(argv: &[String], workdir: Option<&str>) -> Result<std::process::Child, (i32, String)> {
+fn start(argv: &[String], opts: &InitOptions) -> Result<std::process::Child, (i32, String)> {
     let Some((prog, args)) = argv.split_first() else {
         return Err((125, "no command given".into()));
     };
     let mut cmd = Command::new(prog);
     cmd.args(args);
-    if let Some(dir) = workdir {
+    let creds = match &opts.user {
+        None => None,
+        Some(spec) => {
+            let passwd = std::fs::read_to_string("/etc/passwd").unwrap_or_default();
+            let group = std::fs::read_to_string("/etc/group").unwrap_or_default();
+            let c = crate::core::run::resolve_user(spec, &passwd, &group)
+                .map_err(|e| (125, e.to_string()))?;
+            if let (Some(home), false) = (&c.home, opts.keep_home) {
+                cmd.env("HOME", home);
+            }
+            Some(c)
+        }
+    };
+    if let Some(dir) = &opts.workdir {
         // Checked here rather than left to the spawn: a missing directory would read as
         // "command not found".
         if !std::path::Path::new(dir).is_dir() {
@@ -143,11 +168,27 @@ fn start(argv: &[String], workdir: Option<&str>) -> Result<std::process::Child, 
         cmd.current_dir(dir);
     }
     let umask = super::process::original_umask();
+    let ids = creds.map(|c| {
+        (
+            nix::unistd::Uid::from_raw(c.uid),
+            nix::unistd::Gid::from_raw(c.gid),
+            c.groups
+                .iter()
+                .map(|g| nix::unistd::Gid::from_raw(*g))
+                .collect::<Vec<_>>(),
+        )
+    });
     // SAFETY: the closure runs in the forked child before exec and only makes system calls
-    // (umask, sigprocmask).
+    // (umask, sigprocmask, setgroups, setgid, setuid) on values prepared above.
     unsafe {
         cmd.pre_exec(move || {
             nix::sys::stat::umask(umask);
+            if let Some((uid, gid, groups)) = &ids {
+                // Groups first: after setuid to a non-root user they can no longer change.
+                nix::unistd::setgroups(groups).map_err(std::io::Error::from)?;
+                nix::unistd::setgid(*gid).map_err(std::io::Error::from)?;
+                nix::unistd::setuid(*uid).map_err(std::io::Error::from)?;
+            }
             SigSet::empty()
                 .thread_set_mask()
                 .map_err(std::io::Error::from)

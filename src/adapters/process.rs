@@ -61,6 +61,8 @@ pub struct SandboxExec {
     pub env: Vec<String>,
     /// The command's working directory (its init checks it exists).
     pub workdir: Option<String>,
+    /// `USER[:GROUP]` the command runs as (its init resolves it).
+    pub user: Option<String>,
     /// Mounts detached in the sandbox's private mount namespace before anything is hidden:
     /// the namespace-handle directories (weft's, `/run/netns`), of which every running
     /// sandbox would otherwise hold a copy, keeping every other namespace alive.
@@ -405,6 +407,12 @@ pub fn spawn_init(spec: &SandboxExec, log: Option<&File>) -> io::Result<PendingI
     ];
     if let Some(dir) = &spec.workdir {
         args.push(format!("--workdir={dir}"));
+    }
+    if let Some(user) = &spec.user {
+        args.push(format!("--user={user}"));
+        if spec.env.iter().any(|e| e.starts_with("HOME=")) {
+            args.push("--keep-home".into());
+        }
     }
     args.push("--".to_string());
     args.extend(spec.argv.iter().cloned());

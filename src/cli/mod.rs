@@ -169,6 +169,12 @@ pub enum Command {
         /// Working directory of the command.
         #[arg(long)]
         workdir: Option<String>,
+        /// USER[:GROUP] the command runs as.
+        #[arg(long)]
+        user: Option<String>,
+        /// HOME was given: not replaced by the user's home directory.
+        #[arg(long)]
+        keep_home: bool,
         /// Command and arguments (after `--`).
         #[arg(trailing_var_arg = true, allow_hyphen_values = true, required = true)]
         command: Vec<String>,
@@ -395,10 +401,16 @@ pub fn run(cli: Cli) -> Result<i32> {
         Command::Init {
             control_fd,
             workdir,
+            user,
+            keep_home,
             command,
         } => std::process::exit(crate::adapters::init::run(
             *control_fd,
-            workdir.as_deref(),
+            &crate::adapters::init::InitOptions {
+                workdir: workdir.clone(),
+                user: user.clone(),
+                keep_home: *keep_home,
+            },
             command,
         )),
         _ => {}

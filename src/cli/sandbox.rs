@@ -55,6 +55,9 @@ pub struct CreateArgs {
     /// Working directory of the command (absolute).
     #[arg(short = 'w', long)]
     pub workdir: Option<String>,
+    /// Run the command as USER[:GROUP] (names or numeric ids).
+    #[arg(short = 'u', long)]
+    pub user: Option<String>,
     /// Restart policy: no, on-failure[:MAX-RETRIES], always, unless-stopped.
     #[arg(long, default_value = "no")]
     pub restart: String,
@@ -127,6 +130,9 @@ pub struct ExecArgs {
     /// Working directory of the command (absolute).
     #[arg(short = 'w', long)]
     pub workdir: Option<String>,
+    /// Run the command as USER[:GROUP] (names or numeric ids).
+    #[arg(short = 'u', long)]
+    pub user: Option<String>,
     /// Sandbox name or id.
     pub sandbox: String,
     /// Command and arguments.
@@ -154,6 +160,7 @@ pub(crate) fn sandbox_request(a: &CreateArgs, auto_remove: bool) -> sandbox::San
         env: a.env.clone(),
         env_files: a.env_file.clone(),
         workdir: a.workdir.clone(),
+        user: a.user.clone(),
         restart: a.restart.clone(),
     }
 }
@@ -280,6 +287,7 @@ pub fn exec(ctx: &Ctx, e: ExecArgs) -> Result<i32> {
     let opts = sandbox::ExecOptions {
         env: e.env,
         workdir: e.workdir,
+        user: e.user,
     };
     sandbox::exec(ctx, &e.sandbox, &e.command, &opts)
 }

@@ -1,5 +1,5 @@
 //! What a sandbox's command runs with, as Docker users write it: the restart policy
-//! (`--restart`), the environment (`-e`, `--env-file`), the working directory (`-w`), extra `/etc/hosts`
+//! (`--restart`), the environment (`-e`, `--env-file`), the working directory (`-w`), the user (`-u`), extra `/etc/hosts`
 //! entries (`--add-host`), DNS settings (`--dns*`) and a fixed MAC (`--mac-address`). Parsing
 //! and the decisions built on them; reading files and the caller's environment is the
 //! callers' business.
@@ -50,6 +50,15 @@ pub enum RunError {
     /// `--mac-address` that is not a unicast MAC.
     #[error("invalid --mac-address {0:?}: expected a unicast MAC like 02:42:ac:11:00:02 (first byte even, not all zeroes)")]
     Mac(String),
+    /// `-u` that is malformed.
+    #[error("invalid --user {0:?}: expected USER[:GROUP] (names or numeric ids)")]
+    UserSyntax(String),
+    /// `-u NAME` that is not in the passwd file.
+    #[error("unable to find user {0}: no matching entries in /etc/passwd")]
+    NoSuchUser(String),
+    /// `-u USER:NAME` whose group is not in the group file.
+    #[error("unable to find group {0}: no matching entries in /etc/group")]
+    NoSuchGroup(String),
     /// `-w` that is not absolute.
     #[error("invalid --workdir {0:?}: the working directory must be an absolute path")]
     Workdir(String),
@@ -372,6 +381,9 @@ pub struct RunSettings {
     /// `-w`: the command's working directory.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub workdir: Option<String>,
+    /// `-u USER[:GROUP]` as given, resolved each time the command starts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user: Option<String>,
     /// `--add-host` entries, written into the sandbox's `/etc/hosts`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub extra_hosts: Vec<ExtraHost>,
@@ -387,6 +399,115 @@ pub fn workdir(s: &str) -> Result<(), RunError> {
     } else {
         Err(RunError::Workdir(s.to_string()))
     }
+}
+
+/// The identity a command runs as (`-u`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Credentials {
+    /// User id.
+    pub uid: u32,
+    /// Primary group id.
+    pub gid: u32,
+    /// Supplementary groups.
+    pub groups: Vec<u32>,
+    /// Home directory (for `HOME`), when the user is in the passwd file.
+    pub home: Option<String>,
+}
+
+impl Credentials {
+    /// `UID:GID:G1,G2,...`, as `weft __init --user` takes it.
+    pub fn to_arg(&self) -> String {
+        let groups: Vec<String> = self.groups.iter().map(u32::to_string).collect();
+        format!("{}:{}:{}", self.uid, self.gid, groups.join(","))
+    }
+
+    /// Parses [`Credentials::to_arg`]'s form (no home).
+    pub fn from_arg(s: &str) -> Option<Self> {
+        let mut it = s.splitn(3, ':');
+        let uid = it.next()?.parse().ok()?;
+        let gid = it.next()?.parse().ok()?;
+        let groups = match it.next()? {
+            "" => vec![],
+            g => g
+                .split(',')
+                .map(|x| x.parse().ok())
+                .collect::<Option<Vec<u32>>>()?,
+        };
+        Some(Self {
+            uid,
+            gid,
+            groups,
+            home: None,
+        })
+    }
+}
+
+/// Resolves `USER[:GROUP]` (names or numeric ids) against the texts of `/etc/passwd` and
+/// `/etc/group`, as Docker does: a numeric user not in the passwd file runs with group 0
+/// (or the one given) and no supplementary groups; a user found there gets its primary group
+/// and every group that lists it.
+pub fn resolve_user(spec: &str, passwd: &str, group: &str) -> Result<Credentials, RunError> {
+    let (user, grp) = match spec.split_once(':') {
+        Some((u, g)) => (u, Some(g)),
+        None => (spec, None),
+    };
+    if user.is_empty()
+        || grp.is_some_and(|g| g.is_empty() || g.contains(':'))
+        || spec.chars().any(|c| c.is_whitespace() || c == '\0')
+    {
+        return Err(RunError::UserSyntax(spec.to_string()));
+    }
+    // name:password:uid:gid:gecos:home:shell
+    let entry = passwd.lines().find_map(|l| {
+        let f: Vec<&str> = l.split(':').collect();
+        if f.len() < 7 {
+            return None;
+        }
+        let uid: u32 = f[2].parse().ok()?;
+        let gid: u32 = f[3].parse().ok()?;
+        let hit = f[0] == user || user.parse::<u32>().ok() == Some(uid);
+        hit.then(|| (f[0].to_string(), uid, gid, f[5].to_string()))
+    });
+    let (name, uid, mut gid, home) = match (entry, user.parse::<u32>()) {
+        (Some((n, u, g, h)), _) => (Some(n), u, g, Some(h)),
+        (None, Ok(u)) => (None, u, 0, None),
+        (None, Err(_)) => return Err(RunError::NoSuchUser(user.to_string())),
+    };
+    // name:password:gid:members
+    let groups_of = |pred: &dyn Fn(&[&str]) -> bool| -> Vec<(String, u32)> {
+        group
+            .lines()
+            .filter_map(|l| {
+                let f: Vec<&str> = l.split(':').collect();
+                if f.len() < 4 || !pred(&f) {
+                    return None;
+                }
+                Some((f[0].to_string(), f[2].parse().ok()?))
+            })
+            .collect()
+    };
+    if let Some(g) = grp {
+        gid = match groups_of(&|f| f[0] == g).first() {
+            Some((_, id)) => *id,
+            None => g
+                .parse()
+                .map_err(|_| RunError::NoSuchGroup(g.to_string()))?,
+        };
+    }
+    let mut groups = vec![];
+    if let Some(n) = &name {
+        for (_, id) in groups_of(&|f| f[3].split(',').any(|m| m == n)) {
+            if id != gid && !groups.contains(&id) {
+                groups.push(id);
+            }
+        }
+    }
+    Ok(Credentials {
+        uid,
+        gid,
+        groups,
+        home,
+    })
 }
 
 #[cfg(test)]
@@ -511,5 +632,50 @@ mod tests {
         ] {
             assert!(mac_address(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn users_resolve_like_docker() {
+        let passwd = "root:x:0:0:root:/root:/bin/sh\nalice:x:1000:1000::/home/alice:/bin/sh\n";
+        let group = "root:x:0:\nalice:x:1000:\nwheel:x:10:alice,bob\naudio:x:29:alice\n";
+        let alice = resolve_user("alice", passwd, group).unwrap();
+        assert_eq!(
+            alice,
+            Credentials {
+                uid: 1000,
+                gid: 1000,
+                groups: vec![10, 29],
+                home: Some("/home/alice".into())
+            }
+        );
+        assert_eq!(resolve_user("1000", passwd, group).unwrap(), alice);
+        let c = resolve_user("alice:wheel", passwd, group).unwrap();
+        assert_eq!((c.uid, c.gid, c.groups), (1000, 10, vec![29]));
+        let c = resolve_user("4242", passwd, group).unwrap();
+        assert_eq!((c.uid, c.gid, c.groups, c.home), (4242, 0, vec![], None));
+        assert_eq!(resolve_user("4242:7", passwd, group).unwrap().gid, 7);
+        assert_eq!(
+            resolve_user("nobody", passwd, group),
+            Err(RunError::NoSuchUser("nobody".into()))
+        );
+        assert_eq!(
+            resolve_user("alice:nogroup", passwd, group),
+            Err(RunError::NoSuchGroup("nogroup".into()))
+        );
+        for bad in [":1", "alice:", "a:b:c", "4294967296", "al ice"] {
+            assert!(resolve_user(bad, passwd, group).is_err(), "{bad}");
+        }
+        let arg = alice.to_arg();
+        assert_eq!(arg, "1000:1000:10,29");
+        let back = Credentials::from_arg(&arg).unwrap();
+        assert_eq!(
+            (back.uid, back.gid, back.groups),
+            (1000, 1000, vec![10, 29])
+        );
+        assert_eq!(
+            Credentials::from_arg("5:6:").unwrap().groups,
+            Vec::<u32>::new()
+        );
+        assert!(Credentials::from_arg("5:x:").is_none());
     }
 }

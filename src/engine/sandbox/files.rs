@@ -100,17 +100,18 @@ const IP_NETNS_DIR: &str = "/run/netns";
 /// What a process in this sandbox gets. In every mode, `--network host` included, weft's
 /// state and run directories and `/run/netns` are hidden from it.
 pub fn exec_spec(ctx: &Ctx, sb: &Sandbox, argv: &[String]) -> SandboxExec {
-    exec_spec_with(ctx, sb, argv, &[], None)
+    exec_spec_with(ctx, sb, argv, &[], None, None)
 }
 
-/// [`exec_spec`] with more environment items (after the sandbox's own, winning) and another
-/// working directory (`weft exec -e -w`).
+/// [`exec_spec`] with more environment items (after the sandbox's own, winning), another
+/// working directory and another user (`weft exec -e -w -u`).
 pub fn exec_spec_with(
     ctx: &Ctx,
     sb: &Sandbox,
     argv: &[String],
     env: &[String],
     workdir: Option<&str>,
+    user: Option<&str>,
 ) -> SandboxExec {
     let dir = ctx.sandbox_dir(&sb.id);
     let private = sb.netns.is_some();
@@ -126,6 +127,7 @@ pub fn exec_spec_with(
         workdir: workdir
             .map(str::to_string)
             .or_else(|| sb.run.workdir.clone()),
+        user: user.map(str::to_string).or_else(|| sb.run.user.clone()),
         unmount: vec![abs(&ctx.run_dir.join("netns")), PathBuf::from(IP_NETNS_DIR)],
         hide: vec![
             abs(&ctx.state_dir),

@@ -80,6 +80,8 @@ pub struct SandboxRequest {
     pub env_files: Vec<String>,
     /// `-w`.
     pub workdir: Option<String>,
+    /// `-u USER[:GROUP]`.
+    pub user: Option<String>,
     /// `--restart` as given (empty: `no`).
     pub restart: String,
 }

@@ -68,10 +68,14 @@ pub(super) fn parse(req: &SandboxRequest) -> Result<RunSettings> {
     if let Some(w) = &req.workdir {
         run::workdir(w)?;
     }
+    if let Some(u) = &req.user {
+        check_user(u)?;
+    }
     let dns = DnsSettings::parse(&req.dns, &req.dns_search, &req.dns_options)?;
     Ok(RunSettings {
         env: run::merge_env(&from_files, &given),
         workdir: req.workdir.clone(),
+        user: req.user.clone(),
         extra_hosts: vec![],
         dns,
     })
@@ -100,5 +104,14 @@ pub(super) fn resolve_hosts(
         };
         run.extra_hosts.push(ExtraHost { name, ip });
     }
+    Ok(())
+}
+
+/// Checks `-u` against the host's user and group files now, so that a name that does not
+/// exist is refused before anything is made (the init resolves it again at each start).
+pub(super) fn check_user(spec: &str) -> Result<()> {
+    let passwd = std::fs::read_to_string("/etc/passwd").unwrap_or_default();
+    let group = std::fs::read_to_string("/etc/group").unwrap_or_default();
+    run::resolve_user(spec, &passwd, &group)?;
     Ok(())
 }

@@ -428,6 +428,8 @@ pub struct ExecOptions {
     pub env: Vec<String>,
     /// `-w`.
     pub workdir: Option<String>,
+    /// `-u`.
+    pub user: Option<String>,
 }
 
 /// `weft exec`: runs a command in an existing sandbox in the foreground, under an init of its
@@ -450,7 +452,17 @@ pub fn exec(ctx: &Ctx, name: &str, argv: &[String], opts: &ExecOptions) -> Resul
     if let Some(w) = &opts.workdir {
         crate::core::run::workdir(w)?;
     }
-    let spec = super::files::exec_spec_with(ctx, &sb, argv, &env, opts.workdir.as_deref());
+    if let Some(u) = &opts.user {
+        super::settings::check_user(u)?;
+    }
+    let spec = super::files::exec_spec_with(
+        ctx,
+        &sb,
+        argv,
+        &env,
+        opts.workdir.as_deref(),
+        opts.user.as_deref(),
+    );
     process::install_forwarding();
     let init = process::spawn_init(&spec, None)
         .map_err(|e| start_failed(argv, &anyhow::Error::from(e)))?;
