@@ -634,6 +634,29 @@ fn docker_spellings_of_the_sandbox_options() {
         ],
     );
     assert!(err.contains(", line 2: \"=bad\""), "{err}");
+    let err = h.weft_err(
+        125,
+        &["run", "--network", "n", "--env-file", "/dev/zero", "true"],
+    );
+    assert_eq!(
+        err,
+        "error: --env-file /dev/zero is larger than 1048576 bytes; is it an environment file?\n"
+    );
+    // A MAC already on the network is refused, naming its sandbox.
+    let err = h.weft_err(
+        125,
+        &[
+            "create",
+            "--network",
+            "n",
+            "--mac-address",
+            "02:42:0a:b4:09:99",
+        ],
+    );
+    assert_eq!(
+        err,
+        "error: --mac-address 02:42:0a:b4:09:99: already the MAC of sandbox \"s\" on network \"n\"\n"
+    );
     // An exec sees the sandbox's environment.
     h.weft_ok(&[
         "run",

@@ -259,6 +259,21 @@ fn create_inner(ctx: &Ctx, req: &SandboxRequest, finish: bool) -> Result<Sandbox
     }
     if let (Some(mac), Some(first)) = (mac, endpoints.first_mut()) {
         first.mac = crate::core::model::format_mac(&mac);
+        // Two ports of one bridge with one MAC would steal each other's frames.
+        for other in tx.sandboxes()? {
+            let clash = other
+                .endpoints
+                .iter()
+                .any(|e| e.network_id == first.network_id && e.mac == first.mac);
+            if clash {
+                return Err(user_err!(
+                    "--mac-address {}: already the MAC of sandbox {:?} on network {:?}",
+                    first.mac,
+                    other.name,
+                    first.network
+                ));
+            }
+        }
     }
     settings::resolve_hosts(&mut run, req, &nets)?;
     let published = claim_ports(tx.as_ref(), &id, &specs, &endpoints, &host)?;

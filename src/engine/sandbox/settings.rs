@@ -58,7 +58,7 @@ pub(super) fn parse(req: &SandboxRequest) -> Result<RunSettings> {
     let lookup = |name: &str| std::env::var(name).ok();
     let mut from_files = Vec::new();
     for f in &req.env_files {
-        let text = std::fs::read_to_string(f).with_context(|| format!("reading --env-file {f}"))?;
+        let text = read_env_file(f)?;
         from_files.extend(run::env_file(f, &text, &lookup)?);
     }
     let mut given = Vec::new();
@@ -114,4 +114,24 @@ pub(super) fn check_user(spec: &str) -> Result<()> {
     let group = std::fs::read_to_string("/etc/group").unwrap_or_default();
     run::resolve_user(spec, &passwd, &group)?;
     Ok(())
+}
+
+/// The most an `--env-file` may hold: environments are small, and `/dev/zero` must not fill
+/// memory.
+const ENV_FILE_MAX: u64 = 1 << 20;
+
+/// Reads an `--env-file`, refusing one larger than [`ENV_FILE_MAX`] or not UTF-8.
+fn read_env_file(f: &str) -> Result<String> {
+    use std::io::Read as _;
+    let file = std::fs::File::open(f).with_context(|| format!("reading --env-file {f}"))?;
+    let mut bytes = Vec::new();
+    file.take(ENV_FILE_MAX + 1)
+        .read_to_end(&mut bytes)
+        .with_context(|| format!("reading --env-file {f}"))?;
+    if bytes.len() as u64 > ENV_FILE_MAX {
+        return Err(user_err!(
+            "--env-file {f} is larger than {ENV_FILE_MAX} bytes; is it an environment file?"
+        ));
+    }
+    String::from_utf8(bytes).map_err(|_| user_err!("--env-file {f} is not UTF-8 text"))
 }

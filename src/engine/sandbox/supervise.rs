@@ -212,10 +212,19 @@ fn spawn_monitor(ctx: &Ctx, sb: &Sandbox) -> Result<()> {
         .strip_prefix("failed ")
         .and_then(|r| r.split_once(' '))
         .and_then(|(c, w)| Some((c.parse().ok()?, w.to_string())))
-        .unwrap_or((
-            125,
-            "the sandbox monitor failed; see `weft logs`".to_string(),
-        ));
+        .unwrap_or_else(|| {
+            // The monitor died before it could say: its last words are in the log.
+            let log = std::fs::read_to_string(log_path(ctx, &sb.id)).unwrap_or_default();
+            let last = log
+                .lines()
+                .last()
+                .unwrap_or("the sandbox monitor failed")
+                .trim();
+            (
+                125,
+                last.strip_prefix("error: ").unwrap_or(last).to_string(),
+            )
+        });
     Err(anyhow::Error::new(process::StartError {
         code,
         message: why,
