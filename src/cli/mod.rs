@@ -93,7 +93,7 @@ pub enum Command {
     Network(NetworkCmd),
     /// Create a sandbox and run a command in it.
     Run(RunArgs),
-    /// Create a sandbox without running anything in it.
+    /// Create a sandbox; its command, if given, runs at `weft start`.
     Create(CreateCmd),
     /// Start created or stopped sandboxes' commands.
     Start(StartArgs),

@@ -101,7 +101,7 @@ fn start_command(ctx: &Ctx, sb: &Sandbox, init: PendingInit) -> Result<(Child, I
             init.abandon();
             record.remove();
             return Err(user_err!(
-                "sandbox {:?} was removed before its command started",
+                "sandbox {:?} was stopped or removed before its command started",
                 sb.name
             ));
         }
