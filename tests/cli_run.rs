@@ -260,7 +260,7 @@ fn logs_follow_until_the_command_exits() {
     // Following an exited sandbox returns at once.
     let t = Instant::now();
     assert_eq!(h.weft_ok(&["logs", "-f", "--tail", "1", "f"]), "b\n");
-    assert!(t.elapsed() < Duration::from_secs(2));
+    assert!(t.elapsed() < Duration::from_secs(5));
 }
 
 #[test]
