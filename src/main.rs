@@ -16,12 +16,24 @@ fn main() {
             libc::signal(libc::SIGPIPE, libc::SIG_DFL);
         }
     }
+    let failure = cli.failure_code();
     let code = match weft::cli::run(cli) {
         Ok(code) => code,
         Err(e) => {
             // One line: the outermost context first, then its causes.
             eprintln!("error: {e:#}");
-            1
+            // A command that could not start says why with Docker's code (126, 127).
+            e.chain()
+                .find_map(|c| {
+                    c.downcast_ref::<weft::adapters::process::StartError>()
+                        .map(|s| s.code)
+                        .or_else(|| {
+                            c.downcast_ref::<std::io::Error>()
+                                .and_then(weft::adapters::process::start_error)
+                                .map(|s| s.code)
+                        })
+                })
+                .unwrap_or(failure)
         }
     };
     if let Some(line) = weft::timing::report(start.elapsed()) {

@@ -120,7 +120,7 @@ fn every_command_prints_its_documented_json() {
     );
 
     // Partial failures: every name is tried, the JSON names the failures, exit code 1.
-    h.weft_ok(&["create", "b"]);
+    h.weft_ok(&["create", "--name", "b"]);
     let out = h.weft(&["--format", "json", "rm", "nosuch", "b"]);
     assert_eq!(out.status.code(), Some(1));
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
@@ -198,7 +198,15 @@ fn ps_quiet_and_filters_as_docker() {
         ],
     );
     h.sleeper("web-2", &["--network", "back", "--label", "tier=web"]);
-    h.weft_ok(&["create", "db", "--network", "back", "--label", "tier=db"]);
+    h.weft_ok(&[
+        "create",
+        "--name",
+        "db",
+        "--network",
+        "back",
+        "--label",
+        "tier=db",
+    ]);
     h.weft_ok(&[
         "run",
         "-d",
@@ -358,7 +366,7 @@ fn ps_shows_ports_created_and_status_as_docker() {
             "127.0.0.1:9000-9001:9000-9001/udp",
         ],
     );
-    h.weft_ok(&["create", "new", "--network", "n"]);
+    h.weft_ok(&["create", "--name", "new", "--network", "n"]);
     h.weft_ok(&[
         "run",
         "-d",
@@ -450,7 +458,15 @@ fn ps_shows_ports_created_and_status_as_docker() {
         .unwrap_or_else(|| panic!("{done}"));
     assert!(secs(ago), "{done}");
     // Not running: no PORTS, as Docker.
-    h.weft_ok(&["create", "idle", "--network", "n", "-p", "8082:80"]);
+    h.weft_ok(&[
+        "create",
+        "--name",
+        "idle",
+        "--network",
+        "n",
+        "-p",
+        "8082:80",
+    ]);
     let text = h.weft_ok(&["ps", "-a", "-f", "name=idle"]);
     assert_eq!(cell(&text, &row(&text, "idle"), "PORTS"), "");
     assert!(!text.contains("8082"), "{text}");
@@ -627,9 +643,9 @@ fn network_prune_asks_first_and_keeps_what_is_used_and_the_default_network() {
     let h = Host::new("opr");
     h.weft_ok(&["network", "create", "idle", "--subnet", "10.191.0.0/24"]);
     h.weft_ok(&["network", "create", "used", "--subnet", "10.192.0.0/24"]);
-    h.weft_ok(&["create", "s", "--network", "used"]);
+    h.weft_ok(&["create", "--name", "s", "--network", "used"]);
     // The default network, made by a sandbox that then goes.
-    h.weft_ok(&["create", "tmp"]);
+    h.weft_ok(&["create", "--name", "tmp"]);
     h.weft_ok(&["rm", "tmp"]);
     let all = || names(&h.json(&["network", "ls"]));
     assert_eq!(all(), vec!["idle", "used", "weft"]);
@@ -884,6 +900,7 @@ fn docker_host_binding_ipv4_is_the_default_host_address_of_published_ports() {
     // A -p with its own address wins over the network's default.
     h.weft_ok(&[
         "create",
+        "--name",
         "other",
         "--network",
         "local",
@@ -900,7 +917,15 @@ fn docker_host_binding_ipv4_is_the_default_host_address_of_published_ports() {
         "-o",
         "com.docker.network.bridge.host_binding_ipv4=0.0.0.0",
     ]);
-    h.weft_ok(&["create", "both", "--network", "all", "-p", "8096:80"]);
+    h.weft_ok(&[
+        "create",
+        "--name",
+        "both",
+        "--network",
+        "all",
+        "-p",
+        "8096:80",
+    ]);
     let ips: Vec<String> = h
         .json(&["port", "both"])
         .as_array()

@@ -451,6 +451,9 @@ impl Router {
 fn weft_turning_forwarding_on_does_not_make_the_host_a_router() {
     let r = Router::new("fwd");
     let h = &r.w.host;
+    // A new namespace inherits IPv4 forwarding from the machine's: start from a host that
+    // does not route, whatever the machine running the tests does.
+    h.sh("echo 0 > /proc/sys/net/ipv4/ip_forward; echo 0 > /proc/sys/net/ipv6/conf/all/forwarding");
     assert_eq!(r.forwarding(), ("0".into(), "0".into()));
     assert_eq!(r.forwards(), (false, false), "the host routes before weft");
     h.weft_ok(&[

@@ -177,7 +177,7 @@ fn connect_and_disconnect_while_running() {
 fn create_without_process_then_exec() {
     let h = Host::new("cre");
     h.weft_ok(&["network", "create", "n", "--subnet", "10.131.0.0/24"]);
-    h.weft_ok(&["create", "idle", "--network", "n"]);
+    h.weft_ok(&["create", "--name", "idle", "--network", "n"]);
     assert_eq!(h.json(&["inspect", "idle"])[0]["status"], "created");
     let out = h.weft_ok(&["exec", "idle", "--", "cat", "/proc/net/fib_trie"]);
     assert!(out.contains("10.131.0.2"), "{out}");
@@ -209,7 +209,7 @@ fn none_mode_has_only_loopback_and_host_mode_shares_the_host() {
     let host = h.weft_ok(&["run", "--network", "host", "--", "cat", "/proc/net/dev"]);
     assert!(host.contains("hostonly0"), "{host}");
     let err = h.weft_err(
-        1,
+        125,
         &[
             "run",
             "--network",
@@ -285,8 +285,8 @@ fn ipv6_network_gives_both_families() {
 fn rm_removes_every_name_it_can_and_reports_the_rest() {
     let h = Host::new("rmm");
     h.weft_ok(&["network", "create", "n"]);
-    h.weft_ok(&["create", "a", "--network", "n"]);
-    h.weft_ok(&["create", "b", "--network", "n"]);
+    h.weft_ok(&["create", "--name", "a", "--network", "n"]);
+    h.weft_ok(&["create", "--name", "b", "--network", "n"]);
     let out = h.weft(&["rm", "a", "nosuch", "b"]);
     assert_eq!(out.status.code(), Some(1));
     assert_eq!(String::from_utf8_lossy(&out.stdout), "a\nb\n");
@@ -314,6 +314,7 @@ fn json_documents_have_the_documented_fields() {
     ]);
     h.weft_ok(&[
         "create",
+        "--name",
         "s",
         "--network",
         "n",
@@ -356,8 +357,8 @@ fn json_documents_have_the_documented_fields() {
     // The range starts at .128 and .130 is reserved: the first two go to .128 and .129, the
     // third skips .130.
     assert_eq!(ep["ipv4"], "10.133.0.128/24");
-    h.weft_ok(&["create", "t", "--network", "n"]);
-    h.weft_ok(&["create", "u", "--network", "n"]);
+    h.weft_ok(&["create", "--name", "t", "--network", "n"]);
+    h.weft_ok(&["create", "--name", "u", "--network", "n"]);
     assert_eq!(
         h.ip_of("u", 0),
         "10.133.0.131",
@@ -394,7 +395,7 @@ fn network_prune_removes_only_unused_networks() {
     let h = Host::new("prune");
     h.weft_ok(&["network", "create", "used"]);
     h.weft_ok(&["network", "create", "idle"]);
-    h.weft_ok(&["create", "s", "--network", "used"]);
+    h.weft_ok(&["create", "--name", "s", "--network", "used"]);
     let out = h.weft_ok(&["network", "prune", "-f"]);
     assert_eq!(out, "idle\n");
     let names: Vec<String> = h

@@ -279,7 +279,7 @@ fn conflicts_are_refused_naming_the_holder() {
     h.weft_ok(&["network", "create", "n"]);
     h.sleeper("a", &["--network", "n", "-p", "8084:80"]);
     let err = h.weft_err(
-        1,
+        125,
         &[
             "run",
             "-d",
@@ -311,7 +311,7 @@ fn conflicts_are_refused_naming_the_holder() {
     )
     .unwrap();
     let err = h.weft_err(
-        1,
+        125,
         &[
             "run",
             "-d",
@@ -343,7 +343,7 @@ fn bad_port_specs_are_refused() {
     h.weft_ok(&["network", "create", "n"]);
     h.weft_ok(&["network", "create", "closed", "--internal"]);
     let err = h.weft_err(
-        1,
+        125,
         &[
             "create",
             "--name",
@@ -365,7 +365,10 @@ fn bad_port_specs_are_refused() {
         ("[fd00::1]:8080:80", "no IPv6 address"),
         ("[::1]:8080:80", "::1 is not supported"),
     ] {
-        let err = h.weft_err(1, &["create", "--name", "x", "--network", "n", "-p", spec]);
+        let err = h.weft_err(
+            125,
+            &["create", "--name", "x", "--network", "n", "-p", spec],
+        );
         assert!(err.contains(needle), "{spec}: {err}");
     }
     assert!(h.json(&["ps", "-a"]).as_array().unwrap().is_empty());
@@ -456,7 +459,7 @@ fn a_range_up_to_65535_is_checked_against_host_listeners() {
     h.weft_ok(&["network", "create", "n"]);
     let mut listener = host_listener(&h, "0.0.0.0:65100");
     let err = h.weft_err(
-        1,
+        125,
         &[
             "create",
             "--name",
@@ -497,7 +500,10 @@ fn overlapping_ranges_at_the_top_are_refused_naming_the_holder() {
         ("65400-65500:7000-7100", 65500),
         ("65530-65535:65530-65535/tcp", 65530),
     ] {
-        let err = h.weft_err(1, &["create", "--name", "b", "--network", "n", "-p", spec]);
+        let err = h.weft_err(
+            125,
+            &["create", "--name", "b", "--network", "n", "-p", spec],
+        );
         assert!(
             err.contains(&format!(
                 "port {port}/tcp on 0.0.0.0 is already published by sandbox \"a\""

@@ -330,13 +330,13 @@ fn a_command_runs_as_pid_1s_child_and_keeps_its_exit_code_and_umask() {
     assert_eq!(out.lines().nth(1), Some(format!("{mine:04o}").as_str()));
     let code = h.weft(&["run", "--network", "n", "--", "sh", "-c", "kill -TERM $$"]);
     assert_eq!(code.status.code(), Some(128 + libc::SIGTERM));
-    let missing = h.weft_err(1, &["run", "--network", "n", "--", "/nonexistent/cmd"]);
+    let missing = h.weft_err(127, &["run", "--network", "n", "--", "/nonexistent/cmd"]);
     assert!(
         missing.contains("cannot run \"/nonexistent/cmd\""),
         "{missing}"
     );
     let missing = h.weft_err(
-        1,
+        127,
         &["run", "-d", "--network", "n", "--", "/nonexistent/cmd"],
     );
     assert!(

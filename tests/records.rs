@@ -101,7 +101,7 @@ fn an_unreadable_sandbox_record_is_skipped_by_listings_and_removed_by_rm_and_gc(
         &["--network", "n", "--ip", "10.162.0.5", "-p", "8080:80"],
     );
     h.sleeper("bad2", &["--network", "n", "--ip", "10.162.0.6"]);
-    h.weft_ok(&["create", "good", "--network", "n"]);
+    h.weft_ok(&["create", "--name", "good", "--network", "n"]);
     let (id1, id2) = (
         id_of(&h, &["inspect", "bad1"]),
         id_of(&h, &["inspect", "bad2"]),
@@ -142,9 +142,18 @@ fn an_unreadable_sandbox_record_is_skipped_by_listings_and_removed_by_rm_and_gc(
     assert!(err.contains("no such sandbox"), "{err}");
     assert_eq!(wait_bridge_ports(&h, "rcsbr", 2), 2, "bad1's veth stayed");
     // Its address and published port are free again, and the port leads to the new owner.
-    h.weft_ok(&["create", "a1", "--network", "n", "--ip", "10.162.0.5"]);
     h.weft_ok(&[
         "create",
+        "--name",
+        "a1",
+        "--network",
+        "n",
+        "--ip",
+        "10.162.0.5",
+    ]);
+    h.weft_ok(&[
+        "create",
+        "--name",
         "p1",
         "--network",
         "n",
@@ -170,7 +179,15 @@ fn an_unreadable_sandbox_record_is_skipped_by_listings_and_removed_by_rm_and_gc(
         .collect();
     assert!(left.is_empty(), "bad2's namespace handle left");
     assert_eq!(wait_bridge_ports(&h, "rcsbr", 3), 3, "bad2's veth stayed");
-    h.weft_ok(&["create", "a2", "--network", "n", "--ip", "10.162.0.6"]);
+    h.weft_ok(&[
+        "create",
+        "--name",
+        "a2",
+        "--network",
+        "n",
+        "--ip",
+        "10.162.0.6",
+    ]);
     let (_, err) = ok_with_stderr(&h, &["ps", "-a"]);
     assert!(err.is_empty(), "{err}");
 }
@@ -202,7 +219,15 @@ fn an_unreadable_network_record_is_skipped_by_listings_and_removed_by_rm_and_gc(
         "--bridge-name",
         "rcnbr2",
     ]);
-    h.weft_ok(&["create", "s1", "--network", "good", "--network", "bad1"]);
+    h.weft_ok(&[
+        "create",
+        "--name",
+        "s1",
+        "--network",
+        "good",
+        "--network",
+        "bad1",
+    ]);
     let (id1, id2) = (
         id_of(&h, &["network", "inspect", "bad1"]),
         id_of(&h, &["network", "inspect", "bad2"]),

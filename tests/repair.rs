@@ -206,7 +206,7 @@ fn sysctls_turned_back_are_set_again() {
     assert_eq!(h.sh("cat /proc/sys/net/ipv4/ip_forward").trim(), "1");
     // And by the next attach.
     h.sh("echo 0 > /proc/sys/net/ipv4/ip_forward");
-    h.weft_ok(&["create", "x", "--network", "n"]);
+    h.weft_ok(&["create", "--name", "x", "--network", "n"]);
     assert_eq!(h.sh("cat /proc/sys/net/ipv4/ip_forward").trim(), "1");
 }
 

@@ -106,7 +106,7 @@ fn sandbox_files_replace_a_planted_symlink_instead_of_writing_through_it() {
     std::fs::write(&victim, "precious").unwrap();
     h.weft_ok(&["network", "create", "a", "--subnet", "10.161.0.0/24"]);
     h.weft_ok(&["network", "create", "b", "--subnet", "10.161.1.0/24"]);
-    h.weft_ok(&["create", "s", "--network", "a"]);
+    h.weft_ok(&["create", "--name", "s", "--network", "a"]);
     let id = h.json(&["inspect", "s"])[0]["id"]
         .as_str()
         .unwrap()
@@ -153,9 +153,13 @@ fn directories_another_user_owns_are_refused() {
             .args(args);
         common::run(&mut cmd)
     };
-    let out = weft(&h.state_dir(), &run, &["create", "s", "--network", "none"]);
+    let out = weft(
+        &h.state_dir(),
+        &run,
+        &["create", "--name", "s", "--network", "none"],
+    );
     let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert_eq!(out.status.code(), Some(125), "{err}");
     assert!(err.contains("belongs to uid 65534"), "{err}");
     assert_eq!(
         std::fs::read_dir(&victim).unwrap().count(),

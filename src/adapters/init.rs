@@ -56,9 +56,20 @@ pub fn waited_signals() -> SigSet {
 /// The reply to the go-ahead when the command started.
 pub const STARTED: &str = "ok\n";
 
+/// How the init starts the command besides its argv (`weft __init` flags).
+#[derive(Debug, Clone, Default)]
+pub struct InitOptions {
+    /// `--workdir`: the command's working directory.
+    pub workdir: Option<String>,
+    /// `--user USER[:GROUP]`: resolved against `/etc/passwd` and `/etc/group` here.
+    pub user: Option<String>,
+    /// `--keep-home`: HOME was set explicitly; not replaced by the user's home directory.
+    pub keep_home: bool,
+}
+
 /// Runs the init and returns its exit code. `control` is the fd of the control socket the
 /// spawning weft passed on (`--control-fd`); without one the command starts at once.
-pub fn run(control: Option<RawFd>, argv: &[String]) -> i32 {
+pub fn run(control: Option<RawFd>, opts: &InitOptions, argv: &[String]) -> i32 {
     let set = waited_signals();
     // Normally inherited blocked already; again for an init started by hand.
     let _ = set.thread_block();
@@ -77,19 +88,18 @@ pub fn run(control: Option<RawFd>, argv: &[String]) -> i32 {
         }
     }
     // Everything that needed more (namespaces, mounts, hostname) was done before our exec.
-    let child = match super::capabilities::confine_to_sandbox().and_then(|()| start(argv)) {
+    let started = super::capabilities::confine_to_sandbox()
+        .map_err(|e| (125, e.to_string()))
+        .and_then(|()| start(argv, opts));
+    let child = match started {
         Ok(c) => c,
-        Err(e) => {
-            let code = if e.kind() == std::io::ErrorKind::NotFound {
-                127
-            } else {
-                126
-            };
+        Err((code, why)) => {
             match control.as_mut() {
+                // "CODE why": the spawning weft exits with CODE, as `docker run` does.
                 Some(c) => {
-                    let _ = c.write_all(e.to_string().as_bytes());
+                    let _ = c.write_all(format!("{code} {why}").as_bytes());
                 }
-                None => eprintln!("weft init: cannot run {:?}: {e}", argv.first()),
+                None => eprintln!("weft init: cannot run {:?}: {why}", argv.first()),
             }
             return code;
         }
@@ -123,28 +133,82 @@ fn adopt(fd: RawFd) -> std::io::Result<UnixStream> {
 }
 
 /// Starts the command with the caller's umask (weft's own is private) and no blocked signals
-/// (a child inherits the mask, and ours blocks what we wait for).
-fn start(argv: &[String]) -> std::io::Result<std::process::Child> {
+/// (a child inherits the mask, and ours blocks what we wait for), in the working directory and
+/// as the user `opts` give.
+/// On failure: the exit code `docker run` gives for it (127: not found, 126: found but not
+/// executable, 125: anything else) and why.
+fn start(argv: &[String], opts: &InitOptions) -> Result<std::process::Child, (i32, String)> {
     let Some((prog, args)) = argv.split_first() else {
-        return Err(std::io::Error::new(
-            std::io::ErrorKind::InvalidInput,
-            "no command given",
-        ));
+        return Err((125, "no command given".into()));
     };
     let mut cmd = Command::new(prog);
     cmd.args(args);
+    let creds = match &opts.user {
+        None => None,
+        Some(spec) => {
+            let passwd = std::fs::read_to_string("/etc/passwd").unwrap_or_default();
+            let group = std::fs::read_to_string("/etc/group").unwrap_or_default();
+            let c = crate::core::run::resolve_user(spec, &passwd, &group)
+                .map_err(|e| (125, e.to_string()))?;
+            if let (Some(home), false) = (&c.home, opts.keep_home) {
+                cmd.env("HOME", home);
+            }
+            Some(c)
+        }
+    };
+    if let Some(dir) = &opts.workdir {
+        // Checked here rather than left to the spawn: a missing directory would read as
+        // "command not found".
+        if !std::path::Path::new(dir).is_dir() {
+            return Err((
+                125,
+                format!("working directory {dir:?} does not exist or is not a directory"),
+            ));
+        }
+        cmd.current_dir(dir);
+    }
     let umask = super::process::original_umask();
+    let ids = creds.map(|c| {
+        (
+            nix::unistd::Uid::from_raw(c.uid),
+            nix::unistd::Gid::from_raw(c.gid),
+            c.groups
+                .iter()
+                .map(|g| nix::unistd::Gid::from_raw(*g))
+                .collect::<Vec<_>>(),
+        )
+    });
     // SAFETY: the closure runs in the forked child before exec and only makes system calls
-    // (umask, sigprocmask).
+    // (umask, sigprocmask, setgroups, setgid, setuid) on values prepared above.
     unsafe {
         cmd.pre_exec(move || {
             nix::sys::stat::umask(umask);
+            if let Some((uid, gid, groups)) = &ids {
+                // Groups first: after setuid to a non-root user they can no longer change.
+                nix::unistd::setgroups(groups).map_err(std::io::Error::from)?;
+                nix::unistd::setgid(*gid).map_err(std::io::Error::from)?;
+                nix::unistd::setuid(*uid).map_err(std::io::Error::from)?;
+            }
             SigSet::empty()
                 .thread_set_mask()
                 .map_err(std::io::Error::from)
         });
     }
-    cmd.spawn()
+    cmd.spawn().map_err(|e| spawn_failure(prog, &e))
+}
+
+/// The exit code and message of a command that could not be started, worded like Docker's.
+fn spawn_failure(prog: &str, e: &std::io::Error) -> (i32, String) {
+    use std::io::ErrorKind;
+    match e.kind() {
+        ErrorKind::NotFound if !prog.contains('/') => {
+            (127, "executable file not found in $PATH".into())
+        }
+        ErrorKind::NotFound => (127, "no such file or directory".into()),
+        ErrorKind::PermissionDenied => (126, "permission denied".into()),
+        _ if e.raw_os_error() == Some(libc::ENOEXEC) => (126, "exec format error".into()),
+        _ => (126, e.to_string()),
+    }
 }
 
 /// Waits for signals: reaps children on SIGCHLD until the command itself exits, and passes

@@ -57,6 +57,12 @@ pub struct SandboxExec {
     pub hostname: Option<String>,
     /// Program and arguments.
     pub argv: Vec<String>,
+    /// `NAME=VALUE` items added to the environment the process inherits from weft.
+    pub env: Vec<String>,
+    /// The command's working directory (its init checks it exists).
+    pub workdir: Option<String>,
+    /// `USER[:GROUP]` the command runs as (its init resolves it).
+    pub user: Option<String>,
     /// Mounts detached in the sandbox's private mount namespace before anything is hidden:
     /// the namespace-handle directories (weft's, `/run/netns`), of which every running
     /// sandbox would otherwise hold a copy, keeping every other namespace alive.
@@ -100,6 +106,12 @@ fn build(
 ) -> io::Result<Command> {
     let mut cmd = Command::new(prog);
     cmd.args(args);
+    for item in &spec.env {
+        // Checked when the sandbox was made: `NAME=VALUE` with a non-empty name.
+        if let Some((k, v)) = item.split_once('=') {
+            cmd.env(k, v);
+        }
+    }
     // Everything the child needs is prepared here: after fork only system calls are safe.
     let netns = spec.netns.as_ref().map(File::open).transpose()?;
     let hosts = spec
@@ -288,6 +300,28 @@ fn read_only_bind(path: &std::ffi::CStr, flags: MsFlags) -> nix::Result<()> {
     )
 }
 
+/// Why a sandbox's command did not start, with the exit code `docker run` gives for it:
+/// 127 not found, 126 found but not executable, 125 anything else.
+#[derive(Debug, thiserror::Error)]
+#[error("{message}")]
+pub struct StartError {
+    /// The exit code.
+    pub code: i32,
+    /// Why, in Docker's words.
+    pub message: String,
+}
+
+impl From<StartError> for io::Error {
+    fn from(e: StartError) -> Self {
+        io::Error::other(e)
+    }
+}
+
+/// The [`StartError`] inside an error from [`PendingInit::start`], if it carries one.
+pub fn start_error(e: &io::Error) -> Option<&StartError> {
+    e.get_ref().and_then(|i| i.downcast_ref::<StartError>())
+}
+
 /// An init started for a sandbox command, waiting for the go-ahead: the caller records its
 /// pid and start time first, then calls [`PendingInit::start`]. Dropped without starting, the
 /// init exits without running anything.
@@ -321,10 +355,24 @@ impl PendingInit {
         }
         let _ = self.child.wait();
         Err(match (sent, reply.is_empty()) {
-            (Err(e), _) => e,
-            (Ok(_), true) => io::Error::other("the sandbox's init exited before starting it"),
-            (Ok(_), false) => io::Error::other(reply),
-        })
+            (Err(e), _) => StartError {
+                code: 125,
+                message: e.to_string(),
+            },
+            (Ok(_), true) => StartError {
+                code: 125,
+                message: "the sandbox's init exited before starting it".into(),
+            },
+            (Ok(_), false) => {
+                // "CODE why" (see `init::run`).
+                let (code, why) = reply.split_once(' ').unwrap_or(("125", &reply));
+                StartError {
+                    code: code.parse().unwrap_or(125),
+                    message: why.to_string(),
+                }
+            }
+        }
+        .into())
     }
 
     /// Gives up: the init exits without starting the command; reaped here.
@@ -356,8 +404,17 @@ pub fn spawn_init(spec: &SandboxExec, log: Option<&File>) -> io::Result<PendingI
         "__init".to_string(),
         "--control-fd".to_string(),
         fd.to_string(),
-        "--".to_string(),
     ];
+    if let Some(dir) = &spec.workdir {
+        args.push(format!("--workdir={dir}"));
+    }
+    if let Some(user) = &spec.user {
+        args.push(format!("--user={user}"));
+        if spec.env.iter().any(|e| e.starts_with("HOME=")) {
+            args.push("--keep-home".into());
+        }
+    }
+    args.push("--".to_string());
     args.extend(spec.argv.iter().cloned());
     // Our own binary, even if it was replaced on disk since we started.
     let mut cmd = build(spec, OsStr::new("/proc/self/exe"), &args, Some(fd))?;

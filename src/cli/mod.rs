@@ -8,6 +8,9 @@ mod ipam;
 mod network;
 mod output;
 mod ps;
+// Named apart from `engine::sandbox`, which this file uses throughout.
+#[path = "sandbox.rs"]
+mod sandbox_cli;
 mod stop;
 
 use std::net::{IpAddr, SocketAddr};
@@ -15,13 +18,13 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::Result;
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::{Parser, Subcommand, ValueEnum};
 
-use crate::engine::{self, sandbox, tools, view, Ctx};
+use crate::engine::{self, sandbox, tools, Ctx};
 pub use daemon::DaemonCmd;
 pub use ipam::{AvoidCmd, IpamCmd};
 pub use network::{NetworkCmd, NetworkCreateArgs};
-use output::print_json;
+pub use sandbox_cli::{CreateArgs, CreateCmd, ExecArgs, LogsArgs, RestartArgs, RunArgs, StartArgs};
 
 /// Docker-style container networking without Docker.
 #[derive(Debug, Parser)]
@@ -89,6 +92,20 @@ impl Cli {
             Command::Daemon { action: None, .. } | Command::Monitor { .. } | Command::Init { .. }
         )
     }
+
+    /// The exit code when the command fails in weft itself: 125 for the commands that run a
+    /// sandbox's command (as `docker run`, so that it differs from the command's own codes),
+    /// 1 for the others.
+    pub fn failure_code(&self) -> i32 {
+        match self.command {
+            Command::Run(_)
+            | Command::Create(_)
+            | Command::Start(_)
+            | Command::Restart(_)
+            | Command::Exec(_) => 125,
+            _ => 1,
+        }
+    }
 }
 
 /// Output formats.
@@ -108,16 +125,16 @@ pub enum Command {
     Network(NetworkCmd),
     /// Create a sandbox and run a command in it.
     Run(RunArgs),
-    /// Create a sandbox without running anything in it.
+    /// Create a sandbox; its command, if given, runs at `weft start`.
     Create(CreateCmd),
+    /// Start created or stopped sandboxes' commands.
+    Start(StartArgs),
+    /// Stop and start sandboxes' commands again.
+    Restart(RestartArgs),
     /// Run a command in an existing sandbox.
-    Exec {
-        /// Sandbox name or id.
-        sandbox: String,
-        /// Command and arguments (after `--`).
-        #[arg(trailing_var_arg = true, allow_hyphen_values = true, required = true)]
-        command: Vec<String>,
-    },
+    Exec(ExecArgs),
+    /// Show a sandbox's output (of `run -d`, `start`).
+    Logs(LogsArgs),
     /// List sandboxes.
     Ps(ps::PsArgs),
     /// Show sandboxes in detail.
@@ -184,6 +201,15 @@ pub enum Command {
         /// Socket on which the spawning weft gives the go-ahead and hears the outcome.
         #[arg(long)]
         control_fd: Option<i32>,
+        /// Working directory of the command.
+        #[arg(long)]
+        workdir: Option<String>,
+        /// USER[:GROUP] the command runs as.
+        #[arg(long)]
+        user: Option<String>,
+        /// HOME was given: not replaced by the user's home directory.
+        #[arg(long)]
+        keep_home: bool,
         /// Command and arguments (after `--`).
         #[arg(trailing_var_arg = true, allow_hyphen_values = true, required = true)]
         command: Vec<String>,
@@ -194,60 +220,6 @@ pub enum Command {
         /// Sandbox id.
         id: String,
     },
-}
-
-/// Flags shared by `create` and `run`.
-#[derive(Debug, Args)]
-pub struct CreateArgs {
-    /// Sandbox name.
-    #[arg(long)]
-    pub name: Option<String>,
-    /// Networks to join, in order (`host`, `none` or network names).
-    #[arg(long = "network", alias = "net")]
-    pub networks: Vec<String>,
-    /// Static address on the first network.
-    #[arg(long)]
-    pub ip: Vec<String>,
-    /// Extra names on every network.
-    #[arg(long)]
-    pub alias: Vec<String>,
-    /// Hostname inside the sandbox.
-    #[arg(long, short = 'H')]
-    pub hostname: Option<String>,
-    /// Labels K=V.
-    #[arg(long)]
-    pub label: Vec<String>,
-    /// Publish a port: [HOST_IP:][HOST_PORT[-END]:]CONTAINER_PORT[-END][/tcp|/udp|/sctp].
-    #[arg(short = 'p', long = "publish")]
-    pub publish: Vec<String>,
-    /// Command and arguments (after `--`).
-    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
-    pub command: Vec<String>,
-}
-
-/// `weft create [NAME]`.
-#[derive(Debug, Args)]
-pub struct CreateCmd {
-    /// Sandbox name (same as --name).
-    #[arg(value_name = "NAME", conflicts_with = "name")]
-    pub positional_name: Option<String>,
-    /// Sandbox flags.
-    #[command(flatten)]
-    pub sandbox: CreateArgs,
-}
-
-/// `weft run` flags.
-#[derive(Debug, Args)]
-pub struct RunArgs {
-    /// Run in the background and print the sandbox id.
-    #[arg(short, long)]
-    pub detach: bool,
-    /// Remove the sandbox when the command exits.
-    #[arg(long)]
-    pub rm: bool,
-    /// Sandbox flags.
-    #[command(flatten)]
-    pub sandbox: CreateArgs,
 }
 
 /// `weft tool ...`
@@ -318,20 +290,6 @@ pub enum ToolCmd {
     },
 }
 
-fn sandbox_request(a: &CreateArgs, auto_remove: bool) -> sandbox::SandboxRequest {
-    sandbox::SandboxRequest {
-        name: a.name.clone(),
-        networks: a.networks.clone(),
-        ips: a.ip.clone(),
-        aliases: a.alias.clone(),
-        hostname: a.hostname.clone(),
-        labels: a.label.clone(),
-        command: a.command.clone(),
-        auto_remove,
-        ports: a.publish.clone(),
-    }
-}
-
 /// Runs the parsed command and returns the process exit code.
 pub fn run(cli: Cli) -> Result<i32> {
     match run_command(cli) {
@@ -359,8 +317,19 @@ fn run_command(cli: Cli) -> Result<i32> {
         // The init's exit code is its command's; nothing of weft's may be printed after it.
         Command::Init {
             control_fd,
+            workdir,
+            user,
+            keep_home,
             command,
-        } => std::process::exit(crate::adapters::init::run(*control_fd, command)),
+        } => std::process::exit(crate::adapters::init::run(
+            *control_fd,
+            &crate::adapters::init::InitOptions {
+                workdir: workdir.clone(),
+                user: user.clone(),
+                keep_home: *keep_home,
+            },
+            command,
+        )),
         _ => {}
     }
     if let Command::Daemon { action: None, stay } = &cli.command {
@@ -368,45 +337,14 @@ fn run_command(cli: Cli) -> Result<i32> {
         return engine::agent::run(&cli.state_dir, &cli.run_dir, &cli.config, *stay);
     }
     let ctx = Ctx::open(&cli.state_dir, &cli.run_dir, &cli.config)?;
-    let json = format == Some(Format::Json);
     match cli.command {
         Command::Network(n) => network::run_network(&ctx, n, format),
-        Command::Run(r) => {
-            if r.sandbox.command.is_empty() {
-                return Err(crate::user_err!(
-                    "weft run needs a command: weft run [OPTIONS] -- CMD [ARG...]"
-                ));
-            }
-            let req = sandbox_request(&r.sandbox, r.rm);
-            if r.detach {
-                let sb = sandbox::run_detached(&ctx, &req)?;
-                if json {
-                    print_json(&view::sandbox(&sb))?;
-                } else {
-                    println!("{}", sb.id);
-                }
-                Ok(0)
-            } else {
-                sandbox::run_foreground(&ctx, &req)
-            }
-        }
-        Command::Create(c) => {
-            let mut req = sandbox_request(&c.sandbox, false);
-            if c.positional_name.is_some() {
-                req.name = c.positional_name;
-            }
-            let sb = sandbox::create(&ctx, &req)?;
-            if json {
-                print_json(&view::sandbox(&sb))?;
-            } else {
-                println!("{}", sb.id);
-            }
-            Ok(0)
-        }
-        Command::Exec {
-            sandbox: s,
-            command,
-        } => sandbox::exec(&ctx, &s, &command),
+        Command::Run(r) => sandbox_cli::run(&ctx, r, format),
+        Command::Create(c) => sandbox_cli::create(&ctx, c, format),
+        Command::Exec(e) => sandbox_cli::exec(&ctx, e, format),
+        Command::Start(a) => sandbox_cli::start(&ctx, a, format),
+        Command::Restart(a) => sandbox_cli::restart(&ctx, a, format),
+        Command::Logs(a) => sandbox_cli::logs(&ctx, a, format),
         Command::Ps(args) => ps::run_ps(&ctx, &args, format),
         Command::Inspect { sandboxes } => inspect::run_inspect(&ctx, &sandboxes, format),
         Command::Stop { time, sandboxes } => stop::run_stop(&ctx, &sandboxes, time, format),

@@ -182,6 +182,11 @@ mod tests {
             created: 0,
             started: None,
             finished: None,
+            restart: Default::default(),
+            restart_count: 0,
+            stopped: false,
+            stopped_ports: vec![],
+            run: Default::default(),
         }
     }
 

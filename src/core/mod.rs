@@ -12,3 +12,4 @@ pub mod nft;
 pub mod plan;
 pub mod ports;
 pub mod reconcile;
+pub mod run;

@@ -262,6 +262,23 @@ pub struct Sandbox {
     /// When CMD last exited (seconds since the epoch).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub finished: Option<u64>,
+    /// `--restart`: when the monitor starts the command again.
+    #[serde(default)]
+    pub restart: crate::core::run::RestartPolicy,
+    /// How many times the monitor started the command again since `weft start` (or `run`).
+    #[serde(default)]
+    pub restart_count: u32,
+    /// Set by `weft stop` before it signals: the restart policy leaves the command stopped.
+    #[serde(default)]
+    pub stopped: bool,
+    /// The published ports of a stopped sandbox, which holds no host port (as Docker's):
+    /// `weft stop` moves `ports` here, `weft start` claims them again.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub stopped_ports: Vec<crate::core::ports::PortMapping>,
+    /// What the command runs with besides the network (environment, working directory,
+    /// extra `/etc/hosts` entries, DNS settings).
+    #[serde(default)]
+    pub run: crate::core::run::RunSettings,
 }
 
 impl Sandbox {

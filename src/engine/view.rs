@@ -172,6 +172,10 @@ pub struct SandboxView {
     pub started: Option<u64>,
     /// When its command last exited (null if it has not).
     pub finished: Option<u64>,
+    /// `--restart` policy (`no`, `on-failure[:N]`, `always`, `unless-stopped`).
+    pub restart_policy: String,
+    /// How many times the policy started the command again since the last `start`.
+    pub restart_count: u32,
 }
 
 /// One endpoint of a sandbox as `inspect` prints it (and `network connect`).
@@ -205,5 +209,7 @@ pub fn sandbox(sb: &Sandbox) -> SandboxView {
         created: sb.created,
         started: sb.started,
         finished: sb.finished,
+        restart_policy: sb.restart.to_string(),
+        restart_count: sb.restart_count,
     }
 }

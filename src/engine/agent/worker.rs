@@ -114,13 +114,18 @@ impl Worker {
                 let _ = reply.send(resp);
             }
             Job::Release(id, reply) => {
-                // Only a removed sandbox's ports: nobody may take a live sandbox's reservation.
+                // Only the ports of a removed sandbox, or of a stopped one (which has none on
+                // record): nobody may take a live sandbox's reservation.
                 let live = self
                     .ctx
                     .store
                     .begin(Mode::Read)
                     .and_then(|tx| tx.sandbox(&id))
-                    .map(|s| s.filter(|s| s.id == id && s.status != Status::Removing));
+                    .map(|s| {
+                        s.filter(|s| {
+                            s.id == id && s.status != Status::Removing && !s.ports.is_empty()
+                        })
+                    });
                 let resp = match live {
                     Ok(None) => {
                         self.held.remove(&id);

@@ -3,7 +3,6 @@
 //! its processes run under.
 
 use std::io;
-use std::net::IpAddr;
 use std::os::unix::fs::DirBuilderExt as _;
 use std::path::{Path, PathBuf};
 
@@ -14,7 +13,8 @@ use crate::adapters::process::SandboxExec;
 use crate::core::model::Sandbox;
 use crate::engine::Ctx;
 
-/// Where a detached sandbox's output goes.
+/// The sandbox's log: where its command's output goes when it runs detached (`run -d`,
+/// `start`), read by `weft logs`.
 pub(super) fn log_path(ctx: &Ctx, id: &str) -> PathBuf {
     ctx.state_dir.join("logs").join(format!("{id}.log"))
 }
@@ -30,23 +30,17 @@ pub(super) fn write_files(ctx: &Ctx, sb: &Sandbox) -> Result<()> {
             hosts.push_str(&format!("{}\t{} {}\n", a.addr(), sb.hostname, sb.name));
         }
     }
+    for h in &sb.run.extra_hosts {
+        // Names and addresses were checked (`core::run::add_host`): no line breaks.
+        hosts.push_str(&format!("{}\t{}\n", h.ip, h.name));
+    }
     // Read by any user inside the sandbox (bind-mounted over /etc/hosts), so 0644 inside the
     // private run directory; replaced, never written through whatever is at the path.
     fs::replace(&dir.join("hosts"), hosts.as_bytes(), 0o644)?;
     // The host's resolvers, minus loopback ones, which mean nothing inside the sandbox
-    // (Docker does the same).
+    // (Docker does the same); `--dns*` replace the host's lines of their kind.
     let host_conf = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
-    let conf: String = host_conf
-        .lines()
-        .filter(|l| {
-            let mut w = l.split_whitespace();
-            !(w.next() == Some("nameserver")
-                && w.next()
-                    .and_then(|a| a.parse::<IpAddr>().ok())
-                    .is_some_and(|a| a.is_loopback()))
-        })
-        .map(|l| format!("{l}\n"))
-        .collect();
+    let conf = sb.run.dns.resolv_conf(&host_conf);
     fs::replace(&dir.join("resolv.conf"), conf.as_bytes(), 0o644)?;
     Ok(())
 }
@@ -106,6 +100,19 @@ const IP_NETNS_DIR: &str = "/run/netns";
 /// What a process in this sandbox gets. In every mode, `--network host` included, weft's
 /// state and run directories and `/run/netns` are hidden from it.
 pub fn exec_spec(ctx: &Ctx, sb: &Sandbox, argv: &[String]) -> SandboxExec {
+    exec_spec_with(ctx, sb, argv, &[], None, None)
+}
+
+/// [`exec_spec`] with more environment items (after the sandbox's own, winning), another
+/// working directory and another user (`weft exec -e -w -u`).
+pub fn exec_spec_with(
+    ctx: &Ctx,
+    sb: &Sandbox,
+    argv: &[String],
+    env: &[String],
+    workdir: Option<&str>,
+    user: Option<&str>,
+) -> SandboxExec {
     let dir = ctx.sandbox_dir(&sb.id);
     let private = sb.netns.is_some();
     // Mount targets are resolved against the init's working directory: absolute ones only.
@@ -116,6 +123,11 @@ pub fn exec_spec(ctx: &Ctx, sb: &Sandbox, argv: &[String]) -> SandboxExec {
         resolv_conf: private.then(|| dir.join("resolv.conf")),
         hostname: private.then(|| sb.hostname.clone()),
         argv: argv.to_vec(),
+        env: crate::core::run::merge_env(&sb.run.env, env),
+        workdir: workdir
+            .map(str::to_string)
+            .or_else(|| sb.run.workdir.clone()),
+        user: user.map(str::to_string).or_else(|| sb.run.user.clone()),
         unmount: vec![abs(&ctx.run_dir.join("netns")), PathBuf::from(IP_NETNS_DIR)],
         hide: vec![
             abs(&ctx.state_dir),

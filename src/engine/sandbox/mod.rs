@@ -8,11 +8,13 @@
 pub mod addresses;
 pub mod connect;
 pub mod files;
+pub mod logs;
 pub mod publish;
+pub mod settings;
 pub mod supervise;
 
 pub use files::exec_spec;
-pub use supervise::{exec, monitor, run_detached, run_foreground, stop};
+pub use supervise::{exec, monitor, run_detached, run_foreground, start, stop, ExecOptions};
 
 use addresses::{allocate_endpoint, parse_ips};
 use files::{log_path, write_files};
@@ -60,6 +62,28 @@ pub struct SandboxRequest {
     pub auto_remove: bool,
     /// `-p` specs.
     pub ports: Vec<String>,
+    /// `--ip6`: static IPv6 addresses on the first network.
+    pub ip6: Vec<String>,
+    /// `--mac-address` of the first network's interface.
+    pub mac_address: Option<String>,
+    /// `--add-host NAME:IP`.
+    pub add_hosts: Vec<String>,
+    /// `--dns`.
+    pub dns: Vec<String>,
+    /// `--dns-search`.
+    pub dns_search: Vec<String>,
+    /// `--dns-option`.
+    pub dns_options: Vec<String>,
+    /// `-e` items.
+    pub env: Vec<String>,
+    /// `--env-file` paths (read before the `-e` items, which win).
+    pub env_files: Vec<String>,
+    /// `-w`.
+    pub workdir: Option<String>,
+    /// `-u USER[:GROUP]`.
+    pub user: Option<String>,
+    /// `--restart` as given (empty: `no`).
+    pub restart: String,
 }
 
 /// Looks a sandbox up by name or id prefix, or says how to list them.
@@ -111,7 +135,34 @@ fn create_inner(ctx: &Ctx, req: &SandboxRequest, finish: bool) -> Result<Sandbox
         None => id[..12].to_string(),
     };
     let mode = resolve_mode(&req.networks)?;
-    let want = parse_ips(&req.ips)?;
+    settings::check_network_mode(req, mode)?;
+    let mut ips = req.ips.clone();
+    for s in &req.ip6 {
+        if s.parse::<std::net::Ipv6Addr>().is_err() {
+            return Err(user_err!(
+                "invalid --ip6 {s:?}: expected an IPv6 address like fd00::5"
+            ));
+        }
+        ips.push(s.clone());
+    }
+    let want = parse_ips(&ips)?;
+    let mut run = settings::parse(req)?;
+    if finish {
+        // `create` runs nothing now: a command that cannot be found would only fail at
+        // `start`. Checked here, it also catches Docker's habit of naming the sandbox first
+        // (`weft create NAME -- CMD`), whose NAME would otherwise be stored as the command.
+        settings::check_command(&req.command, &run.env)?;
+    }
+    let restart: crate::core::run::RestartPolicy = if req.restart.is_empty() {
+        Default::default()
+    } else {
+        req.restart.parse()?
+    };
+    let mac = req
+        .mac_address
+        .as_deref()
+        .map(crate::core::run::mac_address)
+        .transpose()?;
     if mode != NetMode::Bridge && (want.0.is_some() || want.1.is_some()) {
         return Err(user_err!(
             "--ip needs a bridge network, not --network {}",
@@ -119,11 +170,16 @@ fn create_inner(ctx: &Ctx, req: &SandboxRequest, finish: bool) -> Result<Sandbox
         ));
     }
     let labels = parse_kv("--label", &req.labels)?;
-    let specs = req
+    let mut specs = req
         .ports
         .iter()
         .map(|p| ports::parse(p))
         .collect::<Result<Vec<_>, _>>()?;
+    if mode == NetMode::Host && !specs.is_empty() {
+        // As Docker: the command's ports are the host's already.
+        eprintln!("WARNING: Published ports are discarded when using host network mode");
+        specs.clear();
+    }
     if !specs.is_empty() && mode != NetMode::Bridge {
         return Err(user_err!(
             "-p needs a bridge network: with --network {} there is nothing to publish to",
@@ -216,6 +272,25 @@ fn create_inner(ctx: &Ctx, req: &SandboxRequest, finish: bool) -> Result<Sandbox
             }
         }
     }
+    if let (Some(mac), Some(first)) = (mac, endpoints.first_mut()) {
+        first.mac = crate::core::model::format_mac(&mac);
+        // Two ports of one bridge with one MAC would steal each other's frames.
+        for other in tx.sandboxes()? {
+            let clash = other
+                .endpoints
+                .iter()
+                .any(|e| e.network_id == first.network_id && e.mac == first.mac);
+            if clash {
+                return Err(user_err!(
+                    "--mac-address {}: already the MAC of sandbox {:?} on network {:?}",
+                    first.mac,
+                    other.name,
+                    first.network
+                ));
+            }
+        }
+    }
+    settings::resolve_hosts(&mut run, req, &nets)?;
     let published = claim_ports(tx.as_ref(), &id, &specs, &endpoints, &host)?;
     let sb = Sandbox {
         name: name.clone(),
@@ -239,6 +314,11 @@ fn create_inner(ctx: &Ctx, req: &SandboxRequest, finish: bool) -> Result<Sandbox
         owner_pid: Some(crate::engine::me().0),
         owner_start: crate::engine::me().1,
         created: now(),
+        restart,
+        restart_count: 0,
+        stopped: false,
+        stopped_ports: vec![],
+        run,
     };
     tx.put_sandbox(&sb)?;
     tx.commit()?;
@@ -457,6 +537,19 @@ fn remove_named(ctx: &Ctx, name: &str, force: bool) -> Result<String> {
             _ => return Err(e),
         },
     };
+    if !force
+        && sb.restart != crate::core::run::RestartPolicy::No
+        && !is_running(&sb)
+        && monitor_alive(&sb)
+    {
+        // Between two runs of its restart policy: as Docker refuses a restarting container.
+        return Err(user_err!(
+            "sandbox {:?} is restarting (--restart {}); stop it first with `weft stop {}` or use `weft rm --force`",
+            sb.name,
+            sb.restart,
+            sb.name
+        ));
+    }
     if is_running(&sb) && !force {
         return Err(user_err!(
             "sandbox {:?} is running; stop it first with `weft stop {}` or use `weft rm --force`",

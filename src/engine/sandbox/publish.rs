@@ -6,9 +6,13 @@ use std::net::IpAddr;
 use anyhow::{Context as _, Result};
 
 use crate::adapters::host_facts;
-use crate::adapters::store::Txn;
-use crate::core::model::Endpoint;
+use crate::adapters::netlink::KernelExecutor;
+use crate::adapters::store::Store as _;
+use crate::adapters::store::{Mode, Txn};
+use crate::core::model::{Endpoint, Sandbox, Status};
+use crate::core::plan::{firewall_ports, Op};
 use crate::core::ports::{self, PortMapping, PortSpec};
+use crate::engine::Ctx;
 use crate::user_err;
 
 /// What the host looks like for publishing: its addresses (only when a spec names one) and
@@ -205,4 +209,100 @@ fn free_block(len: u32, mut free: impl FnMut(u16) -> Result<bool>) -> Result<Opt
         }
     }
     Ok(None)
+}
+
+/// `weft stop`: frees the sandbox's published host ports, as Docker does for a stopped
+/// container: the record first (its mappings kept for `weft start`, the claims released, so
+/// the agent's repairs and `gc` no longer want them), then the DNAT elements, then the
+/// agent's reservation sockets.
+pub(super) fn free(ctx: &Ctx, id: &str) -> Result<()> {
+    let sb = {
+        let tx = ctx.store.begin(Mode::Write)?;
+        let Some(mut sb) = tx.sandbox(id)?.filter(|s| s.status != Status::Removing) else {
+            return Ok(());
+        };
+        if sb.ports.is_empty() {
+            return Ok(());
+        }
+        let was = sb.clone();
+        sb.stopped_ports = std::mem::take(&mut sb.ports);
+        tx.release_ports(id)?;
+        tx.put_sandbox(&sb)?;
+        tx.commit()?;
+        was
+    };
+    let ops = [Op::FirewallDetach {
+        endpoints: vec![],
+        ports: firewall_ports(&sb),
+    }];
+    let mut exec = KernelExecutor::new()?;
+    if let Some(e) = crate::core::plan::apply_best_effort(&mut exec, &ops).first() {
+        return Err(anyhow::anyhow!(
+            "freeing the ports of sandbox {:?}: {e}",
+            sb.name
+        ));
+    }
+    crate::engine::agent::client::release(ctx, id);
+    Ok(())
+}
+
+/// `weft start`: claims a stopped sandbox's host ports again; an error names the sandbox or
+/// host process that took one meanwhile (and nothing is claimed then).
+pub(super) fn reclaim(ctx: &Ctx, sb: &Sandbox) -> Result<()> {
+    if sb.stopped_ports.is_empty() {
+        return Ok(());
+    }
+    let listeners = host_facts::listeners().context("listing the host's listening sockets")?;
+    let sb = {
+        let tx = ctx.store.begin(Mode::Write)?;
+        let mut cur = super::find(tx.as_ref(), &sb.id)?;
+        for m in &cur.stopped_ports {
+            let proto = m.protocol.name();
+            for (held_ip, owner) in tx.port_holders(proto, m.host_port)? {
+                if owner != cur.id && ports::overlaps(held_ip, m.host_ip) {
+                    let name = tx.sandbox(&owner)?.map(|s| s.name).unwrap_or(owner);
+                    return Err(user_err!(
+                        "cannot start sandbox {:?}: port {}/{proto} on {held_ip} is published by sandbox {name:?} since it stopped",
+                        cur.name,
+                        m.host_port
+                    ));
+                }
+            }
+            let covers = |l: &&host_facts::Listener| {
+                l.proto == m.protocol.number()
+                    && l.port == m.host_port
+                    && (ports::overlaps(l.addr, m.host_ip)
+                        || (l.addr.is_ipv6() && l.addr.is_unspecified()))
+            };
+            if let Some(l) = listeners.iter().find(covers) {
+                let who = host_facts::socket_owner(l.inode)
+                    .map(|(pid, comm)| format!(" by {comm} (pid {pid})"))
+                    .unwrap_or_default();
+                return Err(user_err!(
+                    "cannot start sandbox {:?}: port {}/{proto} is in use on the host since it stopped: {}:{} is held{who}",
+                    cur.name,
+                    m.host_port,
+                    l.addr,
+                    m.host_port
+                ));
+            }
+            tx.claim_port(proto, m.host_ip, m.host_port, &cur.id)?;
+        }
+        cur.ports = std::mem::take(&mut cur.stopped_ports);
+        tx.put_sandbox(&cur)?;
+        tx.commit()?;
+        cur
+    };
+    let ops = [Op::FirewallAttach {
+        endpoints: vec![],
+        ports: firewall_ports(&sb),
+    }];
+    let mut exec = KernelExecutor::new()?;
+    let applied = crate::engine::firewall::apply_with_repair(ctx, &mut exec, &ops)
+        .and_then(|()| crate::engine::agent::client::reserve(ctx, &sb));
+    if let Err(e) = applied {
+        let _ = free(ctx, &sb.id);
+        return Err(e.context(format!("claiming the ports of sandbox {:?}", sb.name)));
+    }
+    Ok(())
 }

@@ -45,10 +45,7 @@ pub fn run_foreground(ctx: &Ctx, req: &SandboxRequest) -> Result<i32> {
         Err(e) => {
             process::stop_forwarding();
             remove_one(ctx, &sb.id)?;
-            return Err(user_err!(
-                "cannot run {:?}: {e:#}",
-                req.command.first().cloned().unwrap_or_default()
-            ));
+            return Err(start_failed(&req.command, &e));
         }
     };
     let status = child.wait().context("waiting for the command");
@@ -58,6 +55,28 @@ pub fn run_foreground(ctx: &Ctx, req: &SandboxRequest) -> Result<i32> {
     // Whatever `exec`s are left die with the sandbox.
     remove_one(ctx, &sb.id)?;
     Ok(process::exit_code(status?))
+}
+
+/// The error of a command that did not start: `cannot run "CMD": why`, keeping the exit code
+/// (126, 127) the init gave for it, 125 when weft failed before.
+fn start_failed(argv: &[String], e: &anyhow::Error) -> anyhow::Error {
+    let prog = argv.first().cloned().unwrap_or_default();
+    let code = e
+        .chain()
+        .find_map(|c| {
+            c.downcast_ref::<process::StartError>()
+                .map(|s| s.code)
+                .or_else(|| {
+                    c.downcast_ref::<std::io::Error>()
+                        .and_then(process::start_error)
+                        .map(|s| s.code)
+                })
+        })
+        .unwrap_or(125);
+    anyhow::Error::new(process::StartError {
+        code,
+        message: format!("cannot run {prog:?}: {e:#}"),
+    })
 }
 
 /// Records a sandbox's freshly spawned init as its command (in its record and in its run
@@ -82,7 +101,7 @@ fn start_command(ctx: &Ctx, sb: &Sandbox, init: PendingInit) -> Result<(Child, I
             init.abandon();
             record.remove();
             return Err(user_err!(
-                "sandbox {:?} was removed before its command started",
+                "sandbox {:?} was stopped or removed before its command started",
                 sb.name
             ));
         }
@@ -113,23 +132,31 @@ fn removed_meanwhile(sb: &Sandbox, e: std::io::Error) -> anyhow::Error {
 
 /// Records that the sandbox's command runs under the init `pid`, watched by this process:
 /// `stop` and `gc` leave the record to its monitor while the monitor lives. Returns false
-/// (and records nothing) if the sandbox is gone or being removed.
+/// (and records nothing) if the sandbox is gone, being removed, or stopped by `weft stop`
+/// meanwhile (a restart must not undo it).
 fn mark_running(ctx: &Ctx, id: &str, pid: u32, start: u64) -> Result<bool> {
     let me = std::process::id();
-    let done = update(ctx, id, |s| {
-        s.pid = Some(pid);
-        s.pid_start = Some(start);
-        s.monitor_pid = Some(me);
-        s.monitor_start = process::start_time(me);
-        s.status = Status::Running;
-        s.started = Some(crate::engine::now());
-        s.finished = None;
-        // `run`'s intent ends here: the sandbox is made and its command runs.
-        s.owner_pid = None;
-        s.owner_start = None;
-        s.exit_code = None;
-    })?;
-    Ok(done.is_some())
+    let tx = ctx.store.begin(Mode::Write)?;
+    let Some(mut s) = tx
+        .sandbox(id)?
+        .filter(|s| s.status != Status::Removing && !s.stopped)
+    else {
+        return Ok(false);
+    };
+    s.pid = Some(pid);
+    s.pid_start = Some(start);
+    s.monitor_pid = Some(me);
+    s.monitor_start = process::start_time(me);
+    s.status = Status::Running;
+    s.started = Some(crate::engine::now());
+    s.finished = None;
+    // `run`'s intent ends here: the sandbox is made and its command runs.
+    s.owner_pid = None;
+    s.owner_start = None;
+    s.exit_code = None;
+    tx.put_sandbox(&s)?;
+    tx.commit()?;
+    Ok(true)
 }
 
 /// `weft run -d`: create, then hand CMD to a detached monitor that outlives this process.
@@ -148,14 +175,19 @@ pub fn run_detached(ctx: &Ctx, req: &SandboxRequest) -> Result<Sandbox> {
     }
 }
 
-/// Starts `weft __monitor ID` in its own session and waits until it reports that CMD runs.
+/// Starts `weft __monitor ID` in its own session and waits until it reports that CMD runs
+/// (`ok`), or why it does not (`failed CODE why`).
 fn spawn_monitor(ctx: &Ctx, sb: &Sandbox) -> Result<()> {
     let log = log_path(ctx, &sb.id);
     if let Some(dir) = log.parent() {
         std::fs::create_dir_all(dir)?;
     }
-    let log = fs::create_new(&log, 0o600)
-        .with_context(|| format!("creating the log file {}", log.display()))?;
+    // The log of an earlier start is kept and appended to (as Docker's).
+    let log = match fs::create_new(&log, 0o600) {
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => fs::open_append(&log),
+        other => other,
+    }
+    .with_context(|| format!("opening the log file {}", log.display()))?;
     let mut cmd = ctx.detached_weft(&["__monitor", &sb.id])?;
     cmd.stdout(Stdio::piped()).stderr(log);
     use std::os::unix::process::CommandExt;
@@ -172,52 +204,215 @@ fn spawn_monitor(ctx: &Ctx, sb: &Sandbox) -> Result<()> {
     let out = child.stdout.take().context("monitor stdout")?;
     let mut line = String::new();
     BufReader::new(out).read_line(&mut line)?;
-    if line.trim() == "ok" {
+    let line = line.trim_end();
+    if line == "ok" {
         // The monitor lives on; dropping `child` does not kill it.
-        Ok(())
-    } else {
-        let _ = child.wait();
-        let log = std::fs::read_to_string(log_path(ctx, &sb.id)).unwrap_or_default();
-        let last = log.lines().last().unwrap_or("the monitor failed").trim();
-        Err(user_err!(
-            "cannot run {:?}: {}",
-            sb.command.first().cloned().unwrap_or_default(),
-            last.strip_prefix("error: ").unwrap_or(last)
-        ))
+        return Ok(());
     }
+    let _ = child.wait();
+    let (code, why) = line
+        .strip_prefix("failed ")
+        .and_then(|r| r.split_once(' '))
+        .and_then(|(c, w)| Some((c.parse().ok()?, w.to_string())))
+        .unwrap_or_else(|| {
+            // The monitor died before it could say: its last words are in the log.
+            let log = std::fs::read_to_string(log_path(ctx, &sb.id)).unwrap_or_default();
+            let last = log
+                .lines()
+                .last()
+                .unwrap_or("the sandbox monitor failed")
+                .trim();
+            (
+                125,
+                last.strip_prefix("error: ").unwrap_or(last).to_string(),
+            )
+        });
+    Err(anyhow::Error::new(process::StartError {
+        code,
+        message: why,
+    }))
 }
 
-/// The detached monitor: starts CMD, reports "ok" on stdout, waits, then records the exit or
-/// removes the sandbox (`--rm`).
+/// The detached monitor: starts CMD, reports "ok" on stdout (or "failed CODE why"), waits;
+/// starts it again as its restart policy says, with Docker's back-off, unless `weft stop`
+/// stopped it; then records the exit or removes the sandbox (`--rm`).
 pub fn monitor(ctx: &Ctx, id: &str) -> Result<()> {
     let sb = {
         let tx = ctx.store.begin(Mode::Read)?;
         find(tx.as_ref(), id)?
     };
     let log = fs::open_append(&log_path(ctx, &sb.id))?;
-    let spec = exec_spec(ctx, &sb, &sb.command);
-    let started = process::spawn_init(&spec, Some(&log))
-        .map_err(anyhow::Error::from)
-        .and_then(|init| start_command(ctx, &sb, init));
-    let (mut child, record) = match started {
-        Ok(c) => c,
-        Err(e) => {
-            eprintln!("error: {e:#}");
-            println!("failed");
+    let mut first = true;
+    let mut delay = None;
+    let mut sb = sb;
+    loop {
+        let began = Instant::now();
+        let spec = exec_spec(ctx, &sb, &sb.command);
+        let started = process::spawn_init(&spec, Some(&log))
+            .map_err(anyhow::Error::from)
+            .and_then(|init| start_command(ctx, &sb, init));
+        let code = match started {
+            Ok((mut child, record)) => {
+                if first {
+                    println!("ok");
+                    // Our stdout is the pipe to `weft run -d`, which exits now: point it at
+                    // the log instead.
+                    // SAFETY: dup2 on fds we own.
+                    unsafe {
+                        use std::os::fd::AsRawFd;
+                        libc::dup2(log.as_raw_fd(), 1);
+                    }
+                    first = false;
+                }
+                let status = child.wait()?;
+                record.remove();
+                process::exit_code(status)
+            }
+            Err(e) => {
+                let e = start_failed(&sb.command, &e);
+                let code = e
+                    .downcast_ref::<process::StartError>()
+                    .map_or(125, |s| s.code);
+                if first {
+                    println!("failed {code} {e:#}");
+                    // Nothing runs: the sandbox stays, to be started again.
+                    clear_monitor(ctx, &sb.id, code)?;
+                    return Ok(());
+                }
+                let settled = {
+                    let tx = ctx.store.begin(Mode::Read)?;
+                    tx.sandbox(&sb.id)?
+                        .is_none_or(|s| s.status == Status::Removing || s.stopped)
+                };
+                if settled {
+                    // Stopped or removed while it was being started again: nothing failed.
+                    clear_monitor(ctx, &sb.id, code)?;
+                    return Ok(());
+                }
+                eprintln!("error: {e:#}");
+                code
+            }
+        };
+        let ran = began.elapsed();
+        let Some(again) = finish_or_restart(ctx, &sb.id, code)? else {
+            return Ok(());
+        };
+        sb = again;
+        let wait = crate::core::run::restart_delay(delay, ran);
+        delay = Some(wait);
+        if !sleep_unless_stopped(ctx, &sb.id, wait)? {
+            clear_monitor(ctx, &sb.id, code)?;
             return Ok(());
         }
-    };
-    println!("ok");
-    // Our stdout is the pipe to `weft run -d`, which exits now: point it at the log instead.
-    // SAFETY: dup2 on fds we own.
-    unsafe {
-        use std::os::fd::AsRawFd;
-        libc::dup2(log.as_raw_fd(), 1);
     }
-    let status = child.wait()?;
-    record.remove();
-    let code = process::exit_code(status);
-    finish(ctx, &sb.id, code)
+}
+
+/// Records that CMD exited with `code`; returns the record if its policy starts it again
+/// (the restart counted), or, having recorded the end (or removed an `--rm` sandbox), `None`.
+fn finish_or_restart(ctx: &Ctx, id: &str, code: i32) -> Result<Option<Sandbox>> {
+    let tx = ctx.store.begin(Mode::Write)?;
+    let Some(mut sb) = tx.sandbox(id)?.filter(|s| s.status != Status::Removing) else {
+        return Ok(None);
+    };
+    sb.pid = None;
+    sb.pid_start = None;
+    sb.status = Status::Exited;
+    sb.exit_code = Some(code);
+    sb.finished = Some(crate::engine::now());
+    let again = !sb.stopped && sb.restart.restarts(code, sb.restart_count);
+    if again {
+        // The monitor stays, recorded, through the back-off: `stop` and `rm` find it.
+        sb.restart_count = sb.restart_count.saturating_add(1);
+    } else {
+        sb.monitor_pid = None;
+        sb.monitor_start = None;
+    }
+    tx.put_sandbox(&sb)?;
+    tx.commit()?;
+    if again {
+        return Ok(Some(sb));
+    }
+    if sb.auto_remove {
+        remove_one(ctx, &sb.id)?;
+    }
+    Ok(None)
+}
+
+/// Waits `wait` before a restart; false (at once) if the sandbox was stopped, is being
+/// removed or is gone meanwhile.
+fn sleep_unless_stopped(ctx: &Ctx, id: &str, wait: Duration) -> Result<bool> {
+    let until = Instant::now() + wait;
+    loop {
+        let cur = {
+            let tx = ctx.store.begin(Mode::Read)?;
+            tx.sandbox(id)?
+        };
+        if !cur.is_some_and(|s| s.status != Status::Removing && !s.stopped) {
+            return Ok(false);
+        }
+        let left = until.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Ok(true);
+        }
+        std::thread::sleep(left.min(Duration::from_millis(50)));
+    }
+}
+
+/// Forgets this monitor in the record (it is leaving, nothing runs); a command recorded as
+/// running whose init is gone (it could not start) is recorded as exited with `code`.
+fn clear_monitor(ctx: &Ctx, id: &str, code: i32) -> Result<()> {
+    let me = std::process::id();
+    update(ctx, id, |s| {
+        if s.monitor_pid == Some(me) {
+            s.monitor_pid = None;
+            s.monitor_start = None;
+        }
+        if s.status == Status::Running && !super::is_running(s) {
+            s.status = Status::Exited;
+            s.pid = None;
+            s.pid_start = None;
+            s.exit_code = Some(code);
+            s.finished = Some(crate::engine::now());
+        }
+    })?;
+    Ok(())
+}
+
+/// `weft start`: starts a created or stopped sandbox's stored command under a monitor, as
+/// `run -d` does (restart count back to 0). A running sandbox is left as it is.
+pub fn start(ctx: &Ctx, name: &str) -> Result<Sandbox> {
+    let sb = {
+        let tx = ctx.store.begin(Mode::Write)?;
+        let mut sb = find(tx.as_ref(), name)?;
+        check_settled(&sb)?;
+        if sb.status == Status::Creating {
+            return Err(user_err!("sandbox {name:?} is still being created"));
+        }
+        if super::is_running(&sb) || monitor_alive(&sb) {
+            return Ok(sb);
+        }
+        if sb.command.is_empty() {
+            return Err(user_err!(
+                "sandbox {:?} has no command to start; create it with one: weft create --name {} [OPTIONS] -- CMD [ARG...]",
+                sb.name,
+                sb.name
+            ));
+        }
+        // Its status and exit code stay until the command runs (`mark_running`): a start
+        // that fails leaves the sandbox as it was.
+        sb.stopped = false;
+        sb.restart_count = 0;
+        tx.put_sandbox(&sb)?;
+        tx.commit()?;
+        sb
+    };
+    super::publish::reclaim(ctx, &sb)?;
+    if let Err(e) = spawn_monitor(ctx, &sb) {
+        let _ = super::publish::free(ctx, &sb.id);
+        return Err(e);
+    }
+    let tx = ctx.store.begin(Mode::Read)?;
+    find(tx.as_ref(), &sb.id)
 }
 
 /// Records that CMD exited; removes the sandbox if it was started with `--rm`.
@@ -240,10 +435,21 @@ fn finish(ctx: &Ctx, id: &str, code: i32) -> Result<()> {
     Ok(())
 }
 
+/// `weft exec -e -w`: more environment, another working directory.
+#[derive(Debug, Clone, Default)]
+pub struct ExecOptions {
+    /// `-e` items (NAME=VALUE or NAME).
+    pub env: Vec<String>,
+    /// `-w`.
+    pub workdir: Option<String>,
+    /// `-u`.
+    pub user: Option<String>,
+}
+
 /// `weft exec`: runs a command in an existing sandbox in the foreground, under an init of its
 /// own that is recorded in the sandbox's run directory while it runs, so that removing or
 /// stopping the sandbox ends it too.
-pub fn exec(ctx: &Ctx, name: &str, argv: &[String]) -> Result<i32> {
+pub fn exec(ctx: &Ctx, name: &str, argv: &[String], opts: &ExecOptions) -> Result<i32> {
     let sb = {
         let tx = ctx.store.begin(Mode::Read)?;
         find(tx.as_ref(), name)?
@@ -252,11 +458,28 @@ pub fn exec(ctx: &Ctx, name: &str, argv: &[String]) -> Result<i32> {
         return Err(user_err!("sandbox {name:?} is still being created"));
     }
     check_settled(&sb)?;
-    let prog = argv.first().cloned().unwrap_or_default();
-    let spec = exec_spec(ctx, &sb, argv);
+    let lookup = |n: &str| std::env::var(n).ok();
+    let mut env = Vec::new();
+    for item in &opts.env {
+        env.extend(crate::core::run::env_item(item, &lookup)?);
+    }
+    if let Some(w) = &opts.workdir {
+        crate::core::run::workdir(w)?;
+    }
+    if let Some(u) = &opts.user {
+        super::settings::check_user(u)?;
+    }
+    let spec = super::files::exec_spec_with(
+        ctx,
+        &sb,
+        argv,
+        &env,
+        opts.workdir.as_deref(),
+        opts.user.as_deref(),
+    );
     process::install_forwarding();
     let init = process::spawn_init(&spec, None)
-        .map_err(|e| user_err!("cannot run {prog:?} in sandbox {name:?}: {e}"))?;
+        .map_err(|e| start_failed(argv, &anyhow::Error::from(e)))?;
     process::forward_signals_to(init.pid());
     let record = match record_exec(ctx, &sb, &init) {
         Ok(r) => r,
@@ -271,7 +494,7 @@ pub fn exec(ctx: &Ctx, name: &str, argv: &[String]) -> Result<i32> {
         Err(e) => {
             process::stop_forwarding();
             record.remove();
-            return Err(user_err!("cannot run {prog:?} in sandbox {name:?}: {e}"));
+            return Err(start_failed(argv, &anyhow::Error::from(e)));
         }
     };
     let status = child.wait();
@@ -301,14 +524,24 @@ fn record_exec(ctx: &Ctx, sb: &Sandbox, init: &PendingInit) -> Result<InitRecord
     }
 }
 
-/// `weft stop`: SIGTERM to every process's init (the command's and each `exec`'s, which pass
-/// it on), SIGKILL after `timeout`; waits until they are all gone.
+/// `weft stop`: marks the sandbox stopped (its restart policy leaves it so), then SIGTERM to
+/// every process's init (the command's and each `exec`'s, which pass it on), SIGKILL after
+/// `timeout`; waits until they are all gone and its monitor has recorded the end. Its
+/// published host ports are freed (claimed again by `weft start`).
 pub fn stop(ctx: &Ctx, name: &str, timeout: Duration) -> Result<Sandbox> {
     let sb = {
-        let tx = ctx.store.begin(Mode::Read)?;
-        find(tx.as_ref(), name)?
+        let tx = ctx.store.begin(Mode::Write)?;
+        let mut sb = find(tx.as_ref(), name)?;
+        check_settled(&sb)?;
+        // Before the inits are read: a restart after this reading is refused
+        // (`mark_running`), one before it is among them.
+        if !sb.stopped {
+            sb.stopped = true;
+            tx.put_sandbox(&sb)?;
+            tx.commit()?;
+        }
+        sb
     };
-    check_settled(&sb)?;
     let check = InitCheck::of(ctx, &sb.id, Some(&sb));
     let inits = inits_of(ctx, &sb.id, Some(&sb), check);
     signal_all(&inits, libc::SIGTERM, check);
@@ -321,26 +554,28 @@ pub fn stop(ctx: &Ctx, name: &str, timeout: Duration) -> Result<Sandbox> {
             ));
         }
     }
-    // The monitor (or foreground weft) records the exit; wait for it briefly, then record it
-    // ourselves if nobody did (its owner died).
+    // The monitor (or foreground weft) records the exit and leaves; wait for it briefly,
+    // then record it ourselves if nobody did (its owner died).
     let deadline = Instant::now() + Duration::from_secs(5);
-    loop {
+    let done = loop {
         let cur = {
             let tx = ctx.store.begin(Mode::Read)?;
             tx.sandbox(&sb.id)?
         };
         match cur {
             None => return Ok(sb),
-            Some(s) if s.status != Status::Running => return Ok(s),
+            Some(s) if s.status != Status::Running && !monitor_alive(&s) => break s,
             Some(s) if Instant::now() > deadline || !monitor_alive(&s) => {
                 let code = s.exit_code.unwrap_or(137);
                 finish(ctx, &s.id, code)?;
                 let tx = ctx.store.begin(Mode::Read)?;
-                return Ok(tx.sandbox(&s.id)?.unwrap_or(s));
+                break tx.sandbox(&s.id)?.unwrap_or(s);
             }
             Some(_) => std::thread::sleep(Duration::from_millis(20)),
         }
-    }
+    };
+    super::publish::free(ctx, &done.id)?;
+    Ok(done)
 }
 
 /// How to tell the init of one of a sandbox's processes from any other process: it is PID 1

@@ -1,0 +1,355 @@
+//! The sandbox lifecycle commands (`weft run`, `create`, `start`, `restart`, `exec`,
+//! `logs`): their flags and handlers.
+
+use anyhow::Result;
+use clap::Args;
+
+use super::output::{self, print_json, Kind, Style, UsageError};
+use super::Format;
+use crate::adapters::store::Store as _;
+use crate::engine::{sandbox, view, Ctx};
+use crate::user_err;
+
+/// Flags shared by `create` and `run`. Options end at `--` or at the first word that is
+/// not an option (the command); an unknown option is a usage error.
+#[derive(Debug, Args)]
+pub struct CreateArgs {
+    /// Sandbox name.
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Networks to join, in order (`host`, `none` or network names).
+    #[arg(long = "network", alias = "net")]
+    pub networks: Vec<String>,
+    /// Static IPv4 or IPv6 address on the first network.
+    #[arg(long)]
+    pub ip: Vec<String>,
+    /// Static IPv6 address on the first network.
+    #[arg(long)]
+    pub ip6: Vec<String>,
+    /// Extra names on every network.
+    #[arg(long, visible_alias = "network-alias")]
+    pub alias: Vec<String>,
+    /// MAC address of the first network's interface.
+    #[arg(long)]
+    pub mac_address: Option<String>,
+    /// Hostname inside the sandbox.
+    #[arg(long, short = 'h')]
+    pub hostname: Option<String>,
+    /// Add a line to the sandbox's /etc/hosts: NAME:IP (IP may be host-gateway).
+    #[arg(long)]
+    pub add_host: Vec<String>,
+    /// Name server for the sandbox's resolv.conf (replaces the host's).
+    #[arg(long)]
+    pub dns: Vec<String>,
+    /// Search domain for the sandbox's resolv.conf (replaces the host's).
+    #[arg(long)]
+    pub dns_search: Vec<String>,
+    /// Resolver option for the sandbox's resolv.conf (replaces the host's).
+    #[arg(long, alias = "dns-opt")]
+    pub dns_option: Vec<String>,
+    /// Set an environment variable: NAME=VALUE, or NAME to pass weft's own.
+    #[arg(short = 'e', long = "env")]
+    pub env: Vec<String>,
+    /// Read environment variables from a file, one NAME=VALUE per line.
+    #[arg(long)]
+    pub env_file: Vec<String>,
+    /// Working directory of the command (absolute).
+    #[arg(short = 'w', long)]
+    pub workdir: Option<String>,
+    /// Run the command as USER[:GROUP] (names or numeric ids).
+    #[arg(short = 'u', long)]
+    pub user: Option<String>,
+    /// Restart policy: no, on-failure[:MAX-RETRIES], always, unless-stopped.
+    #[arg(long, default_value = "no")]
+    pub restart: String,
+    /// Labels K=V.
+    #[arg(long)]
+    pub label: Vec<String>,
+    /// Publish a port: [HOST_IP:][HOST_PORT[-END]:]CONTAINER_PORT[-END][/tcp|/udp|/sctp].
+    #[arg(short = 'p', long = "publish")]
+    pub publish: Vec<String>,
+    /// Keep stdin attached (it always is in the foreground; accepted as in Docker).
+    #[arg(short = 'i', long)]
+    pub interactive: bool,
+    /// Accepted as in Docker; weft allocates no pseudo-terminal: the command gets weft's own
+    /// standard streams, a terminal when weft runs on one.
+    #[arg(short = 't', long)]
+    pub tty: bool,
+    /// Print help.
+    #[arg(long, action = clap::ArgAction::Help)]
+    pub help: Option<bool>,
+    /// Command and arguments.
+    #[arg(value_name = "CMD", trailing_var_arg = true)]
+    pub command: Vec<String>,
+}
+
+/// `weft create`.
+#[derive(Debug, Args)]
+#[command(
+    disable_help_flag = true,
+    after_help = "Examples:\n  weft create --name api --network web -p 8080:80 -- my-server --port 80\n  weft start -a api\n  weft create --name idle --network web     # no command: a namespace to exec into"
+)]
+pub struct CreateCmd {
+    /// Sandbox flags.
+    #[command(flatten)]
+    pub sandbox: CreateArgs,
+}
+
+/// `weft run` flags.
+#[derive(Debug, Args)]
+#[command(
+    disable_help_flag = true,
+    after_help = "Examples:\n  weft run --network web -e MODE=dev -- sh\n  weft run -d --name api --restart on-failure:5 -p 8080:80 -- my-server\n  weft run --rm --dns 1.1.1.1 --add-host db:10.0.0.5 -- cat /etc/hosts /etc/resolv.conf\n\nExit codes: the command's own (128+N when signal N killed it); 125 when weft itself\nfails, 126 when the command cannot be executed, 127 when it is not found."
+)]
+pub struct RunArgs {
+    /// Run in the background and print the sandbox id.
+    #[arg(short, long)]
+    pub detach: bool,
+    /// Remove the sandbox when the command exits.
+    #[arg(long)]
+    pub rm: bool,
+    /// Sandbox flags.
+    #[command(flatten)]
+    pub sandbox: CreateArgs,
+}
+
+/// `weft exec` flags.
+#[derive(Debug, Args)]
+#[command(
+    after_help = "Examples:\n  weft exec api -- ip addr\n  weft exec -e DEBUG=1 -w /tmp api sh -c 'env; pwd'\n\nExit codes as `weft run`: 125, 126, 127, or the command's own."
+)]
+pub struct ExecArgs {
+    /// Keep stdin attached (it always is; accepted as in Docker).
+    #[arg(short = 'i', long)]
+    pub interactive: bool,
+    /// Accepted as in Docker; no pseudo-terminal is allocated (see `weft run --help`).
+    #[arg(short = 't', long)]
+    pub tty: bool,
+    /// Set an environment variable (besides the sandbox's own): NAME=VALUE or NAME.
+    #[arg(short = 'e', long = "env")]
+    pub env: Vec<String>,
+    /// Working directory of the command (absolute).
+    #[arg(short = 'w', long)]
+    pub workdir: Option<String>,
+    /// Run the command as USER[:GROUP] (names or numeric ids).
+    #[arg(short = 'u', long)]
+    pub user: Option<String>,
+    /// Sandbox name or id.
+    pub sandbox: String,
+    /// Command and arguments.
+    #[arg(value_name = "CMD", trailing_var_arg = true, required = true)]
+    pub command: Vec<String>,
+}
+
+pub(crate) fn sandbox_request(a: &CreateArgs, auto_remove: bool) -> sandbox::SandboxRequest {
+    sandbox::SandboxRequest {
+        name: a.name.clone(),
+        networks: a.networks.clone(),
+        ips: a.ip.clone(),
+        ip6: a.ip6.clone(),
+        aliases: a.alias.clone(),
+        hostname: a.hostname.clone(),
+        labels: a.label.clone(),
+        command: a.command.clone(),
+        auto_remove,
+        ports: a.publish.clone(),
+        mac_address: a.mac_address.clone(),
+        add_hosts: a.add_host.clone(),
+        dns: a.dns.clone(),
+        dns_search: a.dns_search.clone(),
+        dns_options: a.dns_option.clone(),
+        env: a.env.clone(),
+        env_files: a.env_file.clone(),
+        workdir: a.workdir.clone(),
+        user: a.user.clone(),
+        restart: a.restart.clone(),
+    }
+}
+
+/// `weft start` flags.
+#[derive(Debug, Args)]
+#[command(
+    after_help = "Examples:\n  weft create --name api -- my-server && weft start api\n  weft start -a api     # follow its output; exit with its exit code"
+)]
+pub struct StartArgs {
+    /// Follow the command's output and exit with its exit code.
+    #[arg(short, long)]
+    pub attach: bool,
+    /// Sandbox names or ids.
+    #[arg(required = true)]
+    pub sandboxes: Vec<String>,
+}
+
+/// `weft restart` flags.
+#[derive(Debug, Args)]
+#[command(
+    after_help = "Examples:\n  weft restart api\n  weft restart -t 0 api    # SIGKILL at once"
+)]
+pub struct RestartArgs {
+    /// Seconds to wait after SIGTERM before SIGKILL.
+    #[arg(short, long, default_value_t = 10)]
+    pub time: u64,
+    /// Sandbox names or ids.
+    #[arg(required = true)]
+    pub sandboxes: Vec<String>,
+}
+
+/// `weft logs` flags.
+#[derive(Debug, Args)]
+#[command(
+    after_help = "Examples:\n  weft logs api\n  weft logs -f --tail 20 api    # the last 20 lines, then follow until the command exits"
+)]
+pub struct LogsArgs {
+    /// Keep printing new output until the sandbox's command exits (and is not restarted).
+    #[arg(short, long)]
+    pub follow: bool,
+    /// Only the last N lines (`all`: everything).
+    #[arg(short = 'n', long, default_value = "all", value_parser = parse_tail)]
+    pub tail: Tail,
+    /// Sandbox name or id.
+    pub sandbox: String,
+}
+
+/// How much of a log `weft logs` prints first.
+#[derive(Debug, Clone, Copy)]
+pub enum Tail {
+    /// All of it.
+    All,
+    /// The last lines.
+    Lines(u64),
+}
+
+fn parse_tail(s: &str) -> Result<Tail, String> {
+    if s == "all" {
+        return Ok(Tail::All);
+    }
+    s.parse()
+        .map(Tail::Lines)
+        .map_err(|_| format!("expected a number of lines or `all`, not {s:?}"))
+}
+
+/// `weft run`.
+pub fn run(ctx: &Ctx, r: RunArgs, format: Option<Format>) -> Result<i32> {
+    // In the foreground the command's own output is all there is: no format applies.
+    let kind = if r.detach { Kind::Text } else { Kind::TextOnly };
+    let style = output::style(format, "run", kind)?;
+    if r.sandbox.command.is_empty() {
+        return Err(UsageError(
+            "weft run needs a command: weft run [OPTIONS] [--] CMD [ARG...]".into(),
+        )
+        .into());
+    }
+    let req = sandbox_request(&r.sandbox, r.rm);
+    if r.sandbox.restart != "no" {
+        if r.rm {
+            return Err(user_err!("conflicting options: --restart and --rm"));
+        }
+        if !r.detach {
+            return Err(user_err!(
+                "--restart needs -d: a foreground `weft run` ends with its command (or use `weft create` and `weft start`)"
+            ));
+        }
+    }
+    if r.detach {
+        let sb = sandbox::run_detached(ctx, &req)?;
+        if style == Style::Json {
+            print_json(&view::sandbox(&sb))?;
+        } else {
+            println!("{}", sb.id);
+        }
+        Ok(0)
+    } else {
+        sandbox::run_foreground(ctx, &req)
+    }
+}
+
+/// `weft create`.
+pub fn create(ctx: &Ctx, c: CreateCmd, format: Option<Format>) -> Result<i32> {
+    let style = output::style(format, "create", Kind::Text)?;
+    let req = sandbox_request(&c.sandbox, false);
+    let sb = sandbox::create(ctx, &req)?;
+    if style == Style::Json {
+        print_json(&view::sandbox(&sb))?;
+    } else {
+        println!("{}", sb.id);
+    }
+    Ok(0)
+}
+
+/// `weft exec`.
+pub fn exec(ctx: &Ctx, e: ExecArgs, format: Option<Format>) -> Result<i32> {
+    output::style(format, "exec", Kind::TextOnly)?;
+    let opts = sandbox::ExecOptions {
+        env: e.env,
+        workdir: e.workdir,
+        user: e.user,
+    };
+    sandbox::exec(ctx, &e.sandbox, &e.command, &opts)
+}
+
+/// `weft start`: each sandbox's stored command, under a monitor, as `run -d` does.
+pub fn start(ctx: &Ctx, a: StartArgs, format: Option<Format>) -> Result<i32> {
+    let kind = if a.attach { Kind::TextOnly } else { Kind::Text };
+    let style = output::style(format, "start", kind)?;
+    if a.attach && a.sandboxes.len() > 1 {
+        return Err(user_err!(
+            "you cannot start and attach multiple sandboxes at once"
+        ));
+    }
+    let mut out = Vec::new();
+    for name in &a.sandboxes {
+        let from = sandbox::logs::size(ctx, name)?;
+        let sb = sandbox::start(ctx, name)?;
+        if a.attach {
+            sandbox::logs::print(ctx, &sb.id, Some(from), Tail::All.into(), true)?;
+            return sandbox::logs::exit_code(ctx, &sb.id);
+        }
+        out.push(sb);
+    }
+    if style == Style::Json {
+        print_json(&out.iter().map(view::sandbox).collect::<Vec<_>>())?;
+    } else {
+        for sb in &out {
+            println!("{}", sb.name);
+        }
+    }
+    Ok(0)
+}
+
+/// `weft restart`: stop (SIGTERM, SIGKILL after `-t`), then start.
+pub fn restart(ctx: &Ctx, a: RestartArgs, format: Option<Format>) -> Result<i32> {
+    let style = output::style(format, "restart", Kind::Text)?;
+    let mut out = Vec::new();
+    for name in &a.sandboxes {
+        sandbox::stop(ctx, name, std::time::Duration::from_secs(a.time))?;
+        out.push(sandbox::start(ctx, name)?);
+    }
+    if style == Style::Json {
+        print_json(&out.iter().map(view::sandbox).collect::<Vec<_>>())?;
+    } else {
+        for sb in &out {
+            println!("{}", sb.name);
+        }
+    }
+    Ok(0)
+}
+
+/// `weft logs`.
+pub fn logs(ctx: &Ctx, a: LogsArgs, format: Option<Format>) -> Result<i32> {
+    output::style(format, "logs", Kind::TextOnly)?;
+    let id = {
+        let tx = ctx.store.begin(crate::adapters::store::Mode::Read)?;
+        sandbox::find(tx.as_ref(), &a.sandbox)?.id
+    };
+    sandbox::logs::print(ctx, &id, None, a.tail.into(), a.follow)?;
+    Ok(0)
+}
+
+impl From<Tail> for Option<u64> {
+    fn from(t: Tail) -> Self {
+        match t {
+            Tail::All => None,
+            Tail::Lines(n) => Some(n),
+        }
+    }
+}

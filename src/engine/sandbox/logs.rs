@@ -1,0 +1,163 @@
+//! `weft logs`: the sandbox's log, where its command's output goes when it runs detached
+//! (`run -d`, `start`; a foreground run's output goes to the caller).
+
+use std::fs::File;
+use std::io::{self, Read as _, Seek as _, SeekFrom};
+use std::time::Duration;
+
+use anyhow::{Context as _, Result};
+
+use crate::adapters::store::Mode;
+use crate::adapters::store::Store as _;
+use crate::core::model::Status;
+use crate::engine::Ctx;
+use crate::user_err;
+
+use super::files::log_path;
+use super::{find, is_running, monitor_alive};
+
+/// The size of the sandbox's log now (0 when there is none yet): where `start -a` begins.
+pub fn size(ctx: &Ctx, name: &str) -> Result<u64> {
+    let id = {
+        let tx = ctx.store.begin(Mode::Read)?;
+        find(tx.as_ref(), name)?.id
+    };
+    Ok(std::fs::metadata(log_path(ctx, &id)).map_or(0, |m| m.len()))
+}
+
+/// Prints the log of sandbox `id` from byte `from`, or its last `tail` lines (`None`: all);
+/// with `follow`, then what it writes until its command exits and is not restarted.
+pub fn print(
+    ctx: &Ctx,
+    id: &str,
+    from: Option<u64>,
+    tail: Option<u64>,
+    follow: bool,
+) -> Result<()> {
+    let path = log_path(ctx, id);
+    let mut out = io::stdout().lock();
+    let mut file = match File::open(&path) {
+        Ok(f) => Some(f),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => None,
+        Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
+    };
+    if let Some(f) = file.as_mut() {
+        let start = match (from, tail) {
+            (Some(off), _) => off,
+            (None, None) => 0,
+            (None, Some(n)) => tail_offset(f, n)?,
+        };
+        f.seek(SeekFrom::Start(start))?;
+        copy(f, &mut out)?;
+    }
+    if !follow {
+        return Ok(());
+    }
+    loop {
+        let done = {
+            let tx = ctx.store.begin(Mode::Read)?;
+            match tx.sandbox(id)? {
+                None => true,
+                Some(s) => {
+                    s.status == Status::Removing
+                        || !(is_running(&s) || monitor_alive(&s) || s.status == Status::Creating)
+                }
+            }
+        };
+        if file.is_none() {
+            file = File::open(&path).ok();
+        }
+        if let Some(f) = file.as_mut() {
+            copy(f, &mut out)?;
+        }
+        // Read once more after the end is seen: what the command wrote last is in.
+        if done {
+            return Ok(());
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// The exit code recorded for sandbox `id` (after `start -a`).
+pub fn exit_code(ctx: &Ctx, id: &str) -> Result<i32> {
+    let tx = ctx.store.begin(Mode::Read)?;
+    let sb = tx
+        .sandbox(id)?
+        .ok_or_else(|| user_err!("the sandbox was removed; its exit code is gone"))?;
+    Ok(sb.exit_code.unwrap_or(0))
+}
+
+/// Copies what the file has from its position on to `out`.
+fn copy(f: &mut File, out: &mut impl io::Write) -> Result<()> {
+    let mut buf = [0u8; 64 * 1024];
+    loop {
+        let n = f.read(&mut buf)?;
+        if n == 0 {
+            out.flush()?;
+            return Ok(());
+        }
+        out.write_all(&buf[..n])?;
+    }
+}
+
+/// Where the last `n` lines of the file begin, read backwards in blocks (a log may be
+/// large). A last line without its newline counts as a line.
+fn tail_offset(f: &mut File, n: u64) -> Result<u64> {
+    let len = f.metadata()?.len();
+    if n == 0 || len == 0 {
+        return Ok(len);
+    }
+    let mut last = [0u8; 1];
+    f.seek(SeekFrom::Start(len - 1))?;
+    f.read_exact(&mut last)?;
+    // The newline ending the last line does not start another one.
+    let mut end = if last[0] == b'\n' { len - 1 } else { len };
+    let mut seen = 0u64;
+    let mut buf = vec![0u8; 64 * 1024];
+    while end > 0 {
+        let size = end.min(buf.len() as u64);
+        let start = end - size;
+        let chunk = &mut buf[..usize::try_from(size)?];
+        f.seek(SeekFrom::Start(start))?;
+        f.read_exact(chunk)?;
+        for (i, b) in chunk.iter().enumerate().rev() {
+            if *b == b'\n' {
+                seen += 1;
+                if seen == n {
+                    return Ok(start + i as u64 + 1);
+                }
+            }
+        }
+        end = start;
+    }
+    Ok(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write as _;
+
+    fn offset(text: &str, n: u64) -> usize {
+        let mut f = tempfile::tempfile().unwrap();
+        f.write_all(text.as_bytes()).unwrap();
+        usize::try_from(tail_offset(&mut f, n).unwrap()).unwrap()
+    }
+
+    #[test]
+    fn tail_counts_lines_from_the_end() {
+        let t = "a\nbb\nccc\n";
+        assert_eq!(&t[offset(t, 0)..], "");
+        assert_eq!(&t[offset(t, 1)..], "ccc\n");
+        assert_eq!(&t[offset(t, 2)..], "bb\nccc\n");
+        assert_eq!(&t[offset(t, 3)..], t);
+        assert_eq!(&t[offset(t, u64::MAX)..], t);
+        let u = "a\nbb";
+        assert_eq!(&u[offset(u, 1)..], "bb");
+        assert_eq!(&u[offset(u, 2)..], u);
+        assert_eq!(offset("", 5), 0);
+        // Across block boundaries.
+        let big: String = (0..20_000).map(|i| format!("line {i}\n")).collect();
+        assert_eq!(&big[offset(&big, 2)..], "line 19998\nline 19999\n");
+    }
+}
