@@ -504,8 +504,8 @@ fn steps(demo: &Demo) -> Result<()> {
 
     println!(
         "\n# two networks; weft picks subnets that collide with nothing the host uses or talks to.\n\
-         # Docker would have given the first one {OFFICE_LAN} (docker0's range): the host's\n\
-         # replies to the PC would go into that bridge, and the session would hang."
+         # {OFFICE_LAN} is the first subnet of Docker's default pools: a bridge there would\n\
+         # take the host's replies to the PC, and the session would hang."
     );
     demo.weft_ok(&["network", "create", "blue"])?;
     demo.weft_ok(&["network", "create", "red"])?;
@@ -513,17 +513,23 @@ fn steps(demo: &Demo) -> Result<()> {
 
     println!("\n# why blue got its subnet: the first candidate, {OFFICE_LAN}, was skipped");
     let inspect = demo.weft_ok(&["network", "inspect", "blue"])?;
-    let skipped = inspect
-        .lines()
-        .find(|l| {
-            l.trim_start()
-                .starts_with(&format!("skipped {OFFICE_LAN}:"))
-        })
+    // Checked on the JSON contract; the text above is for people and may change its layout.
+    let out = demo
+        .weft_cmd(&["--format", "json", "network", "inspect", "blue"])?
+        .output()?;
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout)?;
+    let reason = v[0]["allocation"]["skipped"]
+        .as_array()
+        .and_then(|all| all.iter().find(|s| s["candidate"] == OFFICE_LAN))
+        .and_then(|s| s["reason"].as_str())
         .with_context(|| format!("network inspect does not list {OFFICE_LAN} as skipped"))?;
-    if !skipped.contains(&format!("contains {OFFICE_PC}, a peer")) {
-        bail!("{OFFICE_LAN} was skipped, but not for the office PC: {skipped}");
+    if !reason.contains(&format!("contains {OFFICE_PC}, a peer")) {
+        bail!("{OFFICE_LAN} was skipped, but not for the office PC: {reason}");
     }
-    if inspect.contains(&format!("subnet {OFFICE_LAN}")) {
+    if !inspect.contains(reason) {
+        bail!("network inspect does not show why {OFFICE_LAN} was skipped");
+    }
+    if v[0]["subnets"][0]["subnet"] == OFFICE_LAN {
         bail!("blue got the office LAN {OFFICE_LAN}");
     }
 
