@@ -237,3 +237,48 @@ fn sigterm_to_the_demo_alone_stops_it_after_the_step_and_cleans_up() {
         "$ weft port site",
     );
 }
+
+#[test]
+fn the_demo_read_through_head_still_finishes_and_leaves_nothing() {
+    let test = "the_demo_read_through_head_still_finishes_and_leaves_nothing";
+    if !common::root_or_skip(test) {
+        return;
+    }
+    let h = Host::new("demohead");
+    let tmp = h.dir.join("tmp");
+    std::fs::create_dir(&tmp).unwrap();
+    std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o700)).unwrap();
+    let mut guard = Leftovers {
+        tmp: tmp.clone(),
+        demo: None,
+    };
+    // `weft demo | head -n 3`: the reader goes away after three lines, and every later
+    // write of the demo's fails with EPIPE.
+    let demo = guard.demo.insert(
+        h.ns.cmd(weft_bin(), &["demo"])
+            .env("TMPDIR", &tmp)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let mut out = BufReader::new(demo.stdout.take().unwrap());
+    for _ in 0..3 {
+        let mut line = String::new();
+        out.read_line(&mut line).unwrap();
+    }
+    drop(out);
+    let status = demo.wait().unwrap();
+    let mut err = String::new();
+    demo.stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut err)
+        .unwrap();
+    guard.demo = None;
+    assert_eq!(status.code(), Some(0), "{status}: {err}");
+    assert!(!err.contains("panicked"), "{err}");
+    let left: Vec<_> = std::fs::read_dir(&tmp).unwrap().flatten().collect();
+    assert!(left.is_empty(), "temporary directory left: {left:?}");
+}

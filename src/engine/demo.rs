@@ -56,6 +56,15 @@ const HOST_ADDR: &str = "192.0.2.10";
 /// The service on the demo host the PC keeps a session with (an SSH server, say).
 const HOST_SERVICE: &str = "192.0.2.10:22";
 
+/// `println!` that carries on when stdout is gone (`weft demo | head`): a panic there would
+/// skip the cleanup and leave the demo's namespaces and processes behind.
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout(), $($arg)*);
+    }};
+}
+
 /// The signal that interrupted the demo, 0 while none did.
 static INTERRUPTED: AtomicI32 = AtomicI32::new(0);
 
@@ -76,7 +85,7 @@ fn catch_interrupts() -> Result<()> {
         .spawn(move || loop {
             if let Ok(sig) = set.wait() {
                 if INTERRUPTED.swap(sig as i32, Ordering::SeqCst) == 0 {
-                    println!("\n# {sig}: stopping after this step, then cleaning up");
+                    say!("\n# {sig}: stopping after this step, then cleaning up");
                 }
             }
         })
@@ -157,17 +166,17 @@ impl Demo {
 
     /// Runs `weft ARGS` in the demo host, echoing the command and its output.
     fn weft(&self, args: &[&str]) -> Result<Output> {
-        println!("$ {}", self.shown(args));
+        say!("$ {}", self.shown(args));
         let out = self
             .weft_cmd(args)?
             .stdin(Stdio::null())
             .output()
             .context("running weft")?;
         for l in String::from_utf8_lossy(&out.stdout).lines() {
-            println!("  {}", self.tidy(l));
+            say!("  {}", self.tidy(l));
         }
         for l in String::from_utf8_lossy(&out.stderr).lines() {
-            println!("  {}", self.tidy(l));
+            say!("  {}", self.tidy(l));
         }
         Ok(out)
     }
@@ -226,6 +235,11 @@ pub fn run() -> Result<i32> {
         ));
     }
     catch_interrupts()?;
+    // main sets SIGPIPE to its default for commands that print and end (`weft ps | head`);
+    // the demo must outlive its reader to clean up, and `say!` drops what cannot be written.
+    // SAFETY: ignoring a signal has no preconditions; the demo installs no handler for it.
+    unsafe { nix::sys::signal::signal(Signal::SIGPIPE, nix::sys::signal::SigHandler::SigIgn) }
+        .context("ignoring SIGPIPE")?;
     // Unpredictable and new (0700): a predictable name lets another user plant symlinks
     // there beforehand for root to write through.
     let dir = crate::adapters::fs::private_temp_dir("weft-demo-")
@@ -238,21 +252,23 @@ pub fn run() -> Result<i32> {
         pc_ns: dir.join("pc.ns"),
         dir,
     };
-    let res = steps(&demo);
-    println!("\n# cleaning up: sandboxes, networks and the demo namespaces");
+    // A panic in a step must not skip the cleanup either.
+    let res = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| steps(&demo)))
+        .unwrap_or_else(|_| Err(anyhow::anyhow!("the demo panicked")));
+    say!("\n# cleaning up: sandboxes, networks and the demo namespaces");
     demo.cleanup();
     let signal = INTERRUPTED.load(Ordering::SeqCst);
     if signal != 0 {
-        println!("demo interrupted: cleaned up, nothing left behind");
+        say!("demo interrupted: cleaned up, nothing left behind");
         return Ok(128_i32.saturating_add(signal));
     }
     match res {
         Ok(()) => {
-            println!("demo finished: every check held, nothing left behind");
+            say!("demo finished: every check held, nothing left behind");
             Ok(0)
         }
         Err(e) => {
-            println!("demo failed: {e:#}");
+            say!("demo failed: {e:#}");
             Ok(1)
         }
     }
@@ -457,7 +473,7 @@ fn tool_in(demo: &Demo, ns: &std::path::Path, args: &[&str]) -> Result<Command> 
 }
 
 fn steps(demo: &Demo) -> Result<()> {
-    println!(
+    say!(
         "# weft demo: a throwaway namespace plays the host; an 'internet' namespace sits behind it,\n\
          # and an office network behind a router (nothing here touches this machine's network).\n\
          # Each `weft` below runs in the demo host with state of its own: `--state-dir $DEMO/state\n\
@@ -467,13 +483,13 @@ fn steps(demo: &Demo) -> Result<()> {
     setup_office(demo)?;
     let exe = demo.exe.display().to_string();
 
-    println!(
+    say!(
         "\n# the office: a PC at {OFFICE_PC} in the office LAN {OFFICE_LAN}, behind a router.\n\
          # The host (eno1 {HOST_ADDR}/24) reaches it through its default route via 192.0.2.1:\n\
          # no route or address on the host names {OFFICE_LAN}. The PC keeps a TCP session open\n\
          # to the host's port 22, like a developer's SSH session."
     );
-    println!("$ (on the host) weft tool serve {HOST_SERVICE} --count 2 --hold 120 --timeout 120");
+    say!("$ (on the host) weft tool serve {HOST_SERVICE} --count 2 --hold 120 --timeout 120");
     let mut ssh = KillOnDrop(
         tool_in(
             demo,
@@ -495,14 +511,14 @@ fn steps(demo: &Demo) -> Result<()> {
         .spawn()?,
     );
     wait_listening(&mut ssh.0)?;
-    println!("$ (on the office PC) a TCP connection to {HOST_SERVICE}, kept open by the demo");
+    say!("$ (on the office PC) a TCP connection to {HOST_SERVICE}, kept open by the demo");
     let (session, answer) = open_session(demo)?;
-    println!("  {answer}");
+    say!("  {answer}");
     if !answer.starts_with(&format!("peer={OFFICE_PC}:")) {
         bail!("the host's service did not see the office PC: {answer}");
     }
 
-    println!(
+    say!(
         "\n# two networks; weft picks subnets that collide with nothing the host uses or talks to.\n\
          # {OFFICE_LAN} is the first subnet of Docker's default pools: a bridge there would\n\
          # take the host's replies to the PC, and the session would hang."
@@ -511,7 +527,7 @@ fn steps(demo: &Demo) -> Result<()> {
     demo.weft_ok(&["network", "create", "red"])?;
     demo.weft_ok(&["network", "ls"])?;
 
-    println!("\n# why blue got its subnet: the first candidate, {OFFICE_LAN}, was skipped");
+    say!("\n# why blue got its subnet: the first candidate, {OFFICE_LAN}, was skipped");
     let inspect = demo.weft_ok(&["network", "inspect", "blue"])?;
     // Checked on the JSON contract; the text above is for people and may change its layout.
     let out = demo
@@ -533,16 +549,16 @@ fn steps(demo: &Demo) -> Result<()> {
         bail!("blue got the office LAN {OFFICE_LAN}");
     }
 
-    println!("\n# the office is untouched: the PC's session is still open, and it still reaches the host");
+    say!("\n# the office is untouched: the PC's session is still open, and it still reaches the host");
     if !still_open(&session)? {
         bail!("the office PC's session to the host was closed");
     }
-    println!("  (the session opened before is still open)");
+    say!("  (the session opened before is still open)");
     let out = tool_in(demo, &demo.pc_ns, &["tool", "connect", HOST_SERVICE])?
         .stdin(Stdio::null())
         .output()?;
     let answer = String::from_utf8_lossy(&out.stdout);
-    println!(
+    say!(
         "$ (on the office PC) weft tool connect {HOST_SERVICE}\n  {}",
         answer.trim()
     );
@@ -555,7 +571,7 @@ fn steps(demo: &Demo) -> Result<()> {
     drop(session);
     drop(ssh);
 
-    println!("\n# three sandboxes: web and api on blue, db on red");
+    say!("\n# three sandboxes: web and api on blue, db on red");
     for (name, net) in [("web", "blue"), ("api", "blue"), ("db", "red")] {
         demo.weft_ok(&[
             "run",
@@ -573,25 +589,25 @@ fn steps(demo: &Demo) -> Result<()> {
     let api = demo.ip_of("api")?;
     let db = demo.ip_of("db")?;
 
-    println!("\n# same network: web reaches api");
+    say!("\n# same network: web reaches api");
     let ok = demo.weft(&["exec", "web", "--", &exe, "tool", "ping", "-c", "10", &api])?;
     if !ok.status.success() {
         bail!("web could not reach api on the same network");
     }
 
-    println!("\n# isolation: web cannot reach db on another network");
+    say!("\n# isolation: web cannot reach db on another network");
     let no = demo.weft(&["exec", "web", "--", &exe, "tool", "ping", "-c", "3", &db])?;
     if no.status.success() {
         bail!("web reached db across networks: isolation is broken");
     }
 
-    println!("\n# outbound NAT: a server in the 'internet' namespace sees the host's address");
+    say!("\n# outbound NAT: a server in the 'internet' namespace sees the host's address");
     let mut server = tool_in(
         demo,
         &demo.inet_ns,
         &["tool", "serve", "198.51.100.2:8080", "--timeout", "20"],
     )?;
-    println!("$ (in the internet namespace) weft tool serve 198.51.100.2:8080 --timeout 20");
+    say!("$ (in the internet namespace) weft tool serve 198.51.100.2:8080 --timeout 20");
     let server = server.stdin(Stdio::null()).stdout(Stdio::piped()).spawn()?;
     let mut server = KillOnDrop(server);
     wait_listening(&mut server.0)?;
@@ -607,9 +623,9 @@ fn steps(demo: &Demo) -> Result<()> {
     if !out.contains("peer=198.51.100.1:") {
         bail!("the server did not see the host's address: {out}");
     }
-    println!("  (the server saw 198.51.100.1, the host, not web's private address)");
+    say!("  (the server saw 198.51.100.1, the host, not web's private address)");
 
-    println!("\n# a published port: the 'internet' reaches a server in a sandbox through the host");
+    say!("\n# a published port: the 'internet' reaches a server in a sandbox through the host");
     let serve = format!(
         "{} tool serve 0.0.0.0:80 --count 5 --timeout 60",
         shell_quote(&exe)
@@ -645,16 +661,16 @@ fn steps(demo: &Demo) -> Result<()> {
         std::thread::sleep(Duration::from_millis(100));
     }
     let answer = answer.context("the published port did not answer")?;
-    println!(
+    say!(
         "$ (in the internet namespace) weft tool connect 198.51.100.1:8080\n  {}",
         answer.trim()
     );
     if !answer.contains("peer=198.51.100.2:") {
         bail!("the server in the sandbox did not see the real client: {answer}");
     }
-    println!("  (kernel DNAT through one nftables map element; the server saw the real client)");
+    say!("  (kernel DNAT through one nftables map element; the server saw the real client)");
 
-    println!(
+    say!(
         "\n# self-healing: someone deletes blue's bridge; the host agent (started by the first\n\
          # command) rebuilds it with its ports within a second, no weft command needed"
     );
@@ -666,7 +682,7 @@ fn steps(demo: &Demo) -> Result<()> {
         .as_str()
         .context("network blue has no bridge")?
         .to_string();
-    println!("$ ip link del {bridge}     (done by the demo over netlink)");
+    say!("$ ip link del {bridge}     (done by the demo over netlink)");
     let gone = bridge.clone();
     not_interrupted()?;
     netns::run_in(&demo.host_ns, move || -> Result<()> {
