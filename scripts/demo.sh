@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Builds weft if needed and runs `weft demo`: two networks, sandboxes pinging, isolation and
-# outbound NAT, all inside throwaway network namespaces that are removed afterwards.
+# Builds weft if needed and runs `weft demo`: an office subnet weft skips (and says why), two
+# networks, sandboxes pinging, isolation, outbound NAT, a published port and a repair, all
+# inside throwaway network namespaces that are removed afterwards (also on Ctrl-C).
 # Under sudo the build runs as you, with your Rust toolchain (see scripts/lib/toolchain.sh);
 # only the demo itself runs as root.
 set -euo pipefail
