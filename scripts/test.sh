@@ -21,6 +21,8 @@ command -v ip >/dev/null || need+=(iproute2)
 command -v setpriv >/dev/null || need+=(util-linux)
 # strace kills weft at chosen system calls in the crash tests.
 command -v strace >/dev/null || need+=(strace)
+# Some tests bind and hold sockets with small python3 scripts.
+command -v python3 >/dev/null || need+=(python3)
 weft_need_packages "the tests read kernel state back with them" "${need[@]}"
 for tool in fmt clippy; do
   if ! weft_cargo "$tool" --version >/dev/null 2>&1; then
