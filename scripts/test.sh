@@ -54,7 +54,7 @@ if ! weft_cargo test --all-targets --no-run --message-format=json-render-diagnos
   echo "== the tests do not build"
   exit 1
 fi
-mapfile -t tests < <(grep -E '"profile":\{[^}]*"test":true\}' "$log.json" |
+mapfile -t tests < <(grep -E '"profile":\{[^}]*"test":true' "$log.json" |
   grep -o '"executable":"[^"]*"' | cut -d'"' -f4)
 rm -f "$log.json"
 if [ ${#tests[@]} -eq 0 ]; then
