@@ -200,7 +200,9 @@ impl Demo {
         Ok(cidr.split('/').next().unwrap_or(cidr).to_string())
     }
 
-    fn cleanup(&self) {
+    /// Removes everything; fails when the demo's directory could not be removed (a mount
+    /// still in it, say), so that "nothing left behind" is only said when it is true.
+    fn cleanup(&self) -> Result<()> {
         // The host agent the demo's commands started, first (it would repair what goes);
         // then remove through weft (it owns namespaces under its run dir), then the demo's own
         // namespaces; the kernel takes every interface inside them along. The networks by
@@ -223,7 +225,8 @@ impl Demo {
         for _ in 0..3 {
             let _ = nix::mount::umount2(&run_netns, nix::mount::MntFlags::MNT_DETACH);
         }
-        let _ = std::fs::remove_dir_all(&self.dir);
+        std::fs::remove_dir_all(&self.dir)
+            .with_context(|| format!("{} is left: removing it", self.dir.display()))
     }
 }
 
@@ -256,13 +259,18 @@ pub fn run() -> Result<i32> {
     let res = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| steps(&demo)))
         .unwrap_or_else(|_| Err(anyhow::anyhow!("the demo panicked")));
     say!("\n# cleaning up: sandboxes, networks and the demo namespaces");
-    demo.cleanup();
+    let cleaned = demo.cleanup();
+    if let Err(e) = &cleaned {
+        say!("cleanup incomplete: {e:#}");
+    }
     let signal = INTERRUPTED.load(Ordering::SeqCst);
     if signal != 0 {
-        say!("demo interrupted: cleaned up, nothing left behind");
+        if cleaned.is_ok() {
+            say!("demo interrupted: cleaned up, nothing left behind");
+        }
         return Ok(128_i32.saturating_add(signal));
     }
-    match res {
+    match res.and(cleaned) {
         Ok(()) => {
             say!("demo finished: every check held, nothing left behind");
             Ok(0)
