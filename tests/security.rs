@@ -70,7 +70,7 @@ fn the_demo_never_writes_through_a_symlink_planted_where_it_works() {
             .unwrap();
     let planted = Planted(std::env::temp_dir().join(format!("weft-demo-{}", demo.id())));
     std::fs::create_dir(&planted.0).unwrap();
-    for handle in ["host.ns", "internet.ns"] {
+    for handle in ["host.ns", "internet.ns", "router.ns", "pc.ns"] {
         std::os::unix::fs::symlink(&victim, planted.0.join(handle)).unwrap();
     }
     demo.stdin.take().unwrap().write_all(b"go\n").unwrap();
@@ -87,10 +87,29 @@ fn the_demo_never_writes_through_a_symlink_planted_where_it_works() {
             .is_symlink(),
         "the demo touched the planted directory"
     );
+    let shown = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "the demo failed: {shown}");
+    // The headline: the office LAN behind the host's default route, known only from the
+    // office PC's live session, is the first candidate and is skipped, with the reason.
     assert!(
-        out.status.success(),
-        "the demo failed: {}",
-        String::from_utf8_lossy(&out.stdout)
+        shown.contains(
+            "172.17.0.0/16 contains 172.17.0.10, a peer of an established TCP connection on \
+             port 22"
+        ),
+        "{shown}"
+    );
+    assert!(shown.contains("$ weft network inspect blue"), "{shown}");
+    // Commands as a user would type them: no build path, no temporary directory.
+    let tmp = std::env::temp_dir().join("weft-demo-");
+    for l in shown.lines() {
+        assert!(
+            !l.contains(weft_bin()) && !l.contains(&*tmp.to_string_lossy()),
+            "an absolute path in the demo's output: {l}"
+        );
+    }
+    assert!(
+        shown.contains("-- sh -c 'weft tool serve 0.0.0.0:80 --count 5 --timeout 60'"),
+        "{shown}"
     );
 }
 
