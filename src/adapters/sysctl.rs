@@ -26,6 +26,13 @@ pub fn set(key: &str, value: &str) -> io::Result<()> {
     std::fs::write(&path, value).map_err(|e| io::Error::new(e.kind(), format!("{path}: {e}")))
 }
 
+/// Writes `value` to the sysctl `key` without reading it first (for a namespace weft has just
+/// made, where the current value is known not to be weft's).
+pub fn write(key: &str, value: &str) -> io::Result<()> {
+    let path = path(key);
+    std::fs::write(&path, value).map_err(|e| io::Error::new(e.kind(), format!("{path}: {e}")))
+}
+
 /// Reads the sysctl `key`.
 pub fn get(key: &str) -> io::Result<String> {
     Ok(std::fs::read_to_string(path(key))?.trim().to_string())
