@@ -48,6 +48,13 @@ const ALIVE_EVERY: Duration = Duration::from_secs(5);
 /// How often a full gc pass runs.
 const GC_EVERY: Duration = Duration::from_secs(60);
 
+/// How long no socket must have been parked before the parked ones are closed: by then the
+/// RCU grace periods their transactions started are over, and closing them costs nothing
+/// (see [`crate::adapters::fd_park`]).
+const PARK_QUIET: Duration = Duration::from_millis(500);
+/// At most this many parked sockets are held; beyond, the oldest are closed at once.
+const PARK_MAX: usize = 256;
+
 /// How many clients the agent talks to at once (the others are turned away).
 const MAX_CONVERSATIONS: usize = 64;
 /// How long a client may take to send its request.
@@ -133,6 +140,10 @@ async fn event_loop(
     let mut rt_watch = RtWatch::open().context("watching rtnetlink")?;
     let mut nft_watch = NftWatch::open().context("watching nf_tables")?;
     let listener = ControlListener::bind(&ctx.run_dir).context("binding the control socket")?;
+    let parking = crate::adapters::fd_park::ParkingLot::bind(&ctx.run_dir)
+        .context("binding the parking socket")?;
+    let mut parked: std::collections::VecDeque<std::os::fd::OwnedFd> = Default::default();
+    let mut parked_at: Option<Instant> = None;
     let (started, ready) = oneshot::channel();
     send(&jobs, Job::Startup(started))?;
     let _ = ready.await;
@@ -183,6 +194,18 @@ async fn event_loop(
                     send(&jobs, Job::Owners(work.owners.into_iter().collect()))?;
                 }
             }
+            fds = parking.next() => {
+                parked.extend(fds);
+                parked_at = Some(Instant::now());
+                if parked.len() > PARK_MAX {
+                    let old: Vec<_> = parked.drain(..parked.len() - PARK_MAX).collect();
+                    close_parked(old);
+                }
+            }
+            () = async { sleep_until(parked_at.unwrap_or_else(Instant::now) + PARK_QUIET).await }, if parked_at.is_some() => {
+                parked_at = None;
+                close_parked(parked.drain(..).collect());
+            }
             _ = sysctl_tick.tick() => send(&jobs, Job::Sysctls)?,
             _ = gc_tick.tick() => send(&jobs, Job::Gc("periodic check".into()))?,
             _ = alive_tick.tick(), if !stay => {
@@ -226,6 +249,18 @@ async fn event_loop(
             due = Some(Instant::now() + SETTLE);
         }
     }
+}
+
+/// Closes parked sockets off the event loop: a close can still wait for a grace period when
+/// another process deleted something a moment ago.
+fn close_parked(fds: Vec<std::os::fd::OwnedFd>) {
+    if fds.is_empty() {
+        return;
+    }
+    // Without a thread (out of resources) they are dropped here, with the failed closure.
+    let _ = std::thread::Builder::new()
+        .name("weft".into())
+        .spawn(move || drop(fds));
 }
 
 fn send(jobs: &mpsc::Sender<Job>, job: Job) -> Result<()> {
