@@ -52,8 +52,37 @@ const GC_EVERY: Duration = Duration::from_secs(60);
 /// RCU grace periods their transactions started are over, and closing them costs nothing
 /// (see [`crate::adapters::fd_park`]).
 const PARK_QUIET: Duration = Duration::from_millis(500);
-/// At most this many parked sockets are held; beyond, the oldest are closed at once.
-const PARK_MAX: usize = 256;
+/// At most this many parked sockets are held (fewer if the descriptor limit is low). When
+/// the lot is full the agent stops taking more: the queue of `agent.park` fills and commands
+/// close their sockets themselves. It never closes a parked socket while commands keep
+/// parking: that close would wait for their grace period holding nf_tables' commit lock, and
+/// stall every one of them.
+const PARK_MAX: usize = 16_384;
+
+/// Raises the soft descriptor limit to the hard one (the agent holds a socket per published
+/// port and per parked socket) and returns how many sockets it may park.
+fn park_capacity() -> usize {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit writes one rlimit into `lim`, a live local.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } == 0 && lim.rlim_cur < lim.rlim_max
+    {
+        let raised = libc::rlimit {
+            rlim_cur: lim.rlim_max,
+            rlim_max: lim.rlim_max,
+        };
+        // SAFETY: setrlimit reads one rlimit from `raised`, a live local.
+        if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &raised) } == 0 {
+            lim.rlim_cur = lim.rlim_max;
+        }
+    }
+    // Half the descriptors at most: the rest are the agent's own and its port reservations'.
+    usize::try_from(lim.rlim_cur / 2)
+        .unwrap_or(PARK_MAX)
+        .clamp(16, PARK_MAX)
+}
 
 /// How many clients the agent talks to at once (the others are turned away).
 const MAX_CONVERSATIONS: usize = 64;
@@ -142,8 +171,9 @@ async fn event_loop(
     let listener = ControlListener::bind(&ctx.run_dir).context("binding the control socket")?;
     let parking = crate::adapters::fd_park::ParkingLot::bind(&ctx.run_dir)
         .context("binding the parking socket")?;
-    let mut parked: std::collections::VecDeque<std::os::fd::OwnedFd> = Default::default();
+    let mut parked: Vec<std::os::fd::OwnedFd> = Default::default();
     let mut parked_at: Option<Instant> = None;
+    let park_max = park_capacity();
     let (started, ready) = oneshot::channel();
     send(&jobs, Job::Startup(started))?;
     let _ = ready.await;
@@ -194,17 +224,13 @@ async fn event_loop(
                     send(&jobs, Job::Owners(work.owners.into_iter().collect()))?;
                 }
             }
-            fds = parking.next() => {
+            fds = parking.next(), if parked.len() < park_max => {
                 parked.extend(fds);
                 parked_at = Some(Instant::now());
-                if parked.len() > PARK_MAX {
-                    let old: Vec<_> = parked.drain(..parked.len() - PARK_MAX).collect();
-                    close_parked(old);
-                }
             }
             () = async { sleep_until(parked_at.unwrap_or_else(Instant::now) + PARK_QUIET).await }, if parked_at.is_some() => {
                 parked_at = None;
-                close_parked(parked.drain(..).collect());
+                close_parked(std::mem::take(&mut parked));
             }
             _ = sysctl_tick.tick() => send(&jobs, Job::Sysctls)?,
             _ = gc_tick.tick() => send(&jobs, Job::Gc("periodic check".into()))?,
