@@ -179,3 +179,47 @@ impl Drop for ParkingLot {
         let _ = std::fs::remove_file(&self.path);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::{Read as _, Write as _};
+
+    #[test]
+    fn a_parked_descriptor_arrives_and_is_the_same_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let lot = UnixDatagram::bind(path(dir.path())).unwrap();
+        let (mut reader, writer) = std::io::pipe().unwrap();
+        park(&path(dir.path()), OwnedFd::from(writer)).unwrap();
+        let got = receive(lot.as_raw_fd()).unwrap().expect("a descriptor");
+        // Writing through the received descriptor reaches our pipe.
+        let mut w = std::fs::File::from(got);
+        w.write_all(b"x").unwrap();
+        drop(w);
+        let mut buf = Vec::new();
+        reader.read_to_end(&mut buf).unwrap();
+        assert_eq!(buf, b"x");
+        // Nothing more queued.
+        assert!(receive(lot.as_raw_fd()).is_err());
+    }
+
+    #[test]
+    fn without_a_parking_socket_the_descriptor_comes_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let (_reader, writer) = std::io::pipe().unwrap();
+        let raw = writer.as_raw_fd();
+        let back = park(&path(dir.path()), OwnedFd::from(writer)).unwrap_err();
+        assert_eq!(back.as_raw_fd(), raw);
+    }
+
+    #[test]
+    fn a_datagram_without_descriptors_is_no_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let lot = UnixDatagram::bind(path(dir.path())).unwrap();
+        UnixDatagram::unbound()
+            .unwrap()
+            .send_to(b"hello", path(dir.path()))
+            .unwrap();
+        assert!(receive(lot.as_raw_fd()).unwrap().is_none());
+    }
+}

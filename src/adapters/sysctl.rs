@@ -137,3 +137,25 @@ pub fn is_ipv6_key(key: &str) -> bool {
 pub fn ipv6_present() -> bool {
     std::path::Path::new("/proc/sys/net/ipv6").exists()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn weft_reads_what_proc_sys_shows() {
+        // Through the private instance when it can be made (root), else through /proc/sys:
+        // the same value either way.
+        let direct = std::fs::read_to_string("/proc/sys/net/ipv4/ip_forward").unwrap();
+        assert_eq!(get("net.ipv4.ip_forward").unwrap(), direct.trim());
+        assert_eq!(get("net/ipv4/ip_forward").unwrap(), direct.trim());
+    }
+
+    #[test]
+    fn a_missing_key_is_not_found() {
+        let e = get("net.ipv4.no_such_key").unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::NotFound);
+        let e = write("net.ipv4.no_such_key", "1").unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::NotFound);
+    }
+}
