@@ -15,6 +15,9 @@ fn main() {
         unsafe {
             libc::signal(libc::SIGPIPE, libc::SIG_DFL);
         }
+        // A command that exits soon hands the nf_tables sockets of its deletions to the agent
+        // instead of waiting for their release (see `adapters::fd_park`).
+        weft::adapters::nftables::park_sockets_at(weft::adapters::fd_park::path(&cli.run_dir));
     }
     let failure = cli.failure_code();
     let code = match weft::cli::run(cli) {

@@ -313,6 +313,12 @@ class Weft:
     def setup(self, host, n):
         self.h = host
         self.argv = self.base(host)
+        # weft's run directory is /run/weft, a tmpfs on every systemd host: so here too (the
+        # temp dir is on disk; per-sandbox files there would cost disk metadata work - an
+        # ext4 mounted with `discard` even issues a discard per removed directory).
+        run_dir = host.dir + "/run"
+        os.makedirs(run_dir, mode=0o700)
+        must(["mount", "-t", "tmpfs", "-o", "mode=0700,size=64m", "weft-bench-run", run_dir])
         must(host.cmd(self.argv + ["network", "create", "bench", "--subnet", str(SUBNET)]), env=self.env)
 
     def attach(self, i):

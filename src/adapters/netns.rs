@@ -81,8 +81,19 @@ pub fn prepare_dir(dir: &Path) -> Result<(), NetnsError> {
 /// Without `ipv6`, interfaces created in it have IPv6 disabled: no link-local address, no
 /// router solicitations or MLD reports flooding the bridge.
 pub fn create(path: &Path, ipv6: bool) -> Result<(), NetnsError> {
+    create_with(path, ipv6, || ())
+}
+
+/// [`create`], then runs `inside` on the thread that is still in the new namespace and
+/// returns its result: a command that goes on to configure the namespace opens its netlink
+/// socket there, instead of paying for a second thread that enters it (`setns`) later.
+pub fn create_with<T, F>(path: &Path, ipv6: bool, inside: F) -> Result<T, NetnsError>
+where
+    T: Send + 'static,
+    F: FnOnce() -> T + Send + 'static,
+{
     let p = path.to_path_buf();
-    let res = std::thread::spawn(move || -> Result<(), NetnsError> {
+    let res = std::thread::spawn(move || -> Result<T, NetnsError> {
         unshare(CloneFlags::CLONE_NEWNET).map_err(sys(&p, "unshare"))?;
         // Devices created in this namespace copy these defaults: no IPv6 duplicate address
         // detection, which would keep a new address unusable for a second while weft alone
@@ -108,8 +119,10 @@ pub fn create(path: &Path, ipv6: bool) -> Result<(), NetnsError> {
             settings.push(("net.ipv6.conf.default.disable_ipv6", "1"));
         }
         for (k, v) in settings {
-            // IPv6 may be disabled on the host; those keys then don't exist.
-            let _ = sysctl::set(k, v);
+            // IPv6 may be disabled on the host; those keys then don't exist. Written without
+            // reading them first: in a namespace made a moment ago nothing else set them, and
+            // each open under /proc/sys of a fresh namespace costs a path walk.
+            let _ = sysctl::write(k, v);
         }
         // A new file, never one planted there (nor a symlink's target): and the mount goes
         // onto exactly the file made here, through its descriptor, not through the path.
@@ -129,7 +142,7 @@ pub fn create(path: &Path, ipv6: bool) -> Result<(), NetnsError> {
             let _ = std::fs::remove_file(&p);
             return Err(sys(&p, "bind mount")(e));
         }
-        Ok(())
+        Ok(inside())
     })
     .join();
     res.map_err(|_| NetnsError::Thread {

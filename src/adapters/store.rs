@@ -194,6 +194,9 @@ impl SqliteStore {
         let conn = Connection::open(&file).map_err(err)?;
         // Parallel `weft run` calls queue for the write lock instead of failing.
         conn.busy_timeout(Duration::from_secs(60)).map_err(err)?;
+        // Every statement of a command stays prepared for the command's life (an attach uses
+        // about twenty, some twice: intent and result).
+        conn.set_prepared_statement_cache_capacity(64);
         // NORMAL in WAL mode is crash-safe (a power loss may drop the last commit, never
         // corrupt), and saves an fsync per transaction.
         conn.pragma_update(None, "synchronous", "NORMAL")
@@ -235,7 +238,10 @@ impl Store for SqliteStore {
             Mode::Read => "BEGIN DEFERRED",
             Mode::Write => "BEGIN IMMEDIATE",
         };
-        self.conn.execute_batch(sql).map_err(|e| self.err(e))?;
+        self.conn
+            .prepare_cached(sql)
+            .and_then(|mut st| st.execute([]))
+            .map_err(|e| self.err(e))?;
         Ok(Box::new(SqliteTxn {
             store: self,
             done: false,
@@ -386,13 +392,13 @@ impl SqliteTxn<'_> {
         name: &str,
         body: String,
     ) -> StoreResult<()> {
+        // Cached statements: a command writes the same record twice (intent, result).
         let clash: Option<String> = self
             .conn()
-            .query_row(
-                &format!("SELECT id FROM {table} WHERE name = ?1 AND id != ?2"),
-                params![name, id],
-                |r| r.get(0),
-            )
+            .prepare_cached(&format!(
+                "SELECT id FROM {table} WHERE name = ?1 AND id != ?2"
+            ))
+            .and_then(|mut st| st.query_row(params![name, id], |r| r.get(0)))
             .optional()
             .map_err(|e| self.store.err(e))?;
         if clash.is_some() {
@@ -401,17 +407,18 @@ impl SqliteTxn<'_> {
                 name: name.to_string(),
             });
         }
-        self.conn()
-            .execute(
-                &format!("INSERT OR REPLACE INTO {table} (id, name, body) VALUES (?1, ?2, ?3)"),
-                params![id, name, body],
-            )
-            .map_err(|e| self.store.err(e))?;
+        self.exec(
+            &format!("INSERT OR REPLACE INTO {table} (id, name, body) VALUES (?1, ?2, ?3)"),
+            params![id, name, body],
+        )?;
         Ok(())
     }
 
     fn exec(&self, sql: &str, p: impl rusqlite::Params) -> StoreResult<usize> {
-        self.conn().execute(sql, p).map_err(|e| self.store.err(e))
+        self.conn()
+            .prepare_cached(sql)
+            .and_then(|mut st| st.execute(p))
+            .map_err(|e| self.store.err(e))
     }
 }
 
@@ -460,12 +467,10 @@ impl Txn for SqliteTxn<'_> {
     }
 
     fn address_owner(&self, network_id: &str, ip: IpAddr) -> StoreResult<Option<String>> {
+        // Cached: IPAM may ask for several candidates in one transaction.
         self.conn()
-            .query_row(
-                "SELECT sandbox_id FROM addresses WHERE network_id = ?1 AND ip = ?2",
-                params![network_id, ip.to_string()],
-                |r| r.get(0),
-            )
+            .prepare_cached("SELECT sandbox_id FROM addresses WHERE network_id = ?1 AND ip = ?2")
+            .and_then(|mut st| st.query_row(params![network_id, ip.to_string()], |r| r.get(0)))
             .optional()
             .map_err(|e| self.store.err(e))
     }
@@ -481,11 +486,8 @@ impl Txn for SqliteTxn<'_> {
         )?;
         let high: Option<String> = self
             .conn()
-            .query_row(
-                "SELECT ip FROM high_water WHERE network_id = ?1 AND v6 = ?2",
-                params![network_id, ip.is_ipv6()],
-                |r| r.get(0),
-            )
+            .prepare_cached("SELECT ip FROM high_water WHERE network_id = ?1 AND v6 = ?2")
+            .and_then(|mut st| st.query_row(params![network_id, ip.is_ipv6()], |r| r.get(0)))
             .optional()
             .map_err(|e| self.store.err(e))?;
         let as_num = |a: IpAddr| match a {
@@ -544,11 +546,8 @@ impl Txn for SqliteTxn<'_> {
     fn cursor(&self, network_id: &str, v6: bool) -> StoreResult<Option<IpAddr>> {
         let ip: Option<String> = self
             .conn()
-            .query_row(
-                "SELECT ip FROM cursors WHERE network_id = ?1 AND v6 = ?2",
-                params![network_id, v6],
-                |r| r.get(0),
-            )
+            .prepare_cached("SELECT ip FROM cursors WHERE network_id = ?1 AND v6 = ?2")
+            .and_then(|mut st| st.query_row(params![network_id, v6], |r| r.get(0)))
             .optional()
             .map_err(|e| self.store.err(e))?;
         Ok(ip.and_then(|s| s.parse().ok()))
@@ -635,7 +634,8 @@ impl Txn for SqliteTxn<'_> {
     fn commit(mut self: Box<Self>) -> StoreResult<()> {
         self.store
             .conn
-            .execute_batch("COMMIT")
+            .prepare_cached("COMMIT")
+            .and_then(|mut st| st.execute([]).map(|_| ()))
             .map_err(|e| self.store.err(e))?;
         // Only now: a failed COMMIT leaves the transaction open, and dropping us rolls it back.
         self.done = true;

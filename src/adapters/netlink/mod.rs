@@ -368,7 +368,23 @@ impl KernelExecutor {
                 .map(|_| ())
                 .map_err(|e| exec_err(op, e.to_string())),
             Op::CreateNetns { path, ipv6 } => {
-                netns::create(Path::new(path), *ipv6).map_err(|e| exec_err(op, e.to_string()))
+                // The sandbox's netlink socket is opened by the thread that made the
+                // namespace, while it is still inside: no second thread to enter it later.
+                let rt = self.rt.handle().clone();
+                let handle = netns::create_with(Path::new(path), *ipv6, move || {
+                    let _guard = rt.enter();
+                    rtnetlink::new_connection().ok().map(|(conn, handle, _)| {
+                        rt.spawn(conn);
+                        handle
+                    })
+                })
+                .map_err(|e| exec_err(op, e.to_string()))?;
+                // Without a socket (out of descriptors?), the first operation inside the
+                // namespace opens one the usual way and reports the error.
+                if let Some(h) = handle {
+                    self.sandboxes.insert(path.clone(), h);
+                }
+                Ok(())
             }
             Op::DeleteNetns { path } => {
                 self.sandboxes.remove(path);
@@ -412,17 +428,26 @@ impl KernelExecutor {
                         .up()
                         .set_info_data(InfoData::Veth(InfoVeth::Peer(peer)))
                         .build();
-                self.rt
-                    .block_on(h.link().add(msg).execute())
-                    .map_err(fail)?;
+                // The port's options go by name in a second request sent right behind the
+                // first (the kernel handles them in order), so no round trip waits between
+                // them and no lookup of the new interface's index is needed.
+                let port =
+                    port_options_msg(LinkUnspec::new_with_name(host_ifname), alias, *isolated);
+                let (made, options) = self.rt.block_on(async {
+                    futures::join!(
+                        h.link().add(msg).execute(),
+                        h.link().set_port(port).execute()
+                    )
+                });
                 drop(nsfile);
-                let idx = self.index_or_err(op, &Ns::Host, host_ifname)?;
-                let cleanup = |exec: &mut Self| {
-                    let _ = exec.rt.block_on(h.link().del(idx).execute());
-                };
-                let res = self.port_options(&h, idx, alias, *isolated);
-                res.map_err(|e| {
-                    cleanup(self);
+                made.map_err(fail)?;
+                options.map_err(|e| {
+                    // Made but not tagged: take it away again (by its index), or nothing
+                    // would know it is weft's.
+                    if let Ok(Some(idx)) = self.link_index(&Ns::Host, host_ifname) {
+                        let _ = self.rt.block_on(h.link().del(idx).execute());
+                        self.indexes.remove(&(Ns::Host, host_ifname.clone()));
+                    }
                     fail(e)
                 })
             }
@@ -564,21 +589,7 @@ impl KernelExecutor {
         alias: &str,
         isolated: bool,
     ) -> Result<(), rtnetlink::Error> {
-        let port = vec![
-            InfoBridgePort::HairpinMode(true),
-            InfoBridgePort::Isolated(isolated),
-            // Frames to the IEEE link-local group addresses are forwarded (through the port
-            // guard), not passed up through this port to the host's stack.
-            InfoBridgePort::GroupFwdMask(PORT_GROUP_FWD_MASK),
-        ];
-        let msg = LinkUnspec::new_with_index(idx)
-            .alias(alias.to_string())
-            .append_extra_attribute(LinkAttribute::AfSpecUnspec(vec![AfSpecUnspec::Inet6(
-                vec![AfSpecInet6::AddrGenMode(In6AddrGenMode::None)],
-            )]))
-            .set_port_kind(InfoPortKind::Bridge)
-            .set_port_data(InfoPortData::BridgePort(port))
-            .build();
+        let msg = port_options_msg(LinkUnspec::new_with_index(idx), alias, isolated);
         self.rt.block_on(h.link().set_port(msg).execute())
     }
 
@@ -604,6 +615,29 @@ impl KernelExecutor {
             .block_on(h.link().set(msg).execute())
             .map_err(|e| exec_err(op, describe(&e)))
     }
+}
+
+/// The request of [`KernelExecutor::port_options`] for the link `link` names (by index or
+/// by name).
+fn port_options_msg(
+    link: LinkMessageBuilder<LinkUnspec>,
+    alias: &str,
+    isolated: bool,
+) -> LinkMessage {
+    let port = vec![
+        InfoBridgePort::HairpinMode(true),
+        InfoBridgePort::Isolated(isolated),
+        // Frames to the IEEE link-local group addresses are forwarded (through the port
+        // guard), not passed up through this port to the host's stack.
+        InfoBridgePort::GroupFwdMask(PORT_GROUP_FWD_MASK),
+    ];
+    link.alias(alias.to_string())
+        .append_extra_attribute(LinkAttribute::AfSpecUnspec(vec![AfSpecUnspec::Inet6(
+            vec![AfSpecInet6::AddrGenMode(In6AddrGenMode::None)],
+        )]))
+        .set_port_kind(InfoPortKind::Bridge)
+        .set_port_data(InfoPortData::BridgePort(port))
+        .build()
 }
 
 /// Whether a link carries a `weft:` alias (of any instance).

@@ -28,7 +28,7 @@ pub use crate::core::nft::{
     Scalar, SetFlags, SetSpec, Verdict,
 };
 pub use dump::{chain_mentions, list_chains, list_rules, list_sets, list_tables, observe_table};
-pub use socket::{list_set_elements, list_set_elems, send, table_exists};
+pub use socket::{list_set_elements, list_set_elems, park_sockets_at, send, table_exists};
 
 /// Errors of the nftables adapter.
 #[derive(Debug, thiserror::Error)]

@@ -28,6 +28,36 @@ const RECV_CHUNK: usize = 256 * 1024;
 /// How often a dump interrupted by a concurrent ruleset change is retried.
 pub(super) const DUMP_RETRIES: usize = 5;
 
+/// Where a short-lived command hands over the sockets of transactions that deleted something
+/// instead of closing them (see [`crate::adapters::fd_park`]); unset in long-lived processes.
+static PARK: std::sync::OnceLock<std::path::PathBuf> = std::sync::OnceLock::new();
+
+/// Lets this process hand the sockets of deleting transactions to the agent's parking socket
+/// `park` rather than wait for their release. Only for processes that exit soon.
+pub fn park_sockets_at(park: std::path::PathBuf) {
+    let _ = PARK.set(park);
+}
+
+/// Closes `sock`, or parks it when `deleted` and parking is set up.
+fn release(sock: Socket, deleted: bool) {
+    let start = std::time::Instant::now();
+    match PARK.get().filter(|_| deleted) {
+        Some(park) => {
+            // SAFETY: `into_raw_fd` gives up `sock`'s ownership of the descriptor, which the
+            // OwnedFd takes over; nothing else refers to it.
+            let fd = unsafe {
+                <std::os::fd::OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(
+                    std::os::fd::IntoRawFd::into_raw_fd(sock),
+                )
+            };
+            // Not parked: closed here, with the wait.
+            let _ = crate::adapters::fd_park::park(park, fd);
+        }
+        None => drop(sock),
+    }
+    crate::timing::record("nft-release", start.elapsed());
+}
+
 /// Sequence numbers only need to be unique per socket; a process-wide counter keeps them
 /// distinct across calls anyway, which makes `strace` output readable.
 static NEXT_SEQ: AtomicU32 = AtomicU32::new(1);
@@ -251,6 +281,15 @@ pub fn send(batch: &Batch) -> Result<(), NftError> {
             }
         }
     }
+    // Only additions free nothing after a grace period; anything else makes the socket's
+    // close wait for one unless it is parked.
+    let deleted = !batch.msgs().iter().all(|m| {
+        matches!(
+            m,
+            crate::core::nft::Msg::AddElems { .. } | crate::core::nft::Msg::AddRule { .. }
+        )
+    });
+    release(sock, deleted);
     if let Some((idx, errno, text)) = first_err {
         let op = match idx {
             Some(i) => ops[i].to_string(),

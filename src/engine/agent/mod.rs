@@ -48,6 +48,42 @@ const ALIVE_EVERY: Duration = Duration::from_secs(5);
 /// How often a full gc pass runs.
 const GC_EVERY: Duration = Duration::from_secs(60);
 
+/// How long no socket must have been parked before the parked ones are closed: by then the
+/// RCU grace periods their transactions started are over, and closing them costs nothing
+/// (see [`crate::adapters::fd_park`]).
+const PARK_QUIET: Duration = Duration::from_millis(500);
+/// At most this many parked sockets are held (fewer if the descriptor limit is low). When
+/// the lot is full the agent stops taking more: the queue of `agent.park` fills and commands
+/// close their sockets themselves. It never closes a parked socket while commands keep
+/// parking: that close would wait for their grace period holding nf_tables' commit lock, and
+/// stall every one of them.
+const PARK_MAX: usize = 16_384;
+
+/// Raises the soft descriptor limit to the hard one (the agent holds a socket per published
+/// port and per parked socket) and returns how many sockets it may park.
+fn park_capacity() -> usize {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit writes one rlimit into `lim`, a live local.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } == 0 && lim.rlim_cur < lim.rlim_max
+    {
+        let raised = libc::rlimit {
+            rlim_cur: lim.rlim_max,
+            rlim_max: lim.rlim_max,
+        };
+        // SAFETY: setrlimit reads one rlimit from `raised`, a live local.
+        if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &raised) } == 0 {
+            lim.rlim_cur = lim.rlim_max;
+        }
+    }
+    // Half the descriptors at most: the rest are the agent's own and its port reservations'.
+    usize::try_from(lim.rlim_cur / 2)
+        .unwrap_or(PARK_MAX)
+        .clamp(16, PARK_MAX)
+}
+
 /// How many clients the agent talks to at once (the others are turned away).
 const MAX_CONVERSATIONS: usize = 64;
 /// How long a client may take to send its request.
@@ -133,6 +169,11 @@ async fn event_loop(
     let mut rt_watch = RtWatch::open().context("watching rtnetlink")?;
     let mut nft_watch = NftWatch::open().context("watching nf_tables")?;
     let listener = ControlListener::bind(&ctx.run_dir).context("binding the control socket")?;
+    let parking = crate::adapters::fd_park::ParkingLot::bind(&ctx.run_dir)
+        .context("binding the parking socket")?;
+    let mut parked: Vec<std::os::fd::OwnedFd> = Default::default();
+    let mut parked_at: Option<Instant> = None;
+    let park_max = park_capacity();
     let (started, ready) = oneshot::channel();
     send(&jobs, Job::Startup(started))?;
     let _ = ready.await;
@@ -183,6 +224,14 @@ async fn event_loop(
                     send(&jobs, Job::Owners(work.owners.into_iter().collect()))?;
                 }
             }
+            fds = parking.next(), if parked.len() < park_max => {
+                parked.extend(fds);
+                parked_at = Some(Instant::now());
+            }
+            () = async { sleep_until(parked_at.unwrap_or_else(Instant::now) + PARK_QUIET).await }, if parked_at.is_some() => {
+                parked_at = None;
+                close_parked(std::mem::take(&mut parked));
+            }
             _ = sysctl_tick.tick() => send(&jobs, Job::Sysctls)?,
             _ = gc_tick.tick() => send(&jobs, Job::Gc("periodic check".into()))?,
             _ = alive_tick.tick(), if !stay => {
@@ -226,6 +275,18 @@ async fn event_loop(
             due = Some(Instant::now() + SETTLE);
         }
     }
+}
+
+/// Closes parked sockets off the event loop: a close can still wait for a grace period when
+/// another process deleted something a moment ago.
+fn close_parked(fds: Vec<std::os::fd::OwnedFd>) {
+    if fds.is_empty() {
+        return;
+    }
+    // Without a thread (out of resources) they are dropped here, with the failed closure.
+    let _ = std::thread::Builder::new()
+        .name("weft".into())
+        .spawn(move || drop(fds));
 }
 
 fn send(jobs: &mpsc::Sender<Job>, job: Job) -> Result<()> {
