@@ -32,6 +32,9 @@ for tool in fmt clippy; do
 done
 
 before_links=$(ip -o link show | awk -F': ' '{print $2}' | cut -d@ -f1 | sort | tr '\n' ' ')
+before_forwarding=$(cat /proc/sys/net/ipv4/ip_forward /proc/sys/net/ipv6/conf/all/forwarding | tr '\n' ' ')
+default_state() { for d in /var/lib/weft /run/weft; do [ ! -e "$d" ] || printf '%s ' "$d"; done; }
+before_state=$(default_state)
 
 echo "== cargo fmt --check"
 weft_cargo fmt --all -- --check
@@ -82,6 +85,14 @@ fi
 after_links=$(ip -o link show | awk -F': ' '{print $2}' | cut -d@ -f1 | sort | tr '\n' ' ')
 if [ "$before_links" != "$after_links" ]; then
   echo "links changed: before [$before_links] after [$after_links]"; left=1
+fi
+after_forwarding=$(cat /proc/sys/net/ipv4/ip_forward /proc/sys/net/ipv6/conf/all/forwarding | tr '\n' ' ')
+if [ "$before_forwarding" != "$after_forwarding" ]; then
+  echo "forwarding changed (ipv4 ipv6): before [$before_forwarding] after [$after_forwarding]"; left=1
+fi
+after_state=$(default_state)
+if [ "$before_state" != "$after_state" ]; then
+  echo "default state directories changed: before [$before_state] after [$after_state]"; left=1
 fi
 if nft list tables 2>/dev/null | grep -q weft; then
   echo "nftables tables left: $(nft list tables | grep weft)"; left=1
