@@ -122,19 +122,7 @@ impl ControlListener {
     /// no other agent uses it), readable and writable by root only.
     pub fn bind(run_dir: &Path) -> io::Result<ControlListener> {
         let path = socket_path(run_dir);
-        match std::fs::symlink_metadata(&path) {
-            Ok(m) if m.file_type().is_dir() => {
-                return Err(io::Error::other(format!(
-                    "{} is a directory",
-                    path.display()
-                )))
-            }
-            // A socket left by a dead agent, or anything planted there: removed, never
-            // followed.
-            Ok(_) => std::fs::remove_file(&path)?,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-            Err(e) => return Err(e),
-        }
+        crate::adapters::fs::clear_socket_path(&path)?;
         let listener = tokio::net::UnixListener::bind(&path)?;
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))?;
         Ok(ControlListener { listener, path })

@@ -139,18 +139,7 @@ impl ParkingLot {
     pub fn bind(run_dir: &Path) -> io::Result<ParkingLot> {
         use std::os::unix::fs::PermissionsExt as _;
         let path = path(run_dir);
-        match std::fs::symlink_metadata(&path) {
-            Ok(m) if m.file_type().is_dir() => {
-                return Err(io::Error::other(format!(
-                    "{} is a directory",
-                    path.display()
-                )))
-            }
-            // Left by a dead agent, or planted: removed, never followed.
-            Ok(_) => std::fs::remove_file(&path)?,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-            Err(e) => return Err(e),
-        }
+        crate::adapters::fs::clear_socket_path(&path)?;
         let sock = tokio::net::UnixDatagram::bind(&path)?;
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))?;
         Ok(ParkingLot { sock, path })

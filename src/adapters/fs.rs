@@ -61,6 +61,21 @@ pub fn replace(path: &Path, contents: &[u8], mode: u32) -> io::Result<()> {
 /// the kernel's `ELOOP` limit).
 const MAX_SYMLINKS: usize = 40;
 
+/// Makes way for a socket the agent binds at `path` (the caller holds the agent lock, so no
+/// live agent uses it): whatever is there, left by a dead agent or planted, is removed and
+/// never followed; a directory is refused.
+pub fn clear_socket_path(path: &Path) -> io::Result<()> {
+    match std::fs::symlink_metadata(path) {
+        Ok(m) if m.file_type().is_dir() => Err(io::Error::other(format!(
+            "{} is a directory",
+            path.display()
+        ))),
+        Ok(_) => std::fs::remove_file(path),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
 /// Makes `dir` exist as a directory only root can enter, in a place no other user controls.
 ///
 /// weft runs as root and is often pointed at paths under directories other users can write
