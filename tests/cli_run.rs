@@ -439,6 +439,72 @@ fn a_crash_loop_is_stopped_by_stop_and_removed_by_rm() {
 }
 
 #[test]
+fn a_sandbox_waiting_to_be_restarted_is_restarting() {
+    let h = host("rsting", "10.180.13.0/24");
+    let run = |name: &str| {
+        h.weft_ok(&[
+            "run",
+            "-d",
+            "--name",
+            name,
+            "--restart",
+            "always",
+            "--network",
+            "n",
+            "--",
+            "sh",
+            "-c",
+            "exit 3",
+        ]);
+    };
+    run("r");
+    // From the 6th restart on the back-off is 6.4 s or more: long enough to look at.
+    assert!(wait_for(20, || inspect(&h, "r")["restart_count"].as_u64() >= Some(6)));
+    assert!(wait_for(5, || inspect(&h, "r")["status"] == "restarting"));
+    let v = inspect(&h, "r");
+    assert_eq!(
+        (v["exit_code"].clone(), v["pid"].clone()),
+        (3.into(), serde_json::Value::Null),
+        "{v}"
+    );
+    // Listed without -a, as `docker ps` does; STATUS in Docker's words; no ports column.
+    let table = h.weft_ok(&["ps"]);
+    let row = table.lines().nth(1).unwrap_or_default();
+    assert!(
+        row.contains("Restarting (3) ") && row.contains(" ago ") && row.ends_with(" r"),
+        "{table}"
+    );
+    let id = h.weft_ok(&["ps", "-q", "--no-trunc", "-f", "status=restarting"]);
+    assert_eq!(id.trim(), v["id"].as_str().unwrap());
+    assert_eq!(h.weft_ok(&["ps", "-q", "-f", "status=exited"]), "");
+    assert_eq!(h.weft_ok(&["ps", "-q", "-f", "status=running"]), "");
+    assert_eq!(h.json(&["ps"])[0]["status"], "restarting");
+    // stop during the back-off: at once, and it stays exited with its last code.
+    let t = Instant::now();
+    assert_eq!(h.weft_ok(&["stop", "r"]), "r\n");
+    assert!(t.elapsed() < Duration::from_secs(2), "{:?}", t.elapsed());
+    let v = inspect(&h, "r");
+    assert_eq!(
+        (v["status"].clone(), v["exit_code"].clone()),
+        ("exited".into(), 3.into()),
+        "{v}"
+    );
+    assert!(h.weft_ok(&["ps", "-q"]).is_empty());
+    // rm during the back-off: refused as Docker refuses it, --force at once.
+    run("r2");
+    assert!(wait_for(20, || inspect(&h, "r2")["restart_count"].as_u64()
+        >= Some(6)));
+    assert!(wait_for(5, || inspect(&h, "r2")["status"] == "restarting"));
+    let err = h.weft_err(1, &["rm", "r2"]);
+    assert!(err.contains("is restarting (--restart always)"), "{err}");
+    let t = Instant::now();
+    assert_eq!(h.weft_ok(&["rm", "-f", "r2"]), "r2\n");
+    assert!(t.elapsed() < Duration::from_secs(2), "{:?}", t.elapsed());
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(h.weft_ok(&["ps", "-a", "-q", "-f", "name=r2"]).is_empty());
+}
+
+#[test]
 fn restart_stops_and_starts_the_command_again() {
     let h = host("rst", "10.180.7.0/24");
     h.sleeper("s", &["--network", "n"]);

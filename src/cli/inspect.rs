@@ -26,7 +26,10 @@ pub fn run_inspect(ctx: &Ctx, sandboxes: &[String], format: Option<Format>) -> R
     let tx = ctx.store.begin(crate::adapters::store::Mode::Read)?;
     let mut out = Vec::new();
     for s in sandboxes {
-        out.push(view::sandbox(&sandbox::find(tx.as_ref(), s)?));
+        out.push(view::sandbox(&sandbox::as_seen(sandbox::find(
+            tx.as_ref(),
+            s,
+        )?)));
     }
     print_json(&out)?;
     Ok(0)

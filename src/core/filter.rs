@@ -12,7 +12,7 @@ pub const SANDBOX_KEYS: &[&str] = &["id", "label", "name", "network", "status"];
 /// Keys `weft network ls --filter` knows.
 pub const NETWORK_KEYS: &[&str] = &["driver", "id", "label", "name"];
 /// Values of `ps --filter status=`: weft's statuses, and Docker's that weft never shows
-/// (accepted so that a Docker user's script still runs; they match nothing).
+/// (`paused`, `dead`: accepted so that a Docker user's script still runs; they match nothing).
 pub const STATUSES: &[&str] = &[
     "created",
     "creating",
@@ -107,6 +107,7 @@ pub fn status_word(status: Status) -> &'static str {
         Status::Created => "created",
         Status::Running => "running",
         Status::Exited => "exited",
+        Status::Restarting => "restarting",
         Status::Removing => "removing",
     }
 }
@@ -253,5 +254,19 @@ mod tests {
         assert!(sandbox_matches(&fs(&["id=web"]), &web));
         assert!(!sandbox_matches(&fs(&["name=é"]), &web));
         assert!(sandbox_matches(&[], &web));
+    }
+
+    #[test]
+    fn restarting_is_a_status_of_its_own() {
+        let mut r = sb("r", Status::Restarting, &[], &[]);
+        r.exit_code = Some(3);
+        r.finished = Some(100);
+        assert_eq!(
+            crate::core::display::sandbox_status(&r, 105),
+            "Restarting (3) 5 seconds ago"
+        );
+        assert!(sandbox_matches(&fs(&["status=restarting"]), &r));
+        assert!(!sandbox_matches(&fs(&["status=exited"]), &r));
+        assert!(!sandbox_matches(&fs(&["status=running"]), &r));
     }
 }

@@ -316,14 +316,16 @@ fn finish_or_restart(ctx: &Ctx, id: &str, code: i32) -> Result<Option<Sandbox>> 
     };
     sb.pid = None;
     sb.pid_start = None;
-    sb.status = Status::Exited;
     sb.exit_code = Some(code);
     sb.finished = Some(crate::engine::now());
     let again = !sb.stopped && sb.restart.restarts(code, sb.restart_count);
     if again {
-        // The monitor stays, recorded, through the back-off: `stop` and `rm` find it.
+        // The monitor stays, recorded, through the back-off: `stop` and `rm` find it, and
+        // `ps` shows `Restarting (CODE)` meanwhile, as Docker does.
+        sb.status = Status::Restarting;
         sb.restart_count = sb.restart_count.saturating_add(1);
     } else {
+        sb.status = Status::Exited;
         sb.monitor_pid = None;
         sb.monitor_start = None;
     }
@@ -359,13 +361,17 @@ fn sleep_unless_stopped(ctx: &Ctx, id: &str, wait: Duration) -> Result<bool> {
 }
 
 /// Forgets this monitor in the record (it is leaving, nothing runs); a command recorded as
-/// running whose init is gone (it could not start) is recorded as exited with `code`.
+/// running whose init is gone (it could not start) is recorded as exited with `code`, and
+/// one waiting to be restarted (stopped during the back-off) as exited with its last code.
 fn clear_monitor(ctx: &Ctx, id: &str, code: i32) -> Result<()> {
     let me = std::process::id();
     update(ctx, id, |s| {
         if s.monitor_pid == Some(me) {
             s.monitor_pid = None;
             s.monitor_start = None;
+        }
+        if s.status == Status::Restarting {
+            s.status = Status::Exited;
         }
         if s.status == Status::Running && !super::is_running(s) {
             s.status = Status::Exited;
@@ -564,7 +570,12 @@ pub fn stop(ctx: &Ctx, name: &str, timeout: Duration) -> Result<Sandbox> {
         };
         match cur {
             None => return Ok(sb),
-            Some(s) if s.status != Status::Running && !monitor_alive(&s) => break s,
+            Some(s)
+                if !matches!(s.status, Status::Running | Status::Restarting)
+                    && !monitor_alive(&s) =>
+            {
+                break s
+            }
             Some(s) if Instant::now() > deadline || !monitor_alive(&s) => {
                 let code = s.exit_code.unwrap_or(137);
                 finish(ctx, &s.id, code)?;
