@@ -95,6 +95,16 @@ fn every_command_prints_its_documented_json() {
         json!({"stopped": ["a"], "errors": []})
     );
     assert_eq!(
+        h.json(&["start", "a"]),
+        json!({"started": ["a"], "errors": []})
+    );
+    assert_eq!(
+        h.json(&["restart", "-t", "0", "a"]),
+        json!({"restarted": ["a"], "errors": []})
+    );
+    assert_eq!(h.json(&["inspect", "a"])[0]["status"], "running");
+    h.weft_ok(&["stop", "-t", "0", "a"]);
+    assert_eq!(
         h.json(&["rm", "a"]),
         json!({"removed": ["a"], "errors": []})
     );
@@ -130,6 +140,30 @@ fn every_command_prints_its_documented_json() {
         v["errors"][0].as_str().unwrap().contains("\"nosuch\""),
         "{v}"
     );
+    // start and restart go on through every name too, as Docker's do.
+    h.weft_ok(&["create", "--name", "c", "--", "sleep", "600"]);
+    h.weft_ok(&["create", "--name", "idle"]);
+    for (cmd, done) in [("start", "started"), ("restart", "restarted")] {
+        let out = h.weft(&["--format", "json", cmd, "nosuch", "c", "idle"]);
+        assert_eq!(out.status.code(), Some(1), "{cmd}");
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(v[done], json!(["c"]), "{v}");
+        // The names done first, as in `stop`'s document.
+        assert!(
+            stdout(&out).starts_with(&format!("{{\n  \"{done}\"")),
+            "{v}"
+        );
+        let errors = v["errors"].as_array().unwrap();
+        assert_eq!(errors.len(), 2, "{v}");
+        assert!(errors[0].as_str().unwrap().contains("\"nosuch\""), "{v}");
+        assert!(errors[1].as_str().unwrap().contains("no command"), "{v}");
+        assert_eq!(h.json(&["inspect", "c"])[0]["status"], "running");
+        let out = h.weft(&[cmd, "c", "nosuch"]);
+        assert_eq!(out.status.code(), Some(1), "{cmd}");
+        assert_eq!(stdout(&out), "c\n", "{cmd}");
+        assert!(stderr(&out).contains("no such sandbox \"nosuch\""), "{cmd}");
+    }
+    h.weft_ok(&["rm", "-f", "c"]);
     let out = h.weft(&["--format", "json", "stop", "nosuch"]);
     assert_eq!(out.status.code(), Some(1));
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
