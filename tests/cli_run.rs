@@ -1009,3 +1009,287 @@ fn user_runs_the_command_as_another_user() {
     assert_eq!(h.weft_ok(&["exec", "s", "id", "-u"]), "65534\n");
     assert_eq!(h.weft_ok(&["exec", "-u", "0", "s", "id", "-u"]), "0\n");
 }
+
+#[test]
+fn a_log_path_planted_by_someone_else_is_never_written_through() {
+    let h = host("logpath", "10.180.14.0/24");
+    let id = h.weft_ok(&[
+        "create",
+        "--name",
+        "l",
+        "--network",
+        "n",
+        "--",
+        "sh",
+        "-c",
+        "echo out",
+    ]);
+    let log = h
+        .state_dir()
+        .join("logs")
+        .join(format!("{}.log", id.trim()));
+    std::fs::create_dir_all(log.parent().unwrap()).unwrap();
+    let victim = h.dir.join("victim");
+    std::fs::write(&victim, "keep\n").unwrap();
+    let refused = |why: &str| {
+        let out = weft_within(&h, 5, &["start", "l"]);
+        assert_eq!(out.status.code(), Some(125));
+        assert_eq!(
+            stderr(&out),
+            format!("error: opening the log file {}: {why}\n", log.display())
+        );
+        assert_eq!(std::fs::read_to_string(&victim).unwrap(), "keep\n");
+        assert_eq!(inspect(&h, "l")["status"], "created");
+    };
+    std::os::unix::fs::symlink(&victim, &log).unwrap();
+    refused("it is a symbolic link; weft does not follow one there");
+    std::fs::remove_file(&log).unwrap();
+    std::fs::hard_link(&victim, &log).unwrap();
+    refused("it has other hard links; weft does not write to a file shared with another name");
+    std::fs::remove_file(&log).unwrap();
+    // A FIFO: opening it would wait for a reader; `logs` would wait for a writer.
+    nix_mkfifo(&log);
+    refused("it is not a regular file");
+    let out = weft_within(&h, 5, &["logs", "l"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        stderr(&out),
+        format!(
+            "error: reading {}: it is not a regular file\n",
+            log.display()
+        )
+    );
+    std::fs::remove_file(&log).unwrap();
+    // What weft made itself is used.
+    h.weft_ok(&["start", "l"]);
+    assert!(wait_for(10, || inspect(&h, "l")["status"] == "exited"));
+    assert_eq!(h.weft_ok(&["logs", "l"]), "out\n");
+    let mode = std::os::unix::fs::PermissionsExt::mode(
+        &std::fs::symlink_metadata(&log).unwrap().permissions(),
+    );
+    assert_eq!(mode & 0o777, 0o600);
+}
+
+/// Runs weft, failing the test (and killing weft) if it takes longer than `secs`: what is
+/// tested here could otherwise hang the test instead of failing it.
+fn weft_within(h: &Host, secs: u64, args: &[&str]) -> std::process::Output {
+    let mut child = h
+        .weft_cmd(args)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let done = wait_for(secs, || child.try_wait().unwrap().is_some());
+    if !done {
+        let _ = child.kill();
+        let _ = child.wait();
+        panic!("weft {args:?} still ran after {secs} s");
+    }
+    child.wait_with_output().unwrap()
+}
+
+fn nix_mkfifo(p: &std::path::Path) {
+    let status = std::process::Command::new("mkfifo")
+        .arg(p)
+        .status()
+        .unwrap();
+    assert!(status.success());
+}
+
+#[test]
+fn hostile_files_and_edge_values_of_the_run_options() {
+    let h = host("hostile2", "10.180.15.0/24");
+    // --env-file: a FIFO nobody writes to reads as empty at once; a pipe works.
+    let fifo = h.dir.join("env.fifo");
+    nix_mkfifo(&fifo);
+    let out = weft_within(
+        &h,
+        10,
+        &[
+            "run",
+            "--network",
+            "n",
+            "--env-file",
+            fifo.to_str().unwrap(),
+            "sh",
+            "-c",
+            "echo \"[$A]\"",
+        ],
+    );
+    assert_eq!(stdout(&out), "[]\n", "{}", stderr(&out));
+    let out = h
+        .weft_cmd(&[
+            "run",
+            "--network",
+            "n",
+            "--env-file",
+            "/dev/stdin",
+            "sh",
+            "-c",
+            "echo \"[$A]\"",
+        ])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .and_then(|mut c| {
+            use std::io::Write as _;
+            c.stdin.take().unwrap().write_all(b"A=piped\n")?;
+            c.wait_with_output()
+        })
+        .unwrap();
+    assert_eq!(stdout(&out), "[piped]\n", "{}", stderr(&out));
+    let err = h.weft_err(
+        125,
+        &[
+            "run",
+            "--network",
+            "n",
+            "--env-file",
+            "/nonexistent",
+            "true",
+        ],
+    );
+    assert!(
+        err.starts_with("error: reading --env-file /nonexistent: "),
+        "{err}"
+    );
+    // --restart on-failure:N at the edges of its range.
+    h.weft_ok(&[
+        "create",
+        "--name",
+        "max",
+        "--restart",
+        "on-failure:4294967295",
+        "--network",
+        "n",
+        "true",
+    ]);
+    assert_eq!(
+        inspect(&h, "max")["restart_policy"],
+        "on-failure:4294967295"
+    );
+    for bad in [
+        "on-failure:4294967296",
+        "on-failure:-0",
+        "on-failure:",
+        "on-failure:1.5",
+    ] {
+        let err = h.weft_err(125, &["create", "--restart", bad, "--network", "n", "true"]);
+        assert!(
+            err.starts_with(&format!("error: invalid --restart {bad:?}")),
+            "{err}"
+        );
+    }
+    // -w relative, or not a directory, on run and exec.
+    let err = h.weft_err(125, &["run", "--network", "n", "-w", "tmp", "true"]);
+    assert_eq!(
+        err,
+        "error: invalid --workdir \"tmp\": the working directory must be an absolute path\n"
+    );
+    let err = h.weft_err(125, &["run", "--network", "n", "-w", "", "true"]);
+    assert!(err.contains("must be an absolute path"), "{err}");
+    h.weft_ok(&["create", "--name", "idle", "--network", "n"]);
+    let err = h.weft_err(125, &["exec", "-w", "../etc", "idle", "pwd"]);
+    assert!(err.contains("must be an absolute path"), "{err}");
+    let err = h.weft_err(125, &["exec", "-w", "/etc/passwd", "idle", "pwd"]);
+    assert!(err.contains("is not a directory"), "{err}");
+    // --add-host: more bad forms, all refused before anything is made.
+    for bad in [
+        "",
+        ":",
+        "db:10.0.0.5:80",
+        "db:[10.0.0.5",
+        "db:fe80::1%eth0",
+        "d b:10.0.0.5",
+        "db:10.0.0.5 evil",
+        "db\t:10.0.0.5",
+    ] {
+        let err = h.weft_err(125, &["run", "--network", "n", "--add-host", bad, "true"]);
+        assert!(
+            err.starts_with("error: invalid --add-host"),
+            "{bad:?}: {err}"
+        );
+    }
+    assert_eq!(
+        h.json(&["ps", "-a", "-f", "name=max"])
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+    assert_eq!(h.json(&["ps", "-a"]).as_array().unwrap().len(), 2);
+}
+
+#[test]
+fn the_last_port_is_published_freed_at_stop_and_claimed_again_at_start() {
+    let h = host("plast", "10.180.16.0/24");
+    h.weft_ok(&[
+        "create",
+        "--name",
+        "p",
+        "--network",
+        "n",
+        "-p",
+        "65535:65535",
+        "-p",
+        "65534-65535:65534-65535/udp",
+        "--",
+        "sleep",
+        "600",
+    ]);
+    let nft = || h.sh("nft list ruleset");
+    let published = || {
+        let r = nft();
+        r.contains("tcp . 65535 : ") && r.contains("udp . 65534 : ") && r.contains("udp . 65535 : ")
+    };
+    h.weft_ok(&["start", "p"]);
+    assert_eq!(
+        h.weft_ok(&["port", "p"]),
+        "65535/tcp -> 0.0.0.0:65535\n65534/udp -> 0.0.0.0:65534\n65535/udp -> 0.0.0.0:65535\n"
+    );
+    assert!(published(), "{}", nft());
+    h.weft_ok(&["stop", "-t", "0", "p"]);
+    assert!(!nft().contains(" . 6553"), "{}", nft());
+    assert_eq!(h.weft_ok(&["port", "p"]), "");
+    h.weft_ok(&["start", "p"]);
+    assert!(published(), "{}", nft());
+    // Another sandbox takes 65535/tcp while p is stopped: p's start names it, exit 125.
+    h.weft_ok(&["stop", "-t", "0", "p"]);
+    h.weft_ok(&[
+        "run",
+        "-d",
+        "--name",
+        "q",
+        "--network",
+        "n",
+        "-p",
+        "65535:80",
+        "--",
+        "sleep",
+        "600",
+    ]);
+    let err = h.weft_err(125, &["start", "p"]);
+    assert_eq!(
+        err,
+        "error: cannot start sandbox \"p\": port 65535/tcp on 0.0.0.0 is published by sandbox \"q\" since it stopped\n"
+    );
+    assert_eq!(inspect(&h, "p")["status"], "exited");
+    assert_eq!(h.weft_ok(&["port", "p"]), "");
+    // Beyond the last port: refused.
+    let err = h.weft_err(
+        125,
+        &[
+            "create",
+            "--network",
+            "n",
+            "-p",
+            "65535-65536:80-81",
+            "true",
+        ],
+    );
+    assert!(err.contains("port 65536 is out of range"), "{err}");
+    h.weft_ok(&["rm", "-f", "q"]);
+    h.weft_ok(&["start", "p"]);
+    assert!(published());
+}

@@ -22,7 +22,7 @@ pub fn size(ctx: &Ctx, name: &str) -> Result<u64> {
         let tx = ctx.store.begin(Mode::Read)?;
         find(tx.as_ref(), name)?.id
     };
-    Ok(std::fs::metadata(log_path(ctx, &id)).map_or(0, |m| m.len()))
+    Ok(std::fs::symlink_metadata(log_path(ctx, &id)).map_or(0, |m| m.len()))
 }
 
 /// Prints the log of sandbox `id` from byte `from`, or its last `tail` lines (`None`: all);
@@ -36,7 +36,7 @@ pub fn print(
 ) -> Result<()> {
     let path = log_path(ctx, id);
     let mut out = io::stdout().lock();
-    let mut file = match File::open(&path) {
+    let mut file = match crate::adapters::fs::open_read(&path) {
         Ok(f) => Some(f),
         Err(e) if e.kind() == io::ErrorKind::NotFound => None,
         Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
@@ -65,7 +65,7 @@ pub fn print(
             }
         };
         if file.is_none() {
-            file = File::open(&path).ok();
+            file = crate::adapters::fs::open_read(&path).ok();
         }
         if let Some(f) = file.as_mut() {
             copy(f, &mut out)?;

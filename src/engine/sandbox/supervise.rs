@@ -241,7 +241,9 @@ pub fn monitor(ctx: &Ctx, id: &str) -> Result<()> {
         let tx = ctx.store.begin(Mode::Read)?;
         find(tx.as_ref(), id)?
     };
-    let log = fs::open_append(&log_path(ctx, &sb.id))?;
+    let path = log_path(ctx, &sb.id);
+    let log = fs::open_append(&path)
+        .with_context(|| format!("opening the log file {}", path.display()))?;
     let mut first = true;
     let mut delay = None;
     let mut sb = sb;
