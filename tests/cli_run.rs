@@ -1293,3 +1293,72 @@ fn the_last_port_is_published_freed_at_stop_and_claimed_again_at_start() {
     h.weft_ok(&["start", "p"]);
     assert!(published());
 }
+
+#[test]
+fn a_command_that_exited_holds_no_host_port() {
+    let h = host("pexit", "10.180.17.0/24");
+    let nft = || h.sh("nft list map inet weft dnat4any");
+    h.weft_ok(&[
+        "run",
+        "-d",
+        "--name",
+        "e",
+        "--network",
+        "n",
+        "-p",
+        "18417:80",
+        "--",
+        "sh",
+        "-c",
+        "sleep 0.3; exit 2",
+    ]);
+    assert!(nft().contains("tcp . 18417 : "), "{}", nft());
+    assert!(wait_for(10, || inspect(&h, "e")["status"] == "exited"));
+    // As Docker: an exited container's ports are free for others at once.
+    assert!(wait_for(5, || !nft().contains("18417")), "{}", nft());
+    assert_eq!(h.weft_ok(&["port", "e"]), "");
+    h.weft_ok(&[
+        "run",
+        "-d",
+        "--name",
+        "other",
+        "--network",
+        "n",
+        "-p",
+        "18417:80",
+        "--",
+        "sleep",
+        "600",
+    ]);
+    let err = h.weft_err(125, &["start", "e"]);
+    assert_eq!(
+        err,
+        "error: cannot start sandbox \"e\": port 18417/tcp on 0.0.0.0 is published by sandbox \"other\" since it stopped\n"
+    );
+    h.weft_ok(&["rm", "-f", "other"]);
+    h.weft_ok(&["start", "e"]);
+    assert_eq!(h.weft_ok(&["port", "e"]), "80/tcp -> 0.0.0.0:18417\n");
+    assert!(nft().contains("tcp . 18417 : "), "{}", nft());
+    // Out of restarts (on-failure:1): freed too.
+    h.weft_ok(&[
+        "run",
+        "-d",
+        "--name",
+        "f",
+        "--network",
+        "n",
+        "--restart",
+        "on-failure:1",
+        "-p",
+        "18418:80",
+        "--",
+        "sh",
+        "-c",
+        "exit 1",
+    ]);
+    assert!(wait_for(10, || {
+        let v = inspect(&h, "f");
+        v["status"] == "exited" && v["restart_count"] == 1
+    }));
+    assert!(wait_for(5, || !nft().contains("18418")), "{}", nft());
+}

@@ -133,8 +133,15 @@ pub fn run(ctx: &Ctx) -> Result<GcReport> {
                 cur.pid_start = None;
                 cur.monitor_pid = None;
                 cur.monitor_start = None;
+                // Exited for good: its host ports are freed, as at a command's own exit.
+                let freed = super::sandbox::publish::release_in(tx.as_ref(), &mut cur)?;
                 tx.put_sandbox(&cur)?;
                 tx.commit()?;
+                if let Some(was) = freed {
+                    if let Err(e) = super::sandbox::publish::detach(ctx, &was) {
+                        report.errors.push(format!("{e:#}"));
+                    }
+                }
                 report.sandboxes_exited.push(name.clone());
             }
         }

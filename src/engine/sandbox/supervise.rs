@@ -321,6 +321,13 @@ fn finish_or_restart(ctx: &Ctx, id: &str, code: i32) -> Result<Option<Sandbox>> 
     sb.exit_code = Some(code);
     sb.finished = Some(crate::engine::now());
     let again = !sb.stopped && sb.restart.restarts(code, sb.restart_count);
+    // A command that ended for good holds no host port, as with Docker (`start` claims them
+    // again); freed in this transaction, so that a `start` right after it claims them.
+    let freed = if again || sb.auto_remove {
+        None
+    } else {
+        super::publish::release_in(tx.as_ref(), &mut sb)?
+    };
     if again {
         // The monitor stays, recorded, through the back-off: `stop` and `rm` find it, and
         // `ps` shows `Restarting (CODE)` meanwhile, as Docker does.
@@ -335,6 +342,9 @@ fn finish_or_restart(ctx: &Ctx, id: &str, code: i32) -> Result<Option<Sandbox>> 
     tx.commit()?;
     if again {
         return Ok(Some(sb));
+    }
+    if let Some(was) = freed {
+        super::publish::detach(ctx, &was)?;
     }
     if sb.auto_remove {
         remove_one(ctx, &sb.id)?;
