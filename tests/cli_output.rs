@@ -1002,6 +1002,20 @@ fn help_lists_a_commands_own_flags_first_with_examples_and_no_env_noise() {
         vec!["network", "disconnect"],
         vec!["ipam", "avoid"],
         vec!["ipam", "avoid", "add"],
+        vec!["ipam", "avoid", "rm"],
+        vec!["ipam", "avoid", "ls"],
+        vec!["daemon", "status"],
+        vec!["daemon", "stop"],
+        vec!["daemon", "repair"],
+        vec!["run"],
+        vec!["create"],
+        vec!["start"],
+        vec!["restart"],
+        vec!["exec"],
+        vec!["logs"],
+        vec!["stop"],
+        vec!["rm"],
+        vec!["demo"],
     ] {
         let mut args = cmd.clone();
         args.push("--help");

@@ -145,6 +145,9 @@ pub enum Command {
         sandboxes: Vec<String>,
     },
     /// Stop a sandbox's command (SIGTERM, then SIGKILL).
+    #[command(
+        after_help = "Examples:\n  weft stop api                       SIGTERM, SIGKILL after 10 s; its host ports are freed\n  weft stop -t 0 api db               SIGKILL at once, both\n  weft stop api --format json         {\"stopped\": [\"api\"], \"errors\": []}"
+    )]
     Stop {
         /// Seconds to wait before SIGKILL.
         #[arg(short, long, default_value_t = 10)]
@@ -154,6 +157,9 @@ pub enum Command {
         sandboxes: Vec<String>,
     },
     /// Remove sandboxes.
+    #[command(
+        after_help = "Examples:\n  weft rm api                         a sandbox whose command does not run\n  weft rm -f api                      kill its command first\n  weft rm -f $(weft ps -aq)           every sandbox"
+    )]
     Rm {
         /// Kill a running command first.
         #[arg(short, long)]
@@ -191,6 +197,9 @@ pub enum Command {
         action: Option<DaemonCmd>,
     },
     /// Show weft working, inside a throwaway namespace.
+    #[command(
+        after_help = "Examples:\n  sudo weft demo                      leaves nothing behind on the machine"
+    )]
     Demo,
     /// Small network probes (for demos and tests on machines without ping or nc).
     #[command(subcommand)]
