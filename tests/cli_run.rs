@@ -623,9 +623,19 @@ fn docker_spellings_of_the_sandbox_options() {
         "gw:host-gateway",
         "--add-host",
         "v6:[fd00::1]",
+        "--label",
+        "solo",
     ]);
     let v = inspect(&h, "s");
     assert_eq!(v["hostname"], "box");
+    // A label without a value, as Docker's `--label KEY`.
+    assert_eq!(v["labels"], serde_json::json!({"solo": ""}));
+    assert_eq!(
+        h.weft_ok(&["ps", "-aq", "-f", "label=solo"])
+            .lines()
+            .count(),
+        1
+    );
     assert_eq!(v["networks"][0]["ipv6"], "fd00:180:9::99/64");
     assert_eq!(v["networks"][0]["aliases"][0], "db");
     assert_eq!(v["networks"][0]["mac"], "02:42:0a:b4:09:99");

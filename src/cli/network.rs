@@ -135,7 +135,7 @@ pub struct NetworkCreateArgs {
     /// Name of the bridge interface.
     #[arg(long)]
     pub bridge_name: Option<String>,
-    /// Labels K=V.
+    /// Labels KEY=VALUE (KEY alone: an empty value).
     #[arg(long)]
     pub label: Vec<String>,
     /// Accept a subnet that overlaps routes, addresses, peers or avoid ranges.

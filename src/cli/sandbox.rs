@@ -62,7 +62,7 @@ pub struct CreateArgs {
     /// Restart policy: no, on-failure[:MAX-RETRIES], always, unless-stopped.
     #[arg(long, default_value = "no")]
     pub restart: String,
-    /// Labels K=V.
+    /// Labels KEY=VALUE (KEY alone: an empty value).
     #[arg(long)]
     pub label: Vec<String>,
     /// Publish a port: [HOST_IP:][HOST_PORT[-END]:]CONTAINER_PORT[-END][/tcp|/udp|/sctp].
