@@ -129,6 +129,81 @@ fn every_command_prints_its_documented_json() {
         json!({"cidr": "10.99.1.0/24", "source": "weft ipam avoid"})
     );
 
+    // One sandbox (`create`, `run -d`) and one network (`network create`), with the
+    // documented fields.
+    let v = h.json(&["network", "create", "three", "--subnet", "10.183.0.0/24"]);
+    let mut k: Vec<&str> = v.as_object().unwrap().keys().map(String::as_str).collect();
+    k.sort();
+    assert_eq!(
+        k,
+        [
+            "allocation",
+            "aux_addresses",
+            "bridge",
+            "created",
+            "driver",
+            "endpoints",
+            "id",
+            "internal",
+            "ipv6",
+            "labels",
+            "mtu",
+            "name",
+            "options",
+            "status",
+            "subnets"
+        ],
+        "{v}"
+    );
+    let keys = |v: &serde_json::Value| {
+        let mut k: Vec<String> = v.as_object().unwrap().keys().cloned().collect();
+        k.sort();
+        k
+    };
+    let sandbox_keys = [
+        "command",
+        "created",
+        "exit_code",
+        "finished",
+        "hostname",
+        "id",
+        "labels",
+        "mode",
+        "name",
+        "netns",
+        "networks",
+        "pid",
+        "ports",
+        "restart_count",
+        "restart_policy",
+        "started",
+        "status",
+    ];
+    let v = h.json(&["create", "--name", "j1", "--network", "three"]);
+    assert_eq!(keys(&v), sandbox_keys, "{v}");
+    assert_eq!(
+        (v["name"].as_str(), v["status"].as_str()),
+        (Some("j1"), Some("created"))
+    );
+    let v = h.json(&[
+        "run",
+        "-d",
+        "--name",
+        "j2",
+        "--network",
+        "three",
+        "sleep",
+        "600",
+    ]);
+    assert_eq!(keys(&v), sandbox_keys, "{v}");
+    assert_eq!(
+        (v["name"].as_str(), v["status"].as_str()),
+        (Some("j2"), Some("running"))
+    );
+    h.weft_ok(&["rm", "-f", "j1", "j2"]);
+    h.weft_ok(&["network", "rm", "three"]);
+    assert_eq!(h.json(&["daemon", "stop"]), json!({"stopped": false}));
+
     // Partial failures: every name is tried, the JSON names the failures, exit code 1.
     h.weft_ok(&["create", "--name", "b"]);
     let out = h.weft(&["--format", "json", "rm", "nosuch", "b"]);
