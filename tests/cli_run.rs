@@ -67,6 +67,36 @@ fn options_end_at_the_command_and_unknown_ones_are_usage_errors() {
     assert_eq!(out, "--bogus -e X=1\n");
     let out = h.weft_ok(&["run", "-it", "--network", "n", "--", "echo", "ok"]);
     assert_eq!(out, "ok\n");
+    // An option given twice: the last value counts, as with Docker's flags; lists add up.
+    h.weft_ok(&[
+        "run",
+        "-d",
+        "-d",
+        "--name",
+        "first",
+        "--name",
+        "last",
+        "-h",
+        "a",
+        "-h",
+        "b",
+        "-e",
+        "X=1",
+        "-e",
+        "Y=2",
+        "--network",
+        "n",
+        "sleep",
+        "600",
+    ]);
+    assert_eq!(
+        h.weft_ok(&["exec", "last", "sh", "-c", "hostname; echo $X$Y"]),
+        "b\n12\n"
+    );
+    assert!(h.weft_ok(&["ps", "-aq", "-f", "name=first"]).is_empty());
+    h.weft_ok(&["rm", "-f", "last"]);
+    let err = h.weft_err(1, &["stop", "-t", "5", "-t", "0", "--", "nosuch"]);
+    assert!(err.contains("no such sandbox \"nosuch\""), "{err}");
     // -i: stdin reaches the command.
     let mut child = h
         .weft_cmd(&["run", "-i", "--network", "n", "--", "cat"])

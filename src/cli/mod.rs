@@ -33,6 +33,8 @@ pub use sandbox_cli::{CreateArgs, CreateCmd, ExecArgs, LogsArgs, RestartArgs, Ru
     version,
     about,
     propagate_version = true,
+    // As Docker's flags: an option given twice takes the last value (`-d -d` is `-d`).
+    args_override_self = true,
     after_help = "Environment: WEFT_STATE_DIR, WEFT_RUN_DIR and WEFT_CONFIG set the defaults of \
 --state-dir, --run-dir and --config."
 )]
