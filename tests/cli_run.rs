@@ -1332,6 +1332,22 @@ fn the_last_port_is_published_freed_at_stop_and_claimed_again_at_start() {
     h.weft_ok(&["rm", "-f", "q"]);
     h.weft_ok(&["start", "p"]);
     assert!(published());
+    // Host port 0, as Docker's `-p 0:80`: a free one.
+    h.weft_ok(&[
+        "run",
+        "-d",
+        "--name",
+        "z",
+        "--network",
+        "n",
+        "-p",
+        "0:80",
+        "--",
+        "sleep",
+        "600",
+    ]);
+    let port = h.json(&["port", "z"])[0]["host_port"].as_u64().unwrap();
+    assert!((1024..=65535).contains(&port), "{port}");
 }
 
 #[test]
