@@ -67,6 +67,9 @@ fn options_end_at_the_command_and_unknown_ones_are_usage_errors() {
     assert_eq!(out, "--bogus -e X=1\n");
     let out = h.weft_ok(&["run", "-it", "--network", "n", "--", "echo", "ok"]);
     assert_eq!(out, "ok\n");
+    // --init: weft's init is PID 1 anyway; the command is its child.
+    let out = h.weft_ok(&["run", "--init", "--network", "n", "sh", "-c", "echo $PPID"]);
+    assert_eq!(out, "1\n");
     // An option given twice: the last value counts, as with Docker's flags; lists add up.
     h.weft_ok(&[
         "run",

@@ -75,6 +75,9 @@ pub struct CreateArgs {
     /// standard streams, a terminal when weft runs on one.
     #[arg(short = 't', long)]
     pub tty: bool,
+    /// Accepted as in Docker: weft's own init is always PID 1 of the command's PID namespace.
+    #[arg(long)]
+    pub init: bool,
     /// Print help.
     #[arg(long, action = clap::ArgAction::Help)]
     pub help: Option<bool>,
