@@ -368,6 +368,18 @@ fn ps_quiet_and_filters_as_docker() {
         vec!["db", "gone"]
     );
     assert_eq!(ps(&[]), vec!["web-1", "web-2"]);
+    // Docker's exited=CODE: exited sandboxes by exit code, without -a too.
+    assert_eq!(ps(&["-f", "exited=7"]), vec!["gone"]);
+    assert!(ps(&["-f", "exited=0"]).is_empty());
+    assert_eq!(
+        h.weft_ok(&["ps", "-q", "-f", "exited=7"]),
+        format!("{}\n", id("gone"))
+    );
+    let err = h.weft_err(2, &["ps", "-f", "exited=seven"]);
+    assert!(
+        err.contains("invalid filter 'exited=seven': expected an exit code"),
+        "{err}"
+    );
     let web1 = id("web-1");
     assert_eq!(ps(&["-a", "-f", &format!("id={}", &web1[..6])]).len(), 1);
     // Unicode matches nothing here (names are ASCII), and is no error.
@@ -380,7 +392,9 @@ fn ps_quiet_and_filters_as_docker() {
     // Bad filters are usage errors naming what is wrong and what is valid.
     let err = h.weft_err(2, &["ps", "-f", "colour=red"]);
     assert!(
-        err.contains("invalid filter 'colour': valid filters are id, label, name, network, status"),
+        err.contains(
+            "invalid filter 'colour': valid filters are exited, id, label, name, network, status"
+        ),
         "{err}"
     );
     let err = h.weft_err(2, &["ps", "--filter", "name"]);

@@ -8,7 +8,7 @@ use thiserror::Error;
 use crate::core::model::{Network, Sandbox, Status};
 
 /// Keys `weft ps --filter` knows.
-pub const SANDBOX_KEYS: &[&str] = &["id", "label", "name", "network", "status"];
+pub const SANDBOX_KEYS: &[&str] = &["exited", "id", "label", "name", "network", "status"];
 /// Keys `weft network ls --filter` knows.
 pub const NETWORK_KEYS: &[&str] = &["driver", "id", "label", "name"];
 /// Values of `ps --filter status=`: weft's statuses, and Docker's that weft never shows
@@ -47,6 +47,9 @@ pub enum FilterError {
         /// The value given.
         value: String,
     },
+    /// `exited=` with a value that is no exit code.
+    #[error("invalid filter 'exited={0}': expected an exit code such as 0 or 137")]
+    Exited(String),
 }
 
 /// One `KEY=VALUE` filter.
@@ -76,6 +79,9 @@ pub fn parse(text: &str, valid: &[&str]) -> Result<Filter, FilterError> {
         return Err(FilterError::Status {
             value: value.to_string(),
         });
+    }
+    if key == "exited" && value.parse::<i32>().is_err() {
+        return Err(FilterError::Exited(value.to_string()));
     }
     Ok(Filter {
         key: key.to_string(),
@@ -123,6 +129,8 @@ pub fn sandbox_matches(filters: &[Filter], sb: &Sandbox) -> bool {
             .iter()
             .any(|e| e.network == value || e.network_id.starts_with(value)),
         "status" => status_word(sb.status) == value,
+        // Docker's: an exited sandbox whose command exited with that code.
+        "exited" => sb.status == Status::Exited && value.parse::<i32>().ok() == sb.exit_code,
         _ => false,
     })
 }
@@ -207,7 +215,7 @@ mod tests {
         let e = parse("colour=red", SANDBOX_KEYS).unwrap_err();
         assert_eq!(
             e.to_string(),
-            "invalid filter 'colour': valid filters are id, label, name, network, status"
+            "invalid filter 'colour': valid filters are exited, id, label, name, network, status"
         );
         assert_eq!(
             parse("name=", SANDBOX_KEYS),
@@ -268,5 +276,16 @@ mod tests {
         assert!(sandbox_matches(&fs(&["status=restarting"]), &r));
         assert!(!sandbox_matches(&fs(&["status=exited"]), &r));
         assert!(!sandbox_matches(&fs(&["status=running"]), &r));
+        // exited=CODE matches exited sandboxes only, as Docker's.
+        assert!(!sandbox_matches(&fs(&["exited=3"]), &r));
+        let mut e = sb("e", Status::Exited, &[], &[]);
+        e.exit_code = Some(3);
+        assert!(sandbox_matches(&fs(&["exited=3"]), &e));
+        assert!(sandbox_matches(&fs(&["exited=0", "exited=3"]), &e));
+        assert!(!sandbox_matches(&fs(&["exited=0"]), &e));
+        assert_eq!(
+            parse("exited=x", SANDBOX_KEYS),
+            Err(FilterError::Exited("x".into()))
+        );
     }
 }
