@@ -87,7 +87,7 @@ fn every_command_prints_its_documented_json() {
     assert_eq!(h.json(&["inspect", "a"])[0]["networks"][1], same);
 
     assert_eq!(
-        h.json(&["network", "disconnect", "two", "a"]),
+        h.json(&["network", "disconnect", "-f", "two", "a"]),
         json!({"network": "two", "sandbox": "a"})
     );
     assert_eq!(

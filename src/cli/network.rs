@@ -91,6 +91,9 @@ Examples:
 Example:
   weft network disconnect backend web")]
     Disconnect {
+        /// Accepted as in Docker; weft's disconnect has nothing to force.
+        #[arg(short, long)]
+        force: bool,
         /// Network.
         network: String,
         /// Sandbox.
@@ -366,6 +369,7 @@ pub fn run_network(ctx: &Ctx, cmd: NetworkCmd, format: Option<Format>) -> Result
         NetworkCmd::Disconnect {
             network: n,
             sandbox: s,
+            ..
         } => {
             // The names as stored (the user may have given ids).
             let names = {
