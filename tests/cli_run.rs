@@ -1292,6 +1292,19 @@ fn the_last_port_is_published_freed_at_stop_and_claimed_again_at_start() {
         "65535/tcp -> 0.0.0.0:65535\n65534/udp -> 0.0.0.0:65534\n65535/udp -> 0.0.0.0:65535\n"
     );
     assert!(published(), "{}", nft());
+    // Docker's `port SANDBOX PORT[/PROTO]`: where that one port is published.
+    assert_eq!(h.weft_ok(&["port", "p", "65535"]), "0.0.0.0:65535\n");
+    assert_eq!(h.weft_ok(&["port", "p", "65534/udp"]), "0.0.0.0:65534\n");
+    assert_eq!(h.json(&["port", "p", "65535/udp"])[0]["protocol"], "udp");
+    let err = h.weft_err(1, &["port", "p", "65534"]);
+    assert_eq!(
+        err,
+        "error: no public port '65534/tcp' published for \"p\"\n"
+    );
+    for bad in ["0", "65536", "80/icmp", "x"] {
+        let err = h.weft_err(2, &["port", "p", bad]);
+        assert!(err.contains("expected PORT[/tcp|udp|sctp]"), "{bad}: {err}");
+    }
     h.weft_ok(&["stop", "-t", "0", "p"]);
     assert!(!nft().contains(" . 6553"), "{}", nft());
     assert_eq!(h.weft_ok(&["port", "p"]), "");

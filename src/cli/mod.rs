@@ -181,6 +181,9 @@ pub enum Command {
     Port {
         /// Sandbox name or id.
         sandbox: String,
+        /// Only this sandbox port: PORT[/tcp|udp|sctp] (tcp when not given), as Docker's.
+        #[arg(value_parser = inspect::parse_private_port)]
+        port: Option<(u16, crate::core::ports::Protocol)>,
     },
     /// Remove what a crash left behind and reconcile state with the kernel.
     #[command(after_help = gc::EXAMPLES)]
@@ -361,7 +364,7 @@ fn run_command(cli: Cli) -> Result<i32> {
         Command::Stop { time, sandboxes } => stop::run_stop(&ctx, &sandboxes, time, format),
         Command::Rm { force, sandboxes } => stop::run_rm(&ctx, &sandboxes, force, format),
         Command::Ipam(IpamCmd::Avoid(a)) => ipam::run_avoid(&ctx, a, format),
-        Command::Port { sandbox: s } => inspect::run_port(&ctx, &s, format),
+        Command::Port { sandbox: s, port } => inspect::run_port(&ctx, &s, port, format),
         Command::Gc => gc::run_gc(&ctx, format),
         Command::Monitor { id } => {
             sandbox::monitor(&ctx, &id)?;
