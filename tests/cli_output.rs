@@ -85,6 +85,15 @@ fn every_command_prints_its_documented_json() {
     let mut same = c.clone();
     same.as_object_mut().unwrap().remove("sandbox");
     assert_eq!(h.json(&["inspect", "a"])[0]["networks"][1], same);
+    // As `docker inspect`: a name that is no sandbox's but a network's shows the network.
+    let both = h.json(&["inspect", "a", "one"]);
+    assert_eq!(both[0]["name"], "a");
+    assert_eq!(both[1], h.json(&["network", "inspect", "one"])[0]);
+    let err = h.weft_err(1, &["inspect", "nosuch"]);
+    assert!(
+        err.starts_with("error: no such sandbox \"nosuch\""),
+        "{err}"
+    );
 
     assert_eq!(
         h.json(&["network", "disconnect", "-f", "two", "a"]),

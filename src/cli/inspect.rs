@@ -13,6 +13,7 @@ pub const INSPECT_EXAMPLES: &str = "\
 Examples:
   weft inspect web                    the sandbox as JSON (always JSON, as docker inspect)
   weft inspect web db                 an array of both
+  weft inspect backend                a network, when no sandbox has that name
   weft inspect web | jq -r '.[0].networks[0].ipv4'";
 
 /// Examples shown by `weft port --help`.
@@ -22,16 +23,35 @@ Examples:
   weft port web 80                    0.0.0.0:8080: where its port 80/tcp is published
   weft port web --format json         the same as an array of objects";
 
-/// Prints sandboxes as JSON.
+/// One object `weft inspect` shows.
+#[derive(serde::Serialize)]
+#[serde(untagged)]
+enum Inspected {
+    /// A sandbox, as `ps --format json`.
+    Sandbox(Box<view::SandboxView>),
+    /// A network (a name no sandbox has), as `network inspect --format json`.
+    Network(Box<view::NetworkView>),
+}
+
+/// Prints sandboxes as JSON; a name that is no sandbox's but a network's shows the network,
+/// as `docker inspect` looks through every kind of object.
 pub fn run_inspect(ctx: &Ctx, sandboxes: &[String], format: Option<Format>) -> Result<i32> {
     output::style(format, "inspect", Kind::Json)?;
     let tx = ctx.store.begin(crate::adapters::store::Mode::Read)?;
     let mut out = Vec::new();
     for s in sandboxes {
-        out.push(view::sandbox(&sandbox::as_seen(sandbox::find(
-            tx.as_ref(),
-            s,
-        )?)));
+        let found = match tx.sandbox(s)? {
+            Some(sb) => Inspected::Sandbox(Box::new(view::sandbox(&sandbox::as_seen(sb)))),
+            None => match tx.network(s)? {
+                Some(net) => Inspected::Network(Box::new(view::network(&net, &tx.sandboxes()?))),
+                // The sandbox error: sandboxes are what `inspect` is mostly for.
+                None => {
+                    sandbox::find(tx.as_ref(), s)?;
+                    continue;
+                }
+            },
+        };
+        out.push(found);
     }
     print_json(&out)?;
     Ok(0)

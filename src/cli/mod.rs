@@ -139,10 +139,10 @@ pub enum Command {
     Logs(LogsArgs),
     /// List sandboxes.
     Ps(ps::PsArgs),
-    /// Show sandboxes in detail.
+    /// Show sandboxes (or networks) in detail.
     #[command(after_help = inspect::INSPECT_EXAMPLES)]
     Inspect {
-        /// Sandbox names or ids.
+        /// Sandbox (or network) names or ids.
         #[arg(required = true)]
         sandboxes: Vec<String>,
     },
