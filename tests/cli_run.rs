@@ -1434,3 +1434,61 @@ fn a_command_that_exited_holds_no_host_port() {
     }));
     assert!(wait_for(5, || !nft().contains("18418")), "{}", nft());
 }
+
+#[test]
+fn create_rm_is_removed_after_its_command_and_start_a_still_gets_its_code() {
+    let h = host("crm", "10.180.18.0/24");
+    h.weft_ok(&[
+        "create",
+        "--rm",
+        "--name",
+        "once",
+        "--network",
+        "n",
+        "--",
+        "sh",
+        "-c",
+        "echo bye; exit 5",
+    ]);
+    assert_eq!(inspect(&h, "once")["status"], "created");
+    let out = weft_within(&h, 20, &["start", "-a", "once"]);
+    assert_eq!(out.status.code(), Some(5), "{}", stderr(&out));
+    assert_eq!(stdout(&out), "bye\n");
+    assert!(h.weft_ok(&["ps", "-aq", "-f", "name=once"]).is_empty());
+    // Detached start: removed too.
+    h.weft_ok(&["create", "--rm", "--name", "bg", "--network", "n", "true"]);
+    h.weft_ok(&["start", "bg"]);
+    assert!(wait_for(10, || h
+        .weft_ok(&["ps", "-aq", "-f", "name=bg"])
+        .is_empty()));
+    let err = h.weft_err(
+        125,
+        &[
+            "create",
+            "--rm",
+            "--restart",
+            "always",
+            "--network",
+            "n",
+            "true",
+        ],
+    );
+    assert_eq!(err, "error: conflicting options: --restart and --rm\n");
+    // start -a of a command restarted by its policy: the code of its last run.
+    h.weft_ok(&[
+        "create",
+        "--name",
+        "r",
+        "--restart",
+        "on-failure:2",
+        "--network",
+        "n",
+        "--",
+        "sh",
+        "-c",
+        "exit 4",
+    ]);
+    let out = weft_within(&h, 20, &["start", "-a", "r"]);
+    assert_eq!(out.status.code(), Some(4), "{}", stderr(&out));
+    assert_eq!(inspect(&h, "r")["restart_count"], 2);
+}

@@ -93,6 +93,9 @@ pub struct CreateArgs {
     after_help = "Examples:\n  weft create --name api --network web -p 8080:80 -- my-server --port 80\n  weft start -a api\n  weft create --name idle --network web     # no command: a namespace to exec into"
 )]
 pub struct CreateCmd {
+    /// Remove the sandbox when its command exits (after `weft start`).
+    #[arg(long)]
+    pub rm: bool,
     /// Sandbox flags.
     #[command(flatten)]
     pub sandbox: CreateArgs,
@@ -269,7 +272,10 @@ pub fn run(ctx: &Ctx, r: RunArgs, format: Option<Format>) -> Result<i32> {
 /// `weft create`.
 pub fn create(ctx: &Ctx, c: CreateCmd, format: Option<Format>) -> Result<i32> {
     let style = output::style(format, "create", Kind::Text)?;
-    let req = sandbox_request(&c.sandbox, false);
+    if c.rm && c.sandbox.restart != "no" {
+        return Err(user_err!("conflicting options: --restart and --rm"));
+    }
+    let req = sandbox_request(&c.sandbox, c.rm);
     let sb = sandbox::create(ctx, &req)?;
     if style == Style::Json {
         print_json(&view::sandbox(&sb))?;
@@ -301,9 +307,9 @@ pub fn start(ctx: &Ctx, a: StartArgs, format: Option<Format>) -> Result<i32> {
             ));
         };
         let from = sandbox::logs::size(ctx, name)?;
-        let sb = sandbox::start(ctx, name)?;
+        let (sb, report) = sandbox::start_reporting(ctx, name)?;
         sandbox::logs::print(ctx, &sb.id, Some(from), Tail::All.into(), true)?;
-        return sandbox::logs::exit_code(ctx, &sb.id);
+        return sandbox::logs::final_code(ctx, &sb.id, report);
     }
     each(&a.sandboxes, style, "started", |name| {
         sandbox::start(ctx, name)

@@ -78,6 +78,25 @@ pub fn print(
     }
 }
 
+/// The final exit code after `start -a`: from the monitor's report (`exit CODE`, the only
+/// source for an `--rm` sandbox, removed by then), else as recorded for sandbox `id`.
+pub fn final_code(ctx: &Ctx, id: &str, report: Option<super::ExitReport>) -> Result<i32> {
+    use std::io::BufRead as _;
+    if let Some(mut r) = report {
+        let mut line = String::new();
+        // Blocks until the monitor has recorded the end (and removed an `--rm` sandbox), or
+        // died (end of file).
+        if r.read_line(&mut line).is_ok() {
+            if let Some(code) = line.trim_end().strip_prefix("exit ") {
+                if let Ok(code) = code.parse() {
+                    return Ok(code);
+                }
+            }
+        }
+    }
+    exit_code(ctx, id)
+}
+
 /// The exit code recorded for sandbox `id` (after `start -a`).
 pub fn exit_code(ctx: &Ctx, id: &str) -> Result<i32> {
     let tx = ctx.store.begin(Mode::Read)?;

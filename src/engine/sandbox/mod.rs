@@ -14,7 +14,10 @@ pub mod settings;
 pub mod supervise;
 
 pub use files::exec_spec;
-pub use supervise::{exec, monitor, run_detached, run_foreground, start, stop, ExecOptions};
+pub use supervise::{
+    exec, monitor, run_detached, run_foreground, start, start_reporting, stop, ExecOptions,
+    ExitReport,
+};
 
 use addresses::{allocate_endpoint, parse_ips};
 use files::{log_path, write_files};
