@@ -97,7 +97,8 @@ fn options_end_at_the_command_and_unknown_ones_are_usage_errors() {
         "b\n12\n"
     );
     assert!(h.weft_ok(&["ps", "-aq", "-f", "name=first"]).is_empty());
-    h.weft_ok(&["rm", "-f", "last"]);
+    // rm -fv, as Docker's (no volumes to remove).
+    assert_eq!(h.weft_ok(&["rm", "-fv", "last"]), "last\n");
     let err = h.weft_err(1, &["stop", "-t", "5", "-t", "0", "--", "nosuch"]);
     assert!(err.contains("no such sandbox \"nosuch\""), "{err}");
     // -i: stdin reaches the command.

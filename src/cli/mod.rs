@@ -166,6 +166,9 @@ pub enum Command {
         /// Kill a running command first.
         #[arg(short, long)]
         force: bool,
+        /// Accepted as in Docker (`rm -fv`): weft sandboxes have no volumes.
+        #[arg(short, long)]
+        volumes: bool,
         /// Sandbox names or ids.
         #[arg(required = true)]
         sandboxes: Vec<String>,
@@ -362,7 +365,9 @@ fn run_command(cli: Cli) -> Result<i32> {
         Command::Ps(args) => ps::run_ps(&ctx, &args, format),
         Command::Inspect { sandboxes } => inspect::run_inspect(&ctx, &sandboxes, format),
         Command::Stop { time, sandboxes } => stop::run_stop(&ctx, &sandboxes, time, format),
-        Command::Rm { force, sandboxes } => stop::run_rm(&ctx, &sandboxes, force, format),
+        Command::Rm {
+            force, sandboxes, ..
+        } => stop::run_rm(&ctx, &sandboxes, force, format),
         Command::Ipam(IpamCmd::Avoid(a)) => ipam::run_avoid(&ctx, a, format),
         Command::Port { sandbox: s, port } => inspect::run_port(&ctx, &s, port, format),
         Command::Gc => gc::run_gc(&ctx, format),
