@@ -85,15 +85,34 @@ fn every_command_prints_its_documented_json() {
     let mut same = c.clone();
     same.as_object_mut().unwrap().remove("sandbox");
     assert_eq!(h.json(&["inspect", "a"])[0]["networks"][1], same);
+    // As `docker inspect`: a name that is no sandbox's but a network's shows the network.
+    let both = h.json(&["inspect", "a", "one"]);
+    assert_eq!(both[0]["name"], "a");
+    assert_eq!(both[1], h.json(&["network", "inspect", "one"])[0]);
+    let err = h.weft_err(1, &["inspect", "nosuch"]);
+    assert!(
+        err.starts_with("error: no such sandbox \"nosuch\""),
+        "{err}"
+    );
 
     assert_eq!(
-        h.json(&["network", "disconnect", "two", "a"]),
+        h.json(&["network", "disconnect", "-f", "two", "a"]),
         json!({"network": "two", "sandbox": "a"})
     );
     assert_eq!(
         h.json(&["stop", "-t", "1", "a"]),
         json!({"stopped": ["a"], "errors": []})
     );
+    assert_eq!(
+        h.json(&["start", "a"]),
+        json!({"started": ["a"], "errors": []})
+    );
+    assert_eq!(
+        h.json(&["restart", "-t", "0", "a"]),
+        json!({"restarted": ["a"], "errors": []})
+    );
+    assert_eq!(h.json(&["inspect", "a"])[0]["status"], "running");
+    h.weft_ok(&["stop", "-t", "0", "a"]);
     assert_eq!(
         h.json(&["rm", "a"]),
         json!({"removed": ["a"], "errors": []})
@@ -119,6 +138,81 @@ fn every_command_prints_its_documented_json() {
         json!({"cidr": "10.99.1.0/24", "source": "weft ipam avoid"})
     );
 
+    // One sandbox (`create`, `run -d`) and one network (`network create`), with the
+    // documented fields.
+    let v = h.json(&["network", "create", "three", "--subnet", "10.183.0.0/24"]);
+    let mut k: Vec<&str> = v.as_object().unwrap().keys().map(String::as_str).collect();
+    k.sort();
+    assert_eq!(
+        k,
+        [
+            "allocation",
+            "aux_addresses",
+            "bridge",
+            "created",
+            "driver",
+            "endpoints",
+            "id",
+            "internal",
+            "ipv6",
+            "labels",
+            "mtu",
+            "name",
+            "options",
+            "status",
+            "subnets"
+        ],
+        "{v}"
+    );
+    let keys = |v: &serde_json::Value| {
+        let mut k: Vec<String> = v.as_object().unwrap().keys().cloned().collect();
+        k.sort();
+        k
+    };
+    let sandbox_keys = [
+        "command",
+        "created",
+        "exit_code",
+        "finished",
+        "hostname",
+        "id",
+        "labels",
+        "mode",
+        "name",
+        "netns",
+        "networks",
+        "pid",
+        "ports",
+        "restart_count",
+        "restart_policy",
+        "started",
+        "status",
+    ];
+    let v = h.json(&["create", "--name", "j1", "--network", "three"]);
+    assert_eq!(keys(&v), sandbox_keys, "{v}");
+    assert_eq!(
+        (v["name"].as_str(), v["status"].as_str()),
+        (Some("j1"), Some("created"))
+    );
+    let v = h.json(&[
+        "run",
+        "-d",
+        "--name",
+        "j2",
+        "--network",
+        "three",
+        "sleep",
+        "600",
+    ]);
+    assert_eq!(keys(&v), sandbox_keys, "{v}");
+    assert_eq!(
+        (v["name"].as_str(), v["status"].as_str()),
+        (Some("j2"), Some("running"))
+    );
+    h.weft_ok(&["rm", "-f", "j1", "j2"]);
+    h.weft_ok(&["network", "rm", "three"]);
+    assert_eq!(h.json(&["daemon", "stop"]), json!({"stopped": false}));
+
     // Partial failures: every name is tried, the JSON names the failures, exit code 1.
     h.weft_ok(&["create", "--name", "b"]);
     let out = h.weft(&["--format", "json", "rm", "nosuch", "b"]);
@@ -130,6 +224,30 @@ fn every_command_prints_its_documented_json() {
         v["errors"][0].as_str().unwrap().contains("\"nosuch\""),
         "{v}"
     );
+    // start and restart go on through every name too, as Docker's do.
+    h.weft_ok(&["create", "--name", "c", "--", "sleep", "600"]);
+    h.weft_ok(&["create", "--name", "idle"]);
+    for (cmd, done) in [("start", "started"), ("restart", "restarted")] {
+        let out = h.weft(&["--format", "json", cmd, "nosuch", "c", "idle"]);
+        assert_eq!(out.status.code(), Some(1), "{cmd}");
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(v[done], json!(["c"]), "{v}");
+        // The names done first, as in `stop`'s document.
+        assert!(
+            stdout(&out).starts_with(&format!("{{\n  \"{done}\"")),
+            "{v}"
+        );
+        let errors = v["errors"].as_array().unwrap();
+        assert_eq!(errors.len(), 2, "{v}");
+        assert!(errors[0].as_str().unwrap().contains("\"nosuch\""), "{v}");
+        assert!(errors[1].as_str().unwrap().contains("no command"), "{v}");
+        assert_eq!(h.json(&["inspect", "c"])[0]["status"], "running");
+        let out = h.weft(&[cmd, "c", "nosuch"]);
+        assert_eq!(out.status.code(), Some(1), "{cmd}");
+        assert_eq!(stdout(&out), "c\n", "{cmd}");
+        assert!(stderr(&out).contains("no such sandbox \"nosuch\""), "{cmd}");
+    }
+    h.weft_ok(&["rm", "-f", "c"]);
     let out = h.weft(&["--format", "json", "stop", "nosuch"]);
     assert_eq!(out.status.code(), Some(1));
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
@@ -259,6 +377,18 @@ fn ps_quiet_and_filters_as_docker() {
         vec!["db", "gone"]
     );
     assert_eq!(ps(&[]), vec!["web-1", "web-2"]);
+    // Docker's exited=CODE: exited sandboxes by exit code, without -a too.
+    assert_eq!(ps(&["-f", "exited=7"]), vec!["gone"]);
+    assert!(ps(&["-f", "exited=0"]).is_empty());
+    assert_eq!(
+        h.weft_ok(&["ps", "-q", "-f", "exited=7"]),
+        format!("{}\n", id("gone"))
+    );
+    let err = h.weft_err(2, &["ps", "-f", "exited=seven"]);
+    assert!(
+        err.contains("invalid filter 'exited=seven': expected an exit code"),
+        "{err}"
+    );
     let web1 = id("web-1");
     assert_eq!(ps(&["-a", "-f", &format!("id={}", &web1[..6])]).len(), 1);
     // Unicode matches nothing here (names are ASCII), and is no error.
@@ -271,7 +401,9 @@ fn ps_quiet_and_filters_as_docker() {
     // Bad filters are usage errors naming what is wrong and what is valid.
     let err = h.weft_err(2, &["ps", "-f", "colour=red"]);
     assert!(
-        err.contains("invalid filter 'colour': valid filters are id, label, name, network, status"),
+        err.contains(
+            "invalid filter 'colour': valid filters are exited, id, label, name, network, status"
+        ),
         "{err}"
     );
     let err = h.weft_err(2, &["ps", "--filter", "name"]);
@@ -968,6 +1100,20 @@ fn help_lists_a_commands_own_flags_first_with_examples_and_no_env_noise() {
         vec!["network", "disconnect"],
         vec!["ipam", "avoid"],
         vec!["ipam", "avoid", "add"],
+        vec!["ipam", "avoid", "rm"],
+        vec!["ipam", "avoid", "ls"],
+        vec!["daemon", "status"],
+        vec!["daemon", "stop"],
+        vec!["daemon", "repair"],
+        vec!["run"],
+        vec!["create"],
+        vec!["start"],
+        vec!["restart"],
+        vec!["exec"],
+        vec!["logs"],
+        vec!["stop"],
+        vec!["rm"],
+        vec!["demo"],
     ] {
         let mut args = cmd.clone();
         args.push("--help");

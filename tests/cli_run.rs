@@ -67,6 +67,40 @@ fn options_end_at_the_command_and_unknown_ones_are_usage_errors() {
     assert_eq!(out, "--bogus -e X=1\n");
     let out = h.weft_ok(&["run", "-it", "--network", "n", "--", "echo", "ok"]);
     assert_eq!(out, "ok\n");
+    // --init: weft's init is PID 1 anyway; the command is its child.
+    let out = h.weft_ok(&["run", "--init", "--network", "n", "sh", "-c", "echo $PPID"]);
+    assert_eq!(out, "1\n");
+    // An option given twice: the last value counts, as with Docker's flags; lists add up.
+    h.weft_ok(&[
+        "run",
+        "-d",
+        "-d",
+        "--name",
+        "first",
+        "--name",
+        "last",
+        "-h",
+        "a",
+        "-h",
+        "b",
+        "-e",
+        "X=1",
+        "-e",
+        "Y=2",
+        "--network",
+        "n",
+        "sleep",
+        "600",
+    ]);
+    assert_eq!(
+        h.weft_ok(&["exec", "last", "sh", "-c", "hostname; echo $X$Y"]),
+        "b\n12\n"
+    );
+    assert!(h.weft_ok(&["ps", "-aq", "-f", "name=first"]).is_empty());
+    // rm -fv, as Docker's (no volumes to remove).
+    assert_eq!(h.weft_ok(&["rm", "-fv", "last"]), "last\n");
+    let err = h.weft_err(1, &["stop", "-t", "5", "-t", "0", "--", "nosuch"]);
+    assert!(err.contains("no such sandbox \"nosuch\""), "{err}");
     // -i: stdin reaches the command.
     let mut child = h
         .weft_cmd(&["run", "-i", "--network", "n", "--", "cat"])
@@ -439,6 +473,72 @@ fn a_crash_loop_is_stopped_by_stop_and_removed_by_rm() {
 }
 
 #[test]
+fn a_sandbox_waiting_to_be_restarted_is_restarting() {
+    let h = host("rsting", "10.180.13.0/24");
+    let run = |name: &str| {
+        h.weft_ok(&[
+            "run",
+            "-d",
+            "--name",
+            name,
+            "--restart",
+            "always",
+            "--network",
+            "n",
+            "--",
+            "sh",
+            "-c",
+            "exit 3",
+        ]);
+    };
+    run("r");
+    // From the 6th restart on the back-off is 6.4 s or more: long enough to look at.
+    assert!(wait_for(20, || inspect(&h, "r")["restart_count"].as_u64() >= Some(6)));
+    assert!(wait_for(5, || inspect(&h, "r")["status"] == "restarting"));
+    let v = inspect(&h, "r");
+    assert_eq!(
+        (v["exit_code"].clone(), v["pid"].clone()),
+        (3.into(), serde_json::Value::Null),
+        "{v}"
+    );
+    // Listed without -a, as `docker ps` does; STATUS in Docker's words; no ports column.
+    let table = h.weft_ok(&["ps"]);
+    let row = table.lines().nth(1).unwrap_or_default();
+    assert!(
+        row.contains("Restarting (3) ") && row.contains(" ago ") && row.ends_with(" r"),
+        "{table}"
+    );
+    let id = h.weft_ok(&["ps", "-q", "--no-trunc", "-f", "status=restarting"]);
+    assert_eq!(id.trim(), v["id"].as_str().unwrap());
+    assert_eq!(h.weft_ok(&["ps", "-q", "-f", "status=exited"]), "");
+    assert_eq!(h.weft_ok(&["ps", "-q", "-f", "status=running"]), "");
+    assert_eq!(h.json(&["ps"])[0]["status"], "restarting");
+    // stop during the back-off: at once, and it stays exited with its last code.
+    let t = Instant::now();
+    assert_eq!(h.weft_ok(&["stop", "r"]), "r\n");
+    assert!(t.elapsed() < Duration::from_secs(2), "{:?}", t.elapsed());
+    let v = inspect(&h, "r");
+    assert_eq!(
+        (v["status"].clone(), v["exit_code"].clone()),
+        ("exited".into(), 3.into()),
+        "{v}"
+    );
+    assert!(h.weft_ok(&["ps", "-q"]).is_empty());
+    // rm during the back-off: refused as Docker refuses it, --force at once.
+    run("r2");
+    assert!(wait_for(20, || inspect(&h, "r2")["restart_count"].as_u64()
+        >= Some(6)));
+    assert!(wait_for(5, || inspect(&h, "r2")["status"] == "restarting"));
+    let err = h.weft_err(1, &["rm", "r2"]);
+    assert!(err.contains("is restarting (--restart always)"), "{err}");
+    let t = Instant::now();
+    assert_eq!(h.weft_ok(&["rm", "-f", "r2"]), "r2\n");
+    assert!(t.elapsed() < Duration::from_secs(2), "{:?}", t.elapsed());
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(h.weft_ok(&["ps", "-a", "-q", "-f", "name=r2"]).is_empty());
+}
+
+#[test]
 fn restart_stops_and_starts_the_command_again() {
     let h = host("rst", "10.180.7.0/24");
     h.sleeper("s", &["--network", "n"]);
@@ -557,9 +657,19 @@ fn docker_spellings_of_the_sandbox_options() {
         "gw:host-gateway",
         "--add-host",
         "v6:[fd00::1]",
+        "--label",
+        "solo",
     ]);
     let v = inspect(&h, "s");
     assert_eq!(v["hostname"], "box");
+    // A label without a value, as Docker's `--label KEY`.
+    assert_eq!(v["labels"], serde_json::json!({"solo": ""}));
+    assert_eq!(
+        h.weft_ok(&["ps", "-aq", "-f", "label=solo"])
+            .lines()
+            .count(),
+        1
+    );
     assert_eq!(v["networks"][0]["ipv6"], "fd00:180:9::99/64");
     assert_eq!(v["networks"][0]["aliases"][0], "db");
     assert_eq!(v["networks"][0]["mac"], "02:42:0a:b4:09:99");
@@ -942,4 +1052,444 @@ fn user_runs_the_command_as_another_user() {
     ]);
     assert_eq!(h.weft_ok(&["exec", "s", "id", "-u"]), "65534\n");
     assert_eq!(h.weft_ok(&["exec", "-u", "0", "s", "id", "-u"]), "0\n");
+}
+
+#[test]
+fn a_log_path_planted_by_someone_else_is_never_written_through() {
+    let h = host("logpath", "10.180.14.0/24");
+    let id = h.weft_ok(&[
+        "create",
+        "--name",
+        "l",
+        "--network",
+        "n",
+        "--",
+        "sh",
+        "-c",
+        "echo out",
+    ]);
+    let log = h
+        .state_dir()
+        .join("logs")
+        .join(format!("{}.log", id.trim()));
+    std::fs::create_dir_all(log.parent().unwrap()).unwrap();
+    let victim = h.dir.join("victim");
+    std::fs::write(&victim, "keep\n").unwrap();
+    let refused = |why: &str| {
+        let out = weft_within(&h, 5, &["start", "l"]);
+        assert_eq!(out.status.code(), Some(125));
+        assert_eq!(
+            stderr(&out),
+            format!("error: opening the log file {}: {why}\n", log.display())
+        );
+        assert_eq!(std::fs::read_to_string(&victim).unwrap(), "keep\n");
+        assert_eq!(inspect(&h, "l")["status"], "created");
+    };
+    std::os::unix::fs::symlink(&victim, &log).unwrap();
+    refused("it is a symbolic link; weft does not follow one there");
+    std::fs::remove_file(&log).unwrap();
+    std::fs::hard_link(&victim, &log).unwrap();
+    refused("it has other hard links; weft does not write to a file shared with another name");
+    std::fs::remove_file(&log).unwrap();
+    // A FIFO: opening it would wait for a reader; `logs` would wait for a writer.
+    nix_mkfifo(&log);
+    refused("it is not a regular file");
+    let out = weft_within(&h, 5, &["logs", "l"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        stderr(&out),
+        format!(
+            "error: reading {}: it is not a regular file\n",
+            log.display()
+        )
+    );
+    std::fs::remove_file(&log).unwrap();
+    // What weft made itself is used.
+    h.weft_ok(&["start", "l"]);
+    assert!(wait_for(10, || inspect(&h, "l")["status"] == "exited"));
+    assert_eq!(h.weft_ok(&["logs", "l"]), "out\n");
+    let mode = std::os::unix::fs::PermissionsExt::mode(
+        &std::fs::symlink_metadata(&log).unwrap().permissions(),
+    );
+    assert_eq!(mode & 0o777, 0o600);
+}
+
+/// Runs weft, failing the test (and killing weft) if it takes longer than `secs`: what is
+/// tested here could otherwise hang the test instead of failing it.
+fn weft_within(h: &Host, secs: u64, args: &[&str]) -> std::process::Output {
+    let mut child = h
+        .weft_cmd(args)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let done = wait_for(secs, || child.try_wait().unwrap().is_some());
+    if !done {
+        let _ = child.kill();
+        let _ = child.wait();
+        panic!("weft {args:?} still ran after {secs} s");
+    }
+    child.wait_with_output().unwrap()
+}
+
+fn nix_mkfifo(p: &std::path::Path) {
+    let status = std::process::Command::new("mkfifo")
+        .arg(p)
+        .status()
+        .unwrap();
+    assert!(status.success());
+}
+
+#[test]
+fn hostile_files_and_edge_values_of_the_run_options() {
+    let h = host("hostile2", "10.180.15.0/24");
+    // --env-file: a FIFO nobody writes to reads as empty at once; a pipe works.
+    let fifo = h.dir.join("env.fifo");
+    nix_mkfifo(&fifo);
+    let out = weft_within(
+        &h,
+        10,
+        &[
+            "run",
+            "--network",
+            "n",
+            "--env-file",
+            fifo.to_str().unwrap(),
+            "sh",
+            "-c",
+            "echo \"[$A]\"",
+        ],
+    );
+    assert_eq!(stdout(&out), "[]\n", "{}", stderr(&out));
+    let out = h
+        .weft_cmd(&[
+            "run",
+            "--network",
+            "n",
+            "--env-file",
+            "/dev/stdin",
+            "sh",
+            "-c",
+            "echo \"[$A]\"",
+        ])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .and_then(|mut c| {
+            use std::io::Write as _;
+            c.stdin.take().unwrap().write_all(b"A=piped\n")?;
+            c.wait_with_output()
+        })
+        .unwrap();
+    assert_eq!(stdout(&out), "[piped]\n", "{}", stderr(&out));
+    let err = h.weft_err(
+        125,
+        &[
+            "run",
+            "--network",
+            "n",
+            "--env-file",
+            "/nonexistent",
+            "true",
+        ],
+    );
+    assert!(
+        err.starts_with("error: reading --env-file /nonexistent: "),
+        "{err}"
+    );
+    // --restart on-failure:N at the edges of its range.
+    h.weft_ok(&[
+        "create",
+        "--name",
+        "max",
+        "--restart",
+        "on-failure:4294967295",
+        "--network",
+        "n",
+        "true",
+    ]);
+    assert_eq!(
+        inspect(&h, "max")["restart_policy"],
+        "on-failure:4294967295"
+    );
+    for bad in [
+        "on-failure:4294967296",
+        "on-failure:-0",
+        "on-failure:",
+        "on-failure:1.5",
+    ] {
+        let err = h.weft_err(125, &["create", "--restart", bad, "--network", "n", "true"]);
+        assert!(
+            err.starts_with(&format!("error: invalid --restart {bad:?}")),
+            "{err}"
+        );
+    }
+    // -w relative, or not a directory, on run and exec.
+    let err = h.weft_err(125, &["run", "--network", "n", "-w", "tmp", "true"]);
+    assert_eq!(
+        err,
+        "error: invalid --workdir \"tmp\": the working directory must be an absolute path\n"
+    );
+    let err = h.weft_err(125, &["run", "--network", "n", "-w", "", "true"]);
+    assert!(err.contains("must be an absolute path"), "{err}");
+    h.weft_ok(&["create", "--name", "idle", "--network", "n"]);
+    let err = h.weft_err(125, &["exec", "-w", "../etc", "idle", "pwd"]);
+    assert!(err.contains("must be an absolute path"), "{err}");
+    let err = h.weft_err(125, &["exec", "-w", "/etc/passwd", "idle", "pwd"]);
+    assert!(err.contains("is not a directory"), "{err}");
+    // --add-host: more bad forms, all refused before anything is made.
+    for bad in [
+        "",
+        ":",
+        "db:10.0.0.5:80",
+        "db:[10.0.0.5",
+        "db:fe80::1%eth0",
+        "d b:10.0.0.5",
+        "db:10.0.0.5 evil",
+        "db\t:10.0.0.5",
+    ] {
+        let err = h.weft_err(125, &["run", "--network", "n", "--add-host", bad, "true"]);
+        assert!(
+            err.starts_with("error: invalid --add-host"),
+            "{bad:?}: {err}"
+        );
+    }
+    assert_eq!(
+        h.json(&["ps", "-a", "-f", "name=max"])
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+    assert_eq!(h.json(&["ps", "-a"]).as_array().unwrap().len(), 2);
+}
+
+#[test]
+fn the_last_port_is_published_freed_at_stop_and_claimed_again_at_start() {
+    let h = host("plast", "10.180.16.0/24");
+    h.weft_ok(&[
+        "create",
+        "--name",
+        "p",
+        "--network",
+        "n",
+        "-p",
+        "65535:65535",
+        "-p",
+        "65534-65535:65534-65535/udp",
+        "--",
+        "sleep",
+        "600",
+    ]);
+    let nft = || h.sh("nft list ruleset");
+    let published = || {
+        let r = nft();
+        r.contains("tcp . 65535 : ") && r.contains("udp . 65534 : ") && r.contains("udp . 65535 : ")
+    };
+    h.weft_ok(&["start", "p"]);
+    assert_eq!(
+        h.weft_ok(&["port", "p"]),
+        "65535/tcp -> 0.0.0.0:65535\n65534/udp -> 0.0.0.0:65534\n65535/udp -> 0.0.0.0:65535\n"
+    );
+    assert!(published(), "{}", nft());
+    // Docker's `port SANDBOX PORT[/PROTO]`: where that one port is published.
+    assert_eq!(h.weft_ok(&["port", "p", "65535"]), "0.0.0.0:65535\n");
+    assert_eq!(h.weft_ok(&["port", "p", "65534/udp"]), "0.0.0.0:65534\n");
+    assert_eq!(h.json(&["port", "p", "65535/udp"])[0]["protocol"], "udp");
+    let err = h.weft_err(1, &["port", "p", "65534"]);
+    assert_eq!(
+        err,
+        "error: no public port '65534/tcp' published for \"p\"\n"
+    );
+    for bad in ["0", "65536", "80/icmp", "x"] {
+        let err = h.weft_err(2, &["port", "p", bad]);
+        assert!(err.contains("expected PORT[/tcp|udp|sctp]"), "{bad}: {err}");
+    }
+    h.weft_ok(&["stop", "-t", "0", "p"]);
+    assert!(!nft().contains(" . 6553"), "{}", nft());
+    assert_eq!(h.weft_ok(&["port", "p"]), "");
+    h.weft_ok(&["start", "p"]);
+    assert!(published(), "{}", nft());
+    // Another sandbox takes 65535/tcp while p is stopped: p's start names it, exit 125.
+    h.weft_ok(&["stop", "-t", "0", "p"]);
+    h.weft_ok(&[
+        "run",
+        "-d",
+        "--name",
+        "q",
+        "--network",
+        "n",
+        "-p",
+        "65535:80",
+        "--",
+        "sleep",
+        "600",
+    ]);
+    let err = h.weft_err(125, &["start", "p"]);
+    assert_eq!(
+        err,
+        "error: cannot start sandbox \"p\": port 65535/tcp on 0.0.0.0 is published by sandbox \"q\" since it stopped\n"
+    );
+    assert_eq!(inspect(&h, "p")["status"], "exited");
+    assert_eq!(h.weft_ok(&["port", "p"]), "");
+    // Beyond the last port: refused.
+    let err = h.weft_err(
+        125,
+        &[
+            "create",
+            "--network",
+            "n",
+            "-p",
+            "65535-65536:80-81",
+            "true",
+        ],
+    );
+    assert!(err.contains("port 65536 is out of range"), "{err}");
+    h.weft_ok(&["rm", "-f", "q"]);
+    h.weft_ok(&["start", "p"]);
+    assert!(published());
+    // Host port 0, as Docker's `-p 0:80`: a free one.
+    h.weft_ok(&[
+        "run",
+        "-d",
+        "--name",
+        "z",
+        "--network",
+        "n",
+        "-p",
+        "0:80",
+        "--",
+        "sleep",
+        "600",
+    ]);
+    let port = h.json(&["port", "z"])[0]["host_port"].as_u64().unwrap();
+    assert!((1024..=65535).contains(&port), "{port}");
+}
+
+#[test]
+fn a_command_that_exited_holds_no_host_port() {
+    let h = host("pexit", "10.180.17.0/24");
+    let nft = || h.sh("nft list map inet weft dnat4any");
+    h.weft_ok(&[
+        "run",
+        "-d",
+        "--name",
+        "e",
+        "--network",
+        "n",
+        "-p",
+        "18417:80",
+        "--",
+        "sh",
+        "-c",
+        "sleep 0.3; exit 2",
+    ]);
+    assert!(nft().contains("tcp . 18417 : "), "{}", nft());
+    assert!(wait_for(10, || inspect(&h, "e")["status"] == "exited"));
+    // As Docker: an exited container's ports are free for others at once.
+    assert!(wait_for(5, || !nft().contains("18417")), "{}", nft());
+    assert_eq!(h.weft_ok(&["port", "e"]), "");
+    h.weft_ok(&[
+        "run",
+        "-d",
+        "--name",
+        "other",
+        "--network",
+        "n",
+        "-p",
+        "18417:80",
+        "--",
+        "sleep",
+        "600",
+    ]);
+    let err = h.weft_err(125, &["start", "e"]);
+    assert_eq!(
+        err,
+        "error: cannot start sandbox \"e\": port 18417/tcp on 0.0.0.0 is published by sandbox \"other\" since it stopped\n"
+    );
+    h.weft_ok(&["rm", "-f", "other"]);
+    h.weft_ok(&["start", "e"]);
+    assert_eq!(h.weft_ok(&["port", "e"]), "80/tcp -> 0.0.0.0:18417\n");
+    assert!(nft().contains("tcp . 18417 : "), "{}", nft());
+    // Out of restarts (on-failure:1): freed too.
+    h.weft_ok(&[
+        "run",
+        "-d",
+        "--name",
+        "f",
+        "--network",
+        "n",
+        "--restart",
+        "on-failure:1",
+        "-p",
+        "18418:80",
+        "--",
+        "sh",
+        "-c",
+        "exit 1",
+    ]);
+    assert!(wait_for(10, || {
+        let v = inspect(&h, "f");
+        v["status"] == "exited" && v["restart_count"] == 1
+    }));
+    assert!(wait_for(5, || !nft().contains("18418")), "{}", nft());
+}
+
+#[test]
+fn create_rm_is_removed_after_its_command_and_start_a_still_gets_its_code() {
+    let h = host("crm", "10.180.18.0/24");
+    h.weft_ok(&[
+        "create",
+        "--rm",
+        "--name",
+        "once",
+        "--network",
+        "n",
+        "--",
+        "sh",
+        "-c",
+        "echo bye; exit 5",
+    ]);
+    assert_eq!(inspect(&h, "once")["status"], "created");
+    let out = weft_within(&h, 20, &["start", "-a", "once"]);
+    assert_eq!(out.status.code(), Some(5), "{}", stderr(&out));
+    assert_eq!(stdout(&out), "bye\n");
+    assert!(h.weft_ok(&["ps", "-aq", "-f", "name=once"]).is_empty());
+    // Detached start: removed too.
+    h.weft_ok(&["create", "--rm", "--name", "bg", "--network", "n", "true"]);
+    h.weft_ok(&["start", "bg"]);
+    assert!(wait_for(10, || h
+        .weft_ok(&["ps", "-aq", "-f", "name=bg"])
+        .is_empty()));
+    let err = h.weft_err(
+        125,
+        &[
+            "create",
+            "--rm",
+            "--restart",
+            "always",
+            "--network",
+            "n",
+            "true",
+        ],
+    );
+    assert_eq!(err, "error: conflicting options: --restart and --rm\n");
+    // start -a of a command restarted by its policy: the code of its last run.
+    h.weft_ok(&[
+        "create",
+        "--name",
+        "r",
+        "--restart",
+        "on-failure:2",
+        "--network",
+        "n",
+        "--",
+        "sh",
+        "-c",
+        "exit 4",
+    ]);
+    let out = weft_within(&h, 20, &["start", "-a", "r"]);
+    assert_eq!(out.status.code(), Some(4), "{}", stderr(&out));
+    assert_eq!(inspect(&h, "r")["restart_count"], 2);
 }

@@ -26,12 +26,54 @@ pub fn create_new(path: &Path, mode: u32) -> io::Result<File> {
     Ok(f)
 }
 
-/// Opens an existing file for appending without following a symlink.
+/// Opens an existing file for appending, only if it is a regular file of its own: not
+/// through a symlink, not a FIFO or device (whose open could block or whose writes go
+/// elsewhere), not a hard link to another file.
 pub fn open_append(path: &Path) -> io::Result<File> {
-    OpenOptions::new()
-        .append(true)
-        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+    open_own(OpenOptions::new().append(true), path)
+}
+
+/// Opens an existing file for reading under the same conditions as [`open_append`].
+pub fn open_read(path: &Path) -> io::Result<File> {
+    open_own(OpenOptions::new().read(true), path)
+}
+
+fn open_own(opts: &mut OpenOptions, path: &Path) -> io::Result<File> {
+    // O_NONBLOCK: opening a FIFO without a peer would wait for one.
+    let f = opts
+        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC | libc::O_NONBLOCK)
         .open(path)
+        .map_err(|e| {
+            match e.raw_os_error() {
+                Some(libc::ELOOP) => io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    "it is a symbolic link; weft does not follow one there",
+                ),
+                // A FIFO without a reader, opened to write.
+                Some(libc::ENXIO) => {
+                    io::Error::new(io::ErrorKind::InvalidInput, "it is not a regular file")
+                }
+                _ => e,
+            }
+        })?;
+    let md = f.metadata()?;
+    if !md.is_file() {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "it is not a regular file",
+        ));
+    }
+    if md.nlink() != 1 {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "it has other hard links; weft does not write to a file shared with another name",
+        ));
+    }
+    // Back to blocking: the descriptor becomes a command's stdout and stderr.
+    let flags = nix::fcntl::fcntl(&f, nix::fcntl::FcntlArg::F_GETFL).map_err(io::Error::from)?;
+    let flags = nix::fcntl::OFlag::from_bits_truncate(flags) & !nix::fcntl::OFlag::O_NONBLOCK;
+    nix::fcntl::fcntl(&f, nix::fcntl::FcntlArg::F_SETFL(flags)).map_err(io::Error::from)?;
+    Ok(f)
 }
 
 fn random_suffix() -> io::Result<String> {
@@ -309,6 +351,35 @@ mod tests {
         create_new(&f, 0o644).unwrap();
         let mode = std::fs::metadata(&f).unwrap().mode() & 0o777;
         assert_eq!(mode, 0o644);
+    }
+
+    #[test]
+    fn open_append_takes_only_a_regular_file_of_its_own() {
+        let dir = tempfile::tempdir().unwrap();
+        let victim = dir.path().join("victim");
+        std::fs::write(&victim, "keep").unwrap();
+        let link = dir.path().join("link");
+        std::os::unix::fs::symlink(&victim, &link).unwrap();
+        let e = open_append(&link).unwrap_err();
+        assert!(e.to_string().contains("symbolic link"), "{e}");
+        let hard = dir.path().join("hard");
+        std::fs::hard_link(&victim, &hard).unwrap();
+        let e = open_append(&hard).unwrap_err();
+        assert!(e.to_string().contains("hard links"), "{e}");
+        assert!(open_read(&hard).is_err());
+        // A FIFO without a reader or writer: refused at once, not waited on.
+        let fifo = dir.path().join("fifo");
+        nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::S_IRWXU).unwrap();
+        let e = open_read(&fifo).unwrap_err();
+        assert!(e.to_string().contains("not a regular file"), "{e}");
+        // Writing O_NONBLOCK to a FIFO without a reader fails at open (ENXIO).
+        let e = open_append(&fifo).unwrap_err();
+        assert!(e.to_string().contains("not a regular file"), "{e}");
+        assert_eq!(std::fs::read_to_string(&victim).unwrap(), "keep");
+        std::fs::remove_file(&hard).unwrap();
+        let mut f = open_append(&victim).unwrap();
+        f.write_all(b"+").unwrap();
+        assert_eq!(std::fs::read_to_string(&victim).unwrap(), "keep+");
     }
 
     #[test]

@@ -18,10 +18,19 @@ Examples:
 #[derive(Debug, Subcommand)]
 pub enum DaemonCmd {
     /// Whether the agent runs, its repairs and their causes, what it watches and holds.
+    #[command(
+        after_help = "Examples:\n  weft daemon status                  exit 3 when no agent runs\n  weft daemon status --format json | jq .status.reservations"
+    )]
     Status,
     /// Stop the agent (commands start it again when they need it).
+    #[command(
+        after_help = "Examples:\n  weft daemon stop\n  weft daemon stop --format json      {\"stopped\": true} when one ran"
+    )]
     Stop,
     /// Ask the agent to check and repair everything now.
+    #[command(
+        after_help = "Examples:\n  weft daemon repair\n  weft daemon status                  then: what it repaired and why"
+    )]
     Repair,
 }
 

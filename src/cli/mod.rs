@@ -33,6 +33,8 @@ pub use sandbox_cli::{CreateArgs, CreateCmd, ExecArgs, LogsArgs, RestartArgs, Ru
     version,
     about,
     propagate_version = true,
+    // As Docker's flags: an option given twice takes the last value (`-d -d` is `-d`).
+    args_override_self = true,
     after_help = "Environment: WEFT_STATE_DIR, WEFT_RUN_DIR and WEFT_CONFIG set the defaults of \
 --state-dir, --run-dir and --config."
 )]
@@ -137,14 +139,17 @@ pub enum Command {
     Logs(LogsArgs),
     /// List sandboxes.
     Ps(ps::PsArgs),
-    /// Show sandboxes in detail.
+    /// Show sandboxes (or networks) in detail.
     #[command(after_help = inspect::INSPECT_EXAMPLES)]
     Inspect {
-        /// Sandbox names or ids.
+        /// Sandbox (or network) names or ids.
         #[arg(required = true)]
         sandboxes: Vec<String>,
     },
     /// Stop a sandbox's command (SIGTERM, then SIGKILL).
+    #[command(
+        after_help = "Examples:\n  weft stop api                       SIGTERM, SIGKILL after 10 s; its host ports are freed\n  weft stop -t 0 api db               SIGKILL at once, both\n  weft stop api --format json         {\"stopped\": [\"api\"], \"errors\": []}"
+    )]
     Stop {
         /// Seconds to wait before SIGKILL.
         #[arg(short, long, default_value_t = 10)]
@@ -154,10 +159,16 @@ pub enum Command {
         sandboxes: Vec<String>,
     },
     /// Remove sandboxes.
+    #[command(
+        after_help = "Examples:\n  weft rm api                         a sandbox whose command does not run\n  weft rm -f api                      kill its command first\n  weft rm -f $(weft ps -aq)           every sandbox"
+    )]
     Rm {
         /// Kill a running command first.
         #[arg(short, long)]
         force: bool,
+        /// Accepted as in Docker (`rm -fv`): weft sandboxes have no volumes.
+        #[arg(short, long)]
+        volumes: bool,
         /// Sandbox names or ids.
         #[arg(required = true)]
         sandboxes: Vec<String>,
@@ -173,6 +184,9 @@ pub enum Command {
     Port {
         /// Sandbox name or id.
         sandbox: String,
+        /// Only this sandbox port: PORT[/tcp|udp|sctp] (tcp when not given), as Docker's.
+        #[arg(value_parser = inspect::parse_private_port)]
+        port: Option<(u16, crate::core::ports::Protocol)>,
     },
     /// Remove what a crash left behind and reconcile state with the kernel.
     #[command(after_help = gc::EXAMPLES)]
@@ -191,6 +205,9 @@ pub enum Command {
         action: Option<DaemonCmd>,
     },
     /// Show weft working, inside a throwaway namespace.
+    #[command(
+        after_help = "Examples:\n  sudo weft demo                      leaves nothing behind on the machine"
+    )]
     Demo,
     /// Small network probes (for demos and tests on machines without ping or nc).
     #[command(subcommand)]
@@ -348,9 +365,11 @@ fn run_command(cli: Cli) -> Result<i32> {
         Command::Ps(args) => ps::run_ps(&ctx, &args, format),
         Command::Inspect { sandboxes } => inspect::run_inspect(&ctx, &sandboxes, format),
         Command::Stop { time, sandboxes } => stop::run_stop(&ctx, &sandboxes, time, format),
-        Command::Rm { force, sandboxes } => stop::run_rm(&ctx, &sandboxes, force, format),
+        Command::Rm {
+            force, sandboxes, ..
+        } => stop::run_rm(&ctx, &sandboxes, force, format),
         Command::Ipam(IpamCmd::Avoid(a)) => ipam::run_avoid(&ctx, a, format),
-        Command::Port { sandbox: s } => inspect::run_port(&ctx, &s, format),
+        Command::Port { sandbox: s, port } => inspect::run_port(&ctx, &s, port, format),
         Command::Gc => gc::run_gc(&ctx, format),
         Command::Monitor { id } => {
             sandbox::monitor(&ctx, &id)?;

@@ -91,6 +91,9 @@ Examples:
 Example:
   weft network disconnect backend web")]
     Disconnect {
+        /// Accepted as in Docker; weft's disconnect has nothing to force.
+        #[arg(short, long)]
+        force: bool,
         /// Network.
         network: String,
         /// Sandbox.
@@ -135,7 +138,7 @@ pub struct NetworkCreateArgs {
     /// Name of the bridge interface.
     #[arg(long)]
     pub bridge_name: Option<String>,
-    /// Labels K=V.
+    /// Labels KEY=VALUE (KEY alone: an empty value).
     #[arg(long)]
     pub label: Vec<String>,
     /// Accept a subnet that overlaps routes, addresses, peers or avoid ranges.
@@ -366,6 +369,7 @@ pub fn run_network(ctx: &Ctx, cmd: NetworkCmd, format: Option<Format>) -> Result
         NetworkCmd::Disconnect {
             network: n,
             sandbox: s,
+            ..
         } => {
             // The names as stored (the user may have given ids).
             let names = {

@@ -28,8 +28,8 @@ pub struct PsArgs {
     #[arg(long)]
     pub no_trunc: bool,
     /// Show only matching sandboxes: name=PART, id=PREFIX, network=NAME, label=KEY[=VALUE],
-    /// status=created|running|exited|... (the same key again: either; other keys: both).
-    /// A status filter also lists sandboxes that are not running.
+    /// status=created|running|exited|..., exited=CODE (the same key again: either; other
+    /// keys: both). A status or exited filter also lists sandboxes that are not running.
     #[arg(short, long = "filter", value_name = "KEY=VALUE", value_parser = parse_filter)]
     pub filter: Vec<Filter>,
 }
@@ -42,7 +42,11 @@ fn parse_filter(s: &str) -> Result<Filter, String> {
 pub fn run_ps(ctx: &Ctx, args: &PsArgs, format: Option<Format>) -> Result<i32> {
     let style = output::style(format, "ps", Kind::Table)?;
     warn_unreadable(ctx, "sandboxes")?;
-    let all = args.all || args.filter.iter().any(|f| f.key == "status");
+    let all = args.all
+        || args
+            .filter
+            .iter()
+            .any(|f| f.key == "status" || f.key == "exited");
     let list: Vec<_> = sandbox::list(ctx, all)?
         .into_iter()
         .filter(|s| filter::sandbox_matches(&args.filter, s))

@@ -62,7 +62,7 @@ pub struct CreateArgs {
     /// Restart policy: no, on-failure[:MAX-RETRIES], always, unless-stopped.
     #[arg(long, default_value = "no")]
     pub restart: String,
-    /// Labels K=V.
+    /// Labels KEY=VALUE (KEY alone: an empty value).
     #[arg(long)]
     pub label: Vec<String>,
     /// Publish a port: [HOST_IP:][HOST_PORT[-END]:]CONTAINER_PORT[-END][/tcp|/udp|/sctp].
@@ -75,6 +75,9 @@ pub struct CreateArgs {
     /// standard streams, a terminal when weft runs on one.
     #[arg(short = 't', long)]
     pub tty: bool,
+    /// Accepted as in Docker: weft's own init is always PID 1 of the command's PID namespace.
+    #[arg(long)]
+    pub init: bool,
     /// Print help.
     #[arg(long, action = clap::ArgAction::Help)]
     pub help: Option<bool>,
@@ -90,6 +93,9 @@ pub struct CreateArgs {
     after_help = "Examples:\n  weft create --name api --network web -p 8080:80 -- my-server --port 80\n  weft start -a api\n  weft create --name idle --network web     # no command: a namespace to exec into"
 )]
 pub struct CreateCmd {
+    /// Remove the sandbox when its command exits (after `weft start`).
+    #[arg(long)]
+    pub rm: bool,
     /// Sandbox flags.
     #[command(flatten)]
     pub sandbox: CreateArgs,
@@ -266,7 +272,10 @@ pub fn run(ctx: &Ctx, r: RunArgs, format: Option<Format>) -> Result<i32> {
 /// `weft create`.
 pub fn create(ctx: &Ctx, c: CreateCmd, format: Option<Format>) -> Result<i32> {
     let style = output::style(format, "create", Kind::Text)?;
-    let req = sandbox_request(&c.sandbox, false);
+    if c.rm && c.sandbox.restart != "no" {
+        return Err(user_err!("conflicting options: --restart and --rm"));
+    }
+    let req = sandbox_request(&c.sandbox, c.rm);
     let sb = sandbox::create(ctx, &req)?;
     if style == Style::Json {
         print_json(&view::sandbox(&sb))?;
@@ -291,47 +300,104 @@ pub fn exec(ctx: &Ctx, e: ExecArgs, format: Option<Format>) -> Result<i32> {
 pub fn start(ctx: &Ctx, a: StartArgs, format: Option<Format>) -> Result<i32> {
     let kind = if a.attach { Kind::TextOnly } else { Kind::Text };
     let style = output::style(format, "start", kind)?;
-    if a.attach && a.sandboxes.len() > 1 {
-        return Err(user_err!(
-            "you cannot start and attach multiple sandboxes at once"
-        ));
-    }
-    let mut out = Vec::new();
-    for name in &a.sandboxes {
+    if a.attach {
+        let [name] = a.sandboxes.as_slice() else {
+            return Err(user_err!(
+                "you cannot start and attach multiple sandboxes at once"
+            ));
+        };
         let from = sandbox::logs::size(ctx, name)?;
-        let sb = sandbox::start(ctx, name)?;
-        if a.attach {
-            sandbox::logs::print(ctx, &sb.id, Some(from), Tail::All.into(), true)?;
-            return sandbox::logs::exit_code(ctx, &sb.id);
-        }
-        out.push(sb);
+        let (sb, report) = sandbox::start_reporting(ctx, name)?;
+        sandbox::logs::print(ctx, &sb.id, Some(from), Tail::All.into(), true)?;
+        return sandbox::logs::final_code(ctx, &sb.id, report);
     }
-    if style == Style::Json {
-        print_json(&out.iter().map(view::sandbox).collect::<Vec<_>>())?;
-    } else {
-        for sb in &out {
-            println!("{}", sb.name);
-        }
-    }
-    Ok(0)
+    each(&a.sandboxes, style, "started", |name| {
+        sandbox::start(ctx, name)
+    })
 }
 
 /// `weft restart`: stop (SIGTERM, SIGKILL after `-t`), then start.
 pub fn restart(ctx: &Ctx, a: RestartArgs, format: Option<Format>) -> Result<i32> {
     let style = output::style(format, "restart", Kind::Text)?;
-    let mut out = Vec::new();
-    for name in &a.sandboxes {
+    each(&a.sandboxes, style, "restarted", |name| {
         sandbox::stop(ctx, name, std::time::Duration::from_secs(a.time))?;
-        out.push(sandbox::start(ctx, name)?);
-    }
-    if style == Style::Json {
-        print_json(&out.iter().map(view::sandbox).collect::<Vec<_>>())?;
-    } else {
-        for sb in &out {
-            println!("{}", sb.name);
+        sandbox::start(ctx, name)
+    })
+}
+
+/// Does `act` for every name, as `stop` and `rm` do (and Docker's `start` and `restart`):
+/// prints each name done (text) or `{"<done>": [names], "errors": [messages]}` (JSON), each
+/// error on stderr. The exit code: 0 when all went well; for one name its failure's code
+/// (125, or 126/127 for a command that cannot run), as `weft run`'s; for several, 1.
+fn each(
+    names: &[String],
+    style: Style,
+    done: &str,
+    act: impl Fn(&str) -> Result<crate::core::model::Sandbox>,
+) -> Result<i32> {
+    let mut ok = Vec::new();
+    let mut errors = Vec::new();
+    let mut code = 0;
+    for name in names {
+        match act(name) {
+            Ok(sb) => {
+                if style == Style::Text {
+                    println!("{}", sb.name);
+                }
+                ok.push(sb.name);
+            }
+            Err(e) => {
+                eprintln!("error: {e:#}");
+                code = if names.len() == 1 {
+                    failure_code(&e)
+                } else {
+                    1
+                };
+                errors.push(format!("{e:#}"));
+            }
         }
     }
-    Ok(0)
+    if style == Style::Json {
+        print_json(&Outcome {
+            done,
+            names: ok,
+            errors,
+        })?;
+    }
+    Ok(code)
+}
+
+/// `{"<done>": [names], "errors": [messages]}`, in that order (as `stop`'s document).
+struct Outcome<'a> {
+    done: &'a str,
+    names: Vec<String>,
+    errors: Vec<String>,
+}
+
+impl serde::Serialize for Outcome<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap as _;
+        let mut m = s.serialize_map(Some(2))?;
+        m.serialize_entry(self.done, &self.names)?;
+        m.serialize_entry("errors", &self.errors)?;
+        m.end()
+    }
+}
+
+/// The exit code of a start that failed: Docker's 126 or 127 for a command that cannot run,
+/// 125 for anything else.
+fn failure_code(e: &anyhow::Error) -> i32 {
+    e.chain()
+        .find_map(|c| {
+            c.downcast_ref::<crate::adapters::process::StartError>()
+                .map(|s| s.code)
+                .or_else(|| {
+                    c.downcast_ref::<std::io::Error>()
+                        .and_then(crate::adapters::process::start_error)
+                        .map(|s| s.code)
+                })
+        })
+        .unwrap_or(125)
 }
 
 /// `weft logs`.

@@ -43,11 +43,17 @@ pub fn sandbox_status(sb: &Sandbox, now: u64) -> String {
             Some(t) => format!("Up {}", human_duration(now.saturating_sub(t))),
             None => "Up".into(),
         },
-        Status::Exited => {
+        // Docker's words: the last exit code, and how long ago the command exited.
+        Status::Exited | Status::Restarting => {
+            let word = if sb.status == Status::Exited {
+                "Exited"
+            } else {
+                "Restarting"
+            };
             let code = sb.exit_code.map(|c| format!(" ({c})")).unwrap_or_default();
             match sb.finished {
-                Some(t) => format!("Exited{code} {}", ago(t, now)),
-                None => format!("Exited{code}"),
+                Some(t) => format!("{word}{code} {}", ago(t, now)),
+                None => format!("{word}{code}"),
             }
         }
         Status::Created => "Created".into(),

@@ -8,11 +8,11 @@ use thiserror::Error;
 use crate::core::model::{Network, Sandbox, Status};
 
 /// Keys `weft ps --filter` knows.
-pub const SANDBOX_KEYS: &[&str] = &["id", "label", "name", "network", "status"];
+pub const SANDBOX_KEYS: &[&str] = &["exited", "id", "label", "name", "network", "status"];
 /// Keys `weft network ls --filter` knows.
 pub const NETWORK_KEYS: &[&str] = &["driver", "id", "label", "name"];
 /// Values of `ps --filter status=`: weft's statuses, and Docker's that weft never shows
-/// (accepted so that a Docker user's script still runs; they match nothing).
+/// (`paused`, `dead`: accepted so that a Docker user's script still runs; they match nothing).
 pub const STATUSES: &[&str] = &[
     "created",
     "creating",
@@ -47,6 +47,9 @@ pub enum FilterError {
         /// The value given.
         value: String,
     },
+    /// `exited=` with a value that is no exit code.
+    #[error("invalid filter 'exited={0}': expected an exit code such as 0 or 137")]
+    Exited(String),
 }
 
 /// One `KEY=VALUE` filter.
@@ -76,6 +79,9 @@ pub fn parse(text: &str, valid: &[&str]) -> Result<Filter, FilterError> {
         return Err(FilterError::Status {
             value: value.to_string(),
         });
+    }
+    if key == "exited" && value.parse::<i32>().is_err() {
+        return Err(FilterError::Exited(value.to_string()));
     }
     Ok(Filter {
         key: key.to_string(),
@@ -107,6 +113,7 @@ pub fn status_word(status: Status) -> &'static str {
         Status::Created => "created",
         Status::Running => "running",
         Status::Exited => "exited",
+        Status::Restarting => "restarting",
         Status::Removing => "removing",
     }
 }
@@ -122,6 +129,8 @@ pub fn sandbox_matches(filters: &[Filter], sb: &Sandbox) -> bool {
             .iter()
             .any(|e| e.network == value || e.network_id.starts_with(value)),
         "status" => status_word(sb.status) == value,
+        // Docker's: an exited sandbox whose command exited with that code.
+        "exited" => sb.status == Status::Exited && value.parse::<i32>().ok() == sb.exit_code,
         _ => false,
     })
 }
@@ -206,7 +215,7 @@ mod tests {
         let e = parse("colour=red", SANDBOX_KEYS).unwrap_err();
         assert_eq!(
             e.to_string(),
-            "invalid filter 'colour': valid filters are id, label, name, network, status"
+            "invalid filter 'colour': valid filters are exited, id, label, name, network, status"
         );
         assert_eq!(
             parse("name=", SANDBOX_KEYS),
@@ -253,5 +262,30 @@ mod tests {
         assert!(sandbox_matches(&fs(&["id=web"]), &web));
         assert!(!sandbox_matches(&fs(&["name=é"]), &web));
         assert!(sandbox_matches(&[], &web));
+    }
+
+    #[test]
+    fn restarting_is_a_status_of_its_own() {
+        let mut r = sb("r", Status::Restarting, &[], &[]);
+        r.exit_code = Some(3);
+        r.finished = Some(100);
+        assert_eq!(
+            crate::core::display::sandbox_status(&r, 105),
+            "Restarting (3) 5 seconds ago"
+        );
+        assert!(sandbox_matches(&fs(&["status=restarting"]), &r));
+        assert!(!sandbox_matches(&fs(&["status=exited"]), &r));
+        assert!(!sandbox_matches(&fs(&["status=running"]), &r));
+        // exited=CODE matches exited sandboxes only, as Docker's.
+        assert!(!sandbox_matches(&fs(&["exited=3"]), &r));
+        let mut e = sb("e", Status::Exited, &[], &[]);
+        e.exit_code = Some(3);
+        assert!(sandbox_matches(&fs(&["exited=3"]), &e));
+        assert!(sandbox_matches(&fs(&["exited=0", "exited=3"]), &e));
+        assert!(!sandbox_matches(&fs(&["exited=0"]), &e));
+        assert_eq!(
+            parse("exited=x", SANDBOX_KEYS),
+            Err(FilterError::Exited("x".into()))
+        );
     }
 }

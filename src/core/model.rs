@@ -22,6 +22,9 @@ pub enum Status {
     Running,
     /// A sandbox whose process has exited.
     Exited,
+    /// A sandbox whose process has exited and whose monitor waits out the back-off of its
+    /// restart policy before starting it again (Docker's `restarting`).
+    Restarting,
     /// Being removed by the process `owner_pid` (so nothing else acts on it meanwhile).
     Removing,
 }

@@ -283,7 +283,8 @@ pub fn parse(text: &str) -> Result<PortSpec, PortError> {
     let parts: Vec<&str> = rest.split(':').collect();
     let (host, container) = match parts.as_slice() {
         [c] if host_ip.is_none() => (None, *c),
-        ["", c] => (None, *c),
+        // Host port 0 is Docker's way to ask for a free one too.
+        ["", c] | ["0", c] => (None, *c),
         [h, c] => (Some(*h), *c),
         _ => return Err(syntax("too many ':'")),
     };
@@ -401,11 +402,22 @@ mod tests {
         let p = ok("127.0.0.1::80/sctp");
         assert_eq!(p.host_ports, None);
         assert_eq!(p.protocol, Protocol::Sctp);
+        // Host port 0: a free one, as Docker's `-p 0:80`.
+        assert_eq!(ok("0:80").host_ports, None);
+        let p = ok("127.0.0.1:0:80");
+        assert_eq!(
+            (p.host_ip, p.host_ports),
+            (Some("127.0.0.1".parse().unwrap()), None)
+        );
     }
 
     #[test]
     fn bad_specs_name_the_problem() {
-        assert!(matches!(parse("0:80"), Err(PortError::OutOfRange { .. })));
+        assert!(matches!(parse("80:0"), Err(PortError::OutOfRange { .. })));
+        assert!(matches!(
+            parse("0-1:80-81"),
+            Err(PortError::OutOfRange { .. })
+        ));
         assert!(matches!(
             parse("8080:70000"),
             Err(PortError::OutOfRange { .. })

@@ -72,9 +72,14 @@ fn sandbox_is_debris(sb: &Sandbox) -> bool {
     abandoned || ns_gone || (command_died(sb) && sb.auto_remove)
 }
 
-/// A running sandbox whose command and monitor are both gone without recording it.
+/// A running sandbox whose command and monitor are both gone without recording it, or a
+/// restarting one whose monitor died during the back-off (nothing will start it again).
 fn command_died(sb: &Sandbox) -> bool {
-    sb.status == Status::Running && !is_running(sb) && !monitor_alive(sb)
+    match sb.status {
+        Status::Running => !is_running(sb) && !monitor_alive(sb),
+        Status::Restarting => !monitor_alive(sb),
+        _ => false,
+    }
 }
 
 /// Runs one reconciliation pass.
@@ -118,15 +123,25 @@ pub fn run(ctx: &Ctx) -> Result<GcReport> {
         let tx = ctx.store.begin(Mode::Write)?;
         if let Some(mut cur) = tx.sandbox(id)? {
             if command_died(&cur) {
+                // Died unseen: the time gc noticed is the best known (a restarting
+                // sandbox's command exited when recorded).
+                if cur.status == Status::Running || cur.finished.is_none() {
+                    cur.finished = Some(crate::engine::now());
+                }
                 cur.status = Status::Exited;
-                // Died unseen: the time gc noticed is the best known.
-                cur.finished = Some(crate::engine::now());
                 cur.pid = None;
                 cur.pid_start = None;
                 cur.monitor_pid = None;
                 cur.monitor_start = None;
+                // Exited for good: its host ports are freed, as at a command's own exit.
+                let freed = super::sandbox::publish::release_in(tx.as_ref(), &mut cur)?;
                 tx.put_sandbox(&cur)?;
                 tx.commit()?;
+                if let Some(was) = freed {
+                    if let Err(e) = super::sandbox::publish::detach(ctx, &was) {
+                        report.errors.push(format!("{e:#}"));
+                    }
+                }
                 report.sandboxes_exited.push(name.clone());
             }
         }

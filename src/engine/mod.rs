@@ -178,21 +178,39 @@ pub fn now() -> u64 {
         .unwrap_or(0)
 }
 
-/// Parses `K=V` items (labels, options) into a map, naming the bad one.
+/// Parses `--label` items into a map, naming the bad one: `K=V`, or `K` alone for an empty
+/// value (as Docker's `--label foo`).
 pub fn parse_kv(
     what: &str,
     items: &[String],
 ) -> Result<std::collections::BTreeMap<String, String>> {
     let mut out = std::collections::BTreeMap::new();
     for it in items {
-        match it.split_once('=') {
-            Some((k, v)) if !k.is_empty() => {
-                out.insert(k.to_string(), v.to_string());
-            }
-            _ => bail!(UserError(format!(
-                "invalid {what} {it:?}: expected KEY=VALUE"
-            ))),
+        let (k, v) = it.split_once('=').unwrap_or((it.as_str(), ""));
+        if k.is_empty() || k.contains('\0') || v.contains('\0') {
+            bail!(UserError(format!(
+                "invalid {what} {it:?}: expected KEY=VALUE or KEY"
+            )));
         }
+        out.insert(k.to_string(), v.to_string());
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn labels_are_key_value_or_a_key_alone() {
+        let items = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        let m = super::parse_kv("--label", &items(&["a=1", "b", "c=x=y", "d="])).unwrap();
+        let got: Vec<(&str, &str)> = m.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        assert_eq!(got, [("a", "1"), ("b", ""), ("c", "x=y"), ("d", "")]);
+        for bad in ["", "=v", "=", "a\0=1"] {
+            let e = super::parse_kv("--label", &items(&[bad])).unwrap_err();
+            assert_eq!(
+                e.to_string(),
+                format!("invalid --label {bad:?}: expected KEY=VALUE or KEY")
+            );
+        }
+    }
 }

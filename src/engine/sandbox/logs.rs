@@ -22,7 +22,7 @@ pub fn size(ctx: &Ctx, name: &str) -> Result<u64> {
         let tx = ctx.store.begin(Mode::Read)?;
         find(tx.as_ref(), name)?.id
     };
-    Ok(std::fs::metadata(log_path(ctx, &id)).map_or(0, |m| m.len()))
+    Ok(std::fs::symlink_metadata(log_path(ctx, &id)).map_or(0, |m| m.len()))
 }
 
 /// Prints the log of sandbox `id` from byte `from`, or its last `tail` lines (`None`: all);
@@ -36,7 +36,7 @@ pub fn print(
 ) -> Result<()> {
     let path = log_path(ctx, id);
     let mut out = io::stdout().lock();
-    let mut file = match File::open(&path) {
+    let mut file = match crate::adapters::fs::open_read(&path) {
         Ok(f) => Some(f),
         Err(e) if e.kind() == io::ErrorKind::NotFound => None,
         Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
@@ -65,7 +65,7 @@ pub fn print(
             }
         };
         if file.is_none() {
-            file = File::open(&path).ok();
+            file = crate::adapters::fs::open_read(&path).ok();
         }
         if let Some(f) = file.as_mut() {
             copy(f, &mut out)?;
@@ -76,6 +76,25 @@ pub fn print(
         }
         std::thread::sleep(Duration::from_millis(100));
     }
+}
+
+/// The final exit code after `start -a`: from the monitor's report (`exit CODE`, the only
+/// source for an `--rm` sandbox, removed by then), else as recorded for sandbox `id`.
+pub fn final_code(ctx: &Ctx, id: &str, report: Option<super::ExitReport>) -> Result<i32> {
+    use std::io::BufRead as _;
+    if let Some(mut r) = report {
+        let mut line = String::new();
+        // Blocks until the monitor has recorded the end (and removed an `--rm` sandbox), or
+        // died (end of file).
+        if r.read_line(&mut line).is_ok() {
+            if let Some(code) = line.trim_end().strip_prefix("exit ") {
+                if let Ok(code) = code.parse() {
+                    return Ok(code);
+                }
+            }
+        }
+    }
+    exit_code(ctx, id)
 }
 
 /// The exit code recorded for sandbox `id` (after `start -a`).

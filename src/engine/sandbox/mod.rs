@@ -14,7 +14,10 @@ pub mod settings;
 pub mod supervise;
 
 pub use files::exec_spec;
-pub use supervise::{exec, monitor, run_detached, run_foreground, start, stop, ExecOptions};
+pub use supervise::{
+    exec, monitor, run_detached, run_foreground, start, start_reporting, stop, ExecOptions,
+    ExitReport,
+};
 
 use addresses::{allocate_endpoint, parse_ips};
 use files::{log_path, write_files};
@@ -538,8 +541,8 @@ fn remove_named(ctx: &Ctx, name: &str, force: bool) -> Result<String> {
         },
     };
     if !force
-        && sb.restart != crate::core::run::RestartPolicy::No
-        && !is_running(&sb)
+        && (sb.status == Status::Restarting
+            || (sb.restart != crate::core::run::RestartPolicy::No && !is_running(&sb)))
         && monitor_alive(&sb)
     {
         // Between two runs of its restart policy: as Docker refuses a restarting container.
@@ -715,12 +718,23 @@ pub fn list(ctx: &Ctx, all: bool) -> Result<Vec<Sandbox>> {
     Ok(tx
         .sandboxes()?
         .into_iter()
-        .map(|mut s| {
-            if s.status == Status::Running && !is_running(&s) {
-                s.status = Status::Exited;
-            }
-            s
-        })
-        .filter(|s| all || s.status == Status::Running)
+        .map(as_seen)
+        // As `docker ps`: a restarting sandbox is listed with the running ones.
+        .filter(|s| all || matches!(s.status, Status::Running | Status::Restarting))
         .collect())
+}
+
+/// The record as it is now, for `ps` and `inspect`: a command recorded as running whose
+/// process is gone, or recorded as restarting whose monitor is gone, has exited (`gc`
+/// records it so).
+pub fn as_seen(mut s: Sandbox) -> Sandbox {
+    let gone = match s.status {
+        Status::Running => !is_running(&s),
+        Status::Restarting => !monitor_alive(&s),
+        _ => false,
+    };
+    if gone {
+        s.status = Status::Exited;
+    }
+    s
 }

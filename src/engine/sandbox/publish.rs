@@ -216,33 +216,49 @@ fn free_block(len: u32, mut free: impl FnMut(u16) -> Result<bool>) -> Result<Opt
 /// the agent's repairs and `gc` no longer want them), then the DNAT elements, then the
 /// agent's reservation sockets.
 pub(super) fn free(ctx: &Ctx, id: &str) -> Result<()> {
-    let sb = {
+    let was = {
         let tx = ctx.store.begin(Mode::Write)?;
         let Some(mut sb) = tx.sandbox(id)?.filter(|s| s.status != Status::Removing) else {
             return Ok(());
         };
-        if sb.ports.is_empty() {
+        let Some(was) = release_in(tx.as_ref(), &mut sb)? else {
             return Ok(());
-        }
-        let was = sb.clone();
-        sb.stopped_ports = std::mem::take(&mut sb.ports);
-        tx.release_ports(id)?;
+        };
         tx.put_sandbox(&sb)?;
         tx.commit()?;
         was
     };
+    detach(ctx, &was)
+}
+
+/// The record part of [`free`], in the caller's write transaction (which must put `sb`):
+/// the mappings move to `stopped_ports` and their claims are released. Returns the record as
+/// it was, for [`detach`], or `None` when it published nothing.
+pub(crate) fn release_in(tx: &dyn Txn, sb: &mut Sandbox) -> Result<Option<Sandbox>> {
+    if sb.ports.is_empty() {
+        return Ok(None);
+    }
+    let was = sb.clone();
+    sb.stopped_ports = std::mem::take(&mut sb.ports);
+    tx.release_ports(&sb.id)?;
+    Ok(Some(was))
+}
+
+/// The kernel part of [`free`]: the DNAT elements of `was`'s ports go, then the agent's
+/// reservation sockets.
+pub(crate) fn detach(ctx: &Ctx, was: &Sandbox) -> Result<()> {
     let ops = [Op::FirewallDetach {
         endpoints: vec![],
-        ports: firewall_ports(&sb),
+        ports: firewall_ports(was),
     }];
     let mut exec = KernelExecutor::new()?;
     if let Some(e) = crate::core::plan::apply_best_effort(&mut exec, &ops).first() {
         return Err(anyhow::anyhow!(
             "freeing the ports of sandbox {:?}: {e}",
-            sb.name
+            was.name
         ));
     }
-    crate::engine::agent::client::release(ctx, id);
+    crate::engine::agent::client::release(ctx, &was.id);
     Ok(())
 }
 

@@ -156,10 +156,27 @@ pub(super) fn check_command(command: &[String], env: &[String]) -> Result<()> {
 /// memory.
 const ENV_FILE_MAX: u64 = 1 << 20;
 
-/// Reads an `--env-file`, refusing one larger than [`ENV_FILE_MAX`] or not UTF-8.
+/// Reads an `--env-file`, refusing one larger than [`ENV_FILE_MAX`] or not UTF-8. A pipe
+/// works (`--env-file <(...)`); a named FIFO nobody writes to reads as empty instead of
+/// waiting for a writer forever.
 fn read_env_file(f: &str) -> Result<String> {
     use std::io::Read as _;
-    let file = std::fs::File::open(f).with_context(|| format!("reading --env-file {f}"))?;
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        // Opening a FIFO without a writer would wait for one.
+        .custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC)
+        .open(f)
+        .with_context(|| format!("reading --env-file {f}"))?;
+    // Blocking reads again: a writer that is there may still be writing. (A FIFO without
+    // writers reads as at its end.)
+    let flags = nix::fcntl::fcntl(&file, nix::fcntl::FcntlArg::F_GETFL)
+        .map_err(std::io::Error::from)
+        .with_context(|| format!("reading --env-file {f}"))?;
+    let flags = nix::fcntl::OFlag::from_bits_truncate(flags) & !nix::fcntl::OFlag::O_NONBLOCK;
+    nix::fcntl::fcntl(&file, nix::fcntl::FcntlArg::F_SETFL(flags))
+        .map_err(std::io::Error::from)
+        .with_context(|| format!("reading --env-file {f}"))?;
     let mut bytes = Vec::new();
     file.take(ENV_FILE_MAX + 1)
         .read_to_end(&mut bytes)

@@ -164,7 +164,7 @@ pub fn run_detached(ctx: &Ctx, req: &SandboxRequest) -> Result<Sandbox> {
     let sb = create_to_run(ctx, req)?;
     crate::engine::crash_point("run-before-start");
     match spawn_monitor(ctx, &sb) {
-        Ok(()) => {
+        Ok(_) => {
             let tx = ctx.store.begin(Mode::Read)?;
             Ok(find(tx.as_ref(), &sb.id)?)
         }
@@ -175,9 +175,13 @@ pub fn run_detached(ctx: &Ctx, req: &SandboxRequest) -> Result<Sandbox> {
     }
 }
 
+/// The rest of a monitor's report after `ok`: `exit CODE` once the command has ended for
+/// good (nothing if the monitor died).
+pub type ExitReport = BufReader<std::process::ChildStdout>;
+
 /// Starts `weft __monitor ID` in its own session and waits until it reports that CMD runs
 /// (`ok`), or why it does not (`failed CODE why`).
-fn spawn_monitor(ctx: &Ctx, sb: &Sandbox) -> Result<()> {
+fn spawn_monitor(ctx: &Ctx, sb: &Sandbox) -> Result<ExitReport> {
     let log = log_path(ctx, &sb.id);
     if let Some(dir) = log.parent() {
         std::fs::create_dir_all(dir)?;
@@ -203,11 +207,12 @@ fn spawn_monitor(ctx: &Ctx, sb: &Sandbox) -> Result<()> {
     let mut child = cmd.spawn().context("starting the sandbox monitor")?;
     let out = child.stdout.take().context("monitor stdout")?;
     let mut line = String::new();
-    BufReader::new(out).read_line(&mut line)?;
+    let mut out = BufReader::new(out);
+    out.read_line(&mut line)?;
     let line = line.trim_end();
     if line == "ok" {
         // The monitor lives on; dropping `child` does not kill it.
-        return Ok(());
+        return Ok(out);
     }
     let _ = child.wait();
     let (code, why) = line
@@ -241,8 +246,11 @@ pub fn monitor(ctx: &Ctx, id: &str) -> Result<()> {
         let tx = ctx.store.begin(Mode::Read)?;
         find(tx.as_ref(), id)?
     };
-    let log = fs::open_append(&log_path(ctx, &sb.id))?;
+    let path = log_path(ctx, &sb.id);
+    let log = fs::open_append(&path)
+        .with_context(|| format!("opening the log file {}", path.display()))?;
     let mut first = true;
+    let mut report: Option<std::fs::File> = None;
     let mut delay = None;
     let mut sb = sb;
     loop {
@@ -255,6 +263,20 @@ pub fn monitor(ctx: &Ctx, id: &str) -> Result<()> {
             Ok((mut child, record)) => {
                 if first {
                     println!("ok");
+                    // The pipe stays ours, apart, to tell a `start -a` still reading it the
+                    // final exit code (also of an `--rm` sandbox, whose record is gone by
+                    // then); close-on-exec: no command holds it open.
+                    report = nix::fcntl::fcntl(
+                        std::io::stdout(),
+                        nix::fcntl::FcntlArg::F_DUPFD_CLOEXEC(3),
+                    )
+                    .ok()
+                    .map(|fd| {
+                        // SAFETY: F_DUPFD_CLOEXEC returned a new descriptor nothing else owns.
+                        std::fs::File::from(unsafe {
+                            <std::os::fd::OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd)
+                        })
+                    });
                     // Our stdout is the pipe to `weft run -d`, which exits now: point it at
                     // the log instead.
                     // SAFETY: dup2 on fds we own.
@@ -287,6 +309,7 @@ pub fn monitor(ctx: &Ctx, id: &str) -> Result<()> {
                 if settled {
                     // Stopped or removed while it was being started again: nothing failed.
                     clear_monitor(ctx, &sb.id, code)?;
+                    report_exit(report, code);
                     return Ok(());
                 }
                 eprintln!("error: {e:#}");
@@ -295,6 +318,7 @@ pub fn monitor(ctx: &Ctx, id: &str) -> Result<()> {
         };
         let ran = began.elapsed();
         let Some(again) = finish_or_restart(ctx, &sb.id, code)? else {
+            report_exit(report, code);
             return Ok(());
         };
         sb = again;
@@ -302,8 +326,18 @@ pub fn monitor(ctx: &Ctx, id: &str) -> Result<()> {
         delay = Some(wait);
         if !sleep_unless_stopped(ctx, &sb.id, wait)? {
             clear_monitor(ctx, &sb.id, code)?;
+            report_exit(report, code);
             return Ok(());
         }
+    }
+}
+
+/// Tells whoever still reads the monitor's first stdout (`start -a`) the final exit code,
+/// as `exit CODE`; nobody reading is no error.
+fn report_exit(report: Option<std::fs::File>, code: i32) {
+    use std::io::Write as _;
+    if let Some(mut f) = report {
+        let _ = writeln!(f, "exit {code}");
     }
 }
 
@@ -316,14 +350,23 @@ fn finish_or_restart(ctx: &Ctx, id: &str, code: i32) -> Result<Option<Sandbox>> 
     };
     sb.pid = None;
     sb.pid_start = None;
-    sb.status = Status::Exited;
     sb.exit_code = Some(code);
     sb.finished = Some(crate::engine::now());
     let again = !sb.stopped && sb.restart.restarts(code, sb.restart_count);
+    // A command that ended for good holds no host port, as with Docker (`start` claims them
+    // again); freed in this transaction, so that a `start` right after it claims them.
+    let freed = if again || sb.auto_remove {
+        None
+    } else {
+        super::publish::release_in(tx.as_ref(), &mut sb)?
+    };
     if again {
-        // The monitor stays, recorded, through the back-off: `stop` and `rm` find it.
+        // The monitor stays, recorded, through the back-off: `stop` and `rm` find it, and
+        // `ps` shows `Restarting (CODE)` meanwhile, as Docker does.
+        sb.status = Status::Restarting;
         sb.restart_count = sb.restart_count.saturating_add(1);
     } else {
+        sb.status = Status::Exited;
         sb.monitor_pid = None;
         sb.monitor_start = None;
     }
@@ -331,6 +374,9 @@ fn finish_or_restart(ctx: &Ctx, id: &str, code: i32) -> Result<Option<Sandbox>> 
     tx.commit()?;
     if again {
         return Ok(Some(sb));
+    }
+    if let Some(was) = freed {
+        super::publish::detach(ctx, &was)?;
     }
     if sb.auto_remove {
         remove_one(ctx, &sb.id)?;
@@ -359,13 +405,17 @@ fn sleep_unless_stopped(ctx: &Ctx, id: &str, wait: Duration) -> Result<bool> {
 }
 
 /// Forgets this monitor in the record (it is leaving, nothing runs); a command recorded as
-/// running whose init is gone (it could not start) is recorded as exited with `code`.
+/// running whose init is gone (it could not start) is recorded as exited with `code`, and
+/// one waiting to be restarted (stopped during the back-off) as exited with its last code.
 fn clear_monitor(ctx: &Ctx, id: &str, code: i32) -> Result<()> {
     let me = std::process::id();
     update(ctx, id, |s| {
         if s.monitor_pid == Some(me) {
             s.monitor_pid = None;
             s.monitor_start = None;
+        }
+        if s.status == Status::Restarting {
+            s.status = Status::Exited;
         }
         if s.status == Status::Running && !super::is_running(s) {
             s.status = Status::Exited;
@@ -381,6 +431,11 @@ fn clear_monitor(ctx: &Ctx, id: &str, code: i32) -> Result<()> {
 /// `weft start`: starts a created or stopped sandbox's stored command under a monitor, as
 /// `run -d` does (restart count back to 0). A running sandbox is left as it is.
 pub fn start(ctx: &Ctx, name: &str) -> Result<Sandbox> {
+    start_reporting(ctx, name).map(|(sb, _)| sb)
+}
+
+/// [`start`], with the monitor's [`ExitReport`] when this call started the command.
+pub fn start_reporting(ctx: &Ctx, name: &str) -> Result<(Sandbox, Option<ExitReport>)> {
     let sb = {
         let tx = ctx.store.begin(Mode::Write)?;
         let mut sb = find(tx.as_ref(), name)?;
@@ -389,7 +444,7 @@ pub fn start(ctx: &Ctx, name: &str) -> Result<Sandbox> {
             return Err(user_err!("sandbox {name:?} is still being created"));
         }
         if super::is_running(&sb) || monitor_alive(&sb) {
-            return Ok(sb);
+            return Ok((sb, None));
         }
         if sb.command.is_empty() {
             return Err(user_err!(
@@ -407,12 +462,15 @@ pub fn start(ctx: &Ctx, name: &str) -> Result<Sandbox> {
         sb
     };
     super::publish::reclaim(ctx, &sb)?;
-    if let Err(e) = spawn_monitor(ctx, &sb) {
-        let _ = super::publish::free(ctx, &sb.id);
-        return Err(e);
-    }
+    let report = match spawn_monitor(ctx, &sb) {
+        Ok(r) => r,
+        Err(e) => {
+            let _ = super::publish::free(ctx, &sb.id);
+            return Err(e);
+        }
+    };
     let tx = ctx.store.begin(Mode::Read)?;
-    find(tx.as_ref(), &sb.id)
+    Ok((find(tx.as_ref(), &sb.id)?, Some(report)))
 }
 
 /// Records that CMD exited; removes the sandbox if it was started with `--rm`.
@@ -564,7 +622,12 @@ pub fn stop(ctx: &Ctx, name: &str, timeout: Duration) -> Result<Sandbox> {
         };
         match cur {
             None => return Ok(sb),
-            Some(s) if s.status != Status::Running && !monitor_alive(&s) => break s,
+            Some(s)
+                if !matches!(s.status, Status::Running | Status::Restarting)
+                    && !monitor_alive(&s) =>
+            {
+                break s
+            }
             Some(s) if Instant::now() > deadline || !monitor_alive(&s) => {
                 let code = s.exit_code.unwrap_or(137);
                 finish(ctx, &s.id, code)?;
