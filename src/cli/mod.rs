@@ -7,6 +7,7 @@ mod inspect;
 mod ipam;
 mod network;
 mod output;
+mod parse;
 mod ps;
 // Named apart from `engine::sandbox`, which this file uses throughout.
 #[path = "sandbox.rs"]
@@ -24,6 +25,7 @@ use crate::engine::{self, sandbox, tools, Ctx};
 pub use daemon::DaemonCmd;
 pub use ipam::{AvoidCmd, IpamCmd};
 pub use network::{NetworkCmd, NetworkCreateArgs};
+pub use parse::parse;
 pub use sandbox_cli::{CreateArgs, CreateCmd, ExecArgs, LogsArgs, RestartArgs, RunArgs, StartArgs};
 
 /// Docker-style container networking without Docker.
@@ -154,14 +156,7 @@ pub enum Command {
         sandboxes: Vec<String>,
     },
     /// Remove sandboxes.
-    Rm {
-        /// Kill a running command first.
-        #[arg(short, long)]
-        force: bool,
-        /// Sandbox names or ids.
-        #[arg(required = true)]
-        sandboxes: Vec<String>,
-    },
+    Rm(stop::RmArgs),
     /// IP address management.
     #[command(
         subcommand,
@@ -348,7 +343,7 @@ fn run_command(cli: Cli) -> Result<i32> {
         Command::Ps(args) => ps::run_ps(&ctx, &args, format),
         Command::Inspect { sandboxes } => inspect::run_inspect(&ctx, &sandboxes, format),
         Command::Stop { time, sandboxes } => stop::run_stop(&ctx, &sandboxes, time, format),
-        Command::Rm { force, sandboxes } => stop::run_rm(&ctx, &sandboxes, force, format),
+        Command::Rm(a) => stop::run_rm(&ctx, &a.sandboxes, a.force, format),
         Command::Ipam(IpamCmd::Avoid(a)) => ipam::run_avoid(&ctx, a, format),
         Command::Port { sandbox: s } => inspect::run_port(&ctx, &s, format),
         Command::Gc => gc::run_gc(&ctx, format),
