@@ -289,7 +289,7 @@ pub fn before_attach(ctx: &Ctx, exec: &mut KernelExecutor, net: &Network) -> Res
         .link_sysctls(&Ns::Host, &net.bridge)
         .map_err(anyhow::Error::msg)?;
     let present = link.is_some();
-    let known = link.map(|(_, conf)| conf).unwrap_or_default();
+    let known = link.unwrap_or_default();
     let desired: Vec<Op> = network_ops(net, &ctx.instance)
         .into_iter()
         .filter(|op| matches!(op, Op::Sysctl { .. }))

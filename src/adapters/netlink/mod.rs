@@ -183,7 +183,7 @@ impl KernelExecutor {
         }
     }
 
-    /// The interface's index and its per-interface IPv4 and IPv6 settings as the kernel
+    /// The interface's per-interface IPv4 and IPv6 settings as the kernel
     /// reports them with the link (`IFLA_AF_SPEC`), keyed as the sysctls they are
     /// (`net/ipv4/conf/NAME/route_localnet`, ...): one request instead of a file per
     /// setting. Only the settings weft sets are listed. `None` if there is no such interface.
@@ -191,7 +191,7 @@ impl KernelExecutor {
         &mut self,
         ns: &Ns,
         name: &str,
-    ) -> Result<Option<(u32, HashMap<String, String>)>, String> {
+    ) -> Result<Option<HashMap<String, String>>, String> {
         let h = self.handle(ns)?;
         let res = self.rt.block_on(async {
             h.link()
@@ -244,7 +244,7 @@ impl KernelExecutor {
                 }
             }
         }
-        Ok(Some((m.header.index, out)))
+        Ok(Some(out))
     }
 
     /// Every host interface tagged by this state directory (`instance`), as (name, owner id)
