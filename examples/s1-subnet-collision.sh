@@ -8,7 +8,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cargo build --release --quiet
-WEFT=$PWD/target/release/weft
+# .cargo/config.toml builds for the host's target tuple explicitly: target/<tuple>/release/.
+WEFT=$PWD/target/$(rustc -vV | sed -n 's/^host: *//p')/release/weft
 tag=s1ex$$
 dir=$(mktemp -d)
 cleanup() {

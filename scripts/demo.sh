@@ -14,4 +14,4 @@ if [ "$(id -u)" != 0 ]; then
 fi
 weft_prepare_build
 weft_build_release
-exec target/release/weft demo
+exec "$(weft_release_binary)" demo

@@ -90,9 +90,10 @@ fi
 if [ -z "$binary" ]; then
   weft_prepare_build
   weft_build_release
-  binary=target/release/weft
+  binary=$(weft_release_binary) || fail "cannot tell where cargo put weft (rustc -vV names no host)"
+elif [[ $binary != /* ]]; then
+  binary=$start_dir/$binary
 fi
-[[ $binary == /* ]] || [ "$binary" = target/release/weft ] || binary=$start_dir/$binary
 [ -x "$binary" ] || fail "$binary is not an executable"
 
 install -D -m 0755 "$binary" "$bin"

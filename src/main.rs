@@ -1,12 +1,10 @@
 //! The `weft` binary: parse, run, print one-line errors.
 
-use clap::Parser;
-
 fn main() {
     let start = std::time::Instant::now();
     // Before anything is created: state, logs and run files are private to root.
     weft::adapters::process::restrict_umask();
-    let cli = weft::timing::time("args", weft::cli::Cli::parse);
+    let cli = weft::timing::time("args", weft::cli::parse);
     if cli.prints_for_people() {
         // `weft ps | head -1`: end quietly when the reader goes away, as other tools do,
         // instead of panicking on the broken pipe. (Weft's own long-lived processes keep

@@ -208,6 +208,36 @@ fn sysctls_turned_back_are_set_again() {
     h.sh("echo 0 > /proc/sys/net/ipv4/ip_forward");
     h.weft_ok(&["create", "--name", "x", "--network", "n"]);
     assert_eq!(h.sh("cat /proc/sys/net/ipv4/ip_forward").trim(), "1");
+    // The bridge's own settings, which an attach reads from the link's netlink message
+    // rather than from their files: each one changed alone is seen and set back.
+    for (i, (key, bad, good)) in [
+        (localnet.clone(), "0", "1"),
+        (
+            format!("/proc/sys/net/ipv4/conf/{br}/send_redirects"),
+            "1",
+            "0",
+        ),
+        (
+            format!("/proc/sys/net/ipv4/conf/{br}/accept_redirects"),
+            "1",
+            "0",
+        ),
+        (format!("/proc/sys/net/ipv6/conf/{br}/accept_ra"), "1", "0"),
+        (format!("/proc/sys/net/ipv6/conf/{br}/autoconf"), "1", "0"),
+        (
+            format!("/proc/sys/net/ipv6/conf/{br}/accept_redirects"),
+            "1",
+            "0",
+        ),
+    ]
+    .iter()
+    .enumerate()
+    {
+        h.sh(&format!("echo {bad} > {key}"));
+        assert_eq!(h.sh(&format!("cat {key}")).trim(), *bad);
+        h.weft_ok(&["create", "--name", &format!("y{i}"), "--network", "n"]);
+        assert_eq!(h.sh(&format!("cat {key}")).trim(), *good, "{key}");
+    }
 }
 
 #[test]

@@ -636,8 +636,24 @@ def ensure_peers(tools, install):
     return keep
 
 
+def weft_binary():
+    """Where `cargo build --release` puts weft: target/<host tuple>/release/weft, as
+    .cargo/config.toml names the machine's own target explicitly (so that weft can be linked
+    statically); target/release/weft of an older tree when there is none."""
+    try:
+        out = run(["rustc", "-vV"]).stdout.decode(errors="replace")
+    except OSError:
+        out = ""
+    host = [l.split(":", 1)[1].strip() for l in out.splitlines() if l.startswith("host:")]
+    if host:
+        binary = os.path.join(REPO, "target", host[0], "release", "weft")
+        if os.access(binary, os.X_OK) or os.path.exists(os.path.join(REPO, ".cargo", "config.toml")):
+            return binary
+    return os.path.join(REPO, "target", "release", "weft")
+
+
 def build_weft(skip):
-    binary = os.path.join(REPO, "target", "release", "weft")
+    binary = weft_binary()
     info = {"binary": binary, "built": False}
     if not skip:
         log("cargo build --release (no-op when up to date)")
@@ -889,7 +905,7 @@ def main():
     ap.add_argument("--repeats", type=int, default=3, help="repeats of every (tool, N) (default 3)")
     ap.add_argument("--tools", default="weft,netavark,cni", help="comma list of weft,netavark,cni")
     ap.add_argument("--n", help="override the N list for every tool, e.g. 1,10,50")
-    ap.add_argument("--no-build", action="store_true", help="use target/release/weft as it is")
+    ap.add_argument("--no-build", action="store_true", help="use the built weft (target/<host>/release/weft) as it is")
     ap.add_argument("--no-install", action="store_true", help="never apt-get install missing peers")
     ap.add_argument("--no-execs", action="store_true", help="skip counting the peers' iptables executions")
     ap.add_argument("--via", choices=("setns", "nsenter"), default="setns",
@@ -935,7 +951,7 @@ def main():
         before = root_snapshot()
         tools = ensure_peers(tools, not a.no_install)
         weft_info = build_weft(a.no_build) if "weft" in tools else {}
-        weft_bin = weft_info.get("binary", os.path.join(REPO, "target", "release", "weft"))
+        weft_bin = weft_info.get("binary") or weft_binary()
         out = {"meta": {"started": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "argv": sys.argv[1:],
                         "kernel": os.uname().release, "nproc": os.cpu_count(), "via": a.via,
                         "subnet": str(SUBNET), "weft": weft_info,

@@ -17,6 +17,7 @@
 #   weft_cargo ARGS...     cargo ARGS as the building user
 #   weft_give_back_target  hands a target/ root left behind (an older script) to the user
 #   weft_build_release     cargo build --release, with progress (or a notice when not a terminal)
+#   weft_release_binary    prints where that build puts weft: target/<host tuple>/release/weft
 
 # The PATH commands run with besides cargo's own directory: sudo's secure_path, which has
 # what a build needs (cc, ld) on every distribution.
@@ -204,4 +205,13 @@ weft_build_release() {
     weft_say "== building weft (release, optimised for size and speed: the first build takes a few minutes)"
     weft_cargo build --release --quiet
   fi
+}
+
+# .cargo/config.toml builds for the machine's own target tuple explicitly (so that weft can be
+# linked statically), and cargo then puts binaries under target/<tuple>/.
+weft_release_binary() {
+  local host
+  host=$(weft_as_user rustc -vV | sed -n 's/^host: *//p')
+  [ -n "$host" ] || return 1
+  echo "target/$host/release/weft"
 }

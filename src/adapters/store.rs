@@ -16,7 +16,7 @@ use ipnet::IpNet;
 use rusqlite::{params, Connection, OptionalExtension};
 use thiserror::Error;
 
-use crate::core::model::{Network, Sandbox};
+use crate::core::model::{Network, Sandbox, Status};
 
 /// Failures of the state store.
 #[derive(Debug, Error)]
@@ -111,6 +111,11 @@ pub trait Txn {
     fn corrupt_records(&self) -> StoreResult<Vec<CorruptRecord>>;
     /// Inserts or replaces a sandbox (by id); fails with `NameTaken` on a name clash.
     fn put_sandbox(&self, sb: &Sandbox) -> StoreResult<()>;
+    /// Replaces a sandbox's record (by id, same name) only if the stored one still has
+    /// `status` and is owned by process `owner_pid`; returns whether it did. One statement:
+    /// what finishes a `create` must not bring back a record someone removed meanwhile.
+    fn replace_sandbox_if(&self, sb: &Sandbox, status: Status, owner_pid: u32)
+        -> StoreResult<bool>;
     /// Deletes a sandbox record (its addresses are released separately).
     fn delete_sandbox(&self, id: &str) -> StoreResult<()>;
     /// The sandbox id holding `ip` on a network, if any.
@@ -392,26 +397,26 @@ impl SqliteTxn<'_> {
         name: &str,
         body: String,
     ) -> StoreResult<()> {
-        // Cached statements: a command writes the same record twice (intent, result).
-        let clash: Option<String> = self
-            .conn()
-            .prepare_cached(&format!(
-                "SELECT id FROM {table} WHERE name = ?1 AND id != ?2"
-            ))
-            .and_then(|mut st| st.query_row(params![name, id], |r| r.get(0)))
-            .optional()
-            .map_err(|e| self.store.err(e))?;
-        if clash.is_some() {
-            return Err(StoreError::NameTaken {
-                what,
-                name: name.to_string(),
-            });
+        // An update in place (not INSERT OR REPLACE, a delete and an insert that rewrite every
+        // index), and no separate look-up for a name clash: the UNIQUE index on `name` refuses
+        // it. A command writes its record two or three times, each a page or two less.
+        let sql = format!(
+            "INSERT INTO {table} (id, name, body) VALUES (?1, ?2, ?3) \
+             ON CONFLICT (id) DO UPDATE SET name = excluded.name, body = excluded.body"
+        );
+        match self.exec(&sql, params![id, name, body]) {
+            Ok(_) => Ok(()),
+            Err(StoreError::Sqlite {
+                source: rusqlite::Error::SqliteFailure(e, _),
+                ..
+            }) if e.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_UNIQUE => {
+                Err(StoreError::NameTaken {
+                    what,
+                    name: name.to_string(),
+                })
+            }
+            Err(e) => Err(e),
         }
-        self.exec(
-            &format!("INSERT OR REPLACE INTO {table} (id, name, body) VALUES (?1, ?2, ?3)"),
-            params![id, name, body],
-        )?;
-        Ok(())
     }
 
     fn exec(&self, sql: &str, p: impl rusqlite::Params) -> StoreResult<usize> {
@@ -459,6 +464,22 @@ impl Txn for SqliteTxn<'_> {
 
     fn put_sandbox(&self, sb: &Sandbox) -> StoreResult<()> {
         self.put("sandboxes", "sandbox", &sb.id, &sb.name, encode(sb))
+    }
+
+    fn replace_sandbox_if(
+        &self,
+        sb: &Sandbox,
+        status: Status,
+        owner_pid: u32,
+    ) -> StoreResult<bool> {
+        // The status as the record stores it (`"creating"`).
+        let status = serde_json::to_value(status).unwrap_or_default();
+        let n = self.exec(
+            "UPDATE sandboxes SET body = ?1 WHERE id = ?2 AND name = ?3 \
+             AND json_extract(body, '$.status') = ?4 AND json_extract(body, '$.owner_pid') = ?5",
+            params![encode(sb), sb.id, sb.name, status.as_str(), owner_pid],
+        )?;
+        Ok(n == 1)
     }
 
     fn delete_sandbox(&self, id: &str) -> StoreResult<()> {
@@ -646,7 +667,6 @@ impl Txn for SqliteTxn<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::core::model::Status;
     use std::collections::BTreeMap;
 
     fn net(name: &str, id: &str) -> Network {
@@ -722,6 +742,84 @@ mod tests {
             tx.network("bbbb"),
             Err(StoreError::Corrupt { .. })
         ));
+    }
+
+    fn sandbox(name: &str, id: &str, status: Status, owner_pid: Option<u32>) -> Sandbox {
+        Sandbox {
+            name: name.into(),
+            id: id.into(),
+            hostname: name.into(),
+            mode: crate::core::model::NetMode::Bridge,
+            pid: None,
+            pid_start: None,
+            monitor_pid: None,
+            monitor_start: None,
+            netns: None,
+            endpoints: vec![],
+            labels: BTreeMap::new(),
+            ports: vec![],
+            command: vec![],
+            auto_remove: false,
+            exit_code: None,
+            status,
+            owner_pid,
+            owner_start: None,
+            created: 0,
+            started: None,
+            finished: None,
+            restart: Default::default(),
+            restart_count: 0,
+            stopped: false,
+            stopped_ports: vec![],
+            run: Default::default(),
+        }
+    }
+
+    #[test]
+    fn a_record_is_updated_in_place_and_a_name_clash_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(dir.path()).unwrap();
+        let tx = store.begin(Mode::Write).unwrap();
+        tx.put_sandbox(&sandbox("a", "aaaa0001", Status::Created, None))
+            .unwrap();
+        tx.put_sandbox(&sandbox("b", "bbbb0001", Status::Created, None))
+            .unwrap();
+        // Renaming onto another record's name: refused, both records unchanged.
+        match tx.put_sandbox(&sandbox("a", "bbbb0001", Status::Exited, None)) {
+            Err(StoreError::NameTaken { what, name }) => {
+                assert_eq!((what, name.as_str()), ("sandbox", "a"))
+            }
+            other => panic!("expected NameTaken, got {other:?}"),
+        }
+        assert_eq!(tx.sandbox("b").unwrap().unwrap().status, Status::Created);
+        // Same id, new name and body: replaced, the old name is free.
+        tx.put_sandbox(&sandbox("c", "bbbb0001", Status::Exited, None))
+            .unwrap();
+        assert!(tx.sandbox("b").unwrap().is_none());
+        assert_eq!(tx.sandbox("c").unwrap().unwrap().status, Status::Exited);
+        tx.commit().unwrap();
+    }
+
+    #[test]
+    fn a_create_finishes_only_its_own_intent() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(dir.path()).unwrap();
+        let tx = store.begin(Mode::Write).unwrap();
+        tx.put_sandbox(&sandbox("a", "aaaa0001", Status::Creating, Some(7)))
+            .unwrap();
+        let done = sandbox("a", "aaaa0001", Status::Created, None);
+        // Another owner, another status, or a record gone: nothing is written.
+        assert!(!tx.replace_sandbox_if(&done, Status::Creating, 8).unwrap());
+        assert!(!tx.replace_sandbox_if(&done, Status::Removing, 7).unwrap());
+        assert_eq!(tx.sandbox("a").unwrap().unwrap().status, Status::Creating);
+        assert!(tx.replace_sandbox_if(&done, Status::Creating, 7).unwrap());
+        assert_eq!(tx.sandbox("a").unwrap().unwrap(), done);
+        // Done once: the record is no longer an intent.
+        assert!(!tx.replace_sandbox_if(&done, Status::Creating, 7).unwrap());
+        tx.delete_sandbox("aaaa0001").unwrap();
+        assert!(!tx.replace_sandbox_if(&done, Status::Created, 7).unwrap());
+        assert!(tx.sandbox("a").unwrap().is_none());
+        tx.commit().unwrap();
     }
 
     #[test]

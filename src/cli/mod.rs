@@ -7,6 +7,7 @@ mod inspect;
 mod ipam;
 mod network;
 mod output;
+mod parse;
 mod ps;
 // Named apart from `engine::sandbox`, which this file uses throughout.
 #[path = "sandbox.rs"]
@@ -24,6 +25,7 @@ use crate::engine::{self, sandbox, tools, Ctx};
 pub use daemon::DaemonCmd;
 pub use ipam::{AvoidCmd, IpamCmd};
 pub use network::{NetworkCmd, NetworkCreateArgs};
+pub use parse::parse;
 pub use sandbox_cli::{CreateArgs, CreateCmd, ExecArgs, LogsArgs, RestartArgs, RunArgs, StartArgs};
 
 /// Docker-style container networking without Docker.
@@ -162,17 +164,7 @@ pub enum Command {
     #[command(
         after_help = "Examples:\n  weft rm api                         a sandbox whose command does not run\n  weft rm -f api                      kill its command first\n  weft rm -f $(weft ps -aq)           every sandbox"
     )]
-    Rm {
-        /// Kill a running command first.
-        #[arg(short, long)]
-        force: bool,
-        /// Accepted as in Docker (`rm -fv`): weft sandboxes have no volumes.
-        #[arg(short, long)]
-        volumes: bool,
-        /// Sandbox names or ids.
-        #[arg(required = true)]
-        sandboxes: Vec<String>,
-    },
+    Rm(stop::RmArgs),
     /// IP address management.
     #[command(
         subcommand,
@@ -365,9 +357,7 @@ fn run_command(cli: Cli) -> Result<i32> {
         Command::Ps(args) => ps::run_ps(&ctx, &args, format),
         Command::Inspect { sandboxes } => inspect::run_inspect(&ctx, &sandboxes, format),
         Command::Stop { time, sandboxes } => stop::run_stop(&ctx, &sandboxes, time, format),
-        Command::Rm {
-            force, sandboxes, ..
-        } => stop::run_rm(&ctx, &sandboxes, force, format),
+        Command::Rm(a) => stop::run_rm(&ctx, &a.sandboxes, a.force, format),
         Command::Ipam(IpamCmd::Avoid(a)) => ipam::run_avoid(&ctx, a, format),
         Command::Port { sandbox: s, port } => inspect::run_port(&ctx, &s, port, format),
         Command::Gc => gc::run_gc(&ctx, format),

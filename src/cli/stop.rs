@@ -4,11 +4,26 @@
 use std::time::Duration;
 
 use anyhow::Result;
+use clap::Args;
 use serde::Serialize;
 
 use super::output::{self, print_json, Kind, Removed, Style};
 use super::Format;
 use crate::engine::{sandbox, Ctx};
+
+/// `weft rm` flags.
+#[derive(Debug, Args)]
+pub struct RmArgs {
+    /// Kill a running command first.
+    #[arg(short, long)]
+    pub force: bool,
+    /// Accepted as in Docker (`rm -fv`): weft sandboxes have no volumes.
+    #[arg(short, long)]
+    pub volumes: bool,
+    /// Sandbox names or ids.
+    #[arg(required = true)]
+    pub sandboxes: Vec<String>,
+}
 
 /// `weft stop --format json`.
 #[derive(Debug, Serialize)]

@@ -283,18 +283,24 @@ pub fn owner(ctx: &Ctx, exec: &mut KernelExecutor, id: &str) -> Result<Repaired>
 /// would otherwise fail the attach with "does not exist"). Costs one cached index lookup and a
 /// few sysctl reads when all is well.
 pub fn before_attach(ctx: &Ctx, exec: &mut KernelExecutor, net: &Network) -> Result<()> {
-    let present = exec
-        .link_index(&Ns::Host, &net.bridge)
-        .map_err(anyhow::Error::msg)?
-        .is_some();
+    // The bridge's own settings come with the link (one request); only the others (the
+    // host's `ip_forward`) are read from their files.
+    let link = exec
+        .link_sysctls(&Ns::Host, &net.bridge)
+        .map_err(anyhow::Error::msg)?;
+    let present = link.is_some();
+    let known = link.unwrap_or_default();
     let desired: Vec<Op> = network_ops(net, &ctx.instance)
         .into_iter()
         .filter(|op| matches!(op, Op::Sysctl { .. }))
         .collect();
     let sysctls_ok = desired.iter().all(|op| match op {
-        Op::Sysctl { key, value, .. } => crate::adapters::sysctl::get(key)
-            .map(|v| v == *value)
-            .unwrap_or(true),
+        Op::Sysctl { key, value, .. } => match known.get(key) {
+            Some(v) => v == value,
+            None => crate::adapters::sysctl::get(key)
+                .map(|v| v == *value)
+                .unwrap_or(true),
+        },
         _ => true,
     });
     if present && sysctls_ok {

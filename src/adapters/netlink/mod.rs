@@ -14,7 +14,7 @@ use std::os::fd::AsRawFd;
 use std::path::Path;
 
 use futures::TryStreamExt;
-use rtnetlink::packet_route::link::{AfSpecInet6, AfSpecUnspec, In6AddrGenMode};
+use rtnetlink::packet_route::link::{AfSpecInet, AfSpecInet6, AfSpecUnspec, In6AddrGenMode};
 use rtnetlink::packet_route::link::{
     InfoBridgePort, InfoData, InfoKind, InfoPortData, InfoPortKind, InfoVeth, LinkAttribute,
     LinkMessage,
@@ -181,6 +181,70 @@ impl KernelExecutor {
             Err(e) if matches!(errno_of(&e), Some(libc::ENODEV) | Some(libc::ENOENT)) => Ok(None),
             Err(e) => Err(describe(&e)),
         }
+    }
+
+    /// The interface's per-interface IPv4 and IPv6 settings as the kernel
+    /// reports them with the link (`IFLA_AF_SPEC`), keyed as the sysctls they are
+    /// (`net/ipv4/conf/NAME/route_localnet`, ...): one request instead of a file per
+    /// setting. Only the settings weft sets are listed. `None` if there is no such interface.
+    pub fn link_sysctls(
+        &mut self,
+        ns: &Ns,
+        name: &str,
+    ) -> Result<Option<HashMap<String, String>>, String> {
+        let h = self.handle(ns)?;
+        let res = self.rt.block_on(async {
+            h.link()
+                .get()
+                .match_name(name.to_string())
+                .execute()
+                .try_next()
+                .await
+        });
+        let m = match res {
+            Ok(Some(m)) => m,
+            Ok(None) => return Ok(None),
+            Err(e) if matches!(errno_of(&e), Some(libc::ENODEV) | Some(libc::ENOENT)) => {
+                return Ok(None)
+            }
+            Err(e) => return Err(describe(&e)),
+        };
+        self.indexes
+            .insert((ns.clone(), name.to_string()), m.header.index);
+        let mut out = HashMap::new();
+        let mut put = |family: &str, key: &str, v: i32| {
+            out.insert(format!("net/{family}/conf/{name}/{key}"), v.to_string());
+        };
+        for a in &m.attributes {
+            let LinkAttribute::AfSpecUnspec(specs) = a else {
+                continue;
+            };
+            for spec in specs {
+                match spec {
+                    AfSpecUnspec::Inet(v4) => {
+                        for c in v4 {
+                            if let AfSpecInet::DevConf(c) = c {
+                                put("ipv4", "accept_redirects", c.accept_redirects);
+                                put("ipv4", "send_redirects", c.send_redirects);
+                                put("ipv4", "route_localnet", c.route_localnet);
+                            }
+                        }
+                    }
+                    AfSpecUnspec::Inet6(v6) => {
+                        for c in v6 {
+                            if let AfSpecInet6::DevConf(c) = c {
+                                put("ipv6", "accept_ra", c.accept_ra);
+                                put("ipv6", "autoconf", c.autoconf);
+                                put("ipv6", "accept_redirects", c.accept_redirects);
+                                put("ipv6", "accept_dad", c.accept_dad);
+                            }
+                        }
+                    }
+                    _ => {}
+                }
+            }
+        }
+        Ok(Some(out))
     }
 
     /// Every host interface tagged by this state directory (`instance`), as (name, owner id)

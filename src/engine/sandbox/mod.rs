@@ -344,18 +344,14 @@ fn create_inner(ctx: &Ctx, req: &SandboxRequest, finish: bool) -> Result<Sandbox
         }
         let tx = ctx.store.begin(Mode::Write)?;
         // Only finish our own intent: never bring back a record someone removed meanwhile.
-        match tx.sandbox(&done.id)? {
-            Some(cur)
-                if cur.status == Status::Creating && cur.owner_pid == Some(std::process::id()) =>
-            {
-                tx.put_sandbox(&done)?;
-                tx.commit()?;
-                Ok(())
-            }
-            _ => Err(user_err!(
+        if tx.replace_sandbox_if(&done, Status::Creating, std::process::id())? {
+            tx.commit()?;
+            Ok(())
+        } else {
+            Err(user_err!(
                 "sandbox {:?} was removed while it was being created",
                 done.name
-            )),
+            ))
         }
     })?;
     // The agent holds published ports against host processes (and is started on first use).
