@@ -68,6 +68,56 @@ fn foreground_run_sees_its_network_hostname_and_hosts_file() {
 }
 
 #[test]
+fn a_sandbox_s_hosts_and_resolv_conf_come_from_the_host_s_real_resolvers() {
+    let h = Host::new("rsv");
+    h.weft_ok(&["network", "create", "n", "--subnet", "10.131.0.0/24"]);
+    let files = |name: &str| {
+        h.weft_ok(&[
+            "run",
+            "--network",
+            "n",
+            "--name",
+            name,
+            "--hostname",
+            name,
+            "--",
+            "sh",
+            "-c",
+            "cat /etc/hosts; echo ---; cat /etc/resolv.conf",
+        ])
+    };
+    // A host behind systemd-resolved's stub: 127.0.0.53 means nothing in the sandbox; its
+    // upstream servers (and resolved's search list) are the host's real resolvers.
+    h.resolv_conf("nameserver 127.0.0.53\noptions edns0 trust-ad\nsearch .\n");
+    h.resolved_conf("nameserver 10.255.0.53\nnameserver fd00:53::1\nsearch corp.example\n");
+    let out = files("box");
+    let (hosts, conf) = out.split_once("---\n").unwrap();
+    assert_eq!(
+        conf, "nameserver 10.255.0.53\nnameserver fd00:53::1\nsearch corp.example\n",
+        "{out}"
+    );
+    // The name is the hostname: once on its line.
+    let own: Vec<&str> = hosts.lines().filter(|l| l.contains("box")).collect();
+    assert_eq!(own.len(), 1, "{hosts}");
+    assert!(
+        own[0].starts_with("10.131.0.") && own[0].ends_with("\tbox"),
+        "{hosts}"
+    );
+    // A local resolver that is not resolved's (dnsmasq, unbound on 127.0.0.1): its file is
+    // what the host uses, loopback lines dropped; resolved's stale list is not read.
+    h.resolv_conf("nameserver 127.0.0.1\nnameserver 192.0.2.53\nsearch lan\n");
+    let out = files("box2");
+    let (_, conf) = out.split_once("---\n").unwrap();
+    assert_eq!(conf, "nameserver 192.0.2.53\nsearch lan\n", "{out}");
+    // Only the stub and no upstream list: no nameserver is better than an unreachable one.
+    h.resolv_conf("nameserver 127.0.0.53\n");
+    std::fs::remove_file(h.dir.join("resolved.conf")).unwrap();
+    let out = files("box3");
+    let (_, conf) = out.split_once("---\n").unwrap();
+    assert!(!conf.contains("nameserver"), "{out}");
+}
+
+#[test]
 fn detached_run_keeps_running_then_stops_and_is_removed() {
     let h = Host::new("det");
     h.weft_ok(&["network", "create", "n"]);

@@ -110,25 +110,7 @@ pub fn observe() -> Result<HostView, HostFactsError> {
 // Resolvers
 // ---------------------------------------------------------------------------------------------
 
-/// The addresses systemd-resolved's local stub listens on: a `resolv.conf` naming only these
-/// hands every lookup to resolved, whose upstream servers are the real ones.
-const RESOLVED_STUBS: [Ipv4Addr; 2] = [Ipv4Addr::new(127, 0, 0, 53), Ipv4Addr::new(127, 0, 0, 54)];
-
-/// The `nameserver` addresses of a `resolv.conf` text, in order. An IPv6 zone (`%eth0`) is
-/// dropped; lines that are not a `nameserver` line with an address are skipped.
-pub fn parse_resolv_conf(text: &str) -> Vec<IpAddr> {
-    text.lines()
-        .filter_map(|line| {
-            let mut words = line.split_whitespace();
-            if words.next()? != "nameserver" {
-                return None;
-            }
-            let value = words.next()?;
-            let addr = value.split_once('%').map_or(value, |(a, _)| a);
-            addr.parse().ok()
-        })
-        .collect()
-}
+pub use crate::core::resolv::nameservers as parse_resolv_conf;
 
 /// The text of a resolver file, `None` when it does not exist.
 fn read_resolver_file(path: &Path) -> Result<Option<String>, HostFactsError> {
@@ -161,10 +143,7 @@ pub fn nameservers(
     let listed = read_resolver_file(resolv_conf)?
         .map(|t| parse_resolv_conf(&t))
         .unwrap_or_default();
-    let only_stub = !listed.is_empty()
-        && listed
-            .iter()
-            .all(|a| matches!(a, IpAddr::V4(v4) if RESOLVED_STUBS.contains(v4)));
+    let only_stub = crate::core::resolv::all_resolved_stub(&listed);
     let mut out: Vec<NameserverFact> = listed.into_iter().map(tag(resolv_conf)).collect();
     if only_stub {
         if let Some(text) = read_resolver_file(resolved_conf)? {
@@ -607,23 +586,6 @@ mod tests {
             .chunks(4)
             .map(|w| format!("{:08X}", u32::from_ne_bytes([w[0], w[1], w[2], w[3]])))
             .collect()
-    }
-
-    #[test]
-    fn parses_resolv_conf() {
-        let text = "# generated\n\
-            nameserver 10.255.255.53\n\
-            \tnameserver   fe80::1%eth0  \n\
-            nameserver not-an-address\n\
-            ; nameserver 10.9.9.9\n\
-            search lan\n\
-            options edns0 trust-ad\n\
-            nameserver 2001:db8::53\n\
-            nameserver\n";
-        assert_eq!(
-            parse_resolv_conf(text),
-            [ip("10.255.255.53"), ip("fe80::1"), ip("2001:db8::53")]
-        );
     }
 
     #[test]

@@ -12,4 +12,5 @@ pub mod nft;
 pub mod plan;
 pub mod ports;
 pub mod reconcile;
+pub mod resolv;
 pub mod run;

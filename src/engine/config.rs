@@ -32,8 +32,8 @@ pub struct Config {
     /// Ranges weft must never allocate.
     #[serde(default)]
     pub avoid: Vec<IpNet>,
-    /// The host's resolver configuration, whose nameservers no subnet may contain
-    /// (default [`DEFAULT_RESOLV_CONF`]).
+    /// The host's resolver configuration, whose nameservers no subnet may contain and which
+    /// sandboxes' `resolv.conf` start from (default [`DEFAULT_RESOLV_CONF`]).
     #[serde(default)]
     pub resolv_conf: Option<PathBuf>,
     /// systemd-resolved's list of upstream servers, read when `resolv_conf` names only its

@@ -25,9 +25,15 @@ pub(super) fn write_files(ctx: &Ctx, sb: &Sandbox) -> Result<()> {
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
     let mut hosts =
         String::from("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n");
+    // The hostname and the name once each (they are often the same word).
+    let names = if sb.hostname == sb.name {
+        sb.name.clone()
+    } else {
+        format!("{} {}", sb.hostname, sb.name)
+    };
     for ep in &sb.endpoints {
         for a in [ep.ipv4, ep.ipv6].into_iter().flatten() {
-            hosts.push_str(&format!("{}\t{} {}\n", a.addr(), sb.hostname, sb.name));
+            hosts.push_str(&format!("{}\t{names}\n", a.addr()));
         }
     }
     for h in &sb.run.extra_hosts {
@@ -38,8 +44,15 @@ pub(super) fn write_files(ctx: &Ctx, sb: &Sandbox) -> Result<()> {
     // private run directory; replaced, never written through whatever is at the path.
     fs::replace(&dir.join("hosts"), hosts.as_bytes(), 0o644)?;
     // The host's resolvers, minus loopback ones, which mean nothing inside the sandbox
-    // (Docker does the same); `--dns*` replace the host's lines of their kind.
-    let host_conf = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
+    // (Docker does the same); `--dns*` replace the host's lines of their kind. Behind
+    // systemd-resolved's stub (127.0.0.53, unreachable from the sandbox) the host's real
+    // resolvers are resolved's upstream list, as Docker reads them too.
+    let host_conf = std::fs::read_to_string(ctx.config.resolv_conf()).unwrap_or_default();
+    let host_conf = if crate::core::resolv::only_resolved_stub(&host_conf) {
+        std::fs::read_to_string(ctx.config.resolved_conf()).unwrap_or(host_conf)
+    } else {
+        host_conf
+    };
     let conf = sb.run.dns.resolv_conf(&host_conf);
     fs::replace(&dir.join("resolv.conf"), conf.as_bytes(), 0o644)?;
     Ok(())
