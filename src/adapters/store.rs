@@ -746,32 +746,8 @@ mod tests {
 
     fn sandbox(name: &str, id: &str, status: Status, owner_pid: Option<u32>) -> Sandbox {
         Sandbox {
-            name: name.into(),
-            id: id.into(),
-            hostname: name.into(),
-            mode: crate::core::model::NetMode::Bridge,
-            pid: None,
-            pid_start: None,
-            monitor_pid: None,
-            monitor_start: None,
-            netns: None,
-            endpoints: vec![],
-            labels: BTreeMap::new(),
-            ports: vec![],
-            command: vec![],
-            auto_remove: false,
-            exit_code: None,
-            status,
             owner_pid,
-            owner_start: None,
-            created: 0,
-            started: None,
-            finished: None,
-            restart: Default::default(),
-            restart_count: 0,
-            stopped: false,
-            stopped_ports: vec![],
-            run: Default::default(),
+            ..Sandbox::example(name, id, status)
         }
     }
 

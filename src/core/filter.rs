@@ -153,15 +153,6 @@ mod tests {
 
     fn sb(name: &str, status: Status, labels: &[(&str, &str)], nets: &[&str]) -> Sandbox {
         Sandbox {
-            name: name.into(),
-            id: format!("{name}00"),
-            hostname: name.into(),
-            mode: crate::core::model::NetMode::Bridge,
-            pid: None,
-            pid_start: None,
-            monitor_pid: None,
-            monitor_start: None,
-            netns: None,
             endpoints: nets
                 .iter()
                 .map(|n| crate::core::model::Endpoint {
@@ -181,21 +172,7 @@ mod tests {
                 .iter()
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect::<BTreeMap<_, _>>(),
-            ports: vec![],
-            command: vec![],
-            auto_remove: false,
-            exit_code: None,
-            status,
-            owner_pid: None,
-            owner_start: None,
-            created: 0,
-            started: None,
-            finished: None,
-            restart: Default::default(),
-            restart_count: 0,
-            stopped: false,
-            stopped_ports: vec![],
-            run: Default::default(),
+            ..Sandbox::example(name, &format!("{name}00"), status)
         }
     }
 

@@ -291,6 +291,42 @@ impl Sandbox {
     }
 }
 
+#[cfg(test)]
+impl Sandbox {
+    /// A bridge-mode sandbox with no endpoint, process or settings, for unit tests: each sets
+    /// what it looks at, and a new field is added here only.
+    pub(crate) fn example(name: &str, id: &str, status: Status) -> Sandbox {
+        Sandbox {
+            name: name.into(),
+            id: id.into(),
+            hostname: name.into(),
+            mode: NetMode::Bridge,
+            pid: None,
+            pid_start: None,
+            monitor_pid: None,
+            monitor_start: None,
+            netns: None,
+            endpoints: vec![],
+            labels: BTreeMap::new(),
+            ports: vec![],
+            command: vec![],
+            auto_remove: false,
+            exit_code: None,
+            status,
+            owner_pid: None,
+            owner_start: None,
+            created: 0,
+            started: None,
+            finished: None,
+            restart: Default::default(),
+            restart_count: 0,
+            stopped: false,
+            stopped_ports: vec![],
+            run: Default::default(),
+        }
+    }
+}
+
 /// The MAC weft gives a sandbox interface: `02:42` followed by the IPv4 address, as Docker
 /// does, so that a MAC identifies its address at a glance. Without IPv4, the last four bytes
 /// of the IPv6 address are used.

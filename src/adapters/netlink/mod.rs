@@ -153,6 +153,23 @@ impl KernelExecutor {
         }
     }
 
+    /// The kernel's message for interface `name` in `h`'s namespace; `None` if it does not
+    /// exist.
+    fn get_link(&self, h: &Handle, name: &str) -> Result<Option<LinkMessage>, rtnetlink::Error> {
+        let res = self.rt.block_on(async {
+            h.link()
+                .get()
+                .match_name(name.to_string())
+                .execute()
+                .try_next()
+                .await
+        });
+        match res {
+            Err(e) if matches!(errno_of(&e), Some(libc::ENODEV) | Some(libc::ENOENT)) => Ok(None),
+            other => other,
+        }
+    }
+
     /// Index of an interface by name, `None` if it does not exist.
     pub fn link_index(&mut self, ns: &Ns, name: &str) -> Result<Option<u32>, String> {
         if let Some(i) = self.indexes.get(&(ns.clone(), name.to_string())) {
@@ -163,24 +180,12 @@ impl KernelExecutor {
             return Ok(Some(1));
         }
         let h = self.handle(ns)?;
-        let res = self.rt.block_on(async {
-            h.link()
-                .get()
-                .match_name(name.to_string())
-                .execute()
-                .try_next()
-                .await
-        });
-        match res {
-            Ok(Some(m)) => {
-                self.indexes
-                    .insert((ns.clone(), name.to_string()), m.header.index);
-                Ok(Some(m.header.index))
-            }
-            Ok(None) => Ok(None),
-            Err(e) if matches!(errno_of(&e), Some(libc::ENODEV) | Some(libc::ENOENT)) => Ok(None),
-            Err(e) => Err(describe(&e)),
-        }
+        let Some(m) = self.get_link(&h, name).map_err(|e| describe(&e))? else {
+            return Ok(None);
+        };
+        self.indexes
+            .insert((ns.clone(), name.to_string()), m.header.index);
+        Ok(Some(m.header.index))
     }
 
     /// The interface's per-interface IPv4 and IPv6 settings as the kernel
@@ -193,21 +198,8 @@ impl KernelExecutor {
         name: &str,
     ) -> Result<Option<HashMap<String, String>>, String> {
         let h = self.handle(ns)?;
-        let res = self.rt.block_on(async {
-            h.link()
-                .get()
-                .match_name(name.to_string())
-                .execute()
-                .try_next()
-                .await
-        });
-        let m = match res {
-            Ok(Some(m)) => m,
-            Ok(None) => return Ok(None),
-            Err(e) if matches!(errno_of(&e), Some(libc::ENODEV) | Some(libc::ENOENT)) => {
-                return Ok(None)
-            }
-            Err(e) => return Err(describe(&e)),
+        let Some(m) = self.get_link(&h, name).map_err(|e| describe(&e))? else {
+            return Ok(None);
         };
         self.indexes
             .insert((ns.clone(), name.to_string()), m.header.index);
@@ -606,21 +598,8 @@ impl KernelExecutor {
                     }
                 }
                 let h = self.handle(ns).map_err(|e| exec_err(op, e))?;
-                let msg = self.rt.block_on(async {
-                    h.link()
-                        .get()
-                        .match_name(ifname.to_string())
-                        .execute()
-                        .try_next()
-                        .await
-                });
-                let link = match msg {
-                    Ok(Some(m)) => m,
-                    Ok(None) => return Ok(()),
-                    Err(e) if matches!(errno_of(&e), Some(libc::ENODEV) | Some(libc::ENOENT)) => {
-                        return Ok(())
-                    }
-                    Err(e) => return Err(fail(e)),
+                let Some(link) = self.get_link(&h, ifname).map_err(fail)? else {
+                    return Ok(());
                 };
                 // In the host namespace weft deletes only what it tagged as its own: a bridge
                 // named by --bridge-name may be the user's.
