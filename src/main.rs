@@ -15,7 +15,9 @@ fn main() {
         }
         // A command that exits soon hands the nf_tables sockets of its deletions to the agent
         // instead of waiting for their release (see `adapters::fd_park`).
-        weft::adapters::nftables::park_sockets_at(weft::adapters::fd_park::path(&cli.run_dir));
+        weft::adapters::nftables::park_sockets_at(weft::adapters::fd_park::path(
+            &cli.globals.run_dir,
+        ));
     }
     let failure = cli.failure_code();
     let code = match weft::cli::run(cli) {

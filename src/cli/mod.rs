@@ -19,7 +19,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::Result;
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::engine::{self, sandbox, tools, Ctx};
 pub use daemon::DaemonCmd;
@@ -41,6 +41,17 @@ pub use sandbox_cli::{CreateArgs, CreateCmd, ExecArgs, LogsArgs, RestartArgs, Ru
 --state-dir, --run-dir and --config."
 )]
 pub struct Cli {
+    /// The options every command takes.
+    #[command(flatten)]
+    pub globals: Globals,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The options every command takes (also read by the one-subcommand parse, `parse.rs`).
+#[derive(Debug, Args)]
+pub struct Globals {
     /// Persistent state (networks, sandboxes, allocations).
     #[arg(
         long,
@@ -82,9 +93,6 @@ pub struct Cli {
         help_heading = "Global options"
     )]
     pub format: Option<Format>,
-    /// What to do.
-    #[command(subcommand)]
-    pub command: Command,
 }
 
 impl Cli {
@@ -312,7 +320,7 @@ pub fn run(cli: Cli) -> Result<i32> {
 }
 
 fn run_command(cli: Cli) -> Result<i32> {
-    let format = cli.format;
+    let format = cli.globals.format;
     // Probes and the demo need no state.
     match &cli.command {
         Command::Tool(t) => {
@@ -343,9 +351,18 @@ fn run_command(cli: Cli) -> Result<i32> {
     }
     if let Command::Daemon { action: None, stay } = &cli.command {
         output::style(format, "daemon", output::Kind::TextOnly)?;
-        return engine::agent::run(&cli.state_dir, &cli.run_dir, &cli.config, *stay);
+        return engine::agent::run(
+            &cli.globals.state_dir,
+            &cli.globals.run_dir,
+            &cli.globals.config,
+            *stay,
+        );
     }
-    let ctx = Ctx::open(&cli.state_dir, &cli.run_dir, &cli.config)?;
+    let ctx = Ctx::open(
+        &cli.globals.state_dir,
+        &cli.globals.run_dir,
+        &cli.globals.config,
+    )?;
     match cli.command {
         Command::Network(n) => network::run_network(&ctx, n, format),
         Command::Run(r) => sandbox_cli::run(&ctx, r, format),

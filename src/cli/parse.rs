@@ -7,51 +7,12 @@
 //! again by the whole tree, so messages, help and exit codes stay clap's own.
 
 use std::ffi::OsString;
-use std::path::PathBuf;
 
 use clap::{Args, FromArgMatches, Parser};
 
 use super::sandbox_cli::CreateCmd;
 use super::stop::RmArgs;
-use super::{Cli, Command, Format};
-
-/// The global options of [`Cli`], defined alike (`tests::fast_and_full_parse_agree` holds
-/// them to it).
-#[derive(Debug, Args)]
-struct Globals {
-    #[arg(
-        long,
-        global = true,
-        env = "WEFT_STATE_DIR",
-        hide_env = true,
-        default_value = "/var/lib/weft"
-    )]
-    state_dir: PathBuf,
-    #[arg(
-        long,
-        global = true,
-        env = "WEFT_RUN_DIR",
-        hide_env = true,
-        default_value = "/run/weft"
-    )]
-    run_dir: PathBuf,
-    #[arg(
-        long,
-        global = true,
-        env = "WEFT_CONFIG",
-        hide_env = true,
-        default_value = "/etc/weft/weft.toml"
-    )]
-    config: PathBuf,
-    #[arg(
-        long,
-        global = true,
-        value_enum,
-        hide_possible_values = true,
-        overrides_with = "format"
-    )]
-    format: Option<Format>,
-}
+use super::{Cli, Command, Globals};
 
 /// The global options that take a value (`--state-dir DIR` or `--state-dir=DIR`).
 const VALUED_GLOBALS: [&str; 4] = ["--state-dir", "--run-dir", "--config", "--format"];
@@ -101,10 +62,7 @@ fn fast(args: &[OsString]) -> Option<Cli> {
         _ => return None,
     };
     Some(Cli {
-        state_dir: g.state_dir,
-        run_dir: g.run_dir,
-        config: g.config,
-        format: g.format,
+        globals: g,
         command,
     })
 }

@@ -116,9 +116,9 @@ pub(super) fn check_user(spec: &str) -> Result<()> {
     Ok(())
 }
 
-/// The search path the init's `execvp` would use when neither the sandbox's environment nor
-/// weft's own sets PATH (glibc's default).
-const DEFAULT_PATH: &str = "/usr/local/bin:/usr/bin:/bin";
+/// The search path the init's `execvp` uses when neither the sandbox's environment nor
+/// weft's own sets PATH (glibc's `_CS_PATH`).
+const DEFAULT_PATH: &str = "/bin:/usr/bin";
 
 /// Checks that a stored command names an executable: a bare name must be found on the PATH
 /// the command will run with (the sandbox shares the host's files). Paths with a `/` are left
