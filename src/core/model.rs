@@ -289,6 +289,16 @@ impl Sandbox {
     pub fn short_id(&self) -> &str {
         &self.id[..12.min(self.id.len())]
     }
+
+    /// Records that the command exited with `code` at `now` (seconds since the epoch): no
+    /// process, status `exited`. Whether a monitor stays (a restart) is the caller's.
+    pub fn command_exited(&mut self, code: i32, now: u64) {
+        self.pid = None;
+        self.pid_start = None;
+        self.status = Status::Exited;
+        self.exit_code = Some(code);
+        self.finished = Some(now);
+    }
 }
 
 #[cfg(test)]

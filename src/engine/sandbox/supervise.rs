@@ -348,10 +348,7 @@ fn finish_or_restart(ctx: &Ctx, id: &str, code: i32) -> Result<Option<Sandbox>> 
     let Some(mut sb) = tx.sandbox(id)?.filter(|s| s.status != Status::Removing) else {
         return Ok(None);
     };
-    sb.pid = None;
-    sb.pid_start = None;
-    sb.exit_code = Some(code);
-    sb.finished = Some(crate::engine::now());
+    sb.command_exited(code, crate::engine::now());
     let again = !sb.stopped && sb.restart.restarts(code, sb.restart_count);
     // A command that ended for good holds no host port, as with Docker (`start` claims them
     // again); freed in this transaction, so that a `start` right after it claims them.
@@ -366,7 +363,6 @@ fn finish_or_restart(ctx: &Ctx, id: &str, code: i32) -> Result<Option<Sandbox>> 
         sb.status = Status::Restarting;
         sb.restart_count = sb.restart_count.saturating_add(1);
     } else {
-        sb.status = Status::Exited;
         sb.monitor_pid = None;
         sb.monitor_start = None;
     }
@@ -418,11 +414,7 @@ fn clear_monitor(ctx: &Ctx, id: &str, code: i32) -> Result<()> {
             s.status = Status::Exited;
         }
         if s.status == Status::Running && !super::is_running(s) {
-            s.status = Status::Exited;
-            s.pid = None;
-            s.pid_start = None;
-            s.exit_code = Some(code);
-            s.finished = Some(crate::engine::now());
+            s.command_exited(code, crate::engine::now());
         }
     })?;
     Ok(())
@@ -476,13 +468,9 @@ pub fn start_reporting(ctx: &Ctx, name: &str) -> Result<(Sandbox, Option<ExitRep
 /// Records that CMD exited; removes the sandbox if it was started with `--rm`.
 fn finish(ctx: &Ctx, id: &str, code: i32) -> Result<()> {
     let Some(sb) = update(ctx, id, |s| {
-        s.pid = None;
-        s.pid_start = None;
         s.monitor_pid = None;
         s.monitor_start = None;
-        s.status = Status::Exited;
-        s.exit_code = Some(code);
-        s.finished = Some(crate::engine::now());
+        s.command_exited(code, crate::engine::now());
     })?
     else {
         return Ok(());
