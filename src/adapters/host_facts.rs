@@ -26,6 +26,7 @@ use crate::adapters::conntrack::{self, CtEntry};
 use crate::adapters::libc_consts::{AF_INET, AF_INET6};
 use crate::adapters::nla::{error_code, messages, Writer, NLMSG_DONE, NLMSG_ERROR};
 use crate::core::ipam::{AddrFact, HostView, NameserverFact, PeerFact, PeerSource, RouteFact};
+use crate::core::resolv;
 
 /// Why the host could not be observed.
 #[derive(Debug, thiserror::Error)]
@@ -110,8 +111,6 @@ pub fn observe() -> Result<HostView, HostFactsError> {
 // Resolvers
 // ---------------------------------------------------------------------------------------------
 
-pub use crate::core::resolv::nameservers as parse_resolv_conf;
-
 /// The text of a resolver file, `None` when it does not exist.
 fn read_resolver_file(path: &Path) -> Result<Option<String>, HostFactsError> {
     match std::fs::read_to_string(path) {
@@ -141,13 +140,17 @@ pub fn nameservers(
         }
     };
     let listed = read_resolver_file(resolv_conf)?
-        .map(|t| parse_resolv_conf(&t))
+        .map(|t| resolv::nameservers(&t))
         .unwrap_or_default();
-    let only_stub = crate::core::resolv::all_resolved_stub(&listed);
+    let only_stub = resolv::all_resolved_stub(&listed);
     let mut out: Vec<NameserverFact> = listed.into_iter().map(tag(resolv_conf)).collect();
     if only_stub {
         if let Some(text) = read_resolver_file(resolved_conf)? {
-            out.extend(parse_resolv_conf(&text).into_iter().map(tag(resolved_conf)));
+            out.extend(
+                resolv::nameservers(&text)
+                    .into_iter()
+                    .map(tag(resolved_conf)),
+            );
         }
     }
     Ok(out)
