@@ -98,6 +98,15 @@ pub struct Network {
 }
 
 impl Network {
+    /// Whether the host agent answers names for sandboxes of this network (`--opt dns=false`
+    /// turns it off: sandboxes then get the host's resolvers, as before DNS existed).
+    pub fn dns(&self) -> bool {
+        self.options
+            .get("dns")
+            .map(|v| v != "false")
+            .unwrap_or(true)
+    }
+
     /// Inter-container communication: false means sandboxes of this network only reach the
     /// gateway, not each other.
     pub fn icc(&self) -> bool {

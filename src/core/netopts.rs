@@ -20,6 +20,7 @@ pub const DOCKER_MTU: &str = "com.docker.network.driver.mtu";
 
 /// Every key `--opt` accepts.
 pub const KEYS: &[&str] = &[
+    "dns",
     "icc",
     "masquerade",
     "host_ip",
@@ -67,7 +68,7 @@ pub enum OptError {
 /// The network settings `--opt` and the matching flags resolve to.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct NetOptions {
-    /// Driver options under weft's keys (`icc`, `masquerade`: `true`/`false`; `host_ip`: an
+    /// Driver options under weft's keys (`dns`, `icc`, `masquerade`: `true`/`false`; `host_ip`: an
     /// address), as the network record keeps them.
     pub options: BTreeMap<String, String>,
     /// MTU, from `--mtu` or Docker's option.
@@ -125,6 +126,7 @@ pub fn resolve(
     mtu: Option<u32>,
     bridge_name: Option<&str>,
 ) -> Result<NetOptions, OptError> {
+    let mut dns = Slot::new("dns");
     let mut icc = Slot::new("icc");
     let mut masq = Slot::new("masquerade");
     let mut host_ip = Slot::new("host_ip");
@@ -148,12 +150,12 @@ pub fn resolve(
         };
         let spelled = format!("--opt {item}");
         match key {
-            "icc" | DOCKER_ICC | "masquerade" | DOCKER_MASQUERADE => {
+            "dns" | "icc" | DOCKER_ICC | "masquerade" | DOCKER_MASQUERADE => {
                 let b = boolean(value).ok_or_else(|| bad("use true or false"))?;
-                let slot = if key == "icc" || key == DOCKER_ICC {
-                    &mut icc
-                } else {
-                    &mut masq
+                let slot = match key {
+                    "dns" => &mut dns,
+                    "icc" | DOCKER_ICC => &mut icc,
+                    _ => &mut masq,
                 };
                 slot.set(spelled, b.to_string())?;
             }
@@ -183,7 +185,12 @@ pub fn resolve(
         }
     }
     let mut options = BTreeMap::new();
-    for (k, slot) in [("icc", icc), ("masquerade", masq), ("host_ip", host_ip)] {
+    for (k, slot) in [
+        ("dns", dns),
+        ("icc", icc),
+        ("masquerade", masq),
+        ("host_ip", host_ip),
+    ] {
         if let Some(v) = slot.get() {
             options.insert(k.to_string(), v);
         }
@@ -223,6 +230,20 @@ mod tests {
         assert_eq!(r.options["icc"], "false");
         assert_eq!(r.options["masquerade"], "false");
         assert_eq!(r.options["host_ip"], "127.0.0.1");
+    }
+
+    #[test]
+    fn dns_is_a_boolean_option() {
+        let r = resolve(&v(&["dns=0"]), None, None).unwrap();
+        assert_eq!(r.options["dns"], "false");
+        assert_eq!(
+            resolve(&v(&["dns=maybe"]), None, None),
+            Err(OptError::Value {
+                key: "dns".into(),
+                value: "maybe".into(),
+                expected: "use true or false",
+            })
+        );
     }
 
     #[test]
