@@ -1,0 +1,933 @@
+#!/usr/bin/env python3
+"""bench/dns: weft's DNS server (a task of the host agent) against aardvark-dns, with the
+same 1,000 names, measured by dnsperf in one run (python3 stdlib; dnsperf, aardvark-dns and a
+C responder built with gcc as tools).
+
+Topology (P = this run's pid; every namespace is made by this run and deleted at its end,
+also on error, Ctrl-C or SIGTERM; the root network namespace is never changed and no
+traffic leaves these namespaces):
+
+  wdb-P-up   the upstream: dns_responder on 0.0.0.0:53 (answers any A query, TTL 0)
+             w0 198.18.53.1/30 <-> up0 198.18.53.2 in wdb-P-wh
+             a0 198.18.54.1/30 <-> up0 198.18.54.2 in wdb-P-ah
+  wdb-P-wh   weft's host: its own --state-dir/--run-dir/--config under the run's temp dir
+             (resolv_conf names 198.18.53.1, the agent on, the DNS rate limit off when the
+             binary knows the key); network `dnsb` 10.92.0.0/16 (gateway 10.92.0.1) with
+             1,000 sandboxes s0001..s1000 (`weft run -d -- sleep inf`) and the client
+             sandbox `dnsclient`; dnsperf runs in the client's network namespace against
+             10.92.0.1:53, which weft redirects to its agent.
+  wdb-P-ah   aardvark's host: bridge wdbbr0 10.91.0.1/16, aardvark-dns 1.4 with a config
+             directory as netavark writes it (file `dnsb`: gateway and upstream on the first
+             line, then one line per container: id, IPv4, IPv6, names), the same 1,000
+             names at 10.91.0.3.. plus the client; aardvark binds 10.91.0.1:53.
+             The ceiling: a second dns_responder on 10.91.0.1:5300.
+  wdb-P-ac   aardvark's client: eth0 10.91.0.2/16 on wdbbr0 (container `dnsclient` in
+             aardvark's config, so aardvark knows it as a member of the network).
+
+Targets: weft-local / aard-local (a query file of the 1,000 names, type A), weft-fwd /
+aard-fwd (100,000 distinct names under fwd.test, answered by the upstream; TTL 0 so no
+cache can keep them), ceiling (the responder on aardvark's gateway, same query file as
+forwarding). Each repeat runs every target twice: saturated (dnsperf -q 100 outstanding,
+-c 4 sockets, -l SECONDS) for queries per second and the server's CPU per answer, and
+paced (-Q RATE) for latency at the same offered load for every server. Latency comes
+from dnsperf -v (one line per answer with its latency).
+"""
+import argparse
+import fcntl
+import json
+import os
+import re
+import random
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+import attach_bench as ab  # noqa: E402  (helpers only: run, must, pct, table, build, cpu marks)
+
+BENCH = os.path.dirname(HERE)
+REPO = os.path.dirname(BENCH)
+PID = os.getpid()
+NS_PREFIX = "wdb-"
+NS_RE = re.compile(r"^wdb-(\d+)-[a-z0-9]+$")
+TMP_PREFIX = "/tmp/weft-bench-dns-"
+LOCK = "/run/lock/weft-bench-dns.lock"
+AARDVARK = os.environ.get("AARDVARK_BIN", "/usr/lib/podman/aardvark-dns")
+RESPONDER_SRC = os.path.join(HERE, "dns_responder.c")
+HZ = os.sysconf("SC_CLK_TCK")
+
+NAMES = 1000
+NETWORK = "dnsb"
+W_SUBNET, W_GW = "10.92.0.0/16", "10.92.0.1"
+A_SUBNET_LEN, A_GW, A_CLIENT = 16, "10.91.0.1", "10.91.0.2"
+UP_W, UP_W_HOST = "198.18.53.1", "198.18.53.2"
+UP_A, UP_A_HOST = "198.18.54.1", "198.18.54.2"
+UP_ANSWER = "198.51.100.7"
+CEIL_PORT = 5300
+FWD_NAMES = 100000
+
+TARGETS = {
+    # id: (server, query file, what)
+    "weft-local": ("weft", "local", "1,000 sandbox names, answered by weft's agent"),
+    "aard-local": ("aardvark", "local", "the same 1,000 names, answered by aardvark-dns"),
+    "weft-fwd": ("weft", "fwd", "names forwarded by weft to the upstream responder"),
+    "aard-fwd": ("aardvark", "fwd", "names forwarded by aardvark-dns to the upstream responder"),
+    "ceiling": ("ceiling", "fwd", "the trivial responder itself on aardvark's gateway"),
+}
+TARGET_LOCAL_QPS, TARGET_LOCAL_CPU, TARGET_LOCAL_P99, TARGET_FWD_QPS, TARGET_RSS_MIB = 1.0, 0.5, 1.5, 1.0, 20.0
+
+
+def log(msg):
+    sys.stderr.write("[dns] %s\n" % msg)
+    sys.stderr.flush()
+
+
+run = ab.run
+must = ab.must
+pct = ab.pct
+table = ab.table
+
+
+def nsx(ns):
+    path = ns if ns.startswith("/") else "/run/netns/" + ns
+    return ["nsenter", "--net=" + path]
+
+
+def ns_name(tag):
+    return "wdb-%d-%s" % (PID, tag)
+
+
+# --------------------------------------------------------------------------- resources
+class Resources:
+    """Everything this run made, so any exit path removes it: processes it started (each the
+    leader of its own process group, killed by the PID it recorded), aardvark-dns (by the PID
+    in its pid file, checked against its command line), the weft host (sandboxes and network
+    removed with weft itself, its agent stopped), namespaces and the temp dir."""
+
+    def __init__(self):
+        self.dir = "%s%d" % (TMP_PREFIX, PID)
+        self.procs = []
+        self.namespaces = []
+        self.weft = None
+        self.aardvark_pid = None
+        self.made_dir = False
+
+    def mkdir(self):
+        os.makedirs(self.dir + "/pids", mode=0o700)
+        self.made_dir = True
+
+    def add_ns(self, *names):
+        for n in names:
+            if os.path.exists("/run/netns/" + n):
+                ab.del_namespaces([n])
+            self.namespaces.append(n)
+            must(["ip", "netns", "add", n])
+            must(["ip", "-n", n, "link", "set", "lo", "up"])
+
+    def bg(self, name, ns, argv):
+        logf = open(os.path.join(self.dir, "%s.log" % name), "wb")
+        p = subprocess.Popen(nsx(ns) + argv, stdout=logf, stderr=subprocess.STDOUT,
+                             stdin=subprocess.DEVNULL, start_new_session=True, env=ab.base_env())
+        logf.close()
+        self.procs.append((name, p))
+        with open(os.path.join(self.dir, "pids", name + ".pid"), "w") as f:
+            f.write("%d\n" % p.pid)
+        return p
+
+    def stop_procs(self):
+        for _, p in self.procs:
+            if p.poll() is None:
+                try:
+                    os.killpg(p.pid, signal.SIGTERM)
+                except OSError:
+                    pass
+        for _, p in self.procs:
+            try:
+                p.wait(timeout=3)
+            except subprocess.TimeoutExpired:
+                try:
+                    os.killpg(p.pid, signal.SIGKILL)
+                except OSError:
+                    pass
+                p.wait(timeout=5)
+        self.procs = []
+
+    def stop_aardvark(self):
+        pid = self.aardvark_pid
+        self.aardvark_pid = None
+        if pid and is_aardvark(pid, self.dir):
+            try:
+                os.kill(pid, signal.SIGTERM)
+            except OSError:
+                return
+            for _ in range(50):
+                if not os.path.exists("/proc/%d" % pid):
+                    return
+                time.sleep(0.05)
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except OSError:
+                pass
+
+    def cleanup(self):
+        try:
+            ab.back_to_root()
+        except OSError as e:
+            log("could not return to the root namespace: %s" % e)
+        self.stop_procs()
+        self.stop_aardvark()
+        if self.weft is not None:
+            try:
+                self.weft.teardown()
+            except Exception as e:  # the namespaces go anyway
+                log("weft teardown: %s" % e)
+            self.weft = None
+        if self.namespaces:
+            ab.del_namespaces(self.namespaces)
+            self.namespaces = []
+        if self.made_dir:
+            ab.remove_dir(self.dir)
+            self.made_dir = False
+
+
+RES = Resources()
+
+
+def is_aardvark(pid, config_dir):
+    try:
+        cmd = open("/proc/%d/cmdline" % pid, "rb").read().split(b"\0")
+    except OSError:
+        return False
+    return bool(cmd) and cmd[0].endswith(b"aardvark-dns") and any(
+        a.startswith(config_dir.encode()) for a in cmd)
+
+
+# --------------------------------------------------------------------------- /proc
+def cpu_ticks(pid):
+    """utime + stime of the whole process (all its threads), in clock ticks."""
+    with open("/proc/%d/stat" % pid) as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return int(fields[11]) + int(fields[12])
+
+
+def rss_mib(pid):
+    with open("/proc/%d/status" % pid) as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024.0
+    return float("nan")
+
+
+def machine_busy():
+    """(CPU s the machine spent in processes: user, nice, system, steal; CPU s in interrupts:
+    irq, softirq). Interrupt time is kept apart: with IRQ time accounting the kernel charges
+    the packets' softirq work to no process, so it would count as "others" otherwise."""
+    with open("/proc/stat") as f:
+        v = [int(x) for x in f.readline().split()[1:]]
+    return (v[0] + v[1] + v[2] + v[7]) / HZ, (v[5] + v[6]) / HZ
+
+
+# --------------------------------------------------------------------------- DNS probe
+def query(ns, server, port, name, timeout=1.0):
+    """One A query from inside namespace ns (a python child there); returns (rcode, [A])."""
+    code = r"""
+import socket, struct, sys
+name, server, port, timeout = sys.argv[1], sys.argv[2], int(sys.argv[3]), float(sys.argv[4])
+q = struct.pack('>HHHHHH', 0x4242, 0x0100, 1, 0, 0, 0)
+for l in name.rstrip('.').split('.'):
+    q += bytes([len(l)]) + l.encode()
+q += b'\0' + struct.pack('>HH', 1, 1)
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.settimeout(timeout)
+s.sendto(q, (server, port))
+try:
+    r = s.recv(4096)
+except socket.timeout:
+    print('timeout'); sys.exit(0)
+rcode = r[3] & 15
+an = struct.unpack('>H', r[6:8])[0]
+off = len(q)
+ips = []
+for _ in range(an):
+    if r[off] & 0xc0 == 0xc0:
+        off += 2
+    else:
+        while r[off]:
+            off += r[off] + 1
+        off += 1
+    t, c, ttl, rdl = struct.unpack('>HHIH', r[off:off + 10])
+    off += 10
+    if t == 1 and rdl == 4:
+        ips.append(socket.inet_ntoa(r[off:off + 4]))
+    off += rdl
+print(rcode, ' '.join(ips))
+"""
+    p = run(nsx(ns) + ["python3", "-c", code, name, server, str(port), str(timeout)])
+    out = p.stdout.decode().strip()
+    if p.returncode != 0 or not out or out == "timeout":
+        return None, []
+    parts = out.split()
+    return int(parts[0]), parts[1:]
+
+
+def wait_answer(ns, server, port, name, want, timeout=10.0):
+    t_end = time.monotonic() + timeout
+    got = None
+    while time.monotonic() < t_end:
+        got = query(ns, server, port, name)
+        if got[0] == 0 and (want is None or want in got[1]):
+            return got
+        time.sleep(0.2)
+    raise RuntimeError("%s:%d from %s: %s gave %r, expected %s" % (server, port, ns, name, got, want))
+
+
+# --------------------------------------------------------------------------- the pieces
+def aard_ip(i):
+    """Address of sandbox i (1-based) on aardvark's network: 10.91.0.3 onwards."""
+    n = i + 2
+    return "10.91.%d.%d" % (n // 256, n % 256)
+
+
+def veth_link(a_ns, a_if, a_ip, b_ns, b_if, b_ip, plen):
+    must(["ip", "-n", a_ns, "link", "add", a_if, "type", "veth", "peer", "name", b_if, "netns", b_ns])
+    must(["ip", "-n", a_ns, "addr", "add", "%s/%d" % (a_ip, plen), "dev", a_if])
+    must(["ip", "-n", b_ns, "addr", "add", "%s/%d" % (b_ip, plen), "dev", b_if])
+    must(["ip", "-n", a_ns, "link", "set", a_if, "up"])
+    must(["ip", "-n", b_ns, "link", "set", b_if, "up"])
+
+
+class Upstream:
+    def __init__(self, responder):
+        self.ns = ns_name("up")
+        self.responder = responder
+
+    def start(self):
+        RES.add_ns(self.ns)
+        self.proc = RES.bg("upstream", self.ns, [self.responder, "0.0.0.0", "53", UP_ANSWER])
+
+
+class Aardvark:
+    """aardvark-dns for network `dnsb`, as netavark would run it (its own config directory,
+    `aardvark-dns --config DIR -p 53 run`, which forks and leaves its pid in DIR)."""
+
+    def __init__(self, responder):
+        self.host = ns_name("ah")
+        self.client = ns_name("ac")
+        self.cfg = os.path.join(RES.dir, "aardvark")
+        self.responder = responder
+        self.pid = None
+
+    def start(self, upstream_ns):
+        RES.add_ns(self.host, self.client)
+        h, c = self.host, self.client
+        must(["ip", "-n", h, "link", "add", "wdbbr0", "type", "bridge"])
+        must(["ip", "-n", h, "addr", "add", "%s/%d" % (A_GW, A_SUBNET_LEN), "dev", "wdbbr0"])
+        must(["ip", "-n", h, "link", "set", "wdbbr0", "up"])
+        must(["ip", "-n", h, "link", "add", "wdbc0", "type", "veth", "peer", "name", "eth0", "netns", c])
+        must(["ip", "-n", h, "link", "set", "wdbc0", "master", "wdbbr0", "up"])
+        must(["ip", "-n", c, "addr", "add", "%s/%d" % (A_CLIENT, A_SUBNET_LEN), "dev", "eth0"])
+        must(["ip", "-n", c, "link", "set", "eth0", "up"])
+        veth_link(upstream_ns, "a0", UP_A, h, "up0", UP_A_HOST, 30)
+        os.makedirs(self.cfg)
+        # netavark's format: the network's gateway(s) and its DNS servers on the first line,
+        # then `ID IPV4 IPV6 NAME,ALIAS...` per container (podman adds the short ID as alias)
+        lines = ["%s %s" % (A_GW, UP_A), "%064x %s  dnsclient,%012x" % (0xC11E, A_CLIENT, 0xC11E)]
+        for i in range(1, NAMES + 1):
+            cid = 0xA000 + i
+            lines.append("%064x %s  s%04d,%012x" % (cid, aard_ip(i), i, cid))
+        with open(os.path.join(self.cfg, NETWORK), "w") as f:
+            f.write("\n".join(lines) + "\n")
+        p = run(nsx(h) + [AARDVARK, "--config", self.cfg, "-p", "53", "run"], env=ab.base_env(), timeout=30)
+        if p.returncode != 0:
+            raise RuntimeError("aardvark-dns run failed: %s" % p.stderr.decode(errors="replace"))
+        self.pid = int(open(os.path.join(self.cfg, "aardvark.pid")).read().strip())
+        RES.aardvark_pid = self.pid
+        with open(os.path.join(RES.dir, "pids", "aardvark.pid"), "w") as f:
+            f.write("%d\n" % self.pid)
+        RES.bg("ceiling", h, [self.responder, A_GW, str(CEIL_PORT), UP_ANSWER])
+        wait_answer(c, A_GW, 53, "s0001", aard_ip(1))
+        wait_answer(c, A_GW, 53, "probe.fwd.test", UP_ANSWER)
+        wait_answer(c, A_GW, CEIL_PORT, "probe.fwd.test", UP_ANSWER)
+
+
+class Weft:
+    def __init__(self, binary):
+        self.bin = binary
+        self.ns = ns_name("wh")
+        self.dir = os.path.join(RES.dir, "weft")
+        self.env = ab.base_env()
+        self.sandboxes = []
+        self.network = None
+        self.client_netns = None
+        self.agent_pid = None
+        self.dns_error = None
+        self.notes = []
+
+    def base(self):
+        return [self.bin, "--state-dir", self.dir + "/state", "--run-dir", self.dir + "/run",
+                "--config", self.dir + "/weft.toml"]
+
+    def w(self, *args, check=True, timeout=120):
+        p = run(nsx(self.ns) + self.base() + list(args), env=self.env, timeout=timeout)
+        if check and p.returncode != 0:
+            raise RuntimeError("weft %s failed rc=%d: %s%s" % (" ".join(args[:6]), p.returncode,
+                               p.stdout.decode(errors="replace")[-1500:], p.stderr.decode(errors="replace")[-1500:]))
+        return p
+
+    def json(self, *args):
+        return json.loads(self.w("--format", "json", *args).stdout)
+
+    def config_text(self, rate_limit_key):
+        text = 'agent = true\nresolv_conf = "%s/resolv.conf"\n' % self.dir
+        if rate_limit_key:
+            # the benchmark floods from one sandbox: weft's per-source limit must not drop it
+            text += "%s = 0\n" % rate_limit_key
+        return text
+
+    def start(self, upstream_ns, rate_limit_key):
+        RES.add_ns(self.ns)
+        RES.weft = self
+        veth_link(upstream_ns, "w0", UP_W, self.ns, "up0", UP_W_HOST, 30)
+        os.makedirs(self.dir)
+        with open(self.dir + "/resolv.conf", "w") as f:
+            f.write("nameserver %s\n" % UP_W)
+        with open(self.dir + "/weft.toml", "w") as f:
+            f.write(self.config_text(rate_limit_key))
+        if rate_limit_key:
+            self.notes.append("%s = 0 (per-source rate limit off)" % rate_limit_key)
+        else:
+            self.notes.append("no rate-limit key known to this weft: its default applies")
+        self.network = NETWORK
+        self.w("network", "create", NETWORK, "--subnet", W_SUBNET)
+        t0 = time.monotonic()
+        for i in range(1, NAMES + 1):
+            name = "s%04d" % i
+            self.sandboxes.append(name)
+            self.w("run", "-d", "--name", name, "--network", NETWORK, "--", "sleep", "inf")
+            if i % 250 == 0:
+                log("weft: %d sandboxes running (%.0f s)" % (i, time.monotonic() - t0))
+        self.sandboxes.append("dnsclient")
+        self.w("run", "-d", "--name", "dnsclient", "--network", NETWORK, "--", "sleep", "inf")
+        info = self.json("inspect", "dnsclient")[0]
+        self.client_netns = info.get("netns")
+        self.client_ip = info["networks"][0]["ipv4"].split("/")[0]
+        self.setup_s = time.monotonic() - t0
+        self.s1_ip = self.json("inspect", "s0001")[0]["networks"][0]["ipv4"].split("/")[0]
+        st = self.json("daemon", "status")
+        self.agent_pid = (st.get("status") or {}).get("pid") if st.get("running") else None
+        self.dns_port_file = os.path.join(self.dir, "run", "dns.port")
+        # is weft's DNS server there? (it lands with the agent; before that the benchmark
+        # still measures aardvark, the ceiling and the weft set-up)
+        try:
+            if self.agent_pid is None:
+                raise RuntimeError("no weft agent running")
+            if not self.client_netns:
+                raise RuntimeError("inspect shows no netns path for the client sandbox")
+            resolv = self.sandbox_resolv()
+            self.notes.append("client's resolv.conf: %s" % " | ".join(resolv.strip().splitlines()))
+            wait_answer(self.client_netns, W_GW, 53, "s0001", self.s1_ip, timeout=5)
+            wait_answer(self.client_netns, W_GW, 53, "probe.fwd.test", UP_ANSWER, timeout=5)
+        except Exception as e:
+            self.dns_error = str(e)
+
+    def sandbox_resolv(self):
+        p = self.w("exec", "dnsclient", "--", "cat", "/etc/resolv.conf", check=False)
+        return p.stdout.decode(errors="replace")
+
+    def teardown(self):
+        if not os.path.exists("/run/netns/" + self.ns):
+            return
+        try:
+            names = [s["name"] for s in self.json("ps", "-a")]
+        except (ValueError, RuntimeError):
+            names = list(self.sandboxes)
+        ok = True
+        for i in range(0, len(names), 200):
+            p = self.w("rm", "-f", *names[i:i + 200], check=False, timeout=600)
+            if p.returncode != 0:
+                ok = False
+                log("weft rm -f: %s" % p.stderr.decode(errors="replace").strip()[:500])
+        if self.network:
+            p = self.w("network", "rm", self.network, check=False)
+            if p.returncode != 0:
+                ok = False
+                log("weft network rm: %s" % p.stderr.decode(errors="replace").strip()[:500])
+        self.w("daemon", "stop", check=False)
+        if not ok:
+            self.w("gc", check=False)
+        self.sandboxes, self.network = [], None
+
+
+def rate_limit_key():
+    """The config key of weft's per-source DNS rate limit, if the source tree has one."""
+    try:
+        src = open(os.path.join(REPO, "src", "engine", "config.rs")).read()
+    except OSError:
+        return None
+    for key in ("dns_rate_limit", "dns_rate_limit_qps", "dns_rate"):
+        if re.search(r"\bpub %s\b" % key, src):
+            return key
+    return None
+
+
+# --------------------------------------------------------------------------- measurement
+def write_queries(d):
+    names = ["s%04d" % i for i in range(1, NAMES + 1)]
+    random.Random(8).shuffle(names)
+    with open(os.path.join(d, "local.q"), "w") as f:
+        f.write("".join("%s A\n" % n for n in names))
+    with open(os.path.join(d, "fwd.q"), "w") as f:
+        f.write("".join("h%06d.fwd.test A\n" % i for i in range(FWD_NAMES)))
+
+
+def parse_dnsperf(path):
+    """Summary numbers and every answer's latency from `dnsperf -v` output."""
+    lat = []
+    codes = {}
+    summ = {}
+    with open(path, errors="replace") as f:
+        for line in f:
+            if line.startswith("> "):
+                parts = line.split()
+                codes[parts[1]] = codes.get(parts[1], 0) + 1
+                try:
+                    lat.append(float(parts[-1]))
+                except ValueError:
+                    pass
+            else:
+                s = line.strip()
+                m = re.match(r"Queries (sent|completed|lost):\s+(\d+)", s)
+                if m:
+                    summ[m.group(1)] = int(m.group(2))
+                m = re.match(r"Queries per second:\s+([\d.]+)", s)
+                if m:
+                    summ["qps"] = float(m.group(1))
+                m = re.match(r"Run time \(s\):\s+([\d.]+)", s)
+                if m:
+                    summ["runtime_s"] = float(m.group(1))
+    return summ, codes, lat
+
+
+class Target:
+    def __init__(self, tid, ns, server, port, pid, extra_pids):
+        self.id = tid
+        self.ns = ns
+        self.server = server
+        self.port = port
+        self.pid = pid                 # the server whose CPU per answer is measured
+        self.extra_pids = extra_pids   # other processes doing this target's work (the upstream)
+
+
+def one_run(t, qfile, secs, mode, rate, outdir, tag):
+    """One dnsperf run from the target's client namespace, with the server's (and the
+    upstream's) CPU time read from /proc around it."""
+    out = os.path.join(outdir, "%s-%s.txt" % (tag, mode))
+    argv = ["dnsperf", "-s", t.server, "-p", str(t.port), "-d", qfile, "-l", str(secs), "-c", "4",
+            "-q", "100", "-t", "2", "-v"]
+    if mode == "paced":
+        argv += ["-Q", str(rate)]
+    busy0 = machine_busy()
+    srv0 = cpu_ticks(t.pid)
+    ext0 = [cpu_ticks(p) for p in t.extra_pids]
+    w0 = time.monotonic()
+    with open(out, "wb") as f:
+        p = subprocess.Popen(nsx(t.ns) + argv, stdout=f, stderr=subprocess.STDOUT, env=ab.base_env())
+        _, status, ru = os.wait4(p.pid, 0)
+        p.returncode = os.waitstatus_to_exitcode(status)
+    w1 = time.monotonic()
+    srv1 = cpu_ticks(t.pid)
+    ext1 = [cpu_ticks(p) for p in t.extra_pids]
+    busy1 = machine_busy()
+    if p.returncode != 0:
+        raise RuntimeError("dnsperf for %s failed (rc %d), see %s" % (t.id, p.returncode, out))
+    summ, codes, lat = parse_dnsperf(out)
+    os.unlink(out)
+    wall = w1 - w0
+    srv_s = (srv1 - srv0) / HZ
+    ext_s = sum(b - a for a, b in zip(ext0, ext1)) / HZ
+    client_s = ru.ru_utime + ru.ru_stime
+    answers = summ.get("completed", 0)
+    others = max(0.0, ((busy1[0] - busy0[0]) - srv_s - ext_s - client_s) / wall) if wall > 0 else 0.0
+    irq = (busy1[1] - busy0[1]) / wall if wall > 0 else 0.0
+    return {
+        "target": t.id, "mode": mode, "rate": rate if mode == "paced" else None,
+        "qps": summ.get("qps"), "sent": summ.get("sent"), "answers": answers, "lost": summ.get("lost"),
+        "rcodes": codes, "p50_ms": pct(lat, 50) * 1e3 if lat else None,
+        "p99_ms": pct(lat, 99) * 1e3 if lat else None, "max_ms": max(lat) * 1e3 if lat else None,
+        "server_cpu_s": srv_s, "upstream_cpu_s": ext_s, "client_cpu_s": client_s,
+        "server_us_per_answer": srv_s / answers * 1e6 if answers else None,
+        "upstream_us_per_answer": ext_s / answers * 1e6 if answers and t.extra_pids else None,
+        "others_cores": round(others, 3), "irq_cores": round(irq, 3), "wall_s": round(wall, 2),
+    }
+
+
+def measure(targets, qfiles, reps, secs, psecs, rates, wait_idle, outdir, results):
+    order = list(targets)
+    for rep in range(1, reps + 1):
+        k = (rep - 1) % len(order)
+        for tid in order[k:] + order[:k]:
+            t = targets[tid]
+            kind = TARGETS[tid][1]
+            for mode, s in (("saturated", secs), ("paced", psecs)):
+                if wait_idle > 0:
+                    ab.wait_idle(wait_idle)
+                r = one_run(t, qfiles[kind], s, mode, rates[kind], outdir, "%s-%d" % (tid, rep))
+                r["repeat"] = rep
+                results.append(r)
+                log("rep %d %-10s %-9s %8.0f qps  p50 %6.3f p99 %6.3f ms  %s  others %.2f cores" % (
+                    rep, tid, mode, r["qps"] or 0, r["p50_ms"] or 0, r["p99_ms"] or 0,
+                    ("%.1f us/answer" % r["server_us_per_answer"]) if r["server_us_per_answer"] else "-",
+                    r["others_cores"]))
+
+
+# --------------------------------------------------------------------------- report
+def med(vals):
+    v = [x for x in vals if x is not None]
+    return pct(v, 50) if v else None
+
+
+def fmt(v, spec="%.1f"):
+    return "-" if v is None else spec % v
+
+
+def summarize(out):
+    res = out["runs"]
+    lines = []
+    stats = {}
+    for tid in TARGETS:
+        sat = [r for r in res if r["target"] == tid and r["mode"] == "saturated"]
+        pac = [r for r in res if r["target"] == tid and r["mode"] == "paced"]
+        if not sat:
+            continue
+        stats[tid] = {
+            "qps": med([r["qps"] for r in sat]), "qps_all": [r["qps"] for r in sat],
+            "us": med([r["server_us_per_answer"] for r in sat]),
+            "us_all": [r["server_us_per_answer"] for r in sat],
+            "up_us": med([r["upstream_us_per_answer"] for r in sat]),
+            "sat_p50": med([r["p50_ms"] for r in sat]), "sat_p99": med([r["p99_ms"] for r in sat]),
+            "p50": med([r["p50_ms"] for r in pac]), "p99": med([r["p99_ms"] for r in pac]),
+            "p99_all": [r["p99_ms"] for r in pac],
+            "lost": sum((r["lost"] or 0) for r in sat + pac),
+            "others": max(r["others_cores"] for r in sat + pac),
+        }
+    rows = []
+    for tid, s in stats.items():
+        rows.append([tid, fmt(s["qps"], "%.0f"),
+                     "%s..%s" % (fmt(min(s["qps_all"]), "%.0f"), fmt(max(s["qps_all"]), "%.0f")),
+                     fmt(s["sat_p50"], "%.2f"), fmt(s["sat_p99"], "%.2f"),
+                     fmt(s["p50"], "%.3f"), fmt(s["p99"], "%.3f"),
+                     fmt(s["us"]), "/".join(fmt(x) for x in s["us_all"]), fmt(s["up_us"]),
+                     str(s["lost"]), "%.2f" % s["others"]])
+    lines.append("dnsperf -c 4 -q 100, saturated -l %d s; paced -Q %d (local) / %d (forwarded, ceiling) for %d s; "
+                 "%d repeat(s); medians" % (out["meta"]["seconds"], out["meta"]["rate"], out["meta"]["rate_fwd"],
+                                            out["meta"]["paced_seconds"], out["meta"]["reps"]))
+    lines.append(table(rows, ["target", "qps", "min..max", "sat p50", "sat p99", "p50 ms", "p99 ms",
+                              "srv us/ans", "per repeat", "upstr us/ans", "lost", "others max"]))
+    lines.append("  (sat = saturated run, ms; p50/p99 ms = paced run; srv us/ans = server CPU "
+                 "(utime+stime) per answer in the saturated run; others = cores used by the rest of "
+                 "the machine)")
+    mem = out.get("memory", {})
+    lines.append("resident memory with %d names: %s" % (NAMES, ", ".join(
+        "%s %.1f MiB (after the runs %.1f)" % (k, v["idle_mib"], v.get("after_mib", float("nan")))
+        for k, v in mem.items())))
+    checks = []
+
+    def ratio(a, b, key):
+        if a in stats and b in stats and stats[a][key] and stats[b][key]:
+            return stats[a][key] / stats[b][key]
+        return None
+
+    def check(label, v, ok):
+        checks.append({"check": label, "value": v, "ok": ok})
+        lines.append("  %-48s %s  %s" % (label, fmt(v, "%.2f"), "-" if v is None else ("ok" if ok else "MISS")))
+    lines.append("weft / aardvark-dns (targets):")
+    v = ratio("weft-local", "aard-local", "qps")
+    check("local qps ratio (>= %.1f)" % TARGET_LOCAL_QPS, v, v is not None and v >= TARGET_LOCAL_QPS)
+    v = ratio("weft-local", "aard-local", "us")
+    check("local CPU per answer ratio (<= %.1f)" % TARGET_LOCAL_CPU, v, v is not None and v <= TARGET_LOCAL_CPU)
+    v = ratio("weft-local", "aard-local", "p99")
+    check("local p99 ratio, paced (<= %.1f)" % TARGET_LOCAL_P99, v, v is not None and v <= TARGET_LOCAL_P99)
+    v = ratio("weft-local", "aard-local", "sat_p99")
+    check("local p99 ratio, saturated (<= %.1f)" % TARGET_LOCAL_P99, v, v is not None and v <= TARGET_LOCAL_P99)
+    v = ratio("weft-fwd", "aard-fwd", "qps")
+    check("forwarded qps ratio (>= %.1f)" % TARGET_FWD_QPS, v, v is not None and v >= TARGET_FWD_QPS)
+    v = ratio("weft-fwd", "aard-fwd", "us")
+    check("forwarded CPU per answer ratio (info)", v, True)
+    agent = mem.get("weft agent", {}).get("after_mib")
+    check("weft agent RSS MiB (< %.0f)" % TARGET_RSS_MIB, agent, agent is not None and agent < TARGET_RSS_MIB)
+    v = ratio("aard-local", "ceiling", "qps")
+    lines.append("  %-48s %s" % ("aardvark local qps / ceiling qps (info)", fmt(v, "%.2f")))
+    v = ratio("weft-local", "ceiling", "qps")
+    lines.append("  %-48s %s" % ("weft local qps / ceiling qps (info)", fmt(v, "%.2f")))
+    noisy = [r for r in res if r["others_cores"] >= 0.3]
+    lines.append("noise: %d of %d runs had other processes using >= 0.3 cores (max %.2f)%s" % (
+        len(noisy), len(res), max([r["others_cores"] for r in res] or [0]),
+        ": NOISY" if noisy else ""))
+    out["summary"] = {"stats": stats, "checks": checks}
+    return "\n".join(lines)
+
+
+# --------------------------------------------------------------------------- hygiene
+def pid_is_bench(pid):
+    try:
+        with open("/proc/%d/cmdline" % pid, "rb") as f:
+            return b"dns_bench.py" in f.read()
+    except OSError:
+        return False
+
+
+def clean_stale(weft_bin):
+    """What an earlier run killed with SIGKILL left: its processes (recorded PIDs, checked
+    against their command lines), its weft sandboxes, namespaces and temp dir."""
+    for e in sorted(os.listdir("/tmp")):
+        m = re.match(r"^weft-bench-dns-(\d+)$", e)
+        if not m or int(m.group(1)) == PID or pid_is_bench(int(m.group(1))):
+            continue
+        d = "/tmp/" + e
+        old = int(m.group(1))
+        log("cleaning up after an earlier run (pid %d): %s" % (old, d))
+        pdir = d + "/pids"
+        for f in sorted(os.listdir(pdir)) if os.path.isdir(pdir) else []:
+            try:
+                pid = int(open(os.path.join(pdir, f)).read())
+                cmd = open("/proc/%d/cmdline" % pid, "rb").read()
+                if b"dns_responder" in cmd:
+                    os.killpg(pid, signal.SIGKILL)
+                elif is_aardvark(pid, d):
+                    os.kill(pid, signal.SIGKILL)
+            except (OSError, ValueError):
+                pass
+        wd = d + "/weft"
+        hns = "/run/netns/wdb-%d-wh" % old
+        if os.path.isdir(wd + "/state") and os.path.exists(hns) and os.access(weft_bin, os.X_OK):
+            base = ["nsenter", "--net=" + hns, weft_bin, "--state-dir", wd + "/state", "--run-dir",
+                    wd + "/run", "--config", wd + "/weft.toml"]
+            p = run(base + ["--format", "json", "ps", "-a"])
+            try:
+                names = [s["name"] for s in json.loads(p.stdout)]
+            except ValueError:
+                names = []
+            for i in range(0, len(names), 200):
+                run(base + ["rm", "-f"] + names[i:i + 200])
+            run(base + ["network", "rm", NETWORK])
+            run(base + ["daemon", "stop"])
+        stale = [n for n in ab.ns_list() if n.startswith("wdb-%d-" % old)]
+        if stale:
+            ab.del_namespaces(stale)
+        ab.remove_dir(d)
+    stale = []
+    for n in ab.ns_list():
+        m = NS_RE.match(n)
+        if m and int(m.group(1)) != PID and not pid_is_bench(int(m.group(1))):
+            stale.append(n)
+    if stale:
+        log("removing stale namespaces: %s" % " ".join(stale))
+        ab.del_namespaces(stale)
+
+
+def root_snapshot():
+    def out(cmd):
+        if not shutil.which(cmd[0], path=ab.base_env()["PATH"]):
+            return ""
+        p = run(cmd, env=ab.base_env())
+        return p.stdout.decode(errors="replace") if p.returncode == 0 else ""
+    return {
+        "netns": sorted(ab.ns_list()),
+        "links": sorted(l.split(":")[1].strip().split("@")[0] for l in out(["ip", "-o", "link"]).splitlines()),
+        "nft_tables": sorted(out(["nft", "list", "tables"]).splitlines()),
+        "udp53": sorted(l.split()[3] for l in out(["ss", "-Hlun", "sport = :53"]).splitlines() if l.strip()),
+        "our_mounts": ab.our_mounts_under(TMP_PREFIX),
+        "our_tmp": sorted(e for e in os.listdir("/tmp") if e.startswith("weft-bench-dns-")),
+    }
+
+
+def snapshot_diff(a, b):
+    ours, other = [], []
+    for k in a:
+        if a[k] == b[k]:
+            continue
+        plus, minus = sorted(set(b[k]) - set(a[k])), sorted(set(a[k]) - set(b[k]))
+        mine = [x for x in plus + minus if x.startswith(NS_PREFIX) or "weft-bench-dns" in x or x.startswith("wdb")]
+        (ours if mine or k.startswith("our_") else other).append("%s: +%s -%s" % (k, plus, minus))
+    return ours, other
+
+
+def ensure_tools(install):
+    need = []
+    if not shutil.which("dnsperf", path=ab.base_env()["PATH"]):
+        need.append("dnsperf")
+    if not os.access(AARDVARK, os.X_OK):
+        need.append("aardvark-dns")
+    if not shutil.which("gcc", path=ab.base_env()["PATH"]):
+        need.append("gcc")
+    if need and install:
+        log("installing %s (apt-get)" % " ".join(need))
+        env = dict(ab.base_env(), DEBIAN_FRONTEND="noninteractive")
+        subprocess.run(["apt-get", "update"], stdout=subprocess.DEVNULL, env=env)
+        p = subprocess.run(["apt-get", "install", "-y", "--no-install-recommends"] + need,
+                           stdout=subprocess.DEVNULL, env=env)
+        if p.returncode:
+            log("apt-get install failed (rc=%d)" % p.returncode)
+    missing = [b for b in ("dnsperf", "gcc", "nsenter", "ss", "ip")
+               if not shutil.which(b, path=ab.base_env()["PATH"])]
+    if not os.access(AARDVARK, os.X_OK):
+        missing.append(AARDVARK)
+    return missing
+
+
+# --------------------------------------------------------------------------- main
+def main():
+    ap = argparse.ArgumentParser(prog="bench/dns", description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--quick", action="store_true", help="smoke run: 3 s runs, 1 repeat")
+    ap.add_argument("--seconds", "-t", type=int, help="dnsperf -l of a saturated run (default 10; quick 3)")
+    ap.add_argument("--paced-seconds", type=int, help="dnsperf -l of a paced run (default 5; quick 2)")
+    ap.add_argument("--rate", type=int, default=5000,
+                    help="dnsperf -Q of the paced runs of local names (default 5000)")
+    ap.add_argument("--rate-fwd", type=int, default=1000,
+                    help="dnsperf -Q of the paced runs of forwarded names and the ceiling (default 1000: "
+                         "aardvark-dns 1.4 forwards ~1,700 queries/s here)")
+    ap.add_argument("--reps", "-r", type=int, help="repeats (default 2; quick 1)")
+    ap.add_argument("--targets", default=",".join(TARGETS), help="comma list (default all: %s)" % ",".join(TARGETS))
+    ap.add_argument("--no-weft", action="store_true", help="skip weft entirely (no 1,000 sandboxes)")
+    ap.add_argument("--no-build", action="store_true", help="use the built weft as it is")
+    ap.add_argument("--no-install", action="store_true", help="never apt-get install missing tools")
+    ap.add_argument("--wait-idle", type=float, default=3.0,
+                    help="before each run wait up to this many seconds until other processes use < 0.3 "
+                         "cores (default 3; 0 = never)")
+    ap.add_argument("--out", help="JSON output (default bench/results/dns-<timestamp>.json)")
+    a = ap.parse_args()
+    if os.geteuid() != 0:
+        raise SystemExit("must run as root")
+    secs = a.seconds or (3 if a.quick else 10)
+    psecs = a.paced_seconds or (2 if a.quick else 5)
+    reps = a.reps or (1 if a.quick else 2)
+    want = [t for t in a.targets.split(",") if t]
+    for t in want:
+        if t not in TARGETS:
+            raise SystemExit("unknown target %r (known: %s)" % (t, ", ".join(TARGETS)))
+    if a.no_weft:
+        want = [t for t in want if TARGETS[t][0] != "weft"]
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    outf = a.out or os.path.join(BENCH, "results", "dns-%s.json" % stamp)
+
+    def _sig(signum, _frame):
+        raise SystemExit("interrupted by signal %d" % signum)
+    signal.signal(signal.SIGTERM, _sig)
+    signal.signal(signal.SIGHUP, _sig)
+
+    lockf = open(LOCK, "w")
+    try:
+        fcntl.flock(lockf, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        raise SystemExit("another bench/dns run holds %s" % LOCK)
+    started = time.time()
+    before = None
+    rc = 0
+    try:
+        weft_bin = ab.weft_binary()
+        clean_stale(weft_bin)
+        before = root_snapshot()
+        missing = ensure_tools(not a.no_install)
+        if missing:
+            raise SystemExit("missing tools: %s" % " ".join(missing))
+        weft_info = None
+        if any(TARGETS[t][0] == "weft" for t in want):
+            weft_info = ab.build_weft(a.no_build)
+            weft_bin = weft_info["binary"]
+        ver = lambda cmd: run(cmd).stdout.decode(errors="replace").strip().splitlines()[:1]
+        out = {"meta": {"started": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "argv": sys.argv[1:],
+                        "kernel": os.uname().release, "nproc": os.cpu_count(), "seconds": secs,
+                        "paced_seconds": psecs, "rate": a.rate, "rate_fwd": a.rate_fwd, "reps": reps, "targets": want,
+                        "names": NAMES, "weft": weft_info,
+                        "dnsperf": [l for l in run(["dnsperf", "-h"]).stdout.decode(errors="replace").splitlines()
+                                    if l.startswith("Version")][:1] or
+                                   run(["dpkg-query", "-W", "-f=${Version}", "dnsperf"]).stdout.decode(),
+                        "aardvark": ver([AARDVARK, "--version"])},
+               "runs": [], "memory": {}}
+        RES.mkdir()
+        responder = os.path.join(RES.dir, "dns_responder")
+        must(["gcc", "-O2", "-o", responder, RESPONDER_SRC])
+        write_queries(RES.dir)
+        qfiles = {"local": os.path.join(RES.dir, "local.q"), "fwd": os.path.join(RES.dir, "fwd.q")}
+        t0 = time.time()
+        up = Upstream(responder)
+        up.start()
+        targets = {}
+        if any(TARGETS[t][0] in ("aardvark", "ceiling") for t in want):
+            aard = Aardvark(responder)
+            aard.start(up.ns)
+            ceil_pid = [p.pid for n, p in RES.procs if n == "ceiling"][0]
+            out["memory"]["aardvark-dns"] = {"idle_mib": rss_mib(aard.pid)}
+            targets["aard-local"] = Target("aard-local", aard.client, A_GW, 53, aard.pid, [])
+            targets["aard-fwd"] = Target("aard-fwd", aard.client, A_GW, 53, aard.pid, [up.proc.pid])
+            targets["ceiling"] = Target("ceiling", aard.client, A_GW, CEIL_PORT, ceil_pid, [])
+        if any(TARGETS[t][0] == "weft" for t in want):
+            wf = Weft(weft_bin)
+            key = rate_limit_key()
+            wf.start(up.ns, key)
+            out["meta"]["weft_setup_s"] = round(wf.setup_s, 1)
+            out["meta"]["weft_notes"] = wf.notes
+            out["meta"]["weft_config"] = wf.config_text(key)
+            log("weft: %d sandboxes in %.1f s; agent pid %s; %s" % (
+                len(wf.sandboxes), wf.setup_s, wf.agent_pid, "; ".join(wf.notes)))
+            if wf.agent_pid:
+                out["memory"]["weft agent"] = {"idle_mib": rss_mib(wf.agent_pid)}
+            if wf.dns_error:
+                out["meta"]["weft_dns_error"] = wf.dns_error
+                log("weft's DNS server does not answer (%s): measuring the others only" % wf.dns_error)
+            else:
+                targets["weft-local"] = Target("weft-local", wf.client_netns, W_GW, 53, wf.agent_pid, [])
+                targets["weft-fwd"] = Target("weft-fwd", wf.client_netns, W_GW, 53, wf.agent_pid, [up.proc.pid])
+        targets = {t: targets[t] for t in want if t in targets}
+        out["meta"]["setup_s"] = round(time.time() - t0, 1)
+        log("set up in %.1f s; measuring %s" % (time.time() - t0, ", ".join(targets)))
+        try:
+            measure(targets, qfiles, reps, secs, psecs, {"local": a.rate, "fwd": a.rate_fwd}, a.wait_idle,
+                    RES.dir, out["runs"])
+            if "aardvark-dns" in out["memory"]:
+                out["memory"]["aardvark-dns"]["after_mib"] = rss_mib(RES.aardvark_pid)
+            if "weft agent" in out["memory"]:
+                out["memory"]["weft agent"]["after_mib"] = rss_mib(RES.weft.agent_pid)
+        finally:
+            RES.stop_procs()
+        out["meta"]["finished"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+        out["meta"]["elapsed_s"] = round(time.time() - started, 1)
+        text = summarize(out)
+        if out["meta"].get("weft_dns_error"):
+            text += "\nweft NOT measured: %s" % out["meta"]["weft_dns_error"]
+        if out["meta"].get("weft_notes"):
+            text += "\nweft: %s" % "; ".join(out["meta"]["weft_notes"])
+        os.makedirs(os.path.dirname(outf), exist_ok=True)
+        with open(outf, "w") as f:
+            json.dump(out, f, indent=1)
+        print(text)
+        print("raw results: %s" % os.path.relpath(outf, REPO))
+    finally:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        RES.cleanup()
+        if before is not None:
+            after = root_snapshot()
+            ours, other = snapshot_diff(before, after)
+            print("root namespace check (netns list, links, nft tables, UDP :53 listeners, mounts, temp dirs): "
+                  "%s" % ("unchanged" if not ours and not other else
+                          ("LEFT BY US: " + "; ".join(ours)) if ours else "nothing of ours left"))
+            if other:
+                print("  changed meanwhile by something else (not names of ours): %s" % "; ".join(other)[:600])
+            if ours:
+                rc = 1
+        print("elapsed %.0f s" % (time.time() - started))
+        lockf.close()
+        try:
+            os.unlink(LOCK)
+        except OSError:
+            pass
+    return rc
+
+
+if __name__ == "__main__":
+    sys.exit(main() or 0)
