@@ -114,6 +114,7 @@ class Resources:
         self.namespaces = []
         self.weft = None
         self.aardvark_pid = None
+        self.client = None     # the dnsperf running now
         self.made_dir = False
 
     def mkdir(self):
@@ -139,6 +140,13 @@ class Resources:
         return p
 
     def stop_procs(self):
+        c, self.client = self.client, None
+        if c is not None and c.returncode is None:
+            try:
+                c.kill()
+                c.wait(timeout=5)
+            except (OSError, subprocess.TimeoutExpired, ChildProcessError):
+                pass
         for _, p in self.procs:
             if p.poll() is None:
                 try:
@@ -568,8 +576,10 @@ def one_run(t, qfile, secs, mode, rate, outdir, tag):
     w0 = time.monotonic()
     with open(out, "wb") as f:
         p = subprocess.Popen(nsx(t.ns) + argv, stdout=f, stderr=subprocess.STDOUT, env=ab.base_env())
+        RES.client = p
         _, status, ru = os.wait4(p.pid, 0)
         p.returncode = os.waitstatus_to_exitcode(status)
+        RES.client = None
     w1 = time.monotonic()
     srv1 = cpu_ticks(t.pid)
     ext1 = [cpu_ticks(p) for p in t.extra_pids]
@@ -857,6 +867,7 @@ def main():
         raise SystemExit("interrupted by signal %d" % signum)
     signal.signal(signal.SIGTERM, _sig)
     signal.signal(signal.SIGHUP, _sig)
+    signal.signal(signal.SIGINT, _sig)  # also when started in the background (SIGINT ignored then)
 
     lockf = open(LOCK, "w")
     try:
