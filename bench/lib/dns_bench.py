@@ -222,12 +222,18 @@ def cpu_ticks(pid):
     return int(fields[11]) + int(fields[12])
 
 
-def rss_mib(pid):
+def rss_mib(pid, key="VmRSS"):
     with open("/proc/%d/status" % pid) as f:
         for line in f:
-            if line.startswith("VmRSS:"):
+            if line.startswith(key + ":"):
                 return int(line.split()[1]) / 1024.0
     return float("nan")
+
+
+def memory(pid):
+    """Resident memory in MiB: all (VmRSS), anonymous (heap, stacks) and file-backed (the
+    binary's pages)."""
+    return {"rss": rss_mib(pid), "anon": rss_mib(pid, "RssAnon"), "file": rss_mib(pid, "RssFile")}
 
 
 def ksoftirqd_pids():
@@ -721,9 +727,11 @@ def summarize(out):
                  "(utime+stime) per answer in the saturated run; others = cores used by the rest of "
                  "the machine)")
     mem = out.get("memory", {})
-    lines.append("resident memory with %d names: %s" % (out["meta"]["names"], ", ".join(
-        "%s %.1f MiB (after the runs %.1f)" % (k, v["idle_mib"], v.get("after_mib", float("nan")))
-        for k, v in mem.items())))
+    lines.append("resident memory with %d names, MiB, after set-up / after the runs (anonymous part): %s" % (
+        out["meta"]["names"], ", ".join(
+            "%s %.1f / %.1f (%.1f / %.1f)" % (k, v["idle_mib"], v.get("after_mib", float("nan")),
+                                               v["idle"]["anon"], v.get("after", {}).get("anon", float("nan")))
+            for k, v in mem.items())))
     checks = []
 
     def ratio(a, b, key):
@@ -962,7 +970,8 @@ def main():
             aard = Aardvark(responder)
             aard.start(up.ns)
             ceil_pid = [p.pid for n, p in RES.procs if n == "ceiling"][0]
-            out["memory"]["aardvark-dns"] = {"idle_mib": rss_mib(aard.pid)}
+            m = memory(aard.pid)
+            out["memory"]["aardvark-dns"] = {"idle_mib": m["rss"], "idle": m}
             targets["aard-local"] = Target("aard-local", aard.client, A_GW, 53, aard.pid, [])
             targets["aard-fwd"] = Target("aard-fwd", aard.client, A_GW, 53, aard.pid, [up.proc.pid])
             targets["ceiling"] = Target("ceiling", aard.client, A_GW, CEIL_PORT, ceil_pid, [])
@@ -976,7 +985,8 @@ def main():
             log("weft: %d sandboxes in %.1f s; agent pid %s; %s" % (
                 len(wf.sandboxes), wf.setup_s, wf.agent_pid, "; ".join(wf.notes)))
             if wf.agent_pid:
-                out["memory"]["weft agent"] = {"idle_mib": rss_mib(wf.agent_pid)}
+                m = memory(wf.agent_pid)
+                out["memory"]["weft agent"] = {"idle_mib": m["rss"], "idle": m}
             if wf.dns_error:
                 out["meta"]["weft_dns_error"] = wf.dns_error
                 log("weft's DNS server does not answer (%s): measuring the others only" % wf.dns_error)
@@ -991,10 +1001,10 @@ def main():
         try:
             measure(targets, qfiles, reps, secs, psecs, {"local": a.rate, "fwd": a.rate_fwd}, a.wait_idle,
                     RES.dir, out["runs"])
-            if "aardvark-dns" in out["memory"]:
-                out["memory"]["aardvark-dns"]["after_mib"] = rss_mib(RES.aardvark_pid)
-            if "weft agent" in out["memory"]:
-                out["memory"]["weft agent"]["after_mib"] = rss_mib(RES.weft.agent_pid)
+            for k, pid in (("aardvark-dns", RES.aardvark_pid), ("weft agent", RES.weft and RES.weft.agent_pid)):
+                if k in out["memory"]:
+                    m = memory(pid)
+                    out["memory"][k].update(after_mib=m["rss"], after=m)
         finally:
             RES.stop_procs()
         out["meta"]["finished"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
