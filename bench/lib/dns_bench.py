@@ -222,6 +222,21 @@ def cpu_ticks(pid):
     return int(fields[11]) + int(fields[12])
 
 
+def thread_ticks(pid, comm):
+    """utime + stime of the process's threads named comm, in clock ticks."""
+    t = 0
+    for tid in os.listdir("/proc/%d/task" % pid):
+        try:
+            if open("/proc/%d/task/%s/comm" % (pid, tid)).read().strip() != comm:
+                continue
+            with open("/proc/%d/task/%s/stat" % (pid, tid)) as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            t += int(fields[11]) + int(fields[12])
+        except OSError:
+            pass
+    return t
+
+
 def rss_mib(pid, key="VmRSS"):
     with open("/proc/%d/status" % pid) as f:
         for line in f:
@@ -603,8 +618,9 @@ def parse_dnsperf(path):
 
 
 class Target:
-    def __init__(self, tid, ns, server, port, pid, extra_pids):
+    def __init__(self, tid, ns, server, port, pid, extra_pids, thread=None):
         self.id = tid
+        self.thread = thread           # a thread of the server reported apart (weft's DNS task)
         self.ns = ns
         self.server = server
         self.port = port
@@ -623,6 +639,7 @@ def one_run(t, qfile, secs, mode, rate, outdir, tag):
     busy0 = machine_busy()
     ksi0 = ksoftirqd_s()
     srv0 = cpu_ticks(t.pid)
+    thr0 = thread_ticks(t.pid, t.thread) if t.thread else 0
     ext0 = [cpu_ticks(p) for p in t.extra_pids]
     w0 = time.monotonic()
     with open(out, "wb") as f:
@@ -633,6 +650,7 @@ def one_run(t, qfile, secs, mode, rate, outdir, tag):
         RES.client = None
     w1 = time.monotonic()
     srv1 = cpu_ticks(t.pid)
+    thr1 = thread_ticks(t.pid, t.thread) if t.thread else 0
     ext1 = [cpu_ticks(p) for p in t.extra_pids]
     busy1 = machine_busy()
     ksi1 = ksoftirqd_s()
@@ -656,6 +674,7 @@ def one_run(t, qfile, secs, mode, rate, outdir, tag):
         "p99_ms": pct(lat, 99) * 1e3 if lat else None, "max_ms": max(lat) * 1e3 if lat else None,
         "server_cpu_s": srv_s, "upstream_cpu_s": ext_s, "client_cpu_s": client_s,
         "server_us_per_answer": srv_s / answers * 1e6 if answers else None,
+        "thread_us_per_answer": (thr1 - thr0) / HZ / answers * 1e6 if answers and t.thread else None,
         "upstream_us_per_answer": ext_s / answers * 1e6 if answers and t.extra_pids else None,
         "others_cores": round(others, 3), "irq_cores": round(irq, 3), "wall_s": round(wall, 2),
     }
@@ -704,6 +723,7 @@ def summarize(out):
             "us": med([r["server_us_per_answer"] for r in sat]),
             "us_all": [r["server_us_per_answer"] for r in sat],
             "up_us": med([r["upstream_us_per_answer"] for r in sat]),
+            "thr_us": med([r.get("thread_us_per_answer") for r in sat]),
             "sat_p50": med([r["p50_ms"] for r in sat]), "sat_p99": med([r["p99_ms"] for r in sat]),
             "p50": med([r["p50_ms"] for r in pac]), "p99": med([r["p99_ms"] for r in pac]),
             "p99_all": [r["p99_ms"] for r in pac],
@@ -716,16 +736,17 @@ def summarize(out):
                      "%s..%s" % (fmt(min(s["qps_all"]), "%.0f"), fmt(max(s["qps_all"]), "%.0f")),
                      fmt(s["sat_p50"], "%.2f"), fmt(s["sat_p99"], "%.2f"),
                      fmt(s["p50"], "%.3f"), fmt(s["p99"], "%.3f"),
-                     fmt(s["us"]), "/".join(fmt(x) for x in s["us_all"]), fmt(s["up_us"]),
+                     fmt(s["us"]), "/".join(fmt(x) for x in s["us_all"]), fmt(s["thr_us"]), fmt(s["up_us"]),
                      str(s["lost"]), "%.2f" % s["others"]])
     lines.append("dnsperf -c 4 -q 100, saturated -l %d s; paced -Q %d (local) / %d (forwarded, ceiling) for %d s; "
                  "%d repeat(s); medians" % (out["meta"]["seconds"], out["meta"]["rate"], out["meta"]["rate_fwd"],
                                             out["meta"]["paced_seconds"], out["meta"]["reps"]))
     lines.append(table(rows, ["target", "qps", "min..max", "sat p50", "sat p99", "p50 ms", "p99 ms",
-                              "srv us/ans", "per repeat", "upstr us/ans", "lost", "others max"]))
+                              "srv us/ans", "per repeat", "dns thread", "upstr us/ans", "lost", "others max"]))
     lines.append("  (sat = saturated run, ms; p50/p99 ms = paced run; srv us/ans = server CPU "
-                 "(utime+stime) per answer in the saturated run; others = cores used by the rest of "
-                 "the machine)")
+                 "(utime+stime) per answer in the saturated run; "
+                 "dns thread = of it, weft's weft-dns thread; upstr = the upstream responder's; others = cores used "
+                 "by the rest of the machine)")
     mem = out.get("memory", {})
     lines.append("resident memory with %d names, MiB, after set-up / after the runs (anonymous part): %s" % (
         out["meta"]["names"], ", ".join(
@@ -991,8 +1012,10 @@ def main():
                 out["meta"]["weft_dns_error"] = wf.dns_error
                 log("weft's DNS server does not answer (%s): measuring the others only" % wf.dns_error)
             else:
-                targets["weft-local"] = Target("weft-local", wf.client_netns, W_GW, 53, wf.agent_pid, [])
-                targets["weft-fwd"] = Target("weft-fwd", wf.client_netns, W_GW, 53, wf.agent_pid, [up.proc.pid])
+                targets["weft-local"] = Target("weft-local", wf.client_netns, W_GW, 53, wf.agent_pid, [],
+                                               thread="weft-dns")
+                targets["weft-fwd"] = Target("weft-fwd", wf.client_netns, W_GW, 53, wf.agent_pid, [up.proc.pid],
+                                             thread="weft-dns")
             if wf.ceiling_pid:
                 targets["ceiling-w"] = Target("ceiling-w", wf.client_netns, W_GW, CEIL_PORT, wf.ceiling_pid, [])
         targets = {t: targets[t] for t in want if t in targets}
