@@ -692,6 +692,12 @@ def measure(targets, qfiles, reps, secs, psecs, rates, wait_idle, outdir, result
                     ab.wait_idle(wait_idle)
                 r = one_run(t, qfiles[kind], s, mode, rates[kind], outdir, "%s-%d" % (tid, rep))
                 r["repeat"] = rep
+                # resident memory after every run: which load makes a server grow
+                for k, pid in (("agent_rss", RES.weft and RES.weft.agent_pid), ("aardvark_rss", RES.aardvark_pid)):
+                    try:
+                        r[k] = memory(pid) if pid else None
+                    except OSError:
+                        r[k] = None
                 results.append(r)
                 log("rep %d %-10s %-9s %8.0f qps  p50 %6.3f p99 %6.3f ms  %s  others %.2f cores" % (
                     rep, tid, mode, r["qps"] or 0, r["p50_ms"] or 0, r["p99_ms"] or 0,
