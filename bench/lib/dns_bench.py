@@ -759,6 +759,10 @@ def summarize(out):
             "%s %.1f / %.1f (%.1f / %.1f)" % (k, v["idle_mib"], v.get("after_mib", float("nan")),
                                                v["idle"]["anon"], v.get("after", {}).get("anon", float("nan")))
             for k, v in mem.items())))
+    seq = [(r["target"], r["mode"][:3], r.get("agent_rss")) for r in res if r.get("agent_rss")]
+    if seq:
+        lines.append("weft agent RSS (anonymous) MiB after each run, in order: " + ", ".join(
+            "%s/%s %.0f (%.0f)" % (t, m, v["rss"], v["anon"]) for t, m, v in seq))
     checks = []
 
     def ratio(a, b, key):
