@@ -639,6 +639,8 @@ def one_run(t, qfile, secs, mode, rate, outdir, tag):
     busy0 = machine_busy()
     ksi0 = ksoftirqd_s()
     srv0 = cpu_ticks(t.pid)
+    agent = RES.weft.agent_pid if RES.weft is not None else None
+    ag0 = cpu_ticks(agent) if agent else 0
     thr0 = thread_ticks(t.pid, t.thread) if t.thread else 0
     ext0 = [cpu_ticks(p) for p in t.extra_pids]
     w0 = time.monotonic()
@@ -650,6 +652,7 @@ def one_run(t, qfile, secs, mode, rate, outdir, tag):
         RES.client = None
     w1 = time.monotonic()
     srv1 = cpu_ticks(t.pid)
+    ag1 = cpu_ticks(agent) if agent else 0
     thr1 = thread_ticks(t.pid, t.thread) if t.thread else 0
     ext1 = [cpu_ticks(p) for p in t.extra_pids]
     busy1 = machine_busy()
@@ -672,7 +675,7 @@ def one_run(t, qfile, secs, mode, rate, outdir, tag):
         "qps": summ.get("qps"), "sent": summ.get("sent"), "answers": answers, "lost": summ.get("lost"),
         "rcodes": codes, "p50_ms": pct(lat, 50) * 1e3 if lat else None,
         "p99_ms": pct(lat, 99) * 1e3 if lat else None, "max_ms": max(lat) * 1e3 if lat else None,
-        "server_cpu_s": srv_s, "upstream_cpu_s": ext_s, "client_cpu_s": client_s,
+        "server_cpu_s": srv_s, "agent_cpu_s": (ag1 - ag0) / HZ if agent else None, "upstream_cpu_s": ext_s, "client_cpu_s": client_s,
         "server_us_per_answer": srv_s / answers * 1e6 if answers else None,
         "thread_us_per_answer": (thr1 - thr0) / HZ / answers * 1e6 if answers and t.thread else None,
         "upstream_us_per_answer": ext_s / answers * 1e6 if answers and t.extra_pids else None,
