@@ -611,6 +611,9 @@ def parse_dnsperf(path):
                 m = re.match(r"Queries per second:\s+([\d.]+)", s)
                 if m:
                     summ["qps"] = float(m.group(1))
+                m = re.match(r"Average packet size:\s+request (\d+), response (\d+)", s)
+                if m:
+                    summ["request_bytes"], summ["response_bytes"] = int(m.group(1)), int(m.group(2))
                 m = re.match(r"Run time \(s\):\s+([\d.]+)", s)
                 if m:
                     summ["runtime_s"] = float(m.group(1))
@@ -672,7 +675,7 @@ def one_run(t, qfile, secs, mode, rate, outdir, tag):
     irq = ((busy1[1] - busy0[1]) + ksi) / wall if wall > 0 else 0.0
     return {
         "target": t.id, "mode": mode, "rate": rate if mode == "paced" else None,
-        "qps": summ.get("qps"), "sent": summ.get("sent"), "answers": answers, "lost": summ.get("lost"),
+        "qps": summ.get("qps"), "sent": summ.get("sent"), "response_bytes": summ.get("response_bytes"), "answers": answers, "lost": summ.get("lost"),
         "rcodes": codes, "p50_ms": pct(lat, 50) * 1e3 if lat else None,
         "p99_ms": pct(lat, 99) * 1e3 if lat else None, "max_ms": max(lat) * 1e3 if lat else None,
         "server_cpu_s": srv_s, "agent_cpu_s": (ag1 - ag0) / HZ if agent else None, "upstream_cpu_s": ext_s, "client_cpu_s": client_s,
@@ -737,6 +740,8 @@ def summarize(out):
             "p50": med([r["p50_ms"] for r in pac]), "p99": med([r["p99_ms"] for r in pac]),
             "p99_all": [r["p99_ms"] for r in pac],
             "lost": sum((r["lost"] or 0) for r in sat + pac),
+            "resp_b": med([r.get("response_bytes") for r in sat]),
+            "rcodes": sorted(set(k for r in sat + pac for k in r["rcodes"])),
             "others": max(r["others_cores"] for r in sat + pac),
         }
     rows = []
@@ -746,12 +751,13 @@ def summarize(out):
                      fmt(s["sat_p50"], "%.2f"), fmt(s["sat_p99"], "%.2f"),
                      fmt(s["p50"], "%.3f"), fmt(s["p99"], "%.3f"),
                      fmt(s["us"]), "/".join(fmt(x) for x in s["us_all"]), fmt(s["thr_us"]), fmt(s["up_us"]),
-                     str(s["lost"]), "%.2f" % s["others"]])
+                     str(s["lost"]), fmt(s["resp_b"], "%.0f"), "/".join(s["rcodes"]), "%.2f" % s["others"]])
     lines.append("dnsperf -c 4 -q 100, saturated -l %d s; paced -Q %d (local) / %d (forwarded, ceiling) for %d s; "
                  "%d repeat(s); medians" % (out["meta"]["seconds"], out["meta"]["rate"], out["meta"]["rate_fwd"],
                                             out["meta"]["paced_seconds"], out["meta"]["reps"]))
     lines.append(table(rows, ["target", "qps", "min..max", "sat p50", "sat p99", "p50 ms", "p99 ms",
-                              "srv us/ans", "per repeat", "dns thread", "upstr us/ans", "lost", "others max"]))
+                              "srv us/ans", "per repeat", "dns thread", "upstr us/ans", "lost", "resp B", "rcodes",
+                              "others max"]))
     lines.append("  (sat = saturated run, ms; p50/p99 ms = paced run; srv us/ans = server CPU "
                  "(utime+stime) per answer in the saturated run; "
                  "dns thread = of it, weft's weft-dns thread; upstr = the upstream responder's; others = cores used "
