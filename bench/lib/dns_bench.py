@@ -248,7 +248,12 @@ def rss_mib(pid, key="VmRSS"):
 def memory(pid):
     """Resident memory in MiB: all (VmRSS), anonymous (heap, stacks) and file-backed (the
     binary's pages)."""
-    return {"rss": rss_mib(pid), "anon": rss_mib(pid, "RssAnon"), "file": rss_mib(pid, "RssFile")}
+    try:
+        fds = len(os.listdir("/proc/%d/fd" % pid))
+    except OSError:
+        fds = None
+    return {"rss": rss_mib(pid), "anon": rss_mib(pid, "RssAnon"), "file": rss_mib(pid, "RssFile"),
+            "fds": fds, "threads": len(os.listdir("/proc/%d/task" % pid))}
 
 
 def ksoftirqd_pids():
