@@ -572,14 +572,18 @@ class Weft:
         self.sandboxes, self.network = [], None
 
 
-def rate_limit_key():
-    """The config key of weft's per-source DNS rate limit, if the source tree has one."""
-    try:
-        src = open(os.path.join(REPO, "src", "engine", "config.rs")).read()
-    except OSError:
-        return None
+def rate_limit_key(weft_bin):
+    """The config key of weft's per-source DNS rate limit that this weft binary accepts, if
+    any: the config file is parsed strictly (unknown keys are errors), so each candidate is
+    tried on `weft ps` with a scratch state dir (no namespace is touched; ps starts nothing)."""
+    d = os.path.join(RES.dir, "keyprobe")
+    os.makedirs(d, exist_ok=True)
     for key in ("dns_rate_limit", "dns_rate_limit_qps", "dns_rate"):
-        if re.search(r"\bpub %s\b" % key, src):
+        with open(d + "/weft.toml", "w") as f:
+            f.write("%s = 0\n" % key)
+        p = run([weft_bin, "--state-dir", d + "/state", "--run-dir", d + "/run", "--config", d + "/weft.toml",
+                 "ps"], env=ab.base_env(), timeout=30)
+        if p.returncode == 0:
             return key
     return None
 
@@ -947,6 +951,9 @@ def main():
     ap.add_argument("--wait-idle", type=float, default=3.0,
                     help="before each run wait up to this many seconds until other processes use < 0.3 "
                          "cores (default 3; 0 = never)")
+    ap.add_argument("--hold", type=float, default=0,
+                    help="after set-up, print what runs where and wait this many seconds before measuring "
+                         "(to attach perf or strace)")
     ap.add_argument("--out", help="JSON output (default bench/results/dns-<timestamp>.json)")
     a = ap.parse_args()
     if os.geteuid() != 0:
@@ -1022,7 +1029,7 @@ def main():
             targets["ceiling"] = Target("ceiling", aard.client, A_GW, CEIL_PORT, ceil_pid, [])
         if any(TARGETS[t][0] == "weft" for t in want):
             wf = Weft(weft_bin, responder)
-            key = rate_limit_key()
+            key = rate_limit_key(weft_bin)
             wf.start(up.ns, key)
             out["meta"]["weft_setup_s"] = round(wf.setup_s, 1)
             out["meta"]["weft_notes"] = wf.notes
@@ -1045,6 +1052,11 @@ def main():
         targets = {t: targets[t] for t in want if t in targets}
         out["meta"]["setup_s"] = round(time.time() - t0, 1)
         log("set up in %.1f s; measuring %s" % (time.time() - t0, ", ".join(targets)))
+        if a.hold > 0:
+            for t in targets.values():
+                log("hold: %-10s dnsperf from %s against %s:%d, server pid %d" % (t.id, t.ns, t.server, t.port, t.pid))
+            log("hold: query files %s; waiting %.0f s" % (" ".join(qfiles.values()), a.hold))
+            time.sleep(a.hold)
         try:
             measure(targets, qfiles, reps, secs, psecs, {"local": a.rate, "fwd": a.rate_fwd}, a.wait_idle,
                     RES.dir, out["runs"])
