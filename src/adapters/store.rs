@@ -237,6 +237,18 @@ impl SqliteStore {
     }
 }
 
+impl SqliteStore {
+    /// A number that changes whenever another connection commits to the database (SQLite's
+    /// `PRAGMA data_version`): one cheap read tells a long-lived reader (the agent's DNS
+    /// server) whether its copy of the records is still current.
+    pub fn data_version(&self) -> StoreResult<i64> {
+        self.conn
+            .prepare_cached("PRAGMA data_version")
+            .and_then(|mut st| st.query_row([], |r| r.get(0)))
+            .map_err(|e| self.err(e))
+    }
+}
+
 impl Store for SqliteStore {
     fn begin(&self, mode: Mode) -> StoreResult<Box<dyn Txn + '_>> {
         let sql = match mode {

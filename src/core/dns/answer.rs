@@ -113,6 +113,22 @@ pub fn decide(table: &Table, asker: AskerIdx, packet: &[u8], tcp: bool) -> Decis
     Decision::Forward(Forward { question: q, name })
 }
 
+/// The reply to a packet from anyone who is not a sandbox of a DNS-enabled network: REFUSED
+/// (with the question when it can be read), never an answer or a forward; `None` to drop.
+pub fn refuse(packet: &[u8]) -> Option<Vec<u8>> {
+    match parse(packet) {
+        Err(Rejected::Drop) => None,
+        Err(Rejected::Error {
+            id,
+            op_code,
+            rd,
+            query,
+            ..
+        }) => Some(reply::error(id, op_code, rd, ResponseCode::Refused, query)),
+        Ok(q) => Some(reply::answer(&q, ResponseCode::Refused, vec![], q.udp_size())),
+    }
+}
+
 /// The address a full-length reverse name stands for.
 fn arpa_address(q: &Question) -> Option<IpAddr> {
     let net = q.query.name().parse_arpa_name().ok()?;
@@ -193,6 +209,15 @@ mod tests {
             ask(&t, "10.1.0.2", "8.8.8.8.in-addr.arpa.", RecordType::PTR),
             Decision::Forward(_)
         ));
+    }
+
+    #[test]
+    fn strangers_are_refused_or_dropped() {
+        let m = Message::from_vec(&refuse(&query(5, "y", RecordType::A, None)).unwrap()).unwrap();
+        assert_eq!(m.metadata.response_code, ResponseCode::Refused);
+        assert!(m.answers.is_empty());
+        assert_eq!(m.metadata.id, 5);
+        assert!(refuse(&[1, 2, 3]).is_none());
     }
 
     #[test]
