@@ -71,7 +71,12 @@ fn bind_one(v6: bool, tcp: bool, port: u16) -> io::Result<(OwnedFd, u16)> {
         if !tcp {
             setsockopt(&fd, sockopt::Ipv6RecvPacketInfo, &true).map_err(errno)?;
         }
-        let addr = SockaddrIn6::from(SocketAddrV6::new(std::net::Ipv6Addr::UNSPECIFIED, port, 0, 0));
+        let addr = SockaddrIn6::from(SocketAddrV6::new(
+            std::net::Ipv6Addr::UNSPECIFIED,
+            port,
+            0,
+            0,
+        ));
         bind(fd.as_raw_fd(), &addr).map_err(errno)?;
     } else {
         if !tcp {
@@ -169,7 +174,10 @@ fn try_recv(sock: &UdpSocket, buf: &mut [u8]) -> io::Result<Datagram> {
         let src = msg.address.and_then(|a| {
             a.as_sockaddr_in()
                 .map(|v4| SocketAddr::V4(SocketAddrV4::from(*v4)))
-                .or_else(|| a.as_sockaddr_in6().map(|v6| SocketAddr::V6(SocketAddrV6::from(*v6))))
+                .or_else(|| {
+                    a.as_sockaddr_in6()
+                        .map(|v6| SocketAddr::V6(SocketAddrV6::from(*v6)))
+                })
         });
         let mut info = None;
         for c in msg.cmsgs().map_err(errno)? {

@@ -85,7 +85,8 @@ pub async fn tcp(up: SocketAddr, packet: &[u8], id: u16, query: &Query) -> io::R
     let mut s = timeout(TCP_WAIT, TcpStream::connect(up))
         .await
         .map_err(|_| io::Error::from(io::ErrorKind::TimedOut))??;
-    let len = u16::try_from(packet.len()).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+    let len =
+        u16::try_from(packet.len()).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
     let mut framed = Vec::with_capacity(packet.len().saturating_add(2));
     framed.extend_from_slice(&len.to_be_bytes());
     framed.extend_from_slice(packet);

@@ -53,8 +53,7 @@ pub fn decide(table: &Table, asker: AskerIdx, packet: &[u8], tcp: bool) -> Decis
     }
     let qtype = q.query.query_type();
     // Zone transfers are served by no one here; other classes (CHAOS) have no names here.
-    if matches!(qtype, RecordType::AXFR | RecordType::IXFR)
-        || q.query.query_class() != DNSClass::IN
+    if matches!(qtype, RecordType::AXFR | RecordType::IXFR) || q.query.query_class() != DNSClass::IN
     {
         return respond(ResponseCode::Refused, vec![]);
     }
@@ -96,9 +95,10 @@ pub fn decide(table: &Table, asker: AskerIdx, packet: &[u8], tcp: bool) -> Decis
                 let owner = q.query.name();
                 let mut answers = Vec::new();
                 if matches!(qtype, RecordType::A | RecordType::ANY) {
-                    answers.extend(v4.into_iter().map(|a| {
-                        Record::from_rdata(owner.clone(), LOCAL_TTL, RData::A(A(a)))
-                    }));
+                    answers.extend(
+                        v4.into_iter()
+                            .map(|a| Record::from_rdata(owner.clone(), LOCAL_TTL, RData::A(A(a)))),
+                    );
                 }
                 if matches!(qtype, RecordType::AAAA | RecordType::ANY) {
                     answers.extend(v6.into_iter().map(|a| {
@@ -125,7 +125,12 @@ pub fn refuse(packet: &[u8]) -> Option<Vec<u8>> {
             query,
             ..
         }) => Some(reply::error(id, op_code, rd, ResponseCode::Refused, query)),
-        Ok(q) => Some(reply::answer(&q, ResponseCode::Refused, vec![], q.udp_size())),
+        Ok(q) => Some(reply::answer(
+            &q,
+            ResponseCode::Refused,
+            vec![],
+            q.udp_size(),
+        )),
     }
 }
 
@@ -143,7 +148,11 @@ mod tests {
     use hickory_proto::op::Message;
 
     fn ask(t: &Table, src: &str, name: &str, qt: RecordType) -> Decision {
-        let gw = if src.starts_with("10.1.") { "10.1.0.1" } else { "10.2.0.1" };
+        let gw = if src.starts_with("10.1.") {
+            "10.1.0.1"
+        } else {
+            "10.2.0.1"
+        };
         let net = t.network_of(gw.parse().unwrap()).unwrap();
         let asker = t.asker(net, src.parse().unwrap()).unwrap();
         decide(t, asker, &query(42, name, qt, None), false)
@@ -198,12 +207,22 @@ mod tests {
     #[test]
     fn ptr_for_sandbox_addresses() {
         let t = fixture();
-        let m = reply(ask(&t, "10.1.0.2", "3.0.1.10.in-addr.arpa.", RecordType::PTR));
+        let m = reply(ask(
+            &t,
+            "10.1.0.2",
+            "3.0.1.10.in-addr.arpa.",
+            RecordType::PTR,
+        ));
         assert_eq!(addrs(&m), ["y.a."]);
         let v6 = "2.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.1.0.0.0.0.0.d.f.ip6.arpa.";
         let m = reply(ask(&t, "10.1.0.3", v6, RecordType::PTR));
         assert_eq!(addrs(&m), ["x.a."]);
-        let m = reply(ask(&t, "10.1.0.2", "4.0.2.10.in-addr.arpa.", RecordType::PTR));
+        let m = reply(ask(
+            &t,
+            "10.1.0.2",
+            "4.0.2.10.in-addr.arpa.",
+            RecordType::PTR,
+        ));
         assert_eq!(m.metadata.response_code, ResponseCode::NXDomain);
         assert!(matches!(
             ask(&t, "10.1.0.2", "8.8.8.8.in-addr.arpa.", RecordType::PTR),

@@ -170,8 +170,11 @@ mod tests {
         let name = Name::from_ascii("ext.example.").unwrap();
         for (i, t) in ttls.iter().enumerate() {
             let last = u8::try_from(i).unwrap();
-            m.answers
-                .push(Record::from_rdata(name.clone(), *t, RData::A(A::new(192, 0, 2, last))));
+            m.answers.push(Record::from_rdata(
+                name.clone(),
+                *t,
+                RData::A(A::new(192, 0, 2, last)),
+            ));
         }
         (m.to_vec().unwrap(), m)
     }
@@ -187,7 +190,8 @@ mod tests {
         c.put(key.clone(), &bytes, &m, t0);
         let hit = c.get(&key, t0, 9).unwrap();
         assert_eq!(Message::from_vec(&hit).unwrap().metadata.id, 9);
-        let hit = Message::from_vec(&c.get(&key, t0 + Duration::from_secs(5), 10).unwrap()).unwrap();
+        let hit =
+            Message::from_vec(&c.get(&key, t0 + Duration::from_secs(5), 10).unwrap()).unwrap();
         assert_eq!(hit.answers[0].ttl, 15);
         assert_eq!(hit.answers[1].ttl, 7);
         assert!(c.get(&key, t0 + Duration::from_secs(12), 11).is_none());

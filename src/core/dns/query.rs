@@ -88,15 +88,11 @@ pub fn parse(packet: &[u8]) -> Result<Question, Rejected> {
     if counts.additionals > MAX_ADDITIONALS {
         return Err(error(ResponseCode::FormErr, Some(query)));
     }
-    let edns = match Message::read_records(
-        &mut d,
-        usize::from(counts.additionals),
-        true,
-        OpCode::Query,
-    ) {
-        Ok((_, edns, _)) => edns,
-        Err(_) => return Err(error(ResponseCode::FormErr, Some(query))),
-    };
+    let edns =
+        match Message::read_records(&mut d, usize::from(counts.additionals), true, OpCode::Query) {
+            Ok((_, edns, _)) => edns,
+            Err(_) => return Err(error(ResponseCode::FormErr, Some(query))),
+        };
     Ok(Question {
         id: metadata.id,
         rd: metadata.recursion_desired,

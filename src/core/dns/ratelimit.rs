@@ -57,7 +57,10 @@ impl RateLimiter {
             last: now,
         });
         let elapsed = u64::try_from(now.saturating_sub(b.last).as_nanos()).unwrap_or(u64::MAX);
-        b.level = b.level.saturating_add(elapsed.saturating_mul(self.rate)).min(cap);
+        b.level = b
+            .level
+            .saturating_add(elapsed.saturating_mul(self.rate))
+            .min(cap);
         b.last = now;
         if b.level >= TOKEN {
             b.level -= TOKEN;
@@ -139,7 +142,10 @@ mod tests {
         assert!(!r.allow(ip("10.0.0.2"), t + Duration::from_millis(10)));
         // A second later: full again, never more.
         let later = t + Duration::from_secs(5);
-        assert_eq!((0..1000).filter(|_| r.allow(ip("10.0.0.2"), later)).count(), 100);
+        assert_eq!(
+            (0..1000).filter(|_| r.allow(ip("10.0.0.2"), later)).count(),
+            100
+        );
     }
 
     #[test]

@@ -24,7 +24,8 @@ fn encode(m: &Message, max: u16) -> Vec<u8> {
     if m.emit(&mut enc).is_err() {
         // Only a header and question longer than `max` (at least 512) can fail: impossible
         // for a question read from a packet, but never panic: send the header alone.
-        let mut bare = Message::error_msg(m.metadata.id, m.metadata.op_code, ResponseCode::ServFail);
+        let mut bare =
+            Message::error_msg(m.metadata.id, m.metadata.op_code, ResponseCode::ServFail);
         bare.metadata.truncation = true;
         return bare.to_vec().unwrap_or_default();
     }
@@ -48,7 +49,13 @@ pub fn answer(q: &Question, code: ResponseCode, answers: Vec<Record>, max: u16) 
 }
 
 /// An error reply without a parsed [`Question`] (FORMERR, NOTIMP, REFUSED).
-pub fn error(id: u16, op_code: OpCode, rd: bool, code: ResponseCode, query: Option<Query>) -> Vec<u8> {
+pub fn error(
+    id: u16,
+    op_code: OpCode,
+    rd: bool,
+    code: ResponseCode,
+    query: Option<Query>,
+) -> Vec<u8> {
     let mut m = Message::error_msg(id, op_code, code);
     m.metadata.recursion_desired = rd;
     m.metadata.recursion_available = true;
@@ -110,7 +117,10 @@ mod tests {
         let bytes = up.to_vec().unwrap();
         let out = fit(bytes.clone(), &q, 512);
         assert_eq!(Message::from_vec(&out).unwrap().metadata.id, 0x1234);
-        let long: Vec<u8> = bytes.into_iter().chain(std::iter::repeat_n(0, 600)).collect();
+        let long: Vec<u8> = bytes
+            .into_iter()
+            .chain(std::iter::repeat_n(0, 600))
+            .collect();
         let out = fit(long, &q, 512);
         let m = Message::from_vec(&out).unwrap();
         assert!(m.metadata.truncation);

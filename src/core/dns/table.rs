@@ -138,7 +138,10 @@ impl Table {
                     IpAddr::V6(v) => Some(v),
                     IpAddr::V4(_) => None,
                 });
-                for a in [v4.map(IpAddr::V4), v6.map(IpAddr::V6)].into_iter().flatten() {
+                for a in [v4.map(IpAddr::V4), v6.map(IpAddr::V6)]
+                    .into_iter()
+                    .flatten()
+                {
                     t.by_source.insert((net, a), sidx);
                 }
                 if sb.status != Status::Running {
@@ -167,7 +170,10 @@ impl Table {
                     }
                 }
                 if let Ok(target) = Name::from_ascii(format!("{qualified}.")) {
-                    for a in [v4.map(IpAddr::V4), v6.map(IpAddr::V6)].into_iter().flatten() {
+                    for a in [v4.map(IpAddr::V4), v6.map(IpAddr::V6)]
+                        .into_iter()
+                        .flatten()
+                    {
                         t.ptrs.entry(a).or_default().push(PtrEntry {
                             net,
                             target: target.clone(),
@@ -274,7 +280,13 @@ pub(crate) mod tests {
     use crate::core::model::{Endpoint, SubnetConfig};
     use std::collections::BTreeMap;
 
-    pub(crate) fn net(name: &str, id: &str, v4: &str, gw: &str, v6: Option<(&str, &str)>) -> Network {
+    pub(crate) fn net(
+        name: &str,
+        id: &str,
+        v4: &str,
+        gw: &str,
+        v6: Option<(&str, &str)>,
+    ) -> Network {
         let mut subnets = vec![SubnetConfig {
             subnet: v4.parse().unwrap(),
             gateway: gw.parse().unwrap(),
@@ -332,15 +344,29 @@ pub(crate) mod tests {
     /// Networks a (10.1.0.0/24, with IPv6) and b (10.2.0.0/24); sandboxes: x on a (alias
     /// "db"), y on a and b, z on b, w on a but exited.
     pub(crate) fn fixture() -> Table {
-        let a = net("a", "aid", "10.1.0.0/24", "10.1.0.1", Some(("fd00:1::/64", "fd00:1::1")));
+        let a = net(
+            "a",
+            "aid",
+            "10.1.0.0/24",
+            "10.1.0.1",
+            Some(("fd00:1::/64", "fd00:1::1")),
+        );
         let b = net("b", "bid", "10.2.0.0/24", "10.2.0.1", None);
-        let x = sb("x", Status::Running, vec![ep(&a, "10.1.0.2", Some("fd00:1::2"), &["db"])]);
+        let x = sb(
+            "x",
+            Status::Running,
+            vec![ep(&a, "10.1.0.2", Some("fd00:1::2"), &["db"])],
+        );
         let y = sb(
             "y",
             Status::Running,
             vec![ep(&a, "10.1.0.3", None, &[]), ep(&b, "10.2.0.3", None, &[])],
         );
-        let z = sb("z", Status::Running, vec![ep(&b, "10.2.0.4", None, &["db"])]);
+        let z = sb(
+            "z",
+            Status::Running,
+            vec![ep(&b, "10.2.0.4", None, &["db"])],
+        );
         let w = sb("w", Status::Exited, vec![ep(&a, "10.1.0.5", None, &[])]);
         Table::build(&[a, b], &[x, y, z, w])
     }
@@ -386,14 +412,20 @@ pub(crate) mod tests {
         assert_eq!(t.lookup(x, "y.a"), found(&["10.1.0.3"], &[]));
         assert_eq!(t.lookup(x, "x"), found(&["10.1.0.2"], &["fd00:1::2"]));
         // The alias db is x's on a and z's on b: x sees only its own network's.
-        assert_eq!(t.lookup(x, "db"), found(&["10.1.0.2"], &[]).with_v6("fd00:1::2"));
+        assert_eq!(
+            t.lookup(x, "db"),
+            found(&["10.1.0.2"], &[]).with_v6("fd00:1::2")
+        );
         // z is only on b: hidden from x, and y.b too.
         assert_eq!(t.lookup(x, "z"), Lookup::Hidden);
         assert_eq!(t.lookup(x, "y.b"), Lookup::Hidden);
         assert_eq!(t.lookup(x, "nosuch"), Lookup::Unknown);
         // y shares both: sees both db's, and its own addresses on both networks.
         let y = asker(&t, "10.2.0.1", "10.2.0.3");
-        assert_eq!(t.lookup(y, "db"), found(&["10.1.0.2", "10.2.0.4"], &["fd00:1::2"]));
+        assert_eq!(
+            t.lookup(y, "db"),
+            found(&["10.1.0.2", "10.2.0.4"], &["fd00:1::2"])
+        );
         assert_eq!(t.lookup(y, "y"), found(&["10.1.0.3", "10.2.0.3"], &[]));
         assert_eq!(t.lookup(y, "z.b"), found(&["10.2.0.4"], &[]));
     }

@@ -89,7 +89,10 @@ mod tests {
     fn only_the_matching_answer_is_accepted() {
         let q = Query::query(Name::from_ascii("Ext.Example.").unwrap(), RecordType::A);
         let mut m = Message::response(7, OpCode::Query);
-        m.queries.push(Query::query(Name::from_ascii("ext.example.").unwrap(), RecordType::A));
+        m.queries.push(Query::query(
+            Name::from_ascii("ext.example.").unwrap(),
+            RecordType::A,
+        ));
         let bytes = m.to_vec().unwrap();
         assert!(accept(&bytes, 7, &q).is_some());
         assert!(accept(&bytes, 8, &q).is_none());

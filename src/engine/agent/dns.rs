@@ -239,7 +239,11 @@ async fn serve(
     mut stop: oneshot::Receiver<()>,
 ) -> Result<()> {
     let udp4 = Arc::new(UdpSocket::from_std(bound.udp4)?);
-    let udp6 = bound.udp6.map(UdpSocket::from_std).transpose()?.map(Arc::new);
+    let udp6 = bound
+        .udp6
+        .map(UdpSocket::from_std)
+        .transpose()?
+        .map(Arc::new);
     let tcp4 = TcpListener::from_std(bound.tcp4)?;
     let tcp6 = bound.tcp6.map(TcpListener::from_std).transpose()?;
     let (done_tx, mut done_rx) = mpsc::unbounded_channel::<Done>();
@@ -301,7 +305,11 @@ impl ReplyTo {
             }
             ReplyTo::Udp { v6, to, from } => {
                 let Some(data) = data else { return };
-                let sock = if v6 { server.udp6.as_ref() } else { Some(&server.udp4) };
+                let sock = if v6 {
+                    server.udp6.as_ref()
+                } else {
+                    Some(&server.udp4)
+                };
                 if let Some(sock) = sock {
                     if let Err(e) = socket::send_from(sock, &data, to, from) {
                         if e.kind() != std::io::ErrorKind::WouldBlock {
@@ -333,7 +341,8 @@ impl Server {
         let v = match self.store.data_version() {
             Ok(v) => v,
             Err(e) => {
-                self.stats.error(format!("reading the store's version: {e}"));
+                self.stats
+                    .error(format!("reading the store's version: {e}"));
                 return;
             }
         };
@@ -354,9 +363,10 @@ impl Server {
                     .iter()
                     .map(|n| (socket::if_index(&n.bridge), Some(Instant::now())))
                     .collect();
-                self.stats
-                    .records
-                    .store(u64::try_from(self.table.records()).unwrap_or(u64::MAX), Relaxed);
+                self.stats.records.store(
+                    u64::try_from(self.table.records()).unwrap_or(u64::MAX),
+                    Relaxed,
+                );
                 self.version = Some(v);
             }
             Err(e) => self.stats.error(format!("reading the store: {e}")),
@@ -406,7 +416,9 @@ impl Server {
                 return;
             }
         };
-        let Some(packet) = buf.get(..d.len) else { return };
+        let Some(packet) = buf.get(..d.len) else {
+            return;
+        };
         let to = ReplyTo::Udp {
             v6,
             to: d.src,
@@ -559,7 +571,9 @@ impl Server {
         let Ok(permit) = conns.clone().try_acquire_owned() else {
             return;
         };
-        let Ok(local) = stream.local_addr() else { return };
+        let Ok(local) = stream.local_addr() else {
+            return;
+        };
         let queries = queries.clone();
         tokio::spawn(async move {
             let _ = converse(stream, peer, local.ip(), queries).await;
