@@ -126,7 +126,7 @@ fn names_aliases_and_qualified_names_on_shared_networks_only() {
     for name in ["x", "X", "xhost", "db", "x.a", "X.A."] {
         let r = ask(&h, "y", "a", name, "A");
         assert_eq!(r["rcode"], NOERROR, "{name}: {r}");
-        assert_eq!(values(&r), [x_ip.clone()], "{name}: {r}");
+        assert_eq!(values(&r), [x_ip.as_str()], "{name}: {r}");
         assert_eq!(r["answers"][0]["ttl"], 5);
         assert_eq!(r["aa"], true);
     }
@@ -152,8 +152,8 @@ fn names_aliases_and_qualified_names_on_shared_networks_only() {
     // Connected to b: z sees x at once, at its address on b; an alias given there too.
     h.weft_ok(&["network", "connect", "b", "x", "--alias", "cache"]);
     let x_b = h.ip_of("x", 1);
-    assert_eq!(values(&ask(&h, "z", "b", "x", "A")), [x_b.clone()]);
-    assert_eq!(values(&ask(&h, "z", "b", "cache", "A")), [x_b.clone()]);
+    assert_eq!(values(&ask(&h, "z", "b", "x", "A")), [x_b.as_str()]);
+    assert_eq!(values(&ask(&h, "z", "b", "cache", "A")), [x_b.as_str()]);
     // The alias on b is not x's name on a.
     assert_eq!(ask(&h, "y", "a", "cache", "A")["rcode"], NXDOMAIN);
     // Disconnected: gone at once.
@@ -351,7 +351,7 @@ fn kill_9_then_answers_again_within_a_second() {
     h.sleeper("y", &["--network", "a"]);
     let before = port(&h);
     let x_ip = h.ip_of("x", 0);
-    assert_eq!(values(&ask(&h, "y", "a", "x", "A")), [x_ip.clone()]);
+    assert_eq!(values(&ask(&h, "y", "a", "x", "A")), [x_ip.as_str()]);
     let pid = status(&h)["status"]["pid"].as_u64().unwrap();
     h.sh(&format!("kill -9 {pid}"));
     assert!(within(Duration::from_secs(5), || status(&h)["running"] == false));
@@ -362,7 +362,7 @@ fn kill_9_then_answers_again_within_a_second() {
     let mut answered = false;
     while t.elapsed() < Duration::from_secs(3) {
         let r = ask_at(&h, "y", &gw, before, "x", "A", false);
-        if r["rcode"] == NOERROR && values(&r) == [x_ip.clone()] {
+        if r["rcode"] == NOERROR && values(&r) == [x_ip.as_str()] {
             answered = true;
             break;
         }
@@ -425,7 +425,7 @@ fn a_flooding_sandbox_does_not_starve_the_others() {
     let x_ip = h.ip_of("x", 0);
     for _ in 0..10 {
         let r = ask(&h, "y", "a", "x", "A");
-        assert_eq!(values(&r), [x_ip.clone()], "{r}");
+        assert_eq!(values(&r), [x_ip.as_str()], "{r}");
     }
     let out = flooder.wait_with_output().unwrap();
     let sent: u64 = String::from_utf8_lossy(&out.stdout)
