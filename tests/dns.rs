@@ -165,6 +165,14 @@ fn names_aliases_and_qualified_names_on_shared_networks_only() {
     assert_eq!(r["rcode"], SERVFAIL, "{r}");
     assert!(values(&r).is_empty());
 
+    // Created without a process: answered when `create` returns (it holds its address, and
+    // `weft exec` runs processes in it).
+    h.weft_ok(&["create", "--name", "idle", "--network", "a"]);
+    assert_eq!(
+        values(&ask(&h, "y", "a", "idle", "A")),
+        [h.ip_of("idle", 0)]
+    );
+
     let s = status(&h);
     let dns = &s["status"]["dns"];
     assert_eq!(dns["port"], port(&h));

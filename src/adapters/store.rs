@@ -681,6 +681,22 @@ mod tests {
     use super::*;
     use std::collections::BTreeMap;
 
+    #[test]
+    fn data_version_moves_when_another_connection_commits() {
+        let dir = tempfile::tempdir().unwrap();
+        let reader = SqliteStore::open(dir.path()).unwrap();
+        let writer = SqliteStore::open(dir.path()).unwrap();
+        let v0 = reader.data_version().unwrap();
+        assert_eq!(reader.data_version().unwrap(), v0, "nothing committed");
+        let t = writer.begin(Mode::Write).unwrap();
+        t.put_network(&net("n", "id1")).unwrap();
+        assert_eq!(reader.data_version().unwrap(), v0, "not yet committed");
+        t.commit().unwrap();
+        let v1 = reader.data_version().unwrap();
+        assert_ne!(v1, v0);
+        assert_eq!(reader.data_version().unwrap(), v1);
+    }
+
     fn net(name: &str, id: &str) -> Network {
         Network {
             name: name.into(),

@@ -90,13 +90,21 @@ def ask(server, port, name, qtype, tcp=False, timeout=2.0):
                     return {"closed": True}
                 msg += chunk
         else:
+            # Two attempts, as glibc's resolver makes by default.
             s = socket.socket(family(server), socket.SOCK_DGRAM)
             s.settimeout(timeout)
-            s.sendto(q, (server, port))
-            while True:
-                msg, _ = s.recvfrom(65535)
-                if len(msg) >= 2 and struct.unpack(">H", msg[:2])[0] == qid:
+            msg = None
+            for attempt in range(2):
+                s.sendto(q, (server, port))
+                try:
+                    while True:
+                        msg, _ = s.recvfrom(65535)
+                        if len(msg) >= 2 and struct.unpack(">H", msg[:2])[0] == qid:
+                            break
                     break
+                except socket.timeout:
+                    if attempt == 1:
+                        raise
     except socket.timeout:
         return {"timeout": True}
     except ConnectionRefusedError:

@@ -17,6 +17,8 @@ use tokio::net::UdpSocket;
 
 /// How many bind attempts with a new port before giving up.
 const BIND_TRIES: usize = 16;
+/// The receive queue of each UDP socket, in bytes.
+const UDP_RCVBUF: usize = 4 << 20;
 /// Pending TCP connections the kernel queues.
 const BACKLOG: i32 = 128;
 
@@ -87,6 +89,11 @@ fn bind_one(v6: bool, tcp: bool, port: u16) -> io::Result<(OwnedFd, u16)> {
     }
     if tcp {
         listen(&fd, Backlog::new(BACKLOG).map_err(errno)?).map_err(errno)?;
+    } else {
+        // Room for bursts: the kernel drops what does not fit, whoever sent it, so a bigger
+        // queue keeps other sandboxes' queries while the rate limit drops a flood's. Forced
+        // past rmem_max (the agent has CAP_NET_ADMIN); the default stays when refused.
+        let _ = setsockopt(&fd, sockopt::RcvBufForce, &UDP_RCVBUF);
     }
     let local: SockaddrStorage = getsockname(fd.as_raw_fd()).map_err(errno)?;
     let port = local

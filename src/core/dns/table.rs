@@ -2,9 +2,10 @@
 //! sandbox asks (by its address on that network), and the names and addresses each asker may
 //! see. Built from the store's networks and sandboxes, rebuilt whenever they change.
 //!
-//! Visibility follows Docker's rule: a sandbox sees every running sandbox that shares at least
+//! Visibility follows Docker's rule: a sandbox sees every sandbox that shares at least
 //! one DNS-enabled network with it, with the addresses it has on the shared networks; a
-//! sandbox only on network B does not exist for one only on network A.
+//! sandbox only on network B does not exist for one only on network A. Which statuses are
+//! answered: [`answered`].
 
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
@@ -86,6 +87,20 @@ pub struct Table {
     records: usize,
 }
 
+/// Whether a sandbox in `status` is answered. Docker answers running containers only,
+/// because a stopped container gives its address back and the next one may get it. A weft
+/// sandbox keeps its namespace, interfaces and addresses from `create` until `rm`, whether a
+/// process runs or not (`weft exec` runs one in a created or exited sandbox), and no other
+/// sandbox can get them: its name is answered all that time, so that `create` makes it
+/// visible at once and a restart's back-off does not make it flap. Not while being created
+/// (its attach may still be rolled back) or removed.
+pub fn answered(status: Status) -> bool {
+    matches!(
+        status,
+        Status::Created | Status::Running | Status::Exited | Status::Restarting
+    )
+}
+
 /// Lower-case ASCII, as names are keyed.
 fn key(s: &str) -> Box<str> {
     s.to_ascii_lowercase().into_boxed_str()
@@ -93,9 +108,8 @@ fn key(s: &str) -> Box<str> {
 
 impl Table {
     /// Builds the table. Networks count when created and DNS-enabled; a sandbox may ask
-    /// whatever its status (its processes ask), but only running ones are answered, as
-    /// Docker answers only running containers: an exited sandbox's address may be handed to
-    /// the next one.
+    /// whatever its status (its processes ask). A sandbox is answered once made and until it
+    /// is being removed ([`answered`]).
     pub fn build(networks: &[Network], sandboxes: &[Sandbox]) -> Table {
         let mut t = Table::default();
         let mut net_by_id: HashMap<&str, NetIdx> = HashMap::new();
@@ -144,7 +158,7 @@ impl Table {
                 {
                     t.by_source.insert((net, a), sidx);
                 }
-                if sb.status != Status::Running {
+                if !answered(sb.status) {
                     continue;
                 }
                 let entry = NameEntry {
@@ -342,7 +356,7 @@ pub(crate) mod tests {
     }
 
     /// Networks a (10.1.0.0/24, with IPv6) and b (10.2.0.0/24); sandboxes: x on a (alias
-    /// "db"), y on a and b, z on b, w on a but exited.
+    /// "db"), y on a and b, z on b, w on a but still being created, v on a and exited.
     pub(crate) fn fixture() -> Table {
         let a = net(
             "a",
@@ -367,8 +381,9 @@ pub(crate) mod tests {
             Status::Running,
             vec![ep(&b, "10.2.0.4", None, &["db"])],
         );
-        let w = sb("w", Status::Exited, vec![ep(&a, "10.1.0.5", None, &[])]);
-        Table::build(&[a, b], &[x, y, z, w])
+        let w = sb("w", Status::Creating, vec![ep(&a, "10.1.0.5", None, &[])]);
+        let v = sb("v", Status::Exited, vec![ep(&a, "10.1.0.6", None, &[])]);
+        Table::build(&[a, b], &[x, y, z, w, v])
     }
 
     fn ip(s: &str) -> IpAddr {
@@ -391,12 +406,20 @@ pub(crate) mod tests {
         // x's address asked on b's gateway: not x.
         assert!(t.asker(b, ip("10.1.0.2")).is_none());
         assert!(t.asker(a, ip("10.1.0.99")).is_none());
-        // An exited sandbox's processes may still ask (exec), but its name is not ours
-        // (as Docker's stopped containers).
+        // A sandbox being created may already ask, but is not answered yet.
         let w = t.asker(a, ip("10.1.0.5")).unwrap();
         assert_eq!(t.asker_info(w).unwrap().name, "w");
         let x = asker(&t, "10.1.0.1", "10.1.0.2");
         assert_eq!(t.lookup(x, "w"), Lookup::Unknown);
+        // An exited one keeps its address, and its name.
+        assert_eq!(
+            t.lookup(x, "v"),
+            Lookup::Found {
+                v4: vec!["10.1.0.6".parse().unwrap()],
+                v6: vec![]
+            }
+        );
+        assert!(!answered(Status::Removing));
     }
 
     #[test]

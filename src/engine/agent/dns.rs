@@ -439,10 +439,16 @@ impl Server {
         tcp: bool,
         to: ReplyTo,
     ) -> Option<Immediate> {
-        self.refresh();
+        // The source's bucket first: a flood costs one hash lookup per packet, before the
+        // store or the packet is read.
         let now = self.now();
+        if !self.limiter.allow(src.ip(), now) {
+            self.stats.rate_limited.fetch_add(1, Relaxed);
+            return None;
+        }
+        self.refresh();
         let Some(asker) = self.asker(src.ip(), dst, ifindex) else {
-            // Strangers share one bucket: refusing costs little, but not nothing.
+            // Strangers also share one bucket: refusing costs little, but not nothing.
             if !self.limiter.allow(IpAddr::V4(Ipv4Addr::UNSPECIFIED), now) {
                 self.stats.rate_limited.fetch_add(1, Relaxed);
                 return None;
@@ -450,10 +456,6 @@ impl Server {
             self.stats.refused.fetch_add(1, Relaxed);
             return Some(Immediate(to, refuse(packet)));
         };
-        if !self.limiter.allow(src.ip(), now) {
-            self.stats.rate_limited.fetch_add(1, Relaxed);
-            return None;
-        }
         match decide(&self.table, asker, packet, tcp) {
             Decision::Reply(r) => {
                 self.stats.answered.fetch_add(1, Relaxed);

@@ -157,6 +157,9 @@ pub fn run(state_dir: &Path, run_dir: &Path, config_path: &Path, stay: bool) -> 
     }) {
         Ok(h) => Some(h),
         Err(e) => {
+            // A port recorded by an earlier agent may be anyone's now: the firewall must not
+            // send sandboxes' queries there.
+            crate::adapters::dns_port::remove(run_dir);
             tracing::error!("DNS server: {e:#}");
             if let Ok(mut s) = status.lock() {
                 s.errors.push(format!("DNS server not started: {e:#}"));
