@@ -2,8 +2,8 @@
 """bench/dns - local-name answers of weft's DNS server (a task of `weft daemon`) against
 aardvark-dns 1.4 (Podman's), in one run, on the same bridge, with the same 1,000 names.
 
-In a namespace playing the host: one weft network (10.212.0.0/16) with 1,000 sandboxes
-(`weft create`, names s0..s999) and a client sandbox. aardvark-dns gets a configuration for the
+In a namespace playing the host: one weft network (10.212.0.0/16) with 250 sandboxes
+(`weft create`, names sI with the aliases sI-a, sI-b, sI-c: 1,000 names) and a client sandbox. aardvark-dns gets a configuration for the
 same network (its gateway, the same names and addresses, the client) and listens on the same
 gateway at another port. dnsperf runs inside the client sandbox, for LIMIT seconds per run,
 against each server in turn (repeats interleaved), asking the 1,000 names (A) in a loop.
@@ -33,7 +33,8 @@ NS = "wdb-%d" % PID
 DIR = "/tmp/weft-bench-dns-%d" % PID
 AARDVARK = "/usr/lib/podman/aardvark-dns"
 AARDVARK_PORT = 5533
-NAMES = 1000
+SANDBOXES = 250
+ALIASES = ("a", "b", "c")
 TICK = os.sysconf("SC_CLK_TCK")
 
 
@@ -51,6 +52,7 @@ class Bench:
         self.bin = weft_bin
         self.env = ab.base_env()
         self.aardvark = None
+        self.profile = None
 
     def weft_argv(self, *args):
         return nsx([self.bin, "--state-dir", DIR + "/state", "--run-dir", DIR + "/run",
@@ -74,20 +76,25 @@ class Bench:
         ab.must(nsx(["ip", "link", "set", "lo", "up"]))
         self.weft("network", "create", "n", "--subnet", "10.212.0.0/16")
         self.weft("create", "--name", "client", "--network", "n")
-        log("creating %d sandboxes" % NAMES)
-        for i in range(NAMES):
-            self.weft("create", "--name", "s%d" % i, "--network", "n")
-        sbs = {s["name"]: s for s in self.json("inspect", *["s%d" % i for i in range(NAMES)] + ["client"])}
+        log("creating %d sandboxes" % SANDBOXES)
+        for i in range(SANDBOXES):
+            aliases = []
+            for a in ALIASES:
+                aliases += ["--network-alias", "s%d-%s" % (i, a)]
+            self.weft("create", "--name", "s%d" % i, "--network", "n", *aliases)
+        sbs = {s["name"]: s for s in self.json("inspect", *["s%d" % i for i in range(SANDBOXES)] + ["client"])}
         self.gw = self.json("network", "inspect", "n")[0]["subnets"][0]["gateway"]
         os.makedirs(DIR + "/aardvark")
         with open(DIR + "/aardvark/n", "w") as f:
             f.write(self.gw + "\n")
             for name, s in sbs.items():
                 ip = s["networks"][0]["ipv4"].split("/")[0]
-                f.write("%s %s  %s\n" % (s["id"], ip, name))
+                names = [name] + ([name + "-" + a for a in ALIASES] if name != "client" else [])
+                f.write("%s %s  %s\n" % (s["id"], ip, ",".join(names)))
         with open(DIR + "/queries", "w") as f:
-            for i in range(NAMES):
-                f.write("s%d A\n" % i)
+            for i in range(SANDBOXES):
+                for n in ["s%d" % i] + ["s%d-%s" % (i, a) for a in ALIASES]:
+                    f.write("%s A\n" % n)
         deadline = time.time() + 10
         while not os.path.exists(DIR + "/run/dns.port"):
             if time.time() > deadline:
@@ -102,12 +109,9 @@ class Bench:
                 self.dns_tid = int(tid)
         log("weft: port %d, %s records; agent pid %d, DNS thread %s" % (
             self.weft_port, st["dns"]["records"], self.agent_pid, self.dns_tid))
-        self.aardvark = subprocess.Popen(
-            nsx([AARDVARK, "--config", DIR + "/aardvark", "-p", str(AARDVARK_PORT), "run"]),
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        time.sleep(1)
-        if self.aardvark.poll() is not None:
-            raise RuntimeError("aardvark-dns did not start")
+        # `run` forks the server and returns once it listens; the server writes its pid.
+        ab.must(nsx([AARDVARK, "--config", DIR + "/aardvark", "-p", str(AARDVARK_PORT), "run"]))
+        self.aardvark = int(open(DIR + "/aardvark/aardvark.pid").read().strip())
 
     def cpu(self, pid, tid=None):
         path = "/proc/%d/task/%d/stat" % (pid, tid) if tid else "/proc/%d/stat" % pid
@@ -125,6 +129,8 @@ class Bench:
                                   "-d", DIR + "/queries", "-l", str(limit), "-c", "4", "-q", "200"),
                    env=self.env)
         out = p.stdout.decode(errors="replace")
+        if "Queries completed" not in out or p.returncode != 0:
+            log("dnsperf failed: %s %s" % (out[-1500:], p.stderr.decode(errors="replace")[-1500:]))
         def grab(pattern):
             m = re.search(pattern, out)
             return float(m.group(1)) if m else float("nan")
@@ -136,14 +142,25 @@ class Bench:
             "noerror": grab(r"NOERROR (\d+)"),
         }
 
-    def one(self, tool, limit):
+    def one(self, tool, limit, perf=False):
         if tool == "weft":
             pid, port = self.agent_pid, self.weft_port
         else:
-            pid, port = self.aardvark.pid, AARDVARK_PORT
+            pid, port = self.aardvark, AARDVARK_PORT
         before = self.cpu(pid)
         before_t = self.cpu(pid, self.dns_tid) if tool == "weft" and self.dns_tid else None
+        prof = None
+        if perf and tool == "weft" and self.dns_tid:
+            prof = subprocess.Popen(["perf", "record", "-q", "-F", "4999", "-t", str(self.dns_tid),
+                                     "-o", DIR + "/perf.data"],
+                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         r = self.dnsperf(port, limit)
+        if prof:
+            prof.send_signal(signal.SIGINT)
+            prof.wait()
+            rep = ab.run(["perf", "report", "-i", DIR + "/perf.data", "--stdio", "--sort", "sym",
+                          "--percent-limit", "0.2"])
+            self.profile = rep.stdout.decode(errors="replace")
         r["cpu_s"] = self.cpu(pid) - before
         if before_t is not None:
             r["thread_cpu_s"] = self.cpu(pid, self.dns_tid) - before_t
@@ -156,14 +173,16 @@ class Bench:
         return r
 
     def teardown(self):
-        if self.aardvark and self.aardvark.poll() is None:
-            self.aardvark.send_signal(signal.SIGTERM)
+        if os.environ.get("BENCH_KEEP"):
+            log("kept %s and %s" % (NS, DIR))
+            return
+        if self.aardvark:
             try:
-                self.aardvark.wait(5)
-            except subprocess.TimeoutExpired:
-                self.aardvark.kill()
+                os.kill(self.aardvark, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
         if os.path.isdir(DIR + "/state"):
-            ab.run(self.weft_argv("rm", "-f", "client", *["s%d" % i for i in range(NAMES)]), env=self.env)
+            ab.run(self.weft_argv("rm", "-f", "client", *["s%d" % i for i in range(SANDBOXES)]), env=self.env)
             ab.run(self.weft_argv("network", "rm", "n"), env=self.env)
             ab.run(self.weft_argv("daemon", "stop"), env=self.env)
         ab.run(["umount", "-l", DIR + "/run/netns"])
@@ -176,6 +195,8 @@ def main():
     ap.add_argument("--limit", type=int, default=10, help="seconds per dnsperf run")
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--no-build", action="store_true")
+    ap.add_argument("--perf", action="store_true",
+                    help="profile weft's DNS thread in its first run (perf record, flat), saved with the results")
     a = ap.parse_args()
     info = ab.build_weft(a.no_build)
     b = Bench(info["binary"])
@@ -184,7 +205,7 @@ def main():
         b.setup()
         for k in range(a.repeats):
             for tool in ("weft", "aardvark"):
-                r = b.one(tool, a.limit)
+                r = b.one(tool, a.limit, perf=a.perf and k == 0)
                 log("%d %-8s %8.0f qps  avg %.3f ms  %5.1f µs CPU/answer%s  rss %d KiB  lost %d" % (
                     k, tool, r["qps"], r["avg_ms"], r["us_per_answer"],
                     (" (DNS thread %.1f)" % r["thread_us_per_answer"]) if "thread_us_per_answer" in r else "",
@@ -206,7 +227,7 @@ def main():
     os.makedirs(os.path.join(ab.REPO, "bench", "results"), exist_ok=True)
     out = os.path.join(ab.REPO, "bench", "results", "dns-%d.json" % int(time.time()))
     with open(out, "w") as f:
-        json.dump({"runs": runs, "binary": info}, f, indent=1)
+        json.dump({"runs": runs, "binary": info, "profile": b.profile}, f, indent=1)
     log("raw runs: " + out)
 
 

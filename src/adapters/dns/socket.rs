@@ -167,7 +167,7 @@ pub struct Datagram {
 
 /// Receives one datagram without waiting (`WouldBlock` when none is queued). Datagrams
 /// without packet info (impossible once the option is set) are reported as `InvalidData`.
-fn try_recv(sock: &UdpSocket, buf: &mut [u8]) -> io::Result<Datagram> {
+pub fn try_recv(sock: &UdpSocket, buf: &mut [u8]) -> io::Result<Datagram> {
     sock.try_io(Interest::READABLE, || {
         let mut iov = [IoSliceMut::new(buf)];
         let mut cmsg = nix::cmsg_space!(libc::in6_pktinfo);

@@ -44,6 +44,8 @@ const HOST_RESOLVERS_EVERY: Duration = Duration::from_secs(1);
 /// How often an interface index that did not match is looked up again (a bridge the agent
 /// made again has a new one, and the store does not change).
 const IFINDEX_RETRY: Duration = Duration::from_millis(100);
+/// Datagrams handled per wake of the event loop, at most.
+const BATCH: usize = 64;
 /// How many errors the status lists.
 const KEEP_ERRORS: usize = 10;
 
@@ -267,17 +269,29 @@ async fn serve(
         udp6: udp6.clone(),
     };
     s.refresh();
+    // Records are kept current also without queries, for `weft daemon status`.
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut buf4 = vec![0u8; usize::from(u16::MAX)];
     let mut buf6 = vec![0u8; usize::from(u16::MAX)];
     loop {
         tokio::select! {
-            r = socket::recv(&udp4, &mut buf4) => s.datagram(false, &buf4, r),
+            r = socket::recv(&udp4, &mut buf4) => {
+                s.datagram(false, &buf4, r);
+                s.drain(&udp4, false, &mut buf4);
+            }
             r = async {
                 match &udp6 {
                     Some(u) => socket::recv(u, &mut buf6).await,
                     None => std::future::pending().await,
                 }
-            } => s.datagram(true, &buf6, r),
+            } => {
+                s.datagram(true, &buf6, r);
+                if let Some(u) = &udp6 {
+                    s.drain(u, true, &mut buf6);
+                }
+            }
+            _ = tick.tick() => s.refresh(),
             c = tcp4.accept() => s.accept(c, &conns, &tcp_tx).await,
             c = async {
                 match &tcp6 {
@@ -426,6 +440,17 @@ impl Server {
         };
         if let Some(r) = self.query(packet, d.src, d.dst, Some(d.ifindex), false, to) {
             r.send(self);
+        }
+    }
+
+    /// Handles the datagrams already queued on `sock`, up to [`BATCH`]: one wake of the event
+    /// loop serves a burst, then the other sockets get their turn.
+    fn drain(&mut self, sock: &UdpSocket, v6: bool, buf: &mut [u8]) {
+        for _ in 1..BATCH {
+            match socket::try_recv(sock, buf) {
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return,
+                r => self.datagram(v6, buf, r),
+            }
         }
     }
 
