@@ -3,9 +3,10 @@
 //!
 //! It runs on its own thread with its own event loop, so that repairs never delay an answer
 //! and a query flood never delays a repair. Records come from the state store through the
-//! task's own connection: before each query it reads SQLite's `data_version` (about a
-//! microsecond) and rebuilds its table when another process committed, so a change is visible
-//! as soon as the command that made it returns, without any notification.
+//! task's own connection: after receiving a batch of queries and before answering them, it
+//! reads SQLite's `data_version` (about a microsecond) and rebuilds its table when another
+//! process committed, so a change is visible as soon as the command that made it returns,
+//! without any notification.
 
 use std::collections::VecDeque;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -46,6 +47,11 @@ const HOST_RESOLVERS_EVERY: Duration = Duration::from_secs(1);
 const IFINDEX_RETRY: Duration = Duration::from_millis(100);
 /// Datagrams handled per wake of the event loop, at most.
 const BATCH: usize = 64;
+/// Room for one datagram of any size.
+const DATAGRAM: usize = 65_535;
+/// A batch's buffer: datagrams are received one after the other while a whole
+/// [`DATAGRAM`] still fits (DNS queries are small: a batch takes a few KiB).
+const ARENA: usize = 4 * DATAGRAM;
 /// How many errors the status lists.
 const KEEP_ERRORS: usize = 10;
 
@@ -272,23 +278,22 @@ async fn serve(
     // Records are kept current also without queries, for `weft daemon status`.
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut buf4 = vec![0u8; usize::from(u16::MAX)];
-    let mut buf6 = vec![0u8; usize::from(u16::MAX)];
+    let mut buf4 = vec![0u8; ARENA];
+    let mut buf6 = vec![0u8; ARENA];
+    let mut items = Vec::with_capacity(BATCH);
     loop {
         tokio::select! {
-            r = socket::recv(&udp4, &mut buf4) => {
-                s.datagram(false, &buf4, r);
-                s.drain(&udp4, false, &mut buf4);
+            r = socket::recv(&udp4, &mut buf4[..DATAGRAM]) => {
+                s.udp_batch(&udp4, false, r, &mut buf4, &mut items);
             }
             r = async {
                 match &udp6 {
-                    Some(u) => socket::recv(u, &mut buf6).await,
+                    Some(u) => socket::recv(u, &mut buf6[..DATAGRAM]).await,
                     None => std::future::pending().await,
                 }
             } => {
-                s.datagram(true, &buf6, r);
                 if let Some(u) = &udp6 {
-                    s.drain(u, true, &mut buf6);
+                    s.udp_batch(u, true, r, &mut buf6, &mut items);
                 }
             }
             _ = tick.tick() => s.refresh(),
@@ -301,6 +306,7 @@ async fn serve(
             } => s.accept(c, &conns, &tcp_tx).await,
             Some(q) = tcp_rx.recv() => {
                 let to = ReplyTo::Tcp(q.reply);
+                s.refresh();
                 if let Some(r) = s.query(&q.packet, q.peer, q.local, None, true, to) {
                     r.send(&s);
                 }
@@ -416,45 +422,64 @@ impl Server {
         self.table.asker(net, src)
     }
 
-    fn datagram(&mut self, v6: bool, buf: &[u8], r: std::io::Result<socket::Datagram>) {
-        let d = match r {
-            Ok(d) => d,
-            Err(e) => {
-                // ICMP errors for earlier replies surface here; none concerns a query.
-                if !matches!(
-                    e.kind(),
-                    std::io::ErrorKind::ConnectionRefused | std::io::ErrorKind::InvalidData
-                ) {
-                    self.stats.error(format!("receiving: {e}"));
+    /// Receives what is queued on `sock` after `first`, up to [`BATCH`] datagrams, then
+    /// checks the store once and answers them all. Every datagram of the batch was queued
+    /// before that check, so a change committed before any of them was sent is seen: one
+    /// check per batch instead of per query, as strict.
+    fn udp_batch(
+        &mut self,
+        sock: &UdpSocket,
+        v6: bool,
+        first: std::io::Result<socket::Datagram>,
+        arena: &mut [u8],
+        items: &mut Vec<(usize, socket::Datagram)>,
+    ) {
+        items.clear();
+        let mut off = 0usize;
+        let mut r = first;
+        for _ in 0..BATCH {
+            match r {
+                Ok(d) => {
+                    items.push((off, d));
+                    off = off.saturating_add(d.len);
                 }
-                return;
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+                // ICMP errors for earlier replies surface here; none concerns a query.
+                Err(e) => {
+                    if !matches!(
+                        e.kind(),
+                        std::io::ErrorKind::ConnectionRefused | std::io::ErrorKind::InvalidData
+                    ) {
+                        self.stats.error(format!("receiving: {e}"));
+                    }
+                }
             }
-        };
-        let Some(packet) = buf.get(..d.len) else {
+            let Some(room) = arena.get_mut(off..off.saturating_add(DATAGRAM)) else {
+                break;
+            };
+            r = socket::try_recv(sock, room);
+        }
+        if items.is_empty() {
             return;
-        };
-        let to = ReplyTo::Udp {
-            v6,
-            to: d.src,
-            from: d.dst,
-        };
-        if let Some(r) = self.query(packet, d.src, d.dst, Some(d.ifindex), false, to) {
-            r.send(self);
         }
-    }
-
-    /// Handles the datagrams already queued on `sock`, up to [`BATCH`]: one wake of the event
-    /// loop serves a burst, then the other sockets get their turn.
-    fn drain(&mut self, sock: &UdpSocket, v6: bool, buf: &mut [u8]) {
-        for _ in 1..BATCH {
-            match socket::try_recv(sock, buf) {
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return,
-                r => self.datagram(v6, buf, r),
+        self.refresh();
+        for (off, d) in items.iter() {
+            let Some(packet) = arena.get(*off..off.saturating_add(d.len)) else {
+                continue;
+            };
+            let to = ReplyTo::Udp {
+                v6,
+                to: d.src,
+                from: d.dst,
+            };
+            if let Some(r) = self.query(packet, d.src, d.dst, Some(d.ifindex), false, to) {
+                r.send(self);
             }
         }
     }
 
-    /// Handles one query; returns the reply to send now, if any (a forward replies later).
+    /// Handles one query (the store checked since it arrived); returns the reply to send now,
+    /// if any (a forward replies later).
     fn query(
         &mut self,
         packet: &[u8],
@@ -471,7 +496,6 @@ impl Server {
             self.stats.rate_limited.fetch_add(1, Relaxed);
             return None;
         }
-        self.refresh();
         let Some(asker) = self.asker(src.ip(), dst, ifindex) else {
             // Strangers also share one bucket: refusing costs little, but not nothing.
             if !self.limiter.allow(IpAddr::V4(Ipv4Addr::UNSPECIFIED), now) {
