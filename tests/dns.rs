@@ -405,6 +405,12 @@ fn thousands_of_malformed_packets_then_a_right_answer() {
     let r = ask(&h, "y", "a", "x", "A");
     assert_eq!(values(&r), [h.ip_of("x", 0)], "{r}");
     assert_eq!(r["id_ok"], true);
+    // A burst of valid queries (more than one wake of the server handles): every one
+    // answered.
+    let got = h.weft_ok(&[
+        "exec", "y", "--", "python3", "-c", DNSQ, "burst", &gw, &p, "x", "1000",
+    ]);
+    assert_eq!(got.trim(), "1000");
     let s = status(&h);
     assert_eq!(s["status"]["pid"], pid, "the agent survived: {s}");
 }

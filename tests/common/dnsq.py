@@ -2,6 +2,8 @@
 #   q SERVER PORT NAME TYPE [tcp]   one query; prints JSON {rcode, tc, answers} or {timeout}
 #   fuzz SERVER PORT N              N random and malformed datagrams, no waiting
 #   flood SERVER PORT SECONDS       queries as fast as possible for SECONDS, prints the count
+#   burst SERVER PORT NAME N        N queries at once, then prints how many distinct ones were
+#                                   answered within 3 s
 #   serve ADDR PORT                 an upstream resolver: any A query is 203.0.113.7 (TTL 60);
 #                                   names starting with "big" are truncated over UDP and 60
 #                                   records over TCP; prints "listening", then each query name
@@ -146,6 +148,22 @@ def fuzz(server, port, n):
             time.sleep(0.001)
     print(sent)
 
+def burst(server, port, name, n):
+    s = socket.socket(family(server), socket.SOCK_DGRAM)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 22)
+    for i in range(n):
+        s.sendto(query(i, name, "A"), (server, port))
+    seen = set()
+    s.settimeout(0.2)
+    end = time.time() + 3
+    while len(seen) < n and time.time() < end:
+        try:
+            msg = s.recv(65535)
+        except socket.timeout:
+            continue
+        seen.add(struct.unpack(">H", msg[:2])[0])
+    print(len(seen))
+
 def flood(server, port, seconds):
     s = socket.socket(family(server), socket.SOCK_DGRAM)
     s.setblocking(False)
@@ -224,5 +242,7 @@ if __name__ == "__main__":
         fuzz(sys.argv[2], int(sys.argv[3]), int(sys.argv[4]))
     elif mode == "serve":
         serve(sys.argv[2], int(sys.argv[3]))
+    elif mode == "burst":
+        burst(sys.argv[2], int(sys.argv[3]), sys.argv[4], int(sys.argv[5]))
     elif mode == "flood":
         flood(sys.argv[2], int(sys.argv[3]), float(sys.argv[4]))

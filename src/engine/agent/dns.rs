@@ -437,7 +437,9 @@ impl Server {
         items.clear();
         let mut off = 0usize;
         let mut r = first;
-        for _ in 0..BATCH {
+        let mut tries = 0usize;
+        loop {
+            tries = tries.saturating_add(1);
             match r {
                 Ok(d) => {
                     items.push((off, d));
@@ -453,6 +455,9 @@ impl Server {
                         self.stats.error(format!("receiving: {e}"));
                     }
                 }
+            }
+            if tries >= BATCH {
+                break;
             }
             let Some(room) = arena.get_mut(off..off.saturating_add(DATAGRAM)) else {
                 break;
