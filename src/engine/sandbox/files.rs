@@ -10,7 +10,9 @@ use anyhow::{Context as _, Result};
 
 use crate::adapters::fs;
 use crate::adapters::process::SandboxExec;
-use crate::core::model::Sandbox;
+use crate::adapters::store::{Mode, Store as _};
+use crate::core::model::{Network, Sandbox};
+use crate::core::resolv;
 use crate::engine::Ctx;
 
 /// The sandbox's log: where its command's output goes when it runs detached (`run -d`,
@@ -19,8 +21,21 @@ pub(super) fn log_path(ctx: &Ctx, id: &str) -> PathBuf {
     ctx.state_dir.join("logs").join(format!("{id}.log"))
 }
 
-/// `/etc/hosts` and `/etc/resolv.conf` for the sandbox.
-pub(super) fn write_files(ctx: &Ctx, sb: &Sandbox) -> Result<()> {
+/// [`write_files`] after a connect or disconnect: the networks are read from the records.
+pub(super) fn rewrite_files(ctx: &Ctx, sb: &Sandbox) -> Result<()> {
+    let nets = {
+        let tx = ctx.store.begin(Mode::Read)?;
+        let mut nets = Vec::with_capacity(sb.endpoints.len());
+        for ep in &sb.endpoints {
+            nets.extend(tx.network(&ep.network_id)?);
+        }
+        nets
+    };
+    write_files(ctx, sb, &nets)
+}
+
+/// `/etc/hosts` and `/etc/resolv.conf` for the sandbox, whose networks are among `nets`.
+pub(super) fn write_files(ctx: &Ctx, sb: &Sandbox, nets: &[Network]) -> Result<()> {
     let dir = ctx.sandbox_dir(&sb.id);
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
     let mut hosts =
@@ -48,12 +63,22 @@ pub(super) fn write_files(ctx: &Ctx, sb: &Sandbox) -> Result<()> {
     // systemd-resolved's stub (127.0.0.53, unreachable from the sandbox) the host's real
     // resolvers are resolved's upstream list, as Docker reads them too.
     let host_conf = std::fs::read_to_string(ctx.config.resolv_conf()).unwrap_or_default();
-    let host_conf = if crate::core::resolv::only_resolved_stub(&host_conf) {
+    let host_conf = if resolv::only_resolved_stub(&host_conf) {
         std::fs::read_to_string(ctx.config.resolved_conf()).unwrap_or(host_conf)
     } else {
         host_conf
     };
-    let conf = sb.run.dns.resolv_conf(&host_conf);
+    // On a network with DNS the agent answers at the gateway (and forwards to `--dns`);
+    // endpoints being connected or disconnected do not count yet.
+    let on = sb
+        .endpoints
+        .iter()
+        .filter(|ep| ep.pending.is_none())
+        .filter_map(|ep| nets.iter().find(|n| n.id == ep.network_id));
+    let conf = sb
+        .run
+        .dns
+        .resolv_conf(&host_conf, resolv::nameserver(sb.mode, on));
     fs::replace(&dir.join("resolv.conf"), conf.as_bytes(), 0o644)?;
     Ok(())
 }
