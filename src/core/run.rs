@@ -635,8 +635,8 @@ mod tests {
             "search corp\noptions edns0\nnameserver 10.7.0.1\n"
         );
         // `--dns` servers are the agent's upstreams, not the sandbox's: never written.
-        let d = DnsSettings::parse(&["1.1.1.1".into()], &["x".into()], &["ndots:2".into()])
-            .unwrap();
+        let d =
+            DnsSettings::parse(&["1.1.1.1".into()], &["x".into()], &["ndots:2".into()]).unwrap();
         assert_eq!(
             d.resolv_conf(host, gw),
             "nameserver 10.7.0.1\nsearch x\noptions ndots:2\n"
@@ -649,7 +649,10 @@ mod tests {
             DnsSettings::default().resolv_conf(host, Nameserver::Nothing),
             "search corp\noptions edns0\n"
         );
-        assert_eq!(d.resolv_conf(host, Nameserver::Nothing), "search x\noptions ndots:2\n");
+        assert_eq!(
+            d.resolv_conf(host, Nameserver::Nothing),
+            "search x\noptions ndots:2\n"
+        );
     }
 
     #[test]

@@ -538,8 +538,9 @@ fn dns_elements(net: &FwNetwork) -> (Vec<Elem>, Vec<Elem>) {
         for proto in [UDP, TCP] {
             let key = concat(&[&addr, &[proto], &DNS_PORT.to_be_bytes()]);
             let elem = match net.dns_port {
-                Some(p) => Elem::new(key)
-                    .with_data(ElemData::Value(concat(&[&addr, &p.to_be_bytes()]))),
+                Some(p) => {
+                    Elem::new(key).with_data(ElemData::Value(concat(&[&addr, &p.to_be_bytes()])))
+                }
                 None => Elem::new(key),
             };
             match g {
@@ -1044,9 +1045,7 @@ mod tests {
         let map_of = |rule: &Vec<Expr>| {
             rule.iter().find_map(|e| match e {
                 Expr::Lookup {
-                    set,
-                    dreg: Some(_),
-                    ..
+                    set, dreg: Some(_), ..
                 } => Some(set.clone()),
                 _ => None,
             })
