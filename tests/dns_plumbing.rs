@@ -340,6 +340,54 @@ fn queries_to_the_gateway_reach_the_agents_port_from_the_sandbox_only() {
 }
 
 #[test]
+fn internal_and_icc_false_networks_reach_the_agent_too() {
+    if !root_or_skip("internal_and_icc_false_networks_reach_the_agent_too") {
+        return;
+    }
+    let h = Host::new("dnsint");
+    write_port(&h, 40053);
+    h.weft_ok(&[
+        "network",
+        "create",
+        "int",
+        "--internal",
+        "--ipv6",
+        "--subnet",
+        "10.190.0.0/24",
+        "--subnet",
+        "fd00:190::/64",
+    ]);
+    h.weft_ok(&[
+        "network",
+        "create",
+        "iso",
+        "--subnet",
+        "10.191.0.0/24",
+        "--opt",
+        "icc=false",
+    ]);
+    let agent = Listener::start(&h, 40053, "agent");
+    h.sleeper("i", &["--network", "int"]);
+    h.sleeper("o", &["--network", "iso"]);
+    for (sb, proto, gw) in [
+        ("i", "udp", "10.190.0.1"),
+        ("i", "tcp", "10.190.0.1"),
+        ("i", "udp", "fd00:190::1"),
+        ("i", "tcp", "fd00:190::1"),
+        ("o", "udp", "10.191.0.1"),
+        ("o", "tcp", "10.191.0.1"),
+    ] {
+        let tag = format!("{sb}-{proto}-{gw}");
+        assert_eq!(
+            query(&h, sb, proto, gw, &tag).as_deref(),
+            Some(format!("{gw} 53 answer {tag}").as_str()),
+            "agent saw {}",
+            agent.seen()
+        );
+    }
+}
+
+#[test]
 fn dns_false_networks_are_not_redirected() {
     if !root_or_skip("dns_false_networks_are_not_redirected") {
         return;
