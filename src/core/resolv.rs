@@ -1,7 +1,7 @@
 //! Reading `resolv.conf` texts: the nameservers they name, and whether they hand every lookup
 //! to systemd-resolved's local stub (whose upstream servers, listed in another file, are then
 //! the host's real resolvers). Used by IPAM (a subnet must not contain the host's resolvers)
-//! and for a sandbox's own `resolv.conf`.
+//! and for a sandbox's own `resolv.conf`, whose name server this also chooses ([`nameserver`]).
 
 use std::net::{IpAddr, Ipv4Addr};
 
