@@ -513,3 +513,58 @@ fn the_elements_follow_the_port_the_networks_and_tampering() {
     assert!(dns4.find("elements").is_none(), "{dns4}");
     assert!(dns6.find("elements").is_none(), "{dns6}");
 }
+
+#[test]
+fn a_running_command_sees_the_rewrite() {
+    if !root_or_skip("a_running_command_sees_the_rewrite") {
+        return;
+    }
+    let h = Host::new("dnsrun");
+    h.resolv_conf("nameserver 9.9.9.9\n");
+    h.weft_ok(&[
+        "network",
+        "create",
+        "off",
+        "--subnet",
+        "10.192.0.0/24",
+        "--opt",
+        "dns=false",
+    ]);
+    h.weft_ok(&["network", "create", "a", "--subnet", "10.193.0.0/24"]);
+    // The command itself (not a later `exec`) reports what it sees, again and again.
+    let seen = h.dir.join("seen");
+    let s = seen.display();
+    let script =
+        format!("while :; do cat /etc/resolv.conf > {s}.tmp; mv {s}.tmp {s}; sleep 0.05; done");
+    h.weft_ok(&[
+        "run",
+        "-d",
+        "--name",
+        "s",
+        "--network",
+        "off",
+        "--",
+        "sh",
+        "-c",
+        &script,
+    ]);
+    let sees = |want: &str| {
+        let deadline = Instant::now() + Duration::from_secs(3);
+        while Instant::now() < deadline {
+            if std::fs::read_to_string(&seen).unwrap_or_default() == want {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        false
+    };
+    assert!(sees("nameserver 9.9.9.9\n"));
+    h.weft_ok(&["network", "connect", "a", "s"]);
+    assert!(
+        sees("nameserver 10.193.0.1\n"),
+        "{:?}",
+        std::fs::read_to_string(&seen)
+    );
+    h.weft_ok(&["network", "disconnect", "a", "s"]);
+    assert!(sees("nameserver 9.9.9.9\n"));
+}

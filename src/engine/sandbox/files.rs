@@ -56,8 +56,8 @@ pub(super) fn write_files(ctx: &Ctx, sb: &Sandbox, nets: &[Network]) -> Result<(
         hosts.push_str(&format!("{}\t{}\n", h.ip, h.name));
     }
     // Read by any user inside the sandbox (bind-mounted over /etc/hosts), so 0644 inside the
-    // private run directory; replaced, never written through whatever is at the path.
-    fs::replace(&dir.join("hosts"), hosts.as_bytes(), 0o644)?;
+    // private run directory; never written through whatever is at the path.
+    put(&dir.join("hosts"), hosts.as_bytes())?;
     // The host's resolvers, minus loopback ones, which mean nothing inside the sandbox
     // (Docker does the same); `--dns*` replace the host's lines of their kind. Behind
     // systemd-resolved's stub (127.0.0.53, unreachable from the sandbox) the host's real
@@ -79,8 +79,16 @@ pub(super) fn write_files(ctx: &Ctx, sb: &Sandbox, nets: &[Network]) -> Result<(
         .run
         .dns
         .resolv_conf(&host_conf, resolv::nameserver(sb.mode, on));
-    fs::replace(&dir.join("resolv.conf"), conf.as_bytes(), 0o644)?;
+    put(&dir.join("resolv.conf"), conf.as_bytes())?;
     Ok(())
+}
+
+/// Writes a file the sandbox's processes have bind-mounted: in place once it exists, so that
+/// running commands see a connect's or disconnect's change (a file renamed over it would leave
+/// their mounts on the old one); made fresh and renamed into place the first time, or when
+/// what is there is no regular file of its own (a planted symlink is replaced, not followed).
+fn put(path: &Path, contents: &[u8]) -> io::Result<()> {
+    fs::overwrite(path, contents).or_else(|_| fs::replace(path, contents, 0o644))
 }
 
 /// Where the inits of a sandbox's processes are recorded, one empty file `PID-START` each
