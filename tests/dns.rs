@@ -3,7 +3,9 @@
 //! returns, forwarding (a sandbox's `--dns`, the host's resolvers, systemd-resolved's list or
 //! its stub), SERVFAIL, TCP, strangers refused, `kill -9` and back, hostile packets and floods.
 //!
-//! Queries go to the network's gateway at the server's port (`RUN_DIR/dns.port`).
+//! Queries go to the network's gateway at the server's port (`RUN_DIR/dns.port`), and some
+//! the way programs send them: to the gateway's port 53 (redirected there), or through the
+//! sandbox's resolv.conf (`getent`).
 
 mod common;
 
@@ -130,6 +132,14 @@ fn names_aliases_and_qualified_names_on_shared_networks_only() {
         assert_eq!(r["answers"][0]["ttl"], 5);
         assert_eq!(r["aa"], true);
     }
+    // The way programs ask: the sandbox's resolv.conf names the gateway, whose port 53 is
+    // redirected to the server's.
+    let r = ask_at(&h, "y", &gateway(&h, "a", false), 53, "db", "A", false);
+    assert_eq!(values(&r), [x_ip.as_str()], "{r}");
+    let r = ask_at(&h, "y", &gateway(&h, "a", false), 53, "db", "A", true);
+    assert_eq!(values(&r), [x_ip.as_str()], "{r}");
+    let hosts = h.weft_ok(&["exec", "y", "--", "getent", "hosts", "xhost"]);
+    assert!(hosts.starts_with(&format!("{x_ip} ")), "{hosts}");
     // z is only on b: x does not exist for it, nor z for y.
     assert_eq!(ask(&h, "z", "b", "x", "A")["rcode"], NXDOMAIN);
     assert_eq!(ask(&h, "y", "a", "z", "A")["rcode"], NXDOMAIN);
@@ -252,9 +262,11 @@ fn forwarding_to_dns_flag_host_resolvers_resolved_and_its_stub() {
     h.sleeper("own", &["--network", "a", "--dns", "198.51.100.2"]);
     h.sleeper("plain", &["--network", "a"]);
 
-    // The sandbox's own --dns server.
+    // The sandbox's own --dns server, as programs ask (resolv.conf names the gateway).
     let r = ask(h, "own", "a", "ext.example", "A");
     assert_eq!(values(&r), ["203.0.113.7"], "{r}");
+    let hosts = h.weft_ok(&["exec", "own", "--", "getent", "hosts", "via-getent.example"]);
+    assert!(hosts.starts_with("203.0.113.7 "), "{hosts}");
     // Without --dns and without host resolvers: SERVFAIL at once.
     let t = Instant::now();
     assert_eq!(ask(h, "plain", "a", "ext.example", "A")["rcode"], SERVFAIL);
