@@ -261,12 +261,33 @@ fn forwarding_to_dns_flag_host_resolvers_resolved_and_its_stub() {
     h.weft_ok(&["network", "create", "a", "--subnet", "10.190.4.0/24"]);
     h.sleeper("own", &["--network", "a", "--dns", "198.51.100.2"]);
     h.sleeper("plain", &["--network", "a"]);
+    // The first --dns refuses (nothing listens on the host's own uplink address: ICMP port
+    // unreachable): the second answers, without waiting out the first's timeout.
+    h.sleeper(
+        "two",
+        &[
+            "--network",
+            "a",
+            "--dns",
+            "198.51.100.1",
+            "--dns",
+            "198.51.100.2",
+        ],
+    );
 
     // The sandbox's own --dns server, as programs ask (resolv.conf names the gateway).
     let r = ask(h, "own", "a", "ext.example", "A");
     assert_eq!(values(&r), ["203.0.113.7"], "{r}");
     let hosts = h.weft_ok(&["exec", "own", "--", "getent", "hosts", "via-getent.example"]);
     assert!(hosts.starts_with("203.0.113.7 "), "{hosts}");
+    let t = Instant::now();
+    let r = ask(h, "two", "a", "failover.example", "A");
+    assert_eq!(values(&r), ["203.0.113.7"], "{r}");
+    assert!(
+        t.elapsed() < Duration::from_millis(1500),
+        "{:?}",
+        t.elapsed()
+    );
     // Without --dns and without host resolvers: SERVFAIL at once.
     let t = Instant::now();
     assert_eq!(ask(h, "plain", "a", "ext.example", "A")["rcode"], SERVFAIL);

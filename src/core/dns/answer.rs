@@ -32,8 +32,8 @@ pub struct Forward {
     pub name: Box<str>,
 }
 
-/// Decides for `packet`, asked by `asker`; replies fit in `max` bytes (the client's UDP
-/// size, or 65,535 over TCP).
+/// Decides for `packet`, asked by `asker`; replies fit the client's UDP size (512 bytes, or
+/// its EDNS0 size up to [`super::MAX_UDP`]), or 65,535 bytes over TCP (`tcp`).
 pub fn decide(table: &Table, asker: AskerIdx, packet: &[u8], tcp: bool) -> Decision {
     let q = match parse(packet) {
         Ok(q) => q,
