@@ -88,7 +88,8 @@ fn net_a() -> FwNetwork {
         masq_v6: Some("fd00:88::/64".parse().unwrap()),
         subnet_v4: None,
         subnet_v6: None,
-        gateways: vec![],
+        gateways: vec!["10.88.0.1".parse().unwrap(), "fd00:88::1".parse().unwrap()],
+        dns_port: Some(40053),
     }
 }
 
@@ -104,6 +105,7 @@ fn net_b() -> FwNetwork {
         subnet_v4: None,
         subnet_v6: None,
         gateways: vec![],
+        dns_port: None,
     }
 }
 
@@ -118,10 +120,11 @@ fn apply(
     })
 }
 
-/// The text of one set's `elements = { ... }` block (empty if it has none).
+/// The text of one set's (or map's) `elements = { ... }` block (empty if it has none).
 fn elements_of(ruleset: &str, set: &str) -> String {
     let start = ruleset
         .find(&format!("set {set} {{"))
+        .or_else(|| ruleset.find(&format!("map {set} {{")))
         .unwrap_or_else(|| panic!("no set {set}"));
     let block = &ruleset[start..];
     let end = block.find('}').unwrap_or(block.len());
@@ -186,6 +189,33 @@ fn weft_ruleset_round_trip() {
             .unwrap_or_else(|| panic!("rule {rule:?} missing or out of order in\n{text}"));
         pos += at + line.len();
     }
+    // nft reads the DNS redirects back as the rules they were written as, first after the
+    // loopback returns.
+    let pre = [
+        "ip6 daddr ::1 return",
+        "iifname @bridges dnat ip to ip daddr . meta l4proto . th dport map @dns4",
+        "iifname @bridges dnat ip6 to ip6 daddr . meta l4proto . th dport map @dns6",
+        "dnat ip to ip daddr . meta l4proto . th dport map @dnat4",
+    ];
+    let mut pos = text.find("chain prerouting").expect("prerouting");
+    for rule in pre {
+        let line = format!("\t\t{rule}\n");
+        let at = text[pos..]
+            .find(&line)
+            .unwrap_or_else(|| panic!("rule {rule:?} missing or out of order in\n{text}"));
+        pos += at + line.len();
+    }
+    let dns4 = elements_of(&text, "dns4");
+    for want in [
+        "10.88.0.1 . udp . 53 : 10.88.0.1 . 40053",
+        "10.88.0.1 . tcp . 53 : 10.88.0.1 . 40053",
+    ] {
+        assert!(dns4.contains(want), "{want:?} missing in {dns4}");
+    }
+    assert!(
+        elements_of(&text, "dns6").contains("fd00:88::1 . udp . 53 : fd00:88::1 . 40053"),
+        "{text}"
+    );
     // Elements.
     let bridges = elements_of(&text, "bridges");
     assert!(
@@ -493,6 +523,7 @@ fn large_batch_is_fully_acknowledged() {
             subnet_v4: None,
             subnet_v6: None,
             gateways: vec![],
+            dns_port: None,
         })
         .collect();
     let all = nets.clone();

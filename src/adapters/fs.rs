@@ -1,7 +1,8 @@
 //! Files and directories weft creates. weft runs as root, often in directories other users can
 //! write to (`/tmp`) or could have prepared beforehand, so it never opens a file it creates
 //! through a symlink and never reuses a file that already exists (`O_NOFOLLOW | O_EXCL`);
-//! replaced files are written fresh and renamed into place; directories are private (0700),
+//! replaced files are written fresh and renamed into place (or, for files bind-mounted into
+//! sandboxes, rewritten in place: [`overwrite`]); directories are private (0700),
 //! must belong to root, and lie where only root can change the path to them (see
 //! [`private_dir`]).
 
@@ -36,6 +37,22 @@ pub fn open_append(path: &Path) -> io::Result<File> {
 /// Opens an existing file for reading under the same conditions as [`open_append`].
 pub fn open_read(path: &Path) -> io::Result<File> {
     open_own(OpenOptions::new().read(true), path)
+}
+
+/// Rewrites an existing file in place (the same inode), under the conditions of
+/// [`open_append`]: a bind mount of it shows the new contents too, which a [`replace`] (a new
+/// inode) would not. Unchanged contents are not written again; new ones are written over the
+/// old, then the rest is cut off.
+pub fn overwrite(path: &Path, contents: &[u8]) -> io::Result<()> {
+    let mut old = Vec::new();
+    std::io::Read::read_to_end(&mut open_read(path)?, &mut old)?;
+    if old == contents {
+        return Ok(());
+    }
+    let mut f = open_own(OpenOptions::new().write(true), path)?;
+    f.write_all(contents)?;
+    f.set_len(u64::try_from(contents.len()).map_err(io::Error::other)?)?;
+    Ok(())
 }
 
 fn open_own(opts: &mut OpenOptions, path: &Path) -> io::Result<File> {
@@ -336,6 +353,31 @@ pub fn private_temp_dir(prefix: &str) -> io::Result<PathBuf> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn overwrite_keeps_the_inode_and_refuses_links() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("resolv.conf");
+        std::fs::write(&f, "nameserver 9.9.9.9\nsearch a-long-search-domain\n").unwrap();
+        let ino = std::fs::metadata(&f).unwrap().ino();
+        overwrite(&f, b"nameserver 10.1.0.1\n").unwrap();
+        assert_eq!(
+            std::fs::read_to_string(&f).unwrap(),
+            "nameserver 10.1.0.1\n"
+        );
+        assert_eq!(std::fs::metadata(&f).unwrap().ino(), ino);
+        let link = dir.path().join("link");
+        std::os::unix::fs::symlink(&f, &link).unwrap();
+        assert!(overwrite(&link, b"x").is_err());
+        assert_eq!(
+            overwrite(&dir.path().join("absent"), b"x").map_err(|e| e.kind()),
+            Err(io::ErrorKind::NotFound)
+        );
+        assert_eq!(
+            std::fs::read_to_string(&f).unwrap(),
+            "nameserver 10.1.0.1\n"
+        );
+    }
 
     #[test]
     fn create_new_refuses_symlinks_and_existing_files() {

@@ -4,6 +4,7 @@ pub mod agent_ipc;
 pub mod announce;
 pub mod capabilities;
 pub mod conntrack;
+pub mod dns;
 pub mod dns_port;
 pub mod fd_park;
 pub mod fs;

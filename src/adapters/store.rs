@@ -237,6 +237,18 @@ impl SqliteStore {
     }
 }
 
+impl SqliteStore {
+    /// A number that changes whenever another connection commits to the database (SQLite's
+    /// `PRAGMA data_version`): one cheap read tells a long-lived reader (the agent's DNS
+    /// server) whether its copy of the records is still current.
+    pub fn data_version(&self) -> StoreResult<i64> {
+        self.conn
+            .prepare_cached("PRAGMA data_version")
+            .and_then(|mut st| st.query_row([], |r| r.get(0)))
+            .map_err(|e| self.err(e))
+    }
+}
+
 impl Store for SqliteStore {
     fn begin(&self, mode: Mode) -> StoreResult<Box<dyn Txn + '_>> {
         let sql = match mode {
@@ -668,6 +680,22 @@ impl Txn for SqliteTxn<'_> {
 mod tests {
     use super::*;
     use std::collections::BTreeMap;
+
+    #[test]
+    fn data_version_moves_when_another_connection_commits() {
+        let dir = tempfile::tempdir().unwrap();
+        let reader = SqliteStore::open(dir.path()).unwrap();
+        let writer = SqliteStore::open(dir.path()).unwrap();
+        let v0 = reader.data_version().unwrap();
+        assert_eq!(reader.data_version().unwrap(), v0, "nothing committed");
+        let t = writer.begin(Mode::Write).unwrap();
+        t.put_network(&net("n", "id1")).unwrap();
+        assert_eq!(reader.data_version().unwrap(), v0, "not yet committed");
+        t.commit().unwrap();
+        let v1 = reader.data_version().unwrap();
+        assert_ne!(v1, v0);
+        assert_eq!(reader.data_version().unwrap(), v1);
+    }
 
     fn net(name: &str, id: &str) -> Network {
         Network {

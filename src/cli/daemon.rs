@@ -112,6 +112,18 @@ fn print_agent_status(s: &crate::core::agent::AgentStatus) {
             p.sandbox, p.host_port, p.protocol, p.host_ip
         );
     }
+    match &s.dns {
+        None => println!("dns: not running"),
+        Some(d) => {
+            println!(
+                "dns: port {}, {} records; answered {}, forwarded {} ({} cached), failed {}, refused {}, rate-limited {}, errors {}",
+                d.port, d.records, d.answered, d.forwarded, d.cached, d.failed, d.refused, d.rate_limited, d.errors
+            );
+            for e in &d.recent_errors {
+                println!("  dns error: {e}");
+            }
+        }
+    }
     for e in &s.errors {
         println!("error: {e}");
     }

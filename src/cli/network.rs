@@ -130,9 +130,10 @@ pub struct NetworkCreateArgs {
     /// MTU of the bridge and veths.
     #[arg(long)]
     pub mtu: Option<u32>,
-    /// Driver options: icc=true|false, masquerade=true|false, host_ip=ADDR (default host
-    /// address of published ports), and Docker's com.docker.network.bridge.{name, enable_icc,
-    /// enable_ip_masquerade, host_binding_ipv4} and com.docker.network.driver.mtu.
+    /// Driver options: dns=true|false (name resolution by weft), icc=true|false,
+    /// masquerade=true|false, host_ip=ADDR (default host address of published ports), and
+    /// Docker's com.docker.network.bridge.{name, enable_icc, enable_ip_masquerade,
+    /// host_binding_ipv4} and com.docker.network.driver.mtu.
     #[arg(long, short)]
     pub opt: Vec<String>,
     /// Name of the bridge interface.

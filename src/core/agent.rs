@@ -106,4 +106,34 @@ pub struct AgentStatus {
     pub reservations: Vec<ReservationView>,
     /// Problems it met that are not repairs (a port it could not reserve, ...), newest last.
     pub errors: Vec<String>,
+    /// The DNS server, when it runs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dns: Option<DnsStatus>,
+}
+
+/// The agent's DNS server, for `weft daemon status`. Counters are since the agent started.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct DnsStatus {
+    /// The port it listens on (UDP and TCP, every address); sandboxes' queries to their
+    /// gateway's port 53 are redirected there.
+    pub port: u16,
+    /// Name and PTR records it answers.
+    pub records: u64,
+    /// Queries answered from its records (including NXDOMAIN and errors it answered itself).
+    pub answered: u64,
+    /// Queries answered by an upstream resolver (or from the brief cache of their answers).
+    pub forwarded: u64,
+    /// Of those, answered from the cache.
+    pub cached: u64,
+    /// Forwarded queries no upstream answered (SERVFAIL).
+    pub failed: u64,
+    /// Queries from addresses that are not sandboxes of a DNS-enabled network (REFUSED).
+    pub refused: u64,
+    /// Queries dropped by the per-source rate limit or in-flight bound.
+    pub rate_limited: u64,
+    /// Errors (socket or store), counted.
+    pub errors: u64,
+    /// The most recent errors, newest last.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub recent_errors: Vec<String>,
 }

@@ -2,6 +2,7 @@
 
 pub mod agent;
 pub mod display;
+pub mod dns;
 pub mod filter;
 pub mod firewall;
 pub mod ipam;

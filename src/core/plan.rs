@@ -327,8 +327,9 @@ pub fn apply_best_effort(exec: &mut dyn Executor, ops: &[Op]) -> Vec<ExecError> 
     ops.iter().filter_map(|op| exec.apply(op).err()).collect()
 }
 
-/// The firewall elements a network wants.
-pub fn firewall_of(net: &Network) -> FwNetwork {
+/// The firewall elements a network wants; `dns_port`: the port the host agent's DNS server
+/// recorded, if any (used only if the network has DNS).
+pub fn firewall_of(net: &Network, dns_port: Option<u16>) -> FwNetwork {
     let masq = net.masquerade();
     FwNetwork {
         bridge: net.bridge.clone(),
@@ -351,6 +352,7 @@ pub fn firewall_of(net: &Network) -> FwNetwork {
             _ => None,
         }),
         gateways: net.subnets.iter().map(|s| s.gateway).collect(),
+        dns_port: dns_port.filter(|_| net.dns()),
     }
 }
 
@@ -376,8 +378,9 @@ pub fn alias_instance(alias: &str) -> Option<&str> {
     (!instance.is_empty() && !id.is_empty()).then_some(instance)
 }
 
-/// Operations that make a network's bridge, addresses, forwarding and firewall elements.
-pub fn plan_network(net: &Network, instance: &str) -> Vec<Op> {
+/// Operations that make a network's bridge, addresses, forwarding and firewall elements
+/// (`dns_port`: see [`firewall_of`]).
+pub fn plan_network(net: &Network, instance: &str, dns_port: Option<u16>) -> Vec<Op> {
     let gw4 = net.v4().and_then(|s| match s.gateway {
         IpAddr::V4(a) => Some(a),
         IpAddr::V6(_) => None,
@@ -455,14 +458,15 @@ pub fn plan_network(net: &Network, instance: &str) -> Vec<Op> {
             });
         }
     }
-    ops.push(Op::FirewallAdd(firewall_of(net)));
+    ops.push(Op::FirewallAdd(firewall_of(net, dns_port)));
     ops
 }
 
 /// Operations that remove a network's kernel objects (its endpoints must be gone first).
 pub fn plan_network_teardown(net: &Network) -> Vec<Op> {
     vec![
-        Op::FirewallRemove(firewall_of(net)),
+        // Removal takes the DNS redirects' keys whatever port they lead to.
+        Op::FirewallRemove(firewall_of(net, None)),
         Op::DeleteLink {
             ns: Ns::Host,
             ifname: net.bridge.clone(),
@@ -747,7 +751,7 @@ mod tests {
 
     #[test]
     fn network_plan_has_bridge_gateway_forwarding_and_firewall() {
-        let ops = plan_network(&net(), "i1");
+        let ops = plan_network(&net(), "i1", None);
         assert!(matches!(&ops[0], Op::CreateBridge { name, .. } if name == "wbr-ab"));
         assert!(ops.contains(&Op::AddAddress {
             ns: Ns::Host,
@@ -770,7 +774,7 @@ mod tests {
     fn internal_network_has_no_masquerade_and_no_forwarding() {
         let mut n = net();
         n.internal = true;
-        let ops = plan_network(&n, "i1");
+        let ops = plan_network(&n, "i1", None);
         assert!(!ops
             .iter()
             .any(|o| matches!(o, Op::Sysctl { key, .. } if key.contains("forward"))));
@@ -781,7 +785,7 @@ mod tests {
 
     #[test]
     fn failure_rolls_back_in_reverse() {
-        let ops = plan_network(&net(), "i1");
+        let ops = plan_network(&net(), "i1", None);
         let mut fake = Fake {
             applied: vec![],
             fail_at: Some(ops.len() - 1),

@@ -344,7 +344,7 @@ mod tests {
             gateway: None,
             oif: Some("wbr-n1".into()),
         });
-        for op in plan_network(&net(), INST) {
+        for op in plan_network(&net(), INST, None) {
             if let Op::Sysctl { key, value, .. } = op {
                 host.sysctls.insert(key, value);
             }
@@ -363,7 +363,7 @@ mod tests {
     }
 
     fn desired() -> Vec<Op> {
-        let mut ops = plan_network(&net(), INST);
+        let mut ops = plan_network(&net(), INST, None);
         ops.extend(plan_attach(NS, "s1", &ep(), &net(), true, INST));
         ops
     }

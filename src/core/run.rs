@@ -10,6 +10,8 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
+use crate::core::resolv::Nameserver;
+
 /// A setting the user gave that weft cannot use.
 #[derive(Debug, Error, PartialEq, Eq)]
 pub enum RunError {
@@ -318,15 +320,18 @@ impl DnsSettings {
 
     /// The sandbox's `resolv.conf`: the host's (`host`, loopback name servers left out, as
     /// Docker does: they mean nothing inside the sandbox), with each kind of line given
-    /// here replacing the host's lines of that kind.
-    pub fn resolv_conf(&self, host: &str) -> String {
+    /// here replacing the host's lines of that kind. With `ns` naming a gateway, that is the
+    /// only name server (the agent forwards to the `--dns` servers); with
+    /// [`Nameserver::Nothing`] there is none.
+    pub fn resolv_conf(&self, host: &str, ns: Nameserver) -> String {
         let mut out = String::new();
         for l in host.lines() {
             let mut w = l.split_whitespace();
             let first = w.next();
             let drop = match first {
                 Some("nameserver") => {
-                    !self.servers.is_empty()
+                    ns != Nameserver::Host
+                        || !self.servers.is_empty()
                         || w.next()
                             .and_then(|a| a.parse::<IpAddr>().ok())
                             .is_some_and(|a| a.is_loopback())
@@ -340,8 +345,14 @@ impl DnsSettings {
                 out.push('\n');
             }
         }
-        for s in &self.servers {
-            out.push_str(&format!("nameserver {s}\n"));
+        match ns {
+            Nameserver::Host => {
+                for s in &self.servers {
+                    out.push_str(&format!("nameserver {s}\n"));
+                }
+            }
+            Nameserver::Gateway(g) => out.push_str(&format!("nameserver {g}\n")),
+            Nameserver::Nothing => {}
         }
         if !self.search.is_empty() {
             out.push_str(&format!("search {}\n", self.search.join(" ")));
@@ -599,12 +610,12 @@ mod tests {
         let host = "nameserver 127.0.0.53\nnameserver 9.9.9.9\nsearch corp\noptions edns0\n";
         let none = DnsSettings::default();
         assert_eq!(
-            none.resolv_conf(host),
+            none.resolv_conf(host, Nameserver::Host),
             "nameserver 9.9.9.9\nsearch corp\noptions edns0\n"
         );
         let d = DnsSettings::parse(&["1.1.1.1".into()], &[], &["ndots:2".into()]).unwrap();
         assert_eq!(
-            d.resolv_conf(host),
+            d.resolv_conf(host, Nameserver::Host),
             "search corp\nnameserver 1.1.1.1\noptions ndots:2\n"
         );
         assert_eq!(
@@ -612,6 +623,36 @@ mod tests {
             Err(RunError::Dns("x".into()))
         );
         assert!(DnsSettings::parse(&[], &["a b".into()], &[]).is_err());
+    }
+
+    #[test]
+    fn a_gateway_is_the_only_name_server_and_none_leaves_none() {
+        let host = "nameserver 9.9.9.9\nsearch corp\noptions edns0\n";
+        let ip = |s: &str| -> IpAddr { s.parse().unwrap() };
+        let gw = Nameserver::Gateway(ip("10.7.0.1"));
+        assert_eq!(
+            DnsSettings::default().resolv_conf(host, gw),
+            "search corp\noptions edns0\nnameserver 10.7.0.1\n"
+        );
+        // `--dns` servers are the agent's upstreams, not the sandbox's: never written.
+        let d =
+            DnsSettings::parse(&["1.1.1.1".into()], &["x".into()], &["ndots:2".into()]).unwrap();
+        assert_eq!(
+            d.resolv_conf(host, gw),
+            "nameserver 10.7.0.1\nsearch x\noptions ndots:2\n"
+        );
+        assert_eq!(
+            d.resolv_conf(host, Nameserver::Gateway(ip("fd00:7::1"))),
+            "nameserver fd00:7::1\nsearch x\noptions ndots:2\n"
+        );
+        assert_eq!(
+            DnsSettings::default().resolv_conf(host, Nameserver::Nothing),
+            "search corp\noptions edns0\n"
+        );
+        assert_eq!(
+            d.resolv_conf(host, Nameserver::Nothing),
+            "search x\noptions ndots:2\n"
+        );
     }
 
     #[test]

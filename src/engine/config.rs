@@ -9,6 +9,7 @@
 //! agent = true          # start the host agent (`weft daemon`) on demand
 //! anti_spoofing = true  # sandboxes send only from their own MAC and addresses
 //! ip_forward_no_drop = false  # true: weft adds no drop for forwarded traffic of others
+//! dns_rate_limit = 2000 # DNS queries per second per sandbox address the agent answers (0: no limit)
 //! ```
 
 use std::path::{Path, PathBuf};
@@ -58,12 +59,27 @@ pub struct Config {
     /// (Docker's `ip-forward-no-drop`).
     #[serde(default)]
     pub ip_forward_no_drop: bool,
+    /// DNS queries per second the agent's DNS server answers per sandbox address, with a burst
+    /// of one second's worth; beyond it queries are dropped, so one flooding sandbox cannot
+    /// starve the others (default [`DEFAULT_DNS_RATE_LIMIT`]; 0 turns the limit off).
+    #[serde(default)]
+    pub dns_rate_limit: Option<u32>,
 }
+
+/// Queries per second per sandbox address unless `dns_rate_limit` says otherwise: far above
+/// what applications ask (a lookup per connection), while a flood costs the host at most a
+/// few percent of a core per sandbox.
+pub const DEFAULT_DNS_RATE_LIMIT: u32 = 2000;
 
 impl Config {
     /// Whether to start the agent on demand.
     pub fn agent_on_demand(&self) -> bool {
         self.agent.unwrap_or(true)
+    }
+
+    /// DNS queries per second per sandbox address (0: no limit).
+    pub fn dns_rate_limit(&self) -> u32 {
+        self.dns_rate_limit.unwrap_or(DEFAULT_DNS_RATE_LIMIT)
     }
 
     /// Whether sandbox ports are guarded against spoofed addresses.

@@ -96,11 +96,13 @@ pub fn desired(ctx: &Ctx, tx: &dyn Txn, with_elements: bool) -> Result<Desired> 
     if !with_elements {
         return Ok(Desired::new(&opts, owner(ctx), &[], &[], &[]));
     }
+    // Read only here, where network elements are built (never on an attach's check).
+    let dns_port = crate::adapters::dns_port::read(&ctx.run_dir);
     let (mut nets, mut nets_moving) = (Vec::new(), Vec::new());
     for n in tx.networks()? {
         match in_flight(n.status, n.owner_pid, n.owner_start) {
-            None => nets.push(firewall_of(&n)),
-            Some(true) => nets_moving.push(firewall_of(&n)),
+            None => nets.push(firewall_of(&n, dns_port)),
+            Some(true) => nets_moving.push(firewall_of(&n, dns_port)),
             Some(false) => {}
         }
     }

@@ -41,7 +41,9 @@ fn settled(status: Status, owner: Option<u32>, start: Option<u64>) -> bool {
 }
 
 fn network_ops(net: &Network, instance: &str) -> Vec<Op> {
-    plan_network(net, instance)
+    // Firewall elements are not converged here (the firewall's own repair does that, with
+    // the agent's DNS port): no port needed.
+    plan_network(net, instance, None)
 }
 
 /// The kernel objects of a sandbox's settled endpoints, in attach order.

@@ -536,6 +536,7 @@ mod tests {
             subnet_v4: Some("10.1.0.0/24".parse().unwrap()),
             subnet_v6: None,
             gateways: vec!["10.1.0.1".parse().unwrap()],
+            dns_port: None,
         }
     }
 

@@ -173,14 +173,34 @@ fn is_loopback(family: IpFamily, dst: bool) -> Vec<Expr> {
 /// `dnat ip to ip daddr . meta l4proto . th dport map @dnat4` (or the `any` variant keyed by
 /// protocol and port only, guarded by `fib daddr type local`).
 fn dnat_rule(family: IpFamily, any: bool) -> Vec<Expr> {
-    let mut v = nfproto(family).to_vec();
-    let addr_len = addr_field(family, true).1;
     let map = match (family, any) {
         (IpFamily::V4, false) => MAP_DNAT4,
         (IpFamily::V4, true) => MAP_DNAT4_ANY,
         (IpFamily::V6, false) => MAP_DNAT6,
         (IpFamily::V6, true) => MAP_DNAT6_ANY,
     };
+    dnat_by_map(family, any, map)
+}
+
+/// `iifname @bridges dnat ip to ip daddr . meta l4proto . th dport map @dns4` (or `ip6`,
+/// `@dns6`): a sandbox's DNS query to its gateway goes to the agent's port there.
+fn dns_rule(family: IpFamily) -> Vec<Expr> {
+    let map = match family {
+        IpFamily::V4 => MAP_DNS4,
+        IpFamily::V6 => MAP_DNS6,
+    };
+    [
+        &ifname_in(MetaKey::Iifname, SET_BRIDGES)[..],
+        &dnat_by_map(family, false, map),
+    ]
+    .concat()
+}
+
+/// The DNAT through `map`, keyed by (address, protocol, port), or by (protocol, port) with
+/// `any` (guarded by `fib daddr type local`).
+fn dnat_by_map(family: IpFamily, any: bool, map: &str) -> Vec<Expr> {
+    let mut v = nfproto(family).to_vec();
+    let addr_len = addr_field(family, true).1;
     let proto_reg = if any {
         const RTN_LOCAL: u32 = 2;
         v.push(Expr::FibDaddrType { dreg: Reg::R0 });
@@ -224,12 +244,16 @@ fn dnat_rules() -> Vec<Vec<Expr>> {
 }
 
 /// The rules of `prerouting`: never DNAT a loopback destination arriving from outside (a
-/// port published on 127.0.0.1 is for the host only), then the published ports.
+/// port published on 127.0.0.1 is for the host only), then sandboxes' DNS queries to their
+/// gateway (before published ports: a sandbox publishing port 53 does not take its
+/// neighbours' lookups), then the published ports.
 pub fn prerouting_rules() -> Vec<Vec<Expr>> {
     let ret = || Expr::Verdict(Verdict::Return);
     let mut v = vec![
         [&is_loopback(IpFamily::V4, true)[..], &[ret()]].concat(),
         [&is_loopback(IpFamily::V6, true)[..], &[ret()]].concat(),
+        dns_rule(IpFamily::V4),
+        dns_rule(IpFamily::V6),
     ];
     v.extend(dnat_rules());
     v

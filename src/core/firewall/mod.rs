@@ -26,6 +26,9 @@
 //!   map dnat4any { type inet_proto . inet_service : ipv4_addr . inet_service; }
 //!   map dnat6    { type ipv6_addr . inet_proto . inet_service : ipv6_addr . inet_service; }
 //!   map dnat6any { type inet_proto . inet_service : ipv6_addr . inet_service; }
+//!   map dns4     { type ipv4_addr . inet_proto . inet_service : ipv4_addr . inet_service; }
+//!   map dns6     { type ipv6_addr . inet_proto . inet_service : ipv6_addr . inet_service; }
+//!                                                    # (gateway, udp|tcp, 53) to (gateway, agent's port)
 //!   set ports    { type ifname; }                    # weft's bridge ports (host veth ends)
 //!   chain user { }                                   # the users' own: never flushed by weft
 //!   chain forward { type filter hook forward priority 0; policy accept;
@@ -56,6 +59,8 @@
 //!   chain prerouting { type nat hook prerouting priority -100; policy accept;
 //!     ip daddr 127.0.0.0/8 return                    # loopback ports: never from outside
 //!     ip6 daddr ::1 return
+//!     iifname @bridges dnat ip to ip daddr . meta l4proto . th dport map @dns4   # DNS: the agent
+//!     iifname @bridges dnat ip6 to ip6 daddr . meta l4proto . th dport map @dns6
 //!     dnat ip to ip daddr . meta l4proto . th dport map @dnat4
 //!     fib daddr type local dnat ip to meta l4proto . th dport map @dnat4any
 //!     dnat ip6 to ip6 daddr . meta l4proto . th dport map @dnat6
@@ -79,6 +84,12 @@
 //!
 //! A published port is one map element, whatever the number of ports: publishing and
 //! unpublishing add and remove elements, and the rule set never grows.
+//!
+//! DNS: a sandbox asks its gateway's port 53; `dns4`/`dns6` send what arrives on a weft bridge
+//! there to the port the host agent's DNS server recorded (`RUN_DIR/dns.port`), on the same
+//! gateway address. Only sandboxes' packets are redirected (a host process holding port 53 sees
+//! none of them), before published ports (a sandbox publishing port 53 takes nothing from
+//! its neighbours' lookups). No element without a recorded port, none for `dns=false` networks.
 
 pub mod drift;
 pub mod foreign;
@@ -138,6 +149,12 @@ pub const MAP_DNAT4_ANY: &str = "dnat4any";
 pub const MAP_DNAT6: &str = "dnat6";
 /// Published IPv6 ports on every host address.
 pub const MAP_DNAT6_ANY: &str = "dnat6any";
+/// Sandboxes' DNS queries: (gateway, protocol, 53) to (gateway, the agent's DNS port).
+pub const MAP_DNS4: &str = "dns4";
+/// The same for IPv6 gateways.
+pub const MAP_DNS6: &str = "dns6";
+/// The port sandboxes send their DNS queries to (on their gateway's address).
+pub const DNS_PORT: u16 = 53;
 /// Port guard: (port, MAC, IPv4 address) a sandbox may send from.
 pub const SET_GUARD4: &str = "src4";
 /// Port guard: (port, MAC, IPv6 address) a sandbox may send from.
@@ -180,6 +197,9 @@ pub struct FwNetwork {
     pub subnet_v6: Option<Ipv6Net>,
     /// The gateway addresses (the bridge's).
     pub gateways: Vec<IpAddr>,
+    /// The host agent's DNS port, for a network with DNS while the agent has recorded one:
+    /// queries to a gateway's port 53 go there.
+    pub dns_port: Option<u16>,
 }
 
 /// One published port, as the firewall sees it.
@@ -307,6 +327,10 @@ fn inet_sets() -> Vec<SetSpec> {
         SetSpec::new(SET_GATEWAYS4, KeyType::Ipv4Addr),
         SetSpec::new(SET_GATEWAYS6, KeyType::Ipv6Addr),
         SetSpec::new(SET_PORTS, KeyType::Ifname),
+        SetSpec::new(MAP_DNS4, KeyType::Ipv4ProtoService)
+            .map(DataType::Value(KeyType::Ipv4Service)),
+        SetSpec::new(MAP_DNS6, KeyType::Ipv6ProtoService)
+            .map(DataType::Value(KeyType::Ipv6Service)),
     ]
 }
 
@@ -487,7 +511,45 @@ fn elements(net: &FwNetwork, for_removal: bool) -> Vec<(Family, &'static str, Ve
     if !gw6.is_empty() {
         v.push((SET_GATEWAYS6, gw6));
     }
+    // Removal destroys the keys whatever the port (the one recorded may have changed since).
+    if net.dns_port.is_some() || for_removal {
+        let (dns4, dns6) = dns_elements(net);
+        if !dns4.is_empty() {
+            v.push((MAP_DNS4, dns4));
+        }
+        if !dns6.is_empty() {
+            v.push((MAP_DNS6, dns6));
+        }
+    }
     v.into_iter().map(|(s, e)| (FAMILY, s, e)).collect()
+}
+
+/// The DNS redirects of a network, IPv4 and IPv6: for every gateway address G, (G, UDP, 53)
+/// and (G, TCP, 53) to (G, the agent's port); keys only when there is no port (removal).
+fn dns_elements(net: &FwNetwork) -> (Vec<Elem>, Vec<Elem>) {
+    const TCP: u8 = 6;
+    const UDP: u8 = 17;
+    let (mut v4, mut v6) = (Vec::new(), Vec::new());
+    for g in &net.gateways {
+        let addr = match g {
+            IpAddr::V4(a) => a.octets().to_vec(),
+            IpAddr::V6(a) => a.octets().to_vec(),
+        };
+        for proto in [UDP, TCP] {
+            let key = concat(&[&addr, &[proto], &DNS_PORT.to_be_bytes()]);
+            let elem = match net.dns_port {
+                Some(p) => {
+                    Elem::new(key).with_data(ElemData::Value(concat(&[&addr, &p.to_be_bytes()])))
+                }
+                None => Elem::new(key),
+            };
+            match g {
+                IpAddr::V4(_) => v4.push(elem),
+                IpAddr::V6(_) => v6.push(elem),
+            }
+        }
+    }
+    (v4, v6)
 }
 
 /// The IPv6 link-local address the kernel gives an interface with this MAC (EUI-64, the
@@ -694,6 +756,7 @@ mod tests {
             subnet_v4: None,
             subnet_v6: None,
             gateways: vec![],
+            dns_port: None,
         }
     }
 
@@ -740,8 +803,8 @@ mod tests {
         let count = |p: &str| ops.iter().filter(|o| o.starts_with(p)).count();
         assert_eq!(count("add rule to inet weft forward"), 9);
         assert_eq!(count("add rule to inet weft postrouting"), 6);
-        assert_eq!(count("add rule to inet weft prerouting"), 6);
-        assert_eq!(count("add set inet"), 17);
+        assert_eq!(count("add rule to inet weft prerouting"), 8);
+        assert_eq!(count("add set inet"), 19);
         assert_eq!(count("add set bridge"), 3);
         // The port guard hooks prerouting (every frame) and input (frames passed up).
         assert!(ops.contains(&"add chain bridge weft prerouting".to_string()));
@@ -789,7 +852,7 @@ mod tests {
     fn flush_elements_flushes_only_sets() {
         let mut b = Batch::new();
         flush_elements(&mut b);
-        assert_eq!(b.len(), 20);
+        assert_eq!(b.len(), 22);
         assert!(b.ops().iter().all(|o| o.starts_with("flush set ")));
     }
 
@@ -917,6 +980,100 @@ mod tests {
         let mut b = Batch::new();
         detach(&mut b, &[ep], &[port]);
         assert!(b.ops().iter().all(|o| o.starts_with("destroy elements")));
+    }
+
+    fn elems_of(b: &Batch, set: &str) -> Vec<Elem> {
+        b.msgs()
+            .iter()
+            .filter_map(|m| match m {
+                Msg::AddElems { set: s, elems, .. } | Msg::DestroyElems { set: s, elems, .. }
+                    if s == set =>
+                {
+                    Some(elems.clone())
+                }
+                _ => None,
+            })
+            .flatten()
+            .collect()
+    }
+
+    #[test]
+    fn dns_redirects_each_gateway_udp_and_tcp_to_the_agents_port() {
+        let with = |port| FwNetwork {
+            gateways: vec!["10.1.0.1".parse().unwrap(), "fd00:1::1".parse().unwrap()],
+            dns_port: port,
+            ..net(false)
+        };
+        let mut b = Batch::new();
+        add_network(&mut b, &with(Some(40053)));
+        let v4 = elems_of(&b, MAP_DNS4);
+        assert_eq!(v4.len(), 2);
+        // (Each part of a concatenation fills whole 4-byte registers.)
+        assert_eq!(v4[0].key, [10, 1, 0, 1, 17, 0, 0, 0, 0, 53, 0, 0]);
+        assert_eq!(v4[1].key, [10, 1, 0, 1, 6, 0, 0, 0, 0, 53, 0, 0]);
+        for e in &v4 {
+            assert_eq!(
+                e.data,
+                Some(ElemData::Value(vec![10, 1, 0, 1, 0x9c, 0x75, 0, 0])),
+                "the gateway itself, the agent's port"
+            );
+        }
+        let v6 = elems_of(&b, MAP_DNS6);
+        assert_eq!(v6.len(), 2);
+        let g6 = "fd00:1::1".parse::<Ipv6Addr>().unwrap().octets();
+        assert_eq!(v6[0].key, concat(&[&g6, &[17], &53u16.to_be_bytes()]));
+        assert_eq!(
+            v6[1].data,
+            Some(ElemData::Value(concat(&[&g6, &40053u16.to_be_bytes()])))
+        );
+        // No port recorded: no redirect (queries meet a closed port at the gateway).
+        let mut b = Batch::new();
+        add_network(&mut b, &with(None));
+        assert!(elems_of(&b, MAP_DNS4).is_empty() && elems_of(&b, MAP_DNS6).is_empty());
+        // Removal takes the keys whatever port they lead to now.
+        let mut b = Batch::new();
+        remove_network(&mut b, &with(None));
+        let gone = elems_of(&b, MAP_DNS4);
+        assert_eq!(gone.len(), 2);
+        assert!(gone.iter().all(|e| e.data.is_none()));
+        assert_eq!(elems_of(&b, MAP_DNS6).len(), 2);
+    }
+
+    #[test]
+    fn dns_rules_come_after_the_loopback_returns_and_before_published_ports() {
+        let r = prerouting_rules();
+        let map_of = |rule: &Vec<Expr>| {
+            rule.iter().find_map(|e| match e {
+                Expr::Lookup {
+                    set, dreg: Some(_), ..
+                } => Some(set.clone()),
+                _ => None,
+            })
+        };
+        let maps: Vec<Option<String>> = r.iter().map(map_of).collect();
+        assert_eq!(
+            maps,
+            [
+                None,
+                None,
+                Some(MAP_DNS4.into()),
+                Some(MAP_DNS6.into()),
+                Some(MAP_DNAT4.into()),
+                Some(MAP_DNAT4_ANY.into()),
+                Some(MAP_DNAT6.into()),
+                Some(MAP_DNAT6_ANY.into()),
+            ]
+        );
+        // Only what arrives on a weft bridge: the sandboxes' queries.
+        for rule in &r[2..4] {
+            assert_eq!(rule[0], Expr::meta(MetaKey::Iifname, Reg::R0));
+            assert_eq!(rule[1], Expr::lookup(SET_BRIDGES, Reg::R0));
+        }
+        // The host's own traffic (output) is never redirected.
+        assert!(output_rules()
+            .iter()
+            .filter_map(map_of)
+            .all(|m| m != MAP_DNS4 && m != MAP_DNS6));
     }
 
     #[test]

@@ -16,6 +16,7 @@
 //! directory is gone; started by systemd (`Type=notify`, `weft daemon --stay`) it stays.
 
 pub mod client;
+mod dns;
 mod watch;
 mod worker;
 
@@ -145,11 +146,37 @@ pub fn run(state_dir: &Path, run_dir: &Path, config_path: &Path, stay: bool) -> 
         .spawn(move || worker::run(worker_ctx, worker_status, inbox))
         .context("starting the agent's worker thread")?;
 
+    // The DNS server's port is recorded before the first gc pass, which puts it into the
+    // firewall's redirect. Without it the agent still repairs; the status says why.
+    let dns = match dns::start(dns::Setup {
+        state_dir: state_dir.to_path_buf(),
+        run_dir: run_dir.to_path_buf(),
+        resolv_conf: ctx.config.resolv_conf(),
+        resolved_conf: ctx.config.resolved_conf(),
+        rate_limit: ctx.config.dns_rate_limit(),
+    }) {
+        Ok(h) => Some(h),
+        Err(e) => {
+            // A port recorded by an earlier agent may be anyone's now: the firewall must not
+            // send sandboxes' queries there.
+            crate::adapters::dns_port::remove(run_dir);
+            tracing::error!("DNS server: {e:#}");
+            if let Ok(mut s) = status.lock() {
+                s.errors.push(format!("DNS server not started: {e:#}"));
+            }
+            None
+        }
+    };
+    let dns_stats = dns.as_ref().map(|d| d.stats.clone());
+
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .context("starting the agent's event loop")?;
-    let result = rt.block_on(event_loop(&ctx, classifier, status, jobs, stay));
+    let result = rt.block_on(event_loop(&ctx, classifier, status, dns_stats, jobs, stay));
+    if let Some(d) = dns {
+        d.stop();
+    }
     // The worker finishes its job in hand, then sees the channel closed.
     let _ = worker.join();
     let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Stopping]);
@@ -162,6 +189,7 @@ async fn event_loop(
     ctx: &Ctx,
     mut classifier: Classifier,
     status: Arc<Mutex<AgentStatus>>,
+    dns: Option<Arc<dns::Stats>>,
     jobs: mpsc::Sender<Job>,
     stay: bool,
 ) -> Result<()> {
@@ -251,8 +279,9 @@ async fn event_loop(
                             continue;
                         };
                         let (jobs, status, stop) = (jobs.clone(), status.clone(), stop_tx.clone());
+                        let dns = dns.clone();
                         tokio::spawn(async move {
-                            converse(c, jobs, status, stop).await;
+                            converse(c, jobs, status, dns, stop).await;
                             drop(permit);
                         });
                     }
@@ -299,6 +328,7 @@ async fn converse(
     mut c: Conversation,
     jobs: mpsc::Sender<Job>,
     status: Arc<Mutex<AgentStatus>>,
+    dns: Option<Arc<dns::Stats>>,
     stop: tokio::sync::mpsc::Sender<()>,
 ) {
     let request = match tokio::time::timeout(REQUEST_WAIT, c.request()).await {
@@ -318,6 +348,7 @@ async fn converse(
         Ok(Request::Status) => {
             let mut s = status.lock().map(|s| s.clone()).unwrap_or_default();
             s.uptime_secs = now().saturating_sub(s.started);
+            s.dns = dns.map(|d| d.view());
             Response {
                 ok: true,
                 error: None,

@@ -301,7 +301,12 @@ pub fn create(ctx: &Ctx, req: &CreateRequest) -> Result<Network> {
     let built = firewall::ensure(ctx, Depth::Elements, std::slice::from_ref(&network.bridge))
         .and_then(|_| {
             let mut exec = KernelExecutor::new()?;
-            firewall::apply_with_repair(ctx, &mut exec, &plan_network(&network, &ctx.instance))
+            let dns_port = crate::adapters::dns_port::read(&ctx.run_dir);
+            firewall::apply_with_repair(
+                ctx,
+                &mut exec,
+                &plan_network(&network, &ctx.instance, dns_port),
+            )
         });
     if let Err(e) = built {
         let tx = ctx.store.begin(Mode::Write)?;

@@ -4,7 +4,7 @@
 use anyhow::Result;
 
 use super::addresses::{allocate_endpoint, parse_ips};
-use super::files::write_files;
+use super::files::rewrite_files;
 use super::{check_settled, find};
 use crate::adapters::netlink::KernelExecutor;
 use crate::adapters::process;
@@ -110,7 +110,7 @@ pub fn connect(
     let ep = done.clone();
     tx.put_sandbox(&cur)?;
     tx.commit()?;
-    let _ = write_files(ctx, &cur);
+    let _ = rewrite_files(ctx, &cur);
     Ok(ep)
 }
 
@@ -202,7 +202,7 @@ pub fn disconnect(ctx: &Ctx, network: &str, sandbox: &str) -> Result<()> {
     let mut exec = KernelExecutor::new()?;
     apply_all(&mut exec, &ops)?;
     if let Some(u) = forget_endpoint(ctx, &sb.id, &ep.network_id)? {
-        let _ = write_files(ctx, &u);
+        let _ = rewrite_files(ctx, &u);
     }
     Ok(())
 }
@@ -252,7 +252,7 @@ pub fn settle_interrupted(ctx: &Ctx, sandbox_id: &str) -> Result<Vec<String>> {
             anyhow::bail!("settling sandbox {:?} on {:?}: {e}", sb.name, ep.network);
         }
         if let Some(u) = forget_endpoint(ctx, &sb.id, &ep.network_id)? {
-            let _ = write_files(ctx, &u);
+            let _ = rewrite_files(ctx, &u);
         }
         settled.push(format!("{}/{}", sb.name, ep.network));
     }

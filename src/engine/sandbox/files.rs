@@ -10,7 +10,9 @@ use anyhow::{Context as _, Result};
 
 use crate::adapters::fs;
 use crate::adapters::process::SandboxExec;
-use crate::core::model::Sandbox;
+use crate::adapters::store::{Mode, Store as _};
+use crate::core::model::{Network, Sandbox};
+use crate::core::resolv;
 use crate::engine::Ctx;
 
 /// The sandbox's log: where its command's output goes when it runs detached (`run -d`,
@@ -19,8 +21,21 @@ pub(super) fn log_path(ctx: &Ctx, id: &str) -> PathBuf {
     ctx.state_dir.join("logs").join(format!("{id}.log"))
 }
 
-/// `/etc/hosts` and `/etc/resolv.conf` for the sandbox.
-pub(super) fn write_files(ctx: &Ctx, sb: &Sandbox) -> Result<()> {
+/// [`write_files`] after a connect or disconnect: the networks are read from the records.
+pub(super) fn rewrite_files(ctx: &Ctx, sb: &Sandbox) -> Result<()> {
+    let nets = {
+        let tx = ctx.store.begin(Mode::Read)?;
+        let mut nets = Vec::with_capacity(sb.endpoints.len());
+        for ep in &sb.endpoints {
+            nets.extend(tx.network(&ep.network_id)?);
+        }
+        nets
+    };
+    write_files(ctx, sb, &nets)
+}
+
+/// `/etc/hosts` and `/etc/resolv.conf` for the sandbox, whose networks are among `nets`.
+pub(super) fn write_files(ctx: &Ctx, sb: &Sandbox, nets: &[Network]) -> Result<()> {
     let dir = ctx.sandbox_dir(&sb.id);
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
     let mut hosts =
@@ -41,21 +56,39 @@ pub(super) fn write_files(ctx: &Ctx, sb: &Sandbox) -> Result<()> {
         hosts.push_str(&format!("{}\t{}\n", h.ip, h.name));
     }
     // Read by any user inside the sandbox (bind-mounted over /etc/hosts), so 0644 inside the
-    // private run directory; replaced, never written through whatever is at the path.
-    fs::replace(&dir.join("hosts"), hosts.as_bytes(), 0o644)?;
+    // private run directory; never written through whatever is at the path.
+    put(&dir.join("hosts"), hosts.as_bytes())?;
     // The host's resolvers, minus loopback ones, which mean nothing inside the sandbox
     // (Docker does the same); `--dns*` replace the host's lines of their kind. Behind
     // systemd-resolved's stub (127.0.0.53, unreachable from the sandbox) the host's real
     // resolvers are resolved's upstream list, as Docker reads them too.
     let host_conf = std::fs::read_to_string(ctx.config.resolv_conf()).unwrap_or_default();
-    let host_conf = if crate::core::resolv::only_resolved_stub(&host_conf) {
+    let host_conf = if resolv::only_resolved_stub(&host_conf) {
         std::fs::read_to_string(ctx.config.resolved_conf()).unwrap_or(host_conf)
     } else {
         host_conf
     };
-    let conf = sb.run.dns.resolv_conf(&host_conf);
-    fs::replace(&dir.join("resolv.conf"), conf.as_bytes(), 0o644)?;
+    // On a network with DNS the agent answers at the gateway (and forwards to `--dns`);
+    // endpoints being connected or disconnected do not count yet.
+    let on = sb
+        .endpoints
+        .iter()
+        .filter(|ep| ep.pending.is_none())
+        .filter_map(|ep| nets.iter().find(|n| n.id == ep.network_id));
+    let conf = sb
+        .run
+        .dns
+        .resolv_conf(&host_conf, resolv::nameserver(sb.mode, on));
+    put(&dir.join("resolv.conf"), conf.as_bytes())?;
     Ok(())
+}
+
+/// Writes a file the sandbox's processes have bind-mounted: in place once it exists, so that
+/// running commands see a connect's or disconnect's change (a file renamed over it would leave
+/// their mounts on the old one); made fresh and renamed into place the first time, or when
+/// what is there is no regular file of its own (a planted symlink is replaced, not followed).
+fn put(path: &Path, contents: &[u8]) -> io::Result<()> {
+    fs::overwrite(path, contents).or_else(|_| fs::replace(path, contents, 0o644))
 }
 
 /// Where the inits of a sandbox's processes are recorded, one empty file `PID-START` each

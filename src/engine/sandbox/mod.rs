@@ -373,7 +373,7 @@ fn create_inner(ctx: &Ctx, req: &SandboxRequest, finish: bool) -> Result<Sandbox
 
 /// Makes the kernel objects and files of a freshly recorded sandbox, or none of them.
 fn build(ctx: &Ctx, sb: &Sandbox, nets: &[Network]) -> Result<()> {
-    crate::timing::time("files", || write_files(ctx, sb))?;
+    crate::timing::time("files", || write_files(ctx, sb, nets))?;
     let Some(ns) = &sb.netns else {
         return Ok(());
     };

@@ -1,0 +1,488 @@
+//! The lookup table: which DNS-enabled network a query arrives on (by its gateway), which
+//! sandbox asks (by its address on that network), and the names and addresses each asker may
+//! see. Built from the store's networks and sandboxes, rebuilt whenever they change.
+//!
+//! Visibility follows Docker's rule: a sandbox sees every sandbox that shares at least
+//! one DNS-enabled network with it, with the addresses it has on the shared networks; a
+//! sandbox only on network B does not exist for one only on network A. Which statuses are
+//! answered: [`answered`].
+
+use std::collections::HashMap;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::sync::Arc;
+
+use hickory_proto::rr::Name;
+
+use crate::core::model::{NetMode, Network, Sandbox, Status};
+
+/// Index of a network in [`Table::networks`].
+pub type NetIdx = u32;
+/// Index of a sandbox in the table's asker list.
+pub type AskerIdx = u32;
+
+/// A DNS-enabled network as the server needs it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NetInfo {
+    /// Network name.
+    pub name: String,
+    /// Its Linux bridge: queries must arrive on it.
+    pub bridge: String,
+    /// Its gateway addresses (one per family).
+    pub gateways: Vec<IpAddr>,
+}
+
+/// A sandbox that may ask.
+#[derive(Debug, Clone)]
+pub struct AskerInfo {
+    /// Sandbox name (for logs).
+    pub name: String,
+    /// The DNS-enabled networks it is on, sorted.
+    pub nets: Vec<NetIdx>,
+    /// Its `--dns` servers (port 53), empty for the host's resolvers.
+    pub servers: Arc<[SocketAddr]>,
+}
+
+/// One sandbox answering to a name on one network.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct NameEntry {
+    net: NetIdx,
+    sandbox: u32,
+    v4: Option<Ipv4Addr>,
+    v6: Option<Ipv6Addr>,
+}
+
+/// One address's owner on one network, for PTR.
+#[derive(Debug, Clone)]
+struct PtrEntry {
+    net: NetIdx,
+    /// `NAME.NETWORK.`, as Docker answers.
+    target: Name,
+}
+
+/// What a name means to one asker.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Lookup {
+    /// No sandbox has this name on any network: not ours (forwarded).
+    Unknown,
+    /// A sandbox has it, but on no network the asker shares: NXDOMAIN.
+    Hidden,
+    /// Visible: the addresses (possibly none of the family asked: NODATA).
+    Found {
+        /// IPv4 addresses, deduplicated, in table order.
+        v4: Vec<Ipv4Addr>,
+        /// IPv6 addresses.
+        v6: Vec<Ipv6Addr>,
+    },
+}
+
+/// The table.
+#[derive(Debug, Default, Clone)]
+pub struct Table {
+    networks: Vec<NetInfo>,
+    by_gateway: HashMap<IpAddr, NetIdx>,
+    askers: Vec<AskerInfo>,
+    by_source: HashMap<(NetIdx, IpAddr), AskerIdx>,
+    names: HashMap<Box<str>, Vec<NameEntry>>,
+    ptrs: HashMap<IpAddr, Vec<PtrEntry>>,
+    records: usize,
+}
+
+/// Whether a sandbox in `status` is answered. Docker answers running containers only,
+/// because a stopped container gives its address back and the next one may get it. A weft
+/// sandbox keeps its namespace, interfaces and addresses from `create` until `rm`, whether a
+/// process runs or not (`weft exec` runs one in a created or exited sandbox), and no other
+/// sandbox can get them: its name is answered all that time, so that `create` makes it
+/// visible at once and a restart's back-off does not make it flap. Not while being created
+/// (its attach may still be rolled back) or removed.
+pub fn answered(status: Status) -> bool {
+    matches!(
+        status,
+        Status::Created | Status::Running | Status::Exited | Status::Restarting
+    )
+}
+
+/// Lower-case ASCII, as names are keyed.
+fn key(s: &str) -> Box<str> {
+    s.to_ascii_lowercase().into_boxed_str()
+}
+
+impl Table {
+    /// Builds the table. Networks count when created and DNS-enabled; a sandbox may ask
+    /// whatever its status (its processes ask). A sandbox is answered once made and until it
+    /// is being removed ([`answered`]).
+    pub fn build(networks: &[Network], sandboxes: &[Sandbox]) -> Table {
+        let mut t = Table::default();
+        let mut net_by_id: HashMap<&str, NetIdx> = HashMap::new();
+        for n in networks
+            .iter()
+            .filter(|n| n.status == Status::Created && n.dns())
+        {
+            let Ok(idx) = NetIdx::try_from(t.networks.len()) else {
+                break;
+            };
+            let gateways: Vec<IpAddr> = n.subnets.iter().map(|s| s.gateway).collect();
+            for g in &gateways {
+                t.by_gateway.insert(*g, idx);
+            }
+            net_by_id.insert(&n.id, idx);
+            t.networks.push(NetInfo {
+                name: n.name.clone(),
+                bridge: n.bridge.clone(),
+                gateways,
+            });
+        }
+        for sb in sandboxes {
+            if sb.mode != NetMode::Bridge || sb.status == Status::Removing {
+                continue;
+            }
+            let Ok(sidx) = AskerIdx::try_from(t.askers.len()) else {
+                break;
+            };
+            let mut nets = Vec::new();
+            for ep in &sb.endpoints {
+                let Some(&net) = net_by_id.get(ep.network_id.as_str()) else {
+                    continue;
+                };
+                nets.push(net);
+                let v4 = ep.ipv4.and_then(|a| match a.addr() {
+                    IpAddr::V4(v) => Some(v),
+                    IpAddr::V6(_) => None,
+                });
+                let v6 = ep.ipv6.and_then(|a| match a.addr() {
+                    IpAddr::V6(v) => Some(v),
+                    IpAddr::V4(_) => None,
+                });
+                for a in [v4.map(IpAddr::V4), v6.map(IpAddr::V6)]
+                    .into_iter()
+                    .flatten()
+                {
+                    t.by_source.insert((net, a), sidx);
+                }
+                if !answered(sb.status) {
+                    continue;
+                }
+                let entry = NameEntry {
+                    net,
+                    sandbox: sidx,
+                    v4,
+                    v6,
+                };
+                let netname = &t.networks[net as usize].name;
+                let qualified = format!("{}.{}", sb.name, netname);
+                let names = [sb.name.as_str(), sb.hostname.as_str(), qualified.as_str()];
+                for name in names
+                    .into_iter()
+                    .chain(ep.aliases.iter().map(String::as_str))
+                {
+                    if name.is_empty() {
+                        continue;
+                    }
+                    let list = t.names.entry(key(name)).or_default();
+                    if !list.contains(&entry) {
+                        list.push(entry);
+                        t.records += 1;
+                    }
+                }
+                if let Ok(target) = Name::from_ascii(format!("{qualified}.")) {
+                    for a in [v4.map(IpAddr::V4), v6.map(IpAddr::V6)]
+                        .into_iter()
+                        .flatten()
+                    {
+                        t.ptrs.entry(a).or_default().push(PtrEntry {
+                            net,
+                            target: target.clone(),
+                        });
+                        t.records += 1;
+                    }
+                }
+            }
+            nets.sort_unstable();
+            nets.dedup();
+            let servers: Vec<SocketAddr> = sb
+                .run
+                .dns
+                .servers
+                .iter()
+                .map(|ip| SocketAddr::new(*ip, 53))
+                .collect();
+            t.askers.push(AskerInfo {
+                name: sb.name.clone(),
+                nets,
+                servers: servers.into(),
+            });
+        }
+        t
+    }
+
+    /// The networks, by index.
+    pub fn networks(&self) -> &[NetInfo] {
+        &self.networks
+    }
+
+    /// How many name and PTR records the table answers.
+    pub fn records(&self) -> usize {
+        self.records
+    }
+
+    /// The network whose gateway is `dst`.
+    pub fn network_of(&self, dst: IpAddr) -> Option<NetIdx> {
+        self.by_gateway.get(&dst).copied()
+    }
+
+    /// The sandbox asking from `src` on network `net`.
+    pub fn asker(&self, net: NetIdx, src: IpAddr) -> Option<AskerIdx> {
+        self.by_source.get(&(net, src)).copied()
+    }
+
+    /// An asker's details.
+    pub fn asker_info(&self, asker: AskerIdx) -> Option<&AskerInfo> {
+        self.askers.get(asker as usize)
+    }
+
+    fn shares(&self, asker: AskerIdx, net: NetIdx) -> bool {
+        self.askers
+            .get(asker as usize)
+            .is_some_and(|a| a.nets.binary_search(&net).is_ok())
+    }
+
+    /// What `name` (lower-case, no trailing dot) means to `asker`.
+    pub fn lookup(&self, asker: AskerIdx, name: &str) -> Lookup {
+        let Some(list) = self.names.get(name) else {
+            return Lookup::Unknown;
+        };
+        let mut found = false;
+        let (mut v4, mut v6) = (Vec::new(), Vec::new());
+        for e in list.iter().filter(|e| self.shares(asker, e.net)) {
+            found = true;
+            if let Some(a) = e.v4.filter(|a| !v4.contains(a)) {
+                v4.push(a);
+            }
+            if let Some(a) = e.v6.filter(|a| !v6.contains(a)) {
+                v6.push(a);
+            }
+        }
+        if found {
+            Lookup::Found { v4, v6 }
+        } else {
+            Lookup::Hidden
+        }
+    }
+
+    /// What a reverse lookup of `addr` means to `asker`: `Err(true)` when the address is a
+    /// sandbox's on a network the asker does not share (NXDOMAIN), `Err(false)` when it is no
+    /// sandbox's (forwarded).
+    pub fn reverse(&self, asker: AskerIdx, addr: IpAddr) -> Result<Vec<&Name>, bool> {
+        let Some(list) = self.ptrs.get(&addr) else {
+            return Err(false);
+        };
+        let names: Vec<&Name> = list
+            .iter()
+            .filter(|e| self.shares(asker, e.net))
+            .map(|e| &e.target)
+            .collect();
+        if names.is_empty() {
+            Err(true)
+        } else {
+            Ok(names)
+        }
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use crate::core::model::{Endpoint, SubnetConfig};
+    use std::collections::BTreeMap;
+
+    pub(crate) fn net(
+        name: &str,
+        id: &str,
+        v4: &str,
+        gw: &str,
+        v6: Option<(&str, &str)>,
+    ) -> Network {
+        let mut subnets = vec![SubnetConfig {
+            subnet: v4.parse().unwrap(),
+            gateway: gw.parse().unwrap(),
+            ip_range: None,
+        }];
+        if let Some((s, g)) = v6 {
+            subnets.push(SubnetConfig {
+                subnet: s.parse().unwrap(),
+                gateway: g.parse().unwrap(),
+                ip_range: None,
+            });
+        }
+        Network {
+            name: name.into(),
+            id: id.into(),
+            driver: "bridge".into(),
+            internal: false,
+            ipv6: v6.is_some(),
+            mtu: 1500,
+            bridge: format!("wbr-{name}"),
+            subnets,
+            options: BTreeMap::new(),
+            labels: BTreeMap::new(),
+            aux_addresses: BTreeMap::new(),
+            allocation: None,
+            status: Status::Created,
+            owner_pid: None,
+            owner_start: None,
+            created: 0,
+        }
+    }
+
+    pub(crate) fn ep(net: &Network, v4: &str, v6: Option<&str>, aliases: &[&str]) -> Endpoint {
+        Endpoint {
+            network: net.name.clone(),
+            network_id: net.id.clone(),
+            interface: "eth0".into(),
+            host_interface: "veth".into(),
+            ipv4: Some(format!("{v4}/24").parse().unwrap()),
+            ipv6: v6.map(|a| format!("{a}/64").parse().unwrap()),
+            mac: String::new(),
+            aliases: aliases.iter().map(|s| s.to_string()).collect(),
+            announce: false,
+            pending: None,
+        }
+    }
+
+    pub(crate) fn sb(name: &str, status: Status, eps: Vec<Endpoint>) -> Sandbox {
+        let mut s = Sandbox::example(name, &format!("{name}-id"), status);
+        s.hostname = format!("{name}-host");
+        s.endpoints = eps;
+        s
+    }
+
+    /// Networks a (10.1.0.0/24, with IPv6) and b (10.2.0.0/24); sandboxes: x on a (alias
+    /// "db"), y on a and b, z on b, w on a but still being created, v on a and exited.
+    pub(crate) fn fixture() -> Table {
+        let a = net(
+            "a",
+            "aid",
+            "10.1.0.0/24",
+            "10.1.0.1",
+            Some(("fd00:1::/64", "fd00:1::1")),
+        );
+        let b = net("b", "bid", "10.2.0.0/24", "10.2.0.1", None);
+        let x = sb(
+            "x",
+            Status::Running,
+            vec![ep(&a, "10.1.0.2", Some("fd00:1::2"), &["db"])],
+        );
+        let y = sb(
+            "y",
+            Status::Running,
+            vec![ep(&a, "10.1.0.3", None, &[]), ep(&b, "10.2.0.3", None, &[])],
+        );
+        let z = sb(
+            "z",
+            Status::Running,
+            vec![ep(&b, "10.2.0.4", None, &["db"])],
+        );
+        let w = sb("w", Status::Creating, vec![ep(&a, "10.1.0.5", None, &[])]);
+        let v = sb("v", Status::Exited, vec![ep(&a, "10.1.0.6", None, &[])]);
+        Table::build(&[a, b], &[x, y, z, w, v])
+    }
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().unwrap()
+    }
+
+    fn asker(t: &Table, gw: &str, src: &str) -> AskerIdx {
+        t.asker(t.network_of(ip(gw)).unwrap(), ip(src)).unwrap()
+    }
+
+    #[test]
+    fn askers_are_found_by_gateway_and_source_only() {
+        let t = fixture();
+        assert!(t.network_of(ip("10.1.0.1")).is_some());
+        assert!(t.network_of(ip("fd00:1::1")).is_some());
+        assert!(t.network_of(ip("10.1.0.2")).is_none());
+        let a = t.network_of(ip("10.1.0.1")).unwrap();
+        let b = t.network_of(ip("10.2.0.1")).unwrap();
+        assert!(t.asker(a, ip("10.1.0.2")).is_some());
+        // x's address asked on b's gateway: not x.
+        assert!(t.asker(b, ip("10.1.0.2")).is_none());
+        assert!(t.asker(a, ip("10.1.0.99")).is_none());
+        // A sandbox being created may already ask, but is not answered yet.
+        let w = t.asker(a, ip("10.1.0.5")).unwrap();
+        assert_eq!(t.asker_info(w).unwrap().name, "w");
+        let x = asker(&t, "10.1.0.1", "10.1.0.2");
+        assert_eq!(t.lookup(x, "w"), Lookup::Unknown);
+        // An exited one keeps its address, and its name.
+        assert_eq!(
+            t.lookup(x, "v"),
+            Lookup::Found {
+                v4: vec!["10.1.0.6".parse().unwrap()],
+                v6: vec![]
+            }
+        );
+        assert!(!answered(Status::Removing));
+    }
+
+    #[test]
+    fn names_aliases_qualified_names_and_hostnames_on_shared_networks() {
+        let t = fixture();
+        let x = asker(&t, "10.1.0.1", "10.1.0.2");
+        let found = |v4: &[&str], v6: &[&str]| Lookup::Found {
+            v4: v4.iter().map(|a| a.parse().unwrap()).collect(),
+            v6: v6.iter().map(|a| a.parse().unwrap()).collect(),
+        };
+        assert_eq!(t.lookup(x, "y"), found(&["10.1.0.3"], &[]));
+        assert_eq!(t.lookup(x, "y-host"), found(&["10.1.0.3"], &[]));
+        assert_eq!(t.lookup(x, "y.a"), found(&["10.1.0.3"], &[]));
+        assert_eq!(t.lookup(x, "x"), found(&["10.1.0.2"], &["fd00:1::2"]));
+        // The alias db is x's on a and z's on b: x sees only its own network's.
+        assert_eq!(
+            t.lookup(x, "db"),
+            found(&["10.1.0.2"], &[]).with_v6("fd00:1::2")
+        );
+        // z is only on b: hidden from x, and y.b too.
+        assert_eq!(t.lookup(x, "z"), Lookup::Hidden);
+        assert_eq!(t.lookup(x, "y.b"), Lookup::Hidden);
+        assert_eq!(t.lookup(x, "nosuch"), Lookup::Unknown);
+        // y shares both: sees both db's, and its own addresses on both networks.
+        let y = asker(&t, "10.2.0.1", "10.2.0.3");
+        assert_eq!(
+            t.lookup(y, "db"),
+            found(&["10.1.0.2", "10.2.0.4"], &["fd00:1::2"])
+        );
+        assert_eq!(t.lookup(y, "y"), found(&["10.1.0.3", "10.2.0.3"], &[]));
+        assert_eq!(t.lookup(y, "z.b"), found(&["10.2.0.4"], &[]));
+    }
+
+    impl Lookup {
+        fn with_v6(self, a: &str) -> Lookup {
+            match self {
+                Lookup::Found { v4, mut v6 } => {
+                    v6.push(a.parse().unwrap());
+                    Lookup::Found { v4, v6 }
+                }
+                other => other,
+            }
+        }
+    }
+
+    #[test]
+    fn reverse_names_are_name_dot_network_on_shared_networks() {
+        let t = fixture();
+        let x = asker(&t, "10.1.0.1", "10.1.0.2");
+        let names = t.reverse(x, ip("10.1.0.3")).unwrap();
+        assert_eq!(names[0].to_ascii(), "y.a.");
+        assert_eq!(t.reverse(x, ip("fd00:1::2")).unwrap()[0].to_ascii(), "x.a.");
+        assert_eq!(t.reverse(x, ip("10.2.0.4")), Err(true));
+        assert_eq!(t.reverse(x, ip("10.9.9.9")), Err(false));
+    }
+
+    #[test]
+    fn networks_without_dns_and_sandboxes_without_bridges_are_left_out() {
+        let mut a = net("a", "aid", "10.1.0.0/24", "10.1.0.1", None);
+        a.options.insert("dns".into(), "false".into());
+        let x = sb("x", Status::Running, vec![ep(&a, "10.1.0.2", None, &[])]);
+        let t = Table::build(&[a], &[x]);
+        assert!(t.network_of(ip("10.1.0.1")).is_none());
+        assert_eq!(t.records(), 0);
+    }
+}
