@@ -640,9 +640,28 @@ class Target:
         self.extra_pids = extra_pids   # other processes doing this target's work (the upstream)
 
 
-def one_run(t, qfile, secs, mode, rate, outdir, tag):
+def thread_id(pid, comm):
+    for tid in os.listdir("/proc/%d/task" % pid):
+        try:
+            if open("/proc/%d/task/%s/comm" % (pid, tid)).read().strip() == comm:
+                return int(tid)
+        except OSError:
+            pass
+    return None
+
+
+def one_run(t, qfile, secs, mode, rate, outdir, tag, perf=False):
     """One dnsperf run from the target's client namespace, with the server's (and the
-    upstream's) CPU time read from /proc around it."""
+    upstream's) CPU time read from /proc around it; with perf, a flat profile of the server
+    (weft: its DNS thread; aardvark-dns: the whole process) over the run."""
+    prof = None
+    if perf:
+        tid = thread_id(t.pid, t.thread) if t.thread else None
+        who = ["-t", str(tid)] if tid else ["-p", str(t.pid)]
+        pdata = os.path.join(outdir, "%s.perf.data" % tag)
+        prof = subprocess.Popen(["perf", "record", "-q", "-F", "1999", "-o", pdata] + who,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        RES.procs.append(("perf-" + tag, prof))
     out = os.path.join(outdir, "%s-%s.txt" % (tag, mode))
     argv = ["dnsperf", "-s", t.server, "-p", str(t.port), "-d", qfile, "-l", str(secs), "-c", "4",
             "-q", "100", "-t", "2", "-v"]
@@ -669,6 +688,18 @@ def one_run(t, qfile, secs, mode, rate, outdir, tag):
     ext1 = [cpu_ticks(p) for p in t.extra_pids]
     busy1 = machine_busy()
     ksi1 = ksoftirqd_s()
+    profile = None
+    if prof is not None:
+        prof.send_signal(signal.SIGINT)
+        try:
+            prof.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            prof.kill()
+            prof.wait()
+        RES.procs = [(n, q) for n, q in RES.procs if q is not prof]
+        rep = run(["perf", "report", "-i", pdata, "--stdio", "--no-children", "--sort", "sym",
+                   "--percent-limit", "0.5"])
+        profile = rep.stdout.decode(errors="replace")
     if p.returncode != 0:
         raise RuntimeError("dnsperf for %s failed (rc %d), see %s" % (t.id, p.returncode, out))
     summ, codes, lat = parse_dnsperf(out)
@@ -691,11 +722,12 @@ def one_run(t, qfile, secs, mode, rate, outdir, tag):
         "server_us_per_answer": srv_s / answers * 1e6 if answers else None,
         "thread_us_per_answer": (thr1 - thr0) / HZ / answers * 1e6 if answers and t.thread else None,
         "upstream_us_per_answer": ext_s / answers * 1e6 if answers and t.extra_pids else None,
+        "profile": profile,
         "others_cores": round(others, 3), "irq_cores": round(irq, 3), "wall_s": round(wall, 2),
     }
 
 
-def measure(targets, qfiles, reps, secs, psecs, rates, wait_idle, outdir, results):
+def measure(targets, qfiles, reps, secs, psecs, rates, wait_idle, outdir, results, perf=False):
     order = list(targets)
     for rep in range(1, reps + 1):
         k = (rep - 1) % len(order)
@@ -705,7 +737,8 @@ def measure(targets, qfiles, reps, secs, psecs, rates, wait_idle, outdir, result
             for mode, s in (("saturated", secs), ("paced", psecs)):
                 if wait_idle > 0:
                     ab.wait_idle(wait_idle)
-                r = one_run(t, qfiles[kind], s, mode, rates[kind], outdir, "%s-%d" % (tid, rep))
+                r = one_run(t, qfiles[kind], s, mode, rates[kind], outdir, "%s-%d" % (tid, rep),
+                            perf=perf and rep == 1 and mode == "saturated" and tid in ("weft-local", "aard-local"))
                 r["repeat"] = rep
                 # resident memory after every run: which load makes a server grow
                 for k, pid in (("agent_rss", RES.weft and RES.weft.agent_pid), ("aardvark_rss", RES.aardvark_pid)):
@@ -781,6 +814,10 @@ def summarize(out):
     if seq:
         lines.append("weft agent RSS (anonymous) MiB after each run, in order: " + ", ".join(
             "%s/%s %.0f (%.0f)" % (t, m, v["rss"], v["anon"]) for t, m, v in seq))
+    for r in res:
+        if r.get("profile"):
+            top = [l.rstrip() for l in r["profile"].splitlines() if l.strip() and not l.startswith("#")][:10]
+            lines.append("perf, %s run %d (top symbols):\n    %s" % (r["target"], r["repeat"], "\n    ".join(top)))
     checks = []
 
     def ratio(a, b, key):
@@ -951,6 +988,9 @@ def main():
     ap.add_argument("--wait-idle", type=float, default=3.0,
                     help="before each run wait up to this many seconds until other processes use < 0.3 "
                          "cores (default 3; 0 = never)")
+    ap.add_argument("--perf", action="store_true",
+                    help="perf record (flat profile) of weft's DNS thread and of aardvark-dns in the first "
+                         "saturated local-name run (those runs are slowed by it); kept in the JSON")
     ap.add_argument("--hold", type=float, default=0,
                     help="after set-up, print what runs where and wait this many seconds before measuring "
                          "(to attach perf or strace)")
@@ -1059,7 +1099,7 @@ def main():
             time.sleep(a.hold)
         try:
             measure(targets, qfiles, reps, secs, psecs, {"local": a.rate, "fwd": a.rate_fwd}, a.wait_idle,
-                    RES.dir, out["runs"])
+                    RES.dir, out["runs"], perf=a.perf)
             for k, pid in (("aardvark-dns", RES.aardvark_pid), ("weft agent", RES.weft and RES.weft.agent_pid)):
                 if k in out["memory"]:
                     m = memory(pid)
