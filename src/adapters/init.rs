@@ -24,30 +24,17 @@ use nix::sys::signal::{kill, SigSet, Signal};
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
 
-/// Signals the init passes on to the command when a process sent them (the ones the
-/// terminal sends reach the command directly: it is in the same process group).
-pub const FORWARDED: [Signal; 12] = [
-    Signal::SIGHUP,
-    Signal::SIGINT,
-    Signal::SIGQUIT,
-    Signal::SIGUSR1,
-    Signal::SIGUSR2,
-    Signal::SIGALRM,
-    Signal::SIGTERM,
-    Signal::SIGCONT,
-    Signal::SIGTSTP,
-    Signal::SIGTTIN,
-    Signal::SIGTTOU,
-    Signal::SIGWINCH,
-];
-
 /// What the init waits for: the forwarded signals and SIGCHLD. They are blocked from before
 /// the init's exec on (see `process::spawn_init`): a PID 1 ignores signals it has no handler
 /// for, but blocked ones wait in the queue, so none sent during start-up is lost.
 pub fn waited_signals() -> SigSet {
     let mut set = SigSet::empty();
-    for s in FORWARDED {
-        set.add(s);
+    // The signals passed on to the command: `core::signal::FORWARDED`, which `weft kill`
+    // also reads (the terminal's reach the command directly: it is in the same group).
+    for s in crate::core::signal::FORWARDED {
+        if let Ok(s) = Signal::try_from(s) {
+            set.add(s);
+        }
     }
     set.add(Signal::SIGCHLD);
     set

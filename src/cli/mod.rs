@@ -13,6 +13,7 @@ mod ps;
 #[path = "sandbox.rs"]
 mod sandbox_cli;
 mod stop;
+mod wait;
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
@@ -164,6 +165,16 @@ pub enum Command {
         /// Seconds to wait before SIGKILL.
         #[arg(short, long, default_value_t = 10)]
         time: u64,
+        /// Sandbox names or ids.
+        #[arg(required = true)]
+        sandboxes: Vec<String>,
+    },
+    /// Send a signal to sandboxes' commands (SIGKILL unless -s).
+    #[command(after_help = stop::KILL_EXAMPLES)]
+    Kill(stop::KillArgs),
+    /// Block until sandboxes' commands exit, then print their exit codes.
+    #[command(after_help = wait::EXAMPLES)]
+    Wait {
         /// Sandbox names or ids.
         #[arg(required = true)]
         sandboxes: Vec<String>,
@@ -374,6 +385,8 @@ fn run_command(cli: Cli) -> Result<i32> {
         Command::Ps(args) => ps::run_ps(&ctx, &args, format),
         Command::Inspect { sandboxes } => inspect::run_inspect(&ctx, &sandboxes, format),
         Command::Stop { time, sandboxes } => stop::run_stop(&ctx, &sandboxes, time, format),
+        Command::Kill(a) => stop::run_kill(&ctx, &a, format),
+        Command::Wait { sandboxes } => wait::run_wait(&ctx, &sandboxes, format),
         Command::Rm(a) => stop::run_rm(&ctx, &a.sandboxes, a.force, format),
         Command::Ipam(IpamCmd::Avoid(a)) => ipam::run_avoid(&ctx, a, format),
         Command::Port { sandbox: s, port } => inspect::run_port(&ctx, &s, port, format),

@@ -122,9 +122,12 @@ pub struct RunArgs {
 /// `weft exec` flags.
 #[derive(Debug, Args)]
 #[command(
-    after_help = "Examples:\n  weft exec api -- ip addr\n  weft exec -e DEBUG=1 -w /tmp api sh -c 'env; pwd'\n\nExit codes as `weft run`: 125, 126, 127, or the command's own."
+    after_help = "Examples:\n  weft exec api -- ip addr\n  weft exec -e DEBUG=1 -w /tmp api sh -c 'env; pwd'\n  weft exec -d api -- sh -c 'sleep 60 > /dev/null'   returns at once; ends with the sandbox\n\nExit codes as `weft run`: 125, 126, 127, or the command's own."
 )]
 pub struct ExecArgs {
+    /// Run in the background: return once the command runs; its output is discarded.
+    #[arg(short, long)]
+    pub detach: bool,
     /// Keep stdin attached (it always is; accepted as in Docker).
     #[arg(short = 'i', long)]
     pub interactive: bool,
@@ -292,6 +295,7 @@ pub fn exec(ctx: &Ctx, e: ExecArgs, format: Option<Format>) -> Result<i32> {
         env: e.env,
         workdir: e.workdir,
         user: e.user,
+        detach: e.detach,
     };
     sandbox::exec(ctx, &e.sandbox, &e.command, &opts)
 }

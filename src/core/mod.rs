@@ -14,3 +14,4 @@ pub mod ports;
 pub mod reconcile;
 pub mod resolv;
 pub mod run;
+pub mod signal;
