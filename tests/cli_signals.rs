@@ -349,3 +349,147 @@ fn exec_detached_returns_at_once_and_ends_with_the_sandbox() {
     h.weft_ok(&["rm", "-f", "s"]);
     assert_eq!(processes_with("603"), 0);
 }
+
+/// The lines of `weft logs -t`: (time, text).
+fn timed_lines(out: &str) -> Vec<(String, String)> {
+    out.lines()
+        .map(|l| {
+            let (t, text) = l.split_once(' ').unwrap_or((l, ""));
+            (t.to_string(), text.to_string())
+        })
+        .collect()
+}
+
+#[test]
+fn logs_show_times_and_filter_by_since_and_until() {
+    if !common::root_or_skip("logs_show_times_and_filter") {
+        return;
+    }
+    let h = host("logtime", "10.181.5.0/24");
+    h.weft_ok(&[
+        "run",
+        "-d",
+        "--name",
+        "l",
+        "--network",
+        "n",
+        "--",
+        "sh",
+        "-c",
+        "echo first; echo err >&2; sleep 2; printf 'second\\nno newline'",
+    ]);
+    assert_eq!(h.weft_ok(&["wait", "l"]), "0\n");
+    // Without -t: the command's bytes as it wrote them.
+    assert_eq!(h.weft_ok(&["logs", "l"]), "first\nerr\nsecond\nno newline");
+    let out = h.weft_ok(&["logs", "-t", "l"]);
+    let lines = timed_lines(&out);
+    assert_eq!(
+        lines.iter().map(|(_, t)| t.as_str()).collect::<Vec<_>>(),
+        ["first", "err", "second", "no newline"],
+        "{out}"
+    );
+    // RFC 3339 in UTC with nanoseconds, in order, the sleep between the two groups.
+    for (t, _) in &lines {
+        assert_eq!(t.len(), 30, "{t}");
+        assert!(t.ends_with('Z') && t.as_bytes()[10] == b'T', "{t}");
+    }
+    assert!(lines[0].0 <= lines[1].0 && lines[1].0 < lines[2].0, "{out}");
+    let (t1, t2) = (lines[0].0.clone(), lines[2].0.clone());
+    // --since: from that time on (inclusive); --until: before it.
+    assert_eq!(
+        h.weft_ok(&["logs", "--since", &t2, "l"]),
+        "second\nno newline"
+    );
+    assert_eq!(h.weft_ok(&["logs", "--until", &t2, "l"]), "first\nerr\n");
+    assert_eq!(
+        h.weft_ok(&["logs", "--since", &t1, "--until", &t2, "-t", "l"]),
+        // (Lines read in one chunk carry the same time: `first` too.)
+        format!("{} first\n{} err\n", lines[0].0, lines[1].0)
+    );
+    // Durations back from now; the same with an offset zone; Unix seconds.
+    assert_eq!(
+        h.weft_ok(&["logs", "--since", "1h30m", "l"])
+            .lines()
+            .count(),
+        4
+    );
+    assert_eq!(h.weft_ok(&["logs", "--until", "10m", "l"]), "");
+    assert_eq!(h.weft_ok(&["logs", "--since", "0s", "l"]), "");
+    assert_eq!(h.weft_ok(&["logs", "--since", "1", "l"]).lines().count(), 4);
+    assert_eq!(
+        h.weft_ok(&[
+            "logs",
+            "--since",
+            "2000-01-01T01:00:00+01:00",
+            "--tail",
+            "1",
+            "l"
+        ]),
+        "no newline"
+    );
+    // Bad values: usage errors naming the value and the forms.
+    for bad in [
+        "yesterday",
+        "-5m",
+        "99999999999999999999h",
+        "2026-02-30T00:00:00Z",
+    ] {
+        let err = h.weft_err(2, &["logs", &format!("--since={bad}"), "l"]);
+        assert!(err.contains(&format!("invalid --since {bad:?}")), "{err}");
+    }
+    let err = h.weft_err(2, &["logs", "--until", "1h-", "l"]);
+    assert!(
+        err.contains("invalid --until \"1h-\": use an RFC 3339 time"),
+        "{err}"
+    );
+}
+
+#[test]
+fn logs_survive_hostile_output() {
+    if !common::root_or_skip("logs_survive_hostile_output") {
+        return;
+    }
+    let h = host("loghostile", "10.181.6.0/24");
+    // 10 MB on one line with no newline, then binary and invalid UTF-8, then a line
+    // pretending to carry a time.
+    let script = "head -c 10000000 /dev/zero | tr '\\0' x; printf '\\n\\377\\376\\000bin\\r\\n'; \
+                  printf '2000-01-01T00:00:00.000000000Z fake\\n'";
+    h.weft_ok(&[
+        "run",
+        "-d",
+        "--name",
+        "x",
+        "--network",
+        "n",
+        "--",
+        "sh",
+        "-c",
+        script,
+    ]);
+    let t = Instant::now();
+    assert_eq!(h.weft_ok(&["wait", "x"]), "0\n");
+    let out = h.weft(&["logs", "x"]);
+    assert!(out.status.success());
+    assert!(t.elapsed() < Duration::from_secs(30));
+    let mut want = vec![b'x'; 10_000_000];
+    want.extend_from_slice(b"\n\xff\xfe\x00bin\r\n2000-01-01T00:00:00.000000000Z fake\n");
+    assert!(out.stdout == want, "{} bytes", out.stdout.len());
+    // -t: three lines, each with weft's time; the planted one is text.
+    let out = h.weft(&["logs", "-t", "x"]);
+    let lines: Vec<&[u8]> = out.stdout.split(|b| *b == b'\n').collect();
+    assert_eq!(lines.len(), 4);
+    for l in &lines[..3] {
+        assert_eq!(l.get(30), Some(&b' '));
+        // This century's time, not the planted year 2000.
+        assert!(l.starts_with(b"20") && !l.starts_with(b"2000"));
+    }
+    assert!(lines[2].ends_with(b" 2000-01-01T00:00:00.000000000Z fake"));
+    // --since a time: the planted one's text does not make it old.
+    let out = h.weft_ok(&["logs", "--since", "1h", "x"]);
+    assert!(out.ends_with("2000-01-01T00:00:00.000000000Z fake\n"));
+    // --tail 1 of it and -f of an exited sandbox: at once.
+    assert_eq!(
+        h.weft_ok(&["logs", "-f", "--tail", "1", "x"]),
+        "2000-01-01T00:00:00.000000000Z fake\n"
+    );
+}

@@ -52,6 +52,10 @@ pub struct InitOptions {
     pub user: Option<String>,
     /// `--keep-home`: HOME was set explicitly; not replaced by the user's home directory.
     pub keep_home: bool,
+    /// `--timestamps`: the command's output goes through a pipe to the init, which writes
+    /// it to its own stdout (a detached sandbox's log) with each line's time in front
+    /// (`core::logline`).
+    pub timestamps: bool,
 }
 
 /// Runs the init and returns its exit code. `control` is the fd of the control socket the
@@ -78,7 +82,7 @@ pub fn run(control: Option<RawFd>, opts: &InitOptions, argv: &[String]) -> i32 {
     let started = super::capabilities::confine_to_sandbox()
         .map_err(|e| (125, e.to_string()))
         .and_then(|()| start(argv, opts));
-    let child = match started {
+    let (child, relay) = match started {
         Ok(c) => c,
         Err((code, why)) => {
             match control.as_mut() {
@@ -98,7 +102,10 @@ pub fn run(control: Option<RawFd>, opts: &InitOptions, argv: &[String]) -> i32 {
     let Ok(raw) = i32::try_from(child.id()) else {
         return 1;
     };
-    supervise(Pid::from_raw(raw), &set)
+    match relay {
+        Some(pipe) => super::log_relay::supervise_relaying(Pid::from_raw(raw), &set, pipe),
+        None => supervise(Pid::from_raw(raw), &set),
+    }
 }
 
 /// Takes over the control socket fd and keeps it from the command.
@@ -124,7 +131,11 @@ fn adopt(fd: RawFd) -> std::io::Result<UnixStream> {
 /// as the user `opts` give.
 /// On failure: the exit code `docker run` gives for it (127: not found, 126: found but not
 /// executable, 125: anything else) and why.
-fn start(argv: &[String], opts: &InitOptions) -> Result<std::process::Child, (i32, String)> {
+/// With `opts.timestamps`, also the read end of the pipe the command writes to.
+fn start(
+    argv: &[String],
+    opts: &InitOptions,
+) -> Result<(std::process::Child, Option<OwnedFd>), (i32, String)> {
     let Some((prog, args)) = argv.split_first() else {
         return Err((125, "no command given".into()));
     };
@@ -181,7 +192,18 @@ fn start(argv: &[String], opts: &InitOptions) -> Result<std::process::Child, (i3
                 .map_err(std::io::Error::from)
         });
     }
-    cmd.spawn().map_err(|e| spawn_failure(prog, &e))
+    let relay = if opts.timestamps {
+        let (read, write) = super::log_relay::pipe().map_err(|e| (125, e.to_string()))?;
+        let write2 = write.try_clone().map_err(|e| (125, e.to_string()))?;
+        cmd.stdout(write).stderr(write2);
+        Some(read)
+    } else {
+        None
+    };
+    // `cmd`, and with it the init's copies of the pipe's write end, goes at the end of
+    // this function: the command (and what it starts) holds the only ones.
+    let child = cmd.spawn().map_err(|e| spawn_failure(prog, &e))?;
+    Ok((child, relay))
 }
 
 /// The exit code and message of a command that could not be started, worded like Docker's.
@@ -200,7 +222,7 @@ fn spawn_failure(prog: &str, e: &std::io::Error) -> (i32, String) {
 
 /// Waits for signals: reaps children on SIGCHLD until the command itself exits, and passes
 /// on the others.
-fn supervise(child: Pid, set: &SigSet) -> i32 {
+pub(super) fn supervise(child: Pid, set: &SigSet) -> i32 {
     loop {
         let Some((sig, from_process)) = wait_signal(set) else {
             continue;
@@ -216,7 +238,7 @@ fn supervise(child: Pid, set: &SigSet) -> i32 {
 }
 
 /// Reaps every exited child; returns the command's exit code once it is among them.
-fn reap(child: Pid) -> Option<i32> {
+pub(super) fn reap(child: Pid) -> Option<i32> {
     loop {
         match waitpid(None, Some(WaitPidFlag::WNOHANG)) {
             Ok(WaitStatus::Exited(p, code)) if p == child => return Some(code),

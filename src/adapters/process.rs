@@ -73,6 +73,9 @@ pub struct SandboxExec {
     /// other sandboxes' files, namespace handles or the agent's socket, nor plants a file
     /// there. Absent ones are skipped; any other failure keeps the command from starting.
     pub hide: Vec<PathBuf>,
+    /// With a log ([`spawn_init`]): the init relays the command's output to it with each
+    /// line's time in front (`weft __init --timestamps`).
+    pub timestamps: bool,
 }
 
 fn cstr(s: &str) -> io::Result<CString> {
@@ -413,6 +416,9 @@ pub fn spawn_init(spec: &SandboxExec, log: Option<&File>) -> io::Result<PendingI
         if spec.env.iter().any(|e| e.starts_with("HOME=")) {
             args.push("--keep-home".into());
         }
+    }
+    if spec.timestamps && log.is_some() {
+        args.push("--timestamps".into());
     }
     args.push("--".to_string());
     args.extend(spec.argv.iter().cloned());

@@ -238,6 +238,9 @@ pub enum Command {
         /// HOME was given: not replaced by the user's home directory.
         #[arg(long)]
         keep_home: bool,
+        /// Relay the command's output to stdout with each line's time (a detached log).
+        #[arg(long)]
+        timestamps: bool,
         /// Command and arguments (after `--`).
         #[arg(trailing_var_arg = true, allow_hyphen_values = true, required = true)]
         command: Vec<String>,
@@ -348,6 +351,7 @@ fn run_command(cli: Cli) -> Result<i32> {
             workdir,
             user,
             keep_home,
+            timestamps,
             command,
         } => std::process::exit(crate::adapters::init::run(
             *control_fd,
@@ -355,6 +359,7 @@ fn run_command(cli: Cli) -> Result<i32> {
                 workdir: workdir.clone(),
                 user: user.clone(),
                 keep_home: *keep_home,
+                timestamps: *timestamps,
             },
             command,
         )),

@@ -194,5 +194,7 @@ pub fn exec_spec_with(
             abs(&ctx.run_dir),
             PathBuf::from(IP_NETNS_DIR),
         ],
+        // Only a detached command's log carries times (`supervise::monitor` sets it).
+        timestamps: false,
     }
 }

@@ -9,7 +9,9 @@ use anyhow::{Context as _, Result};
 
 use crate::adapters::store::Mode;
 use crate::adapters::store::Store as _;
+use crate::core::logline::{Reader, Show};
 use crate::core::model::Status;
+use crate::core::time::Timestamp;
 use crate::engine::Ctx;
 use crate::user_err;
 
@@ -25,17 +27,29 @@ pub fn size(ctx: &Ctx, name: &str) -> Result<u64> {
     Ok(std::fs::symlink_metadata(log_path(ctx, &id)).map_or(0, |m| m.len()))
 }
 
-/// Prints the log of sandbox `id` from byte `from`, or its last `tail` lines (`None`: all);
-/// with `follow`, then what it writes until its command exits and is not restarted.
+/// The time now, as `--since`/`--until` durations count back from it.
+pub fn now() -> Timestamp {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX));
+    Timestamp(nanos)
+}
+
+/// Prints the log of sandbox `id` from byte `from`, or its last `tail` lines (`None`: all),
+/// each line as `show` says (its time cut or kept, only lines within `--since`/`--until`);
+/// with `follow`, then what it writes until its command exits and is not restarted (or
+/// `--until` has passed).
 pub fn print(
     ctx: &Ctx,
     id: &str,
     from: Option<u64>,
     tail: Option<u64>,
     follow: bool,
+    show: Show,
 ) -> Result<()> {
     let path = log_path(ctx, id);
     let mut out = io::stdout().lock();
+    let mut reader = Reader::new(show);
     let mut file = match crate::adapters::fs::open_read(&path) {
         Ok(f) => Some(f),
         Err(e) if e.kind() == io::ErrorKind::NotFound => None,
@@ -48,10 +62,10 @@ pub fn print(
             (None, Some(n)) => tail_offset(f, n)?,
         };
         f.seek(SeekFrom::Start(start))?;
-        copy(f, &mut out)?;
+        copy(f, &mut reader, &mut out)?;
     }
     if !follow {
-        return Ok(());
+        return finish(&mut reader, &mut out);
     }
     loop {
         let done = {
@@ -63,19 +77,28 @@ pub fn print(
                         || !(is_running(&s) || monitor_alive(&s) || s.status == Status::Creating)
                 }
             }
-        };
+        } || show.until.is_some_and(|u| now() >= u);
         if file.is_none() {
             file = crate::adapters::fs::open_read(&path).ok();
         }
         if let Some(f) = file.as_mut() {
-            copy(f, &mut out)?;
+            copy(f, &mut reader, &mut out)?;
         }
         // Read once more after the end is seen: what the command wrote last is in.
         if done {
-            return Ok(());
+            return finish(&mut reader, &mut out);
         }
         std::thread::sleep(Duration::from_millis(100));
     }
+}
+
+/// The end of what is printed: a last line's start still held goes out.
+fn finish(reader: &mut Reader, out: &mut impl io::Write) -> Result<()> {
+    let mut shown = Vec::new();
+    reader.finish(&mut shown);
+    out.write_all(&shown)?;
+    out.flush()?;
+    Ok(())
 }
 
 /// The final exit code after `start -a`: from the monitor's report (`exit CODE`, the only
@@ -106,16 +129,20 @@ pub fn exit_code(ctx: &Ctx, id: &str) -> Result<i32> {
     Ok(sb.exit_code.unwrap_or(0))
 }
 
-/// Copies what the file has from its position on to `out`.
-fn copy(f: &mut File, out: &mut impl io::Write) -> Result<()> {
-    let mut buf = [0u8; 64 * 1024];
+/// Copies what the file has from its position on to `out`, through `reader`. Bounded
+/// memory whatever the file holds: a block at a time.
+fn copy(f: &mut File, reader: &mut Reader, out: &mut impl io::Write) -> Result<()> {
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut shown = Vec::with_capacity(buf.len() + 64);
     loop {
         let n = f.read(&mut buf)?;
         if n == 0 {
             out.flush()?;
             return Ok(());
         }
-        out.write_all(&buf[..n])?;
+        shown.clear();
+        reader.feed(&buf[..n], &mut shown);
+        out.write_all(&shown)?;
     }
 }
 

@@ -255,7 +255,9 @@ pub fn monitor(ctx: &Ctx, id: &str) -> Result<()> {
     let mut sb = sb;
     loop {
         let began = Instant::now();
-        let spec = exec_spec(ctx, &sb, &sb.command);
+        let mut spec = exec_spec(ctx, &sb, &sb.command);
+        // Each line of the log carries its time (`weft logs -t`, `--since`, `--until`).
+        spec.timestamps = true;
         let started = process::spawn_init(&spec, Some(&log))
             .map_err(anyhow::Error::from)
             .and_then(|init| start_command(ctx, &sb, init));
