@@ -59,9 +59,12 @@ pub fn wait(ctx: &Ctx, name: &str) -> Result<(String, i32)> {
                 return Ok((sb.name, code));
             }
             Status::Running => {
-                // Its init is gone and nobody recorded the end (its monitor died): what
-                // `ps` shows as exited, with no code known.
-                return Ok((sb.name, sb.exit_code.unwrap_or(137)));
+                // Its init is gone: its monitor records the end in a moment (if it died
+                // too, nobody will: what `ps` shows as exited, with no code known, 137).
+                let Some(code) = recorded_exit(ctx, &sb)? else {
+                    continue;
+                };
+                return Ok((sb.name, code));
             }
             Status::Exited | Status::Restarting => {
                 return Ok((sb.name, sb.exit_code.unwrap_or(0)));
