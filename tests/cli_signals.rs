@@ -163,14 +163,32 @@ fn kill_defaults_to_sigkill_and_goes_through_every_name() {
     h.weft_err(2, &["--format", "table", "kill", "a"]);
     // A foreground `run`: the signal reaches its command, and `run` exits as it did.
     let mut fg = h
-        .weft_cmd(&["run", "--name", "fg", "--network", "n", "--", "sleep", "604"])
+        .weft_cmd(&[
+            "run",
+            "--name",
+            "fg",
+            "--network",
+            "n",
+            "--",
+            "sleep",
+            "604",
+        ])
         .spawn()
         .unwrap();
     assert!(wait_for(10, || processes_with("604") == 1));
     assert_eq!(h.weft_ok(&["kill", "-s", "INT", "fg"]), "fg\n");
     assert_eq!(fg.wait().unwrap().code(), Some(130));
     let mut fg = h
-        .weft_cmd(&["run", "--name", "fg", "--network", "n", "--", "sleep", "605"])
+        .weft_cmd(&[
+            "run",
+            "--name",
+            "fg",
+            "--network",
+            "n",
+            "--",
+            "sleep",
+            "605",
+        ])
         .spawn()
         .unwrap();
     assert!(wait_for(10, || processes_with("605") == 1));

@@ -267,3 +267,33 @@ fn wait_signal(set: &SigSet) -> Option<(Signal, bool)> {
     );
     Signal::try_from(sig).ok().map(|s| (s, from_process))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_init_waits_for_what_it_forwards_and_sigchld_only() {
+        let set = waited_signals();
+        for s in [
+            Signal::SIGTERM,
+            Signal::SIGHUP,
+            Signal::SIGPIPE,
+            Signal::SIGWINCH,
+            Signal::SIGCHLD,
+        ] {
+            assert!(set.contains(s), "{s}");
+        }
+        // The faults' signals stay the init's own; KILL and STOP cannot be caught.
+        for s in [
+            Signal::SIGSEGV,
+            Signal::SIGABRT,
+            Signal::SIGBUS,
+            Signal::SIGKILL,
+            Signal::SIGSTOP,
+        ] {
+            assert!(!set.contains(s), "{s}");
+        }
+        assert_eq!(set.iter().count(), crate::core::signal::FORWARDED.len() + 1);
+    }
+}
