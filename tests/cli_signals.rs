@@ -470,6 +470,33 @@ fn logs_show_times_and_filter_by_since_and_until() {
         let err = h.weft_err(2, &["logs", &format!("--since={bad}"), "l"]);
         assert!(err.contains(&format!("invalid --since {bad:?}")), "{err}");
     }
+    // Started again: the new run's first line is a line of its own, with its time, even
+    // though the last run's output ended in the middle of one.
+    assert_eq!(
+        h.weft_ok(&["start", "-a", "l"]),
+        "first\nerr\nsecond\nno newline"
+    );
+    let out = h.weft_ok(&["logs", "-t", "l"]);
+    let again = timed_lines(&out);
+    assert_eq!(
+        again.iter().map(|(_, t)| t.as_str()).collect::<Vec<_>>(),
+        [
+            "first",
+            "err",
+            "second",
+            "no newline",
+            "first",
+            "err",
+            "second",
+            "no newline"
+        ],
+        "{out}"
+    );
+    assert!(again[4].0 > again[3].0, "{out}");
+    assert_eq!(
+        h.weft_ok(&["logs", "--since", &again[4].0, "l"]),
+        "first\nerr\nsecond\nno newline"
+    );
     let err = h.weft_err(2, &["logs", "--until", "1h-", "l"]);
     assert!(
         err.contains("invalid --until \"1h-\": use an RFC 3339 time"),

@@ -18,13 +18,33 @@ use crate::user_err;
 use super::files::log_path;
 use super::{find, is_running, monitor_alive};
 
-/// The size of the sandbox's log now (0 when there is none yet): where `start -a` begins.
+/// Where the output of the sandbox's next run will begin in its log (0 when there is none
+/// yet): where `start -a` begins. Its size now, past the newline the next run adds first when
+/// the last one's output ended in the middle of a line ([`end_partial_line`]).
 pub fn size(ctx: &Ctx, name: &str) -> Result<u64> {
     let id = {
         let tx = ctx.store.begin(Mode::Read)?;
         find(tx.as_ref(), name)?.id
     };
-    Ok(std::fs::symlink_metadata(log_path(ctx, &id)).map_or(0, |m| m.len()))
+    let path = log_path(ctx, &id);
+    let Ok(mut f) = crate::adapters::fs::open_read(&path) else {
+        return Ok(0);
+    };
+    let len = f.metadata()?.len();
+    Ok(if ends_mid_line(&mut f, len) {
+        len + 1
+    } else {
+        len
+    })
+}
+
+/// Whether the file of length `len` ends without a newline.
+fn ends_mid_line(f: &mut File, len: u64) -> bool {
+    let Some(last) = len.checked_sub(1) else {
+        return false;
+    };
+    let mut byte = [0u8; 1];
+    f.seek(SeekFrom::Start(last)).is_ok() && f.read_exact(&mut byte).is_ok() && byte[0] != b'\n'
 }
 
 /// The time now, as `--since`/`--until` durations count back from it.
@@ -99,6 +119,22 @@ fn finish(reader: &mut Reader, out: &mut impl io::Write) -> Result<()> {
     out.write_all(&shown)?;
     out.flush()?;
     Ok(())
+}
+
+/// Ends the log's last line if the previous run's output stopped in the middle of one, so
+/// that the next run's first line starts a line of its own, with its own time (otherwise it
+/// would read as the rest of that line, untimed). Best effort: a log that cannot be read is
+/// left as it is.
+pub(super) fn end_partial_line(path: &std::path::Path, log: &File) {
+    use std::io::Write as _;
+    let Ok(mut f) = crate::adapters::fs::open_read(path) else {
+        return;
+    };
+    let len = f.metadata().map_or(0, |m| m.len());
+    if ends_mid_line(&mut f, len) {
+        let mut log = log;
+        let _ = log.write_all(b"\n");
+    }
 }
 
 /// The final exit code after `start -a`: from the monitor's report (`exit CODE`, the only

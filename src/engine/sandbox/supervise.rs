@@ -255,6 +255,7 @@ pub fn monitor(ctx: &Ctx, id: &str) -> Result<()> {
     let mut sb = sb;
     loop {
         let began = Instant::now();
+        super::logs::end_partial_line(&path, &log);
         let mut spec = exec_spec(ctx, &sb, &sb.command);
         // Each line of the log carries its time (`weft logs -t`, `--since`, `--until`).
         spec.timestamps = true;
