@@ -127,8 +127,8 @@ fn kill_defaults_to_sigkill_and_goes_through_every_name() {
     h.sleeper("b", &["--network", "n"]);
     h.weft_ok(&["create", "--name", "c", "--network", "n", "--", "true"]);
     // An `exec` of `a` dies with it, as a container's processes die with its PID 1.
-    h.weft_ok(&["exec", "-d", "a", "--", "sleep", "601"]);
-    assert!(wait_for(5, || processes_with("601") == 1));
+    h.weft_ok(&["exec", "-d", "a", "--", "sleep", "601.17"]);
+    assert!(wait_for(5, || processes_with("601.17") == 1));
     // Unknown and not running: errors naming each, exit 1; the others are killed.
     let out = h.weft(&["kill", "a", "nosuch", "c", "b"]);
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
@@ -151,7 +151,7 @@ fn kill_defaults_to_sigkill_and_goes_through_every_name() {
             "{v}"
         );
     }
-    assert_eq!(processes_with("601"), 0);
+    assert_eq!(processes_with("601.17"), 0);
     assert_eq!(h.weft_ok(&["wait", "a", "b"]), "137\n137\n");
     // Killing it again: not running.
     let v = h.weft(&["--format", "json", "kill", "a"]);
@@ -171,11 +171,11 @@ fn kill_defaults_to_sigkill_and_goes_through_every_name() {
             "n",
             "--",
             "sleep",
-            "604",
+            "604.17",
         ])
         .spawn()
         .unwrap();
-    assert!(wait_for(10, || processes_with("604") == 1));
+    assert!(wait_for(10, || processes_with("604.17") == 1));
     assert_eq!(h.weft_ok(&["kill", "-s", "INT", "fg"]), "fg\n");
     assert_eq!(fg.wait().unwrap().code(), Some(130));
     let mut fg = h
@@ -187,11 +187,11 @@ fn kill_defaults_to_sigkill_and_goes_through_every_name() {
             "n",
             "--",
             "sleep",
-            "605",
+            "605.17",
         ])
         .spawn()
         .unwrap();
-    assert!(wait_for(10, || processes_with("605") == 1));
+    assert!(wait_for(10, || processes_with("605.17") == 1));
     h.weft_ok(&["kill", "fg"]);
     assert_eq!(fg.wait().unwrap().code(), Some(137));
 }
@@ -338,14 +338,14 @@ fn exec_detached_returns_at_once_and_ends_with_the_sandbox() {
         "--",
         "sh",
         "-c",
-        "echo noisy; echo loud >&2; exec sleep 602",
+        "echo noisy; echo loud >&2; exec sleep 602.17",
     ]);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     assert!(t.elapsed() < Duration::from_secs(5));
     // Its output is discarded, as Docker's: nothing printed, nothing in the sandbox's log.
     assert_eq!(stdout(&out), "");
     assert_eq!(stderr(&out), "");
-    assert!(wait_for(5, || processes_with("602") == 1));
+    assert!(wait_for(5, || processes_with("602.17") == 1));
     assert!(!h.weft_ok(&["logs", "s"]).contains("noisy"));
     // It runs in the sandbox: its network namespace.
     let flag = h.dir.join("execd-flag").display().to_string();
@@ -370,17 +370,17 @@ fn exec_detached_returns_at_once_and_ends_with_the_sandbox() {
     h.weft_err(125, &["exec", "-d", "nosuch", "true"]);
     // `stop` ends the detached command with the sandbox's own.
     h.weft_ok(&["stop", "-t", "1", "s"]);
-    assert_eq!(processes_with("602"), 0);
+    assert_eq!(processes_with("602.17"), 0);
     // The records of the ones that ended are pruned at the next `exec -d`.
     h.weft_ok(&["start", "s"]);
-    h.weft_ok(&["exec", "-d", "s", "--", "sleep", "603"]);
+    h.weft_ok(&["exec", "-d", "s", "--", "sleep", "603.17"]);
     let id = inspect(&h, "s")["id"].as_str().unwrap().to_string();
     let inits = std::fs::read_dir(h.run_dir().join("sandboxes").join(&id).join("inits"))
         .map(|d| d.count())
         .unwrap_or(0);
     assert_eq!(inits, 2, "the command's init and one live exec's recorded");
     h.weft_ok(&["rm", "-f", "s"]);
-    assert_eq!(processes_with("603"), 0);
+    assert_eq!(processes_with("603.17"), 0);
 }
 
 /// The lines of `weft logs -t`: (time, text).
