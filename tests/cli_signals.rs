@@ -280,6 +280,7 @@ fn wait_blocks_without_spinning_and_prints_codes_in_order() {
         u64::try_from(t.tv_sec).unwrap() * 1_000_000 + u64::try_from(t.tv_usec).unwrap()
     };
     let cpu = Duration::from_micros(micros(usage.ru_utime) + micros(usage.ru_stime));
+    eprintln!("weft wait blocked {took:?} using {cpu:?} of CPU");
     assert!(cpu < Duration::from_millis(150), "wait used {cpu:?} of CPU");
     assert!(libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 1);
     drop(child);
