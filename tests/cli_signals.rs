@@ -318,6 +318,31 @@ fn wait_blocks_without_spinning_and_prints_codes_in_order() {
     h.weft_ok(&["start", "later"]);
     let out = waiter.wait_with_output().unwrap();
     assert_eq!(stdout(&out), "4\n");
+    // A foreground run removes its sandbox when its command exits: its code is the run's.
+    let mut fg = h
+        .weft_cmd(&[
+            "run",
+            "--name",
+            "fgw",
+            "--network",
+            "n",
+            "--",
+            "sh",
+            "-c",
+            "sleep 1; exit 3",
+        ])
+        .spawn()
+        .unwrap();
+    assert!(wait_for(10, || h
+        .weft(&["inspect", "fgw"])
+        .status
+        .success()));
+    let err = h.weft_err(1, &["wait", "fgw"]);
+    assert!(
+        err.contains("was removed when its command exited (--rm, or a foreground run)"),
+        "{err}"
+    );
+    assert_eq!(fg.wait().unwrap().code(), Some(3));
     // A sandbox with no command has nothing to wait for.
     h.weft_ok(&["create", "--name", "idle", "--network", "n"]);
     let err = h.weft_err(1, &["wait", "idle"]);

@@ -94,7 +94,7 @@ fn recorded_exit(ctx: &Ctx, was: &Sandbox) -> Result<Option<i32>> {
         };
         let Some(s) = cur.filter(|s| s.status != Status::Removing) else {
             return Err(user_err!(
-                "sandbox {:?} was removed when its command exited (--rm): its exit code is gone",
+                "sandbox {:?} was removed when its command exited (--rm, or a foreground run): its exit code is gone",
                 was.name
             ));
         };
