@@ -32,7 +32,7 @@ pub fn size(ctx: &Ctx, name: &str) -> Result<u64> {
     };
     let len = f.metadata()?.len();
     Ok(if ends_mid_line(&mut f, len) {
-        len + 1
+        len.saturating_add(1)
     } else {
         len
     })
