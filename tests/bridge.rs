@@ -171,3 +171,49 @@ fn gratuitous_arp_replaces_a_stale_neighbour_entry() {
         "neighbour still stale: {seen}"
     );
 }
+
+/// What made every attach cost O(ports) is off: the bridge does no multicast snooping (which
+/// re-armed query timers on every port whenever one started forwarding) and its ports have
+/// no IPv6 of their own (no route per port in the host's table for every port change to
+/// walk). Sandboxes still find each other over IPv6, whose neighbour discovery is multicast.
+#[test]
+fn ports_have_no_ipv6_and_the_bridge_does_not_snoop_yet_ipv6_neighbours_resolve() {
+    let h = Host::new("brcost");
+    h.weft_ok(&[
+        "network",
+        "create",
+        "n",
+        "--ipv6",
+        "--subnet",
+        "10.166.0.0/24",
+        "--subnet",
+        "fd00:166::/64",
+    ]);
+    h.sleeper("a", &["--network", "n"]);
+    h.sleeper("b", &["--network", "n"]);
+    let br = h.json(&["network", "inspect", "n"])[0]["bridge"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let details = h.ns.ip(&["-d", "link", "show", &br]);
+    assert!(details.contains("mcast_snooping 0"), "{details}");
+    for sb in ["a", "b"] {
+        let port = h.json(&["inspect", sb])[0]["networks"][0]["host_interface"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        let disabled = h.sh(&format!("cat /proc/sys/net/ipv6/conf/{port}/disable_ipv6"));
+        assert_eq!(disabled.trim(), "1", "IPv6 on port {port}");
+        let routes =
+            h.ns.ip(&["-6", "route", "show", "table", "all", "dev", &port]);
+        assert!(routes.trim().is_empty(), "routes of port {port}: {routes}");
+    }
+    let b6 = h.json(&["inspect", "b"])[0]["networks"][0]["ipv6"]
+        .as_str()
+        .unwrap()
+        .split('/')
+        .next()
+        .unwrap()
+        .to_string();
+    assert!(h.pings("a", &b6), "a cannot reach b over IPv6");
+}

@@ -1112,6 +1112,8 @@ fn help_lists_a_commands_own_flags_first_with_examples_and_no_env_noise() {
         vec!["exec"],
         vec!["logs"],
         vec!["stop"],
+        vec!["kill"],
+        vec!["wait"],
         vec!["rm"],
         vec!["demo"],
     ] {

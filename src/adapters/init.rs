@@ -24,30 +24,17 @@ use nix::sys::signal::{kill, SigSet, Signal};
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
 
-/// Signals the init passes on to the command when a process sent them (the ones the
-/// terminal sends reach the command directly: it is in the same process group).
-pub const FORWARDED: [Signal; 12] = [
-    Signal::SIGHUP,
-    Signal::SIGINT,
-    Signal::SIGQUIT,
-    Signal::SIGUSR1,
-    Signal::SIGUSR2,
-    Signal::SIGALRM,
-    Signal::SIGTERM,
-    Signal::SIGCONT,
-    Signal::SIGTSTP,
-    Signal::SIGTTIN,
-    Signal::SIGTTOU,
-    Signal::SIGWINCH,
-];
-
 /// What the init waits for: the forwarded signals and SIGCHLD. They are blocked from before
 /// the init's exec on (see `process::spawn_init`): a PID 1 ignores signals it has no handler
 /// for, but blocked ones wait in the queue, so none sent during start-up is lost.
 pub fn waited_signals() -> SigSet {
     let mut set = SigSet::empty();
-    for s in FORWARDED {
-        set.add(s);
+    // The signals passed on to the command: `core::signal::FORWARDED`, which `weft kill`
+    // also reads (the terminal's reach the command directly: it is in the same group).
+    for s in crate::core::signal::FORWARDED {
+        if let Ok(s) = Signal::try_from(s) {
+            set.add(s);
+        }
     }
     set.add(Signal::SIGCHLD);
     set
@@ -65,6 +52,10 @@ pub struct InitOptions {
     pub user: Option<String>,
     /// `--keep-home`: HOME was set explicitly; not replaced by the user's home directory.
     pub keep_home: bool,
+    /// `--timestamps`: the command's output goes through a pipe to the init, which writes
+    /// it to its own stdout (a detached sandbox's log) with each line's time in front
+    /// (`core::logline`).
+    pub timestamps: bool,
 }
 
 /// Runs the init and returns its exit code. `control` is the fd of the control socket the
@@ -91,7 +82,7 @@ pub fn run(control: Option<RawFd>, opts: &InitOptions, argv: &[String]) -> i32 {
     let started = super::capabilities::confine_to_sandbox()
         .map_err(|e| (125, e.to_string()))
         .and_then(|()| start(argv, opts));
-    let child = match started {
+    let (child, relay) = match started {
         Ok(c) => c,
         Err((code, why)) => {
             match control.as_mut() {
@@ -111,7 +102,10 @@ pub fn run(control: Option<RawFd>, opts: &InitOptions, argv: &[String]) -> i32 {
     let Ok(raw) = i32::try_from(child.id()) else {
         return 1;
     };
-    supervise(Pid::from_raw(raw), &set)
+    match relay {
+        Some(pipe) => super::log_relay::supervise_relaying(Pid::from_raw(raw), &set, pipe),
+        None => supervise(Pid::from_raw(raw), &set),
+    }
 }
 
 /// Takes over the control socket fd and keeps it from the command.
@@ -137,7 +131,11 @@ fn adopt(fd: RawFd) -> std::io::Result<UnixStream> {
 /// as the user `opts` give.
 /// On failure: the exit code `docker run` gives for it (127: not found, 126: found but not
 /// executable, 125: anything else) and why.
-fn start(argv: &[String], opts: &InitOptions) -> Result<std::process::Child, (i32, String)> {
+/// With `opts.timestamps`, also the read end of the pipe the command writes to.
+fn start(
+    argv: &[String],
+    opts: &InitOptions,
+) -> Result<(std::process::Child, Option<OwnedFd>), (i32, String)> {
     let Some((prog, args)) = argv.split_first() else {
         return Err((125, "no command given".into()));
     };
@@ -194,7 +192,18 @@ fn start(argv: &[String], opts: &InitOptions) -> Result<std::process::Child, (i3
                 .map_err(std::io::Error::from)
         });
     }
-    cmd.spawn().map_err(|e| spawn_failure(prog, &e))
+    let relay = if opts.timestamps {
+        let (read, write) = super::log_relay::pipe().map_err(|e| (125, e.to_string()))?;
+        let write2 = write.try_clone().map_err(|e| (125, e.to_string()))?;
+        cmd.stdout(write).stderr(write2);
+        Some(read)
+    } else {
+        None
+    };
+    // `cmd`, and with it the init's copies of the pipe's write end, goes at the end of
+    // this function: the command (and what it starts) holds the only ones.
+    let child = cmd.spawn().map_err(|e| spawn_failure(prog, &e))?;
+    Ok((child, relay))
 }
 
 /// The exit code and message of a command that could not be started, worded like Docker's.
@@ -213,7 +222,7 @@ fn spawn_failure(prog: &str, e: &std::io::Error) -> (i32, String) {
 
 /// Waits for signals: reaps children on SIGCHLD until the command itself exits, and passes
 /// on the others.
-fn supervise(child: Pid, set: &SigSet) -> i32 {
+pub(super) fn supervise(child: Pid, set: &SigSet) -> i32 {
     loop {
         let Some((sig, from_process)) = wait_signal(set) else {
             continue;
@@ -229,7 +238,7 @@ fn supervise(child: Pid, set: &SigSet) -> i32 {
 }
 
 /// Reaps every exited child; returns the command's exit code once it is among them.
-fn reap(child: Pid) -> Option<i32> {
+pub(super) fn reap(child: Pid) -> Option<i32> {
     loop {
         match waitpid(None, Some(WaitPidFlag::WNOHANG)) {
             Ok(WaitStatus::Exited(p, code)) if p == child => return Some(code),
@@ -257,4 +266,34 @@ fn wait_signal(set: &SigSet) -> Option<(Signal, bool)> {
         libc::SI_USER | libc::SI_QUEUE | libc::SI_TKILL
     );
     Signal::try_from(sig).ok().map(|s| (s, from_process))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_init_waits_for_what_it_forwards_and_sigchld_only() {
+        let set = waited_signals();
+        for s in [
+            Signal::SIGTERM,
+            Signal::SIGHUP,
+            Signal::SIGPIPE,
+            Signal::SIGWINCH,
+            Signal::SIGCHLD,
+        ] {
+            assert!(set.contains(s), "{s}");
+        }
+        // The faults' signals stay the init's own; KILL and STOP cannot be caught.
+        for s in [
+            Signal::SIGSEGV,
+            Signal::SIGABRT,
+            Signal::SIGBUS,
+            Signal::SIGKILL,
+            Signal::SIGSTOP,
+        ] {
+            assert!(!set.contains(s), "{s}");
+        }
+        assert_eq!(set.iter().count(), crate::core::signal::FORWARDED.len() + 1);
+    }
 }

@@ -12,6 +12,7 @@ pub mod host_facts;
 pub mod init;
 pub mod kernel_events;
 pub mod libc_consts;
+pub mod log_relay;
 pub mod netlink;
 pub mod netns;
 pub mod nftables;

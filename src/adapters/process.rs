@@ -73,6 +73,9 @@ pub struct SandboxExec {
     /// other sandboxes' files, namespace handles or the agent's socket, nor plants a file
     /// there. Absent ones are skipped; any other failure keeps the command from starting.
     pub hide: Vec<PathBuf>,
+    /// With a log ([`spawn_init`]): the init relays the command's output to it with each
+    /// line's time in front (`weft __init --timestamps`).
+    pub timestamps: bool,
 }
 
 fn cstr(s: &str) -> io::Result<CString> {
@@ -414,6 +417,9 @@ pub fn spawn_init(spec: &SandboxExec, log: Option<&File>) -> io::Result<PendingI
             args.push("--keep-home".into());
         }
     }
+    if spec.timestamps && log.is_some() {
+        args.push("--timestamps".into());
+    }
     args.push("--".to_string());
     args.extend(spec.argv.iter().cloned());
     // Our own binary, even if it was replaced on disk since we started.
@@ -635,5 +641,47 @@ pub fn signal(pid: u32, sig: i32) -> io::Result<()> {
         Ok(())
     } else {
         Err(io::Error::last_os_error())
+    }
+}
+
+/// Blocks until the process `pid` that started at `start` has exited (at once if it is
+/// gone or the pid is another process's by now). No polling: it waits on a pidfd, which
+/// becomes readable when the process exits, whoever its parent is.
+pub fn wait_gone(pid: u32, start: Option<u64>) -> io::Result<()> {
+    let Ok(raw) = libc::pid_t::try_from(pid) else {
+        return Ok(());
+    };
+    // SAFETY: pidfd_open takes a pid and flags and returns a new fd or -1.
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, raw, 0) };
+    if fd < 0 {
+        let e = io::Error::last_os_error();
+        return match e.raw_os_error() {
+            Some(libc::ESRCH) => Ok(()),
+            _ => Err(e),
+        };
+    }
+    let fd = RawFd::try_from(fd).map_err(|_| io::Error::other("pidfd out of range"))?;
+    // SAFETY: pidfd_open just returned this fd; nothing else owns it.
+    let pidfd = unsafe { OwnedFd::from_raw_fd(fd) };
+    // Read after the pidfd exists: a pid reused before names another process, and the
+    // pidfd of the one we mean cannot come to mean another.
+    if start.is_some() && start_time(pid) != start {
+        return Ok(());
+    }
+    loop {
+        let mut p = libc::pollfd {
+            fd: pidfd.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        // SAFETY: one valid pollfd, no timeout.
+        let r = unsafe { libc::poll(&mut p, 1, -1) };
+        if r > 0 {
+            return Ok(());
+        }
+        let e = io::Error::last_os_error();
+        if r < 0 && e.kind() != io::ErrorKind::Interrupted {
+            return Err(e);
+        }
     }
 }

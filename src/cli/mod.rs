@@ -13,6 +13,7 @@ mod ps;
 #[path = "sandbox.rs"]
 mod sandbox_cli;
 mod stop;
+mod wait;
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
@@ -168,6 +169,16 @@ pub enum Command {
         #[arg(required = true)]
         sandboxes: Vec<String>,
     },
+    /// Send a signal to sandboxes' commands (SIGKILL unless -s).
+    #[command(after_help = stop::KILL_EXAMPLES)]
+    Kill(stop::KillArgs),
+    /// Block until sandboxes' commands exit, then print their exit codes.
+    #[command(after_help = wait::EXAMPLES)]
+    Wait {
+        /// Sandbox names or ids.
+        #[arg(required = true)]
+        sandboxes: Vec<String>,
+    },
     /// Remove sandboxes.
     #[command(
         after_help = "Examples:\n  weft rm api                         a sandbox whose command does not run\n  weft rm -f api                      kill its command first\n  weft rm -f $(weft ps -aq)           every sandbox"
@@ -227,6 +238,9 @@ pub enum Command {
         /// HOME was given: not replaced by the user's home directory.
         #[arg(long)]
         keep_home: bool,
+        /// Relay the command's output to stdout with each line's time (a detached log).
+        #[arg(long)]
+        timestamps: bool,
         /// Command and arguments (after `--`).
         #[arg(trailing_var_arg = true, allow_hyphen_values = true, required = true)]
         command: Vec<String>,
@@ -337,6 +351,7 @@ fn run_command(cli: Cli) -> Result<i32> {
             workdir,
             user,
             keep_home,
+            timestamps,
             command,
         } => std::process::exit(crate::adapters::init::run(
             *control_fd,
@@ -344,6 +359,7 @@ fn run_command(cli: Cli) -> Result<i32> {
                 workdir: workdir.clone(),
                 user: user.clone(),
                 keep_home: *keep_home,
+                timestamps: *timestamps,
             },
             command,
         )),
@@ -374,6 +390,8 @@ fn run_command(cli: Cli) -> Result<i32> {
         Command::Ps(args) => ps::run_ps(&ctx, &args, format),
         Command::Inspect { sandboxes } => inspect::run_inspect(&ctx, &sandboxes, format),
         Command::Stop { time, sandboxes } => stop::run_stop(&ctx, &sandboxes, time, format),
+        Command::Kill(a) => stop::run_kill(&ctx, &a, format),
+        Command::Wait { sandboxes } => wait::run_wait(&ctx, &sandboxes, format),
         Command::Rm(a) => stop::run_rm(&ctx, &a.sandboxes, a.force, format),
         Command::Ipam(IpamCmd::Avoid(a)) => ipam::run_avoid(&ctx, a, format),
         Command::Port { sandbox: s, port } => inspect::run_port(&ctx, &s, port, format),

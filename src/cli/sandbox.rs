@@ -122,9 +122,12 @@ pub struct RunArgs {
 /// `weft exec` flags.
 #[derive(Debug, Args)]
 #[command(
-    after_help = "Examples:\n  weft exec api -- ip addr\n  weft exec -e DEBUG=1 -w /tmp api sh -c 'env; pwd'\n\nExit codes as `weft run`: 125, 126, 127, or the command's own."
+    after_help = "Examples:\n  weft exec api -- ip addr\n  weft exec -e DEBUG=1 -w /tmp api sh -c 'env; pwd'\n  weft exec -d api -- sh -c 'sleep 60 > /dev/null'   returns at once; ends with the sandbox\n\nExit codes as `weft run`: 125, 126, 127, or the command's own."
 )]
 pub struct ExecArgs {
+    /// Run in the background: return once the command runs; its output is discarded.
+    #[arg(short, long)]
+    pub detach: bool,
     /// Keep stdin attached (it always is; accepted as in Docker).
     #[arg(short = 'i', long)]
     pub interactive: bool,
@@ -203,7 +206,7 @@ pub struct RestartArgs {
 /// `weft logs` flags.
 #[derive(Debug, Args)]
 #[command(
-    after_help = "Examples:\n  weft logs api\n  weft logs -f --tail 20 api    # the last 20 lines, then follow until the command exits"
+    after_help = "Examples:\n  weft logs api\n  weft logs -f --tail 20 api    # the last 20 lines, then follow until the command exits\n  weft logs -t --since 10m api  # the last ten minutes, each line with its time\n  weft logs --since 2026-01-02T15:00:00Z --until 2026-01-02T16:00:00+00:00 api"
 )]
 pub struct LogsArgs {
     /// Keep printing new output until the sandbox's command exits (and is not restarted).
@@ -212,6 +215,16 @@ pub struct LogsArgs {
     /// Only the last N lines (`all`: everything).
     #[arg(short = 'n', long, default_value = "all", value_parser = parse_tail)]
     pub tail: Tail,
+    /// Show each line's time (RFC 3339, UTC, nanoseconds), as Docker's `logs -t`.
+    #[arg(short, long)]
+    pub timestamps: bool,
+    /// Only lines from this time on: 2026-01-02T15:04:05Z, a duration ago (10m, 1h30m) or
+    /// Unix seconds.
+    #[arg(long, value_parser = parse_since)]
+    pub since: Option<crate::core::time::Timestamp>,
+    /// Only lines before this time (same forms as --since); -f stops once it has passed.
+    #[arg(long, value_parser = parse_until)]
+    pub until: Option<crate::core::time::Timestamp>,
     /// Sandbox name or id.
     pub sandbox: String,
 }
@@ -223,6 +236,14 @@ pub enum Tail {
     All,
     /// The last lines.
     Lines(u64),
+}
+
+fn parse_since(s: &str) -> Result<crate::core::time::Timestamp, String> {
+    crate::core::time::parse("--since", s, sandbox::logs::now()).map_err(|e| e.to_string())
+}
+
+fn parse_until(s: &str) -> Result<crate::core::time::Timestamp, String> {
+    crate::core::time::parse("--until", s, sandbox::logs::now()).map_err(|e| e.to_string())
 }
 
 fn parse_tail(s: &str) -> Result<Tail, String> {
@@ -292,6 +313,7 @@ pub fn exec(ctx: &Ctx, e: ExecArgs, format: Option<Format>) -> Result<i32> {
         env: e.env,
         workdir: e.workdir,
         user: e.user,
+        detach: e.detach,
     };
     sandbox::exec(ctx, &e.sandbox, &e.command, &opts)
 }
@@ -308,7 +330,8 @@ pub fn start(ctx: &Ctx, a: StartArgs, format: Option<Format>) -> Result<i32> {
         };
         let from = sandbox::logs::size(ctx, name)?;
         let (sb, report) = sandbox::start_reporting(ctx, name)?;
-        sandbox::logs::print(ctx, &sb.id, Some(from), Tail::All.into(), true)?;
+        let plain = crate::core::logline::Show::default();
+        sandbox::logs::print(ctx, &sb.id, Some(from), Tail::All.into(), true, plain)?;
         return sandbox::logs::final_code(ctx, &sb.id, report);
     }
     each(&a.sandboxes, style, "started", |name| {
@@ -407,7 +430,12 @@ pub fn logs(ctx: &Ctx, a: LogsArgs, format: Option<Format>) -> Result<i32> {
         let tx = ctx.store.begin(crate::adapters::store::Mode::Read)?;
         sandbox::find(tx.as_ref(), &a.sandbox)?.id
     };
-    sandbox::logs::print(ctx, &id, None, a.tail.into(), a.follow)?;
+    let show = crate::core::logline::Show {
+        timestamps: a.timestamps,
+        since: a.since,
+        until: a.until,
+    };
+    sandbox::logs::print(ctx, &id, None, a.tail.into(), a.follow, show)?;
     Ok(0)
 }
 

@@ -314,9 +314,16 @@ impl KernelExecutor {
                 let h = self.handle(&Ns::Host).map_err(|e| exec_err(op, e))?;
                 // A bridge of that name may have existed before (deleted behind our back).
                 self.indexes.remove(&(Ns::Host, name.clone()));
+                // Multicast snooping off: with it on, every port that starts forwarding
+                // re-arms two query timers on *every* port of the bridge (the kernel's
+                // `br_port_state_selection`), so an attach cost O(ports) timer work that grew
+                // with the network (bench/README.md). Forwarding stays as it was: snooping only
+                // restricts multicast once a querier is heard on the bridge, and weft runs
+                // none (groups of a sandbox that sends queries are now flooded to every port).
                 let msg = LinkMessageBuilder::<rtnetlink::LinkBridge>::new(name)
                     .mtu(*mtu)
                     .address(mac.to_vec())
+                    .mcast_snooping(false)
                     .build();
                 self.rt
                     .block_on(h.link().add(msg).execute())
@@ -476,27 +483,31 @@ impl KernelExecutor {
                     .address(peer_mac.to_vec())
                     .setns_by_fd(nsfile.as_raw_fd())
                     .build();
+                // Made down, and brought up with its port options below: in between, IPv6
+                // is turned off on the host end.
                 let msg =
                     LinkMessageBuilder::<rtnetlink::LinkVeth>::new_with_info_kind(InfoKind::Veth)
                         .name(host_ifname.clone())
                         .mtu(*mtu)
                         .controller(br)
-                        .up()
                         .set_info_data(InfoData::Veth(InfoVeth::Peer(peer)))
                         .build();
-                // The port's options go by name in a second request sent right behind the
-                // first (the kernel handles them in order), so no round trip waits between
-                // them and no lookup of the new interface's index is needed.
-                let port =
-                    port_options_msg(LinkUnspec::new_with_name(host_ifname), alias, *isolated);
-                let (made, options) = self.rt.block_on(async {
-                    futures::join!(
-                        h.link().add(msg).execute(),
-                        h.link().set_port(port).execute()
-                    )
-                });
+                let made = self.rt.block_on(h.link().add(msg).execute());
                 drop(nsfile);
                 made.map_err(fail)?;
+                // A bridge port needs no IPv6 of its own. With it, coming up added a
+                // multicast route per port to the host's IPv6 table, and each later state
+                // change of a port walked that whole table (`rt6_sync_down_dev`): an attach
+                // cost O(ports) (bench/README.md). Without IPv6 in the kernel the file does
+                // not exist; a failure only costs that time again, so it is not an error.
+                let _ = sysctl::write(&format!("net/ipv6/conf/{host_ifname}/disable_ipv6"), "1");
+                // The port's options go by name (no lookup of the new interface's index).
+                let port = port_options_msg(
+                    LinkUnspec::new_with_name(host_ifname).up(),
+                    alias,
+                    *isolated,
+                );
+                let options = self.rt.block_on(h.link().set_port(port).execute());
                 options.map_err(|e| {
                     // Made but not tagged: take it away again (by its index), or nothing
                     // would know it is weft's.

@@ -124,6 +124,20 @@ impl InitRecord {
     pub(super) fn remove(self) {
         let _ = std::fs::remove_file(&self.path);
     }
+
+    /// Leaves the record for an init nobody here waits for (`exec -d`).
+    pub(super) fn keep(self) {}
+}
+
+/// Removes the records of the sandbox `id`'s inits that are gone (`exec -d`s that ended:
+/// nobody waited for them to remove their records).
+pub(super) fn prune_dead_inits(ctx: &Ctx, id: &str) {
+    let dir = inits_dir(ctx, id);
+    for (pid, start) in recorded_inits(ctx, id) {
+        if !crate::adapters::process::alive_since(pid, Some(start)) {
+            let _ = std::fs::remove_file(dir.join(format!("{pid}-{start}")));
+        }
+    }
 }
 
 /// Every init recorded for the sandbox `id`: (pid, start time).
@@ -180,5 +194,7 @@ pub fn exec_spec_with(
             abs(&ctx.run_dir),
             PathBuf::from(IP_NETNS_DIR),
         ],
+        // Only a detached command's log carries times (`supervise::monitor` sets it).
+        timestamps: false,
     }
 }

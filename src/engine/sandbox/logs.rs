@@ -9,33 +9,67 @@ use anyhow::{Context as _, Result};
 
 use crate::adapters::store::Mode;
 use crate::adapters::store::Store as _;
+use crate::core::logline::{Reader, Show};
 use crate::core::model::Status;
+use crate::core::time::Timestamp;
 use crate::engine::Ctx;
 use crate::user_err;
 
 use super::files::log_path;
 use super::{find, is_running, monitor_alive};
 
-/// The size of the sandbox's log now (0 when there is none yet): where `start -a` begins.
+/// Where the output of the sandbox's next run will begin in its log (0 when there is none
+/// yet): where `start -a` begins. Its size now, past the newline the next run adds first when
+/// the last one's output ended in the middle of a line ([`end_partial_line`]).
 pub fn size(ctx: &Ctx, name: &str) -> Result<u64> {
     let id = {
         let tx = ctx.store.begin(Mode::Read)?;
         find(tx.as_ref(), name)?.id
     };
-    Ok(std::fs::symlink_metadata(log_path(ctx, &id)).map_or(0, |m| m.len()))
+    let path = log_path(ctx, &id);
+    let Ok(mut f) = crate::adapters::fs::open_read(&path) else {
+        return Ok(0);
+    };
+    let len = f.metadata()?.len();
+    Ok(if ends_mid_line(&mut f, len) {
+        len.saturating_add(1)
+    } else {
+        len
+    })
 }
 
-/// Prints the log of sandbox `id` from byte `from`, or its last `tail` lines (`None`: all);
-/// with `follow`, then what it writes until its command exits and is not restarted.
+/// Whether the file of length `len` ends without a newline.
+fn ends_mid_line(f: &mut File, len: u64) -> bool {
+    let Some(last) = len.checked_sub(1) else {
+        return false;
+    };
+    let mut byte = [0u8; 1];
+    f.seek(SeekFrom::Start(last)).is_ok() && f.read_exact(&mut byte).is_ok() && byte[0] != b'\n'
+}
+
+/// The time now, as `--since`/`--until` durations count back from it.
+pub fn now() -> Timestamp {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX));
+    Timestamp(nanos)
+}
+
+/// Prints the log of sandbox `id` from byte `from`, or its last `tail` lines (`None`: all),
+/// each line as `show` says (its time cut or kept, only lines within `--since`/`--until`);
+/// with `follow`, then what it writes until its command exits and is not restarted (or
+/// `--until` has passed).
 pub fn print(
     ctx: &Ctx,
     id: &str,
     from: Option<u64>,
     tail: Option<u64>,
     follow: bool,
+    show: Show,
 ) -> Result<()> {
     let path = log_path(ctx, id);
     let mut out = io::stdout().lock();
+    let mut reader = Reader::new(show);
     let mut file = match crate::adapters::fs::open_read(&path) {
         Ok(f) => Some(f),
         Err(e) if e.kind() == io::ErrorKind::NotFound => None,
@@ -48,10 +82,10 @@ pub fn print(
             (None, Some(n)) => tail_offset(f, n)?,
         };
         f.seek(SeekFrom::Start(start))?;
-        copy(f, &mut out)?;
+        copy(f, &mut reader, &mut out)?;
     }
     if !follow {
-        return Ok(());
+        return finish(&mut reader, &mut out);
     }
     loop {
         let done = {
@@ -63,18 +97,43 @@ pub fn print(
                         || !(is_running(&s) || monitor_alive(&s) || s.status == Status::Creating)
                 }
             }
-        };
+        } || show.until.is_some_and(|u| now() >= u);
         if file.is_none() {
             file = crate::adapters::fs::open_read(&path).ok();
         }
         if let Some(f) = file.as_mut() {
-            copy(f, &mut out)?;
+            copy(f, &mut reader, &mut out)?;
         }
         // Read once more after the end is seen: what the command wrote last is in.
         if done {
-            return Ok(());
+            return finish(&mut reader, &mut out);
         }
         std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// The end of what is printed: a last line's start still held goes out.
+fn finish(reader: &mut Reader, out: &mut impl io::Write) -> Result<()> {
+    let mut shown = Vec::new();
+    reader.finish(&mut shown);
+    out.write_all(&shown)?;
+    out.flush()?;
+    Ok(())
+}
+
+/// Ends the log's last line if the previous run's output stopped in the middle of one, so
+/// that the next run's first line starts a line of its own, with its own time (otherwise it
+/// would read as the rest of that line, untimed). Best effort: a log that cannot be read is
+/// left as it is.
+pub(super) fn end_partial_line(path: &std::path::Path, log: &File) {
+    use std::io::Write as _;
+    let Ok(mut f) = crate::adapters::fs::open_read(path) else {
+        return;
+    };
+    let len = f.metadata().map_or(0, |m| m.len());
+    if ends_mid_line(&mut f, len) {
+        let mut log = log;
+        let _ = log.write_all(b"\n");
     }
 }
 
@@ -106,16 +165,20 @@ pub fn exit_code(ctx: &Ctx, id: &str) -> Result<i32> {
     Ok(sb.exit_code.unwrap_or(0))
 }
 
-/// Copies what the file has from its position on to `out`.
-fn copy(f: &mut File, out: &mut impl io::Write) -> Result<()> {
-    let mut buf = [0u8; 64 * 1024];
+/// Copies what the file has from its position on to `out`, through `reader`. Bounded
+/// memory whatever the file holds: a block at a time.
+fn copy(f: &mut File, reader: &mut Reader, out: &mut impl io::Write) -> Result<()> {
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut shown = Vec::with_capacity(buf.len() + 64);
     loop {
         let n = f.read(&mut buf)?;
         if n == 0 {
             out.flush()?;
             return Ok(());
         }
-        out.write_all(&buf[..n])?;
+        shown.clear();
+        reader.feed(&buf[..n], &mut shown);
+        out.write_all(&shown)?;
     }
 }
 

@@ -8,10 +8,12 @@
 pub mod addresses;
 pub mod connect;
 pub mod files;
+pub mod kill;
 pub mod logs;
 pub mod publish;
 pub mod settings;
 pub mod supervise;
+pub mod wait;
 
 pub use files::exec_spec;
 pub use supervise::{

@@ -22,7 +22,7 @@ use super::{
 
 /// How long SIGKILLed processes may take to go: they cannot refuse, but one stuck in the
 /// kernel finishes its system call first.
-const KILL_WAIT: Duration = Duration::from_secs(10);
+pub(super) const KILL_WAIT: Duration = Duration::from_secs(10);
 
 /// `weft run` in the foreground: create, run CMD with our stdio, forward signals, tear down,
 /// return CMD's exit code.
@@ -255,7 +255,10 @@ pub fn monitor(ctx: &Ctx, id: &str) -> Result<()> {
     let mut sb = sb;
     loop {
         let began = Instant::now();
-        let spec = exec_spec(ctx, &sb, &sb.command);
+        super::logs::end_partial_line(&path, &log);
+        let mut spec = exec_spec(ctx, &sb, &sb.command);
+        // Each line of the log carries its time (`weft logs -t`, `--since`, `--until`).
+        spec.timestamps = true;
         let started = process::spawn_init(&spec, Some(&log))
             .map_err(anyhow::Error::from)
             .and_then(|init| start_command(ctx, &sb, init));
@@ -490,6 +493,8 @@ pub struct ExecOptions {
     pub workdir: Option<String>,
     /// `-u`.
     pub user: Option<String>,
+    /// `-d`: return once the command runs; its output is discarded (as Docker's).
+    pub detach: bool,
 }
 
 /// `weft exec`: runs a command in an existing sandbox in the foreground, under an init of its
@@ -523,6 +528,9 @@ pub fn exec(ctx: &Ctx, name: &str, argv: &[String], opts: &ExecOptions) -> Resul
         opts.workdir.as_deref(),
         opts.user.as_deref(),
     );
+    if opts.detach {
+        return exec_detached(ctx, &sb, argv, &spec);
+    }
     process::install_forwarding();
     let init = process::spawn_init(&spec, None)
         .map_err(|e| start_failed(argv, &anyhow::Error::from(e)))?;
@@ -547,6 +555,45 @@ pub fn exec(ctx: &Ctx, name: &str, argv: &[String], opts: &ExecOptions) -> Resul
     process::stop_forwarding();
     record.remove();
     Ok(process::exit_code(status?))
+}
+
+/// `weft exec -d`: starts the command under an init of its own, recorded as `exec`'s are,
+/// with stdin from /dev/null and its output to /dev/null (as Docker discards it), and
+/// returns once it runs. Nobody waits for it here: the init, orphaned when this process
+/// exits, is reaped by the host's init; its record stays until a later `exec` finds it dead
+/// ([`super::files::prune_dead_inits`]) or the sandbox is removed. `stop`, `kill` (SIGKILL)
+/// and `rm -f` end it as they end a foreground `exec`.
+fn exec_detached(
+    ctx: &Ctx,
+    sb: &Sandbox,
+    argv: &[String],
+    spec: &process::SandboxExec,
+) -> Result<i32> {
+    super::files::prune_dead_inits(ctx, &sb.id);
+    let null = std::fs::OpenOptions::new()
+        .write(true)
+        .open("/dev/null")
+        .context("opening /dev/null")?;
+    let init = process::spawn_init(spec, Some(&null))
+        .map_err(|e| start_failed(argv, &anyhow::Error::from(e)))?;
+    let record = match record_exec(ctx, sb, &init) {
+        Ok(r) => r,
+        Err(e) => {
+            init.abandon();
+            return Err(e);
+        }
+    };
+    match init.start() {
+        Ok(_running) => {
+            // The record stays: it is how `stop` and `rm` find this command.
+            record.keep();
+            Ok(0)
+        }
+        Err(e) => {
+            record.remove();
+            Err(start_failed(argv, &anyhow::Error::from(e)))
+        }
+    }
 }
 
 /// Records an `exec`'s init, unless the sandbox is being removed: `rm` claims the removal
@@ -699,7 +746,7 @@ pub(super) fn inits_of(
 
 /// Sends `sig` to each init still the process recorded and still the sandbox's (never to a
 /// reused pid, never to another process).
-fn signal_all(inits: &[(u32, u64)], sig: i32, check: InitCheck) {
+pub(super) fn signal_all(inits: &[(u32, u64)], sig: i32, check: InitCheck) {
     for (pid, start) in inits {
         let _ = process::signal_verified(*pid, Some(*start), sig, |p| check.holds(p));
     }
@@ -707,7 +754,7 @@ fn signal_all(inits: &[(u32, u64)], sig: i32, check: InitCheck) {
 
 /// Waits until none of the inits runs any more. An init's exit ends every process of its
 /// PID namespace first, so then none of theirs runs either.
-fn wait_all_gone(inits: &[(u32, u64)], timeout: Duration) -> bool {
+pub(super) fn wait_all_gone(inits: &[(u32, u64)], timeout: Duration) -> bool {
     let deadline = Instant::now() + timeout;
     loop {
         if inits
