@@ -13,6 +13,7 @@ pub mod init;
 pub mod kernel_events;
 pub mod libc_consts;
 pub mod log_relay;
+pub mod memory;
 pub mod netlink;
 pub mod netns;
 pub mod nftables;

@@ -102,6 +102,7 @@ const WATCHING: [&str; 5] = [
 /// Runs the agent until it is stopped (SIGTERM, SIGINT, `weft daemon stop`) or has nothing
 /// left to look after. Returns the exit code.
 pub fn run(state_dir: &Path, run_dir: &Path, config_path: &Path, stay: bool) -> Result<i32> {
+    crate::adapters::memory::limit_arenas();
     let ctx = Ctx::open(state_dir, run_dir, config_path)?;
     let Some(lock) = AgentLock::acquire(run_dir).context("taking the agent lock")? else {
         return Err(user_err!(

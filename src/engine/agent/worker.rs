@@ -68,6 +68,10 @@ pub(super) fn run(ctx: Ctx, status: Arc<Mutex<AgentStatus>>, jobs: Receiver<Job>
     };
     while let Ok(job) = jobs.recv() {
         w.handle(job);
+        // A job may read every record and dump the kernel's tables: give that memory back,
+        // or the agent keeps the high-water mark of its largest pass (tens of MiB with a
+        // thousand sandboxes). Cheap when there is nothing to give back.
+        crate::adapters::memory::trim();
     }
 }
 
