@@ -154,6 +154,9 @@ pub struct Setup {
     pub resolved_conf: PathBuf,
     /// Queries per second per source (0: no limit).
     pub rate_limit: u32,
+    /// Called after the port was recorded again (the file had been removed or replaced):
+    /// the firewall's redirect elements follow the file, so it is to be checked.
+    pub port_recorded_again: Box<dyn Fn() + Send>,
 }
 
 /// Binds the sockets (the previous agent's port when it is free), records the port in
@@ -336,7 +339,10 @@ async fn serve(
                     s.udp_batch(u, true, r, &mut buf6, &mut items);
                 }
             }
-            _ = tick.tick() => s.refresh(),
+            _ = tick.tick() => {
+                s.refresh();
+                s.keep_port();
+            }
             c = tcp4.accept() => s.accept(c, &tcp_tx).await,
             c = async {
                 match &tcp6 {
@@ -430,6 +436,21 @@ impl Server {
                 self.version = Some(v);
             }
             Err(e) => self.stats.error(format!("reading the store: {e}")),
+        }
+    }
+
+    /// Records the port again when `RUN_DIR/dns.port` no longer says it (removed, or
+    /// replaced by garbage, a link or a FIFO: the firewall would redirect nowhere). The
+    /// write replaces whatever is there, never writing through it.
+    fn keep_port(&self) {
+        let Ok(port) = u16::try_from(self.stats.port.load(Relaxed)) else {
+            return;
+        };
+        if dns_port::read(&self.setup.run_dir) != Some(port) {
+            match dns_port::write(&self.setup.run_dir, port) {
+                Ok(()) => (self.setup.port_recorded_again)(),
+                Err(e) => self.stats.error(format!("recording the port again: {e}")),
+            }
         }
     }
 
