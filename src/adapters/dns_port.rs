@@ -14,10 +14,23 @@ pub fn path(run_dir: &Path) -> PathBuf {
     run_dir.join("dns.port")
 }
 
-/// The port recorded, if any (a missing, unreadable or garbled file is no port).
+/// The most of the file read: a port and a newline, with room for stray whitespace.
+const MAX_LEN: u64 = 16;
+
+/// The port recorded, if any (a missing, unreadable or garbled file is no port). Read only
+/// from a regular file of its own, and only its first bytes: a symlink, FIFO or device put
+/// there (a FIFO would block every command that builds the firewall, a link to `/dev/zero`
+/// would fill memory) is no port either.
 pub fn read(run_dir: &Path) -> Option<u16> {
-    let text = std::fs::read_to_string(path(run_dir)).ok()?;
-    text.trim().parse::<u16>().ok().filter(|p| *p != 0)
+    let f = fs::open_read(&path(run_dir)).ok()?;
+    let mut text = String::new();
+    std::io::Read::read_to_string(&mut std::io::Read::take(f, MAX_LEN), &mut text).ok()?;
+    let text = text.trim();
+    // Digits only: `str::parse` would also take a sign.
+    if text.is_empty() || !text.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    text.parse::<u16>().ok().filter(|p| *p != 0)
 }
 
 /// Records the port (replacing the file atomically, never writing through a planted link).
@@ -44,7 +57,42 @@ mod tests {
         assert_eq!(read(dir.path()), None);
         std::fs::write(path(dir.path()), "65536\n").unwrap();
         assert_eq!(read(dir.path()), None);
+        std::fs::write(path(dir.path()), "+53\n").unwrap();
+        assert_eq!(read(dir.path()), None);
+        std::fs::write(path(dir.path()), "4005312345678901234567\n").unwrap();
+        assert_eq!(read(dir.path()), None);
         remove(dir.path());
+        assert_eq!(read(dir.path()), None);
+    }
+
+    #[test]
+    fn a_planted_link_fifo_or_device_is_no_port_and_never_blocks() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = path(dir.path());
+        // A link to an endless file: never read.
+        std::os::unix::fs::symlink("/dev/zero", &p).unwrap();
+        assert_eq!(read(dir.path()), None);
+        remove(dir.path());
+        // A link to a file holding a port: not followed either.
+        let target = dir.path().join("elsewhere");
+        std::fs::write(&target, "40053\n").unwrap();
+        std::os::unix::fs::symlink(&target, &p).unwrap();
+        assert_eq!(read(dir.path()), None);
+        // The agent's write replaces the link, never writes through it.
+        write(dir.path(), 40054).unwrap();
+        assert_eq!(std::fs::read_to_string(&target).unwrap(), "40053\n");
+        assert_eq!(read(dir.path()), Some(40054));
+        remove(dir.path());
+        // A FIFO without a writer: an open would wait forever; it is refused at once.
+        nix::unistd::mkfifo(&p, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+        let t = std::time::Instant::now();
+        assert_eq!(read(dir.path()), None);
+        assert!(t.elapsed() < std::time::Duration::from_secs(1));
+        write(dir.path(), 40055).unwrap();
+        assert_eq!(read(dir.path()), Some(40055));
+        // A hard link to another file: not its own.
+        remove(dir.path());
+        std::fs::hard_link(&target, &p).unwrap();
         assert_eq!(read(dir.path()), None);
     }
 }

@@ -43,9 +43,15 @@ pub fn open_read(path: &Path) -> io::Result<File> {
 /// [`open_append`]: a bind mount of it shows the new contents too, which a [`replace`] (a new
 /// inode) would not. Unchanged contents are not written again; new ones are written over the
 /// old, then the rest is cut off.
+///
+/// Only as much of the old contents is read as the comparison needs: the sandbox's root may
+/// have written its bind-mounted copy full (gigabytes, on the run directory's tmpfs).
 pub fn overwrite(path: &Path, contents: &[u8]) -> io::Result<()> {
     let mut old = Vec::new();
-    std::io::Read::read_to_end(&mut open_read(path)?, &mut old)?;
+    let enough = u64::try_from(contents.len())
+        .map_err(io::Error::other)?
+        .saturating_add(1);
+    std::io::Read::read_to_end(&mut std::io::Read::take(open_read(path)?, enough), &mut old)?;
     if old == contents {
         return Ok(());
     }
@@ -377,6 +383,32 @@ mod tests {
             std::fs::read_to_string(&f).unwrap(),
             "nameserver 10.1.0.1\n"
         );
+    }
+
+    #[test]
+    fn overwrite_reads_no_more_of_a_huge_file_than_it_compares() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("resolv.conf");
+        // A sandbox's root filled its bind-mounted copy (sparse here: 4 GiB of zeros).
+        let big = std::fs::OpenOptions::new()
+            .create_new(true)
+            .write(true)
+            .open(&f)
+            .unwrap();
+        big.set_len(4 << 30).unwrap();
+        drop(big);
+        let t = std::time::Instant::now();
+        overwrite(&f, b"nameserver 10.1.0.1\n").unwrap();
+        assert!(
+            t.elapsed() < std::time::Duration::from_secs(1),
+            "{:?}",
+            t.elapsed()
+        );
+        assert_eq!(std::fs::read(&f).unwrap(), b"nameserver 10.1.0.1\n");
+        // The same contents followed by more: not taken for unchanged.
+        std::fs::write(&f, "nameserver 10.1.0.1\nnameserver 6.6.6.6\n").unwrap();
+        overwrite(&f, b"nameserver 10.1.0.1\n").unwrap();
+        assert_eq!(std::fs::read(&f).unwrap(), b"nameserver 10.1.0.1\n");
     }
 
     #[test]

@@ -10,6 +10,7 @@ pub mod cache;
 pub mod query;
 pub mod ratelimit;
 pub mod reply;
+pub mod stranger;
 pub mod table;
 pub mod upstream;
 

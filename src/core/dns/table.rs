@@ -49,6 +49,10 @@ struct NameEntry {
     sandbox: u32,
     v4: Option<Ipv4Addr>,
     v6: Option<Ipv6Addr>,
+    /// Whether the name is NXDOMAIN for askers not on `net`: a single label or
+    /// `NAME.NETWORK` (weft's own names). A dotted name, hostname or alias (`github.com`) is
+    /// not: a sandbox on another network must not take a public name away from everyone.
+    hides: bool,
 }
 
 /// One address's owner on one network, for PTR.
@@ -166,6 +170,7 @@ impl Table {
                     sandbox: sidx,
                     v4,
                     v6,
+                    hides: false,
                 };
                 let netname = &t.networks[net as usize].name;
                 let qualified = format!("{}.{}", sb.name, netname);
@@ -177,10 +182,19 @@ impl Table {
                     if name.is_empty() {
                         continue;
                     }
+                    let hides = !name.contains('.') || name == qualified;
                     let list = t.names.entry(key(name)).or_default();
-                    if !list.contains(&entry) {
-                        list.push(entry);
-                        t.records += 1;
+                    match list.iter_mut().find(|e| {
+                        NameEntry {
+                            hides: e.hides,
+                            ..entry
+                        } == **e
+                    }) {
+                        Some(e) => e.hides |= hides,
+                        None => {
+                            list.push(NameEntry { hides, ..entry });
+                            t.records += 1;
+                        }
                     }
                 }
                 if let Ok(target) = Name::from_ascii(format!("{qualified}.")) {
@@ -263,8 +277,10 @@ impl Table {
         }
         if found {
             Lookup::Found { v4, v6 }
-        } else {
+        } else if list.iter().any(|e| e.hides) {
             Lookup::Hidden
+        } else {
+            Lookup::Unknown
         }
     }
 
@@ -420,6 +436,35 @@ pub(crate) mod tests {
             }
         );
         assert!(!answered(Status::Removing));
+    }
+
+    #[test]
+    fn a_dotted_name_on_another_network_takes_no_public_name_away() {
+        let a = net("a", "aid", "10.1.0.0/24", "10.1.0.1", None);
+        let b = net("b", "bid", "10.2.0.0/24", "10.2.0.1", None);
+        let x = sb("x", Status::Running, vec![ep(&a, "10.1.0.2", None, &[])]);
+        let mut evil = sb(
+            "github.com",
+            Status::Running,
+            vec![ep(&b, "10.2.0.9", None, &["api.example.org", "solo"])],
+        );
+        evil.hostname = "mail.corp.example".into();
+        let t = Table::build(&[a, b], &[x, evil]);
+        let x = asker(&t, "10.1.0.1", "10.1.0.2");
+        // Forwarded for x (the public answer), not NXDOMAIN.
+        for name in ["github.com", "api.example.org", "mail.corp.example"] {
+            assert_eq!(t.lookup(x, name), Lookup::Unknown, "{name}");
+        }
+        // weft's own names stay hidden: a single label, and NAME.NETWORK.
+        assert_eq!(t.lookup(x, "solo"), Lookup::Hidden);
+        assert_eq!(t.lookup(x, "github.com.b"), Lookup::Hidden);
+        // On its own network, the name is answered, as Docker does.
+        let peer = t.asker(t.network_of(ip("10.2.0.1")).unwrap(), ip("10.2.0.9"));
+        let found = Lookup::Found {
+            v4: vec!["10.2.0.9".parse().unwrap()],
+            v6: vec![],
+        };
+        assert_eq!(t.lookup(peer.unwrap(), "github.com"), found);
     }
 
     #[test]

@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context as _, Result};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
-use tokio::sync::{mpsc, oneshot, Semaphore};
+use tokio::sync::{mpsc, oneshot};
 
 use crate::adapters::dns::socket::{self, Bound};
 use crate::adapters::dns::upstream::{self, Answer};
@@ -29,12 +29,19 @@ use crate::core::dns::answer::{decide, refuse, Decision, Forward};
 use crate::core::dns::cache::{Cache, CacheKey};
 use crate::core::dns::ratelimit::{InFlight, RateLimiter};
 use crate::core::dns::reply;
+use crate::core::dns::stranger::{may_refuse, Ingress};
 use crate::core::dns::table::{AskerIdx, NetIdx, Table};
 use crate::core::dns::upstream::host_upstreams;
 use hickory_proto::op::ResponseCode;
 
-/// Client TCP connections served at once (more wait in the kernel's queue).
-const MAX_TCP: usize = 128;
+/// Sandboxes' TCP connections served at once, and per sandbox address: one sandbox holding
+/// connections open leaves room for the others.
+const MAX_TCP: u32 = 128;
+const TCP_PER_SOURCE: u32 = 16;
+/// Strangers' TCP connections (host processes, other hosts: all answered REFUSED), apart, so
+/// that they cannot take the sandboxes' room.
+const TCP_STRANGERS: u32 = 8;
+const TCP_PER_STRANGER: u32 = 2;
 /// How long a client TCP connection may sit idle.
 const TCP_IDLE: Duration = Duration::from_secs(10);
 /// Forwarded queries in flight per source, and in all.
@@ -147,6 +154,9 @@ pub struct Setup {
     pub resolved_conf: PathBuf,
     /// Queries per second per source (0: no limit).
     pub rate_limit: u32,
+    /// Called after the port was recorded again (the file had been removed or replaced):
+    /// the firewall's redirect elements follow the file, so it is to be checked.
+    pub port_recorded_again: Box<dyn Fn() + Send>,
 }
 
 /// Binds the sockets (the previous agent's port when it is free), records the port in
@@ -237,6 +247,35 @@ struct Server {
     done: mpsc::UnboundedSender<Done>,
     udp4: Arc<UdpSocket>,
     udp6: Option<Arc<UdpSocket>>,
+    /// The loopback interface's index (datagrams from host processes arrive on it).
+    loopback: Option<u32>,
+    /// Client TCP connections open, shared with their tasks.
+    tcp: Arc<Mutex<TcpSlots>>,
+}
+
+/// Open client TCP connections: sandboxes' and strangers' apart.
+struct TcpSlots {
+    sandboxes: InFlight,
+    strangers: InFlight,
+}
+
+/// One open client TCP connection's slot, given back when its task ends.
+struct TcpSlot {
+    slots: Arc<Mutex<TcpSlots>>,
+    peer: IpAddr,
+    sandbox: bool,
+}
+
+impl Drop for TcpSlot {
+    fn drop(&mut self) {
+        if let Ok(mut s) = self.slots.lock() {
+            if self.sandbox {
+                s.sandboxes.finish(self.peer);
+            } else {
+                s.strangers.finish(self.peer);
+            }
+        }
+    }
 }
 
 async fn serve(
@@ -256,7 +295,6 @@ async fn serve(
     let tcp6 = bound.tcp6.map(TcpListener::from_std).transpose()?;
     let (done_tx, mut done_rx) = mpsc::unbounded_channel::<Done>();
     let (tcp_tx, mut tcp_rx) = mpsc::channel::<TcpQuery>(1024);
-    let conns = Arc::new(Semaphore::new(MAX_TCP));
     let mut s = Server {
         store,
         version: None,
@@ -273,6 +311,11 @@ async fn serve(
         done: done_tx,
         udp4: udp4.clone(),
         udp6: udp6.clone(),
+        loopback: socket::if_index("lo"),
+        tcp: Arc::new(Mutex::new(TcpSlots {
+            sandboxes: InFlight::new(TCP_PER_SOURCE, MAX_TCP),
+            strangers: InFlight::new(TCP_PER_STRANGER, TCP_STRANGERS),
+        })),
     };
     s.refresh();
     // Records are kept current also without queries, for `weft daemon status`.
@@ -296,14 +339,17 @@ async fn serve(
                     s.udp_batch(u, true, r, &mut buf6, &mut items);
                 }
             }
-            _ = tick.tick() => s.refresh(),
-            c = tcp4.accept() => s.accept(c, &conns, &tcp_tx).await,
+            _ = tick.tick() => {
+                s.refresh();
+                s.keep_port();
+            }
+            c = tcp4.accept() => s.accept(c, &tcp_tx).await,
             c = async {
                 match &tcp6 {
                     Some(l) => l.accept().await,
                     None => std::future::pending().await,
                 }
-            } => s.accept(c, &conns, &tcp_tx).await,
+            } => s.accept(c, &tcp_tx).await,
             Some(q) = tcp_rx.recv() => {
                 let to = ReplyTo::Tcp(q.reply);
                 s.refresh();
@@ -393,6 +439,21 @@ impl Server {
         }
     }
 
+    /// Records the port again when `RUN_DIR/dns.port` no longer says it (removed, or
+    /// replaced by garbage, a link or a FIFO: the firewall would redirect nowhere). The
+    /// write replaces whatever is there, never writing through it.
+    fn keep_port(&self) {
+        let Ok(port) = u16::try_from(self.stats.port.load(Relaxed)) else {
+            return;
+        };
+        if dns_port::read(&self.setup.run_dir) != Some(port) {
+            match dns_port::write(&self.setup.run_dir, port) {
+                Ok(()) => (self.setup.port_recorded_again)(),
+                Err(e) => self.stats.error(format!("recording the port again: {e}")),
+            }
+        }
+    }
+
     /// Whether `ifindex` is network `net`'s bridge (looked up again, now and then, when not).
     fn on_bridge(&mut self, net: NetIdx, ifindex: u32) -> bool {
         let Some(slot) = self.bridges.get_mut(net as usize) else {
@@ -420,6 +481,17 @@ impl Server {
             }
         }
         self.table.asker(net, src)
+    }
+
+    /// Where a stranger's datagram to `dst` arrived from ([`may_refuse`]).
+    fn ingress(&mut self, dst: IpAddr, ifindex: u32) -> Ingress {
+        if self.loopback == Some(ifindex) {
+            return Ingress::Loopback;
+        }
+        match self.table.network_of(dst) {
+            Some(net) if self.on_bridge(net, ifindex) => Ingress::OwnBridge,
+            _ => Ingress::Other,
+        }
     }
 
     /// Receives what is queued on `sock` after `first`, up to [`BATCH`] datagrams, then
@@ -494,14 +566,18 @@ impl Server {
         tcp: bool,
         to: ReplyTo,
     ) -> Option<Immediate> {
-        // The source's bucket first: a flood costs one hash lookup per packet, before the
-        // store or the packet is read.
+        // Who asks first (two hash lookups), then the asker's bucket, before the packet is
+        // read: buckets are kept for sandboxes' addresses only, so sources forged by the
+        // thousand cannot grow the limiter.
         let now = self.now();
-        if !self.limiter.allow(src.ip(), now) {
-            self.stats.rate_limited.fetch_add(1, Relaxed);
-            return None;
-        }
         let Some(asker) = self.asker(src.ip(), dst, ifindex) else {
+            // UDP from a source that may be forged: no reply at all (no reflection).
+            if let Some(i) = ifindex {
+                if !may_refuse(src.ip(), self.ingress(dst, i)) {
+                    self.stats.refused.fetch_add(1, Relaxed);
+                    return None;
+                }
+            }
             // Strangers also share one bucket: refusing costs little, but not nothing.
             if !self.limiter.allow(IpAddr::V4(Ipv4Addr::UNSPECIFIED), now) {
                 self.stats.rate_limited.fetch_add(1, Relaxed);
@@ -510,6 +586,10 @@ impl Server {
             self.stats.refused.fetch_add(1, Relaxed);
             return Some(Immediate(to, refuse(packet)));
         };
+        if !self.limiter.allow(src.ip(), now) {
+            self.stats.rate_limited.fetch_add(1, Relaxed);
+            return None;
+        }
         match decide(&self.table, asker, packet, tcp) {
             Decision::Reply(r) => {
                 self.stats.answered.fetch_add(1, Relaxed);
@@ -612,7 +692,6 @@ impl Server {
     async fn accept(
         &mut self,
         c: std::io::Result<(TcpStream, SocketAddr)>,
-        conns: &Arc<Semaphore>,
         queries: &mpsc::Sender<TcpQuery>,
     ) {
         let (stream, peer) = match c {
@@ -624,16 +703,31 @@ impl Server {
                 return;
             }
         };
-        let Ok(permit) = conns.clone().try_acquire_owned() else {
-            return;
-        };
         let Ok(local) = stream.local_addr() else {
             return;
+        };
+        // A sandbox's connection takes a sandbox slot, anyone else's a stranger's; none free:
+        // closed at once.
+        let sandbox = self.asker(peer.ip(), local.ip(), None).is_some();
+        let taken = self.tcp.lock().is_ok_and(|mut s| {
+            if sandbox {
+                s.sandboxes.start(peer.ip())
+            } else {
+                s.strangers.start(peer.ip())
+            }
+        });
+        if !taken {
+            return;
+        }
+        let slot = TcpSlot {
+            slots: self.tcp.clone(),
+            peer: peer.ip(),
+            sandbox,
         };
         let queries = queries.clone();
         tokio::spawn(async move {
             let _ = converse(stream, peer, local.ip(), queries).await;
-            drop(permit);
+            drop(slot);
         });
     }
 }

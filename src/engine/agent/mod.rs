@@ -155,6 +155,14 @@ pub fn run(state_dir: &Path, run_dir: &Path, config_path: &Path, stay: bool) -> 
         resolv_conf: ctx.config.resolv_conf(),
         resolved_conf: ctx.config.resolved_conf(),
         rate_limit: ctx.config.dns_rate_limit(),
+        port_recorded_again: {
+            let jobs = jobs.clone();
+            Box::new(move || {
+                let _ = jobs.send(Job::Firewall(
+                    "the DNS server's port was recorded again".into(),
+                ));
+            })
+        },
     }) {
         Ok(h) => Some(h),
         Err(e) => {
