@@ -217,3 +217,132 @@ fn ports_have_no_ipv6_and_the_bridge_does_not_snoop_yet_ipv6_neighbours_resolve(
         .to_string();
     assert!(h.pings("a", &b6), "a cannot reach b over IPv6");
 }
+
+/// Host and sandbox learn each other's MAC from weft, not from ARP/ND (a broadcast the bridge
+/// floods to every port, whose reply is lost beyond ~1,000 ports): each end holds a permanent
+/// entry for the other, so they reach each other with neither answering ARP. Deleted, an
+/// entry is written again by the repair; detach and rm take the host's entry away.
+#[test]
+fn host_and_sandbox_hold_permanent_entries_for_each_other_and_need_no_arp() {
+    let h = Host::new("neigh");
+    h.weft_ok(&[
+        "network",
+        "create",
+        "n",
+        "--ipv6",
+        "--subnet",
+        "10.125.0.0/24",
+        "--subnet",
+        "fd00:125::/64",
+        "--bridge-name",
+        "nbr0",
+    ]);
+    h.sleeper("a", &["--network", "n", "--ip", "10.125.0.5"]);
+    let (a_mac, br_mac) = ("02:42:0a:7d:00:05", "02:42:0a:7d:00:01");
+    let v = h.json(&["inspect", "a"]);
+    let a6 = v[0]["networks"][0]["ipv6"]
+        .as_str()
+        .unwrap()
+        .split('/')
+        .next()
+        .unwrap()
+        .to_string();
+    let netns = v[0]["netns"].as_str().unwrap().to_string();
+    let in_sandbox = |prog: &str, args: &[&str]| {
+        let mut c = std::process::Command::new("nsenter");
+        c.arg(format!("--net={netns}")).arg(prog).args(args);
+        common::ok(&mut c)
+    };
+    let host_entry = |ip: &str| h.ns.ip(&["neigh", "show", ip, "dev", "nbr0"]);
+    let gw_entry = |ip: &str| in_sandbox("ip", &["neigh", "show", ip, "dev", "eth0"]);
+    let permanent = |seen: &str, mac: &str| seen.contains(mac) && seen.contains("PERMANENT");
+    for (ip, mac) in [("10.125.0.5", a_mac), (a6.as_str(), a_mac)] {
+        let seen = host_entry(ip);
+        assert!(permanent(&seen, mac), "host entry for {ip}: {seen:?}");
+    }
+    for ip in ["10.125.0.1", "fd00:125::1"] {
+        let seen = gw_entry(ip);
+        assert!(permanent(&seen, br_mac), "sandbox entry for {ip}: {seen:?}");
+    }
+    // The sandbox cannot change its gateway's entry (no CAP_NET_ADMIN).
+    let forged = h.weft(&[
+        "exec",
+        "a",
+        "--",
+        "ip",
+        "neigh",
+        "replace",
+        "10.125.0.1",
+        "lladdr",
+        "02:00:00:00:00:66",
+        "dev",
+        "eth0",
+        "nud",
+        "permanent",
+    ]);
+    assert!(
+        !forged.status.success(),
+        "the sandbox rewrote its gateway entry"
+    );
+    assert!(permanent(&gw_entry("10.125.0.1"), br_mac));
+
+    // Neither end answers an ARP request any more: only the written entries carry traffic.
+    h.sh("sysctl -qw net.ipv4.conf.nbr0.arp_ignore=8");
+    in_sandbox("sysctl", &["-qw", "net.ipv4.conf.eth0.arp_ignore=8"]);
+    assert!(
+        h.pings("a", "10.125.0.1"),
+        "no ping with the entries in place"
+    );
+    // Each entry is needed (the test would pass vacuously otherwise), and the repair writes
+    // it again.
+    h.ns.ip(&["neigh", "del", "10.125.0.5", "dev", "nbr0"]);
+    assert!(
+        !h.pings("a", "10.125.0.1"),
+        "the host answered without its entry"
+    );
+    h.weft_ok(&["gc"]);
+    assert!(permanent(&host_entry("10.125.0.5"), a_mac));
+    assert!(
+        h.pings("a", "10.125.0.1"),
+        "no ping after the host entry's repair"
+    );
+    in_sandbox("ip", &["neigh", "del", "10.125.0.1", "dev", "eth0"]);
+    assert!(
+        !h.pings("a", "10.125.0.1"),
+        "the sandbox reached its gateway without its entry"
+    );
+    h.weft_ok(&["gc"]);
+    assert!(permanent(&gw_entry("10.125.0.1"), br_mac));
+    assert!(
+        h.pings("a", "10.125.0.1"),
+        "no ping after the sandbox entry's repair"
+    );
+
+    // An entry someone else made is left as it is: gc only writes weft's own.
+    h.ns.ip(&[
+        "neigh",
+        "replace",
+        "10.125.0.77",
+        "lladdr",
+        "02:00:00:00:00:77",
+        "dev",
+        "nbr0",
+        "nud",
+        "permanent",
+    ]);
+
+    // Detach and rm take the host's entries away, and nothing else.
+    h.weft_ok(&["network", "disconnect", "n", "a"]);
+    assert_eq!(
+        host_entry("10.125.0.5").trim(),
+        "",
+        "entry left after disconnect"
+    );
+    assert_eq!(host_entry(&a6).trim(), "", "entry left after disconnect");
+    h.sleeper("b", &["--network", "n", "--ip", "10.125.0.6"]);
+    assert!(permanent(&host_entry("10.125.0.6"), "02:42:0a:7d:00:06"));
+    h.weft_ok(&["rm", "-f", "b"]);
+    assert_eq!(host_entry("10.125.0.6").trim(), "", "entry left after rm");
+    h.weft_ok(&["gc"]);
+    assert!(permanent(&host_entry("10.125.0.77"), "02:00:00:00:00:77"));
+}

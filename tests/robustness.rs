@@ -139,6 +139,14 @@ fn kill_9_at_every_step_of_run_then_gc_leaks_nothing() {
         );
         let left = wait_no_leftovers(&h, &["crbr"]);
         assert!(left.is_empty(), "crash at op {step} leaked {left:?}");
+        // gc's undo takes the host's permanent entry for the sandbox away too.
+        let neigh =
+            h.ns.ip(&["neigh", "show", "dev", "crbr", "nud", "permanent"]);
+        assert_eq!(
+            neigh.trim(),
+            "",
+            "crash at op {step} left a neighbour entry"
+        );
         // No lost allocation: the whole /24 minus nothing is still free, and the same name works.
         h.weft_ok(&[
             "create",
@@ -154,6 +162,58 @@ fn kill_9_at_every_step_of_run_then_gc_leaks_nothing() {
         assert!(step < 30, "run never completed");
     }
     assert!(step >= 4, "expected several kernel steps, got {step}");
+}
+
+/// A run killed just after writing the host's permanent neighbour entry for its sandbox:
+/// gc's undo of the half-made sandbox deletes that entry with the rest.
+#[test]
+fn a_run_killed_after_its_host_neighbour_entry_leaves_none_after_gc() {
+    let h = Host::new("crn");
+    h.weft_ok(&[
+        "network",
+        "create",
+        "n",
+        "--subnet",
+        "10.142.0.0/24",
+        "--bridge-name",
+        "cnbr",
+    ]);
+    let mut run = h.weft_cmd(&[
+        "run",
+        "-d",
+        "--name",
+        "c",
+        "--network",
+        "n",
+        "--ip",
+        "10.142.0.2",
+        "--",
+        "sleep",
+        "600",
+    ]);
+    run.env("WEFT_TEST_SLOW_OP", "add neighbour 10.142.0.2 ");
+    let mut child = run.spawn().unwrap();
+    let entry = || h.ns.ip(&["neigh", "show", "10.142.0.2", "dev", "cnbr"]);
+    let mut seen = String::new();
+    for _ in 0..200 {
+        seen = entry();
+        if seen.contains("PERMANENT") {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(25));
+    }
+    assert!(
+        seen.contains("PERMANENT"),
+        "no host entry written: {seen:?}"
+    );
+    child.kill().unwrap();
+    child.wait().unwrap();
+    h.weft_ok(&["gc"]);
+    assert!(
+        h.json(&["ps", "-a"]).as_array().unwrap().is_empty(),
+        "sandbox record left"
+    );
+    assert_eq!(entry().trim(), "", "gc left the host's entry");
 }
 
 #[test]

@@ -6,14 +6,14 @@
 //! leaves nothing behind. [`plan_gc`] is the diff between what the state wants and what
 //! the kernel has.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 
 use ipnet::IpNet;
 use thiserror::Error;
 
 use super::firewall::{FwEndpoint, FwNetwork, FwPort};
-use super::model::{mac_for, Endpoint, Network, Sandbox};
+use super::model::{format_mac, mac_for, Endpoint, Network, Sandbox};
 
 /// Which network namespace an operation happens in.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -132,8 +132,8 @@ pub enum Op {
     /// Announce a sandbox's addresses on its network so neighbours drop a stale MAC for a
     /// reused address: a gratuitous ARP / unsolicited NA carrying the sandbox's MAC, sent from
     /// the bridge (the sandbox's own bridge port only starts forwarding once the kernel has
-    /// processed its carrier change, asynchronously), and the host's own neighbour entry
-    /// replaced directly.
+    /// processed its carrier change, asynchronously). The host's own entry is the
+    /// [`Op::AddNeighbour`] that follows.
     Announce {
         /// The network's bridge.
         bridge: String,
@@ -164,6 +164,30 @@ pub enum Op {
         /// Address with prefix length.
         addr: IpNet,
     },
+    /// A permanent neighbour entry: `ip` is at `mac` on `ifname`. Host and sandbox learn each
+    /// other's MAC from weft, not from a broadcast ARP/NS: the bridge floods that to every
+    /// port, and beyond ~1,000 ports the copies fill the CPU's input backlog
+    /// (`netdev_max_backlog`) and the reply is dropped. Permanent, so a neighbour's forged
+    /// ARP cannot replace it either.
+    AddNeighbour {
+        /// Namespace.
+        ns: Ns,
+        /// Interface.
+        ifname: String,
+        /// The neighbour's address.
+        ip: IpAddr,
+        /// Its MAC.
+        mac: [u8; 6],
+    },
+    /// Remove the neighbour entry of `ip` on `ifname` (gone already is fine).
+    DeleteNeighbour {
+        /// Namespace.
+        ns: Ns,
+        /// Interface.
+        ifname: String,
+        /// The neighbour's address.
+        ip: IpAddr,
+    },
     /// Delete an interface (a veth takes its peer with it).
     DeleteLink {
         /// Namespace.
@@ -192,7 +216,20 @@ impl Op {
                 ns: Ns::Host,
                 ifname: host_ifname.clone(),
             }),
+            // A sandbox's entries go with its interface; the host's stay on the bridge.
+            Op::AddNeighbour {
+                ns: Ns::Host,
+                ifname,
+                ip,
+                ..
+            } => Some(Op::DeleteNeighbour {
+                ns: Ns::Host,
+                ifname: ifname.clone(),
+                ip: *ip,
+            }),
             Op::AddAddress { .. }
+            | Op::AddNeighbour { .. }
+            | Op::DeleteNeighbour { .. }
             | Op::LinkUp { .. }
             | Op::Sysctl { .. }
             | Op::AddDefaultRoute { .. }
@@ -258,6 +295,20 @@ impl std::fmt::Display for Op {
                 ifname,
                 addr,
             } => write!(f, "delete address {addr} from {ifname}{}", ns(n)),
+            Op::AddNeighbour {
+                ns: n,
+                ifname,
+                ip,
+                mac,
+            } => write!(
+                f,
+                "add neighbour {ip} at {} on {ifname}{}",
+                format_mac(mac),
+                ns(n)
+            ),
+            Op::DeleteNeighbour { ns: n, ifname, ip } => {
+                write!(f, "delete neighbour {ip} on {ifname}{}", ns(n))
+            }
             Op::DeleteLink { ns: n, ifname } => write!(f, "delete {ifname}{}", ns(n)),
         }
     }
@@ -378,9 +429,8 @@ pub fn alias_instance(alias: &str) -> Option<&str> {
     (!instance.is_empty() && !id.is_empty()).then_some(instance)
 }
 
-/// Operations that make a network's bridge, addresses, forwarding and firewall elements
-/// (`dns_port`: see [`firewall_of`]).
-pub fn plan_network(net: &Network, instance: &str, dns_port: Option<u16>) -> Vec<Op> {
+/// The fixed MAC of a network's bridge, derived from its gateways.
+pub fn bridge_mac(net: &Network) -> [u8; 6] {
     let gw4 = net.v4().and_then(|s| match s.gateway {
         IpAddr::V4(a) => Some(a),
         IpAddr::V6(_) => None,
@@ -389,10 +439,16 @@ pub fn plan_network(net: &Network, instance: &str, dns_port: Option<u16>) -> Vec
         IpAddr::V6(a) => Some(a),
         IpAddr::V4(_) => None,
     });
+    mac_for(gw4, gw6)
+}
+
+/// Operations that make a network's bridge, addresses, forwarding and firewall elements
+/// (`dns_port`: see [`firewall_of`]).
+pub fn plan_network(net: &Network, instance: &str, dns_port: Option<u16>) -> Vec<Op> {
     let mut ops = vec![Op::CreateBridge {
         name: net.bridge.clone(),
         mtu: net.mtu,
-        mac: mac_for(gw4, gw6),
+        mac: bridge_mac(net),
         alias: owner_alias(instance, &net.id),
         ipv6: net.v6().is_some(),
     }];
@@ -545,18 +601,60 @@ pub fn plan_attach(
             }
         }
     }
+    let addrs: Vec<IpAddr> = [ep.ipv4, ep.ipv6]
+        .into_iter()
+        .flatten()
+        .map(|a| a.addr())
+        .collect();
     if ep.announce {
         ops.push(Op::Announce {
             bridge: net.bridge.clone(),
             mac,
-            addrs: [ep.ipv4, ep.ipv6]
-                .into_iter()
-                .flatten()
-                .map(|a| a.addr())
-                .collect(),
+            addrs: addrs.clone(),
         });
     }
+    // Host and sandbox know each other's MAC from the start (see [`Op::AddNeighbour`]); the
+    // sandbox's entries only once its interface is up (taking a link down flushes even
+    // permanent entries), the host's after the announcement, whose own entry it replaces.
+    ops.extend(gateway_neighbours(netns, ep, net));
+    ops.extend(addrs.into_iter().map(|ip| Op::AddNeighbour {
+        ns: Ns::Host,
+        ifname: net.bridge.clone(),
+        ip,
+        mac,
+    }));
     ops
+}
+
+/// The sandbox's permanent entries for its gateways on `net`, one per address family the
+/// endpoint has.
+fn gateway_neighbours(netns: &str, ep: &Endpoint, net: &Network) -> Vec<Op> {
+    let bridge = bridge_mac(net);
+    net.subnets
+        .iter()
+        .filter(|s| {
+            (s.gateway.is_ipv4() && ep.ipv4.is_some()) || (s.gateway.is_ipv6() && ep.ipv6.is_some())
+        })
+        .map(|s| Op::AddNeighbour {
+            ns: Ns::Sandbox(netns.to_string()),
+            ifname: ep.interface.clone(),
+            ip: s.gateway,
+            mac: bridge,
+        })
+        .collect()
+}
+
+/// Removes the host's permanent entries for an endpoint's addresses from its bridge.
+fn forget_neighbours(ep: &Endpoint, bridge: &str) -> Vec<Op> {
+    [ep.ipv4, ep.ipv6]
+        .into_iter()
+        .flatten()
+        .map(|a| Op::DeleteNeighbour {
+            ns: Ns::Host,
+            ifname: bridge.to_string(),
+            ip: a.addr(),
+        })
+        .collect()
 }
 
 /// The firewall view of a sandbox's published ports: each mapping goes to the sandbox's
@@ -584,8 +682,10 @@ pub fn firewall_ports(sb: &Sandbox) -> Vec<FwPort> {
 }
 
 /// Operations that remove a sandbox: its published ports and the connections to it, then
-/// its namespace (the kernel takes the veths along).
-pub fn plan_sandbox_teardown(sb: &Sandbox) -> Vec<Op> {
+/// its namespace (the kernel takes the veths along), then the host's neighbour entries for
+/// it on the bridges `bridges` names (network id -> bridge; a network not named is gone, and
+/// its bridge with it).
+pub fn plan_sandbox_teardown(sb: &Sandbox, bridges: &BTreeMap<String, String>) -> Vec<Op> {
     let mut ops = Vec::new();
     let ports = firewall_ports(sb);
     let endpoints: Vec<FwEndpoint> = sb.endpoints.iter().map(firewall_endpoint).collect();
@@ -608,12 +708,19 @@ pub fn plan_sandbox_teardown(sb: &Sandbox) -> Vec<Op> {
     if let Some(ns) = &sb.netns {
         ops.push(Op::DeleteNetns { path: ns.clone() });
     }
+    for ep in &sb.endpoints {
+        if let Some(bridge) = bridges.get(&ep.network_id) {
+            ops.extend(forget_neighbours(ep, bridge));
+        }
+    }
     ops
 }
 
-/// Operations that detach a sandbox from a network while its namespace lives on.
-pub fn plan_detach(netns: &str, ep: &Endpoint) -> Vec<Op> {
-    vec![
+/// Operations that detach a sandbox from a network (whose bridge is `bridge`; `None` when the
+/// network is gone, and the host's entries for the sandbox with its bridge) while its
+/// namespace lives on.
+pub fn plan_detach(netns: &str, ep: &Endpoint, bridge: Option<&str>) -> Vec<Op> {
+    let mut ops = vec![
         Op::DeleteLink {
             ns: Ns::Sandbox(netns.to_string()),
             ifname: ep.interface.clone(),
@@ -622,7 +729,11 @@ pub fn plan_detach(netns: &str, ep: &Endpoint) -> Vec<Op> {
             endpoints: vec![firewall_endpoint(ep)],
             ports: vec![],
         },
-    ]
+    ];
+    if let Some(bridge) = bridge {
+        ops.extend(forget_neighbours(ep, bridge));
+    }
+    ops
 }
 
 /// The port guard's view of an endpoint: its bridge port, MAC and addresses.
@@ -829,7 +940,11 @@ mod tests {
         assert!(!no_route
             .iter()
             .any(|o| matches!(o, Op::AddDefaultRoute { .. })));
-        assert!(matches!(ops.last(), Some(Op::Announce { bridge, .. }) if bridge == "wbr-ab"));
+        let announce = pos(&|o| matches!(o, Op::Announce { bridge, .. } if bridge == "wbr-ab"));
+        // The host's permanent entry for the sandbox comes last, after the announcement
+        // (which would otherwise be what the host believes).
+        let host_neigh = pos(&|o| matches!(o, Op::AddNeighbour { ns: Ns::Host, .. }));
+        assert!(announce < host_neigh && host_neigh == ops.len() - 1);
         // A never-used address has no stale neighbour entry to correct: no broadcast.
         let fresh = Endpoint {
             announce: false,
@@ -837,6 +952,88 @@ mod tests {
         };
         let quiet = plan_attach("/x", "sid", &fresh, &net(), true, "i1");
         assert!(!quiet.iter().any(|o| matches!(o, Op::Announce { .. })));
+    }
+
+    #[test]
+    fn attach_writes_permanent_neighbours_both_ways_and_detach_forgets_the_host_one() {
+        let ep = Endpoint {
+            network: "web".into(),
+            network_id: "ab".into(),
+            interface: "eth0".into(),
+            host_interface: "wv1".into(),
+            ipv4: Some("172.18.0.2/16".parse().unwrap()),
+            ipv6: None,
+            mac: "02:42:ac:12:00:02".into(),
+            aliases: vec![],
+            announce: false,
+            pending: None,
+        };
+        let net = net();
+        let ops = plan_attach("/x", "sid", &ep, &net, false, "i1");
+        let neigh: Vec<&Op> = ops
+            .iter()
+            .filter(|o| matches!(o, Op::AddNeighbour { .. }))
+            .collect();
+        let gw = net.v4().unwrap().gateway;
+        assert_eq!(
+            neigh,
+            [
+                &Op::AddNeighbour {
+                    ns: Ns::Sandbox("/x".into()),
+                    ifname: "eth0".into(),
+                    ip: gw,
+                    mac: bridge_mac(&net),
+                },
+                &Op::AddNeighbour {
+                    ns: Ns::Host,
+                    ifname: "wbr-ab".into(),
+                    ip: "172.18.0.2".parse().unwrap(),
+                    mac: [2, 0x42, 0xac, 0x12, 0, 2],
+                },
+            ]
+        );
+        // The sandbox's entry only once its link is up (down flushes it).
+        let up = ops
+            .iter()
+            .position(|o| matches!(o, Op::LinkUp { ifname, .. } if ifname == "eth0"))
+            .unwrap();
+        let sb_neigh = ops
+            .iter()
+            .position(|o| {
+                matches!(
+                    o,
+                    Op::AddNeighbour {
+                        ns: Ns::Sandbox(_),
+                        ..
+                    }
+                )
+            })
+            .unwrap();
+        assert!(up < sb_neigh);
+        // Rollback removes the host's entry; the sandbox's goes with its interface.
+        assert_eq!(
+            neigh[1].undo(),
+            Some(Op::DeleteNeighbour {
+                ns: Ns::Host,
+                ifname: "wbr-ab".into(),
+                ip: "172.18.0.2".parse().unwrap(),
+            })
+        );
+        assert_eq!(neigh[0].undo(), None);
+        let forget = Op::DeleteNeighbour {
+            ns: Ns::Host,
+            ifname: "wbr-ab".into(),
+            ip: "172.18.0.2".parse().unwrap(),
+        };
+        assert!(plan_detach("/x", &ep, Some("wbr-ab")).contains(&forget));
+        assert!(!plan_detach("/x", &ep, None)
+            .iter()
+            .any(|o| matches!(o, Op::DeleteNeighbour { .. })));
+        let mut sb = Sandbox::example("s", "sid", crate::core::model::Status::Running);
+        sb.netns = Some("/x".into());
+        sb.endpoints = vec![ep];
+        let bridges = BTreeMap::from([("ab".to_string(), "wbr-ab".to_string())]);
+        assert!(plan_sandbox_teardown(&sb, &bridges).contains(&forget));
     }
 
     #[test]

@@ -52,6 +52,19 @@ pub struct RouteState {
     pub oif: Option<String>,
 }
 
+/// One neighbour entry as observed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NeighState {
+    /// Interface name.
+    pub ifname: String,
+    /// The neighbour's address.
+    pub ip: IpAddr,
+    /// Its MAC, if the entry has one.
+    pub mac: Option<[u8; 6]>,
+    /// Whether the entry is permanent (`NUD_PERMANENT`).
+    pub permanent: bool,
+}
+
 /// What one network namespace holds, as far as weft's plans can ask.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct NsView {
@@ -61,6 +74,8 @@ pub struct NsView {
     pub addrs: Vec<(String, IpNet)>,
     /// Routes of the main table.
     pub routes: Vec<RouteState>,
+    /// IPv4 and IPv6 neighbour entries.
+    pub neighbours: Vec<NeighState>,
     /// Sysctl values read for the keys the plans mention; a key absent here is unknown, and
     /// an unknown value is never "repaired" blindly.
     pub sysctls: BTreeMap<String, String>,
@@ -80,6 +95,12 @@ impl NsView {
         self.routes
             .iter()
             .any(|r| r.dst == *dst && r.oif.as_deref() == Some(oif))
+    }
+
+    fn has_permanent_neighbour(&self, ifname: &str, ip: IpAddr, mac: [u8; 6]) -> bool {
+        self.neighbours
+            .iter()
+            .any(|n| n.ifname == ifname && n.ip == ip && n.mac == Some(mac) && n.permanent)
     }
 
     fn has_default_via(&self, gateway: IpAddr) -> bool {
@@ -239,7 +260,22 @@ pub fn unmet(desired: &[Op], views: &Views) -> Result<Vec<Op>, RepairError> {
                     out.push(op.clone());
                 }
             }
+            Op::AddNeighbour {
+                ns,
+                ifname,
+                ip,
+                mac,
+            } => {
+                // Missing, or replaced (by someone, or by the kernel's learning when it was
+                // not permanent): written again.
+                if fresh(&remade, ns, ifname)
+                    || !view(ns).has_permanent_neighbour(ifname, *ip, *mac)
+                {
+                    out.push(op.clone());
+                }
+            }
             Op::CreateNetns { .. }
+            | Op::DeleteNeighbour { .. }
             | Op::DeleteNetns { .. }
             | Op::FirewallAdd(_)
             | Op::FirewallRemove(_)
@@ -344,6 +380,12 @@ mod tests {
             gateway: None,
             oif: Some("wbr-n1".into()),
         });
+        host.neighbours.push(NeighState {
+            ifname: "wbr-n1".into(),
+            ip: "172.18.0.2".parse().unwrap(),
+            mac: Some([2, 0x42, 0xac, 0x12, 0, 2]),
+            permanent: true,
+        });
         for op in plan_network(&net(), INST, None) {
             if let Op::Sysctl { key, value, .. } = op {
                 host.sysctls.insert(key, value);
@@ -359,6 +401,12 @@ mod tests {
             gateway: Some("172.18.0.1".parse().unwrap()),
             oif: Some("eth0".into()),
         });
+        sb.neighbours.push(NeighState {
+            ifname: "eth0".into(),
+            ip: "172.18.0.1".parse().unwrap(),
+            mac: Some(crate::core::plan::bridge_mac(&net())),
+            permanent: true,
+        });
         Views::from([(Ns::Host, host), (Ns::Sandbox(NS.into()), sb)])
     }
 
@@ -371,6 +419,33 @@ mod tests {
     #[test]
     fn a_healthy_kernel_needs_nothing() {
         assert_eq!(unmet(&desired(), &healthy()), Ok(vec![]));
+    }
+
+    #[test]
+    fn a_lost_or_changed_neighbour_entry_is_written_again() {
+        let host_entry = |ops: &[Op]| {
+            matches!(ops, [Op::AddNeighbour { ns: Ns::Host, ifname, ip, .. }]
+                if ifname == "wbr-n1" && *ip == "172.18.0.2".parse::<IpAddr>().unwrap())
+        };
+        let mut v = healthy();
+        v.get_mut(&Ns::Host).unwrap().neighbours.clear();
+        assert!(host_entry(&unmet(&desired(), &v).unwrap()));
+        // Learnt (not permanent), or pointing elsewhere: not weft's entry, replaced.
+        let mut v = healthy();
+        v.get_mut(&Ns::Host).unwrap().neighbours[0].permanent = false;
+        assert!(host_entry(&unmet(&desired(), &v).unwrap()));
+        let mut v = healthy();
+        v.get_mut(&Ns::Host).unwrap().neighbours[0].mac = Some([2, 0, 0, 0, 0, 1]);
+        assert!(host_entry(&unmet(&desired(), &v).unwrap()));
+        let mut v = healthy();
+        v.get_mut(&Ns::Sandbox(NS.into()))
+            .unwrap()
+            .neighbours
+            .clear();
+        assert!(matches!(
+            &unmet(&desired(), &v).unwrap()[..],
+            [Op::AddNeighbour { ns: Ns::Sandbox(_), ifname, .. }] if ifname == "eth0"
+        ));
     }
 
     #[test]

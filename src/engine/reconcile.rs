@@ -148,6 +148,17 @@ pub fn network(ctx: &Ctx, exec: &mut KernelExecutor, id: &str) -> Result<Repaire
                 if host.link(host_ifname).is_some() {
                     ports.push(op.clone());
                 }
+            } else if let Op::AddNeighbour {
+                ns: Ns::Host,
+                ifname,
+                ..
+            } = &op
+            {
+                // The host's entries for the sandbox, on this bridge (gone with a bridge
+                // made again).
+                if *ifname == net.bridge {
+                    ports.push(op.clone());
+                }
             }
         }
     }

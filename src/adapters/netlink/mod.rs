@@ -19,7 +19,10 @@ use rtnetlink::packet_route::link::{
     InfoBridgePort, InfoData, InfoKind, InfoPortData, InfoPortKind, InfoVeth, LinkAttribute,
     LinkMessage,
 };
-use rtnetlink::packet_route::neighbour::NeighbourState;
+use rtnetlink::packet_route::neighbour::{
+    NeighbourAddress, NeighbourAttribute, NeighbourMessage, NeighbourState,
+};
+use rtnetlink::packet_route::AddressFamily;
 use rtnetlink::{Handle, LinkMessageBuilder, LinkUnspec, RouteMessageBuilder};
 
 mod observe;
@@ -578,28 +581,65 @@ impl KernelExecutor {
                 }
             }
             Op::Announce { bridge, mac, addrs } => {
-                let h = self.handle(&Ns::Host).map_err(|e| exec_err(op, e))?;
-                let br = self.index_or_err(op, &Ns::Host, bridge)?;
+                self.index_or_err(op, &Ns::Host, bridge)?;
                 if !announce::send_detached(bridge, *mac, addrs) {
                     for a in addrs {
                         announce::send(bridge, *mac, *a)
                             .map_err(|e| exec_err(op, e.to_string()))?;
                     }
                 }
-                for a in addrs {
-                    // What the host itself believes is set directly, not left to a frame.
-                    self.rt
-                        .block_on(
-                            h.neighbours()
-                                .add(br, *a)
-                                .link_layer_address(mac)
-                                .state(NeighbourState::Stale)
-                                .replace()
-                                .execute(),
-                        )
-                        .map_err(fail)?;
-                }
+                // What the host itself believes is set by the plan's permanent entry that
+                // follows (Op::AddNeighbour), not left to a frame.
                 Ok(())
+            }
+            Op::AddNeighbour {
+                ns,
+                ifname,
+                ip,
+                mac,
+            } => {
+                let h = self.handle(ns).map_err(|e| exec_err(op, e))?;
+                let idx = self.index_or_err(op, ns, ifname)?;
+                self.rt
+                    .block_on(
+                        h.neighbours()
+                            .add(idx, *ip)
+                            .link_layer_address(mac)
+                            .state(NeighbourState::Permanent)
+                            .replace()
+                            .execute(),
+                    )
+                    .map_err(fail)
+            }
+            Op::DeleteNeighbour { ns, ifname, ip } => {
+                if let Ns::Sandbox(p) = ns {
+                    if !Path::new(p).exists() {
+                        return Ok(());
+                    }
+                }
+                let h = self.handle(ns).map_err(|e| exec_err(op, e))?;
+                // The interface gone (a bridge deleted) took its entries with it.
+                let Some(idx) = self.link_index(ns, ifname).map_err(|e| exec_err(op, e))? else {
+                    return Ok(());
+                };
+                let mut msg = NeighbourMessage::default();
+                msg.header.ifindex = idx;
+                msg.header.family = match ip {
+                    IpAddr::V4(_) => AddressFamily::Inet,
+                    IpAddr::V6(_) => AddressFamily::Inet6,
+                };
+                msg.attributes
+                    .push(NeighbourAttribute::Destination(match ip {
+                        IpAddr::V4(a) => NeighbourAddress::Inet(*a),
+                        IpAddr::V6(a) => NeighbourAddress::Inet6(*a),
+                    }));
+                match self.rt.block_on(h.neighbours().del(msg).execute()) {
+                    Ok(()) => Ok(()),
+                    Err(e) if matches!(errno_of(&e), Some(libc::ENOENT) | Some(libc::ENODEV)) => {
+                        Ok(())
+                    }
+                    Err(e) => Err(fail(e)),
+                }
             }
             Op::DeleteLink { ns, ifname } => {
                 if let Ns::Sandbox(p) = ns {
@@ -723,6 +763,7 @@ impl Executor for KernelExecutor {
             Op::AddAddress { .. } => "netlink-address",
             Op::LinkUp { .. } => "netlink-up",
             Op::AddDefaultRoute { .. } => "netlink-route",
+            Op::AddNeighbour { .. } | Op::DeleteNeighbour { .. } => "netlink-neigh",
             _ => "netlink",
         };
         let start = std::time::Instant::now();

@@ -1,5 +1,5 @@
-//! Reading back what a namespace holds, for repairs: one dump each of links, addresses and
-//! main-table routes, on the executor's socket for that namespace, plus the sysctls a plan
+//! Reading back what a namespace holds, for repairs: one dump each of links, addresses,
+//! main-table routes and neighbours, on the executor's socket for that namespace, plus the sysctls a plan
 //! names. Only repairs observe; the attach path never dumps.
 
 use std::collections::HashMap;
@@ -9,6 +9,9 @@ use futures::TryStreamExt;
 use rtnetlink::packet_route::link::{
     InfoBridgePort, InfoPortData, LinkAttribute, LinkFlags, LinkInfo, LinkMessage,
 };
+use rtnetlink::packet_route::neighbour::{
+    NeighbourAddress, NeighbourAttribute, NeighbourMessage, NeighbourState,
+};
 use rtnetlink::packet_route::route::{RouteHeader, RouteMessage};
 use rtnetlink::packet_route::AddressFamily;
 
@@ -16,7 +19,7 @@ use super::KernelExecutor;
 use crate::adapters::host_facts::{addr_fact, route_fact};
 use crate::adapters::{netns, sysctl};
 use crate::core::plan::Ns;
-use crate::core::reconcile::{LinkState, NsView, RouteState};
+use crate::core::reconcile::{LinkState, NeighState, NsView, RouteState};
 
 /// The main routing table's id.
 const RT_TABLE_MAIN: u32 = 254;
@@ -26,7 +29,7 @@ impl KernelExecutor {
     /// (keys that cannot be read are left out, so they count as unknown).
     pub fn observe(&mut self, ns: &Ns, sysctl_keys: &[String]) -> Result<NsView, String> {
         let h = self.handle(ns)?;
-        let (links, addrs, routes) = self.rt.block_on(async {
+        let (links, addrs, routes, neighbours) = self.rt.block_on(async {
             let links: Vec<LinkMessage> = h
                 .link()
                 .get()
@@ -55,7 +58,20 @@ impl KernelExecutor {
                     .map_err(|e| format!("listing routes: {e}"))?;
                 routes.extend(got);
             }
-            Ok::<_, String>((links, addrs, routes))
+            let mut neighbours = Vec::new();
+            // Per family: an unspecified one would dump the bridges' forwarding databases too.
+            for family in [AddressFamily::Inet, AddressFamily::Inet6] {
+                let got: Vec<NeighbourMessage> = h
+                    .neighbours()
+                    .get()
+                    .set_address_family(family)
+                    .execute()
+                    .try_collect()
+                    .await
+                    .map_err(|e| format!("listing neighbours: {e}"))?;
+                neighbours.extend(got);
+            }
+            Ok::<_, String>((links, addrs, routes, neighbours))
         })?;
         let links: Vec<LinkState> = links.iter().filter_map(link_state).collect();
         // What was just read is fresher than any index remembered for this namespace.
@@ -79,6 +95,10 @@ impl KernelExecutor {
                 oif: r.dev,
             })
             .collect();
+        let neighbours = neighbours
+            .iter()
+            .filter_map(|m| neigh_state(m, &names))
+            .collect();
         let keys = sysctl_keys.to_vec();
         let read = move || {
             keys.into_iter()
@@ -93,9 +113,32 @@ impl KernelExecutor {
             links,
             addrs,
             routes,
+            neighbours,
             sysctls,
         })
     }
+}
+
+/// The parts of a neighbour message a repair compares; `None` for an entry without an IP
+/// address or on an unknown interface.
+fn neigh_state(m: &NeighbourMessage, names: &HashMap<u32, String>) -> Option<NeighState> {
+    let ifname = names.get(&m.header.ifindex)?.clone();
+    let mut ip = None;
+    let mut mac = None;
+    for a in &m.attributes {
+        match a {
+            NeighbourAttribute::Destination(NeighbourAddress::Inet(v4)) => ip = Some((*v4).into()),
+            NeighbourAttribute::Destination(NeighbourAddress::Inet6(v6)) => ip = Some((*v6).into()),
+            NeighbourAttribute::LinkLayerAddress(l) => mac = <[u8; 6]>::try_from(l.as_slice()).ok(),
+            _ => {}
+        }
+    }
+    Some(NeighState {
+        ifname,
+        ip: ip?,
+        mac,
+        permanent: m.header.state == NeighbourState::Permanent,
+    })
 }
 
 /// The parts of a link message a repair compares.

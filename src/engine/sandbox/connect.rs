@@ -144,7 +144,8 @@ fn detach_ops(tx: &dyn Txn, sb: &Sandbox, ep: &Endpoint) -> Result<Vec<Op>> {
     let Some(ns) = &sb.netns else {
         return Ok(vec![]);
     };
-    let mut ops = plan_detach(ns, ep);
+    let bridge = tx.network(&ep.network_id)?.map(|n| n.bridge);
+    let mut ops = plan_detach(ns, ep, bridge.as_deref());
     let first = sb.endpoints.first().map(|e| &e.network_id) == Some(&ep.network_id);
     if let (true, Some(next)) = (first, sb.endpoints.get(1)) {
         if let Some(next_net) = tx.network(&next.network_id)? {

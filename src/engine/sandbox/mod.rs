@@ -26,6 +26,7 @@ use files::{log_path, write_files};
 use publish::{claim_ports, HostPorts};
 use supervise::kill_all;
 
+use std::collections::BTreeMap;
 use std::path::Path;
 
 use anyhow::Result;
@@ -592,7 +593,7 @@ fn crash_before_kill() {
 pub fn remove_if(ctx: &Ctx, id: &str, pred: impl FnOnce(&Sandbox) -> bool) -> Result<bool> {
     // Claim the removal first, so no other weft process acts on the sandbox meanwhile.
     let me = std::process::id();
-    let sb = {
+    let (sb, bridges) = {
         let tx = ctx.store.begin(Mode::Write)?;
         let Some(sb) = tx.sandbox(id)? else {
             return Ok(false);
@@ -603,20 +604,26 @@ pub fn remove_if(ctx: &Ctx, id: &str, pred: impl FnOnce(&Sandbox) -> bool) -> Re
         if sb.owner_pid != Some(me) {
             check_settled(&sb)?;
         }
+        let mut bridges = BTreeMap::new();
+        for ep in &sb.endpoints {
+            if let Some(net) = tx.network(&ep.network_id)? {
+                bridges.insert(ep.network_id.clone(), net.bridge);
+            }
+        }
         let mut claimed = sb.clone();
         claimed.status = Status::Removing;
         claimed.owner_pid = Some(me);
         claimed.owner_start = crate::engine::me().1;
         tx.put_sandbox(&claimed)?;
         tx.commit()?;
-        sb
+        (sb, bridges)
     };
     crash_before_kill();
     // Every process first, and gone, not just signalled: one left behind would keep the
     // namespace, and with it the address and MAC on the bridge, after they are handed out
     // again. On failure the claim stays, owned by a process about to exit: `gc` retries.
     kill_all(ctx, &sb.id, Some(&sb), &sb.name)?;
-    destroy_kernel(&sb)?;
+    destroy_kernel(&sb, &bridges)?;
     crate::timing::time("state-commit", || forget(ctx, &sb))?;
     if !sb.ports.is_empty() {
         crate::engine::agent::client::release(ctx, &sb.id);
@@ -687,10 +694,11 @@ pub fn kill_unrecorded(ctx: &Ctx, id: &str) -> Result<()> {
     kill_all(ctx, id, None, id)
 }
 
-/// Deletes a sandbox's published ports, connections and namespace, and its host-side veths
-/// in case a namespace handle is already gone but a veth survived.
-pub fn destroy_kernel(sb: &Sandbox) -> Result<()> {
-    let mut ops = plan_sandbox_teardown(sb);
+/// Deletes a sandbox's published ports, connections and namespace, the host's neighbour
+/// entries for it (on `bridges`: network id -> bridge), and its host-side veths in case a
+/// namespace handle is already gone but a veth survived.
+pub fn destroy_kernel(sb: &Sandbox, bridges: &BTreeMap<String, String>) -> Result<()> {
+    let mut ops = plan_sandbox_teardown(sb, bridges);
     if ops.is_empty() {
         return Ok(());
     }
