@@ -48,6 +48,8 @@ pub fn run_foreground(ctx: &Ctx, req: &SandboxRequest) -> Result<i32> {
             return Err(start_failed(&req.command, &e));
         }
     };
+    // No store connection (and none of its locks) while the command runs.
+    ctx.store.release();
     let status = child.wait().context("waiting for the command");
     process::stop_forwarding();
     // Reaped: the pid is no longer ours to signal.
@@ -289,6 +291,9 @@ pub fn monitor(ctx: &Ctx, id: &str) -> Result<()> {
                     }
                     first = false;
                 }
+                // Each open connection's locks slow every other store user down (the
+                // kernel walks them all): none held while the command runs.
+                ctx.store.release();
                 let status = child.wait()?;
                 record.remove();
                 process::exit_code(status)
@@ -399,6 +404,8 @@ fn sleep_unless_stopped(ctx: &Ctx, id: &str, wait: Duration) -> Result<bool> {
         if left.is_zero() {
             return Ok(true);
         }
+        // A back-off lasts up to a minute: no connection held while sleeping.
+        ctx.store.release();
         std::thread::sleep(left.min(Duration::from_millis(50)));
     }
 }
@@ -551,6 +558,8 @@ pub fn exec(ctx: &Ctx, name: &str, argv: &[String], opts: &ExecOptions) -> Resul
             return Err(start_failed(argv, &anyhow::Error::from(e)));
         }
     };
+    // No store connection (and none of its locks) while the command runs.
+    ctx.store.release();
     let status = child.wait();
     process::stop_forwarding();
     record.remove();
@@ -638,6 +647,8 @@ pub fn stop(ctx: &Ctx, name: &str, timeout: Duration) -> Result<Sandbox> {
     let check = InitCheck::of(ctx, &sb.id, Some(&sb));
     let inits = inits_of(ctx, &sb.id, Some(&sb), check);
     signal_all(&inits, libc::SIGTERM, check);
+    // The processes may take `timeout` to go: no connection held meanwhile.
+    ctx.store.release();
     if !wait_all_gone(&inits, timeout) {
         signal_all(&inits, libc::SIGKILL, check);
         if !wait_all_gone(&inits, KILL_WAIT) {
