@@ -58,6 +58,26 @@ fn locks_held_by(h: &Host, pids: &[u32]) -> Vec<String> {
         .collect()
 }
 
+/// The pids of the host's sandbox monitors (`weft --state-dir DIR ... __monitor ID`).
+fn monitors_of(h: &Host) -> Vec<u32> {
+    let dir = h.state_dir().display().to_string();
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            let Ok(cmd) = std::fs::read(format!("/proc/{pid}/cmdline")) else {
+                return false;
+            };
+            let args: Vec<&[u8]> = cmd.split(|b| *b == 0).collect();
+            args.contains(&b"__monitor".as_slice())
+                && args
+                    .windows(2)
+                    .any(|w| w[0] == b"--state-dir" && w[1] == dir.as_bytes())
+        })
+        .collect()
+}
+
 /// Background weft processes of this test, killed (by pid) and reaped when dropped.
 struct Spawned(Vec<std::process::Child>);
 
@@ -80,6 +100,9 @@ fn waiting_weft_processes_hold_no_store_lock_and_still_record_exits() {
     let names: Vec<String> = (0..20)
         .map(|i| h.sleeper(&format!("s{i}"), &["--network", "n"]))
         .collect();
+    // Theirs only: the ones started next write to the store as their commands end.
+    let monitors = monitors_of(&h);
+    assert_eq!(monitors.len(), names.len(), "{monitors:?}");
     // Exits to record while the others wait: a failing command restarted twice, an `--rm`
     // sandbox removed when its command ends.
     h.weft_ok(&[
@@ -116,13 +139,7 @@ fn waiting_weft_processes_hold_no_store_lock_and_still_record_exits() {
         h.spawn(&["logs", "-f", "s2"]),
     ]);
     let mut pids: Vec<u32> = spawned.0.iter().map(std::process::Child::id).collect();
-    for n in &names {
-        let v = h.json(&["inspect", n]);
-        let pid = v[0]["monitor_pid"]
-            .as_u64()
-            .unwrap_or_else(|| panic!("{n} has no monitor: {v}"));
-        pids.push(u32::try_from(pid).unwrap());
-    }
+    pids.extend(&monitors);
     // Each has done its last write before it waits (the foreground run its create, the
     // monitors their record of the running command) within moments of starting.
     assert!(
