@@ -150,7 +150,7 @@ fn waiting_weft_processes_hold_no_store_lock_and_still_record_exits() {
                 .iter()
                 .filter(|s| s["status"] == "running")
                 .count()
-                >= names.len() + 1
+                > names.len()
         }),
         "the foreground run did not start"
     );
