@@ -175,6 +175,11 @@ pub struct SqliteStore {
     path: String,
 }
 
+/// What [`SqliteStore::write_stamp`] returns: the identity, size and modification time of
+/// the database file and of its WAL, where they exist.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WriteStamp([Option<(u64, u64, i64, i64)>; 2]);
+
 /// Bumped whenever `SCHEMA` changes (its statements are all `IF NOT EXISTS`).
 const SCHEMA_VERSION: i64 = 3;
 
@@ -224,6 +229,24 @@ impl SqliteStore {
                 let _ = conn.close();
             }
         }
+    }
+
+    /// A token that changes whenever a transaction commits to the database, read from the
+    /// files' metadata without a connection (so without its locks): for a process that
+    /// released its connection and waits for a change. Every commit appends to the WAL
+    /// (or starts it again), which moves its size or modification time; a checkpoint
+    /// moves the database file's. Coarse file times can hide a commit in the same tick as
+    /// an unchanged size, so a waiter reads the store now and then anyway.
+    pub fn write_stamp(&self) -> WriteStamp {
+        let of = |f: &Path| {
+            std::fs::metadata(f).ok().map(|m| {
+                use std::os::unix::fs::MetadataExt as _;
+                (m.ino(), m.len(), m.mtime(), m.mtime_nsec())
+            })
+        };
+        let mut wal = self.file.clone().into_os_string();
+        wal.push("-wal");
+        WriteStamp([of(&self.file), of(Path::new(&wal))])
     }
 
     /// The open connection, opened first if released.
@@ -802,6 +825,28 @@ mod tests {
             .collect();
         assert_eq!(names, ["m", "n"]);
         assert_eq!(store.instance().unwrap(), other.instance().unwrap());
+    }
+
+    #[test]
+    fn the_write_stamp_moves_with_each_commit_and_not_with_reads() {
+        let dir = tempfile::tempdir().unwrap();
+        let waiter = SqliteStore::open(dir.path()).unwrap();
+        let writer = SqliteStore::open(dir.path()).unwrap();
+        waiter.release();
+        let mut prev = waiter.write_stamp();
+        for i in 0..20 {
+            let t = writer.begin(Mode::Write).unwrap();
+            t.put_network(&net(&format!("n{i}"), &format!("id{i}")))
+                .unwrap();
+            t.commit().unwrap();
+            let s1 = waiter.write_stamp();
+            assert_ne!(s1, prev, "commit {i}");
+            let t = writer.begin(Mode::Read).unwrap();
+            t.networks().unwrap();
+            drop(t);
+            assert_eq!(waiter.write_stamp(), s1, "a read after commit {i}");
+            prev = s1;
+        }
     }
 
     fn net(name: &str, id: &str) -> Network {

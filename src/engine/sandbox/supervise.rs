@@ -389,23 +389,31 @@ fn finish_or_restart(ctx: &Ctx, id: &str, code: i32) -> Result<Option<Sandbox>> 
 }
 
 /// Waits `wait` before a restart; false (at once) if the sandbox was stopped, is being
-/// removed or is gone meanwhile.
+/// removed or is gone meanwhile. A back-off lasts up to a minute: the store is read (and its
+/// connection opened) only when a write to it shows in its files, and once a second in
+/// case a write hid from them; no connection is held in between.
 fn sleep_unless_stopped(ctx: &Ctx, id: &str, wait: Duration) -> Result<bool> {
+    const REREAD: Duration = Duration::from_secs(1);
     let until = Instant::now() + wait;
+    let mut read: Option<(crate::adapters::store::WriteStamp, Instant)> = None;
     loop {
-        let cur = {
-            let tx = ctx.store.begin(Mode::Read)?;
-            tx.sandbox(id)?
-        };
-        if !cur.is_some_and(|s| s.status != Status::Removing && !s.stopped) {
-            return Ok(false);
+        let stamp = ctx.store.write_stamp();
+        if read.is_none_or(|(s, at)| s != stamp || at.elapsed() >= REREAD) {
+            // Stamped before the read: a write after the stamp shows as a change.
+            let cur = {
+                let tx = ctx.store.begin(Mode::Read)?;
+                tx.sandbox(id)?
+            };
+            ctx.store.release();
+            if !cur.is_some_and(|s| s.status != Status::Removing && !s.stopped) {
+                return Ok(false);
+            }
+            read = Some((stamp, Instant::now()));
         }
         let left = until.saturating_duration_since(Instant::now());
         if left.is_zero() {
             return Ok(true);
         }
-        // A back-off lasts up to a minute: no connection held while sleeping.
-        ctx.store.release();
         std::thread::sleep(left.min(Duration::from_millis(50)));
     }
 }
