@@ -208,3 +208,61 @@ fn waiting_weft_processes_hold_no_store_lock_and_still_record_exits() {
     assert_eq!(s3[0]["status"], "exited", "{s3}");
     assert!(s3[0]["monitor_pid"].is_null(), "{s3}");
 }
+
+#[test]
+fn a_monitor_in_its_restart_back_off_holds_no_lock_and_sees_a_stop_at_once() {
+    if !root_or_skip("a_monitor_in_its_restart_back_off_holds_no_lock_and_sees_a_stop_at_once") {
+        return;
+    }
+    let h = Host::new("backoff");
+    h.weft_ok(&["network", "create", "n", "--subnet", "10.181.1.0/24"]);
+    h.weft_ok(&[
+        "run",
+        "-d",
+        "--name",
+        "l",
+        "--restart",
+        "always",
+        "--network",
+        "n",
+        "--",
+        "false",
+    ]);
+    // 100 ms, 200, 400, 800, 1.6 s: after four restarts each back-off is over a second.
+    assert!(wait_for(15, || h.json(&["inspect", "l"])[0]
+        ["restart_count"]
+        .as_u64()
+        .is_some_and(|c| c >= 5)));
+    let monitors = monitors_of(&h);
+    assert_eq!(monitors.len(), 1, "{monitors:?}");
+    // It reads the store once a second (a moment with its connection open): most samples
+    // find no lock of its.
+    let free = (0..20)
+        .filter(|_| {
+            std::thread::sleep(Duration::from_millis(50));
+            locks_held_by(&h, &monitors).is_empty()
+        })
+        .count();
+    assert!(
+        free >= 15,
+        "the monitor held store locks in {} of 20 samples",
+        20 - free
+    );
+    // `stop` during the back-off: the monitor sees the write and records the end itself
+    // (`stop` would after 5 s).
+    let began = Instant::now();
+    h.weft_ok(&["stop", "l"]);
+    let took = began.elapsed();
+    let v = h.json(&["inspect", "l"]);
+    assert_eq!(v[0]["status"], "exited", "{v}");
+    assert!(took < Duration::from_secs(3), "stop took {took:?}");
+    assert!(
+        wait_for(5, || monitors
+            .iter()
+            .all(|p| !Path::new(&format!("/proc/{p}")).exists())),
+        "the monitor stayed"
+    );
+    let count = h.json(&["inspect", "l"])[0]["restart_count"].clone();
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(h.json(&["inspect", "l"])[0]["restart_count"], count);
+}
