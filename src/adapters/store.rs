@@ -803,7 +803,8 @@ mod tests {
         store.release();
         let t = store.begin(Mode::Read).unwrap();
         assert_eq!(t.networks().unwrap(), vec![net("n", "id1")]);
-        // Not under an open transaction: it goes on, and ends as it would have.
+        // Under an open transaction it does nothing: the transaction goes on, and ends as
+        // it would have.
         store.release();
         t.put_network(&net("m", "id2")).unwrap();
         drop(t);
