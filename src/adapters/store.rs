@@ -8,8 +8,9 @@
 //! Records are stored as JSON documents keyed by id with a unique name, so the schema stays
 //! small and the JSON printed by `inspect` is the stored document.
 
+use std::cell::{Ref, RefCell};
 use std::net::IpAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use ipnet::IpNet;
@@ -161,10 +162,23 @@ pub trait Txn {
 }
 
 /// The embedded store: one SQLite database in WAL mode under the state directory.
+///
+/// Its connection can be released ([`SqliteStore::release`]) and is then opened again by the
+/// next transaction: an open connection in WAL mode holds POSIX locks on the database and
+/// its `-shm` file, and the kernel walks every lock on a file in each `fcntl` lock call on
+/// it, which every transaction of every weft process makes. A process that waits long
+/// (a sandbox's monitor, a foreground run, `logs -f`) must not add to them while it waits.
 pub struct SqliteStore {
-    conn: Connection,
+    /// `None` once released, until the next [`Store::begin`].
+    conn: RefCell<Option<Connection>>,
+    file: PathBuf,
     path: String,
 }
+
+/// What [`SqliteStore::write_stamp`] returns: the identity, size and modification time of
+/// the database file and of its WAL, where they exist.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WriteStamp([Option<(u64, u64, i64, i64)>; 2]);
 
 /// Bumped whenever `SCHEMA` changes (its statements are all `IF NOT EXISTS`).
 const SCHEMA_VERSION: i64 = 3;
@@ -191,43 +205,71 @@ impl SqliteStore {
     /// Opens (creating if needed) `DIR/state.db`.
     pub fn open(dir: &Path) -> StoreResult<Self> {
         let file = dir.join("state.db");
-        let path = file.display().to_string();
-        let err = |source| StoreError::Sqlite {
-            path: path.clone(),
-            source,
+        let store = Self {
+            conn: RefCell::new(None),
+            path: file.display().to_string(),
+            file,
         };
-        let conn = Connection::open(&file).map_err(err)?;
-        // Parallel `weft run` calls queue for the write lock instead of failing.
-        conn.busy_timeout(Duration::from_secs(60)).map_err(err)?;
-        // Every statement of a command stays prepared for the command's life (an attach uses
-        // about twenty, some twice: intent and result).
-        conn.set_prepared_statement_cache_capacity(64);
-        // NORMAL in WAL mode is crash-safe (a power loss may drop the last commit, never
-        // corrupt), and saves an fsync per transaction.
-        conn.pragma_update(None, "synchronous", "NORMAL")
-            .map_err(err)?;
-        // The schema is created once; later opens only read its version (an open is on every
-        // command's path).
-        let version: i64 = conn
-            .query_row("PRAGMA user_version", [], |r| r.get(0))
-            .map_err(err)?;
-        if version < SCHEMA_VERSION {
-            // WAL mode is a property of the file: set once, with the schema.
-            conn.pragma_update(None, "journal_mode", "WAL")
-                .map_err(err)?;
-            conn.execute_batch(&format!(
-                "BEGIN IMMEDIATE; {SCHEMA} PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;"
-            ))
-            .map_err(err)?;
+        store.connection()?;
+        Ok(store)
+    }
+
+    /// Closes the connection, releasing its locks, unless a transaction is open; the next
+    /// transaction opens it again (a few hundred microseconds: the schema is read again).
+    /// For a process about to wait long. A [`SqliteStore::data_version`] read after it
+    /// comes from a new connection and is not comparable with one read before. If this was
+    /// the database's last connection, SQLite checkpoints the WAL into it now (as at the
+    /// end of any weft command).
+    pub fn release(&self) {
+        // A borrow is held only by an open transaction: then the connection stays.
+        if let Ok(mut slot) = self.conn.try_borrow_mut() {
+            if let Some(conn) = slot.take() {
+                // A failed close has still freed what it could; the next `begin` opens a
+                // new connection either way.
+                let _ = conn.close();
+            }
         }
-        Ok(Self { conn, path })
+    }
+
+    /// A token that changes whenever a transaction commits to the database, read from the
+    /// files' metadata without a connection (so without its locks): for a process that
+    /// released its connection and waits for a change. Every commit appends to the WAL
+    /// (or starts it again), which moves its size or modification time; a checkpoint
+    /// moves the database file's. Coarse file times can hide a commit in the same tick as
+    /// an unchanged size, so a waiter reads the store now and then anyway.
+    pub fn write_stamp(&self) -> WriteStamp {
+        let of = |f: &Path| {
+            std::fs::metadata(f).ok().map(|m| {
+                use std::os::unix::fs::MetadataExt as _;
+                (m.ino(), m.len(), m.mtime(), m.mtime_nsec())
+            })
+        };
+        let mut wal = self.file.clone().into_os_string();
+        wal.push("-wal");
+        WriteStamp([of(&self.file), of(Path::new(&wal))])
+    }
+
+    /// The open connection, opened first if released.
+    fn connection(&self) -> StoreResult<Ref<'_, Connection>> {
+        loop {
+            match Ref::filter_map(self.conn.borrow(), Option::as_ref) {
+                Ok(conn) => return Ok(conn),
+                Err(none) => {
+                    // No borrow is left (only an open connection is ever lent out), so
+                    // the slot can be filled.
+                    drop(none);
+                    let conn = connect(&self.file).map_err(|e| self.err(e))?;
+                    *self.conn.borrow_mut() = Some(conn);
+                }
+            }
+        }
     }
 
     /// This state directory's instance id: 8 random hex digits made with the schema. Kernel
     /// objects carry it, so that two state directories in one network namespace never take
     /// each other's objects for their own.
     pub fn instance(&self) -> StoreResult<String> {
-        self.conn
+        self.connection()?
             .query_row(
                 "SELECT value FROM settings WHERE key = 'instance'",
                 [],
@@ -237,12 +279,36 @@ impl SqliteStore {
     }
 }
 
+/// Opens a connection to `file`, creating the schema if it is not there yet.
+fn connect(file: &Path) -> rusqlite::Result<Connection> {
+    let conn = Connection::open(file)?;
+    // Parallel `weft run` calls queue for the write lock instead of failing.
+    conn.busy_timeout(Duration::from_secs(60))?;
+    // Every statement of a command stays prepared for the command's life (an attach uses
+    // about twenty, some twice: intent and result).
+    conn.set_prepared_statement_cache_capacity(64);
+    // NORMAL in WAL mode is crash-safe (a power loss may drop the last commit, never
+    // corrupt), and saves an fsync per transaction.
+    conn.pragma_update(None, "synchronous", "NORMAL")?;
+    // The schema is created once; later opens only read its version (an open is on every
+    // command's path).
+    let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+    if version < SCHEMA_VERSION {
+        // WAL mode is a property of the file: set once, with the schema.
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        conn.execute_batch(&format!(
+            "BEGIN IMMEDIATE; {SCHEMA} PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;"
+        ))?;
+    }
+    Ok(conn)
+}
+
 impl SqliteStore {
     /// A number that changes whenever another connection commits to the database (SQLite's
     /// `PRAGMA data_version`): one cheap read tells a long-lived reader (the agent's DNS
     /// server) whether its copy of the records is still current.
     pub fn data_version(&self) -> StoreResult<i64> {
-        self.conn
+        self.connection()?
             .prepare_cached("PRAGMA data_version")
             .and_then(|mut st| st.query_row([], |r| r.get(0)))
             .map_err(|e| self.err(e))
@@ -255,12 +321,13 @@ impl Store for SqliteStore {
             Mode::Read => "BEGIN DEFERRED",
             Mode::Write => "BEGIN IMMEDIATE",
         };
-        self.conn
-            .prepare_cached(sql)
+        let conn = self.connection()?;
+        conn.prepare_cached(sql)
             .and_then(|mut st| st.execute([]))
             .map_err(|e| self.err(e))?;
         Ok(Box::new(SqliteTxn {
             store: self,
+            conn,
             done: false,
         }))
     }
@@ -277,6 +344,8 @@ impl SqliteStore {
 
 struct SqliteTxn<'a> {
     store: &'a SqliteStore,
+    /// Held for the transaction's life: the connection cannot be released under it.
+    conn: Ref<'a, Connection>,
     done: bool,
 }
 
@@ -285,7 +354,7 @@ impl Drop for SqliteTxn<'_> {
         if !self.done {
             // Nothing useful can be done if the rollback itself fails; SQLite rolls back
             // an unfinished transaction when the connection closes anyway.
-            let _ = self.store.conn.execute_batch("ROLLBACK");
+            let _ = self.conn.execute_batch("ROLLBACK");
         }
     }
 }
@@ -309,7 +378,7 @@ fn encode<T: serde::Serialize>(value: &T) -> String {
 
 impl SqliteTxn<'_> {
     fn conn(&self) -> &Connection {
-        &self.store.conn
+        &self.conn
     }
 
     /// Every row of a query, each turned into a value by `row`.
@@ -665,8 +734,7 @@ impl Txn for SqliteTxn<'_> {
     }
 
     fn commit(mut self: Box<Self>) -> StoreResult<()> {
-        self.store
-            .conn
+        self.conn
             .prepare_cached("COMMIT")
             .and_then(|mut st| st.execute([]).map(|_| ()))
             .map_err(|e| self.store.err(e))?;
@@ -695,6 +763,91 @@ mod tests {
         let v1 = reader.data_version().unwrap();
         assert_ne!(v1, v0);
         assert_eq!(reader.data_version().unwrap(), v1);
+    }
+
+    /// The lines of /proc/locks on `files` held by this process.
+    fn my_locks(files: &[std::path::PathBuf]) -> Vec<String> {
+        use std::os::unix::fs::MetadataExt as _;
+        let inodes: Vec<String> = files
+            .iter()
+            .filter_map(|f| std::fs::metadata(f).ok())
+            .map(|m| format!(":{}", m.ino()))
+            .collect();
+        let me = std::process::id().to_string();
+        std::fs::read_to_string("/proc/locks")
+            .unwrap()
+            .lines()
+            .filter(|l| {
+                let f: Vec<&str> = l.split_whitespace().collect();
+                f.windows(2)
+                    .any(|w| w[0] == me && inodes.iter().any(|i| w[1].ends_with(i.as_str())))
+            })
+            .map(str::to_string)
+            .collect()
+    }
+
+    #[test]
+    fn a_released_store_holds_no_lock_and_reopens_on_the_next_transaction() {
+        let dir = tempfile::tempdir().unwrap();
+        let files = ["state.db", "state.db-shm"].map(|f| dir.path().join(f));
+        let store = SqliteStore::open(dir.path()).unwrap();
+        let t = store.begin(Mode::Write).unwrap();
+        t.put_network(&net("n", "id1")).unwrap();
+        t.commit().unwrap();
+        assert!(
+            !my_locks(&files).is_empty(),
+            "an open connection holds locks"
+        );
+        store.release();
+        assert_eq!(my_locks(&files), Vec::<String>::new());
+        store.release();
+        let t = store.begin(Mode::Read).unwrap();
+        assert_eq!(t.networks().unwrap(), vec![net("n", "id1")]);
+        // Under an open transaction it does nothing: the transaction goes on, and ends as
+        // it would have.
+        store.release();
+        t.put_network(&net("m", "id2")).unwrap();
+        drop(t);
+        let t = store.begin(Mode::Write).unwrap();
+        assert_eq!(t.networks().unwrap(), vec![net("n", "id1")], "rolled back");
+        t.put_network(&net("m", "id2")).unwrap();
+        store.release();
+        t.commit().unwrap();
+        store.release();
+        assert_eq!(my_locks(&files), Vec::<String>::new());
+        let other = SqliteStore::open(dir.path()).unwrap();
+        let names: Vec<String> = other
+            .begin(Mode::Read)
+            .unwrap()
+            .networks()
+            .unwrap()
+            .into_iter()
+            .map(|n| n.name)
+            .collect();
+        assert_eq!(names, ["m", "n"]);
+        assert_eq!(store.instance().unwrap(), other.instance().unwrap());
+    }
+
+    #[test]
+    fn the_write_stamp_moves_with_each_commit_and_not_with_reads() {
+        let dir = tempfile::tempdir().unwrap();
+        let waiter = SqliteStore::open(dir.path()).unwrap();
+        let writer = SqliteStore::open(dir.path()).unwrap();
+        waiter.release();
+        let mut prev = waiter.write_stamp();
+        for i in 0..20 {
+            let t = writer.begin(Mode::Write).unwrap();
+            t.put_network(&net(&format!("n{i}"), &format!("id{i}")))
+                .unwrap();
+            t.commit().unwrap();
+            let s1 = waiter.write_stamp();
+            assert_ne!(s1, prev, "commit {i}");
+            let t = writer.begin(Mode::Read).unwrap();
+            t.networks().unwrap();
+            drop(t);
+            assert_eq!(waiter.write_stamp(), s1, "a read after commit {i}");
+            prev = s1;
+        }
     }
 
     fn net(name: &str, id: &str) -> Network {
@@ -743,7 +896,8 @@ mod tests {
         tx.put_network(&net("b", "bbbb0001")).unwrap();
         tx.commit().unwrap();
         store
-            .conn
+            .connection()
+            .unwrap()
             .execute("UPDATE networks SET body = 'garbage' WHERE name = 'b'", [])
             .unwrap();
         let tx = store.begin(Mode::Read).unwrap();

@@ -10,7 +10,7 @@ use anyhow::{Context as _, Result};
 use crate::adapters::store::Mode;
 use crate::adapters::store::Store as _;
 use crate::core::logline::{Reader, Show};
-use crate::core::model::Status;
+use crate::core::model::{Sandbox, Status};
 use crate::core::time::Timestamp;
 use crate::engine::Ctx;
 use crate::user_err;
@@ -87,16 +87,28 @@ pub fn print(
     if !follow {
         return finish(&mut reader, &mut out);
     }
+    // The record as last read: it is read again only once the processes it names (the
+    // command's init, its monitor) are gone, so that following a running sandbox holds no
+    // store connection (and none of its locks) and costs no transaction per poll.
+    let mut seen: Option<Sandbox> = None;
     loop {
-        let done = {
-            let tx = ctx.store.begin(Mode::Read)?;
-            match tx.sandbox(id)? {
-                None => true,
-                Some(s) => {
-                    s.status == Status::Removing
-                        || !(is_running(&s) || monitor_alive(&s) || s.status == Status::Creating)
-                }
-            }
+        let alive = seen
+            .as_ref()
+            .is_some_and(|s| is_running(s) || monitor_alive(s));
+        let done = if alive {
+            false
+        } else {
+            let cur = {
+                let tx = ctx.store.begin(Mode::Read)?;
+                tx.sandbox(id)?
+            };
+            ctx.store.release();
+            let done = cur.as_ref().is_none_or(|s| {
+                s.status == Status::Removing
+                    || !(is_running(s) || monitor_alive(s) || s.status == Status::Creating)
+            });
+            seen = cur;
+            done
         } || show.until.is_some_and(|u| now() >= u);
         if file.is_none() {
             file = crate::adapters::fs::open_read(&path).ok();
@@ -144,7 +156,8 @@ pub fn final_code(ctx: &Ctx, id: &str, report: Option<super::ExitReport>) -> Res
     if let Some(mut r) = report {
         let mut line = String::new();
         // Blocks until the monitor has recorded the end (and removed an `--rm` sandbox), or
-        // died (end of file).
+        // died (end of file): no store connection held meanwhile.
+        ctx.store.release();
         if r.read_line(&mut line).is_ok() {
             if let Some(code) = line.trim_end().strip_prefix("exit ") {
                 if let Ok(code) = code.parse() {

@@ -48,6 +48,8 @@ pub fn run_foreground(ctx: &Ctx, req: &SandboxRequest) -> Result<i32> {
             return Err(start_failed(&req.command, &e));
         }
     };
+    // No store connection (and none of its locks) while the command runs.
+    ctx.store.release();
     let status = child.wait().context("waiting for the command");
     process::stop_forwarding();
     // Reaped: the pid is no longer ours to signal.
@@ -289,6 +291,9 @@ pub fn monitor(ctx: &Ctx, id: &str) -> Result<()> {
                     }
                     first = false;
                 }
+                // Each open connection's locks slow every other store user down (the
+                // kernel walks them all): none held while the command runs.
+                ctx.store.release();
                 let status = child.wait()?;
                 record.remove();
                 process::exit_code(status)
@@ -384,16 +389,26 @@ fn finish_or_restart(ctx: &Ctx, id: &str, code: i32) -> Result<Option<Sandbox>> 
 }
 
 /// Waits `wait` before a restart; false (at once) if the sandbox was stopped, is being
-/// removed or is gone meanwhile.
+/// removed or is gone meanwhile. A back-off lasts up to a minute: the store is read (and its
+/// connection opened) only when a write to it shows in its files, and once a second in
+/// case a write hid from them; no connection is held in between.
 fn sleep_unless_stopped(ctx: &Ctx, id: &str, wait: Duration) -> Result<bool> {
+    const REREAD: Duration = Duration::from_secs(1);
     let until = Instant::now() + wait;
+    let mut read: Option<(crate::adapters::store::WriteStamp, Instant)> = None;
     loop {
-        let cur = {
-            let tx = ctx.store.begin(Mode::Read)?;
-            tx.sandbox(id)?
-        };
-        if !cur.is_some_and(|s| s.status != Status::Removing && !s.stopped) {
-            return Ok(false);
+        let stamp = ctx.store.write_stamp();
+        if read.is_none_or(|(s, at)| s != stamp || at.elapsed() >= REREAD) {
+            // Stamped before the read: a write after the stamp shows as a change.
+            let cur = {
+                let tx = ctx.store.begin(Mode::Read)?;
+                tx.sandbox(id)?
+            };
+            ctx.store.release();
+            if !cur.is_some_and(|s| s.status != Status::Removing && !s.stopped) {
+                return Ok(false);
+            }
+            read = Some((stamp, Instant::now()));
         }
         let left = until.saturating_duration_since(Instant::now());
         if left.is_zero() {
@@ -551,6 +566,8 @@ pub fn exec(ctx: &Ctx, name: &str, argv: &[String], opts: &ExecOptions) -> Resul
             return Err(start_failed(argv, &anyhow::Error::from(e)));
         }
     };
+    // No store connection (and none of its locks) while the command runs.
+    ctx.store.release();
     let status = child.wait();
     process::stop_forwarding();
     record.remove();
@@ -638,6 +655,8 @@ pub fn stop(ctx: &Ctx, name: &str, timeout: Duration) -> Result<Sandbox> {
     let check = InitCheck::of(ctx, &sb.id, Some(&sb));
     let inits = inits_of(ctx, &sb.id, Some(&sb), check);
     signal_all(&inits, libc::SIGTERM, check);
+    // The processes may take `timeout` to go: no connection held meanwhile.
+    ctx.store.release();
     if !wait_all_gone(&inits, timeout) {
         signal_all(&inits, libc::SIGKILL, check);
         if !wait_all_gone(&inits, KILL_WAIT) {

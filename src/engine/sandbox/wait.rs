@@ -51,6 +51,8 @@ pub fn wait(ctx: &Ctx, name: &str) -> Result<(String, i32)> {
                 let (Some(pid), start) = (sb.pid, sb.pid_start) else {
                     continue;
                 };
+                // No store connection (and none of its locks) while waiting.
+                ctx.store.release();
                 process::wait_gone(pid, start)?;
                 let Some(code) = recorded_exit(ctx, &sb)? else {
                     // Started again (restart policy) before we read it: that exit counts.
@@ -76,6 +78,7 @@ pub fn wait(ctx: &Ctx, name: &str) -> Result<(String, i32)> {
                         sb.name
                     ));
                 }
+                ctx.store.release();
                 std::thread::sleep(NOT_STARTED_POLL);
             }
         }
