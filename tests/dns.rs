@@ -228,7 +228,18 @@ fn aaaa_and_ipv6_ptr_on_an_ipv6_network() {
 }
 
 /// Starts the test upstream resolver in `ns` on `addr:53`.
-fn upstream(ns: &common::Netns, addr: &str) -> std::process::Child {
+/// A child process killed and reaped when dropped: also when the test fails half-way, so
+/// no upstream outlives it (holding the test's output open).
+struct Reap(std::process::Child);
+
+impl Drop for Reap {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn upstream(ns: &common::Netns, addr: &str) -> Reap {
     use std::io::BufRead;
     let mut child = ns
         .cmd("python3", &["-u", "-c", DNSQ, "serve", addr, "53"])
@@ -246,7 +257,7 @@ fn upstream(ns: &common::Netns, addr: &str) -> std::process::Child {
     );
     // Keep reading (and discarding) what it prints, so it never blocks on a full pipe.
     std::thread::spawn(move || for _ in reader.lines() {});
-    child
+    Reap(child)
 }
 
 #[test]
@@ -257,7 +268,7 @@ fn forwarding_to_dns_flag_host_resolvers_resolved_and_its_stub() {
     let w = WithInternet::new("dnsf");
     let h = &w.host;
     dns_host(h, "");
-    let mut up = upstream(&w.inet, "198.51.100.2");
+    let up = upstream(&w.inet, "198.51.100.2");
     h.weft_ok(&["network", "create", "a", "--subnet", "10.190.4.0/24"]);
     h.sleeper("own", &["--network", "a", "--dns", "198.51.100.2"]);
     h.sleeper("plain", &["--network", "a"]);
@@ -309,14 +320,13 @@ fn forwarding_to_dns_flag_host_resolvers_resolved_and_its_stub() {
     );
     // Only the stub and no list: the stub itself, reachable from the agent (not the sandbox).
     std::fs::remove_file(h.dir.join("resolved.conf")).unwrap();
-    let mut stub = upstream(&h.ns, "127.0.0.53");
+    let stub = upstream(&h.ns, "127.0.0.53");
     std::thread::sleep(Duration::from_millis(1100));
     assert_eq!(
         values(&ask(h, "plain", "a", "three.example", "A")),
         ["203.0.113.7"]
     );
-    let _ = stub.kill();
-    let _ = stub.wait();
+    drop(stub);
 
     // Truncated upstream answer: fetched again over TCP; too long for the client's 512 bytes
     // over UDP: TC, and the whole answer over TCP.
@@ -328,8 +338,7 @@ fn forwarding_to_dns_flag_host_resolvers_resolved_and_its_stub() {
     assert_eq!(values(&r).len(), 60, "{r}");
 
     // Cached: answered with the upstream gone, until the TTL (capped at 30 s) ends.
-    let _ = up.kill();
-    let _ = up.wait();
+    drop(up);
     assert_eq!(
         values(&ask(h, "own", "a", "ext.example", "A")),
         ["203.0.113.7"]
