@@ -6,36 +6,12 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{weft_bin, Host};
-
-/// Polls `cond` every 50 ms for up to `secs` seconds.
-fn wait_for(secs: u64, mut cond: impl FnMut() -> bool) -> bool {
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    while Instant::now() < deadline {
-        if cond() {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    cond()
-}
+use common::{inspect, stderr, stdout, wait_for, weft_bin, Host};
 
 fn host(prefix: &str, subnet: &str) -> Host {
     let h = Host::new(prefix);
     h.weft_ok(&["network", "create", "n", "--subnet", subnet]);
     h
-}
-
-fn stdout(out: &std::process::Output) -> String {
-    String::from_utf8_lossy(&out.stdout).to_string()
-}
-
-fn stderr(out: &std::process::Output) -> String {
-    String::from_utf8_lossy(&out.stderr).to_string()
-}
-
-fn inspect(h: &Host, name: &str) -> serde_json::Value {
-    h.json(&["inspect", name])[0].clone()
 }
 
 #[test]

@@ -12,17 +12,6 @@ use std::time::{Duration, Instant};
 
 use common::*;
 
-fn wait_for(secs: u64, mut cond: impl FnMut() -> bool) -> bool {
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    while Instant::now() < deadline {
-        if cond() {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    cond()
-}
-
 /// A file as /proc/locks names it: `MAJ:MIN:INODE` (hex device numbers, glibc's split).
 fn lock_key(path: &Path) -> Option<String> {
     let m = std::fs::metadata(path).ok()?;

@@ -500,3 +500,30 @@ pub fn serve_in(ns: &Netns, addr: &str, count: u32) -> std::process::Child {
     );
     child
 }
+
+/// Polls `cond` every 50 ms for up to `secs` seconds; whether it came to hold.
+pub fn wait_for(secs: u64, mut cond: impl FnMut() -> bool) -> bool {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);
+    while std::time::Instant::now() < deadline {
+        if cond() {
+            return true;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    cond()
+}
+
+/// A command's standard output, as text.
+pub fn stdout(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stdout).to_string()
+}
+
+/// A command's standard error, as text.
+pub fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).to_string()
+}
+
+/// `weft inspect NAME`'s one record.
+pub fn inspect(h: &Host, name: &str) -> serde_json::Value {
+    h.json(&["inspect", name])[0].clone()
+}
