@@ -274,6 +274,28 @@ pub fn unmet(desired: &[Op], views: &Views) -> Result<Vec<Op>, RepairError> {
                     out.push(op.clone());
                 }
             }
+            // Missing: made again (with everything on it, see `remade`). Its settings and
+            // forwarding entries are compared by the overlay's own repair, which observes them.
+            Op::CreateVxlan { name, alias, .. } => match view(&Ns::Host).link(name) {
+                None => {
+                    remade.push((Ns::Host, name.clone()));
+                    out.push(op.clone());
+                }
+                Some(l) if l.alias.as_deref() != Some(alias.as_str()) => {
+                    return Err(RepairError::Foreign {
+                        name: name.clone(),
+                        alias: l.alias.clone(),
+                    })
+                }
+                Some(_) => {}
+            },
+            // A device made again has no entries; otherwise they are the overlay repair's.
+            Op::AddFdb { ifname, .. } => {
+                if fresh(&remade, &Ns::Host, ifname) {
+                    out.push(op.clone());
+                }
+            }
+            Op::DeleteFdb { .. } => {}
             Op::CreateNetns { .. }
             | Op::DeleteNeighbour { .. }
             | Op::DeleteNetns { .. }
