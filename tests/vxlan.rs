@@ -676,6 +676,15 @@ fn forged_frames_from_a_sandbox_change_no_remote_entry() {
     }
     let before_a = observe(&o.a).unwrap();
     let before_b = observe(&o.b).unwrap();
+    // Only the entries written: the device has no IPv6 address of its own, so it never
+    // sent an MLD report or a solicitation (which would leave multicast entries).
+    assert_eq!(before_a.neighbours.len(), 2, "{:?}", before_a.neighbours);
+    assert!(before_a.neighbours.iter().all(|n| n.permanent()));
+    let v6 = o.a.ip(&["-6", "addr", "show", "dev", VXLAN]);
+    assert!(
+        v6.trim().is_empty(),
+        "IPv6 address on the VXLAN device: {v6}"
+    );
     let bridge_a = |o: &Overlay| {
         ok(Command::new("bridge").args(["-n", &o.a.name, "fdb", "show", "br", BRIDGE]))
     };
@@ -760,4 +769,39 @@ fn forged_frames_from_a_sandbox_change_no_remote_entry() {
         Some(VXLAN),
         "expected the hijack with learning on"
     );
+}
+
+#[test]
+fn ipv6_sandboxes_reach_each_other_through_the_tunnel() {
+    if !root_or_skip("ipv6_sandboxes_reach_each_other_through_the_tunnel") {
+        return;
+    }
+    let o = Overlay::new(4, true);
+    let ip6 = |n: u8| -> IpAddr { format!("fd00:12::{n}").parse().unwrap() };
+    for n in 2..=5 {
+        let a = format!("{}/64", ip6(n));
+        o.sandbox(n)
+            .ip(&["addr", "add", &a, "dev", "eth0", "nodad"]);
+    }
+    // The remote sandboxes' IPv6 neighbour entries on each host's VXLAN device: its proxy
+    // answers neighbour solicitations from them (the device itself has no IPv6).
+    let entry = |n: u8| Op::AddNeighbour {
+        ns: Ns::Host,
+        ifname: VXLAN.into(),
+        ip: ip6(n),
+        mac: mac(n),
+    };
+    apply_in(&o.a, vec![entry(4), entry(5)]).unwrap();
+    apply_in(&o.b, vec![entry(2), entry(3)]).unwrap();
+    assert!(observe(&o.a).unwrap().has_neighbour(ip6(4), mac(4)));
+    let ping6 = |from: u8, to: u8| {
+        common::run(&mut o.sandbox(from).cmd(
+            weft_bin(),
+            &["tool", "ping", "-c", "10", &ip6(to).to_string()],
+        ))
+        .status
+        .success()
+    };
+    assert!(ping6(2, 4), "A:2 -> B:4 over IPv6");
+    assert!(ping6(5, 3), "B:5 -> A:3 over IPv6");
 }

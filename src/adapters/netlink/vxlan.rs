@@ -26,7 +26,6 @@ use rtnetlink::packet_route::{AddressFamily, RouteNetlinkMessage};
 use rtnetlink::{Handle, LinkUnspec, LinkVxlan};
 
 use super::{describe, errno_of, exec_err, KernelExecutor};
-use crate::adapters::sysctl;
 use crate::core::overlay_observed::{
     FdbEntry, OverlayNeighbour, UnderlayLink, VxlanConfig, VxlanObserved, FLOOD_MAC,
 };
@@ -152,25 +151,29 @@ impl KernelExecutor {
                 ),
                 _ => exec_err(op, describe(&e)),
             })?;
-        // No IPv6 on it at all: a bridge port needs none, and with it the device joins the
-        // all-nodes/all-routers groups (neighbour entries on it, reports and solicitations
-        // flooded to every VTEP). Without IPv6 in the kernel the file does not exist.
-        let _ = sysctl::write(&format!("net/ipv6/conf/{name}/disable_ipv6"), "1");
-        // Tag, no IPv6 link-local address (a bridge port needs none), no learning on its
-        // bridge port, up — in one request; if it fails, take the device away again, or
-        // nothing (not even gc, which goes by the tag) would know it is weft's.
-        let port_msg = LinkUnspec::new_with_name(name)
-            .up()
+        // Tagged, and without an IPv6 link-local address, while still down: brought up
+        // first, it would make one, join its groups and send MLD reports and router
+        // solicitations to every VTEP. IPv6 itself stays on: the kernel refuses IPv6
+        // neighbour entries (what the ND proxy answers from) on a device without it.
+        let tag = LinkUnspec::new_with_name(name)
             .alias(alias.to_string())
             .append_extra_attribute(LinkAttribute::AfSpecUnspec(vec![AfSpecUnspec::Inet6(
                 vec![AfSpecInet6::AddrGenMode(In6AddrGenMode::None)],
             )]))
+            .build();
+        // Then no learning on its bridge port, and up. If either fails, the device is taken
+        // away again, or nothing (not even gc, which goes by the tag) would know it is weft's.
+        let port_msg = LinkUnspec::new_with_name(name)
+            .up()
             .set_port_kind(InfoPortKind::Bridge)
             .set_port_data(InfoPortData::BridgePort(vec![InfoBridgePort::Learning(
                 false,
             )]))
             .build();
-        let res = self.rt.block_on(h.link().set_port(port_msg).execute());
+        let res = match self.rt.block_on(h.link().set(tag).execute()) {
+            Ok(()) => self.rt.block_on(h.link().set_port(port_msg).execute()),
+            Err(e) => Err(e),
+        };
         res.map_err(|e| {
             if let Ok(Some(idx)) = self.link_index(&Ns::Host, name) {
                 let _ = self.rt.block_on(h.link().del(idx).execute());
