@@ -203,7 +203,9 @@ pub enum Op {
     /// neighbour table and drops every other ARP, so no ARP (for the gateway or anyone)
     /// crosses the tunnel. Its bridge port does not learn either (a frame from the tunnel
     /// carrying a local sandbox's MAC would otherwise move that MAC to the tunnel); the
-    /// bridge knows remote MACs from the static entries [`Op::AddFdb`] writes.
+    /// bridge knows remote MACs from the static entries [`Op::AddFdb`] writes. No
+    /// `neigh_suppress` on that port: the device's proxy already keeps ARP/ND off the
+    /// tunnel, and sandbox ports must not have it (they rely on gratuitous ARP flooding).
     CreateVxlan {
         /// Interface name.
         name: String,
@@ -224,7 +226,8 @@ pub enum Op {
     /// VTEP `dst`. The all-zero MAC is the flood entry for broadcast and unknown traffic, one
     /// per remote host: those are appended, not replaced. A unicast MAC also gets a static,
     /// sticky entry on the device's bridge (frames to it go to the tunnel port, and no
-    /// sandbox's frame can move it). Writing an entry that exists is success.
+    /// sandbox's frame can move it). The VTEP is reached on the device's own UDP port and
+    /// VNI. Writing an entry that exists is success.
     AddFdb {
         /// The VXLAN device.
         ifname: String,

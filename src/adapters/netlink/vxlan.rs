@@ -268,14 +268,14 @@ impl KernelExecutor {
         if mac == FLOOD_MAC {
             return Ok(());
         }
-        // The bridge's entry goes unless the MAC is still tunnelled elsewhere (it moved to
-        // another VTEP, and this removes the old destination).
-        let still = self
-            .fdb_entries(&h, idx)
+        // The bridge's entry goes with the tunnel's, unless the MAC is still tunnelled to
+        // another VTEP (it moved, and this removes the old destination). The delete cannot
+        // tell: the kernel also answers success when the MAC is there with another VTEP.
+        // So one lookup of that MAC (not a dump).
+        if self
+            .fdb_has_mac(&h, idx, mac)
             .map_err(|e| exec_err(op, e))?
-            .iter()
-            .any(|e| e.mac == mac);
-        if still {
+        {
             return Ok(());
         }
         let master = fdb_msg(
@@ -292,6 +292,33 @@ impl KernelExecutor {
             Ok(()) => Ok(()),
             Err(e) if is_enoent(&e) => Ok(()),
             Err(e) => Err(exec_err(op, format!("bridge entry: {}", describe(&e)))),
+        }
+    }
+
+    /// Whether the device `idx` has an entry of its own for `mac` (one `RTM_GETNEIGH`).
+    fn fdb_has_mac(&self, h: &Handle, idx: u32, mac: [u8; 6]) -> Result<bool, String> {
+        let req = fdb_msg(idx, mac, None, NeighbourState::None, NeighbourFlags::Own);
+        let mut msg = NetlinkMessage::from(RouteNetlinkMessage::GetNeighbour(req));
+        msg.header.flags = NLM_F_REQUEST;
+        let res = self.rt.block_on(async {
+            let mut h = h.clone();
+            let mut res = h.request(msg)?;
+            let mut found = false;
+            while let Some(m) = res.next().await {
+                match m.payload {
+                    NetlinkPayload::InnerMessage(RouteNetlinkMessage::NewNeighbour(_)) => {
+                        found = true
+                    }
+                    NetlinkPayload::Error(e) => return Err(rtnetlink::Error::NetlinkError(e)),
+                    _ => {}
+                }
+            }
+            Ok(found)
+        });
+        match res {
+            Ok(found) => Ok(found),
+            Err(e) if is_enoent(&e) => Ok(false),
+            Err(e) => Err(format!("looking up a forwarding entry: {}", describe(&e))),
         }
     }
 
