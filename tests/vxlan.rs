@@ -426,6 +426,7 @@ fn vxlan_device_entries_and_observation() {
         "{:?}",
         obs.fdb
     );
+    assert_eq!(obs.bridge_macs, vec![mac(4)]);
     assert!(
         obs.has_neighbour(IpAddr::V4(ip(4)), mac(4)),
         "{:?}",
@@ -463,6 +464,7 @@ fn vxlan_device_entries_and_observation() {
     apply_one(&h, del(mac(4), v3)).unwrap();
     let obs = observe(&h).unwrap();
     assert!(!obs.fdb.iter().any(|e| e.mac == mac(4)), "{:?}", obs.fdb);
+    assert!(obs.bridge_macs.is_empty(), "{:?}", obs.bridge_macs);
     let shown = ok(Command::new("bridge").args(["-n", &h.name, "fdb", "show", "dev", VXLAN]));
     assert!(
         !shown.contains("02:42:0c:0c:0c:04"),
@@ -636,6 +638,23 @@ fn deleted_entries_break_the_path_and_show_as_missing() {
     apply_in(&o.a, vec![flood_op(o.vtep_b)]).unwrap();
     apply_in(&o.a, remote_ops(4, o.vtep_b)).unwrap();
     assert!(pings(o.sandbox(2), ip(4)), "path back with FDB");
+    // Only the bridge's static entry deleted behind weft's back (the path still works, by
+    // flooding to every local port): observed as missing, and written again.
+    ok(Command::new("bridge").args([
+        "-n",
+        &o.a.name,
+        "fdb",
+        "del",
+        "02:42:0c:0c:0c:04",
+        "dev",
+        VXLAN,
+        "master",
+    ]));
+    let obs = observe(&o.a).unwrap();
+    assert!(!obs.has_fdb(mac(4), o.vtep_b), "{:?}", obs.bridge_macs);
+    assert_eq!(obs.bridge_macs, vec![mac(5)]);
+    apply_in(&o.a, remote_ops(4, o.vtep_b)).unwrap();
+    assert!(observe(&o.a).unwrap().has_fdb(mac(4), o.vtep_b));
 
     // The neighbour entry gone (and the sandbox's cached answer with it): its ARP is not
     // answered, and does not cross the tunnel either.

@@ -83,16 +83,22 @@ pub struct VxlanObserved {
     pub config: VxlanConfig,
     /// Its own forwarding entries (not the bridge's), sorted.
     pub fdb: Vec<FdbEntry>,
+    /// The MACs its bridge sends to it by a static, sticky entry (what `AddFdb` writes
+    /// for a unicast MAC besides the device's own entry), sorted.
+    pub bridge_macs: Vec<[u8; 6]>,
     /// Its neighbour entries, sorted.
     pub neighbours: Vec<OverlayNeighbour>,
 }
 
 impl VxlanObserved {
-    /// Whether there is a permanent forwarding entry `mac` → `dst`.
+    /// Whether what `AddFdb` writes for `mac` → `dst` is all there: the device's permanent
+    /// entry and, for a unicast MAC, the bridge's static entry to the device.
     pub fn has_fdb(&self, mac: [u8; 6], dst: IpAddr) -> bool {
-        self.fdb
+        let tunnel = self
+            .fdb
             .iter()
-            .any(|e| e.mac == mac && e.dst == Some(dst) && e.permanent)
+            .any(|e| e.mac == mac && e.dst == Some(dst) && e.permanent);
+        tunnel && (mac == FLOOD_MAC || self.bridge_macs.contains(&mac))
     }
 
     /// Whether there is a permanent neighbour entry `ip` → `mac`.
@@ -152,6 +158,11 @@ mod tests {
             ..VxlanObserved::default()
         };
         assert!(!obs.has_fdb(mac, dst), "a learned entry is not one written");
+        let mut written = obs.clone();
+        written.fdb[1].permanent = true;
+        assert!(!written.has_fdb(mac, dst), "the bridge entry is missing");
+        written.bridge_macs.push(mac);
+        assert!(written.has_fdb(mac, dst));
         assert!(obs.has_fdb(FLOOD_MAC, dst));
         assert_eq!(obs.flood_dsts(), vec![dst]);
         assert!(obs.has_neighbour("12.12.12.4".parse().unwrap(), mac));

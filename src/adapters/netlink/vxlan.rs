@@ -322,9 +322,10 @@ impl KernelExecutor {
         }
     }
 
-    /// The device `idx`'s own forwarding entries, sorted. The kernel dumps every device's
-    /// entries (it filters a dump by port only for strict sockets): filtered here.
-    fn fdb_entries(&self, h: &Handle, idx: u32) -> Result<Vec<FdbEntry>, String> {
+    /// The device `idx`'s own forwarding entries, and the MACs its bridge statically and
+    /// stickily sends to it, both sorted. The kernel dumps every device's entries (it
+    /// filters a dump by port only for strict sockets): filtered here.
+    fn fdb_entries(&self, h: &Handle, idx: u32) -> Result<(Vec<FdbEntry>, Vec<[u8; 6]>), String> {
         let all: Vec<NeighbourMessage> = self
             .rt
             .block_on(
@@ -335,24 +336,35 @@ impl KernelExecutor {
                     .try_collect(),
             )
             .map_err(|e| format!("listing forwarding entries: {}", describe(&e)))?;
-        let mut out: Vec<FdbEntry> = all
-            .iter()
-            .filter(|m| m.header.ifindex == idx && m.header.flags.contains(NeighbourFlags::Own))
-            .filter_map(|m| {
-                let mac = mac_of(&m.attributes)?;
+        let mut own = Vec::new();
+        let mut bridge = Vec::new();
+        for m in all.iter().filter(|m| m.header.ifindex == idx) {
+            let Some(mac) = mac_of(&m.attributes) else {
+                continue;
+            };
+            if m.header.flags.contains(NeighbourFlags::Own) {
                 let dst = m.attributes.iter().find_map(|a| match a {
                     NeighbourAttribute::Destination(d) => raw_ip(d),
                     _ => None,
                 });
-                Some(FdbEntry {
+                own.push(FdbEntry {
                     mac,
                     dst,
                     permanent: m.header.state == NeighbourState::Permanent,
-                })
-            })
-            .collect();
-        out.sort();
-        Ok(out)
+                });
+            } else if m
+                .attributes
+                .iter()
+                .any(|a| matches!(a, NeighbourAttribute::Controller(_)))
+                && m.header.state == NeighbourState::Noarp
+                && m.header.flags.contains(NeighbourFlags::Sticky)
+            {
+                bridge.push(mac);
+            }
+        }
+        own.sort();
+        bridge.sort();
+        Ok((own, bridge))
     }
 
     /// What the kernel has on the VXLAN device `name` in the host namespace: settings,
@@ -381,7 +393,7 @@ impl KernelExecutor {
                 Err(e) => return Err(describe(&e)),
             };
         }
-        let fdb = self.fdb_entries(&h, config.index)?;
+        let (fdb, bridge_macs) = self.fdb_entries(&h, config.index)?;
         let idx = config.index;
         let msgs = self.rt.block_on(async {
             let mut out = Vec::new();
@@ -418,6 +430,7 @@ impl KernelExecutor {
         Ok(Some(VxlanObserved {
             config,
             fdb,
+            bridge_macs,
             neighbours,
         }))
     }
