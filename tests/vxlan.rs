@@ -368,6 +368,7 @@ fn vxlan_device_entries_and_observation() {
     // The underlay: the interface holding the advertised address, with its MTU.
     let u = underlay_of(&h, local).expect("eth1 holds the address");
     assert_eq!((u.name.as_str(), u.mtu), ("eth1", 9000));
+    assert_eq!(u.overlay_mtu(None), Ok(8950));
     assert_eq!(underlay_of(&h, vtep(9, 7)), None);
 
     // The device as planned.

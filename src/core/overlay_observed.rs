@@ -4,6 +4,8 @@
 
 use std::net::IpAddr;
 
+use thiserror::Error;
+
 /// The destination MAC of a VXLAN device's flood entries (broadcast and unknown unicast):
 /// one entry per remote VTEP, all under this MAC.
 pub const FLOOD_MAC: [u8; 6] = [0; 6];
@@ -129,6 +131,41 @@ pub struct UnderlayLink {
     pub mtu: u32,
 }
 
+/// An overlay MTU the underlay cannot carry.
+#[derive(Debug, Error, Clone, PartialEq, Eq)]
+#[error(
+    "--mtu {requested} is too large for the underlay: {underlay} has MTU {underlay_mtu}, \
+     minus {VXLAN_OVERHEAD} bytes of VXLAN encapsulation leaves at most {max}"
+)]
+pub struct OverlayMtuError {
+    /// The MTU asked for.
+    pub requested: u32,
+    /// The underlay interface.
+    pub underlay: String,
+    /// Its MTU.
+    pub underlay_mtu: u32,
+    /// The largest overlay MTU it carries.
+    pub max: u32,
+}
+
+impl UnderlayLink {
+    /// The overlay's MTU: `requested`, or the most this interface carries (its MTU minus
+    /// [`VXLAN_OVERHEAD`]) when none is asked for; an error above that.
+    pub fn overlay_mtu(&self, requested: Option<u32>) -> Result<u32, OverlayMtuError> {
+        let max = self.mtu.saturating_sub(VXLAN_OVERHEAD);
+        match requested {
+            None => Ok(max),
+            Some(r) if r <= max => Ok(r),
+            Some(r) => Err(OverlayMtuError {
+                requested: r,
+                underlay: self.name.clone(),
+                underlay_mtu: self.mtu,
+                max,
+            }),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -167,5 +204,23 @@ mod tests {
         assert_eq!(obs.flood_dsts(), vec![dst]);
         assert!(obs.has_neighbour("12.12.12.4".parse().unwrap(), mac));
         assert!(!obs.has_neighbour("12.12.12.5".parse().unwrap(), mac));
+    }
+
+    #[test]
+    fn overlay_mtu_is_the_underlays_minus_50_and_never_above() {
+        let u = UnderlayLink {
+            name: "eth1".into(),
+            index: 2,
+            mtu: 1500,
+        };
+        assert_eq!(u.overlay_mtu(None), Ok(1450));
+        assert_eq!(u.overlay_mtu(Some(1400)), Ok(1400));
+        assert_eq!(u.overlay_mtu(Some(1450)), Ok(1450));
+        let e = u.overlay_mtu(Some(1451)).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "--mtu 1451 is too large for the underlay: eth1 has MTU 1500, minus 50 bytes of \
+             VXLAN encapsulation leaves at most 1450"
+        );
     }
 }
