@@ -22,6 +22,7 @@ use weft::adapters::netlink::KernelExecutor;
 use weft::adapters::netns;
 use weft::core::overlay_observed::{UnderlayLink, VxlanObserved, FLOOD_MAC};
 use weft::core::plan::{apply_all, Executor, Ns, Op};
+use weft::core::reconcile::{sysctl_keys, unmet, Views};
 
 const VNI: u32 = 42;
 const PORT: u16 = 4789;
@@ -824,4 +825,88 @@ fn ipv6_sandboxes_reach_each_other_through_the_tunnel() {
     };
     assert!(ping6(2, 4), "A:2 -> B:4 over IPv6");
     assert!(ping6(5, 3), "B:5 -> A:3 over IPv6");
+}
+
+/// What a repair does, as the engine's: observe the namespaces `desired` touches, apply
+/// what it lacks; returns the operations applied.
+fn repair(host: &Netns, desired: Vec<Op>, sandboxes: Vec<String>) -> Vec<String> {
+    netns::run_in(Path::new(&host.path()), move || {
+        let mut k = KernelExecutor::new().unwrap();
+        let keys = sysctl_keys(&desired);
+        let mut views = Views::new();
+        let namespaces = std::iter::once(Ns::Host).chain(sandboxes.into_iter().map(Ns::Sandbox));
+        for ns in namespaces {
+            let wanted: Vec<String> = keys
+                .iter()
+                .filter(|(n, _)| *n == ns)
+                .map(|(_, k)| k.clone())
+                .collect();
+            let v = k.observe(&ns, &wanted).unwrap();
+            views.insert(ns, v);
+        }
+        let ops = unmet(&desired, &views).unwrap();
+        apply_all(&mut k, &ops).unwrap();
+        ops.iter().map(Op::to_string).collect()
+    })
+    .unwrap()
+}
+
+#[test]
+fn repair_remakes_the_vxlan_device_with_its_entries() {
+    if !root_or_skip("repair_remakes_the_vxlan_device_with_its_entries") {
+        return;
+    }
+    let o = Overlay::new(5, true);
+    let mut desired = network_ops(o.vtep_a);
+    desired.extend(sandbox_ops(o.sandbox(2), 2));
+    desired.extend(sandbox_ops(o.sandbox(3), 3));
+    desired.push(flood_op(o.vtep_b));
+    for n in [4, 5] {
+        desired.extend(remote_ops(n, o.vtep_b));
+    }
+    let sandboxes = vec![o.sandbox(2).path(), o.sandbox(3).path()];
+    assert!(pings(o.sandbox(2), ip(4)));
+    assert_eq!(
+        repair(&o.a, desired.clone(), sandboxes.clone()),
+        Vec::<String>::new(),
+        "nothing to repair"
+    );
+
+    // The device deleted behind weft's back: made again, with its entries.
+    o.a.ip(&["link", "del", VXLAN]);
+    assert_ne!(ping(o.sandbox(2), ip(4), 56, false, 3), 0);
+    let applied = repair(&o.a, desired.clone(), sandboxes.clone());
+    assert!(
+        applied.iter().any(|a| a.starts_with("create vxlan wv-t")),
+        "{applied:?}"
+    );
+    let obs = observe(&o.a).unwrap();
+    assert!(obs.has_fdb(mac(4), o.vtep_b) && obs.has_fdb(FLOOD_MAC, o.vtep_b));
+    assert!(obs.has_neighbour(IpAddr::V4(ip(5)), mac(5)));
+    assert!(
+        pings(o.sandbox(2), ip(4)),
+        "after the device was made again"
+    );
+
+    // Taken off its bridge and down: made again too (entries included).
+    o.a.ip(&["link", "set", VXLAN, "nomaster", "down"]);
+    let applied = repair(&o.a, desired.clone(), sandboxes.clone());
+    assert!(
+        applied.iter().any(|a| a.starts_with("create vxlan wv-t")),
+        "{applied:?}"
+    );
+    assert_eq!(
+        observe(&o.a).unwrap().config.master.as_deref(),
+        Some(BRIDGE)
+    );
+    assert!(pings(o.sandbox(3), ip(5)), "after the port was restored");
+
+    // The bridge deleted: bridge, ports and device come back.
+    o.a.ip(&["link", "del", BRIDGE]);
+    repair(&o.a, desired, sandboxes);
+    assert!(
+        pings(o.sandbox(2), ip(4)),
+        "after the bridge was made again"
+    );
+    assert!(pings(o.sandbox(2), ip(3)));
 }
