@@ -178,12 +178,16 @@ struct Overlay {
 
 impl Overlay {
     fn new(subnet: u8, entries: bool) -> Self {
+        Self::with_underlay(vtep(subnet, 1), vtep(subnet, 2), 24, entries)
+    }
+
+    /// The same on an underlay whose VTEP addresses are `vtep_a`/`vtep_b`/`prefix`.
+    fn with_underlay(vtep_a: IpAddr, vtep_b: IpAddr, prefix: u8, entries: bool) -> Self {
         let underlay = Netns::new("vxu");
         underlay.ip(&["link", "add", "ul", "type", "bridge"]);
         underlay.ip(&["link", "set", "ul", "up"]);
         let a = Netns::new("vxa");
         let b = Netns::new("vxb");
-        let (vtep_a, vtep_b) = (vtep(subnet, 1), vtep(subnet, 2));
         for (h, port, v) in [(&a, "ua", vtep_a), (&b, "ub", vtep_b)] {
             h.ip(&[
                 "link",
@@ -198,7 +202,9 @@ impl Overlay {
                 &underlay.name,
             ]);
             underlay.ip(&["link", "set", port, "master", "ul", "up"]);
-            h.ip(&["addr", "add", &format!("{v}/24"), "dev", "eth1"]);
+            let cidr = format!("{v}/{prefix}");
+            // No duplicate address detection: the tunnel's source address is usable at once.
+            h.ip(&["addr", "add", &cidr, "dev", "eth1", "nodad"]);
             h.ip(&["link", "set", "eth1", "up"]);
         }
         let sb: Vec<Netns> = (0..4).map(|_| Netns::new("vxs")).collect();
@@ -909,4 +915,32 @@ fn repair_remakes_the_vxlan_device_with_its_entries() {
         "after the bridge was made again"
     );
     assert!(pings(o.sandbox(2), ip(3)));
+}
+
+#[test]
+fn tunnel_over_an_ipv6_underlay() {
+    if !root_or_skip("tunnel_over_an_ipv6_underlay") {
+        return;
+    }
+    let (a, b): (IpAddr, IpAddr) = ("fd99:6::1".parse().unwrap(), "fd99:6::2".parse().unwrap());
+    let o = Overlay::with_underlay(a, b, 64, true);
+    let c = observe(&o.a).unwrap().config;
+    assert_eq!(c.local, Some(a));
+    let obs = observe(&o.a).unwrap();
+    assert!(
+        obs.has_fdb(mac(4), b) && obs.has_fdb(FLOOD_MAC, b),
+        "{:?}",
+        obs.fdb
+    );
+    assert!(
+        pings(o.sandbox(2), ip(4)),
+        "A:2 -> B:4 over an IPv6 underlay"
+    );
+    assert!(
+        pings(o.sandbox(5), ip(3)),
+        "B:5 -> A:3 over an IPv6 underlay"
+    );
+    let u = underlay_of(&o.b, b).unwrap();
+    assert_eq!((u.name.as_str(), u.mtu), ("eth1", 1500));
+    assert_eq!(u.overlay_mtu(None), Ok(1430), "a 40-byte IPv6 header");
 }

@@ -10,8 +10,12 @@ use thiserror::Error;
 /// one entry per remote VTEP, all under this MAC.
 pub const FLOOD_MAC: [u8; 6] = [0; 6];
 
-/// Bytes VXLAN adds to each frame: outer Ethernet 14, IPv4 20, UDP 8, VXLAN 8.
+/// Bytes VXLAN adds to each frame over an IPv4 underlay: outer Ethernet 14, IPv4 20, UDP 8,
+/// VXLAN 8.
 pub const VXLAN_OVERHEAD: u32 = 50;
+
+/// The same over an IPv6 underlay (a 40-byte IPv6 header).
+pub const VXLAN6_OVERHEAD: u32 = 70;
 
 /// A VXLAN device's settings as the kernel reports them. `None`: the kernel did not say.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -127,15 +131,17 @@ pub struct UnderlayLink {
     pub name: String,
     /// Interface index.
     pub index: u32,
-    /// Its MTU: the overlay's is at most this minus [`VXLAN_OVERHEAD`].
+    /// Its MTU: the overlay's is at most this minus the encapsulation.
     pub mtu: u32,
+    /// The advertised address it holds (its family decides the encapsulation's size).
+    pub local: IpAddr,
 }
 
 /// An overlay MTU the underlay cannot carry.
 #[derive(Debug, Error, Clone, PartialEq, Eq)]
 #[error(
     "--mtu {requested} is too large for the underlay: {underlay} has MTU {underlay_mtu}, \
-     minus {VXLAN_OVERHEAD} bytes of VXLAN encapsulation leaves at most {max}"
+     minus {overhead} bytes of VXLAN encapsulation leaves at most {max}"
 )]
 pub struct OverlayMtuError {
     /// The MTU asked for.
@@ -144,15 +150,26 @@ pub struct OverlayMtuError {
     pub underlay: String,
     /// Its MTU.
     pub underlay_mtu: u32,
+    /// The encapsulation's bytes.
+    pub overhead: u32,
     /// The largest overlay MTU it carries.
     pub max: u32,
 }
 
 impl UnderlayLink {
+    /// Bytes the encapsulation adds on this underlay.
+    pub fn overhead(&self) -> u32 {
+        match self.local {
+            IpAddr::V4(_) => VXLAN_OVERHEAD,
+            IpAddr::V6(_) => VXLAN6_OVERHEAD,
+        }
+    }
+
     /// The overlay's MTU: `requested`, or the most this interface carries (its MTU minus
-    /// [`VXLAN_OVERHEAD`]) when none is asked for; an error above that.
+    /// [`Self::overhead`]) when none is asked for; an error above that.
     pub fn overlay_mtu(&self, requested: Option<u32>) -> Result<u32, OverlayMtuError> {
-        let max = self.mtu.saturating_sub(VXLAN_OVERHEAD);
+        let overhead = self.overhead();
+        let max = self.mtu.saturating_sub(overhead);
         match requested {
             None => Ok(max),
             Some(r) if r <= max => Ok(r),
@@ -160,6 +177,7 @@ impl UnderlayLink {
                 requested: r,
                 underlay: self.name.clone(),
                 underlay_mtu: self.mtu,
+                overhead,
                 max,
             }),
         }
@@ -208,10 +226,12 @@ mod tests {
 
     #[test]
     fn overlay_mtu_is_the_underlays_minus_50_and_never_above() {
+        // (Minus 70 on an IPv6 underlay.)
         let u = UnderlayLink {
             name: "eth1".into(),
             index: 2,
             mtu: 1500,
+            local: "10.0.0.1".parse().unwrap(),
         };
         assert_eq!(u.overlay_mtu(None), Ok(1450));
         assert_eq!(u.overlay_mtu(Some(1400)), Ok(1400));
@@ -222,5 +242,10 @@ mod tests {
             "--mtu 1451 is too large for the underlay: eth1 has MTU 1500, minus 50 bytes of \
              VXLAN encapsulation leaves at most 1450"
         );
+        let v6 = UnderlayLink {
+            local: "fd00::1".parse().unwrap(),
+            ..u
+        };
+        assert_eq!(v6.overlay_mtu(None), Ok(1430));
     }
 }

@@ -470,7 +470,12 @@ impl KernelExecutor {
             }
         }
         match (name, mtu) {
-            (Some(name), Some(mtu)) => Ok(Some(UnderlayLink { name, index, mtu })),
+            (Some(name), Some(mtu)) => Ok(Some(UnderlayLink {
+                name,
+                index,
+                mtu,
+                local,
+            })),
             _ => Err(format!("interface {index} reported no name or MTU")),
         }
     }
