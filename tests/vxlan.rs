@@ -330,7 +330,8 @@ print(json.dumps(out), flush=True)
 "#;
 
 struct Capture {
-    child: std::process::Child,
+    /// `None` once its records were read.
+    child: Option<std::process::Child>,
 }
 
 impl Capture {
@@ -347,14 +348,26 @@ impl Capture {
         let mut r = std::io::BufReader::new(stdout);
         r.read_line(&mut line).unwrap();
         assert_eq!(line.trim(), "listening");
-        Capture { child }
+        Capture { child: Some(child) }
     }
 
     /// Waits for the end and returns the records.
-    fn records(self) -> Vec<serde_json::Value> {
-        let out = self.child.wait_with_output().unwrap();
+    fn records(mut self) -> Vec<serde_json::Value> {
+        let child = self.child.take().unwrap();
+        let out = child.wait_with_output().unwrap();
         let text = String::from_utf8_lossy(&out.stdout).to_string();
         serde_json::from_str(text.trim()).unwrap_or_else(|e| panic!("{e}: {text:?}"))
+    }
+}
+
+impl Drop for Capture {
+    /// A test that fails before reading the records does not leave the capture running
+    /// (nor its namespace held).
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
     }
 }
 
