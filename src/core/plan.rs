@@ -215,7 +215,7 @@ pub enum Op {
         local: IpAddr,
         /// UDP destination port (4789 by default).
         port: u16,
-        /// MTU (the underlay's minus 50).
+        /// MTU (the underlay's minus 50; minus 70 over IPv6).
         mtu: u32,
         /// Bridge to enslave it to.
         bridge: String,
