@@ -11,6 +11,7 @@ pub mod model;
 pub mod names;
 pub mod netopts;
 pub mod nft;
+pub mod overlay_observed;
 pub mod plan;
 pub mod ports;
 pub mod reconcile;

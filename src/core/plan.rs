@@ -195,6 +195,57 @@ pub enum Op {
         /// Interface.
         ifname: String,
     },
+    // Overlay (VXLAN) data plane: one block, kept together.
+    /// A VXLAN device in the host namespace (so its UDP socket is on the underlay), enslaved
+    /// to `bridge`, up, tagged. Learning off and no miss notifications: every remote entry is
+    /// written on purpose ([`Op::AddFdb`], [`Op::AddNeighbour`] on this device) and nothing
+    /// ages. ARP/ND proxy on: the device answers ARP and neighbour solicitations from its own
+    /// neighbour table and drops every other ARP, so no ARP (for the gateway or anyone)
+    /// crosses the tunnel. Its bridge port does not learn either (a frame from the tunnel
+    /// carrying a local sandbox's MAC would otherwise move that MAC to the tunnel); the
+    /// bridge knows remote MACs from the static entries [`Op::AddFdb`] writes. No
+    /// `neigh_suppress` on that port: the device's proxy already keeps ARP/ND off the
+    /// tunnel, and sandbox ports must not have it (they rely on gratuitous ARP flooding).
+    CreateVxlan {
+        /// Interface name.
+        name: String,
+        /// VXLAN network identifier (24 bits).
+        vni: u32,
+        /// The advertised underlay address: source of the tunnel's packets.
+        local: IpAddr,
+        /// UDP destination port (4789 by default).
+        port: u16,
+        /// MTU (the underlay's minus 50; minus 70 over IPv6).
+        mtu: u32,
+        /// Bridge to enslave it to.
+        bridge: String,
+        /// `weft:<network id>`.
+        alias: String,
+    },
+    /// A permanent forwarding entry on a VXLAN device: frames to `mac` are tunnelled to the
+    /// VTEP `dst`. The all-zero MAC is the flood entry for broadcast and unknown traffic, one
+    /// per remote host: those are appended, not replaced. A unicast MAC also gets a static,
+    /// sticky entry on the device's bridge (frames to it go to the tunnel port, and no
+    /// sandbox's frame can move it). The VTEP is reached on the device's own UDP port and
+    /// VNI. Writing an entry that exists is success.
+    AddFdb {
+        /// The VXLAN device.
+        ifname: String,
+        /// The remote MAC (all zero: flood entry).
+        mac: [u8; 6],
+        /// The remote VTEP.
+        dst: IpAddr,
+    },
+    /// Remove the forwarding entry `mac` → `dst` (and, for a unicast MAC, its bridge entry);
+    /// the flood entries to other VTEPs stay. Gone already is fine.
+    DeleteFdb {
+        /// The VXLAN device.
+        ifname: String,
+        /// The remote MAC (all zero: flood entry).
+        mac: [u8; 6],
+        /// The remote VTEP.
+        dst: IpAddr,
+    },
 }
 
 impl Op {
@@ -227,7 +278,17 @@ impl Op {
                 ifname: ifname.clone(),
                 ip: *ip,
             }),
+            Op::CreateVxlan { name, .. } => Some(Op::DeleteLink {
+                ns: Ns::Host,
+                ifname: name.clone(),
+            }),
+            Op::AddFdb { ifname, mac, dst } => Some(Op::DeleteFdb {
+                ifname: ifname.clone(),
+                mac: *mac,
+                dst: *dst,
+            }),
             Op::AddAddress { .. }
+            | Op::DeleteFdb { .. }
             | Op::AddNeighbour { .. }
             | Op::DeleteNeighbour { .. }
             | Op::LinkUp { .. }
@@ -310,6 +371,15 @@ impl std::fmt::Display for Op {
                 write!(f, "delete neighbour {ip} on {ifname}{}", ns(n))
             }
             Op::DeleteLink { ns: n, ifname } => write!(f, "delete {ifname}{}", ns(n)),
+            Op::CreateVxlan {
+                name, vni, bridge, ..
+            } => write!(f, "create vxlan {name} vni {vni} on {bridge}"),
+            Op::AddFdb { ifname, mac, dst } => {
+                write!(f, "add fdb {} to {dst} on {ifname}", format_mac(mac))
+            }
+            Op::DeleteFdb { ifname, mac, dst } => {
+                write!(f, "delete fdb {} to {dst} on {ifname}", format_mac(mac))
+            }
         }
     }
 }

@@ -274,6 +274,52 @@ pub fn unmet(desired: &[Op], views: &Views) -> Result<Vec<Op>, RepairError> {
                     out.push(op.clone());
                 }
             }
+            // Missing, or no longer a port of its (possibly remade) bridge, or down: made
+            // again, and everything on it with it (see `remade`). Its VXLAN settings and
+            // forwarding entries are compared by the overlay's own repair, which observes
+            // them.
+            Op::CreateVxlan {
+                name,
+                alias,
+                bridge,
+                ..
+            } => {
+                let host = view(&Ns::Host);
+                match host.link(name) {
+                    None => {
+                        remade.push((Ns::Host, name.clone()));
+                        out.push(op.clone());
+                    }
+                    Some(l) if l.alias.as_deref() != Some(alias.as_str()) => {
+                        return Err(RepairError::Foreign {
+                            name: name.clone(),
+                            alias: l.alias.clone(),
+                        })
+                    }
+                    Some(l) => {
+                        let br = host.link(bridge).map(|b| b.index);
+                        if fresh(&remade, &Ns::Host, bridge)
+                            || br.is_none()
+                            || l.master != br
+                            || !l.up
+                        {
+                            out.push(Op::DeleteLink {
+                                ns: Ns::Host,
+                                ifname: name.clone(),
+                            });
+                            remade.push((Ns::Host, name.clone()));
+                            out.push(op.clone());
+                        }
+                    }
+                }
+            }
+            // A device made again has no entries; otherwise they are the overlay repair's.
+            Op::AddFdb { ifname, .. } => {
+                if fresh(&remade, &Ns::Host, ifname) {
+                    out.push(op.clone());
+                }
+            }
+            Op::DeleteFdb { .. } => {}
             Op::CreateNetns { .. }
             | Op::DeleteNeighbour { .. }
             | Op::DeleteNetns { .. }

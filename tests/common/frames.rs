@@ -201,3 +201,20 @@ pub fn gratuitous_arp(src_mac: [u8; 6], sha: [u8; 6], spa: Ipv4Addr) -> Vec<u8> 
     a.extend_from_slice(&spa.octets());
     eth(BROADCAST, src_mac, 0x0806, &a)
 }
+
+/// An ARP reply claiming `spa` is at `sha`, addressed to `tha`/`tpa` (and sent to `dst`).
+pub fn arp_reply(
+    dst: [u8; 6],
+    src_mac: [u8; 6],
+    sha: [u8; 6],
+    spa: Ipv4Addr,
+    tha: [u8; 6],
+    tpa: Ipv4Addr,
+) -> Vec<u8> {
+    let mut a = vec![0, 1, 8, 0, 6, 4, 0, 2];
+    a.extend_from_slice(&sha);
+    a.extend_from_slice(&spa.octets());
+    a.extend_from_slice(&tha);
+    a.extend_from_slice(&tpa.octets());
+    eth(dst, src_mac, 0x0806, &a)
+}

@@ -26,6 +26,7 @@ use rtnetlink::packet_route::AddressFamily;
 use rtnetlink::{Handle, LinkMessageBuilder, LinkUnspec, RouteMessageBuilder};
 
 mod observe;
+mod vxlan;
 
 use super::{announce, conntrack, netns, nftables, sysctl};
 use crate::core::firewall;
@@ -667,6 +668,17 @@ impl KernelExecutor {
                     Err(e) => Err(fail(e)),
                 }
             }
+            Op::CreateVxlan {
+                name,
+                vni,
+                local,
+                port,
+                mtu,
+                bridge,
+                alias,
+            } => self.create_vxlan(op, name, *vni, *local, *port, *mtu, bridge, alias),
+            Op::AddFdb { ifname, mac, dst } => self.add_fdb(op, ifname, *mac, *dst),
+            Op::DeleteFdb { ifname, mac, dst } => self.delete_fdb(op, ifname, *mac, *dst),
         }
     }
 
@@ -764,6 +776,8 @@ impl Executor for KernelExecutor {
             Op::LinkUp { .. } => "netlink-up",
             Op::AddDefaultRoute { .. } => "netlink-route",
             Op::AddNeighbour { .. } | Op::DeleteNeighbour { .. } => "netlink-neigh",
+            Op::CreateVxlan { .. } => "netlink-vxlan",
+            Op::AddFdb { .. } | Op::DeleteFdb { .. } => "netlink-fdb",
             _ => "netlink",
         };
         let start = std::time::Instant::now();
