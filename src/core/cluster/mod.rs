@@ -6,6 +6,7 @@
 //! and applies what it returns; nothing here performs I/O. Incremental by construction: one
 //! event yields the changes for that event only, never a re-dump of the cluster.
 
+pub mod alloc;
 pub mod entries;
 pub mod keys;
 pub mod quarantine;
