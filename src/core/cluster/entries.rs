@@ -11,8 +11,9 @@
 use std::collections::BTreeSet;
 use std::net::IpAddr;
 
-/// The all-zero MAC of flood entries.
-pub const FLOOD_MAC: [u8; 6] = [0; 6];
+use crate::core::overlay_observed::VxlanObserved;
+pub use crate::core::overlay_observed::FLOOD_MAC;
+use crate::core::plan::{Ns, Op};
 
 /// One entry on a VXLAN device.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -52,71 +53,105 @@ pub enum Change {
     },
 }
 
-/// What the kernel reports for one VXLAN device.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct ObservedEntries {
-    /// Its own (NTF_SELF) FDB entries: (MAC, destination).
-    pub fdb: Vec<([u8; 6], IpAddr)>,
-    /// Its neighbour entries: (address, MAC if any, whether permanent).
-    pub neigh: Vec<(IpAddr, Option<[u8; 6]>, bool)>,
+impl Change {
+    /// The kernel operation on the VXLAN device `ifname` that makes this change.
+    pub fn op(&self, ifname: &str) -> Op {
+        let ifname = ifname.to_string();
+        match self {
+            Change::Add {
+                entry: Entry::Neigh { ip, mac },
+                ..
+            } => Op::AddNeighbour {
+                ns: Ns::Host,
+                ifname,
+                ip: *ip,
+                mac: *mac,
+            },
+            Change::Remove {
+                entry: Entry::Neigh { ip, .. },
+                ..
+            } => Op::DeleteNeighbour {
+                ns: Ns::Host,
+                ifname,
+                ip: *ip,
+            },
+            Change::Add {
+                entry: Entry::Fdb { mac, dst },
+                ..
+            } => Op::AddFdb {
+                ifname,
+                mac: *mac,
+                dst: *dst,
+            },
+            Change::Remove {
+                entry: Entry::Fdb { mac, dst },
+                ..
+            } => Op::DeleteFdb {
+                ifname,
+                mac: *mac,
+                dst: *dst,
+            },
+        }
+    }
 }
 
 /// The changes that make a device's entries exactly `desired`. Every entry on the device is
-/// weft's (the device is), so extra entries are removed; a neighbour entry with another MAC,
-/// or not permanent (learnt, or forged into a stale state), is rewritten.
-pub fn repair(network: &str, desired: &BTreeSet<Entry>, observed: &ObservedEntries) -> Vec<Change> {
+/// weft's (the device is), so extra entries are removed; an FDB entry missing its bridge half,
+/// or a neighbour entry with another MAC or not permanent (learnt, or forged into a stale
+/// state), is written again.
+pub fn repair(network: &str, desired: &BTreeSet<Entry>, observed: &VxlanObserved) -> Vec<Change> {
+    let change = |add: bool, entry: Entry| {
+        let network = network.to_string();
+        if add {
+            Change::Add { network, entry }
+        } else {
+            Change::Remove { network, entry }
+        }
+    };
+    let wants_neigh = |ip: &IpAddr| {
+        desired
+            .iter()
+            .any(|e| matches!(e, Entry::Neigh { ip: d, .. } if d == ip))
+    };
     let mut out = Vec::new();
     let mut have: BTreeSet<Entry> = BTreeSet::new();
-    for (mac, dst) in &observed.fdb {
-        have.insert(Entry::Fdb {
-            mac: *mac,
-            dst: *dst,
-        });
+    for f in &observed.fdb {
+        // An entry without a destination is none weft writes (learning is off); nothing
+        // names it to delete, and it sends nowhere.
+        let Some(dst) = f.dst else { continue };
+        let entry = Entry::Fdb { mac: f.mac, dst };
+        if f.permanent && observed.has_fdb(f.mac, dst) {
+            have.insert(entry);
+        } else if !desired.contains(&entry) {
+            out.push(change(false, entry));
+        }
     }
-    for (ip, mac, permanent) in &observed.neigh {
-        match (mac, permanent) {
-            (Some(mac), true) => {
-                have.insert(Entry::Neigh { ip: *ip, mac: *mac });
+    for n in &observed.neighbours {
+        match n.mac {
+            Some(mac) if n.permanent() => {
+                have.insert(Entry::Neigh { ip: n.ip, mac });
             }
-            // Not weft's kind of entry: gone, so that a desired one is written over it (or
-            // nothing stays when none is desired).
-            _ => {
-                let wanted = desired
-                    .iter()
-                    .any(|e| matches!(e, Entry::Neigh { ip: d, .. } if d == ip));
-                if !wanted {
-                    out.push(Change::Remove {
-                        network: network.to_string(),
-                        entry: Entry::Neigh {
-                            ip: *ip,
-                            mac: mac.unwrap_or(FLOOD_MAC),
-                        },
-                    });
-                }
-            }
+            // Not weft's kind of entry: deleted unless a desired one is written over it.
+            mac if !wants_neigh(&n.ip) => out.push(change(
+                false,
+                Entry::Neigh {
+                    ip: n.ip,
+                    mac: mac.unwrap_or(FLOOD_MAC),
+                },
+            )),
+            _ => {}
         }
     }
     for e in have.difference(desired) {
         // A neighbour entry with the wrong MAC is replaced by the add below, not removed
         // first: no moment without an entry.
-        if let Entry::Neigh { ip, .. } = e {
-            if desired
-                .iter()
-                .any(|d| matches!(d, Entry::Neigh { ip: i, .. } if i == ip))
-            {
-                continue;
-            }
+        if matches!(e, Entry::Neigh { ip, .. } if wants_neigh(ip)) {
+            continue;
         }
-        out.push(Change::Remove {
-            network: network.to_string(),
-            entry: *e,
-        });
+        out.push(change(false, *e));
     }
     for e in desired.difference(&have) {
-        out.push(Change::Add {
-            network: network.to_string(),
-            entry: *e,
-        });
+        out.push(change(true, *e));
     }
     out
 }
@@ -124,6 +159,39 @@ pub fn repair(network: &str, desired: &BTreeSet<Entry>, observed: &ObservedEntri
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::core::overlay_observed::{FdbEntry, OverlayNeighbour, NUD_PERMANENT};
+
+    struct ObservedEntries {
+        fdb: Vec<([u8; 6], IpAddr)>,
+        neigh: Vec<(IpAddr, Option<[u8; 6]>, bool)>,
+    }
+
+    /// What the kernel shows for these entries, every FDB entry complete (with its bridge
+    /// half).
+    fn seen(o: ObservedEntries) -> VxlanObserved {
+        VxlanObserved {
+            fdb: o
+                .fdb
+                .iter()
+                .map(|(mac, dst)| FdbEntry {
+                    mac: *mac,
+                    dst: Some(*dst),
+                    permanent: true,
+                })
+                .collect(),
+            bridge_macs: o.fdb.iter().map(|(mac, _)| *mac).collect(),
+            neighbours: o
+                .neigh
+                .iter()
+                .map(|(ip, mac, permanent)| OverlayNeighbour {
+                    ip: *ip,
+                    mac: *mac,
+                    state: if *permanent { NUD_PERMANENT } else { 0x02 },
+                })
+                .collect(),
+            ..Default::default()
+        }
+    }
 
     const M1: [u8; 6] = [2, 0x42, 12, 12, 12, 2];
     const M2: [u8; 6] = [2, 0x42, 12, 12, 12, 3];
@@ -153,7 +221,7 @@ mod tests {
             fdb: vec![(M1, ip("10.0.0.2")), (M2, ip("10.0.0.9"))],
             neigh: vec![],
         };
-        let changes = repair("n", &desired, &observed);
+        let changes = repair("n", &desired, &seen(observed));
         assert_eq!(
             changes,
             vec![
@@ -195,7 +263,7 @@ mod tests {
             neigh: vec![(ip("12.12.12.2"), Some(M2), true)],
         };
         assert_eq!(
-            repair("n", &desired, &observed),
+            repair("n", &desired, &seen(observed)),
             vec![Change::Add {
                 network: "n".into(),
                 entry: Entry::Neigh {
@@ -209,16 +277,78 @@ mod tests {
             fdb: vec![],
             neigh: vec![(ip("12.12.12.2"), Some(M1), false)],
         };
-        assert_eq!(repair("n", &desired, &observed).len(), 1);
+        assert_eq!(repair("n", &desired, &seen(observed)).len(), 1);
         // An entry nobody wants, in any state, goes.
         let observed = ObservedEntries {
             fdb: vec![],
             neigh: vec![(ip("12.12.12.9"), None, false)],
         };
         assert!(matches!(
-            repair("n", &BTreeSet::new(), &observed).as_slice(),
+            repair("n", &BTreeSet::new(), &seen(observed)).as_slice(),
             [Change::Remove { .. }]
         ));
+    }
+
+    #[test]
+    fn an_fdb_entry_missing_its_bridge_half_is_written_again() {
+        let entry = Entry::Fdb {
+            mac: M1,
+            dst: ip("10.0.0.2"),
+        };
+        let mut observed = seen(ObservedEntries {
+            fdb: vec![(M1, ip("10.0.0.2"))],
+            neigh: vec![],
+        });
+        observed.bridge_macs.clear();
+        assert_eq!(
+            repair("n", &[entry].into(), &observed),
+            vec![Change::Add {
+                network: "n".into(),
+                entry
+            }]
+        );
+        // Not wanted at all: deleted (both halves).
+        assert_eq!(
+            repair("n", &BTreeSet::new(), &observed),
+            vec![Change::Remove {
+                network: "n".into(),
+                entry
+            }]
+        );
+    }
+
+    #[test]
+    fn changes_become_device_ops() {
+        let add = Change::Add {
+            network: "n".into(),
+            entry: Entry::Fdb {
+                mac: FLOOD_MAC,
+                dst: ip("10.0.0.2"),
+            },
+        };
+        assert_eq!(
+            add.op("wv-1"),
+            Op::AddFdb {
+                ifname: "wv-1".into(),
+                mac: FLOOD_MAC,
+                dst: ip("10.0.0.2")
+            }
+        );
+        let del = Change::Remove {
+            network: "n".into(),
+            entry: Entry::Neigh {
+                ip: ip("12.0.0.2"),
+                mac: M1,
+            },
+        };
+        assert_eq!(
+            del.op("wv-1"),
+            Op::DeleteNeighbour {
+                ns: Ns::Host,
+                ifname: "wv-1".into(),
+                ip: ip("12.0.0.2")
+            }
+        );
     }
 
     #[test]
@@ -238,6 +368,6 @@ mod tests {
             fdb: vec![(M1, ip("10.0.0.2"))],
             neigh: vec![(ip("12.12.12.2"), Some(M1), true)],
         };
-        assert!(repair("n", &desired, &observed).is_empty());
+        assert!(repair("n", &desired, &seen(observed)).is_empty());
     }
 }
