@@ -95,8 +95,11 @@ enum Failure {
 
 /// An error and its sources, as one line.
 fn chain(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
+    with_sources(e.to_string(), e.source())
+}
+
+/// `text` followed by what `source` and its sources say that `text` does not already.
+fn with_sources(mut text: String, mut source: Option<&dyn std::error::Error>) -> String {
     while let Some(s) = source {
         let more = s.to_string();
         if !text.contains(&more) {
@@ -122,7 +125,12 @@ fn classify(e: &ec::Error) -> Failure {
         ec::Error::TransportError(t) => Failure::Unavailable(chain(t)),
         ec::Error::IoError(io) => Failure::Unavailable(io.to_string()),
         ec::Error::GRpcStatus(status) => {
-            let message = status.message().to_string();
+            // The status's own Display lists metadata; its message and the underlying
+            // causes (connection refused, timed out) are what a user needs.
+            let message = with_sources(
+                status.message().to_string(),
+                std::error::Error::source(status),
+            );
             match status.code() as i32 {
                 GRPC_NOT_FOUND if message.contains("lease not found") => Failure::LeaseNotFound,
                 GRPC_OUT_OF_RANGE if message.contains("compacted") => Failure::Compacted,
