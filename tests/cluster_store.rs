@@ -258,6 +258,9 @@ fn etcd_restart_disconnects_and_resumes() {
     assert_eq!(watch.try_recv(), Err(WatchRecvError::Timeout));
 }
 
+/// A store call whose answer does not matter, only its error.
+type Call<'a> = Box<dyn Fn() -> Result<(), StoreError> + 'a>;
+
 /// An endpoint nobody answers on: refused (a namespace address with no listener) and a black
 /// hole (an address behind a veth whose far end has no such address and a neighbour entry
 /// pointing at a MAC nobody has, so connection attempts vanish without an answer). Every
@@ -294,7 +297,7 @@ fn unreachable_endpoint_fails_fast_naming_it() {
     ] {
         let config = EtcdConfig::new(vec![url.to_string()]);
         let store = store_in(&ns, &config).expect("making a store does not need etcd");
-        let calls: [(&str, Box<dyn Fn() -> Result<(), StoreError>>); 4] = [
+        let calls: [(&str, Call); 4] = [
             ("get", Box::new(|| store.get("/k").map(|_| ()))),
             ("put", Box::new(|| store.put("/k", b"v", None).map(|_| ()))),
             (

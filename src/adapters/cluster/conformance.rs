@@ -301,7 +301,7 @@ pub fn watch_follows_changes(store: &dyn ClusterStore, p: &str) {
         .unwrap();
     let e = next_change(&watch);
     assert_eq!(put_event(&e), (format!("{p}x").as_str(), &b"1"[..], r1));
-    let mut same = vec![next_change(&watch), next_change(&watch)];
+    let mut same = [next_change(&watch), next_change(&watch)];
     same.sort_by_key(|e| matches!(e, WatchEvent::Delete { .. }));
     assert_eq!(
         put_event(&same[0]),
