@@ -144,11 +144,11 @@ fn unkept_lease_takes_its_keys_within_ttl() {
     assert_eq!(lease.lost(), None);
     let dropped = Instant::now();
     drop(lease);
-    // etcd checks expiries every 500 ms.
-    await_deletes(&watch, &keys, ttl + Duration::from_secs(1));
+    // etcd checks expiries every 500 ms; the rest is slack for a loaded machine.
+    await_deletes(&watch, &keys, ttl + Duration::from_secs(2));
     let took = dropped.elapsed();
     assert!(
-        took <= ttl + Duration::from_millis(700),
+        took <= ttl + Duration::from_secs(1),
         "the keys went {took:?} after the keeper stopped (TTL {ttl:?})"
     );
 
@@ -159,12 +159,36 @@ fn unkept_lease_takes_its_keys_within_ttl() {
     assert!(matches!(c::next_change(&watch), WatchEvent::Put(_)));
     let killed = Instant::now();
     drop(agent);
-    await_deletes(&watch, &["/t/b".to_string()], ttl + Duration::from_secs(1));
-    assert!(killed.elapsed() <= ttl + Duration::from_millis(700));
+    await_deletes(&watch, &["/t/b".to_string()], ttl + Duration::from_secs(2));
+    assert!(killed.elapsed() <= ttl + Duration::from_secs(1));
     drop(lease);
 
     assert_eq!(kept.lost(), None);
     assert!(observer.get("/t/kept").unwrap().is_some());
+}
+
+/// A lease revoked by another client (another host's agent cleaning up, an operator): its
+/// keeper learns from the store that it is gone, within a third of the TTL.
+#[test]
+fn lease_revoked_elsewhere_is_reported_expired() {
+    if !runnable("lease_revoked_elsewhere_is_reported_expired") {
+        return;
+    }
+    let etcd = Etcd::start("cs");
+    let mine = etcd.store();
+    let other = etcd.store();
+    let lease = mine.grant_lease(Duration::from_secs(3)).unwrap();
+    mine.put("/t/mine", b"v", Some(lease.id())).unwrap();
+    other.revoke_lease(lease.id()).unwrap();
+    assert_eq!(other.get("/t/mine").unwrap(), None);
+    assert_eq!(
+        lease.wait_lost(lease.ttl() / 3 + Duration::from_secs(1)),
+        Some(LeaseLost::Expired)
+    );
+    assert_eq!(
+        mine.put("/t/again", b"v", Some(lease.id())),
+        Err(StoreError::LeaseNotFound(lease.id()))
+    );
 }
 
 /// The change events of a watch until `n` of them arrived; panics on a signal.

@@ -81,7 +81,8 @@ pub struct Snapshot {
 pub enum Compare {
     /// The key does not exist.
     Absent(String),
-    /// The key exists and was last changed at this revision (compare-and-swap).
+    /// The key was last changed at this revision (compare-and-swap); 0 holds for an absent
+    /// key, as etcd compares.
     ModRevision(String, Revision),
     /// The key exists and holds exactly this value.
     Value(String, Vec<u8>),
@@ -171,7 +172,8 @@ pub enum WatchEvent {
         compact_revision: Revision,
     },
     /// The connection to the store broke. The watch keeps trying to re-establish itself;
-    /// nothing arrives until [`WatchEvent::Resumed`] (or [`WatchEvent::Compacted`]).
+    /// nothing arrives until [`WatchEvent::Resumed`]. If the history it needs was compacted
+    /// meanwhile, [`WatchEvent::Compacted`] follows it (etcd) or comes instead (memory).
     Disconnected,
     /// The watch is established again, from the revision after the last event delivered: no
     /// event is lost, the ones made meanwhile follow.
@@ -208,6 +210,8 @@ pub trait Guard: Send + Sync {}
 impl<T: Send + Sync> Guard for T {}
 
 /// A watch of a prefix: events arrive in revision order. Dropping it cancels the watch.
+/// Events wait in an unbounded queue until read: read them promptly (the control plane's
+/// loop does nothing else).
 pub struct Watch {
     events: std::sync::mpsc::Receiver<WatchEvent>,
     _feeder: Box<dyn Guard>,
