@@ -23,6 +23,9 @@ command -v setpriv >/dev/null || need+=(util-linux)
 command -v strace >/dev/null || need+=(strace)
 # Some tests bind and hold sockets with small python3 scripts.
 command -v python3 >/dev/null || need+=(python3)
+# The cluster store tests start etcd (inside their namespaces); the TLS one makes certificates.
+command -v etcd >/dev/null || need+=(etcd-server)
+command -v openssl >/dev/null || need+=(openssl)
 weft_need_packages "the tests read kernel state back with them" "${need[@]}"
 for tool in fmt clippy; do
   if ! weft_cargo "$tool" --version >/dev/null 2>&1; then

@@ -12,7 +12,8 @@
 #   weft_find_cargo        sets WEFT_CARGO_DIR (a directory with cargo and a new enough rustc)
 #                          or explains how to get one and fails
 #   weft_need_packages     installs missing apt packages (one notice line) or says what to install
-#   weft_build_packages    the packages building weft needs (a C compiler for bundled SQLite)
+#   weft_build_packages    the packages building weft needs (a C compiler for bundled SQLite,
+#                          protoc for the etcd client)
 #   weft_as_user CMD...    runs CMD as the building user, with their HOME and cargo on PATH
 #   weft_cargo ARGS...     cargo ARGS as the building user
 #   weft_give_back_target  hands a target/ root left behind (an older script) to the user
@@ -171,12 +172,13 @@ weft_need_packages() {
 }
 
 # A C compiler and the C library's headers: rusqlite builds SQLite from source (bundled), and
-# rustc links through cc.
+# rustc links through cc. protoc: etcd-client compiles etcd's gRPC definitions at build time.
 weft_build_packages() {
   local need=()
   command -v cc >/dev/null || need+=(gcc)
   [ -e /usr/include/stdio.h ] || need+=(libc6-dev)
-  weft_need_packages "a C compiler, to build weft's bundled SQLite" "${need[@]}"
+  command -v protoc >/dev/null || need+=(protobuf-compiler)
+  weft_need_packages "a C compiler for weft's bundled SQLite, protoc for its etcd client" "${need[@]}"
 }
 
 weft_cargo() {

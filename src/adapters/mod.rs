@@ -3,6 +3,7 @@
 pub mod agent_ipc;
 pub mod announce;
 pub mod capabilities;
+pub mod cluster;
 pub mod conntrack;
 pub mod dns;
 pub mod dns_port;

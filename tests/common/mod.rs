@@ -6,6 +6,7 @@
 #![allow(dead_code)]
 
 pub mod attack;
+pub mod etcd;
 pub mod frames;
 
 use std::path::{Path, PathBuf};
