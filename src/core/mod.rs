@@ -3,6 +3,7 @@
 pub mod agent;
 pub mod display;
 pub mod dns;
+pub mod driver;
 pub mod filter;
 pub mod firewall;
 pub mod ipam;

@@ -14,12 +14,12 @@ use super::{firewall, new_id, now, parse_kv, Ctx};
 use crate::adapters::host_facts;
 use crate::adapters::netlink::KernelExecutor;
 use crate::adapters::store::{Mode, StoreError, Txn};
+use crate::core::driver;
 use crate::core::firewall::drift::Depth;
 use crate::core::ipam::{self, AvoidEntry, ExistingNetwork, HostView};
 use crate::core::model::{Network, Status, SubnetConfig};
 use crate::core::names::{bridge_name, validate_ifname, validate_name};
 use crate::core::netopts;
-use crate::core::plan::plan_network;
 use crate::user_err;
 
 /// Name of the network `weft run` uses when no `--network` is given (like `bridge`).
@@ -278,6 +278,7 @@ pub fn create(ctx: &Ctx, req: &CreateRequest) -> Result<Network> {
         name: req.name.clone(),
         id,
         driver: "bridge".into(),
+        driver_data: Default::default(),
         internal: req.internal,
         ipv6: req.ipv6,
         mtu: p.mtu.unwrap_or(1500),
@@ -305,7 +306,7 @@ pub fn create(ctx: &Ctx, req: &CreateRequest) -> Result<Network> {
             firewall::apply_with_repair(
                 ctx,
                 &mut exec,
-                &plan_network(&network, &ctx.instance, dns_port),
+                &driver::of(&network)?.plan_network(&network, &ctx.instance, dns_port)?,
             )
         });
     if let Err(e) = built {

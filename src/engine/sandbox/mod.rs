@@ -39,7 +39,7 @@ use crate::core::firewall::drift::Depth;
 use crate::core::model::{NetMode, Network, Sandbox, Status};
 use crate::core::names::validate_name;
 use crate::core::plan::{
-    firewall_ports, plan_attach, plan_firewall_attach, plan_sandbox, plan_sandbox_teardown, Op,
+    firewall_ports, plan_firewall_attach, plan_sandbox, plan_sandbox_teardown, Op,
 };
 use crate::core::ports;
 use crate::engine::firewall;
@@ -388,7 +388,14 @@ fn build(ctx: &Ctx, sb: &Sandbox, nets: &[Network]) -> Result<()> {
         ops.push(plan_firewall_attach(&sb.endpoints, firewall_ports(sb)));
     }
     for (i, (ep, net)) in sb.endpoints.iter().zip(nets).enumerate() {
-        ops.extend(plan_attach(ns, &sb.id, ep, net, i == 0, &ctx.instance));
+        ops.extend(crate::core::driver::of(net)?.plan_attach(
+            ns,
+            &sb.id,
+            ep,
+            net,
+            i == 0,
+            &ctx.instance,
+        ));
     }
     let mut exec = KernelExecutor::new()?;
     let applied = attach(ctx, &mut exec, nets, &ops);
