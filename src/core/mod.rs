@@ -1,6 +1,7 @@
 //! The pure core: no system calls, no I/O. Everything here is unit-tested without root.
 
 pub mod agent;
+pub mod cluster_config;
 pub mod display;
 pub mod dns;
 pub mod driver;
