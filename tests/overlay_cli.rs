@@ -121,6 +121,31 @@ fn overlay_without_a_cluster_names_the_flags_and_bad_requests_name_the_fix() {
         err,
         "error: invalid --mtu 70000: must be between 68 and 65535\n"
     );
+    // Docker's spelling of the VNI is the same setting, checked the same way.
+    let err = h.weft_err(
+        1,
+        &create(&[
+            "--subnet",
+            "12.12.12.0/24",
+            "--opt",
+            "com.docker.network.driver.overlay.vxlanid_list=16777216",
+            "ovl",
+        ]),
+    );
+    assert!(err.starts_with("error: invalid --vni 16777216: "), "{err}");
+    let err = h.weft_err(
+        1,
+        &create(&[
+            "--subnet",
+            "12.12.12.0/24",
+            "--vni",
+            "7",
+            "--opt",
+            "com.docker.network.driver.overlay.vxlanid_list=8",
+            "ovl",
+        ]),
+    );
+    assert_eq!(err, "error: conflicting values for the VNI: --vni 7 and --opt com.docker.network.driver.overlay.vxlanid_list=8; give it once\n");
     // What makes no sense for an overlay.
     let err = h.weft_err(
         1,
@@ -151,7 +176,7 @@ fn overlay_without_a_cluster_names_the_flags_and_bad_requests_name_the_fix() {
     let err = h.weft_err(1, &["network", "create", "--vni", "42", "br"]);
     assert_eq!(
         err,
-        "error: --vni does not apply to bridge networks: a VXLAN network identifier is for --driver overlay\n"
+        "error: --vni (or --opt com.docker.network.driver.overlay.vxlanid_list) does not apply to bridge networks: a VXLAN network identifier is for --driver overlay\n"
     );
     // An unknown driver is a usage error listing the known ones.
     let err = h.weft_err(2, &["network", "create", "--driver", "nosuch", "x"]);

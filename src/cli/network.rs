@@ -139,7 +139,8 @@ pub struct NetworkCreateArgs {
     /// Driver options: dns=true|false (name resolution by weft), icc=true|false,
     /// masquerade=true|false, host_ip=ADDR (default host address of published ports), and
     /// Docker's com.docker.network.bridge.{name, enable_icc, enable_ip_masquerade,
-    /// host_binding_ipv4} and com.docker.network.driver.mtu.
+    /// host_binding_ipv4}, com.docker.network.driver.mtu and
+    /// com.docker.network.driver.overlay.vxlanid_list (--vni).
     #[arg(long, short)]
     pub opt: Vec<String>,
     /// Name of the bridge interface.

@@ -28,7 +28,7 @@ impl Driver for Bridge {
     fn validate(&self, req: &Request<'_>) -> Result<DriverData, DriverError> {
         if req.vni.is_some() {
             return Err(DriverError::NotApplicable {
-                flag: "--vni",
+                flag: "--vni (or --opt com.docker.network.driver.overlay.vxlanid_list)",
                 driver: "bridge",
                 why: "a VXLAN network identifier is for --driver overlay",
             });

@@ -67,8 +67,6 @@ pub struct Request<'a> {
     pub bridge_name: Option<&'a str>,
     /// `--subnet`s given.
     pub subnets: &'a [IpNet],
-    /// `--ipv6`.
-    pub ipv6: bool,
     /// The cluster's VXLAN UDP port, once the cluster is known.
     pub vxlan_port: Option<u16>,
 }

@@ -137,7 +137,7 @@ fn parse_request(req: &CreateRequest) -> Result<Parsed> {
         )
     })?;
     // Docker's option names are aliases of weft's flags and options.
-    let resolved = netopts::resolve(&req.opts, req.mtu, req.bridge_name.as_deref())?;
+    let resolved = netopts::resolve(&req.opts, req.mtu, req.bridge_name.as_deref(), req.vni)?;
     if let Some(m) = resolved.mtu {
         if !(68..=65535).contains(&m) {
             return Err(user_err!("invalid --mtu {m}: must be between 68 and 65535"));
@@ -215,10 +215,9 @@ fn parse_request(req: &CreateRequest) -> Result<Parsed> {
     let driver_data = driver
         .validate(&driver::Request {
             network: &req.name,
-            vni: req.vni,
+            vni: resolved.vni,
             bridge_name: resolved.bridge_name.as_deref(),
             subnets: &subnets,
-            ipv6: req.ipv6,
             vxlan_port: None,
         })
         .map_err(|e| user_err!("{e}"))?;
