@@ -63,8 +63,11 @@ fn sandbox_ops(tx: &dyn Txn, sb: &Sandbox, instance: &str) -> Result<Vec<Op>> {
             first = false;
             continue;
         }
+        // An endpoint on a network of a driver this weft does not know: not its to repair.
         if let Some(net) = tx.network(&ep.network_id)? {
-            ops.extend(driver::of(&net)?.plan_attach(ns, &sb.id, ep, &net, first, instance));
+            if let Ok(d) = driver::of(&net) {
+                ops.extend(d.plan_attach(ns, &sb.id, ep, &net, first, instance));
+            }
         }
         first = false;
     }

@@ -105,7 +105,8 @@ fn existing(nets: &[Network]) -> Vec<ExistingNetwork> {
 pub(crate) struct Parsed {
     /// The driver.
     pub(crate) driver: &'static dyn driver::Driver,
-    /// Its data, as far as known before the cluster is (an overlay's port comes from it).
+    /// Its data, as far as the request says (an overlay's VXLAN port and a VNI not given are
+    /// the cluster's, filled in when it stores the network).
     pub(crate) driver_data: driver::DriverData,
     explicit: Vec<(IpNet, Option<IpAddr>, Option<IpNet>)>,
     aux: Vec<(String, IpAddr)>,
