@@ -30,7 +30,14 @@ fn host_with_underlay(prefix: &str, mtu: &str) -> Host {
 
 /// Runs `weft daemon --stay ARGS` in the background and waits until it answers.
 fn agent(h: &Host, args: &[&str]) -> Child {
-    let mut full = vec!["daemon", "--stay"];
+    let mut full = vec!["--stay"];
+    full.extend_from_slice(args);
+    daemon_spawned(h, &full)
+}
+
+/// Runs `weft daemon ARGS` in the background and waits until it answers.
+fn daemon_spawned(h: &Host, args: &[&str]) -> Child {
+    let mut full = vec!["daemon"];
     full.extend_from_slice(args);
     let mut child = h.spawn(&full);
     let up = common::wait_for(10, || {
@@ -348,4 +355,36 @@ fn daemon_refuses_cluster_settings_it_cannot_use() {
     h.config("[cluster]\netcd = \"http://127.0.0.1:2379\"\n");
     let err = daemon(&[]);
     assert!(err.starts_with("error: invalid config file"), "{err}");
+}
+
+#[test]
+fn a_cluster_member_stays_with_nothing_weft_made_on_its_host() {
+    if !common::root_or_skip("a_cluster_member_stays_with_nothing_weft_made_on_its_host") {
+        return;
+    }
+    let h = host_with_underlay("ovs", "1500");
+    // Without a cluster (and without --stay) an agent with nothing to look after leaves...
+    let mut plain = h.spawn(&["daemon"]);
+    assert!(
+        common::wait_for(20, || plain.try_wait().ok().flatten().is_some()),
+        "an agent without a cluster stayed with nothing to look after"
+    );
+    let _ = plain.wait();
+    // ...a cluster member stays: its host is in the cluster whether or not it has networks.
+    let mut member = daemon_spawned(
+        &h,
+        &[
+            "--etcd",
+            "http://127.0.0.1:2379",
+            "--advertise",
+            "192.0.2.10",
+        ],
+    );
+    std::thread::sleep(std::time::Duration::from_secs(12));
+    assert!(
+        member.try_wait().unwrap().is_none(),
+        "the cluster member left"
+    );
+    assert_eq!(cluster_of(&h)["configured"], true);
+    stop(&h, member);
 }

@@ -117,6 +117,9 @@ pub fn run(
     if let Some(c) = &cluster {
         crate::engine::underlay::find(c.advertise)?;
     }
+    // A cluster member stays while nothing weft-made is here: the cluster, not this host's
+    // records, is what it looks after.
+    let stay = stay || cluster.is_some();
     let Some(lock) = AgentLock::acquire(run_dir).context("taking the agent lock")? else {
         return Err(user_err!(
             "a weft agent already runs for {} (pid {}); `weft daemon status` shows it",
