@@ -202,6 +202,51 @@ async fn dump_rtnetlink() -> Result<(Vec<RouteFact>, Vec<AddrFact>), HostFactsEr
     result
 }
 
+/// The interface of the calling thread's network namespace that holds `addr`, with its MTU
+/// (`None` when no interface has it): the underlay an overlay network's VXLAN traffic
+/// leaves through.
+pub fn interface_with(addr: IpAddr) -> Result<Option<(String, u32)>, HostFactsError> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_io()
+        .build()
+        .map_err(HostFactsError::Runtime)?;
+    rt.block_on(async {
+        let (conn, handle, _) = rtnetlink::new_connection().map_err(HostFactsError::Socket)?;
+        let conn_task = tokio::spawn(conn);
+        let result = async {
+            let netlink = |what| move |source| HostFactsError::Netlink { what, source };
+            let mut links: HashMap<u32, (String, u32)> = HashMap::new();
+            let mut stream = handle.link().get().execute();
+            while let Some(link) = stream.try_next().await.map_err(netlink("links"))? {
+                let mut name = None;
+                let mut mtu = None;
+                for attr in &link.attributes {
+                    match attr {
+                        LinkAttribute::IfName(n) => name = Some(n.clone()),
+                        LinkAttribute::Mtu(m) => mtu = Some(*m),
+                        _ => {}
+                    }
+                }
+                if let (Some(n), Some(m)) = (name, mtu) {
+                    links.insert(link.header.index, (n, m));
+                }
+            }
+            let names: HashMap<u32, String> =
+                links.iter().map(|(i, (n, _))| (*i, n.clone())).collect();
+            let mut addrs = handle.address().get().execute();
+            while let Some(msg) = addrs.try_next().await.map_err(netlink("addresses"))? {
+                if addr_fact(&msg, &names).is_some_and(|f| f.addr.addr() == addr) {
+                    return Ok(links.get(&msg.header.index).cloned());
+                }
+            }
+            Ok(None)
+        }
+        .await;
+        conn_task.abort();
+        result
+    })
+}
+
 /// An interface address: `IFA_LOCAL` when present (on point-to-point links `IFA_ADDRESS` is the
 /// remote end), else `IFA_ADDRESS`, with the header's prefix length.
 pub(crate) fn addr_fact(msg: &AddressMessage, names: &HashMap<u32, String>) -> Option<AddrFact> {

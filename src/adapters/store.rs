@@ -855,6 +855,7 @@ mod tests {
             name: name.into(),
             id: id.into(),
             driver: "bridge".into(),
+            driver_data: Default::default(),
             internal: false,
             ipv6: false,
             mtu: 1500,

@@ -1,10 +1,13 @@
 //! `weft daemon status | stop | repair`: talking to the host agent.
 
+use std::path::PathBuf;
+
 use anyhow::Result;
-use clap::Subcommand;
+use clap::{Args, Subcommand};
 
 use super::output::{self, print_json, Kind, Style};
 use super::Format;
+use crate::core::cluster_config::ClusterSettings;
 use crate::engine::{self, Ctx};
 
 /// Examples shown by `weft daemon --help`.
@@ -12,7 +15,65 @@ pub const EXAMPLES: &str = "\
 Examples:
   weft daemon --stay                  run the agent in the foreground (as its systemd unit does)
   weft daemon status                  whether it runs, its repairs and the ports it holds
-  weft daemon repair                  ask it to check everything now";
+  weft daemon repair                  ask it to check everything now
+  weft daemon --stay --etcd http://10.0.0.5:2379 --advertise 10.0.0.1
+                                      join a cluster for overlay networks (in progress:
+                                      the configuration is checked and shown by status)";
+
+/// `weft daemon` flags that make the agent join a cluster, for overlay networks. The same
+/// keys under `[cluster]` in the configuration file; a flag overrides its key.
+#[derive(Debug, Args, Default, Clone)]
+#[command(next_help_heading = "Cluster (overlay networks; [cluster] in weft.toml)")]
+pub struct ClusterArgs {
+    /// etcd endpoints holding the cluster's state: http(s)://HOST:PORT, comma-separated or
+    /// repeated.
+    #[arg(long, value_name = "URL", value_delimiter = ',')]
+    pub etcd: Vec<String>,
+    /// CA certificate of the etcd servers (https:// endpoints).
+    #[arg(long, value_name = "FILE")]
+    pub etcd_ca: Option<PathBuf>,
+    /// Client certificate for etcd (with --etcd-key).
+    #[arg(long, value_name = "FILE")]
+    pub etcd_cert: Option<PathBuf>,
+    /// Key of the client certificate (with --etcd-cert).
+    #[arg(long, value_name = "FILE")]
+    pub etcd_key: Option<PathBuf>,
+    /// This host's IPv4 address on the underlay, where other hosts send VXLAN traffic (must be
+    /// an address of this host).
+    #[arg(long, value_name = "IP")]
+    pub advertise: Option<String>,
+    /// UDP port of the VXLAN devices, the same on every host [default: 4789].
+    #[arg(long, value_name = "PORT", allow_negative_numbers = true)]
+    pub vxlan_port: Option<i64>,
+    /// This host's name in the cluster [default: the hostname].
+    #[arg(long, value_name = "NAME")]
+    pub node: Option<String>,
+    /// Seconds the agent's etcd lease lives without renewal: a host gone this long leaves
+    /// the cluster (2 to 3600) [default: 10].
+    #[arg(long, value_name = "SECONDS", allow_negative_numbers = true)]
+    pub lease_ttl: Option<i64>,
+}
+
+impl ClusterArgs {
+    /// The flags as settings, to lay over the configuration file's.
+    pub fn settings(&self) -> ClusterSettings {
+        ClusterSettings {
+            etcd: self.etcd.clone(),
+            etcd_ca: self.etcd_ca.clone(),
+            etcd_cert: self.etcd_cert.clone(),
+            etcd_key: self.etcd_key.clone(),
+            advertise: self.advertise.clone(),
+            vxlan_port: self.vxlan_port,
+            node: self.node.clone(),
+            lease_ttl: self.lease_ttl,
+        }
+    }
+
+    /// Whether any cluster flag was given.
+    pub fn given(&self) -> bool {
+        self.settings() != ClusterSettings::default()
+    }
+}
 
 /// `weft daemon ...`
 #[derive(Debug, Subcommand)]
@@ -104,6 +165,17 @@ fn print_agent_status(s: &crate::core::agent::AgentStatus) {
         for e in &r.errors {
             println!("    error: {e}");
         }
+    }
+    let c = &s.cluster;
+    match (&c.node, &c.advertise) {
+        (Some(node), Some(advertise)) if c.configured => println!(
+            "cluster: node {node}, advertise {advertise}, vxlan port {}, lease {} s, etcd {}{} (not connected: the cluster task is not implemented yet)",
+            c.vxlan_port.unwrap_or_default(),
+            c.lease_ttl.unwrap_or_default(),
+            c.etcd.join(","),
+            if c.tls { " with TLS" } else { "" }
+        ),
+        _ => println!("cluster: not configured"),
     }
     println!("reserved ports: {}", s.reservations.len());
     for p in &s.reservations {

@@ -211,6 +211,9 @@ pub enum Command {
         /// demand, the agent leaves then).
         #[arg(long)]
         stay: bool,
+        /// The cluster to join (overlay networks).
+        #[command(flatten)]
+        cluster: daemon::ClusterArgs,
         /// What to do; nothing runs the agent.
         #[command(subcommand)]
         action: Option<DaemonCmd>,
@@ -365,14 +368,32 @@ fn run_command(cli: Cli) -> Result<i32> {
         )),
         _ => {}
     }
-    if let Command::Daemon { action: None, stay } = &cli.command {
+    if let Command::Daemon {
+        action: None,
+        stay,
+        cluster,
+    } = &cli.command
+    {
         output::style(format, "daemon", output::Kind::TextOnly)?;
         return engine::agent::run(
             &cli.globals.state_dir,
             &cli.globals.run_dir,
             &cli.globals.config,
             *stay,
+            cluster.settings(),
         );
+    }
+    if let Command::Daemon {
+        action: Some(_),
+        cluster,
+        ..
+    } = &cli.command
+    {
+        if cluster.given() {
+            return Err(anyhow::Error::new(output::UsageError(
+                "the cluster flags (--etcd, --advertise, ...) configure the agent when it starts: give them to `weft daemon` without a subcommand".into(),
+            )));
+        }
     }
     let ctx = Ctx::open(
         &cli.globals.state_dir,

@@ -106,9 +106,14 @@ Example:
 pub struct NetworkCreateArgs {
     /// Network name.
     pub name: String,
-    /// Driver.
+    /// Driver: bridge (this host) or overlay (every host of a cluster; in progress: needs
+    /// `weft daemon --etcd URL --advertise IP`).
     #[arg(long, short, default_value = "bridge")]
     pub driver: String,
+    /// VXLAN network identifier of an overlay network, 1 to 16777215 (default: allocated
+    /// in the cluster).
+    #[arg(long, value_name = "N")]
+    pub vni: Option<u64>,
     /// Subnet in CIDR form (once for IPv4, once for IPv6).
     #[arg(long)]
     pub subnet: Vec<String>,
@@ -127,13 +132,15 @@ pub struct NetworkCreateArgs {
     /// No way out of the host.
     #[arg(long)]
     pub internal: bool,
-    /// MTU of the bridge and veths.
+    /// MTU of the bridge and veths (overlay: at most the underlay's MTU minus 50, and that
+    /// by default).
     #[arg(long)]
     pub mtu: Option<u32>,
     /// Driver options: dns=true|false (name resolution by weft), icc=true|false,
     /// masquerade=true|false, host_ip=ADDR (default host address of published ports), and
     /// Docker's com.docker.network.bridge.{name, enable_icc, enable_ip_masquerade,
-    /// host_binding_ipv4} and com.docker.network.driver.mtu.
+    /// host_binding_ipv4}, com.docker.network.driver.mtu and
+    /// com.docker.network.driver.overlay.vxlanid_list (--vni).
     #[arg(long, short)]
     pub opt: Vec<String>,
     /// Name of the bridge interface.
@@ -206,9 +213,16 @@ pub fn run_network(ctx: &Ctx, cmd: NetworkCmd, format: Option<Format>) -> Result
     let json = style == Style::Json;
     match cmd {
         NetworkCmd::Create(a) => {
+            if crate::core::driver::lookup(&a.driver).is_none() {
+                // A usage error (exit 2): nothing was looked at yet.
+                return Err(anyhow::Error::new(output::UsageError(
+                    crate::core::driver::DriverError::Unknown { name: a.driver }.to_string(),
+                )));
+            }
             let req = network::CreateRequest {
                 name: a.name,
                 driver: a.driver,
+                vni: a.vni,
                 subnets: a.subnet,
                 ip_ranges: a.ip_range,
                 gateways: a.gateway,

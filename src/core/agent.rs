@@ -109,6 +109,53 @@ pub struct AgentStatus {
     /// The DNS server, when it runs.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dns: Option<DnsStatus>,
+    /// The cluster it is configured to join for overlay networks (shown either way).
+    #[serde(default)]
+    pub cluster: ClusterStatus,
+}
+
+/// The agent's cluster configuration, for `weft daemon status`. Only the configuration so
+/// far: the agent does not connect to etcd yet.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct ClusterStatus {
+    /// Whether a cluster is configured (`--etcd` or `[cluster]`); the other fields are set
+    /// only then.
+    pub configured: bool,
+    /// etcd endpoints.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub etcd: Vec<String>,
+    /// Whether etcd is reached with TLS files (CA or client certificate).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub tls: bool,
+    /// This host's name in the cluster.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node: Option<String>,
+    /// This host's underlay address.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub advertise: Option<std::net::IpAddr>,
+    /// UDP port of the VXLAN devices.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vxlan_port: Option<u16>,
+    /// Seconds the etcd lease lives without renewal.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lease_ttl: Option<u32>,
+}
+
+impl From<Option<&crate::core::cluster_config::ClusterConfig>> for ClusterStatus {
+    fn from(c: Option<&crate::core::cluster_config::ClusterConfig>) -> Self {
+        match c {
+            None => ClusterStatus::default(),
+            Some(c) => ClusterStatus {
+                configured: true,
+                etcd: c.etcd.clone(),
+                tls: c.etcd_ca.is_some() || c.etcd_cert.is_some(),
+                node: Some(c.node.clone()),
+                advertise: Some(c.advertise),
+                vxlan_port: Some(c.vxlan_port),
+                lease_ttl: Some(c.lease_ttl),
+            },
+        }
+    }
 }
 
 /// The agent's DNS server, for `weft daemon status`. Counters are since the agent started.

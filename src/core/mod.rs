@@ -2,8 +2,10 @@
 
 pub mod agent;
 pub mod cluster;
+pub mod cluster_config;
 pub mod display;
 pub mod dns;
+pub mod driver;
 pub mod filter;
 pub mod firewall;
 pub mod ipam;

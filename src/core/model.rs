@@ -9,6 +9,8 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 
+use super::driver::DriverData;
+
 /// Lifecycle of a network or sandbox record. `Creating` marks a record whose kernel objects may
 /// be half made: if its owner process is gone, `weft gc` undoes it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -58,15 +60,20 @@ pub struct AllocationReport {
     pub skipped: Vec<Skipped>,
 }
 
-/// A weft network (bridge driver).
+/// A weft network. What every driver shares is here; what one driver alone needs is in
+/// `driver_data`, and how its kernel objects are made is its [`Driver`](crate::core::driver::Driver).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Network {
     /// Network name, unique.
     pub name: String,
     /// 64 hex digits, unique.
     pub id: String,
-    /// Always `bridge` for now.
+    /// The driver's name (`bridge`, `overlay`): see [`crate::core::driver::lookup`].
     pub driver: String,
+    /// The driver's own data (none for `bridge`, so records written before drivers had data
+    /// read unchanged, and bridge records are written as before).
+    #[serde(default, skip_serializing_if = "DriverData::is_none")]
+    pub driver_data: DriverData,
     /// No route out of the host: no masquerade, no forwarding to other interfaces.
     pub internal: bool,
     /// Whether the network has an IPv6 subnet.
@@ -342,6 +349,37 @@ impl Sandbox {
             stopped: false,
             stopped_ports: vec![],
             run: Default::default(),
+        }
+    }
+}
+
+#[cfg(test)]
+impl Network {
+    /// A created bridge network `web` on 172.18.0.0/16 (bridge `wbr-ab`), for unit tests: each
+    /// changes what it looks at, and a new field is added here only.
+    pub(crate) fn example() -> Network {
+        Network {
+            name: "web".into(),
+            id: "ab".repeat(32),
+            driver: "bridge".into(),
+            driver_data: Default::default(),
+            internal: false,
+            ipv6: false,
+            mtu: 1500,
+            bridge: "wbr-ab".into(),
+            subnets: vec![SubnetConfig {
+                subnet: "172.18.0.0/16".parse().expect("a CIDR"),
+                gateway: "172.18.0.1".parse().expect("an address"),
+                ip_range: None,
+            }],
+            options: BTreeMap::new(),
+            labels: BTreeMap::new(),
+            aux_addresses: BTreeMap::new(),
+            allocation: None,
+            status: Status::Created,
+            owner_pid: None,
+            owner_start: None,
+            created: 0,
         }
     }
 }

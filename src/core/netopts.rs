@@ -17,6 +17,9 @@ pub const DOCKER_MASQUERADE: &str = "com.docker.network.bridge.enable_ip_masquer
 pub const DOCKER_HOST_BINDING: &str = "com.docker.network.bridge.host_binding_ipv4";
 /// Docker's option for the MTU (weft: `--mtu`).
 pub const DOCKER_MTU: &str = "com.docker.network.driver.mtu";
+/// Docker's option for an overlay network's VXLAN identifier (weft: `--vni`); Docker takes
+/// one per subnet, weft one per network.
+pub const DOCKER_VXLANID: &str = "com.docker.network.driver.overlay.vxlanid_list";
 
 /// Every key `--opt` accepts.
 pub const KEYS: &[&str] = &[
@@ -29,6 +32,7 @@ pub const KEYS: &[&str] = &[
     DOCKER_MASQUERADE,
     DOCKER_HOST_BINDING,
     DOCKER_MTU,
+    DOCKER_VXLANID,
 ];
 
 /// An `--opt` weft cannot use.
@@ -75,6 +79,9 @@ pub struct NetOptions {
     pub mtu: Option<u32>,
     /// Bridge name, from `--bridge-name` or Docker's option.
     pub bridge_name: Option<String>,
+    /// VXLAN network identifier, from `--vni` or Docker's option (its range is the overlay
+    /// driver's to check).
+    pub vni: Option<u64>,
 }
 
 /// Go's `strconv.ParseBool` spellings (what Docker accepts), as `true`/`false`.
@@ -120,11 +127,12 @@ impl Slot {
     }
 }
 
-/// Resolves `--opt K=V` items together with `--mtu` and `--bridge-name`.
+/// Resolves `--opt K=V` items together with `--mtu`, `--bridge-name` and `--vni`.
 pub fn resolve(
     opts: &[String],
     mtu: Option<u32>,
     bridge_name: Option<&str>,
+    vni: Option<u64>,
 ) -> Result<NetOptions, OptError> {
     let mut dns = Slot::new("dns");
     let mut icc = Slot::new("icc");
@@ -132,6 +140,10 @@ pub fn resolve(
     let mut host_ip = Slot::new("host_ip");
     let mut mtu_slot = Slot::new("the MTU");
     let mut bridge = Slot::new("the bridge name");
+    let mut vni_slot = Slot::new("the VNI");
+    if let Some(n) = vni {
+        vni_slot.set(format!("--vni {n}"), n.to_string())?;
+    }
     if let Some(m) = mtu {
         mtu_slot.set(format!("--mtu {m}"), m.to_string())?;
     }
@@ -171,6 +183,12 @@ pub fn resolve(
                     .map_err(|_| bad("expected a number between 68 and 65535"))?;
                 mtu_slot.set(spelled, m.to_string())?;
             }
+            DOCKER_VXLANID => {
+                let n: u64 = value
+                    .parse()
+                    .map_err(|_| bad("expected one number (weft gives a network one VNI)"))?;
+                vni_slot.set(spelled, n.to_string())?;
+            }
             DOCKER_BRIDGE_NAME => {
                 if value.is_empty() {
                     return Err(bad("expected an interface name"));
@@ -200,6 +218,8 @@ pub fn resolve(
         // Only digits reach the slot, and `u32` was parsed from them already.
         mtu: mtu_slot.get().and_then(|m| m.parse().ok()),
         bridge_name: bridge.get(),
+        // As the MTU: only a parsed `u64` reaches the slot.
+        vni: vni_slot.get().and_then(|n| n.parse().ok()),
     })
 }
 
@@ -207,13 +227,54 @@ pub fn resolve(
 mod tests {
     use super::*;
 
+    /// [`resolve`] without `--vni`.
+    fn resolve3(
+        opts: &[String],
+        mtu: Option<u32>,
+        bridge_name: Option<&str>,
+    ) -> Result<NetOptions, OptError> {
+        resolve(opts, mtu, bridge_name, None)
+    }
+
+    #[test]
+    fn dockers_vxlan_id_is_the_vni() {
+        let r = resolve(&v(&[&format!("{DOCKER_VXLANID}=4097")]), None, None, None).unwrap();
+        assert_eq!(r.vni, Some(4097));
+        assert!(r.options.is_empty());
+        let same = resolve(&v(&[&format!("{DOCKER_VXLANID}=42")]), None, None, Some(42));
+        assert_eq!(same.map(|r| r.vni), Ok(Some(42)));
+        assert_eq!(
+            resolve(&v(&[&format!("{DOCKER_VXLANID}=42")]), None, None, Some(43))
+                .unwrap_err()
+                .to_string(),
+            "conflicting values for the VNI: --vni 43 and --opt com.docker.network.driver.overlay.vxlanid_list=42; give it once"
+        );
+        assert_eq!(
+            resolve(&v(&[&format!("{DOCKER_VXLANID}=42,43")]), None, None, None)
+                .unwrap_err()
+                .to_string(),
+            "invalid --opt com.docker.network.driver.overlay.vxlanid_list=42,43: expected one number (weft gives a network one VNI)"
+        );
+        // Out of range is the overlay driver's to refuse, with its message.
+        assert_eq!(
+            resolve(
+                &v(&[&format!("{DOCKER_VXLANID}=99999999999")]),
+                None,
+                None,
+                None
+            )
+            .map(|r| r.vni),
+            Ok(Some(99_999_999_999))
+        );
+    }
+
     fn v(items: &[&str]) -> Vec<String> {
         items.iter().map(|s| s.to_string()).collect()
     }
 
     #[test]
     fn docker_keys_resolve_to_wefts() {
-        let r = resolve(
+        let r = resolve3(
             &v(&[
                 "com.docker.network.bridge.name=br-x",
                 "com.docker.network.bridge.enable_icc=false",
@@ -234,10 +295,10 @@ mod tests {
 
     #[test]
     fn dns_is_a_boolean_option() {
-        let r = resolve(&v(&["dns=0"]), None, None).unwrap();
+        let r = resolve3(&v(&["dns=0"]), None, None).unwrap();
         assert_eq!(r.options["dns"], "false");
         assert_eq!(
-            resolve(&v(&["dns=maybe"]), None, None),
+            resolve3(&v(&["dns=maybe"]), None, None),
             Err(OptError::Value {
                 key: "dns".into(),
                 value: "maybe".into(),
@@ -248,7 +309,7 @@ mod tests {
 
     #[test]
     fn a_setting_given_twice_must_agree() {
-        let e = resolve(
+        let e = resolve3(
             &v(&["com.docker.network.driver.mtu=1300"]),
             Some(1400),
             None,
@@ -257,28 +318,28 @@ mod tests {
             e.unwrap_err().to_string(),
             "conflicting values for the MTU: --mtu 1400 and --opt com.docker.network.driver.mtu=1300; give it once"
         );
-        assert!(resolve(
+        assert!(resolve3(
             &v(&["com.docker.network.driver.mtu=1400"]),
             Some(1400),
             None
         )
         .is_ok());
         assert!(matches!(
-            resolve(
+            resolve3(
                 &v(&["icc=true", "com.docker.network.bridge.enable_icc=false"]),
                 None,
                 None
             ),
             Err(OptError::Conflict { setting: "icc", .. })
         ));
-        assert!(resolve(
+        assert!(resolve3(
             &v(&["icc=true", "com.docker.network.bridge.enable_icc=1"]),
             None,
             None
         )
         .is_ok());
         assert!(matches!(
-            resolve(&v(&["com.docker.network.bridge.name=a"]), None, Some("b")),
+            resolve3(&v(&["com.docker.network.bridge.name=a"]), None, Some("b")),
             Err(OptError::Conflict { .. })
         ));
     }
@@ -286,15 +347,15 @@ mod tests {
     #[test]
     fn bad_options_are_named() {
         assert!(matches!(
-            resolve(&v(&["icc"]), None, None),
+            resolve3(&v(&["icc"]), None, None),
             Err(OptError::Syntax(_))
         ));
         assert!(matches!(
-            resolve(&v(&["=1"]), None, None),
+            resolve3(&v(&["=1"]), None, None),
             Err(OptError::Syntax(_))
         ));
         assert!(matches!(
-            resolve(
+            resolve3(
                 &v(&["com.docker.network.bridge.default_bridge=true"]),
                 None,
                 None
@@ -302,15 +363,15 @@ mod tests {
             Err(OptError::Unknown { .. })
         ));
         assert!(matches!(
-            resolve(&v(&["masquerade=yes"]), None, None),
+            resolve3(&v(&["masquerade=yes"]), None, None),
             Err(OptError::Value { .. })
         ));
         assert!(matches!(
-            resolve(&v(&["com.docker.network.driver.mtu=-1"]), None, None),
+            resolve3(&v(&["com.docker.network.driver.mtu=-1"]), None, None),
             Err(OptError::Value { .. })
         ));
         assert!(matches!(
-            resolve(&v(&["host_ip=localhost"]), None, None),
+            resolve3(&v(&["host_ip=localhost"]), None, None),
             Err(OptError::Value { .. })
         ));
     }

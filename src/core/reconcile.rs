@@ -1,7 +1,7 @@
 //! Level-triggered repair: what the kernel must hold for a record, compared with what it holds.
 //!
 //! The desired state of a network or an endpoint is the very plan that builds it
-//! ([`plan_network`](super::plan::plan_network), [`plan_attach`](super::plan::plan_attach)),
+//! ([`plan_network`](super::driver::bridge::plan_network), [`plan_attach`](super::driver::bridge::plan_attach)),
 //! read as a list of assertions: "this bridge exists, tagged as ours", "this address is on
 //! it", "this sysctl has this value". [`unmet`] keeps the operations whose assertion the
 //! observed kernel ([`NsView`]) does not satisfy, and turns the ones that cannot simply be
@@ -349,8 +349,9 @@ fn set_port(ifname: &str, bridge: &str, isolated: bool, alias: &str) -> Op {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::core::driver::bridge::{bridge_mac, plan_attach, plan_network};
     use crate::core::model::{Endpoint, Network, Status, SubnetConfig};
-    use crate::core::plan::{owner_alias, plan_attach, plan_network};
+    use crate::core::plan::owner_alias;
 
     const INST: &str = "0a1b2c3d";
     const NS: &str = "/run/weft/netns/s1";
@@ -360,6 +361,7 @@ mod tests {
             name: "web".into(),
             id: "n1".into(),
             driver: "bridge".into(),
+            driver_data: Default::default(),
             internal: false,
             ipv6: false,
             mtu: 1500,
@@ -450,7 +452,7 @@ mod tests {
         sb.neighbours.push(NeighState {
             ifname: "eth0".into(),
             ip: "172.18.0.1".parse().unwrap(),
-            mac: Some(crate::core::plan::bridge_mac(&net())),
+            mac: Some(bridge_mac(&net())),
             permanent: true,
         });
         Views::from([(Ns::Host, host), (Ns::Sandbox(NS.into()), sb)])

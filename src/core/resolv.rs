@@ -103,6 +103,7 @@ mod tests {
             name: name.into(),
             id: name.repeat(64 / name.len().max(1)),
             driver: "bridge".into(),
+            driver_data: Default::default(),
             internal: false,
             ipv6: false,
             mtu: 1500,

@@ -10,6 +10,14 @@
 //! anti_spoofing = true  # sandboxes send only from their own MAC and addresses
 //! ip_forward_no_drop = false  # true: weft adds no drop for forwarded traffic of others
 //! dns_rate_limit = 2000 # DNS queries per second per sandbox address the agent answers (0: no limit)
+//!
+//! [cluster]             # overlay networks: the agent joins this cluster (`weft daemon --etcd ...`)
+//! etcd = ["http://10.0.0.5:2379"]
+//! advertise = "10.0.0.1"  # this host's underlay address
+//! vxlan_port = 4789
+//! node = "host1"          # default: the hostname
+//! lease_ttl = 10
+//! # etcd_ca, etcd_cert, etcd_key = "/path.pem" for https:// endpoints
 //! ```
 
 use std::path::{Path, PathBuf};
@@ -18,6 +26,7 @@ use anyhow::{Context as _, Result};
 use ipnet::IpNet;
 use serde::Deserialize;
 
+use crate::core::cluster_config::{ClusterConfig, ClusterSettings};
 use crate::core::ipam::Pool;
 
 /// The configuration file's contents. A missing file means all defaults.
@@ -64,6 +73,10 @@ pub struct Config {
     /// starve the others (default [`DEFAULT_DNS_RATE_LIMIT`]; 0 turns the limit off).
     #[serde(default)]
     pub dns_rate_limit: Option<u32>,
+    /// The cluster the agent joins for overlay networks; the daemon's flags override each key.
+    /// Validated when the agent starts ([`crate::core::cluster_config::validate`]).
+    #[serde(default)]
+    pub cluster: ClusterSettings,
 }
 
 /// Queries per second per sandbox address unless `dns_rate_limit` says otherwise: far above
@@ -131,6 +144,17 @@ impl Config {
         Ok(cfg)
     }
 
+    /// The cluster to join: `flags` (the daemon's) over the file's `[cluster]` keys, validated;
+    /// `None` when neither configures one. The node name defaults to the hostname.
+    pub fn cluster(&self, flags: ClusterSettings) -> Result<Option<ClusterConfig>> {
+        let hostname = nix::unistd::gethostname()
+            .context("reading the hostname (the default --node)")?
+            .to_string_lossy()
+            .into_owned();
+        crate::core::cluster_config::validate(flags.over(self.cluster.clone()), &hostname)
+            .map_err(|e| crate::user_err!("{e}"))
+    }
+
     /// The host's resolver configuration file.
     pub fn resolv_conf(&self) -> PathBuf {
         self.resolv_conf
@@ -163,5 +187,54 @@ impl Config {
             None if v6 => crate::core::ipam::default_v6_pools(),
             None => crate::core::ipam::default_pools(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Config> {
+        let dir = tempfile::tempdir()?;
+        let path = dir.path().join("weft.toml");
+        std::fs::write(&path, text)?;
+        Config::load(&path)
+    }
+
+    #[test]
+    fn cluster_table_reads_every_key() {
+        let cfg = parse(
+            r#"
+[cluster]
+etcd = ["https://10.0.0.5:2379", "https://10.0.0.6:2379"]
+etcd_ca = "/etc/weft/ca.pem"
+etcd_cert = "/etc/weft/c.pem"
+etcd_key = "/etc/weft/k.pem"
+advertise = "10.0.0.1"
+vxlan_port = 8472
+node = "h1"
+lease_ttl = 20
+"#,
+        )
+        .unwrap();
+        let c = crate::core::cluster_config::validate(cfg.cluster, "ignored")
+            .unwrap()
+            .unwrap();
+        assert_eq!(c.etcd.len(), 2);
+        assert_eq!(
+            (c.vxlan_port, c.lease_ttl, c.node.as_str()),
+            (8472, 20, "h1")
+        );
+        assert_eq!(c.etcd_key, Some(PathBuf::from("/etc/weft/k.pem")));
+    }
+
+    #[test]
+    fn no_cluster_table_is_no_cluster_and_unknown_keys_are_refused() {
+        assert_eq!(parse("").unwrap().cluster, ClusterSettings::default());
+        let e = parse("[cluster]\netcd_endpoints = []\n").unwrap_err();
+        assert!(
+            e.to_string().contains("unknown field `etcd_endpoints`"),
+            "{e}"
+        );
     }
 }

@@ -18,6 +18,7 @@ pub mod network;
 pub mod reconcile;
 pub mod sandbox;
 pub mod tools;
+pub mod underlay;
 pub mod view;
 
 use std::path::{Path, PathBuf};

@@ -14,8 +14,9 @@ use crate::adapters::netlink::KernelExecutor;
 use crate::adapters::netns;
 use crate::adapters::store::Store as _;
 use crate::adapters::store::{Mode, Txn};
+use crate::core::driver;
 use crate::core::model::{Network, Sandbox, Status};
-use crate::core::plan::{apply_best_effort, plan_attach, plan_network, Ns, Op};
+use crate::core::plan::{apply_best_effort, Ns, Op};
 use crate::core::reconcile::{sysctl_keys, unmet, NsView, Views};
 use crate::engine::Ctx;
 
@@ -42,8 +43,11 @@ fn settled(status: Status, owner: Option<u32>, start: Option<u64>) -> bool {
 
 fn network_ops(net: &Network, instance: &str) -> Vec<Op> {
     // Firewall elements are not converged here (the firewall's own repair does that, with
-    // the agent's DNS port): no port needed.
-    plan_network(net, instance, None)
+    // the agent's DNS port): no port needed. A network its driver cannot plan (a driver this
+    // weft does not know, or one whose operations are not built yet) has nothing to converge.
+    driver::of(net)
+        .and_then(|d| d.plan_network(net, instance, None))
+        .unwrap_or_default()
 }
 
 /// The kernel objects of a sandbox's settled endpoints, in attach order.
@@ -59,8 +63,11 @@ fn sandbox_ops(tx: &dyn Txn, sb: &Sandbox, instance: &str) -> Result<Vec<Op>> {
             first = false;
             continue;
         }
+        // An endpoint on a network of a driver this weft does not know: not its to repair.
         if let Some(net) = tx.network(&ep.network_id)? {
-            ops.extend(plan_attach(ns, &sb.id, ep, &net, first, instance));
+            if let Ok(d) = driver::of(&net) {
+                ops.extend(d.plan_attach(ns, &sb.id, ep, &net, first, instance));
+            }
         }
         first = false;
     }

@@ -333,6 +333,7 @@ pub(crate) mod tests {
             name: name.into(),
             id: id.into(),
             driver: "bridge".into(),
+            driver_data: Default::default(),
             internal: false,
             ipv6: v6.is_some(),
             mtu: 1500,

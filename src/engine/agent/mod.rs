@@ -32,7 +32,8 @@ use tokio::time::{interval, sleep_until, Instant, MissedTickBehavior};
 use crate::adapters::agent_ipc::{self, AgentLock, ControlListener, Conversation};
 use crate::adapters::kernel_events::{NftEvent, NftWatch, RtWatch};
 use crate::adapters::netlink::KernelExecutor;
-use crate::core::agent::{AgentStatus, Request, Response};
+use crate::core::agent::{AgentStatus, ClusterStatus, Request, Response};
+use crate::core::cluster_config::ClusterSettings;
 use crate::core::plan::Ns;
 use crate::engine::{now, Ctx};
 use crate::user_err;
@@ -101,9 +102,24 @@ const WATCHING: [&str; 5] = [
 
 /// Runs the agent until it is stopped (SIGTERM, SIGINT, `weft daemon stop`) or has nothing
 /// left to look after. Returns the exit code.
-pub fn run(state_dir: &Path, run_dir: &Path, config_path: &Path, stay: bool) -> Result<i32> {
+pub fn run(
+    state_dir: &Path,
+    run_dir: &Path,
+    config_path: &Path,
+    stay: bool,
+    cluster_flags: ClusterSettings,
+) -> Result<i32> {
     crate::adapters::memory::limit_arenas();
     let ctx = Ctx::open(state_dir, run_dir, config_path)?;
+    // A cluster configuration the agent cannot use stops it before it takes anything over.
+    // Kept in the status; the cluster task (etcd, the overlay control plane) will take it.
+    let cluster = ctx.config.cluster(cluster_flags)?;
+    if let Some(c) = &cluster {
+        crate::engine::underlay::find(c.advertise)?;
+    }
+    // A cluster member stays while nothing weft-made is here: the cluster, not this host's
+    // records, is what it looks after.
+    let stay = stay || cluster.is_some();
     let Some(lock) = AgentLock::acquire(run_dir).context("taking the agent lock")? else {
         return Err(user_err!(
             "a weft agent already runs for {} (pid {}); `weft daemon status` shows it",
@@ -129,6 +145,7 @@ pub fn run(state_dir: &Path, run_dir: &Path, config_path: &Path, stay: bool) -> 
         started: now(),
         state_dir: state_dir.display().to_string(),
         watching: WATCHING.iter().map(|s| s.to_string()).collect(),
+        cluster: ClusterStatus::from(cluster.as_ref()),
         ..AgentStatus::default()
     }));
     let links = KernelExecutor::new()?

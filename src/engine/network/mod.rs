@@ -1,6 +1,7 @@
 //! `weft network create | ls | inspect`, the default network and lookups; removal is in
-//! [`remove`].
+//! [`remove`], networks that live in a cluster in [`cluster`].
 
+pub mod cluster;
 pub mod remove;
 
 use crate::adapters::store::Store as _;
@@ -14,12 +15,12 @@ use super::{firewall, new_id, now, parse_kv, Ctx};
 use crate::adapters::host_facts;
 use crate::adapters::netlink::KernelExecutor;
 use crate::adapters::store::{Mode, StoreError, Txn};
+use crate::core::driver;
 use crate::core::firewall::drift::Depth;
 use crate::core::ipam::{self, AvoidEntry, ExistingNetwork, HostView};
 use crate::core::model::{Network, Status, SubnetConfig};
 use crate::core::names::{bridge_name, validate_ifname, validate_name};
 use crate::core::netopts;
-use crate::core::plan::plan_network;
 use crate::user_err;
 
 /// Name of the network `weft run` uses when no `--network` is given (like `bridge`).
@@ -32,8 +33,10 @@ pub const DEFAULT_BRIDGE: &str = "weft0";
 pub struct CreateRequest {
     /// Network name.
     pub name: String,
-    /// Only `bridge`.
+    /// A driver [`driver::lookup`] knows; empty means `bridge`.
     pub driver: String,
+    /// `--vni`: the VXLAN network identifier of an overlay network.
+    pub vni: Option<u64>,
     /// `--subnet`, once per family.
     pub subnets: Vec<String>,
     /// `--ip-range`, matched to subnets by family.
@@ -99,13 +102,18 @@ fn existing(nets: &[Network]) -> Vec<ExistingNetwork> {
 }
 
 /// Validated, family-sorted inputs of a create request.
-struct Parsed {
+pub(crate) struct Parsed {
+    /// The driver.
+    pub(crate) driver: &'static dyn driver::Driver,
+    /// Its data, as far as the request says (an overlay's VXLAN port and a VNI not given are
+    /// the cluster's, filled in when it stores the network).
+    pub(crate) driver_data: driver::DriverData,
     explicit: Vec<(IpNet, Option<IpAddr>, Option<IpNet>)>,
     aux: Vec<(String, IpAddr)>,
     options: BTreeMap<String, String>,
     labels: BTreeMap<String, String>,
     bridge: Option<String>,
-    mtu: Option<u32>,
+    pub(crate) mtu: Option<u32>,
 }
 
 fn parse_request(req: &CreateRequest) -> Result<Parsed> {
@@ -116,14 +124,21 @@ fn parse_request(req: &CreateRequest) -> Result<Parsed> {
             req.name
         ));
     }
-    if !req.driver.is_empty() && req.driver != "bridge" {
-        return Err(user_err!(
-            "unknown driver {:?}: only \"bridge\" is supported",
-            req.driver
-        ));
-    }
+    let name = if req.driver.is_empty() {
+        "bridge"
+    } else {
+        &req.driver
+    };
+    let driver = driver::lookup(name).ok_or_else(|| {
+        user_err!(
+            "{}",
+            driver::DriverError::Unknown {
+                name: name.to_string()
+            }
+        )
+    })?;
     // Docker's option names are aliases of weft's flags and options.
-    let resolved = netopts::resolve(&req.opts, req.mtu, req.bridge_name.as_deref())?;
+    let resolved = netopts::resolve(&req.opts, req.mtu, req.bridge_name.as_deref(), req.vni)?;
     if let Some(m) = resolved.mtu {
         if !(68..=65535).contains(&m) {
             return Err(user_err!("invalid --mtu {m}: must be between 68 and 65535"));
@@ -197,7 +212,19 @@ fn parse_request(req: &CreateRequest) -> Result<Parsed> {
     if let Some(b) = &resolved.bridge_name {
         validate_ifname(b)?;
     }
+    let subnets: Vec<IpNet> = explicit.iter().map(|(n, _, _)| *n).collect();
+    let driver_data = driver
+        .validate(&driver::Request {
+            network: &req.name,
+            vni: resolved.vni,
+            bridge_name: resolved.bridge_name.as_deref(),
+            subnets: &subnets,
+            vxlan_port: None,
+        })
+        .map_err(|e| user_err!("{e}"))?;
     Ok(Parsed {
+        driver,
+        driver_data,
         explicit,
         aux,
         options,
@@ -211,6 +238,13 @@ fn parse_request(req: &CreateRequest) -> Result<Parsed> {
 /// addresses and firewall elements, and records the result. Nothing is left on failure.
 pub fn create(ctx: &Ctx, req: &CreateRequest) -> Result<Network> {
     let p = parse_request(req)?;
+    if p.driver.needs_cluster() {
+        return cluster::create(ctx, req, p);
+    }
+    let mtu = p
+        .driver
+        .mtu(&req.name, p.mtu, None)
+        .map_err(|e| user_err!("{e}"))?;
     let need_auto_v4 = !p.explicit.iter().any(|(n, _, _)| n.addr().is_ipv4());
     let need_auto_v6 = req.ipv6 && !p.explicit.iter().any(|(n, _, _)| n.addr().is_ipv6());
     let host = if req.allow_overlap && !need_auto_v4 && !need_auto_v6 {
@@ -277,10 +311,11 @@ pub fn create(ctx: &Ctx, req: &CreateRequest) -> Result<Network> {
     let network = Network {
         name: req.name.clone(),
         id,
-        driver: "bridge".into(),
+        driver: p.driver.name().into(),
+        driver_data: p.driver_data,
         internal: req.internal,
         ipv6: req.ipv6,
-        mtu: p.mtu.unwrap_or(1500),
+        mtu,
         bridge,
         subnets,
         options: p.options,
@@ -305,7 +340,7 @@ pub fn create(ctx: &Ctx, req: &CreateRequest) -> Result<Network> {
             firewall::apply_with_repair(
                 ctx,
                 &mut exec,
-                &plan_network(&network, &ctx.instance, dns_port),
+                &p.driver.plan_network(&network, &ctx.instance, dns_port)?,
             )
         });
     if let Err(e) = built {

@@ -6,8 +6,9 @@ use super::find;
 use crate::adapters::netlink::KernelExecutor;
 use crate::adapters::store::Store as _;
 use crate::adapters::store::{Mode, StoreError};
+use crate::core::driver;
 use crate::core::model::{Network, Sandbox, Status};
-use crate::core::plan::{apply_best_effort, plan_network_teardown, Ns, Op};
+use crate::core::plan::{apply_best_effort, Ns, Op};
 use crate::engine::sandbox::connect::disconnect;
 use crate::engine::Ctx;
 use crate::user_err;
@@ -191,7 +192,13 @@ fn claim_removal(ctx: &Ctx, net: &Network) -> Result<()> {
 /// Deletes a network's kernel objects and record (used by rm, prune and gc).
 pub fn teardown(ctx: &Ctx, net: &Network) -> Result<()> {
     let mut exec = KernelExecutor::new()?;
-    let errs = apply_best_effort(&mut exec, &plan_network_teardown(net));
+    // A driver this weft does not know made objects it cannot name: the bridge's teardown
+    // removes what every driver has, its firewall elements and its bridge.
+    let ops = match driver::of(net) {
+        Ok(d) => d.plan_network_teardown(net),
+        Err(_) => driver::bridge::plan_network_teardown(net),
+    };
+    let errs = apply_best_effort(&mut exec, &ops);
     if let Some(e) = errs.first() {
         return Err(anyhow::anyhow!("removing network {:?}: {e}", net.name));
     }

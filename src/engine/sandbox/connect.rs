@@ -10,10 +10,9 @@ use crate::adapters::netlink::KernelExecutor;
 use crate::adapters::process;
 use crate::adapters::store::Store as _;
 use crate::adapters::store::{Mode, Txn};
+use crate::core::driver;
 use crate::core::model::{Endpoint, EndpointChange, NetMode, Pending, Sandbox, Status};
-use crate::core::plan::{
-    apply_all, apply_best_effort, plan_attach, plan_detach, plan_firewall_attach, Ns, Op,
-};
+use crate::core::plan::{apply_all, apply_best_effort, plan_firewall_attach, Ns, Op};
 use crate::engine::network::find as find_network;
 use crate::engine::Ctx;
 use crate::user_err;
@@ -70,7 +69,7 @@ pub fn connect(
 
     let ns = sb.netns.clone().unwrap_or_default();
     let mut ops = vec![plan_firewall_attach(std::slice::from_ref(&ep), vec![])];
-    ops.extend(plan_attach(
+    ops.extend(driver::of(&net)?.plan_attach(
         &ns,
         &sb.id,
         &ep,
@@ -144,8 +143,11 @@ fn detach_ops(tx: &dyn Txn, sb: &Sandbox, ep: &Endpoint) -> Result<Vec<Op>> {
     let Some(ns) = &sb.netns else {
         return Ok(vec![]);
     };
-    let bridge = tx.network(&ep.network_id)?.map(|n| n.bridge);
-    let mut ops = plan_detach(ns, ep, bridge.as_deref());
+    let mut ops = match tx.network(&ep.network_id)? {
+        Some(net) => driver::of(&net)?.plan_detach(ns, ep, &net),
+        // The network is gone, and the host's side of the endpoint with it.
+        None => driver::bridge::plan_detach(ns, ep, None),
+    };
     let first = sb.endpoints.first().map(|e| &e.network_id) == Some(&ep.network_id);
     if let (true, Some(next)) = (first, sb.endpoints.get(1)) {
         if let Some(next_net) = tx.network(&next.network_id)? {

@@ -39,7 +39,7 @@ use crate::core::firewall::drift::Depth;
 use crate::core::model::{NetMode, Network, Sandbox, Status};
 use crate::core::names::validate_name;
 use crate::core::plan::{
-    firewall_ports, plan_attach, plan_firewall_attach, plan_sandbox, plan_sandbox_teardown, Op,
+    firewall_ports, plan_firewall_attach, plan_sandbox, plan_sandbox_teardown, Op,
 };
 use crate::core::ports;
 use crate::engine::firewall;
@@ -376,6 +376,11 @@ fn create_inner(ctx: &Ctx, req: &SandboxRequest, finish: bool) -> Result<Sandbox
 
 /// Makes the kernel objects and files of a freshly recorded sandbox, or none of them.
 fn build(ctx: &Ctx, sb: &Sandbox, nets: &[Network]) -> Result<()> {
+    // Before anything is made: a network of a driver this weft does not know stops here.
+    let drivers = nets
+        .iter()
+        .map(crate::core::driver::of)
+        .collect::<Result<Vec<_>, _>>()?;
     crate::timing::time("files", || write_files(ctx, sb, nets))?;
     let Some(ns) = &sb.netns else {
         return Ok(());
@@ -387,8 +392,8 @@ fn build(ctx: &Ctx, sb: &Sandbox, nets: &[Network]) -> Result<()> {
         // exist: a port is guarded from its first frame.
         ops.push(plan_firewall_attach(&sb.endpoints, firewall_ports(sb)));
     }
-    for (i, (ep, net)) in sb.endpoints.iter().zip(nets).enumerate() {
-        ops.extend(plan_attach(ns, &sb.id, ep, net, i == 0, &ctx.instance));
+    for (i, ((ep, net), driver)) in sb.endpoints.iter().zip(nets).zip(&drivers).enumerate() {
+        ops.extend(driver.plan_attach(ns, &sb.id, ep, net, i == 0, &ctx.instance));
     }
     let mut exec = KernelExecutor::new()?;
     let applied = attach(ctx, &mut exec, nets, &ops);

@@ -1,0 +1,336 @@
+//! The overlay driver: a network that spans the hosts of a cluster. On each host it is a
+//! bridge holding the gateway (the same address everywhere, answered locally) and a VXLAN
+//! device enslaved to it, whose socket is on the underlay; sandboxes attach to the bridge as
+//! on a bridge network. Which remote MAC lives behind which host is the control plane's
+//! (`src/core/cluster`), not this file's.
+//!
+//! The network's own kernel objects cannot be planned yet: the VXLAN operations
+//! (`Op::CreateVxlan`, `Op::AddFdb`, `Op::DeleteFdb`) are being added to
+//! [`crate::core::plan::Op`] separately. Until they are, [`Overlay::plan_network`] returns
+//! [`DriverError::NotImplemented`] rather than a plan that would make a bridge without its
+//! tunnel.
+
+use serde::{Deserialize, Serialize};
+
+use super::{bridge, Driver, DriverData, DriverError, Request, Underlay};
+use crate::core::model::{Endpoint, Network};
+use crate::core::plan::Op;
+
+/// The largest VXLAN network identifier (24 bits).
+pub const VNI_MAX: u32 = 16_777_215;
+
+/// The VNI of a validated request that gave none: the cluster allocates one before the
+/// record is stored, so no stored record has it.
+pub const VNI_TO_ALLOCATE: u32 = 0;
+
+/// The IANA port of VXLAN, used unless the cluster configures another.
+pub const DEFAULT_VXLAN_PORT: u16 = 4789;
+
+/// Bytes VXLAN adds to every frame over an IPv4 underlay: outer IPv4 (20), UDP (8), VXLAN
+/// (8) and the inner Ethernet header (14).
+pub const VXLAN_OVERHEAD: u32 = 50;
+
+/// The smallest MTU IPv4 allows (RFC 791).
+const MIN_MTU: u32 = 68;
+
+/// An overlay network's VXLAN identity, the same on every host.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OverlayConfig {
+    /// VXLAN network identifier, 1..=[`VNI_MAX`] ([`VNI_TO_ALLOCATE`] only in a request
+    /// not yet given one by the cluster).
+    pub vni: u32,
+    /// UDP port of the VXLAN devices.
+    pub port: u16,
+}
+
+/// The overlay driver.
+#[derive(Debug, Clone, Copy)]
+pub struct Overlay;
+
+/// Checks a `--vni`: 1..=[`VNI_MAX`] (0 is refused: many tools read it as "no VNI", and
+/// cluster-wide allocation starts at 1).
+pub fn check_vni(value: u64) -> Result<u32, DriverError> {
+    u32::try_from(value)
+        .ok()
+        .filter(|v| (1..=VNI_MAX).contains(v))
+        .ok_or(DriverError::Vni { value })
+}
+
+/// The MTU of overlay `network` whose underlay is `underlay` (name) with MTU `underlay_mtu`:
+/// `requested` when it fits in the underlay after VXLAN's [`VXLAN_OVERHEAD`] bytes, else an
+/// error with the arithmetic; the largest that fits when nothing is requested.
+pub fn overlay_mtu(
+    network: &str,
+    requested: Option<u32>,
+    underlay: &str,
+    underlay_mtu: u32,
+) -> Result<u32, DriverError> {
+    let max = underlay_mtu
+        .checked_sub(VXLAN_OVERHEAD)
+        .filter(|m| *m >= MIN_MTU)
+        .ok_or_else(|| DriverError::UnderlayTooSmall {
+            underlay: underlay.to_string(),
+            underlay_mtu,
+            overhead: VXLAN_OVERHEAD,
+        })?;
+    match requested {
+        None => Ok(max),
+        Some(mtu) if mtu <= max => Ok(mtu),
+        Some(mtu) => Err(DriverError::MtuTooLarge {
+            mtu,
+            network: network.to_string(),
+            underlay: underlay.to_string(),
+            underlay_mtu,
+            overhead: VXLAN_OVERHEAD,
+            max,
+        }),
+    }
+}
+
+/// The bridge of an overlay network on every host: `wo-` and 12 hex digits of its id (15
+/// bytes, the most an interface name takes).
+pub fn overlay_bridge_name(network_id: &str) -> String {
+    format!("wo-{}", &network_id[..12.min(network_id.len())])
+}
+
+/// The VXLAN device of an overlay network: `wv-` and 12 hex digits of its id (a sandbox's
+/// veth is `wv` and hex digits, never a dash).
+pub fn vxlan_name(network_id: &str) -> String {
+    format!("wv-{}", &network_id[..12.min(network_id.len())])
+}
+
+impl Overlay {
+    /// The record's overlay data.
+    pub fn config(net: &Network) -> Result<&OverlayConfig, DriverError> {
+        match &net.driver_data {
+            DriverData::Overlay(c) => Ok(c),
+            DriverData::None => Err(DriverError::MissingData {
+                network: net.name.clone(),
+                driver: "overlay",
+            }),
+        }
+    }
+}
+
+impl Driver for Overlay {
+    fn name(&self) -> &'static str {
+        "overlay"
+    }
+
+    fn needs_cluster(&self) -> bool {
+        true
+    }
+
+    /// The VNI must be in range; the bridge is named by weft on every host; the subnet is
+    /// given (choosing one free on every host of a cluster is the cluster's job, not yet
+    /// done). A VNI left out is [`VNI_TO_ALLOCATE`].
+    fn validate(&self, req: &Request<'_>) -> Result<DriverData, DriverError> {
+        let vni = req
+            .vni
+            .map(check_vni)
+            .transpose()?
+            .unwrap_or(VNI_TO_ALLOCATE);
+        if req.bridge_name.is_some() {
+            return Err(DriverError::NotApplicable {
+                flag: "--bridge-name (or --opt com.docker.network.bridge.name)",
+                driver: "overlay",
+                why: "weft names an overlay's bridge wo-<id>, the same on every host; leave it out",
+            });
+        }
+        if !req.subnets.iter().any(|s| s.addr().is_ipv4()) {
+            return Err(DriverError::NotApplicable {
+                flag: "a missing --subnet",
+                driver: "overlay",
+                why: "choosing a subnet free on every host of a cluster is not implemented yet; give an IPv4 --subnet",
+            });
+        }
+        Ok(DriverData::Overlay(OverlayConfig {
+            vni,
+            port: req.vxlan_port.unwrap_or(DEFAULT_VXLAN_PORT),
+        }))
+    }
+
+    fn mtu(
+        &self,
+        network: &str,
+        requested: Option<u32>,
+        underlay: Option<&Underlay>,
+    ) -> Result<u32, DriverError> {
+        let u = underlay.ok_or(DriverError::NeedsCluster)?;
+        overlay_mtu(network, requested, &u.ifname, u.mtu)
+    }
+
+    fn interfaces(&self, net: &Network) -> Vec<String> {
+        vec![net.bridge.clone(), vxlan_name(&net.id)]
+    }
+
+    /// Not yet: see the module's documentation.
+    fn plan_network(
+        &self,
+        net: &Network,
+        _instance: &str,
+        _dns_port: Option<u16>,
+    ) -> Result<Vec<Op>, DriverError> {
+        Self::config(net)?;
+        Err(DriverError::NotImplemented {
+            what: "building an overlay network's VXLAN device",
+        })
+    }
+
+    /// The bridge's teardown; the VXLAN device, once made, is a port of the bridge and is
+    /// deleted with its own operation then.
+    fn plan_network_teardown(&self, net: &Network) -> Vec<Op> {
+        bridge::plan_network_teardown(net)
+    }
+
+    /// As on a bridge network: the sandbox's side does not know about the tunnel.
+    fn plan_attach(
+        &self,
+        netns: &str,
+        sandbox_id: &str,
+        ep: &Endpoint,
+        net: &Network,
+        default_route: bool,
+        instance: &str,
+    ) -> Vec<Op> {
+        bridge::plan_attach(netns, sandbox_id, ep, net, default_route, instance)
+    }
+
+    fn plan_detach(&self, netns: &str, ep: &Endpoint, net: &Network) -> Vec<Op> {
+        bridge::plan_detach(netns, ep, Some(&net.bridge))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn vni_range_is_24_bits_without_zero() {
+        assert_eq!(check_vni(1), Ok(1));
+        assert_eq!(check_vni(16_777_215), Ok(16_777_215));
+        for bad in [0, 16_777_216, u64::from(u32::MAX) + 1, u64::MAX] {
+            assert_eq!(check_vni(bad), Err(DriverError::Vni { value: bad }));
+        }
+        assert_eq!(
+            check_vni(16_777_216).unwrap_err().to_string(),
+            "invalid --vni 16777216: a VXLAN network identifier is between 1 and 16777215; give one in that range or leave --vni out"
+        );
+    }
+
+    #[test]
+    fn mtu_is_the_underlay_minus_vxlan_unless_smaller_is_asked() {
+        assert_eq!(overlay_mtu("ovl", None, "eth0", 1500), Ok(1450));
+        assert_eq!(overlay_mtu("ovl", Some(1450), "eth0", 1500), Ok(1450));
+        assert_eq!(overlay_mtu("ovl", Some(1400), "eth0", 1500), Ok(1400));
+        assert_eq!(overlay_mtu("ovl", None, "eth0", 9000), Ok(8950));
+        let err = overlay_mtu("ovl", Some(1500), "eth0", 1500).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "--mtu 1500 is too large for overlay ovl: the underlay eth0 has MTU 1500 and VXLAN needs 50 bytes, so at most 1450"
+        );
+        assert!(overlay_mtu("ovl", Some(1451), "eth0", 1500).is_err());
+        // Underlays too small for any IPv4 MTU after encapsulation, without underflow.
+        for tiny in [0, 49, 50, 117] {
+            assert!(matches!(
+                overlay_mtu("ovl", None, "lo9", tiny),
+                Err(DriverError::UnderlayTooSmall { .. })
+            ));
+        }
+        assert_eq!(overlay_mtu("ovl", None, "eth0", 118), Ok(68));
+    }
+
+    #[test]
+    fn mtu_needs_the_cluster_s_underlay() {
+        assert_eq!(
+            Overlay.mtu("ovl", None, None),
+            Err(DriverError::NeedsCluster)
+        );
+        assert_eq!(
+            DriverError::NeedsCluster.to_string(),
+            "overlay networks need a cluster: start the agent with weft daemon --etcd URL --advertise IP"
+        );
+    }
+
+    fn request<'a>(subnets: &'a [ipnet::IpNet]) -> Request<'a> {
+        Request {
+            network: "ovl",
+            subnets,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn validation_refuses_what_an_overlay_has_no_use_for() {
+        let subnets = ["12.12.12.0/24".parse().unwrap()];
+        assert_eq!(
+            Overlay.validate(&Request {
+                vni: Some(42),
+                vxlan_port: Some(8472),
+                ..request(&subnets)
+            }),
+            Ok(DriverData::Overlay(OverlayConfig {
+                vni: 42,
+                port: 8472
+            }))
+        );
+        assert!(matches!(
+            Overlay.validate(&Request {
+                vni: Some(0),
+                ..request(&subnets)
+            }),
+            Err(DriverError::Vni { value: 0 })
+        ));
+        let named = Overlay
+            .validate(&Request {
+                bridge_name: Some("br9"),
+                ..request(&subnets)
+            })
+            .unwrap_err();
+        assert!(named.to_string().starts_with(
+            "--bridge-name (or --opt com.docker.network.bridge.name) does not apply to overlay networks"
+        ));
+        assert!(matches!(
+            Overlay.validate(&request(&[])),
+            Err(DriverError::NotApplicable { .. })
+        ));
+        // And the bridge driver refuses a VNI.
+        assert!(matches!(
+            bridge::Bridge.validate(&Request {
+                vni: Some(42),
+                ..request(&subnets)
+            }),
+            Err(DriverError::NotApplicable { flag, .. }) if flag.starts_with("--vni")
+        ));
+    }
+
+    #[test]
+    fn interface_names_fit_and_differ_from_veths() {
+        let id = "0123456789abcdef".repeat(4);
+        assert_eq!(overlay_bridge_name(&id), "wo-0123456789ab");
+        assert_eq!(vxlan_name(&id), "wv-0123456789ab");
+        assert!(vxlan_name(&id).len() <= 15);
+        assert_ne!(
+            &vxlan_name(&id)[..3],
+            &crate::core::names::host_veth_name(&id, 0)[..3]
+        );
+    }
+
+    #[test]
+    fn the_network_plan_waits_for_the_vxlan_ops() {
+        let mut net = Network::example();
+        net.driver = "overlay".into();
+        assert!(matches!(
+            Overlay.plan_network(&net, "i1", None),
+            Err(DriverError::MissingData { .. })
+        ));
+        net.driver_data = DriverData::Overlay(OverlayConfig {
+            vni: 42,
+            port: 4789,
+        });
+        assert!(matches!(
+            Overlay.plan_network(&net, "i1", None),
+            Err(DriverError::NotImplemented { .. })
+        ));
+    }
+}
