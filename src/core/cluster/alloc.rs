@@ -8,7 +8,7 @@ use std::net::IpAddr;
 
 use thiserror::Error;
 
-use super::keys::VNI_MAX;
+use crate::core::driver::overlay::VNI_MAX;
 use crate::core::ipam::{allocate, AddressSpace, IpamError};
 
 /// Why no choice could be made.
@@ -24,12 +24,6 @@ pub enum AllocError {
         vni: u32,
         /// The network holding it.
         by: String,
-    },
-    /// A VNI outside the 24-bit field.
-    #[error("--vni {vni} is out of range: a VXLAN network identifier is 1 to 16777215")]
-    VniRange {
-        /// The value given.
-        vni: u64,
     },
     /// No address left.
     #[error(transparent)]
@@ -48,15 +42,12 @@ pub fn choose_vni(is_taken: impl Fn(u32) -> bool) -> Result<u32, AllocError> {
         .ok_or(AllocError::VnisExhausted)
 }
 
-/// Checks a requested VNI.
-pub fn check_vni(vni: u64, holder: impl Fn(u32) -> Option<String>) -> Result<u32, AllocError> {
-    let v = u32::try_from(vni)
-        .ok()
-        .filter(|v| (1..=VNI_MAX).contains(v))
-        .ok_or(AllocError::VniRange { vni })?;
-    match holder(v) {
-        Some(by) => Err(AllocError::VniTaken { vni: v, by }),
-        None => Ok(v),
+/// Checks that a requested VNI (already range-checked by
+/// [`crate::core::driver::overlay::check_vni`]) is free.
+pub fn vni_free(vni: u32, holder: impl Fn(u32) -> Option<String>) -> Result<u32, AllocError> {
+    match holder(vni) {
+        Some(by) => Err(AllocError::VniTaken { vni, by }),
+        None => Ok(vni),
     }
 }
 
@@ -84,19 +75,10 @@ mod tests {
     }
 
     #[test]
-    fn requested_vnis_are_checked() {
-        assert_eq!(check_vni(42, |_| None), Ok(42));
-        assert_eq!(check_vni(0, |_| None), Err(AllocError::VniRange { vni: 0 }));
+    fn requested_vnis_must_be_free() {
+        assert_eq!(vni_free(42, |_| None), Ok(42));
         assert_eq!(
-            check_vni(16_777_216, |_| None),
-            Err(AllocError::VniRange { vni: 16_777_216 })
-        );
-        assert_eq!(
-            check_vni(u64::MAX, |_| None),
-            Err(AllocError::VniRange { vni: u64::MAX })
-        );
-        assert_eq!(
-            check_vni(42, |_| Some("blue".into())),
+            vni_free(42, |_| Some("blue".into())),
             Err(AllocError::VniTaken {
                 vni: 42,
                 by: "blue".into()

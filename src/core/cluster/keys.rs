@@ -52,8 +52,7 @@ pub enum Key {
     },
 }
 
-/// Largest VNI: the field is 24 bits.
-pub const VNI_MAX: u32 = 0x00ff_ffff;
+pub use crate::core::driver::overlay::VNI_MAX;
 
 /// Whether `s` may be one path segment of a key: a node, network or sandbox name or id.
 /// Refuses what could change a key's meaning (`/`, empty, `.`/`..`) or hide in logs
