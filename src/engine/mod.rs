@@ -10,6 +10,7 @@
 //! `weft gc` undoes: no leaks and no lost allocations.
 
 pub mod agent;
+pub mod cluster;
 pub mod config;
 pub mod demo;
 pub mod firewall;
