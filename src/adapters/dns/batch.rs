@@ -146,6 +146,8 @@ pub struct Outbox {
     bufs: Vec<u8>,
     /// Length, destination, and the address to send from.
     items: Vec<(usize, SocketAddr, IpAddr)>,
+    /// Whether replies to one client are sent segmented (until the kernel refuses once).
+    gso: bool,
 }
 
 impl Default for Outbox {
@@ -160,6 +162,7 @@ impl Outbox {
         Outbox {
             bufs: vec![0; BATCH.saturating_mul(REPLY)],
             items: Vec::with_capacity(BATCH),
+            gso: true,
         }
     }
 
@@ -189,7 +192,44 @@ impl Outbox {
     /// Sends every queued reply on `fd` and empties the outbox. A full socket buffer drops
     /// the rest, as the network may (the clients ask again); any other error drops the reply
     /// it concerns and is passed to `error`.
+    ///
+    /// Replies to one client socket from one address leave as one message with UDP
+    /// segmentation offload (`UDP_SEGMENT`) when they are of one size (the last may be
+    /// shorter): the kernel takes them through routing, netfilter, the bridge and the veth
+    /// as one packet and cuts it into the datagrams the client receives, unchanged, at its
+    /// socket. A client with many queries in flight (a resolver, A and AAAA together) costs
+    /// one trip through the stack per batch instead of one per reply. Where the kernel or the
+    /// route refuses it, the replies go one by one, and segmentation is not tried again.
     pub fn flush(&mut self, fd: RawFd, mut error: impl FnMut(SocketAddr, io::Error)) {
+        // Item indices in send order: grouped by destination and source, otherwise as queued.
+        let mut order = [0usize; BATCH];
+        let n = self.items.len().min(BATCH);
+        for (i, o) in order.iter_mut().enumerate().take(n) {
+            *o = i;
+        }
+        let items = &self.items;
+        if let Some(order) = order.get_mut(..n) {
+            order.sort_by_key(|&i| items.get(i).map(|&(_, to, from)| (to, from)));
+        }
+        let mut from_pos = 0usize;
+        while let Some(restart) = self.send(fd, order.get(..n).unwrap_or(&[]), from_pos, &mut error)
+        {
+            // Segmentation refused: from that message on, one datagram per message.
+            self.gso = false;
+            from_pos = restart;
+        }
+        self.items.clear();
+    }
+
+    /// Sends the items at `order[from_pos..]`; returns the position to send again from
+    /// when a segmented message was refused.
+    fn send(
+        &mut self,
+        fd: RawFd,
+        order: &[usize],
+        from_pos: usize,
+        error: &mut impl FnMut(SocketAddr, io::Error),
+    ) -> Option<usize> {
         // SAFETY: plain old data; all zeroes is a valid value.
         let mut iovs: [libc::iovec; BATCH] = unsafe { zeroed() };
         // SAFETY: as above.
@@ -197,33 +237,64 @@ impl Outbox {
         // SAFETY: as above.
         let mut names: [libc::sockaddr_storage; BATCH] = unsafe { zeroed() };
         let mut cmsgs: [Cmsg; BATCH] = [[0; 8]; BATCH];
-        // Headers filled, in order; a reply that cannot be addressed takes none.
+        // Per message filled: where its items start in `order`, and whether segmented.
+        let mut starts = [(0usize, false); BATCH];
         let mut ready = 0usize;
-        for (&(len, to, from), chunk) in self.items.iter().zip(self.bufs.chunks_exact_mut(REPLY)) {
-            let (Some(data), Some(iov), Some(hdr), Some(name), Some(cmsg)) = (
-                chunk.get_mut(..len),
-                iovs.get_mut(ready),
+        let mut pos = from_pos;
+        while let Some(&first) = order.get(pos) {
+            let Some(&(seg, to, from)) = self.items.get(first) else {
+                break;
+            };
+            // The run: same destination and source, same length, perhaps a shorter last.
+            let mut end = pos.saturating_add(1);
+            if self.gso {
+                while let Some(&(len, t, f)) = order.get(end).and_then(|&i| self.items.get(i)) {
+                    if t != to || f != from || len > seg {
+                        break;
+                    }
+                    end = end.saturating_add(1);
+                    if len < seg {
+                        break;
+                    }
+                }
+            }
+            let run = order.get(pos..end).unwrap_or(&[]);
+            let (Some(iov_run), Some(hdr), Some(name), Some(cmsg), Some(start)) = (
+                iovs.get_mut(pos..end),
                 hdrs.get_mut(ready),
                 names.get_mut(ready),
                 cmsgs.get_mut(ready),
+                starts.get_mut(ready),
             ) else {
-                continue;
+                break;
             };
-            let Some((name_len, control_len)) = address(name, cmsg, to, from) else {
+            let segmented = run.len() > 1;
+            let Some((name_len, control_len)) =
+                address(name, cmsg, to, from, segmented.then_some(seg))
+            else {
                 error(to, io::Error::from(io::ErrorKind::InvalidInput));
+                pos = end;
                 continue;
             };
-            *iov = libc::iovec {
-                iov_base: data.as_mut_ptr().cast(),
-                iov_len: data.len(),
-            };
+            for (iov, &i) in iov_run.iter_mut().zip(run) {
+                let at = i.saturating_mul(REPLY);
+                let len = self.items.get(i).map_or(0, |it| it.0);
+                if let Some(data) = self.bufs.get_mut(at..at.saturating_add(len)) {
+                    *iov = libc::iovec {
+                        iov_base: data.as_mut_ptr().cast(),
+                        iov_len: data.len(),
+                    };
+                }
+            }
             hdr.msg_hdr.msg_name = ptr::from_mut(name).cast();
             hdr.msg_hdr.msg_namelen = name_len;
-            hdr.msg_hdr.msg_iov = ptr::from_mut(iov);
-            hdr.msg_hdr.msg_iovlen = 1;
+            hdr.msg_hdr.msg_iov = iov_run.as_mut_ptr();
+            hdr.msg_hdr.msg_iovlen = run.len();
             hdr.msg_hdr.msg_control = cmsg.as_mut_ptr().cast();
             hdr.msg_hdr.msg_controllen = control_len;
+            *start = (pos, segmented);
             ready = ready.saturating_add(1);
+            pos = end;
         }
         let mut at = 0usize;
         while at < ready {
@@ -233,8 +304,8 @@ impl Outbox {
             let Ok(count) = u32::try_from(rest.len()) else {
                 break;
             };
-            // SAFETY: every header up to `ready` points at its own name, control and iovec,
-            // and every iovec at its reply's bytes, all alive for the call.
+            // SAFETY: every header up to `ready` points at its own name and control, and at
+            // its own run of iovecs, each pointing at its reply's bytes, all alive for the call.
             let sent = unsafe { libc::sendmmsg(fd, rest.as_mut_ptr(), count, libc::MSG_DONTWAIT) };
             match usize::try_from(sent) {
                 Ok(0) => break,
@@ -243,6 +314,10 @@ impl Outbox {
                     let e = io::Error::last_os_error();
                     if e.kind() == io::ErrorKind::WouldBlock {
                         break;
+                    }
+                    let (start, segmented) = starts.get(at).copied().unwrap_or((0, false));
+                    if segmented && refused_segmentation(&e) {
+                        return Some(start);
                     }
                     // The reply at `at` failed: report it and go on with the next.
                     let to = rest
@@ -254,17 +329,49 @@ impl Outbox {
                 }
             }
         }
-        self.items.clear();
+        None
     }
+}
+
+/// Whether a send failed because of segmentation offload (no checksum offload on the route,
+/// a segment larger than the path's MTU, an old kernel), not because of its destination.
+fn refused_segmentation(e: &io::Error) -> bool {
+    matches!(
+        e.raw_os_error(),
+        Some(libc::EIO | libc::EINVAL | libc::EOPNOTSUPP | libc::ENOPROTOOPT | libc::EMSGSIZE)
+    )
 }
 
 fn socklen(n: usize) -> io::Result<libc::socklen_t> {
     libc::socklen_t::try_from(n).map_err(io::Error::other)
 }
 
-/// Writes `to` as a socket address and `from` as packet info for `sendmsg`; returns their
-/// lengths. `None` when the families differ.
+/// Writes `to` as a socket address and `from` as packet info for `sendmsg`, and the segment
+/// size when given (`UDP_SEGMENT`); returns their lengths. `None` when the families differ.
 fn address(
+    name: &mut libc::sockaddr_storage,
+    cmsg: &mut Cmsg,
+    to: SocketAddr,
+    from: IpAddr,
+    segment: Option<usize>,
+) -> Option<(libc::socklen_t, usize)> {
+    let (name_len, info_len) = address_info(name, cmsg, to, from)?;
+    let Some(seg) = segment else {
+        return Some((name_len, info_len));
+    };
+    let seg = u16::try_from(seg).ok()?;
+    let room = size_of::<Cmsg>().checked_sub(info_len)?;
+    // A second control message after the packet info; CMSG_SPACE keeps it aligned.
+    let second = cmsg.as_mut_ptr().cast::<u8>().wrapping_add(info_len);
+    // SAFETY: `second` is within the control buffer at a CMSG_SPACE boundary (aligned for
+    // cmsghdr), with `room` bytes left, which write_cmsg checks the message against.
+    let seg_len =
+        unsafe { write_cmsg(second.cast(), libc::SOL_UDP, libc::UDP_SEGMENT, seg, room) }?;
+    Some((name_len, info_len.checked_add(seg_len)?))
+}
+
+/// [`address`] without the segment size.
+fn address_info(
     name: &mut libc::sockaddr_storage,
     cmsg: &mut Cmsg,
     to: SocketAddr,
@@ -292,7 +399,13 @@ fn address(
             // control buffer is aligned for cmsghdr and has room for CMSG_SPACE(in_pktinfo).
             unsafe {
                 ptr::write(ptr::from_mut(name).cast::<libc::sockaddr_in>(), sin);
-                write_cmsg(hdr, libc::IPPROTO_IP, libc::IP_PKTINFO, pi)
+                write_cmsg(
+                    hdr,
+                    libc::IPPROTO_IP,
+                    libc::IP_PKTINFO,
+                    pi,
+                    size_of::<Cmsg>(),
+                )
             }
             .map(|c| (socklen(size_of::<libc::sockaddr_in>()).ok(), c))
             .and_then(|(n, c)| Some((n?, c)))
@@ -316,7 +429,13 @@ fn address(
             // SAFETY: as for IPv4, with sockaddr_in6 and in6_pktinfo.
             unsafe {
                 ptr::write(ptr::from_mut(name).cast::<libc::sockaddr_in6>(), sin6);
-                write_cmsg(hdr, libc::IPPROTO_IPV6, libc::IPV6_PKTINFO, pi)
+                write_cmsg(
+                    hdr,
+                    libc::IPPROTO_IPV6,
+                    libc::IPV6_PKTINFO,
+                    pi,
+                    size_of::<Cmsg>(),
+                )
             }
             .map(|c| (socklen(size_of::<libc::sockaddr_in6>()).ok(), c))
             .and_then(|(n, c)| Some((n?, c)))
@@ -325,16 +444,24 @@ fn address(
     }
 }
 
-/// Writes one control message holding `data` at `hdr`; returns the control length to pass.
+/// Writes one control message holding `data` at `hdr`, which has `room` bytes; returns its
+/// length (`CMSG_SPACE`), `None` when it does not fit.
 ///
 /// # Safety
-/// `hdr` must be aligned for `cmsghdr` and have room for `CMSG_SPACE(size_of::<T>())` bytes.
-unsafe fn write_cmsg<T>(hdr: *mut libc::cmsghdr, level: i32, ty: i32, data: T) -> Option<usize> {
+/// `hdr` must be aligned for `cmsghdr` and have `room` writable bytes.
+unsafe fn write_cmsg<T>(
+    hdr: *mut libc::cmsghdr,
+    level: i32,
+    ty: i32,
+    data: T,
+    room: usize,
+) -> Option<usize> {
     let len = u32::try_from(size_of::<T>()).ok()?;
-    // SAFETY: the caller vouches for the room and alignment; CMSG_LEN/CMSG_SPACE only compute.
+    // SAFETY: the caller vouches for the room and alignment, and the space is checked against
+    // the room; CMSG_LEN/CMSG_SPACE only compute.
     unsafe {
         let space = usize::try_from(libc::CMSG_SPACE(len)).ok()?;
-        if space > size_of::<Cmsg>() {
+        if space > room {
             return None;
         }
         (*hdr).cmsg_level = level;
@@ -481,5 +608,48 @@ mod tests {
         }
         let (n, _) = client.recv_from(&mut buf).unwrap();
         assert_eq!(&buf[..n], b"end");
+    }
+
+    #[test]
+    fn replies_to_one_client_are_sent_segmented_and_arrive_one_by_one() {
+        let srv = server();
+        let to = srv.local_addr().unwrap();
+        let a = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let b = UdpSocket::bind("127.0.0.1:0").unwrap();
+        for c in [&a, &b] {
+            c.set_read_timeout(Some(std::time::Duration::from_secs(2)))
+                .unwrap();
+        }
+        let from = IpAddr::from([127, 0, 0, 1]);
+        let mut out = Outbox::new();
+        // To a: six of 40 bytes, then a shorter one, then one longer (a message of its
+        // own); to b, interleaved: three of 39 bytes.
+        let mut want_a = vec![];
+        let mut want_b = vec![];
+        for i in 0..6u8 {
+            let r = [i; 40];
+            assert!(out.push(&r, a.local_addr().unwrap(), from));
+            want_a.push(r.to_vec());
+            if i % 2 == 0 {
+                let r = [100 + i; 39];
+                assert!(out.push(&r, b.local_addr().unwrap(), from));
+                want_b.push(r.to_vec());
+            }
+        }
+        for r in [vec![7u8; 12], vec![8u8; 300]] {
+            assert!(out.push(&r, a.local_addr().unwrap(), from));
+            want_a.push(r);
+        }
+        out.flush(srv.as_raw_fd(), |to, e| panic!("{to}: {e}"));
+        assert!(out.gso, "segmentation refused on loopback");
+        let mut buf = [0u8; 2048];
+        for (c, want) in [(&a, want_a), (&b, want_b)] {
+            for w in want {
+                let (n, peer) = c.recv_from(&mut buf).unwrap();
+                assert_eq!((&buf[..n], peer), (&w[..], to));
+            }
+            c.set_nonblocking(true).unwrap();
+            assert!(c.recv_from(&mut buf).is_err(), "one datagram too many");
+        }
     }
 }
