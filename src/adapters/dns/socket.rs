@@ -1,7 +1,8 @@
-//! Listening sockets on one port for UDP and TCP on `0.0.0.0` and `[::]` (`IPV6_V6ONLY`), and
-//! datagrams received and sent with `IP_PKTINFO` / `IPV6_PKTINFO`: the server learns each
-//! query's destination address and ingress interface (who asks, on which network) and replies
-//! from the address the query was sent to.
+//! Listening sockets on one port for UDP and TCP on `0.0.0.0` and `[::]` (`IPV6_V6ONLY`), with
+//! packet info on (`IP_PKTINFO` / `IPV6_PKTINFO`: the server learns each query's destination
+//! address and ingress interface — who asks, on which network — and replies from the address
+//! the query was sent to), and one reply sent on its own (a forwarded answer). Queries are
+//! received and local answers sent in batches (`super::batch`).
 
 use std::io::{self, IoSlice};
 use std::net::{IpAddr, SocketAddr, SocketAddrV4, SocketAddrV6};
@@ -152,44 +153,42 @@ pub fn bind_all(preferred: Option<u16>) -> io::Result<Bound> {
 /// Sends `data` to `to` from the address `from` (the one the query was sent to), without
 /// waiting: a full socket buffer drops the reply, as the network may (the client asks again).
 pub fn send_from(sock: &impl AsRawFd, data: &[u8], to: SocketAddr, from: IpAddr) -> io::Result<()> {
-    {
-        let iov = [IoSlice::new(data)];
-        let sent = match (to, from) {
-            (SocketAddr::V4(to), IpAddr::V4(from)) => {
-                let pi = libc::in_pktinfo {
-                    ipi_ifindex: 0,
-                    ipi_spec_dst: libc::in_addr {
-                        s_addr: u32::from(from).to_be(),
-                    },
-                    ipi_addr: libc::in_addr { s_addr: 0 },
-                };
-                sendmsg(
-                    sock.as_raw_fd(),
-                    &iov,
-                    &[ControlMessage::Ipv4PacketInfo(&pi)],
-                    MsgFlags::empty(),
-                    Some(&SockaddrIn::from(to)),
-                )
-            }
-            (SocketAddr::V6(to), IpAddr::V6(from)) => {
-                let pi = libc::in6_pktinfo {
-                    ipi6_addr: libc::in6_addr {
-                        s6_addr: from.octets(),
-                    },
-                    ipi6_ifindex: 0,
-                };
-                sendmsg(
-                    sock.as_raw_fd(),
-                    &iov,
-                    &[ControlMessage::Ipv6PacketInfo(&pi)],
-                    MsgFlags::empty(),
-                    Some(&SockaddrIn6::from(to)),
-                )
-            }
-            _ => return Err(io::Error::from(io::ErrorKind::InvalidInput)),
-        };
-        sent.map(|_| ()).map_err(errno)
-    }
+    let iov = [IoSlice::new(data)];
+    let sent = match (to, from) {
+        (SocketAddr::V4(to), IpAddr::V4(from)) => {
+            let pi = libc::in_pktinfo {
+                ipi_ifindex: 0,
+                ipi_spec_dst: libc::in_addr {
+                    s_addr: u32::from(from).to_be(),
+                },
+                ipi_addr: libc::in_addr { s_addr: 0 },
+            };
+            sendmsg(
+                sock.as_raw_fd(),
+                &iov,
+                &[ControlMessage::Ipv4PacketInfo(&pi)],
+                MsgFlags::empty(),
+                Some(&SockaddrIn::from(to)),
+            )
+        }
+        (SocketAddr::V6(to), IpAddr::V6(from)) => {
+            let pi = libc::in6_pktinfo {
+                ipi6_addr: libc::in6_addr {
+                    s6_addr: from.octets(),
+                },
+                ipi6_ifindex: 0,
+            };
+            sendmsg(
+                sock.as_raw_fd(),
+                &iov,
+                &[ControlMessage::Ipv6PacketInfo(&pi)],
+                MsgFlags::empty(),
+                Some(&SockaddrIn6::from(to)),
+            )
+        }
+        _ => return Err(io::Error::from(io::ErrorKind::InvalidInput)),
+    };
+    sent.map(|_| ()).map_err(errno)
 }
 
 /// The interface index of `name` (a network's bridge), if it exists.
