@@ -393,3 +393,72 @@ fn a_fifo_or_symlink_at_dns_port_blocks_no_command_and_is_replaced() {
 fn nix_mkfifo(path: &std::path::Path) {
     common::ok(std::process::Command::new("mkfifo").arg(path));
 }
+
+#[test]
+fn a_batch_mixing_garbage_oversize_and_strangers_gets_exactly_the_right_replies() {
+    if !common::root_or_skip(
+        "a_batch_mixing_garbage_oversize_and_strangers_gets_exactly_the_right_replies",
+    ) {
+        return;
+    }
+    let h = Host::new("dnxm");
+    h.config("agent = true\n");
+    h.weft_ok(&["network", "create", "a", "--subnet", "10.191.6.0/24"]);
+    h.sleeper("x", &["--network", "a"]);
+    h.sleeper("y", &["--network", "a"]);
+    let gw = gateway(&h, "a");
+    let p = port(&h);
+    let y_ip = h.ip_of("y", 0);
+    assert_eq!(values(&ask(&h, "x", &gw, p, "y", false)), [y_ip.as_str()]);
+    let netns = h.json(&["inspect", "x"])[0]["netns"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    // 800 datagrams sent back to back (the server takes them dozens per call) from x and,
+    // interleaved, from a host process (a stranger on loopback): every kind is in every batch.
+    let n = 800u64;
+    let out = common::ok(&mut h.ns.cmd(
+        "python3",
+        &[
+            "-c",
+            ATTACK,
+            "mixed",
+            &gw,
+            &p.to_string(),
+            &netns,
+            "y",
+            &n.to_string(),
+        ],
+    ));
+    let got: Vec<(String, u64, u64, Vec<String>)> =
+        serde_json::from_str(out.trim()).unwrap_or_else(|e| panic!("{e}: {out}"));
+    let mut expected: Vec<(String, u64, u64, Vec<String>)> = (0..n)
+        .filter_map(|i| {
+            let (who, rcode, vals) = match i % 8 {
+                // A: the address; AAAA with EDNS0: none (NODATA); oversize (cut to the
+                // slot, trailing bytes ignored as before): the address; MX: NODATA.
+                0 | 5 => ("sandbox", NOERROR, vec![y_ip.clone()]),
+                1 | 6 => ("sandbox", NOERROR, vec![]),
+                // A header without its question: FORMERR.
+                4 => ("sandbox", 1, vec![]),
+                // The stranger: REFUSED.
+                7 => ("stranger", REFUSED, vec![]),
+                // Garbage shorter than a header, and a response: nothing.
+                _ => return None,
+            };
+            Some((who.to_string(), i, rcode, vals))
+        })
+        .collect();
+    let mut got_sorted = got.clone();
+    got_sorted.sort();
+    expected.sort();
+    assert_eq!(
+        got_sorted,
+        expected,
+        "replies differ (got {} replies); server: {}",
+        got.len(),
+        dns_status(&h)
+    );
+    // The server keeps answering.
+    assert_eq!(values(&ask(&h, "x", &gw, p, "y", false)), [y_ip.as_str()]);
+}

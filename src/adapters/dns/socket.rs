@@ -1,19 +1,17 @@
-//! Listening sockets on one port for UDP and TCP on `0.0.0.0` and `[::]` (`IPV6_V6ONLY`), and
-//! datagrams received and sent with `IP_PKTINFO` / `IPV6_PKTINFO`: the server learns each
-//! query's destination address and ingress interface (who asks, on which network) and replies
-//! from the address the query was sent to.
+//! Listening sockets on one port for UDP and TCP on `0.0.0.0` and `[::]` (`IPV6_V6ONLY`), with
+//! packet info on (`IP_PKTINFO` / `IPV6_PKTINFO`: the server learns each query's destination
+//! address and ingress interface — who asks, on which network — and replies from the address
+//! the query was sent to), and one reply sent on its own (a forwarded answer). Queries are
+//! received and local answers sent in batches (`super::batch`).
 
-use std::io::{self, IoSlice, IoSliceMut};
+use std::io::{self, IoSlice};
 use std::net::{IpAddr, SocketAddr, SocketAddrV4, SocketAddrV6};
-use std::os::fd::{AsRawFd as _, OwnedFd};
+use std::os::fd::{AsRawFd, OwnedFd};
 
 use nix::sys::socket::{
-    bind, getsockname, listen, recvmsg, sendmsg, setsockopt, socket, sockopt, AddressFamily,
-    Backlog, ControlMessage, ControlMessageOwned, MsgFlags, SockFlag, SockType, SockaddrIn,
-    SockaddrIn6, SockaddrStorage,
+    bind, getsockname, listen, sendmsg, setsockopt, socket, sockopt, AddressFamily, Backlog,
+    ControlMessage, MsgFlags, SockFlag, SockType, SockaddrIn, SockaddrIn6, SockaddrStorage,
 };
-use tokio::io::Interest;
-use tokio::net::UdpSocket;
 
 /// How many bind attempts with a new port before giving up.
 const BIND_TRIES: usize = 16;
@@ -152,118 +150,45 @@ pub fn bind_all(preferred: Option<u16>) -> io::Result<Bound> {
     Err(last)
 }
 
-/// A received datagram.
-#[derive(Debug, Clone, Copy)]
-pub struct Datagram {
-    /// Its length in the buffer.
-    pub len: usize,
-    /// Who sent it.
-    pub src: SocketAddr,
-    /// The address it was sent to (after any DNAT).
-    pub dst: IpAddr,
-    /// The interface it arrived on.
-    pub ifindex: u32,
-}
-
-/// Receives one datagram without waiting (`WouldBlock` when none is queued). Datagrams
-/// without packet info (impossible once the option is set) are reported as `InvalidData`.
-pub fn try_recv(sock: &UdpSocket, buf: &mut [u8]) -> io::Result<Datagram> {
-    sock.try_io(Interest::READABLE, || {
-        let mut iov = [IoSliceMut::new(buf)];
-        let mut cmsg = nix::cmsg_space!(libc::in6_pktinfo);
-        let msg = recvmsg::<SockaddrStorage>(
-            sock.as_raw_fd(),
-            &mut iov,
-            Some(&mut cmsg),
-            MsgFlags::empty(),
-        )
-        .map_err(errno)?;
-        let src = msg.address.and_then(|a| {
-            a.as_sockaddr_in()
-                .map(|v4| SocketAddr::V4(SocketAddrV4::from(*v4)))
-                .or_else(|| {
-                    a.as_sockaddr_in6()
-                        .map(|v6| SocketAddr::V6(SocketAddrV6::from(*v6)))
-                })
-        });
-        let mut info = None;
-        for c in msg.cmsgs().map_err(errno)? {
-            match c {
-                ControlMessageOwned::Ipv4PacketInfo(pi) => {
-                    let dst = std::net::Ipv4Addr::from(u32::from_be(pi.ipi_addr.s_addr));
-                    info = Some((IpAddr::V4(dst), u32::try_from(pi.ipi_ifindex).unwrap_or(0)));
-                }
-                ControlMessageOwned::Ipv6PacketInfo(pi) => {
-                    let dst = std::net::Ipv6Addr::from(pi.ipi6_addr.s6_addr);
-                    info = Some((IpAddr::V6(dst), pi.ipi6_ifindex));
-                }
-                _ => {}
-            }
-        }
-        match (src, info) {
-            (Some(src), Some((dst, ifindex))) => Ok(Datagram {
-                len: msg.bytes,
-                src,
-                dst,
-                ifindex,
-            }),
-            _ => Err(io::Error::new(io::ErrorKind::InvalidData, "no packet info")),
-        }
-    })
-}
-
-/// Waits for and receives one datagram.
-pub async fn recv(sock: &UdpSocket, buf: &mut [u8]) -> io::Result<Datagram> {
-    loop {
-        sock.readable().await?;
-        match try_recv(sock, buf) {
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
-            r => return r,
-        }
-    }
-}
-
 /// Sends `data` to `to` from the address `from` (the one the query was sent to), without
 /// waiting: a full socket buffer drops the reply, as the network may (the client asks again).
-pub fn send_from(sock: &UdpSocket, data: &[u8], to: SocketAddr, from: IpAddr) -> io::Result<()> {
-    sock.try_io(Interest::WRITABLE, || {
-        let iov = [IoSlice::new(data)];
-        let sent = match (to, from) {
-            (SocketAddr::V4(to), IpAddr::V4(from)) => {
-                let pi = libc::in_pktinfo {
-                    ipi_ifindex: 0,
-                    ipi_spec_dst: libc::in_addr {
-                        s_addr: u32::from(from).to_be(),
-                    },
-                    ipi_addr: libc::in_addr { s_addr: 0 },
-                };
-                sendmsg(
-                    sock.as_raw_fd(),
-                    &iov,
-                    &[ControlMessage::Ipv4PacketInfo(&pi)],
-                    MsgFlags::empty(),
-                    Some(&SockaddrIn::from(to)),
-                )
-            }
-            (SocketAddr::V6(to), IpAddr::V6(from)) => {
-                let pi = libc::in6_pktinfo {
-                    ipi6_addr: libc::in6_addr {
-                        s6_addr: from.octets(),
-                    },
-                    ipi6_ifindex: 0,
-                };
-                sendmsg(
-                    sock.as_raw_fd(),
-                    &iov,
-                    &[ControlMessage::Ipv6PacketInfo(&pi)],
-                    MsgFlags::empty(),
-                    Some(&SockaddrIn6::from(to)),
-                )
-            }
-            _ => return Err(io::Error::from(io::ErrorKind::InvalidInput)),
-        };
-        sent.map(|_| ()).map_err(errno)
-    })
+pub fn send_from(sock: &impl AsRawFd, data: &[u8], to: SocketAddr, from: IpAddr) -> io::Result<()> {
+    let iov = [IoSlice::new(data)];
+    let sent = match (to, from) {
+        (SocketAddr::V4(to), IpAddr::V4(from)) => {
+            let pi = libc::in_pktinfo {
+                ipi_ifindex: 0,
+                ipi_spec_dst: libc::in_addr {
+                    s_addr: u32::from(from).to_be(),
+                },
+                ipi_addr: libc::in_addr { s_addr: 0 },
+            };
+            sendmsg(
+                sock.as_raw_fd(),
+                &iov,
+                &[ControlMessage::Ipv4PacketInfo(&pi)],
+                MsgFlags::empty(),
+                Some(&SockaddrIn::from(to)),
+            )
+        }
+        (SocketAddr::V6(to), IpAddr::V6(from)) => {
+            let pi = libc::in6_pktinfo {
+                ipi6_addr: libc::in6_addr {
+                    s6_addr: from.octets(),
+                },
+                ipi6_ifindex: 0,
+            };
+            sendmsg(
+                sock.as_raw_fd(),
+                &iov,
+                &[ControlMessage::Ipv6PacketInfo(&pi)],
+                MsgFlags::empty(),
+                Some(&SockaddrIn6::from(to)),
+            )
+        }
+        _ => return Err(io::Error::from(io::ErrorKind::InvalidInput)),
+    };
+    sent.map(|_| ()).map_err(errno)
 }
 
 /// The interface index of `name` (a network's bridge), if it exists.

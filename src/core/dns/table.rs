@@ -79,6 +79,17 @@ pub enum Lookup {
     },
 }
 
+/// What a name is to one asker, without its addresses ([`Table::lookup_each`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// Not ours: forwarded.
+    Unknown,
+    /// Another network's: NXDOMAIN.
+    Hidden,
+    /// Visible.
+    Found,
+}
+
 /// The table.
 #[derive(Debug, Default, Clone)]
 pub struct Table {
@@ -261,26 +272,45 @@ impl Table {
 
     /// What `name` (lower-case, no trailing dot) means to `asker`.
     pub fn lookup(&self, asker: AskerIdx, name: &str) -> Lookup {
-        let Some(list) = self.names.get(name) else {
-            return Lookup::Unknown;
-        };
-        let mut found = false;
         let (mut v4, mut v6) = (Vec::new(), Vec::new());
-        for e in list.iter().filter(|e| self.shares(asker, e.net)) {
-            found = true;
-            if let Some(a) = e.v4.filter(|a| !v4.contains(a)) {
+        let kind = self.lookup_each(asker, name, |a4, a6| {
+            if let Some(a) = a4.filter(|a| !v4.contains(a)) {
                 v4.push(a);
             }
-            if let Some(a) = e.v6.filter(|a| !v6.contains(a)) {
+            if let Some(a) = a6.filter(|a| !v6.contains(a)) {
                 v6.push(a);
             }
+        });
+        match kind {
+            Kind::Unknown => Lookup::Unknown,
+            Kind::Hidden => Lookup::Hidden,
+            Kind::Found => Lookup::Found { v4, v6 },
+        }
+    }
+
+    /// [`Table::lookup`] without allocating: calls `each` with the addresses of every entry
+    /// of `name` that `asker` sees, in table order (not deduplicated), and says what the name
+    /// is to it. The hot path of local answers.
+    pub fn lookup_each(
+        &self,
+        asker: AskerIdx,
+        name: &str,
+        mut each: impl FnMut(Option<Ipv4Addr>, Option<Ipv6Addr>),
+    ) -> Kind {
+        let Some(list) = self.names.get(name) else {
+            return Kind::Unknown;
+        };
+        let mut found = false;
+        for e in list.iter().filter(|e| self.shares(asker, e.net)) {
+            found = true;
+            each(e.v4, e.v6);
         }
         if found {
-            Lookup::Found { v4, v6 }
+            Kind::Found
         } else if list.iter().any(|e| e.hides) {
-            Lookup::Hidden
+            Kind::Hidden
         } else {
-            Lookup::Unknown
+            Kind::Unknown
         }
     }
 

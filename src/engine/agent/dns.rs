@@ -16,10 +16,14 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, Result};
+use std::os::fd::AsRawFd as _;
+
+use tokio::io::unix::{AsyncFd, AsyncFdReadyGuard};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
-use tokio::net::{TcpListener, TcpStream, UdpSocket};
+use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, oneshot};
 
+use crate::adapters::dns::batch::{self, Datagram, Inbox, Outbox};
 use crate::adapters::dns::socket::{self, Bound};
 use crate::adapters::dns::upstream::{self, Answer};
 use crate::adapters::dns_port;
@@ -27,6 +31,7 @@ use crate::adapters::store::{Mode, SqliteStore, Store as _};
 use crate::core::agent::DnsStatus;
 use crate::core::dns::answer::{decide, refuse, Decision, Forward};
 use crate::core::dns::cache::{Cache, CacheKey};
+use crate::core::dns::fast::local_reply;
 use crate::core::dns::ratelimit::{InFlight, RateLimiter};
 use crate::core::dns::reply;
 use crate::core::dns::stranger::{may_refuse, Ingress};
@@ -52,13 +57,6 @@ const HOST_RESOLVERS_EVERY: Duration = Duration::from_secs(1);
 /// How often an interface index that did not match is looked up again (a bridge the agent
 /// made again has a new one, and the store does not change).
 const IFINDEX_RETRY: Duration = Duration::from_millis(100);
-/// Datagrams handled per wake of the event loop, at most.
-const BATCH: usize = 64;
-/// Room for one datagram of any size.
-const DATAGRAM: usize = 65_535;
-/// A batch's buffer: datagrams are received one after the other while a whole
-/// [`DATAGRAM`] still fits (DNS queries are small: a batch takes a few KiB).
-const ARENA: usize = 4 * DATAGRAM;
 /// How many errors the status lists.
 const KEEP_ERRORS: usize = 10;
 
@@ -245,8 +243,8 @@ struct Server {
     stats: Arc<Stats>,
     epoch: Instant,
     done: mpsc::UnboundedSender<Done>,
-    udp4: Arc<UdpSocket>,
-    udp6: Option<Arc<UdpSocket>>,
+    udp4: Arc<Udp>,
+    udp6: Option<Arc<Udp>>,
     /// The loopback interface's index (datagrams from host processes arrive on it).
     loopback: Option<u32>,
     /// Client TCP connections open, shared with their tasks.
@@ -278,6 +276,25 @@ impl Drop for TcpSlot {
     }
 }
 
+/// A UDP socket registered with the event loop.
+type Udp = AsyncFd<std::net::UdpSocket>;
+
+/// Registers a UDP socket with the event loop, for reading (replies are sent without waiting).
+fn register(sock: std::net::UdpSocket) -> std::io::Result<Udp> {
+    // SAFETY: the socket owns its descriptor, which stays open and the same for as long as
+    // the AsyncFd, which owns the socket, lives.
+    unsafe { AsyncFd::register_with_interest(sock, tokio::io::Interest::READABLE) }
+        .map_err(std::io::Error::from)
+}
+
+/// Why a query gets no answer from the table.
+enum Turned {
+    /// Nothing at all (a source that may be forged, or over its rate).
+    Silent,
+    /// REFUSED (a stranger whose source the kernel vouches for, or over TCP).
+    Refused,
+}
+
 async fn serve(
     bound: Bound,
     store: SqliteStore,
@@ -285,12 +302,8 @@ async fn serve(
     stats: Arc<Stats>,
     mut stop: oneshot::Receiver<()>,
 ) -> Result<()> {
-    let udp4 = Arc::new(UdpSocket::from_std(bound.udp4)?);
-    let udp6 = bound
-        .udp6
-        .map(UdpSocket::from_std)
-        .transpose()?
-        .map(Arc::new);
+    let udp4 = Arc::new(register(bound.udp4)?);
+    let udp6 = bound.udp6.map(register).transpose()?.map(Arc::new);
     let tcp4 = TcpListener::from_std(bound.tcp4)?;
     let tcp6 = bound.tcp6.map(TcpListener::from_std).transpose()?;
     let (done_tx, mut done_rx) = mpsc::unbounded_channel::<Done>();
@@ -321,23 +334,20 @@ async fn serve(
     // Records are kept current also without queries, for `weft daemon status`.
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut buf4 = vec![0u8; ARENA];
-    let mut buf6 = vec![0u8; ARENA];
-    let mut items = Vec::with_capacity(BATCH);
+    let mut inbox = Inbox::new();
+    let mut outbox = Outbox::new();
     loop {
         tokio::select! {
-            r = socket::recv(&udp4, &mut buf4[..DATAGRAM]) => {
-                s.udp_batch(&udp4, false, r, &mut buf4, &mut items);
+            r = udp4.readable() => {
+                s.udp_batch(r, false, &mut inbox, &mut outbox);
             }
             r = async {
                 match &udp6 {
-                    Some(u) => socket::recv(u, &mut buf6[..DATAGRAM]).await,
+                    Some(u) => u.readable().await,
                     None => std::future::pending().await,
                 }
             } => {
-                if let Some(u) = &udp6 {
-                    s.udp_batch(u, true, r, &mut buf6, &mut items);
-                }
+                s.udp_batch(r, true, &mut inbox, &mut outbox);
             }
             _ = tick.tick() => {
                 s.refresh();
@@ -494,65 +504,131 @@ impl Server {
         }
     }
 
-    /// Receives what is queued on `sock` after `first`, up to [`BATCH`] datagrams, then
-    /// checks the store once and answers them all. Every datagram of the batch was queued
-    /// before that check, so a change committed before any of them was sent is seen: one
-    /// check per batch instead of per query, as strict.
+    /// Receives what is queued on a ready socket, up to a batch, in one call, then checks
+    /// the store once, answers them all and sends the replies in one call. Every datagram of
+    /// the batch was queued before that check, so a change committed before any of them was
+    /// sent is seen: one check per batch instead of per query, as strict.
     fn udp_batch(
         &mut self,
-        sock: &UdpSocket,
+        ready: std::io::Result<AsyncFdReadyGuard<'_, std::net::UdpSocket>>,
         v6: bool,
-        first: std::io::Result<socket::Datagram>,
-        arena: &mut [u8],
-        items: &mut Vec<(usize, socket::Datagram)>,
+        inbox: &mut Inbox,
+        outbox: &mut Outbox,
     ) {
-        items.clear();
-        let mut off = 0usize;
-        let mut r = first;
-        let mut tries = 0usize;
-        loop {
-            tries = tries.saturating_add(1);
-            match r {
-                Ok(d) => {
-                    items.push((off, d));
-                    off = off.saturating_add(d.len);
+        let mut guard = match ready {
+            Ok(g) => g,
+            Err(e) => {
+                self.stats.error(format!("waiting for queries: {e}"));
+                return;
+            }
+        };
+        let fd = guard.get_inner().as_raw_fd();
+        match inbox.recv(fd) {
+            // A short batch emptied the queue: wait for the next datagram's wake-up
+            // (one that arrived since is not lost: tokio keeps newer readiness).
+            Ok(n) if n < batch::BATCH => guard.clear_ready(),
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                guard.clear_ready();
+                return;
+            }
+            // ICMP errors for earlier replies surface here; none concerns a query.
+            Err(e) => {
+                if e.kind() != std::io::ErrorKind::ConnectionRefused {
+                    self.stats.error(format!("receiving: {e}"));
                 }
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
-                // ICMP errors for earlier replies surface here; none concerns a query.
-                Err(e) => {
-                    if !matches!(
-                        e.kind(),
-                        std::io::ErrorKind::ConnectionRefused | std::io::ErrorKind::InvalidData
-                    ) {
-                        self.stats.error(format!("receiving: {e}"));
+                return;
+            }
+        }
+        self.refresh();
+        for (packet, d) in inbox.datagrams() {
+            self.udp_query(packet, d, v6, outbox);
+        }
+        let stats = &self.stats;
+        outbox.flush(fd, |to, e| stats.error(format!("replying to {to}: {e}")));
+    }
+
+    /// Handles one datagram: a local answer is written straight into `outbox`, anything else
+    /// goes the general way ([`Server::query`]).
+    fn udp_query(&mut self, packet: &[u8], d: &Datagram, v6: bool, outbox: &mut Outbox) {
+        let now = self.now();
+        let asker = match self.admit(d.src, d.dst, Some(d.ifindex), now) {
+            Ok(a) => a,
+            Err(Turned::Silent) => return,
+            Err(Turned::Refused) => {
+                if let Some(r) = refuse(packet) {
+                    self.udp_reply(outbox, &r, d);
+                }
+                return;
+            }
+        };
+        if let Some(slot) = outbox.slot() {
+            if let Some(n) = local_reply(&self.table, asker, packet, slot) {
+                self.stats.answered.fetch_add(1, Relaxed);
+                outbox.commit(n, d.src, d.dst);
+                return;
+            }
+        }
+        let to = ReplyTo::Udp {
+            v6,
+            to: d.src,
+            from: d.dst,
+        };
+        if let Some(Immediate(_, Some(r))) = self.decided(asker, packet, d.src, false, to, now) {
+            self.udp_reply(outbox, &r, d);
+        }
+    }
+
+    /// Queues `data` as the reply to `d` (sent at once when the outbox has no room).
+    fn udp_reply(&self, outbox: &mut Outbox, data: &[u8], d: &Datagram) {
+        if !outbox.push(data, d.src, d.dst) {
+            let sock = if d.src.is_ipv6() {
+                self.udp6.as_deref()
+            } else {
+                Some(&*self.udp4)
+            };
+            if let Some(sock) = sock {
+                if let Err(e) = socket::send_from(sock, data, d.src, d.dst) {
+                    if e.kind() != std::io::ErrorKind::WouldBlock {
+                        self.stats.error(format!("replying to {}: {e}", d.src));
                     }
                 }
             }
-            if tries >= BATCH {
-                break;
+        }
+    }
+
+    /// Who asks from `src` to `dst`, and whether it may ask now: the asker, or how to turn
+    /// the query away. Who asks first (two hash lookups), then the asker's bucket, before the
+    /// packet is read: buckets are kept for sandboxes' addresses only, so sources forged by
+    /// the thousand cannot grow the limiter.
+    fn admit(
+        &mut self,
+        src: SocketAddr,
+        dst: IpAddr,
+        ifindex: Option<u32>,
+        now: Duration,
+    ) -> Result<AskerIdx, Turned> {
+        let Some(asker) = self.asker(src.ip(), dst, ifindex) else {
+            // UDP from a source that may be forged: no reply at all (no reflection).
+            if let Some(i) = ifindex {
+                if !may_refuse(src.ip(), self.ingress(dst, i)) {
+                    self.stats.refused.fetch_add(1, Relaxed);
+                    return Err(Turned::Silent);
+                }
             }
-            let Some(room) = arena.get_mut(off..off.saturating_add(DATAGRAM)) else {
-                break;
-            };
-            r = socket::try_recv(sock, room);
-        }
-        if items.is_empty() {
-            return;
-        }
-        self.refresh();
-        for (off, d) in items.iter() {
-            let Some(packet) = arena.get(*off..off.saturating_add(d.len)) else {
-                continue;
-            };
-            let to = ReplyTo::Udp {
-                v6,
-                to: d.src,
-                from: d.dst,
-            };
-            if let Some(r) = self.query(packet, d.src, d.dst, Some(d.ifindex), false, to) {
-                r.send(self);
+            // Strangers also share one bucket: refusing costs little, but not nothing.
+            if !self.limiter.allow(IpAddr::V4(Ipv4Addr::UNSPECIFIED), now) {
+                self.stats.rate_limited.fetch_add(1, Relaxed);
+                return Err(Turned::Silent);
             }
+            self.stats.refused.fetch_add(1, Relaxed);
+            return Err(Turned::Refused);
+        };
+        if !self.limiter.allow(src.ip(), now) {
+            self.stats.rate_limited.fetch_add(1, Relaxed);
+            return Err(Turned::Silent);
         }
+        Ok(asker)
     }
 
     /// Handles one query (the store checked since it arrived); returns the reply to send now,
@@ -566,30 +642,24 @@ impl Server {
         tcp: bool,
         to: ReplyTo,
     ) -> Option<Immediate> {
-        // Who asks first (two hash lookups), then the asker's bucket, before the packet is
-        // read: buckets are kept for sandboxes' addresses only, so sources forged by the
-        // thousand cannot grow the limiter.
         let now = self.now();
-        let Some(asker) = self.asker(src.ip(), dst, ifindex) else {
-            // UDP from a source that may be forged: no reply at all (no reflection).
-            if let Some(i) = ifindex {
-                if !may_refuse(src.ip(), self.ingress(dst, i)) {
-                    self.stats.refused.fetch_add(1, Relaxed);
-                    return None;
-                }
-            }
-            // Strangers also share one bucket: refusing costs little, but not nothing.
-            if !self.limiter.allow(IpAddr::V4(Ipv4Addr::UNSPECIFIED), now) {
-                self.stats.rate_limited.fetch_add(1, Relaxed);
-                return None;
-            }
-            self.stats.refused.fetch_add(1, Relaxed);
-            return Some(Immediate(to, refuse(packet)));
-        };
-        if !self.limiter.allow(src.ip(), now) {
-            self.stats.rate_limited.fetch_add(1, Relaxed);
-            return None;
+        match self.admit(src, dst, ifindex, now) {
+            Ok(asker) => self.decided(asker, packet, src, tcp, to, now),
+            Err(Turned::Silent) => None,
+            Err(Turned::Refused) => Some(Immediate(to, refuse(packet))),
         }
+    }
+
+    /// Handles an admitted sandbox's query.
+    fn decided(
+        &mut self,
+        asker: AskerIdx,
+        packet: &[u8],
+        src: SocketAddr,
+        tcp: bool,
+        to: ReplyTo,
+        now: Duration,
+    ) -> Option<Immediate> {
         match decide(&self.table, asker, packet, tcp) {
             Decision::Reply(r) => {
                 self.stats.answered.fetch_add(1, Relaxed);
