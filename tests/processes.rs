@@ -31,39 +31,93 @@ fn alive(p: Proc) -> bool {
     })
 }
 
-/// The inode of a namespace handle (a bind mount of the namespace itself).
-fn netns_inode(path: &str) -> u64 {
-    use std::os::unix::fs::MetadataExt;
-    std::fs::metadata(path).unwrap().ino()
+/// A network namespace's identity: its inode, and its cookie. A namespace's inode is reused
+/// once it is freed (another test's new namespace may get it while this one is checked); its
+/// cookie never is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct NsId {
+    inode: u64,
+    cookie: u64,
 }
 
-/// Every process whose network namespace is `inode`, with its command line.
-fn procs_in(inode: u64) -> Vec<(Proc, Vec<String>)> {
-    let want = format!("net:[{inode}]");
+/// The cookie of the network namespace `path` refers to (a handle or `/proc/PID/ns/net`), read
+/// with `SO_NETNS_COOKIE` from a socket made inside it on a short-lived thread.
+fn netns_cookie(path: &str) -> Option<u64> {
+    use std::os::fd::AsRawFd;
+    let f = std::fs::File::open(path).ok()?;
+    std::thread::spawn(move || {
+        // SAFETY: setns on a descriptor we own; it changes only this short-lived thread.
+        if unsafe { libc::setns(f.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
+            return None;
+        }
+        // SAFETY: socket(2) with constant arguments.
+        let s = unsafe { libc::socket(libc::AF_UNIX, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
+        if s < 0 {
+            return None;
+        }
+        let mut cookie: u64 = 0;
+        let mut len = libc::socklen_t::try_from(std::mem::size_of::<u64>()).ok()?;
+        // SAFETY: getsockopt writes at most `len` bytes into `cookie`, a live local.
+        let r = unsafe {
+            libc::getsockopt(
+                s,
+                libc::SOL_SOCKET,
+                libc::SO_NETNS_COOKIE,
+                std::ptr::addr_of_mut!(cookie).cast(),
+                &mut len,
+            )
+        };
+        // SAFETY: closes the socket made above.
+        unsafe { libc::close(s) };
+        (r == 0).then_some(cookie)
+    })
+    .join()
+    .ok()
+    .flatten()
+}
+
+/// The identity of a namespace handle (a bind mount of the namespace itself).
+fn netns_id(path: &str) -> NsId {
+    use std::os::unix::fs::MetadataExt;
+    NsId {
+        inode: std::fs::metadata(path).unwrap().ino(),
+        cookie: netns_cookie(path).expect("SO_NETNS_COOKIE on the sandbox's namespace"),
+    }
+}
+
+/// Every process in the network namespace `id`, with its command line.
+fn procs_in(id: NsId) -> Vec<(Proc, Vec<String>)> {
+    let want = format!("net:[{}]", id.inode);
     let mut out = Vec::new();
     for e in std::fs::read_dir("/proc").unwrap().flatten() {
         let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
             continue;
         };
-        let ns = std::fs::read_link(format!("/proc/{pid}/ns/net"));
-        if ns.map(|l| l.to_string_lossy() == want).unwrap_or(false) {
-            let Some(start) = stat_fields(pid).and_then(|f| f.get(19)?.parse().ok()) else {
-                continue;
-            };
-            let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
-            let argv = cmdline
-                .split(|b| *b == 0)
-                .filter(|a| !a.is_empty())
-                .map(|a| String::from_utf8_lossy(a).to_string())
-                .collect();
-            out.push(((pid, start), argv));
+        let link = format!("/proc/{pid}/ns/net");
+        let ns = std::fs::read_link(&link);
+        if !ns.map(|l| l.to_string_lossy() == want).unwrap_or(false) {
+            continue;
         }
+        // Same inode, another namespace: the sandbox's was freed and the number reused.
+        if netns_cookie(&link) != Some(id.cookie) {
+            continue;
+        }
+        let Some(start) = stat_fields(pid).and_then(|f| f.get(19)?.parse().ok()) else {
+            continue;
+        };
+        let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+        let argv = cmdline
+            .split(|b| *b == 0)
+            .filter(|a| !a.is_empty())
+            .map(|a| String::from_utf8_lossy(a).to_string())
+            .collect();
+        out.push(((pid, start), argv));
     }
     out
 }
 
 /// Waits until `n` processes `sleep 600` run in the namespace; returns all its processes.
-fn wait_for_sleepers(inode: u64, n: usize) -> Vec<Proc> {
+fn wait_for_sleepers(inode: NsId, n: usize) -> Vec<Proc> {
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
         let procs = procs_in(inode);
@@ -103,7 +157,7 @@ fn bridge_ports(h: &Host, bridge: &str) -> Vec<String> {
 /// Asserts that none of `procs` runs, that no process is left in the namespace, that its
 /// veth leaves the bridge (the kernel destroys a released namespace asynchronously), and that
 /// a new sandbox given the same address is the only one on the bridge.
-fn assert_all_gone(h: &Host, procs: &[Proc], inode: u64, network: &str, ip: &str) {
+fn assert_all_gone(h: &Host, procs: &[Proc], inode: NsId, network: &str, ip: &str) {
     let left: Vec<&Proc> = procs.iter().filter(|p| alive(**p)).collect();
     assert!(left.is_empty(), "processes survived the sandbox: {left:?}");
     let in_ns = procs_in(inode);
@@ -137,7 +191,7 @@ fn assert_all_gone(h: &Host, procs: &[Proc], inode: u64, network: &str, ip: &str
 
 /// A running sandbox `s` whose command left a background job and a daemon, with a second
 /// process started by `weft exec`; returns its namespace inode, its processes and the exec.
-fn family(h: &Host, ip: &str) -> (u64, Vec<Proc>, std::process::Child) {
+fn family(h: &Host, ip: &str) -> (NsId, Vec<Proc>, std::process::Child) {
     h.weft_ok(&["network", "create", "n", "--subnet", "10.160.0.0/24"]);
     h.weft_ok(&[
         "run",
@@ -153,7 +207,7 @@ fn family(h: &Host, ip: &str) -> (u64, Vec<Proc>, std::process::Child) {
         "-c",
         FAMILY,
     ]);
-    let inode = netns_inode(&netns_of(h, "s"));
+    let inode = netns_id(&netns_of(h, "s"));
     wait_for_sleepers(inode, 3);
     let exec = h.spawn(&["exec", "s", "--", "sleep", "600"]);
     let procs = wait_for_sleepers(inode, 4);
@@ -251,7 +305,7 @@ fn auto_remove_and_foreground_runs_end_every_process() {
         "-c",
         &family_until(&go),
     ]);
-    let inode = netns_inode(&netns_of(&h, "d"));
+    let inode = netns_id(&netns_of(&h, "d"));
     let procs = wait_for_sleepers(inode, 2);
     std::fs::write(&go, "").unwrap();
     let deadline = Instant::now() + Duration::from_secs(20);
@@ -297,7 +351,7 @@ fn auto_remove_and_foreground_runs_end_every_process() {
         );
         std::thread::sleep(Duration::from_millis(20));
     };
-    let inode = netns_inode(&netns);
+    let inode = netns_id(&netns);
     let procs = wait_for_sleepers(inode, 2);
     std::fs::write(&go, "").unwrap();
     let out = run.wait_with_output().unwrap();
