@@ -747,7 +747,6 @@ impl Txn for SqliteTxn<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::collections::BTreeMap;
 
     #[test]
     fn data_version_moves_when_another_connection_commits() {
@@ -854,21 +853,9 @@ mod tests {
         Network {
             name: name.into(),
             id: id.into(),
-            driver: "bridge".into(),
-            driver_data: Default::default(),
-            internal: false,
-            ipv6: false,
-            mtu: 1500,
             bridge: "br".into(),
             subnets: vec![],
-            options: BTreeMap::new(),
-            labels: BTreeMap::new(),
-            aux_addresses: BTreeMap::new(),
-            allocation: None,
-            status: Status::Created,
-            owner_pid: None,
-            owner_start: None,
-            created: 0,
+            ..Network::example()
         }
     }
 

@@ -350,7 +350,7 @@ fn set_port(ifname: &str, bridge: &str, isolated: bool, alias: &str) -> Op {
 mod tests {
     use super::*;
     use crate::core::driver::bridge::{bridge_mac, plan_attach, plan_network};
-    use crate::core::model::{Endpoint, Network, Status, SubnetConfig};
+    use crate::core::model::{Endpoint, Network};
     use crate::core::plan::owner_alias;
 
     const INST: &str = "0a1b2c3d";
@@ -358,27 +358,9 @@ mod tests {
 
     fn net() -> Network {
         Network {
-            name: "web".into(),
             id: "n1".into(),
-            driver: "bridge".into(),
-            driver_data: Default::default(),
-            internal: false,
-            ipv6: false,
-            mtu: 1500,
             bridge: "wbr-n1".into(),
-            subnets: vec![SubnetConfig {
-                subnet: "172.18.0.0/16".parse().unwrap(),
-                gateway: "172.18.0.1".parse().unwrap(),
-                ip_range: None,
-            }],
-            options: BTreeMap::new(),
-            labels: BTreeMap::new(),
-            aux_addresses: BTreeMap::new(),
-            allocation: None,
-            status: Status::Created,
-            owner_pid: None,
-            owner_start: None,
-            created: 0,
+            ..Network::example()
         }
     }
 

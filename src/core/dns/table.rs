@@ -338,7 +338,6 @@ impl Table {
 pub(crate) mod tests {
     use super::*;
     use crate::core::model::{Endpoint, SubnetConfig};
-    use std::collections::BTreeMap;
 
     pub(crate) fn net(
         name: &str,
@@ -362,21 +361,10 @@ pub(crate) mod tests {
         Network {
             name: name.into(),
             id: id.into(),
-            driver: "bridge".into(),
-            driver_data: Default::default(),
-            internal: false,
             ipv6: v6.is_some(),
-            mtu: 1500,
             bridge: format!("wbr-{name}"),
             subnets,
-            options: BTreeMap::new(),
-            labels: BTreeMap::new(),
-            aux_addresses: BTreeMap::new(),
-            allocation: None,
-            status: Status::Created,
-            owner_pid: None,
-            owner_start: None,
-            created: 0,
+            ..Network::example()
         }
     }
 
