@@ -16,6 +16,7 @@
 //! directory is gone; started by systemd (`Type=notify`, `weft daemon --stay`) it stays.
 
 pub mod client;
+pub mod cluster;
 mod dns;
 mod watch;
 mod worker;
@@ -195,13 +196,32 @@ pub fn run(
     };
     let dns_stats = dns.as_ref().map(|d| d.stats.clone());
 
+    // The overlay control plane. Its membership is what the request handlers use to reach
+    // the cluster (`None`: no cluster configured).
+    let cluster_task = match cluster {
+        Some(config) => Some(cluster::start(cluster::Setup {
+            config,
+            state_dir: state_dir.to_path_buf(),
+            run_dir: run_dir.to_path_buf(),
+            config_path: config_path.to_path_buf(),
+            status: status.clone(),
+        })?),
+        None => None,
+    };
+    let membership = cluster_task.as_ref().map(|t| t.membership.clone());
+
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .context("starting the agent's event loop")?;
-    let result = rt.block_on(event_loop(&ctx, classifier, status, dns_stats, jobs, stay));
+    let result = rt.block_on(event_loop(
+        &ctx, classifier, status, dns_stats, membership, jobs, stay,
+    ));
     if let Some(d) = dns {
         d.stop();
+    }
+    if let Some(t) = cluster_task {
+        t.stop();
     }
     // The worker finishes its job in hand, then sees the channel closed.
     let _ = worker.join();
@@ -216,6 +236,7 @@ async fn event_loop(
     mut classifier: Classifier,
     status: Arc<Mutex<AgentStatus>>,
     dns: Option<Arc<dns::Stats>>,
+    membership: Option<Arc<crate::engine::cluster::Membership>>,
     jobs: mpsc::Sender<Job>,
     stay: bool,
 ) -> Result<()> {
@@ -306,8 +327,9 @@ async fn event_loop(
                         };
                         let (jobs, status, stop) = (jobs.clone(), status.clone(), stop_tx.clone());
                         let dns = dns.clone();
+                        let membership = membership.clone();
                         tokio::spawn(async move {
-                            converse(c, jobs, status, dns, stop).await;
+                            converse(c, jobs, status, dns, membership, stop).await;
                             drop(permit);
                         });
                     }
@@ -355,6 +377,8 @@ async fn converse(
     jobs: mpsc::Sender<Job>,
     status: Arc<Mutex<AgentStatus>>,
     dns: Option<Arc<dns::Stats>>,
+    // This host's cluster membership, for the overlay requests (`None`: no cluster).
+    _membership: Option<Arc<crate::engine::cluster::Membership>>,
     stop: tokio::sync::mpsc::Sender<()>,
 ) {
     let request = match tokio::time::timeout(REQUEST_WAIT, c.request()).await {
