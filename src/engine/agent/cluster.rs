@@ -7,7 +7,8 @@
 //! - **Sync**: a snapshot of `/weft/v1/` builds the [`ClusterView`] and the set of overlay
 //!   networks; each network is mirrored into the local store (so `network ls` and local
 //!   commands find it) and built in the kernel; every VXLAN device's entries are repaired
-//!   against the view; this node's own endpoints are registered again under the lease.
+//!   against the view; this node's own endpoints are registered again under the lease
+//!   (records of endpoints gone meanwhile were under an earlier lease, and go with it).
 //! - **Watch** from the snapshot's revision + 1: events that arrive together are applied as
 //!   one batch, each becoming the neighbour/FDB changes the view computes (never a re-dump).
 //!   A lost connection keeps everything as it is (traffic keeps flowing); a compacted
@@ -79,9 +80,8 @@ pub trait Host {
     fn apply(&mut self, ops: &[Op]) -> Vec<String>;
     /// Reads back a VXLAN device (`None`: it does not exist).
     fn observe_vxlan(&mut self, ifname: &str) -> Result<Option<VxlanObserved>>;
-    /// This node's endpoints on overlay networks, from the local store: those to register
-    /// (settled), and the keys of every one (settled or being made) not to delete.
-    fn own_endpoints(&mut self, node: &str) -> Result<(Vec<EndpointRecord>, BTreeSet<String>)>;
+    /// This node's settled endpoints on overlay networks, from the local store.
+    fn own_endpoints(&mut self, node: &str) -> Result<Vec<EndpointRecord>>;
 }
 
 /// Why joining failed.
@@ -263,16 +263,23 @@ impl Control {
         self.repair_all(host);
         self.register_own(host)?;
         self.publish();
+        tracing::info!(
+            revision = snap.revision,
+            hosts = self.view.hosts().len(),
+            networks = self.networks.len(),
+            "cluster: synchronised"
+        );
         Ok(snap.revision)
     }
 
-    /// Writes this node's endpoints under the lease, and deletes the records of its
-    /// endpoints that no longer exist here.
+    /// Writes this node's endpoints under the lease. Records of endpoints that no longer
+    /// exist here are left alone: they were written under an earlier lease (of this process
+    /// or of an agent before it), which expires with them.
     fn register_own(&mut self, host: &mut dyn Host) -> Result<(), StoreError> {
         let Some(lease) = self.lease.as_ref().map(|l| l.id()) else {
             return Ok(());
         };
-        let (mine, keep) = match host.own_endpoints(&self.m.node) {
+        let mine = match host.own_endpoints(&self.m.node) {
             Ok(v) => v,
             Err(e) => {
                 self.error(format!("reading this host's endpoints: {e:#}"));
@@ -290,29 +297,6 @@ impl Control {
             }
             .render();
             self.m.store.put(&key, &r.encode(), Some(lease))?;
-        }
-        let stale: Vec<String> = self
-            .view
-            .networks()
-            .iter()
-            .flat_map(|n| {
-                self.view
-                    .endpoints_of(n)
-                    .filter(|e| e.record.node == self.m.node)
-                    .map(|e| {
-                        Key::Endpoint {
-                            network: e.record.network.clone(),
-                            node: e.record.node.clone(),
-                            sandbox: e.record.sandbox.clone(),
-                        }
-                        .render()
-                    })
-                    .collect::<Vec<_>>()
-            })
-            .filter(|k| !keep.contains(k))
-            .collect();
-        for key in stale {
-            self.m.store.delete(&key)?;
         }
         Ok(())
     }
@@ -367,9 +351,18 @@ impl Control {
                     }
                 },
                 Some(Key::Host { node }) => {
+                    let known = self.view.hosts().contains_key(&node);
                     match value {
-                        Some(_) => self.quarantine.host_back(&node),
-                        None => self.quarantine.host_gone(&node, now),
+                        Some(_) => {
+                            if !known {
+                                tracing::info!(%node, "cluster: node joined");
+                            }
+                            self.quarantine.host_back(&node)
+                        }
+                        None => {
+                            tracing::info!(%node, "cluster: node left");
+                            self.quarantine.host_gone(&node, now)
+                        }
                     }
                     changes.extend(self.view.apply(key, value.map(|kv| kv.value.as_slice())));
                 }
@@ -379,6 +372,10 @@ impl Control {
         let ops = self.ops_of(&changes);
         let errors = host.apply(&ops);
         if !errors.is_empty() {
+            tracing::info!(
+                "cluster: entry writes failed, repairing instead: {}",
+                errors.join("; ")
+            );
             // The device may have been missing or half-made: read back and repair the
             // networks concerned rather than trusting the failed writes.
             let nets: BTreeSet<String> = changes.iter().map(|c| network_of(c).clone()).collect();
@@ -867,7 +864,7 @@ impl Host for KernelHost {
         self.exec.observe_vxlan(ifname).map_err(anyhow::Error::msg)
     }
 
-    fn own_endpoints(&mut self, node: &str) -> Result<(Vec<EndpointRecord>, BTreeSet<String>)> {
+    fn own_endpoints(&mut self, node: &str) -> Result<Vec<EndpointRecord>> {
         use crate::adapters::store::{Mode, Store as _};
         let tx = self.ctx.store.begin(Mode::Read)?;
         let overlays: BTreeSet<String> = tx
@@ -915,7 +912,7 @@ impl Host for KernelHost {
                 records.push(r);
             }
         }
-        Ok((records, keep))
+        Ok(records)
     }
 }
 

@@ -107,20 +107,8 @@ impl Host for Recording {
             o
         }))
     }
-    fn own_endpoints(&mut self, node: &str) -> Result<(Vec<EndpointRecord>, BTreeSet<String>)> {
-        let keep = self
-            .own
-            .iter()
-            .map(|r| {
-                Key::Endpoint {
-                    network: r.network.clone(),
-                    node: node.to_string(),
-                    sandbox: r.sandbox.clone(),
-                }
-                .render()
-            })
-            .collect();
-        Ok((self.own.clone(), keep))
+    fn own_endpoints(&mut self, _node: &str) -> Result<Vec<EndpointRecord>> {
+        Ok(self.own.clone())
     }
 }
 
@@ -303,7 +291,7 @@ fn drift_is_repaired_from_the_view_and_a_missing_device_is_rebuilt() {
 }
 
 #[test]
-fn own_endpoints_are_registered_under_the_lease_and_stale_ones_deleted() {
+fn own_endpoints_are_registered_under_the_new_lease_and_stale_ones_expire_with_the_old() {
     let store = Arc::new(MemoryStore::new());
     let net = overlay("ovl", "ab");
     put_network(&store, &net);
@@ -311,13 +299,23 @@ fn own_endpoints_are_registered_under_the_lease_and_stale_ones_deleted() {
     let mut host = Recording::default();
     let mine = endpoint(&net, "h1", "sb1", "12.12.12.2", 2);
     let stale = endpoint(&net, "h1", "gone", "12.12.12.9", 9);
-    store.put(&ep_key(&stale), &stale.encode(), None).unwrap();
+    // An agent before this one registered both, then died.
+    let mut before = control(&store, "h1", "10.0.0.1");
+    before.join().unwrap();
+    for r in [&mine, &stale] {
+        store
+            .put(&ep_key(r), &r.encode(), before.m.lease())
+            .unwrap();
+    }
+    drop(before);
     host.own.push(mine.clone());
     c.join().unwrap();
     c.resync(&mut host).unwrap();
     let kv = store.get(&ep_key(&mine)).unwrap().expect("registered");
     assert_eq!(kv.lease, c.m.lease());
+    store.advance(TTL + Duration::from_secs(1));
     assert!(store.get(&ep_key(&stale)).unwrap().is_none());
+    assert!(store.get(&ep_key(&mine)).unwrap().is_some());
 }
 
 #[test]
