@@ -139,7 +139,7 @@ pub struct ClusterStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub lease_ttl: Option<u32>,
     /// Whether the cluster task reaches etcd now (its last request or watch got through).
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub connected: bool,
     /// The lease this node's records live under (hex, as etcd's tools print it), while held.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -151,14 +151,22 @@ pub struct ClusterStatus {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub networks: Vec<String>,
     /// Endpoints of every node on the overlay networks.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "is_zero")]
     pub endpoints: u64,
     /// The last etcd revision applied.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "is_zero_i64")]
     pub revision: i64,
     /// The cluster task's recent problems, newest last.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub errors: Vec<String>,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
+}
+
+fn is_zero_i64(n: &i64) -> bool {
+    *n == 0
 }
 
 /// A live node of the cluster.

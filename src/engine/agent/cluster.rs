@@ -612,13 +612,31 @@ pub fn start(setup: Setup) -> Result<Handle> {
     });
     let stop = Arc::new(AtomicBool::new(false));
     let ttl = Duration::from_secs(u64::from(c.lease_ttl));
-    let host = KernelHost::open(&setup, c.advertise)?;
     let control = Control::new(membership.clone(), ttl, setup.status.clone());
+    let vtep = c.advertise;
     let thread = {
         let stop = stop.clone();
         std::thread::Builder::new()
             .name("weft".into())
-            .spawn(move || run(control, host, &stop))
+            .spawn(move || {
+                // Opened on the task's thread, after the agent's own connections: the
+                // store is being made by the agent's first gc pass meanwhile.
+                let mut said = false;
+                while !stop.load(Ordering::Relaxed) {
+                    match KernelHost::open(&setup, vtep) {
+                        Ok(host) => return run(control, host, &stop),
+                        Err(e) => {
+                            if !said {
+                                tracing::error!(
+                                    "cluster: opening the state store: {e:#}; retrying"
+                                );
+                                said = true;
+                            }
+                            std::thread::sleep(RETRY);
+                        }
+                    }
+                }
+            })
             .context("starting the agent's cluster thread")?
     };
     Ok(Handle {
