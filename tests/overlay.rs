@@ -366,6 +366,7 @@ fn agents_build_overlay_networks_and_keep_their_entries_right() {
     let t = Instant::now();
     assert!(common::wait_for(3, || has_entries_for(h1, 12) && has_entries_for(h1, 13)));
     let restored = t.elapsed();
+    eprintln!("entries deleted behind h1's agent restored in {restored:?}");
     assert!(
         restored < Duration::from_millis(1500),
         "restored in {restored:?}"

@@ -1,5 +1,5 @@
-//! What the kernel announces about the namespace weft runs in: rtnetlink link, address and
-//! route notifications, and nf_tables notifications (one event per transaction, naming the
+//! What the kernel announces about the namespace weft runs in: rtnetlink link, address,
+//! route and neighbour (neighbour table and bridge FDB) notifications, and nf_tables notifications (one event per transaction, naming the
 //! tables it touched and the process that sent it). The agent turns them into repairs.
 //!
 //! Sysctls are not announced by the kernel; the agent checks those on a timer.
@@ -53,6 +53,11 @@ pub enum RtEvent {
     },
     /// Notifications were lost (the socket's queue overflowed): anything may have changed.
     Lost,
+    /// A neighbour or forwarding (FDB) entry of an interface was added, changed or removed.
+    Neighbour {
+        /// Interface index.
+        index: u32,
+    },
     /// A route was removed.
     RouteRemoved {
         /// Output interface index, if any.
@@ -70,10 +75,11 @@ pub struct RtWatch {
 }
 
 impl RtWatch {
-    /// Subscribes to link, address and route notifications. Must be called inside a tokio
-    /// runtime (the socket is driven by a task spawned on it).
+    /// Subscribes to link, address, route and neighbour notifications. Must be called inside
+    /// a tokio runtime (the socket is driven by a task spawned on it).
     pub fn open() -> io::Result<RtWatch> {
         let (mut conn, _handle, messages) = rtnetlink::new_multicast_connection(&[
+            MulticastGroup::Neigh,
             MulticastGroup::Link,
             MulticastGroup::Ipv4Ifaddr,
             MulticastGroup::Ipv6Ifaddr,
@@ -97,6 +103,11 @@ impl RtWatch {
                 _ => continue,
             };
             let ev = match inner {
+                RouteNetlinkMessage::NewNeighbour(m) | RouteNetlinkMessage::DelNeighbour(m) => {
+                    Some(RtEvent::Neighbour {
+                        index: m.header.ifindex,
+                    })
+                }
                 RouteNetlinkMessage::NewLink(m) => Some(RtEvent::Link(link_event(&m, false))),
                 RouteNetlinkMessage::DelLink(m) => Some(RtEvent::Link(link_event(&m, true))),
                 RouteNetlinkMessage::DelAddress(m) => {

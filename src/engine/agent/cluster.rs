@@ -13,8 +13,10 @@
 //!   one batch, each becoming the neighbour/FDB changes the view computes (never a re-dump).
 //!   A lost connection keeps everything as it is (traffic keeps flowing); a compacted
 //!   history, or a lost lease, ends in a new join and sync.
-//! - **Drift**: every [`REPAIR_EVERY`] each device's entries are read back and repaired
-//!   (level-triggered), and a device found missing is built again.
+//! - **Drift**: when the agent sees a neighbour or FDB notification of a VXLAN device
+//!   ([`Handle::repair_soon`]), and every [`REPAIR_EVERY`] in any case, each device's entries
+//!   are read back and repaired (level-triggered, never by replaying the notifications), and
+//!   a device found missing is built again.
 //! - **Quarantine**: address claims of nodes gone for [`QUARANTINE`] are released.
 //!
 //! The decisions live in [`Control`], which takes the store and a [`Host`] (local store and
@@ -49,9 +51,9 @@ use crate::engine::cluster::Membership;
 
 /// How long the task waits for a watch event before doing its periodic work.
 const TICK: Duration = Duration::from_millis(100);
-/// How often every VXLAN device's entries are read back and repaired: someone deleting an
-/// entry or the device is undone within this (plus the repair's own time).
-pub const REPAIR_EVERY: Duration = Duration::from_millis(500);
+/// How often every VXLAN device's entries are read back and repaired without a notification
+/// asking for it (notifications can be lost).
+pub const REPAIR_EVERY: Duration = Duration::from_secs(2);
 /// How long the task waits before trying etcd again after a failure.
 const RETRY: Duration = Duration::from_secs(1);
 /// How often dead nodes' address claims are looked at.
@@ -560,6 +562,8 @@ pub fn decode_network(name: &str, bytes: &[u8]) -> Option<Network> {
 pub struct Handle {
     /// This host's membership, for the agent's request handlers (the overlay use cases).
     pub membership: Arc<Membership>,
+    /// Set when a VXLAN device's entries changed: the task repairs them at its next tick.
+    pub repair_soon: Arc<AtomicBool>,
     stop: Arc<AtomicBool>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
@@ -611,11 +615,13 @@ pub fn start(setup: Setup) -> Result<Handle> {
         lease: Mutex::new(None),
     });
     let stop = Arc::new(AtomicBool::new(false));
+    let repair_soon = Arc::new(AtomicBool::new(false));
     let ttl = Duration::from_secs(u64::from(c.lease_ttl));
     let control = Control::new(membership.clone(), ttl, setup.status.clone());
     let vtep = c.advertise;
     let thread = {
         let stop = stop.clone();
+        let soon = repair_soon.clone();
         std::thread::Builder::new()
             .name("weft".into())
             .spawn(move || {
@@ -624,7 +630,7 @@ pub fn start(setup: Setup) -> Result<Handle> {
                 let mut said = false;
                 while !stop.load(Ordering::Relaxed) {
                     match KernelHost::open(&setup, vtep) {
-                        Ok(host) => return run(control, host, &stop),
+                        Ok(host) => return run(control, host, &stop, &soon),
                         Err(e) => {
                             if !said {
                                 tracing::error!(
@@ -641,13 +647,15 @@ pub fn start(setup: Setup) -> Result<Handle> {
     };
     Ok(Handle {
         membership,
+        repair_soon,
         stop,
         thread: Some(thread),
     })
 }
 
-/// The task's loop: join, sync, watch; periodic repair and quarantine throughout.
-pub fn run(mut c: Control, mut host: impl Host, stop: &AtomicBool) {
+/// The task's loop: join, sync, watch; repairs when `repair_soon` is set and periodically;
+/// quarantine throughout.
+pub fn run(mut c: Control, mut host: impl Host, stop: &AtomicBool, repair_soon: &AtomicBool) {
     let mut watch = None;
     let mut joined = false;
     let mut synced = false;
@@ -762,7 +770,7 @@ pub fn run(mut c: Control, mut host: impl Host, stop: &AtomicBool) {
                 }
             }
         }
-        if Instant::now() >= next_repair {
+        if repair_soon.swap(false, Ordering::Relaxed) || Instant::now() >= next_repair {
             c.repair_all(&mut host);
             next_repair = Instant::now() + REPAIR_EVERY;
         }

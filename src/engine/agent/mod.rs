@@ -93,10 +93,11 @@ const MAX_CONVERSATIONS: usize = 64;
 const REQUEST_WAIT: Duration = Duration::from_secs(2);
 
 /// What the agent watches, for `weft daemon status`.
-const WATCHING: [&str; 5] = [
+const WATCHING: [&str; 6] = [
     "rtnetlink link notifications",
     "rtnetlink address notifications",
     "rtnetlink route notifications",
+    "rtnetlink neighbour notifications (overlay VXLAN devices)",
     "nf_tables notifications",
     "sysctls weft sets (every 300 ms)",
 ];
@@ -209,13 +210,21 @@ pub fn run(
         None => None,
     };
     let membership = cluster_task.as_ref().map(|t| t.membership.clone());
+    let overlay_repair = cluster_task.as_ref().map(|t| t.repair_soon.clone());
 
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .context("starting the agent's event loop")?;
     let result = rt.block_on(event_loop(
-        &ctx, classifier, status, dns_stats, membership, jobs, stay,
+        &ctx,
+        classifier,
+        status,
+        dns_stats,
+        membership,
+        overlay_repair,
+        jobs,
+        stay,
     ));
     if let Some(d) = dns {
         d.stop();
@@ -237,6 +246,7 @@ async fn event_loop(
     status: Arc<Mutex<AgentStatus>>,
     dns: Option<Arc<dns::Stats>>,
     membership: Option<Arc<crate::engine::cluster::Membership>>,
+    overlay_repair: Option<Arc<std::sync::atomic::AtomicBool>>,
     jobs: mpsc::Sender<Job>,
     stay: bool,
 ) -> Result<()> {
@@ -297,6 +307,11 @@ async fn event_loop(
                 }
                 if !work.owners.is_empty() {
                     send(&jobs, Job::Owners(work.owners.into_iter().collect()))?;
+                }
+                if work.overlay_entries {
+                    if let Some(r) = &overlay_repair {
+                        r.store(true, std::sync::atomic::Ordering::Relaxed);
+                    }
                 }
             }
             fds = parking.next(), if parked.len() < park_max => {
