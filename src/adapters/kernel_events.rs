@@ -75,17 +75,22 @@ pub struct RtWatch {
 }
 
 impl RtWatch {
-    /// Subscribes to link, address, route and neighbour notifications. Must be called inside
-    /// a tokio runtime (the socket is driven by a task spawned on it).
-    pub fn open() -> io::Result<RtWatch> {
-        let (mut conn, _handle, messages) = rtnetlink::new_multicast_connection(&[
-            MulticastGroup::Neigh,
+    /// Subscribes to link, address and route notifications, and with `neighbours` to
+    /// neighbour and FDB notifications too (many on a busy host: only an overlay's control
+    /// plane needs them). Must be called inside a tokio runtime (the socket is driven by a
+    /// task spawned on it).
+    pub fn open(neighbours: bool) -> io::Result<RtWatch> {
+        let mut groups = vec![
             MulticastGroup::Link,
             MulticastGroup::Ipv4Ifaddr,
             MulticastGroup::Ipv6Ifaddr,
             MulticastGroup::Ipv4Route,
             MulticastGroup::Ipv6Route,
-        ])?;
+        ];
+        if neighbours {
+            groups.push(MulticastGroup::Neigh);
+        }
+        let (mut conn, _handle, messages) = rtnetlink::new_multicast_connection(&groups)?;
         large_queue(conn.socket_mut().as_raw_fd());
         tokio::spawn(conn);
         Ok(RtWatch { messages })

@@ -558,12 +558,19 @@ pub fn decode_network(name: &str, bytes: &[u8]) -> Option<Network> {
     Some(net)
 }
 
-/// What the agent keeps of its cluster task.
-pub struct Handle {
+/// What the agent's event loop and request handlers share with the cluster task.
+#[derive(Clone)]
+pub struct Shared {
     /// This host's membership, for the agent's request handlers (the overlay use cases).
     pub membership: Arc<Membership>,
     /// Set when a VXLAN device's entries changed: the task repairs them at its next tick.
     pub repair_soon: Arc<AtomicBool>,
+}
+
+/// What the agent keeps of its cluster task.
+pub struct Handle {
+    /// What the rest of the agent uses.
+    pub shared: Shared,
     stop: Arc<AtomicBool>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
@@ -646,8 +653,10 @@ pub fn start(setup: Setup) -> Result<Handle> {
             .context("starting the agent's cluster thread")?
     };
     Ok(Handle {
-        membership,
-        repair_soon,
+        shared: Shared {
+            membership,
+            repair_soon,
+        },
         stop,
         thread: Some(thread),
     })

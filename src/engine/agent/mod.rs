@@ -97,7 +97,7 @@ const WATCHING: [&str; 6] = [
     "rtnetlink link notifications",
     "rtnetlink address notifications",
     "rtnetlink route notifications",
-    "rtnetlink neighbour notifications (overlay VXLAN devices)",
+    "rtnetlink neighbour notifications (with a cluster: its VXLAN devices)",
     "nf_tables notifications",
     "sysctls weft sets (every 300 ms)",
 ];
@@ -209,8 +209,7 @@ pub fn run(
         })?),
         None => None,
     };
-    let membership = cluster_task.as_ref().map(|t| t.membership.clone());
-    let overlay_repair = cluster_task.as_ref().map(|t| t.repair_soon.clone());
+    let cluster_shared = cluster_task.as_ref().map(|t| t.shared.clone());
 
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -221,8 +220,7 @@ pub fn run(
         classifier,
         status,
         dns_stats,
-        membership,
-        overlay_repair,
+        cluster_shared,
         jobs,
         stay,
     ));
@@ -245,13 +243,13 @@ async fn event_loop(
     mut classifier: Classifier,
     status: Arc<Mutex<AgentStatus>>,
     dns: Option<Arc<dns::Stats>>,
-    membership: Option<Arc<crate::engine::cluster::Membership>>,
-    overlay_repair: Option<Arc<std::sync::atomic::AtomicBool>>,
+    cluster: Option<cluster::Shared>,
     jobs: mpsc::Sender<Job>,
     stay: bool,
 ) -> Result<()> {
-    // Watch first, then repair what happened before: nothing falls between the two.
-    let mut rt_watch = RtWatch::open().context("watching rtnetlink")?;
+    // Watch first, then repair what happened before: nothing falls between the two. The
+    // neighbour notifications only for the overlay's control plane.
+    let mut rt_watch = RtWatch::open(cluster.is_some()).context("watching rtnetlink")?;
     let mut nft_watch = NftWatch::open().context("watching nf_tables")?;
     let listener = ControlListener::bind(&ctx.run_dir).context("binding the control socket")?;
     let parking = crate::adapters::fd_park::ParkingLot::bind(&ctx.run_dir)
@@ -309,8 +307,8 @@ async fn event_loop(
                     send(&jobs, Job::Owners(work.owners.into_iter().collect()))?;
                 }
                 if work.overlay_entries {
-                    if let Some(r) = &overlay_repair {
-                        r.store(true, std::sync::atomic::Ordering::Relaxed);
+                    if let Some(c) = &cluster {
+                        c.repair_soon.store(true, std::sync::atomic::Ordering::Relaxed);
                     }
                 }
             }
@@ -342,7 +340,7 @@ async fn event_loop(
                         };
                         let (jobs, status, stop) = (jobs.clone(), status.clone(), stop_tx.clone());
                         let dns = dns.clone();
-                        let membership = membership.clone();
+                        let membership = cluster.as_ref().map(|c| c.membership.clone());
                         tokio::spawn(async move {
                             converse(c, jobs, status, dns, membership, stop).await;
                             drop(permit);
