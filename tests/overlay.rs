@@ -381,6 +381,24 @@ fn agents_build_overlay_networks_and_keep_their_entries_right() {
         logs(&agents)
     );
 
+    // A fourth host started with a node name a live host holds: refused, nothing built.
+    let intruder = Host::new("wt-oh");
+    ul.plug(&intruder.ns, "10.77.0.14/24");
+    let mut impostor = Agent::start(&intruder, &url, "10.77.0.14", "h2");
+    let refused = common::wait_for(5, || {
+        let c = intruder.json(&["daemon", "status"])["status"]["cluster"].clone();
+        c["errors"].as_array().is_some_and(|e| {
+            e.iter().any(|m| {
+                m.as_str() == Some("node name \"h2\" is taken: a live host registered it with VTEP 10.77.0.12 (this host advertises 10.77.0.14); give this host another --node")
+            })
+        }) && c["lease"].is_null()
+    });
+    assert!(refused, "{}", impostor.log());
+    assert!(!has_link(&intruder, &bridge()));
+    assert!(has_entries_for(&hosts[0], 12), "h2's entries stay on h1");
+    impostor.kill9();
+    drop(intruder);
+
     // etcd stopped: existing traffic keeps flowing, also past the lease TTL.
     etcd.kill();
     std::thread::sleep(Duration::from_secs(TTL * 2 + 1));
