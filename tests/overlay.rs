@@ -462,7 +462,19 @@ fn agents_build_overlay_networks_and_keep_their_entries_right() {
         .map(|h| h["node"].as_str().unwrap())
         .collect();
     assert_eq!(nodes, ["h1", "h2"]);
+    // The network deleted from the cluster: its bridge and device go from the live hosts,
+    // and `network ls` no longer shows it.
     drop(sb14);
     drop(sbs);
+    store.delete("/weft/v1/networks/ovl").unwrap();
+    let removed = common::wait_for(10, || {
+        hosts[..2]
+            .iter()
+            .all(|h| !has_link(h, &bridge()) && !has_link(h, &vxlan()))
+    });
+    assert!(removed, "the network is gone:\n{}", logs(&agents));
+    for h in &hosts[..2] {
+        assert!(!h.weft_ok(&["network", "ls"]).contains("ovl"));
+    }
     drop(agents);
 }
