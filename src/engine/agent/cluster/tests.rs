@@ -409,3 +409,106 @@ fn network_records_are_checked_before_they_name_devices() {
         DriverData::Overlay(OverlayConfig::new(42, 4789))
     );
 }
+
+/// A recording host shared with the test while the task's loop owns it.
+struct SharedHost(Arc<Mutex<Recording>>);
+
+impl Host for SharedHost {
+    fn network_up(&mut self, net: &Network) -> Result<()> {
+        self.0.lock().unwrap().network_up(net)
+    }
+    fn network_down(&mut self, id: &str) -> Result<()> {
+        self.0.lock().unwrap().network_down(id)
+    }
+    fn local_overlays(&mut self) -> Result<Vec<String>> {
+        self.0.lock().unwrap().local_overlays()
+    }
+    fn apply(&mut self, ops: &[Op]) -> Vec<String> {
+        self.0.lock().unwrap().apply(ops)
+    }
+    fn observe_vxlan(&mut self, ifname: &str) -> Result<Option<VxlanObserved>> {
+        self.0.lock().unwrap().observe_vxlan(ifname)
+    }
+    fn own_endpoints(&mut self, node: &str) -> Result<Vec<EndpointRecord>> {
+        self.0.lock().unwrap().own_endpoints(node)
+    }
+}
+
+fn eventually(mut f: impl FnMut() -> bool) -> bool {
+    let end = Instant::now() + Duration::from_secs(5);
+    while Instant::now() < end {
+        if f() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    false
+}
+
+#[test]
+fn the_loop_follows_the_cluster_keeps_entries_through_an_outage_and_joins_again() {
+    let store = Arc::new(MemoryStore::new());
+    let net = overlay("ovl", "ab");
+    put_network(&store, &net);
+    let mut h2 = control(&store, "h2", "10.0.0.2");
+    h2.join().unwrap();
+    let status: Arc<Mutex<AgentStatus>> = Default::default();
+    let c = Control::new(member(&store, "h1", "10.0.0.1"), TTL, status.clone());
+    let host = Arc::new(Mutex::new(Recording::default()));
+    let mine = endpoint(&net, "h1", "sb1", "12.12.12.1", 1);
+    host.lock().unwrap().own.push(mine.clone());
+    let stop = Arc::new(AtomicBool::new(false));
+    let soon = Arc::new(AtomicBool::new(false));
+    let task = {
+        let (host, stop, soon) = (SharedHost(host.clone()), stop.clone(), soon.clone());
+        std::thread::spawn(move || run(c, host, &stop, &soon))
+    };
+    let dev = vxlan_name(&net.id);
+    let entries = |host: &Arc<Mutex<Recording>>| {
+        host.lock()
+            .unwrap()
+            .devices
+            .get(&dev)
+            .map(|d| d.len())
+            .unwrap_or(0)
+    };
+    // Joined, synchronised, own endpoint registered; a remote endpoint arrives by the watch.
+    assert!(eventually(|| store.get(&ep_key(&mine)).unwrap().is_some()));
+    let theirs = endpoint(&net, "h2", "sb2", "12.12.12.2", 2);
+    store
+        .put(&ep_key(&theirs), &theirs.encode(), h2.m.lease())
+        .unwrap();
+    assert!(eventually(|| entries(&host) == 3));
+    assert!(status.lock().unwrap().cluster.connected);
+
+    // An outage longer than the TTL: nothing is removed here meanwhile.
+    store.set_reachable(false);
+    store.advance(TTL + Duration::from_secs(1));
+    assert!(eventually(|| !status.lock().unwrap().cluster.connected));
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(entries(&host), 3, "entries are kept while etcd is away");
+    // Back: h1 joins again under a new lease and registers its endpoint again (the old lease
+    // took it); h2 joins again too (its agent's part, done by hand here).
+    store.set_reachable(true);
+    h2.join().unwrap();
+    store
+        .put(&ep_key(&theirs), &theirs.encode(), h2.m.lease())
+        .unwrap();
+    assert!(eventually(|| {
+        store
+            .get(&ep_key(&mine))
+            .unwrap()
+            .is_some_and(|kv| kv.lease.is_some() && status.lock().unwrap().cluster.lease.is_some())
+    }));
+    assert!(eventually(|| status.lock().unwrap().cluster.connected));
+    assert!(eventually(|| entries(&host) == 3));
+
+    // A repair request is served without waiting for the periodic one.
+    host.lock().unwrap().devices.get_mut(&dev).unwrap().clear();
+    soon.store(true, Ordering::Relaxed);
+    let t = Instant::now();
+    assert!(eventually(|| entries(&host) == 3));
+    assert!(t.elapsed() < REPAIR_EVERY / 2, "{:?}", t.elapsed());
+    stop.store(true, Ordering::Relaxed);
+    task.join().unwrap();
+}
