@@ -79,21 +79,33 @@ impl Host for KernelHost {
 
     fn network_down(&mut self, id: &str) -> Result<()> {
         use crate::adapters::store::{Mode, Store as _};
-        let (net, used) = {
-            let tx = self.ctx.store.begin(Mode::Read)?;
+        use crate::core::model::Status;
+        // Marked as being removed by this process first, in the same transaction that finds
+        // it unused: the agent's drift repair leaves a network in removal alone, and would
+        // otherwise rebuild what the teardown deletes.
+        let net = {
+            let tx = self.ctx.store.begin(Mode::Write)?;
+            let Some(mut net) = tx.network(id)? else {
+                return Ok(());
+            };
             let used = tx
                 .sandboxes()?
                 .iter()
                 .any(|s| s.endpoints.iter().any(|e| e.network_id == id));
-            (tx.network(id)?, used)
+            if used {
+                anyhow::bail!(
+                    "sandboxes of this host are still attached to {:?}: its bridge stays",
+                    net.name
+                );
+            }
+            let (pid, start) = crate::engine::me();
+            net.status = Status::Removing;
+            net.owner_pid = Some(pid);
+            net.owner_start = start;
+            tx.put_network(&net)?;
+            tx.commit()?;
+            net
         };
-        let Some(net) = net else { return Ok(()) };
-        if used {
-            anyhow::bail!(
-                "sandboxes of this host are still attached to {:?}: its bridge stays",
-                net.name
-            );
-        }
         tracing::info!(network = %net.name, "removed from the cluster: removing it here");
         crate::engine::network::remove::teardown(&self.ctx, &net)
     }
