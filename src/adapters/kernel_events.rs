@@ -1,5 +1,5 @@
-//! What the kernel announces about the namespace weft runs in: rtnetlink link, address and
-//! route notifications, and nf_tables notifications (one event per transaction, naming the
+//! What the kernel announces about the namespace weft runs in: rtnetlink link, address,
+//! route and neighbour (neighbour table and bridge FDB) notifications, and nf_tables notifications (one event per transaction, naming the
 //! tables it touched and the process that sent it). The agent turns them into repairs.
 //!
 //! Sysctls are not announced by the kernel; the agent checks those on a timer.
@@ -53,6 +53,11 @@ pub enum RtEvent {
     },
     /// Notifications were lost (the socket's queue overflowed): anything may have changed.
     Lost,
+    /// A neighbour or forwarding (FDB) entry of an interface was added, changed or removed.
+    Neighbour {
+        /// Interface index.
+        index: u32,
+    },
     /// A route was removed.
     RouteRemoved {
         /// Output interface index, if any.
@@ -70,16 +75,22 @@ pub struct RtWatch {
 }
 
 impl RtWatch {
-    /// Subscribes to link, address and route notifications. Must be called inside a tokio
-    /// runtime (the socket is driven by a task spawned on it).
-    pub fn open() -> io::Result<RtWatch> {
-        let (mut conn, _handle, messages) = rtnetlink::new_multicast_connection(&[
+    /// Subscribes to link, address and route notifications, and with `neighbours` to
+    /// neighbour and FDB notifications too (many on a busy host: only an overlay's control
+    /// plane needs them). Must be called inside a tokio runtime (the socket is driven by a
+    /// task spawned on it).
+    pub fn open(neighbours: bool) -> io::Result<RtWatch> {
+        let mut groups = vec![
             MulticastGroup::Link,
             MulticastGroup::Ipv4Ifaddr,
             MulticastGroup::Ipv6Ifaddr,
             MulticastGroup::Ipv4Route,
             MulticastGroup::Ipv6Route,
-        ])?;
+        ];
+        if neighbours {
+            groups.push(MulticastGroup::Neigh);
+        }
+        let (mut conn, _handle, messages) = rtnetlink::new_multicast_connection(&groups)?;
         large_queue(conn.socket_mut().as_raw_fd());
         tokio::spawn(conn);
         Ok(RtWatch { messages })
@@ -97,6 +108,11 @@ impl RtWatch {
                 _ => continue,
             };
             let ev = match inner {
+                RouteNetlinkMessage::NewNeighbour(m) | RouteNetlinkMessage::DelNeighbour(m) => {
+                    Some(RtEvent::Neighbour {
+                        index: m.header.ifindex,
+                    })
+                }
                 RouteNetlinkMessage::NewLink(m) => Some(RtEvent::Link(link_event(&m, false))),
                 RouteNetlinkMessage::DelLink(m) => Some(RtEvent::Link(link_event(&m, true))),
                 RouteNetlinkMessage::DelAddress(m) => {

@@ -168,13 +168,40 @@ fn print_agent_status(s: &crate::core::agent::AgentStatus) {
     }
     let c = &s.cluster;
     match (&c.node, &c.advertise) {
-        (Some(node), Some(advertise)) if c.configured => println!(
-            "cluster: node {node}, advertise {advertise}, vxlan port {}, lease {} s, etcd {}{} (not connected: the cluster task is not implemented yet)",
-            c.vxlan_port.unwrap_or_default(),
-            c.lease_ttl.unwrap_or_default(),
-            c.etcd.join(","),
-            if c.tls { " with TLS" } else { "" }
-        ),
+        (Some(node), Some(advertise)) if c.configured => {
+            println!(
+                "cluster: node {node}, advertise {advertise}, vxlan port {}, lease {} s, etcd {}{}",
+                c.vxlan_port.unwrap_or_default(),
+                c.lease_ttl.unwrap_or_default(),
+                c.etcd.join(","),
+                if c.tls { " with TLS" } else { "" }
+            );
+            println!(
+                "  {}, lease {}, revision {}, {} endpoints, networks: {}",
+                if c.connected {
+                    "connected"
+                } else {
+                    "not connected"
+                },
+                c.lease.as_deref().unwrap_or("none"),
+                c.revision,
+                c.endpoints,
+                if c.networks.is_empty() {
+                    "none".to_string()
+                } else {
+                    c.networks.join(", ")
+                }
+            );
+            for h in &c.hosts {
+                println!(
+                    "  host {} vtep {} ({} endpoints)",
+                    h.node, h.vtep, h.endpoints
+                );
+            }
+            for e in &c.errors {
+                println!("  cluster error: {e}");
+            }
+        }
         _ => println!("cluster: not configured"),
     }
     println!("reserved ports: {}", s.reservations.len());

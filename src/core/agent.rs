@@ -114,8 +114,7 @@ pub struct AgentStatus {
     pub cluster: ClusterStatus,
 }
 
-/// The agent's cluster configuration, for `weft daemon status`. Only the configuration so
-/// far: the agent does not connect to etcd yet.
+/// The agent's cluster configuration and its cluster task's state, for `weft daemon status`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
 pub struct ClusterStatus {
     /// Whether a cluster is configured (`--etcd` or `[cluster]`); the other fields are set
@@ -139,6 +138,46 @@ pub struct ClusterStatus {
     /// Seconds the etcd lease lives without renewal.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub lease_ttl: Option<u32>,
+    /// Whether the cluster task reaches etcd now (its last request or watch got through).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub connected: bool,
+    /// The lease this node's records live under (hex, as etcd's tools print it), while held.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lease: Option<String>,
+    /// Live nodes of the cluster as this node sees them, by name.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub hosts: Vec<ClusterHost>,
+    /// Overlay networks of the cluster, by name.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub networks: Vec<String>,
+    /// Endpoints of every node on the overlay networks.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub endpoints: u64,
+    /// The last etcd revision applied.
+    #[serde(default, skip_serializing_if = "is_zero_i64")]
+    pub revision: i64,
+    /// The cluster task's recent problems, newest last.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub errors: Vec<String>,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
+}
+
+fn is_zero_i64(n: &i64) -> bool {
+    *n == 0
+}
+
+/// A live node of the cluster.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClusterHost {
+    /// Its name (`--node`).
+    pub node: String,
+    /// Its tunnel endpoint (`--advertise`).
+    pub vtep: std::net::IpAddr,
+    /// How many endpoints it has on overlay networks.
+    pub endpoints: u64,
 }
 
 impl From<Option<&crate::core::cluster_config::ClusterConfig>> for ClusterStatus {
@@ -153,6 +192,7 @@ impl From<Option<&crate::core::cluster_config::ClusterConfig>> for ClusterStatus
                 advertise: Some(c.advertise),
                 vxlan_port: Some(c.vxlan_port),
                 lease_ttl: Some(c.lease_ttl),
+                ..ClusterStatus::default()
             },
         }
     }

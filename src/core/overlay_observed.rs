@@ -4,15 +4,12 @@
 
 use std::net::IpAddr;
 
-use thiserror::Error;
-
 /// The destination MAC of a VXLAN device's flood entries (broadcast and unknown unicast):
 /// one entry per remote VTEP, all under this MAC.
 pub const FLOOD_MAC: [u8; 6] = [0; 6];
 
-/// Bytes VXLAN adds to each frame over an IPv4 underlay: outer Ethernet 14, IPv4 20, UDP 8,
-/// VXLAN 8.
-pub const VXLAN_OVERHEAD: u32 = 50;
+/// Bytes VXLAN adds to each frame over an IPv4 underlay (the overlay driver's constant).
+pub use crate::core::driver::overlay::VXLAN_OVERHEAD;
 
 /// The same over an IPv6 underlay (a 40-byte IPv6 header).
 pub const VXLAN6_OVERHEAD: u32 = 70;
@@ -137,25 +134,6 @@ pub struct UnderlayLink {
     pub local: IpAddr,
 }
 
-/// An overlay MTU the underlay cannot carry.
-#[derive(Debug, Error, Clone, PartialEq, Eq)]
-#[error(
-    "--mtu {requested} is too large for the underlay: {underlay} has MTU {underlay_mtu}, \
-     minus {overhead} bytes of VXLAN encapsulation leaves at most {max}"
-)]
-pub struct OverlayMtuError {
-    /// The MTU asked for.
-    pub requested: u32,
-    /// The underlay interface.
-    pub underlay: String,
-    /// Its MTU.
-    pub underlay_mtu: u32,
-    /// The encapsulation's bytes.
-    pub overhead: u32,
-    /// The largest overlay MTU it carries.
-    pub max: u32,
-}
-
 impl UnderlayLink {
     /// Bytes the encapsulation adds on this underlay.
     pub fn overhead(&self) -> u32 {
@@ -165,22 +143,19 @@ impl UnderlayLink {
         }
     }
 
-    /// The overlay's MTU: `requested`, or the most this interface carries (its MTU minus
-    /// [`Self::overhead`]) when none is asked for; an error above that.
-    pub fn overlay_mtu(&self, requested: Option<u32>) -> Result<u32, OverlayMtuError> {
-        let overhead = self.overhead();
-        let max = self.mtu.saturating_sub(overhead);
-        match requested {
-            None => Ok(max),
-            Some(r) if r <= max => Ok(r),
-            Some(r) => Err(OverlayMtuError {
-                requested: r,
-                underlay: self.name.clone(),
-                underlay_mtu: self.mtu,
-                overhead,
-                max,
-            }),
-        }
+    /// The overlay's MTU over this interface: `requested`, or the most it carries when none
+    /// is asked for (the overlay driver's check, with this family's overhead).
+    pub fn overlay_mtu(
+        &self,
+        requested: Option<u32>,
+    ) -> Result<u32, crate::core::driver::DriverError> {
+        crate::core::driver::overlay::overlay_mtu_with(
+            "",
+            requested,
+            &self.name,
+            self.mtu,
+            self.overhead(),
+        )
     }
 }
 
@@ -236,12 +211,7 @@ mod tests {
         assert_eq!(u.overlay_mtu(None), Ok(1450));
         assert_eq!(u.overlay_mtu(Some(1400)), Ok(1400));
         assert_eq!(u.overlay_mtu(Some(1450)), Ok(1450));
-        let e = u.overlay_mtu(Some(1451)).unwrap_err();
-        assert_eq!(
-            e.to_string(),
-            "--mtu 1451 is too large for the underlay: eth1 has MTU 1500, minus 50 bytes of \
-             VXLAN encapsulation leaves at most 1450"
-        );
+        assert!(u.overlay_mtu(Some(1451)).is_err());
         let v6 = UnderlayLink {
             local: "fd00::1".parse().unwrap(),
             ..u

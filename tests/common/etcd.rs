@@ -23,6 +23,8 @@ pub struct Etcd {
     /// Temporary directory: data/, etcd.log, certificates.
     pub dir: PathBuf,
     tls: bool,
+    /// The client address it listens on (`IP:port`).
+    client_addr: String,
     /// The namespace it listens in (dropped last: fields drop in order).
     pub ns: Netns,
 }
@@ -54,13 +56,25 @@ impl Etcd {
     }
 
     fn start_with(prefix: &str, tls: bool) -> Etcd {
+        Self::start_at(prefix, tls, CLIENT_ADDR, |_| {})
+    }
+
+    /// Starts etcd in a new namespace listening on `client_addr` (`IP:port`), which `wire`
+    /// gives the namespace (e.g. a veth to a test's underlay) before etcd starts.
+    pub fn start_on(prefix: &str, client_addr: &str, wire: impl FnOnce(&Netns)) -> Etcd {
+        Self::start_at(prefix, false, client_addr, wire)
+    }
+
+    fn start_at(prefix: &str, tls: bool, client_addr: &str, wire: impl FnOnce(&Netns)) -> Etcd {
         let ns = Netns::new(prefix);
+        wire(&ns);
         let dir = std::env::temp_dir().join(&ns.name);
         std::fs::create_dir_all(&dir).unwrap();
         let mut etcd = Etcd {
             child: None,
             dir,
             tls,
+            client_addr: client_addr.to_string(),
             ns,
         };
         if tls {
@@ -73,7 +87,7 @@ impl Etcd {
     /// The client URL.
     pub fn url(&self) -> String {
         let scheme = if self.tls { "https" } else { "http" };
-        format!("{scheme}://{CLIENT_ADDR}")
+        format!("{scheme}://{}", self.client_addr)
     }
 
     /// The client TLS files (CA, client certificate and key) of a TLS etcd.
@@ -188,8 +202,9 @@ impl Etcd {
     fn wait_ready(&mut self) {
         let deadline = Instant::now() + Duration::from_secs(20);
         // First the port (cheap), then a real request (the member has a leader).
+        let client_addr: std::net::SocketAddr = self.client_addr.parse().unwrap();
         let listening = weft::adapters::netns::run_in(Path::new(&self.ns.path()), move || {
-            let addr = CLIENT_ADDR.parse().unwrap();
+            let addr = client_addr;
             while Instant::now() < deadline {
                 if std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
                     return true;

@@ -252,10 +252,7 @@ mod tests {
     fn overlay_records_keep_their_vni_and_port() {
         let mut net = Network::example();
         net.driver = "overlay".into();
-        net.driver_data = DriverData::Overlay(overlay::OverlayConfig {
-            vni: 42,
-            port: 4789,
-        });
+        net.driver_data = DriverData::Overlay(overlay::OverlayConfig::new(42, 4789));
         let text = serde_json::to_string(&net).unwrap();
         assert!(
             text.contains(r#""driver":"overlay","driver_data":{"overlay":{"vni":42,"port":4789}}"#),

@@ -4,17 +4,17 @@
 //! on a bridge network. Which remote MAC lives behind which host is the control plane's
 //! (`src/core/cluster`), not this file's.
 //!
-//! The network's own kernel objects cannot be planned yet: the VXLAN operations
-//! (`Op::CreateVxlan`, `Op::AddFdb`, `Op::DeleteFdb`) are being added to
-//! [`crate::core::plan::Op`] separately. Until they are, [`Overlay::plan_network`] returns
-//! [`DriverError::NotImplemented`] rather than a plan that would make a bridge without its
-//! tunnel.
+//! The tunnel's source address is this host's own (`--advertise`), so the cluster's record
+//! of a network has none: the agent's cluster task writes it into the host's local copy of
+//! the record ([`OverlayConfig::local`]), and only a copy that has it can be planned.
+
+use std::net::IpAddr;
 
 use serde::{Deserialize, Serialize};
 
 use super::{bridge, Driver, DriverData, DriverError, Request, Underlay};
 use crate::core::model::{Endpoint, Network};
-use crate::core::plan::Op;
+use crate::core::plan::{owner_alias, Op};
 
 /// The largest VXLAN network identifier (24 bits).
 pub const VNI_MAX: u32 = 16_777_215;
@@ -41,6 +41,22 @@ pub struct OverlayConfig {
     pub vni: u32,
     /// UDP port of the VXLAN devices.
     pub port: u16,
+    /// This host's tunnel source (its advertised underlay address): set only in a host's
+    /// local copy of the record, by the agent's cluster task; the cluster's record has none,
+    /// as the address differs on every host.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub local: Option<IpAddr>,
+}
+
+impl OverlayConfig {
+    /// The cluster-wide identity, without a host's tunnel source.
+    pub fn new(vni: u32, port: u16) -> Self {
+        OverlayConfig {
+            vni,
+            port,
+            local: None,
+        }
+    }
 }
 
 /// The overlay driver.
@@ -56,22 +72,34 @@ pub fn check_vni(value: u64) -> Result<u32, DriverError> {
         .ok_or(DriverError::Vni { value })
 }
 
-/// The MTU of overlay `network` whose underlay is `underlay` (name) with MTU `underlay_mtu`:
-/// `requested` when it fits in the underlay after VXLAN's [`VXLAN_OVERHEAD`] bytes, else an
-/// error with the arithmetic; the largest that fits when nothing is requested.
+/// The MTU of overlay `network` whose underlay is `underlay` (name) with MTU `underlay_mtu`,
+/// over IPv4 ([`VXLAN_OVERHEAD`]): see [`overlay_mtu_with`].
 pub fn overlay_mtu(
     network: &str,
     requested: Option<u32>,
     underlay: &str,
     underlay_mtu: u32,
 ) -> Result<u32, DriverError> {
+    overlay_mtu_with(network, requested, underlay, underlay_mtu, VXLAN_OVERHEAD)
+}
+
+/// weft's one overlay MTU check: `requested` when it fits in the underlay after the
+/// encapsulation's `overhead` bytes (50 over IPv4, 70 over IPv6), else an error with the
+/// arithmetic; the largest that fits when nothing is requested.
+pub fn overlay_mtu_with(
+    network: &str,
+    requested: Option<u32>,
+    underlay: &str,
+    underlay_mtu: u32,
+    overhead: u32,
+) -> Result<u32, DriverError> {
     let max = underlay_mtu
-        .checked_sub(VXLAN_OVERHEAD)
+        .checked_sub(overhead)
         .filter(|m| *m >= MIN_MTU)
         .ok_or_else(|| DriverError::UnderlayTooSmall {
             underlay: underlay.to_string(),
             underlay_mtu,
-            overhead: VXLAN_OVERHEAD,
+            overhead,
         })?;
     match requested {
         None => Ok(max),
@@ -81,7 +109,7 @@ pub fn overlay_mtu(
             network: network.to_string(),
             underlay: underlay.to_string(),
             underlay_mtu,
-            overhead: VXLAN_OVERHEAD,
+            overhead,
             max,
         }),
     }
@@ -144,10 +172,10 @@ impl Driver for Overlay {
                 why: "choosing a subnet free on every host of a cluster is not implemented yet; give an IPv4 --subnet",
             });
         }
-        Ok(DriverData::Overlay(OverlayConfig {
+        Ok(DriverData::Overlay(OverlayConfig::new(
             vni,
-            port: req.vxlan_port.unwrap_or(DEFAULT_VXLAN_PORT),
-        }))
+            req.vxlan_port.unwrap_or(DEFAULT_VXLAN_PORT),
+        )))
     }
 
     fn mtu(
@@ -164,23 +192,45 @@ impl Driver for Overlay {
         vec![net.bridge.clone(), vxlan_name(&net.id)]
     }
 
-    /// Not yet: see the module's documentation.
+    /// A bridge network's objects (bridge with the gateway, sysctls, firewall elements) and
+    /// the VXLAN device enslaved to the bridge, made before the firewall's elements so that
+    /// the network is whole when they attach. Needs the host's tunnel source
+    /// ([`OverlayConfig::local`]): without it, [`DriverError::NeedsCluster`].
     fn plan_network(
         &self,
         net: &Network,
-        _instance: &str,
-        _dns_port: Option<u16>,
+        instance: &str,
+        dns_port: Option<u16>,
     ) -> Result<Vec<Op>, DriverError> {
-        Self::config(net)?;
-        Err(DriverError::NotImplemented {
-            what: "building an overlay network's VXLAN device",
-        })
+        let c = Self::config(net)?;
+        let local = c.local.ok_or(DriverError::NeedsCluster)?;
+        let vni = check_vni(u64::from(c.vni))?;
+        let mut ops = bridge::plan_network(net, instance, dns_port);
+        let vxlan = Op::CreateVxlan {
+            name: vxlan_name(&net.id),
+            vni,
+            local,
+            port: c.port,
+            mtu: net.mtu,
+            bridge: net.bridge.clone(),
+            alias: owner_alias(instance, &net.id),
+        };
+        let at = ops
+            .iter()
+            .position(|op| matches!(op, Op::FirewallAdd(_)))
+            .unwrap_or(ops.len());
+        ops.insert(at, vxlan);
+        Ok(ops)
     }
 
-    /// The bridge's teardown; the VXLAN device, once made, is a port of the bridge and is
-    /// deleted with its own operation then.
+    /// The VXLAN device, then the bridge's teardown.
     fn plan_network_teardown(&self, net: &Network) -> Vec<Op> {
-        bridge::plan_network_teardown(net)
+        let mut ops = vec![Op::DeleteLink {
+            ns: crate::core::plan::Ns::Host,
+            ifname: vxlan_name(&net.id),
+        }];
+        ops.extend(bridge::plan_network_teardown(net));
+        ops
     }
 
     /// As on a bridge network: the sandbox's side does not know about the tunnel.
@@ -238,6 +288,8 @@ mod tests {
             ));
         }
         assert_eq!(overlay_mtu("ovl", None, "eth0", 118), Ok(68));
+        // A 40-byte IPv6 header.
+        assert_eq!(overlay_mtu_with("ovl", None, "eth0", 1500, 70), Ok(1430));
     }
 
     #[test]
@@ -269,10 +321,7 @@ mod tests {
                 vxlan_port: Some(8472),
                 ..request(&subnets)
             }),
-            Ok(DriverData::Overlay(OverlayConfig {
-                vni: 42,
-                port: 8472
-            }))
+            Ok(DriverData::Overlay(OverlayConfig::new(42, 8472)))
         );
         assert!(matches!(
             Overlay.validate(&Request {
@@ -317,20 +366,53 @@ mod tests {
     }
 
     #[test]
-    fn the_network_plan_waits_for_the_vxlan_ops() {
+    fn the_network_plan_is_a_bridge_with_its_vxlan_device_before_the_firewall() {
         let mut net = Network::example();
         net.driver = "overlay".into();
+        net.bridge = overlay_bridge_name(&net.id);
+        net.mtu = 1450;
         assert!(matches!(
             Overlay.plan_network(&net, "i1", None),
             Err(DriverError::MissingData { .. })
         ));
-        net.driver_data = DriverData::Overlay(OverlayConfig {
-            vni: 42,
-            port: 4789,
-        });
-        assert!(matches!(
+        net.driver_data = DriverData::Overlay(OverlayConfig::new(42, 4789));
+        assert_eq!(
             Overlay.plan_network(&net, "i1", None),
-            Err(DriverError::NotImplemented { .. })
-        ));
+            Err(DriverError::NeedsCluster),
+            "the cluster's record has no tunnel source"
+        );
+        let local: IpAddr = "10.9.0.1".parse().unwrap();
+        net.driver_data = DriverData::Overlay(OverlayConfig {
+            local: Some(local),
+            ..OverlayConfig::new(42, 4789)
+        });
+        let ops = Overlay.plan_network(&net, "i1", None).unwrap();
+        let bridge_at = ops
+            .iter()
+            .position(|o| matches!(o, Op::CreateBridge { name, .. } if *name == net.bridge));
+        let vxlan_at = ops.iter().position(|o| {
+            *o == Op::CreateVxlan {
+                name: vxlan_name(&net.id),
+                vni: 42,
+                local,
+                port: 4789,
+                mtu: 1450,
+                bridge: net.bridge.clone(),
+                alias: owner_alias("i1", &net.id),
+            }
+        });
+        let fw_at = ops.iter().position(|o| matches!(o, Op::FirewallAdd(_)));
+        assert!(bridge_at < vxlan_at && vxlan_at < fw_at, "{ops:?}");
+        assert!(ops
+            .iter()
+            .any(|o| matches!(o, Op::AddAddress { ifname, .. } if *ifname == net.bridge)));
+        let down = Overlay.plan_network_teardown(&net);
+        assert!(
+            matches!(&down[0], Op::DeleteLink { ifname, .. } if *ifname == vxlan_name(&net.id))
+        );
+        // The local copy's tunnel source never reaches the cluster's record by accident: a
+        // record without one reads back without one.
+        let text = serde_json::to_string(&OverlayConfig::new(42, 4789)).unwrap();
+        assert_eq!(text, r#"{"vni":42,"port":4789}"#);
     }
 }

@@ -16,6 +16,7 @@
 //! directory is gone; started by systemd (`Type=notify`, `weft daemon --stay`) it stays.
 
 pub mod client;
+pub mod cluster;
 mod dns;
 mod watch;
 mod worker;
@@ -92,10 +93,11 @@ const MAX_CONVERSATIONS: usize = 64;
 const REQUEST_WAIT: Duration = Duration::from_secs(2);
 
 /// What the agent watches, for `weft daemon status`.
-const WATCHING: [&str; 5] = [
+const WATCHING: [&str; 6] = [
     "rtnetlink link notifications",
     "rtnetlink address notifications",
     "rtnetlink route notifications",
+    "rtnetlink neighbour notifications (with a cluster: its VXLAN devices)",
     "nf_tables notifications",
     "sysctls weft sets (every 300 ms)",
 ];
@@ -195,13 +197,38 @@ pub fn run(
     };
     let dns_stats = dns.as_ref().map(|d| d.stats.clone());
 
+    // The overlay control plane. Its membership is what the request handlers use to reach
+    // the cluster (`None`: no cluster configured).
+    let cluster_task = match cluster {
+        Some(config) => Some(cluster::start(cluster::Setup {
+            config,
+            state_dir: state_dir.to_path_buf(),
+            run_dir: run_dir.to_path_buf(),
+            config_path: config_path.to_path_buf(),
+            status: status.clone(),
+        })?),
+        None => None,
+    };
+    let cluster_shared = cluster_task.as_ref().map(|t| t.shared.clone());
+
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .context("starting the agent's event loop")?;
-    let result = rt.block_on(event_loop(&ctx, classifier, status, dns_stats, jobs, stay));
+    let result = rt.block_on(event_loop(
+        &ctx,
+        classifier,
+        status,
+        dns_stats,
+        cluster_shared,
+        jobs,
+        stay,
+    ));
     if let Some(d) = dns {
         d.stop();
+    }
+    if let Some(t) = cluster_task {
+        t.stop();
     }
     // The worker finishes its job in hand, then sees the channel closed.
     let _ = worker.join();
@@ -216,11 +243,13 @@ async fn event_loop(
     mut classifier: Classifier,
     status: Arc<Mutex<AgentStatus>>,
     dns: Option<Arc<dns::Stats>>,
+    cluster: Option<cluster::Shared>,
     jobs: mpsc::Sender<Job>,
     stay: bool,
 ) -> Result<()> {
-    // Watch first, then repair what happened before: nothing falls between the two.
-    let mut rt_watch = RtWatch::open().context("watching rtnetlink")?;
+    // Watch first, then repair what happened before: nothing falls between the two. The
+    // neighbour notifications only for the overlay's control plane.
+    let mut rt_watch = RtWatch::open(cluster.is_some()).context("watching rtnetlink")?;
     let mut nft_watch = NftWatch::open().context("watching nf_tables")?;
     let listener = ControlListener::bind(&ctx.run_dir).context("binding the control socket")?;
     let parking = crate::adapters::fd_park::ParkingLot::bind(&ctx.run_dir)
@@ -277,6 +306,11 @@ async fn event_loop(
                 if !work.owners.is_empty() {
                     send(&jobs, Job::Owners(work.owners.into_iter().collect()))?;
                 }
+                if work.overlay_entries {
+                    if let Some(c) = &cluster {
+                        c.repair_soon.store(true, std::sync::atomic::Ordering::Relaxed);
+                    }
+                }
             }
             fds = parking.next(), if parked.len() < park_max => {
                 parked.extend(fds);
@@ -306,8 +340,9 @@ async fn event_loop(
                         };
                         let (jobs, status, stop) = (jobs.clone(), status.clone(), stop_tx.clone());
                         let dns = dns.clone();
+                        let membership = cluster.as_ref().map(|c| c.membership.clone());
                         tokio::spawn(async move {
-                            converse(c, jobs, status, dns, stop).await;
+                            converse(c, jobs, status, dns, membership, stop).await;
                             drop(permit);
                         });
                     }
@@ -355,6 +390,8 @@ async fn converse(
     jobs: mpsc::Sender<Job>,
     status: Arc<Mutex<AgentStatus>>,
     dns: Option<Arc<dns::Stats>>,
+    // This host's cluster membership, for the overlay requests (`None`: no cluster).
+    _membership: Option<Arc<crate::engine::cluster::Membership>>,
     stop: tokio::sync::mpsc::Sender<()>,
 ) {
     let request = match tokio::time::timeout(REQUEST_WAIT, c.request()).await {

@@ -19,12 +19,18 @@ pub(super) struct Pending {
     pub firewall: Option<String>,
     /// Notifications were lost: everything is to be checked, with the cause.
     pub everything: Option<String>,
+    /// A neighbour or FDB entry of an overlay network's VXLAN device changed: the cluster
+    /// task is to read its devices back and repair their entries.
+    pub overlay_entries: bool,
 }
 
 impl Pending {
     /// Whether nothing was asked for.
     pub fn is_empty(&self) -> bool {
-        self.owners.is_empty() && self.firewall.is_none() && self.everything.is_none()
+        self.owners.is_empty()
+            && self.firewall.is_none()
+            && self.everything.is_none()
+            && !self.overlay_entries
     }
 }
 
@@ -65,6 +71,18 @@ impl Classifier {
             RtEvent::Lost => {
                 out.everything =
                     Some("the kernel dropped link, address or route notifications".into());
+                out.overlay_entries = true;
+            }
+            RtEvent::Neighbour { index } => {
+                // Only weft's VXLAN devices: the entries of bridges and ports change with
+                // every sandbox's ARP traffic and are none of the control plane's.
+                if self
+                    .owners
+                    .get(index)
+                    .is_some_and(|(_, name)| name.starts_with("wv-"))
+                {
+                    out.overlay_entries = true;
+                }
             }
             RtEvent::Link(l) => {
                 if l.deleted {
@@ -279,5 +297,31 @@ mod tests {
             p.firewall.as_deref(),
             Some("weft's nftables table was changed by nft (pid 42)")
         );
+    }
+
+    #[test]
+    fn only_entries_of_weft_vxlan_devices_ask_the_cluster_task_for_a_repair() {
+        let mut c = Classifier::new(
+            INST,
+            &[
+                link("wo-0a0b0c0d0e0f", 7, "n1"),
+                link("wv-0a0b0c0d0e0f", 8, "n1"),
+            ],
+        );
+        let mut p = Pending::default();
+        // A bridge's and a foreign interface's neighbours: sandboxes' ARP traffic.
+        c.rt(&RtEvent::Neighbour { index: 7 }, &mut p);
+        c.rt(&RtEvent::Neighbour { index: 3 }, &mut p);
+        assert!(p.is_empty(), "{p:?}");
+        c.rt(&RtEvent::Neighbour { index: 8 }, &mut p);
+        assert!(p.overlay_entries && !p.is_empty());
+        // A device made after the agent started is learnt from its link notification.
+        let mut p = Pending::default();
+        c.rt(
+            &RtEvent::Link(ev("wv-ffffffffffff", 12, Some("n2"), "vxlan")),
+            &mut p,
+        );
+        c.rt(&RtEvent::Neighbour { index: 12 }, &mut p);
+        assert!(p.overlay_entries);
     }
 }

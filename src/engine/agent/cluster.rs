@@ -1,0 +1,799 @@
+//! The agent's cluster task: this host's part of the overlay control plane, on its own
+//! thread (as the DNS server), started when a cluster is configured.
+//!
+//! - **Join**: a lease of `lease_ttl`, and `hosts/<node>` written under it. A record of the
+//!   same node with another VTEP under a live lease is another host using this `--node`: the
+//!   task refuses to take its place.
+//! - **Sync**: a snapshot of `/weft/v1/` builds the [`ClusterView`] and the set of overlay
+//!   networks; each network is mirrored into the local store (so `network ls` and local
+//!   commands find it) and built in the kernel; every VXLAN device's entries are repaired
+//!   against the view; this node's own endpoints are registered again under the lease
+//!   (records of endpoints gone meanwhile were under an earlier lease, and go with it).
+//! - **Watch** from the snapshot's revision + 1: events that arrive together are applied as
+//!   one batch, each becoming the neighbour/FDB changes the view computes (never a re-dump).
+//!   A lost connection keeps everything as it is (traffic keeps flowing); a compacted
+//!   history, or a lost lease, ends in a new join and sync.
+//! - **Drift**: when the agent sees a neighbour or FDB notification of a VXLAN device
+//!   ([`Handle::repair_soon`]), and every [`REPAIR_EVERY`] in any case, each device's entries
+//!   are read back and repaired (level-triggered, never by replaying the notifications), and
+//!   a device found missing is built again.
+//! - **Quarantine**: address claims of nodes gone for [`QUARANTINE`] are released.
+//!
+//! The decisions live in [`Control`], which takes the store and a [`Host`] (local store and
+//! kernel) as parameters, so they are tested with the in-memory store and a recording host.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, Result};
+
+use crate::adapters::cluster::etcd::{EtcdConfig, EtcdStore, TlsFiles};
+use crate::adapters::cluster::{
+    ClusterStore, Compare, Lease, Revision, StoreError, Txn, TxnOp, WatchEvent, WatchRecvError,
+};
+use crate::core::agent::{AgentStatus, ClusterHost};
+use crate::core::cluster::entries::{self, Change};
+use crate::core::cluster::keys::{self, Key};
+use crate::core::cluster::quarantine::{releasable, Quarantine};
+use crate::core::cluster::records::{AddressRecord, EndpointRecord, HostRecord};
+use crate::core::cluster::view::ClusterView;
+use crate::core::cluster_config::ClusterConfig;
+use crate::core::driver::overlay::{overlay_bridge_name, vxlan_name};
+use crate::core::driver::DriverData;
+use crate::core::model::Network;
+use crate::core::overlay_observed::VxlanObserved;
+use crate::core::plan::Op;
+use crate::engine::cluster::Membership;
+
+/// How long the task waits for a watch event before doing its periodic work.
+const TICK: Duration = Duration::from_millis(100);
+/// How often every VXLAN device's entries are read back and repaired without a notification
+/// asking for it (notifications can be lost).
+pub const REPAIR_EVERY: Duration = Duration::from_secs(2);
+/// How long the task waits before trying etcd again after a failure.
+const RETRY: Duration = Duration::from_secs(1);
+/// How often dead nodes' address claims are looked at.
+const QUARANTINE_EVERY: Duration = Duration::from_secs(5);
+/// How long a node must have been gone before its address claims are released: long enough
+/// that an agent restarting (or a host rebooting, or cut off from etcd for a while) finds its
+/// sandboxes' addresses still its own and re-registers them, short enough that a dead host's
+/// addresses come back within minutes. At least six lease TTLs, so that a node whose lease
+/// expired through a brief etcd outage has several TTLs to join again.
+pub fn quarantine_period(ttl: Duration) -> Duration {
+    Duration::from_secs(60).max(ttl.saturating_mul(6))
+}
+/// How many errors the status keeps.
+const KEEP_ERRORS: usize = 10;
+
+/// The local side of the control plane: this host's store and kernel.
+pub trait Host {
+    /// Mirrors the cluster's network into the local store (with this host's tunnel source)
+    /// and builds what is missing of its kernel objects.
+    fn network_up(&mut self, net: &Network) -> Result<()>;
+    /// Removes a network's local mirror and kernel objects.
+    fn network_down(&mut self, id: &str) -> Result<()>;
+    /// The ids of the overlay networks mirrored locally.
+    fn local_overlays(&mut self) -> Result<Vec<String>>;
+    /// Applies entry operations; returns the errors.
+    fn apply(&mut self, ops: &[Op]) -> Vec<String>;
+    /// Reads back a VXLAN device (`None`: it does not exist).
+    fn observe_vxlan(&mut self, ifname: &str) -> Result<Option<VxlanObserved>>;
+    /// This node's settled endpoints on overlay networks, from the local store.
+    fn own_endpoints(&mut self, node: &str) -> Result<Vec<EndpointRecord>>;
+}
+
+/// Why joining failed.
+#[derive(Debug, thiserror::Error)]
+pub enum JoinError {
+    /// The store failed; try again.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// Another live host uses this node name.
+    #[error("node name {node:?} is taken: a live host registered it with VTEP {theirs} (this host advertises {ours}); give this host another --node")]
+    NodeTaken {
+        /// The name.
+        node: String,
+        /// Their VTEP.
+        theirs: IpAddr,
+        /// Ours.
+        ours: IpAddr,
+    },
+}
+
+/// The control plane's state and decisions.
+pub struct Control {
+    m: Arc<Membership>,
+    ttl: Duration,
+    lease: Option<Lease>,
+    view: ClusterView,
+    /// The cluster's overlay networks by id.
+    networks: BTreeMap<String, Network>,
+    /// Address claims: key → (claim, mod revision).
+    claims: BTreeMap<String, (AddressRecord, Revision)>,
+    quarantine: Quarantine,
+    revision: Revision,
+    status: Arc<Mutex<AgentStatus>>,
+}
+
+impl Control {
+    /// A control plane for `m`, not yet joined.
+    pub fn new(m: Arc<Membership>, ttl: Duration, status: Arc<Mutex<AgentStatus>>) -> Self {
+        let view = ClusterView::new(&m.node);
+        Control {
+            m,
+            ttl,
+            lease: None,
+            view,
+            networks: BTreeMap::new(),
+            claims: BTreeMap::new(),
+            quarantine: Quarantine::new(quarantine_period(ttl).as_secs()),
+            revision: 0,
+            status,
+        }
+    }
+
+    /// The view (for tests and names).
+    pub fn view(&self) -> &ClusterView {
+        &self.view
+    }
+
+    /// Whether the lease is held (granted and not lost).
+    pub fn holds_lease(&self) -> bool {
+        self.lease.as_ref().is_some_and(|l| l.lost().is_none())
+    }
+
+    /// Why the lease was lost, if it was.
+    pub fn lease_lost(&self) -> Option<crate::adapters::cluster::LeaseLost> {
+        self.lease.as_ref().and_then(|l| l.lost())
+    }
+
+    /// Grants a lease and writes this node's host record under it.
+    pub fn join(&mut self) -> Result<(), JoinError> {
+        self.m.set_lease(None);
+        self.lease = None;
+        let store = self.m.store.clone();
+        let lease = store.grant_lease(self.ttl)?;
+        let key = Key::Host {
+            node: self.m.node.clone(),
+        }
+        .render();
+        let record = HostRecord {
+            node: self.m.node.clone(),
+            vtep: self.m.vtep,
+            vxlan_port: self.m.vxlan_port,
+            started: crate::engine::now(),
+        }
+        .encode();
+        let put = TxnOp::Put {
+            key: key.clone(),
+            value: record,
+            lease: Some(lease.id()),
+        };
+        // A few rounds: the record may come and go between the compare and the read.
+        for _ in 0..5 {
+            let fresh = Txn::new()
+                .when(Compare::Absent(key.clone()))
+                .and_then(put.clone());
+            if store.txn(fresh)?.succeeded {
+                self.lease = Some(lease);
+                self.m.set_lease(self.lease.as_ref().map(|l| l.id()));
+                return Ok(());
+            }
+            let Some(cur) = store.get(&key)? else {
+                continue;
+            };
+            // A record of ours (same VTEP: this host's agent, restarted), or one without a
+            // lease (not a live host's), is taken over; a live other host's is not.
+            let theirs = HostRecord::decode(&self.m.node, &cur.value).ok();
+            let ours = theirs.as_ref().is_none_or(|h| h.vtep == self.m.vtep);
+            if !ours && cur.lease.is_some() {
+                let _ = store.revoke_lease(lease.id());
+                return Err(JoinError::NodeTaken {
+                    node: self.m.node.clone(),
+                    theirs: theirs.map(|h| h.vtep).unwrap_or(self.m.vtep),
+                    ours: self.m.vtep,
+                });
+            }
+            let swap = Txn::new()
+                .when(Compare::ModRevision(key.clone(), cur.mod_revision))
+                .and_then(put.clone());
+            if store.txn(swap)?.succeeded {
+                self.lease = Some(lease);
+                self.m.set_lease(self.lease.as_ref().map(|l| l.id()));
+                return Ok(());
+            }
+        }
+        Err(JoinError::Store(StoreError::Rejected {
+            endpoints: store.endpoints(),
+            reason: format!("the record {key} kept changing while this node joined"),
+        }))
+    }
+
+    /// Reads the whole cluster and makes this host match it: networks, entries, own
+    /// endpoints. Returns the snapshot's revision (watch from the next).
+    pub fn resync(&mut self, host: &mut dyn Host) -> Result<Revision, StoreError> {
+        let snap = self.m.store.snapshot(keys::PREFIX)?;
+        let mut view = ClusterView::new(&self.m.node);
+        let mut networks = BTreeMap::new();
+        let mut claims = BTreeMap::new();
+        for kv in &snap.kvs {
+            match Key::parse(&kv.key) {
+                Some(Key::Network { name }) => {
+                    if let Some(net) = decode_network(&name, &kv.value) {
+                        networks.insert(net.id.clone(), net);
+                    }
+                }
+                Some(Key::Address { .. }) => {
+                    if let Ok(c) = AddressRecord::decode(&kv.value) {
+                        claims.insert(kv.key.clone(), (c, kv.mod_revision));
+                    }
+                }
+                _ => {
+                    view.apply(&kv.key, Some(&kv.value));
+                }
+            }
+        }
+        self.view = view;
+        self.claims = claims;
+        self.revision = snap.revision;
+        let gone: Vec<String> = match host.local_overlays() {
+            Ok(ids) => ids
+                .into_iter()
+                .filter(|id| !networks.contains_key(id))
+                .collect(),
+            Err(e) => {
+                self.error(format!("listing local overlay networks: {e:#}"));
+                Vec::new()
+            }
+        };
+        for id in gone {
+            if let Err(e) = host.network_down(&id) {
+                self.error(format!("removing overlay network {id}: {e:#}"));
+            }
+        }
+        self.networks = networks;
+        let all: Vec<Network> = self.networks.values().cloned().collect();
+        for net in &all {
+            if let Err(e) = host.network_up(net) {
+                self.error(format!("building overlay network {:?}: {e:#}", net.name));
+            }
+        }
+        self.repair_all(host);
+        self.register_own(host)?;
+        self.publish();
+        tracing::info!(
+            revision = snap.revision,
+            hosts = self.view.hosts().len(),
+            networks = self.networks.len(),
+            "cluster: synchronised"
+        );
+        Ok(snap.revision)
+    }
+
+    /// Writes this node's endpoints under the lease. Records of endpoints that no longer
+    /// exist here are left alone: they were written under an earlier lease (of this process
+    /// or of an agent before it), which expires with them.
+    fn register_own(&mut self, host: &mut dyn Host) -> Result<(), StoreError> {
+        let Some(lease) = self.lease.as_ref().map(|l| l.id()) else {
+            return Ok(());
+        };
+        let mine = match host.own_endpoints(&self.m.node) {
+            Ok(v) => v,
+            Err(e) => {
+                self.error(format!("reading this host's endpoints: {e:#}"));
+                return Ok(());
+            }
+        };
+        for r in mine {
+            if !self.networks.contains_key(&r.network) {
+                continue;
+            }
+            let key = Key::Endpoint {
+                network: r.network.clone(),
+                node: self.m.node.clone(),
+                sandbox: r.sandbox.clone(),
+            }
+            .render();
+            self.m.store.put(&key, &r.encode(), Some(lease))?;
+        }
+        Ok(())
+    }
+
+    /// Applies a batch of watch changes (signals are the caller's): the networks' mirrors,
+    /// then every entry change as one list of operations.
+    pub fn apply_events(&mut self, events: &[WatchEvent], host: &mut dyn Host) {
+        let mut changes: Vec<Change> = Vec::new();
+        let mut rebuilt: BTreeSet<String> = BTreeSet::new();
+        let now = crate::engine::now();
+        for ev in events {
+            let (key, value) = match ev {
+                WatchEvent::Put(kv) => (kv.key.as_str(), Some(kv)),
+                WatchEvent::Delete { key, .. } => (key.as_str(), None),
+                _ => continue,
+            };
+            if let Some(r) = ev.revision() {
+                self.revision = self.revision.max(r);
+            }
+            match Key::parse(key) {
+                Some(Key::Network { name }) => {
+                    let old = self.networks.values().find(|n| n.name == name).cloned();
+                    let new = value.and_then(|kv| decode_network(&name, &kv.value));
+                    if let Some(o) = &old {
+                        if new.as_ref().map(|n| &n.id) != Some(&o.id) {
+                            self.networks.remove(&o.id);
+                            if let Err(e) = host.network_down(&o.id) {
+                                self.error(format!("removing overlay network {name:?}: {e:#}"));
+                            }
+                        }
+                    }
+                    if let Some(n) = new {
+                        self.networks.insert(n.id.clone(), n.clone());
+                        match host.network_up(&n) {
+                            Ok(()) => {
+                                rebuilt.insert(n.id.clone());
+                            }
+                            Err(e) => {
+                                self.error(format!("building overlay network {name:?}: {e:#}"))
+                            }
+                        }
+                    }
+                }
+                Some(Key::Address { .. }) => match value {
+                    Some(kv) => {
+                        if let Ok(c) = AddressRecord::decode(&kv.value) {
+                            self.claims.insert(key.to_string(), (c, kv.mod_revision));
+                        }
+                    }
+                    None => {
+                        self.claims.remove(key);
+                    }
+                },
+                Some(Key::Host { node }) => {
+                    let known = self.view.hosts().contains_key(&node);
+                    match value {
+                        Some(_) => {
+                            if !known {
+                                tracing::info!(%node, "cluster: node joined");
+                            }
+                            self.quarantine.host_back(&node)
+                        }
+                        None => {
+                            tracing::info!(%node, "cluster: node left");
+                            self.quarantine.host_gone(&node, now)
+                        }
+                    }
+                    changes.extend(self.view.apply(key, value.map(|kv| kv.value.as_slice())));
+                }
+                _ => changes.extend(self.view.apply(key, value.map(|kv| kv.value.as_slice()))),
+            }
+        }
+        let ops = self.ops_of(&changes);
+        let errors = host.apply(&ops);
+        if !errors.is_empty() {
+            tracing::info!(
+                "cluster: entry writes failed, repairing instead: {}",
+                errors.join("; ")
+            );
+            // The device may have been missing or half-made: read back and repair the
+            // networks concerned rather than trusting the failed writes.
+            let nets: BTreeSet<String> = changes.iter().map(|c| network_of(c).clone()).collect();
+            for n in nets {
+                self.repair(&n, host);
+            }
+        }
+        for id in rebuilt {
+            self.repair(&id, host);
+        }
+        self.publish();
+    }
+
+    /// The device operations of `changes` (only on networks this host has).
+    fn ops_of(&self, changes: &[Change]) -> Vec<Op> {
+        changes
+            .iter()
+            .filter(|c| self.networks.contains_key(network_of(c)))
+            .map(|c| c.op(&vxlan_name(network_of(c))))
+            .collect()
+    }
+
+    /// Reads back one network's device and makes its entries what the view wants; builds
+    /// the network again if its device is gone.
+    pub fn repair(&mut self, id: &str, host: &mut dyn Host) {
+        let Some(net) = self.networks.get(id).cloned() else {
+            return;
+        };
+        let ifname = vxlan_name(id);
+        let observed = match host.observe_vxlan(&ifname) {
+            Ok(Some(o)) => o,
+            Ok(None) => {
+                if let Err(e) = host.network_up(&net) {
+                    self.error(format!("building overlay network {:?}: {e:#}", net.name));
+                    return;
+                }
+                match host.observe_vxlan(&ifname) {
+                    Ok(Some(o)) => o,
+                    _ => return,
+                }
+            }
+            Err(e) => {
+                self.error(format!("reading {ifname}: {e:#}"));
+                return;
+            }
+        };
+        let changes = entries::repair(id, &self.view.desired(id), &observed);
+        if changes.is_empty() {
+            return;
+        }
+        let ops = self.ops_of(&changes);
+        tracing::info!(
+            network = %net.name,
+            "repairing {} neighbour/FDB entries on {ifname}",
+            ops.len()
+        );
+        for e in host.apply(&ops) {
+            self.error(format!("repairing {ifname}: {e}"));
+        }
+    }
+
+    /// Repairs every network's entries.
+    pub fn repair_all(&mut self, host: &mut dyn Host) {
+        let ids: Vec<String> = self.networks.keys().cloned().collect();
+        for id in ids {
+            self.repair(&id, host);
+        }
+    }
+
+    /// Releases the address claims of nodes gone for longer than the quarantine, each with a
+    /// compare on its revision (a claim taken again meanwhile stays). Returns how many.
+    pub fn release_quarantined(&mut self, now: u64) -> Result<usize, StoreError> {
+        let live: BTreeSet<String> = self.view.hosts().keys().cloned().collect();
+        self.quarantine
+            .notice_missing(self.claims.values().map(|(c, _)| c), &live, now);
+        let due = self.quarantine.due(now);
+        if due.is_empty() {
+            return Ok(0);
+        }
+        let free = releasable(
+            self.claims.iter().map(|(k, (c, rev))| (k, c, *rev)),
+            &live,
+            &due,
+        );
+        let mut n = 0;
+        for (key, rev) in free {
+            let txn = Txn::new()
+                .when(Compare::ModRevision(key.clone(), rev))
+                .and_then(TxnOp::Delete(key.clone()));
+            if self.m.store.txn(txn)?.succeeded {
+                n += 1;
+                self.claims.remove(&key);
+            }
+        }
+        for node in due {
+            tracing::info!(%node, "node gone for the quarantine: its addresses are released");
+            self.quarantine.done(&node);
+        }
+        Ok(n)
+    }
+
+    /// Records a problem (logged, and kept in the status).
+    fn error(&self, msg: String) {
+        tracing::warn!("cluster: {msg}");
+        if let Ok(mut s) = self.status.lock() {
+            let errs = &mut s.cluster.errors;
+            if errs.last() != Some(&msg) {
+                errs.push(msg);
+            }
+            let extra = errs.len().saturating_sub(KEEP_ERRORS);
+            errs.drain(..extra);
+        }
+    }
+
+    /// Sets whether etcd is reached, in the status.
+    fn set_connected(&self, up: bool) {
+        if let Ok(mut s) = self.status.lock() {
+            s.cluster.connected = up;
+        }
+    }
+
+    /// Copies the view's summary into the status.
+    fn publish(&self) {
+        let mut per_node: BTreeMap<String, u64> = BTreeMap::new();
+        let mut total: u64 = 0;
+        for n in self.view.networks() {
+            for e in self.view.endpoints_of(&n) {
+                *per_node.entry(e.record.node.clone()).or_default() += 1;
+                total = total.saturating_add(1);
+            }
+        }
+        if let Ok(mut s) = self.status.lock() {
+            let c = &mut s.cluster;
+            c.lease = self
+                .lease
+                .as_ref()
+                .filter(|l| l.lost().is_none())
+                .map(|l| l.id().to_string());
+            c.hosts = self
+                .view
+                .hosts()
+                .values()
+                .map(|h| ClusterHost {
+                    node: h.node.clone(),
+                    vtep: h.vtep,
+                    endpoints: per_node.get(&h.node).copied().unwrap_or(0),
+                })
+                .collect();
+            c.networks = self.networks.values().map(|n| n.name.clone()).collect();
+            c.endpoints = total;
+            c.revision = self.revision;
+        }
+    }
+}
+
+fn network_of(c: &Change) -> &String {
+    match c {
+        Change::Add { network, .. } | Change::Remove { network, .. } => network,
+    }
+}
+
+/// An overlay network record stored under `networks/<name>`; `None` for anything else (a
+/// record that does not match its key, another driver, an id that cannot name a device).
+/// The bridge's name is always weft's, whatever the record says.
+pub fn decode_network(name: &str, bytes: &[u8]) -> Option<Network> {
+    let mut net: Network = serde_json::from_slice(bytes).ok()?;
+    if net.name != name || net.driver != "overlay" || !keys::valid_segment(&net.id) {
+        return None;
+    }
+    if net.id.len() < 12 || !net.id.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return None;
+    }
+    let DriverData::Overlay(c) = &mut net.driver_data else {
+        return None;
+    };
+    c.local = None;
+    net.bridge = overlay_bridge_name(&net.id);
+    Some(net)
+}
+
+/// What the agent's event loop and request handlers share with the cluster task.
+#[derive(Clone)]
+pub struct Shared {
+    /// This host's membership, for the agent's request handlers (the overlay use cases).
+    pub membership: Arc<Membership>,
+    /// Set when a VXLAN device's entries changed: the task repairs them at its next tick.
+    pub repair_soon: Arc<AtomicBool>,
+}
+
+/// What the agent keeps of its cluster task.
+pub struct Handle {
+    /// What the rest of the agent uses.
+    pub shared: Shared,
+    stop: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Handle {
+    /// Stops the task and waits for it. Its lease is not revoked: this host's records stay
+    /// until the TTL runs out, so a restarted agent finds them and traffic keeps flowing.
+    pub fn stop(mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// What the task needs to start.
+pub struct Setup {
+    /// The cluster configuration.
+    pub config: ClusterConfig,
+    /// State directory (the task opens its own store connection).
+    pub state_dir: PathBuf,
+    /// Run directory.
+    pub run_dir: PathBuf,
+    /// Config file.
+    pub config_path: PathBuf,
+    /// The agent's status.
+    pub status: Arc<Mutex<AgentStatus>>,
+}
+
+/// Connects the store (lazily: an unreachable etcd is not an error here, a bad TLS file
+/// is) and starts the task.
+pub fn start(setup: Setup) -> Result<Handle> {
+    let c = &setup.config;
+    let mut ec = EtcdConfig::new(c.etcd.clone());
+    if c.etcd_ca.is_some() || c.etcd_cert.is_some() || c.etcd_key.is_some() {
+        ec.tls = Some(TlsFiles {
+            ca: c.etcd_ca.clone(),
+            cert: c.etcd_cert.clone(),
+            key: c.etcd_key.clone(),
+        });
+    }
+    let store: Arc<dyn ClusterStore> =
+        Arc::new(EtcdStore::connect(&ec).context("setting up the etcd client")?);
+    let membership = Arc::new(Membership {
+        store,
+        node: c.node.clone(),
+        vtep: c.advertise,
+        vxlan_port: c.vxlan_port,
+        lease: Mutex::new(None),
+    });
+    let stop = Arc::new(AtomicBool::new(false));
+    let repair_soon = Arc::new(AtomicBool::new(false));
+    let ttl = Duration::from_secs(u64::from(c.lease_ttl));
+    let control = Control::new(membership.clone(), ttl, setup.status.clone());
+    let vtep = c.advertise;
+    let thread = {
+        let stop = stop.clone();
+        let soon = repair_soon.clone();
+        std::thread::Builder::new()
+            .name("weft".into())
+            .spawn(move || {
+                // Opened on the task's thread, after the agent's own connections: the
+                // store is being made by the agent's first gc pass meanwhile.
+                let mut said = false;
+                while !stop.load(Ordering::Relaxed) {
+                    match KernelHost::open(&setup, vtep) {
+                        Ok(host) => return run(control, host, &stop, &soon),
+                        Err(e) => {
+                            if !said {
+                                tracing::error!(
+                                    "cluster: opening the state store: {e:#}; retrying"
+                                );
+                                said = true;
+                            }
+                            std::thread::sleep(RETRY);
+                        }
+                    }
+                }
+            })
+            .context("starting the agent's cluster thread")?
+    };
+    Ok(Handle {
+        shared: Shared {
+            membership,
+            repair_soon,
+        },
+        stop,
+        thread: Some(thread),
+    })
+}
+
+/// The task's loop: join, sync, watch; repairs when `repair_soon` is set and periodically;
+/// quarantine throughout.
+pub fn run(mut c: Control, mut host: impl Host, stop: &AtomicBool, repair_soon: &AtomicBool) {
+    let mut watch = None;
+    let mut joined = false;
+    let mut synced = false;
+    let mut up: Option<bool> = None;
+    let mut lost_logged = false;
+    let mut next_try = Instant::now();
+    let mut next_repair = Instant::now() + REPAIR_EVERY;
+    let mut next_quarantine = Instant::now() + QUARANTINE_EVERY;
+    let mut say_up = |c: &Control, now_up: bool, why: &str| {
+        if up != Some(now_up) {
+            if now_up {
+                tracing::info!("cluster: connected to etcd {}", c.m.store.endpoints());
+            } else {
+                tracing::warn!(
+                    "cluster: etcd {} unreachable: {why}; keeping this host's entries as they are",
+                    c.m.store.endpoints()
+                );
+            }
+            c.set_connected(now_up);
+            up = Some(now_up);
+        }
+    };
+    while !stop.load(Ordering::Relaxed) {
+        if joined {
+            if let Some(why) = c.lease_lost() {
+                if !lost_logged {
+                    tracing::warn!("cluster: lease lost ({why}); joining again");
+                    lost_logged = true;
+                }
+                joined = false;
+                c.m.set_lease(None);
+                c.publish();
+            }
+        }
+        if (!joined || !synced) && Instant::now() >= next_try {
+            if !joined {
+                match c.join() {
+                    Ok(()) => {
+                        tracing::info!(node = %c.m.node, vtep = %c.m.vtep, "cluster: joined");
+                        say_up(&c, true, "");
+                        joined = true;
+                        lost_logged = false;
+                        synced = false;
+                    }
+                    Err(e @ JoinError::NodeTaken { .. }) => {
+                        say_up(&c, true, "");
+                        tracing::error!("cluster: {e}");
+                        c.error(e.to_string());
+                        // Another host holds the name: try again only after its lease could
+                        // have run out, never in a tight loop.
+                        next_try = Instant::now() + c.ttl;
+                    }
+                    Err(JoinError::Store(e)) => {
+                        say_up(&c, false, &e.to_string());
+                        next_try = Instant::now() + RETRY;
+                    }
+                }
+            }
+            if joined && !synced {
+                watch = None;
+                match c
+                    .resync(&mut host)
+                    .and_then(|rev| c.m.store.watch(keys::PREFIX, rev.saturating_add(1)))
+                {
+                    Ok(w) => {
+                        watch = Some(w);
+                        synced = true;
+                        say_up(&c, true, "");
+                    }
+                    Err(e) => {
+                        say_up(&c, false, &e.to_string());
+                        next_try = Instant::now() + RETRY;
+                    }
+                }
+            }
+        }
+        match watch.as_ref().map(|w| w.recv_timeout(TICK)) {
+            None => std::thread::sleep(TICK),
+            Some(Err(WatchRecvError::Timeout)) => {}
+            Some(Err(WatchRecvError::Ended)) => {
+                synced = false;
+                watch = None;
+            }
+            Some(Ok(first)) => {
+                let mut batch = vec![first];
+                if let Some(w) = watch.as_ref() {
+                    while let Ok(ev) = w.try_recv() {
+                        batch.push(ev);
+                    }
+                }
+                let mut changes = Vec::new();
+                for ev in batch {
+                    match ev {
+                        WatchEvent::Put(_) | WatchEvent::Delete { .. } => changes.push(ev),
+                        WatchEvent::Disconnected => {
+                            c.apply_events(&std::mem::take(&mut changes), &mut host);
+                            say_up(&c, false, "the watch's connection broke");
+                        }
+                        WatchEvent::Resumed { .. } => say_up(&c, true, ""),
+                        WatchEvent::Compacted { compact_revision } => {
+                            tracing::warn!(
+                                compact_revision,
+                                "cluster: the watch's history was compacted; reading the cluster again"
+                            );
+                            synced = false;
+                        }
+                    }
+                }
+                c.apply_events(&changes, &mut host);
+                if !synced {
+                    watch = None;
+                }
+            }
+        }
+        if repair_soon.swap(false, Ordering::Relaxed) || Instant::now() >= next_repair {
+            c.repair_all(&mut host);
+            next_repair = Instant::now() + REPAIR_EVERY;
+        }
+        if joined && synced && Instant::now() >= next_quarantine {
+            next_quarantine = Instant::now() + QUARANTINE_EVERY;
+            if let Err(e) = c.release_quarantined(crate::engine::now()) {
+                tracing::debug!("cluster: releasing quarantined addresses: {e}");
+            }
+        }
+    }
+}
+
+mod host;
+pub use host::KernelHost;
+
+#[cfg(test)]
+mod tests;

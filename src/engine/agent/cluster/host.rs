@@ -1,0 +1,176 @@
+//! The cluster task's [`Host`] on this machine: overlay networks mirrored into the local
+//! state store and built in the kernel, entries written and read back through netlink.
+
+use std::collections::BTreeSet;
+use std::net::IpAddr;
+
+use anyhow::Result;
+
+use super::{Host, Setup};
+use crate::core::cluster::records::EndpointRecord;
+use crate::core::driver::DriverData;
+use crate::core::model::Network;
+use crate::core::overlay_observed::VxlanObserved;
+use crate::core::plan::Op;
+
+/// The host side on this machine: the local store (its own connection) and the kernel.
+pub struct KernelHost {
+    ctx: crate::engine::Ctx,
+    exec: crate::adapters::netlink::KernelExecutor,
+    vtep: IpAddr,
+}
+
+impl KernelHost {
+    pub(super) fn open(setup: &Setup, vtep: IpAddr) -> Result<Self> {
+        Ok(KernelHost {
+            ctx: crate::engine::Ctx::open(&setup.state_dir, &setup.run_dir, &setup.config_path)?,
+            exec: crate::adapters::netlink::KernelExecutor::new()?,
+            vtep,
+        })
+    }
+}
+
+impl Host for KernelHost {
+    fn network_up(&mut self, net: &Network) -> Result<()> {
+        use crate::adapters::store::{Mode, Store as _};
+        use crate::core::model::Status;
+        let mut local = net.clone();
+        if let DriverData::Overlay(c) = &mut local.driver_data {
+            c.local = Some(self.vtep);
+        }
+        local.status = Status::Created;
+        local.owner_pid = None;
+        local.owner_start = None;
+        {
+            let tx = self.ctx.store.begin(Mode::Write)?;
+            let cur = tx.network(&local.id)?;
+            if let Some(other) = tx.network(&local.name)?.filter(|n| n.id != local.id) {
+                anyhow::bail!(
+                    "a local network {:?} (id {}) has the overlay network's name; remove or rename it",
+                    other.name,
+                    other.id
+                );
+            }
+            let unchanged = cur.as_ref().is_some_and(|c| {
+                let mut c = c.clone();
+                c.created = local.created;
+                c == local
+            });
+            if !unchanged {
+                tx.put_network(&local)?;
+                crate::engine::firewall::record_forwarding(tx.as_ref(), &local)?;
+                tx.commit()?;
+            }
+        }
+        let repaired = crate::engine::reconcile::network(&self.ctx, &mut self.exec, &local.id)?;
+        if let Some(e) = repaired.errors.first() {
+            anyhow::bail!("{e}");
+        }
+        if !repaired.applied.is_empty() {
+            tracing::info!(network = %local.name, "built: {}", repaired.applied.join("; "));
+            crate::engine::firewall::ensure(
+                &self.ctx,
+                crate::core::firewall::drift::Depth::Elements,
+                std::slice::from_ref(&local.bridge),
+            )?;
+        }
+        Ok(())
+    }
+
+    fn network_down(&mut self, id: &str) -> Result<()> {
+        use crate::adapters::store::{Mode, Store as _};
+        use crate::core::model::Status;
+        // Marked as being removed by this process first, in the same transaction that finds
+        // it unused: the agent's drift repair leaves a network in removal alone, and would
+        // otherwise rebuild what the teardown deletes.
+        let net = {
+            let tx = self.ctx.store.begin(Mode::Write)?;
+            let Some(mut net) = tx.network(id)? else {
+                return Ok(());
+            };
+            let used = tx
+                .sandboxes()?
+                .iter()
+                .any(|s| s.endpoints.iter().any(|e| e.network_id == id));
+            if used {
+                anyhow::bail!(
+                    "sandboxes of this host are still attached to {:?}: its bridge stays",
+                    net.name
+                );
+            }
+            let (pid, start) = crate::engine::me();
+            net.status = Status::Removing;
+            net.owner_pid = Some(pid);
+            net.owner_start = start;
+            tx.put_network(&net)?;
+            tx.commit()?;
+            net
+        };
+        tracing::info!(network = %net.name, "removed from the cluster: removing it here");
+        crate::engine::network::remove::teardown(&self.ctx, &net)
+    }
+
+    fn local_overlays(&mut self) -> Result<Vec<String>> {
+        use crate::adapters::store::{Mode, Store as _};
+        let tx = self.ctx.store.begin(Mode::Read)?;
+        Ok(tx
+            .networks()?
+            .into_iter()
+            .filter(|n| n.driver == "overlay")
+            .map(|n| n.id)
+            .collect())
+    }
+
+    fn apply(&mut self, ops: &[Op]) -> Vec<String> {
+        crate::core::plan::apply_best_effort(&mut self.exec, ops)
+            .into_iter()
+            .map(|e| e.to_string())
+            .collect()
+    }
+
+    fn observe_vxlan(&mut self, ifname: &str) -> Result<Option<VxlanObserved>> {
+        self.exec.observe_vxlan(ifname).map_err(anyhow::Error::msg)
+    }
+
+    fn own_endpoints(&mut self, node: &str) -> Result<Vec<EndpointRecord>> {
+        use crate::adapters::store::{Mode, Store as _};
+        let tx = self.ctx.store.begin(Mode::Read)?;
+        let overlays: BTreeSet<String> = tx
+            .networks()?
+            .into_iter()
+            .filter(|n| n.driver == "overlay")
+            .map(|n| n.id)
+            .collect();
+        let mut records = Vec::new();
+        for sb in tx.sandboxes()? {
+            for ep in sb
+                .endpoints
+                .iter()
+                .filter(|e| overlays.contains(&e.network_id))
+            {
+                let Some(mac) = crate::core::plan::parse_mac(&ep.mac) else {
+                    continue;
+                };
+                if ep.pending.is_some() {
+                    continue;
+                }
+                let v4 = ep.ipv4.and_then(|a| match a.addr() {
+                    IpAddr::V4(v) => Some(v),
+                    IpAddr::V6(_) => None,
+                });
+                let v6 = ep.ipv6.and_then(|a| match a.addr() {
+                    IpAddr::V6(v) => Some(v),
+                    IpAddr::V4(_) => None,
+                });
+                let mut r =
+                    EndpointRecord::new(node, &ep.network_id, &sb.id, &sb.name, v4, v6, mac);
+                if sb.hostname != sb.name && !sb.hostname.is_empty() {
+                    r.hostname = Some(sb.hostname.clone());
+                }
+                r.aliases = ep.aliases.clone();
+                records.push(r);
+            }
+        }
+        Ok(records)
+    }
+}

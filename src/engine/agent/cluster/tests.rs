@@ -1,0 +1,514 @@
+//! The cluster task's decisions, against the in-memory store and a recording host.
+
+use super::*;
+use crate::adapters::cluster::memory::MemoryStore;
+use crate::core::driver::overlay::OverlayConfig;
+
+/// A host that records what it is asked and whose devices hold what was applied.
+#[derive(Default)]
+struct Recording {
+    up: Vec<String>,
+    down: Vec<String>,
+    ops: Vec<Op>,
+    local: Vec<String>,
+    own: Vec<EndpointRecord>,
+    /// Devices that exist, with the entries applied to them.
+    devices: BTreeMap<String, BTreeSet<crate::core::cluster::entries::Entry>>,
+}
+
+impl Host for Recording {
+    fn network_up(&mut self, net: &Network) -> Result<()> {
+        self.up.push(net.name.clone());
+        self.devices.entry(vxlan_name(&net.id)).or_default();
+        if !self.local.contains(&net.id) {
+            self.local.push(net.id.clone());
+        }
+        Ok(())
+    }
+    fn network_down(&mut self, id: &str) -> Result<()> {
+        self.down.push(id.to_string());
+        self.local.retain(|l| l != id);
+        self.devices.remove(&vxlan_name(id));
+        Ok(())
+    }
+    fn local_overlays(&mut self) -> Result<Vec<String>> {
+        Ok(self.local.clone())
+    }
+    fn apply(&mut self, ops: &[Op]) -> Vec<String> {
+        use crate::core::cluster::entries::Entry;
+        let mut errors = Vec::new();
+        for op in ops {
+            self.ops.push(op.clone());
+            let (dev, add, entry) = match op {
+                Op::AddNeighbour {
+                    ifname, ip, mac, ..
+                } => (ifname, true, Entry::Neigh { ip: *ip, mac: *mac }),
+                Op::DeleteNeighbour { ifname, ip, .. } => {
+                    if let Some(d) = self.devices.get_mut(ifname) {
+                        d.retain(|e| !matches!(e, Entry::Neigh { ip: i, .. } if i == ip));
+                    }
+                    continue;
+                }
+                Op::AddFdb { ifname, mac, dst } => (
+                    ifname,
+                    true,
+                    Entry::Fdb {
+                        mac: *mac,
+                        dst: *dst,
+                    },
+                ),
+                Op::DeleteFdb { ifname, mac, dst } => (
+                    ifname,
+                    false,
+                    Entry::Fdb {
+                        mac: *mac,
+                        dst: *dst,
+                    },
+                ),
+                _ => continue,
+            };
+            match self.devices.get_mut(dev) {
+                Some(d) if add => {
+                    if let Entry::Neigh { ip, .. } = entry {
+                        d.retain(|e| !matches!(e, Entry::Neigh { ip: i, .. } if *i == ip));
+                    }
+                    d.insert(entry);
+                }
+                Some(d) => {
+                    d.remove(&entry);
+                }
+                None => errors.push(format!("{dev}: no such device")),
+            }
+        }
+        errors
+    }
+    fn observe_vxlan(&mut self, ifname: &str) -> Result<Option<VxlanObserved>> {
+        use crate::core::cluster::entries::Entry;
+        use crate::core::overlay_observed::{FdbEntry, OverlayNeighbour, NUD_PERMANENT};
+        Ok(self.devices.get(ifname).map(|d| {
+            let mut o = VxlanObserved::default();
+            for e in d {
+                match e {
+                    Entry::Neigh { ip, mac } => o.neighbours.push(OverlayNeighbour {
+                        ip: *ip,
+                        mac: Some(*mac),
+                        state: NUD_PERMANENT,
+                    }),
+                    Entry::Fdb { mac, dst } => {
+                        o.fdb.push(FdbEntry {
+                            mac: *mac,
+                            dst: Some(*dst),
+                            permanent: true,
+                        });
+                        o.bridge_macs.push(*mac);
+                    }
+                }
+            }
+            o
+        }))
+    }
+    fn own_endpoints(&mut self, _node: &str) -> Result<Vec<EndpointRecord>> {
+        Ok(self.own.clone())
+    }
+}
+
+const TTL: Duration = Duration::from_secs(10);
+
+fn member(store: &Arc<MemoryStore>, node: &str, vtep: &str) -> Arc<Membership> {
+    Arc::new(Membership {
+        store: store.clone(),
+        node: node.into(),
+        vtep: vtep.parse().unwrap(),
+        vxlan_port: 4789,
+        lease: Mutex::new(None),
+    })
+}
+
+fn control(store: &Arc<MemoryStore>, node: &str, vtep: &str) -> Control {
+    Control::new(member(store, node, vtep), TTL, Default::default())
+}
+
+fn overlay(name: &str, id_byte: &str) -> Network {
+    let mut net = Network::example();
+    net.name = name.into();
+    net.id = id_byte.repeat(32);
+    net.driver = "overlay".into();
+    net.driver_data = DriverData::Overlay(OverlayConfig::new(42, 4789));
+    net
+}
+
+fn put_network(store: &MemoryStore, net: &Network) {
+    let key = Key::Network {
+        name: net.name.clone(),
+    }
+    .render();
+    store
+        .put(&key, &serde_json::to_vec(net).unwrap(), None)
+        .unwrap();
+}
+
+fn endpoint(net: &Network, node: &str, sb: &str, ip: &str, last: u8) -> EndpointRecord {
+    EndpointRecord::new(
+        node,
+        &net.id,
+        sb,
+        sb,
+        Some(ip.parse().unwrap()),
+        None,
+        [2, 0x42, 12, 0, 0, last],
+    )
+}
+
+fn ep_key(r: &EndpointRecord) -> String {
+    Key::Endpoint {
+        network: r.network.clone(),
+        node: r.node.clone(),
+        sandbox: r.sandbox.clone(),
+    }
+    .render()
+}
+
+/// Drains a watch's changes into the control plane.
+fn pump(c: &mut Control, w: &crate::adapters::cluster::Watch, host: &mut Recording) {
+    let mut evs = Vec::new();
+    while let Ok(ev) = w.try_recv() {
+        evs.push(ev);
+    }
+    c.apply_events(&evs, host);
+}
+
+#[test]
+fn a_node_name_held_by_a_live_host_with_another_vtep_is_refused() {
+    let store = Arc::new(MemoryStore::new());
+    let mut a = control(&store, "h1", "10.0.0.1");
+    a.join().unwrap();
+    let mut b = control(&store, "h1", "10.0.0.2");
+    let e = b.join().unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "node name \"h1\" is taken: a live host registered it with VTEP 10.0.0.1 (this host advertises 10.0.0.2); give this host another --node"
+    );
+    assert!(!b.holds_lease());
+    // The same host restarted (same VTEP) takes its record over, under its new lease.
+    let mut again = control(&store, "h1", "10.0.0.1");
+    again.join().unwrap();
+    let kv = store
+        .get(&Key::Host { node: "h1".into() }.render())
+        .unwrap()
+        .unwrap();
+    assert_eq!(kv.lease, again.m.lease());
+    // Once the live host is gone (its lease expired), the name is free.
+    drop(a);
+    drop(again);
+    store.advance(TTL + Duration::from_secs(1));
+    b.join().unwrap();
+}
+
+#[test]
+fn sync_builds_networks_and_entries_then_events_change_them_incrementally() {
+    let store = Arc::new(MemoryStore::new());
+    let net = overlay("ovl", "ab");
+    put_network(&store, &net);
+    let mut h2 = control(&store, "h2", "10.0.0.2");
+    h2.join().unwrap();
+    let first = endpoint(&net, "h2", "sb1", "12.12.12.2", 2);
+    store
+        .put(&ep_key(&first), &first.encode(), h2.m.lease())
+        .unwrap();
+
+    let mut c = control(&store, "h1", "10.0.0.1");
+    let mut host = Recording::default();
+    // A network this host still mirrors but the cluster no longer has goes.
+    host.local.push("cd".repeat(32));
+    c.join().unwrap();
+    let rev = c.resync(&mut host).unwrap();
+    assert_eq!(host.up, ["ovl"]);
+    assert_eq!(host.down, ["cd".repeat(32)]);
+    let dev = vxlan_name(&net.id);
+    // Neighbour, FDB, flood entry: written by the repair after the sync.
+    assert_eq!(host.devices[&dev].len(), 3, "{:?}", host.ops);
+    assert_eq!(c.view().desired(&net.id), host.devices[&dev]);
+
+    let w = store.watch(keys::PREFIX, rev + 1).unwrap();
+    host.ops.clear();
+    // A second endpoint on the same node: its neighbour and FDB entry only, in one batch.
+    let second = endpoint(&net, "h2", "sb2", "12.12.12.3", 3);
+    store
+        .put(&ep_key(&second), &second.encode(), h2.m.lease())
+        .unwrap();
+    pump(&mut c, &w, &mut host);
+    assert_eq!(host.ops.len(), 2, "{:?}", host.ops);
+    assert!(host.ops.iter().all(|o| matches!(o,
+        Op::AddNeighbour { ifname, .. } | Op::AddFdb { ifname, .. } if *ifname == dev)));
+    // Deleted: its entries go; the flood entry stays for the first.
+    host.ops.clear();
+    store.delete(&ep_key(&second)).unwrap();
+    pump(&mut c, &w, &mut host);
+    assert_eq!(host.ops.len(), 2, "{:?}", host.ops);
+    assert_eq!(host.devices[&dev].len(), 3);
+    // The node's lease expires: every entry of it goes.
+    drop(h2);
+    store.advance(TTL + Duration::from_secs(1));
+    pump(&mut c, &w, &mut host);
+    assert!(host.devices[&dev].is_empty(), "{:?}", host.devices);
+    // The network is deleted from the cluster: removed here.
+    store
+        .delete(&Key::Network { name: "ovl".into() }.render())
+        .unwrap();
+    pump(&mut c, &w, &mut host);
+    assert_eq!(host.down.last(), Some(&net.id));
+}
+
+#[test]
+fn drift_is_repaired_from_the_view_and_a_missing_device_is_rebuilt() {
+    let store = Arc::new(MemoryStore::new());
+    let net = overlay("ovl", "ab");
+    put_network(&store, &net);
+    let mut h2 = control(&store, "h2", "10.0.0.2");
+    h2.join().unwrap();
+    let r = endpoint(&net, "h2", "sb1", "12.12.12.2", 2);
+    store.put(&ep_key(&r), &r.encode(), h2.m.lease()).unwrap();
+    let mut c = control(&store, "h1", "10.0.0.1");
+    let mut host = Recording::default();
+    c.join().unwrap();
+    c.resync(&mut host).unwrap();
+    let dev = vxlan_name(&net.id);
+    let want = host.devices[&dev].clone();
+    // Someone deletes entries and adds a foreign one.
+    let d = host.devices.get_mut(&dev).unwrap();
+    d.clear();
+    d.insert(crate::core::cluster::entries::Entry::Fdb {
+        mac: [2, 0, 0, 0, 0, 9],
+        dst: "10.0.0.9".parse().unwrap(),
+    });
+    c.repair_all(&mut host);
+    assert_eq!(host.devices[&dev], want);
+    // The device is deleted: built again, entries and all.
+    host.devices.remove(&dev);
+    c.repair_all(&mut host);
+    assert_eq!(host.up, ["ovl", "ovl"]);
+    assert_eq!(host.devices[&dev], want);
+}
+
+#[test]
+fn own_endpoints_are_registered_under_the_new_lease_and_stale_ones_expire_with_the_old() {
+    let store = Arc::new(MemoryStore::new());
+    let net = overlay("ovl", "ab");
+    put_network(&store, &net);
+    let mut c = control(&store, "h1", "10.0.0.1");
+    let mut host = Recording::default();
+    let mine = endpoint(&net, "h1", "sb1", "12.12.12.2", 2);
+    let stale = endpoint(&net, "h1", "gone", "12.12.12.9", 9);
+    // An agent before this one registered both, then died.
+    let mut before = control(&store, "h1", "10.0.0.1");
+    before.join().unwrap();
+    for r in [&mine, &stale] {
+        store
+            .put(&ep_key(r), &r.encode(), before.m.lease())
+            .unwrap();
+    }
+    drop(before);
+    host.own.push(mine.clone());
+    c.join().unwrap();
+    c.resync(&mut host).unwrap();
+    let kv = store.get(&ep_key(&mine)).unwrap().expect("registered");
+    assert_eq!(kv.lease, c.m.lease());
+    store.advance(TTL + Duration::from_secs(1));
+    assert!(store.get(&ep_key(&stale)).unwrap().is_none());
+    assert!(store.get(&ep_key(&mine)).unwrap().is_some());
+}
+
+#[test]
+fn lease_loss_is_seen_and_a_new_join_registers_again() {
+    let store = Arc::new(MemoryStore::new());
+    let net = overlay("ovl", "ab");
+    put_network(&store, &net);
+    let mut c = control(&store, "h1", "10.0.0.1");
+    let mut host = Recording::default();
+    let mine = endpoint(&net, "h1", "sb1", "12.12.12.2", 2);
+    host.own.push(mine.clone());
+    c.join().unwrap();
+    c.resync(&mut host).unwrap();
+    // An outage longer than the TTL: the lease is lost and its keys go.
+    store.set_reachable(false);
+    store.advance(TTL + Duration::from_secs(1));
+    assert!(c.lease_lost().is_some());
+    assert!(c.join().is_err(), "etcd is still unreachable");
+    store.set_reachable(true);
+    assert!(store.get(&ep_key(&mine)).unwrap().is_none());
+    c.join().unwrap();
+    c.resync(&mut host).unwrap();
+    assert!(store.get(&ep_key(&mine)).unwrap().is_some());
+    assert!(store
+        .get(&Key::Host { node: "h1".into() }.render())
+        .unwrap()
+        .is_some());
+}
+
+#[test]
+fn a_dead_node_s_addresses_are_released_after_the_quarantine_only() {
+    let store = Arc::new(MemoryStore::new());
+    let mut c = control(&store, "h1", "10.0.0.1");
+    let mut host = Recording::default();
+    let claim = |node: &str| {
+        AddressRecord {
+            sandbox: "sb".into(),
+            node: node.into(),
+        }
+        .encode()
+    };
+    let dead = Key::Address {
+        network: "ab".repeat(32),
+        ip: "12.12.12.7".parse().unwrap(),
+    }
+    .render();
+    let alive = Key::Address {
+        network: "ab".repeat(32),
+        ip: "12.12.12.8".parse().unwrap(),
+    }
+    .render();
+    store.put(&dead, &claim("h9"), None).unwrap();
+    store.put(&alive, &claim("h1"), None).unwrap();
+    c.join().unwrap();
+    c.resync(&mut host).unwrap();
+    let period = quarantine_period(TTL).as_secs();
+    assert_eq!(period, 60);
+    assert_eq!(c.release_quarantined(1000).unwrap(), 0);
+    assert_eq!(c.release_quarantined(1000 + period - 1).unwrap(), 0);
+    assert_eq!(c.release_quarantined(1000 + period).unwrap(), 1);
+    assert!(store.get(&dead).unwrap().is_none());
+    assert!(store.get(&alive).unwrap().is_some());
+    assert_eq!(quarantine_period(Duration::from_secs(30)).as_secs(), 180);
+}
+
+#[test]
+fn network_records_are_checked_before_they_name_devices() {
+    let net = overlay("ovl", "ab");
+    let text = serde_json::to_vec(&net).unwrap();
+    let got = decode_network("ovl", &text).unwrap();
+    assert_eq!(got.bridge, overlay_bridge_name(&net.id));
+    assert!(
+        decode_network("other", &text).is_none(),
+        "name differs from the key"
+    );
+    let mut bridge = net.clone();
+    bridge.driver = "bridge".into();
+    assert!(decode_network("ovl", &serde_json::to_vec(&bridge).unwrap()).is_none());
+    let mut odd = net.clone();
+    odd.id = "../../x".into();
+    assert!(decode_network("ovl", &serde_json::to_vec(&odd).unwrap()).is_none());
+    // A tunnel source in the cluster's record is ignored: each host uses its own.
+    let mut sourced = net;
+    sourced.driver_data = DriverData::Overlay(OverlayConfig {
+        local: Some("10.0.0.9".parse().unwrap()),
+        ..OverlayConfig::new(42, 4789)
+    });
+    let got = decode_network("ovl", &serde_json::to_vec(&sourced).unwrap()).unwrap();
+    assert_eq!(
+        got.driver_data,
+        DriverData::Overlay(OverlayConfig::new(42, 4789))
+    );
+}
+
+/// A recording host shared with the test while the task's loop owns it.
+struct SharedHost(Arc<Mutex<Recording>>);
+
+impl Host for SharedHost {
+    fn network_up(&mut self, net: &Network) -> Result<()> {
+        self.0.lock().unwrap().network_up(net)
+    }
+    fn network_down(&mut self, id: &str) -> Result<()> {
+        self.0.lock().unwrap().network_down(id)
+    }
+    fn local_overlays(&mut self) -> Result<Vec<String>> {
+        self.0.lock().unwrap().local_overlays()
+    }
+    fn apply(&mut self, ops: &[Op]) -> Vec<String> {
+        self.0.lock().unwrap().apply(ops)
+    }
+    fn observe_vxlan(&mut self, ifname: &str) -> Result<Option<VxlanObserved>> {
+        self.0.lock().unwrap().observe_vxlan(ifname)
+    }
+    fn own_endpoints(&mut self, node: &str) -> Result<Vec<EndpointRecord>> {
+        self.0.lock().unwrap().own_endpoints(node)
+    }
+}
+
+fn eventually(mut f: impl FnMut() -> bool) -> bool {
+    let end = Instant::now() + Duration::from_secs(5);
+    while Instant::now() < end {
+        if f() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    false
+}
+
+#[test]
+fn the_loop_follows_the_cluster_keeps_entries_through_an_outage_and_joins_again() {
+    let store = Arc::new(MemoryStore::new());
+    let net = overlay("ovl", "ab");
+    put_network(&store, &net);
+    let mut h2 = control(&store, "h2", "10.0.0.2");
+    h2.join().unwrap();
+    let status: Arc<Mutex<AgentStatus>> = Default::default();
+    let c = Control::new(member(&store, "h1", "10.0.0.1"), TTL, status.clone());
+    let host = Arc::new(Mutex::new(Recording::default()));
+    let mine = endpoint(&net, "h1", "sb1", "12.12.12.1", 1);
+    host.lock().unwrap().own.push(mine.clone());
+    let stop = Arc::new(AtomicBool::new(false));
+    let soon = Arc::new(AtomicBool::new(false));
+    let task = {
+        let (host, stop, soon) = (SharedHost(host.clone()), stop.clone(), soon.clone());
+        std::thread::spawn(move || run(c, host, &stop, &soon))
+    };
+    let dev = vxlan_name(&net.id);
+    let entries = |host: &Arc<Mutex<Recording>>| {
+        host.lock()
+            .unwrap()
+            .devices
+            .get(&dev)
+            .map(|d| d.len())
+            .unwrap_or(0)
+    };
+    // Joined, synchronised, own endpoint registered; a remote endpoint arrives by the watch.
+    assert!(eventually(|| store.get(&ep_key(&mine)).unwrap().is_some()));
+    let theirs = endpoint(&net, "h2", "sb2", "12.12.12.2", 2);
+    store
+        .put(&ep_key(&theirs), &theirs.encode(), h2.m.lease())
+        .unwrap();
+    assert!(eventually(|| entries(&host) == 3));
+    assert!(status.lock().unwrap().cluster.connected);
+
+    // An outage longer than the TTL: nothing is removed here meanwhile.
+    store.set_reachable(false);
+    store.advance(TTL + Duration::from_secs(1));
+    assert!(eventually(|| !status.lock().unwrap().cluster.connected));
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(entries(&host), 3, "entries are kept while etcd is away");
+    // Back: h1 joins again under a new lease and registers its endpoint again (the old lease
+    // took it); h2 joins again too (its agent's part, done by hand here).
+    store.set_reachable(true);
+    h2.join().unwrap();
+    store
+        .put(&ep_key(&theirs), &theirs.encode(), h2.m.lease())
+        .unwrap();
+    assert!(eventually(|| {
+        store
+            .get(&ep_key(&mine))
+            .unwrap()
+            .is_some_and(|kv| kv.lease.is_some() && status.lock().unwrap().cluster.lease.is_some())
+    }));
+    assert!(eventually(|| status.lock().unwrap().cluster.connected));
+    assert!(eventually(|| entries(&host) == 3));
+
+    // A repair request is served without waiting for the periodic one.
+    host.lock().unwrap().devices.get_mut(&dev).unwrap().clear();
+    soon.store(true, Ordering::Relaxed);
+    let t = Instant::now();
+    assert!(eventually(|| entries(&host) == 3));
+    assert!(t.elapsed() < REPAIR_EVERY / 2, "{:?}", t.elapsed());
+    stop.store(true, Ordering::Relaxed);
+    task.join().unwrap();
+}
