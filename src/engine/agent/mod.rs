@@ -16,7 +16,9 @@
 //! directory is gone; started by systemd (`Type=notify`, `weft daemon --stay`) it stays.
 
 pub mod client;
+mod cluster_requests;
 mod dns;
+mod standin_join;
 mod watch;
 mod worker;
 
@@ -194,12 +196,18 @@ pub fn run(
         }
     };
     let dns_stats = dns.as_ref().map(|d| d.stats.clone());
+    let membership = cluster_requests::MembershipSlot::default();
+    if let Some(c) = &cluster {
+        standin_join::start(c, membership.clone())?;
+    }
 
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .context("starting the agent's event loop")?;
-    let result = rt.block_on(event_loop(&ctx, classifier, status, dns_stats, jobs, stay));
+    let result = rt.block_on(event_loop(
+        &ctx, classifier, status, dns_stats, jobs, stay, membership,
+    ));
     if let Some(d) = dns {
         d.stop();
     }
@@ -218,6 +226,7 @@ async fn event_loop(
     dns: Option<Arc<dns::Stats>>,
     jobs: mpsc::Sender<Job>,
     stay: bool,
+    membership: cluster_requests::MembershipSlot,
 ) -> Result<()> {
     // Watch first, then repair what happened before: nothing falls between the two.
     let mut rt_watch = RtWatch::open().context("watching rtnetlink")?;
@@ -305,9 +314,9 @@ async fn event_loop(
                             continue;
                         };
                         let (jobs, status, stop) = (jobs.clone(), status.clone(), stop_tx.clone());
-                        let dns = dns.clone();
+                        let (dns, membership) = (dns.clone(), membership.clone());
                         tokio::spawn(async move {
-                            converse(c, jobs, status, dns, stop).await;
+                            converse(c, jobs, status, dns, stop, membership).await;
                             drop(permit);
                         });
                     }
@@ -356,6 +365,7 @@ async fn converse(
     status: Arc<Mutex<AgentStatus>>,
     dns: Option<Arc<dns::Stats>>,
     stop: tokio::sync::mpsc::Sender<()>,
+    membership: cluster_requests::MembershipSlot,
 ) {
     let request = match tokio::time::timeout(REQUEST_WAIT, c.request()).await {
         Ok(r) => r,
@@ -376,14 +386,19 @@ async fn converse(
             s.uptime_secs = now().saturating_sub(s.started);
             s.dns = dns.map(|d| d.view());
             Response {
-                ok: true,
-                error: None,
                 status: Some(s),
+                ..Response::ok()
             }
         }
         Ok(Request::Stop) => {
             let _ = stop.send(()).await;
             Response::ok()
+        }
+        // The cluster store blocks: off the event loop.
+        Ok(req) if cluster_requests::is_cluster_request(&req) => {
+            tokio::task::spawn_blocking(move || cluster_requests::handle(&membership, req))
+                .await
+                .unwrap_or_else(|_| Response::failed("the agent's cluster request failed"))
         }
         Ok(req) => {
             let (tx, rx) = oneshot::channel();
