@@ -23,6 +23,8 @@ pub struct Etcd {
     /// Temporary directory: data/, etcd.log, certificates.
     pub dir: PathBuf,
     tls: bool,
+    /// A second client URL, on a link to another namespace ([`Etcd::start_linked`]).
+    linked: Option<String>,
     /// The namespace it listens in (dropped last: fields drop in order).
     pub ns: Netns,
 }
@@ -53,14 +55,32 @@ impl Etcd {
         Self::start_with(prefix, true)
     }
 
-    fn start_with(prefix: &str, tls: bool) -> Etcd {
+    /// Starts etcd over plain HTTP in a new namespace linked to `peer` by a veth pair
+    /// (etcd's side 10.213.7.1/24, `peer`'s side 10.213.7.2/24), listening on that link too:
+    /// processes of `peer` (a test host's agent) reach it at [`Etcd::linked_url`].
+    pub fn start_linked(prefix: &str, peer: &Netns) -> Etcd {
         let ns = Netns::new(prefix);
+        super::link(&ns, "etc0", "10.213.7.1/24", peer, "etc1", "10.213.7.2/24");
+        Self::start_in(ns, false, Some("http://10.213.7.1:2379".into()))
+    }
+
+    /// The URL processes of the linked namespace reach etcd at.
+    pub fn linked_url(&self) -> String {
+        self.linked.clone().expect("etcd started with start_linked")
+    }
+
+    fn start_with(prefix: &str, tls: bool) -> Etcd {
+        Self::start_in(Netns::new(prefix), tls, None)
+    }
+
+    fn start_in(ns: Netns, tls: bool, linked: Option<String>) -> Etcd {
         let dir = std::env::temp_dir().join(&ns.name);
         std::fs::create_dir_all(&dir).unwrap();
         let mut etcd = Etcd {
             child: None,
             dir,
             tls,
+            linked,
             ns,
         };
         if tls {
@@ -110,13 +130,17 @@ impl Etcd {
             .open(self.dir.join("etcd.log"))
             .unwrap();
         let url = self.url();
+        let listen = match &self.linked {
+            Some(l) => format!("{url},{l}"),
+            None => url.clone(),
+        };
         let mut args: Vec<String> = [
             "--name",
             "t",
             "--data-dir",
             data.to_str().unwrap(),
             "--listen-client-urls",
-            &url,
+            &listen,
             "--advertise-client-urls",
             &url,
             "--listen-peer-urls",
