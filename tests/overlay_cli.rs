@@ -13,7 +13,6 @@ use std::process::Child;
 use common::etcd::{etcd_or_skip, Etcd};
 use common::Host;
 use serde_json::json;
-use weft::adapters::cluster::ClusterStore as _;
 
 const NEEDS_CLUSTER: &str = "error: overlay networks need a cluster: start the agent with weft daemon --etcd URL --advertise IP\n";
 
@@ -520,6 +519,91 @@ fn overlay_networks_addresses_and_endpoints_live_in_etcd() {
 
     let err = h.weft_err(1, &["network", "rm", "ovl"]);
     assert_eq!(err, "error: network \"ovl\" has sandboxes attached on h1 (1); remove or disconnect them first\n");
+
+    // A static address: refused when taken (naming the holder), given when free.
+    let err = h.weft_err(
+        125,
+        &[
+            "run",
+            "-d",
+            "--network",
+            "ovl",
+            "--ip",
+            "12.12.12.2",
+            "--",
+            "sleep",
+            "600",
+        ],
+    );
+    assert!(
+        err.starts_with("error: network \"ovl\": ") && err.contains(&sb_id),
+        "{err}"
+    );
+    h.sleeper("fixed", &["--network", "ovl", "--ip", "12.12.12.77"]);
+    assert_eq!(h.ip_of("fixed", 0), "12.12.12.77");
+    // A failure after the cluster's claim (a MAC another sandbox of the network has) gives
+    // the claim and the endpoint back.
+    let err = h.weft_err(
+        125,
+        &[
+            "run",
+            "-d",
+            "--name",
+            "twin",
+            "--network",
+            "ovl",
+            "--mac-address",
+            &mac,
+            "--",
+            "sleep",
+            "600",
+        ],
+    );
+    assert!(err.contains("already the MAC of sandbox \"pink\""), "{err}");
+    assert_eq!(
+        keys_under(&store, &format!("/weft/v1/endpoints/{id}/")).len(),
+        2
+    );
+    assert_eq!(
+        keys_under(&store, &format!("/weft/v1/addresses/{id}/")).len(),
+        2
+    );
+    // Many at once: every one a different address, each registered.
+    let runs: Vec<Vec<String>> = (0..6)
+        .map(|i| {
+            [
+                "run",
+                "-d",
+                "--name",
+                &format!("many{i}"),
+                "--network",
+                "ovl",
+                "--",
+                "sleep",
+                "600",
+            ]
+            .iter()
+            .map(|s| s.to_string())
+            .collect()
+        })
+        .collect();
+    h.weft_parallel(&runs);
+    let ips: std::collections::BTreeSet<String> =
+        (0..6).map(|i| h.ip_of(&format!("many{i}"), 0)).collect();
+    assert_eq!(ips.len(), 6, "{ips:?}");
+    assert_eq!(
+        keys_under(&store, &format!("/weft/v1/endpoints/{id}/")).len(),
+        8
+    );
+    assert_eq!(
+        keys_under(&store, &format!("/weft/v1/addresses/{id}/")).len(),
+        8
+    );
+    let mut names: Vec<String> = (0..6).map(|i| format!("many{i}")).collect();
+    names.push("fixed".into());
+    let mut rm = vec!["rm", "-f"];
+    rm.extend(names.iter().map(String::as_str));
+    h.weft_ok(&rm);
 
     h.weft_ok(&["rm", "-f", "pink"]);
     assert!(keys_under(&store, &format!("/weft/v1/endpoints/{id}/")).is_empty());
