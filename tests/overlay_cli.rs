@@ -422,9 +422,12 @@ fn overlay_networks_addresses_and_endpoints_live_in_etcd() {
         return;
     }
     let h = host_with_underlay("ove", "1500");
-    let mut etcd = Etcd::start_linked("ovee", &h.ns);
+    // etcd in its own namespace, on a link to the host's.
+    let mut etcd = Etcd::start_on("ovee", "10.213.7.1:2379", |ns| {
+        common::link(ns, "etc0", "10.213.7.1/24", &h.ns, "etc1", "10.213.7.2/24")
+    });
     let store = etcd.store();
-    let url = etcd.linked_url();
+    let url = etcd.url();
     let child = agent(
         &h,
         &["--etcd", &url, "--advertise", "192.0.2.10", "--node", "h1"],

@@ -78,7 +78,7 @@ pub struct ClusterAttach {
 
 /// One node of the cluster, for `weft cluster hosts`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ClusterHost {
+pub struct HostListing {
     /// Node name.
     pub node: String,
     /// Its VTEP (advertised underlay address); none for a node gone.
@@ -113,7 +113,7 @@ pub struct Response {
     pub address: Option<std::net::IpAddr>,
     /// The answer to [`Request::ClusterHosts`].
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub hosts: Option<Vec<ClusterHost>>,
+    pub hosts: Option<Vec<HostListing>>,
 }
 
 impl Response {

@@ -23,8 +23,8 @@ pub struct Etcd {
     /// Temporary directory: data/, etcd.log, certificates.
     pub dir: PathBuf,
     tls: bool,
-    /// A second client URL, on a link to another namespace ([`Etcd::start_linked`]).
-    linked: Option<String>,
+    /// The client address it listens on (`IP:port`).
+    client_addr: String,
     /// The namespace it listens in (dropped last: fields drop in order).
     pub ns: Netns,
 }
@@ -55,32 +55,26 @@ impl Etcd {
         Self::start_with(prefix, true)
     }
 
-    /// Starts etcd over plain HTTP in a new namespace linked to `peer` by a veth pair
-    /// (etcd's side 10.213.7.1/24, `peer`'s side 10.213.7.2/24), listening on that link too:
-    /// processes of `peer` (a test host's agent) reach it at [`Etcd::linked_url`].
-    pub fn start_linked(prefix: &str, peer: &Netns) -> Etcd {
-        let ns = Netns::new(prefix);
-        super::link(&ns, "etc0", "10.213.7.1/24", peer, "etc1", "10.213.7.2/24");
-        Self::start_in(ns, false, Some("http://10.213.7.1:2379".into()))
-    }
-
-    /// The URL processes of the linked namespace reach etcd at.
-    pub fn linked_url(&self) -> String {
-        self.linked.clone().expect("etcd started with start_linked")
-    }
-
     fn start_with(prefix: &str, tls: bool) -> Etcd {
-        Self::start_in(Netns::new(prefix), tls, None)
+        Self::start_at(prefix, tls, CLIENT_ADDR, |_| {})
     }
 
-    fn start_in(ns: Netns, tls: bool, linked: Option<String>) -> Etcd {
+    /// Starts etcd in a new namespace listening on `client_addr` (`IP:port`), which `wire`
+    /// gives the namespace (e.g. a veth to a test's underlay) before etcd starts.
+    pub fn start_on(prefix: &str, client_addr: &str, wire: impl FnOnce(&Netns)) -> Etcd {
+        Self::start_at(prefix, false, client_addr, wire)
+    }
+
+    fn start_at(prefix: &str, tls: bool, client_addr: &str, wire: impl FnOnce(&Netns)) -> Etcd {
+        let ns = Netns::new(prefix);
+        wire(&ns);
         let dir = std::env::temp_dir().join(&ns.name);
         std::fs::create_dir_all(&dir).unwrap();
         let mut etcd = Etcd {
             child: None,
             dir,
             tls,
-            linked,
+            client_addr: client_addr.to_string(),
             ns,
         };
         if tls {
@@ -93,7 +87,7 @@ impl Etcd {
     /// The client URL.
     pub fn url(&self) -> String {
         let scheme = if self.tls { "https" } else { "http" };
-        format!("{scheme}://{CLIENT_ADDR}")
+        format!("{scheme}://{}", self.client_addr)
     }
 
     /// The client TLS files (CA, client certificate and key) of a TLS etcd.
@@ -130,17 +124,13 @@ impl Etcd {
             .open(self.dir.join("etcd.log"))
             .unwrap();
         let url = self.url();
-        let listen = match &self.linked {
-            Some(l) => format!("{url},{l}"),
-            None => url.clone(),
-        };
         let mut args: Vec<String> = [
             "--name",
             "t",
             "--data-dir",
             data.to_str().unwrap(),
             "--listen-client-urls",
-            &listen,
+            &url,
             "--advertise-client-urls",
             &url,
             "--listen-peer-urls",
@@ -212,8 +202,9 @@ impl Etcd {
     fn wait_ready(&mut self) {
         let deadline = Instant::now() + Duration::from_secs(20);
         // First the port (cheap), then a real request (the member has a leader).
+        let client_addr: std::net::SocketAddr = self.client_addr.parse().unwrap();
         let listening = weft::adapters::netns::run_in(Path::new(&self.ns.path()), move || {
-            let addr = CLIENT_ADDR.parse().unwrap();
+            let addr = client_addr;
             while Instant::now() < deadline {
                 if std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
                     return true;

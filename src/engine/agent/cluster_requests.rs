@@ -2,7 +2,7 @@
 //! network, attach or detach a sandbox, list the hosts). They run on a blocking thread, off
 //! the event loop: every one waits for the cluster store.
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use crate::core::agent::{ClusterAttach, Request, Response};
 use crate::core::cluster::records::EndpointRecord;
@@ -12,10 +12,6 @@ use crate::core::plan::parse_mac;
 use crate::engine::cluster::{
     addresses, create_network, endpoints, hosts, networks, remove_network, ClusterError, Membership,
 };
-
-/// Where the cluster task puts this host's membership once it joined (`None` without a
-/// cluster, or before it joined).
-pub type MembershipSlot = Arc<Mutex<Option<Arc<Membership>>>>;
 
 /// Whether `req` is one [`handle`] answers.
 pub(super) fn is_cluster_request(req: &Request) -> bool {
@@ -29,10 +25,10 @@ pub(super) fn is_cluster_request(req: &Request) -> bool {
     )
 }
 
-/// Answers a cluster request (blocking: call it off the event loop).
-pub(super) fn handle(slot: &MembershipSlot, req: Request) -> Response {
-    let m = slot.lock().unwrap_or_else(|p| p.into_inner()).clone();
-    let Some(m) = m else {
+/// Answers a cluster request with this host's membership (`None`: no cluster). Blocking:
+/// call it off the event loop.
+pub(super) fn handle(membership: Option<Arc<Membership>>, req: Request) -> Response {
+    let Some(m) = membership else {
         return Response::failed(DriverError::NeedsCluster.to_string());
     };
     let answer = match req {

@@ -196,17 +196,18 @@ pub fn run(
         }
     };
     let dns_stats = dns.as_ref().map(|d| d.stats.clone());
-    let membership = cluster_requests::MembershipSlot::default();
-    if let Some(c) = &cluster {
-        standin_join::start(c, membership.clone())?;
-    }
+    // This host's cluster membership, for the overlay requests (`None`: no cluster).
+    let membership = match &cluster {
+        Some(c) => Some(standin_join::start(c)?),
+        None => None,
+    };
 
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .context("starting the agent's event loop")?;
     let result = rt.block_on(event_loop(
-        &ctx, classifier, status, dns_stats, jobs, stay, membership,
+        &ctx, classifier, status, dns_stats, membership, jobs, stay,
     ));
     if let Some(d) = dns {
         d.stop();
@@ -224,9 +225,9 @@ async fn event_loop(
     mut classifier: Classifier,
     status: Arc<Mutex<AgentStatus>>,
     dns: Option<Arc<dns::Stats>>,
+    membership: Option<Arc<crate::engine::cluster::Membership>>,
     jobs: mpsc::Sender<Job>,
     stay: bool,
-    membership: cluster_requests::MembershipSlot,
 ) -> Result<()> {
     // Watch first, then repair what happened before: nothing falls between the two.
     let mut rt_watch = RtWatch::open().context("watching rtnetlink")?;
@@ -314,9 +315,10 @@ async fn event_loop(
                             continue;
                         };
                         let (jobs, status, stop) = (jobs.clone(), status.clone(), stop_tx.clone());
-                        let (dns, membership) = (dns.clone(), membership.clone());
+                        let dns = dns.clone();
+                        let membership = membership.clone();
                         tokio::spawn(async move {
-                            converse(c, jobs, status, dns, stop, membership).await;
+                            converse(c, jobs, status, dns, membership, stop).await;
                             drop(permit);
                         });
                     }
@@ -364,8 +366,9 @@ async fn converse(
     jobs: mpsc::Sender<Job>,
     status: Arc<Mutex<AgentStatus>>,
     dns: Option<Arc<dns::Stats>>,
+    // This host's cluster membership, for the overlay requests (`None`: no cluster).
+    membership: Option<Arc<crate::engine::cluster::Membership>>,
     stop: tokio::sync::mpsc::Sender<()>,
-    membership: cluster_requests::MembershipSlot,
 ) {
     let request = match tokio::time::timeout(REQUEST_WAIT, c.request()).await {
         Ok(r) => r,
@@ -396,7 +399,7 @@ async fn converse(
         }
         // The cluster store blocks: off the event loop.
         Ok(req) if cluster_requests::is_cluster_request(&req) => {
-            tokio::task::spawn_blocking(move || cluster_requests::handle(&membership, req))
+            tokio::task::spawn_blocking(move || cluster_requests::handle(membership, req))
                 .await
                 .unwrap_or_else(|_| Response::failed("the agent's cluster request failed"))
         }

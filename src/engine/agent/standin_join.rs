@@ -9,7 +9,6 @@ use std::time::Duration;
 
 use anyhow::Result;
 
-use super::cluster_requests::MembershipSlot;
 use crate::adapters::cluster::etcd::{EtcdConfig, EtcdStore, TlsFiles};
 use crate::adapters::cluster::ClusterStore;
 use crate::core::cluster::keys::Key;
@@ -21,8 +20,8 @@ use crate::engine::now;
 /// How long to wait before trying etcd again.
 const RETRY: Duration = Duration::from_secs(1);
 
-/// Publishes the membership and keeps this host joined on a thread of its own.
-pub(super) fn start(c: &ClusterConfig, slot: MembershipSlot) -> Result<()> {
+/// This host's membership, kept joined on a thread of its own.
+pub(super) fn start(c: &ClusterConfig) -> Result<Arc<Membership>> {
     let mut config = EtcdConfig::new(c.etcd.clone());
     if c.etcd_ca.is_some() || c.etcd_cert.is_some() {
         config.tls = Some(TlsFiles {
@@ -39,12 +38,12 @@ pub(super) fn start(c: &ClusterConfig, slot: MembershipSlot) -> Result<()> {
         vxlan_port: c.vxlan_port,
         lease: Mutex::new(None),
     });
-    *slot.lock().unwrap_or_else(|p| p.into_inner()) = Some(m.clone());
     let ttl = Duration::from_secs(u64::from(c.lease_ttl));
+    let kept = m.clone();
     std::thread::Builder::new()
         .name("weft-cluster".into())
-        .spawn(move || keep_joined(&m, ttl))?;
-    Ok(())
+        .spawn(move || keep_joined(&kept, ttl))?;
+    Ok(m)
 }
 
 fn keep_joined(m: &Membership, ttl: Duration) {

@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 
 use crate::adapters::cluster::ClusterStore;
-use crate::core::agent::ClusterHost;
+use crate::core::agent::HostListing;
 use crate::core::cluster::keys::{endpoints_prefix, hosts_prefix, Key, PREFIX};
 use crate::core::cluster::records::{AddressRecord, HostRecord};
 
@@ -12,14 +12,14 @@ use super::ClusterError;
 /// Every node with a host record (alive: its lease holds it), then every node that still
 /// holds address claims without one (gone, its claims waiting out the quarantine), each with
 /// how many endpoints it has registered.
-pub fn hosts(store: &dyn ClusterStore) -> Result<Vec<ClusterHost>, ClusterError> {
+pub fn hosts(store: &dyn ClusterStore) -> Result<Vec<HostListing>, ClusterError> {
     let mut endpoints: BTreeMap<String, usize> = BTreeMap::new();
     for kv in store.snapshot(&endpoints_prefix())?.kvs {
         if let Some(Key::Endpoint { node, .. }) = Key::parse(&kv.key) {
             *endpoints.entry(node).or_default() += 1;
         }
     }
-    let mut out: BTreeMap<String, ClusterHost> = BTreeMap::new();
+    let mut out: BTreeMap<String, HostListing> = BTreeMap::new();
     for kv in store.snapshot(&hosts_prefix())?.kvs {
         let Some(Key::Host { node }) = Key::parse(&kv.key) else {
             continue;
@@ -29,7 +29,7 @@ pub fn hosts(store: &dyn ClusterStore) -> Result<Vec<ClusterHost>, ClusterError>
         };
         out.insert(
             node.clone(),
-            ClusterHost {
+            HostListing {
                 endpoints: endpoints.get(&node).copied().unwrap_or(0),
                 node,
                 vtep: Some(h.vtep),
@@ -41,7 +41,7 @@ pub fn hosts(store: &dyn ClusterStore) -> Result<Vec<ClusterHost>, ClusterError>
     }
     for kv in store.snapshot(&format!("{PREFIX}addresses/"))?.kvs {
         if let Ok(c) = AddressRecord::decode(&kv.value) {
-            out.entry(c.node.clone()).or_insert_with(|| ClusterHost {
+            out.entry(c.node.clone()).or_insert_with(|| HostListing {
                 endpoints: endpoints.get(&c.node).copied().unwrap_or(0),
                 node: c.node,
                 vtep: None,
