@@ -608,6 +608,26 @@ fn overlay_networks_addresses_and_endpoints_live_in_etcd() {
     rm.extend(names.iter().map(String::as_str));
     h.weft_ok(&rm);
 
+    // Disconnected: its endpoint and address leave the cluster; connecting a running
+    // sandbox to an overlay is refused for now (its address would be the local IPAM's).
+    h.sleeper("solo", &["--network", "ovl"]);
+    assert_eq!(
+        keys_under(&store, &format!("/weft/v1/endpoints/{id}/")).len(),
+        2
+    );
+    h.weft_ok(&["network", "disconnect", "ovl", "solo"]);
+    assert_eq!(
+        keys_under(&store, &format!("/weft/v1/endpoints/{id}/")).len(),
+        1
+    );
+    assert_eq!(
+        keys_under(&store, &format!("/weft/v1/addresses/{id}/")).len(),
+        1
+    );
+    let err = h.weft_err(1, &["network", "connect", "ovl", "solo"]);
+    assert_eq!(err, "error: connecting a running sandbox to overlay network \"ovl\" is not implemented yet: give --network ovl to `weft run` or `weft create`\n");
+    h.weft_ok(&["rm", "-f", "solo"]);
+
     h.weft_ok(&["rm", "-f", "pink"]);
     assert!(keys_under(&store, &format!("/weft/v1/endpoints/{id}/")).is_empty());
     assert!(keys_under(&store, &format!("/weft/v1/addresses/{id}/")).is_empty());

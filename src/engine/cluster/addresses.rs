@@ -47,6 +47,16 @@ pub fn claim_address(
         node: node.into(),
     }
     .encode();
+    // Idempotent: an attach tried again (after an answer lost on the way) gets the address
+    // the sandbox already holds, never a second one.
+    for kv in store.snapshot(&addresses_prefix(&net.id))?.kvs {
+        if let Some(Key::Address { ip, .. }) = Key::parse(&kv.key) {
+            let mine = AddressRecord::decode(&kv.value).is_ok_and(|r| r.sandbox == sandbox);
+            if mine && ip.is_ipv6() == v6 && want.is_none_or(|w| w == ip) {
+                return Ok(ip);
+            }
+        }
+    }
     let mut lost: BTreeSet<IpAddr> = BTreeSet::new();
     for _ in 0..ATTEMPTS {
         let ip = match want {
@@ -169,6 +179,16 @@ mod tests {
         assert!(matches!(e, ClusterError::Address { .. }), "{e}");
         // Release compares the holder: another sandbox's claim stays.
         assert_eq!(release_address(&s, &n.id, "sd", None).unwrap(), 0);
+        // Claiming again for the same sandbox gives what it holds.
+        assert_eq!(
+            claim_address(&s, &n, "h1", "sc", false, None).unwrap(),
+            ip("12.12.12.9")
+        );
+        assert_eq!(
+            claim_address(&s, &n, "h1", "sc", false, Some(ip("12.12.12.9"))).unwrap(),
+            ip("12.12.12.9")
+        );
+        assert_eq!(s.snapshot(&addresses_prefix(&n.id)).unwrap().kvs.len(), 3);
         assert_eq!(
             release_address(&s, &n.id, "sa", Some(ip("12.12.12.2"))).unwrap(),
             1
