@@ -127,7 +127,7 @@ fn check_overlap(net: &Network, others: &[Network]) -> Result<(), ClusterError> 
 pub(crate) mod tests {
     use super::*;
     use crate::adapters::cluster::memory::MemoryStore;
-    use crate::core::driver::overlay::OverlayConfig;
+    use crate::core::driver::Driver as _;
     use crate::core::model::SubnetConfig;
 
     /// An overlay network record as the CLI sends it.
@@ -137,7 +137,16 @@ pub(crate) mod tests {
         let hex: String = name.bytes().map(|b| format!("{b:02x}")).collect();
         n.id = format!("{hex:0<64}");
         n.driver = "overlay".into();
-        n.driver_data = DriverData::Overlay(OverlayConfig { vni, port: 0 });
+        // Through the driver's own check, as the CLI makes it (no struct literal: the
+        // driver's data may grow fields).
+        n.driver_data = crate::core::driver::overlay::Overlay
+            .validate(&crate::core::driver::Request {
+                network: name,
+                vni: (vni != 0).then_some(u64::from(vni)),
+                subnets: &[subnet.parse().unwrap()],
+                ..Default::default()
+            })
+            .unwrap();
         let subnet: ipnet::IpNet = subnet.parse().unwrap();
         let cfg: SubnetConfig =
             crate::core::ipam::validate_subnet(subnet, None, None, &[]).unwrap();
@@ -156,13 +165,10 @@ pub(crate) mod tests {
     fn a_network_gets_a_high_vni_and_the_cluster_port() {
         let s = MemoryStore::new();
         let n = create_network(&s, overlay("ovl", "12.12.12.0/24", 0), 8472).unwrap();
-        assert_eq!(
-            n.driver_data,
-            DriverData::Overlay(OverlayConfig {
-                vni: 4096,
-                port: 8472
-            })
-        );
+        let DriverData::Overlay(c) = &n.driver_data else {
+            panic!("{n:?}")
+        };
+        assert_eq!((c.vni, c.port), (4096, 8472));
         assert_eq!(n.status, Status::Created);
         let stored = networks::by_name(&s, "ovl").unwrap().unwrap().0;
         assert_eq!(stored, n);
