@@ -470,6 +470,12 @@ fn overlay_networks_addresses_and_endpoints_live_in_etcd() {
         "ovl42",
     ]));
     assert_eq!(made["name"], "ovl42", "{made}");
+    assert_eq!(
+        (&made["driver"], &made["vni"], &made["vxlan_port"]),
+        (&json!("overlay"), &json!(42), &json!(4789)),
+        "{made}"
+    );
+    assert_eq!(h.json(&["network", "inspect", "ovl"])[0]["vni"], json!(vni));
     let err = h.weft_err(
         1,
         &overlay_args(&["--subnet", "12.12.14.0/24", "--vni", "42", "other"]),
@@ -621,6 +627,16 @@ fn overlay_networks_addresses_and_endpoints_live_in_etcd() {
     rm.extend(names.iter().map(String::as_str));
     h.weft_ok(&rm);
 
+    // `run --rm`: gone from the cluster with the sandbox.
+    h.weft_ok(&["run", "--rm", "--network", "ovl", "--", "true"]);
+    assert_eq!(
+        keys_under(&store, &format!("/weft/v1/endpoints/{id}/")).len(),
+        1
+    );
+    assert_eq!(
+        keys_under(&store, &format!("/weft/v1/addresses/{id}/")).len(),
+        1
+    );
     // Disconnected: its endpoint and address leave the cluster; connecting a running
     // sandbox to an overlay is refused for now (its address would be the local IPAM's).
     h.sleeper("solo", &["--network", "ovl"]);
