@@ -235,7 +235,12 @@ fn create_inner(ctx: &Ctx, req: &SandboxRequest, finish: bool) -> Result<Sandbox
     // released again by `claims`' drop on every failure below.
     let claims = overlay::attach_all(
         ctx,
-        &net_names,
+        // The default network is a bridge network.
+        if req.networks.is_empty() {
+            &[]
+        } else {
+            &net_names
+        },
         &overlay::Who {
             id: &id,
             name: &name,

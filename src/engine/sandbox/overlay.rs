@@ -75,11 +75,19 @@ pub(super) fn attach_all<'a>(ctx: &'a Ctx, names: &[String], who: &Who<'_>) -> R
         sandbox: who.id.to_string(),
         held: Vec::new(),
     };
-    for (i, n) in names.iter().enumerate() {
-        let net = {
-            let tx = ctx.store.begin(Mode::Read)?;
-            find_network(tx.as_ref(), n)?
-        };
+    if names.is_empty() {
+        return Ok(claims);
+    }
+    // One read for all (a bridge-only `run` pays this one read), none held while the
+    // agent is asked.
+    let nets = {
+        let tx = ctx.store.begin(Mode::Read)?;
+        names
+            .iter()
+            .map(|n| find_network(tx.as_ref(), n))
+            .collect::<Result<Vec<_>>>()?
+    };
+    for (i, net) in nets.into_iter().enumerate() {
         if !is_overlay(&net) {
             continue;
         }
