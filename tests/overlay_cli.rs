@@ -19,13 +19,18 @@ const NEEDS_CLUSTER: &str = "error: overlay networks need a cluster: start the a
 /// A host with an underlay interface `ul0` holding 192.0.2.10/24 (TEST-NET-1, inside the
 /// namespace only) with MTU `mtu`.
 fn host_with_underlay(prefix: &str, mtu: &str) -> Host {
+    host_at(prefix, mtu, "192.0.2.10/24")
+}
+
+/// A host with an underlay interface `ul0` holding `addr` (CIDR) with MTU `mtu`.
+fn host_at(prefix: &str, mtu: &str, addr: &str) -> Host {
     let h = Host::new(prefix);
     // A veth pair within the namespace (the machine may lack the dummy driver).
     h.ns.ip(&[
         "link", "add", "ul0", "mtu", mtu, "type", "veth", "peer", "name", "ul0p", "mtu", mtu,
     ]);
     h.ns.ip(&["link", "set", "ul0p", "up"]);
-    h.ns.ip(&["addr", "add", "192.0.2.10/24", "dev", "ul0"]);
+    h.ns.ip(&["addr", "add", addr, "dev", "ul0"]);
     h.ns.ip(&["link", "set", "ul0", "up"]);
     h
 }
@@ -688,4 +693,100 @@ fn overlay_networks_addresses_and_endpoints_live_in_etcd() {
     assert!(keys_under(&store, "/weft/v1/vnis/").is_empty());
     assert!(!network_names(&h).contains(&"ovl".to_string()));
     stop(&h, child);
+}
+
+#[test]
+fn two_hosts_share_names_and_vnis_and_a_dead_host_leaves_the_list() {
+    let test = "two_hosts_share_names_and_vnis_and_a_dead_host_leaves_the_list";
+    if !common::root_or_skip(test) || !etcd_or_skip(test) {
+        return;
+    }
+    let h1 = host_at("ot1", "1500", "192.0.2.10/24");
+    let h2 = host_at("ot2", "1500", "192.0.2.11/24");
+    // etcd on a link to each host (h2 routes to etcd's address on h1's link).
+    let etcd = Etcd::start_on("ote", "10.213.7.1:2379", |ns| {
+        common::link(ns, "etc0", "10.213.7.1/24", &h1.ns, "etc1", "10.213.7.2/24");
+        common::link(ns, "etc2", "10.213.8.1/24", &h2.ns, "etc3", "10.213.8.2/24");
+        h2.ns
+            .ip(&["route", "add", "10.213.7.0/24", "via", "10.213.8.1"]);
+    });
+    let url = etcd.url();
+    let a1 = agent(
+        &h1,
+        &[
+            "--etcd",
+            &url,
+            "--advertise",
+            "192.0.2.10",
+            "--node",
+            "h1",
+            "--lease-ttl",
+            "2",
+        ],
+    );
+    let mut a2 = agent(
+        &h2,
+        &[
+            "--etcd",
+            &url,
+            "--advertise",
+            "192.0.2.11",
+            "--node",
+            "h2",
+            "--lease-ttl",
+            "2",
+        ],
+    );
+    let listed = |h: &Host| -> Vec<(String, String, bool)> {
+        h.json(&["cluster", "hosts"])
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|x| {
+                (
+                    x["node"].as_str().unwrap().to_string(),
+                    x["vtep"].as_str().unwrap_or("-").to_string(),
+                    x["alive"].as_bool().unwrap(),
+                )
+            })
+            .collect()
+    };
+    let both = vec![
+        ("h1".to_string(), "192.0.2.10".to_string(), true),
+        ("h2".to_string(), "192.0.2.11".to_string(), true),
+    ];
+    assert!(
+        common::wait_for(10, || listed(&h1) == both && listed(&h2) == both),
+        "{:?}",
+        listed(&h1)
+    );
+    // A name and a VNI taken on one host are taken on the other (whose own store has
+    // neither: the cluster refuses).
+    h1.weft_ok(&overlay_args(&[
+        "--subnet",
+        "12.12.12.0/24",
+        "--vni",
+        "77",
+        "ovl",
+    ]));
+    let err = h2.weft_err(1, &overlay_args(&["--subnet", "12.12.13.0/24", "ovl"]));
+    assert_eq!(err, "error: network \"ovl\" already exists; choose another name or remove it with `weft network rm ovl`\n");
+    let err = h2.weft_err(
+        1,
+        &overlay_args(&["--subnet", "12.12.13.0/24", "--vni", "77", "ovm"]),
+    );
+    assert_eq!(err, "error: VNI 77 is already used by overlay network ovl: choose another --vni, or leave it out to get a free one\n");
+    let err = h2.weft_err(1, &overlay_args(&["--subnet", "12.12.12.128/25", "ovm"]));
+    assert_eq!(err, "error: --subnet 12.12.12.128/25 overlaps 12.12.12.0/24 of overlay network \"ovl\"; choose a subnet no other overlay network uses\n");
+    // h2's agent killed outright: its lease expires, and it leaves the list.
+    let _ = a2.kill();
+    let _ = a2.wait();
+    let only_h1 = vec![("h1".to_string(), "192.0.2.10".to_string(), true)];
+    assert!(
+        common::wait_for(10, || listed(&h1) == only_h1),
+        "{:?}",
+        listed(&h1)
+    );
+    h1.weft_ok(&["network", "rm", "ovl"]);
+    stop(&h1, a1);
 }
