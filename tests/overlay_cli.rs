@@ -697,7 +697,11 @@ fn overlay_networks_addresses_and_endpoints_live_in_etcd() {
         "{err}"
     );
     assert_eq!(h.json(&["ps", "-a"]), json!([]));
-    assert_eq!(veths(), 0);
+    // (The kernel takes the removed sandboxes' veths with their namespaces a moment later.)
+    assert!(
+        common::wait_for(10, || veths() == 0),
+        "a veth was left on {bridge}"
+    );
     etcd.start_again();
     let store = etcd.store();
     assert!(keys_under(&store, &format!("/weft/v1/endpoints/{id}/")).is_empty());
