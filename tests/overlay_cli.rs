@@ -1,14 +1,16 @@
-//! Overlay networks on the command line, before the cluster task exists: `network create
-//! --driver overlay` refuses with the error naming the flags when no agent with a cluster
-//! runs, checks its VNI and MTU (with the arithmetic against the underlay), and says
-//! plainly that creating one is not implemented yet; `weft daemon` checks its cluster flags
-//! and `[cluster]` keys, refuses an `--advertise` no interface holds, and shows the cluster
-//! in `daemon status`. Each test runs in namespaces it makes itself (no etcd is contacted).
+//! Overlay networks on the command line: `network create --driver overlay` refuses with the
+//! error naming the flags when no agent with a cluster runs, checks its VNI and MTU (with the
+//! arithmetic against the underlay); `weft daemon` checks its cluster flags and `[cluster]`
+//! keys, refuses an `--advertise` no interface holds, and shows the cluster in `daemon
+//! status`. With etcd (in a namespace of its own, linked to the host's): networks, addresses
+//! and endpoints live in etcd, and a failed attach leaves nothing there. Each test runs in
+//! namespaces it makes itself.
 
 mod common;
 
 use std::process::Child;
 
+use common::etcd::{etcd_or_skip, Etcd};
 use common::Host;
 use serde_json::json;
 
@@ -17,13 +19,18 @@ const NEEDS_CLUSTER: &str = "error: overlay networks need a cluster: start the a
 /// A host with an underlay interface `ul0` holding 192.0.2.10/24 (TEST-NET-1, inside the
 /// namespace only) with MTU `mtu`.
 fn host_with_underlay(prefix: &str, mtu: &str) -> Host {
+    host_at(prefix, mtu, "192.0.2.10/24")
+}
+
+/// A host with an underlay interface `ul0` holding `addr` (CIDR) with MTU `mtu`.
+fn host_at(prefix: &str, mtu: &str, addr: &str) -> Host {
     let h = Host::new(prefix);
     // A veth pair within the namespace (the machine may lack the dummy driver).
     h.ns.ip(&[
         "link", "add", "ul0", "mtu", mtu, "type", "veth", "peer", "name", "ul0p", "mtu", mtu,
     ]);
     h.ns.ip(&["link", "set", "ul0p", "up"]);
-    h.ns.ip(&["addr", "add", "192.0.2.10/24", "dev", "ul0"]);
+    h.ns.ip(&["addr", "add", addr, "dev", "ul0"]);
     h.ns.ip(&["link", "set", "ul0", "up"]);
     h
 }
@@ -73,6 +80,25 @@ fn overlay_args<'a>(extra: &[&'a str]) -> Vec<&'a str> {
 
 fn cluster_of(h: &Host) -> serde_json::Value {
     h.json(&["daemon", "status"])["status"]["cluster"].clone()
+}
+
+/// The configuration part of `daemon status`'s cluster (the cluster task adds its own
+/// state next to it).
+fn cluster_config_of(h: &Host) -> serde_json::Value {
+    let mut c = cluster_of(h);
+    let keys = [
+        "configured",
+        "etcd",
+        "tls",
+        "node",
+        "advertise",
+        "vxlan_port",
+        "lease_ttl",
+    ];
+    c.as_object_mut()
+        .unwrap()
+        .retain(|k, _| keys.contains(&k.as_str()));
+    c
 }
 
 fn network_names(h: &Host) -> Vec<String> {
@@ -193,7 +219,7 @@ fn overlay_without_a_cluster_names_the_flags_and_bad_requests_name_the_fix() {
     );
     // An agent without a cluster is no cluster either.
     let child = agent(&h, &[]);
-    assert_eq!(cluster_of(&h), json!({"configured": false}));
+    assert_eq!(cluster_config_of(&h), json!({"configured": false}));
     let text = h.weft_ok(&["daemon", "status"]);
     assert!(text.contains("\ncluster: not configured\n"), "{text}");
     let err = h.weft_err(1, &create(&["--subnet", "12.12.12.0/24", "ovl"]));
@@ -208,8 +234,10 @@ fn overlay_without_a_cluster_names_the_flags_and_bad_requests_name_the_fix() {
 }
 
 #[test]
-fn with_a_cluster_the_mtu_is_checked_against_the_underlay_and_creation_is_not_implemented_yet() {
-    if !common::root_or_skip("with_a_cluster_the_mtu_is_checked_against_the_underlay_and_creation_is_not_implemented_yet") {
+fn with_a_cluster_the_mtu_is_checked_against_the_underlay_and_an_unreachable_etcd_is_named() {
+    if !common::root_or_skip(
+        "with_a_cluster_the_mtu_is_checked_against_the_underlay_and_an_unreachable_etcd_is_named",
+    ) {
         return;
     }
     let h = host_with_underlay("ovc", "1500");
@@ -227,7 +255,7 @@ fn with_a_cluster_the_mtu_is_checked_against_the_underlay_and_creation_is_not_im
         ],
     );
     assert_eq!(
-        cluster_of(&h),
+        cluster_config_of(&h),
         json!({
             "configured": true,
             "etcd": ["http://127.0.0.1:2379", "http://[::1]:2379"],
@@ -263,12 +291,14 @@ fn with_a_cluster_the_mtu_is_checked_against_the_underlay_and_creation_is_not_im
     // The underlay's MTU is read, not assumed.
     h.ns.ip(&["link", "set", "ul0p", "mtu", "9000"]);
     h.ns.ip(&["link", "set", "ul0", "mtu", "9000"]);
-    let not_yet = "error: creating a network in the cluster (the agent's etcd connection and the VXLAN devices) is not implemented yet\n";
-    assert_eq!(create(&["--mtu", "8950"]), not_yet);
+    // No etcd listens here: the request reaches the agent, which names where it looked.
+    let unreachable =
+        "error: cluster store http://127.0.0.1:2379,http://[::1]:2379 is unreachable: ";
+    let err = create(&["--mtu", "8950"]);
+    assert!(err.starts_with(unreachable), "{err}");
     assert!(create(&["--mtu", "8951"])
         .contains("the underlay ul0 has MTU 9000 and VXLAN needs 50 bytes, so at most 8950\n"));
-    assert_eq!(create(&["--vni", "42"]), not_yet);
-    assert_eq!(create(&[]), not_yet);
+    assert!(create(&["--vni", "42"]).starts_with(unreachable));
     assert!(network_names(&h).is_empty(), "nothing pretends to exist");
     stop(&h, child);
 }
@@ -387,4 +417,399 @@ fn a_cluster_member_stays_with_nothing_weft_made_on_its_host() {
     );
     assert_eq!(cluster_of(&h)["configured"], true);
     stop(&h, member);
+}
+
+fn kv_json(
+    store: &dyn weft::adapters::cluster::ClusterStore,
+    key: &str,
+) -> Option<serde_json::Value> {
+    store
+        .get(key)
+        .unwrap()
+        .map(|kv| serde_json::from_slice(&kv.value).unwrap())
+}
+
+fn keys_under(store: &dyn weft::adapters::cluster::ClusterStore, prefix: &str) -> Vec<String> {
+    store
+        .snapshot(prefix)
+        .unwrap()
+        .kvs
+        .into_iter()
+        .map(|kv| kv.key)
+        .collect()
+}
+
+#[test]
+fn overlay_networks_addresses_and_endpoints_live_in_etcd() {
+    let test = "overlay_networks_addresses_and_endpoints_live_in_etcd";
+    if !common::root_or_skip(test) || !etcd_or_skip(test) {
+        return;
+    }
+    let h = host_with_underlay("ove", "1500");
+    // etcd in its own namespace, on a link to the host's.
+    let mut etcd = Etcd::start_on("ovee", "10.213.7.1:2379", |ns| {
+        common::link(ns, "etc0", "10.213.7.1/24", &h.ns, "etc1", "10.213.7.2/24")
+    });
+    let store = etcd.store();
+    let url = etcd.url();
+    let child = agent(
+        &h,
+        &["--etcd", &url, "--advertise", "192.0.2.10", "--node", "h1"],
+    );
+    assert!(
+        common::wait_for(10, || kv_json(&store, "/weft/v1/hosts/h1").is_some()),
+        "the agent did not join"
+    );
+
+    // Create: the record is in etcd, with a VNI from 4096 and the cluster's port.
+    h.weft_ok(&overlay_args(&["--subnet", "12.12.12.0/24", "ovl"]));
+    assert!(network_names(&h).contains(&"ovl".to_string()));
+    let rec = kv_json(&store, "/weft/v1/networks/ovl").expect("the network in etcd");
+    assert_eq!(rec["driver"], "overlay");
+    let vni = rec["driver_data"]["overlay"]["vni"].as_u64().unwrap();
+    assert!(vni >= 4096, "{rec}");
+    assert_eq!(rec["driver_data"]["overlay"]["port"], 4789);
+    let id = rec["id"].as_str().unwrap().to_string();
+    assert_eq!(rec["bridge"], format!("wo-{}", &id[..12]));
+    assert_eq!(rec["mtu"], 1450);
+    assert_eq!(
+        kv_json(&store, &format!("/weft/v1/network-ids/{id}")),
+        Some(json!("ovl"))
+    );
+    assert_eq!(
+        kv_json(&store, &format!("/weft/v1/vnis/{vni}")),
+        Some(json!(id))
+    );
+    let local = &h.json(&["network", "inspect", "ovl"])[0];
+    assert_eq!(local["id"], json!(id));
+
+    // A given VNI, then the same again: the exact error naming the holder.
+    let made = h.json(&overlay_args(&[
+        "--format",
+        "json",
+        "--subnet",
+        "12.12.13.0/24",
+        "--vni",
+        "42",
+        "ovl42",
+    ]));
+    assert_eq!(made["name"], "ovl42", "{made}");
+    assert_eq!(
+        (&made["driver"], &made["vni"], &made["vxlan_port"]),
+        (&json!("overlay"), &json!(42), &json!(4789)),
+        "{made}"
+    );
+    assert_eq!(h.json(&["network", "inspect", "ovl"])[0]["vni"], json!(vni));
+    let err = h.weft_err(
+        1,
+        &overlay_args(&["--subnet", "12.12.14.0/24", "--vni", "42", "other"]),
+    );
+    assert_eq!(err, "error: VNI 42 is already used by overlay network ovl42: choose another --vni, or leave it out to get a free one\n");
+    let err = h.weft_err(1, &overlay_args(&["--subnet", "12.12.14.0/24", "ovl"]));
+    assert_eq!(err, "error: network \"ovl\" already exists; choose another name or remove it with `weft network rm ovl`\n");
+    h.weft_ok(&["network", "rm", "ovl42"]);
+    assert_eq!(kv_json(&store, "/weft/v1/networks/ovl42"), None);
+    assert_eq!(kv_json(&store, "/weft/v1/vnis/42"), None);
+
+    // The data plane is the agent's cluster task (built separately): without it, the bridge
+    // it makes is made here by hand.
+    let bridge = format!("wo-{}", &id[..12]);
+    let built = common::wait_for(5, || {
+        h.ns.cmd("ip", &["link", "show", &bridge])
+            .output()
+            .is_ok_and(|o| o.status.success())
+    });
+    if !built {
+        h.ns.ip(&["link", "add", &bridge, "type", "bridge"]);
+        h.ns.ip(&["addr", "add", "12.12.12.1/24", "dev", &bridge]);
+        h.ns.ip(&["link", "set", &bridge, "up"]);
+    }
+    // Sandboxes' host veths on the bridge (the VXLAN device, wv-<id>, is not one).
+    let veths = || {
+        h.ns.ip(&["-o", "link", "show", "master", &bridge])
+            .lines()
+            .filter(|l| !l.contains(": wv-"))
+            .count()
+    };
+
+    // A sandbox gets its address from the cluster, and its endpoint is registered.
+    h.sleeper("pink", &["--network", "ovl"]);
+    let ip = h.ip_of("pink", 0);
+    assert_eq!(ip, "12.12.12.2");
+    let sb = &h.json(&["inspect", "pink"])[0];
+    let sb_id = sb["id"].as_str().unwrap().to_string();
+    let mac = sb["networks"][0]["mac"].as_str().unwrap().to_string();
+    let ep = kv_json(&store, &format!("/weft/v1/endpoints/{id}/h1/{sb_id}"))
+        .expect("the endpoint in etcd");
+    assert_eq!(
+        (&ep["ipv4"], &ep["mac"], &ep["name"]),
+        (&json!(ip), &json!(mac), &json!("pink")),
+        "{ep}"
+    );
+    assert_eq!(
+        kv_json(&store, &format!("/weft/v1/addresses/{id}/{ip}")),
+        Some(json!({"sandbox": sb_id, "node": "h1"}))
+    );
+    // The sandbox's interface is on the overlay's bridge.
+    assert_eq!(veths(), 1);
+
+    let hosts = h.json(&["cluster", "hosts"]);
+    assert_eq!(hosts[0]["node"], "h1");
+    assert_eq!(hosts[0]["vtep"], "192.0.2.10");
+    assert_eq!(hosts[0]["vxlan_port"], 4789);
+    assert_eq!(hosts[0]["alive"], true);
+    assert_eq!(hosts[0]["endpoints"], 1);
+    let table = h.weft_ok(&["cluster", "hosts"]);
+    let row: Vec<&str> = table.lines().nth(1).unwrap().split_whitespace().collect();
+    assert_eq!(row, ["h1", "192.0.2.10", "4789", "yes", "1"], "{table}");
+
+    let err = h.weft_err(1, &["network", "rm", "ovl"]);
+    assert_eq!(err, "error: network \"ovl\" has sandboxes attached on h1 (1); remove or disconnect them first\n");
+
+    // A static address: refused when taken (naming the holder), given when free.
+    let err = h.weft_err(
+        125,
+        &[
+            "run",
+            "-d",
+            "--network",
+            "ovl",
+            "--ip",
+            "12.12.12.2",
+            "--",
+            "sleep",
+            "600",
+        ],
+    );
+    assert!(
+        err.starts_with("error: network \"ovl\": ") && err.contains(&sb_id),
+        "{err}"
+    );
+    h.sleeper("fixed", &["--network", "ovl", "--ip", "12.12.12.77"]);
+    assert_eq!(h.ip_of("fixed", 0), "12.12.12.77");
+    // A failure after the cluster's claim (a MAC another sandbox of the network has) gives
+    // the claim and the endpoint back.
+    let err = h.weft_err(
+        125,
+        &[
+            "run",
+            "-d",
+            "--name",
+            "twin",
+            "--network",
+            "ovl",
+            "--mac-address",
+            &mac,
+            "--",
+            "sleep",
+            "600",
+        ],
+    );
+    assert!(err.contains("already the MAC of sandbox \"pink\""), "{err}");
+    assert_eq!(
+        keys_under(&store, &format!("/weft/v1/endpoints/{id}/")).len(),
+        2
+    );
+    assert_eq!(
+        keys_under(&store, &format!("/weft/v1/addresses/{id}/")).len(),
+        2
+    );
+    // Many at once: every one a different address, each registered.
+    let runs: Vec<Vec<String>> = (0..6)
+        .map(|i| {
+            [
+                "run",
+                "-d",
+                "--name",
+                &format!("many{i}"),
+                "--network",
+                "ovl",
+                "--",
+                "sleep",
+                "600",
+            ]
+            .iter()
+            .map(|s| s.to_string())
+            .collect()
+        })
+        .collect();
+    h.weft_parallel(&runs);
+    let ips: std::collections::BTreeSet<String> =
+        (0..6).map(|i| h.ip_of(&format!("many{i}"), 0)).collect();
+    assert_eq!(ips.len(), 6, "{ips:?}");
+    assert_eq!(
+        keys_under(&store, &format!("/weft/v1/endpoints/{id}/")).len(),
+        8
+    );
+    assert_eq!(
+        keys_under(&store, &format!("/weft/v1/addresses/{id}/")).len(),
+        8
+    );
+    let mut names: Vec<String> = (0..6).map(|i| format!("many{i}")).collect();
+    names.push("fixed".into());
+    let mut rm = vec!["rm", "-f"];
+    rm.extend(names.iter().map(String::as_str));
+    h.weft_ok(&rm);
+
+    // `run --rm`: gone from the cluster with the sandbox.
+    h.weft_ok(&["run", "--rm", "--network", "ovl", "--", "true"]);
+    assert_eq!(
+        keys_under(&store, &format!("/weft/v1/endpoints/{id}/")).len(),
+        1
+    );
+    assert_eq!(
+        keys_under(&store, &format!("/weft/v1/addresses/{id}/")).len(),
+        1
+    );
+    // Disconnected: its endpoint and address leave the cluster; connecting a running
+    // sandbox to an overlay is refused for now (its address would be the local IPAM's).
+    h.sleeper("solo", &["--network", "ovl"]);
+    assert_eq!(
+        keys_under(&store, &format!("/weft/v1/endpoints/{id}/")).len(),
+        2
+    );
+    h.weft_ok(&["network", "disconnect", "ovl", "solo"]);
+    assert_eq!(
+        keys_under(&store, &format!("/weft/v1/endpoints/{id}/")).len(),
+        1
+    );
+    assert_eq!(
+        keys_under(&store, &format!("/weft/v1/addresses/{id}/")).len(),
+        1
+    );
+    let err = h.weft_err(1, &["network", "connect", "ovl", "solo"]);
+    assert_eq!(err, "error: connecting a running sandbox to overlay network \"ovl\" is not implemented yet: give --network ovl to `weft run` or `weft create`\n");
+    h.weft_ok(&["rm", "-f", "solo"]);
+
+    h.weft_ok(&["rm", "-f", "pink"]);
+    assert!(keys_under(&store, &format!("/weft/v1/endpoints/{id}/")).is_empty());
+    assert!(keys_under(&store, &format!("/weft/v1/addresses/{id}/")).is_empty());
+
+    // etcd gone: an attach fails naming the endpoint, and leaves nothing behind.
+    etcd.kill();
+    // (125: `run` failed before the command ran, as Docker's.)
+    let err = h.weft_err(
+        125,
+        &["run", "--name", "blue", "--network", "ovl", "--", "true"],
+    );
+    assert!(
+        err.starts_with(&format!("error: cluster store {url} is unreachable")),
+        "{err}"
+    );
+    assert_eq!(h.json(&["ps", "-a"]), json!([]));
+    // (The kernel takes the removed sandboxes' veths with their namespaces a moment later.)
+    assert!(
+        common::wait_for(10, || veths() == 0),
+        "a veth was left on {bridge}"
+    );
+    etcd.start_again();
+    let store = etcd.store();
+    assert!(keys_under(&store, &format!("/weft/v1/endpoints/{id}/")).is_empty());
+    assert!(keys_under(&store, &format!("/weft/v1/addresses/{id}/")).is_empty());
+
+    // Removed everywhere: etcd and this host.
+    assert!(
+        common::wait_for(20, || h.weft(&["network", "rm", "ovl"]).status.success()),
+        "network rm after etcd came back"
+    );
+    assert_eq!(kv_json(&store, "/weft/v1/networks/ovl"), None);
+    assert!(keys_under(&store, "/weft/v1/vnis/").is_empty());
+    assert!(!network_names(&h).contains(&"ovl".to_string()));
+    stop(&h, child);
+}
+
+#[test]
+fn two_hosts_share_names_and_vnis_and_a_dead_host_leaves_the_list() {
+    let test = "two_hosts_share_names_and_vnis_and_a_dead_host_leaves_the_list";
+    if !common::root_or_skip(test) || !etcd_or_skip(test) {
+        return;
+    }
+    let h1 = host_at("ot1", "1500", "192.0.2.10/24");
+    let h2 = host_at("ot2", "1500", "192.0.2.11/24");
+    // etcd on a link to each host (h2 routes to etcd's address on h1's link).
+    let etcd = Etcd::start_on("ote", "10.213.7.1:2379", |ns| {
+        common::link(ns, "etc0", "10.213.7.1/24", &h1.ns, "etc1", "10.213.7.2/24");
+        common::link(ns, "etc2", "10.213.8.1/24", &h2.ns, "etc3", "10.213.8.2/24");
+        h2.ns
+            .ip(&["route", "add", "10.213.7.0/24", "via", "10.213.8.1"]);
+    });
+    let url = etcd.url();
+    let a1 = agent(
+        &h1,
+        &[
+            "--etcd",
+            &url,
+            "--advertise",
+            "192.0.2.10",
+            "--node",
+            "h1",
+            "--lease-ttl",
+            "2",
+        ],
+    );
+    let mut a2 = agent(
+        &h2,
+        &[
+            "--etcd",
+            &url,
+            "--advertise",
+            "192.0.2.11",
+            "--node",
+            "h2",
+            "--lease-ttl",
+            "2",
+        ],
+    );
+    let listed = |h: &Host| -> Vec<(String, String, bool)> {
+        h.json(&["cluster", "hosts"])
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|x| {
+                (
+                    x["node"].as_str().unwrap().to_string(),
+                    x["vtep"].as_str().unwrap_or("-").to_string(),
+                    x["alive"].as_bool().unwrap(),
+                )
+            })
+            .collect()
+    };
+    let both = vec![
+        ("h1".to_string(), "192.0.2.10".to_string(), true),
+        ("h2".to_string(), "192.0.2.11".to_string(), true),
+    ];
+    assert!(
+        common::wait_for(10, || listed(&h1) == both && listed(&h2) == both),
+        "{:?}",
+        listed(&h1)
+    );
+    // A name and a VNI taken on one host are taken on the other (whose own store has
+    // neither: the cluster refuses).
+    h1.weft_ok(&overlay_args(&[
+        "--subnet",
+        "12.12.12.0/24",
+        "--vni",
+        "77",
+        "ovl",
+    ]));
+    let err = h2.weft_err(1, &overlay_args(&["--subnet", "12.12.13.0/24", "ovl"]));
+    assert_eq!(err, "error: network \"ovl\" already exists; choose another name or remove it with `weft network rm ovl`\n");
+    let err = h2.weft_err(
+        1,
+        &overlay_args(&["--subnet", "12.12.13.0/24", "--vni", "77", "ovm"]),
+    );
+    assert_eq!(err, "error: VNI 77 is already used by overlay network ovl: choose another --vni, or leave it out to get a free one\n");
+    let err = h2.weft_err(1, &overlay_args(&["--subnet", "12.12.12.128/25", "ovm"]));
+    assert_eq!(err, "error: --subnet 12.12.12.128/25 overlaps 12.12.12.0/24 of overlay network \"ovl\"; choose a subnet no other overlay network uses\n");
+    // h2's agent killed outright: its lease expires, and it leaves the list.
+    let _ = a2.kill();
+    let _ = a2.wait();
+    let only_h1 = vec![("h1".to_string(), "192.0.2.10".to_string(), true)];
+    assert!(
+        common::wait_for(10, || listed(&h1) == only_h1),
+        "{:?}",
+        listed(&h1)
+    );
+    h1.weft_ok(&["network", "rm", "ovl"]);
+    stop(&h1, a1);
 }

@@ -60,8 +60,16 @@ impl AgentLock {
     /// Takes the lock and writes our pid into it; `None` when another agent holds it.
     pub fn acquire(run_dir: &Path) -> io::Result<Option<AgentLock>> {
         let mut file = open_lock(&lock_path(run_dir))?;
-        if !try_flock(&file)? {
-            return Ok(None);
+        // [`running`] probes by taking the lock for an instant: a probe is not an agent, so
+        // a taken lock is tried again for a moment before it counts as one (an agent holds
+        // it for its whole life).
+        let mut tries = 0u32;
+        while !try_flock(&file)? {
+            if tries >= 20 {
+                return Ok(None);
+            }
+            tries = tries.saturating_add(1);
+            std::thread::sleep(Duration::from_millis(5));
         }
         file.set_len(0)?;
         writeln!(file, "{}", std::process::id())?;
@@ -192,5 +200,38 @@ impl Conversation {
         let mut line = serde_json::to_string(resp).map_err(io::Error::other)?;
         line.push('\n');
         self.stream.get_mut().write_all(line.as_bytes()).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+
+    #[test]
+    fn an_agent_starting_while_commands_probe_for_one_gets_its_lock() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().to_path_buf();
+        let done = Arc::new(AtomicBool::new(false));
+        let prober = {
+            let (path, done) = (path.clone(), done.clone());
+            std::thread::spawn(move || {
+                while !done.load(Ordering::Relaxed) {
+                    let _ = running(&path);
+                }
+            })
+        };
+        for _ in 0..200 {
+            let lock = AgentLock::acquire(&path).unwrap();
+            assert!(lock.is_some(), "a probe was taken for an agent");
+        }
+        // A real agent's lock still stops a second one.
+        let held = AgentLock::acquire(&path).unwrap().unwrap();
+        done.store(true, Ordering::Relaxed);
+        prober.join().unwrap();
+        assert!(AgentLock::acquire(&path).unwrap().is_none());
+        assert!(running(&path));
+        drop(held);
     }
 }

@@ -292,15 +292,37 @@ fn connect(file: &Path) -> rusqlite::Result<Connection> {
     conn.pragma_update(None, "synchronous", "NORMAL")?;
     // The schema is created once; later opens only read its version (an open is on every
     // command's path).
-    let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
-    if version < SCHEMA_VERSION {
-        // WAL mode is a property of the file: set once, with the schema.
-        conn.pragma_update(None, "journal_mode", "WAL")?;
-        conn.execute_batch(&format!(
-            "BEGIN IMMEDIATE; {SCHEMA} PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;"
-        ))?;
+    // Two processes opening a new state directory at once (the agent starting and a
+    // command asking for its status) both create the schema: switching to WAL answers
+    // SQLITE_BUSY at once, without the busy handler, while the other holds the file. The
+    // loser waits a moment and looks again (by then the schema is there, or it makes it).
+    let mut tries = 0u32;
+    loop {
+        let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+        if version >= SCHEMA_VERSION {
+            return Ok(conn);
+        }
+        let made = conn
+            .pragma_update(None, "journal_mode", "WAL")
+            .and_then(|()| {
+                conn.execute_batch(&format!(
+                    "BEGIN IMMEDIATE; {SCHEMA} PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;"
+                ))
+            });
+        match made {
+            Ok(()) => return Ok(conn),
+            Err(e)
+                if e.sqlite_error_code() == Some(rusqlite::ErrorCode::DatabaseBusy)
+                    && tries < 500 =>
+            {
+                // A failed batch may have left its transaction open.
+                let _ = conn.execute_batch("ROLLBACK");
+                tries = tries.saturating_add(1);
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            Err(e) => return Err(e),
+        }
     }
-    Ok(conn)
 }
 
 impl SqliteStore {

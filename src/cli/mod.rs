@@ -1,6 +1,7 @@
 //! Command-line parsing and output. Everything the user types is parsed here and handed to
 //! [`crate::engine`]; everything printed is formatted here.
 
+mod cluster;
 mod daemon;
 mod gc;
 mod inspect;
@@ -218,6 +219,9 @@ pub enum Command {
         #[command(subcommand)]
         action: Option<DaemonCmd>,
     },
+    /// The cluster of overlay networks (through the agent).
+    #[command(subcommand)]
+    Cluster(cluster::ClusterCmd),
     /// Show weft working, inside a throwaway namespace.
     #[command(
         after_help = "Examples:\n  sudo weft demo                      leaves nothing behind on the machine"
@@ -422,6 +426,7 @@ fn run_command(cli: Cli) -> Result<i32> {
             Ok(0)
         }
         Command::Daemon { action, .. } => daemon::run_daemon(&ctx, action, format),
+        Command::Cluster(c) => cluster::run_cluster(&ctx, c, format),
         Command::Tool(_) | Command::Demo | Command::Init { .. } => Ok(0),
     }
 }

@@ -4,6 +4,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::model::Network;
+
 /// A request to the agent.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "op", rename_all = "snake_case")]
@@ -25,6 +27,71 @@ pub enum Request {
     Repair,
     /// Shut down.
     Stop,
+    /// Store a new overlay network in the cluster (its VNI chosen when 0, its port the
+    /// cluster's); answered with the record stored.
+    ClusterCreateNetwork {
+        /// The record, subnets chosen and checked against this host.
+        network: Box<Network>,
+    },
+    /// Remove an overlay network from the cluster (refused while any node has endpoints).
+    ClusterRemoveNetwork {
+        /// Network name.
+        name: String,
+    },
+    /// Claim an address on an overlay network and register the sandbox's endpoint there;
+    /// answered with the address. Nothing is left behind when it fails.
+    ClusterAttach(ClusterAttach),
+    /// Unregister a sandbox's endpoint on an overlay network and release its addresses.
+    ClusterDetach {
+        /// Network id.
+        network_id: String,
+        /// Sandbox id.
+        sandbox: String,
+    },
+    /// The cluster's hosts.
+    ClusterHosts,
+}
+
+/// What [`Request::ClusterAttach`] carries.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClusterAttach {
+    /// Network name.
+    pub network: String,
+    /// Sandbox id.
+    pub sandbox: String,
+    /// Sandbox name (answered by DNS on every node).
+    pub name: String,
+    /// Its hostname.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hostname: Option<String>,
+    /// Its aliases on the network.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub aliases: Vec<String>,
+    /// `--ip`, if given.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ip: Option<std::net::Ipv4Addr>,
+    /// The MAC of its interface: chosen by the caller (from the address it gets) when none,
+    /// see [`crate::core::model::mac_for`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mac: Option<String>,
+}
+
+/// One node of the cluster, for `weft cluster hosts`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HostListing {
+    /// Node name.
+    pub node: String,
+    /// Its VTEP (advertised underlay address); none for a node gone.
+    pub vtep: Option<std::net::IpAddr>,
+    /// Its VXLAN port; none for a node gone.
+    pub vxlan_port: Option<u16>,
+    /// Whether its host record is there (its lease holds).
+    pub alive: bool,
+    /// When its agent registered, seconds since the epoch.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub started: Option<u64>,
+    /// Endpoints it has registered.
+    pub endpoints: usize,
 }
 
 /// The agent's answer.
@@ -38,6 +105,15 @@ pub struct Response {
     /// The answer to [`Request::Status`].
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub status: Option<AgentStatus>,
+    /// The overlay network stored or removed by a cluster request.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub network: Option<Box<Network>>,
+    /// The address [`Request::ClusterAttach`] claimed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub address: Option<std::net::IpAddr>,
+    /// The answer to [`Request::ClusterHosts`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hosts: Option<Vec<HostListing>>,
 }
 
 impl Response {
@@ -54,7 +130,7 @@ impl Response {
         Response {
             ok: false,
             error: Some(error.into()),
-            status: None,
+            ..Response::default()
         }
     }
 }

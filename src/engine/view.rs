@@ -42,6 +42,12 @@ pub struct NetworkView {
     pub id: String,
     /// Driver.
     pub driver: String,
+    /// VXLAN network identifier (overlay networks).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub vni: Option<u32>,
+    /// UDP port of the VXLAN devices (overlay networks).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub vxlan_port: Option<u16>,
     /// No way out.
     pub internal: bool,
     /// Has IPv6.
@@ -93,6 +99,14 @@ pub fn network(net: &Network, sandboxes: &[Sandbox]) -> NetworkView {
         name: net.name.clone(),
         id: net.id.clone(),
         driver: net.driver.clone(),
+        vni: match &net.driver_data {
+            crate::core::driver::DriverData::Overlay(c) => Some(c.vni),
+            crate::core::driver::DriverData::None => None,
+        },
+        vxlan_port: match &net.driver_data {
+            crate::core::driver::DriverData::Overlay(c) => Some(c.port),
+            crate::core::driver::DriverData::None => None,
+        },
         internal: net.internal,
         ipv6: net.ipv6,
         mtu: net.mtu,

@@ -152,6 +152,30 @@ pub fn repair(ctx: &Ctx) -> Result<bool> {
     }
 }
 
+/// Sends a cluster request to the agent and returns its answer when it carried it out.
+/// Never starts an agent: one started on demand has no cluster flags. Without an agent the
+/// error names the flags to start one with.
+pub fn cluster(ctx: &Ctx, req: &Request) -> Result<Response> {
+    let no_cluster = || user_err!("{}", crate::core::driver::DriverError::NeedsCluster);
+    if !running(ctx) {
+        return Err(no_cluster());
+    }
+    let r = match call(ctx, req) {
+        Ok(r) => r,
+        Err(CallError::NotRunning) => return Err(no_cluster()),
+        Err(e) => return Err(e.into()),
+    };
+    if r.ok {
+        Ok(r)
+    } else {
+        Err(user_err!(
+            "{}",
+            r.error
+                .unwrap_or_else(|| "the agent could not carry out the request".into())
+        ))
+    }
+}
+
 /// Stops the agent and waits until it has let go of its lock; false when none ran.
 pub fn stop(ctx: &Ctx) -> Result<bool> {
     if !running(ctx) {

@@ -17,6 +17,7 @@
 
 pub mod client;
 pub mod cluster;
+mod cluster_requests;
 mod dns;
 mod watch;
 mod worker;
@@ -196,7 +197,6 @@ pub fn run(
         }
     };
     let dns_stats = dns.as_ref().map(|d| d.stats.clone());
-
     // The overlay control plane. Its membership is what the request handlers use to reach
     // the cluster (`None`: no cluster configured).
     let cluster_task = match cluster {
@@ -391,7 +391,7 @@ async fn converse(
     status: Arc<Mutex<AgentStatus>>,
     dns: Option<Arc<dns::Stats>>,
     // This host's cluster membership, for the overlay requests (`None`: no cluster).
-    _membership: Option<Arc<crate::engine::cluster::Membership>>,
+    membership: Option<Arc<crate::engine::cluster::Membership>>,
     stop: tokio::sync::mpsc::Sender<()>,
 ) {
     let request = match tokio::time::timeout(REQUEST_WAIT, c.request()).await {
@@ -413,14 +413,19 @@ async fn converse(
             s.uptime_secs = now().saturating_sub(s.started);
             s.dns = dns.map(|d| d.view());
             Response {
-                ok: true,
-                error: None,
                 status: Some(s),
+                ..Response::ok()
             }
         }
         Ok(Request::Stop) => {
             let _ = stop.send(()).await;
             Response::ok()
+        }
+        // The cluster store blocks: off the event loop.
+        Ok(req) if cluster_requests::is_cluster_request(&req) => {
+            tokio::task::spawn_blocking(move || cluster_requests::handle(membership, req))
+                .await
+                .unwrap_or_else(|_| Response::failed("the agent's cluster request failed"))
         }
         Ok(req) => {
             let (tx, rx) = oneshot::channel();

@@ -3,6 +3,16 @@
 //! for its own upkeep. Each takes the store as a parameter ([`Membership::store`]), so it is
 //! tested against the in-memory store without root or etcd.
 
+pub mod addresses;
+pub mod create_network;
+pub mod endpoints;
+mod error;
+pub mod hosts;
+pub mod networks;
+pub mod remove_network;
+
+pub use error::ClusterError;
+
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 

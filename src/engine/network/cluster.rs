@@ -1,21 +1,29 @@
-//! `weft network create` for a driver whose networks live in the cluster (overlay): only the
-//! host agent talks to etcd, so the command asks it; without an agent that has a cluster
-//! configured, the request fails naming the flags to set.
+//! `weft network create | rm` for a driver whose networks live in the cluster (overlay):
+//! only the host agent talks to etcd, so the command asks it; without an agent that has a
+//! cluster configured, the request fails naming the flags to set.
 //!
-//! Storing the network in the cluster and building it on every host is the agent's cluster
-//! task, not written yet: a valid request is refused as not implemented rather than
-//! pretending.
+//! The command chooses nothing the cluster must agree on: it checks the subnet against this
+//! host (routes, interfaces, the local networks) and the MTU against the underlay, and the
+//! agent claims the name, id and VNI cluster-wide. The record is then kept in the local
+//! store too, so that `network ls` shows it at once; building the bridge and VXLAN device on
+//! every host (this one included) is the agent's cluster task, from its watch.
 
-use anyhow::Result;
+use std::net::IpAddr;
 
-use super::{CreateRequest, Parsed};
+use anyhow::{Context as _, Result};
+
+use super::{avoid_entries, existing, CreateRequest, Parsed};
+use crate::adapters::host_facts;
+use crate::adapters::store::{Mode, Store as _};
+use crate::core::agent::Request;
+use crate::core::driver::overlay::overlay_bridge_name;
 use crate::core::driver::DriverError;
-use crate::core::model::Network;
-use crate::engine::{agent, underlay, Ctx};
+use crate::core::ipam;
+use crate::core::model::{Network, Status};
+use crate::engine::{agent, new_id, now, underlay, Ctx};
 use crate::user_err;
 
-/// Checks a create request of a cluster-wide driver against the agent's cluster (there is
-/// one; the MTU its underlay carries), then refuses it: see the module's documentation.
+/// Creates an overlay network through the agent: see the module's documentation.
 pub(crate) fn create(ctx: &Ctx, req: &CreateRequest, p: Parsed) -> Result<Network> {
     // Never starts an agent: one started on demand has no cluster flags, and the file's
     // [cluster] would have started with the one that runs already.
@@ -29,15 +37,98 @@ pub(crate) fn create(ctx: &Ctx, req: &CreateRequest, p: Parsed) -> Result<Networ
         .advertise
         .ok_or_else(|| user_err!("{}", DriverError::NeedsCluster))?;
     let underlay = underlay::find(advertise)?;
-    p.driver
+    let mtu = p
+        .driver
         .mtu(&req.name, p.mtu, Some(&underlay))
         .map_err(|e| user_err!("{e}"))?;
-    // Next, when the cluster task exists: the record's port is the cluster's
-    // (`cluster.vxlan_port`), its VNI allocated when not given, the record stored in etcd.
-    Err(user_err!(
-        "{}",
-        DriverError::NotImplemented {
-            what: "creating a network in the cluster (the agent's etcd connection and the VXLAN devices)"
+    let mut host =
+        host_facts::observe().context("observing the host's routes, addresses and peers")?;
+    host.nameservers =
+        host_facts::nameservers(&ctx.config.resolv_conf(), &ctx.config.resolved_conf())?;
+    let mut subnets = Vec::new();
+    {
+        let tx = ctx.store.begin(Mode::Read)?;
+        if tx.network(&req.name)?.is_some_and(|n| n.name == req.name) {
+            return Err(user_err!(
+                "network {:?} already exists; choose another name or remove it with `weft network rm {}`",
+                req.name,
+                req.name
+            ));
         }
-    ))
+        let others = existing(&tx.networks()?);
+        let avoid = avoid_entries(ctx, tx.as_ref())?;
+        for (net, gw, range) in &p.explicit {
+            let aux: Vec<(String, IpAddr)> = p
+                .aux
+                .iter()
+                .filter(|(_, ip)| ip.is_ipv6() == net.addr().is_ipv6())
+                .cloned()
+                .collect();
+            let cfg = ipam::validate_subnet(*net, *gw, *range, &aux)?;
+            if !req.allow_overlap {
+                ipam::check_explicit(*net, &host, &others, &avoid)?;
+            }
+            subnets.push(cfg);
+        }
+    }
+    subnets.sort_by_key(|s| s.subnet.addr().is_ipv6());
+    let id = new_id()?;
+    let network = Network {
+        name: req.name.clone(),
+        bridge: overlay_bridge_name(&id),
+        id,
+        driver: p.driver.name().into(),
+        driver_data: p.driver_data,
+        internal: req.internal,
+        ipv6: req.ipv6,
+        mtu,
+        subnets,
+        options: p.options,
+        labels: p.labels,
+        aux_addresses: p.aux.into_iter().collect(),
+        allocation: None,
+        status: Status::Created,
+        owner_pid: None,
+        owner_start: None,
+        created: now(),
+    };
+    let stored = agent::client::cluster(
+        ctx,
+        &Request::ClusterCreateNetwork {
+            network: Box::new(network),
+        },
+    )?
+    .network
+    .ok_or_else(|| anyhow::anyhow!("the agent stored the network but did not return it"))?;
+    record_locally(ctx, &stored)?;
+    Ok(*stored)
+}
+
+/// Keeps the cluster's record in the local store (the agent's watch writes the same record;
+/// whichever comes second finds it there).
+fn record_locally(ctx: &Ctx, net: &Network) -> Result<()> {
+    let tx = ctx.store.begin(Mode::Write)?;
+    if tx.network(&net.id)?.is_none() {
+        tx.put_network(net)?;
+        tx.commit()?;
+    }
+    Ok(())
+}
+
+/// Removes an overlay network from the cluster through the agent (refused while any host
+/// has a sandbox on it), then from this host.
+pub(crate) fn remove(ctx: &Ctx, net: &Network) -> Result<()> {
+    match agent::client::cluster(
+        ctx,
+        &Request::ClusterRemoveNetwork {
+            name: net.name.clone(),
+        },
+    ) {
+        Ok(_) => {}
+        // Gone from the cluster already (removed from another host): only this host's copy
+        // is left to remove.
+        Err(e) if e.to_string().starts_with("no such overlay network") => {}
+        Err(e) => return Err(e),
+    }
+    super::remove::teardown(ctx, net)
 }

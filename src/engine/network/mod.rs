@@ -108,10 +108,10 @@ pub(crate) struct Parsed {
     /// Its data, as far as the request says (an overlay's VXLAN port and a VNI not given are
     /// the cluster's, filled in when it stores the network).
     pub(crate) driver_data: driver::DriverData,
-    explicit: Vec<(IpNet, Option<IpAddr>, Option<IpNet>)>,
-    aux: Vec<(String, IpAddr)>,
-    options: BTreeMap<String, String>,
-    labels: BTreeMap<String, String>,
+    pub(crate) explicit: Vec<(IpNet, Option<IpAddr>, Option<IpNet>)>,
+    pub(crate) aux: Vec<(String, IpAddr)>,
+    pub(crate) options: BTreeMap<String, String>,
+    pub(crate) labels: BTreeMap<String, String>,
     bridge: Option<String>,
     pub(crate) mtu: Option<u32>,
 }

@@ -47,6 +47,11 @@ pub fn remove(ctx: &Ctx, names: &[String], force: bool) -> Result<Vec<String>> {
                 disconnect(ctx, &net.name, &sb)?;
             }
         }
+        if driver::of(&net).is_ok_and(|d| d.needs_cluster()) {
+            super::cluster::remove(ctx, &net)?;
+            removed.push(net.name.clone());
+            continue;
+        }
         claim_removal(ctx, &net)?;
         teardown(ctx, &net)?;
         removed.push(net.name.clone());

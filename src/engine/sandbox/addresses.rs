@@ -35,7 +35,8 @@ pub(super) fn parse_ips(ips: &[String]) -> Result<(Option<IpAddr>, Option<IpAddr
     Ok((v4, v6))
 }
 
-fn space(net: &Network, v6: bool) -> Option<AddressSpace> {
+/// The address space of `net`'s subnet of one family, as IPAM sees it.
+pub(crate) fn space(net: &Network, v6: bool) -> Option<AddressSpace> {
     let cfg = if v6 { net.v6() } else { net.v4() }?;
     Some(AddressSpace {
         subnet: cfg.subnet,

@@ -40,6 +40,11 @@ pub fn connect(
     if net.status != Status::Created {
         return Err(user_err!("network {network:?} is not ready; try `weft gc`"));
     }
+    if super::overlay::is_overlay(&net) {
+        return Err(user_err!(
+            "connecting a running sandbox to overlay network {network:?} is not implemented yet: give --network {network} to `weft run` or `weft create`"
+        ));
+    }
     if sb.endpoints.iter().any(|e| e.network_id == net.id) {
         return Err(user_err!(
             "sandbox {:?} is already connected to network {:?}",
@@ -168,11 +173,12 @@ fn detach_ops(tx: &dyn Txn, sb: &Sandbox, ep: &Endpoint) -> Result<Vec<Op>> {
 
 /// `weft network disconnect`: removes the sandbox's interface on that network.
 pub fn disconnect(ctx: &Ctx, network: &str, sandbox: &str) -> Result<()> {
-    let (sb, ep) = {
+    let (sb, ep, overlay) = {
         let tx = ctx.store.begin(Mode::Write)?;
         let net = find_network(tx.as_ref(), network)?;
         let mut sb = find(tx.as_ref(), sandbox)?;
         check_settled(&sb)?;
+        let overlay = super::overlay::is_overlay(&net);
         let Some(ep) = sb.endpoints.iter_mut().find(|e| e.network_id == net.id) else {
             return Err(user_err!(
                 "sandbox {:?} is not connected to network {:?}",
@@ -196,7 +202,7 @@ pub fn disconnect(ctx: &Ctx, network: &str, sandbox: &str) -> Result<()> {
         let ep = ep.clone();
         tx.put_sandbox(&sb)?;
         tx.commit()?;
-        (sb, ep)
+        (sb, ep, overlay)
     };
     let ops = {
         let tx = ctx.store.begin(Mode::Read)?;
@@ -206,6 +212,9 @@ pub fn disconnect(ctx: &Ctx, network: &str, sandbox: &str) -> Result<()> {
     apply_all(&mut exec, &ops)?;
     if let Some(u) = forget_endpoint(ctx, &sb.id, &ep.network_id)? {
         let _ = rewrite_files(ctx, &u);
+    }
+    if overlay {
+        super::overlay::detach(ctx, &ep.network_id, &sb.id)?;
     }
     Ok(())
 }

@@ -10,6 +10,7 @@ pub mod connect;
 pub mod files;
 pub mod kill;
 pub mod logs;
+pub mod overlay;
 pub mod publish;
 pub mod settings;
 pub mod supervise;
@@ -230,6 +231,25 @@ fn create_inner(ctx: &Ctx, req: &SandboxRequest, finish: bool) -> Result<Sandbox
         _ => Some(ctx.netns_dir()?.join(&id).display().to_string()),
     };
 
+    // Cluster addresses first, outside the local write transaction (they wait for etcd);
+    // released again by `claims`' drop on every failure below.
+    let claims = overlay::attach_all(
+        ctx,
+        // The default network is a bridge network.
+        if req.networks.is_empty() {
+            &[]
+        } else {
+            &net_names
+        },
+        &overlay::Who {
+            id: &id,
+            name: &name,
+            hostname: req.hostname.as_deref(),
+            aliases: &req.aliases,
+            ip: want.0,
+            mac: mac.map(|m| crate::core::model::format_mac(&m)),
+        },
+    )?;
     let intent_start = std::time::Instant::now();
     let tx = ctx.store.begin(Mode::Write)?;
     if tx.sandbox(&name)?.is_some_and(|s| s.name == name) {
@@ -250,6 +270,10 @@ fn create_inner(ctx: &Ctx, req: &SandboxRequest, finish: bool) -> Result<Sandbox
     let mut endpoints = Vec::new();
     for (i, net) in nets.iter().enumerate() {
         let w = if i == 0 { want } else { (None, None) };
+        let w = match claims.ip_for(&net.id) {
+            Some(ip) => (Some(ip), None),
+            None => w,
+        };
         endpoints.push(allocate_endpoint(
             tx.as_ref(),
             net,
@@ -335,6 +359,8 @@ fn create_inner(ctx: &Ctx, req: &SandboxRequest, finish: bool) -> Result<Sandbox
         forget(ctx, &sb)?;
         return Err(e.context(format!("creating sandbox {name:?}")));
     }
+    // From here its removal releases them.
+    claims.keep();
     let mut done = sb;
     if finish {
         done.status = Status::Created;
@@ -598,6 +624,7 @@ fn crash_before_kill() {
 pub fn remove_if(ctx: &Ctx, id: &str, pred: impl FnOnce(&Sandbox) -> bool) -> Result<bool> {
     // Claim the removal first, so no other weft process acts on the sandbox meanwhile.
     let me = std::process::id();
+    let mut overlays = Vec::new();
     let (sb, bridges) = {
         let tx = ctx.store.begin(Mode::Write)?;
         let Some(sb) = tx.sandbox(id)? else {
@@ -612,6 +639,9 @@ pub fn remove_if(ctx: &Ctx, id: &str, pred: impl FnOnce(&Sandbox) -> bool) -> Re
         let mut bridges = BTreeMap::new();
         for ep in &sb.endpoints {
             if let Some(net) = tx.network(&ep.network_id)? {
+                if overlay::is_overlay(&net) {
+                    overlays.push(net.id.clone());
+                }
                 bridges.insert(ep.network_id.clone(), net.bridge);
             }
         }
@@ -630,6 +660,16 @@ pub fn remove_if(ctx: &Ctx, id: &str, pred: impl FnOnce(&Sandbox) -> bool) -> Re
     kill_all(ctx, &sb.id, Some(&sb), &sb.name)?;
     destroy_kernel(&sb, &bridges)?;
     crate::timing::time("state-commit", || forget(ctx, &sb))?;
+    for network_id in overlays {
+        // The sandbox is gone here either way: its record in the cluster goes with this
+        // host's lease at the latest, its address after the quarantine.
+        if let Err(e) = overlay::detach(ctx, &network_id, &sb.id) {
+            eprintln!(
+                "warning: sandbox {:?}: releasing its overlay endpoint: {e:#}",
+                sb.name
+            );
+        }
+    }
     if !sb.ports.is_empty() {
         crate::engine::agent::client::release(ctx, &sb.id);
     }
