@@ -776,11 +776,12 @@ pub fn list(ctx: &Ctx, all: bool) -> Result<Vec<Sandbox>> {
 }
 
 /// The record as it is now, for `ps` and `inspect`: a command recorded as running whose
-/// process is gone, or recorded as restarting whose monitor is gone, has exited (`gc`
-/// records it so).
+/// process and monitor are gone, or recorded as restarting whose monitor is gone, has exited
+/// (`gc` records it so). While its monitor lives, the monitor records the exit, with its
+/// code, a moment after the command ends: shown before that, it was `exited` with no code.
 pub fn as_seen(mut s: Sandbox) -> Sandbox {
     let gone = match s.status {
-        Status::Running => !is_running(&s),
+        Status::Running => !is_running(&s) && !monitor_alive(&s),
         Status::Restarting => !monitor_alive(&s),
         _ => false,
     };
@@ -788,4 +789,27 @@ pub fn as_seen(mut s: Sandbox) -> Sandbox {
         s.status = Status::Exited;
     }
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A running record whose command is gone: shown as exited only once its monitor is gone
+    /// too (a live monitor records the exit with its code a moment later).
+    #[test]
+    fn a_command_gone_under_a_live_monitor_is_not_shown_exited_without_its_code() {
+        let me = std::process::id();
+        let mut s = Sandbox::example("s", "ab", Status::Running);
+        // A command pid that cannot be alive with this start time.
+        s.pid = Some(me);
+        s.pid_start = Some(u64::MAX);
+        s.monitor_pid = Some(me);
+        s.monitor_start = process::start_time(me);
+        assert!(process::start_time(me).is_some());
+        assert_eq!(as_seen(s.clone()).status, Status::Running);
+        s.monitor_start = Some(u64::MAX);
+        let seen = as_seen(s);
+        assert_eq!(seen.status, Status::Exited);
+    }
 }
