@@ -8,17 +8,14 @@
 //! store too, so that `network ls` shows it at once; building the bridge and VXLAN device on
 //! every host (this one included) is the agent's cluster task, from its watch.
 
-use std::net::IpAddr;
-
 use anyhow::{Context as _, Result};
 
-use super::{avoid_entries, existing, CreateRequest, Parsed};
+use super::{avoid_entries, existing, explicit_subnets, CreateRequest, Parsed};
 use crate::adapters::host_facts;
 use crate::adapters::store::{Mode, Store as _};
 use crate::core::agent::Request;
 use crate::core::driver::overlay::overlay_bridge_name;
 use crate::core::driver::DriverError;
-use crate::core::ipam;
 use crate::core::model::{Network, Status};
 use crate::engine::{agent, new_id, now, underlay, Ctx};
 use crate::user_err;
@@ -45,8 +42,7 @@ pub(crate) fn create(ctx: &Ctx, req: &CreateRequest, p: Parsed) -> Result<Networ
         host_facts::observe().context("observing the host's routes, addresses and peers")?;
     host.nameservers =
         host_facts::nameservers(&ctx.config.resolv_conf(), &ctx.config.resolved_conf())?;
-    let mut subnets = Vec::new();
-    {
+    let mut subnets = {
         let tx = ctx.store.begin(Mode::Read)?;
         if tx.network(&req.name)?.is_some_and(|n| n.name == req.name) {
             return Err(user_err!(
@@ -57,20 +53,8 @@ pub(crate) fn create(ctx: &Ctx, req: &CreateRequest, p: Parsed) -> Result<Networ
         }
         let others = existing(&tx.networks()?);
         let avoid = avoid_entries(ctx, tx.as_ref())?;
-        for (net, gw, range) in &p.explicit {
-            let aux: Vec<(String, IpAddr)> = p
-                .aux
-                .iter()
-                .filter(|(_, ip)| ip.is_ipv6() == net.addr().is_ipv6())
-                .cloned()
-                .collect();
-            let cfg = ipam::validate_subnet(*net, *gw, *range, &aux)?;
-            if !req.allow_overlap {
-                ipam::check_explicit(*net, &host, &others, &avoid)?;
-            }
-            subnets.push(cfg);
-        }
-    }
+        explicit_subnets(&p, req.allow_overlap, &host, &others, &avoid)?
+    };
     subnets.sort_by_key(|s| s.subnet.addr().is_ipv6());
     let id = new_id()?;
     let network = Network {

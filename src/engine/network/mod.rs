@@ -90,6 +90,33 @@ pub fn avoid_entries(ctx: &Ctx, tx: &dyn Txn) -> Result<Vec<AvoidEntry>> {
     Ok(out)
 }
 
+/// The subnets given with `--subnet` (with their gateways, ranges and aux addresses),
+/// validated and, unless `allow_overlap`, checked against the host and weft's other networks:
+/// the same for every driver.
+pub(crate) fn explicit_subnets(
+    p: &Parsed,
+    allow_overlap: bool,
+    host: &HostView,
+    others: &[ExistingNetwork],
+    avoid: &[AvoidEntry],
+) -> Result<Vec<SubnetConfig>> {
+    let mut subnets = Vec::new();
+    for (net, gw, range) in &p.explicit {
+        let aux: Vec<(String, IpAddr)> = p
+            .aux
+            .iter()
+            .filter(|(_, ip)| ip.is_ipv6() == net.addr().is_ipv6())
+            .cloned()
+            .collect();
+        let cfg = ipam::validate_subnet(*net, *gw, *range, &aux)?;
+        if !allow_overlap {
+            ipam::check_explicit(*net, host, others, avoid)?;
+        }
+        subnets.push(cfg);
+    }
+    Ok(subnets)
+}
+
 fn existing(nets: &[Network]) -> Vec<ExistingNetwork> {
     nets.iter()
         .flat_map(|n| {
@@ -282,21 +309,8 @@ pub fn create(ctx: &Ctx, req: &CreateRequest) -> Result<Network> {
     }
     let others = existing(&nets);
     let avoid = avoid_entries(ctx, tx.as_ref())?;
-    let mut subnets = Vec::new();
+    let mut subnets = explicit_subnets(&p, req.allow_overlap, &host, &others, &avoid)?;
     let mut allocation = None;
-    for (net, gw, range) in &p.explicit {
-        let aux: Vec<(String, IpAddr)> = p
-            .aux
-            .iter()
-            .filter(|(_, ip)| ip.is_ipv6() == net.addr().is_ipv6())
-            .cloned()
-            .collect();
-        let cfg = ipam::validate_subnet(*net, *gw, *range, &aux)?;
-        if !req.allow_overlap {
-            ipam::check_explicit(*net, &host, &others, &avoid)?;
-        }
-        subnets.push(cfg);
-    }
     for (v6, needed) in [(false, need_auto_v4), (true, need_auto_v6)] {
         if !needed {
             continue;
