@@ -385,8 +385,13 @@ fn repeated_gc_passes_do_not_grow_the_agent() {
     // Whatever the agent did on the notifications of those attaches is done.
     let settle = || std::thread::sleep(Duration::from_millis(1000));
     settle();
+    // The first pass fills what the agent keeps once filled (caches and buffers sized on first
+    // use): about 0.9 MiB in a debug build, then flat over eight more passes (measured). So
+    // growth is measured from after it; the trim's absence still shows (+6.6 MiB).
+    h.weft_ok(&["daemon", "repair"]);
+    settle();
     let first = agent_rss_kib(&h);
-    for _ in 0..4 {
+    for _ in 0..6 {
         h.weft_ok(&["daemon", "repair"]);
     }
     settle();
@@ -395,7 +400,7 @@ fn repeated_gc_passes_do_not_grow_the_agent() {
     // back, so the resident size stays where it was (glibc kept the largest pass's heap,
     // and more with each pass, before the agent trimmed it after each job).
     assert!(
-        last <= first + 1024,
-        "the agent grew from {first} KiB to {last} KiB over four gc passes"
+        last <= first + 512,
+        "the agent grew from {first} KiB to {last} KiB over six gc passes"
     );
 }
