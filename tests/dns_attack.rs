@@ -344,9 +344,12 @@ fn a_fifo_or_symlink_at_dns_port_blocks_no_command_and_is_replaced() {
     h.weft_ok(&["network", "create", "a", "--subnet", "10.191.5.0/24"]);
     let p = port(&h);
     let file = port_file(&h);
-    // A FIFO: opening it to read would wait for a writer forever.
-    std::fs::remove_file(&file).unwrap();
-    nix_mkfifo(&file);
+    // A FIFO: opening it to read would wait for a writer forever. Each plant is made aside and
+    // renamed over the file, atomically: the agent may rewrite the file at any moment, and a
+    // remove-then-create lost that race under load (`mkfifo`: File exists).
+    let aside = h.dir.join("plant");
+    nix_mkfifo(&aside);
+    std::fs::rename(&aside, &file).unwrap();
     let mut cmd = h
         .weft_cmd(&["network", "create", "b", "--subnet", "10.191.6.0/24"])
         .stdout(Stdio::null())
@@ -377,13 +380,13 @@ fn a_fifo_or_symlink_at_dns_port_blocks_no_command_and_is_replaced() {
     // A symlink to a file of someone else's: replaced, never written through.
     let victim = h.dir.join("victim");
     std::fs::write(&victim, "keep\n").unwrap();
-    std::fs::remove_file(&file).unwrap();
-    std::os::unix::fs::symlink(&victim, &file).unwrap();
+    std::os::unix::fs::symlink(&victim, &aside).unwrap();
+    std::fs::rename(&aside, &file).unwrap();
     assert_eq!(port(&h), p);
     assert_eq!(std::fs::read_to_string(&victim).unwrap(), "keep\n");
     // Garbage: replaced too.
-    std::fs::remove_file(&file).unwrap();
-    std::fs::write(&file, "-1 or 99999; drop\n").unwrap();
+    std::fs::write(&aside, "-1 or 99999; drop\n").unwrap();
+    std::fs::rename(&aside, &file).unwrap();
     assert!(within(Duration::from_secs(3), || std::fs::read_to_string(
         &file
     )
