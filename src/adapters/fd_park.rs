@@ -12,6 +12,7 @@
 //! socket itself and only pays the wait. The transaction itself is complete and acknowledged
 //! before the socket is handed over.
 
+use crate::adapters::libc_consts::len_field;
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::net::UnixDatagram;
@@ -60,7 +61,7 @@ fn send_fd(sock: RawFd, fd: RawFd) -> io::Result<()> {
     if space > cbuf.len() {
         return Err(io::Error::other("control buffer too small"));
     }
-    msg.msg_controllen = space;
+    msg.msg_controllen = len_field(space)?;
     // SAFETY: msg_control points at `cbuf`, at least CMSG_SPACE(fd) bytes, so the first header
     // and its data (one descriptor) lie inside it; the buffer is zeroed and suitably sized.
     unsafe {
@@ -70,7 +71,7 @@ fn send_fd(sock: RawFd, fd: RawFd) -> io::Result<()> {
         }
         (*c).cmsg_level = libc::SOL_SOCKET;
         (*c).cmsg_type = libc::SCM_RIGHTS;
-        (*c).cmsg_len = libc::CMSG_LEN(fd_len) as usize;
+        (*c).cmsg_len = len_field(libc::CMSG_LEN(fd_len) as usize)?;
         std::ptr::write_unaligned(libc::CMSG_DATA(c).cast::<RawFd>(), fd);
     }
     // SAFETY: `msg` is fully initialised above; the socket is a live descriptor.
@@ -95,7 +96,7 @@ pub fn receive(sock: RawFd) -> io::Result<Option<OwnedFd>> {
     msg.msg_iov = &mut iov;
     msg.msg_iovlen = 1;
     msg.msg_control = cbuf.as_mut_ptr().cast();
-    msg.msg_controllen = cbuf.len();
+    msg.msg_controllen = len_field(cbuf.len())?;
     // SAFETY: `msg` describes buffers that live across the call; the socket is live.
     let rc = unsafe { libc::recvmsg(sock, &mut msg, libc::MSG_DONTWAIT | libc::MSG_CMSG_CLOEXEC) };
     if rc < 0 {

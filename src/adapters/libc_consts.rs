@@ -27,6 +27,24 @@ pub const fn socklen_of<T>() -> libc::socklen_t {
     std::mem::size_of::<T>() as libc::socklen_t
 }
 
+/// `MSG_DONTWAIT` as the flags argument of `recvmmsg`/`sendmmsg`, which glibc declares as
+/// `c_int` and musl as `c_uint`.
+#[cfg(target_env = "gnu")]
+pub const MMSG_DONTWAIT: libc::c_int = libc::MSG_DONTWAIT;
+/// `MSG_DONTWAIT` as the flags argument of `recvmmsg`/`sendmmsg`, which glibc declares as
+/// `c_int` and musl as `c_uint`.
+#[cfg(not(target_env = "gnu"))]
+#[allow(clippy::cast_sign_loss)]
+pub const MMSG_DONTWAIT: libc::c_uint = libc::MSG_DONTWAIT as libc::c_uint;
+
+/// `len` in the integer type this libc gives a length field of `msghdr` or `cmsghdr`
+/// (`msg_iovlen`, `msg_controllen`, `cmsg_len`: `size_t` in glibc, `int` or `socklen_t` in
+/// musl), or an error when it does not fit. Generic, so one call site builds for both.
+pub fn len_field<T: TryFrom<usize>>(len: usize) -> std::io::Result<T> {
+    T::try_from(len)
+        .map_err(|_| std::io::Error::other(format!("length {len} does not fit libc's field")))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -5,9 +5,11 @@
 
 /// At most this many malloc arenas: the agent's threads (event loop, worker, DNS server) are
 /// few and not allocation-bound, so sharing arenas costs nothing measurable.
+#[cfg(target_env = "gnu")]
 const ARENAS: libc::c_int = 2;
 
 /// Limits glibc's malloc arenas (call once, before the agent starts its threads).
+#[cfg(target_env = "gnu")]
 pub fn limit_arenas() {
     // SAFETY: mallopt takes two integers and changes only malloc's own settings.
     unsafe {
@@ -16,9 +18,18 @@ pub fn limit_arenas() {
 }
 
 /// Gives the heap's free pages back to the kernel (after a pass that allocated a lot).
+#[cfg(target_env = "gnu")]
 pub fn trim() {
     // SAFETY: malloc_trim takes an integer and only returns free heap pages to the kernel.
     unsafe {
         libc::malloc_trim(0);
     }
 }
+
+/// musl's malloc has no arenas to limit.
+#[cfg(not(target_env = "gnu"))]
+pub fn limit_arenas() {}
+
+/// musl's malloc returns freed spans to the kernel itself (it has no `malloc_trim`).
+#[cfg(not(target_env = "gnu"))]
+pub fn trim() {}

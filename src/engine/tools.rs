@@ -100,8 +100,9 @@ mod socket2_like {
     impl Sock {
         pub fn set_timeout(&self, d: Duration) -> std::io::Result<()> {
             let tv = libc::timeval {
-                tv_sec: d.as_secs() as libc::time_t,
-                tv_usec: d.subsec_micros() as libc::suseconds_t,
+                // Field types inferred: libc names them differently for glibc and musl.
+                tv_sec: d.as_secs().try_into().map_err(std::io::Error::other)?,
+                tv_usec: d.subsec_micros().into(),
             };
             // SAFETY: valid fd and a correctly sized timeval.
             let r = unsafe {

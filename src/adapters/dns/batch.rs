@@ -13,6 +13,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV
 use std::os::fd::RawFd;
 use std::ptr;
 
+use crate::adapters::libc_consts::{len_field, MMSG_DONTWAIT};
 use crate::core::dns::MAX_UDP;
 
 /// Datagrams per system call, at most.
@@ -95,20 +96,13 @@ impl Inbox {
             hdr.msg_hdr.msg_iov = ptr::from_mut(iov);
             hdr.msg_hdr.msg_iovlen = 1;
             hdr.msg_hdr.msg_control = cmsg.as_mut_ptr().cast();
-            hdr.msg_hdr.msg_controllen = size_of_val(cmsg);
+            hdr.msg_hdr.msg_controllen = len_field(size_of_val(cmsg))?;
         }
         let count = u32::try_from(BATCH).map_err(io::Error::other)?;
         // SAFETY: every header points at its own name, control and iovec, and every iovec at
         // its own SLOT bytes of `bufs`, all alive and not otherwise borrowed for the call.
-        let n = unsafe {
-            libc::recvmmsg(
-                fd,
-                hdrs.as_mut_ptr(),
-                count,
-                libc::MSG_DONTWAIT,
-                ptr::null_mut(),
-            )
-        };
+        let n =
+            unsafe { libc::recvmmsg(fd, hdrs.as_mut_ptr(), count, MMSG_DONTWAIT, ptr::null_mut()) };
         let n = usize::try_from(n).map_err(|_| io::Error::last_os_error())?;
         for (i, hdr) in hdrs.iter().enumerate().take(n) {
             let len = usize::try_from(hdr.msg_len).map_err(io::Error::other)?;
@@ -289,9 +283,9 @@ impl Outbox {
             hdr.msg_hdr.msg_name = ptr::from_mut(name).cast();
             hdr.msg_hdr.msg_namelen = name_len;
             hdr.msg_hdr.msg_iov = iov_run.as_mut_ptr();
-            hdr.msg_hdr.msg_iovlen = run.len();
+            hdr.msg_hdr.msg_iovlen = len_field(run.len()).ok()?;
             hdr.msg_hdr.msg_control = cmsg.as_mut_ptr().cast();
-            hdr.msg_hdr.msg_controllen = control_len;
+            hdr.msg_hdr.msg_controllen = len_field(control_len).ok()?;
             *start = (pos, segmented);
             ready = ready.saturating_add(1);
             pos = end;
@@ -306,7 +300,7 @@ impl Outbox {
             };
             // SAFETY: every header up to `ready` points at its own name and control, and at
             // its own run of iovecs, each pointing at its reply's bytes, all alive for the call.
-            let sent = unsafe { libc::sendmmsg(fd, rest.as_mut_ptr(), count, libc::MSG_DONTWAIT) };
+            let sent = unsafe { libc::sendmmsg(fd, rest.as_mut_ptr(), count, MMSG_DONTWAIT) };
             match usize::try_from(sent) {
                 Ok(0) => break,
                 Ok(k) => at = at.saturating_add(k),
@@ -466,7 +460,7 @@ unsafe fn write_cmsg<T>(
         }
         (*hdr).cmsg_level = level;
         (*hdr).cmsg_type = ty;
-        (*hdr).cmsg_len = usize::try_from(libc::CMSG_LEN(len)).ok()?;
+        (*hdr).cmsg_len = len_field(usize::try_from(libc::CMSG_LEN(len)).ok()?).ok()?;
         ptr::write_unaligned(libc::CMSG_DATA(hdr).cast::<T>(), data);
         Some(space)
     }
