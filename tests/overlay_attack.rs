@@ -236,18 +236,9 @@ fn eth0_mac(ns: &Netns) -> [u8; 6] {
     mac(v[0]["address"].as_str().unwrap())
 }
 
-/// A VXLAN datagram from `src` (underlay address, sent from `from`'s `eth0`) to host `to`'s
-/// VTEP, with `vni` and an inner UDP frame to `sandbox_mac`/`sandbox_ip` carrying `marker`.
-fn forged_vxlan(
-    from: &Netns,
-    src: &str,
-    to: &Host,
-    to_vtep: &str,
-    vni: u32,
-    sandbox_mac: [u8; 6],
-    sandbox_ip: &str,
-    marker: &[u8],
-) -> Vec<u8> {
+/// A VXLAN header with `vni` and an inner UDP frame to `sandbox_mac`/`sandbox_ip` carrying
+/// `marker`, from an address and MAC no sandbox has.
+fn vxlan_payload(vni: u32, sandbox_mac: [u8; 6], sandbox_ip: &str, marker: &[u8]) -> Vec<u8> {
     let inner = eth(
         sandbox_mac,
         [0x02, 0x42, 0xde, 0xad, 0xbe, 0xef],
@@ -264,6 +255,22 @@ fn forged_vxlan(
     vx.extend_from_slice(&vni.to_be_bytes()[1..]);
     vx.push(0);
     vx.extend_from_slice(&inner);
+    vx
+}
+
+/// A VXLAN datagram from `src` (underlay address, sent from `from`'s `eth0`) to host `to`'s
+/// VTEP, carrying [`vxlan_payload`].
+fn forged_vxlan(
+    from: &Netns,
+    src: &str,
+    to: &Host,
+    to_vtep: &str,
+    vni: u32,
+    sandbox_mac: [u8; 6],
+    sandbox_ip: &str,
+    marker: &[u8],
+) -> Vec<u8> {
+    let vx = vxlan_payload(vni, sandbox_mac, sandbox_ip, marker);
     eth(
         eth0_mac(&to.ns),
         eth0_mac(from),
@@ -363,6 +370,45 @@ fn only_member_vteps_feed_the_tunnel_and_the_members_follow_the_cluster() {
     };
     check_injection("at first");
 
+    // A sandbox sending VXLAN to its gateway (the device's socket listens on every address
+    // of the host): the inner frame, with any source, would enter the bridge past the
+    // sandbox's port guard. d, on the same host, sees nothing.
+    h1.sleeper("d", &["--network", "ovl"]);
+    let (d_ip, d_mac) = (h1.ip_of("d", 0), mac(&h1.mac_of("d", 0)));
+    let id = h1.json(&["network", "inspect", "ovl"])[0]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let bridge: serde_json::Value =
+        serde_json::from_str(
+            &h1.ns
+                .ip(&["-j", "link", "show", &format!("wo-{}", &id[..12])]),
+        )
+        .unwrap();
+    let gw_mac = mac(bridge[0]["address"].as_str().unwrap());
+    let sniff = h1.sniff("d", "eth0", &[b"via-the-gateway"], 3);
+    h1.send_frames(
+        "a",
+        "eth0",
+        &[eth(
+            gw_mac,
+            a_mac,
+            0x0800,
+            &udp4(
+                a_ip.parse().unwrap(),
+                Ipv4Addr::new(12, 12, 12, 1),
+                40000,
+                VXLAN_PORT,
+                &vxlan_payload(vni, d_mac, &d_ip, b"via-the-gateway"),
+            ),
+        )],
+    );
+    assert_eq!(
+        sniff.counts(),
+        [0],
+        "a sandbox's VXLAN to its gateway reached its neighbour"
+    );
+
     // The host's own UDP to another port, from the same stranger: untouched.
     let listener = h1
         .ns
@@ -450,7 +496,7 @@ fn only_member_vteps_feed_the_tunnel_and_the_members_follow_the_cluster() {
         t.elapsed()
     );
     let h1 = &c.hosts[0];
-    h1.weft_ok(&["rm", "-f", "a"]);
+    h1.weft_ok(&["rm", "-f", "a", "d"]);
     c.hosts[1].weft_ok(&["rm", "-f", "b"]);
 }
 
