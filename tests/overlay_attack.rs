@@ -259,18 +259,8 @@ fn vxlan_payload(vni: u32, sandbox_mac: [u8; 6], sandbox_ip: &str, marker: &[u8]
 }
 
 /// A VXLAN datagram from `src` (underlay address, sent from `from`'s `eth0`) to host `to`'s
-/// VTEP, carrying [`vxlan_payload`].
-fn forged_vxlan(
-    from: &Netns,
-    src: &str,
-    to: &Host,
-    to_vtep: &str,
-    vni: u32,
-    sandbox_mac: [u8; 6],
-    sandbox_ip: &str,
-    marker: &[u8],
-) -> Vec<u8> {
-    let vx = vxlan_payload(vni, sandbox_mac, sandbox_ip, marker);
+/// VTEP, carrying `vx` (see [`vxlan_payload`]).
+fn forged_vxlan(from: &Netns, src: &str, to: &Host, to_vtep: &str, vx: &[u8]) -> Vec<u8> {
     eth(
         eth0_mac(&to.ns),
         eth0_mac(from),
@@ -280,7 +270,7 @@ fn forged_vxlan(
             to_vtep.parse().unwrap(),
             40000,
             VXLAN_PORT,
-            &vx,
+            vx,
         ),
     )
 }
@@ -338,10 +328,7 @@ fn only_member_vteps_feed_the_tunnel_and_the_members_follow_the_cluster() {
                 ATTACKER,
                 h1,
                 &vtep(1),
-                vni,
-                a_mac,
-                &a_ip,
-                b"from-a-stranger",
+                &vxlan_payload(vni, a_mac, &a_ip, b"from-a-stranger"),
             )],
         );
         // The control: the same datagram from a member's VTEP (h2's underlay interface).
@@ -352,10 +339,7 @@ fn only_member_vteps_feed_the_tunnel_and_the_members_follow_the_cluster() {
                 &vtep(2),
                 h1,
                 &vtep(1),
-                vni,
-                a_mac,
-                &a_ip,
-                b"from-a-member",
+                &vxlan_payload(vni, a_mac, &a_ip, b"from-a-member"),
             )],
         );
         let counts = sniff.counts();

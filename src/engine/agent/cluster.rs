@@ -61,6 +61,9 @@ const TICK: Duration = Duration::from_millis(100);
 pub const REPAIR_EVERY: Duration = Duration::from_secs(2);
 /// How long the task waits before trying etcd again after a failure.
 const RETRY: Duration = Duration::from_secs(1);
+/// How often the firewall's members are tried again while unknown (their table was being
+/// rebuilt, or a write failed): soon, but not on every tick of a lasting failure.
+const VTEPS_RETRY: Duration = Duration::from_millis(300);
 /// How often dead nodes' address claims are looked at.
 const QUARANTINE_EVERY: Duration = Duration::from_secs(5);
 /// How long a node must have been gone before its address claims are released: long enough
@@ -743,6 +746,7 @@ pub fn run(mut c: Control, mut host: impl Host, stop: &AtomicBool, repair_soon: 
     let mut next_try = Instant::now();
     let mut next_repair = Instant::now() + REPAIR_EVERY;
     let mut next_quarantine = Instant::now() + QUARANTINE_EVERY;
+    let mut next_vteps = Instant::now();
     let mut say_up = |c: &Control, now_up: bool, why: &str| {
         if up != Some(now_up) {
             if now_up {
@@ -852,8 +856,9 @@ pub fn run(mut c: Control, mut host: impl Host, stop: &AtomicBool, repair_soon: 
         if repair_soon.swap(false, Ordering::Relaxed) || Instant::now() >= next_repair {
             c.repair_all(&mut host);
             next_repair = Instant::now() + REPAIR_EVERY;
-        } else if c.vteps_pending() {
+        } else if c.vteps_pending() && Instant::now() >= next_vteps {
             c.sync_vteps(&mut host, true);
+            next_vteps = Instant::now() + VTEPS_RETRY;
         }
         if joined && synced && Instant::now() >= next_quarantine {
             next_quarantine = Instant::now() + QUARANTINE_EVERY;
