@@ -319,13 +319,14 @@ fn only_member_vteps_feed_the_tunnel_and_the_members_follow_the_cluster() {
     // A namespace on the underlay that is no member.
     let attacker = Netns::new("wt-xat");
     c.ul.plug(&attacker, &format!("{ATTACKER}/24"));
-    let check_injection = |what: &str| {
+    // The stranger's datagram reaches nothing, a member's does.
+    let check_injection = |stranger: &Netns, stranger_ip: &str, what: &str| {
         let sniff = h1.sniff("a", "eth0", &[b"from-a-stranger", b"from-a-member"], 3);
         send_from(
-            &attacker,
+            stranger,
             &[forged_vxlan(
-                &attacker,
-                ATTACKER,
+                stranger,
+                stranger_ip,
                 h1,
                 &vtep(1),
                 &vxlan_payload(vni, a_mac, &a_ip, b"from-a-stranger"),
@@ -352,7 +353,7 @@ fn only_member_vteps_feed_the_tunnel_and_the_members_follow_the_cluster() {
             "{what}: a member's datagram did not: {counts:?}"
         );
     };
-    check_injection("at first");
+    check_injection(&attacker, ATTACKER, "at first");
 
     // A sandbox sending VXLAN to its gateway (the device's socket listens on every address
     // of the host): the inner frame, with any source, would enter the bridge past the
@@ -458,7 +459,7 @@ fn only_member_vteps_feed_the_tunnel_and_the_members_follow_the_cluster() {
         "inet weft deleted on h1: table and members back in {:?}",
         t.elapsed()
     );
-    check_injection("after the repairs");
+    check_injection(&attacker, ATTACKER, "after the repairs");
 
     // h3's agent killed: its VTEP leaves the others' sets within the TTL (and a margin).
     c.agents[2].kill9();
@@ -479,6 +480,8 @@ fn only_member_vteps_feed_the_tunnel_and_the_members_follow_the_cluster() {
         "h3's agent killed: its VTEP out of both sets in {:?}",
         t.elapsed()
     );
+    // What h3 sends now is a stranger's.
+    check_injection(&c.hosts[2].ns, &vtep(3), "from h3 once it left");
     let h1 = &c.hosts[0];
     h1.weft_ok(&["rm", "-f", "a", "d"]);
     c.hosts[1].weft_ok(&["rm", "-f", "b"]);
