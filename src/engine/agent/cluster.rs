@@ -421,7 +421,7 @@ impl Control {
     }
 
     /// Whether the firewall's members are unknown while overlay networks are here (their
-    /// table was missing or a write failed): the task tries again at its next tick.
+    /// table was missing or a write failed): the task tries again shortly (`VTEPS_RETRY`).
     pub fn vteps_pending(&self) -> bool {
         self.view_ready && self.vteps.is_none() && !self.networks.is_empty()
     }
