@@ -24,6 +24,7 @@ use super::Ctx;
 use crate::adapters::netlink::KernelExecutor;
 use crate::adapters::store::{Mode, Store as _, Txn};
 use crate::adapters::{nftables, process, sysctl};
+use crate::core::driver::DriverData;
 use crate::core::firewall::drift::{self, Depth, Desired, Drift, ForeignOwner};
 use crate::core::firewall::{foreign, FwOptions, Owner};
 use crate::core::model::{Network, Status};
@@ -44,15 +45,26 @@ pub fn owner(ctx: &Ctx) -> Owner {
     }
 }
 
-/// The rules' options: the configuration, and whether weft turned forwarding on itself.
+/// The rules' options: the configuration, whether weft turned forwarding on itself, and the
+/// VXLAN ports of the overlay networks on record here (from the records, not from the
+/// agent's flags: every weft process must want the same rules).
 pub fn options(ctx: &Ctx, tx: &dyn Txn) -> Result<FwOptions> {
     let drop_if_was_off = |key| -> Result<bool> {
         Ok(!ctx.config.ip_forward_no_drop && tx.setting(key)?.as_deref() == Some("0"))
     };
+    let vxlan_ports: BTreeSet<u16> = tx
+        .networks()?
+        .iter()
+        .filter_map(|n| match &n.driver_data {
+            DriverData::Overlay(c) => Some(c.port),
+            _ => None,
+        })
+        .collect();
     Ok(FwOptions {
         anti_spoofing: ctx.config.anti_spoofing(),
         forward_drop_v4: drop_if_was_off(SETTING_FORWARD_V4)?,
         forward_drop_v6: drop_if_was_off(SETTING_FORWARD_V6)?,
+        vxlan_ports: vxlan_ports.into_iter().collect(),
     })
 }
 

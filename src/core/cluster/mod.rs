@@ -12,3 +12,4 @@ pub mod keys;
 pub mod quarantine;
 pub mod records;
 pub mod view;
+pub mod vteps;

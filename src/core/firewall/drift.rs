@@ -9,8 +9,10 @@
 //! weft process is changing right now ([`Desired::in_flight`]), which are neither required
 //! nor removed: their owner adds or removes them itself, and a repair that re-added the
 //! elements of a create being rolled back (or of an endpoint being disconnected) would leave
-//! them behind for good. The tables' comment names the instance that owns them; another
-//! instance's tables are never changed.
+//! them behind for good. The elements of the host agent's sets (the cluster's VTEPs,
+//! [`super::agent_owned`]) are neither checked nor changed: the agent keeps them. The
+//! tables' comment names the instance that owns them; another instance's tables are never
+//! changed.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -397,6 +399,8 @@ pub fn check(
                     table: table.clone(),
                     set,
                 }),
+                // The agent's sets: their elements are its own to check.
+                Some(_) if super::agent_owned(family, &s.name) => {}
                 Some((_, elems)) => {
                     let (missing, unexpected) = difference(
                         desired.elements_of(family, &s.name),
@@ -481,7 +485,7 @@ pub fn repair(desired: &Desired, observed: &[ObservedTable]) -> Result<Batch, Fo
                 .sets
                 .iter()
                 .any(|(info, _)| info.name == s.name && s.matches(info));
-            if in_place && kept.is_none() {
+            if in_place && kept.is_none() && !super::agent_owned(family, &s.name) {
                 // In place, but its elements were not read: start it over.
                 b.flush_set(family, table, &s.name);
             }
@@ -495,6 +499,9 @@ pub fn repair(desired: &Desired, observed: &[ObservedTable]) -> Result<Batch, Fo
         // and added again in the same batch.
         let mut adds = Vec::new();
         for (s, kept) in t.sets.iter().zip(&kept) {
+            if super::agent_owned(family, &s.name) {
+                continue; // kept as they are; a set made anew is the agent's to fill
+            }
             let want = desired.elements_of(family, &s.name);
             match kept {
                 Some(have) => {
@@ -882,5 +889,59 @@ mod tests {
         assert!(ops.contains(&"destroy elements in inet weft dnat4any".to_string()));
         assert!(ops.contains(&"add elements to inet weft bridges".to_string()));
         assert!(!ops.iter().any(|op| op.starts_with("flush set")), "{ops:?}");
+    }
+
+    #[test]
+    fn the_agent_s_members_are_neither_checked_nor_touched() {
+        use crate::core::firewall::{SET_VTEPS4, SET_VTEPS6};
+        let d = desired();
+        let mut o = perfect(&d);
+        let members = vec![Elem::new([10, 0, 0, 2]), Elem::new([10, 0, 0, 3])];
+        o[0].sets
+            .iter_mut()
+            .find(|(s, _)| s.name == SET_VTEPS4)
+            .unwrap()
+            .1 = Some(members);
+        // Elements no record wants: no drift, and a repair for something else keeps them.
+        assert_eq!(check(&d, &o, Depth::Elements), Ok(vec![]));
+        o[0].rules.retain(|r| r.chain != "input");
+        let ops = repair(&d, &o).unwrap().ops();
+        assert!(
+            !ops.iter()
+                .any(|op| op.contains(SET_VTEPS4) && !op.starts_with("add set")),
+            "{ops:?}"
+        );
+        // Elements not read: the set is not started over either.
+        o[0].sets
+            .iter_mut()
+            .find(|(s, _)| s.name == SET_VTEPS6)
+            .unwrap()
+            .1 = None;
+        let ops = repair(&d, &o).unwrap().ops();
+        assert!(!ops.iter().any(|op| op.starts_with("flush set")), "{ops:?}");
+    }
+
+    #[test]
+    fn the_member_rules_follow_the_vxlan_ports() {
+        let with = |ports: Vec<u16>| FwOptions {
+            vxlan_ports: ports,
+            ..FwOptions::default()
+        };
+        let d = Desired::new(&with(vec![4789]), owner("aaaa0001"), &[net()], &[], &[]);
+        // A kernel without the port's rules (made before the first overlay network) drifts
+        // at the cheapest depth.
+        let before = perfect(&desired());
+        let drifts = check(&d, &before, Depth::Chains).unwrap();
+        assert_eq!(
+            drifts,
+            vec![Drift::RuleCount {
+                family: Family::Inet,
+                table: TABLE.into(),
+                chain: "input".into(),
+                expected: 3,
+                found: 1
+            }]
+        );
+        assert_eq!(check(&d, &perfect(&d), Depth::Rules), Ok(vec![]));
     }
 }

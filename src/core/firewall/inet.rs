@@ -337,15 +337,57 @@ pub fn output_rules() -> Vec<Vec<Expr>> {
 /// The rules of `input`: bridges have `route_localnet=1` (so the host can reach ports
 /// published on 127.0.0.1); a sandbox must still not reach the host's loopback services.
 /// Replies of the host's own connections to such ports come back with a loopback
-/// destination too, and carry `ct status dnat`: they pass.
-pub fn input_rules() -> Vec<Vec<Expr>> {
-    vec![[
+/// destination too, and carry `ct status dnat`: they pass. Then, per VXLAN port of the
+/// host's overlay networks and per family, [`vxlan_member_rule`].
+pub fn input_rules(opts: &FwOptions) -> Vec<Vec<Expr>> {
+    let mut v = vec![[
         &ifname_in(MetaKey::Iifname, SET_BRIDGES)[..],
         &is_loopback(IpFamily::V4, true),
         &ct_dnat_test(CmpOp::Eq),
         &[verdict(Verdict::Drop)],
     ]
-    .concat()]
+    .concat()];
+    for port in &opts.vxlan_ports {
+        v.push(vxlan_member_rule(IpFamily::V4, *port));
+        v.push(vxlan_member_rule(IpFamily::V6, *port));
+    }
+    v
+}
+
+/// `udp dport PORT ip saddr != @vteps4 drop` (or `ip6`, `@vteps6`): a VXLAN device accepts
+/// the inner frame of any datagram to its port with its VNI, so only the cluster's members
+/// may send there. Whatever arrives — from the underlay, from a sandbox through its gateway,
+/// from the host itself — is dropped unless its source is a member's VTEP (fragments are
+/// reassembled before this hook: weft's NAT chains bring connection tracking's defrag).
+pub fn vxlan_member_rule(family: IpFamily, port: u16) -> Vec<Expr> {
+    const IPPROTO_UDP: u8 = 17;
+    let set = match family {
+        IpFamily::V4 => SET_VTEPS4,
+        IpFamily::V6 => SET_VTEPS6,
+    };
+    [
+        &nfproto(family)[..],
+        &[
+            Expr::meta(MetaKey::L4proto, Reg::R0),
+            Expr::cmp_eq(Reg::R0, vec![IPPROTO_UDP]),
+            Expr::Payload {
+                base: PayloadBase::Transport,
+                offset: 2, // udp dport
+                len: 2,
+                dreg: Reg::R0,
+            },
+            Expr::cmp_eq(Reg::R0, port.to_be_bytes().to_vec()),
+            load_addr(family, false, Reg::R0),
+            Expr::Lookup {
+                set: set.into(),
+                sreg: Reg::R0,
+                dreg: None,
+                invert: true,
+            },
+            verdict(Verdict::Drop),
+        ],
+    ]
+    .concat()
 }
 
 /// `oifname @bridges ct status dnat <src match> masquerade`.

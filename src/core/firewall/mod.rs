@@ -46,8 +46,13 @@
 //!     meta nfproto ipv4 drop                         # the host is no router for others
 //!     meta nfproto ipv6 drop
 //!   }
+//!   set vteps4   { type ipv4_addr; }                 # the cluster's VTEPs (the agent's)
+//!   set vteps6   { type ipv6_addr; }
 //!   chain input { type filter hook input priority 0; policy accept;
 //!     iifname @bridges ip daddr 127.0.0.0/8 ct status & dnat == 0 drop # route_localnet=1
+//!     (per VXLAN port P of this host's overlay networks:)
+//!     udp dport P ip saddr != @vteps4 drop           # only member VTEPs feed the tunnels
+//!     udp dport P ip6 saddr != @vteps6 drop
 //!   }
 //!   chain raw { type filter hook prerouting priority -300; policy accept;
 //!     iifname @ports drop                            # passed up by a port, not the bridge
@@ -90,6 +95,14 @@
 //! gateway address. Only sandboxes' packets are redirected (a host process holding port 53 sees
 //! none of them), before published ports (a sandbox publishing port 53 takes nothing from
 //! its neighbours' lookups). No element without a recorded port, none for `dns=false` networks.
+//!
+//! VXLAN: a VXLAN device takes the inner frame of any UDP datagram to its port that carries
+//! its VNI, whoever sent it. With overlay networks on this host, `input` drops what arrives
+//! for their ports from an address that is no member's VTEP. The members (`vteps4`,
+//! `vteps6`) are the host agent's: its cluster task keeps them equal to the cluster's live
+//! hosts, so the firewall's own check and repair leave those sets' elements alone
+//! ([`agent_owned`]) — a repair keeps them, a set made anew starts empty (everything dropped)
+//! until the agent fills it.
 
 pub mod drift;
 pub mod foreign;
@@ -155,6 +168,11 @@ pub const MAP_DNS4: &str = "dns4";
 pub const MAP_DNS6: &str = "dns6";
 /// The port sandboxes send their DNS queries to (on their gateway's address).
 pub const DNS_PORT: u16 = 53;
+/// The IPv4 underlay addresses of the cluster's live hosts (this one's included): the only
+/// sources whose datagrams to a VXLAN port are let in. Filled by the agent.
+pub const SET_VTEPS4: &str = "vteps4";
+/// The same for IPv6 underlays.
+pub const SET_VTEPS6: &str = "vteps6";
 /// Port guard: (port, MAC, IPv4 address) a sandbox may send from.
 pub const SET_GUARD4: &str = "src4";
 /// Port guard: (port, MAC, IPv6 address) a sandbox may send from.
@@ -232,7 +250,7 @@ pub struct FwEndpoint {
 
 /// What the rules depend on besides the records: the configuration and what weft found on
 /// the host before it changed it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FwOptions {
     /// Police the sandbox ports' source addresses (`anti_spoofing` in the config).
     pub anti_spoofing: bool,
@@ -240,6 +258,9 @@ pub struct FwOptions {
     pub forward_drop_v4: bool,
     /// The same for IPv6.
     pub forward_drop_v6: bool,
+    /// The UDP ports of this host's overlay networks' VXLAN devices (sorted, each once):
+    /// datagrams to them from no member VTEP are dropped. Empty without overlay networks.
+    pub vxlan_ports: Vec<u16>,
 }
 
 impl Default for FwOptions {
@@ -248,6 +269,7 @@ impl Default for FwOptions {
             anti_spoofing: true,
             forward_drop_v4: false,
             forward_drop_v6: false,
+            vxlan_ports: Vec::new(),
         }
     }
 }
@@ -331,7 +353,56 @@ fn inet_sets() -> Vec<SetSpec> {
             .map(DataType::Value(KeyType::Ipv4Service)),
         SetSpec::new(MAP_DNS6, KeyType::Ipv6ProtoService)
             .map(DataType::Value(KeyType::Ipv6Service)),
+        SetSpec::new(SET_VTEPS4, KeyType::Ipv4Addr),
+        SetSpec::new(SET_VTEPS6, KeyType::Ipv6Addr),
     ]
+}
+
+/// Whether a set's elements belong to the host agent rather than to the records: the
+/// firewall's check neither requires nor removes them, its repair keeps them, and
+/// [`flush_elements`] leaves them (the agent's cluster task fills and repairs them).
+pub fn agent_owned(family: Family, set: &str) -> bool {
+    family == FAMILY && (set == SET_VTEPS4 || set == SET_VTEPS6)
+}
+
+/// The elements of `vteps4` and `vteps6` for these VTEP addresses.
+fn vtep_elements(vteps: &[IpAddr]) -> [(&'static str, Vec<Elem>); 2] {
+    let (mut v4, mut v6) = (Vec::new(), Vec::new());
+    for a in vteps {
+        match a {
+            IpAddr::V4(a) => v4.push(Elem::new(a.octets())),
+            IpAddr::V6(a) => v6.push(Elem::new(a.octets())),
+        }
+    }
+    [(SET_VTEPS4, v4), (SET_VTEPS6, v6)]
+}
+
+/// Adds member VTEPs (re-adding one is no error).
+pub fn add_vteps(batch: &mut Batch, vteps: &[IpAddr]) {
+    for (set, elems) in vtep_elements(vteps) {
+        batch.add_elements(FAMILY, TABLE, set, elems);
+    }
+}
+
+/// Removes member VTEPs (an absent one is no error).
+pub fn remove_vteps(batch: &mut Batch, vteps: &[IpAddr]) {
+    for (set, elems) in vtep_elements(vteps) {
+        batch.destroy_elements(FAMILY, TABLE, set, elems);
+    }
+}
+
+/// The addresses held by `vteps4` (`v4`) and `vteps6` (`v6`), from their elements' keys;
+/// keys of another length are left out.
+pub fn vteps_of(v4: &[Vec<u8>], v6: &[Vec<u8>]) -> Vec<IpAddr> {
+    let a4 = v4
+        .iter()
+        .filter_map(|k| <[u8; 4]>::try_from(k.as_slice()).ok())
+        .map(|o| IpAddr::V4(Ipv4Addr::from(o)));
+    let a6 = v6
+        .iter()
+        .filter_map(|k| <[u8; 16]>::try_from(k.as_slice()).ok())
+        .map(|o| IpAddr::V6(Ipv6Addr::from(o)));
+    a4.chain(a6).collect()
 }
 
 fn base(name: &str, hook: Hook, priority: i32, kind: ChainType) -> Chain {
@@ -373,7 +444,7 @@ pub fn tables(opts: &FwOptions) -> Vec<TableDef> {
             ),
             def(
                 base(CHAIN_INPUT, Hook::Input, 0, ChainType::Filter),
-                input_rules(),
+                input_rules(opts),
             ),
             def(
                 base(CHAIN_RAW, Hook::Prerouting, -300, ChainType::Filter),
@@ -445,11 +516,14 @@ pub fn ensure_base(batch: &mut Batch, opts: &FwOptions, owner: &Owner) {
 }
 
 /// Empties every set and map of both tables (never the user chain), e.g. before the elements
-/// of the records are re-added in the same batch.
+/// of the records are re-added in the same batch; the agent's sets ([`agent_owned`]) keep
+/// theirs.
 pub fn flush_elements(batch: &mut Batch) {
     for t in tables(&FwOptions::default()) {
         for s in t.sets {
-            batch.flush_set(t.family, t.name, &s.name);
+            if !agent_owned(t.family, &s.name) {
+                batch.flush_set(t.family, t.name, &s.name);
+            }
         }
     }
 }
@@ -804,7 +878,7 @@ mod tests {
         assert_eq!(count("add rule to inet weft forward"), 9);
         assert_eq!(count("add rule to inet weft postrouting"), 6);
         assert_eq!(count("add rule to inet weft prerouting"), 8);
-        assert_eq!(count("add set inet"), 19);
+        assert_eq!(count("add set inet"), 21);
         assert_eq!(count("add set bridge"), 3);
         // The port guard hooks prerouting (every frame) and input (frames passed up).
         assert!(ops.contains(&"add chain bridge weft prerouting".to_string()));
@@ -1105,5 +1179,85 @@ mod tests {
             other => panic!("expected bitwise, got {other:?}"),
         }
         assert!(matches!(&r[4], Expr::Cmp { op: CmpOp::Neq, .. }));
+    }
+
+    #[test]
+    fn vxlan_ports_take_datagrams_from_member_vteps_only() {
+        use crate::core::nft::PayloadBase;
+        assert_eq!(input_rules(&FwOptions::default()).len(), 1);
+        let opts = FwOptions {
+            vxlan_ports: vec![4789, 8472],
+            ..FwOptions::default()
+        };
+        let r = input_rules(&opts);
+        assert_eq!(r.len(), 5);
+        for (rule, (port, set, nfproto, saddr)) in r[1..].iter().zip([
+            (4789u16, SET_VTEPS4, 2u8, (12, 4)),
+            (4789, SET_VTEPS6, 10, (8, 16)),
+            (8472, SET_VTEPS4, 2, (12, 4)),
+            (8472, SET_VTEPS6, 10, (8, 16)),
+        ]) {
+            assert_eq!(rule[1], Expr::cmp_eq(Reg::R0, vec![nfproto]));
+            assert_eq!(rule[2], Expr::meta(MetaKey::L4proto, Reg::R0));
+            assert_eq!(rule[3], Expr::cmp_eq(Reg::R0, vec![17]));
+            assert_eq!(
+                rule[4],
+                Expr::Payload {
+                    base: PayloadBase::Transport,
+                    offset: 2,
+                    len: 2,
+                    dreg: Reg::R0
+                }
+            );
+            assert_eq!(rule[5], Expr::cmp_eq(Reg::R0, port.to_be_bytes().to_vec()));
+            assert_eq!(
+                rule[6],
+                Expr::Payload {
+                    base: PayloadBase::Network,
+                    offset: saddr.0,
+                    len: saddr.1,
+                    dreg: Reg::R0
+                }
+            );
+            assert_eq!(
+                rule[7],
+                Expr::Lookup {
+                    set: set.into(),
+                    sreg: Reg::R0,
+                    dreg: None,
+                    invert: true
+                }
+            );
+            assert_eq!(rule[8], Expr::Verdict(Verdict::Drop));
+        }
+    }
+
+    #[test]
+    fn member_vteps_go_to_their_family_s_set_and_are_never_flushed() {
+        let vteps: Vec<IpAddr> = vec!["10.0.0.2".parse().unwrap(), "fd00::2".parse().unwrap()];
+        let mut b = Batch::new();
+        add_vteps(&mut b, &vteps);
+        remove_vteps(&mut b, &vteps[..1]);
+        assert_eq!(
+            b.ops(),
+            [
+                "add elements to inet weft vteps4",
+                "add elements to inet weft vteps6",
+                "destroy elements in inet weft vteps4",
+            ]
+        );
+        assert_eq!(
+            elems_of(&b, SET_VTEPS6)[0].key,
+            vteps[1].to_string().parse::<Ipv6Addr>().unwrap().octets()
+        );
+        let back = vteps_of(
+            &[vec![10, 0, 0, 2], vec![1]],
+            &[elems_of(&b, SET_VTEPS6)[0].key.clone()],
+        );
+        assert_eq!(back, vteps);
+        let mut b = Batch::new();
+        flush_elements(&mut b);
+        assert!(!b.ops().iter().any(|o| o.contains("vteps")));
+        assert!(agent_owned(Family::Inet, SET_VTEPS4) && !agent_owned(Family::Bridge, SET_VTEPS4));
     }
 }

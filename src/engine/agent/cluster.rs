@@ -18,6 +18,11 @@
 //!   are read back and repaired (level-triggered, never by replaying the notifications), and
 //!   a device found missing is built again.
 //! - **Quarantine**: address claims of nodes gone for [`QUARANTINE`] are released.
+//! - **Members**: the firewall's `vteps4`/`vteps6` (only their addresses may send to a VXLAN
+//!   port) follow the view's live hosts, with this one: element adds and deletes as hosts
+//!   join and leave, a read-back and repair with every entry repair and resync. Until the
+//!   first resync the sets are left as they are (an agent restarted while etcd is down keeps
+//!   the members it had).
 //!
 //! The decisions live in [`Control`], which takes the store and a [`Host`] (local store and
 //! kernel) as parameters, so they are tested with the in-memory store and a recording host.
@@ -56,6 +61,9 @@ const TICK: Duration = Duration::from_millis(100);
 pub const REPAIR_EVERY: Duration = Duration::from_secs(2);
 /// How long the task waits before trying etcd again after a failure.
 const RETRY: Duration = Duration::from_secs(1);
+/// How often the firewall's members are tried again while unknown (their table was being
+/// rebuilt, or a write failed): soon, but not on every tick of a lasting failure.
+const VTEPS_RETRY: Duration = Duration::from_millis(300);
 /// How often dead nodes' address claims are looked at.
 const QUARANTINE_EVERY: Duration = Duration::from_secs(5);
 /// How long a node must have been gone before its address claims are released: long enough
@@ -84,6 +92,15 @@ pub trait Host {
     fn observe_vxlan(&mut self, ifname: &str) -> Result<Option<VxlanObserved>>;
     /// This node's settled endpoints on overlay networks, from the local store.
     fn own_endpoints(&mut self, node: &str) -> Result<Vec<EndpointRecord>>;
+    /// The member VTEPs the firewall lets send to VXLAN ports (`None`: weft's table or its
+    /// sets are not there).
+    fn vteps(&mut self) -> Result<Option<BTreeSet<IpAddr>>> {
+        Ok(None)
+    }
+    /// Adds and removes member VTEPs, in one batch.
+    fn change_vteps(&mut self, _add: &[IpAddr], _remove: &[IpAddr]) -> Result<()> {
+        Ok(())
+    }
 }
 
 /// Why joining failed.
@@ -117,6 +134,12 @@ pub struct Control {
     quarantine: Quarantine,
     revision: Revision,
     status: Arc<Mutex<AgentStatus>>,
+    /// Whether the view was read from the store at least once (before that it says nothing
+    /// about who the members are).
+    view_ready: bool,
+    /// The member VTEPs last written to (or read from) the firewall; `None`: unknown, read
+    /// back next time.
+    vteps: Option<BTreeSet<IpAddr>>,
 }
 
 impl Control {
@@ -133,6 +156,8 @@ impl Control {
             quarantine: Quarantine::new(quarantine_period(ttl).as_secs()),
             revision: 0,
             status,
+            view_ready: false,
+            vteps: None,
         }
     }
 
@@ -238,8 +263,11 @@ impl Control {
             }
         }
         self.view = view;
+        self.view_ready = true;
         self.claims = claims;
         self.revision = snap.revision;
+        // Members first: a device (re)built below takes datagrams from the members only.
+        self.sync_vteps(host, true);
         let gone: Vec<String> = match host.local_overlays() {
             Ok(ids) => ids
                 .into_iter()
@@ -388,7 +416,51 @@ impl Control {
         for id in rebuilt {
             self.repair(&id, host);
         }
+        self.sync_vteps(host, false);
         self.publish();
+    }
+
+    /// Whether the firewall's members are unknown while overlay networks are here (their
+    /// table was missing or a write failed): the task tries again shortly (`VTEPS_RETRY`).
+    pub fn vteps_pending(&self) -> bool {
+        self.view_ready && self.vteps.is_none() && !self.networks.is_empty()
+    }
+
+    /// Makes the firewall's member VTEPs the view's live hosts and this one: reads the sets
+    /// back first with `read_back` (or when what they hold is unknown), else changes them by
+    /// the difference from what was written last (incremental: one join or leave, one
+    /// element). Nothing before the view was read from the store.
+    pub fn sync_vteps(&mut self, host: &mut dyn Host, read_back: bool) {
+        if !self.view_ready {
+            return;
+        }
+        let want = crate::core::cluster::vteps::members(&self.view, self.m.vtep);
+        let have = match self.vteps.take() {
+            Some(h) if !read_back => h,
+            _ => match host.vteps() {
+                Ok(Some(h)) => h,
+                // No table yet: nothing to protect until a network makes it.
+                Ok(None) => return,
+                Err(e) => {
+                    self.error(format!("reading the firewall's member VTEPs: {e:#}"));
+                    return;
+                }
+            },
+        };
+        let changes = crate::core::cluster::vteps::changes(&want, &have);
+        if changes.is_empty() {
+            self.vteps = Some(want);
+            return;
+        }
+        tracing::info!(
+            add = ?changes.add,
+            remove = ?changes.remove,
+            "cluster: member VTEPs in the firewall"
+        );
+        match host.change_vteps(&changes.add, &changes.remove) {
+            Ok(()) => self.vteps = Some(want),
+            Err(e) => self.error(format!("updating the firewall's member VTEPs: {e:#}")),
+        }
     }
 
     /// The device operations of `changes` (only on networks this host has).
@@ -439,12 +511,13 @@ impl Control {
         }
     }
 
-    /// Repairs every network's entries.
+    /// Repairs every network's entries, and the firewall's member VTEPs (read back).
     pub fn repair_all(&mut self, host: &mut dyn Host) {
         let ids: Vec<String> = self.networks.keys().cloned().collect();
         for id in ids {
             self.repair(&id, host);
         }
+        self.sync_vteps(host, true);
     }
 
     /// Releases the address claims of nodes gone for longer than the quarantine, each with a
@@ -673,6 +746,7 @@ pub fn run(mut c: Control, mut host: impl Host, stop: &AtomicBool, repair_soon: 
     let mut next_try = Instant::now();
     let mut next_repair = Instant::now() + REPAIR_EVERY;
     let mut next_quarantine = Instant::now() + QUARANTINE_EVERY;
+    let mut next_vteps = Instant::now();
     let mut say_up = |c: &Control, now_up: bool, why: &str| {
         if up != Some(now_up) {
             if now_up {
@@ -782,6 +856,9 @@ pub fn run(mut c: Control, mut host: impl Host, stop: &AtomicBool, repair_soon: 
         if repair_soon.swap(false, Ordering::Relaxed) || Instant::now() >= next_repair {
             c.repair_all(&mut host);
             next_repair = Instant::now() + REPAIR_EVERY;
+        } else if c.vteps_pending() && Instant::now() >= next_vteps {
+            c.sync_vteps(&mut host, true);
+            next_vteps = Instant::now() + VTEPS_RETRY;
         }
         if joined && synced && Instant::now() >= next_quarantine {
             next_quarantine = Instant::now() + QUARANTINE_EVERY;

@@ -302,6 +302,10 @@ async fn event_loop(
                 }
                 if let Some(cause) = work.firewall {
                     send(&jobs, Job::Firewall(cause))?;
+                    // The cluster's member VTEPs are the cluster task's to read back.
+                    if let Some(c) = &cluster {
+                        c.repair_soon.store(true, std::sync::atomic::Ordering::Relaxed);
+                    }
                 }
                 if !work.owners.is_empty() {
                     send(&jobs, Job::Owners(work.owners.into_iter().collect()))?;

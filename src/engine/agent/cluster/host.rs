@@ -41,7 +41,7 @@ impl Host for KernelHost {
         local.status = Status::Created;
         local.owner_pid = None;
         local.owner_start = None;
-        {
+        let changed = {
             let tx = self.ctx.store.begin(Mode::Write)?;
             let cur = tx.network(&local.id)?;
             if let Some(other) = tx.network(&local.name)?.filter(|n| n.id != local.id) {
@@ -61,6 +61,16 @@ impl Host for KernelHost {
                 crate::engine::firewall::record_forwarding(tx.as_ref(), &local)?;
                 tx.commit()?;
             }
+            !unchanged
+        };
+        if changed {
+            // The rules for its VXLAN port before its device: the socket never takes a
+            // datagram from a non-member.
+            crate::engine::firewall::ensure(
+                &self.ctx,
+                crate::core::firewall::drift::Depth::Chains,
+                &[],
+            )?;
         }
         let repaired = crate::engine::reconcile::network(&self.ctx, &mut self.exec, &local.id)?;
         if let Some(e) = repaired.errors.first() {
@@ -130,6 +140,25 @@ impl Host for KernelHost {
 
     fn observe_vxlan(&mut self, ifname: &str) -> Result<Option<VxlanObserved>> {
         self.exec.observe_vxlan(ifname).map_err(anyhow::Error::msg)
+    }
+
+    fn vteps(&mut self) -> Result<Option<BTreeSet<IpAddr>>> {
+        use crate::adapters::nftables;
+        use crate::core::firewall::{vteps_of, FAMILY, SET_VTEPS4, SET_VTEPS6, TABLE};
+        let read = |set| nftables::list_set_elements(FAMILY, TABLE, set);
+        match (read(SET_VTEPS4), read(SET_VTEPS6)) {
+            (Ok(v4), Ok(v6)) => Ok(Some(vteps_of(&v4, &v6).into_iter().collect())),
+            (Err(e), _) | (_, Err(e)) if e.is_not_found() => Ok(None),
+            (Err(e), _) | (_, Err(e)) => Err(anyhow::Error::new(e)),
+        }
+    }
+
+    fn change_vteps(&mut self, add: &[IpAddr], remove: &[IpAddr]) -> Result<()> {
+        use crate::core::firewall::{add_vteps, remove_vteps};
+        let mut b = crate::core::nft::Batch::new();
+        remove_vteps(&mut b, remove);
+        add_vteps(&mut b, add);
+        crate::adapters::nftables::send(&b).map_err(anyhow::Error::new)
     }
 
     fn own_endpoints(&mut self, node: &str) -> Result<Vec<EndpointRecord>> {

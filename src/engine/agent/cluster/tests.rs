@@ -14,6 +14,10 @@ struct Recording {
     own: Vec<EndpointRecord>,
     /// Devices that exist, with the entries applied to them.
     devices: BTreeMap<String, BTreeSet<crate::core::cluster::entries::Entry>>,
+    /// The firewall's member VTEPs (`None`: no table).
+    vteps: Option<BTreeSet<IpAddr>>,
+    /// Every change of them: (added, removed).
+    vtep_changes: Vec<(Vec<IpAddr>, Vec<IpAddr>)>,
 }
 
 impl Host for Recording {
@@ -109,6 +113,20 @@ impl Host for Recording {
     }
     fn own_endpoints(&mut self, _node: &str) -> Result<Vec<EndpointRecord>> {
         Ok(self.own.clone())
+    }
+    fn vteps(&mut self) -> Result<Option<BTreeSet<IpAddr>>> {
+        Ok(self.vteps.clone())
+    }
+    fn change_vteps(&mut self, add: &[IpAddr], remove: &[IpAddr]) -> Result<()> {
+        let Some(v) = self.vteps.as_mut() else {
+            anyhow::bail!("no such table");
+        };
+        for a in remove {
+            v.remove(a);
+        }
+        v.extend(add.iter().copied());
+        self.vtep_changes.push((add.to_vec(), remove.to_vec()));
+        Ok(())
     }
 }
 
@@ -511,4 +529,67 @@ fn the_loop_follows_the_cluster_keeps_entries_through_an_outage_and_joins_again(
     assert!(t.elapsed() < REPAIR_EVERY / 2, "{:?}", t.elapsed());
     stop.store(true, Ordering::Relaxed);
     task.join().unwrap();
+}
+
+fn addrs(list: &[&str]) -> BTreeSet<IpAddr> {
+    list.iter().map(|a| a.parse().unwrap()).collect()
+}
+
+#[test]
+fn the_firewall_s_members_follow_the_live_hosts_one_element_at_a_time() {
+    let store = Arc::new(MemoryStore::new());
+    let net = overlay("ovl", "ab");
+    put_network(&store, &net);
+    let mut h2 = control(&store, "h2", "10.0.0.2");
+    h2.join().unwrap();
+    let mut h3 = control(&store, "h3", "fd00::3");
+    h3.join().unwrap();
+    let mut c = control(&store, "h1", "10.0.0.1");
+    let mut host = Recording {
+        vteps: Some(addrs(&["10.0.0.9"])),
+        ..Recording::default()
+    };
+    // Before the cluster was read, the members the kernel has stay (etcd may be down).
+    c.sync_vteps(&mut host, true);
+    c.repair_all(&mut host);
+    assert!(host.vtep_changes.is_empty());
+    c.join().unwrap();
+    let rev = c.resync(&mut host).unwrap();
+    assert_eq!(
+        host.vteps,
+        Some(addrs(&["10.0.0.1", "10.0.0.2", "fd00::3"])),
+        "the live hosts and this one; the stale address gone"
+    );
+    // A host joins: one element added; one leaves: one removed — no re-set.
+    let w = store.watch(keys::PREFIX, rev + 1).unwrap();
+    host.vtep_changes.clear();
+    let mut h4 = control(&store, "h4", "10.0.0.4");
+    h4.join().unwrap();
+    pump(&mut c, &w, &mut host);
+    assert_eq!(
+        host.vtep_changes,
+        [(vec!["10.0.0.4".parse().unwrap()], vec![])]
+    );
+    drop(h3);
+    store.advance(TTL + Duration::from_secs(1));
+    pump(&mut c, &w, &mut host);
+    assert_eq!(
+        host.vtep_changes[1],
+        (vec![], vec!["fd00::3".parse().unwrap()])
+    );
+    let live = addrs(&["10.0.0.1", "10.0.0.2", "10.0.0.4"]);
+    assert_eq!(host.vteps.as_ref(), Some(&live));
+    // Emptied behind the agent's back: the repair reads the sets back and refills them.
+    host.vteps = Some(BTreeSet::new());
+    c.repair_all(&mut host);
+    assert_eq!(host.vteps.as_ref(), Some(&live));
+    // The table gone: pending until it is made again, then filled.
+    host.vteps = None;
+    c.repair_all(&mut host);
+    assert!(c.vteps_pending());
+    host.vteps = Some(BTreeSet::new());
+    c.sync_vteps(&mut host, true);
+    assert!(!c.vteps_pending());
+    assert_eq!(host.vteps.as_ref(), Some(&live));
+    drop((h2, h4));
 }
