@@ -29,6 +29,15 @@ pub enum ClusterError {
         /// Its subnet.
         other_subnet: ipnet::IpNet,
     },
+    /// No subnet for a network created without `--subnet`: every candidate free on the
+    /// creating host overlaps an overlay network of the cluster.
+    #[error("no free subnet for overlay network {network:?}: the candidates free on this host ({tried}) all overlap other overlay networks of the cluster; pass --subnet")]
+    NoFreeSubnet {
+        /// The network.
+        network: String,
+        /// The candidates tried, comma-separated.
+        tried: String,
+    },
     /// Sandboxes are attached somewhere in the cluster.
     #[error("network {name:?} has sandboxes attached on {nodes}; remove or disconnect them first")]
     InUse {
