@@ -18,6 +18,7 @@ pub struct KernelHost {
     ctx: crate::engine::Ctx,
     exec: crate::adapters::netlink::KernelExecutor,
     vtep: IpAddr,
+    node: String,
 }
 
 impl KernelHost {
@@ -26,6 +27,7 @@ impl KernelHost {
             ctx: crate::engine::Ctx::open(&setup.state_dir, &setup.run_dir, &setup.config_path)?,
             exec: crate::adapters::netlink::KernelExecutor::new()?,
             vtep,
+            node: setup.config.node.clone(),
         })
     }
 }
@@ -34,6 +36,18 @@ impl Host for KernelHost {
     fn network_up(&mut self, net: &Network) -> Result<()> {
         use crate::adapters::store::{Mode, Store as _};
         use crate::core::model::Status;
+        // The network's MTU was chosen on the host that created it: this host's underlay
+        // must carry it too, else nothing is mirrored or built here (see
+        // `check_host_mtu`), and the error names this host, its underlay and the numbers.
+        let underlay = crate::engine::underlay::find(self.vtep)?;
+        crate::core::driver::overlay::check_host_mtu(
+            &net.name,
+            net.mtu,
+            &self.node,
+            &underlay.ifname,
+            underlay.mtu,
+            underlay.overhead,
+        )?;
         let mut local = net.clone();
         if let DriverData::Overlay(c) = &mut local.driver_data {
             c.local = Some(self.vtep);
