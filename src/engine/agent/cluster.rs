@@ -18,6 +18,10 @@
 //!   are read back and repaired (level-triggered, never by replaying the notifications), and
 //!   a device found missing is built again.
 //! - **Quarantine**: address claims of nodes gone for [`QUARANTINE`] are released.
+//! - **Orphans**: this node's own address claims and endpoint records whose sandbox is not in
+//!   the local store (removed while etcd was unreachable, or by a command killed half-way)
+//!   are deleted once they stayed so for [`ORPHAN_GRACE`], at every sync and every
+//!   [`QUARANTINE_EVERY`] (level-triggered: compared, never remembered from the failure).
 //!
 //! The decisions live in [`Control`], which takes the store and a [`Host`] (local store and
 //! kernel) as parameters, so they are tested with the in-memory store and a recording host.
@@ -38,6 +42,7 @@ use crate::adapters::cluster::{
 use crate::core::agent::{AgentStatus, ClusterHost};
 use crate::core::cluster::entries::{self, Change};
 use crate::core::cluster::keys::{self, Key};
+use crate::core::cluster::orphans::Orphans;
 use crate::core::cluster::quarantine::{releasable, Quarantine};
 use crate::core::cluster::records::{AddressRecord, EndpointRecord, HostRecord};
 use crate::core::cluster::view::ClusterView;
@@ -66,6 +71,10 @@ const QUARANTINE_EVERY: Duration = Duration::from_secs(5);
 pub fn quarantine_period(ttl: Duration) -> Duration {
     Duration::from_secs(60).max(ttl.saturating_mul(6))
 }
+/// How long one of this node's claims or endpoint records must stay without a local sandbox
+/// before it is deleted: a sandbox being made claims its address through the agent a moment
+/// before its local record is written.
+pub const ORPHAN_GRACE: Duration = Duration::from_secs(10);
 /// How many errors the status keeps.
 const KEEP_ERRORS: usize = 10;
 
@@ -84,6 +93,9 @@ pub trait Host {
     fn observe_vxlan(&mut self, ifname: &str) -> Result<Option<VxlanObserved>>;
     /// This node's settled endpoints on overlay networks, from the local store.
     fn own_endpoints(&mut self, node: &str) -> Result<Vec<EndpointRecord>>;
+    /// The ids of every sandbox in the local store, whatever its state (one being made or
+    /// removed included).
+    fn local_sandboxes(&mut self) -> Result<BTreeSet<String>>;
 }
 
 /// Why joining failed.
@@ -114,6 +126,9 @@ pub struct Control {
     networks: BTreeMap<String, Network>,
     /// Address claims: key → (claim, mod revision).
     claims: BTreeMap<String, (AddressRecord, Revision)>,
+    /// This node's endpoint records: key → (sandbox id, mod revision).
+    own_records: BTreeMap<String, (String, Revision)>,
+    orphans: Orphans,
     quarantine: Quarantine,
     revision: Revision,
     status: Arc<Mutex<AgentStatus>>,
@@ -130,6 +145,8 @@ impl Control {
             view,
             networks: BTreeMap::new(),
             claims: BTreeMap::new(),
+            own_records: BTreeMap::new(),
+            orphans: Orphans::new(ORPHAN_GRACE.as_secs()),
             quarantine: Quarantine::new(quarantine_period(ttl).as_secs()),
             revision: 0,
             status,
@@ -220,7 +237,13 @@ impl Control {
         let mut view = ClusterView::new(&self.m.node);
         let mut networks = BTreeMap::new();
         let mut claims = BTreeMap::new();
+        let mut own_records = BTreeMap::new();
         for kv in &snap.kvs {
+            if let Some(Key::Endpoint { node, sandbox, .. }) = Key::parse(&kv.key) {
+                if node == self.m.node {
+                    own_records.insert(kv.key.clone(), (sandbox, kv.mod_revision));
+                }
+            }
             match Key::parse(&kv.key) {
                 Some(Key::Network { name }) => {
                     if let Some(net) = decode_network(&name, &kv.value) {
@@ -239,6 +262,7 @@ impl Control {
         }
         self.view = view;
         self.claims = claims;
+        self.own_records = own_records;
         self.revision = snap.revision;
         let gone: Vec<String> = match host.local_overlays() {
             Ok(ids) => ids
@@ -317,6 +341,19 @@ impl Control {
             };
             if let Some(r) = ev.revision() {
                 self.revision = self.revision.max(r);
+            }
+            if let Some(Key::Endpoint { node, sandbox, .. }) = Key::parse(key) {
+                if node == self.m.node {
+                    match value {
+                        Some(kv) => {
+                            self.own_records
+                                .insert(key.to_string(), (sandbox, kv.mod_revision));
+                        }
+                        None => {
+                            self.own_records.remove(key);
+                        }
+                    }
+                }
             }
             match Key::parse(key) {
                 Some(Key::Network { name }) => {
@@ -475,6 +512,47 @@ impl Control {
         for node in due {
             tracing::info!(%node, "node gone for the quarantine: its addresses are released");
             self.quarantine.done(&node);
+        }
+        Ok(n)
+    }
+
+    /// Deletes this node's address claims and endpoint records whose sandbox the local store
+    /// does not have, once they stayed so, unchanged, for [`ORPHAN_GRACE`] (`now` in seconds);
+    /// each delete compares the revision it was seen at. Returns how many went.
+    pub fn sweep_orphans(&mut self, host: &mut dyn Host, now: u64) -> Result<usize, StoreError> {
+        let local = match host.local_sandboxes() {
+            Ok(l) => l,
+            Err(e) => {
+                self.error(format!("listing this host's sandboxes: {e:#}"));
+                return Ok(0);
+            }
+        };
+        let node = self.m.node.clone();
+        let claims = self
+            .claims
+            .iter()
+            .filter(|(_, (c, _))| c.node == node && !local.contains(&c.sandbox))
+            .map(|(k, (_, rev))| (k.clone(), *rev));
+        let records = self
+            .own_records
+            .iter()
+            .filter(|(_, (sandbox, _))| !local.contains(sandbox))
+            .map(|(k, (_, rev))| (k.clone(), *rev));
+        let due = self
+            .orphans
+            .due(claims.chain(records).collect::<Vec<_>>(), now);
+        let mut n = 0;
+        for (key, rev) in due {
+            let txn = Txn::new()
+                .when(Compare::ModRevision(key.clone(), rev))
+                .and_then(TxnOp::Delete(key.clone()));
+            if self.m.store.txn(txn)?.succeeded {
+                tracing::info!(%key, "cluster: deleted a record of a sandbox this host no longer has");
+                n += 1;
+                self.claims.remove(&key);
+                self.own_records.remove(&key);
+            }
+            self.orphans.done(&key);
         }
         Ok(n)
     }
@@ -733,6 +811,10 @@ pub fn run(mut c: Control, mut host: impl Host, stop: &AtomicBool, repair_soon: 
                         watch = Some(w);
                         synced = true;
                         say_up(&c, true, "");
+                        // Notes this node's orphans now; they go at a later sweep.
+                        if let Err(e) = c.sweep_orphans(&mut host, crate::engine::now()) {
+                            tracing::debug!("cluster: deleting orphaned records: {e}");
+                        }
                     }
                     Err(e) => {
                         say_up(&c, false, &e.to_string());
@@ -787,6 +869,9 @@ pub fn run(mut c: Control, mut host: impl Host, stop: &AtomicBool, repair_soon: 
             next_quarantine = Instant::now() + QUARANTINE_EVERY;
             if let Err(e) = c.release_quarantined(crate::engine::now()) {
                 tracing::debug!("cluster: releasing quarantined addresses: {e}");
+            }
+            if let Err(e) = c.sweep_orphans(&mut host, crate::engine::now()) {
+                tracing::debug!("cluster: deleting orphaned records: {e}");
             }
         }
     }

@@ -146,6 +146,12 @@ impl Host for KernelHost {
         self.exec.observe_vxlan(ifname).map_err(anyhow::Error::msg)
     }
 
+    fn local_sandboxes(&mut self) -> Result<BTreeSet<String>> {
+        use crate::adapters::store::{Mode, Store as _};
+        let tx = self.ctx.store.begin(Mode::Read)?;
+        Ok(tx.sandboxes()?.into_iter().map(|s| s.id).collect())
+    }
+
     fn own_endpoints(&mut self, node: &str) -> Result<Vec<EndpointRecord>> {
         use crate::adapters::store::{Mode, Store as _};
         let tx = self.ctx.store.begin(Mode::Read)?;
