@@ -37,6 +37,10 @@ pub enum Request {
         /// preference; the cluster stores the first no other overlay network overlaps.
         #[serde(default, skip_serializing_if = "Vec::is_empty")]
         candidates: Vec<super::model::SubnetConfig>,
+        /// Whether the user gave the MTU (`--mtu`): refused if a live node's underlay cannot
+        /// carry it, where a default one is lowered to fit.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        mtu_given: bool,
     },
     /// Remove an overlay network from the cluster (refused while any node has endpoints).
     ClusterRemoveNetwork {

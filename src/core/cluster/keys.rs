@@ -138,6 +138,17 @@ pub fn networks_prefix() -> String {
     format!("{PREFIX}networks/")
 }
 
+/// Prefix of the nodes' underlay records ([`super::records::UnderlayRecord`]).
+pub fn underlays_prefix() -> String {
+    format!("{PREFIX}underlays/")
+}
+
+/// Key of `node`'s underlay record, written under its lease with its host record. Not a
+/// [`Key`]: only network creation reads it (to fit the MTU to every live node's underlay).
+pub fn underlay_key(node: &str) -> String {
+    format!("{PREFIX}underlays/{node}")
+}
+
 /// The key every network creation rewrites, in the same transaction that stores the network,
 /// with a compare on the revision it had when the creation read the other networks' subnets:
 /// two creations that read the same set cannot both store a network, so two overlapping

@@ -11,6 +11,16 @@
 
 use std::collections::BTreeMap;
 
+/// Whether `sandbox` is an id weft gives sandboxes (64 lowercase hex digits). Only records of
+/// such ids are ever deleted as orphans: a record naming anything else was not written by
+/// this node's weft (by hand, by a test, by another tool) and is not the agent's to judge.
+pub fn weft_made(sandbox: &str) -> bool {
+    sandbox.len() == 64
+        && sandbox
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+}
+
 /// Records seen orphaned, with the revision they had and when they were first seen so.
 #[derive(Debug, Clone, Default)]
 pub struct Orphans {
@@ -78,6 +88,20 @@ mod tests {
         assert!(o.due([], 120).is_empty());
         assert!(o.due([k("b", 8)], 121).is_empty());
         assert_eq!(o.due([k("b", 8)], 131), vec![k("b", 8)]);
+    }
+
+    #[test]
+    fn only_weft_sandbox_ids_are_judged() {
+        assert!(weft_made(&"0123456789abcdef".repeat(4)));
+        for other in [
+            "sb1",
+            "",
+            &"0123456789ABCDEF".repeat(4),
+            &"a".repeat(63),
+            &"g".repeat(64),
+        ] {
+            assert!(!weft_made(other), "{other}");
+        }
     }
 
     #[test]

@@ -42,9 +42,9 @@ use crate::adapters::cluster::{
 use crate::core::agent::{AgentStatus, ClusterHost};
 use crate::core::cluster::entries::{self, Change};
 use crate::core::cluster::keys::{self, Key};
-use crate::core::cluster::orphans::Orphans;
+use crate::core::cluster::orphans::{weft_made, Orphans};
 use crate::core::cluster::quarantine::{releasable, Quarantine};
-use crate::core::cluster::records::{AddressRecord, EndpointRecord, HostRecord};
+use crate::core::cluster::records::{AddressRecord, EndpointRecord, HostRecord, UnderlayRecord};
 use crate::core::cluster::view::ClusterView;
 use crate::core::cluster_config::ClusterConfig;
 use crate::core::driver::overlay::{overlay_bridge_name, vxlan_name};
@@ -132,6 +132,8 @@ pub struct Control {
     quarantine: Quarantine,
     revision: Revision,
     status: Arc<Mutex<AgentStatus>>,
+    /// This host's underlay, published with the host record (none if it could not be read).
+    underlay: Option<UnderlayRecord>,
 }
 
 impl Control {
@@ -150,7 +152,14 @@ impl Control {
             quarantine: Quarantine::new(quarantine_period(ttl).as_secs()),
             revision: 0,
             status,
+            underlay: None,
         }
+    }
+
+    /// Sets the underlay published at the next join (networks created elsewhere then fit
+    /// their MTU to it).
+    pub fn set_underlay(&mut self, underlay: Option<UnderlayRecord>) {
+        self.underlay = underlay;
     }
 
     /// The view (for tests and names).
@@ -190,11 +199,22 @@ impl Control {
             value: record,
             lease: Some(lease.id()),
         };
+        let underlay = self.underlay.as_ref().map(|u| TxnOp::Put {
+            key: keys::underlay_key(&self.m.node),
+            value: u.encode(),
+            lease: Some(lease.id()),
+        });
+        let with_underlay = |txn: Txn| match &underlay {
+            Some(op) => txn.and_then(op.clone()),
+            None => txn,
+        };
         // A few rounds: the record may come and go between the compare and the read.
         for _ in 0..5 {
-            let fresh = Txn::new()
-                .when(Compare::Absent(key.clone()))
-                .and_then(put.clone());
+            let fresh = with_underlay(
+                Txn::new()
+                    .when(Compare::Absent(key.clone()))
+                    .and_then(put.clone()),
+            );
             if store.txn(fresh)?.succeeded {
                 self.lease = Some(lease);
                 self.m.set_lease(self.lease.as_ref().map(|l| l.id()));
@@ -215,9 +235,11 @@ impl Control {
                     ours: self.m.vtep,
                 });
             }
-            let swap = Txn::new()
-                .when(Compare::ModRevision(key.clone(), cur.mod_revision))
-                .and_then(put.clone());
+            let swap = with_underlay(
+                Txn::new()
+                    .when(Compare::ModRevision(key.clone(), cur.mod_revision))
+                    .and_then(put.clone()),
+            );
             if store.txn(swap)?.succeeded {
                 self.lease = Some(lease);
                 self.m.set_lease(self.lease.as_ref().map(|l| l.id()));
@@ -518,7 +540,8 @@ impl Control {
 
     /// Deletes this node's address claims and endpoint records whose sandbox the local store
     /// does not have, once they stayed so, unchanged, for [`ORPHAN_GRACE`] (`now` in seconds);
-    /// each delete compares the revision it was seen at. Returns how many went.
+    /// each delete compares the revision it was seen at. Only records naming a weft sandbox
+    /// id are judged ([`weft_made`]). Returns how many went.
     pub fn sweep_orphans(&mut self, host: &mut dyn Host, now: u64) -> Result<usize, StoreError> {
         let local = match host.local_sandboxes() {
             Ok(l) => l,
@@ -531,12 +554,14 @@ impl Control {
         let claims = self
             .claims
             .iter()
-            .filter(|(_, (c, _))| c.node == node && !local.contains(&c.sandbox))
+            .filter(|(_, (c, _))| {
+                c.node == node && weft_made(&c.sandbox) && !local.contains(&c.sandbox)
+            })
             .map(|(k, (_, rev))| (k.clone(), *rev));
         let records = self
             .own_records
             .iter()
-            .filter(|(_, (sandbox, _))| !local.contains(sandbox))
+            .filter(|(_, (sandbox, _))| weft_made(sandbox) && !local.contains(sandbox))
             .map(|(k, (_, rev))| (k.clone(), *rev));
         let due = self
             .orphans
@@ -702,7 +727,15 @@ pub fn start(setup: Setup) -> Result<Handle> {
     let stop = Arc::new(AtomicBool::new(false));
     let repair_soon = Arc::new(AtomicBool::new(false));
     let ttl = Duration::from_secs(u64::from(c.lease_ttl));
-    let control = Control::new(membership.clone(), ttl, setup.status.clone());
+    let mut control = Control::new(membership.clone(), ttl, setup.status.clone());
+    match crate::engine::underlay::find(c.advertise) {
+        Ok(u) => control.set_underlay(Some(UnderlayRecord {
+            ifname: u.ifname,
+            mtu: u.mtu,
+            overhead: u.overhead,
+        })),
+        Err(e) => tracing::warn!("cluster: reading this host's underlay: {e:#}"),
+    }
     let vtep = c.advertise;
     let thread = {
         let stop = stop.clone();

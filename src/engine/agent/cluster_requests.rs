@@ -35,11 +35,13 @@ pub(super) fn handle(membership: Option<Arc<Membership>>, req: Request) -> Respo
         Request::ClusterCreateNetwork {
             network,
             candidates,
+            mtu_given,
         } => create_network::create_network_choosing(
             m.store.as_ref(),
             *network,
             m.vxlan_port,
             &candidates,
+            mtu_given,
         )
         .map(|n| Response {
             network: Some(Box::new(n)),
@@ -201,6 +203,7 @@ mod tests {
             Request::ClusterCreateNetwork {
                 network: Box::new(overlay("ovl", "12.12.12.0/24")),
                 candidates: vec![],
+                mtu_given: false,
             },
         );
         assert!(r.ok, "{r:?}");
@@ -245,6 +248,7 @@ mod tests {
             Request::ClusterCreateNetwork {
                 network: Box::new(overlay("ovl", "12.12.12.0/24")),
                 candidates: vec![],
+                mtu_given: false,
             },
         );
         assert!(created.ok, "{created:?}");

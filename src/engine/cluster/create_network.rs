@@ -15,7 +15,8 @@ use std::collections::BTreeSet;
 
 use crate::adapters::cluster::{ClusterStore, Compare, Txn, TxnOp};
 use crate::core::cluster::alloc::{choose_vni, vni_free};
-use crate::core::cluster::keys::{subnets_guard, Key};
+use crate::core::cluster::keys::{hosts_prefix, subnets_guard, underlays_prefix, Key};
+use crate::core::cluster::records::UnderlayRecord;
 use crate::core::driver::overlay::VNI_TO_ALLOCATE;
 use crate::core::driver::{DriverData, DriverError};
 use crate::core::model::{Network, Status, SubnetConfig};
@@ -31,17 +32,23 @@ pub fn create_network(
     net: Network,
     vxlan_port: u16,
 ) -> Result<Network, ClusterError> {
-    create_network_choosing(store, net, vxlan_port, &[])
+    create_network_choosing(store, net, vxlan_port, &[], true)
 }
 
 /// [`create_network`] for a network that may come without an IPv4 subnet: it then gets the
 /// first of `candidates` (IPv4, in the creating host's order of preference) that overlaps
 /// no overlay network of the cluster, chosen again in every round of the transaction.
+///
+/// The MTU must fit every live node's underlay (their underlay records): one that does not
+/// is refused naming the node when the user gave it (`mtu_given`), else (the creating host's
+/// own underlay minus the overhead) lowered to the largest every live node carries. A node
+/// joining later with a smaller underlay refuses to build the network and says why.
 pub fn create_network_choosing(
     store: &dyn ClusterStore,
     mut net: Network,
     vxlan_port: u16,
     candidates: &[SubnetConfig],
+    mtu_given: bool,
 ) -> Result<Network, ClusterError> {
     let DriverData::Overlay(cfg) = &mut net.driver_data else {
         return Err(ClusterError::Corrupt {
@@ -77,6 +84,7 @@ pub fn create_network_choosing(
             net.subnets.sort_by_key(|s| s.subnet.addr().is_ipv6());
         }
         check_overlap(&net, &existing)?;
+        fit_mtu(store, &mut net, mtu_given)?;
         let vnis = store.snapshot(&vnis_prefix())?;
         let holders: Vec<(u32, String)> = vnis
             .kvs
@@ -137,6 +145,56 @@ pub fn create_network_choosing(
         attempts: ATTEMPTS,
     })
 }
+
+/// Fits `net`'s MTU to the live nodes' underlays (see [`create_network_choosing`]).
+fn fit_mtu(store: &dyn ClusterStore, net: &mut Network, given: bool) -> Result<(), ClusterError> {
+    let live: BTreeSet<String> = store
+        .snapshot(&hosts_prefix())?
+        .kvs
+        .iter()
+        .filter_map(|kv| match Key::parse(&kv.key) {
+            Some(Key::Host { node }) => Some(node),
+            _ => None,
+        })
+        .collect();
+    let prefix = underlays_prefix();
+    let tightest = store
+        .snapshot(&prefix)?
+        .kvs
+        .iter()
+        .filter_map(|kv| {
+            let node = kv.key.strip_prefix(&prefix)?;
+            if !live.contains(node) {
+                return None;
+            }
+            let u = UnderlayRecord::decode(&kv.value).ok()?;
+            Some((node.to_string(), u))
+        })
+        .min_by_key(|(_, u)| u.max_mtu());
+    let Some((node, u)) = tightest else {
+        return Ok(());
+    };
+    let max = u.max_mtu();
+    if net.mtu <= max {
+        return Ok(());
+    }
+    if given || max < MIN_MTU {
+        return Err(ClusterError::MtuTooLargeForHost {
+            network: net.name.clone(),
+            mtu: net.mtu,
+            node,
+            underlay: u.ifname,
+            underlay_mtu: u.mtu,
+            overhead: u.overhead,
+            max,
+        });
+    }
+    net.mtu = max;
+    Ok(())
+}
+
+/// The smallest MTU IPv4 allows: an underlay leaving less is refused rather than fitted.
+const MIN_MTU: u32 = 68;
 
 /// The first candidate (IPv4) overlapping no subnet of `others`.
 fn choose_subnet(
@@ -412,11 +470,12 @@ pub(crate) mod tests {
         let s = MemoryStore::new();
         create_network(&s, overlay("blue", "172.18.0.0/16", 0), 4789).unwrap();
         let candidates = [candidate("172.18.0.0/16"), candidate("172.19.0.0/16")];
-        let n = create_network_choosing(&s, without_subnet("red"), 4789, &candidates).unwrap();
+        let n =
+            create_network_choosing(&s, without_subnet("red"), 4789, &candidates, false).unwrap();
         assert_eq!(n.subnets, vec![candidate("172.19.0.0/16")]);
         assert_eq!(networks::by_name(&s, "red").unwrap().unwrap().0, n);
-        let e =
-            create_network_choosing(&s, without_subnet("green"), 4789, &candidates).unwrap_err();
+        let e = create_network_choosing(&s, without_subnet("green"), 4789, &candidates, false)
+            .unwrap_err();
         assert_eq!(e.to_string(), "no free subnet for overlay network \"green\": the candidates free on this host (172.18.0.0/16, 172.19.0.0/16) all overlap other overlay networks of the cluster; pass --subnet");
         // A given subnet is kept as given, whatever the candidates.
         let n = create_network_choosing(
@@ -424,6 +483,7 @@ pub(crate) mod tests {
             overlay("pink", "172.20.0.0/24", 0),
             4789,
             &[candidate("172.21.0.0/16")],
+            false,
         )
         .unwrap();
         assert_eq!(n.subnets, vec![candidate("172.20.0.0/24")]);
@@ -442,8 +502,14 @@ pub(crate) mod tests {
                 let (s, c, start) = (s.clone(), candidates.clone(), start.clone());
                 std::thread::spawn(move || {
                     start.wait();
-                    create_network_choosing(s.as_ref(), without_subnet(&format!("n{i}")), 4789, &c)
-                        .unwrap()
+                    create_network_choosing(
+                        s.as_ref(),
+                        without_subnet(&format!("n{i}")),
+                        4789,
+                        &c,
+                        false,
+                    )
+                    .unwrap()
                 })
             })
             .collect();
@@ -458,6 +524,65 @@ pub(crate) mod tests {
             .map(|c| c.subnet.to_string())
             .collect();
         assert_eq!(chosen, expected);
+    }
+
+    #[test]
+    fn the_mtu_fits_every_live_node_s_underlay() {
+        use crate::core::cluster::keys::underlay_key;
+        let s = MemoryStore::new();
+        let lease = s.grant_lease(std::time::Duration::from_secs(10)).unwrap();
+        let join = |node: &str, ifname: &str, mtu: u32| {
+            let h = crate::core::cluster::records::HostRecord {
+                node: node.into(),
+                vtep: "10.0.0.1".parse().unwrap(),
+                vxlan_port: 4789,
+                started: 0,
+            };
+            s.put(
+                &Key::Host { node: node.into() }.render(),
+                &h.encode(),
+                Some(lease.id()),
+            )
+            .unwrap();
+            let u = UnderlayRecord {
+                ifname: ifname.into(),
+                mtu,
+                overhead: 50,
+            };
+            s.put(&underlay_key(node), &u.encode(), Some(lease.id()))
+                .unwrap();
+        };
+        join("h1", "eth0", 1500);
+        join("h3", "ul0", 1400);
+        // A dead node's record (no host record) does not count.
+        s.put(
+            &underlay_key("gone"),
+            &UnderlayRecord {
+                ifname: "x".into(),
+                mtu: 600,
+                overhead: 50,
+            }
+            .encode(),
+            None,
+        )
+        .unwrap();
+        let mut net = overlay("ovl", "12.12.12.0/24", 0);
+        net.mtu = 1450;
+        // Given: refused, naming the node and the arithmetic; nothing stored.
+        let e = create_network_choosing(&s, net.clone(), 4789, &[], true).unwrap_err();
+        assert_eq!(e.to_string(), "--mtu 1450 is too large for overlay ovl: host h3's underlay ul0 has MTU 1400 and VXLAN needs 50 bytes, so at most 1350");
+        assert!(networks::all(&s).unwrap().is_empty());
+        // The default (the creating host's underlay minus 50): lowered to fit h3.
+        let made = create_network_choosing(&s, net, 4789, &[], false).unwrap();
+        assert_eq!(made.mtu, 1350);
+        let mut small = overlay("small", "12.12.13.0/24", 0);
+        small.mtu = 1300;
+        assert_eq!(
+            create_network_choosing(&s, small, 4789, &[], true)
+                .unwrap()
+                .mtu,
+            1300
+        );
     }
 
     #[test]

@@ -34,6 +34,7 @@ pub(crate) fn create(ctx: &Ctx, req: &CreateRequest, p: Parsed) -> Result<Networ
         .advertise
         .ok_or_else(|| user_err!("{}", DriverError::NeedsCluster))?;
     let underlay = underlay::find(advertise)?;
+    let mtu_given = p.mtu.is_some();
     let mtu = p
         .driver
         .mtu(&req.name, p.mtu, Some(&underlay))
@@ -86,6 +87,7 @@ pub(crate) fn create(ctx: &Ctx, req: &CreateRequest, p: Parsed) -> Result<Networ
         &Request::ClusterCreateNetwork {
             network: Box::new(network),
             candidates,
+            mtu_given,
         },
     )?
     .network

@@ -526,6 +526,11 @@ fn the_loop_follows_the_cluster_keeps_entries_through_an_outage_and_joins_again(
     task.join().unwrap();
 }
 
+/// A sandbox id as weft makes them.
+fn sandbox_id(n: u8) -> String {
+    format!("{n:064x}")
+}
+
 fn claim_key(net: &Network, ip: &str) -> String {
     Key::Address {
         network: net.id.clone(),
@@ -555,15 +560,21 @@ fn records_of_sandboxes_removed_while_etcd_was_away_are_deleted_after_the_grace(
     // sb1 still runs here; "gone" was removed while etcd was unreachable, so its claim and
     // its endpoint record (under the lease, which a short outage keeps) stayed; h2's
     // records are h2's business.
-    let kept = endpoint(&net, "h1", "sb1", "12.12.12.2", 2);
-    let gone = endpoint(&net, "h1", "gone", "12.12.12.9", 9);
+    let kept = endpoint(&net, "h1", &sandbox_id(1), "12.12.12.2", 2);
+    let gone = endpoint(&net, "h1", &sandbox_id(9), "12.12.12.9", 9);
+    // Written by hand under this node's name: no weft sandbox id, never judged.
+    let manual = endpoint(&net, "h1", "manual", "12.12.12.8", 8);
     let theirs = endpoint(&net, "h2", "sbx", "12.12.12.5", 5);
     host.own.push(kept.clone());
     store
         .put(&ep_key(&gone), &gone.encode(), c.m.lease())
         .unwrap();
-    let kept_claim = put_claim(&store, &net, "12.12.12.2", "sb1", "h1");
-    let gone_claim = put_claim(&store, &net, "12.12.12.9", "gone", "h1");
+    store
+        .put(&ep_key(&manual), &manual.encode(), c.m.lease())
+        .unwrap();
+    let manual_claim = put_claim(&store, &net, "12.12.12.8", "manual", "h1");
+    let kept_claim = put_claim(&store, &net, "12.12.12.2", &sandbox_id(1), "h1");
+    let gone_claim = put_claim(&store, &net, "12.12.12.9", &sandbox_id(9), "h1");
     let their_claim = put_claim(&store, &net, "12.12.12.5", "sbx", "h2");
     store.put(&ep_key(&theirs), &theirs.encode(), None).unwrap();
     c.resync(&mut host).unwrap();
@@ -581,7 +592,14 @@ fn records_of_sandboxes_removed_while_etcd_was_away_are_deleted_after_the_grace(
     assert_eq!(c.sweep_orphans(&mut host, t0 + grace + 1).unwrap(), 2);
     assert!(store.get(&gone_claim).unwrap().is_none());
     assert!(store.get(&ep_key(&gone)).unwrap().is_none());
-    for kept in [kept_claim, their_claim, ep_key(&kept), ep_key(&theirs)] {
+    for kept in [
+        kept_claim,
+        their_claim,
+        manual_claim,
+        ep_key(&kept),
+        ep_key(&theirs),
+        ep_key(&manual),
+    ] {
         assert!(store.get(&kept).unwrap().is_some(), "{kept} was deleted");
     }
     assert_eq!(c.sweep_orphans(&mut host, t0 + 10 * grace).unwrap(), 0);
@@ -598,11 +616,11 @@ fn the_loop_deletes_orphans_it_learns_of_by_the_watch_only_after_the_grace() {
     let rev = c.resync(&mut host).unwrap();
     let w = store.watch(keys::PREFIX, rev + 1).unwrap();
     // A sandbox being made: claimed through the agent, not yet in the local store.
-    let claim = put_claim(&store, &net, "12.12.12.7", "new", "h1");
+    let claim = put_claim(&store, &net, "12.12.12.7", &sandbox_id(7), "h1");
     pump(&mut c, &w, &mut host);
     assert_eq!(c.sweep_orphans(&mut host, 50).unwrap(), 0);
     // Recorded here before the grace ran out: never deleted.
-    host.sandboxes.insert("new".into());
+    host.sandboxes.insert(sandbox_id(7));
     assert_eq!(
         c.sweep_orphans(&mut host, 50 + ORPHAN_GRACE.as_secs())
             .unwrap(),
@@ -700,4 +718,26 @@ fn a_compacted_watch_resyncs_from_a_snapshot_and_converges() {
     assert!(eventually(|| neighbours(&host) == ips(&["12.12.12.4"])));
     stop.store(true, Ordering::Relaxed);
     task.join().unwrap();
+}
+
+#[test]
+fn the_underlay_is_published_with_the_host_record_under_the_lease() {
+    let store = Arc::new(MemoryStore::new());
+    let mut c = control(&store, "h1", "10.0.0.1");
+    let u = UnderlayRecord {
+        ifname: "ul0".into(),
+        mtu: 1400,
+        overhead: 50,
+    };
+    c.set_underlay(Some(u.clone()));
+    c.join().unwrap();
+    let kv = store.get(&keys::underlay_key("h1")).unwrap().unwrap();
+    assert_eq!(UnderlayRecord::decode(&kv.value).unwrap(), u);
+    assert_eq!(kv.lease, c.m.lease());
+    // Joined again (a restarted agent): rewritten under the new lease.
+    let mut again = control(&store, "h1", "10.0.0.1");
+    again.set_underlay(Some(u));
+    again.join().unwrap();
+    let kv = store.get(&keys::underlay_key("h1")).unwrap().unwrap();
+    assert_eq!(kv.lease, again.m.lease());
 }
