@@ -482,3 +482,82 @@ fn a_watch_compacted_while_cut_off_reads_the_cluster_again_and_converges() {
         agent.log()
     );
 }
+
+/// Connects `h` to the underlay bridge in `ul` with an `eth0` holding `addr` (CIDR, IPv6:
+/// no duplicate address detection, so it is usable at once).
+fn plug_v6(ul: &Netns, port: &str, h: &Host, addr: &str) {
+    ul.ip(&[
+        "link", "add", port, "type", "veth", "peer", "name", "eth0", "netns", &h.ns.name,
+    ]);
+    ul.ip(&["link", "set", port, "master", "br0", "up"]);
+    h.ns.ip(&["addr", "add", addr, "dev", "eth0", "nodad"]);
+    h.ns.ip(&["link", "set", "eth0", "up"]);
+}
+
+#[test]
+fn sandboxes_on_two_hosts_reach_each_other_over_an_ipv6_underlay() {
+    let test = "sandboxes_on_two_hosts_reach_each_other_over_an_ipv6_underlay";
+    if !common::root_or_skip(test) || !etcd_or_skip(test) {
+        return;
+    }
+    // The underlay: a bridge in its own namespace, IPv6 only.
+    let ul = Netns::new("wt-or6u");
+    ul.ip(&["link", "add", "br0", "type", "bridge"]);
+    ul.ip(&["link", "set", "br0", "up"]);
+    let h1 = Host::new("or61");
+    let h2 = Host::new("or62");
+    plug_v6(&ul, "p1", &h1, "fd00:77::11/64");
+    plug_v6(&ul, "p2", &h2, "fd00:77::12/64");
+    let etcd = Etcd::start_on("or6e", ETCD_ADDR, |ns| {
+        wire(ns, &h1, 1);
+        wire(ns, &h2, 2);
+    });
+    let url = etcd.url();
+    let a1 = Agent::start(&h1, &url, "fd00:77::11", "h1", "5");
+    let a2 = Agent::start(&h2, &url, "fd00:77::12", "h2", "5");
+    assert!(common::wait_for(10, || hosts_alive(&h1) == 2));
+    let hosts = h1.json(&["cluster", "hosts"]);
+    assert!(
+        hosts
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|x| x["vtep"] == "fd00:77::12"),
+        "{hosts}"
+    );
+    // The underlay's 1500 minus 70 bytes (the outer header is IPv6).
+    h1.weft_ok(&overlay_args(&["--subnet", "12.12.12.0/24", "ovl"]));
+    assert_eq!(h1.json(&["network", "inspect", "ovl"])[0]["mtu"], 1430);
+    let err = h1.weft_err(
+        1,
+        &overlay_args(&["--mtu", "1431", "--subnet", "12.12.13.0/24", "big"]),
+    );
+    assert_eq!(err, "error: --mtu 1431 is too large for overlay big: the underlay eth0 has MTU 1500 and VXLAN needs 70 bytes, so at most 1430\n");
+    let id = h1.json(&["network", "inspect", "ovl"])[0]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let vxlan = format!("wv-{}", &id[..12]);
+    assert!(common::wait_for(10, || has_link(&h1, &vxlan) && has_link(&h2, &vxlan)));
+    let details = h2.ns.ip(&["-d", "link", "show", &vxlan]);
+    assert!(details.contains("local fd00:77::12"), "{details}");
+    // Sandboxes on each host reach each other, with no entry typed anywhere.
+    h1.sleeper("pink", &["--network", "ovl"]);
+    h2.sleeper("blue", &["--network", "ovl"]);
+    let (pink, blue) = (h1.ip_of("pink", 0), h2.ip_of("blue", 0));
+    assert!(
+        common::wait_for(10, || h1.pings("pink", &blue) && h2.pings("blue", &pink)),
+        "{}\n{}\n{}",
+        h1.ns.ip(&["neigh", "show", "dev", &vxlan]),
+        a1.log(),
+        a2.log()
+    );
+    // The FDB entries point at the IPv6 VTEPs.
+    let fdb = h1
+        .ns
+        .cmd("bridge", &["fdb", "show", "dev", &vxlan])
+        .output()
+        .unwrap();
+    let fdb = String::from_utf8_lossy(&fdb.stdout);
+    assert!(fdb.contains("dst fd00:77::12"), "{fdb}");
+}
