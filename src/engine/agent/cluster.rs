@@ -583,15 +583,23 @@ impl Control {
     }
 
     /// Records a problem (logged, and kept in the status).
+    ///
+    /// A problem the status still lists (one that persists, as a network this host refuses
+    /// to build, comes back at every repair) is logged at debug level only, so that it does
+    /// not flood the log every few seconds.
     fn error(&self, msg: String) {
-        tracing::warn!("cluster: {msg}");
         if let Ok(mut s) = self.status.lock() {
             let errs = &mut s.cluster.errors;
-            if errs.last() != Some(&msg) {
-                errs.push(msg);
+            if errs.contains(&msg) {
+                tracing::debug!("cluster (again): {msg}");
+                return;
             }
+            tracing::warn!("cluster: {msg}");
+            errs.push(msg);
             let extra = errs.len().saturating_sub(KEEP_ERRORS);
             errs.drain(..extra);
+        } else {
+            tracing::warn!("cluster: {msg}");
         }
     }
 

@@ -14,12 +14,17 @@ struct Recording {
     own: Vec<EndpointRecord>,
     /// Sandboxes of the local store beside those of `own`.
     sandboxes: BTreeSet<String>,
+    /// Networks (by name) this host refuses to build, with the error it gives.
+    refuse: BTreeMap<String, String>,
     /// Devices that exist, with the entries applied to them.
     devices: BTreeMap<String, BTreeSet<crate::core::cluster::entries::Entry>>,
 }
 
 impl Host for Recording {
     fn network_up(&mut self, net: &Network) -> Result<()> {
+        if let Some(why) = self.refuse.get(&net.name) {
+            anyhow::bail!("{why}");
+        }
         self.up.push(net.name.clone());
         self.devices.entry(vxlan_name(&net.id)).or_default();
         if !self.local.contains(&net.id) {
@@ -740,4 +745,31 @@ fn the_underlay_is_published_with_the_host_record_under_the_lease() {
     again.join().unwrap();
     let kv = store.get(&keys::underlay_key("h1")).unwrap().unwrap();
     assert_eq!(kv.lease, again.m.lease());
+}
+
+#[test]
+fn a_network_this_host_refuses_is_reported_once_and_never_half_built() {
+    let store = Arc::new(MemoryStore::new());
+    let net = overlay("ovl", "ab");
+    put_network(&store, &net);
+    let status: Arc<Mutex<AgentStatus>> = Default::default();
+    let mut c = Control::new(member(&store, "h3", "10.0.0.3"), TTL, status.clone());
+    let mut host = Recording::default();
+    host.refuse
+        .insert("ovl".into(), "its MTU is too large here".into());
+    c.join().unwrap();
+    c.resync(&mut host).unwrap();
+    // The periodic repair tries again (the underlay may have grown), and fails the same way.
+    for _ in 0..3 {
+        c.repair_all(&mut host);
+    }
+    assert_eq!(
+        status.lock().unwrap().cluster.errors,
+        vec!["building overlay network \"ovl\": its MTU is too large here".to_string()]
+    );
+    assert!(host.devices.is_empty() && host.local.is_empty());
+    // Fixed (the underlay's MTU raised): the next repair builds it.
+    host.refuse.clear();
+    c.repair_all(&mut host);
+    assert_eq!(host.up, ["ovl"]);
 }
