@@ -3,8 +3,10 @@
 //! cluster configured, the request fails naming the flags to set.
 //!
 //! The command chooses nothing the cluster must agree on: it checks the subnet against this
-//! host (routes, interfaces, the local networks) and the MTU against the underlay, and the
-//! agent claims the name, id and VNI cluster-wide. The record is then kept in the local
+//! host (routes, interfaces, the local networks) and the MTU against the underlay, or, without
+//! `--subnet`, lists subnets free on this host; the agent claims the name, id, VNI and subnet
+//! cluster-wide (the first candidate no other overlay overlaps) and fits the MTU to every
+//! live host's underlay. The record is then kept in the local
 //! store too, so that `network ls` shows it at once; building the bridge and VXLAN device on
 //! every host (this one included) is the agent's cluster task, from its watch.
 
