@@ -149,7 +149,16 @@ impl Host for KernelHost {
     fn local_sandboxes(&mut self) -> Result<BTreeSet<String>> {
         use crate::adapters::store::{Mode, Store as _};
         let tx = self.ctx.store.begin(Mode::Read)?;
-        Ok(tx.sandboxes()?.into_iter().map(|s| s.id).collect())
+        let mut ids: BTreeSet<String> = tx.sandboxes()?.into_iter().map(|s| s.id).collect();
+        // A record that cannot be decoded is still a sandbox of this host: its cluster
+        // records are not orphans.
+        ids.extend(
+            tx.corrupt_records()?
+                .into_iter()
+                .filter(|r| r.table == "sandboxes")
+                .map(|r| r.id),
+        );
+        Ok(ids)
     }
 
     fn own_endpoints(&mut self, node: &str) -> Result<Vec<EndpointRecord>> {
