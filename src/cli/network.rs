@@ -132,8 +132,8 @@ pub struct NetworkCreateArgs {
     /// No way out of the host.
     #[arg(long)]
     pub internal: bool,
-    /// MTU of the bridge and veths (overlay: at most the underlay's MTU minus 50, and that
-    /// by default).
+    /// MTU of the bridge and veths (overlay: at most the underlay's MTU minus 50, or 70 over
+    /// IPv6, on every live host of the cluster, and that by default).
     #[arg(long)]
     pub mtu: Option<u32>,
     /// Driver options: dns=true|false (name resolution by weft), icc=true|false,

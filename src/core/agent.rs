@@ -30,8 +30,17 @@ pub enum Request {
     /// Store a new overlay network in the cluster (its VNI chosen when 0, its port the
     /// cluster's); answered with the record stored.
     ClusterCreateNetwork {
-        /// The record, subnets chosen and checked against this host.
+        /// The record, subnets checked against this host (without an IPv4 one when none was
+        /// given).
         network: Box<Network>,
+        /// For a record without an IPv4 subnet: IPv4 subnets free on this host, in order of
+        /// preference; the cluster stores the first no other overlay network overlaps.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        candidates: Vec<super::model::SubnetConfig>,
+        /// Whether the user gave the MTU (`--mtu`): refused if a live node's underlay cannot
+        /// carry it, where a default one is lowered to fit.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        mtu_given: bool,
     },
     /// Remove an overlay network from the cluster (refused while any node has endpoints).
     ClusterRemoveNetwork {

@@ -121,7 +121,7 @@ pub enum ClusterConfigError {
     #[error("--etcd-ca, --etcd-cert and --etcd-key are for https:// endpoints, but {0} is http://; use https:// or leave them out")]
     TlsOverHttp(String),
     /// An underlay address that is not an address.
-    #[error("invalid --advertise {0:?}: expected an IPv4 address of this host, e.g. 10.0.0.5")]
+    #[error("invalid --advertise {0:?}: expected an IP address of this host, e.g. 10.0.0.5 or 2001:db8::5")]
     Advertise(String),
     /// An underlay address other hosts cannot reach, or of a family not supported.
     #[error("--advertise {addr} cannot be used: {why}")]
@@ -219,12 +219,15 @@ pub fn validate(
         addr: advertise,
         why,
     };
-    if advertise.is_ipv6() {
-        // The VXLAN devices' MTU arithmetic (50 bytes) and the devices themselves assume
-        // an IPv4 underlay.
-        return Err(unusable(
-            "an IPv6 underlay is not supported yet; give this host's IPv4 address",
-        ));
+    // An IPv6 underlay works as an IPv4 one (the VXLAN device takes an IPv6 `local` and
+    // remotes; its MTU arithmetic counts 70 bytes instead of 50), except from a link-local
+    // address: the tunnel's remote cannot carry the interface scope it needs.
+    if let IpAddr::V6(v6) = advertise {
+        if v6.segments()[0] & 0xffc0 == 0xfe80 {
+            return Err(unusable(
+                "a link-local address needs an interface scope, which a VXLAN tunnel's remote cannot carry; give this host's global or unique-local address",
+            ));
+        }
     }
     if advertise.is_unspecified() || advertise.is_loopback() || advertise.is_multicast() {
         return Err(unusable(
@@ -374,17 +377,23 @@ mod tests {
     }
 
     #[test]
-    fn advertise_is_a_reachable_ipv4_address() {
+    fn advertise_is_a_reachable_address_of_either_family() {
         for (bad, want) in [
-            ("ten", "invalid --advertise \"ten\": expected an IPv4 address of this host, e.g. 10.0.0.5"),
+            ("ten", "invalid --advertise \"ten\": expected an IP address of this host, e.g. 10.0.0.5 or 2001:db8::5"),
             ("0.0.0.0", "--advertise 0.0.0.0 cannot be used: other hosts cannot reach it; give this host's address on the network they share"),
             ("127.0.0.1", "--advertise 127.0.0.1 cannot be used: other hosts cannot reach it; give this host's address on the network they share"),
-            ("fd00::1", "--advertise fd00::1 cannot be used: an IPv6 underlay is not supported yet; give this host's IPv4 address"),
+            ("fe80::1", "--advertise fe80::1 cannot be used: a link-local address needs an interface scope, which a VXLAN tunnel's remote cannot carry; give this host's global or unique-local address"),
+            ("::1", "--advertise ::1 cannot be used: other hosts cannot reach it; give this host's address on the network they share"),
         ] {
             let mut s = minimal();
             s.advertise = Some(bad.into());
             assert_eq!(err(s), want);
         }
+        // An IPv6 underlay is an underlay.
+        let mut s = minimal();
+        s.advertise = Some("fd00::1".into());
+        let c = validate(s, "host").unwrap().unwrap();
+        assert_eq!(c.advertise, "fd00::1".parse::<IpAddr>().unwrap());
     }
 
     #[test]

@@ -19,5 +19,9 @@ pub fn find(advertise: IpAddr) -> Result<Underlay> {
             "--advertise {advertise} is not an address of this host: no interface has it; give the address this host has on the network the other hosts share"
         )
     })?;
-    Ok(Underlay { ifname, mtu })
+    Ok(Underlay {
+        ifname,
+        mtu,
+        overhead: crate::core::driver::overlay::overhead_for(advertise),
+    })
 }

@@ -266,6 +266,43 @@ impl MemoryStore {
         }
     }
 
+    /// Breaks every watch's connection while the store keeps answering: this client's watch
+    /// stream is cut off, the rest of the cluster keeps writing (and may compact the history
+    /// the watches need). [`MemoryStore::reconnect_watches`] ends it.
+    pub fn disconnect_watches(&self) {
+        let mut s = self.lock();
+        for w in s.watchers.values_mut() {
+            if !w.disconnected {
+                w.disconnected = true;
+                let _ = w.events.send(WatchEvent::Disconnected);
+            }
+        }
+    }
+
+    /// Re-establishes the watches [`MemoryStore::disconnect_watches`] broke: each resumes
+    /// where it was, or learns that its history was compacted meanwhile.
+    pub fn reconnect_watches(&self) {
+        let mut s = self.lock();
+        let mut watchers = std::mem::take(&mut s.watchers);
+        watchers.retain(|_, w| {
+            if !w.disconnected {
+                return true;
+            }
+            w.disconnected = false;
+            if w.next >= s.compacted
+                && w.events
+                    .send(WatchEvent::Resumed {
+                        from_revision: w.next,
+                    })
+                    .is_err()
+            {
+                return false;
+            }
+            s.replay(w)
+        });
+        s.watchers = watchers;
+    }
+
     /// Simulates an outage (`false`) and its end (`true`). During an outage every call fails
     /// with [`StoreError::Unavailable`], leases are not renewed, and watches are disconnected;
     /// at its end watches resume where they were and leases still alive are kept again.

@@ -138,6 +138,27 @@ pub fn networks_prefix() -> String {
     format!("{PREFIX}networks/")
 }
 
+/// Prefix of the nodes' underlay records ([`super::records::UnderlayRecord`]).
+pub fn underlays_prefix() -> String {
+    format!("{PREFIX}underlays/")
+}
+
+/// Key of `node`'s underlay record, written under its lease with its host record. Not a
+/// [`Key`]: only network creation reads it (to fit the MTU to every live node's underlay).
+pub fn underlay_key(node: &str) -> String {
+    format!("{PREFIX}underlays/{node}")
+}
+
+/// The key every network creation rewrites, in the same transaction that stores the network,
+/// with a compare on the revision it had when the creation read the other networks' subnets:
+/// two creations that read the same set cannot both store a network, so two overlapping
+/// subnets never both get in (an overlap is no equality, so it cannot be a create-if-absent
+/// claim of its own). Its value is the name of the last network stored, for people reading
+/// the store. Not a [`Key`]: nothing watches it.
+pub fn subnets_guard() -> String {
+    format!("{PREFIX}subnets-guard")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -187,6 +208,7 @@ mod tests {
             "/weft/v1/endpoints/n/h",
             "/weft/v1/endpoints/n/h/s/extra",
             "/weft/v1/unknown/x",
+            "/weft/v1/subnets-guard",
         ] {
             assert_eq!(Key::parse(k), None, "{k}");
         }

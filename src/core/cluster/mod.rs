@@ -9,6 +9,7 @@
 pub mod alloc;
 pub mod entries;
 pub mod keys;
+pub mod orphans;
 pub mod quarantine;
 pub mod records;
 pub mod view;

@@ -81,6 +81,35 @@ pub struct EndpointRecord {
     pub mac: String,
 }
 
+/// A node's underlay, next to its host record and under the same lease: what the largest
+/// overlay MTU it carries is, so that a network created elsewhere fits it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UnderlayRecord {
+    /// The underlay interface (the one holding the advertised address).
+    pub ifname: String,
+    /// Its MTU.
+    pub mtu: u32,
+    /// What VXLAN adds over it (50 over IPv4, 70 over IPv6).
+    pub overhead: u32,
+}
+
+impl UnderlayRecord {
+    /// The largest overlay MTU this underlay carries.
+    pub fn max_mtu(&self) -> u32 {
+        self.mtu.saturating_sub(self.overhead)
+    }
+
+    /// The JSON stored.
+    pub fn encode(&self) -> Vec<u8> {
+        serde_json::to_vec(self).unwrap_or_default()
+    }
+
+    /// Decodes a stored record.
+    pub fn decode(bytes: &[u8]) -> Result<Self, RecordError> {
+        json("underlay", bytes)
+    }
+}
+
 /// Who holds an address of an overlay network.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AddressRecord {

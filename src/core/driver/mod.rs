@@ -79,6 +79,9 @@ pub struct Underlay {
     pub ifname: String,
     /// Its MTU.
     pub mtu: u32,
+    /// What VXLAN adds to every frame over it ([`overlay::VXLAN_OVERHEAD`] over IPv4,
+    /// [`overlay::VXLAN6_OVERHEAD`] over IPv6: [`overlay::overhead_for`]).
+    pub overhead: u32,
 }
 
 /// A request a driver refuses, or a plan it cannot make.
@@ -124,6 +127,28 @@ pub enum DriverError {
         overhead: u32,
         /// The largest MTU that fits.
         max: u32,
+    },
+    /// An overlay network whose MTU one host's underlay cannot carry: that host does not
+    /// build it (a device with a larger MTU than its underlay carries would silently drop
+    /// the larger packets).
+    #[error("overlay network {network} is not built on host {node}: its MTU is {mtu}, but here the underlay {underlay} has MTU {underlay_mtu} and VXLAN needs {overhead} bytes, so at most {max}; raise {underlay}'s MTU to {needed}, or recreate the network with --mtu {max}")]
+    HostUnderlayTooSmall {
+        /// The network.
+        network: String,
+        /// Its MTU, the same on every host.
+        mtu: u32,
+        /// This host's node name.
+        node: String,
+        /// This host's underlay interface.
+        underlay: String,
+        /// Its MTU.
+        underlay_mtu: u32,
+        /// The encapsulation's bytes.
+        overhead: u32,
+        /// The largest network MTU this underlay carries.
+        max: u32,
+        /// The underlay MTU the network needs.
+        needed: u64,
     },
     /// An underlay whose MTU leaves less than the smallest IPv4 MTU after encapsulation.
     #[error("the underlay {underlay} has MTU {underlay_mtu}: after VXLAN's {overhead} bytes that leaves less than the 68 bytes IPv4 needs; raise the underlay's MTU")]

@@ -30,6 +30,47 @@ pub const DEFAULT_VXLAN_PORT: u16 = 4789;
 /// (8) and the inner Ethernet header (14).
 pub const VXLAN_OVERHEAD: u32 = 50;
 
+/// Bytes VXLAN adds to every frame over an IPv6 underlay: the outer header is IPv6 (40).
+pub const VXLAN6_OVERHEAD: u32 = 70;
+
+/// What VXLAN adds to every frame over an underlay whose tunnel source is `vtep`.
+pub fn overhead_for(vtep: IpAddr) -> u32 {
+    if vtep.is_ipv6() {
+        VXLAN6_OVERHEAD
+    } else {
+        VXLAN_OVERHEAD
+    }
+}
+
+/// Whether the host `node`, whose underlay `underlay` has MTU `underlay_mtu`, can carry
+/// overlay `network` of MTU `mtu` (chosen on the host that created it, whose underlay may be
+/// larger): the network's MTU is the same on every host, so a host that cannot carry it
+/// refuses to build it rather than clamp its own devices (a smaller MTU here would not stop
+/// the other hosts from sending it frames its underlay drops).
+pub fn check_host_mtu(
+    network: &str,
+    mtu: u32,
+    node: &str,
+    underlay: &str,
+    underlay_mtu: u32,
+    overhead: u32,
+) -> Result<(), DriverError> {
+    let max = underlay_mtu.saturating_sub(overhead);
+    if mtu <= max {
+        return Ok(());
+    }
+    Err(DriverError::HostUnderlayTooSmall {
+        network: network.to_string(),
+        mtu,
+        node: node.to_string(),
+        underlay: underlay.to_string(),
+        underlay_mtu,
+        overhead,
+        max,
+        needed: u64::from(mtu) + u64::from(overhead),
+    })
+}
+
 /// The smallest MTU IPv4 allows (RFC 791).
 const MIN_MTU: u32 = 68;
 
@@ -149,9 +190,9 @@ impl Driver for Overlay {
         true
     }
 
-    /// The VNI must be in range; the bridge is named by weft on every host; the subnet is
-    /// given (choosing one free on every host of a cluster is the cluster's job, not yet
-    /// done). A VNI left out is [`VNI_TO_ALLOCATE`].
+    /// The VNI must be in range; the bridge is named by weft on every host. A VNI left out
+    /// is [`VNI_TO_ALLOCATE`]; an IPv4 subnet left out is chosen when the cluster stores the
+    /// network (from candidates free on the creating host).
     fn validate(&self, req: &Request<'_>) -> Result<DriverData, DriverError> {
         let vni = req
             .vni
@@ -163,13 +204,6 @@ impl Driver for Overlay {
                 flag: "--bridge-name (or --opt com.docker.network.bridge.name)",
                 driver: "overlay",
                 why: "weft names an overlay's bridge wo-<id>, the same on every host; leave it out",
-            });
-        }
-        if !req.subnets.iter().any(|s| s.addr().is_ipv4()) {
-            return Err(DriverError::NotApplicable {
-                flag: "a missing --subnet",
-                driver: "overlay",
-                why: "choosing a subnet free on every host of a cluster is not implemented yet; give an IPv4 --subnet",
             });
         }
         Ok(DriverData::Overlay(OverlayConfig::new(
@@ -185,7 +219,7 @@ impl Driver for Overlay {
         underlay: Option<&Underlay>,
     ) -> Result<u32, DriverError> {
         let u = underlay.ok_or(DriverError::NeedsCluster)?;
-        overlay_mtu(network, requested, &u.ifname, u.mtu)
+        overlay_mtu_with(network, requested, &u.ifname, u.mtu, u.overhead)
     }
 
     fn interfaces(&self, net: &Network) -> Vec<String> {
@@ -293,6 +327,41 @@ mod tests {
     }
 
     #[test]
+    fn a_host_whose_underlay_is_smaller_refuses_the_network_with_the_arithmetic() {
+        assert_eq!(check_host_mtu("ovl", 1450, "h3", "eth0", 1500, 50), Ok(()));
+        assert_eq!(check_host_mtu("ovl", 1350, "h3", "eth0", 1400, 50), Ok(()));
+        let e = check_host_mtu("ovl", 1450, "h3", "eth0", 1400, 50).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "overlay network ovl is not built on host h3: its MTU is 1450, but here the underlay eth0 has MTU 1400 and VXLAN needs 50 bytes, so at most 1350; raise eth0's MTU to 1500, or recreate the network with --mtu 1350"
+        );
+        // An IPv6 underlay of the same MTU carries 20 bytes less.
+        assert!(check_host_mtu(
+            "ovl",
+            1450,
+            "h3",
+            "eth0",
+            1500,
+            overhead_for("fd00::1".parse().unwrap())
+        )
+        .is_err());
+        assert_eq!(overhead_for("10.0.0.1".parse().unwrap()), VXLAN_OVERHEAD);
+        // Tiny underlays: no underflow.
+        assert!(check_host_mtu("ovl", 68, "h3", "lo9", 10, 50).is_err());
+        assert!(Overlay
+            .mtu(
+                "ovl",
+                Some(1431),
+                Some(&Underlay {
+                    ifname: "eth0".into(),
+                    mtu: 1500,
+                    overhead: VXLAN6_OVERHEAD
+                })
+            )
+            .is_err());
+    }
+
+    #[test]
     fn mtu_needs_the_cluster_s_underlay() {
         assert_eq!(
             Overlay.mtu("ovl", None, None),
@@ -339,10 +408,14 @@ mod tests {
         assert!(named.to_string().starts_with(
             "--bridge-name (or --opt com.docker.network.bridge.name) does not apply to overlay networks"
         ));
-        assert!(matches!(
+        // No subnet: the cluster chooses one.
+        assert_eq!(
             Overlay.validate(&request(&[])),
-            Err(DriverError::NotApplicable { .. })
-        ));
+            Ok(DriverData::Overlay(OverlayConfig::new(
+                VNI_TO_ALLOCATE,
+                DEFAULT_VXLAN_PORT
+            )))
+        );
         // And the bridge driver refuses a VNI.
         assert!(matches!(
             bridge::Bridge.validate(&Request {

@@ -23,6 +23,10 @@
 //!   join and leave, a read-back and repair with every entry repair and resync. Until the
 //!   first resync the sets are left as they are (an agent restarted while etcd is down keeps
 //!   the members it had).
+//! - **Orphans**: this node's own address claims and endpoint records whose sandbox is not in
+//!   the local store (removed while etcd was unreachable, or by a command killed half-way)
+//!   are deleted once they stayed so for [`ORPHAN_GRACE`], at every sync and every
+//!   [`QUARANTINE_EVERY`] (level-triggered: compared, never remembered from the failure).
 //!
 //! The decisions live in [`Control`], which takes the store and a [`Host`] (local store and
 //! kernel) as parameters, so they are tested with the in-memory store and a recording host.
@@ -43,8 +47,9 @@ use crate::adapters::cluster::{
 use crate::core::agent::{AgentStatus, ClusterHost};
 use crate::core::cluster::entries::{self, Change};
 use crate::core::cluster::keys::{self, Key};
+use crate::core::cluster::orphans::{weft_made, Orphans};
 use crate::core::cluster::quarantine::{releasable, Quarantine};
-use crate::core::cluster::records::{AddressRecord, EndpointRecord, HostRecord};
+use crate::core::cluster::records::{AddressRecord, EndpointRecord, HostRecord, UnderlayRecord};
 use crate::core::cluster::view::ClusterView;
 use crate::core::cluster_config::ClusterConfig;
 use crate::core::driver::overlay::{overlay_bridge_name, vxlan_name};
@@ -74,6 +79,10 @@ const QUARANTINE_EVERY: Duration = Duration::from_secs(5);
 pub fn quarantine_period(ttl: Duration) -> Duration {
     Duration::from_secs(60).max(ttl.saturating_mul(6))
 }
+/// How long one of this node's claims or endpoint records must stay without a local sandbox
+/// before it is deleted: a sandbox being made claims its address through the agent a moment
+/// before its local record is written.
+pub const ORPHAN_GRACE: Duration = Duration::from_secs(10);
 /// How many errors the status keeps.
 const KEEP_ERRORS: usize = 10;
 
@@ -101,6 +110,9 @@ pub trait Host {
     fn change_vteps(&mut self, _add: &[IpAddr], _remove: &[IpAddr]) -> Result<()> {
         Ok(())
     }
+    /// The ids of every sandbox in the local store, whatever its state (one being made or
+    /// removed included).
+    fn local_sandboxes(&mut self) -> Result<BTreeSet<String>>;
 }
 
 /// Why joining failed.
@@ -131,6 +143,9 @@ pub struct Control {
     networks: BTreeMap<String, Network>,
     /// Address claims: key → (claim, mod revision).
     claims: BTreeMap<String, (AddressRecord, Revision)>,
+    /// This node's endpoint records: key → (sandbox id, mod revision).
+    own_records: BTreeMap<String, (String, Revision)>,
+    orphans: Orphans,
     quarantine: Quarantine,
     revision: Revision,
     status: Arc<Mutex<AgentStatus>>,
@@ -140,6 +155,8 @@ pub struct Control {
     /// The member VTEPs last written to (or read from) the firewall; `None`: unknown, read
     /// back next time.
     vteps: Option<BTreeSet<IpAddr>>,
+    /// This host's underlay, published with the host record (none if it could not be read).
+    underlay: Option<UnderlayRecord>,
 }
 
 impl Control {
@@ -153,12 +170,21 @@ impl Control {
             view,
             networks: BTreeMap::new(),
             claims: BTreeMap::new(),
+            own_records: BTreeMap::new(),
+            orphans: Orphans::new(ORPHAN_GRACE.as_secs()),
             quarantine: Quarantine::new(quarantine_period(ttl).as_secs()),
             revision: 0,
             status,
             view_ready: false,
             vteps: None,
+            underlay: None,
         }
+    }
+
+    /// Sets the underlay published at the next join (networks created elsewhere then fit
+    /// their MTU to it).
+    pub fn set_underlay(&mut self, underlay: Option<UnderlayRecord>) {
+        self.underlay = underlay;
     }
 
     /// The view (for tests and names).
@@ -198,11 +224,22 @@ impl Control {
             value: record,
             lease: Some(lease.id()),
         };
+        let underlay = self.underlay.as_ref().map(|u| TxnOp::Put {
+            key: keys::underlay_key(&self.m.node),
+            value: u.encode(),
+            lease: Some(lease.id()),
+        });
+        let with_underlay = |txn: Txn| match &underlay {
+            Some(op) => txn.and_then(op.clone()),
+            None => txn,
+        };
         // A few rounds: the record may come and go between the compare and the read.
         for _ in 0..5 {
-            let fresh = Txn::new()
-                .when(Compare::Absent(key.clone()))
-                .and_then(put.clone());
+            let fresh = with_underlay(
+                Txn::new()
+                    .when(Compare::Absent(key.clone()))
+                    .and_then(put.clone()),
+            );
             if store.txn(fresh)?.succeeded {
                 self.lease = Some(lease);
                 self.m.set_lease(self.lease.as_ref().map(|l| l.id()));
@@ -223,9 +260,11 @@ impl Control {
                     ours: self.m.vtep,
                 });
             }
-            let swap = Txn::new()
-                .when(Compare::ModRevision(key.clone(), cur.mod_revision))
-                .and_then(put.clone());
+            let swap = with_underlay(
+                Txn::new()
+                    .when(Compare::ModRevision(key.clone(), cur.mod_revision))
+                    .and_then(put.clone()),
+            );
             if store.txn(swap)?.succeeded {
                 self.lease = Some(lease);
                 self.m.set_lease(self.lease.as_ref().map(|l| l.id()));
@@ -245,7 +284,13 @@ impl Control {
         let mut view = ClusterView::new(&self.m.node);
         let mut networks = BTreeMap::new();
         let mut claims = BTreeMap::new();
+        let mut own_records = BTreeMap::new();
         for kv in &snap.kvs {
+            if let Some(Key::Endpoint { node, sandbox, .. }) = Key::parse(&kv.key) {
+                if node == self.m.node {
+                    own_records.insert(kv.key.clone(), (sandbox, kv.mod_revision));
+                }
+            }
             match Key::parse(&kv.key) {
                 Some(Key::Network { name }) => {
                     if let Some(net) = decode_network(&name, &kv.value) {
@@ -265,6 +310,7 @@ impl Control {
         self.view = view;
         self.view_ready = true;
         self.claims = claims;
+        self.own_records = own_records;
         self.revision = snap.revision;
         // Members first: a device (re)built below takes datagrams from the members only.
         self.sync_vteps(host, true);
@@ -345,6 +391,19 @@ impl Control {
             };
             if let Some(r) = ev.revision() {
                 self.revision = self.revision.max(r);
+            }
+            if let Some(Key::Endpoint { node, sandbox, .. }) = Key::parse(key) {
+                if node == self.m.node {
+                    match value {
+                        Some(kv) => {
+                            self.own_records
+                                .insert(key.to_string(), (sandbox, kv.mod_revision));
+                        }
+                        None => {
+                            self.own_records.remove(key);
+                        }
+                    }
+                }
             }
             match Key::parse(key) {
                 Some(Key::Network { name }) => {
@@ -552,16 +611,68 @@ impl Control {
         Ok(n)
     }
 
+    /// Deletes this node's address claims and endpoint records whose sandbox the local store
+    /// does not have, once they stayed so, unchanged, for [`ORPHAN_GRACE`] (`now` in seconds);
+    /// each delete compares the revision it was seen at. Only records naming a weft sandbox
+    /// id are judged ([`weft_made`]). Returns how many went.
+    pub fn sweep_orphans(&mut self, host: &mut dyn Host, now: u64) -> Result<usize, StoreError> {
+        let local = match host.local_sandboxes() {
+            Ok(l) => l,
+            Err(e) => {
+                self.error(format!("listing this host's sandboxes: {e:#}"));
+                return Ok(0);
+            }
+        };
+        let node = self.m.node.clone();
+        let claims = self
+            .claims
+            .iter()
+            .filter(|(_, (c, _))| {
+                c.node == node && weft_made(&c.sandbox) && !local.contains(&c.sandbox)
+            })
+            .map(|(k, (_, rev))| (k.clone(), *rev));
+        let records = self
+            .own_records
+            .iter()
+            .filter(|(_, (sandbox, _))| weft_made(sandbox) && !local.contains(sandbox))
+            .map(|(k, (_, rev))| (k.clone(), *rev));
+        let due = self
+            .orphans
+            .due(claims.chain(records).collect::<Vec<_>>(), now);
+        let mut n = 0;
+        for (key, rev) in due {
+            let txn = Txn::new()
+                .when(Compare::ModRevision(key.clone(), rev))
+                .and_then(TxnOp::Delete(key.clone()));
+            if self.m.store.txn(txn)?.succeeded {
+                tracing::info!(%key, "cluster: deleted a record of a sandbox this host no longer has");
+                n += 1;
+                self.claims.remove(&key);
+                self.own_records.remove(&key);
+            }
+            self.orphans.done(&key);
+        }
+        Ok(n)
+    }
+
     /// Records a problem (logged, and kept in the status).
+    ///
+    /// A problem the status still lists (one that persists, as a network this host refuses
+    /// to build, comes back at every repair) is logged at debug level only, so that it does
+    /// not flood the log every few seconds.
     fn error(&self, msg: String) {
-        tracing::warn!("cluster: {msg}");
         if let Ok(mut s) = self.status.lock() {
             let errs = &mut s.cluster.errors;
-            if errs.last() != Some(&msg) {
-                errs.push(msg);
+            if errs.contains(&msg) {
+                tracing::debug!("cluster (again): {msg}");
+                return;
             }
+            tracing::warn!("cluster: {msg}");
+            errs.push(msg);
             let extra = errs.len().saturating_sub(KEEP_ERRORS);
             errs.drain(..extra);
+        } else {
+            tracing::warn!("cluster: {msg}");
         }
     }
 
@@ -697,7 +808,15 @@ pub fn start(setup: Setup) -> Result<Handle> {
     let stop = Arc::new(AtomicBool::new(false));
     let repair_soon = Arc::new(AtomicBool::new(false));
     let ttl = Duration::from_secs(u64::from(c.lease_ttl));
-    let control = Control::new(membership.clone(), ttl, setup.status.clone());
+    let mut control = Control::new(membership.clone(), ttl, setup.status.clone());
+    match crate::engine::underlay::find(c.advertise) {
+        Ok(u) => control.set_underlay(Some(UnderlayRecord {
+            ifname: u.ifname,
+            mtu: u.mtu,
+            overhead: u.overhead,
+        })),
+        Err(e) => tracing::warn!("cluster: reading this host's underlay: {e:#}"),
+    }
     let vtep = c.advertise;
     let thread = {
         let stop = stop.clone();
@@ -807,6 +926,10 @@ pub fn run(mut c: Control, mut host: impl Host, stop: &AtomicBool, repair_soon: 
                         watch = Some(w);
                         synced = true;
                         say_up(&c, true, "");
+                        // Notes this node's orphans now; they go at a later sweep.
+                        if let Err(e) = c.sweep_orphans(&mut host, crate::engine::now()) {
+                            tracing::debug!("cluster: deleting orphaned records: {e}");
+                        }
                     }
                     Err(e) => {
                         say_up(&c, false, &e.to_string());
@@ -864,6 +987,9 @@ pub fn run(mut c: Control, mut host: impl Host, stop: &AtomicBool, repair_soon: 
             next_quarantine = Instant::now() + QUARANTINE_EVERY;
             if let Err(e) = c.release_quarantined(crate::engine::now()) {
                 tracing::debug!("cluster: releasing quarantined addresses: {e}");
+            }
+            if let Err(e) = c.sweep_orphans(&mut host, crate::engine::now()) {
+                tracing::debug!("cluster: deleting orphaned records: {e}");
             }
         }
     }

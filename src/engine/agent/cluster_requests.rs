@@ -32,14 +32,21 @@ pub(super) fn handle(membership: Option<Arc<Membership>>, req: Request) -> Respo
         return Response::failed(DriverError::NeedsCluster.to_string());
     };
     let answer = match req {
-        Request::ClusterCreateNetwork { network } => {
-            create_network::create_network(m.store.as_ref(), *network, m.vxlan_port).map(|n| {
-                Response {
-                    network: Some(Box::new(n)),
-                    ..Response::ok()
-                }
-            })
-        }
+        Request::ClusterCreateNetwork {
+            network,
+            candidates,
+            mtu_given,
+        } => create_network::create_network_choosing(
+            m.store.as_ref(),
+            *network,
+            m.vxlan_port,
+            &candidates,
+            mtu_given,
+        )
+        .map(|n| Response {
+            network: Some(Box::new(n)),
+            ..Response::ok()
+        }),
         Request::ClusterRemoveNetwork { name } => {
             remove_network::remove_network(m.store.as_ref(), &name).map(|n| Response {
                 network: Some(Box::new(n)),
@@ -195,6 +202,8 @@ mod tests {
             Some(m.clone()),
             Request::ClusterCreateNetwork {
                 network: Box::new(overlay("ovl", "12.12.12.0/24")),
+                candidates: vec![],
+                mtu_given: false,
             },
         );
         assert!(r.ok, "{r:?}");
@@ -238,6 +247,8 @@ mod tests {
             Some(m.clone()),
             Request::ClusterCreateNetwork {
                 network: Box::new(overlay("ovl", "12.12.12.0/24")),
+                candidates: vec![],
+                mtu_given: false,
             },
         );
         assert!(created.ok, "{created:?}");

@@ -1,14 +1,25 @@
 //! Storing a new overlay network in the cluster: its record, its id and its VNI, claimed in
-//! one transaction so that two hosts creating at once never share a name, an id or a VNI.
+//! one transaction so that two hosts creating at once never share a name, an id or a VNI,
+//! and never store overlapping subnets: the transaction also rewrites
+//! [`subnets_guard`] with a compare on the revision it had before the other networks were
+//! read, so a network stored meanwhile makes it fail and the next round sees that network.
+//!
+//! A network given without an IPv4 subnet gets one here, from candidates the creating host
+//! found free of its own routes, addresses, local networks and avoided ranges (the same
+//! pools and rules as bridge networks, [`crate::core::ipam::choose_subnet`]): the first
+//! that overlaps no overlay network of the cluster, chosen and stored in the same guarded
+//! transaction. Other hosts' routes cannot be known from here; a host whose routes collide
+//! refuses to build the network and says so in its status.
 
 use std::collections::BTreeSet;
 
 use crate::adapters::cluster::{ClusterStore, Compare, Txn, TxnOp};
 use crate::core::cluster::alloc::{choose_vni, vni_free};
-use crate::core::cluster::keys::Key;
+use crate::core::cluster::keys::{hosts_prefix, subnets_guard, underlays_prefix, Key};
+use crate::core::cluster::records::UnderlayRecord;
 use crate::core::driver::overlay::VNI_TO_ALLOCATE;
 use crate::core::driver::{DriverData, DriverError};
-use crate::core::model::{Network, Status};
+use crate::core::model::{Network, Status, SubnetConfig};
 
 use super::networks::{self, id_key, id_value, network_key, vnis_prefix, ATTEMPTS};
 use super::ClusterError;
@@ -18,8 +29,26 @@ use super::ClusterError;
 /// race. Returns the record as stored.
 pub fn create_network(
     store: &dyn ClusterStore,
+    net: Network,
+    vxlan_port: u16,
+) -> Result<Network, ClusterError> {
+    create_network_choosing(store, net, vxlan_port, &[], true)
+}
+
+/// [`create_network`] for a network that may come without an IPv4 subnet: it then gets the
+/// first of `candidates` (IPv4, in the creating host's order of preference) that overlaps
+/// no overlay network of the cluster, chosen again in every round of the transaction.
+///
+/// The MTU must fit every live node's underlay (their underlay records): one that does not
+/// is refused naming the node when the user gave it (`mtu_given`), else (the creating host's
+/// own underlay minus the overhead) lowered to the largest every live node carries. A node
+/// joining later with a smaller underlay refuses to build the network and says why.
+pub fn create_network_choosing(
+    store: &dyn ClusterStore,
     mut net: Network,
     vxlan_port: u16,
+    candidates: &[SubnetConfig],
+    mtu_given: bool,
 ) -> Result<Network, ClusterError> {
     let DriverData::Overlay(cfg) = &mut net.driver_data else {
         return Err(ClusterError::Corrupt {
@@ -36,14 +65,26 @@ pub fn create_network(
     net.status = Status::Created;
     net.owner_pid = None;
     net.owner_start = None;
+    let choose = !net.subnets.iter().any(|s| s.subnet.addr().is_ipv4());
+    let given = net.subnets.clone();
     for _ in 0..ATTEMPTS {
+        // Read before the networks: any network stored after this read rewrote the guard,
+        // and the compare below fails.
+        let guard = store.get(&subnets_guard())?.map_or(0, |kv| kv.mod_revision);
         let existing = networks::all(store)?;
         if existing.iter().any(|n| n.name == net.name) {
             return Err(ClusterError::NameTaken {
                 name: net.name.clone(),
             });
         }
+        if choose {
+            net.subnets = given.clone();
+            net.subnets
+                .push(choose_subnet(&net.name, candidates, &existing)?);
+            net.subnets.sort_by_key(|s| s.subnet.addr().is_ipv6());
+        }
         check_overlap(&net, &existing)?;
+        fit_mtu(store, &mut net, mtu_given)?;
         let vnis = store.snapshot(&vnis_prefix())?;
         let holders: Vec<(u32, String)> = vnis
             .kvs
@@ -85,6 +126,8 @@ pub fn create_network(
             .when(Compare::Absent(network_key(&net.name)))
             .when(Compare::Absent(id_key(&net.id)))
             .when(Compare::Absent(vni_key.clone()))
+            .when(Compare::ModRevision(subnets_guard(), guard))
+            .and_then(put(subnets_guard(), id_value(&net.name)))
             .and_then(put(network_key(&net.name), networks::encode(&net)))
             .and_then(put(id_key(&net.id), id_value(&net.name)))
             .and_then(put(
@@ -94,12 +137,90 @@ pub fn create_network(
         if store.txn(txn)?.succeeded {
             return Ok(net);
         }
-        // Another node took the name or the VNI meanwhile: the next snapshot says which.
+        // Another node took the name or the VNI, or stored a network, meanwhile: the next
+        // round's reads say which.
     }
     Err(ClusterError::Contention {
         endpoints: store.endpoints(),
         attempts: ATTEMPTS,
     })
+}
+
+/// Fits `net`'s MTU to the live nodes' underlays (see [`create_network_choosing`]).
+fn fit_mtu(store: &dyn ClusterStore, net: &mut Network, given: bool) -> Result<(), ClusterError> {
+    let live: BTreeSet<String> = store
+        .snapshot(&hosts_prefix())?
+        .kvs
+        .iter()
+        .filter_map(|kv| match Key::parse(&kv.key) {
+            Some(Key::Host { node }) => Some(node),
+            _ => None,
+        })
+        .collect();
+    let prefix = underlays_prefix();
+    let tightest = store
+        .snapshot(&prefix)?
+        .kvs
+        .iter()
+        .filter_map(|kv| {
+            let node = kv.key.strip_prefix(&prefix)?;
+            if !live.contains(node) {
+                return None;
+            }
+            let u = UnderlayRecord::decode(&kv.value).ok()?;
+            Some((node.to_string(), u))
+        })
+        .min_by_key(|(_, u)| u.max_mtu());
+    let Some((node, u)) = tightest else {
+        return Ok(());
+    };
+    let max = u.max_mtu();
+    if net.mtu <= max {
+        return Ok(());
+    }
+    if given || max < MIN_MTU {
+        return Err(ClusterError::MtuTooLargeForHost {
+            network: net.name.clone(),
+            mtu: net.mtu,
+            node,
+            underlay: u.ifname,
+            underlay_mtu: u.mtu,
+            overhead: u.overhead,
+            max,
+        });
+    }
+    net.mtu = max;
+    Ok(())
+}
+
+/// The smallest MTU IPv4 allows: an underlay leaving less is refused rather than fitted.
+const MIN_MTU: u32 = 68;
+
+/// The first candidate (IPv4) overlapping no subnet of `others`.
+fn choose_subnet(
+    name: &str,
+    candidates: &[SubnetConfig],
+    others: &[Network],
+) -> Result<SubnetConfig, ClusterError> {
+    let v4: Vec<&SubnetConfig> = candidates
+        .iter()
+        .filter(|c| c.subnet.addr().is_ipv4())
+        .collect();
+    v4.iter()
+        .find(|c| {
+            !others.iter().flat_map(|o| &o.subnets).any(|os| {
+                c.subnet.contains(&os.subnet.network()) || os.subnet.contains(&c.subnet.network())
+            })
+        })
+        .map(|c| (*c).clone())
+        .ok_or_else(|| ClusterError::NoFreeSubnet {
+            network: name.to_string(),
+            tried: v4
+                .iter()
+                .map(|c| c.subnet.to_string())
+                .collect::<Vec<_>>()
+                .join(", "),
+        })
 }
 
 /// Refuses a subnet overlapping another overlay network's: they share every host's routing
@@ -216,6 +337,252 @@ pub(crate) mod tests {
             .map(|t| vni_of(&t.join().unwrap()))
             .collect();
         assert_eq!(vnis, (4096..4104).collect());
+    }
+
+    /// A memory store whose snapshots of the networks take a while: every creation reads
+    /// the others' subnets, then writes, and two creations that overlap in time both read
+    /// before either writes (what two hosts on a real network do now and then).
+    struct SlowReads(MemoryStore);
+
+    impl ClusterStore for SlowReads {
+        fn endpoints(&self) -> String {
+            self.0.endpoints()
+        }
+        fn get(
+            &self,
+            key: &str,
+        ) -> Result<Option<crate::adapters::cluster::KeyValue>, crate::adapters::cluster::StoreError>
+        {
+            self.0.get(key)
+        }
+        fn snapshot(
+            &self,
+            prefix: &str,
+        ) -> Result<crate::adapters::cluster::Snapshot, crate::adapters::cluster::StoreError>
+        {
+            let snap = self.0.snapshot(prefix);
+            if prefix == crate::core::cluster::keys::networks_prefix() {
+                std::thread::sleep(std::time::Duration::from_millis(15));
+            }
+            snap
+        }
+        fn txn(
+            &self,
+            txn: Txn,
+        ) -> Result<crate::adapters::cluster::TxnOutcome, crate::adapters::cluster::StoreError>
+        {
+            self.0.txn(txn)
+        }
+        fn grant_lease(
+            &self,
+            ttl: std::time::Duration,
+        ) -> Result<crate::adapters::cluster::Lease, crate::adapters::cluster::StoreError> {
+            self.0.grant_lease(ttl)
+        }
+        fn revoke_lease(
+            &self,
+            id: crate::adapters::cluster::LeaseId,
+        ) -> Result<(), crate::adapters::cluster::StoreError> {
+            self.0.revoke_lease(id)
+        }
+        fn watch(
+            &self,
+            prefix: &str,
+            from: crate::adapters::cluster::Revision,
+        ) -> Result<crate::adapters::cluster::Watch, crate::adapters::cluster::StoreError> {
+            self.0.watch(prefix, from)
+        }
+        fn compact(
+            &self,
+            revision: crate::adapters::cluster::Revision,
+        ) -> Result<(), crate::adapters::cluster::StoreError> {
+            self.0.compact(revision)
+        }
+    }
+
+    /// Whether two stored networks' subnets overlap.
+    fn overlapping(nets: &[Network]) -> Option<(String, String)> {
+        for (i, a) in nets.iter().enumerate() {
+            for b in &nets[i + 1..] {
+                for sa in &a.subnets {
+                    for sb in &b.subnets {
+                        if sa.subnet.contains(&sb.subnet.network())
+                            || sb.subnet.contains(&sa.subnet.network())
+                        {
+                            return Some((a.name.clone(), b.name.clone()));
+                        }
+                    }
+                }
+            }
+        }
+        None
+    }
+
+    #[test]
+    fn concurrent_overlapping_creations_never_both_get_in() {
+        let s = std::sync::Arc::new(SlowReads(MemoryStore::new()));
+        for round in 0..20u8 {
+            let start = std::sync::Arc::new(std::sync::Barrier::new(2));
+            // Two "hosts" at once: a /16 and a /24 inside it, each with a free VNI.
+            let threads: Vec<_> = [
+                (format!("a{round}"), format!("10.{round}.0.0/16")),
+                (format!("b{round}"), format!("10.{round}.7.0/24")),
+            ]
+            .into_iter()
+            .map(|(name, subnet)| {
+                let (s, start) = (s.clone(), start.clone());
+                std::thread::spawn(move || {
+                    start.wait();
+                    create_network(s.as_ref(), overlay(&name, &subnet, 0), 4789)
+                })
+            })
+            .collect();
+            let results: Vec<_> = threads.into_iter().map(|t| t.join().unwrap()).collect();
+            let won = results.iter().filter(|r| r.is_ok()).count();
+            assert_eq!(won, 1, "round {round}: {results:?}");
+            let lost = results.iter().find_map(|r| r.as_ref().err()).unwrap();
+            assert!(
+                matches!(lost, ClusterError::SubnetOverlap { .. }),
+                "round {round}: {lost}"
+            );
+        }
+        let all = networks::all(s.as_ref()).unwrap();
+        assert_eq!(all.len(), 20);
+        assert_eq!(overlapping(&all), None);
+        // The guard names the last network stored, and is no key the control plane reads.
+        assert!(s.get(&subnets_guard()).unwrap().is_some());
+        assert_eq!(Key::parse(&subnets_guard()), None);
+    }
+
+    fn candidate(subnet: &str) -> SubnetConfig {
+        crate::core::ipam::validate_subnet(subnet.parse().unwrap(), None, None, &[]).unwrap()
+    }
+
+    /// A network as the CLI sends it without `--subnet`.
+    fn without_subnet(name: &str) -> Network {
+        let mut n = overlay(name, "10.250.0.0/24", 0);
+        n.subnets.clear();
+        n
+    }
+
+    #[test]
+    fn without_a_subnet_the_first_candidate_free_in_the_cluster_is_stored() {
+        let s = MemoryStore::new();
+        create_network(&s, overlay("blue", "172.18.0.0/16", 0), 4789).unwrap();
+        let candidates = [candidate("172.18.0.0/16"), candidate("172.19.0.0/16")];
+        let n =
+            create_network_choosing(&s, without_subnet("red"), 4789, &candidates, false).unwrap();
+        assert_eq!(n.subnets, vec![candidate("172.19.0.0/16")]);
+        assert_eq!(networks::by_name(&s, "red").unwrap().unwrap().0, n);
+        let e = create_network_choosing(&s, without_subnet("green"), 4789, &candidates, false)
+            .unwrap_err();
+        assert_eq!(e.to_string(), "no free subnet for overlay network \"green\": the candidates free on this host (172.18.0.0/16, 172.19.0.0/16) all overlap other overlay networks of the cluster; pass --subnet");
+        // A given subnet is kept as given, whatever the candidates.
+        let n = create_network_choosing(
+            &s,
+            overlay("pink", "172.20.0.0/24", 0),
+            4789,
+            &[candidate("172.21.0.0/16")],
+            false,
+        )
+        .unwrap();
+        assert_eq!(n.subnets, vec![candidate("172.20.0.0/24")]);
+    }
+
+    #[test]
+    fn concurrent_creations_without_a_subnet_get_distinct_ones() {
+        let s = std::sync::Arc::new(SlowReads(MemoryStore::new()));
+        let candidates: Vec<SubnetConfig> = (0..16u8)
+            .map(|i| candidate(&format!("172.{}.0.0/16", 16 + i)))
+            .collect();
+        let candidates = std::sync::Arc::new(candidates);
+        let start = std::sync::Arc::new(std::sync::Barrier::new(6));
+        let threads: Vec<_> = (0..6)
+            .map(|i| {
+                let (s, c, start) = (s.clone(), candidates.clone(), start.clone());
+                std::thread::spawn(move || {
+                    start.wait();
+                    create_network_choosing(
+                        s.as_ref(),
+                        without_subnet(&format!("n{i}")),
+                        4789,
+                        &c,
+                        false,
+                    )
+                    .unwrap()
+                })
+            })
+            .collect();
+        let made: Vec<Network> = threads.into_iter().map(|t| t.join().unwrap()).collect();
+        assert_eq!(overlapping(&made), None, "{made:?}");
+        let chosen: BTreeSet<String> = made
+            .iter()
+            .map(|n| n.subnets[0].subnet.to_string())
+            .collect();
+        let expected: BTreeSet<String> = candidates[..6]
+            .iter()
+            .map(|c| c.subnet.to_string())
+            .collect();
+        assert_eq!(chosen, expected);
+    }
+
+    #[test]
+    fn the_mtu_fits_every_live_node_s_underlay() {
+        use crate::core::cluster::keys::underlay_key;
+        let s = MemoryStore::new();
+        let lease = s.grant_lease(std::time::Duration::from_secs(10)).unwrap();
+        let join = |node: &str, ifname: &str, mtu: u32| {
+            let h = crate::core::cluster::records::HostRecord {
+                node: node.into(),
+                vtep: "10.0.0.1".parse().unwrap(),
+                vxlan_port: 4789,
+                started: 0,
+            };
+            s.put(
+                &Key::Host { node: node.into() }.render(),
+                &h.encode(),
+                Some(lease.id()),
+            )
+            .unwrap();
+            let u = UnderlayRecord {
+                ifname: ifname.into(),
+                mtu,
+                overhead: 50,
+            };
+            s.put(&underlay_key(node), &u.encode(), Some(lease.id()))
+                .unwrap();
+        };
+        join("h1", "eth0", 1500);
+        join("h3", "ul0", 1400);
+        // A dead node's record (no host record) does not count.
+        s.put(
+            &underlay_key("gone"),
+            &UnderlayRecord {
+                ifname: "x".into(),
+                mtu: 600,
+                overhead: 50,
+            }
+            .encode(),
+            None,
+        )
+        .unwrap();
+        let mut net = overlay("ovl", "12.12.12.0/24", 0);
+        net.mtu = 1450;
+        // Given: refused, naming the node and the arithmetic; nothing stored.
+        let e = create_network_choosing(&s, net.clone(), 4789, &[], true).unwrap_err();
+        assert_eq!(e.to_string(), "--mtu 1450 is too large for overlay ovl: host h3's underlay ul0 has MTU 1400 and VXLAN needs 50 bytes, so at most 1350");
+        assert!(networks::all(&s).unwrap().is_empty());
+        // The default (the creating host's underlay minus 50): lowered to fit h3.
+        let made = create_network_choosing(&s, net, 4789, &[], false).unwrap();
+        assert_eq!(made.mtu, 1350);
+        let mut small = overlay("small", "12.12.13.0/24", 0);
+        small.mtu = 1300;
+        assert_eq!(
+            create_network_choosing(&s, small, 4789, &[], true)
+                .unwrap()
+                .mtu,
+            1300
+        );
     }
 
     #[test]

@@ -29,6 +29,33 @@ pub enum ClusterError {
         /// Its subnet.
         other_subnet: ipnet::IpNet,
     },
+    /// No subnet for a network created without `--subnet`: every candidate free on the
+    /// creating host overlaps an overlay network of the cluster.
+    #[error("no free subnet for overlay network {network:?}: the candidates free on this host ({tried}) all overlap other overlay networks of the cluster; pass --subnet")]
+    NoFreeSubnet {
+        /// The network.
+        network: String,
+        /// The candidates tried, comma-separated.
+        tried: String,
+    },
+    /// An MTU a live node's underlay cannot carry.
+    #[error("--mtu {mtu} is too large for overlay {network}: host {node}'s underlay {underlay} has MTU {underlay_mtu} and VXLAN needs {overhead} bytes, so at most {max}")]
+    MtuTooLargeForHost {
+        /// The network.
+        network: String,
+        /// The MTU asked for.
+        mtu: u32,
+        /// The node whose underlay is too small.
+        node: String,
+        /// Its underlay interface.
+        underlay: String,
+        /// Its MTU.
+        underlay_mtu: u32,
+        /// VXLAN's bytes over it.
+        overhead: u32,
+        /// The largest MTU it carries.
+        max: u32,
+    },
     /// Sandboxes are attached somewhere in the cluster.
     #[error("network {name:?} has sandboxes attached on {nodes}; remove or disconnect them first")]
     InUse {

@@ -88,7 +88,16 @@ mod tests {
         )
         .unwrap();
         assert_eq!(remove_network(&s, "ovl").unwrap().id, n.id);
-        assert!(s.snapshot(PREFIX).unwrap().kvs.is_empty());
+        // Only the creations' guard stays: deleting it would let a creation that read it
+        // absent before the last one pass its compare.
+        let left: Vec<String> = s
+            .snapshot(PREFIX)
+            .unwrap()
+            .kvs
+            .into_iter()
+            .map(|kv| kv.key)
+            .collect();
+        assert_eq!(left, vec![crate::core::cluster::keys::subnets_guard()]);
         assert!(matches!(
             remove_network(&s, "ovl"),
             Err(ClusterError::NoSuchNetwork(_))

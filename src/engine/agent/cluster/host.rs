@@ -18,6 +18,7 @@ pub struct KernelHost {
     ctx: crate::engine::Ctx,
     exec: crate::adapters::netlink::KernelExecutor,
     vtep: IpAddr,
+    node: String,
 }
 
 impl KernelHost {
@@ -26,6 +27,7 @@ impl KernelHost {
             ctx: crate::engine::Ctx::open(&setup.state_dir, &setup.run_dir, &setup.config_path)?,
             exec: crate::adapters::netlink::KernelExecutor::new()?,
             vtep,
+            node: setup.config.node.clone(),
         })
     }
 }
@@ -34,6 +36,18 @@ impl Host for KernelHost {
     fn network_up(&mut self, net: &Network) -> Result<()> {
         use crate::adapters::store::{Mode, Store as _};
         use crate::core::model::Status;
+        // The network's MTU was chosen on the host that created it: this host's underlay
+        // must carry it too, else nothing is mirrored or built here (see
+        // `check_host_mtu`), and the error names this host, its underlay and the numbers.
+        let underlay = crate::engine::underlay::find(self.vtep)?;
+        crate::core::driver::overlay::check_host_mtu(
+            &net.name,
+            net.mtu,
+            &self.node,
+            &underlay.ifname,
+            underlay.mtu,
+            underlay.overhead,
+        )?;
         let mut local = net.clone();
         if let DriverData::Overlay(c) = &mut local.driver_data {
             c.local = Some(self.vtep);
@@ -159,6 +173,21 @@ impl Host for KernelHost {
         remove_vteps(&mut b, remove);
         add_vteps(&mut b, add);
         crate::adapters::nftables::send(&b).map_err(anyhow::Error::new)
+    }
+
+    fn local_sandboxes(&mut self) -> Result<BTreeSet<String>> {
+        use crate::adapters::store::{Mode, Store as _};
+        let tx = self.ctx.store.begin(Mode::Read)?;
+        let mut ids: BTreeSet<String> = tx.sandboxes()?.into_iter().map(|s| s.id).collect();
+        // A record that cannot be decoded is still a sandbox of this host: its cluster
+        // records are not orphans.
+        ids.extend(
+            tx.corrupt_records()?
+                .into_iter()
+                .filter(|r| r.table == "sandboxes")
+                .map(|r| r.id),
+        );
+        Ok(ids)
     }
 
     fn own_endpoints(&mut self, node: &str) -> Result<Vec<EndpointRecord>> {

@@ -12,6 +12,10 @@ struct Recording {
     ops: Vec<Op>,
     local: Vec<String>,
     own: Vec<EndpointRecord>,
+    /// Sandboxes of the local store beside those of `own`.
+    sandboxes: BTreeSet<String>,
+    /// Networks (by name) this host refuses to build, with the error it gives.
+    refuse: BTreeMap<String, String>,
     /// Devices that exist, with the entries applied to them.
     devices: BTreeMap<String, BTreeSet<crate::core::cluster::entries::Entry>>,
     /// The firewall's member VTEPs (`None`: no table).
@@ -22,6 +26,9 @@ struct Recording {
 
 impl Host for Recording {
     fn network_up(&mut self, net: &Network) -> Result<()> {
+        if let Some(why) = self.refuse.get(&net.name) {
+            anyhow::bail!("{why}");
+        }
         self.up.push(net.name.clone());
         self.devices.entry(vxlan_name(&net.id)).or_default();
         if !self.local.contains(&net.id) {
@@ -113,6 +120,14 @@ impl Host for Recording {
     }
     fn own_endpoints(&mut self, _node: &str) -> Result<Vec<EndpointRecord>> {
         Ok(self.own.clone())
+    }
+    fn local_sandboxes(&mut self) -> Result<BTreeSet<String>> {
+        Ok(self
+            .own
+            .iter()
+            .map(|r| r.sandbox.clone())
+            .chain(self.sandboxes.iter().cloned())
+            .collect())
     }
     fn vteps(&mut self) -> Result<Option<BTreeSet<IpAddr>>> {
         Ok(self.vteps.clone())
@@ -450,6 +465,9 @@ impl Host for SharedHost {
     fn own_endpoints(&mut self, node: &str) -> Result<Vec<EndpointRecord>> {
         self.0.lock().unwrap().own_endpoints(node)
     }
+    fn local_sandboxes(&mut self) -> Result<BTreeSet<String>> {
+        self.0.lock().unwrap().local_sandboxes()
+    }
 }
 
 fn eventually(mut f: impl FnMut() -> bool) -> bool {
@@ -529,6 +547,249 @@ fn the_loop_follows_the_cluster_keeps_entries_through_an_outage_and_joins_again(
     assert!(t.elapsed() < REPAIR_EVERY / 2, "{:?}", t.elapsed());
     stop.store(true, Ordering::Relaxed);
     task.join().unwrap();
+}
+
+/// A sandbox id as weft makes them.
+fn sandbox_id(n: u8) -> String {
+    format!("{n:064x}")
+}
+
+fn claim_key(net: &Network, ip: &str) -> String {
+    Key::Address {
+        network: net.id.clone(),
+        ip: ip.parse().unwrap(),
+    }
+    .render()
+}
+
+fn put_claim(store: &MemoryStore, net: &Network, ip: &str, sandbox: &str, node: &str) -> String {
+    let key = claim_key(net, ip);
+    let rec = AddressRecord {
+        sandbox: sandbox.into(),
+        node: node.into(),
+    };
+    store.put(&key, &rec.encode(), None).unwrap();
+    key
+}
+
+#[test]
+fn records_of_sandboxes_removed_while_etcd_was_away_are_deleted_after_the_grace() {
+    let store = Arc::new(MemoryStore::new());
+    let net = overlay("ovl", "ab");
+    put_network(&store, &net);
+    let mut c = control(&store, "h1", "10.0.0.1");
+    let mut host = Recording::default();
+    c.join().unwrap();
+    // sb1 still runs here; "gone" was removed while etcd was unreachable, so its claim and
+    // its endpoint record (under the lease, which a short outage keeps) stayed; h2's
+    // records are h2's business.
+    let kept = endpoint(&net, "h1", &sandbox_id(1), "12.12.12.2", 2);
+    let gone = endpoint(&net, "h1", &sandbox_id(9), "12.12.12.9", 9);
+    // Written by hand under this node's name: no weft sandbox id, never judged.
+    let manual = endpoint(&net, "h1", "manual", "12.12.12.8", 8);
+    let theirs = endpoint(&net, "h2", "sbx", "12.12.12.5", 5);
+    host.own.push(kept.clone());
+    store
+        .put(&ep_key(&gone), &gone.encode(), c.m.lease())
+        .unwrap();
+    store
+        .put(&ep_key(&manual), &manual.encode(), c.m.lease())
+        .unwrap();
+    let manual_claim = put_claim(&store, &net, "12.12.12.8", "manual", "h1");
+    let kept_claim = put_claim(&store, &net, "12.12.12.2", &sandbox_id(1), "h1");
+    let gone_claim = put_claim(&store, &net, "12.12.12.9", &sandbox_id(9), "h1");
+    let their_claim = put_claim(&store, &net, "12.12.12.5", "sbx", "h2");
+    store.put(&ep_key(&theirs), &theirs.encode(), None).unwrap();
+    c.resync(&mut host).unwrap();
+    let grace = ORPHAN_GRACE.as_secs();
+    let t0 = 1_000_000;
+    // Seen, not deleted at first sight (a sandbox being made claims before it is recorded
+    // here), nor before the grace is over.
+    assert_eq!(c.sweep_orphans(&mut host, t0).unwrap(), 0);
+    assert_eq!(c.sweep_orphans(&mut host, t0 + grace - 1).unwrap(), 0);
+    assert!(store.get(&gone_claim).unwrap().is_some());
+    // The store unreachable at the due time: an error, nothing forgotten.
+    store.set_reachable(false);
+    assert!(c.sweep_orphans(&mut host, t0 + grace).is_err());
+    store.set_reachable(true);
+    assert_eq!(c.sweep_orphans(&mut host, t0 + grace + 1).unwrap(), 2);
+    assert!(store.get(&gone_claim).unwrap().is_none());
+    assert!(store.get(&ep_key(&gone)).unwrap().is_none());
+    for kept in [
+        kept_claim,
+        their_claim,
+        manual_claim,
+        ep_key(&kept),
+        ep_key(&theirs),
+        ep_key(&manual),
+    ] {
+        assert!(store.get(&kept).unwrap().is_some(), "{kept} was deleted");
+    }
+    assert_eq!(c.sweep_orphans(&mut host, t0 + 10 * grace).unwrap(), 0);
+}
+
+#[test]
+fn the_loop_deletes_orphans_it_learns_of_by_the_watch_only_after_the_grace() {
+    let store = Arc::new(MemoryStore::new());
+    let net = overlay("ovl", "ab");
+    put_network(&store, &net);
+    let mut c = control(&store, "h1", "10.0.0.1");
+    let mut host = Recording::default();
+    c.join().unwrap();
+    let rev = c.resync(&mut host).unwrap();
+    let w = store.watch(keys::PREFIX, rev + 1).unwrap();
+    // A sandbox being made: claimed through the agent, not yet in the local store.
+    let claim = put_claim(&store, &net, "12.12.12.7", &sandbox_id(7), "h1");
+    pump(&mut c, &w, &mut host);
+    assert_eq!(c.sweep_orphans(&mut host, 50).unwrap(), 0);
+    // Recorded here before the grace ran out: never deleted.
+    host.sandboxes.insert(sandbox_id(7));
+    assert_eq!(
+        c.sweep_orphans(&mut host, 50 + ORPHAN_GRACE.as_secs())
+            .unwrap(),
+        0
+    );
+    assert!(store.get(&claim).unwrap().is_some());
+    // Removed while its release failed: deleted a grace after it is first seen orphaned.
+    host.sandboxes.clear();
+    assert_eq!(c.sweep_orphans(&mut host, 100).unwrap(), 0);
+    assert_eq!(
+        c.sweep_orphans(&mut host, 100 + ORPHAN_GRACE.as_secs())
+            .unwrap(),
+        1
+    );
+    pump(&mut c, &w, &mut host);
+    assert!(store.get(&claim).unwrap().is_none());
+}
+
+#[test]
+fn a_compacted_watch_resyncs_from_a_snapshot_and_converges() {
+    let store = Arc::new(MemoryStore::new());
+    let net = overlay("ovl", "ab");
+    put_network(&store, &net);
+    let mut h2 = control(&store, "h2", "10.0.0.2");
+    h2.join().unwrap();
+    let e1 = endpoint(&net, "h2", "sb1", "12.12.12.2", 2);
+    let e2 = endpoint(&net, "h2", "sb2", "12.12.12.3", 3);
+    for e in [&e1, &e2] {
+        store.put(&ep_key(e), &e.encode(), h2.m.lease()).unwrap();
+    }
+    let c = control(&store, "h1", "10.0.0.1");
+    let host = Arc::new(Mutex::new(Recording::default()));
+    let stop = Arc::new(AtomicBool::new(false));
+    let soon = Arc::new(AtomicBool::new(false));
+    let task = {
+        let (host, stop, soon) = (SharedHost(host.clone()), stop.clone(), soon.clone());
+        std::thread::spawn(move || run(c, host, &stop, &soon))
+    };
+    let dev = vxlan_name(&net.id);
+    let neighbours = |host: &Arc<Mutex<Recording>>| -> BTreeSet<std::net::IpAddr> {
+        use crate::core::cluster::entries::Entry;
+        host.lock()
+            .unwrap()
+            .devices
+            .get(&dev)
+            .map(|d| {
+                d.iter()
+                    .filter_map(|e| match e {
+                        Entry::Neigh { ip, .. } => Some(*ip),
+                        Entry::Fdb { .. } => None,
+                    })
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let ips = |v: &[&str]| -> BTreeSet<std::net::IpAddr> {
+        v.iter().map(|s| s.parse().unwrap()).collect()
+    };
+    assert!(eventually(
+        || neighbours(&host) == ips(&["12.12.12.2", "12.12.12.3"])
+    ));
+    // h1's watch is cut off; meanwhile e1 goes, e3 comes, a second network appears, and the
+    // history h1's watch needs is compacted away.
+    store.disconnect_watches();
+    store.delete(&ep_key(&e1)).unwrap();
+    let e3 = endpoint(&net, "h2", "sb3", "12.12.12.4", 4);
+    store.put(&ep_key(&e3), &e3.encode(), h2.m.lease()).unwrap();
+    let other = overlay("ovm", "cd");
+    put_network(&store, &other);
+    let e4 = endpoint(&other, "h2", "sb4", "12.12.12.5", 5);
+    let last = store.put(&ep_key(&e4), &e4.encode(), h2.m.lease()).unwrap();
+    store.compact(last).unwrap();
+    store.reconnect_watches();
+    // Read again from a snapshot: the deletion the watch never delivered is applied too.
+    assert!(
+        eventually(|| neighbours(&host) == ips(&["12.12.12.3", "12.12.12.4"])),
+        "{:?}",
+        neighbours(&host)
+    );
+    assert!(eventually(|| host
+        .lock()
+        .unwrap()
+        .up
+        .contains(&"ovm".to_string())));
+    let desired = {
+        let h = host.lock().unwrap();
+        h.devices
+            .get(&vxlan_name(&other.id))
+            .cloned()
+            .unwrap_or_default()
+    };
+    assert_eq!(desired.len(), 3, "{desired:?}");
+    // And it follows the live changes again.
+    store.delete(&ep_key(&e2)).unwrap();
+    assert!(eventually(|| neighbours(&host) == ips(&["12.12.12.4"])));
+    stop.store(true, Ordering::Relaxed);
+    task.join().unwrap();
+}
+
+#[test]
+fn the_underlay_is_published_with_the_host_record_under_the_lease() {
+    let store = Arc::new(MemoryStore::new());
+    let mut c = control(&store, "h1", "10.0.0.1");
+    let u = UnderlayRecord {
+        ifname: "ul0".into(),
+        mtu: 1400,
+        overhead: 50,
+    };
+    c.set_underlay(Some(u.clone()));
+    c.join().unwrap();
+    let kv = store.get(&keys::underlay_key("h1")).unwrap().unwrap();
+    assert_eq!(UnderlayRecord::decode(&kv.value).unwrap(), u);
+    assert_eq!(kv.lease, c.m.lease());
+    // Joined again (a restarted agent): rewritten under the new lease.
+    let mut again = control(&store, "h1", "10.0.0.1");
+    again.set_underlay(Some(u));
+    again.join().unwrap();
+    let kv = store.get(&keys::underlay_key("h1")).unwrap().unwrap();
+    assert_eq!(kv.lease, again.m.lease());
+}
+
+#[test]
+fn a_network_this_host_refuses_is_reported_once_and_never_half_built() {
+    let store = Arc::new(MemoryStore::new());
+    let net = overlay("ovl", "ab");
+    put_network(&store, &net);
+    let status: Arc<Mutex<AgentStatus>> = Default::default();
+    let mut c = Control::new(member(&store, "h3", "10.0.0.3"), TTL, status.clone());
+    let mut host = Recording::default();
+    host.refuse
+        .insert("ovl".into(), "its MTU is too large here".into());
+    c.join().unwrap();
+    c.resync(&mut host).unwrap();
+    // The periodic repair tries again (the underlay may have grown), and fails the same way.
+    for _ in 0..3 {
+        c.repair_all(&mut host);
+    }
+    assert_eq!(
+        status.lock().unwrap().cluster.errors,
+        vec!["building overlay network \"ovl\": its MTU is too large here".to_string()]
+    );
+    assert!(host.devices.is_empty() && host.local.is_empty());
+    // Fixed (the underlay's MTU raised): the next repair builds it.
+    host.refuse.clear();
+    c.repair_all(&mut host);
+    assert_eq!(host.up, ["ovl"]);
 }
 
 fn addrs(list: &[&str]) -> BTreeSet<IpAddr> {
