@@ -40,8 +40,9 @@ use crate::core::cluster::entries::{self, Change};
 use crate::core::cluster::keys::{self, Key};
 use crate::core::cluster::quarantine::{releasable, Quarantine};
 use crate::core::cluster::records::{AddressRecord, EndpointRecord, HostRecord};
-use crate::core::cluster::view::ClusterView;
+use crate::core::cluster::view::{ClusterView, EndpointKey};
 use crate::core::cluster_config::ClusterConfig;
+use crate::core::dns::remote::NameChange;
 use crate::core::driver::overlay::{overlay_bridge_name, vxlan_name};
 use crate::core::driver::DriverData;
 use crate::core::model::Network;
@@ -117,6 +118,8 @@ pub struct Control {
     quarantine: Quarantine,
     revision: Revision,
     status: Arc<Mutex<AgentStatus>>,
+    /// Where other nodes' endpoints go for DNS, as they change ([`Control::send_names_to`]).
+    names: Option<Box<dyn FnMut(NameChange) + Send>>,
 }
 
 impl Control {
@@ -133,6 +136,38 @@ impl Control {
             quarantine: Quarantine::new(quarantine_period(ttl).as_secs()),
             revision: 0,
             status,
+            names: None,
+        }
+    }
+
+    /// Sends other nodes' endpoints to `to` as they change: all of them after each sync,
+    /// then each endpoint that appears, changes or goes (the DNS task answers their names).
+    pub fn send_names_to(&mut self, to: impl FnMut(NameChange) + Send + 'static) {
+        self.names = Some(Box::new(to));
+    }
+
+    /// Sends every other node's endpoint (after a sync).
+    fn names_reset(&mut self) {
+        if let Some(send) = self.names.as_mut() {
+            let all = self
+                .view
+                .remote_endpoints()
+                .map(|e| e.record.clone())
+                .collect();
+            send(NameChange::Reset(all));
+        }
+    }
+
+    /// Sends what became of endpoint `key` in the view (after its watch event).
+    fn name_changed(&mut self, key: EndpointKey) {
+        if key.1 == self.m.node {
+            return;
+        }
+        if let Some(send) = self.names.as_mut() {
+            match self.view.endpoint(&key) {
+                Some(e) => send(NameChange::Put(e.record.clone())),
+                None => send(NameChange::Remove(key)),
+            }
         }
     }
 
@@ -238,6 +273,7 @@ impl Control {
             }
         }
         self.view = view;
+        self.names_reset();
         self.claims = claims;
         self.revision = snap.revision;
         let gone: Vec<String> = match host.local_overlays() {
@@ -367,6 +403,14 @@ impl Control {
                         }
                     }
                     changes.extend(self.view.apply(key, value.map(|kv| kv.value.as_slice())));
+                }
+                Some(Key::Endpoint {
+                    network,
+                    node,
+                    sandbox,
+                }) => {
+                    changes.extend(self.view.apply(key, value.map(|kv| kv.value.as_slice())));
+                    self.name_changed((network, node, sandbox));
                 }
                 _ => changes.extend(self.view.apply(key, value.map(|kv| kv.value.as_slice()))),
             }
@@ -598,6 +642,8 @@ pub struct Setup {
     pub config_path: PathBuf,
     /// The agent's status.
     pub status: Arc<Mutex<AgentStatus>>,
+    /// The DNS task's inbox for other nodes' endpoints (`None`: no DNS server runs).
+    pub names: Option<tokio::sync::mpsc::UnboundedSender<NameChange>>,
 }
 
 /// Connects the store (lazily: an unreachable etcd is not an error here, a bad TLS file
@@ -624,7 +670,13 @@ pub fn start(setup: Setup) -> Result<Handle> {
     let stop = Arc::new(AtomicBool::new(false));
     let repair_soon = Arc::new(AtomicBool::new(false));
     let ttl = Duration::from_secs(u64::from(c.lease_ttl));
-    let control = Control::new(membership.clone(), ttl, setup.status.clone());
+    let mut control = Control::new(membership.clone(), ttl, setup.status.clone());
+    if let Some(tx) = setup.names.clone() {
+        // A DNS task gone (it failed) needs no names.
+        control.send_names_to(move |c| {
+            let _ = tx.send(c);
+        });
+    }
     let vtep = c.advertise;
     let thread = {
         let stop = stop.clone();
