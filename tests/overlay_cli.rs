@@ -661,9 +661,12 @@ fn overlay_networks_addresses_and_endpoints_live_in_etcd() {
         keys_under(&store, &format!("/weft/v1/addresses/{id}/")).len(),
         1
     );
-    // Disconnected: its endpoint and address leave the cluster; connecting a running
-    // sandbox to an overlay is refused for now (its address would be the local IPAM's).
+    // Disconnected: its endpoint and address leave the cluster, its interface the bridge.
     h.sleeper("solo", &["--network", "ovl"]);
+    let solo_id = h.json(&["inspect", "solo"])[0]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
     assert_eq!(
         keys_under(&store, &format!("/weft/v1/endpoints/{id}/")).len(),
         2
@@ -677,16 +680,110 @@ fn overlay_networks_addresses_and_endpoints_live_in_etcd() {
         keys_under(&store, &format!("/weft/v1/addresses/{id}/")).len(),
         1
     );
+    assert_eq!(h.interfaces("solo"), ["lo"]);
+    assert!(common::wait_for(10, || veths() == 1), "solo's veth stayed");
+    // Connected again while it runs: the address is the cluster's (a static one too), the
+    // endpoint is registered with its alias, the interface is on the overlay's bridge.
+    h.weft_ok(&[
+        "network",
+        "connect",
+        "--ip",
+        "12.12.12.99",
+        "--alias",
+        "lone",
+        "ovl",
+        "solo",
+    ]);
+    assert_eq!(h.ip_of("solo", 0), "12.12.12.99");
+    assert_eq!(
+        kv_json(&store, &format!("/weft/v1/addresses/{id}/12.12.12.99")),
+        Some(json!({"sandbox": solo_id, "node": "h1"}))
+    );
+    let ep = kv_json(&store, &format!("/weft/v1/endpoints/{id}/h1/{solo_id}"))
+        .expect("solo's endpoint in etcd");
+    assert_eq!(
+        (&ep["ipv4"], &ep["name"], &ep["aliases"]),
+        (&json!("12.12.12.99"), &json!("solo"), &json!(["lone"])),
+        "{ep}"
+    );
+    assert_eq!(veths(), 2);
+    assert!(
+        h.pings("solo", &ip),
+        "solo reaches pink over the overlay's bridge"
+    );
+    // Connected twice: refused before the cluster is asked.
     let err = h.weft_err(1, &["network", "connect", "ovl", "solo"]);
-    assert_eq!(err, "error: connecting a running sandbox to overlay network \"ovl\" is not implemented yet: give --network ovl to `weft run` or `weft create`\n");
-    h.weft_ok(&["rm", "-f", "solo"]);
+    assert_eq!(
+        err,
+        "error: sandbox \"solo\" is already connected to network \"ovl\"\n"
+    );
+    // A connect that fails after the cluster's claim (the sandbox already has an eth1,
+    // made behind weft's back): no claim, no endpoint, no interface stays.
+    h.sleeper("busy", &[]);
+    let netns = h.json(&["inspect", "busy"])[0]["netns"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    common::ok(std::process::Command::new("nsenter").args([
+        &format!("--net={netns}"),
+        "ip",
+        "link",
+        "add",
+        "eth1",
+        "type",
+        "veth",
+        "peer",
+        "name",
+        "x1",
+    ]));
+    let out = h.weft(&["network", "connect", "ovl", "busy"]);
+    let err = common::stderr(&out);
+    assert!(!out.status.success(), "connect succeeded over an eth1");
+    assert!(
+        err.starts_with("error: connecting sandbox \"busy\" to network \"ovl\""),
+        "{err}"
+    );
+    assert_eq!(
+        keys_under(&store, &format!("/weft/v1/endpoints/{id}/")).len(),
+        2
+    );
+    assert_eq!(
+        keys_under(&store, &format!("/weft/v1/addresses/{id}/")).len(),
+        2
+    );
+    let busy = &h.json(&["inspect", "busy"])[0];
+    assert_eq!(busy["networks"].as_array().unwrap().len(), 1, "{busy}");
+    assert!(
+        common::wait_for(10, || veths() == 2),
+        "a veth stayed on {bridge}"
+    );
+    // etcd unreachable is the other failure, before any local change: tested below.
+    h.weft_ok(&["rm", "-f", "solo", "busy"]);
+    assert_eq!(
+        keys_under(&store, &format!("/weft/v1/endpoints/{id}/")).len(),
+        1
+    );
+    assert_eq!(
+        keys_under(&store, &format!("/weft/v1/addresses/{id}/")).len(),
+        1
+    );
 
     h.weft_ok(&["rm", "-f", "pink"]);
     assert!(keys_under(&store, &format!("/weft/v1/endpoints/{id}/")).is_empty());
     assert!(keys_under(&store, &format!("/weft/v1/addresses/{id}/")).is_empty());
 
     // etcd gone: an attach fails naming the endpoint, and leaves nothing behind.
+    h.sleeper("green", &[]);
     etcd.kill();
+    let err = h.weft_err(1, &["network", "connect", "ovl", "green"]);
+    assert!(
+        err.starts_with(&format!("error: cluster store {url} is unreachable")),
+        "{err}"
+    );
+    let green = &h.json(&["inspect", "green"])[0];
+    assert_eq!(green["networks"].as_array().unwrap().len(), 1, "{green}");
+    assert_eq!(h.interfaces("green"), ["lo", "eth0"]);
+    h.weft_ok(&["rm", "-f", "green"]);
     // (125: `run` failed before the command ran, as Docker's.)
     let err = h.weft_err(
         125,
