@@ -682,7 +682,11 @@ pub(crate) mod tests {
         let mut names = RemoteNames::default();
         let r = remote(&ovl, "h2", "pink2", "12.12.12.3", &[]);
         names.apply(NameChange::Put(r.clone()));
-        let t = Table::build_with_remote(&[ovl.clone()], &[pink.clone()], &names);
+        let t = Table::build_with_remote(
+            std::slice::from_ref(&ovl),
+            std::slice::from_ref(&pink),
+            &names,
+        );
         let p = asker(&t, "12.12.12.1", "12.12.12.2");
         assert!(matches!(t.lookup(p, "pink2"), Lookup::Found { .. }));
         names.apply(NameChange::Remove((r.network, r.node, r.sandbox)));
