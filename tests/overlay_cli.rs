@@ -3,8 +3,8 @@
 //! arithmetic against the underlay); `weft daemon` checks its cluster flags and `[cluster]`
 //! keys, refuses an `--advertise` no interface holds, and shows the cluster in `daemon
 //! status`. With etcd (in a namespace of its own, linked to the host's): networks, addresses
-//! and endpoints live in etcd, and a failed attach leaves nothing there. Each test runs in
-//! namespaces it makes itself.
+//! and endpoints live in etcd, and a failed attach or connect leaves nothing there (also one
+//! killed half-way, once gc ran). Each test runs in namespaces it makes itself.
 
 mod common;
 
@@ -914,4 +914,65 @@ fn two_hosts_share_names_and_vnis_and_a_dead_host_leaves_the_list() {
     );
     h1.weft_ok(&["network", "rm", "ovl"]);
     stop(&h1, a1);
+}
+
+#[test]
+fn an_overlay_connect_killed_at_any_netlink_request_leaves_no_claim_after_gc() {
+    let test = "an_overlay_connect_killed_at_any_netlink_request_leaves_no_claim_after_gc";
+    if !common::root_or_skip(test) || !etcd_or_skip(test) {
+        return;
+    }
+    let h = host_with_underlay("ovk", "1500");
+    let etcd = Etcd::start_on("ovke", "10.213.9.1:2379", |ns| {
+        common::link(ns, "etc0", "10.213.9.1/24", &h.ns, "etc1", "10.213.9.2/24")
+    });
+    let store = etcd.store();
+    let url = etcd.url();
+    let child = agent(
+        &h,
+        &["--etcd", &url, "--advertise", "192.0.2.10", "--node", "h1"],
+    );
+    assert!(
+        common::wait_for(10, || kv_json(&store, "/weft/v1/hosts/h1").is_some()),
+        "the agent did not join"
+    );
+    h.weft_ok(&overlay_args(&["--subnet", "12.12.12.0/24", "ovl"]));
+    let id = kv_json(&store, "/weft/v1/networks/ovl").unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    h.sleeper("a", &[]);
+    let networks = |h: &Host| -> Vec<String> {
+        h.json(&["inspect", "a"])[0]["networks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["network"].as_str().unwrap().to_string())
+            .collect()
+    };
+    let first = networks(&h);
+    for n in 1..200 {
+        let done = h.killed_at_sendto(n, &["network", "connect", "ovl", "a"]);
+        let gc = h.weft_ok(&["gc"]);
+        let endpoints = keys_under(&store, &format!("/weft/v1/endpoints/{id}/"));
+        let addresses = keys_under(&store, &format!("/weft/v1/addresses/{id}/"));
+        if done {
+            assert!(n > 1, "strace never killed weft: is strace working?");
+            assert_eq!(networks(&h)[1], "ovl");
+            assert_eq!((endpoints.len(), addresses.len()), (1, 1));
+            h.weft_ok(&["rm", "-f", "a"]);
+            assert!(keys_under(&store, &format!("/weft/v1/endpoints/{id}/")).is_empty());
+            h.weft_ok(&["network", "rm", "ovl"]);
+            stop(&h, child);
+            return;
+        }
+        // Undone: not connected here, nothing claimed or registered in the cluster.
+        assert_eq!(networks(&h), first, "after kill at sendto {n}: {gc}");
+        assert_eq!(
+            (endpoints.len(), addresses.len()),
+            (0, 0),
+            "after kill at sendto {n}: {gc}: {endpoints:?} {addresses:?}"
+        );
+    }
+    panic!("connect never completed");
 }
