@@ -101,6 +101,14 @@ impl Agent {
         a
     }
 
+    /// No agent (a placeholder while one is replaced).
+    fn none() -> Agent {
+        Agent {
+            child: None,
+            log: std::path::PathBuf::new(),
+        }
+    }
+
     fn log(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
@@ -167,13 +175,13 @@ fn three_hosts_reach_each_other_by_name_with_weft_commands_only() {
     for (h, v) in hosts.iter().zip(&vteps) {
         ul.plug(&h.ns, &format!("{v}/24"));
     }
-    let agents: Vec<Agent> = hosts
+    let mut agents: Vec<Agent> = hosts
         .iter()
         .zip(&vteps)
         .enumerate()
         .map(|(i, (h, v))| Agent::start(h, &url, v, &format!("h{}", i + 1)))
         .collect();
-    let logs = || {
+    let logs = |agents: &[Agent]| {
         agents
             .iter()
             .map(Agent::log)
@@ -185,7 +193,7 @@ fn three_hosts_reach_each_other_by_name_with_weft_commands_only() {
             .iter()
             .all(|h| h.json(&["cluster", "hosts"]).as_array().map(Vec::len) == Some(3))
     });
-    assert!(joined, "the hosts did not all join:\n{}", logs());
+    assert!(joined, "the hosts did not all join:\n{}", logs(&agents));
     let (h1, h2, h3) = (&hosts[0], &hosts[1], &hosts[2]);
 
     // An overlay network made on host 1, another on host 3: both exist everywhere.
@@ -213,7 +221,11 @@ fn three_hosts_reach_each_other_by_name_with_weft_commands_only() {
             ls.contains("ovl") && ls.contains("other")
         })
     });
-    assert!(everywhere, "network ls shows both everywhere:\n{}", logs());
+    assert!(
+        everywhere,
+        "network ls shows both everywhere:\n{}",
+        logs(&agents)
+    );
     let id = h1.json(&["network", "inspect", "ovl"])[0]["id"]
         .as_str()
         .unwrap()
@@ -243,7 +255,7 @@ fn three_hosts_reach_each_other_by_name_with_weft_commands_only() {
         out.status.success(),
         "pink pings pink2 by name: {}\n{}\n{}",
         common::stderr(&out),
-        logs(),
+        logs(&agents),
         entries(h1, &vxlan)
     );
     eprintln!(
@@ -288,6 +300,16 @@ fn three_hosts_reach_each_other_by_name_with_weft_commands_only() {
         "PTR",
     ]);
     assert!(out.contains("pink2.ovl"), "{out}");
+
+    // Host 1's agent restarted: its DNS server knows pink2 again from the cluster.
+    agents[0] = {
+        drop(std::mem::replace(&mut agents[0], Agent::none()));
+        Agent::start(h1, &url, &vteps[0], "h1")
+    };
+    let back = common::wait_for(10, || {
+        answers(&ask(h1, "pink", gw, "pink2")) == [pink2_ip.as_str()]
+    });
+    assert!(back, "pink2 after h1's agent restarted: {}", logs(&agents));
 
     // A sandbox of host 3 on the other overlay network: pink2 does not exist for it.
     h3.sleeper("blue", &["--network", "other"]);
