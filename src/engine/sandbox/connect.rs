@@ -1,7 +1,7 @@
 //! `weft network connect | disconnect`: attaching a sandbox to one more network while it may
 //! be running, and detaching it.
 
-use anyhow::Result;
+use anyhow::{Context as _, Result};
 
 use super::addresses::{allocate_endpoint, parse_ips};
 use super::files::rewrite_files;
@@ -249,8 +249,15 @@ pub fn disconnect(ctx: &Ctx, network: &str, sandbox: &str) -> Result<()> {
     if let Some(u) = forget_endpoint(ctx, &sb.id, &ep.network_id)? {
         let _ = rewrite_files(ctx, &u);
     }
+    // The cluster's record and claim last: an address given back while the interface still
+    // held it could go to another sandbox.
     if overlay {
-        super::overlay::detach(ctx, &ep.network_id, &sb.id)?;
+        super::overlay::detach(ctx, &ep.network_id, &sb.id).with_context(|| {
+            format!(
+                "sandbox {:?} is disconnected from {:?} here, but its endpoint and address stay claimed in the cluster",
+                sb.name, ep.network
+            )
+        })?;
     }
     Ok(())
 }
