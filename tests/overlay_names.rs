@@ -240,6 +240,12 @@ fn three_hosts_reach_each_other_by_name_with_weft_commands_only() {
         .as_str()
         .unwrap()
         .to_string();
+    // Host 1's agent has applied pink2's record (its watch event also went to its DNS
+    // server): milliseconds, unless the machine is very busy.
+    let seen = common::wait_for(10, || {
+        h1.json(&["daemon", "status"])["status"]["cluster"]["endpoints"] == 1
+    });
+    assert!(seen, "h1 never saw pink2's endpoint:\n{}", logs(&agents));
     let out = h1.weft(&[
         "run",
         "--name",
