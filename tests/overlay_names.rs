@@ -290,6 +290,13 @@ fn three_hosts_reach_each_other_by_name_with_weft_commands_only() {
     let gw = "12.12.12.1";
     let r = ask(h1, "pink", gw, "pink2");
     assert_eq!(answers(&r), std::slice::from_ref(&pink2_ip), "{r}");
+    // Its hostname (its short id, not given) too, as on its own host.
+    let pink2_id = h2.json(&["inspect", "pink2"])[0]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let r = ask(h1, "pink", gw, &pink2_id[..12]);
+    assert_eq!(answers(&r), std::slice::from_ref(&pink2_ip), "{r}");
     // And the reverse: its address's name is pink2.ovl.
     let rev: Vec<&str> = pink2_ip.split('.').rev().collect();
     let out = h1.weft_ok(&[

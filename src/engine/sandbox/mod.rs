@@ -235,7 +235,9 @@ fn create_inner(ctx: &Ctx, req: &SandboxRequest, finish: bool) -> Result<Sandbox
     let who = overlay::Who {
         id: &id,
         name: &name,
-        hostname: req.hostname.as_deref(),
+        // The hostname the sandbox gets (its short id unless given), answered on every host
+        // as it is on this one.
+        hostname: Some(req.hostname.as_deref().unwrap_or(&id[..12])),
         aliases: &req.aliases,
         ip: want.0,
         mac: mac_text,
