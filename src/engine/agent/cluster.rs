@@ -18,6 +18,9 @@
 //!   are read back and repaired (level-triggered, never by replaying the notifications), and
 //!   a device found missing is built again.
 //! - **Quarantine**: address claims of nodes gone for [`QUARANTINE`] are released.
+//! - **Names**: other nodes' endpoints go to the DNS task as the view changes (all of them
+//!   after each sync, then one change per endpoint event), so that sandboxes here resolve
+//!   sandboxes elsewhere on the overlay networks they share ([`Control::send_names_to`]).
 //!
 //! The decisions live in [`Control`], which takes the store and a [`Host`] (local store and
 //! kernel) as parameters, so they are tested with the in-memory store and a recording host.
