@@ -3,8 +3,8 @@
 //! arithmetic against the underlay); `weft daemon` checks its cluster flags and `[cluster]`
 //! keys, refuses an `--advertise` no interface holds, and shows the cluster in `daemon
 //! status`. With etcd (in a namespace of its own, linked to the host's): networks, addresses
-//! and endpoints live in etcd, and a failed attach leaves nothing there. Each test runs in
-//! namespaces it makes itself.
+//! and endpoints live in etcd, and a failed attach or connect leaves nothing there (also one
+//! killed half-way, once gc ran). Each test runs in namespaces it makes itself.
 
 mod common;
 
@@ -662,9 +662,12 @@ fn overlay_networks_addresses_and_endpoints_live_in_etcd() {
         keys_under(&store, &format!("/weft/v1/addresses/{id}/")).len(),
         1
     );
-    // Disconnected: its endpoint and address leave the cluster; connecting a running
-    // sandbox to an overlay is refused for now (its address would be the local IPAM's).
+    // Disconnected: its endpoint and address leave the cluster, its interface the bridge.
     h.sleeper("solo", &["--network", "ovl"]);
+    let solo_id = h.json(&["inspect", "solo"])[0]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
     assert_eq!(
         keys_under(&store, &format!("/weft/v1/endpoints/{id}/")).len(),
         2
@@ -678,16 +681,110 @@ fn overlay_networks_addresses_and_endpoints_live_in_etcd() {
         keys_under(&store, &format!("/weft/v1/addresses/{id}/")).len(),
         1
     );
+    assert_eq!(h.interfaces("solo"), ["lo"]);
+    assert!(common::wait_for(10, || veths() == 1), "solo's veth stayed");
+    // Connected again while it runs: the address is the cluster's (a static one too), the
+    // endpoint is registered with its alias, the interface is on the overlay's bridge.
+    h.weft_ok(&[
+        "network",
+        "connect",
+        "--ip",
+        "12.12.12.99",
+        "--alias",
+        "lone",
+        "ovl",
+        "solo",
+    ]);
+    assert_eq!(h.ip_of("solo", 0), "12.12.12.99");
+    assert_eq!(
+        kv_json(&store, &format!("/weft/v1/addresses/{id}/12.12.12.99")),
+        Some(json!({"sandbox": solo_id, "node": "h1"}))
+    );
+    let ep = kv_json(&store, &format!("/weft/v1/endpoints/{id}/h1/{solo_id}"))
+        .expect("solo's endpoint in etcd");
+    assert_eq!(
+        (&ep["ipv4"], &ep["name"], &ep["aliases"]),
+        (&json!("12.12.12.99"), &json!("solo"), &json!(["lone"])),
+        "{ep}"
+    );
+    assert_eq!(veths(), 2);
+    assert!(
+        h.pings("solo", &ip),
+        "solo reaches pink over the overlay's bridge"
+    );
+    // Connected twice: refused before the cluster is asked.
     let err = h.weft_err(1, &["network", "connect", "ovl", "solo"]);
-    assert_eq!(err, "error: connecting a running sandbox to overlay network \"ovl\" is not implemented yet: give --network ovl to `weft run` or `weft create`\n");
-    h.weft_ok(&["rm", "-f", "solo"]);
+    assert_eq!(
+        err,
+        "error: sandbox \"solo\" is already connected to network \"ovl\"\n"
+    );
+    // A connect that fails after the cluster's claim (the sandbox already has an eth1,
+    // made behind weft's back): no claim, no endpoint, no interface stays.
+    h.sleeper("busy", &[]);
+    let netns = h.json(&["inspect", "busy"])[0]["netns"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    common::ok(std::process::Command::new("nsenter").args([
+        &format!("--net={netns}"),
+        "ip",
+        "link",
+        "add",
+        "eth1",
+        "type",
+        "veth",
+        "peer",
+        "name",
+        "x1",
+    ]));
+    let out = h.weft(&["network", "connect", "ovl", "busy"]);
+    let err = common::stderr(&out);
+    assert!(!out.status.success(), "connect succeeded over an eth1");
+    assert!(
+        err.starts_with("error: connecting sandbox \"busy\" to network \"ovl\""),
+        "{err}"
+    );
+    assert_eq!(
+        keys_under(&store, &format!("/weft/v1/endpoints/{id}/")).len(),
+        2
+    );
+    assert_eq!(
+        keys_under(&store, &format!("/weft/v1/addresses/{id}/")).len(),
+        2
+    );
+    let busy = &h.json(&["inspect", "busy"])[0];
+    assert_eq!(busy["networks"].as_array().unwrap().len(), 1, "{busy}");
+    assert!(
+        common::wait_for(10, || veths() == 2),
+        "a veth stayed on {bridge}"
+    );
+    // etcd unreachable is the other failure, before any local change: tested below.
+    h.weft_ok(&["rm", "-f", "solo", "busy"]);
+    assert_eq!(
+        keys_under(&store, &format!("/weft/v1/endpoints/{id}/")).len(),
+        1
+    );
+    assert_eq!(
+        keys_under(&store, &format!("/weft/v1/addresses/{id}/")).len(),
+        1
+    );
 
     h.weft_ok(&["rm", "-f", "pink"]);
     assert!(keys_under(&store, &format!("/weft/v1/endpoints/{id}/")).is_empty());
     assert!(keys_under(&store, &format!("/weft/v1/addresses/{id}/")).is_empty());
 
     // etcd gone: an attach fails naming the endpoint, and leaves nothing behind.
+    h.sleeper("green", &[]);
     etcd.kill();
+    let err = h.weft_err(1, &["network", "connect", "ovl", "green"]);
+    assert!(
+        err.starts_with(&format!("error: cluster store {url} is unreachable")),
+        "{err}"
+    );
+    let green = &h.json(&["inspect", "green"])[0];
+    assert_eq!(green["networks"].as_array().unwrap().len(), 1, "{green}");
+    assert_eq!(h.interfaces("green"), ["lo", "eth0"]);
+    h.weft_ok(&["rm", "-f", "green"]);
     // (125: `run` failed before the command ran, as Docker's.)
     let err = h.weft_err(
         125,
@@ -818,4 +915,65 @@ fn two_hosts_share_names_and_vnis_and_a_dead_host_leaves_the_list() {
     );
     h1.weft_ok(&["network", "rm", "ovl"]);
     stop(&h1, a1);
+}
+
+#[test]
+fn an_overlay_connect_killed_at_any_netlink_request_leaves_no_claim_after_gc() {
+    let test = "an_overlay_connect_killed_at_any_netlink_request_leaves_no_claim_after_gc";
+    if !common::root_or_skip(test) || !etcd_or_skip(test) {
+        return;
+    }
+    let h = host_with_underlay("ovk", "1500");
+    let etcd = Etcd::start_on("ovke", "10.213.9.1:2379", |ns| {
+        common::link(ns, "etc0", "10.213.9.1/24", &h.ns, "etc1", "10.213.9.2/24")
+    });
+    let store = etcd.store();
+    let url = etcd.url();
+    let child = agent(
+        &h,
+        &["--etcd", &url, "--advertise", "192.0.2.10", "--node", "h1"],
+    );
+    assert!(
+        common::wait_for(10, || kv_json(&store, "/weft/v1/hosts/h1").is_some()),
+        "the agent did not join"
+    );
+    h.weft_ok(&overlay_args(&["--subnet", "12.12.12.0/24", "ovl"]));
+    let id = kv_json(&store, "/weft/v1/networks/ovl").unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    h.sleeper("a", &[]);
+    let networks = |h: &Host| -> Vec<String> {
+        h.json(&["inspect", "a"])[0]["networks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["network"].as_str().unwrap().to_string())
+            .collect()
+    };
+    let first = networks(&h);
+    for n in 1..200 {
+        let done = h.killed_at_sendto(n, &["network", "connect", "ovl", "a"]);
+        let gc = h.weft_ok(&["gc"]);
+        let endpoints = keys_under(&store, &format!("/weft/v1/endpoints/{id}/"));
+        let addresses = keys_under(&store, &format!("/weft/v1/addresses/{id}/"));
+        if done {
+            assert!(n > 1, "strace never killed weft: is strace working?");
+            assert_eq!(networks(&h)[1], "ovl");
+            assert_eq!((endpoints.len(), addresses.len()), (1, 1));
+            h.weft_ok(&["rm", "-f", "a"]);
+            assert!(keys_under(&store, &format!("/weft/v1/endpoints/{id}/")).is_empty());
+            h.weft_ok(&["network", "rm", "ovl"]);
+            break;
+        }
+        // Undone: not connected here, nothing claimed or registered in the cluster.
+        assert_eq!(networks(&h), first, "after kill at sendto {n}: {gc}");
+        assert_eq!(
+            (endpoints.len(), addresses.len()),
+            (0, 0),
+            "after kill at sendto {n}: {gc}: {endpoints:?} {addresses:?}"
+        );
+        assert!(n < 199, "connect never completed");
+    }
+    stop(&h, child);
 }

@@ -64,6 +64,20 @@ impl ClusterView {
             .map(|(_, e)| e)
     }
 
+    /// One endpoint, if the view has it (a record that did not decode is not had).
+    pub fn endpoint(&self, key: &EndpointKey) -> Option<&Endpoint> {
+        self.endpoints.get(key)
+    }
+
+    /// Every endpoint of the other nodes (for name resolution: this node's own are in its
+    /// local store).
+    pub fn remote_endpoints(&self) -> impl Iterator<Item = &Endpoint> {
+        self.endpoints
+            .iter()
+            .filter(|((_, node, _), _)| *node != self.me)
+            .map(|(_, e)| e)
+    }
+
     /// Records refused since the view was made (undecodable, or not matching their key).
     pub fn rejected(&self) -> u64 {
         self.rejected

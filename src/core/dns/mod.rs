@@ -11,6 +11,7 @@ pub mod cache;
 pub mod fast;
 pub mod query;
 pub mod ratelimit;
+pub mod remote;
 pub mod reply;
 pub mod stranger;
 pub mod table;

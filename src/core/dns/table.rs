@@ -13,6 +13,7 @@ use std::sync::Arc;
 
 use hickory_proto::rr::Name;
 
+use super::remote::RemoteNames;
 use crate::core::model::{NetMode, Network, Sandbox, Status};
 
 /// Index of a network in [`Table::networks`].
@@ -126,8 +127,21 @@ impl Table {
     /// whatever its status (its processes ask). A sandbox is answered once made and until it
     /// is being removed ([`answered`]).
     pub fn build(networks: &[Network], sandboxes: &[Sandbox]) -> Table {
+        Table::build_with_remote(networks, sandboxes, &RemoteNames::default())
+    }
+
+    /// [`Table::build`] with the sandboxes of other hosts of the cluster (`remote`): each is
+    /// answered on its network when this host has that network (an overlay network mirrored
+    /// here), by name, hostname, aliases and `NAME.NETWORK`, with the same visibility as a
+    /// local sandbox's. They never ask here (their own host answers them).
+    pub fn build_with_remote(
+        networks: &[Network],
+        sandboxes: &[Sandbox],
+        remote: &RemoteNames,
+    ) -> Table {
         let mut t = Table::default();
         let mut net_by_id: HashMap<&str, NetIdx> = HashMap::new();
+        let mut subnets = Vec::new();
         for n in networks
             .iter()
             .filter(|n| n.status == Status::Created && n.dns())
@@ -140,6 +154,7 @@ impl Table {
                 t.by_gateway.insert(*g, idx);
             }
             net_by_id.insert(&n.id, idx);
+            subnets.push(n.subnets.iter().map(|s| s.subnet).collect::<Vec<_>>());
             t.networks.push(NetInfo {
                 name: n.name.clone(),
                 bridge: n.bridge.clone(),
@@ -176,50 +191,8 @@ impl Table {
                 if !answered(sb.status) {
                     continue;
                 }
-                let entry = NameEntry {
-                    net,
-                    sandbox: sidx,
-                    v4,
-                    v6,
-                    hides: false,
-                };
-                let netname = &t.networks[net as usize].name;
-                let qualified = format!("{}.{}", sb.name, netname);
-                let names = [sb.name.as_str(), sb.hostname.as_str(), qualified.as_str()];
-                for name in names
-                    .into_iter()
-                    .chain(ep.aliases.iter().map(String::as_str))
-                {
-                    if name.is_empty() {
-                        continue;
-                    }
-                    let hides = !name.contains('.') || name == qualified;
-                    let list = t.names.entry(key(name)).or_default();
-                    match list.iter_mut().find(|e| {
-                        NameEntry {
-                            hides: e.hides,
-                            ..entry
-                        } == **e
-                    }) {
-                        Some(e) => e.hides |= hides,
-                        None => {
-                            list.push(NameEntry { hides, ..entry });
-                            t.records += 1;
-                        }
-                    }
-                }
-                if let Ok(target) = Name::from_ascii(format!("{qualified}.")) {
-                    for a in [v4.map(IpAddr::V4), v6.map(IpAddr::V6)]
-                        .into_iter()
-                        .flatten()
-                    {
-                        t.ptrs.entry(a).or_default().push(PtrEntry {
-                            net,
-                            target: target.clone(),
-                        });
-                        t.records += 1;
-                    }
-                }
+                let hostname = Some(sb.hostname.as_str());
+                t.add_names(net, sidx, &sb.name, hostname, &ep.aliases, v4, v6);
             }
             nets.sort_unstable();
             nets.dedup();
@@ -236,7 +209,88 @@ impl Table {
                 servers: servers.into(),
             });
         }
+        // Remote sandboxes are numbered after the local ones (the number only tells entries
+        // of different sandboxes apart).
+        let mut owner = u32::try_from(t.askers.len()).unwrap_or(u32::MAX);
+        for r in remote.records() {
+            let Some(&net) = net_by_id.get(r.network.as_str()) else {
+                continue;
+            };
+            // Another node's record is input: an address outside the network's subnets
+            // (stale, or forged) is not answered.
+            let inside = |a: IpAddr| {
+                subnets
+                    .get(net as usize)
+                    .is_some_and(|s: &Vec<ipnet::IpNet>| s.iter().any(|n| n.contains(&a)))
+            };
+            let v4 = r.ipv4.filter(|a| inside(IpAddr::V4(*a)));
+            let v6 = r.ipv6.filter(|a| inside(IpAddr::V6(*a)));
+            if v4.is_none() && v6.is_none() {
+                continue;
+            }
+            let hostname = r.hostname.as_deref();
+            t.add_names(net, owner, &r.name, hostname, &r.aliases, v4, v6);
+            owner = owner.saturating_add(1);
+        }
         t
+    }
+
+    /// Makes one sandbox's addresses on network `net` answer to its name, hostname,
+    /// `NAME.NETWORK` and aliases, and its addresses' PTR to `NAME.NETWORK.`.
+    #[allow(clippy::too_many_arguments)]
+    fn add_names(
+        &mut self,
+        net: NetIdx,
+        owner: u32,
+        name: &str,
+        hostname: Option<&str>,
+        aliases: &[String],
+        v4: Option<Ipv4Addr>,
+        v6: Option<Ipv6Addr>,
+    ) {
+        let Some(info) = self.networks.get(net as usize) else {
+            return;
+        };
+        let entry = NameEntry {
+            net,
+            sandbox: owner,
+            v4,
+            v6,
+            hides: false,
+        };
+        let qualified = format!("{}.{}", name, info.name);
+        let names = [name, hostname.unwrap_or_default(), qualified.as_str()];
+        for n in names.into_iter().chain(aliases.iter().map(String::as_str)) {
+            if n.is_empty() {
+                continue;
+            }
+            let hides = !n.contains('.') || n == qualified;
+            let list = self.names.entry(key(n)).or_default();
+            match list.iter_mut().find(|e| {
+                NameEntry {
+                    hides: e.hides,
+                    ..entry
+                } == **e
+            }) {
+                Some(e) => e.hides |= hides,
+                None => {
+                    list.push(NameEntry { hides, ..entry });
+                    self.records += 1;
+                }
+            }
+        }
+        if let Ok(target) = Name::from_ascii(format!("{qualified}.")) {
+            for a in [v4.map(IpAddr::V4), v6.map(IpAddr::V6)]
+                .into_iter()
+                .flatten()
+            {
+                self.ptrs.entry(a).or_default().push(PtrEntry {
+                    net,
+                    target: target.clone(),
+                });
+                self.records += 1;
+            }
+        }
     }
 
     /// The networks, by index.
@@ -337,6 +391,8 @@ impl Table {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
+    use crate::core::cluster::records::EndpointRecord;
+    use crate::core::dns::remote::NameChange;
     use crate::core::model::{Endpoint, SubnetConfig};
 
     pub(crate) fn net(
@@ -548,5 +604,95 @@ pub(crate) mod tests {
         let t = Table::build(&[a], &[x]);
         assert!(t.network_of(ip("10.1.0.1")).is_none());
         assert_eq!(t.records(), 0);
+    }
+
+    fn remote(net: &Network, node: &str, name: &str, v4: &str, aliases: &[&str]) -> EndpointRecord {
+        let mut r = EndpointRecord::new(
+            node,
+            &net.id,
+            &format!("{name}-id"),
+            name,
+            Some(v4.parse().unwrap()),
+            None,
+            [2, 0x42, 1, 2, 3, 4],
+        );
+        r.aliases = aliases.iter().map(|s| s.to_string()).collect();
+        r
+    }
+
+    #[test]
+    fn remote_sandboxes_answer_on_shared_networks_only() {
+        let ovl = net("ovl", "oid", "12.12.12.0/24", "12.12.12.1", None);
+        let other = net("other", "xid", "13.13.13.0/24", "13.13.13.1", None);
+        let pink = sb(
+            "pink",
+            Status::Running,
+            vec![ep(&ovl, "12.12.12.2", None, &[])],
+        );
+        let blue = sb(
+            "blue",
+            Status::Running,
+            vec![ep(&other, "13.13.13.2", None, &[])],
+        );
+        let mut names = RemoteNames::default();
+        let mut pink2 = remote(&ovl, "h2", "pink2", "12.12.12.3", &["db"]);
+        pink2.hostname = Some("p2host".into());
+        names.apply(NameChange::Put(pink2));
+        // A network this host does not have: nothing.
+        names.apply(NameChange::Put(EndpointRecord {
+            network: "elsewhere".into(),
+            ..remote(&ovl, "h3", "ghost", "12.12.12.9", &[])
+        }));
+        // An address outside the network's subnet: not answered.
+        names.apply(NameChange::Put(remote(&ovl, "h3", "liar", "10.0.0.1", &[])));
+        let t = Table::build_with_remote(&[ovl, other], &[pink, blue], &names);
+        let p = asker(&t, "12.12.12.1", "12.12.12.2");
+        let found = Lookup::Found {
+            v4: vec!["12.12.12.3".parse().unwrap()],
+            v6: vec![],
+        };
+        for name in ["pink2", "pink2.ovl", "db", "p2host"] {
+            assert_eq!(t.lookup(p, name), found, "{name}");
+        }
+        assert_eq!(
+            t.reverse(p, ip("12.12.12.3")).unwrap()[0].to_ascii(),
+            "pink2.ovl."
+        );
+        assert_eq!(t.lookup(p, "ghost"), Lookup::Unknown);
+        assert_eq!(t.lookup(p, "liar"), Lookup::Unknown);
+        assert_eq!(t.reverse(p, ip("10.0.0.1")), Err(false));
+        // A sandbox on another network: NXDOMAIN, for the name and its address.
+        let b = asker(&t, "13.13.13.1", "13.13.13.2");
+        assert_eq!(t.lookup(b, "pink2"), Lookup::Hidden);
+        assert_eq!(t.lookup(b, "pink2.ovl"), Lookup::Hidden);
+        assert_eq!(t.reverse(b, ip("12.12.12.3")), Err(true));
+        // Remote sandboxes never ask here.
+        let ovl_idx = t.network_of(ip("12.12.12.1")).unwrap();
+        assert!(t.asker(ovl_idx, ip("12.12.12.3")).is_none());
+    }
+
+    #[test]
+    fn a_remote_name_gone_is_no_longer_answered() {
+        let ovl = net("ovl", "oid", "12.12.12.0/24", "12.12.12.1", None);
+        let pink = sb(
+            "pink",
+            Status::Running,
+            vec![ep(&ovl, "12.12.12.2", None, &[])],
+        );
+        let mut names = RemoteNames::default();
+        let r = remote(&ovl, "h2", "pink2", "12.12.12.3", &[]);
+        names.apply(NameChange::Put(r.clone()));
+        let t = Table::build_with_remote(
+            std::slice::from_ref(&ovl),
+            std::slice::from_ref(&pink),
+            &names,
+        );
+        let p = asker(&t, "12.12.12.1", "12.12.12.2");
+        assert!(matches!(t.lookup(p, "pink2"), Lookup::Found { .. }));
+        names.apply(NameChange::Remove((r.network, r.node, r.sandbox)));
+        let t = Table::build_with_remote(&[ovl], &[pink], &names);
+        let p = asker(&t, "12.12.12.1", "12.12.12.2");
+        assert_eq!(t.lookup(p, "pink2"), Lookup::Unknown);
+        assert_eq!(t.reverse(p, ip("12.12.12.3")), Err(false));
     }
 }

@@ -27,6 +27,9 @@
 //!   the local store (removed while etcd was unreachable, or by a command killed half-way)
 //!   are deleted once they stayed so for [`ORPHAN_GRACE`], at every sync and every
 //!   [`QUARANTINE_EVERY`] (level-triggered: compared, never remembered from the failure).
+//! - **Names**: other nodes' endpoints go to the DNS task as the view changes (all of them
+//!   after each sync, then one change per endpoint event), so that sandboxes here resolve
+//!   sandboxes elsewhere on the overlay networks they share ([`Control::send_names_to`]).
 //!
 //! The decisions live in [`Control`], which takes the store and a [`Host`] (local store and
 //! kernel) as parameters, so they are tested with the in-memory store and a recording host.
@@ -50,8 +53,9 @@ use crate::core::cluster::keys::{self, Key};
 use crate::core::cluster::orphans::{weft_made, Orphans};
 use crate::core::cluster::quarantine::{releasable, Quarantine};
 use crate::core::cluster::records::{AddressRecord, EndpointRecord, HostRecord, UnderlayRecord};
-use crate::core::cluster::view::ClusterView;
+use crate::core::cluster::view::{ClusterView, EndpointKey};
 use crate::core::cluster_config::ClusterConfig;
+use crate::core::dns::remote::NameChange;
 use crate::core::driver::overlay::{overlay_bridge_name, vxlan_name};
 use crate::core::driver::DriverData;
 use crate::core::model::Network;
@@ -157,6 +161,8 @@ pub struct Control {
     vteps: Option<BTreeSet<IpAddr>>,
     /// This host's underlay, published with the host record (none if it could not be read).
     underlay: Option<UnderlayRecord>,
+    /// Where other nodes' endpoints go for DNS, as they change ([`Control::send_names_to`]).
+    names: Option<Box<dyn FnMut(NameChange) + Send>>,
 }
 
 impl Control {
@@ -178,6 +184,38 @@ impl Control {
             view_ready: false,
             vteps: None,
             underlay: None,
+            names: None,
+        }
+    }
+
+    /// Sends other nodes' endpoints to `to` as they change: all of them after each sync,
+    /// then each endpoint that appears, changes or goes (the DNS task answers their names).
+    pub fn send_names_to(&mut self, to: impl FnMut(NameChange) + Send + 'static) {
+        self.names = Some(Box::new(to));
+    }
+
+    /// Sends every other node's endpoint (after a sync).
+    fn names_reset(&mut self) {
+        if let Some(send) = self.names.as_mut() {
+            let all = self
+                .view
+                .remote_endpoints()
+                .map(|e| e.record.clone())
+                .collect();
+            send(NameChange::Reset(all));
+        }
+    }
+
+    /// Sends what became of endpoint `key` in the view (after its watch event).
+    fn name_changed(&mut self, key: EndpointKey) {
+        if key.1 == self.m.node {
+            return;
+        }
+        if let Some(send) = self.names.as_mut() {
+            match self.view.endpoint(&key) {
+                Some(e) => send(NameChange::Put(e.record.clone())),
+                None => send(NameChange::Remove(key)),
+            }
         }
     }
 
@@ -309,6 +347,7 @@ impl Control {
         }
         self.view = view;
         self.view_ready = true;
+        self.names_reset();
         self.claims = claims;
         self.own_records = own_records;
         self.revision = snap.revision;
@@ -454,6 +493,14 @@ impl Control {
                         }
                     }
                     changes.extend(self.view.apply(key, value.map(|kv| kv.value.as_slice())));
+                }
+                Some(Key::Endpoint {
+                    network,
+                    node,
+                    sandbox,
+                }) => {
+                    changes.extend(self.view.apply(key, value.map(|kv| kv.value.as_slice())));
+                    self.name_changed((network, node, sandbox));
                 }
                 _ => changes.extend(self.view.apply(key, value.map(|kv| kv.value.as_slice()))),
             }
@@ -782,6 +829,8 @@ pub struct Setup {
     pub config_path: PathBuf,
     /// The agent's status.
     pub status: Arc<Mutex<AgentStatus>>,
+    /// The DNS task's inbox for other nodes' endpoints (`None`: no DNS server runs).
+    pub names: Option<tokio::sync::mpsc::UnboundedSender<NameChange>>,
 }
 
 /// Connects the store (lazily: an unreachable etcd is not an error here, a bad TLS file
@@ -816,6 +865,12 @@ pub fn start(setup: Setup) -> Result<Handle> {
             overhead: u.overhead,
         })),
         Err(e) => tracing::warn!("cluster: reading this host's underlay: {e:#}"),
+    }
+    if let Some(tx) = setup.names.clone() {
+        // A DNS task gone (it failed) needs no names.
+        control.send_names_to(move |c| {
+            let _ = tx.send(c);
+        });
     }
     let vtep = c.advertise;
     let thread = {

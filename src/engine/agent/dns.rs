@@ -6,7 +6,9 @@
 //! task's own connection: after receiving a batch of queries and before answering them, it
 //! reads SQLite's `data_version` (about a microsecond) and rebuilds its table when another
 //! process committed, so a change is visible as soon as the command that made it returns,
-//! without any notification.
+//! without any notification. Sandboxes of other hosts (overlay networks) come from the
+//! agent's cluster task instead, as [`NameChange`]s sent when its watch sees them change:
+//! the task wakes on them and rebuilds its table at once.
 
 use std::collections::VecDeque;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -33,6 +35,7 @@ use crate::core::dns::answer::{decide, refuse, Decision, Forward};
 use crate::core::dns::cache::{Cache, CacheKey};
 use crate::core::dns::fast::local_reply;
 use crate::core::dns::ratelimit::{InFlight, RateLimiter};
+use crate::core::dns::remote::{NameChange, RemoteNames};
 use crate::core::dns::reply;
 use crate::core::dns::stranger::{may_refuse, Ingress};
 use crate::core::dns::table::{AskerIdx, NetIdx, Table};
@@ -155,6 +158,8 @@ pub struct Setup {
     /// Called after the port was recorded again (the file had been removed or replaced):
     /// the firewall's redirect elements follow the file, so it is to be checked.
     pub port_recorded_again: Box<dyn Fn() + Send>,
+    /// Other hosts' sandboxes, from the cluster task (`None`: no cluster).
+    pub remote_names: Option<mpsc::UnboundedReceiver<NameChange>>,
 }
 
 /// Binds the sockets (the previous agent's port when it is free), records the port in
@@ -232,6 +237,8 @@ struct Server {
     store: SqliteStore,
     version: Option<i64>,
     table: Table,
+    /// Other hosts' sandboxes, as the cluster task last said.
+    remote: RemoteNames,
     /// Each network's bridge's interface index, and when it was last looked up.
     bridges: Vec<(Option<u32>, Option<Instant>)>,
     cache: Cache,
@@ -298,7 +305,7 @@ enum Turned {
 async fn serve(
     bound: Bound,
     store: SqliteStore,
-    setup: Setup,
+    mut setup: Setup,
     stats: Arc<Stats>,
     mut stop: oneshot::Receiver<()>,
 ) -> Result<()> {
@@ -308,10 +315,12 @@ async fn serve(
     let tcp6 = bound.tcp6.map(TcpListener::from_std).transpose()?;
     let (done_tx, mut done_rx) = mpsc::unbounded_channel::<Done>();
     let (tcp_tx, mut tcp_rx) = mpsc::channel::<TcpQuery>(1024);
+    let mut remote_rx = setup.remote_names.take();
     let mut s = Server {
         store,
         version: None,
         table: Table::default(),
+        remote: RemoteNames::default(),
         bridges: vec![],
         cache: Cache::default(),
         limiter: RateLimiter::new(setup.rate_limit),
@@ -368,6 +377,26 @@ async fn serve(
                 }
             }
             Some(d) = done_rx.recv() => s.finish(d),
+            change = async {
+                match &mut remote_rx {
+                    Some(rx) => rx.recv().await,
+                    None => std::future::pending().await,
+                }
+            } => match change {
+                Some(c) => {
+                    // Every change queued meanwhile, then one rebuild.
+                    s.remote.apply(c);
+                    if let Some(rx) = &mut remote_rx {
+                        while let Ok(c) = rx.try_recv() {
+                            s.remote.apply(c);
+                        }
+                    }
+                    s.version = None;
+                    s.refresh();
+                }
+                // The cluster task stopped: its last word stands.
+                None => remote_rx = None,
+            },
             _ = &mut stop => return Ok(()),
         }
     }
@@ -432,7 +461,7 @@ impl Server {
         });
         match read {
             Ok((nets, sbs)) => {
-                self.table = Table::build(&nets, &sbs);
+                self.table = Table::build_with_remote(&nets, &sbs, &self.remote);
                 self.bridges = self
                     .table
                     .networks()

@@ -169,12 +169,22 @@ pub fn run(
 
     // The DNS server's port is recorded before the first gc pass, which puts it into the
     // firewall's redirect. Without it the agent still repairs; the status says why.
+    // Other hosts' sandboxes' names, from the cluster task to the DNS task, as its watch
+    // sees them change.
+    let (names_tx, names_rx) = match &cluster {
+        Some(_) => {
+            let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+            (Some(tx), Some(rx))
+        }
+        None => (None, None),
+    };
     let dns = match dns::start(dns::Setup {
         state_dir: state_dir.to_path_buf(),
         run_dir: run_dir.to_path_buf(),
         resolv_conf: ctx.config.resolv_conf(),
         resolved_conf: ctx.config.resolved_conf(),
         rate_limit: ctx.config.dns_rate_limit(),
+        remote_names: names_rx,
         port_recorded_again: {
             let jobs = jobs.clone();
             Box::new(move || {
@@ -206,6 +216,7 @@ pub fn run(
             run_dir: run_dir.to_path_buf(),
             config_path: config_path.to_path_buf(),
             status: status.clone(),
+            names: names_tx,
         })?),
         None => None,
     };

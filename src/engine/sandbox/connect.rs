@@ -1,7 +1,7 @@
 //! `weft network connect | disconnect`: attaching a sandbox to one more network while it may
 //! be running, and detaching it.
 
-use anyhow::Result;
+use anyhow::{Context as _, Result};
 
 use super::addresses::{allocate_endpoint, parse_ips};
 use super::files::rewrite_files;
@@ -26,32 +26,64 @@ pub fn connect(
     aliases: &[String],
 ) -> Result<Endpoint> {
     let want = parse_ips(ips)?;
-    let tx = ctx.store.begin(Mode::Write)?;
-    let net = find_network(tx.as_ref(), network)?;
-    let sb = find(tx.as_ref(), sandbox)?;
-    check_settled(&sb)?;
-    if sb.mode != NetMode::Bridge {
-        return Err(user_err!(
-            "sandbox {:?} uses --network {:?}; it cannot join other networks",
-            sb.name,
-            format!("{:?}", sb.mode).to_lowercase()
-        ));
-    }
-    if net.status != Status::Created {
-        return Err(user_err!("network {network:?} is not ready; try `weft gc`"));
-    }
-    if super::overlay::is_overlay(&net) {
-        return Err(user_err!(
-            "connecting a running sandbox to overlay network {network:?} is not implemented yet: give --network {network} to `weft run` or `weft create`"
-        ));
-    }
-    if sb.endpoints.iter().any(|e| e.network_id == net.id) {
-        return Err(user_err!(
-            "sandbox {:?} is already connected to network {:?}",
-            sb.name,
-            net.name
-        ));
-    }
+    // An overlay network's address comes from the cluster: claimed (through the agent)
+    // outside the local write transaction, which is then made again; released by `claims`'
+    // drop on every failure below.
+    let mut claims: Option<super::overlay::Claims> = None;
+    let (tx, net, sb) = loop {
+        let tx = ctx.store.begin(Mode::Write)?;
+        let net = find_network(tx.as_ref(), network)?;
+        let sb = find(tx.as_ref(), sandbox)?;
+        check_settled(&sb)?;
+        if sb.mode != NetMode::Bridge {
+            return Err(user_err!(
+                "sandbox {:?} uses --network {:?}; it cannot join other networks",
+                sb.name,
+                format!("{:?}", sb.mode).to_lowercase()
+            ));
+        }
+        if net.status != Status::Created {
+            return Err(user_err!("network {network:?} is not ready; try `weft gc`"));
+        }
+        if sb.endpoints.iter().any(|e| e.network_id == net.id) {
+            return Err(user_err!(
+                "sandbox {:?} is already connected to network {:?}",
+                sb.name,
+                net.name
+            ));
+        }
+        let nets = std::slice::from_ref(&net);
+        if !super::overlay::is_overlay(&net) {
+            break (tx, net, sb);
+        }
+        if let Some(c) = &claims {
+            if c.cover(nets) && c.sandbox() == sb.id {
+                break (tx, net, sb);
+            }
+            return Err(user_err!(
+                "network {network:?} or sandbox {sandbox:?} was removed and made again meanwhile; try again"
+            ));
+        }
+        drop(tx);
+        let mut c = super::overlay::Claims::new(ctx, &sb.id);
+        // The sandbox's hostname only when it differs from its name.
+        let hostname = Some(sb.hostname.as_str()).filter(|h| *h != sb.name);
+        let who = super::overlay::Who {
+            id: &sb.id,
+            name: &sb.name,
+            hostname,
+            aliases,
+            ip: want.0,
+            mac: None,
+        };
+        let attached = c.attach(nets, &who);
+        claims = Some(c);
+        attached?;
+    };
+    let want = match claims.as_ref().and_then(|c| c.ip_for(&net.id)) {
+        Some(ip) => (Some(ip), None),
+        None => want,
+    };
     let index = sb
         .endpoints
         .iter()
@@ -90,6 +122,10 @@ pub fn connect(
             "connecting sandbox {:?} to network {:?}",
             sb.name, net.name
         )));
+    }
+    // From here the sandbox's removal or disconnection releases the cluster's claim.
+    if let Some(c) = claims {
+        c.keep();
     }
     // Only finish our own intent: never bring back an endpoint someone removed meanwhile.
     let tx = ctx.store.begin(Mode::Write)?;
@@ -213,8 +249,15 @@ pub fn disconnect(ctx: &Ctx, network: &str, sandbox: &str) -> Result<()> {
     if let Some(u) = forget_endpoint(ctx, &sb.id, &ep.network_id)? {
         let _ = rewrite_files(ctx, &u);
     }
+    // The cluster's record and claim last: an address given back while the interface still
+    // held it could go to another sandbox.
     if overlay {
-        super::overlay::detach(ctx, &ep.network_id, &sb.id)?;
+        super::overlay::detach(ctx, &ep.network_id, &sb.id).with_context(|| {
+            format!(
+                "sandbox {:?} is disconnected from {:?} here, but its endpoint and address stay claimed in the cluster",
+                sb.name, ep.network
+            )
+        })?;
     }
     Ok(())
 }
@@ -254,10 +297,13 @@ pub fn settle_interrupted(ctx: &Ctx, sandbox_id: &str) -> Result<Vec<String>> {
             }
             tx.put_sandbox(&claimed)?;
             let ops = detach_ops(tx.as_ref(), &sb, &ep)?;
+            let overlay = tx
+                .network(&ep.network_id)?
+                .is_some_and(|n| super::overlay::is_overlay(&n));
             tx.commit()?;
-            (sb, ep, ops)
+            (sb, ep, ops, overlay)
         };
-        let (sb, ep, ops) = found;
+        let (sb, ep, ops, overlay) = found;
         let mut exec = KernelExecutor::new()?;
         let errors = apply_best_effort(&mut exec, &ops);
         if let Some(e) = errors.first() {
@@ -265,6 +311,16 @@ pub fn settle_interrupted(ctx: &Ctx, sandbox_id: &str) -> Result<Vec<String>> {
         }
         if let Some(u) = forget_endpoint(ctx, &sb.id, &ep.network_id)? {
             let _ = rewrite_files(ctx, &u);
+        }
+        // An overlay endpoint's claim and record in the cluster go too. Best effort: with the
+        // agent or etcd unreachable the record goes with this node's lease, the claim stays.
+        if overlay {
+            if let Err(e) = super::overlay::detach(ctx, &ep.network_id, &sb.id) {
+                eprintln!(
+                    "warning: settling sandbox {:?} on {:?}: releasing its cluster endpoint: {e:#}",
+                    sb.name, ep.network
+                );
+            }
         }
         settled.push(format!("{}/{}", sb.name, ep.network));
     }

@@ -231,42 +231,55 @@ fn create_inner(ctx: &Ctx, req: &SandboxRequest, finish: bool) -> Result<Sandbox
         _ => Some(ctx.netns_dir()?.join(&id).display().to_string()),
     };
 
-    // Cluster addresses first, outside the local write transaction (they wait for etcd);
-    // released again by `claims`' drop on every failure below.
-    let claims = overlay::attach_all(
-        ctx,
-        // The default network is a bridge network.
-        if req.networks.is_empty() {
-            &[]
-        } else {
-            &net_names
-        },
-        &overlay::Who {
-            id: &id,
-            name: &name,
-            hostname: req.hostname.as_deref(),
-            aliases: &req.aliases,
-            ip: want.0,
-            mac: mac.map(|m| crate::core::model::format_mac(&m)),
-        },
-    )?;
-    let intent_start = std::time::Instant::now();
-    let tx = ctx.store.begin(Mode::Write)?;
-    if tx.sandbox(&name)?.is_some_and(|s| s.name == name) {
-        return Err(user_err!(
-            "sandbox {name:?} already exists; choose another --name or remove it with `weft rm {name}`"
-        ));
-    }
-    let mut nets = Vec::new();
-    for n in &net_names {
-        let net = find_network(tx.as_ref(), n)?;
-        if net.status != Status::Created {
+    let mac_text = mac.map(|m| crate::core::model::format_mac(&m));
+    let who = overlay::Who {
+        id: &id,
+        name: &name,
+        // The hostname the sandbox gets (its short id unless given), answered on every host
+        // as it is on this one.
+        hostname: Some(req.hostname.as_deref().unwrap_or(&id[..12])),
+        aliases: &req.aliases,
+        ip: want.0,
+        mac: mac_text,
+    };
+    // Cluster addresses of overlay networks, released again by `claims`' drop on every
+    // failure below.
+    let mut claims = overlay::Claims::new(ctx, &id);
+    let mut claimed = false;
+    let (tx, nets, intent_start) = loop {
+        let intent_start = std::time::Instant::now();
+        let tx = ctx.store.begin(Mode::Write)?;
+        if tx.sandbox(&name)?.is_some_and(|s| s.name == name) {
             return Err(user_err!(
-                "network {n:?} is not ready (being created or half-made; try `weft gc`)"
+                "sandbox {name:?} already exists; choose another --name or remove it with `weft rm {name}`"
             ));
         }
-        nets.push(net);
-    }
+        let mut nets = Vec::new();
+        for n in &net_names {
+            let net = find_network(tx.as_ref(), n)?;
+            if net.status != Status::Created {
+                return Err(user_err!(
+                    "network {n:?} is not ready (being created or half-made; try `weft gc`)"
+                ));
+            }
+            nets.push(net);
+        }
+        if claims.cover(&nets) {
+            break (tx, nets, intent_start);
+        }
+        // An overlay network: its address comes from the cluster, claimed outside the local
+        // write transaction (it waits for etcd), which is then made again. A bridge-only
+        // create reads its networks once, here.
+        if claimed {
+            return Err(user_err!(
+                "an overlay network among {} was removed and made again meanwhile; try again",
+                net_names.join(", ")
+            ));
+        }
+        drop(tx);
+        claims.attach(&nets, &who)?;
+        claimed = true;
+    };
     let mut endpoints = Vec::new();
     for (i, net) in nets.iter().enumerate() {
         let w = if i == 0 { want } else { (None, None) };

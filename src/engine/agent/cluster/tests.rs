@@ -854,3 +854,68 @@ fn the_firewall_s_members_follow_the_live_hosts_one_element_at_a_time() {
     assert_eq!(host.vteps.as_ref(), Some(&live));
     drop((h2, h4));
 }
+
+#[test]
+fn other_nodes_endpoints_go_to_dns_as_they_change() {
+    use crate::core::dns::remote::{NameChange, RemoteNames};
+    let store = Arc::new(MemoryStore::new());
+    let net = overlay("ovl", "ab");
+    put_network(&store, &net);
+    let mut h2 = control(&store, "h2", "10.0.0.2");
+    h2.join().unwrap();
+    let pink2 = endpoint(&net, "h2", "pink2", "12.12.12.2", 2);
+    store
+        .put(&ep_key(&pink2), &pink2.encode(), h2.m.lease())
+        .unwrap();
+    let mut c = control(&store, "h1", "10.0.0.1");
+    let sent: Arc<Mutex<Vec<NameChange>>> = Arc::default();
+    let to = sent.clone();
+    c.send_names_to(move |ch| to.lock().unwrap().push(ch));
+    let mut host = Recording::default();
+    c.join().unwrap();
+    // This node's own endpoint is never sent (its local store has it).
+    let own = endpoint(&net, "h1", "pink", "12.12.12.3", 3);
+    store
+        .put(&ep_key(&own), &own.encode(), c.m.lease())
+        .unwrap();
+    let rev = c.resync(&mut host).unwrap();
+    assert_eq!(
+        *sent.lock().unwrap(),
+        [NameChange::Reset(vec![pink2.clone()])]
+    );
+    let w = store.watch(keys::PREFIX, rev + 1).unwrap();
+    sent.lock().unwrap().clear();
+    // One event, one change: no re-dump.
+    let blue = endpoint(&net, "h2", "blue", "12.12.12.4", 4);
+    store
+        .put(&ep_key(&blue), &blue.encode(), h2.m.lease())
+        .unwrap();
+    let mine = endpoint(&net, "h1", "mine", "12.12.12.5", 5);
+    store.put(&ep_key(&mine), &mine.encode(), None).unwrap();
+    pump(&mut c, &w, &mut host);
+    assert_eq!(*sent.lock().unwrap(), [NameChange::Put(blue.clone())]);
+    // A record turned to garbage counts as gone; a deleted one goes.
+    store.put(&ep_key(&blue), b"{}", h2.m.lease()).unwrap();
+    store.delete(&ep_key(&pink2)).unwrap();
+    pump(&mut c, &w, &mut host);
+    let mut names = RemoteNames::default();
+    names.apply(NameChange::Reset(vec![pink2.clone(), blue.clone()]));
+    for ch in sent.lock().unwrap().drain(..) {
+        names.apply(ch);
+    }
+    assert!(names.is_empty(), "{names:?}");
+    // The node gone (its lease expired): its endpoints go with it.
+    store
+        .put(&ep_key(&blue), &blue.encode(), h2.m.lease())
+        .unwrap();
+    pump(&mut c, &w, &mut host);
+    names.apply(sent.lock().unwrap().remove(0));
+    assert_eq!(names.len(), 1);
+    drop(h2);
+    store.advance(TTL + Duration::from_secs(1));
+    pump(&mut c, &w, &mut host);
+    for ch in sent.lock().unwrap().drain(..) {
+        names.apply(ch);
+    }
+    assert!(names.is_empty(), "{names:?}");
+}
