@@ -9,7 +9,7 @@
 //! made claims its address before its local record is written, so a record must stay orphaned,
 //! unchanged (same revision), for a grace period before it goes.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 /// Whether `sandbox` is an id weft gives sandboxes (64 lowercase hex digits). Only records of
 /// such ids are ever deleted as orphans: a record naming anything else was not written by
@@ -19,6 +19,27 @@ pub fn weft_made(sandbox: &str) -> bool {
         && sandbox
             .bytes()
             .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+}
+
+/// What the local store says of one sandbox, for judging its records in the cluster.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LocalSandbox {
+    /// Its record cannot be read: it may be on any network, none of its records is judged.
+    Unreadable,
+    /// The ids of the networks it has an endpoint on (one being attached included).
+    On(BTreeSet<String>),
+}
+
+/// Whether this node's record (a claim or an endpoint) of `sandbox` on `network` has nothing
+/// here to belong to: the sandbox is gone, or it is no longer on that network (disconnected
+/// while etcd was unreachable). Only weft-made ids are judged.
+pub fn orphaned(local: &BTreeMap<String, LocalSandbox>, sandbox: &str, network: &str) -> bool {
+    weft_made(sandbox)
+        && match local.get(sandbox) {
+            None => true,
+            Some(LocalSandbox::Unreadable) => false,
+            Some(LocalSandbox::On(networks)) => !networks.contains(network),
+        }
 }
 
 /// Records seen orphaned, with the revision they had and when they were first seen so.
@@ -102,6 +123,25 @@ mod tests {
         ] {
             assert!(!weft_made(other), "{other}");
         }
+    }
+
+    #[test]
+    fn a_record_is_orphaned_when_its_sandbox_is_gone_or_off_its_network() {
+        let a = "a".repeat(64);
+        let b = "b".repeat(64);
+        let c = "c".repeat(64);
+        let local = BTreeMap::from([
+            (
+                a.clone(),
+                LocalSandbox::On(BTreeSet::from(["n1".to_string()])),
+            ),
+            (b.clone(), LocalSandbox::Unreadable),
+        ]);
+        assert!(!orphaned(&local, &a, "n1"));
+        assert!(orphaned(&local, &a, "n2"), "disconnected from n2");
+        assert!(!orphaned(&local, &b, "n2"), "unreadable: kept");
+        assert!(orphaned(&local, &c, "n1"), "gone");
+        assert!(!orphaned(&local, "sb1", "n1"), "not weft's");
     }
 
     #[test]

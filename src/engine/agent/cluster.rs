@@ -50,7 +50,7 @@ use crate::adapters::cluster::{
 use crate::core::agent::{AgentStatus, ClusterHost};
 use crate::core::cluster::entries::{self, Change};
 use crate::core::cluster::keys::{self, Key};
-use crate::core::cluster::orphans::{weft_made, Orphans};
+use crate::core::cluster::orphans::{orphaned, LocalSandbox, Orphans};
 use crate::core::cluster::quarantine::{releasable, Quarantine};
 use crate::core::cluster::records::{AddressRecord, EndpointRecord, HostRecord, UnderlayRecord};
 use crate::core::cluster::view::{ClusterView, EndpointKey};
@@ -114,9 +114,9 @@ pub trait Host {
     fn change_vteps(&mut self, _add: &[IpAddr], _remove: &[IpAddr]) -> Result<()> {
         Ok(())
     }
-    /// The ids of every sandbox in the local store, whatever its state (one being made or
-    /// removed included).
-    fn local_sandboxes(&mut self) -> Result<BTreeSet<String>>;
+    /// Every sandbox in the local store, whatever its state (one being made or removed
+    /// included), with the overlay-relevant networks it is on.
+    fn local_sandboxes(&mut self) -> Result<BTreeMap<String, LocalSandbox>>;
 }
 
 /// Why joining failed.
@@ -661,7 +661,7 @@ impl Control {
     /// Deletes this node's address claims and endpoint records whose sandbox the local store
     /// does not have, once they stayed so, unchanged, for [`ORPHAN_GRACE`] (`now` in seconds);
     /// each delete compares the revision it was seen at. Only records naming a weft sandbox
-    /// id are judged ([`weft_made`]). Returns how many went.
+    /// id are judged ([`orphaned`]). Returns how many went.
     pub fn sweep_orphans(&mut self, host: &mut dyn Host, now: u64) -> Result<usize, StoreError> {
         let local = match host.local_sandboxes() {
             Ok(l) => l,
@@ -671,17 +671,25 @@ impl Control {
             }
         };
         let node = self.m.node.clone();
+        // The network a record is on, from its key.
+        let network_of = |key: &str| match Key::parse(key) {
+            Some(Key::Address { network, .. } | Key::Endpoint { network, .. }) => Some(network),
+            _ => None,
+        };
         let claims = self
             .claims
             .iter()
-            .filter(|(_, (c, _))| {
-                c.node == node && weft_made(&c.sandbox) && !local.contains(&c.sandbox)
+            .filter(|(k, (c, _))| {
+                c.node == node
+                    && network_of(k).is_some_and(|net| orphaned(&local, &c.sandbox, &net))
             })
             .map(|(k, (_, rev))| (k.clone(), *rev));
         let records = self
             .own_records
             .iter()
-            .filter(|(_, (sandbox, _))| weft_made(sandbox) && !local.contains(sandbox))
+            .filter(|(k, (sandbox, _))| {
+                network_of(k).is_some_and(|net| orphaned(&local, sandbox, &net))
+            })
             .map(|(k, (_, rev))| (k.clone(), *rev));
         let due = self
             .orphans

@@ -254,7 +254,7 @@ pub fn disconnect(ctx: &Ctx, network: &str, sandbox: &str) -> Result<()> {
     if overlay {
         super::overlay::detach(ctx, &ep.network_id, &sb.id).with_context(|| {
             format!(
-                "sandbox {:?} is disconnected from {:?} here, but its endpoint and address stay claimed in the cluster",
+                "sandbox {:?} is disconnected from {:?} here; its endpoint and address in the cluster are released by the agent once it reaches etcd again",
                 sb.name, ep.network
             )
         })?;

@@ -1,12 +1,13 @@
 //! The cluster task's [`Host`] on this machine: overlay networks mirrored into the local
 //! state store and built in the kernel, entries written and read back through netlink.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 
 use anyhow::Result;
 
 use super::{Host, Setup};
+use crate::core::cluster::orphans::LocalSandbox;
 use crate::core::cluster::records::EndpointRecord;
 use crate::core::driver::DriverData;
 use crate::core::model::Network;
@@ -175,19 +176,26 @@ impl Host for KernelHost {
         crate::adapters::nftables::send(&b).map_err(anyhow::Error::new)
     }
 
-    fn local_sandboxes(&mut self) -> Result<BTreeSet<String>> {
+    fn local_sandboxes(&mut self) -> Result<BTreeMap<String, LocalSandbox>> {
         use crate::adapters::store::{Mode, Store as _};
         let tx = self.ctx.store.begin(Mode::Read)?;
-        let mut ids: BTreeSet<String> = tx.sandboxes()?.into_iter().map(|s| s.id).collect();
+        let mut all: BTreeMap<String, LocalSandbox> = tx
+            .sandboxes()?
+            .into_iter()
+            .map(|s| {
+                let on = s.endpoints.into_iter().map(|e| e.network_id).collect();
+                (s.id, LocalSandbox::On(on))
+            })
+            .collect();
         // A record that cannot be decoded is still a sandbox of this host: its cluster
         // records are not orphans.
-        ids.extend(
+        all.extend(
             tx.corrupt_records()?
                 .into_iter()
                 .filter(|r| r.table == "sandboxes")
-                .map(|r| r.id),
+                .map(|r| (r.id, LocalSandbox::Unreadable)),
         );
-        Ok(ids)
+        Ok(all)
     }
 
     fn own_endpoints(&mut self, node: &str) -> Result<Vec<EndpointRecord>> {

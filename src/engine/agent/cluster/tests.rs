@@ -2,6 +2,7 @@
 
 use super::*;
 use crate::adapters::cluster::memory::MemoryStore;
+use crate::core::cluster::orphans::LocalSandbox;
 use crate::core::driver::overlay::OverlayConfig;
 
 /// A host that records what it is asked and whose devices hold what was applied.
@@ -121,13 +122,25 @@ impl Host for Recording {
     fn own_endpoints(&mut self, _node: &str) -> Result<Vec<EndpointRecord>> {
         Ok(self.own.clone())
     }
-    fn local_sandboxes(&mut self) -> Result<BTreeSet<String>> {
-        Ok(self
-            .own
+    fn local_sandboxes(&mut self) -> Result<BTreeMap<String, LocalSandbox>> {
+        // `own` says which networks; the others may be on any (as an unreadable record).
+        let mut all: BTreeMap<String, LocalSandbox> = self
+            .sandboxes
             .iter()
-            .map(|r| r.sandbox.clone())
-            .chain(self.sandboxes.iter().cloned())
-            .collect())
+            .map(|s| (s.clone(), LocalSandbox::Unreadable))
+            .collect();
+        for r in &self.own {
+            match all
+                .entry(r.sandbox.clone())
+                .or_insert_with(|| LocalSandbox::On(BTreeSet::new()))
+            {
+                LocalSandbox::On(nets) => {
+                    nets.insert(r.network.clone());
+                }
+                LocalSandbox::Unreadable => {}
+            }
+        }
+        Ok(all)
     }
     fn vteps(&mut self) -> Result<Option<BTreeSet<IpAddr>>> {
         Ok(self.vteps.clone())
@@ -465,7 +478,7 @@ impl Host for SharedHost {
     fn own_endpoints(&mut self, node: &str) -> Result<Vec<EndpointRecord>> {
         self.0.lock().unwrap().own_endpoints(node)
     }
-    fn local_sandboxes(&mut self) -> Result<BTreeSet<String>> {
+    fn local_sandboxes(&mut self) -> Result<BTreeMap<String, LocalSandbox>> {
         self.0.lock().unwrap().local_sandboxes()
     }
 }
@@ -600,6 +613,15 @@ fn records_of_sandboxes_removed_while_etcd_was_away_are_deleted_after_the_grace(
     let gone_claim = put_claim(&store, &net, "12.12.12.9", &sandbox_id(9), "h1");
     let their_claim = put_claim(&store, &net, "12.12.12.5", "sbx", "h2");
     store.put(&ep_key(&theirs), &theirs.encode(), None).unwrap();
+    // sb1 was disconnected from ovl2 while etcd was unreachable: it runs, but its records
+    // on ovl2 belong to nothing here.
+    let net2 = overlay("ovl2", "cd");
+    put_network(&store, &net2);
+    let off = endpoint(&net2, "h1", &sandbox_id(1), "12.12.13.2", 2);
+    store
+        .put(&ep_key(&off), &off.encode(), c.m.lease())
+        .unwrap();
+    let off_claim = put_claim(&store, &net2, "12.12.13.2", &sandbox_id(1), "h1");
     c.resync(&mut host).unwrap();
     let grace = ORPHAN_GRACE.as_secs();
     let t0 = 1_000_000;
@@ -612,9 +634,11 @@ fn records_of_sandboxes_removed_while_etcd_was_away_are_deleted_after_the_grace(
     store.set_reachable(false);
     assert!(c.sweep_orphans(&mut host, t0 + grace).is_err());
     store.set_reachable(true);
-    assert_eq!(c.sweep_orphans(&mut host, t0 + grace + 1).unwrap(), 2);
+    assert_eq!(c.sweep_orphans(&mut host, t0 + grace + 1).unwrap(), 4);
     assert!(store.get(&gone_claim).unwrap().is_none());
     assert!(store.get(&ep_key(&gone)).unwrap().is_none());
+    assert!(store.get(&off_claim).unwrap().is_none());
+    assert!(store.get(&ep_key(&off)).unwrap().is_none());
     for kept in [
         kept_claim,
         their_claim,
