@@ -375,12 +375,36 @@ fn a_sandbox_removed_while_etcd_is_down_gives_its_claims_back_when_it_returns() 
         assert!(kv_json(&store, &key).is_some(), "{key}");
     }
 
+    // blue is on a second overlay too, and will be disconnected from it while etcd is down.
+    h.weft_ok(&overlay_args(&["--subnet", "12.12.13.0/24", "ovl2"]));
+    let id2 = kv_json(&store, "/weft/v1/networks/ovl2").unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(common::wait_for(10, || has_link(
+        &h,
+        &format!("wo-{}", &id2[..12])
+    )));
+    h.weft_ok(&["network", "connect", "ovl2", "blue"]);
+    let blue_ip2 = h.ip_of("blue", 1);
+    let claim2 = format!("/weft/v1/addresses/{id2}/{blue_ip2}");
+    let endpoint2 = format!("/weft/v1/endpoints/{id2}/h1/{blue}");
+    assert!(kv_json(&store, &claim2).is_some(), "{claim2}");
+    assert!(kv_json(&store, &endpoint2).is_some(), "{endpoint2}");
+
     // etcd down: removing pink cannot release anything in the cluster (a warning says so).
     etcd.kill();
     let out = h.weft(&["rm", "-f", "pink"]);
     assert!(out.status.success(), "{}", common::stderr(&out));
     assert!(
         common::stderr(&out).contains("releasing its overlay endpoint"),
+        "{}",
+        common::stderr(&out)
+    );
+    // Nor can disconnecting blue from ovl2: its interface goes, its records stay (it says so).
+    let out = h.weft(&["network", "disconnect", "ovl2", "blue"]);
+    assert!(
+        common::stderr(&out).contains("released by the agent once it reaches etcd again"),
         "{}",
         common::stderr(&out)
     );
@@ -392,6 +416,14 @@ fn a_sandbox_removed_while_etcd_is_down_gives_its_claims_back_when_it_returns() 
         common::wait_for(40, || {
             store.get(&claim(&pink_ip)).unwrap().is_none()
                 && store.get(&endpoint(&pink)).unwrap().is_none()
+        }),
+        "{}",
+        agent.log()
+    );
+    // blue runs, but is no longer on ovl2: those records go too.
+    assert!(
+        common::wait_for(40, || {
+            store.get(&claim2).unwrap().is_none() && store.get(&endpoint2).unwrap().is_none()
         }),
         "{}",
         agent.log()
