@@ -87,7 +87,7 @@ HAND = {"m1": ("11", "s1", "12.12.12.2", "02:42:c0:a8:00:02"),
         "m3": ("13", "s3", "12.12.12.2", "02:42:c0:a8:00:02"),
         "m4": ("14", "s4", "12.12.12.3", "02:42:c0:a8:00:03")}
 PATHS = ("underlay", "weft", "hand")
-PATHS_USED = list(PATHS)
+PATHS_USED = list(PATHS) + ["weft-nobrnf"]   # the last: a diagnosis, not a target (see set_brnf)
 TARGET_CONV_P99_MS = 300.0
 TARGET_VS_HAND, TARGET_VS_UNDERLAY, TARGET_JOIN_FLAT = 0.95, 0.75, 1.1
 
@@ -427,10 +427,18 @@ class Setup:
             "weft": nsx(self.sb["cli"]["netns"]) + ["iperf3", "-c", self.sb["srv"]["ip"]],
             "hand": nsx(self.hand[0].sb) + ["iperf3", "-c", self.hand[1].sip],
         }
+        self.paths["weft-nobrnf"] = self.paths["weft"]
         if self.variant:
             self.paths["variant"] = nsx(self.variant[0].sb) + ["iperf3", "-c", self.variant[1].sip]
         self.info["vxlan_weft"] = vxlan_details(h2.ns, self.vx)
         self.info["vxlan_hand"] = vxlan_details(self.hand[1].ns, "vxlan1")
+
+    def set_brnf(self, value):
+        """bridge-nf-call-iptables (per namespace) in weft's h1 and h2: with 1 (the default
+        once br_netfilter is loaded, and what weft's isolation relies on), every bridged
+        frame also crosses the inet hooks, conntrack included."""
+        for h in self.hosts[:2]:
+            must(nsx(h.ns) + ["sysctl", "-qw", "net.bridge.bridge-nf-call-iptables=%d" % value])
 
     def all_entries(self):
         h1, h2, h3 = self.hosts
@@ -492,8 +500,14 @@ def measure_throughput(st, reps, secs, wait_idle, results):
             k = (rep - 1) % len(PATHS_USED)
             for p in PATHS_USED[k:] + PATHS_USED[:k]:
                 others = idle_gate(wait_idle)
-                m0 = ab.cpu_mark()
-                r = nsbench.iperf_once(st.paths[p], secs)
+                if p == "weft-nobrnf":
+                    st.set_brnf(0)
+                try:
+                    m0 = ab.cpu_mark()
+                    r = nsbench.iperf_once(st.paths[p], secs)
+                finally:
+                    if p == "weft-nobrnf":
+                        st.set_brnf(1)
                 r.update(path=p, tuning=label, rep=rep, others_cores_before=others,
                          others_cores_during=round(ab.others_cores(m0, ab.cpu_mark()), 2))
                 results.append(r)
@@ -596,22 +610,23 @@ def measure_failure(st, reps, results):
                                              fmt(r["recover_s"], "%.2f")))
 
 
+def fake_hosts():
+    """The host records of the fake hosts fake01..fake10 (VTEPs 198.19.1.1..10: no route)."""
+    return [("/weft/v1/hosts/fake%02d" % n, json.dumps(
+        {"node": "fake%02d" % n, "vtep": "198.19.1.%d" % n, "vxlan_port": 4789, "started": 0}).encode())
+        for n in range(1, 11)]
+
+
 def fake_records(net_id, start, count):
-    """`count` endpoint records (fake01..fake10 round robin) numbered from `start`, plus the
-    host records of the fake hosts they name."""
-    kvs, hosts = [], set()
+    """`count` endpoint records of the fake hosts (round robin) numbered from `start`."""
+    kvs = []
     for i in range(start, start + count):
         node = "fake%02d" % (i % 10 + 1)
-        hosts.add(node)
         sid = "%064x" % (0xFA4E0000 + i)
         ip = "10.77.%d.%d" % (100 + i // 250, i % 250 + 1)
         mac = "02:fa:00:%02x:%02x:%02x" % ((i >> 16) & 255, (i >> 8) & 255, i & 255)
         rec = {"node": node, "network": net_id, "sandbox": sid, "name": "fake%d" % i, "ipv4": ip, "mac": mac}
         kvs.append(("/weft/v1/endpoints/%s/%s/%s" % (net_id, node, sid), json.dumps(rec).encode()))
-    for node in sorted(hosts):
-        vtep = "198.19.1.%d" % int(node[4:])
-        kvs.append(("/weft/v1/hosts/" + node, json.dumps(
-            {"node": node, "vtep": vtep, "vxlan_port": 4789, "started": 0}).encode()))
     return kvs
 
 
@@ -625,7 +640,10 @@ def remote_counts_settled(st, e, prefix):
     return True
 
 
-def measure_join(st, phases, joins, results, bulk):
+IDLE_S = 4.0
+
+
+def measure_join(st, phases, joins, results, bulk, idle):
     h1, h2 = st.hosts[0], st.hosts[1]
     e = st.etcd
     prefix = "/weft/v1/endpoints/%s/" % st.net_id
@@ -634,6 +652,9 @@ def measure_join(st, phases, joins, results, bulk):
     settled = lambda: remote_counts_settled(st, e, prefix)
     wait_for("h1 and h2 to apply every endpoint in etcd", 60, settled, every=0.2)
     try:
+        # the fake hosts live through all phases, under a lease of their own
+        leases["hosts"] = e.grant(3600)
+        e.put_many(fake_hosts(), leases["hosts"])
         for ph, target in enumerate(phases):
             have = e.count(prefix)
             if target > have:
@@ -648,7 +669,7 @@ def measure_join(st, phases, joins, results, bulk):
                 log("%d fake endpoints written and applied on h1 and h2 in %.1f s" % (n, time.monotonic() - t0))
             elif target < have:
                 # back down: the leases of the phases above this count go, with their records
-                for p in sorted(leases, reverse=True):
+                for p in sorted((k for k in leases if k != "hosts"), reverse=True):
                     if e.count(prefix) <= target:
                         break
                     e.revoke(leases.pop(p))
@@ -656,6 +677,11 @@ def measure_join(st, phases, joins, results, bulk):
             have = e.count(prefix)
             h1pid, h2pid = h1.agent.pid, h2.agent.pid
             time.sleep(0.5)
+            # the agents' CPU with nothing happening (periodic repairs read every entry back)
+            c1, c2 = nsbench.cpu_ns(h1pid), nsbench.cpu_ns(h2pid)
+            time.sleep(IDLE_S)
+            idle.append({"phase": ph, "endpoints": have, "h1_ms_per_s": (nsbench.cpu_ns(h1pid) - c1) / 1e6 / IDLE_S,
+                         "h2_ms_per_s": (nsbench.cpu_ns(h2pid) - c2) / 1e6 / IDLE_S})
             for j in range(1, joins + 1):
                 name = "j%d-%d" % (ph, j)
                 c1, c2 = nsbench.cpu_ns(h1pid), nsbench.cpu_ns(h2pid)
@@ -675,7 +701,10 @@ def measure_join(st, phases, joins, results, bulk):
                 have, pct(ws, 50), statistics.mean(r["agent_h1_ms"] for r in results if r["phase"] == ph),
                 statistics.mean(r["agent_h2_ms"] for r in results if r["phase"] == ph)))
     finally:
-        for lease in leases.values():
+        # endpoints first, then their hosts
+        for lease in [v for k, v in leases.items() if k != "hosts"] + [leases.get("hosts")]:
+            if lease is None:
+                continue
             try:
                 e.revoke(lease)
             except Exception as ex:
@@ -750,6 +779,15 @@ def summarize(out):
                          fmt(g["weft"] / g["underlay"], "%.2f")])
         lines.append(table(rows, ["underlay veths", "underlay", "hand-built S2", "weft", "hand/underlay",
                                   "weft/hand", "weft/underlay"]))
+        nb = {t: med([r.get("gbps") for r in tp if r["path"] == "weft-nobrnf" and r["tuning"] == t])
+              for t in ("untuned", "tuned")}
+        if any(v == v for v in nb.values()):
+            summ["throughput"]["weft_nobrnf"] = nb
+            lines.append("  diag: weft with bridge-nf-call-iptables=0 on h1 and h2 (no inet hooks, no conntrack "
+                         "for bridged frames): %s / %s Gbit/s untuned / tuned, %s / %s of hand-built" % (
+                             fmt(nb["untuned"], "%.2f"), fmt(nb["tuned"], "%.2f"),
+                             fmt(nb["untuned"] / summ["throughput"]["untuned"]["hand"], "%.2f"),
+                             fmt(nb["tuned"] / summ["throughput"]["tuned"]["hand"], "%.2f")))
         if "variant" in PATHS_USED:
             lines.append("  variant (the hand-built pair with `%s` on its VXLAN devices): variant/hand %s untuned, "
                          "%s tuned" % (out["meta"].get("variant"), *(fmt(
@@ -792,6 +830,9 @@ def summarize(out):
             lines.append("  %d / %d endpoints: wall %.2f, agent CPU h1 %.2f, h2 %.2f (flat <= %.1f: %s)" % (
                 big[0]["endpoints"], small[0]["endpoints"], rw, r1, r2, TARGET_JOIN_FLAT,
                 "MET" if max(rw, r1, r2) <= TARGET_JOIN_FLAT else "NOT MET"))
+        for i in out.get("idle") or []:
+            lines.append("  idle agents with %d endpoints (%.0f s, no join): h1 %.2f, h2 %.2f ms CPU per second" % (
+                i["endpoints"], IDLE_S, i["h1_ms_per_s"], i["h2_ms_per_s"]))
         for b in out.get("bulk") or []:
             lines.append("  (%d fake endpoints were written to etcd and applied by h1 and h2 in %.1f s)" % (
                 b["endpoints"], b["applied_s"]))
@@ -892,7 +933,7 @@ def main():
                         "variant": " ".join(x for x in (a.variant_link, a.variant) if x) or None,
                         "iperf3": run(["iperf3", "--version"]).stdout.decode(errors="replace").splitlines()[:1],
                         "etcd": run(["etcd", "--version"]).stdout.decode(errors="replace").splitlines()[:1]},
-               "throughput": [], "convergence": [], "failure": [], "join": [], "bulk": []}
+               "throughput": [], "convergence": [], "failure": [], "join": [], "bulk": [], "idle": []}
         RES.mkdir()
         st = Setup(a, weft_bin)
         t0 = time.time()
@@ -911,7 +952,7 @@ def main():
         if "convergence" not in skip:
             measure_convergence(st, nconv, out["convergence"])
         if "join" not in skip:
-            measure_join(st, phases, joins, out["join"], out["bulk"])
+            measure_join(st, phases, joins, out["join"], out["bulk"], out["idle"])
         if "failure" not in skip:
             measure_failure(st, fails, out["failure"])
         out["meta"]["finished"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
