@@ -63,6 +63,23 @@ def cpu_ns(pid):
     return total
 
 
+def cpu_ns_by_thread(pid):
+    """CPU time in ns of a process's threads, summed per thread name (comm)."""
+    out = {}
+    try:
+        tids = os.listdir("/proc/%d/task" % pid)
+    except OSError:
+        return out
+    for tid in tids:
+        try:
+            comm = open("/proc/%d/task/%s/comm" % (pid, tid)).read().strip()
+            with open("/proc/%d/task/%s/schedstat" % (pid, tid)) as f:
+                out[comm] = out.get(comm, 0) + int(f.read().split()[0])
+        except (OSError, ValueError, IndexError):
+            pass
+    return out
+
+
 def iperf_once(argv, secs):
     """One iperf3 client run (`argv` up to and including `-c SERVER`) of `secs` seconds:
     {gbps, sent_gbps, retransmits, cpu, mss} or {error}."""

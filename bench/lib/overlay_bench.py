@@ -685,6 +685,7 @@ def measure_join(st, phases, joins, results, bulk, idle):
             for j in range(1, joins + 1):
                 name = "j%d-%d" % (ph, j)
                 tw = time.perf_counter()
+                th1 = nsbench.cpu_ns_by_thread(h1pid)
                 c1, c2 = nsbench.cpu_ns(h1pid), nsbench.cpu_ns(h2pid)
                 t0 = time.perf_counter()
                 p = run(h1.argv("run", "-d", "--name", name, "--network", NETWORK, "--", "sleep", "inf"), env=h1.env)
@@ -692,10 +693,12 @@ def measure_join(st, phases, joins, results, bulk, idle):
                 time.sleep(0.3)
                 d1, d2 = nsbench.cpu_ns(h1pid) - c1, nsbench.cpu_ns(h2pid) - c2
                 window = time.perf_counter() - tw
+                th1 = {k: (v - th1.get(k, 0)) / 1e6 for k, v in nsbench.cpu_ns_by_thread(h1pid).items()}
                 if p.returncode != 0:
                     raise RuntimeError("join %s: %s" % (name, p.stderr.decode(errors="replace")[-800:]))
                 results.append({"phase": ph, "endpoints": have, "j": j, "wall_ms": wall * 1e3,
-                                "agent_h1_ms": d1 / 1e6, "agent_h2_ms": d2 / 1e6, "window_s": window})
+                                "agent_h1_ms": d1 / 1e6, "agent_h2_ms": d2 / 1e6, "window_s": window,
+                                "agent_h1_threads_ms": {k: round(v, 3) for k, v in th1.items() if v > 0}})
                 h1.w("rm", "-f", name, check=False)
                 time.sleep(0.3)
             ws = [r["wall_ms"] for r in results if r["phase"] == ph]
@@ -837,6 +840,19 @@ def summarize(out):
             base_c2 = statistics.mean(s["h2_cpu"] for s in small)
             rw, r1, r2 = big[0]["wall_p50"] / base_w, big[0]["h1_cpu"] / base_c1, big[0]["h2_cpu"] / base_c2
             summ["join"] = {"phases": per, "ratio_wall": rw, "ratio_cpu_h1": r1, "ratio_cpu_h2": r2}
+            # where h1's agent spends a join, per thread name: mean ms per join, small vs big
+            def threads(ph):
+                rs = [r for r in js if r["phase"] == ph and "agent_h1_threads_ms" in r]
+                names = {k for r in rs for k in r["agent_h1_threads_ms"]}
+                return {k: sum(r["agent_h1_threads_ms"].get(k, 0) for r in rs) / len(rs) for k in names} if rs else {}
+            ph_small = [p for p in phases if per[p]["endpoints"] < 100][0]
+            ph_big = [p for p in phases if per[p]["endpoints"] >= 100][0]
+            ts, tb = threads(ph_small), threads(ph_big)
+            if ts or tb:
+                grow = sorted(set(ts) | set(tb), key=lambda k: -(tb.get(k, 0) - ts.get(k, 0)))[:4]
+                lines.append("  h1's agent per join, by thread (ms at %d -> %d endpoints): %s" % (
+                    per[ph_small]["endpoints"], per[ph_big]["endpoints"],
+                    ", ".join("%s %.2f -> %.2f" % (k, ts.get(k, 0), tb.get(k, 0)) for k in grow)))
             if all("h1_net" in x for x in small + big[:1]):
                 n1 = big[0]["h1_net"] / statistics.mean(x["h1_net"] for x in small)
                 n2 = big[0]["h2_net"] / statistics.mean(x["h2_net"] for x in small)
