@@ -371,6 +371,62 @@ fn agents_build_overlay_networks_and_keep_their_entries_right() {
         restored < Duration::from_millis(1500),
         "restored in {restored:?}"
     );
+    // Entries changed behind the agent's back (sb12's MAC tunnelled to a rogue VTEP, its
+    // address answered with another MAC): put right by the periodic repair, every 2 s (the
+    // agent reads a device back at once only when entries vanish: its own writes come back
+    // as additions, one per entry of every join).
+    let rogue_mac = "02:42:0c:0c:0c:ee";
+    common::ok(&mut h1.ns.cmd(
+        "bridge",
+        &[
+            "fdb",
+            "replace",
+            &mac_text(12),
+            "dev",
+            &vxlan(),
+            "self",
+            "permanent",
+            "dst",
+            "10.77.0.99",
+        ],
+    ));
+    common::ok(&mut h1.ns.cmd(
+        "ip",
+        &[
+            "neigh",
+            "replace",
+            &ip(12),
+            "lladdr",
+            rogue_mac,
+            "dev",
+            &vxlan(),
+            "nud",
+            "permanent",
+        ],
+    ));
+    let right = |h: &Host| {
+        let fdb = common::run(&mut h.ns.cmd("bridge", &["fdb", "show", "dev", &vxlan()]));
+        let fdb = String::from_utf8_lossy(&fdb.stdout).to_string();
+        let neigh = common::run(&mut h.ns.cmd("ip", &["neigh", "show", "dev", &vxlan()]));
+        let neigh = String::from_utf8_lossy(&neigh.stdout).to_string();
+        fdb.contains(&format!("{} dst {} ", mac_text(12), vteps[1]))
+            && !fdb.contains("dst 10.77.0.99 ")
+            && neigh.contains(&format!("{} lladdr {}", ip(12), mac_text(12)))
+            && !neigh.contains(rogue_mac)
+    };
+    let t = Instant::now();
+    assert!(
+        common::wait_for(5, || right(h1)),
+        "changed entries not put right:\n{}",
+        dump(h1)
+    );
+    let restored = t.elapsed();
+    eprintln!("entries changed behind h1's agent put right in {restored:?}");
+    assert!(
+        restored < Duration::from_secs(3),
+        "put right in {restored:?}"
+    );
+    assert!(sbs[0].pings(12), "sb12 reached again after the repair");
     // The VXLAN device deleted: built again, with its entries.
     common::ok(&mut h1.ns.cmd("ip", &["link", "del", &vxlan()]));
     assert!(

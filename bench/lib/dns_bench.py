@@ -33,7 +33,6 @@ paced (-Q RATE) for latency at the same offered load for every server. Latency c
 from dnsperf -v (one line per answer with its latency).
 """
 import argparse
-import fcntl
 import json
 import os
 import re
@@ -47,14 +46,12 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 import attach_bench as ab  # noqa: E402  (helpers only: run, must, pct, table, build, cpu marks)
+import nsbench  # noqa: E402  (resources, clean-up, root check, lock)
 
 BENCH = os.path.dirname(HERE)
 REPO = os.path.dirname(BENCH)
-PID = os.getpid()
-NS_PREFIX = "wdb-"
-NS_RE = re.compile(r"^wdb-(\d+)-[a-z0-9]+$")
-TMP_PREFIX = "/tmp/weft-bench-dns-"
-LOCK = "/run/lock/weft-bench-dns.lock"
+KIT = nsbench.Kit("dns", "wdb-", "dns_bench.py")
+PID = KIT.pid
 AARDVARK = os.environ.get("AARDVARK_BIN", "/usr/lib/podman/aardvark-dns")
 RESPONDER_SRC = os.path.join(HERE, "dns_responder.c")
 HZ = os.sysconf("SC_CLK_TCK")
@@ -81,63 +78,26 @@ TARGETS = {
 TARGET_LOCAL_QPS, TARGET_LOCAL_CPU, TARGET_LOCAL_P99, TARGET_FWD_QPS, TARGET_RSS_MIB = 1.0, 0.5, 1.5, 1.0, 20.0
 
 
-def log(msg):
-    sys.stderr.write("[dns] %s\n" % msg)
-    sys.stderr.flush()
-
-
+log = KIT.log
 run = ab.run
 must = ab.must
 pct = ab.pct
 table = ab.table
-
-
-def nsx(ns):
-    path = ns if ns.startswith("/") else "/run/netns/" + ns
-    return ["nsenter", "--net=" + path]
-
-
-def ns_name(tag):
-    return "wdb-%d-%s" % (PID, tag)
+nsx = nsbench.nsx
+ns_name = KIT.ns_name
 
 
 # --------------------------------------------------------------------------- resources
-class Resources:
-    """Everything this run made, so any exit path removes it: processes it started (each the
-    leader of its own process group, killed by the PID it recorded), aardvark-dns (by the PID
-    in its pid file, checked against its command line), the weft host (sandboxes and network
-    removed with weft itself, its agent stopped), namespaces and the temp dir."""
+class Resources(nsbench.Resources):
+    """What nsbench.Resources keeps, plus aardvark-dns (by the PID in its pid file, checked
+    against its command line), the weft host (sandboxes and network removed with weft
+    itself, its agent stopped) and the dnsperf running now."""
 
     def __init__(self):
-        self.dir = "%s%d" % (TMP_PREFIX, PID)
-        self.procs = []
-        self.namespaces = []
+        super().__init__(KIT)
         self.weft = None
         self.aardvark_pid = None
         self.client = None     # the dnsperf running now
-        self.made_dir = False
-
-    def mkdir(self):
-        os.makedirs(self.dir + "/pids", mode=0o700)
-        self.made_dir = True
-
-    def add_ns(self, *names):
-        for n in names:
-            if os.path.exists("/run/netns/" + n):
-                ab.del_namespaces([n])
-            self.namespaces.append(n)
-            must(["ip", "netns", "add", n])
-            must(["ip", "-n", n, "link", "set", "lo", "up"])
-
-    def bg(self, name, ns, argv):
-        logf = open(os.path.join(self.dir, "%s.log" % name), "wb")
-        p = subprocess.Popen(nsx(ns) + argv, stdout=logf, stderr=subprocess.STDOUT,
-                             stdin=subprocess.DEVNULL, start_new_session=True, env=ab.base_env())
-        logf.close()
-        self.procs.append((name, p))
-        with open(os.path.join(self.dir, "pids", name + ".pid"), "w") as f:
-            f.write("%d\n" % p.pid)
-        return p
 
     def stop_procs(self):
         c, self.client = self.client, None
@@ -147,22 +107,7 @@ class Resources:
                 c.wait(timeout=5)
             except (OSError, subprocess.TimeoutExpired, ChildProcessError):
                 pass
-        for _, p in self.procs:
-            if p.poll() is None:
-                try:
-                    os.killpg(p.pid, signal.SIGTERM)
-                except OSError:
-                    pass
-        for _, p in self.procs:
-            try:
-                p.wait(timeout=3)
-            except subprocess.TimeoutExpired:
-                try:
-                    os.killpg(p.pid, signal.SIGKILL)
-                except OSError:
-                    pass
-                p.wait(timeout=5)
-        self.procs = []
+        super().stop_procs()
 
     def stop_aardvark(self):
         pid = self.aardvark_pid
@@ -194,12 +139,7 @@ class Resources:
             except Exception as e:  # the namespaces go anyway
                 log("weft teardown: %s" % e)
             self.weft = None
-        if self.namespaces:
-            ab.del_namespaces(self.namespaces)
-            self.namespaces = []
-        if self.made_dir:
-            ab.remove_dir(self.dir)
-            self.made_dir = False
+        super().cleanup()
 
 
 RES = Resources()
@@ -861,23 +801,10 @@ def summarize(out):
 
 
 # --------------------------------------------------------------------------- hygiene
-def pid_is_bench(pid):
-    try:
-        with open("/proc/%d/cmdline" % pid, "rb") as f:
-            return b"dns_bench.py" in f.read()
-    except OSError:
-        return False
-
-
 def clean_stale(weft_bin):
     """What an earlier run killed with SIGKILL left: its processes (recorded PIDs, checked
     against their command lines), its weft sandboxes, namespaces and temp dir."""
-    for e in sorted(os.listdir("/tmp")):
-        m = re.match(r"^weft-bench-dns-(\d+)$", e)
-        if not m or int(m.group(1)) == PID or pid_is_bench(int(m.group(1))):
-            continue
-        d = "/tmp/" + e
-        old = int(m.group(1))
+    for old, d in KIT.stale_runs():
         log("cleaning up after an earlier run (pid %d): %s" % (old, d))
         pdir = d + "/pids"
         for f in sorted(os.listdir(pdir)) if os.path.isdir(pdir) else []:
@@ -904,45 +831,15 @@ def clean_stale(weft_bin):
                 run(base + ["rm", "-f"] + names[i:i + 200])
             run(base + ["network", "rm", NETWORK])
             run(base + ["daemon", "stop"])
-        stale = [n for n in ab.ns_list() if n.startswith("wdb-%d-" % old)]
-        if stale:
-            ab.del_namespaces(stale)
+        KIT.remove_stale_namespaces(old)
         ab.remove_dir(d)
-    stale = []
-    for n in ab.ns_list():
-        m = NS_RE.match(n)
-        if m and int(m.group(1)) != PID and not pid_is_bench(int(m.group(1))):
-            stale.append(n)
-    if stale:
-        log("removing stale namespaces: %s" % " ".join(stale))
-        ab.del_namespaces(stale)
+    KIT.remove_stale_namespaces()
 
 
-def root_snapshot():
-    def out(cmd):
-        if not shutil.which(cmd[0], path=ab.base_env()["PATH"]):
-            return ""
-        p = run(cmd, env=ab.base_env())
-        return p.stdout.decode(errors="replace") if p.returncode == 0 else ""
-    return {
-        "netns": sorted(ab.ns_list()),
-        "links": sorted(l.split(":")[1].strip().split("@")[0] for l in out(["ip", "-o", "link"]).splitlines()),
-        "nft_tables": sorted(out(["nft", "list", "tables"]).splitlines()),
-        "udp53": sorted(l.split()[3] for l in out(["ss", "-Hlun", "sport = :53"]).splitlines() if l.strip()),
-        "our_mounts": ab.our_mounts_under(TMP_PREFIX),
-        "our_tmp": sorted(e for e in os.listdir("/tmp") if e.startswith("weft-bench-dns-")),
-    }
-
-
-def snapshot_diff(a, b):
-    ours, other = [], []
-    for k in a:
-        if a[k] == b[k]:
-            continue
-        plus, minus = sorted(set(b[k]) - set(a[k])), sorted(set(a[k]) - set(b[k]))
-        mine = [x for x in plus + minus if x.startswith(NS_PREFIX) or "weft-bench-dns" in x or x.startswith("wdb")]
-        (ours if mine or k.startswith("our_") else other).append("%s: +%s -%s" % (k, plus, minus))
-    return ours, other
+def root_extra():
+    """What this bench checks in the root namespace besides nsbench's list: UDP :53 listeners."""
+    return {"udp53": lambda out: sorted(l.split()[3] for l in out(["ss", "-Hlun", "sport = :53"]).splitlines()
+                                        if l.strip())}
 
 
 def ensure_tools(install):
@@ -954,13 +851,7 @@ def ensure_tools(install):
     if not shutil.which("gcc", path=ab.base_env()["PATH"]):
         need.append("gcc")
     if need and install:
-        log("installing %s (apt-get)" % " ".join(need))
-        env = dict(ab.base_env(), DEBIAN_FRONTEND="noninteractive")
-        subprocess.run(["apt-get", "update"], stdout=subprocess.DEVNULL, env=env)
-        p = subprocess.run(["apt-get", "install", "-y", "--no-install-recommends"] + need,
-                           stdout=subprocess.DEVNULL, env=env)
-        if p.returncode:
-            log("apt-get install failed (rc=%d)" % p.returncode)
+        nsbench.apt_install(need, log)
     missing = [b for b in ("dnsperf", "gcc", "nsenter", "ss", "ip")
                if not shutil.which(b, path=ab.base_env()["PATH"])]
     if not os.access(AARDVARK, os.X_OK):
@@ -1016,24 +907,9 @@ def main():
     stamp = time.strftime("%Y%m%d-%H%M%S")
     outf = a.out or os.path.join(BENCH, "results", "dns-%s.json" % stamp)
 
-    def _sig(signum, _frame):
-        raise SystemExit("interrupted by signal %d" % signum)
-    signal.signal(signal.SIGTERM, _sig)
-    signal.signal(signal.SIGHUP, _sig)
-    signal.signal(signal.SIGINT, _sig)  # also when started in the background (SIGINT ignored then)
-
-    lockf = open(LOCK, "w")
-    try:
-        fcntl.flock(lockf, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError:
-        raise SystemExit("another bench/dns run holds %s" % LOCK)
-    started = time.time()
-    before = None
-    rc = 0
-    try:
+    def body():
+        started = time.time()
         weft_bin = ab.weft_binary()
-        clean_stale(weft_bin)
-        before = root_snapshot()
         missing = ensure_tools(not a.no_install)
         if missing:
             raise SystemExit("missing tools: %s" % " ".join(missing))
@@ -1120,27 +996,11 @@ def main():
             json.dump(out, f, indent=1)
         print(text)
         print("raw results: %s" % os.path.relpath(outf, REPO))
-    finally:
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
-        signal.signal(signal.SIGTERM, signal.SIG_IGN)
-        RES.cleanup()
-        if before is not None:
-            after = root_snapshot()
-            ours, other = snapshot_diff(before, after)
-            print("root namespace check (netns list, links, nft tables, UDP :53 listeners, mounts, temp dirs): "
-                  "%s" % ("unchanged" if not ours and not other else
-                          ("LEFT BY US: " + "; ".join(ours)) if ours else "nothing of ours left"))
-            if other:
-                print("  changed meanwhile by something else (not names of ours): %s" % "; ".join(other)[:600])
-            if ours:
-                rc = 1
-        print("elapsed %.0f s" % (time.time() - started))
-        lockf.close()
-        try:
-            os.unlink(LOCK)
-        except OSError:
-            pass
-    return rc
+        return 0
+
+    return KIT.guarded(body, prepare=lambda: clean_stale(ab.weft_binary()), snapshot_extra=root_extra(),
+                       cleanup=RES.cleanup,
+                       what="netns list, links, nft tables, UDP :53 listeners, mounts, temp dirs")
 
 
 if __name__ == "__main__":

@@ -30,12 +30,9 @@ the same create without -p) with 0, then 1000 (one sandbox `-p 20000-20999:20000
 then 0 ports published again; ratio = median at 1000 / median at 0.
 """
 import argparse
-import fcntl
 import json
 import os
-import re
 import shutil
-import signal
 import statistics
 import subprocess
 import sys
@@ -44,13 +41,13 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 import attach_bench as ab  # noqa: E402  (helpers only: setns, mounts, table, build, idle wait)
+import nsbench  # noqa: E402  (resources, clean-up, root check, lock, iperf3, CPU readings)
 
 BENCH = os.path.dirname(HERE)
 REPO = os.path.dirname(BENCH)
-PID = os.getpid()
-NS_PREFIX = "wpb-"
-TMP_PREFIX = "/tmp/weft-bench-ports-"
-LOCK = "/run/lock/weft-bench-ports.lock"
+KIT = nsbench.Kit("ports", "wpb-", "ports_bench.py")
+PID = KIT.pid
+TMP_PREFIX = KIT.tmp_prefix
 NETAVARK = os.environ.get("NETAVARK_BIN", "/usr/lib/podman/netavark")
 CNI_DIR = os.environ.get("CNI_PLUGIN_DIR", "/usr/lib/cni")
 CONN = os.path.join(HERE, "ports_conn.py")
@@ -68,8 +65,6 @@ def conn_source(rep):
     return "198.18.10.%d" % (10 + (rep - 1) % CONN_SOURCES + 1)
 
 
-NS_RE = re.compile(r"^wpb-(\d+)-[a-z0-9]+$")
-
 PATHS = {
     # id: (label, what)
     "a-veth": ("(a)", "ns -> ns over one direct veth pair (ceiling)"),
@@ -85,79 +80,32 @@ REFERENCE = {"b-weft": "a-veth", "c-weft": "b-weft", "d-proxy": "c-weft", "e-net
 CONN_TARGETS = ["weft", "netavark", "cni", "proxy"]
 
 
-def log(msg):
-    sys.stderr.write("[ports] %s\n" % msg)
-    sys.stderr.flush()
-
-
+log = KIT.log
 run = ab.run
 must = ab.must
 pct = ab.pct
 table = ab.table
-
-
-def nsx(ns):
-    return ["nsenter", "--net=/run/netns/" + ns]
+nsx = nsbench.nsx
+wait_listen = nsbench.wait_listen
+iperf_once = nsbench.iperf_once
+proc_cpu = nsbench.proc_cpu
 
 
 # --------------------------------------------------------------------------- resources
-class Resources:
-    """Everything this run made, so any exit path removes it: background processes (each
-    the leader of its own process group, killed by the PID we started), weft hosts (their
-    sandboxes and networks removed with weft itself), peer attachments, namespaces, dirs."""
+class Resources(nsbench.Resources):
+    """What nsbench.Resources keeps, plus the weft hosts (their sandboxes and networks removed
+    with weft itself) and the peers' attachments, torn down once the servers are stopped;
+    every process started records its PID as one of ours for the CPU accounting."""
 
     def __init__(self):
-        self.dir = "%s%d" % (TMP_PREFIX, PID)
-        self.procs = []        # (name, Popen)
+        super().__init__(KIT)
         self.weft_hosts = []   # WeftHost
         self.peers = []        # objects with .teardown()
-        self.namespaces = []
-        self.made_dir = False
 
-    def mkdir(self):
-        os.makedirs(self.dir + "/pids", mode=0o700)
-        self.made_dir = True
-
-    def add_ns(self, *names):
-        for n in names:
-            if os.path.exists("/run/netns/" + n):
-                ab.del_namespaces([n])
-            self.namespaces.append(n)
-            must(["ip", "netns", "add", n])
-            must(["ip", "-n", n, "link", "set", "lo", "up"])
-
-    def bg(self, name, ns, argv):
-        """Start argv inside namespace ns (a name under /run/netns or an absolute path) in
-        its own session; nsenter execs the program, so the PID is the program's."""
-        path = ns if ns.startswith("/") else "/run/netns/" + ns
-        logf = open(os.path.join(self.dir, "%s.log" % name), "wb")
-        p = subprocess.Popen(["nsenter", "--net=" + path] + argv, stdout=logf, stderr=subprocess.STDOUT,
-                             stdin=subprocess.DEVNULL, start_new_session=True, env=ab.base_env())
-        logf.close()
-        self.procs.append((name, p))
+    def bg(self, name, ns, argv, env=None):
+        p = super().bg(name, ns, argv, env)
         SERVER_PIDS.append(p.pid)
-        with open(os.path.join(self.dir, "pids", name + ".pid"), "w") as f:
-            f.write("%d\n" % p.pid)
         return p
-
-    def stop_procs(self):
-        for _, p in self.procs:
-            if p.poll() is None:
-                try:
-                    os.killpg(p.pid, signal.SIGTERM)  # the group we created: socat's forks too
-                except OSError:
-                    pass
-        deadline = time.monotonic() + 3
-        for name, p in self.procs:
-            try:
-                p.wait(timeout=max(0.1, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                try:
-                    os.killpg(p.pid, signal.SIGKILL)
-                except OSError:
-                    pass
-                p.wait(timeout=5)
-        self.procs = []
 
     def cleanup(self):
         try:
@@ -177,27 +125,10 @@ class Resources:
             except Exception as e:
                 log("weft teardown in %s: %s" % (h.ns, e))
         self.weft_hosts = []
-        if self.namespaces:
-            ab.del_namespaces(self.namespaces)
-            self.namespaces = []
-        if self.made_dir:
-            ab.remove_dir(self.dir)
-            self.made_dir = False
+        super().cleanup()
 
 
 RES = Resources()
-
-
-def wait_listen(nspath, port, proc=None, timeout=10.0):
-    t_end = time.monotonic() + timeout
-    while time.monotonic() < t_end:
-        p = run(["nsenter", "--net=" + nspath, "ss", "-Hltn", "sport = :%d" % port])
-        if p.stdout.strip():
-            return
-        if proc is not None and proc.poll() is not None:
-            break
-        time.sleep(0.1)
-    raise RuntimeError("nothing listens on port %d in %s" % (port, nspath))
 
 
 def link_client(host_ns, client_ns):
@@ -497,23 +428,6 @@ def count_rules(ns):
 
 
 # --------------------------------------------------------------------------- measuring
-def iperf_once(argv, secs):
-    p = run(argv + ["-t", str(secs), "-J", "--connect-timeout", "3000"], timeout=secs + 30)
-    try:
-        d = json.loads(p.stdout)
-    except ValueError:
-        d = {}
-    if p.returncode != 0 or "end" not in d or "sum_received" not in d.get("end", {}):
-        err = d.get("error") or (p.stdout.decode(errors="replace")[-300:] + p.stderr.decode(errors="replace")[-300:])
-        return {"error": str(err).strip()}
-    e = d["end"]
-    return {"gbps": e["sum_received"]["bits_per_second"] / 1e9,
-            "sent_gbps": e["sum_sent"]["bits_per_second"] / 1e9,
-            "retransmits": e["sum_sent"].get("retransmits"),
-            "cpu": e.get("cpu_utilization_percent", {}),
-            "mss": d.get("start", {}).get("tcp_mss_default")}
-
-
 def conn_once(argv, secs):
     p = run(argv + ["--seconds", str(secs), "--json"], timeout=secs + 30)
     try:
@@ -523,16 +437,6 @@ def conn_once(argv, secs):
 
 
 SERVER_PIDS = []   # iperf3 / connection servers / socat we started or weft started for us
-
-
-def proc_cpu(pid):
-    """utime+stime+cutime+cstime of a process in seconds (0 when gone)."""
-    try:
-        with open("/proc/%d/stat" % pid) as f:
-            v = f.read().rsplit(")", 1)[1].split()
-        return sum(int(x) for x in v[11:15]) / ab.HZ
-    except (OSError, IndexError, ValueError):
-        return 0.0
 
 
 def cpu_mark():
@@ -888,33 +792,13 @@ def phase_growth(zero_tms, big_tms):
 
 
 # --------------------------------------------------------------------------- safety
-def pid_is_bench(pid):
-    try:
-        with open("/proc/%d/cmdline" % pid, "rb") as f:
-            return b"ports_bench.py" in f.read()
-    except OSError:
-        return False
-
-
 def clean_stale(weft_bin):
     """Remove what an earlier run that died (kill -9) left: its background processes (by the
     PIDs it recorded, if they still run the same program), its weft sandboxes, its namespaces
     and its temp dir."""
-    for e in sorted(os.listdir("/tmp")):
-        m = re.match(r"^weft-bench-ports-(\d+)$", e)
-        if not m or int(m.group(1)) == PID or pid_is_bench(int(m.group(1))):
-            continue
-        d = "/tmp/" + e
-        old = int(m.group(1))
+    for old, d in KIT.stale_runs():
         log("cleaning up after an earlier run (pid %d): %s" % (old, d))
-        for f in sorted(os.listdir(d + "/pids")) if os.path.isdir(d + "/pids") else []:
-            try:
-                pid = int(open(os.path.join(d, "pids", f)).read())
-                cmd = open("/proc/%d/cmdline" % pid, "rb").read()
-                if any(x in cmd for x in (b"iperf3", b"socat", b"ports_conn.py")):
-                    os.killpg(pid, signal.SIGKILL)
-            except (OSError, ValueError):
-                pass
+        KIT.kill_recorded(d, (b"iperf3", b"socat", b"ports_conn.py"))
         for tag in ("w", "p"):
             wd = "%s/weft-%s" % (d, tag)
             hns = "/run/netns/wpb-%d-%sh" % (old, tag)
@@ -934,52 +818,22 @@ def clean_stale(weft_bin):
                         run(base + ["network", "rm", n["name"]])
                 except ValueError:
                     pass
-        stale = [n for n in ab.ns_list() if n.startswith("wpb-%d-" % old)]
-        if stale:
-            ab.del_namespaces(stale)
+        KIT.remove_stale_namespaces(old)
         ab.remove_dir(d)
-    stale = []
-    for n in ab.ns_list():
-        m = NS_RE.match(n)
-        if m and int(m.group(1)) != PID and not pid_is_bench(int(m.group(1))):
-            stale.append(n)
-    if stale:
-        log("removing stale namespaces: %s" % " ".join(stale))
-        ab.del_namespaces(stale)
+    KIT.remove_stale_namespaces()
 
 
-def root_snapshot():
-    def out(cmd):
-        p = run(cmd)
-        return p.stdout.decode(errors="replace") if p.returncode == 0 else ""
-    ipt = "\n".join(l for l in out(["iptables-save"]).splitlines() if not l.startswith("#"))
-    return {
-        "netns": sorted(ab.ns_list()),
-        "links": sorted(l.split(":")[1].strip().split("@")[0] for l in out(["ip", "-o", "link"]).splitlines()),
-        "nft_tables": sorted(out(["nft", "list", "tables"]).splitlines()),
-        "iptables_save": ipt,
-        "ip_forward": open("/proc/sys/net/ipv4/ip_forward").read().strip(),
-        "bridge_nf_call_iptables": (open("/proc/sys/net/bridge/bridge-nf-call-iptables").read().strip()
-                                    if os.path.exists("/proc/sys/net/bridge/bridge-nf-call-iptables") else None),
-        "ip_local_port_range": open("/proc/sys/net/ipv4/ip_local_port_range").read().strip(),
-        "our_mounts": ab.our_mounts_under(TMP_PREFIX),
-        "our_tmp": sorted(e for e in os.listdir("/tmp") if e.startswith("weft-bench-ports-")),
-    }
+def root_extra():
+    """What this bench checks in the root namespace besides nsbench's list."""
+    def ipt(out):
+        return "\n".join(l for l in out(["iptables-save"]).splitlines() if not l.startswith("#"))
 
-
-def snapshot_diff(a, b):
-    ours, other = [], []
-    for k in a:
-        if a[k] == b[k]:
-            continue
-        if isinstance(a[k], list):
-            plus, minus = sorted(set(b[k]) - set(a[k])), sorted(set(a[k]) - set(b[k]))
-            mine = [x for x in plus + minus if x.startswith(NS_PREFIX) or "weft-bench-ports" in x
-                    or x.startswith("wpb")]
-            (ours if mine or k.startswith("our_") else other).append("%s: +%s -%s" % (k, plus, minus))
-        else:
-            (other if k == "iptables_save" else ours).append("%s changed" % k)
-    return ours, other
+    def sysctl(path):
+        return lambda _out: open(path).read().strip() if os.path.exists(path) else None
+    return {"iptables_save": ipt,
+            "ip_forward": sysctl("/proc/sys/net/ipv4/ip_forward"),
+            "bridge_nf_call_iptables": sysctl("/proc/sys/net/bridge/bridge-nf-call-iptables"),
+            "ip_local_port_range": sysctl("/proc/sys/net/ipv4/ip_local_port_range")}
 
 
 def ensure_tools(install):
@@ -992,13 +846,7 @@ def ensure_tools(install):
     if not (os.access(CNI_DIR + "/bridge", os.X_OK) and os.access(CNI_DIR + "/portmap", os.X_OK)):
         need.append("containernetworking-plugins")
     if need and install:
-        log("installing %s (apt-get)" % " ".join(need))
-        env = dict(ab.base_env(), DEBIAN_FRONTEND="noninteractive")
-        subprocess.run(["apt-get", "update"], stdout=subprocess.DEVNULL, env=env)
-        p = subprocess.run(["apt-get", "install", "-y", "--no-install-recommends"] + need,
-                           stdout=subprocess.DEVNULL, env=env)
-        if p.returncode:
-            log("apt-get install failed (rc=%d)" % p.returncode)
+        nsbench.apt_install(need, log)
     missing = [b for b in ("iperf3", "socat", "nsenter", "ss", "sysctl")
                if not shutil.which(b, path=ab.base_env()["PATH"])]
     return missing
@@ -1052,23 +900,9 @@ def main():
     stamp = time.strftime("%Y%m%d-%H%M%S")
     outf = a.out or os.path.join(BENCH, "results", "ports-%s.json" % stamp)
 
-    def _sig(signum, _frame):
-        raise SystemExit("interrupted by signal %d" % signum)
-    signal.signal(signal.SIGTERM, _sig)
-    signal.signal(signal.SIGHUP, _sig)
-
-    lockf = open(LOCK, "w")
-    try:
-        fcntl.flock(lockf, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError:
-        raise SystemExit("another bench/ports run holds %s" % LOCK)
-    started = time.time()
-    before = None
-    rc = 0
-    try:
-        weft_bin = ab.weft_binary()
-        clean_stale(weft_bin)
-        before = root_snapshot()
+    def body():
+        nonlocal paths, conns
+        started = time.time()
         missing = ensure_tools(not a.no_install)
         if missing:
             raise SystemExit("missing tools: %s" % " ".join(missing))
@@ -1122,27 +956,11 @@ def main():
             json.dump(out, f, indent=1)
         print(text)
         print("raw results: %s" % os.path.relpath(outf, REPO))
-    finally:
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
-        signal.signal(signal.SIGTERM, signal.SIG_IGN)
-        RES.cleanup()
-        if before is not None:
-            after = root_snapshot()
-            ours, other = snapshot_diff(before, after)
-            print("root namespace check (netns list, links, nft tables, iptables-save, sysctls, mounts, temp dirs): "
-                  "%s" % ("unchanged" if not ours and not other else
-                          ("LEFT BY US: " + "; ".join(ours)) if ours else "nothing of ours left"))
-            if other:
-                print("  changed meanwhile by something else (not names of ours): %s" % "; ".join(other)[:600])
-            if ours:
-                rc = 1
-        print("elapsed %.0f s" % (time.time() - started))
-        lockf.close()
-        try:
-            os.unlink(LOCK)
-        except OSError:
-            pass
-    return rc
+        return 0
+
+    return KIT.guarded(body, prepare=lambda: clean_stale(ab.weft_binary()), snapshot_extra=root_extra(),
+                       cleanup=RES.cleanup,
+                       what="netns list, links, nft tables, iptables-save, sysctls, mounts, temp dirs")
 
 
 if __name__ == "__main__":

@@ -57,6 +57,8 @@ pub enum RtEvent {
     Neighbour {
         /// Interface index.
         index: u32,
+        /// Whether the entry was removed (`RTM_DELNEIGH`) rather than added or changed.
+        deleted: bool,
     },
     /// A route was removed.
     RouteRemoved {
@@ -108,11 +110,14 @@ impl RtWatch {
                 _ => continue,
             };
             let ev = match inner {
-                RouteNetlinkMessage::NewNeighbour(m) | RouteNetlinkMessage::DelNeighbour(m) => {
-                    Some(RtEvent::Neighbour {
-                        index: m.header.ifindex,
-                    })
-                }
+                RouteNetlinkMessage::NewNeighbour(m) => Some(RtEvent::Neighbour {
+                    index: m.header.ifindex,
+                    deleted: false,
+                }),
+                RouteNetlinkMessage::DelNeighbour(m) => Some(RtEvent::Neighbour {
+                    index: m.header.ifindex,
+                    deleted: true,
+                }),
                 RouteNetlinkMessage::NewLink(m) => Some(RtEvent::Link(link_event(&m, false))),
                 RouteNetlinkMessage::DelLink(m) => Some(RtEvent::Link(link_event(&m, true))),
                 RouteNetlinkMessage::DelAddress(m) => {

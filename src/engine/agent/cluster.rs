@@ -13,7 +13,7 @@
 //!   one batch, each becoming the neighbour/FDB changes the view computes (never a re-dump).
 //!   A lost connection keeps everything as it is (traffic keeps flowing); a compacted
 //!   history, or a lost lease, ends in a new join and sync.
-//! - **Drift**: when the agent sees a neighbour or FDB notification of a VXLAN device
+//! - **Drift**: when the agent sees a neighbour or FDB entry of a VXLAN device removed
 //!   ([`Handle::repair_soon`]), and every [`REPAIR_EVERY`] in any case, each device's entries
 //!   are read back and repaired (level-triggered, never by replaying the notifications), and
 //!   a device found missing is built again.
