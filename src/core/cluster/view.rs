@@ -56,6 +56,17 @@ impl ClusterView {
         &self.hosts
     }
 
+    /// How many endpoints the cluster has, on every node (constant time: the agent's status
+    /// is published after every watch batch).
+    pub fn endpoint_count(&self) -> usize {
+        self.endpoints.len()
+    }
+
+    /// How many endpoints node `node` has (constant time, as [`Self::endpoint_count`]).
+    pub fn endpoints_on(&self, node: &str) -> usize {
+        self.by_node.get(node).map_or(0, BTreeSet::len)
+    }
+
     /// Every endpoint of a network, on every node (for name resolution).
     pub fn endpoints_of<'a>(&'a self, network: &'a str) -> impl Iterator<Item = &'a Endpoint> {
         self.endpoints
@@ -352,6 +363,22 @@ mod tests {
         let c = v.apply(&ep_key("n", "h2", "b"), None);
         assert_eq!((adds(&c), removes(&c)), (0, 3));
         assert!(v.desired("n").is_empty());
+    }
+
+    #[test]
+    fn endpoint_counts_follow_puts_and_deletes_per_node() {
+        let mut v = ClusterView::new("h1");
+        put(&mut v, &ep("n", "h2", "a", "12.0.0.2", 2));
+        put(&mut v, &ep("m", "h2", "b", "12.0.1.2", 3));
+        put(&mut v, &ep("n", "h1", "c", "12.0.0.4", 4));
+        // A record written again is still one endpoint.
+        put(&mut v, &ep("n", "h2", "a", "12.0.0.2", 2));
+        assert_eq!(v.endpoint_count(), 3);
+        assert_eq!((v.endpoints_on("h1"), v.endpoints_on("h2")), (1, 2));
+        v.apply(&ep_key("n", "h2", "a"), None);
+        v.apply(&ep_key("m", "h2", "b"), None);
+        assert_eq!((v.endpoint_count(), v.endpoints_on("h2")), (1, 0));
+        assert_eq!(v.endpoints_on("nobody"), 0);
     }
 
     #[test]
