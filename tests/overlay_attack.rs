@@ -181,7 +181,7 @@ impl Cluster {
         let built = common::wait_for(15, || {
             c.hosts.iter().all(|h| {
                 h.weft_ok(&["network", "ls"]).contains("ovl")
-                    && vteps(h).is_some_and(|v| v.len() == n)
+                    && vteps(h).is_some_and(|v| v.len() + 1 == n)
             })
         });
         assert!(built, "ovl was not built everywhere:\n{}", c.logs());
@@ -292,15 +292,23 @@ fn only_member_vteps_feed_the_tunnel_and_the_members_follow_the_cluster() {
     }
     let mut c = Cluster::new(3);
     let (h1, h2) = (&c.hosts[0], &c.hosts[1]);
-    let all: Vec<String> = (1..=3).map(vtep).collect();
-    for h in &c.hosts {
-        assert_eq!(vteps(h), Some(all.clone()), "every host's members");
+    // Each host's members: the others' VTEPs (never its own).
+    let others = |i: usize| -> Vec<String> { (1..=3).filter(|&j| j != i).map(vtep).collect() };
+    for (i, h) in c.hosts.iter().enumerate() {
+        assert_eq!(vteps(h), Some(others(i + 1)), "host {}'s members", i + 1);
     }
+    let all = others(1);
     let input = nft(h1, &["list", "chain", "inet", "weft", "input"]);
     assert!(
         input.contains("udp dport 4789 ip saddr != @vteps4 drop")
             && input.contains("udp dport 4789 ip6 saddr != @vteps6 drop"),
         "{input}"
+    );
+    let forward = nft(h1, &["list", "chain", "inet", "weft", "forward"]);
+    assert!(
+        forward.contains("udp dport 4789 ip daddr @vteps4 drop")
+            && forward.contains("udp dport 4789 ip6 daddr @vteps6 drop"),
+        "{forward}"
     );
     let vni = h1.json(&["network", "inspect", "ovl"])[0]["vni"]
         .as_u64()
@@ -394,6 +402,50 @@ fn only_member_vteps_feed_the_tunnel_and_the_members_follow_the_cluster() {
         "a sandbox's VXLAN to its gateway reached its neighbour"
     );
 
+    // Two ways to borrow a member's source address:
+    // - a sandbox on h1 sends VXLAN to h2's VTEP: routed out and masqueraded, it would
+    //   leave with h1's VTEP as its source, a member's (h1's forward chain must stop it);
+    // - any process on h1 sends from h1's own VTEP to h1's own VTEP (no host sends VXLAN to
+    //   itself, so the own address is no member).
+    let b_mac = mac(&h2.mac_of("b", 0));
+    let via_masq = h2.sniff("b", "eth0", &[b"via-masquerade"], 3);
+    let from_host = h1.sniff("d", "eth0", &[b"from-the-host"], 3);
+    h1.send_frames(
+        "a",
+        "eth0",
+        &[eth(
+            gw_mac,
+            a_mac,
+            0x0800,
+            &udp4(
+                a_ip.parse().unwrap(),
+                vtep(2).parse().unwrap(),
+                40000,
+                VXLAN_PORT,
+                &vxlan_payload(vni, b_mac, &b_ip, b"via-masquerade"),
+            ),
+        )],
+    );
+    let payload: String = vxlan_payload(vni, d_mac, &d_ip, b"from-the-host")
+        .iter()
+        .map(|b| format!("\\x{b:02x}"))
+        .collect();
+    common::ok(&mut h1.ns.cmd(
+        "python3",
+        &[
+            "-c",
+            &format!(
+                "import socket\ns=socket.socket(socket.AF_INET,socket.SOCK_DGRAM)\ns.bind(('{v}',0))\nfor _ in range(3): s.sendto(b'{payload}',('{v}',{VXLAN_PORT}))",
+                v = vtep(1)
+            ),
+        ],
+    ));
+    assert_eq!(
+        (via_masq.counts(), from_host.counts()),
+        (vec![0], vec![0]),
+        "(a sandbox's VXLAN masqueraded to another member, a host process's from its own VTEP)"
+    );
+
     // The host's own UDP to another port, from the same stranger: untouched.
     let listener = h1
         .ns
@@ -464,11 +516,8 @@ fn only_member_vteps_feed_the_tunnel_and_the_members_follow_the_cluster() {
     // h3's agent killed: its VTEP leaves the others' sets within the TTL (and a margin).
     c.agents[2].kill9();
     let t = Instant::now();
-    let without_h3: Vec<String> = (1..=2).map(vtep).collect();
     let gone = common::wait_for(TTL + 4, || {
-        c.hosts[..2]
-            .iter()
-            .all(|h| vteps(h) == Some(without_h3.clone()))
+        vteps(&c.hosts[0]) == Some(vec![vtep(2)]) && vteps(&c.hosts[1]) == Some(vec![vtep(1)])
     });
     assert!(
         gone,

@@ -8,15 +8,18 @@ use std::net::IpAddr;
 
 use super::view::ClusterView;
 
-/// The member VTEPs: every live host's in `view`, and this host's own (`own`), which may not
-/// be in the view yet. Addresses no datagram can come from (unspecified, multicast) are left
-/// out whatever a record says.
+/// The member VTEPs: every live host's in `view` but this host's own (`own`). No host sends
+/// VXLAN to itself, and a datagram from the own address to the own port can only come from a
+/// process on this host (any user's, or a sandbox sharing the host's namespace): it would put
+/// its inner frame on the overlay past every port guard. Addresses no datagram can come from
+/// (unspecified, multicast) are left out whatever a record says; an IPv4-mapped IPv6 address
+/// is taken as the IPv4 address it is (datagrams from it arrive as IPv4).
 pub fn members(view: &ClusterView, own: IpAddr) -> BTreeSet<IpAddr> {
+    let own = own.to_canonical();
     view.hosts()
         .values()
-        .map(|h| h.vtep)
-        .chain([own])
-        .filter(|a| !a.is_unspecified() && !a.is_multicast())
+        .map(|h| h.vtep.to_canonical())
+        .filter(|a| *a != own && !a.is_unspecified() && !a.is_multicast())
         .collect()
 }
 
@@ -68,21 +71,25 @@ mod tests {
     }
 
     #[test]
-    fn members_are_the_live_hosts_and_this_one() {
+    fn members_are_the_other_live_hosts() {
         let own: IpAddr = "10.0.0.1".parse().unwrap();
         let mut v = ClusterView::new("h1");
-        assert_eq!(members(&v, own), set(&["10.0.0.1"]));
+        assert_eq!(members(&v, own), set(&[]));
         join(&mut v, "h2", "10.0.0.2");
         join(&mut v, "h3", "fd00::3");
         join(&mut v, "h1", "10.0.0.1");
-        assert_eq!(members(&v, own), set(&["10.0.0.1", "10.0.0.2", "fd00::3"]));
+        assert_eq!(members(&v, own), set(&["10.0.0.2", "fd00::3"]));
         // A host gone (its lease expired) is no member any more.
         v.apply(&Key::Host { node: "h2".into() }.render(), None);
-        assert_eq!(members(&v, own), set(&["10.0.0.1", "fd00::3"]));
-        // A record naming an address nothing sends from adds nothing.
+        assert_eq!(members(&v, own), set(&["fd00::3"]));
+        // A record naming an address nothing sends from adds nothing; nor does one naming
+        // this host's own address, even spelled as IPv4-mapped IPv6; another host's mapped
+        // address counts as the IPv4 address its datagrams come from.
         join(&mut v, "h4", "0.0.0.0");
         join(&mut v, "h5", "239.1.1.1");
-        assert_eq!(members(&v, own), set(&["10.0.0.1", "fd00::3"]));
+        join(&mut v, "h6", "::ffff:10.0.0.1");
+        join(&mut v, "h7", "::ffff:10.0.0.7");
+        assert_eq!(members(&v, own), set(&["fd00::3", "10.0.0.7"]));
     }
 
     #[test]

@@ -932,15 +932,17 @@ mod tests {
         // at the cheapest depth.
         let before = perfect(&desired());
         let drifts = check(&d, &before, Depth::Chains).unwrap();
+        let count = |chain: &str, expected, found| Drift::RuleCount {
+            family: Family::Inet,
+            table: TABLE.into(),
+            chain: chain.into(),
+            expected,
+            found,
+        };
         assert_eq!(
             drifts,
-            vec![Drift::RuleCount {
-                family: Family::Inet,
-                table: TABLE.into(),
-                chain: "input".into(),
-                expected: 3,
-                found: 1
-            }]
+            vec![count("forward", 11, 9), count("input", 3, 1)],
+            "the egress rules (forward) and the member rules (input)"
         );
         assert_eq!(check(&d, &perfect(&d), Depth::Rules), Ok(vec![]));
     }

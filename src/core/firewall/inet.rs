@@ -54,7 +54,13 @@ pub fn forward_rules(opts: &FwOptions) -> Vec<Vec<Expr>> {
             data: vec![0; 4],
         },
     ];
-    let mut v = vec![
+    // First, before the user's chain can accept it: a sandbox's VXLAN to a member VTEP.
+    let mut v: Vec<Vec<Expr>> = opts
+        .vxlan_ports
+        .iter()
+        .flat_map(|p| [IpFamily::V4, IpFamily::V6].map(|f| vxlan_egress_rule(f, *p)))
+        .collect();
+    v.extend([
         vec![verdict(Verdict::Jump(CHAIN_USER.into()))],
         // Routed between the ports of an icc=false bridge (tracked or not, see `raw`). A
         // published port of the same network cannot be reached this way either: br_netfilter
@@ -78,7 +84,7 @@ pub fn forward_rules(opts: &FwOptions) -> Vec<Vec<Expr>> {
         ]
         .concat(),
         [&ifname_in(Oifname, SET_BRIDGES)[..], &[drop()]].concat(),
-    ];
+    ]);
     if opts.forward_drop_v4 || opts.forward_drop_v6 {
         // weft turned forwarding on for its sandboxes, not to make the host a router:
         // forwarded traffic that touches no weft bridge is dropped (as Docker does with
@@ -354,32 +360,62 @@ pub fn input_rules(opts: &FwOptions) -> Vec<Vec<Expr>> {
     v
 }
 
+/// `iifname @bridges udp dport PORT ip daddr @vteps4 drop` (or `ip6`, `@vteps6`): a
+/// sandbox's datagram to another host's VXLAN port. Routed out and masqueraded, it would
+/// leave with this host's VTEP as its source, a member's, and the other host's device would
+/// take its inner frame (any source, past every port guard) into the overlay. A sandbox's
+/// VXLAN to any other address is left alone.
+pub fn vxlan_egress_rule(family: IpFamily, port: u16) -> Vec<Expr> {
+    [
+        &nfproto(family)[..],
+        &ifname_in(MetaKey::Iifname, SET_BRIDGES),
+        &udp_dport_is(port),
+        &[
+            load_addr(family, true, Reg::R0),
+            Expr::lookup(vtep_set(family), Reg::R0),
+            verdict(Verdict::Drop),
+        ],
+    ]
+    .concat()
+}
+
+/// The set of member VTEPs of `family`.
+fn vtep_set(family: IpFamily) -> &'static str {
+    match family {
+        IpFamily::V4 => SET_VTEPS4,
+        IpFamily::V6 => SET_VTEPS6,
+    }
+}
+
+/// `meta l4proto udp udp dport PORT`.
+fn udp_dport_is(port: u16) -> [Expr; 4] {
+    const IPPROTO_UDP: u8 = 17;
+    [
+        Expr::meta(MetaKey::L4proto, Reg::R0),
+        Expr::cmp_eq(Reg::R0, vec![IPPROTO_UDP]),
+        Expr::Payload {
+            base: PayloadBase::Transport,
+            offset: 2, // udp dport
+            len: 2,
+            dreg: Reg::R0,
+        },
+        Expr::cmp_eq(Reg::R0, port.to_be_bytes().to_vec()),
+    ]
+}
+
 /// `udp dport PORT ip saddr != @vteps4 drop` (or `ip6`, `@vteps6`): a VXLAN device accepts
 /// the inner frame of any datagram to its port with its VNI, so only the cluster's members
 /// may send there. Whatever arrives — from the underlay, from a sandbox through its gateway,
 /// from the host itself — is dropped unless its source is a member's VTEP (fragments are
 /// reassembled before this hook: weft's NAT chains bring connection tracking's defrag).
 pub fn vxlan_member_rule(family: IpFamily, port: u16) -> Vec<Expr> {
-    const IPPROTO_UDP: u8 = 17;
-    let set = match family {
-        IpFamily::V4 => SET_VTEPS4,
-        IpFamily::V6 => SET_VTEPS6,
-    };
     [
         &nfproto(family)[..],
+        &udp_dport_is(port),
         &[
-            Expr::meta(MetaKey::L4proto, Reg::R0),
-            Expr::cmp_eq(Reg::R0, vec![IPPROTO_UDP]),
-            Expr::Payload {
-                base: PayloadBase::Transport,
-                offset: 2, // udp dport
-                len: 2,
-                dreg: Reg::R0,
-            },
-            Expr::cmp_eq(Reg::R0, port.to_be_bytes().to_vec()),
             load_addr(family, false, Reg::R0),
             Expr::Lookup {
-                set: set.into(),
+                set: vtep_set(family).into(),
                 sreg: Reg::R0,
                 dreg: None,
                 invert: true,
