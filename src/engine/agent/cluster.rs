@@ -659,7 +659,7 @@ impl Control {
     }
 
     /// Deletes this node's address claims and endpoint records whose sandbox the local store
-    /// does not have, once they stayed so, unchanged, for [`ORPHAN_GRACE`] (`now` in seconds);
+    /// does not have, once they stayed so, unchanged, for [`ORPHAN_GRACE`] (`now` in seconds on a monotonic clock);
     /// each delete compares the revision it was seen at. Only records naming a weft sandbox
     /// id are judged ([`orphaned`]). Returns how many went.
     pub fn sweep_orphans(&mut self, host: &mut dyn Host, now: u64) -> Result<usize, StoreError> {
@@ -915,6 +915,10 @@ pub fn start(setup: Setup) -> Result<Handle> {
 /// The task's loop: join, sync, watch; repairs when `repair_soon` is set and periodically;
 /// quarantine throughout.
 pub fn run(mut c: Control, mut host: impl Host, stop: &AtomicBool, repair_soon: &AtomicBool) {
+    // The orphan sweep's clock: monotonic, so that a clock step (NTP at boot) cannot cut a
+    // record's grace short.
+    let epoch = Instant::now();
+    let mono = || epoch.elapsed().as_secs();
     let mut watch = None;
     let mut joined = false;
     let mut synced = false;
@@ -985,7 +989,7 @@ pub fn run(mut c: Control, mut host: impl Host, stop: &AtomicBool, repair_soon: 
                         synced = true;
                         say_up(&c, true, "");
                         // Notes this node's orphans now; they go at a later sweep.
-                        if let Err(e) = c.sweep_orphans(&mut host, crate::engine::now()) {
+                        if let Err(e) = c.sweep_orphans(&mut host, mono()) {
                             tracing::debug!("cluster: deleting orphaned records: {e}");
                         }
                     }
@@ -1046,7 +1050,7 @@ pub fn run(mut c: Control, mut host: impl Host, stop: &AtomicBool, repair_soon: 
             if let Err(e) = c.release_quarantined(crate::engine::now()) {
                 tracing::debug!("cluster: releasing quarantined addresses: {e}");
             }
-            if let Err(e) = c.sweep_orphans(&mut host, crate::engine::now()) {
+            if let Err(e) = c.sweep_orphans(&mut host, mono()) {
                 tracing::debug!("cluster: deleting orphaned records: {e}");
             }
         }

@@ -53,7 +53,22 @@ pub fn claim_address(
         if let Some(Key::Address { ip, .. }) = Key::parse(&kv.key) {
             let mine = AddressRecord::decode(&kv.value).is_ok_and(|r| r.sandbox == sandbox);
             if mine && ip.is_ipv6() == v6 && want.is_none_or(|w| w == ip) {
-                return Ok(ip);
+                // Written again, compared on its revision: a claim the agent's orphan sweep
+                // is timing (one left by a disconnect while etcd was away, now wanted again)
+                // starts its grace over with the new revision instead of being deleted
+                // before this attach is recorded here.
+                let touch = Txn::new()
+                    .when(Compare::ModRevision(kv.key.clone(), kv.mod_revision))
+                    .and_then(TxnOp::Put {
+                        key: kv.key.clone(),
+                        value: record.clone(),
+                        lease: None,
+                    });
+                if store.txn(touch)?.succeeded {
+                    return Ok(ip);
+                }
+                // Deleted or changed meanwhile: claimed afresh below.
+                break;
             }
         }
     }
@@ -179,11 +194,15 @@ mod tests {
         assert!(matches!(e, ClusterError::Address { .. }), "{e}");
         // Release compares the holder: another sandbox's claim stays.
         assert_eq!(release_address(&s, &n.id, "sd", None).unwrap(), 0);
-        // Claiming again for the same sandbox gives what it holds.
+        // Claiming again for the same sandbox gives what it holds, written again (a new
+        // revision restarts the grace of an orphan sweep timing it).
+        let key = address_key(&n.id, ip("12.12.12.9"));
+        let before = s.get(&key).unwrap().unwrap().mod_revision;
         assert_eq!(
             claim_address(&s, &n, "h1", "sc", false, None).unwrap(),
             ip("12.12.12.9")
         );
+        assert!(s.get(&key).unwrap().unwrap().mod_revision > before);
         assert_eq!(
             claim_address(&s, &n, "h1", "sc", false, Some(ip("12.12.12.9"))).unwrap(),
             ip("12.12.12.9")
