@@ -192,7 +192,7 @@ impl Table {
                     continue;
                 }
                 let hostname = Some(sb.hostname.as_str());
-                t.add_names(net, sidx, &sb.name, hostname, &ep.aliases, v4, v6);
+                t.add_names(net, sidx, &sb.name, hostname, &ep.aliases, v4, v6, 0);
             }
             nets.sort_unstable();
             nets.dedup();
@@ -211,7 +211,8 @@ impl Table {
         }
         // Remote sandboxes are numbered after the local ones (the number only tells entries
         // of different sandboxes apart).
-        let mut owner = u32::try_from(t.askers.len()).unwrap_or(u32::MAX);
+        let locals = u32::try_from(t.askers.len()).unwrap_or(u32::MAX);
+        let mut owner = locals;
         for r in remote.records() {
             let Some(&net) = net_by_id.get(r.network.as_str()) else {
                 continue;
@@ -223,20 +224,28 @@ impl Table {
                     .get(net as usize)
                     .is_some_and(|s: &Vec<ipnet::IpNet>| s.iter().any(|n| n.contains(&a)))
             };
-            let v4 = r.ipv4.filter(|a| inside(IpAddr::V4(*a)));
-            let v6 = r.ipv6.filter(|a| inside(IpAddr::V6(*a)));
+            // Nor one that is a gateway or a sandbox's of this host on that network (stale,
+            // or forged to take a local sandbox's traffic or PTR).
+            let usable = |a: IpAddr| {
+                inside(a) && !t.by_gateway.contains_key(&a) && !t.by_source.contains_key(&(net, a))
+            };
+            let v4 = r.ipv4.filter(|a| usable(IpAddr::V4(*a)));
+            let v6 = r.ipv6.filter(|a| usable(IpAddr::V6(*a)));
             if v4.is_none() && v6.is_none() {
                 continue;
             }
             let hostname = r.hostname.as_deref();
-            t.add_names(net, owner, &r.name, hostname, &r.aliases, v4, v6);
+            // A name a sandbox of this host answers to on that network stays its own.
+            t.add_names(net, owner, &r.name, hostname, &r.aliases, v4, v6, locals);
             owner = owner.saturating_add(1);
         }
         t
     }
 
     /// Makes one sandbox's addresses on network `net` answer to its name, hostname,
-    /// `NAME.NETWORK` and aliases, and its addresses' PTR to `NAME.NETWORK.`.
+    /// `NAME.NETWORK` and aliases, and its addresses' PTR to `NAME.NETWORK.`. A name already
+    /// answered on `net` by a sandbox numbered below `yield_below` is left to it (a remote
+    /// sandbox never shares a local one's name; 0: nothing yields).
     #[allow(clippy::too_many_arguments)]
     fn add_names(
         &mut self,
@@ -247,6 +256,7 @@ impl Table {
         aliases: &[String],
         v4: Option<Ipv4Addr>,
         v6: Option<Ipv6Addr>,
+        yield_below: u32,
     ) {
         let Some(info) = self.networks.get(net as usize) else {
             return;
@@ -260,12 +270,18 @@ impl Table {
         };
         let qualified = format!("{}.{}", name, info.name);
         let names = [name, hostname.unwrap_or_default(), qualified.as_str()];
+        let mut ptr = true;
         for n in names.into_iter().chain(aliases.iter().map(String::as_str)) {
             if n.is_empty() {
                 continue;
             }
             let hides = !n.contains('.') || n == qualified;
             let list = self.names.entry(key(n)).or_default();
+            if list.iter().any(|e| e.net == net && e.sandbox < yield_below) {
+                // Its PTR would name a sandbox it is not: none either.
+                ptr &= n != qualified;
+                continue;
+            }
             match list.iter_mut().find(|e| {
                 NameEntry {
                     hides: e.hides,
@@ -279,7 +295,10 @@ impl Table {
                 }
             }
         }
-        if let Ok(target) = Name::from_ascii(format!("{qualified}.")) {
+        let target = Name::from_ascii(format!("{qualified}."))
+            .ok()
+            .filter(|_| ptr);
+        if let Some(target) = target {
             for a in [v4.map(IpAddr::V4), v6.map(IpAddr::V6)]
                 .into_iter()
                 .flatten()
@@ -669,6 +688,62 @@ pub(crate) mod tests {
         // Remote sandboxes never ask here.
         let ovl_idx = t.network_of(ip("12.12.12.1")).unwrap();
         assert!(t.asker(ovl_idx, ip("12.12.12.3")).is_none());
+    }
+
+    #[test]
+    fn a_remote_record_cannot_take_a_local_name_address_or_the_gateway() {
+        let ovl = net("ovl", "oid", "12.12.12.0/24", "12.12.12.1", None);
+        let pink = sb(
+            "pink",
+            Status::Running,
+            vec![ep(&ovl, "12.12.12.2", None, &["db"])],
+        );
+        let mut names = RemoteNames::default();
+        // Another host's sandbox claiming pink's name, alias and qualified name, and one
+        // recording pink's own address and one the gateway's.
+        names.apply(NameChange::Put(remote(
+            &ovl,
+            "h2",
+            "pink",
+            "12.12.12.7",
+            &["db", "pink.ovl", "spare"],
+        )));
+        names.apply(NameChange::Put(remote(
+            &ovl,
+            "h3",
+            "twin",
+            "12.12.12.2",
+            &[],
+        )));
+        names.apply(NameChange::Put(remote(&ovl, "h3", "gw", "12.12.12.1", &[])));
+        let t = Table::build_with_remote(std::slice::from_ref(&ovl), &[pink], &names);
+        let p = asker(&t, "12.12.12.1", "12.12.12.2");
+        let local = Lookup::Found {
+            v4: vec!["12.12.12.2".parse().unwrap()],
+            v6: vec![],
+        };
+        for name in ["pink", "db", "pink.ovl"] {
+            assert_eq!(t.lookup(p, name), local, "{name} stays the local sandbox's");
+        }
+        // What is its own still answers.
+        assert_eq!(
+            t.lookup(p, "spare"),
+            Lookup::Found {
+                v4: vec!["12.12.12.7".parse().unwrap()],
+                v6: vec![]
+            }
+        );
+        // Its address has no PTR to a name that is pink's.
+        assert_eq!(t.reverse(p, ip("12.12.12.7")), Err(false));
+        assert_eq!(t.lookup(p, "twin"), Lookup::Unknown);
+        assert_eq!(t.lookup(p, "gw"), Lookup::Unknown);
+        let ptr: Vec<String> = t
+            .reverse(p, ip("12.12.12.2"))
+            .unwrap()
+            .iter()
+            .map(|n| n.to_ascii())
+            .collect();
+        assert_eq!(ptr, ["pink.ovl."]);
     }
 
     #[test]
