@@ -402,7 +402,18 @@ impl Control {
             }
         };
         for r in mine {
-            if !self.networks.contains_key(&r.network) {
+            let Some(net_name) = self.networks.get(&r.network).map(|n| n.name.clone()) else {
+                continue;
+            };
+            // Its addresses first: claims carry no lease, so a host cut off for longer than
+            // the quarantine finds them released, and perhaps given to another sandbox. An
+            // endpoint registered over another's address would make two sandboxes answer for
+            // it: it stays unregistered, and the status says why.
+            if let Some((ip, holder)) = self.reclaim(&r)? {
+                self.error(format!(
+                    "sandbox {:?} is not registered on overlay network {net_name:?}: its address {ip} was released while this host was away and is now sandbox {holder}'s; remove it and run it again",
+                    r.name
+                ));
                 continue;
             }
             let key = Key::Endpoint {
@@ -414,6 +425,52 @@ impl Control {
             self.m.store.put(&key, &r.encode(), Some(lease))?;
         }
         Ok(())
+    }
+
+    /// Makes sure each address of this node's endpoint `r` is claimed for its sandbox (claims
+    /// it again, create-if-absent, when it is not): `Some((ip, holder))` when another sandbox
+    /// holds one of them.
+    fn reclaim(&mut self, r: &EndpointRecord) -> Result<Option<(IpAddr, String)>, StoreError> {
+        let ips = [r.ipv4.map(IpAddr::V4), r.ipv6.map(IpAddr::V6)];
+        for ip in ips.into_iter().flatten() {
+            let key = Key::Address {
+                network: r.network.clone(),
+                ip,
+            }
+            .render();
+            let holder = |kv: &crate::adapters::cluster::KeyValue| {
+                AddressRecord::decode(&kv.value)
+                    .map(|c| c.sandbox)
+                    .unwrap_or_else(|_| "an unreadable claim".into())
+            };
+            let held = match self.m.store.get(&key)? {
+                Some(kv) => Some(holder(&kv)),
+                None => {
+                    let claim = AddressRecord {
+                        sandbox: r.sandbox.clone(),
+                        node: self.m.node.clone(),
+                    };
+                    let txn = Txn::new()
+                        .when(Compare::Absent(key.clone()))
+                        .and_then(TxnOp::Put {
+                            key: key.clone(),
+                            value: claim.encode(),
+                            lease: None,
+                        });
+                    if self.m.store.txn(txn)?.succeeded {
+                        tracing::info!(%key, "cluster: claimed a released address of a sandbox here again");
+                        None
+                    } else {
+                        // Taken between the read and the claim.
+                        self.m.store.get(&key)?.map(|kv| holder(&kv))
+                    }
+                }
+            };
+            if let Some(h) = held.filter(|h| *h != r.sandbox) {
+                return Ok(Some((ip, h)));
+            }
+        }
+        Ok(None)
     }
 
     /// Applies a batch of watch changes (signals are the caller's): the networks' mirrors,

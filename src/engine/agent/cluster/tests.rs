@@ -943,3 +943,41 @@ fn other_nodes_endpoints_go_to_dns_as_they_change() {
     }
     assert!(names.is_empty(), "{names:?}");
 }
+
+#[test]
+fn a_sandbox_whose_claim_was_released_while_away_claims_it_again_or_stays_unregistered() {
+    let store = Arc::new(MemoryStore::new());
+    let net = overlay("ovl", "ab");
+    put_network(&store, &net);
+    let status: Arc<Mutex<AgentStatus>> = Default::default();
+    let mut c = Control::new(member(&store, "h1", "10.0.0.1"), TTL, status.clone());
+    // Two sandboxes run here; while this host was away (past the quarantine) their claims
+    // were released, and h2 gave the second one's address to a sandbox of its own.
+    let kept = endpoint(&net, "h1", &sandbox_id(1), "12.12.12.2", 2);
+    let lost = endpoint(&net, "h1", &sandbox_id(2), "12.12.12.3", 3);
+    let mut host = Recording {
+        own: vec![kept.clone(), lost.clone()],
+        ..Recording::default()
+    };
+    let theirs = put_claim(&store, &net, "12.12.12.3", &sandbox_id(7), "h2");
+    c.join().unwrap();
+    c.resync(&mut host).unwrap();
+    let claim = store.get(&claim_key(&net, "12.12.12.2")).unwrap().unwrap();
+    let claim = AddressRecord::decode(&claim.value).unwrap();
+    assert_eq!(
+        (claim.sandbox, claim.node),
+        (sandbox_id(1), "h1".to_string())
+    );
+    assert!(store.get(&ep_key(&kept)).unwrap().is_some());
+    // The taken address stays the other sandbox's, and no endpoint answers for it twice.
+    let held = AddressRecord::decode(&store.get(&theirs).unwrap().unwrap().value).unwrap();
+    assert_eq!(held.sandbox, sandbox_id(7));
+    assert!(store.get(&ep_key(&lost)).unwrap().is_none());
+    let errors = status.lock().unwrap().cluster.errors.clone();
+    assert!(
+        errors
+            .iter()
+            .any(|e| e.contains("12.12.12.3") && e.contains(&sandbox_id(7))),
+        "{errors:?}"
+    );
+}
