@@ -30,7 +30,8 @@ pub struct RemoteNames {
     by_key: BTreeMap<RemoteKey, EndpointRecord>,
 }
 
-fn key_of(r: &EndpointRecord) -> RemoteKey {
+/// An endpoint record's key.
+pub fn key_of(r: &EndpointRecord) -> RemoteKey {
     (r.network.clone(), r.node.clone(), r.sandbox.clone())
 }
 

@@ -13,7 +13,8 @@ use std::sync::Arc;
 
 use hickory_proto::rr::Name;
 
-use super::remote::RemoteNames;
+use super::remote::{key_of, NameChange, RemoteKey, RemoteNames};
+use crate::core::cluster::records::EndpointRecord;
 use crate::core::model::{NetMode, Network, Sandbox, Status};
 
 /// Index of a network in [`Table::networks`].
@@ -60,6 +61,8 @@ struct NameEntry {
 #[derive(Debug, Clone)]
 struct PtrEntry {
     net: NetIdx,
+    /// The sandbox's number, as in [`NameEntry`].
+    sandbox: u32,
     /// `NAME.NETWORK.`, as Docker answers.
     target: Name,
 }
@@ -101,6 +104,23 @@ pub struct Table {
     names: HashMap<Box<str>, Vec<NameEntry>>,
     ptrs: HashMap<IpAddr, Vec<PtrEntry>>,
     records: usize,
+    /// Networks by id and their subnets (by index), for remote records.
+    net_by_id: HashMap<String, NetIdx>,
+    subnets: Vec<Vec<ipnet::IpNet>>,
+    /// How many sandboxes are local (numbered below): remote ones yield names to them.
+    locals: u32,
+    /// The next remote sandbox's number.
+    next_owner: u32,
+    /// What each remote record added, to take it out again on its own.
+    remote: HashMap<RemoteKey, Added>,
+}
+
+/// The names and PTR addresses one sandbox added, under its number.
+#[derive(Debug, Default, Clone)]
+struct Added {
+    owner: u32,
+    names: Vec<Box<str>>,
+    ptrs: Vec<IpAddr>,
 }
 
 /// Whether a sandbox in `status` is answered. Docker answers running containers only,
@@ -211,35 +231,102 @@ impl Table {
         }
         // Remote sandboxes are numbered after the local ones (the number only tells entries
         // of different sandboxes apart).
-        let locals = u32::try_from(t.askers.len()).unwrap_or(u32::MAX);
-        let mut owner = locals;
+        t.locals = u32::try_from(t.askers.len()).unwrap_or(u32::MAX);
+        t.next_owner = t.locals;
+        t.net_by_id = net_by_id
+            .into_iter()
+            .map(|(id, idx)| (id.to_string(), idx))
+            .collect();
+        t.subnets = subnets;
         for r in remote.records() {
-            let Some(&net) = net_by_id.get(r.network.as_str()) else {
-                continue;
-            };
-            // Another node's record is input: an address outside the network's subnets
-            // (stale, or forged) is not answered.
-            let inside = |a: IpAddr| {
-                subnets
-                    .get(net as usize)
-                    .is_some_and(|s: &Vec<ipnet::IpNet>| s.iter().any(|n| n.contains(&a)))
-            };
-            // Nor one that is a gateway or a sandbox's of this host on that network (stale,
-            // or forged to take a local sandbox's traffic or PTR).
-            let usable = |a: IpAddr| {
-                inside(a) && !t.by_gateway.contains_key(&a) && !t.by_source.contains_key(&(net, a))
-            };
-            let v4 = r.ipv4.filter(|a| usable(IpAddr::V4(*a)));
-            let v6 = r.ipv6.filter(|a| usable(IpAddr::V6(*a)));
-            if v4.is_none() && v6.is_none() {
-                continue;
-            }
-            let hostname = r.hostname.as_deref();
-            // A name a sandbox of this host answers to on that network stays its own.
-            t.add_names(net, owner, &r.name, hostname, &r.aliases, v4, v6, locals);
-            owner = owner.saturating_add(1);
+            t.put_remote(r);
         }
         t
+    }
+
+    /// Applies one change of the remote records in place: only the names and addresses of
+    /// the records it concerns are touched (a join or leave elsewhere costs the same with
+    /// ten or a thousand remote sandboxes), with the same rules as [`Table::build_with_remote`].
+    pub fn apply_remote(&mut self, change: &NameChange) {
+        match change {
+            NameChange::Reset(all) => {
+                let keys: Vec<RemoteKey> = self.remote.keys().cloned().collect();
+                for k in &keys {
+                    self.remove_remote(k);
+                }
+                for r in all {
+                    self.put_remote(r);
+                }
+            }
+            NameChange::Put(r) => self.put_remote(r),
+            NameChange::Remove(k) => self.remove_remote(k),
+        }
+    }
+
+    /// Answers remote record `r` (replacing what an earlier version of it added).
+    fn put_remote(&mut self, r: &EndpointRecord) {
+        let key = key_of(r);
+        self.remove_remote(&key);
+        let Some(&net) = self.net_by_id.get(r.network.as_str()) else {
+            return;
+        };
+        // Another node's record is input: an address outside the network's subnets (stale,
+        // or forged) is not answered, nor a gateway or a local sandbox's address on that
+        // network (forged to take its traffic or its PTR).
+        let usable = |a: IpAddr| {
+            self.subnets
+                .get(net as usize)
+                .is_some_and(|s| s.iter().any(|n| n.contains(&a)))
+                && !self.by_gateway.contains_key(&a)
+                && !self.by_source.contains_key(&(net, a))
+        };
+        let v4 = r.ipv4.filter(|a| usable(IpAddr::V4(*a)));
+        let v6 = r.ipv6.filter(|a| usable(IpAddr::V6(*a)));
+        if v4.is_none() && v6.is_none() {
+            return;
+        }
+        let owner = self.next_owner;
+        self.next_owner = self.next_owner.saturating_add(1);
+        let hostname = r.hostname.as_deref();
+        // A name a sandbox of this host answers to on that network stays its own.
+        let added = self.add_names(
+            net,
+            owner,
+            &r.name,
+            hostname,
+            &r.aliases,
+            v4,
+            v6,
+            self.locals,
+        );
+        self.remote.insert(key, added);
+    }
+
+    /// Takes out what remote record `key` added, if anything.
+    fn remove_remote(&mut self, key: &RemoteKey) {
+        let Some(added) = self.remote.remove(key) else {
+            return;
+        };
+        for n in &added.names {
+            if let Some(list) = self.names.get_mut(n) {
+                let before = list.len();
+                list.retain(|e| e.sandbox != added.owner);
+                self.records = self.records.saturating_sub(before - list.len());
+                if list.is_empty() {
+                    self.names.remove(n);
+                }
+            }
+        }
+        for a in &added.ptrs {
+            if let Some(list) = self.ptrs.get_mut(a) {
+                let before = list.len();
+                list.retain(|e| e.sandbox != added.owner);
+                self.records = self.records.saturating_sub(before - list.len());
+                if list.is_empty() {
+                    self.ptrs.remove(a);
+                }
+            }
+        }
     }
 
     /// Makes one sandbox's addresses on network `net` answer to its name, hostname,
@@ -257,9 +344,13 @@ impl Table {
         v4: Option<Ipv4Addr>,
         v6: Option<Ipv6Addr>,
         yield_below: u32,
-    ) {
+    ) -> Added {
+        let mut added = Added {
+            owner,
+            ..Added::default()
+        };
         let Some(info) = self.networks.get(net as usize) else {
-            return;
+            return added;
         };
         let entry = NameEntry {
             net,
@@ -292,6 +383,7 @@ impl Table {
                 None => {
                     list.push(NameEntry { hides, ..entry });
                     self.records += 1;
+                    added.names.push(key(n));
                 }
             }
         }
@@ -305,11 +397,14 @@ impl Table {
             {
                 self.ptrs.entry(a).or_default().push(PtrEntry {
                     net,
+                    sandbox: owner,
                     target: target.clone(),
                 });
                 self.records += 1;
+                added.ptrs.push(a);
             }
         }
+        added
     }
 
     /// The networks, by index.
@@ -744,6 +839,117 @@ pub(crate) mod tests {
             .map(|n| n.to_ascii())
             .collect();
         assert_eq!(ptr, ["pink.ovl."]);
+    }
+
+    /// What every asker of `t` gets for each of `names` and `addrs`, order-free (a table
+    /// changed in place numbers and orders entries differently from a rebuilt one).
+    fn answers(t: &Table, names: &[&str], addrs: &[&str]) -> Vec<String> {
+        let mut out = Vec::new();
+        for a in 0..u32::try_from(t.askers.len()).unwrap() {
+            for n in names {
+                let got = match t.lookup(a, n) {
+                    Lookup::Found { mut v4, mut v6 } => {
+                        v4.sort();
+                        v6.sort();
+                        format!("{v4:?} {v6:?}")
+                    }
+                    other => format!("{other:?}"),
+                };
+                out.push(format!("{a} {n}: {got}"));
+            }
+            for ip in addrs {
+                let got = match t.reverse(a, ip.parse().unwrap()) {
+                    Ok(names) => {
+                        let mut v: Vec<String> = names.iter().map(|n| n.to_ascii()).collect();
+                        v.sort();
+                        format!("{v:?}")
+                    }
+                    Err(hidden) => format!("Err({hidden})"),
+                };
+                out.push(format!("{a} {ip}: {got}"));
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn remote_changes_applied_in_place_answer_as_a_rebuild_does() {
+        let ovl = net("ovl", "oid", "12.12.12.0/24", "12.12.12.1", None);
+        let other = net("other", "xid", "13.13.13.0/24", "13.13.13.1", None);
+        let pink = sb(
+            "pink",
+            Status::Running,
+            vec![ep(&ovl, "12.12.12.2", None, &["db"])],
+        );
+        let blue = sb(
+            "blue",
+            Status::Running,
+            vec![ep(&other, "13.13.13.2", None, &[])],
+        );
+        let (nets, sbs) = (vec![ovl.clone(), other.clone()], vec![pink, blue]);
+        let mut p2 = remote(&ovl, "h2", "pink2", "12.12.12.3", &["cache"]);
+        p2.hostname = Some("p2host".into());
+        let changes = vec![
+            NameChange::Reset(vec![
+                p2.clone(),
+                remote(&ovl, "h3", "pink3", "12.12.12.4", &[]),
+            ]),
+            NameChange::Put(remote(&other, "h2", "blue2", "13.13.13.3", &["cache"])),
+            // A name and alias of the local pink's: yields.
+            NameChange::Put(remote(&ovl, "h3", "pink", "12.12.12.5", &["db", "free"])),
+            // pink2 moves to another address and loses its alias.
+            NameChange::Put(EndpointRecord {
+                ipv4: Some("12.12.12.6".parse().unwrap()),
+                aliases: vec![],
+                ..p2.clone()
+            }),
+            NameChange::Remove(key_of(&remote(&ovl, "h3", "pink3", "12.12.12.4", &[]))),
+            NameChange::Put(remote(&ovl, "h4", "ghost", "10.0.0.1", &[])),
+        ];
+        let names = [
+            "pink",
+            "pink2",
+            "pink3",
+            "blue2",
+            "db",
+            "cache",
+            "free",
+            "p2host",
+            "pink2.ovl",
+            "pink.ovl",
+            "blue2.other",
+            "ghost",
+        ];
+        let addrs = [
+            "12.12.12.2",
+            "12.12.12.3",
+            "12.12.12.4",
+            "12.12.12.5",
+            "12.12.12.6",
+            "13.13.13.3",
+            "10.0.0.1",
+        ];
+        let mut live = Table::build(&nets, &sbs);
+        let mut kept = RemoteNames::default();
+        for c in changes {
+            live.apply_remote(&c);
+            kept.apply(c);
+            let rebuilt = Table::build_with_remote(&nets, &sbs, &kept);
+            assert_eq!(
+                answers(&live, &names, &addrs),
+                answers(&rebuilt, &names, &addrs)
+            );
+            assert_eq!(live.records(), rebuilt.records());
+        }
+        // Everything gone: only the local names are left.
+        live.apply_remote(&NameChange::Reset(vec![]));
+        let local = Table::build(&nets, &sbs);
+        assert_eq!(
+            answers(&live, &names, &addrs),
+            answers(&local, &names, &addrs)
+        );
+        assert_eq!(live.records(), local.records());
+        assert!(live.remote.is_empty());
     }
 
     #[test]

@@ -8,7 +8,7 @@
 //! process committed, so a change is visible as soon as the command that made it returns,
 //! without any notification. Sandboxes of other hosts (overlay networks) come from the
 //! agent's cluster task instead, as [`NameChange`]s sent when its watch sees them change:
-//! the task wakes on them and rebuilds its table at once.
+//! the task wakes on them and applies each to its table in place (only that sandbox's names).
 
 use std::collections::VecDeque;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -384,15 +384,15 @@ async fn serve(
                 }
             } => match change {
                 Some(c) => {
-                    // Every change queued meanwhile, then one rebuild.
-                    s.remote.apply(c);
+                    // Applied to the table in place, with every change queued meanwhile: a
+                    // rebuild (which also reads the store) would cost as much as the cluster
+                    // is large, on every host, for every sandbox that comes or goes anywhere.
+                    s.apply_remote(c);
                     if let Some(rx) = &mut remote_rx {
                         while let Ok(c) = rx.try_recv() {
-                            s.remote.apply(c);
+                            s.apply_remote(c);
                         }
                     }
-                    s.version = None;
-                    s.refresh();
                 }
                 // The cluster task stopped: its last word stands.
                 None => remote_rx = None,
@@ -439,6 +439,17 @@ impl Immediate {
 impl Server {
     fn now(&self) -> Duration {
         self.epoch.elapsed()
+    }
+
+    /// Applies a change of other hosts' sandboxes to the table and to what later rebuilds
+    /// start from.
+    fn apply_remote(&mut self, c: NameChange) {
+        self.table.apply_remote(&c);
+        self.remote.apply(c);
+        self.stats.records.store(
+            u64::try_from(self.table.records()).unwrap_or(u64::MAX),
+            Relaxed,
+        );
     }
 
     /// Rebuilds the table when the store changed since it was built.
