@@ -44,7 +44,8 @@ with fake VTEPs 198.19.1.x, under a lease of the bench's, which every agent turn
 neighbour, FDB and flood entries like real ones), J times: `weft run -d --network ovb --
 sleep inf` on h1, timed (wall), with the CPU the agents of h1 and h2 used from the start of
 the command to 0.3 s after it returned (schedstat of all their threads); each removed again
-(untimed) before the next.
+before the next, with `weft rm -f` timed the same way (the leave cost: h2's agent removes
+the entries of a sandbox of another host, and their removal notifications come back to it).
 """
 import argparse
 import base64
@@ -699,8 +700,20 @@ def measure_join(st, phases, joins, results, bulk, idle):
                 results.append({"phase": ph, "endpoints": have, "j": j, "wall_ms": wall * 1e3,
                                 "agent_h1_ms": d1 / 1e6, "agent_h2_ms": d2 / 1e6, "window_s": window,
                                 "agent_h1_threads_ms": {k: round(v, 3) for k, v in th1.items() if v > 0}})
-                h1.w("rm", "-f", name, check=False)
+                # the leave, timed the same way: h2's agent removes the entries of a sandbox
+                # of another host, and their removal notifications come back to it
+                tw = time.perf_counter()
+                th2 = nsbench.cpu_ns_by_thread(h2pid)
+                c1, c2 = nsbench.cpu_ns(h1pid), nsbench.cpu_ns(h2pid)
+                t0 = time.perf_counter()
+                p = run(h1.argv("rm", "-f", name), env=h1.env)
+                wall = time.perf_counter() - t0
                 time.sleep(0.3)
+                d1, d2 = nsbench.cpu_ns(h1pid) - c1, nsbench.cpu_ns(h2pid) - c2
+                th2 = {k: (v - th2.get(k, 0)) / 1e6 for k, v in nsbench.cpu_ns_by_thread(h2pid).items()}
+                results[-1].update({"leave_wall_ms": wall * 1e3, "leave_h1_ms": d1 / 1e6, "leave_h2_ms": d2 / 1e6,
+                                    "leave_window_s": time.perf_counter() - tw, "leave_ok": p.returncode == 0,
+                                    "leave_h2_threads_ms": {k: round(v, 3) for k, v in th2.items() if v > 0}})
             ws = [r["wall_ms"] for r in results if r["phase"] == ph]
             log("join with %d endpoints: wall p50 %.1f ms; agent CPU h1 %.2f ms, h2 %.2f ms per join (mean)" % (
                 have, pct(ws, 50), statistics.mean(r["agent_h1_ms"] for r in results if r["phase"] == ph),
@@ -861,6 +874,50 @@ def summarize(out):
             lines.append("  %d / %d endpoints: wall %.2f, agent CPU h1 %.2f, h2 %.2f (flat <= %.1f: %s)" % (
                 big[0]["endpoints"], small[0]["endpoints"], rw, r1, r2, TARGET_JOIN_FLAT,
                 "MET" if max(rw, r1, r2) <= TARGET_JOIN_FLAT else "NOT MET"))
+        if all("leave_h2_ms" in r for r in js):
+            lines.append("")
+            lines.append("Leave cost (`weft rm -f` of that sandbox on h1; agent CPU from the start of the command "
+                         "to 0.3 s after it returned; h2 removes a remote sandbox's entries):")
+            rows = []
+            lv = {}
+            for ph in phases:
+                rs = [r for r in js if r["phase"] == ph]
+                x = {"endpoints": rs[0]["endpoints"], "wall_p50": pct([r["leave_wall_ms"] for r in rs], 50),
+                     "h1_cpu": statistics.mean(r["leave_h1_ms"] for r in rs),
+                     "h2_cpu": statistics.mean(r["leave_h2_ms"] for r in rs),
+                     "failed": sum(1 for r in rs if not r.get("leave_ok", True))}
+                i = idle.get(ph)
+                if i:
+                    win = statistics.mean(r["leave_window_s"] for r in rs)
+                    x["h1_net"] = x["h1_cpu"] - i["h1_ms_per_s"] * win
+                    x["h2_net"] = x["h2_cpu"] - i["h2_ms_per_s"] * win
+                lv[ph] = x
+                rows.append([str(x["endpoints"]), str(len(rs)), fmt(x["wall_p50"]), fmt(x["h1_cpu"], "%.2f"),
+                             fmt(x["h2_cpu"], "%.2f"), fmt(x.get("h1_net"), "%.2f"), fmt(x.get("h2_net"), "%.2f"),
+                             str(x["failed"])])
+            lines.append(table(rows, ["endpoints", "leaves", "wall p50 ms", "agent h1 CPU ms", "agent h2 CPU ms",
+                                      "h1 net of idle", "h2 net of idle", "rm failed"]))
+            sm = [lv[p] for p in phases if lv[p]["endpoints"] < 100]
+            bg = [lv[p] for p in phases if lv[p]["endpoints"] >= 100]
+            if sm and bg:
+                r1 = bg[0]["h1_cpu"] / statistics.mean(x["h1_cpu"] for x in sm)
+                r2 = bg[0]["h2_cpu"] / statistics.mean(x["h2_cpu"] for x in sm)
+                summ["leave"] = {"phases": lv, "ratio_cpu_h1": r1, "ratio_cpu_h2": r2}
+                lines.append("  %d / %d endpoints: agent CPU per leave h1 %.2f, h2 %.2f" % (
+                    bg[0]["endpoints"], sm[0]["endpoints"], r1, r2))
+
+                def h2_threads(ph):
+                    rs = [r for r in js if r["phase"] == ph and "leave_h2_threads_ms" in r]
+                    names = {k for r in rs for k in r["leave_h2_threads_ms"]}
+                    return {k: sum(r["leave_h2_threads_ms"].get(k, 0) for r in rs) / len(rs) for k in names}
+                ps = [p for p in phases if lv[p]["endpoints"] < 100][0]
+                pb = [p for p in phases if lv[p]["endpoints"] >= 100][0]
+                ts, tb = h2_threads(ps), h2_threads(pb)
+                if ts or tb:
+                    grow = sorted(set(ts) | set(tb), key=lambda k: -(tb.get(k, 0) - ts.get(k, 0)))[:4]
+                    lines.append("  h2's agent per leave, by thread (ms at %d -> %d endpoints): %s" % (
+                        lv[ps]["endpoints"], lv[pb]["endpoints"],
+                        ", ".join("%s %.2f -> %.2f" % (k, ts.get(k, 0), tb.get(k, 0)) for k in grow)))
         for i in out.get("idle") or []:
             lines.append("  idle agents with %d endpoints (%.0f s, no join): h1 %.2f, h2 %.2f ms CPU per second" % (
                 i["endpoints"], IDLE_S, i["h1_ms_per_s"], i["h2_ms_per_s"]))

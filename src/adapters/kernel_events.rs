@@ -6,6 +6,7 @@
 
 use std::collections::BTreeSet;
 use std::io;
+use std::net::IpAddr;
 use std::os::fd::AsRawFd;
 
 use futures::channel::mpsc::UnboundedReceiver;
@@ -13,11 +14,13 @@ use futures::StreamExt;
 use ipnet::IpNet;
 use rtnetlink::packet_core::{NetlinkMessage, NetlinkPayload};
 use rtnetlink::packet_route::link::{InfoKind, LinkAttribute, LinkFlags, LinkInfo, LinkMessage};
-use rtnetlink::packet_route::RouteNetlinkMessage;
+use rtnetlink::packet_route::neighbour::{NeighbourAttribute, NeighbourMessage};
+use rtnetlink::packet_route::{AddressFamily, RouteNetlinkMessage};
 use rtnetlink::sys::{AsyncSocket, AsyncSocketExt, SocketAddr, TokioSocket};
 use rtnetlink::MulticastGroup;
 
 use super::host_facts::{addr_fact, route_fact};
+use super::netlink::{mac_of, raw_ip};
 use super::nla::{attrs, messages, NFNETLINK_V0};
 
 /// A change of one interface.
@@ -59,6 +62,13 @@ pub enum RtEvent {
         index: u32,
         /// Whether the entry was removed (`RTM_DELNEIGH`) rather than added or changed.
         deleted: bool,
+        /// A forwarding entry (`AF_BRIDGE`) rather than a neighbour entry.
+        bridge: bool,
+        /// `NDA_DST`: a neighbour entry's address; a VXLAN device's forwarding entry's
+        /// remote VTEP (the bridge's own forwarding entries have none).
+        dst: Option<IpAddr>,
+        /// `NDA_LLADDR`: the entry's MAC, if it has one.
+        mac: Option<[u8; 6]>,
     },
     /// A route was removed.
     RouteRemoved {
@@ -110,14 +120,8 @@ impl RtWatch {
                 _ => continue,
             };
             let ev = match inner {
-                RouteNetlinkMessage::NewNeighbour(m) => Some(RtEvent::Neighbour {
-                    index: m.header.ifindex,
-                    deleted: false,
-                }),
-                RouteNetlinkMessage::DelNeighbour(m) => Some(RtEvent::Neighbour {
-                    index: m.header.ifindex,
-                    deleted: true,
-                }),
+                RouteNetlinkMessage::NewNeighbour(m) => Some(neighbour_event(&m, false)),
+                RouteNetlinkMessage::DelNeighbour(m) => Some(neighbour_event(&m, true)),
                 RouteNetlinkMessage::NewLink(m) => Some(RtEvent::Link(link_event(&m, false))),
                 RouteNetlinkMessage::DelLink(m) => Some(RtEvent::Link(link_event(&m, true))),
                 RouteNetlinkMessage::DelAddress(m) => {
@@ -143,6 +147,22 @@ impl RtWatch {
                 return Some(ev);
             }
         }
+    }
+}
+
+/// What a neighbour or forwarding entry notification names: enough for the agent to tell
+/// which entry went without reading the device back.
+fn neighbour_event(m: &NeighbourMessage, deleted: bool) -> RtEvent {
+    let dst = m.attributes.iter().find_map(|a| match a {
+        NeighbourAttribute::Destination(d) => raw_ip(d),
+        _ => None,
+    });
+    RtEvent::Neighbour {
+        index: m.header.ifindex,
+        deleted,
+        bridge: m.header.family == AddressFamily::Bridge,
+        dst,
+        mac: mac_of(&m.attributes),
     }
 }
 
@@ -311,5 +331,91 @@ impl NftWatch {
                 self.current.deletions = true;
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rtnetlink::packet_route::neighbour::NeighbourAddress;
+
+    fn msg(family: AddressFamily, attrs: Vec<NeighbourAttribute>) -> NeighbourMessage {
+        let mut m = NeighbourMessage::default();
+        m.header.family = family;
+        m.header.ifindex = 8;
+        m.attributes = attrs;
+        m
+    }
+
+    const MAC: [u8; 6] = [2, 0x42, 12, 0, 0, 2];
+
+    #[test]
+    fn neighbour_notifications_carry_the_entry_they_name() {
+        // A VXLAN device's own forwarding entry: the VTEP comes as raw bytes (the family is
+        // AF_BRIDGE), four for IPv4, sixteen for IPv6.
+        let fdb = msg(
+            AddressFamily::Bridge,
+            vec![
+                NeighbourAttribute::LinkLayerAddress(MAC.to_vec()),
+                NeighbourAttribute::Destination(NeighbourAddress::Other(vec![10, 0, 0, 2])),
+            ],
+        );
+        assert_eq!(
+            neighbour_event(&fdb, true),
+            RtEvent::Neighbour {
+                index: 8,
+                deleted: true,
+                bridge: true,
+                dst: Some("10.0.0.2".parse().unwrap()),
+                mac: Some(MAC),
+            }
+        );
+        let v6: std::net::Ipv6Addr = "fd00::2".parse().unwrap();
+        let fdb6 = msg(
+            AddressFamily::Bridge,
+            vec![
+                NeighbourAttribute::LinkLayerAddress(MAC.to_vec()),
+                NeighbourAttribute::Destination(NeighbourAddress::Other(v6.octets().to_vec())),
+            ],
+        );
+        assert!(matches!(
+            neighbour_event(&fdb6, true),
+            RtEvent::Neighbour { dst: Some(d), .. } if d == std::net::IpAddr::V6(v6)
+        ));
+        // The bridge's entry: no destination.
+        let bridge = msg(
+            AddressFamily::Bridge,
+            vec![NeighbourAttribute::LinkLayerAddress(MAC.to_vec())],
+        );
+        assert!(matches!(
+            neighbour_event(&bridge, false),
+            RtEvent::Neighbour {
+                bridge: true,
+                dst: None,
+                mac: Some(MAC),
+                deleted: false,
+                ..
+            }
+        ));
+        // A neighbour entry: its address; a MAC of another length is no MAC.
+        let neigh = msg(
+            AddressFamily::Inet,
+            vec![
+                NeighbourAttribute::Destination(NeighbourAddress::Inet(
+                    "12.0.0.2".parse().unwrap(),
+                )),
+                NeighbourAttribute::LinkLayerAddress(vec![1, 2, 3]),
+            ],
+        );
+        assert_eq!(
+            neighbour_event(&neigh, true),
+            RtEvent::Neighbour {
+                index: 8,
+                deleted: true,
+                bridge: false,
+                dst: Some("12.0.0.2".parse().unwrap()),
+                mac: None,
+            }
+        );
     }
 }

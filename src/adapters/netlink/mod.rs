@@ -28,6 +28,8 @@ use rtnetlink::{Handle, LinkMessageBuilder, LinkUnspec, RouteMessageBuilder};
 mod observe;
 mod vxlan;
 
+pub(crate) use vxlan::{mac_of, raw_ip};
+
 use super::{announce, conntrack, netns, nftables, sysctl};
 use crate::core::firewall;
 use crate::core::firewall::guard::PORT_GROUP_FWD_MASK;

@@ -73,7 +73,7 @@ fn fdb_msg(
 
 /// An FDB dump's destination: raw address bytes (the message's family is `AF_BRIDGE`, so
 /// the parser cannot tell IPv4 from IPv6; the length does).
-fn raw_ip(a: &NeighbourAddress) -> Option<IpAddr> {
+pub(crate) fn raw_ip(a: &NeighbourAddress) -> Option<IpAddr> {
     match a {
         NeighbourAddress::Inet(v4) => Some((*v4).into()),
         NeighbourAddress::Inet6(v6) => Some((*v6).into()),
@@ -86,7 +86,8 @@ fn raw_ip(a: &NeighbourAddress) -> Option<IpAddr> {
     }
 }
 
-fn mac_of(a: &[NeighbourAttribute]) -> Option<[u8; 6]> {
+/// The MAC (`NDA_LLADDR`) of a neighbour or forwarding entry, if it has a 6-byte one.
+pub(crate) fn mac_of(a: &[NeighbourAttribute]) -> Option<[u8; 6]> {
     a.iter().find_map(|a| match a {
         NeighbourAttribute::LinkLayerAddress(l) => <[u8; 6]>::try_from(l.as_slice()).ok(),
         _ => None,

@@ -53,6 +53,47 @@ pub enum Change {
     },
 }
 
+/// An entry a kernel notification says was removed from a VXLAN device, as far as the
+/// notification names it: what the agent needs to ask the view, one entry at a time, whether
+/// the removal was drift (an entry still wanted) or its own write (an entry no longer wanted).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Removed {
+    /// A neighbour entry for this address (whatever MAC it held: the agent never deletes the
+    /// entry of an address it still wants, it writes the new MAC over it).
+    Neigh {
+        /// Its address.
+        ip: IpAddr,
+    },
+    /// The device's own forwarding entry: `mac` ([`FLOOD_MAC`] for a flood entry) to `dst`.
+    Fdb {
+        /// Destination MAC.
+        mac: [u8; 6],
+        /// The remote VTEP.
+        dst: IpAddr,
+    },
+    /// The bridge's entry sending `mac` to the device (the other half of a unicast
+    /// [`Entry::Fdb`]).
+    BridgeFdb {
+        /// The MAC.
+        mac: [u8; 6],
+    },
+}
+
+impl Removed {
+    /// What a removal notification names, from its fields: `bridge` for an `AF_BRIDGE`
+    /// (forwarding) entry, `dst` its `NDA_DST` (a neighbour's address; a forwarding entry's
+    /// remote VTEP, absent from the bridge's own entries), `mac` its `NDA_LLADDR`. `None`
+    /// when the fields do not name an entry (the caller then reads the device back).
+    pub fn from_fields(bridge: bool, dst: Option<IpAddr>, mac: Option<[u8; 6]>) -> Option<Self> {
+        match (bridge, dst, mac) {
+            (false, Some(ip), _) => Some(Removed::Neigh { ip }),
+            (true, Some(dst), Some(mac)) => Some(Removed::Fdb { mac, dst }),
+            (true, None, Some(mac)) => Some(Removed::BridgeFdb { mac }),
+            _ => None,
+        }
+    }
+}
+
 impl Change {
     /// The kernel operation on the VXLAN device `ifname` that makes this change.
     pub fn op(&self, ifname: &str) -> Op {
@@ -349,6 +390,26 @@ mod tests {
                 ip: ip("12.0.0.2")
             }
         );
+    }
+
+    #[test]
+    fn removal_notifications_name_their_entry_or_nothing() {
+        let v = ip("10.0.0.2");
+        assert_eq!(
+            Removed::from_fields(false, Some(v), None),
+            Some(Removed::Neigh { ip: v })
+        );
+        assert_eq!(
+            Removed::from_fields(true, Some(v), Some(M1)),
+            Some(Removed::Fdb { mac: M1, dst: v })
+        );
+        assert_eq!(
+            Removed::from_fields(true, None, Some(M1)),
+            Some(Removed::BridgeFdb { mac: M1 })
+        );
+        // No address for a neighbour, no MAC for a forwarding entry: nothing named.
+        assert_eq!(Removed::from_fields(false, None, Some(M1)), None);
+        assert_eq!(Removed::from_fields(true, Some(v), None), None);
     }
 
     #[test]

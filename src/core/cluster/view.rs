@@ -11,7 +11,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 
-use super::entries::{Change, Entry, FLOOD_MAC};
+use super::entries::{Change, Entry, Removed, FLOOD_MAC};
 use super::keys::Key;
 use super::records::{Endpoint, EndpointRecord, HostRecord};
 
@@ -276,6 +276,25 @@ impl ClusterView {
             .collect()
     }
 
+    /// The entry to write back when `removed` went from `network`'s device, if the view
+    /// still wants it there (someone else deleted it: drift); `None` when it no longer does
+    /// (the agent's own removal, come back as a notification). One lookup, O(log n) in the
+    /// cluster's entries: a leave costs no host a read of its devices.
+    pub fn wanted(&self, network: &str, removed: &Removed) -> Option<Entry> {
+        let slot = match *removed {
+            Removed::Neigh { ip } => Slot::Neigh(ip),
+            Removed::Fdb { mac, dst } if mac == FLOOD_MAC => Slot::Flood(dst),
+            Removed::Fdb { mac, .. } | Removed::BridgeFdb { mac } => Slot::Fdb(mac),
+        };
+        let entry = self.effective(&(network.to_string(), slot))?;
+        match (*removed, entry) {
+            // The MAC is wanted at another VTEP: this was the old destination, removed after
+            // the new one was written.
+            (Removed::Fdb { dst, .. }, Entry::Fdb { dst: want, .. }) if dst != want => None,
+            _ => Some(entry),
+        }
+    }
+
     /// Networks that have at least one endpoint on some node.
     pub fn networks(&self) -> BTreeSet<String> {
         self.endpoints.keys().map(|(n, _, _)| n.clone()).collect()
@@ -446,6 +465,79 @@ mod tests {
         put(&mut v, &ep("n", "h2", "a", "12.0.0.2", 2));
         let c = v.apply(&Key::Host { node: "h2".into() }.render(), Some(b"{}"));
         assert_eq!(removes(&c), 3);
+    }
+
+    #[test]
+    fn a_removal_is_drift_only_while_the_view_still_wants_the_entry() {
+        let mut v = ClusterView::new("h1");
+        put(&mut v, &host("h2", "10.0.0.2"));
+        put(&mut v, &host("h3", "10.0.0.3"));
+        let a = ep("n", "h2", "a", "12.0.0.2", 2);
+        put(&mut v, &a);
+        put(&mut v, &ep("n", "h2", "b", "12.0.0.3", 3));
+        let mac = [2, 0x42, 0, 0, 0, 2];
+        let (vtep, other): (IpAddr, IpAddr) =
+            ("10.0.0.2".parse().unwrap(), "10.0.0.3".parse().unwrap());
+        let neigh = Removed::Neigh {
+            ip: "12.0.0.2".parse().unwrap(),
+        };
+        let fdb = Removed::Fdb { mac, dst: vtep };
+        let bridge = Removed::BridgeFdb { mac };
+        let flood = Removed::Fdb {
+            mac: FLOOD_MAC,
+            dst: vtep,
+        };
+        // Someone else deleted wanted entries: each is to be written back, as the view has it.
+        assert_eq!(
+            v.wanted("n", &neigh),
+            Some(Entry::Neigh {
+                ip: "12.0.0.2".parse().unwrap(),
+                mac
+            })
+        );
+        assert_eq!(v.wanted("n", &fdb), Some(Entry::Fdb { mac, dst: vtep }));
+        assert_eq!(v.wanted("n", &bridge), Some(Entry::Fdb { mac, dst: vtep }));
+        assert_eq!(
+            v.wanted("n", &flood),
+            Some(Entry::Fdb {
+                mac: FLOOD_MAC,
+                dst: vtep
+            })
+        );
+        // The same entries on another network, or to a VTEP not wanted: nothing.
+        assert_eq!(v.wanted("m", &neigh), None);
+        assert_eq!(v.wanted("n", &Removed::Fdb { mac, dst: other }), None);
+        assert_eq!(
+            v.wanted(
+                "n",
+                &Removed::Fdb {
+                    mac: FLOOD_MAC,
+                    dst: other
+                }
+            ),
+            None
+        );
+        // Its node moved to another VTEP: the old destination's removal is the agent's own
+        // (written after the new one), the bridge's half still wanted.
+        put(&mut v, &host("h2", "10.0.0.22"));
+        let moved = Entry::Fdb {
+            mac,
+            dst: "10.0.0.22".parse().unwrap(),
+        };
+        assert_eq!(v.wanted("n", &fdb), None);
+        assert_eq!(v.wanted("n", &flood), None);
+        assert_eq!(v.wanted("n", &bridge), Some(moved));
+        // The sandbox left: its removals are the agent's own, wanted no more; the flood entry
+        // stays wanted while its node has another sandbox on the network.
+        v.apply(&a.0, None);
+        assert_eq!(v.wanted("n", &neigh), None);
+        assert_eq!(v.wanted("n", &fdb), None);
+        assert_eq!(v.wanted("n", &bridge), None);
+        let flood = Removed::Fdb {
+            mac: FLOOD_MAC,
+            dst: "10.0.0.22".parse().unwrap(),
+        };
+        assert!(v.wanted("n", &flood).is_some());
     }
 
     #[test]

@@ -14,9 +14,13 @@
 //!   A lost connection keeps everything as it is (traffic keeps flowing); a compacted
 //!   history, or a lost lease, ends in a new join and sync.
 //! - **Drift**: when the agent sees a neighbour or FDB entry of a VXLAN device removed
-//!   ([`Handle::repair_soon`]), and every [`REPAIR_EVERY`] in any case, each device's entries
-//!   are read back and repaired (level-triggered, never by replaying the notifications), and
-//!   a device found missing is built again.
+//!   ([`Drift::removed`]), the entry is written back if the view still wants it (someone else
+//!   deleted it), with one lookup in the view: the task's own removals (a sandbox leaving
+//!   elsewhere) come back as notifications too, and must not cost every host a read of its
+//!   devices. When notifications were lost ([`Drift::repair_all`]), and every
+//!   [`REPAIR_EVERY`] in any case, each device's entries are read back and repaired
+//!   (level-triggered, never by replaying the notifications), and a device found missing is
+//!   built again.
 //! - **Quarantine**: address claims of nodes gone for [`QUARANTINE`] are released.
 //! - **Members**: the firewall's `vteps4`/`vteps6` (only their addresses may send to a VXLAN
 //!   port) follow the view's live hosts, with this one: element adds and deletes as hosts
@@ -48,7 +52,7 @@ use crate::adapters::cluster::{
     ClusterStore, Compare, Lease, Revision, StoreError, Txn, TxnOp, WatchEvent, WatchRecvError,
 };
 use crate::core::agent::{AgentStatus, ClusterHost};
-use crate::core::cluster::entries::{self, Change};
+use crate::core::cluster::entries::{self, Change, Removed};
 use crate::core::cluster::keys::{self, Key};
 use crate::core::cluster::orphans::{orphaned, LocalSandbox, Orphans};
 use crate::core::cluster::quarantine::{releasable, Quarantine};
@@ -62,6 +66,8 @@ use crate::core::model::Network;
 use crate::core::overlay_observed::VxlanObserved;
 use crate::core::plan::Op;
 use crate::engine::cluster::Membership;
+
+use super::watch::MAX_REMOVED;
 
 /// How long the task waits for a watch event before doing its periodic work.
 const TICK: Duration = Duration::from_millis(100);
@@ -683,6 +689,52 @@ impl Control {
         self.sync_vteps(host, true);
     }
 
+    /// Writes back the entries of `removed` (each a removal the kernel announced from the
+    /// VXLAN device it names) that the view still wants: someone else deleted them (drift).
+    /// The rest — the agent's own removals, a sandbox leaving elsewhere — cost one lookup
+    /// each and nothing more: no device is read back. A network whose writes fail is read
+    /// back and repaired, once. Returns how many entries were written back.
+    pub fn restore(&mut self, removed: &[(String, Removed)], host: &mut dyn Host) -> usize {
+        // Device name → network id: a few networks, looked up per removal.
+        let ids: BTreeMap<String, &String> = self
+            .networks
+            .keys()
+            .map(|id| (vxlan_name(id), id))
+            .collect();
+        let changes: BTreeSet<Change> = removed
+            .iter()
+            .filter_map(|(ifname, r)| {
+                let id = *ids.get(ifname)?;
+                let entry = self.view.wanted(id, r)?;
+                Some(Change::Add {
+                    network: id.clone(),
+                    entry,
+                })
+            })
+            .collect();
+        if changes.is_empty() {
+            return 0;
+        }
+        let changes: Vec<Change> = changes.into_iter().collect();
+        let ops = self.ops_of(&changes);
+        tracing::info!(
+            "cluster: {} neighbour/FDB entries deleted behind the agent's back: writing them back",
+            ops.len()
+        );
+        let errors = host.apply(&ops);
+        if !errors.is_empty() {
+            tracing::info!(
+                "cluster: writing entries back failed, repairing instead: {}",
+                errors.join("; ")
+            );
+            let nets: BTreeSet<String> = changes.iter().map(|c| network_of(c).clone()).collect();
+            for n in nets {
+                self.repair(&n, host);
+            }
+        }
+        changes.len()
+    }
+
     /// Releases the address claims of nodes gone for longer than the quarantine, each with a
     /// compare on its revision (a claim taken again meanwhile stays). Returns how many.
     pub fn release_quarantined(&mut self, now: u64) -> Result<usize, StoreError> {
@@ -854,8 +906,70 @@ pub fn decode_network(name: &str, bytes: &[u8]) -> Option<Network> {
 pub struct Shared {
     /// This host's membership, for the agent's request handlers (the overlay use cases).
     pub membership: Arc<Membership>,
-    /// Set when a VXLAN device's entries changed: the task repairs them at its next tick.
-    pub repair_soon: Arc<AtomicBool>,
+    /// What the agent's event loop asks of the task about the VXLAN devices' entries.
+    pub drift: Arc<Drift>,
+}
+
+/// What the agent's event loop hands the cluster task between two of its ticks: removed
+/// entries to look up one by one, or a read-back of every device.
+#[derive(Debug, Default)]
+pub struct Drift {
+    /// Every device is to be read back and repaired (and the firewall's members).
+    everything: AtomicBool,
+    /// Entries removed from VXLAN devices (device name, entry), to write back if the view
+    /// still wants them.
+    removed: Mutex<Vec<(String, Removed)>>,
+}
+
+/// What [`Drift::take`] hands over.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct DriftWork {
+    /// Read every device back.
+    pub everything: bool,
+    /// Removed entries to look up (empty when `everything`: the read-back covers them).
+    pub removed: Vec<(String, Removed)>,
+}
+
+impl Drift {
+    /// Asks for every device to be read back and repaired at the task's next tick.
+    pub fn repair_all(&self) {
+        self.everything.store(true, Ordering::Relaxed);
+    }
+
+    /// Hands over entries removed from VXLAN devices. Bounded: past [`MAX_REMOVED`] waiting
+    /// (a task busy elsewhere), one read-back instead.
+    pub fn removed(&self, mut entries: Vec<(String, Removed)>) {
+        let Ok(mut inbox) = self.removed.lock() else {
+            self.repair_all();
+            return;
+        };
+        if inbox.len().saturating_add(entries.len()) > MAX_REMOVED {
+            inbox.clear();
+            drop(inbox);
+            self.repair_all();
+            return;
+        }
+        inbox.append(&mut entries);
+    }
+
+    /// Takes what was asked since the last call.
+    pub fn take(&self) -> DriftWork {
+        let removed = self
+            .removed
+            .lock()
+            .map(|mut r| std::mem::take(&mut *r))
+            .unwrap_or_default();
+        if self.everything.swap(false, Ordering::Relaxed) {
+            return DriftWork {
+                everything: true,
+                removed: Vec::new(),
+            };
+        }
+        DriftWork {
+            everything: false,
+            removed,
+        }
+    }
 }
 
 /// What the agent keeps of its cluster task.
@@ -915,7 +1029,7 @@ pub fn start(setup: Setup) -> Result<Handle> {
         lease: Mutex::new(None),
     });
     let stop = Arc::new(AtomicBool::new(false));
-    let repair_soon = Arc::new(AtomicBool::new(false));
+    let drift = Arc::new(Drift::default());
     let ttl = Duration::from_secs(u64::from(c.lease_ttl));
     let mut control = Control::new(membership.clone(), ttl, setup.status.clone());
     match crate::engine::underlay::find(c.advertise) {
@@ -935,7 +1049,7 @@ pub fn start(setup: Setup) -> Result<Handle> {
     let vtep = c.advertise;
     let thread = {
         let stop = stop.clone();
-        let soon = repair_soon.clone();
+        let drift = drift.clone();
         std::thread::Builder::new()
             .name("weft".into())
             .spawn(move || {
@@ -944,7 +1058,7 @@ pub fn start(setup: Setup) -> Result<Handle> {
                 let mut said = false;
                 while !stop.load(Ordering::Relaxed) {
                     match KernelHost::open(&setup, vtep) {
-                        Ok(host) => return run(control, host, &stop, &soon),
+                        Ok(host) => return run(control, host, &stop, &drift),
                         Err(e) => {
                             if !said {
                                 tracing::error!(
@@ -960,18 +1074,15 @@ pub fn start(setup: Setup) -> Result<Handle> {
             .context("starting the agent's cluster thread")?
     };
     Ok(Handle {
-        shared: Shared {
-            membership,
-            repair_soon,
-        },
+        shared: Shared { membership, drift },
         stop,
         thread: Some(thread),
     })
 }
 
-/// The task's loop: join, sync, watch; repairs when `repair_soon` is set and periodically;
-/// quarantine throughout.
-pub fn run(mut c: Control, mut host: impl Host, stop: &AtomicBool, repair_soon: &AtomicBool) {
+/// The task's loop: join, sync, watch; writes back entries `drift` says were removed while
+/// still wanted; repairs when `drift` asks and periodically; quarantine throughout.
+pub fn run(mut c: Control, mut host: impl Host, stop: &AtomicBool, drift: &Drift) {
     // The orphan sweep's clock: monotonic, so that a clock step (NTP at boot) cannot cut a
     // record's grace short.
     let epoch = Instant::now();
@@ -1095,7 +1206,11 @@ pub fn run(mut c: Control, mut host: impl Host, stop: &AtomicBool, repair_soon: 
                 }
             }
         }
-        if repair_soon.swap(false, Ordering::Relaxed) || Instant::now() >= next_repair {
+        let work = drift.take();
+        if !work.removed.is_empty() {
+            c.restore(&work.removed, &mut host);
+        }
+        if work.everything || Instant::now() >= next_repair {
             c.repair_all(&mut host);
             next_repair = Instant::now() + REPAIR_EVERY;
         } else if c.vteps_pending() && Instant::now() >= next_vteps {

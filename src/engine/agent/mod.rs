@@ -315,15 +315,17 @@ async fn event_loop(
                     send(&jobs, Job::Firewall(cause))?;
                     // The cluster's member VTEPs are the cluster task's to read back.
                     if let Some(c) = &cluster {
-                        c.repair_soon.store(true, std::sync::atomic::Ordering::Relaxed);
+                        c.drift.repair_all();
                     }
                 }
                 if !work.owners.is_empty() {
                     send(&jobs, Job::Owners(work.owners.into_iter().collect()))?;
                 }
-                if work.overlay_entries {
-                    if let Some(c) = &cluster {
-                        c.repair_soon.store(true, std::sync::atomic::Ordering::Relaxed);
+                if let Some(c) = &cluster {
+                    if work.overlay_entries {
+                        c.drift.repair_all();
+                    } else if !work.overlay_removed.is_empty() {
+                        c.drift.removed(work.overlay_removed);
                     }
                 }
             }

@@ -6,6 +6,7 @@
 use std::collections::{BTreeMap, HashMap};
 
 use crate::adapters::kernel_events::{NftBatch, RtEvent};
+use crate::core::cluster::entries::Removed;
 use crate::core::nft::NFPROTO_INET;
 use crate::core::plan::alias_owner;
 use crate::core::reconcile::LinkState;
@@ -19,10 +20,19 @@ pub(super) struct Pending {
     pub firewall: Option<String>,
     /// Notifications were lost: everything is to be checked, with the cause.
     pub everything: Option<String>,
-    /// A neighbour or FDB entry of an overlay network's VXLAN device changed: the cluster
-    /// task is to read its devices back and repair their entries.
+    /// The overlay's entries may have changed unseen (notifications lost, or a removal that
+    /// named no entry): the cluster task is to read its devices back and repair their entries.
     pub overlay_entries: bool,
+    /// Entries removed from weft's VXLAN devices, with the device's name, in order: the
+    /// cluster task writes back those its view still wants (at most [`MAX_REMOVED`]; beyond,
+    /// [`Pending::overlay_entries`] instead).
+    pub overlay_removed: Vec<(String, Removed)>,
 }
+
+/// How many removed entries are kept for the cluster task between two hand-overs: beyond
+/// that, one read-back of the devices costs less than looking each up (and the list stays
+/// bounded whatever the kernel sends).
+pub(super) const MAX_REMOVED: usize = 4096;
 
 impl Pending {
     /// Whether nothing was asked for.
@@ -31,6 +41,21 @@ impl Pending {
             && self.firewall.is_none()
             && self.everything.is_none()
             && !self.overlay_entries
+            && self.overlay_removed.is_empty()
+    }
+
+    /// Notes a removal from the VXLAN device `ifname` (`None`: the notification named no
+    /// entry).
+    fn removed(&mut self, ifname: &str, entry: Option<Removed>) {
+        match entry {
+            Some(e) if !self.overlay_entries && self.overlay_removed.len() < MAX_REMOVED => {
+                self.overlay_removed.push((ifname.to_string(), e));
+            }
+            _ => {
+                self.overlay_entries = true;
+                self.overlay_removed = Vec::new();
+            }
+        }
     }
 }
 
@@ -72,21 +97,31 @@ impl Classifier {
                 out.everything =
                     Some("the kernel dropped link, address or route notifications".into());
                 out.overlay_entries = true;
+                out.overlay_removed = Vec::new();
             }
-            RtEvent::Neighbour { index, deleted } => {
+            RtEvent::Neighbour {
+                index,
+                deleted,
+                bridge,
+                dst,
+                mac,
+            } => {
                 // Only weft's VXLAN devices: the entries of bridges and ports change with
                 // every sandbox's ARP traffic and are none of the control plane's. Only
                 // removals: every entry the cluster task writes comes back as an addition,
                 // and a repair reads all of a device's entries, so repairing on additions made
                 // every join cost in proportion to the cluster's size (bench/overlay); an entry
-                // someone else adds or changes is put right by the periodic repair.
-                if *deleted
-                    && self
-                        .owners
-                        .get(index)
-                        .is_some_and(|(_, name)| name.starts_with("wv-"))
-                {
-                    out.overlay_entries = true;
+                // someone else adds or changes is put right by the periodic repair. A removal
+                // goes to the cluster task as the entry it names, never as "read everything
+                // back": most are the task's own (a sandbox leaving elsewhere), and it tells
+                // those from drift with one lookup each.
+                if !*deleted {
+                    return;
+                }
+                if let Some((_, name)) = self.owners.get(index) {
+                    if name.starts_with("wv-") {
+                        out.removed(name, Removed::from_fields(*bridge, *dst, *mac));
+                    }
                 }
             }
             RtEvent::Link(l) => {
@@ -304,8 +339,20 @@ mod tests {
         );
     }
 
+    const MAC: [u8; 6] = [2, 0x42, 12, 0, 0, 2];
+
+    fn neighbour(index: u32, deleted: bool) -> RtEvent {
+        RtEvent::Neighbour {
+            index,
+            deleted,
+            bridge: false,
+            dst: Some("12.0.0.2".parse().unwrap()),
+            mac: Some(MAC),
+        }
+    }
+
     #[test]
-    fn only_entries_of_weft_vxlan_devices_ask_the_cluster_task_for_a_repair() {
+    fn only_removals_from_weft_vxlan_devices_go_to_the_cluster_task_as_entries() {
         let mut c = Classifier::new(
             INST,
             &[
@@ -314,32 +361,99 @@ mod tests {
             ],
         );
         let mut p = Pending::default();
-        let gone = |index| RtEvent::Neighbour {
-            index,
-            deleted: true,
-        };
-        let added = |index| RtEvent::Neighbour {
-            index,
-            deleted: false,
-        };
         // A bridge's and a foreign interface's neighbours: sandboxes' ARP traffic.
-        c.rt(&gone(7), &mut p);
-        c.rt(&gone(3), &mut p);
-        c.rt(&added(7), &mut p);
+        c.rt(&neighbour(7, true), &mut p);
+        c.rt(&neighbour(3, true), &mut p);
+        c.rt(&neighbour(7, false), &mut p);
         assert!(p.is_empty(), "{p:?}");
         // An entry added on the VXLAN device: the cluster task's own writes (one per
         // entry of every join) never make it read the whole device back.
-        c.rt(&added(8), &mut p);
+        c.rt(&neighbour(8, false), &mut p);
         assert!(p.is_empty(), "{p:?}");
-        c.rt(&gone(8), &mut p);
-        assert!(p.overlay_entries && !p.is_empty());
+        // Removals: each named entry, never a read-back of the devices.
+        c.rt(&neighbour(8, true), &mut p);
+        let vtep = "10.0.0.2".parse().unwrap();
+        c.rt(
+            &RtEvent::Neighbour {
+                index: 8,
+                deleted: true,
+                bridge: true,
+                dst: Some(vtep),
+                mac: Some(MAC),
+            },
+            &mut p,
+        );
+        c.rt(
+            &RtEvent::Neighbour {
+                index: 8,
+                deleted: true,
+                bridge: true,
+                dst: None,
+                mac: Some(MAC),
+            },
+            &mut p,
+        );
+        assert!(!p.overlay_entries && !p.is_empty());
+        let dev = "wv-0a0b0c0d0e0f".to_string();
+        assert_eq!(
+            p.overlay_removed,
+            vec![
+                (
+                    dev.clone(),
+                    Removed::Neigh {
+                        ip: "12.0.0.2".parse().unwrap()
+                    }
+                ),
+                (
+                    dev.clone(),
+                    Removed::Fdb {
+                        mac: MAC,
+                        dst: vtep
+                    }
+                ),
+                (dev, Removed::BridgeFdb { mac: MAC }),
+            ]
+        );
         // A device made after the agent started is learnt from its link notification.
         let mut p = Pending::default();
         c.rt(
             &RtEvent::Link(ev("wv-ffffffffffff", 12, Some("n2"), "vxlan")),
             &mut p,
         );
-        c.rt(&gone(12), &mut p);
+        c.rt(&neighbour(12, true), &mut p);
+        assert_eq!(p.overlay_removed.len(), 1);
+        assert_eq!(p.overlay_removed[0].0, "wv-ffffffffffff");
+    }
+
+    #[test]
+    fn a_removal_naming_no_entry_or_too_many_ask_for_a_read_back() {
+        let mut c = Classifier::new(INST, &[link("wv-0a0b0c0d0e0f", 8, "n1")]);
+        let mut p = Pending::default();
+        c.rt(
+            &RtEvent::Neighbour {
+                index: 8,
+                deleted: true,
+                bridge: true,
+                dst: Some("10.0.0.2".parse().unwrap()),
+                mac: None,
+            },
+            &mut p,
+        );
+        assert!(p.overlay_entries && p.overlay_removed.is_empty());
+        // Once a read-back is asked for, removals are not kept.
+        c.rt(&neighbour(8, true), &mut p);
+        assert!(p.overlay_removed.is_empty());
+        // A flood of removals: bounded, then one read-back.
+        let mut p = Pending::default();
+        for _ in 0..MAX_REMOVED {
+            c.rt(&neighbour(8, true), &mut p);
+        }
+        assert!(!p.overlay_entries && p.overlay_removed.len() == MAX_REMOVED);
+        c.rt(&neighbour(8, true), &mut p);
+        assert!(p.overlay_entries && p.overlay_removed.is_empty());
+        // Lost notifications: a read-back.
+        let mut p = Pending::default();
+        c.rt(&RtEvent::Lost, &mut p);
         assert!(p.overlay_entries);
     }
 }

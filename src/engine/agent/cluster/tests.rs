@@ -23,6 +23,8 @@ struct Recording {
     vteps: Option<BTreeSet<IpAddr>>,
     /// Every change of them: (added, removed).
     vtep_changes: Vec<(Vec<IpAddr>, Vec<IpAddr>)>,
+    /// How many times a device was read back.
+    observed: usize,
 }
 
 impl Host for Recording {
@@ -97,6 +99,7 @@ impl Host for Recording {
     fn observe_vxlan(&mut self, ifname: &str) -> Result<Option<VxlanObserved>> {
         use crate::core::cluster::entries::Entry;
         use crate::core::overlay_observed::{FdbEntry, OverlayNeighbour, NUD_PERMANENT};
+        self.observed += 1;
         Ok(self.devices.get(ifname).map(|d| {
             let mut o = VxlanObserved::default();
             for e in d {
@@ -306,6 +309,143 @@ fn sync_builds_networks_and_entries_then_events_change_them_incrementally() {
 }
 
 #[test]
+fn a_removal_is_written_back_only_while_wanted_and_never_reads_a_device_back() {
+    use crate::core::cluster::entries::{Entry, Removed, FLOOD_MAC};
+    let store = Arc::new(MemoryStore::new());
+    let net = overlay("ovl", "ab");
+    put_network(&store, &net);
+    let mut h2 = control(&store, "h2", "10.0.0.2");
+    h2.join().unwrap();
+    let a = endpoint(&net, "h2", "sb1", "12.12.12.2", 2);
+    let b = endpoint(&net, "h2", "sb2", "12.12.12.3", 3);
+    for r in [&a, &b] {
+        store.put(&ep_key(r), &r.encode(), h2.m.lease()).unwrap();
+    }
+    let mut c = control(&store, "h1", "10.0.0.1");
+    let mut host = Recording::default();
+    c.join().unwrap();
+    let rev = c.resync(&mut host).unwrap();
+    let w = store.watch(keys::PREFIX, rev + 1).unwrap();
+    let dev = vxlan_name(&net.id);
+    let vtep: IpAddr = "10.0.0.2".parse().unwrap();
+    let (ip_a, mac_a): (IpAddr, [u8; 6]) = ("12.12.12.2".parse().unwrap(), [2, 0x42, 12, 0, 0, 2]);
+    let removals =
+        |r: &[Removed]| -> Vec<(String, Removed)> { r.iter().map(|r| (dev.clone(), *r)).collect() };
+    let a_all = [
+        Removed::Neigh { ip: ip_a },
+        Removed::Fdb {
+            mac: mac_a,
+            dst: vtep,
+        },
+        Removed::BridgeFdb { mac: mac_a },
+    ];
+    let reads = host.observed;
+    host.ops.clear();
+
+    // Someone else deletes sb1's neighbour and FDB entries and the node's flood entry: each
+    // is written back, as the view has it (the bridge's half with its FDB entry, once).
+    let d = host.devices.get_mut(&dev).unwrap();
+    d.clear();
+    let mut gone = removals(&a_all);
+    gone.push((
+        dev.clone(),
+        Removed::Fdb {
+            mac: FLOOD_MAC,
+            dst: vtep,
+        },
+    ));
+    assert_eq!(c.restore(&gone, &mut host), 3);
+    assert_eq!(
+        host.devices[&dev],
+        [
+            Entry::Neigh {
+                ip: ip_a,
+                mac: mac_a
+            },
+            Entry::Fdb {
+                mac: mac_a,
+                dst: vtep
+            },
+            Entry::Fdb {
+                mac: FLOOD_MAC,
+                dst: vtep
+            },
+        ]
+        .into()
+    );
+    assert_eq!(host.ops.len(), 3, "{:?}", host.ops);
+
+    // sb1 leaves: the task removes its entries, and the kernel's notifications of those
+    // removals come back; wanted no more, they cost nothing: no write, no read-back.
+    store.delete(&ep_key(&a)).unwrap();
+    pump(&mut c, &w, &mut host);
+    host.ops.clear();
+    assert_eq!(c.restore(&removals(&a_all), &mut host), 0);
+    assert!(host.ops.is_empty(), "{:?}", host.ops);
+    // Removals on a device of no network of the cluster's: nothing either.
+    let foreign = vec![("wv-ffffffffffff".to_string(), Removed::Neigh { ip: ip_a })];
+    assert_eq!(c.restore(&foreign, &mut host), 0);
+    assert_eq!(host.observed, reads, "no device was read back");
+
+    // A write back that fails (the device went meanwhile) ends in a repair of that network.
+    host.devices.remove(&dev);
+    let flood = removals(&[Removed::Fdb {
+        mac: FLOOD_MAC,
+        dst: vtep,
+    }]);
+    assert_eq!(c.restore(&flood, &mut host), 1);
+    assert!(host.observed > reads);
+    assert_eq!(host.devices[&dev], c.view().desired(&net.id));
+}
+
+#[test]
+fn drift_hands_over_removals_bounded_or_one_read_back() {
+    let d = Drift::default();
+    let r = |n: usize| {
+        vec![
+            (
+                "wv-0".to_string(),
+                Removed::BridgeFdb {
+                    mac: [2, 0, 0, 0, 0, 1]
+                }
+            );
+            n
+        ]
+    };
+    assert_eq!(d.take(), DriftWork::default());
+    d.removed(r(2));
+    d.removed(r(1));
+    assert_eq!(
+        d.take(),
+        DriftWork {
+            everything: false,
+            removed: r(3)
+        }
+    );
+    assert_eq!(d.take(), DriftWork::default());
+    // A read-back asked for covers the removals.
+    d.removed(r(1));
+    d.repair_all();
+    assert_eq!(
+        d.take(),
+        DriftWork {
+            everything: true,
+            removed: Vec::new()
+        }
+    );
+    // Past the bound: a read-back, nothing kept.
+    d.removed(r(MAX_REMOVED));
+    d.removed(r(1));
+    assert_eq!(
+        d.take(),
+        DriftWork {
+            everything: true,
+            removed: Vec::new()
+        }
+    );
+}
+
+#[test]
 fn drift_is_repaired_from_the_view_and_a_missing_device_is_rebuilt() {
     let store = Arc::new(MemoryStore::new());
     let net = overlay("ovl", "ab");
@@ -507,7 +647,7 @@ fn the_loop_follows_the_cluster_keeps_entries_through_an_outage_and_joins_again(
     let mine = endpoint(&net, "h1", "sb1", "12.12.12.1", 1);
     host.lock().unwrap().own.push(mine.clone());
     let stop = Arc::new(AtomicBool::new(false));
-    let soon = Arc::new(AtomicBool::new(false));
+    let soon = Arc::new(Drift::default());
     let task = {
         let (host, stop, soon) = (SharedHost(host.clone()), stop.clone(), soon.clone());
         std::thread::spawn(move || run(c, host, &stop, &soon))
@@ -554,10 +694,36 @@ fn the_loop_follows_the_cluster_keeps_entries_through_an_outage_and_joins_again(
 
     // A repair request is served without waiting for the periodic one.
     host.lock().unwrap().devices.get_mut(&dev).unwrap().clear();
-    soon.store(true, Ordering::Relaxed);
+    soon.repair_all();
     let t = Instant::now();
     assert!(eventually(|| entries(&host) == 3));
     assert!(t.elapsed() < REPAIR_EVERY / 2, "{:?}", t.elapsed());
+    // So is a removal handed over, by writing back the entry alone.
+    let reads = host.lock().unwrap().observed;
+    let neigh = crate::core::cluster::entries::Entry::Neigh {
+        ip: "12.12.12.2".parse().unwrap(),
+        mac: [2, 0x42, 12, 0, 0, 2],
+    };
+    host.lock()
+        .unwrap()
+        .devices
+        .get_mut(&dev)
+        .unwrap()
+        .remove(&neigh);
+    soon.removed(vec![(
+        dev.clone(),
+        Removed::Neigh {
+            ip: "12.12.12.2".parse().unwrap(),
+        },
+    )]);
+    let t = Instant::now();
+    assert!(eventually(|| entries(&host) == 3));
+    assert!(t.elapsed() < REPAIR_EVERY / 2, "{:?}", t.elapsed());
+    let reads = host.lock().unwrap().observed - reads;
+    assert!(
+        reads <= 1,
+        "read back {reads} times (the periodic repair at most)"
+    );
     stop.store(true, Ordering::Relaxed);
     task.join().unwrap();
 }
@@ -701,7 +867,7 @@ fn a_compacted_watch_resyncs_from_a_snapshot_and_converges() {
     let c = control(&store, "h1", "10.0.0.1");
     let host = Arc::new(Mutex::new(Recording::default()));
     let stop = Arc::new(AtomicBool::new(false));
-    let soon = Arc::new(AtomicBool::new(false));
+    let soon = Arc::new(Drift::default());
     let task = {
         let (host, stop, soon) = (SharedHost(host.clone()), stop.clone(), soon.clone());
         std::thread::spawn(move || run(c, host, &stop, &soon))
