@@ -8,11 +8,10 @@
 
 mod common;
 
-use std::fs::File;
-use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
 use common::etcd::{etcd_or_skip, Etcd};
+use common::overlay::{has_link, Agent, Underlay};
 use common::{Host, Netns};
 use weft::adapters::cluster::ClusterStore as _;
 
@@ -25,105 +24,6 @@ fn bridge() -> String {
 
 fn vxlan() -> String {
     format!("wv-{}", &NET_ID[..12])
-}
-
-/// The underlay: a bridge in its own namespace; [`Underlay::plug`] connects a namespace.
-struct Underlay {
-    ns: Netns,
-    ports: std::cell::Cell<u32>,
-}
-
-impl Underlay {
-    fn new() -> Self {
-        let ns = Netns::new("wt-oul");
-        ns.ip(&["link", "add", "br0", "type", "bridge"]);
-        ns.ip(&["link", "set", "br0", "up"]);
-        Underlay {
-            ns,
-            ports: std::cell::Cell::new(0),
-        }
-    }
-
-    /// Gives `other` an `eth0` with `addr` (CIDR) on the underlay.
-    fn plug(&self, other: &Netns, addr: &str) {
-        let n = self.ports.get();
-        self.ports.set(n + 1);
-        let port = format!("p{n}");
-        self.ns.ip(&[
-            "link",
-            "add",
-            &port,
-            "type",
-            "veth",
-            "peer",
-            "name",
-            "eth0",
-            "netns",
-            &other.name,
-        ]);
-        self.ns.ip(&["link", "set", &port, "master", "br0", "up"]);
-        other.ip(&["addr", "add", addr, "dev", "eth0"]);
-        other.ip(&["link", "set", "eth0", "up"]);
-    }
-}
-
-/// An agent started by the test: killed (if still running) when dropped.
-struct Agent {
-    child: Option<Child>,
-    log: std::path::PathBuf,
-}
-
-impl Agent {
-    fn start(h: &Host, etcd: &str, ip: &str, node: &str) -> Agent {
-        // The state store made first, by one process: the agent and the status polls below
-        // would otherwise race to create it.
-        h.weft_ok(&["network", "ls"]);
-        let log = h.dir.join(format!("agent-{node}.log"));
-        let ttl = TTL.to_string();
-        let child = h
-            .weft_cmd(&[
-                "daemon",
-                "--stay",
-                "--etcd",
-                etcd,
-                "--advertise",
-                ip,
-                "--node",
-                node,
-                "--lease-ttl",
-                &ttl,
-            ])
-            .env("RUST_LOG", "debug")
-            .stdout(Stdio::null())
-            .stderr(File::create(&log).unwrap())
-            .spawn()
-            .unwrap();
-        let mut a = Agent {
-            child: Some(child),
-            log,
-        };
-        let up = common::wait_for(10, || h.weft(&["daemon", "status"]).status.success());
-        assert!(up, "agent {node} did not start: {}", a.log());
-        a.child.as_mut().unwrap();
-        a
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    fn kill9(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-}
-
-impl Drop for Agent {
-    fn drop(&mut self) {
-        self.kill9();
-    }
 }
 
 /// A "sandbox": a namespace with `eth0` (address 12.12.12.N/24, MAC 02:42:0c:0c:0c:N)
@@ -249,12 +149,6 @@ fn dump(h: &Host) -> String {
     out
 }
 
-fn has_link(h: &Host, name: &str) -> bool {
-    common::run(&mut h.ns.cmd("ip", &["link", "show", name]))
-        .status
-        .success()
-}
-
 #[test]
 fn agents_build_overlay_networks_and_keep_their_entries_right() {
     if !common::root_or_skip("agents_build_overlay_networks_and_keep_their_entries_right")
@@ -262,7 +156,7 @@ fn agents_build_overlay_networks_and_keep_their_entries_right() {
     {
         return;
     }
-    let ul = Underlay::new();
+    let ul = Underlay::new("wt-oul");
     let mut etcd = Etcd::start_on("wt-oet", "10.77.0.2:2379", |ns| ul.plug(ns, "10.77.0.2/24"));
     let url = etcd.url();
     let store = etcd.store();
@@ -275,7 +169,7 @@ fn agents_build_overlay_networks_and_keep_their_entries_right() {
         .iter()
         .zip(&vteps)
         .enumerate()
-        .map(|(i, (h, v))| Agent::start(h, &url, v, &format!("h{}", i + 1)))
+        .map(|(i, (h, v))| Agent::start(h, &url, v, &format!("h{}", i + 1), TTL))
         .collect();
     let logs = |agents: &[Agent]| {
         agents
@@ -458,7 +352,7 @@ fn agents_build_overlay_networks_and_keep_their_entries_right() {
     // A fourth host started with a node name a live host holds: refused, nothing built.
     let intruder = Host::new("wt-oh");
     ul.plug(&intruder.ns, "10.77.0.14/24");
-    let mut impostor = Agent::start(&intruder, &url, "10.77.0.14", "h2");
+    let mut impostor = Agent::start(&intruder, &url, "10.77.0.14", "h2", TTL);
     let refused = common::wait_for(5, || {
         let c = intruder.json(&["daemon", "status"])["status"]["cluster"].clone();
         c["errors"].as_array().is_some_and(|e| {

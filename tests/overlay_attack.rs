@@ -14,13 +14,13 @@
 
 mod common;
 
-use std::fs::File;
 use std::net::Ipv4Addr;
-use std::process::{Child, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use common::etcd::{etcd_or_skip, Etcd};
 use common::frames::{eth, gratuitous_arp, mac, udp4};
+use common::overlay::{Agent, Underlay};
 use common::{Host, Netns};
 
 const TTL: u64 = 2;
@@ -30,103 +30,6 @@ const VXLAN_PORT: u16 = 4789;
 
 fn vtep(i: usize) -> String {
     format!("10.78.0.1{i}")
-}
-
-/// The underlay: a bridge in its own namespace.
-struct Underlay {
-    ns: Netns,
-    ports: std::cell::Cell<u32>,
-}
-
-impl Underlay {
-    fn new() -> Self {
-        let ns = Netns::new("wt-xul");
-        ns.ip(&["link", "add", "br0", "type", "bridge"]);
-        ns.ip(&["link", "set", "br0", "up"]);
-        Underlay {
-            ns,
-            ports: std::cell::Cell::new(0),
-        }
-    }
-
-    /// Gives `other` an `eth0` with `addr` (CIDR) on the underlay.
-    fn plug(&self, other: &Netns, addr: &str) {
-        let n = self.ports.get();
-        self.ports.set(n + 1);
-        let port = format!("p{n}");
-        self.ns.ip(&[
-            "link",
-            "add",
-            &port,
-            "type",
-            "veth",
-            "peer",
-            "name",
-            "eth0",
-            "netns",
-            &other.name,
-        ]);
-        self.ns.ip(&["link", "set", &port, "master", "br0", "up"]);
-        other.ip(&["addr", "add", addr, "dev", "eth0"]);
-        other.ip(&["link", "set", "eth0", "up"]);
-    }
-}
-
-/// An agent started by the test: killed (if still running) when dropped.
-struct Agent {
-    child: Option<Child>,
-    log: std::path::PathBuf,
-}
-
-impl Agent {
-    fn start(h: &Host, etcd: &str, ip: &str, node: &str) -> Agent {
-        // The state store made first, by one process.
-        h.weft_ok(&["network", "ls"]);
-        let log = h.dir.join(format!("agent-{node}.log"));
-        let ttl = TTL.to_string();
-        let child = h
-            .weft_cmd(&[
-                "daemon",
-                "--stay",
-                "--etcd",
-                etcd,
-                "--advertise",
-                ip,
-                "--node",
-                node,
-                "--lease-ttl",
-                &ttl,
-            ])
-            .env("RUST_LOG", "debug")
-            .stdout(Stdio::null())
-            .stderr(File::create(&log).unwrap())
-            .spawn()
-            .unwrap();
-        let a = Agent {
-            child: Some(child),
-            log,
-        };
-        let up = common::wait_for(10, || h.weft(&["daemon", "status"]).status.success());
-        assert!(up, "agent {node} did not start: {}", a.log());
-        a
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    fn kill9(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-}
-
-impl Drop for Agent {
-    fn drop(&mut self) {
-        self.kill9();
-    }
 }
 
 /// `n` hosts on an underlay with etcd, an agent each (nodes h1..hn, VTEPs 10.78.0.1i), and
@@ -141,7 +44,7 @@ struct Cluster {
 
 impl Cluster {
     fn new(n: usize) -> Cluster {
-        let ul = Underlay::new();
+        let ul = Underlay::new("wt-xul");
         let etcd = Etcd::start_on("wt-xet", &format!("{ETCD}:2379"), |ns| {
             ul.plug(ns, &format!("{ETCD}/24"))
         });
@@ -153,7 +56,7 @@ impl Cluster {
         let agents = hosts
             .iter()
             .enumerate()
-            .map(|(i, h)| Agent::start(h, &url, &vtep(i + 1), &format!("h{}", i + 1)))
+            .map(|(i, h)| Agent::start(h, &url, &vtep(i + 1), &format!("h{}", i + 1), TTL))
             .collect();
         let c = Cluster {
             agents,

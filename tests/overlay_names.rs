@@ -12,116 +12,15 @@
 
 mod common;
 
-use std::fs::File;
-use std::process::{Child, Stdio};
 use std::time::Instant;
 
 use common::etcd::{etcd_or_skip, Etcd};
-use common::{Host, Netns};
+use common::overlay::{Agent, Underlay};
+use common::Host;
 use serde_json::Value;
 
 const DNSQ: &str = include_str!("common/dnsq.py");
 const NXDOMAIN: u64 = 3;
-
-/// The underlay: a bridge in its own namespace; [`Underlay::plug`] connects a namespace.
-struct Underlay {
-    ns: Netns,
-    ports: std::cell::Cell<u32>,
-}
-
-impl Underlay {
-    fn new() -> Self {
-        let ns = Netns::new("onu");
-        ns.ip(&["link", "add", "br0", "type", "bridge"]);
-        ns.ip(&["link", "set", "br0", "up"]);
-        Underlay {
-            ns,
-            ports: std::cell::Cell::new(0),
-        }
-    }
-
-    /// Gives `other` an `eth0` with `addr` (CIDR) on the underlay.
-    fn plug(&self, other: &Netns, addr: &str) {
-        let n = self.ports.get();
-        self.ports.set(n + 1);
-        let port = format!("p{n}");
-        self.ns.ip(&[
-            "link",
-            "add",
-            &port,
-            "type",
-            "veth",
-            "peer",
-            "name",
-            "eth0",
-            "netns",
-            &other.name,
-        ]);
-        self.ns.ip(&["link", "set", &port, "master", "br0", "up"]);
-        other.ip(&["addr", "add", addr, "dev", "eth0"]);
-        other.ip(&["link", "set", "eth0", "up"]);
-    }
-}
-
-/// `weft daemon --stay` with a cluster, started by the test: killed when dropped (the
-/// host's own teardown stops it first).
-struct Agent {
-    child: Option<Child>,
-    log: std::path::PathBuf,
-}
-
-impl Agent {
-    fn start(h: &Host, etcd: &str, vtep: &str, node: &str) -> Agent {
-        // The state store made first, by one process.
-        h.weft_ok(&["network", "ls"]);
-        let log = h.dir.join(format!("agent-{node}.log"));
-        let child = h
-            .weft_cmd(&[
-                "daemon",
-                "--stay",
-                "--etcd",
-                etcd,
-                "--advertise",
-                vtep,
-                "--node",
-                node,
-                "--lease-ttl",
-                "3",
-            ])
-            .stdout(Stdio::null())
-            .stderr(File::create(&log).unwrap())
-            .spawn()
-            .unwrap();
-        let a = Agent {
-            child: Some(child),
-            log,
-        };
-        let up = common::wait_for(10, || h.weft(&["daemon", "status"]).status.success());
-        assert!(up, "agent {node} did not start: {}", a.log());
-        a
-    }
-
-    /// No agent (a placeholder while one is replaced).
-    fn none() -> Agent {
-        Agent {
-            child: None,
-            log: std::path::PathBuf::new(),
-        }
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-}
-
-impl Drop for Agent {
-    fn drop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-}
 
 /// The script a sandbox runs to ping `name`: resolved through its `resolv.conf`.
 fn ping_by_name(name: &str) -> String {
@@ -167,7 +66,7 @@ fn three_hosts_reach_each_other_by_name_with_weft_commands_only() {
     if !common::root_or_skip(test) || !etcd_or_skip(test) {
         return;
     }
-    let ul = Underlay::new();
+    let ul = Underlay::new("onu");
     let etcd = Etcd::start_on("one", "10.78.0.2:2379", |ns| ul.plug(ns, "10.78.0.2/24"));
     let url = etcd.url();
     let hosts: Vec<Host> = (1..=3).map(|_| Host::new("onh")).collect();
@@ -179,7 +78,7 @@ fn three_hosts_reach_each_other_by_name_with_weft_commands_only() {
         .iter()
         .zip(&vteps)
         .enumerate()
-        .map(|(i, (h, v))| Agent::start(h, &url, v, &format!("h{}", i + 1)))
+        .map(|(i, (h, v))| Agent::start(h, &url, v, &format!("h{}", i + 1), 3))
         .collect();
     let logs = |agents: &[Agent]| {
         agents
@@ -317,7 +216,7 @@ fn three_hosts_reach_each_other_by_name_with_weft_commands_only() {
     // Host 1's agent restarted: its DNS server knows pink2 again from the cluster.
     agents[0] = {
         drop(std::mem::replace(&mut agents[0], Agent::none()));
-        Agent::start(h1, &url, &vteps[0], "h1")
+        Agent::start(h1, &url, &vteps[0], "h1", 3)
     };
     let back = common::wait_for(10, || {
         answers(&ask(h1, "pink", gw, "pink2")) == [pink2_ip.as_str()]

@@ -8,12 +8,10 @@
 
 mod common;
 
-use std::fs::File;
-use std::path::PathBuf;
-use std::process::{Child, Stdio};
 use std::time::Duration;
 
 use common::etcd::{etcd_or_skip, Etcd};
+use common::overlay::{has_link, Agent};
 use common::{Host, Netns};
 use weft::adapters::cluster::ClusterStore as _;
 
@@ -54,58 +52,6 @@ fn wire(etcd: &Netns, h: &Host, n: u8) {
 
 const ETCD_ADDR: &str = "10.214.1.1:2379";
 
-/// An agent started by the test, its log in the host's directory; killed when dropped.
-struct Agent {
-    child: Option<Child>,
-    log: PathBuf,
-}
-
-impl Agent {
-    fn start(h: &Host, etcd: &str, ip: &str, node: &str, ttl: &str) -> Agent {
-        // The state store made first, by one process.
-        h.weft_ok(&["network", "ls"]);
-        let log = h.dir.join(format!("agent-{node}.log"));
-        let child = h
-            .weft_cmd(&[
-                "daemon",
-                "--stay",
-                "--etcd",
-                etcd,
-                "--advertise",
-                ip,
-                "--node",
-                node,
-                "--lease-ttl",
-                ttl,
-            ])
-            .env("RUST_LOG", "info")
-            .stdout(Stdio::null())
-            .stderr(File::create(&log).unwrap())
-            .spawn()
-            .unwrap();
-        let a = Agent {
-            child: Some(child),
-            log,
-        };
-        let up = common::wait_for(10, || h.weft(&["daemon", "status"]).status.success());
-        assert!(up, "agent {node} did not start: {}", a.log());
-        a
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-}
-
-impl Drop for Agent {
-    fn drop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-}
-
 fn overlay_args<'a>(extra: &[&'a str]) -> Vec<&'a str> {
     let mut args = vec!["network", "create", "--driver", "overlay"];
     args.extend_from_slice(extra);
@@ -117,12 +63,6 @@ fn hosts_alive(h: &Host) -> usize {
         .as_array()
         .map(|a| a.iter().filter(|x| x["alive"] == true).count())
         .unwrap_or(0)
-}
-
-fn has_link(h: &Host, name: &str) -> bool {
-    h.ns.cmd("ip", &["link", "show", name])
-        .output()
-        .is_ok_and(|o| o.status.success())
 }
 
 fn cluster_errors(h: &Host) -> Vec<String> {
@@ -174,9 +114,9 @@ fn a_host_whose_underlay_is_too_small_refuses_the_network_and_says_why() {
         wire(ns, &h3, 3);
     });
     let url = etcd.url();
-    let _a1 = Agent::start(&h1, &url, "192.0.2.10", "h1", "5");
-    let _a2 = Agent::start(&h2, &url, "192.0.2.11", "h2", "5");
-    let a3 = Agent::start(&h3, &url, "192.0.2.12", "h3", "5");
+    let _a1 = Agent::start(&h1, &url, "192.0.2.10", "h1", 5);
+    let _a2 = Agent::start(&h2, &url, "192.0.2.11", "h2", 5);
+    let a3 = Agent::start(&h3, &url, "192.0.2.12", "h3", 5);
     assert!(
         common::wait_for(10, || hosts_alive(&h1) == 3),
         "{}",
@@ -227,7 +167,7 @@ fn a_host_whose_underlay_is_too_small_refuses_the_network_and_says_why() {
     h1.weft_ok(&overlay_args(&["--subnet", "12.14.0.0/24", "late"]));
     assert_eq!(h1.json(&["network", "inspect", "late"])[0]["mtu"], 1450);
     let late = vxlan_of("late");
-    let a3 = Agent::start(&h3, &url, "192.0.2.12", "h3", "5");
+    let a3 = Agent::start(&h3, &url, "192.0.2.12", "h3", 5);
     let want = "building overlay network \"late\": overlay network late is not built on host h3: its MTU is 1450, but here the underlay ul0 has MTU 1400 and VXLAN needs 50 bytes, so at most 1350; raise ul0's MTU to 1500, or recreate the network with --mtu 1350";
     assert!(
         common::wait_for(10, || cluster_errors(&h3).iter().any(|e| e == want)),
@@ -259,8 +199,8 @@ fn creations_from_two_hosts_at_once_never_store_overlapping_subnets() {
     });
     let url = etcd.url();
     let store = etcd.store();
-    let _a1 = Agent::start(&h1, &url, "192.0.2.10", "h1", "5");
-    let _a2 = Agent::start(&h2, &url, "192.0.2.11", "h2", "5");
+    let _a1 = Agent::start(&h1, &url, "192.0.2.10", "h1", 5);
+    let _a2 = Agent::start(&h2, &url, "192.0.2.11", "h2", 5);
     assert!(common::wait_for(10, || hosts_alive(&h1) == 2));
     let both = |a: Vec<String>, b: Vec<String>| -> (std::process::Output, std::process::Output) {
         let a: Vec<&str> = a.iter().map(String::as_str).collect();
@@ -345,7 +285,7 @@ fn a_sandbox_removed_while_etcd_is_down_gives_its_claims_back_when_it_returns() 
     let mut etcd = Etcd::start_on("orde", ETCD_ADDR, |ns| wire(ns, &h, 1));
     let url = etcd.url();
     let store = etcd.store();
-    let agent = Agent::start(&h, &url, "192.0.2.10", "h1", "5");
+    let agent = Agent::start(&h, &url, "192.0.2.10", "h1", 5);
     assert!(common::wait_for(10, || hosts_alive(&h) == 1));
     h.weft_ok(&overlay_args(&["--subnet", "12.12.12.0/24", "ovl"]));
     let id = kv_json(&store, "/weft/v1/networks/ovl").unwrap()["id"]
@@ -448,7 +388,7 @@ fn a_watch_compacted_while_cut_off_reads_the_cluster_again_and_converges() {
     let store = etcd.store();
     // A long TTL: the cut below must not cost the lease (a new join would read the cluster
     // again anyway, and hide what this test is about).
-    let agent = Agent::start(&h, &url, "192.0.2.10", "h1", "60");
+    let agent = Agent::start(&h, &url, "192.0.2.10", "h1", 60);
     assert!(common::wait_for(10, || hosts_alive(&h) == 1));
     h.weft_ok(&overlay_args(&["--subnet", "12.12.12.0/24", "ovl"]));
     let id = kv_json(&store, "/weft/v1/networks/ovl").unwrap()["id"]
@@ -545,8 +485,8 @@ fn sandboxes_on_two_hosts_reach_each_other_over_an_ipv6_underlay() {
         wire(ns, &h2, 2);
     });
     let url = etcd.url();
-    let a1 = Agent::start(&h1, &url, "fd00:77::11", "h1", "5");
-    let a2 = Agent::start(&h2, &url, "fd00:77::12", "h2", "5");
+    let a1 = Agent::start(&h1, &url, "fd00:77::11", "h1", 5);
+    let a2 = Agent::start(&h2, &url, "fd00:77::12", "h2", 5);
     assert!(common::wait_for(10, || hosts_alive(&h1) == 2));
     let hosts = h1.json(&["cluster", "hosts"]);
     assert!(

@@ -8,6 +8,7 @@
 pub mod attack;
 pub mod etcd;
 pub mod frames;
+pub mod overlay;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
