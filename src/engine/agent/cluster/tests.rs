@@ -186,6 +186,11 @@ fn overlay(name: &str, id_byte: &str) -> Network {
     net
 }
 
+/// Puts endpoint `r` under `owner`'s lease, as `owner`'s agent registers it.
+fn register(store: &MemoryStore, owner: &Control, r: &EndpointRecord) -> Revision {
+    store.put(&ep_key(r), &r.encode(), owner.m.lease()).unwrap()
+}
+
 fn put_network(store: &MemoryStore, net: &Network) {
     let key = Key::Network {
         name: net.name.clone(),
@@ -261,9 +266,7 @@ fn sync_builds_networks_and_entries_then_events_change_them_incrementally() {
     let mut h2 = control(&store, "h2", "10.0.0.2");
     h2.join().unwrap();
     let first = endpoint(&net, "h2", "sb1", "12.12.12.2", 2);
-    store
-        .put(&ep_key(&first), &first.encode(), h2.m.lease())
-        .unwrap();
+    register(&store, &h2, &first);
 
     let mut c = control(&store, "h1", "10.0.0.1");
     let mut host = Recording::default();
@@ -282,9 +285,7 @@ fn sync_builds_networks_and_entries_then_events_change_them_incrementally() {
     host.ops.clear();
     // A second endpoint on the same node: its neighbour and FDB entry only, in one batch.
     let second = endpoint(&net, "h2", "sb2", "12.12.12.3", 3);
-    store
-        .put(&ep_key(&second), &second.encode(), h2.m.lease())
-        .unwrap();
+    register(&store, &h2, &second);
     pump(&mut c, &w, &mut host);
     assert_eq!(host.ops.len(), 2, "{:?}", host.ops);
     assert!(host.ops.iter().all(|o| matches!(o,
@@ -319,7 +320,7 @@ fn a_removal_is_written_back_only_while_wanted_and_never_reads_a_device_back() {
     let a = endpoint(&net, "h2", "sb1", "12.12.12.2", 2);
     let b = endpoint(&net, "h2", "sb2", "12.12.12.3", 3);
     for r in [&a, &b] {
-        store.put(&ep_key(r), &r.encode(), h2.m.lease()).unwrap();
+        register(&store, &h2, r);
     }
     let mut c = control(&store, "h1", "10.0.0.1");
     let mut host = Recording::default();
@@ -453,7 +454,7 @@ fn drift_is_repaired_from_the_view_and_a_missing_device_is_rebuilt() {
     let mut h2 = control(&store, "h2", "10.0.0.2");
     h2.join().unwrap();
     let r = endpoint(&net, "h2", "sb1", "12.12.12.2", 2);
-    store.put(&ep_key(&r), &r.encode(), h2.m.lease()).unwrap();
+    register(&store, &h2, &r);
     let mut c = control(&store, "h1", "10.0.0.1");
     let mut host = Recording::default();
     c.join().unwrap();
@@ -489,9 +490,7 @@ fn own_endpoints_are_registered_under_the_new_lease_and_stale_ones_expire_with_t
     let mut before = control(&store, "h1", "10.0.0.1");
     before.join().unwrap();
     for r in [&mine, &stale] {
-        store
-            .put(&ep_key(r), &r.encode(), before.m.lease())
-            .unwrap();
+        register(&store, &before, r);
     }
     drop(before);
     host.own.push(mine.clone());
@@ -664,9 +663,7 @@ fn the_loop_follows_the_cluster_keeps_entries_through_an_outage_and_joins_again(
     // Joined, synchronised, own endpoint registered; a remote endpoint arrives by the watch.
     assert!(eventually(|| store.get(&ep_key(&mine)).unwrap().is_some()));
     let theirs = endpoint(&net, "h2", "sb2", "12.12.12.2", 2);
-    store
-        .put(&ep_key(&theirs), &theirs.encode(), h2.m.lease())
-        .unwrap();
+    register(&store, &h2, &theirs);
     assert!(eventually(|| entries(&host) == 3));
     assert!(status.lock().unwrap().cluster.connected);
 
@@ -680,9 +677,7 @@ fn the_loop_follows_the_cluster_keeps_entries_through_an_outage_and_joins_again(
     // took it); h2 joins again too (its agent's part, done by hand here).
     store.set_reachable(true);
     h2.join().unwrap();
-    store
-        .put(&ep_key(&theirs), &theirs.encode(), h2.m.lease())
-        .unwrap();
+    register(&store, &h2, &theirs);
     assert!(eventually(|| {
         store
             .get(&ep_key(&mine))
@@ -768,12 +763,8 @@ fn records_of_sandboxes_removed_while_etcd_was_away_are_deleted_after_the_grace(
     let manual = endpoint(&net, "h1", "manual", "12.12.12.8", 8);
     let theirs = endpoint(&net, "h2", "sbx", "12.12.12.5", 5);
     host.own.push(kept.clone());
-    store
-        .put(&ep_key(&gone), &gone.encode(), c.m.lease())
-        .unwrap();
-    store
-        .put(&ep_key(&manual), &manual.encode(), c.m.lease())
-        .unwrap();
+    register(&store, &c, &gone);
+    register(&store, &c, &manual);
     let manual_claim = put_claim(&store, &net, "12.12.12.8", "manual", "h1");
     let kept_claim = put_claim(&store, &net, "12.12.12.2", &sandbox_id(1), "h1");
     let gone_claim = put_claim(&store, &net, "12.12.12.9", &sandbox_id(9), "h1");
@@ -784,9 +775,7 @@ fn records_of_sandboxes_removed_while_etcd_was_away_are_deleted_after_the_grace(
     let net2 = overlay("ovl2", "cd");
     put_network(&store, &net2);
     let off = endpoint(&net2, "h1", &sandbox_id(1), "12.12.13.2", 2);
-    store
-        .put(&ep_key(&off), &off.encode(), c.m.lease())
-        .unwrap();
+    register(&store, &c, &off);
     let off_claim = put_claim(&store, &net2, "12.12.13.2", &sandbox_id(1), "h1");
     c.resync(&mut host).unwrap();
     let grace = ORPHAN_GRACE.as_secs();
@@ -862,7 +851,7 @@ fn a_compacted_watch_resyncs_from_a_snapshot_and_converges() {
     let e1 = endpoint(&net, "h2", "sb1", "12.12.12.2", 2);
     let e2 = endpoint(&net, "h2", "sb2", "12.12.12.3", 3);
     for e in [&e1, &e2] {
-        store.put(&ep_key(e), &e.encode(), h2.m.lease()).unwrap();
+        register(&store, &h2, e);
     }
     let c = control(&store, "h1", "10.0.0.1");
     let host = Arc::new(Mutex::new(Recording::default()));
@@ -900,11 +889,11 @@ fn a_compacted_watch_resyncs_from_a_snapshot_and_converges() {
     store.disconnect_watches();
     store.delete(&ep_key(&e1)).unwrap();
     let e3 = endpoint(&net, "h2", "sb3", "12.12.12.4", 4);
-    store.put(&ep_key(&e3), &e3.encode(), h2.m.lease()).unwrap();
+    register(&store, &h2, &e3);
     let other = overlay("ovm", "cd");
     put_network(&store, &other);
     let e4 = endpoint(&other, "h2", "sb4", "12.12.12.5", 5);
-    let last = store.put(&ep_key(&e4), &e4.encode(), h2.m.lease()).unwrap();
+    let last = register(&store, &h2, &e4);
     store.compact(last).unwrap();
     store.reconnect_watches();
     // Read again from a snapshot: the deletion the watch never delivered is applied too.
@@ -1054,9 +1043,7 @@ fn other_nodes_endpoints_go_to_dns_as_they_change() {
     let mut h2 = control(&store, "h2", "10.0.0.2");
     h2.join().unwrap();
     let pink2 = endpoint(&net, "h2", "pink2", "12.12.12.2", 2);
-    store
-        .put(&ep_key(&pink2), &pink2.encode(), h2.m.lease())
-        .unwrap();
+    register(&store, &h2, &pink2);
     let mut c = control(&store, "h1", "10.0.0.1");
     let sent: Arc<Mutex<Vec<NameChange>>> = Arc::default();
     let to = sent.clone();
@@ -1065,9 +1052,7 @@ fn other_nodes_endpoints_go_to_dns_as_they_change() {
     c.join().unwrap();
     // This node's own endpoint is never sent (its local store has it).
     let own = endpoint(&net, "h1", "pink", "12.12.12.3", 3);
-    store
-        .put(&ep_key(&own), &own.encode(), c.m.lease())
-        .unwrap();
+    register(&store, &c, &own);
     let rev = c.resync(&mut host).unwrap();
     assert_eq!(
         *sent.lock().unwrap(),
@@ -1077,9 +1062,7 @@ fn other_nodes_endpoints_go_to_dns_as_they_change() {
     sent.lock().unwrap().clear();
     // One event, one change: no re-dump.
     let blue = endpoint(&net, "h2", "blue", "12.12.12.4", 4);
-    store
-        .put(&ep_key(&blue), &blue.encode(), h2.m.lease())
-        .unwrap();
+    register(&store, &h2, &blue);
     let mine = endpoint(&net, "h1", "mine", "12.12.12.5", 5);
     store.put(&ep_key(&mine), &mine.encode(), None).unwrap();
     pump(&mut c, &w, &mut host);
@@ -1095,9 +1078,7 @@ fn other_nodes_endpoints_go_to_dns_as_they_change() {
     }
     assert!(names.is_empty(), "{names:?}");
     // The node gone (its lease expired): its endpoints go with it.
-    store
-        .put(&ep_key(&blue), &blue.encode(), h2.m.lease())
-        .unwrap();
+    register(&store, &h2, &blue);
     pump(&mut c, &w, &mut host);
     names.apply(sent.lock().unwrap().remove(0));
     assert_eq!(names.len(), 1);
