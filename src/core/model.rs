@@ -195,6 +195,24 @@ pub struct Endpoint {
     pub pending: Option<Pending>,
 }
 
+impl Endpoint {
+    /// Its IPv4 address, without the prefix length.
+    pub fn v4(&self) -> Option<Ipv4Addr> {
+        self.ipv4.and_then(|a| match a.addr() {
+            IpAddr::V4(v) => Some(v),
+            IpAddr::V6(_) => None,
+        })
+    }
+
+    /// Its IPv6 address, without the prefix length.
+    pub fn v6(&self) -> Option<Ipv6Addr> {
+        self.ipv6.and_then(|a| match a.addr() {
+            IpAddr::V6(v) => Some(v),
+            IpAddr::V4(_) => None,
+        })
+    }
+}
+
 /// What a command is doing to an endpoint.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]

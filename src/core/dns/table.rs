@@ -194,14 +194,7 @@ impl Table {
                     continue;
                 };
                 nets.push(net);
-                let v4 = ep.ipv4.and_then(|a| match a.addr() {
-                    IpAddr::V4(v) => Some(v),
-                    IpAddr::V6(_) => None,
-                });
-                let v6 = ep.ipv6.and_then(|a| match a.addr() {
-                    IpAddr::V6(v) => Some(v),
-                    IpAddr::V4(_) => None,
-                });
+                let (v4, v6) = (ep.v4(), ep.v6());
                 for a in [v4.map(IpAddr::V4), v6.map(IpAddr::V6)]
                     .into_iter()
                     .flatten()

@@ -220,14 +220,7 @@ impl Host for KernelHost {
                 if ep.pending.is_some() {
                     continue;
                 }
-                let v4 = ep.ipv4.and_then(|a| match a.addr() {
-                    IpAddr::V4(v) => Some(v),
-                    IpAddr::V6(_) => None,
-                });
-                let v6 = ep.ipv6.and_then(|a| match a.addr() {
-                    IpAddr::V6(v) => Some(v),
-                    IpAddr::V4(_) => None,
-                });
+                let (v4, v6) = (ep.v4(), ep.v6());
                 let mut r =
                     EndpointRecord::new(node, &ep.network_id, &sb.id, &sb.name, v4, v6, mac);
                 if sb.hostname != sb.name && !sb.hostname.is_empty() {
