@@ -202,6 +202,15 @@ fn ports_have_no_ipv6_and_the_bridge_does_not_snoop_yet_ipv6_neighbours_resolve(
             .as_str()
             .unwrap()
             .to_string();
+        // One queue each way on both ends, as the kernel would cut a veth down to anyway,
+        // but said at creation (cutting it waits for an RCU grace period per end).
+        let port_link = h.ns.ip(&["-d", "link", "show", &port]);
+        assert!(
+            port_link.contains("numtxqueues 1 numrxqueues 1"),
+            "{port_link}"
+        );
+        let inner = h.weft_ok(&["exec", sb, "--", "ip", "-d", "link", "show", "eth0"]);
+        assert!(inner.contains("numtxqueues 1 numrxqueues 1"), "{inner}");
         let disabled = h.sh(&format!("cat /proc/sys/net/ipv6/conf/{port}/disable_ipv6"));
         assert_eq!(disabled.trim(), "1", "IPv6 on port {port}");
         let routes =

@@ -16,7 +16,7 @@ use std::ffi::CString;
 use std::fs::File;
 use std::io::{self, Read as _, Write as _};
 use std::os::fd::{AsRawFd as _, FromRawFd as _, OwnedFd};
-use std::sync::OnceLock;
+use std::sync::{Arc, Mutex};
 
 /// Path of a sysctl below `sys/`: dotted keys (`net.ipv4.ip_forward`) or, for keys containing
 /// an interface name that may itself hold dots, slash-separated ones (`net/ipv6/conf/br.1/x`).
@@ -33,40 +33,75 @@ fn path(key: &str) -> String {
     format!("/proc/{}", rel(key))
 }
 
-/// This process's own procfs instance (see the module's documentation), if it could be made.
-fn private_proc() -> Option<&'static OwnedFd> {
-    static PROC: OnceLock<Option<OwnedFd>> = OnceLock::new();
-    PROC.get_or_init(|| {
-        const FSOPEN_CLOEXEC: libc::c_uint = 1;
-        const FSCONFIG_CMD_CREATE: libc::c_uint = 6;
-        const FSMOUNT_CLOEXEC: libc::c_uint = 1;
-        // SAFETY: fsopen takes a NUL-terminated file system name and flags; it returns a new
-        // descriptor or -1.
-        let fs = unsafe { libc::syscall(libc::SYS_fsopen, c"proc".as_ptr(), FSOPEN_CLOEXEC) };
-        let fs = i32::try_from(fs).ok().filter(|fd| *fd >= 0)?;
-        // SAFETY: `fs` was just returned by fsopen and is owned by nobody else.
-        let fs = unsafe { OwnedFd::from_raw_fd(fs) };
-        // SAFETY: FSCONFIG_CMD_CREATE takes no key, value or aux argument.
-        let rc = unsafe {
-            libc::syscall(
-                libc::SYS_fsconfig,
-                fs.as_raw_fd(),
-                FSCONFIG_CMD_CREATE,
-                std::ptr::null::<libc::c_char>(),
-                std::ptr::null::<libc::c_void>(),
-                0,
-            )
-        };
-        if rc != 0 {
-            return None;
-        }
-        // SAFETY: a configured file system context, flags, no mount attributes.
-        let m = unsafe { libc::syscall(libc::SYS_fsmount, fs.as_raw_fd(), FSMOUNT_CLOEXEC, 0) };
-        let m = i32::try_from(m).ok().filter(|fd| *fd >= 0)?;
-        // SAFETY: `m` was just returned by fsmount and is owned by nobody else.
-        Some(unsafe { OwnedFd::from_raw_fd(m) })
-    })
-    .as_ref()
+/// This process's own procfs instance (see the module's documentation), made on first use
+/// and again after [`release`].
+static PROC: Mutex<Option<Arc<OwnedFd>>> = Mutex::new(None);
+
+/// Makes a procfs instance of this process's own: a detached mount behind a descriptor.
+fn make_private_proc() -> Option<OwnedFd> {
+    const FSOPEN_CLOEXEC: libc::c_uint = 1;
+    const FSCONFIG_CMD_CREATE: libc::c_uint = 6;
+    const FSMOUNT_CLOEXEC: libc::c_uint = 1;
+    // SAFETY: fsopen takes a NUL-terminated file system name and flags; it returns a new
+    // descriptor or -1.
+    let fs = unsafe { libc::syscall(libc::SYS_fsopen, c"proc".as_ptr(), FSOPEN_CLOEXEC) };
+    let fs = i32::try_from(fs).ok().filter(|fd| *fd >= 0)?;
+    // SAFETY: `fs` was just returned by fsopen and is owned by nobody else.
+    let fs = unsafe { OwnedFd::from_raw_fd(fs) };
+    // SAFETY: FSCONFIG_CMD_CREATE takes no key, value or aux argument.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_fsconfig,
+            fs.as_raw_fd(),
+            FSCONFIG_CMD_CREATE,
+            std::ptr::null::<libc::c_char>(),
+            std::ptr::null::<libc::c_void>(),
+            0,
+        )
+    };
+    if rc != 0 {
+        return None;
+    }
+    // SAFETY: a configured file system context, flags, no mount attributes.
+    let m = unsafe { libc::syscall(libc::SYS_fsmount, fs.as_raw_fd(), FSMOUNT_CLOEXEC, 0) };
+    let m = i32::try_from(m).ok().filter(|fd| *fd >= 0)?;
+    // SAFETY: `m` was just returned by fsmount and is owned by nobody else.
+    Some(unsafe { OwnedFd::from_raw_fd(m) })
+}
+
+/// The private procfs instance, made if there is none; `None` where it cannot be made.
+fn private_proc() -> Option<Arc<OwnedFd>> {
+    // A poisoned lock only means a panic elsewhere while holding it; the Option is intact.
+    let mut g = PROC
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    if g.is_none() {
+        *g = make_private_proc().map(Arc::new);
+    }
+    g.clone()
+}
+
+/// Lets go of the private procfs instance off the calling thread, for a command that has
+/// made its last sysctl access (a later one makes a new instance). Why: closing the last
+/// descriptor of a detached mount dissolves it, and the kernel waits for an expedited RCU
+/// grace period there (`dissolve_on_fput`). Left to the process's exit, that wait (1-3 ms
+/// on this machine) comes after the command's work; on a thread of its own it overlaps the
+/// rest of the work.
+pub fn release() {
+    let taken = PROC
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .take();
+    if let Some(fd) = taken {
+        // The thread is never joined: the process does not wait for it before its exit,
+        // which waits for it anyway if it is still in the kernel.
+        let spawned = std::thread::Builder::new()
+            .name("weft-release".into())
+            .spawn(move || drop(fd));
+        // No thread (out of resources): the descriptor was moved into the failed closure
+        // and is closed here, which only costs the wait on this thread.
+        drop(spawned);
+    }
 }
 
 /// Opens the sysctl `key` of the calling thread's network namespace.
@@ -149,6 +184,14 @@ mod tests {
         let direct = std::fs::read_to_string("/proc/sys/net/ipv4/ip_forward").unwrap();
         assert_eq!(get("net.ipv4.ip_forward").unwrap(), direct.trim());
         assert_eq!(get("net/ipv4/ip_forward").unwrap(), direct.trim());
+    }
+
+    #[test]
+    fn a_released_instance_is_made_again_on_the_next_access() {
+        let before = get("net.ipv4.ip_forward").unwrap();
+        release();
+        release();
+        assert_eq!(get("net.ipv4.ip_forward").unwrap(), before);
     }
 
     #[test]
