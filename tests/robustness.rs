@@ -164,6 +164,54 @@ fn kill_9_at_every_step_of_run_then_gc_leaks_nothing() {
     assert!(step >= 4, "expected several kernel steps, got {step}");
 }
 
+/// A create whose kernel operations fail, each in turn (the firewall batch that now comes
+/// before the namespace, the namespace made ahead on a thread of its own, the veth...), is
+/// rolled back by the command itself: no namespace handle, mount, link, file or record is
+/// left, without gc.
+#[test]
+fn a_create_failing_at_each_operation_leaves_nothing_without_gc() {
+    let h = Host::new("crf");
+    h.weft_ok(&[
+        "network",
+        "create",
+        "n",
+        "--subnet",
+        "10.142.0.0/24",
+        "--bridge-name",
+        "crfbr",
+    ]);
+    for op in [
+        "add nftables elements",
+        "create network namespace",
+        "set lo up",
+        "create veth",
+    ] {
+        let out = common::run(
+            h.weft_cmd(&["create", "--name", "c", "--network", "n"])
+                .env("WEFT_TEST_FAIL_OP", op),
+        );
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            !out.status.success() && err.contains("failed on purpose"),
+            "{op}: {err}"
+        );
+        assert!(
+            h.json(&["ps", "-a"]).as_array().unwrap().is_empty(),
+            "{op}: a record is left"
+        );
+        let left = wait_no_leftovers(&h, &["crfbr"]);
+        assert!(left.is_empty(), "{op}: leaked {left:?}");
+        let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+        let netns_dir = h.run_dir().join("netns").display().to_string();
+        assert!(
+            !mounts.lines().any(|l| l.contains(&format!("{netns_dir}/"))),
+            "{op}: a namespace is still mounted under {netns_dir}"
+        );
+    }
+    h.weft_ok(&["create", "--name", "c", "--network", "n"]);
+    h.weft_ok(&["rm", "c"]);
+}
+
 /// A run killed just after writing the host's permanent neighbour entry for its sandbox:
 /// gc's undo of the half-made sandbox deletes that entry with the rest.
 #[test]

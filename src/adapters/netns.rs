@@ -92,8 +92,40 @@ where
     T: Send + 'static,
     F: FnOnce() -> T + Send + 'static,
 {
+    spawn_create(path, ipv6, inside).wait()
+}
+
+/// A namespace being made on a thread of its own by [`spawn_create`].
+pub struct Making<T> {
+    path: PathBuf,
+    thread: std::thread::JoinHandle<Result<T, NetnsError>>,
+}
+
+impl<T> Making<T> {
+    /// The handle file the namespace is being made at.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Waits until the namespace is made (or failed) and returns what [`create_with`] would.
+    pub fn wait(self) -> Result<T, NetnsError> {
+        let path = self.path;
+        self.thread.join().map_err(|_| NetnsError::Thread {
+            path: path.display().to_string(),
+        })?
+    }
+}
+
+/// [`create_with`] without waiting: the namespace is made while the caller goes on (making
+/// one costs the kernel about a millisecond, work that can overlap the caller's own). The
+/// caller must [`Making::wait`], then [`delete`] it if it is not wanted after all.
+pub fn spawn_create<T, F>(path: &Path, ipv6: bool, inside: F) -> Making<T>
+where
+    T: Send + 'static,
+    F: FnOnce() -> T + Send + 'static,
+{
     let p = path.to_path_buf();
-    let res = std::thread::spawn(move || -> Result<T, NetnsError> {
+    let thread = std::thread::spawn(move || -> Result<T, NetnsError> {
         unshare(CloneFlags::CLONE_NEWNET).map_err(sys(&p, "unshare"))?;
         // Devices created in this namespace copy these defaults: no IPv6 duplicate address
         // detection, which would keep a new address unusable for a second while weft alone
@@ -143,11 +175,11 @@ where
             return Err(sys(&p, "bind mount")(e));
         }
         Ok(inside())
-    })
-    .join();
-    res.map_err(|_| NetnsError::Thread {
-        path: path.display().to_string(),
-    })?
+    });
+    Making {
+        path: path.to_path_buf(),
+        thread,
+    }
 }
 
 /// Unmounts and removes a namespace handle. The kernel destroys the namespace (and the veth

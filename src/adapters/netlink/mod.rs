@@ -46,6 +46,9 @@ pub struct KernelExecutor {
     slow_op: Option<String>,
     /// Interface indexes already looked up, so an attach asks for each name once.
     indexes: HashMap<(Ns, String), u32>,
+    /// A sandbox namespace being made ahead of its [`Op::CreateNetns`] (see
+    /// [`KernelExecutor::prepare_netns`]), with the IPv6 setting it is made with.
+    preparing: Option<(bool, netns::Making<Option<Handle>>)>,
 }
 
 /// Test hook (debug builds only): `WEFT_TEST_CRASH_AFTER_OPS=N` makes the process SIGKILL
@@ -66,6 +69,14 @@ pub const SLOW_ENV: &str = "WEFT_TEST_SLOW_OP";
 
 /// How long [`SLOW_ENV`] pauses.
 const SLOW_PAUSE: std::time::Duration = std::time::Duration::from_secs(5);
+
+impl Drop for KernelExecutor {
+    fn drop(&mut self) {
+        // A namespace made ahead and never claimed (the command failed before it): nothing
+        // records it as made, so it goes now rather than waiting for gc.
+        self.discard_prepared();
+    }
+}
 
 fn errno_of(e: &rtnetlink::Error) -> Option<i32> {
     match e {
@@ -102,6 +113,7 @@ impl KernelExecutor {
             sandboxes: HashMap::new(),
             applied: 0,
             indexes: HashMap::new(),
+            preparing: None,
             // Only test builds honour the hook; a release binary ignores the variable.
             crash_after: if cfg!(debug_assertions) {
                 std::env::var(CRASH_ENV).ok().and_then(|v| v.parse().ok())
@@ -119,6 +131,42 @@ impl KernelExecutor {
                 None
             },
         })
+    }
+
+    /// Starts making the sandbox namespace at `path` on a thread of its own, so that the
+    /// kernel's work (about a millisecond) overlaps what the caller does before it applies
+    /// [`Op::CreateNetns`] for that path, which then only waits for it. The caller must have
+    /// recorded the namespace's owner first, as for the operation itself. A namespace made
+    /// this way and never claimed by its operation is deleted when the executor is dropped.
+    pub fn prepare_netns(&mut self, path: &str, ipv6: bool) {
+        self.discard_prepared();
+        let making = netns::spawn_create(Path::new(path), ipv6, self.open_inside());
+        self.preparing = Some((ipv6, making));
+    }
+
+    /// What the thread that makes a namespace runs inside it: the namespace's netlink socket,
+    /// registered with this executor's runtime (`None` if it cannot be opened, out of
+    /// descriptors say: the first operation inside then opens one the usual way and reports
+    /// the error).
+    fn open_inside(&self) -> impl FnOnce() -> Option<Handle> + Send + 'static {
+        let rt = self.rt.handle().clone();
+        move || {
+            let _guard = rt.enter();
+            rtnetlink::new_connection().ok().map(|(conn, handle, _)| {
+                rt.spawn(conn);
+                handle
+            })
+        }
+    }
+
+    /// Deletes a prepared namespace nothing claimed.
+    fn discard_prepared(&mut self) {
+        if let Some((_, making)) = self.preparing.take() {
+            let path = making.path().to_path_buf();
+            if making.wait().is_ok() {
+                let _ = netns::delete(&path);
+            }
+        }
     }
 
     fn handle(&mut self, ns: &Ns) -> Result<Handle, String> {
@@ -439,17 +487,19 @@ impl KernelExecutor {
             Op::CreateNetns { path, ipv6 } => {
                 // The sandbox's netlink socket is opened by the thread that made the
                 // namespace, while it is still inside: no second thread to enter it later.
-                let rt = self.rt.handle().clone();
-                let handle = netns::create_with(Path::new(path), *ipv6, move || {
-                    let _guard = rt.enter();
-                    rtnetlink::new_connection().ok().map(|(conn, handle, _)| {
-                        rt.spawn(conn);
-                        handle
-                    })
-                })
-                .map_err(|e| exec_err(op, e.to_string()))?;
-                // Without a socket (out of descriptors?), the first operation inside the
-                // namespace opens one the usual way and reports the error.
+                let prepared = match self.preparing.take() {
+                    Some((v6, making)) if v6 == *ipv6 && making.path() == Path::new(path) => {
+                        Some(making)
+                    }
+                    other => {
+                        self.preparing = other;
+                        None
+                    }
+                };
+                let making = prepared.unwrap_or_else(|| {
+                    netns::spawn_create(Path::new(path), *ipv6, self.open_inside())
+                });
+                let handle = making.wait().map_err(|e| exec_err(op, e.to_string()))?;
                 if let Some(h) = handle {
                     self.sandboxes.insert(path.clone(), h);
                 }

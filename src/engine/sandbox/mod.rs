@@ -420,21 +420,26 @@ fn build(ctx: &Ctx, sb: &Sandbox, nets: &[Network]) -> Result<()> {
         .iter()
         .map(crate::core::driver::of)
         .collect::<Result<Vec<_>, _>>()?;
-    crate::timing::time("files", || write_files(ctx, sb, nets))?;
     let Some(ns) = &sb.netns else {
-        return Ok(());
+        return crate::timing::time("files", || write_files(ctx, sb, nets));
     };
     let ipv6 = sb.endpoints.iter().any(|e| e.ipv6.is_some());
-    let mut ops = plan_sandbox(ns, ipv6);
+    let mut exec = KernelExecutor::new()?;
+    // The namespace is made on a thread of its own while this one writes the files, checks
+    // the firewall and sends the port guard's batch (the record above already names it, as
+    // gc needs): those don't need it, and the kernel's part of both is about a millisecond.
+    exec.prepare_netns(ns, ipv6);
+    crate::timing::time("files", || write_files(ctx, sb, nets))?;
+    let mut ops = Vec::new();
     if !nets.is_empty() {
         // One batch for the port guard and the published ports, before the interfaces
         // exist: a port is guarded from its first frame.
         ops.push(plan_firewall_attach(&sb.endpoints, firewall_ports(sb)));
     }
+    ops.extend(plan_sandbox(ns, ipv6));
     for (i, ((ep, net), driver)) in sb.endpoints.iter().zip(nets).zip(&drivers).enumerate() {
         ops.extend(driver.plan_attach(ns, &sb.id, ep, net, i == 0, &ctx.instance));
     }
-    let mut exec = KernelExecutor::new()?;
     let applied = attach(ctx, &mut exec, nets, &ops);
     if let Err(e) = applied {
         let _ = std::fs::remove_dir_all(ctx.sandbox_dir(&sb.id));
