@@ -178,6 +178,15 @@ fn a_host_whose_underlay_is_too_small_refuses_the_network_and_says_why() {
     assert!(common::wait_for(10, || has_link(&h2, &late)));
     assert!(!has_link(&h3, &late));
     assert!(!network_names(&h3).contains(&"late".to_string()));
+    // Asked to run a sandbox on it there, h3 says why it has no such network.
+    let err = h3.weft_err(125, &["run", "--network", "late", "--", "true"]);
+    assert_eq!(
+        err,
+        "error: network \"late\" is not on this host: overlay network late is not built on host h3: its MTU is 1450, but here the underlay ul0 has MTU 1400 and VXLAN needs 50 bytes, so at most 1350; raise ul0's MTU to 1500, or recreate the network with --mtu 1350\n"
+    );
+    // A name the cluster does not have either is still plainly unknown.
+    let err = h3.weft_err(125, &["run", "--network", "nosuch", "--", "true"]);
+    assert!(err.contains("no such network \"nosuch\""), "{err}");
     // Still refused a while later (the periodic repair does not build it behind the error),
     // and the network that fits is still there.
     std::thread::sleep(Duration::from_secs(3));

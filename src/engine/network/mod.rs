@@ -441,3 +441,29 @@ pub fn find(tx: &dyn Txn, name: &str) -> Result<Network> {
     tx.network(name)?
         .ok_or_else(|| user_err!("no such network {name:?}; `weft network ls` lists the networks"))
 }
+
+/// [`find`] for a command that attaches to the network: when this host has no network
+/// `name` but its agent reports that the cluster has an overlay network of that name which
+/// this host refuses to build (its underlay too small for the network's MTU, say), that
+/// reason is the error rather than "no such network". Only the error path asks the agent
+/// (from its memory: no store access, so `tx` may be held).
+pub fn find_here(ctx: &Ctx, tx: &dyn Txn, name: &str) -> Result<Network> {
+    if let Some(net) = tx.network(name)? {
+        return Ok(net);
+    }
+    let prefix = format!("building overlay network {name:?}: ");
+    let refused = crate::engine::agent::client::status(ctx)
+        .ok()
+        .flatten()
+        .and_then(|s| {
+            s.cluster
+                .errors
+                .iter()
+                .rev()
+                .find_map(|e| e.strip_prefix(&prefix).map(str::to_string))
+        });
+    Err(match refused {
+        Some(why) => user_err!("network {name:?} is not on this host: {why}"),
+        None => user_err!("no such network {name:?}; `weft network ls` lists the networks"),
+    })
+}

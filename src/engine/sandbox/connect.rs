@@ -13,7 +13,7 @@ use crate::adapters::store::{Mode, Txn};
 use crate::core::driver;
 use crate::core::model::{Endpoint, EndpointChange, NetMode, Pending, Sandbox, Status};
 use crate::core::plan::{apply_all, apply_best_effort, plan_firewall_attach, Ns, Op};
-use crate::engine::network::find as find_network;
+use crate::engine::network::{find as find_network, find_here};
 use crate::engine::Ctx;
 use crate::user_err;
 
@@ -32,7 +32,7 @@ pub fn connect(
     let mut claims: Option<super::overlay::Claims> = None;
     let (tx, net, sb) = loop {
         let tx = ctx.store.begin(Mode::Write)?;
-        let net = find_network(tx.as_ref(), network)?;
+        let net = find_here(ctx, tx.as_ref(), network)?;
         let sb = find(tx.as_ref(), sandbox)?;
         check_settled(&sb)?;
         if sb.mode != NetMode::Bridge {

@@ -44,7 +44,7 @@ use crate::core::plan::{
 };
 use crate::core::ports;
 use crate::engine::firewall;
-use crate::engine::network::{ensure_default, find as find_network};
+use crate::engine::network::{ensure_default, find_here};
 use crate::engine::{new_id, now, parse_kv, Ctx};
 use crate::user_err;
 
@@ -256,7 +256,7 @@ fn create_inner(ctx: &Ctx, req: &SandboxRequest, finish: bool) -> Result<Sandbox
         }
         let mut nets = Vec::new();
         for n in &net_names {
-            let net = find_network(tx.as_ref(), n)?;
+            let net = find_here(ctx, tx.as_ref(), n)?;
             if net.status != Status::Created {
                 return Err(user_err!(
                     "network {n:?} is not ready (being created or half-made; try `weft gc`)"
