@@ -525,6 +525,15 @@ pub fn exit_code(status: std::process::ExitStatus) -> i32 {
         .unwrap_or(1)
 }
 
+/// This process's name as the kernel reports it with its actions (`comm`: the executable's
+/// file name cut to 15 bytes, unless the process renamed itself).
+pub fn own_name() -> Option<String> {
+    std::fs::read_to_string("/proc/self/comm")
+        .ok()
+        .map(|s| s.trim_end_matches('\n').to_string())
+        .filter(|s| !s.is_empty())
+}
+
 /// The start time of a process (clock ticks since boot, field 22 of `/proc/PID/stat`):
 /// with the pid, it identifies a process even after the pid is reused.
 pub fn start_time(pid: u32) -> Option<u64> {

@@ -155,7 +155,8 @@ pub fn run(
         .observe(&Ns::Host, &[])
         .map_err(anyhow::Error::msg)?
         .links;
-    let classifier = Classifier::new(&ctx.instance, &links);
+    let classifier =
+        Classifier::new(&ctx.instance, &links).with_own_name(crate::adapters::process::own_name());
 
     let (jobs, inbox) = mpsc::channel::<Job>();
     let worker_ctx = Ctx::open(state_dir, run_dir, config_path)?;

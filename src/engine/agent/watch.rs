@@ -62,6 +62,9 @@ impl Pending {
 /// Turns notifications into [`Pending`] work.
 pub(super) struct Classifier {
     instance: String,
+    /// The name the kernel gives this binary's processes (its file name, cut to 15 bytes)
+    /// when it is not `weft`: commands run from a copy named `weft-dev` are weft's too.
+    own_name: Option<String>,
     /// Index of each weft interface to its owner and name (addresses and routes name
     /// interfaces by index only).
     owners: HashMap<u32, (String, String)>,
@@ -72,6 +75,7 @@ impl Classifier {
     pub fn new(instance: &str, links: &[LinkState]) -> Classifier {
         let mut c = Classifier {
             instance: instance.to_string(),
+            own_name: None,
             owners: HashMap::new(),
         };
         for l in links {
@@ -179,10 +183,21 @@ impl Classifier {
         out.firewall = Some("the kernel dropped nf_tables notifications".into());
     }
 
+    /// Trusts nf_tables transactions of processes named `name` too (this binary's own name,
+    /// the kernel's `comm`); `weft` always is.
+    pub fn with_own_name(mut self, name: Option<String>) -> Classifier {
+        self.own_name = name.filter(|n| n != "weft");
+        self
+    }
+
     /// Adds a firewall check to `out` when another process changed weft's tables.
     pub fn nft(&self, batch: &NftBatch, out: &mut Pending) {
         // weft's own transactions (commands, this agent) keep the tables right by construction.
-        if batch.process.as_deref().is_some_and(|p| p == "weft") {
+        if batch
+            .process
+            .as_deref()
+            .is_some_and(|p| p == "weft" || self.own_name.as_deref() == Some(p))
+        {
             return;
         }
         // `NFPROTO_BRIDGE`: the family of weft's port filter table.
@@ -325,7 +340,17 @@ mod tests {
         c.nft(&batch("weft", "weft"), &mut p);
         c.nft(&batch("filter", "nft"), &mut p);
         assert!(p.is_empty());
-        // Only weft's own processes (all named exactly `weft`) are trusted.
+        // Only weft's own processes (named exactly `weft`, or as this binary is) are trusted.
+        let renamed = Classifier::new(INST, &[]).with_own_name(Some("weft-dev".into()));
+        renamed.nft(&batch("weft", "weft-dev"), &mut p);
+        renamed.nft(&batch("weft", "weft"), &mut p);
+        assert!(p.is_empty());
+        c.nft(&batch("weft", "weft-dev"), &mut p);
+        assert_eq!(
+            p.firewall.as_deref(),
+            Some("weft's nftables table was changed by weft-dev (pid 42)")
+        );
+        let mut p = Pending::default();
         c.nft(&batch("weft", "weftish"), &mut p);
         assert_eq!(
             p.firewall.as_deref(),
