@@ -133,6 +133,7 @@ pub(super) fn create_to_run(ctx: &Ctx, req: &SandboxRequest) -> Result<Sandbox> 
 }
 
 fn create_inner(ctx: &Ctx, req: &SandboxRequest, finish: bool) -> Result<Sandbox> {
+    let prepare_start = std::time::Instant::now();
     let id = new_id()?;
     let name = match &req.name {
         Some(n) => {
@@ -246,6 +247,7 @@ fn create_inner(ctx: &Ctx, req: &SandboxRequest, finish: bool) -> Result<Sandbox
     // failure below.
     let mut claims = overlay::Claims::new(ctx, &id);
     let mut claimed = false;
+    crate::timing::record("prepare", prepare_start.elapsed());
     let (tx, nets, intent_start) = loop {
         let intent_start = std::time::Instant::now();
         let tx = ctx.store.begin(Mode::Write)?;
@@ -397,11 +399,13 @@ fn create_inner(ctx: &Ctx, req: &SandboxRequest, finish: bool) -> Result<Sandbox
         }
     })?;
     // The agent holds published ports against host processes (and is started on first use).
-    let agent = if done.ports.is_empty() {
-        crate::engine::agent::client::ensure_running(ctx).map(|_| ())
-    } else {
-        crate::engine::agent::client::reserve(ctx, &done)
-    };
+    let agent = crate::timing::time("agent", || {
+        if done.ports.is_empty() {
+            crate::engine::agent::client::ensure_running(ctx).map(|_| ())
+        } else {
+            crate::engine::agent::client::reserve(ctx, &done)
+        }
+    });
     if let Err(e) = agent {
         if !done.ports.is_empty() {
             remove_one(ctx, &done.id)?;
