@@ -54,6 +54,7 @@ use crate::adapters::cluster::{
     ClusterStore, Compare, Lease, Revision, StoreError, Txn, TxnOp, WatchEvent, WatchRecvError,
 };
 use crate::core::agent::{AgentStatus, ClusterHost};
+use crate::core::cluster::claims::Claims;
 use crate::core::cluster::entries::{self, Change, Entry, Removed};
 use crate::core::cluster::keys::{self, Key};
 use crate::core::cluster::orphans::{orphaned, LocalSandbox, Orphans};
@@ -156,8 +157,8 @@ pub struct Control {
     view: ClusterView,
     /// The cluster's overlay networks by id.
     networks: BTreeMap<String, Network>,
-    /// Address claims: key → (claim, mod revision).
-    claims: BTreeMap<String, (AddressRecord, Revision)>,
+    /// Address claims, by key and by node.
+    claims: Claims,
     /// This node's endpoint records: key → (sandbox id, mod revision).
     own_records: BTreeMap<String, (String, Revision)>,
     orphans: Orphans,
@@ -186,7 +187,7 @@ impl Control {
             lease: None,
             view,
             networks: BTreeMap::new(),
-            claims: BTreeMap::new(),
+            claims: Claims::default(),
             own_records: BTreeMap::new(),
             orphans: Orphans::new(ORPHAN_GRACE.as_secs()),
             quarantine: Quarantine::new(quarantine_period(ttl).as_secs()),
@@ -332,7 +333,7 @@ impl Control {
         let snap = self.m.store.snapshot(keys::PREFIX)?;
         let mut view = ClusterView::new(&self.m.node);
         let mut networks = BTreeMap::new();
-        let mut claims = BTreeMap::new();
+        let mut claims = Claims::default();
         let mut own_records = BTreeMap::new();
         for kv in &snap.kvs {
             if let Some(Key::Endpoint { node, sandbox, .. }) = Key::parse(&kv.key) {
@@ -348,7 +349,7 @@ impl Control {
                 }
                 Some(Key::Address { .. }) => {
                     if let Ok(c) = AddressRecord::decode(&kv.value) {
-                        claims.insert(kv.key.clone(), (c, kv.mod_revision));
+                        claims.insert(kv.key.clone(), c, kv.mod_revision);
                     }
                 }
                 _ => {
@@ -539,7 +540,7 @@ impl Control {
                 Some(Key::Address { .. }) => match value {
                     Some(kv) => {
                         if let Ok(c) = AddressRecord::decode(&kv.value) {
-                            self.claims.insert(key.to_string(), (c, kv.mod_revision));
+                            self.claims.insert(key.to_string(), c, kv.mod_revision);
                         }
                     }
                     None => {
@@ -773,13 +774,14 @@ impl Control {
     pub fn release_quarantined(&mut self, now: u64) -> Result<usize, StoreError> {
         let live: BTreeSet<String> = self.view.hosts().keys().cloned().collect();
         self.quarantine
-            .notice_missing(self.claims.values().map(|(c, _)| c), &live, now);
+            .notice_missing(self.claims.nodes(), &live, now);
         let due = self.quarantine.due(now);
         if due.is_empty() {
             return Ok(0);
         }
         let free = releasable(
-            self.claims.iter().map(|(k, (c, rev))| (k, c, *rev)),
+            // Only the due nodes' claims: the others are not walked.
+            due.iter().flat_map(|n| self.claims.of_node(n)),
             &live,
             &due,
         );
@@ -818,14 +820,13 @@ impl Control {
             Some(Key::Address { network, .. } | Key::Endpoint { network, .. }) => Some(network),
             _ => None,
         };
+        // This node's claims only (indexed by node): the sweep costs as much as this host
+        // has, however many claims the cluster holds.
         let claims = self
             .claims
-            .iter()
-            .filter(|(k, (c, _))| {
-                c.node == node
-                    && network_of(k).is_some_and(|net| orphaned(&local, &c.sandbox, &net))
-            })
-            .map(|(k, (_, rev))| (k.clone(), *rev));
+            .of_node(&node)
+            .filter(|(k, c, _)| network_of(k).is_some_and(|net| orphaned(&local, &c.sandbox, &net)))
+            .map(|(k, _, rev)| (k.clone(), rev));
         let records = self
             .own_records
             .iter()
