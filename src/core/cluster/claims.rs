@@ -57,6 +57,18 @@ impl Claims {
             .filter_map(|k| self.by_key.get(k).map(|(c, rev)| (k, c, *rev)))
     }
 
+    /// The claims whose keys start with `prefix` (a network's: `addresses/<id>/`), in key
+    /// order: key, claim, revision.
+    pub fn under<'a>(
+        &'a self,
+        prefix: &'a str,
+    ) -> impl Iterator<Item = (&'a String, &'a AddressRecord, i64)> + 'a {
+        self.by_key
+            .range(prefix.to_string()..)
+            .take_while(move |(k, _)| k.starts_with(prefix))
+            .map(|(k, (c, rev))| (k, c, *rev))
+    }
+
     /// How many claims there are.
     pub fn len(&self) -> usize {
         self.by_key.len()
@@ -98,6 +110,14 @@ mod tests {
         c.remove("nothing");
         assert_eq!(c.len(), 2);
         assert_eq!(c.of_node("h2").count(), 2);
+        c.insert("p/2".into(), claim("h1", "e"), 5);
+        c.insert("q".into(), claim("h1", "f"), 6);
+        c.insert("o".into(), claim("h1", "g"), 7);
+        let under: Vec<&String> = c.under("p/").map(|(k, _, _)| k).collect();
+        assert_eq!(under, ["p/2"]);
+        c.remove("p/2");
+        c.remove("q");
+        c.remove("o");
         c.remove("k1");
         c.remove("k3");
         assert!(c.is_empty());

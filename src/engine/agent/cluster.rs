@@ -157,8 +157,6 @@ pub struct Control {
     view: ClusterView,
     /// The cluster's overlay networks by id.
     networks: BTreeMap<String, Network>,
-    /// Address claims, by key and by node.
-    claims: Claims,
     /// This node's endpoint records: key → (sandbox id, mod revision).
     own_records: BTreeMap<String, (String, Revision)>,
     orphans: Orphans,
@@ -187,7 +185,6 @@ impl Control {
             lease: None,
             view,
             networks: BTreeMap::new(),
-            claims: Claims::default(),
             own_records: BTreeMap::new(),
             orphans: Orphans::new(ORPHAN_GRACE.as_secs()),
             quarantine: Quarantine::new(quarantine_period(ttl).as_secs()),
@@ -360,7 +357,8 @@ impl Control {
         self.view = view;
         self.view_ready = true;
         self.names_reset();
-        self.claims = claims;
+        // Shared with the attaches ([`Membership::claims`]).
+        *self.m.claims() = Some(claims);
         self.own_records = own_records;
         self.revision = snap.revision;
         // Members first: a device (re)built below takes datagrams from the members only.
@@ -540,11 +538,15 @@ impl Control {
                 Some(Key::Address { .. }) => match value {
                     Some(kv) => {
                         if let Ok(c) = AddressRecord::decode(&kv.value) {
-                            self.claims.insert(key.to_string(), c, kv.mod_revision);
+                            if let Some(claims) = self.m.claims().as_mut() {
+                                claims.insert(key.to_string(), c, kv.mod_revision);
+                            }
                         }
                     }
                     None => {
-                        self.claims.remove(key);
+                        if let Some(claims) = self.m.claims().as_mut() {
+                            claims.remove(key);
+                        }
                     }
                 },
                 Some(Key::Host { node }) => {
@@ -773,18 +775,20 @@ impl Control {
     /// compare on its revision (a claim taken again meanwhile stays). Returns how many.
     pub fn release_quarantined(&mut self, now: u64) -> Result<usize, StoreError> {
         let live: BTreeSet<String> = self.view.hosts().keys().cloned().collect();
-        self.quarantine
-            .notice_missing(self.claims.nodes(), &live, now);
-        let due = self.quarantine.due(now);
+        let (due, free) = {
+            let claims = self.m.claims();
+            let Some(claims) = claims.as_ref() else {
+                return Ok(0);
+            };
+            self.quarantine.notice_missing(claims.nodes(), &live, now);
+            let due = self.quarantine.due(now);
+            // Only the due nodes' claims: the others are not walked.
+            let free = releasable(due.iter().flat_map(|n| claims.of_node(n)), &live, &due);
+            (due, free)
+        };
         if due.is_empty() {
             return Ok(0);
         }
-        let free = releasable(
-            // Only the due nodes' claims: the others are not walked.
-            due.iter().flat_map(|n| self.claims.of_node(n)),
-            &live,
-            &due,
-        );
         let mut n = 0;
         for (key, rev) in free {
             let txn = Txn::new()
@@ -792,7 +796,9 @@ impl Control {
                 .and_then(TxnOp::Delete(key.clone()));
             if self.m.store.txn(txn)?.succeeded {
                 n += 1;
-                self.claims.remove(&key);
+                if let Some(claims) = self.m.claims().as_mut() {
+                    claims.remove(&key);
+                }
             }
         }
         for node in due {
@@ -822,11 +828,20 @@ impl Control {
         };
         // This node's claims only (indexed by node): the sweep costs as much as this host
         // has, however many claims the cluster holds.
-        let claims = self
-            .claims
-            .of_node(&node)
-            .filter(|(k, c, _)| network_of(k).is_some_and(|net| orphaned(&local, &c.sandbox, &net)))
-            .map(|(k, _, rev)| (k.clone(), rev));
+        let claims: Vec<(String, Revision)> = self
+            .m
+            .claims()
+            .as_ref()
+            .map(|claims| {
+                claims
+                    .of_node(&node)
+                    .filter(|(k, c, _)| {
+                        network_of(k).is_some_and(|net| orphaned(&local, &c.sandbox, &net))
+                    })
+                    .map(|(k, _, rev)| (k.clone(), rev))
+                    .collect()
+            })
+            .unwrap_or_default();
         let records = self
             .own_records
             .iter()
@@ -836,7 +851,7 @@ impl Control {
             .map(|(k, (_, rev))| (k.clone(), *rev));
         let due = self
             .orphans
-            .due(claims.chain(records).collect::<Vec<_>>(), now);
+            .due(claims.into_iter().chain(records).collect::<Vec<_>>(), now);
         let mut n = 0;
         for (key, rev) in due {
             let txn = Txn::new()
@@ -845,7 +860,9 @@ impl Control {
             if self.m.store.txn(txn)?.succeeded {
                 tracing::info!(%key, "cluster: deleted a record of a sandbox this host no longer has");
                 n += 1;
-                self.claims.remove(&key);
+                if let Some(claims) = self.m.claims().as_mut() {
+                    claims.remove(&key);
+                }
                 self.own_records.remove(&key);
             }
             self.orphans.done(&key);
@@ -1088,6 +1105,7 @@ pub fn start(setup: Setup) -> Result<Handle> {
         vtep: c.advertise,
         vxlan_port: c.vxlan_port,
         lease: Mutex::new(None),
+        claims: Mutex::new(None),
     });
     let stop = Arc::new(AtomicBool::new(false));
     let drift = Arc::new(Drift::default());

@@ -170,6 +170,7 @@ fn member(store: &Arc<MemoryStore>, node: &str, vtep: &str) -> Arc<Membership> {
         vtep: vtep.parse().unwrap(),
         vxlan_port: 4789,
         lease: Mutex::new(None),
+        claims: Mutex::new(None),
     })
 }
 
