@@ -360,7 +360,10 @@ fn agents_build_overlay_networks_and_keep_their_entries_right() {
         "entries back after down/up:\n{}",
         logs(&agents)
     );
-    eprintln!("entries back {:?} after the device was set down and up", t.elapsed());
+    eprintln!(
+        "entries back {:?} after the device was set down and up",
+        t.elapsed()
+    );
 
     // A fourth host started with a node name a live host holds: refused, nothing built.
     let intruder = Host::new("wt-oh");

@@ -494,6 +494,38 @@ fn drift_hands_over_removals_bounded_or_one_read_back() {
             ..DriftWork::default()
         }
     );
+    // Additions and changes: handed over beside the removals, bounded the same way.
+    let added = |n: usize| {
+        vec![
+            (
+                "wv-0".to_string(),
+                crate::core::cluster::entries::Entry::Fdb {
+                    mac: [2, 0, 0, 0, 0, 1],
+                    dst: "10.0.0.2".parse().unwrap()
+                }
+            );
+            n
+        ]
+    };
+    d.changed(added(2));
+    d.removed(r(1));
+    assert_eq!(
+        d.take(),
+        DriftWork {
+            everything: false,
+            removed: r(1),
+            changed: added(2)
+        }
+    );
+    d.changed(added(MAX_REMOVED));
+    d.changed(added(1));
+    assert_eq!(
+        d.take(),
+        DriftWork {
+            everything: true,
+            ..DriftWork::default()
+        }
+    );
 }
 
 #[test]
