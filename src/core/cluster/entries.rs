@@ -94,6 +94,20 @@ impl Removed {
     }
 }
 
+impl Entry {
+    /// The entry an addition notification names, from its fields (as for
+    /// [`Removed::from_fields`]): a neighbour with its MAC, or the device's own forwarding
+    /// entry with its VTEP. `None` for anything else (the bridge's half of a forwarding
+    /// entry, a neighbour still without a MAC).
+    pub fn from_fields(bridge: bool, dst: Option<IpAddr>, mac: Option<[u8; 6]>) -> Option<Self> {
+        match (bridge, dst, mac) {
+            (false, Some(ip), Some(mac)) => Some(Entry::Neigh { ip, mac }),
+            (true, Some(dst), Some(mac)) => Some(Entry::Fdb { mac, dst }),
+            _ => None,
+        }
+    }
+}
+
 impl Change {
     /// The kernel operation on the VXLAN device `ifname` that makes this change.
     pub fn op(&self, ifname: &str) -> Op {

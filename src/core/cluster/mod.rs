@@ -7,6 +7,7 @@
 //! event yields the changes for that event only, never a re-dump of the cluster.
 
 pub mod alloc;
+pub mod claims;
 pub mod entries;
 pub mod keys;
 pub mod orphans;

@@ -51,17 +51,17 @@ impl Quarantine {
         self.gone.remove(node);
     }
 
-    /// Nodes that hold claims but have no host record, not yet in quarantine: call at start
-    /// and after a resynchronisation with what the store holds.
+    /// Nodes that hold claims (`holders`, each once) but have no host record, not yet in
+    /// quarantine: call at start and after a resynchronisation with what the store holds.
     pub fn notice_missing<'a>(
         &mut self,
-        claims: impl Iterator<Item = &'a AddressRecord>,
+        holders: impl Iterator<Item = &'a str>,
         live: &BTreeSet<String>,
         now: u64,
     ) {
-        for c in claims {
-            if !live.contains(&c.node) {
-                self.host_gone(&c.node, now);
+        for node in holders {
+            if !live.contains(node) {
+                self.host_gone(node, now);
             }
         }
     }
@@ -120,9 +120,8 @@ mod tests {
     #[test]
     fn missing_nodes_are_noticed_from_their_claims() {
         let mut q = Quarantine::new(10);
-        let claims = [claim("h2"), claim("h1")];
         let live: BTreeSet<String> = ["h1".to_string()].into();
-        q.notice_missing(claims.iter(), &live, 5);
+        q.notice_missing(["h2", "h1"].into_iter(), &live, 5);
         assert_eq!(q.due(15), ["h2".to_string()].into());
     }
 }

@@ -12,6 +12,7 @@ pub mod fast;
 pub mod query;
 pub mod ratelimit;
 pub mod remote;
+pub mod remote_table;
 pub mod reply;
 pub mod stranger;
 pub mod table;

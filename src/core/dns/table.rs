@@ -1,6 +1,9 @@
 //! The lookup table: which DNS-enabled network a query arrives on (by its gateway), which
 //! sandbox asks (by its address on that network), and the names and addresses each asker may
-//! see. Built from the store's networks and sandboxes, rebuilt whenever they change.
+//! see. Its local part is built from the store's networks and sandboxes, rebuilt whenever they
+//! change; other hosts' sandboxes are kept apart ([`RemoteTable`]), changed in place as the
+//! cluster's watch reports them and untouched by local rebuilds, and weighed against the
+//! local part when a query is answered.
 //!
 //! Visibility follows Docker's rule: a sandbox sees every sandbox that shares at least
 //! one DNS-enabled network with it, with the addresses it has on the shared networks; a
@@ -13,8 +16,8 @@ use std::sync::Arc;
 
 use hickory_proto::rr::Name;
 
-use super::remote::{key_of, NameChange, RemoteKey, RemoteNames};
-use crate::core::cluster::records::EndpointRecord;
+use super::remote::{NameChange, RemoteNames};
+use super::remote_table::{key, NetShape, RemoteName, RemoteTable};
 use crate::core::model::{NetMode, Network, Sandbox, Status};
 
 /// Index of a network in [`Table::networks`].
@@ -61,8 +64,6 @@ struct NameEntry {
 #[derive(Debug, Clone)]
 struct PtrEntry {
     net: NetIdx,
-    /// The sandbox's number, as in [`NameEntry`].
-    sandbox: u32,
     /// `NAME.NETWORK.`, as Docker answers.
     target: Name,
 }
@@ -103,24 +104,12 @@ pub struct Table {
     by_source: HashMap<(NetIdx, IpAddr), AskerIdx>,
     names: HashMap<Box<str>, Vec<NameEntry>>,
     ptrs: HashMap<IpAddr, Vec<PtrEntry>>,
+    /// How many local name and PTR records there are.
     records: usize,
-    /// Networks by id and their subnets (by index), for remote records.
-    net_by_id: HashMap<String, NetIdx>,
-    subnets: Vec<Vec<ipnet::IpNet>>,
-    /// How many sandboxes are local (numbered below): remote ones yield names to them.
-    locals: u32,
-    /// The next remote sandbox's number.
-    next_owner: u32,
-    /// What each remote record added, to take it out again on its own.
-    remote: HashMap<RemoteKey, Added>,
-}
-
-/// The names and PTR addresses one sandbox added, under its number.
-#[derive(Debug, Default, Clone)]
-struct Added {
-    owner: u32,
-    names: Vec<Box<str>>,
-    ptrs: Vec<IpAddr>,
+    /// The networks as remote records are indexed against them, by id.
+    shapes: HashMap<String, NetShape>,
+    /// Other hosts' sandboxes.
+    remote: RemoteTable,
 }
 
 /// Whether a sandbox in `status` is answered. Docker answers running containers only,
@@ -135,11 +124,6 @@ pub fn answered(status: Status) -> bool {
         status,
         Status::Created | Status::Running | Status::Exited | Status::Restarting
     )
-}
-
-/// Lower-case ASCII, as names are keyed.
-fn key(s: &str) -> Box<str> {
-    s.to_ascii_lowercase().into_boxed_str()
 }
 
 impl Table {
@@ -159,9 +143,28 @@ impl Table {
         sandboxes: &[Sandbox],
         remote: &RemoteNames,
     ) -> Table {
+        let mut t = Table::build_local(networks, sandboxes);
+        t.remote.set_networks(t.shapes.clone());
+        for r in remote.records() {
+            t.remote.put(r);
+        }
+        t
+    }
+
+    /// Builds the local part again from the store's `networks` and `sandboxes`, keeping the
+    /// remote part as it is: O(local), however many sandboxes the cluster has (the remote
+    /// records are indexed again only when the networks themselves changed).
+    pub fn rebuild_local(&mut self, networks: &[Network], sandboxes: &[Sandbox]) {
+        let remote = std::mem::take(&mut self.remote);
+        *self = Table::build_local(networks, sandboxes);
+        self.remote = remote;
+        self.remote.set_networks(self.shapes.clone());
+    }
+
+    /// The local part alone.
+    fn build_local(networks: &[Network], sandboxes: &[Sandbox]) -> Table {
         let mut t = Table::default();
         let mut net_by_id: HashMap<&str, NetIdx> = HashMap::new();
-        let mut subnets = Vec::new();
         for n in networks
             .iter()
             .filter(|n| n.status == Status::Created && n.dns())
@@ -174,7 +177,14 @@ impl Table {
                 t.by_gateway.insert(*g, idx);
             }
             net_by_id.insert(&n.id, idx);
-            subnets.push(n.subnets.iter().map(|s| s.subnet).collect::<Vec<_>>());
+            t.shapes.insert(
+                n.id.clone(),
+                NetShape {
+                    idx,
+                    name: n.name.clone(),
+                    subnets: n.subnets.iter().map(|s| s.subnet).collect(),
+                },
+            );
             t.networks.push(NetInfo {
                 name: n.name.clone(),
                 bridge: n.bridge.clone(),
@@ -204,8 +214,7 @@ impl Table {
                 if !answered(sb.status) {
                     continue;
                 }
-                let hostname = Some(sb.hostname.as_str());
-                t.add_names(net, sidx, &sb.name, hostname, &ep.aliases, v4, v6, 0);
+                t.add_names(net, sidx, &sb.name, &sb.hostname, &ep.aliases, v4, v6);
             }
             nets.sort_unstable();
             nets.dedup();
@@ -222,128 +231,67 @@ impl Table {
                 servers: servers.into(),
             });
         }
-        // Remote sandboxes are numbered after the local ones (the number only tells entries
-        // of different sandboxes apart).
-        t.locals = u32::try_from(t.askers.len()).unwrap_or(u32::MAX);
-        t.next_owner = t.locals;
-        t.net_by_id = net_by_id
-            .into_iter()
-            .map(|(id, idx)| (id.to_string(), idx))
-            .collect();
-        t.subnets = subnets;
-        for r in remote.records() {
-            t.put_remote(r);
-        }
         t
     }
 
     /// Applies one change of the remote records in place: only the names and addresses of
     /// the records it concerns are touched (a join or leave elsewhere costs the same with
-    /// ten or a thousand remote sandboxes), with the same rules as [`Table::build_with_remote`].
+    /// ten or a thousand remote sandboxes), with the same answers as
+    /// [`Table::build_with_remote`].
     pub fn apply_remote(&mut self, change: &NameChange) {
         match change {
-            NameChange::Reset(all) => {
-                let keys: Vec<RemoteKey> = self.remote.keys().cloned().collect();
-                for k in &keys {
-                    self.remove_remote(k);
-                }
-                for r in all {
-                    self.put_remote(r);
-                }
-            }
-            NameChange::Put(r) => self.put_remote(r),
-            NameChange::Remove(k) => self.remove_remote(k),
+            NameChange::Reset(all) => self.remote.reset(all),
+            NameChange::Put(r) => self.remote.put(r),
+            NameChange::Remove(k) => self.remote.remove(k),
         }
     }
 
-    /// Answers remote record `r` (replacing what an earlier version of it added).
-    fn put_remote(&mut self, r: &EndpointRecord) {
-        let key = key_of(r);
-        self.remove_remote(&key);
-        let Some(&net) = self.net_by_id.get(r.network.as_str()) else {
-            return;
-        };
-        // Another node's record is input: an address outside the network's subnets (stale,
-        // or forged) is not answered, nor a gateway or a local sandbox's address on that
-        // network (forged to take its traffic or its PTR).
-        let usable = |a: IpAddr| {
-            self.subnets
-                .get(net as usize)
-                .is_some_and(|s| s.iter().any(|n| n.contains(&a)))
-                && !self.by_gateway.contains_key(&a)
-                && !self.by_source.contains_key(&(net, a))
-        };
-        let v4 = r.ipv4.filter(|a| usable(IpAddr::V4(*a)));
-        let v6 = r.ipv6.filter(|a| usable(IpAddr::V6(*a)));
-        if v4.is_none() && v6.is_none() {
-            return;
-        }
-        let owner = self.next_owner;
-        self.next_owner = self.next_owner.saturating_add(1);
-        let hostname = r.hostname.as_deref();
-        // A name a sandbox of this host answers to on that network stays its own.
-        let added = self.add_names(
-            net,
-            owner,
-            &r.name,
-            hostname,
-            &r.aliases,
-            v4,
-            v6,
-            self.locals,
-        );
-        self.remote.insert(key, added);
+    /// Whether a remote record may be answered at `a` on network `net`: another node's
+    /// record is input, and an address that is a gateway or a local sandbox's on that network
+    /// (forged to take its traffic or its PTR) is not. (Its subnet was checked when it was
+    /// indexed.)
+    fn usable(&self, net: NetIdx, a: IpAddr) -> bool {
+        !self.by_gateway.contains_key(&a) && !self.by_source.contains_key(&(net, a))
     }
 
-    /// Takes out what remote record `key` added, if anything.
-    fn remove_remote(&mut self, key: &RemoteKey) {
-        let Some(added) = self.remote.remove(key) else {
-            return;
-        };
-        for n in &added.names {
-            if let Some(list) = self.names.get_mut(n) {
-                let before = list.len();
-                list.retain(|e| e.sandbox != added.owner);
-                self.records = self.records.saturating_sub(before - list.len());
-                if list.is_empty() {
-                    self.names.remove(n);
-                }
-            }
-        }
-        for a in &added.ptrs {
-            if let Some(list) = self.ptrs.get_mut(a) {
-                let before = list.len();
-                list.retain(|e| e.sandbox != added.owner);
-                self.records = self.records.saturating_sub(before - list.len());
-                if list.is_empty() {
-                    self.ptrs.remove(a);
-                }
-            }
-        }
+    /// Whether a sandbox of this host answers to `name` (lower-case) on `net`: the name
+    /// stays its own, a remote sandbox's entry for it is not answered.
+    fn local_has(&self, name: &str, net: NetIdx) -> bool {
+        self.names
+            .get(name)
+            .is_some_and(|l| l.iter().any(|e| e.net == net))
     }
 
-    /// Makes one sandbox's addresses on network `net` answer to its name, hostname,
-    /// `NAME.NETWORK` and aliases, and its addresses' PTR to `NAME.NETWORK.`. A name already
-    /// answered on `net` by a sandbox numbered below `yield_below` is left to it (a remote
-    /// sandbox never shares a local one's name; 0: nothing yields).
+    /// Remote entry `e` of `name` as answered, with its usable addresses; `None` when the
+    /// name is a local sandbox's on its network or none of its addresses is usable.
+    fn remote_entry(
+        &self,
+        name: &str,
+        e: &RemoteName,
+    ) -> Option<(Option<Ipv4Addr>, Option<Ipv6Addr>)> {
+        if self.local_has(name, e.net) {
+            return None;
+        }
+        let v4 = e.v4.filter(|a| self.usable(e.net, IpAddr::V4(*a)));
+        let v6 = e.v6.filter(|a| self.usable(e.net, IpAddr::V6(*a)));
+        (v4.is_some() || v6.is_some()).then_some((v4, v6))
+    }
+
+    /// Makes one local sandbox's addresses on network `net` answer to its name, hostname,
+    /// `NAME.NETWORK` and aliases, and its addresses' PTR to `NAME.NETWORK.`.
     #[allow(clippy::too_many_arguments)]
     fn add_names(
         &mut self,
         net: NetIdx,
         owner: u32,
         name: &str,
-        hostname: Option<&str>,
+        hostname: &str,
         aliases: &[String],
         v4: Option<Ipv4Addr>,
         v6: Option<Ipv6Addr>,
-        yield_below: u32,
-    ) -> Added {
-        let mut added = Added {
-            owner,
-            ..Added::default()
-        };
+    ) {
         let Some(info) = self.networks.get(net as usize) else {
-            return added;
+            return;
         };
         let entry = NameEntry {
             net,
@@ -353,19 +301,13 @@ impl Table {
             hides: false,
         };
         let qualified = format!("{}.{}", name, info.name);
-        let names = [name, hostname.unwrap_or_default(), qualified.as_str()];
-        let mut ptr = true;
+        let names = [name, hostname, qualified.as_str()];
         for n in names.into_iter().chain(aliases.iter().map(String::as_str)) {
             if n.is_empty() {
                 continue;
             }
             let hides = !n.contains('.') || n == qualified;
             let list = self.names.entry(key(n)).or_default();
-            if list.iter().any(|e| e.net == net && e.sandbox < yield_below) {
-                // Its PTR would name a sandbox it is not: none either.
-                ptr &= n != qualified;
-                continue;
-            }
             match list.iter_mut().find(|e| {
                 NameEntry {
                     hides: e.hides,
@@ -376,28 +318,21 @@ impl Table {
                 None => {
                     list.push(NameEntry { hides, ..entry });
                     self.records += 1;
-                    added.names.push(key(n));
                 }
             }
         }
-        let target = Name::from_ascii(format!("{qualified}."))
-            .ok()
-            .filter(|_| ptr);
-        if let Some(target) = target {
+        if let Ok(target) = Name::from_ascii(format!("{qualified}.")) {
             for a in [v4.map(IpAddr::V4), v6.map(IpAddr::V6)]
                 .into_iter()
                 .flatten()
             {
                 self.ptrs.entry(a).or_default().push(PtrEntry {
                     net,
-                    sandbox: owner,
                     target: target.clone(),
                 });
                 self.records += 1;
-                added.ptrs.push(a);
             }
         }
-        added
     }
 
     /// The networks, by index.
@@ -405,9 +340,16 @@ impl Table {
         &self.networks
     }
 
-    /// How many name and PTR records the table answers.
+    /// How many name and PTR records the table holds: the local ones, and the remote ones
+    /// indexed (some of which a local sandbox's name or address may keep from being
+    /// answered).
     pub fn records(&self) -> usize {
-        self.records
+        self.records.saturating_add(self.remote.count())
+    }
+
+    /// How many other hosts' sandboxes the table keeps.
+    pub fn remote_len(&self) -> usize {
+        self.remote.len()
     }
 
     /// The network whose gateway is `dst`.
@@ -458,17 +400,27 @@ impl Table {
         name: &str,
         mut each: impl FnMut(Option<Ipv4Addr>, Option<Ipv6Addr>),
     ) -> Kind {
-        let Some(list) = self.names.get(name) else {
-            return Kind::Unknown;
-        };
-        let mut found = false;
-        for e in list.iter().filter(|e| self.shares(asker, e.net)) {
-            found = true;
-            each(e.v4, e.v6);
+        let (mut found, mut hides) = (false, false);
+        for e in self.names.get(name).map_or(&[][..], Vec::as_slice) {
+            hides |= e.hides;
+            if self.shares(asker, e.net) {
+                found = true;
+                each(e.v4, e.v6);
+            }
+        }
+        for e in self.remote.names(name) {
+            let Some((v4, v6)) = self.remote_entry(name, e) else {
+                continue;
+            };
+            hides |= e.hides;
+            if self.shares(asker, e.net) {
+                found = true;
+                each(v4, v6);
+            }
         }
         if found {
             Kind::Found
-        } else if list.iter().any(|e| e.hides) {
+        } else if hides {
             Kind::Hidden
         } else {
             Kind::Unknown
@@ -479,16 +431,28 @@ impl Table {
     /// sandbox's on a network the asker does not share (NXDOMAIN), `Err(false)` when it is no
     /// sandbox's (forwarded).
     pub fn reverse(&self, asker: AskerIdx, addr: IpAddr) -> Result<Vec<&Name>, bool> {
-        let Some(list) = self.ptrs.get(&addr) else {
-            return Err(false);
-        };
-        let names: Vec<&Name> = list
+        let local = self.ptrs.get(&addr).map_or(&[][..], Vec::as_slice);
+        // A remote address's PTR, unless the address is a gateway's or a local sandbox's,
+        // or its name a local sandbox's (it would name a sandbox it is not).
+        let remote = self
+            .remote
+            .ptrs(&addr)
             .iter()
-            .filter(|e| self.shares(asker, e.net))
-            .map(|e| &e.target)
-            .collect();
+            .filter(|e| self.usable(e.net, addr) && !self.local_has(&e.qualified, e.net));
+        let mut any = false;
+        let mut names = Vec::new();
+        for (net, target) in local
+            .iter()
+            .map(|e| (e.net, &e.target))
+            .chain(remote.map(|e| (e.net, &e.target)))
+        {
+            any = true;
+            if self.shares(asker, net) {
+                names.push(target);
+            }
+        }
         if names.is_empty() {
-            Err(true)
+            Err(any)
         } else {
             Ok(names)
         }
@@ -499,7 +463,7 @@ impl Table {
 pub(crate) mod tests {
     use super::*;
     use crate::core::cluster::records::EndpointRecord;
-    use crate::core::dns::remote::NameChange;
+    use crate::core::dns::remote::{key_of, NameChange};
     use crate::core::model::{Endpoint, SubnetConfig};
 
     pub(crate) fn net(
@@ -942,7 +906,147 @@ pub(crate) mod tests {
             answers(&local, &names, &addrs)
         );
         assert_eq!(live.records(), local.records());
-        assert!(live.remote.is_empty());
+        assert_eq!(live.remote_len(), 0);
+    }
+
+    #[test]
+    fn local_rebuilds_keep_the_remote_part_and_answer_as_a_full_build_does() {
+        let ovl = net("ovl", "oid", "12.12.12.0/24", "12.12.12.1", None);
+        let other = net("other", "xid", "13.13.13.0/24", "13.13.13.1", None);
+        let pink = sb(
+            "pink",
+            Status::Running,
+            vec![ep(&ovl, "12.12.12.2", None, &["db"])],
+        );
+        let blue = sb(
+            "blue",
+            Status::Running,
+            vec![ep(&other, "13.13.13.2", None, &[])],
+        );
+        // A local sandbox that comes later with a remote one's name, and one with another
+        // remote one's address.
+        let red = sb(
+            "red",
+            Status::Running,
+            vec![ep(&ovl, "12.12.12.9", None, &[])],
+        );
+        let thief = sb(
+            "thief",
+            Status::Running,
+            vec![ep(&ovl, "12.12.12.3", None, &[])],
+        );
+        let mut kept = RemoteNames::default();
+        let mut live = Table::build(std::slice::from_ref(&ovl), std::slice::from_ref(&pink));
+        for c in [
+            NameChange::Put(remote(&ovl, "h2", "pink2", "12.12.12.3", &["cache"])),
+            NameChange::Put(remote(&ovl, "h3", "red", "12.12.12.4", &[])),
+            NameChange::Put(remote(&other, "h2", "blue2", "13.13.13.3", &[])),
+        ] {
+            live.apply_remote(&c);
+            kept.apply(c);
+        }
+        let names = [
+            "pink",
+            "pink2",
+            "cache",
+            "red",
+            "red.ovl",
+            "blue2",
+            "blue2.other",
+            "thief",
+            "db",
+        ];
+        let addrs = [
+            "12.12.12.2",
+            "12.12.12.3",
+            "12.12.12.4",
+            "12.12.12.9",
+            "13.13.13.3",
+        ];
+        let removing = Sandbox {
+            status: Status::Removing,
+            ..red.clone()
+        };
+        let steps: Vec<(Vec<Network>, Vec<Sandbox>)> = vec![
+            // The network of blue2 made here: it is answered.
+            (
+                vec![ovl.clone(), other.clone()],
+                vec![pink.clone(), blue.clone()],
+            ),
+            // A local red: the name and its PTR are its own.
+            (
+                vec![ovl.clone(), other.clone()],
+                vec![pink.clone(), blue.clone(), red.clone()],
+            ),
+            // A local sandbox at pink2's address: pink2 is not answered at all.
+            (
+                vec![ovl.clone(), other.clone()],
+                vec![pink.clone(), blue.clone(), red.clone(), thief.clone()],
+            ),
+            // Both go (red being removed first): the remote ones are answered again.
+            (
+                vec![ovl.clone(), other.clone()],
+                vec![pink.clone(), blue.clone(), removing],
+            ),
+            // The networks in another order (renumbered), then blue2's network gone.
+            (
+                vec![other.clone(), ovl.clone()],
+                vec![blue.clone(), pink.clone()],
+            ),
+            (vec![ovl.clone()], vec![pink.clone()]),
+        ];
+        let found = |a: &str| Lookup::Found {
+            v4: vec![a.parse().unwrap()],
+            v6: vec![],
+        };
+        for (i, (nets, sbs)) in steps.iter().enumerate() {
+            live.rebuild_local(nets, sbs);
+            // A remote change between two local rebuilds, undone at once.
+            let extra = remote(&ovl, "h4", "extra", "12.12.12.7", &[]);
+            live.apply_remote(&NameChange::Put(extra.clone()));
+            live.apply_remote(&NameChange::Remove(key_of(&extra)));
+            let rebuilt = Table::build_with_remote(nets, sbs, &kept);
+            assert_eq!(
+                answers(&live, &names, &addrs),
+                answers(&rebuilt, &names, &addrs),
+                "step {i}"
+            );
+            assert_eq!(live.records(), rebuilt.records(), "step {i}");
+            let p = asker(&live, "12.12.12.1", "12.12.12.2");
+            match i {
+                0 => {
+                    let b = asker(&live, "13.13.13.1", "13.13.13.2");
+                    assert_eq!(live.lookup(b, "blue2"), found("13.13.13.3"));
+                    assert_eq!(live.lookup(p, "red"), found("12.12.12.4"));
+                }
+                1 => {
+                    assert_eq!(live.lookup(p, "red"), found("12.12.12.9"));
+                    assert_eq!(live.lookup(p, "red.ovl"), found("12.12.12.9"));
+                    assert_eq!(live.reverse(p, ip("12.12.12.4")), Err(false));
+                }
+                2 => {
+                    assert_eq!(live.lookup(p, "pink2"), Lookup::Unknown);
+                    assert_eq!(live.lookup(p, "cache"), Lookup::Unknown);
+                    let ptr = live.reverse(p, ip("12.12.12.3")).unwrap();
+                    assert_eq!(ptr.len(), 1);
+                    assert_eq!(ptr[0].to_ascii(), "thief.ovl.");
+                }
+                3 => {
+                    assert_eq!(live.lookup(p, "red"), found("12.12.12.4"));
+                    assert_eq!(live.lookup(p, "pink2"), found("12.12.12.3"));
+                    assert_eq!(
+                        live.reverse(p, ip("12.12.12.4")).unwrap()[0].to_ascii(),
+                        "red.ovl."
+                    );
+                }
+                5 => {
+                    assert_eq!(live.lookup(p, "blue2"), Lookup::Unknown);
+                    assert_eq!(live.lookup(p, "pink2"), found("12.12.12.3"));
+                }
+                _ => {}
+            }
+        }
+        assert_eq!(live.remote_len(), 3);
     }
 
     #[test]

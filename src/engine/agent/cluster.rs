@@ -17,10 +17,12 @@
 //!   ([`Drift::removed`]), the entry is written back if the view still wants it (someone else
 //!   deleted it), with one lookup in the view: the task's own removals (a sandbox leaving
 //!   elsewhere) come back as notifications too, and must not cost every host a read of its
-//!   devices. When notifications were lost ([`Drift::repair_all`]), and every
-//!   [`REPAIR_EVERY`] in any case, each device's entries are read back and repaired
-//!   (level-triggered, never by replaying the notifications), and a device found missing is
-//!   built again.
+//!   devices. An entry added or changed ([`Drift::changed`]) is looked up the same way (the
+//!   task's own writes agree with the view); one that does not makes its device read back.
+//!   When notifications were lost, or a VXLAN device was made again or set down or up
+//!   ([`Drift::repair_all`]), and every [`REPAIR_EVERY`] in any case, each device's entries
+//!   are read back and repaired (level-triggered, never by replaying the notifications), and
+//!   a device found missing is built again.
 //! - **Quarantine**: address claims of nodes gone for [`QUARANTINE`] are released.
 //! - **Members**: the firewall's `vteps4`/`vteps6` (only their addresses may send to a VXLAN
 //!   port) follow the view's live hosts, with this one: element adds and deletes as hosts
@@ -52,7 +54,8 @@ use crate::adapters::cluster::{
     ClusterStore, Compare, Lease, Revision, StoreError, Txn, TxnOp, WatchEvent, WatchRecvError,
 };
 use crate::core::agent::{AgentStatus, ClusterHost};
-use crate::core::cluster::entries::{self, Change, Removed};
+use crate::core::cluster::claims::Claims;
+use crate::core::cluster::entries::{self, Change, Entry, Removed};
 use crate::core::cluster::keys::{self, Key};
 use crate::core::cluster::orphans::{orphaned, LocalSandbox, Orphans};
 use crate::core::cluster::quarantine::{releasable, Quarantine};
@@ -72,8 +75,11 @@ use super::watch::MAX_REMOVED;
 /// How long the task waits for a watch event before doing its periodic work.
 const TICK: Duration = Duration::from_millis(100);
 /// How often every VXLAN device's entries are read back and repaired without a notification
-/// asking for it (notifications can be lost).
-pub const REPAIR_EVERY: Duration = Duration::from_secs(2);
+/// asking for it. Rare: a read-back costs as much as the cluster is large, and every drift
+/// the kernel announces is handled as it comes (an entry removed or changed: looked up; a
+/// device made again or set down or up, or notifications lost: read back at once). This
+/// covers what nothing announces.
+pub const REPAIR_EVERY: Duration = Duration::from_secs(30);
 /// How long the task waits before trying etcd again after a failure.
 const RETRY: Duration = Duration::from_secs(1);
 /// How often the firewall's members are tried again while unknown (their table was being
@@ -151,8 +157,6 @@ pub struct Control {
     view: ClusterView,
     /// The cluster's overlay networks by id.
     networks: BTreeMap<String, Network>,
-    /// Address claims: key → (claim, mod revision).
-    claims: BTreeMap<String, (AddressRecord, Revision)>,
     /// This node's endpoint records: key → (sandbox id, mod revision).
     own_records: BTreeMap<String, (String, Revision)>,
     orphans: Orphans,
@@ -181,7 +185,6 @@ impl Control {
             lease: None,
             view,
             networks: BTreeMap::new(),
-            claims: BTreeMap::new(),
             own_records: BTreeMap::new(),
             orphans: Orphans::new(ORPHAN_GRACE.as_secs()),
             quarantine: Quarantine::new(quarantine_period(ttl).as_secs()),
@@ -327,7 +330,7 @@ impl Control {
         let snap = self.m.store.snapshot(keys::PREFIX)?;
         let mut view = ClusterView::new(&self.m.node);
         let mut networks = BTreeMap::new();
-        let mut claims = BTreeMap::new();
+        let mut claims = Claims::default();
         let mut own_records = BTreeMap::new();
         for kv in &snap.kvs {
             if let Some(Key::Endpoint { node, sandbox, .. }) = Key::parse(&kv.key) {
@@ -343,7 +346,7 @@ impl Control {
                 }
                 Some(Key::Address { .. }) => {
                     if let Ok(c) = AddressRecord::decode(&kv.value) {
-                        claims.insert(kv.key.clone(), (c, kv.mod_revision));
+                        claims.insert(kv.key.clone(), c, kv.mod_revision);
                     }
                 }
                 _ => {
@@ -354,7 +357,8 @@ impl Control {
         self.view = view;
         self.view_ready = true;
         self.names_reset();
-        self.claims = claims;
+        // Shared with the attaches ([`Membership::claims`]).
+        *self.m.claims() = Some(claims);
         self.own_records = own_records;
         self.revision = snap.revision;
         // Members first: a device (re)built below takes datagrams from the members only.
@@ -534,11 +538,15 @@ impl Control {
                 Some(Key::Address { .. }) => match value {
                     Some(kv) => {
                         if let Ok(c) = AddressRecord::decode(&kv.value) {
-                            self.claims.insert(key.to_string(), (c, kv.mod_revision));
+                            if let Some(claims) = self.m.claims().as_mut() {
+                                claims.insert(key.to_string(), c, kv.mod_revision);
+                            }
                         }
                     }
                     None => {
-                        self.claims.remove(key);
+                        if let Some(claims) = self.m.claims().as_mut() {
+                            claims.remove(key);
+                        }
                     }
                 },
                 Some(Key::Host { node }) => {
@@ -735,21 +743,52 @@ impl Control {
         changes.len()
     }
 
+    /// Reads back the devices on which `changed` (each an entry the kernel announced as
+    /// added or changed on the VXLAN device it names) is not what the view wants: someone
+    /// else wrote it (a MAC sent to a rogue VTEP, an address answered with another MAC).
+    /// The task's own writes agree with the view and cost one lookup each, no read-back.
+    /// Returns how many devices were read back.
+    pub fn check_changed(&mut self, changed: &[(String, Entry)], host: &mut dyn Host) -> usize {
+        let ids: BTreeMap<String, &String> = self
+            .networks
+            .keys()
+            .map(|id| (vxlan_name(id), id))
+            .collect();
+        let drifted: BTreeSet<String> = changed
+            .iter()
+            .filter_map(|(ifname, seen)| {
+                let id = *ids.get(ifname)?;
+                (!self.view.agrees(id, seen)).then(|| id.clone())
+            })
+            .collect();
+        for id in &drifted {
+            tracing::info!(
+                network = %id,
+                "cluster: neighbour/FDB entries changed behind the agent's back: reading the device back"
+            );
+            self.repair(id, host);
+        }
+        drifted.len()
+    }
+
     /// Releases the address claims of nodes gone for longer than the quarantine, each with a
     /// compare on its revision (a claim taken again meanwhile stays). Returns how many.
     pub fn release_quarantined(&mut self, now: u64) -> Result<usize, StoreError> {
         let live: BTreeSet<String> = self.view.hosts().keys().cloned().collect();
-        self.quarantine
-            .notice_missing(self.claims.values().map(|(c, _)| c), &live, now);
-        let due = self.quarantine.due(now);
+        let (due, free) = {
+            let claims = self.m.claims();
+            let Some(claims) = claims.as_ref() else {
+                return Ok(0);
+            };
+            self.quarantine.notice_missing(claims.nodes(), &live, now);
+            let due = self.quarantine.due(now);
+            // Only the due nodes' claims: the others are not walked.
+            let free = releasable(due.iter().flat_map(|n| claims.of_node(n)), &live, &due);
+            (due, free)
+        };
         if due.is_empty() {
             return Ok(0);
         }
-        let free = releasable(
-            self.claims.iter().map(|(k, (c, rev))| (k, c, *rev)),
-            &live,
-            &due,
-        );
         let mut n = 0;
         for (key, rev) in free {
             let txn = Txn::new()
@@ -757,7 +796,9 @@ impl Control {
                 .and_then(TxnOp::Delete(key.clone()));
             if self.m.store.txn(txn)?.succeeded {
                 n += 1;
-                self.claims.remove(&key);
+                if let Some(claims) = self.m.claims().as_mut() {
+                    claims.remove(&key);
+                }
             }
         }
         for node in due {
@@ -785,14 +826,22 @@ impl Control {
             Some(Key::Address { network, .. } | Key::Endpoint { network, .. }) => Some(network),
             _ => None,
         };
-        let claims = self
-            .claims
-            .iter()
-            .filter(|(k, (c, _))| {
-                c.node == node
-                    && network_of(k).is_some_and(|net| orphaned(&local, &c.sandbox, &net))
+        // This node's claims only (indexed by node): the sweep costs as much as this host
+        // has, however many claims the cluster holds.
+        let claims: Vec<(String, Revision)> = self
+            .m
+            .claims()
+            .as_ref()
+            .map(|claims| {
+                claims
+                    .of_node(&node)
+                    .filter(|(k, c, _)| {
+                        network_of(k).is_some_and(|net| orphaned(&local, &c.sandbox, &net))
+                    })
+                    .map(|(k, _, rev)| (k.clone(), rev))
+                    .collect()
             })
-            .map(|(k, (_, rev))| (k.clone(), *rev));
+            .unwrap_or_default();
         let records = self
             .own_records
             .iter()
@@ -802,7 +851,7 @@ impl Control {
             .map(|(k, (_, rev))| (k.clone(), *rev));
         let due = self
             .orphans
-            .due(claims.chain(records).collect::<Vec<_>>(), now);
+            .due(claims.into_iter().chain(records).collect::<Vec<_>>(), now);
         let mut n = 0;
         for (key, rev) in due {
             let txn = Txn::new()
@@ -811,7 +860,9 @@ impl Control {
             if self.m.store.txn(txn)?.succeeded {
                 tracing::info!(%key, "cluster: deleted a record of a sandbox this host no longer has");
                 n += 1;
-                self.claims.remove(&key);
+                if let Some(claims) = self.m.claims().as_mut() {
+                    claims.remove(&key);
+                }
                 self.own_records.remove(&key);
             }
             self.orphans.done(&key);
@@ -919,6 +970,9 @@ pub struct Drift {
     /// Entries removed from VXLAN devices (device name, entry), to write back if the view
     /// still wants them.
     removed: Mutex<Vec<(String, Removed)>>,
+    /// Entries added to or changed on VXLAN devices (device name, entry), to check against
+    /// the view.
+    changed: Mutex<Vec<(String, Entry)>>,
 }
 
 /// What [`Drift::take`] hands over.
@@ -928,6 +982,8 @@ pub struct DriftWork {
     pub everything: bool,
     /// Removed entries to look up (empty when `everything`: the read-back covers them).
     pub removed: Vec<(String, Removed)>,
+    /// Added or changed entries to check (empty when `everything`).
+    pub changed: Vec<(String, Entry)>,
 }
 
 impl Drift {
@@ -952,6 +1008,22 @@ impl Drift {
         inbox.append(&mut entries);
     }
 
+    /// Hands over entries added to or changed on VXLAN devices. Bounded as
+    /// [`Drift::removed`].
+    pub fn changed(&self, mut entries: Vec<(String, Entry)>) {
+        let Ok(mut inbox) = self.changed.lock() else {
+            self.repair_all();
+            return;
+        };
+        if inbox.len().saturating_add(entries.len()) > MAX_REMOVED {
+            inbox.clear();
+            drop(inbox);
+            self.repair_all();
+            return;
+        }
+        inbox.append(&mut entries);
+    }
+
     /// Takes what was asked since the last call.
     pub fn take(&self) -> DriftWork {
         let removed = self
@@ -959,15 +1031,21 @@ impl Drift {
             .lock()
             .map(|mut r| std::mem::take(&mut *r))
             .unwrap_or_default();
+        let changed = self
+            .changed
+            .lock()
+            .map(|mut r| std::mem::take(&mut *r))
+            .unwrap_or_default();
         if self.everything.swap(false, Ordering::Relaxed) {
             return DriftWork {
                 everything: true,
-                removed: Vec::new(),
+                ..DriftWork::default()
             };
         }
         DriftWork {
             everything: false,
             removed,
+            changed,
         }
     }
 }
@@ -1027,6 +1105,7 @@ pub fn start(setup: Setup) -> Result<Handle> {
         vtep: c.advertise,
         vxlan_port: c.vxlan_port,
         lease: Mutex::new(None),
+        claims: Mutex::new(None),
     });
     let stop = Arc::new(AtomicBool::new(false));
     let drift = Arc::new(Drift::default());
@@ -1209,6 +1288,9 @@ pub fn run(mut c: Control, mut host: impl Host, stop: &AtomicBool, drift: &Drift
         let work = drift.take();
         if !work.removed.is_empty() {
             c.restore(&work.removed, &mut host);
+        }
+        if !work.changed.is_empty() {
+            c.check_changed(&work.changed, &mut host);
         }
         if work.everything || Instant::now() >= next_repair {
             c.repair_all(&mut host);

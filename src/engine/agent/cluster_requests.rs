@@ -59,7 +59,17 @@ pub(super) fn handle(membership: Option<Arc<Membership>>, req: Request) -> Respo
             sandbox,
         } => endpoints::unregister_endpoint(m.store.as_ref(), &m.node, &network_id, &sandbox)
             .and_then(|()| {
-                addresses::release_address(m.store.as_ref(), &network_id, &sandbox, None)
+                let known = m
+                    .claims()
+                    .as_ref()
+                    .map(|c| addresses::Known::of(c, &network_id, &sandbox));
+                addresses::release_address(
+                    m.store.as_ref(),
+                    &network_id,
+                    &sandbox,
+                    None,
+                    known.as_ref(),
+                )
             })
             .map(|_| Response::ok()),
         Request::ClusterHosts => hosts::hosts(m.store.as_ref()).map(|h| Response {
@@ -84,6 +94,12 @@ fn attach(m: &Membership, a: ClusterAttach) -> Result<Response, ClusterError> {
             endpoints: store.endpoints(),
         });
     }
+    // The claims the cluster task keeps (copied out: the lock is never held across a call
+    // to the store), so that the attach reads only the keys it claims.
+    let known = m
+        .claims()
+        .as_ref()
+        .map(|c| addresses::Known::of(c, &net.id, &a.sandbox));
     let ip = addresses::claim_address(
         store,
         &net,
@@ -91,9 +107,10 @@ fn attach(m: &Membership, a: ClusterAttach) -> Result<Response, ClusterError> {
         &a.sandbox,
         false,
         a.ip.map(std::net::IpAddr::V4),
+        known.as_ref(),
     )?;
     let std::net::IpAddr::V4(v4) = ip else {
-        let _ = addresses::release_address(store, &net.id, &a.sandbox, Some(ip));
+        let _ = addresses::release_address(store, &net.id, &a.sandbox, Some(ip), None);
         return Err(ClusterError::Address {
             network: net.name,
             detail: format!("{ip} is not an IPv4 address"),
@@ -102,7 +119,7 @@ fn attach(m: &Membership, a: ClusterAttach) -> Result<Response, ClusterError> {
     let mac = match a.mac.as_deref().map(parse_mac) {
         Some(Some(mac)) => mac,
         Some(None) => {
-            let _ = addresses::release_address(store, &net.id, &a.sandbox, Some(ip));
+            let _ = addresses::release_address(store, &net.id, &a.sandbox, Some(ip), None);
             return Err(ClusterError::Address {
                 network: net.name,
                 detail: format!("invalid MAC {:?}", a.mac.unwrap_or_default()),
@@ -117,7 +134,7 @@ fn attach(m: &Membership, a: ClusterAttach) -> Result<Response, ClusterError> {
     if let Err(e) = endpoints::register_endpoint(m, &net.name, &record) {
         // Best effort: with the store unreachable the claim stays, and this node's next
         // attach of the same sandbox, or a detach, finds it again.
-        let _ = addresses::release_address(store, &net.id, &a.sandbox, Some(ip));
+        let _ = addresses::release_address(store, &net.id, &a.sandbox, Some(ip), None);
         return Err(e);
     }
     tracing::info!(network = %net.name, sandbox = %a.sandbox, %ip, mac = %format_mac(&mac), "overlay endpoint registered");
@@ -164,6 +181,7 @@ mod tests {
             vtep: "10.99.0.1".parse().unwrap(),
             vxlan_port: 4789,
             lease: Mutex::new(lease),
+            claims: Mutex::new(None),
         })
     }
 

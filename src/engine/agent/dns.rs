@@ -35,7 +35,7 @@ use crate::core::dns::answer::{decide, refuse, Decision, Forward};
 use crate::core::dns::cache::{Cache, CacheKey};
 use crate::core::dns::fast::local_reply;
 use crate::core::dns::ratelimit::{InFlight, RateLimiter};
-use crate::core::dns::remote::{NameChange, RemoteNames};
+use crate::core::dns::remote::NameChange;
 use crate::core::dns::reply;
 use crate::core::dns::stranger::{may_refuse, Ingress};
 use crate::core::dns::table::{AskerIdx, NetIdx, Table};
@@ -236,9 +236,9 @@ struct Done {
 struct Server {
     store: SqliteStore,
     version: Option<i64>,
+    /// The table; other hosts' sandboxes, as the cluster task last said, are kept in it
+    /// across rebuilds.
     table: Table,
-    /// Other hosts' sandboxes, as the cluster task last said.
-    remote: RemoteNames,
     /// Each network's bridge's interface index, and when it was last looked up.
     bridges: Vec<(Option<u32>, Option<Instant>)>,
     cache: Cache,
@@ -320,7 +320,6 @@ async fn serve(
         store,
         version: None,
         table: Table::default(),
-        remote: RemoteNames::default(),
         bridges: vec![],
         cache: Cache::default(),
         limiter: RateLimiter::new(setup.rate_limit),
@@ -445,7 +444,6 @@ impl Server {
     /// start from.
     fn apply_remote(&mut self, c: NameChange) {
         self.table.apply_remote(&c);
-        self.remote.apply(c);
         self.stats.records.store(
             u64::try_from(self.table.records()).unwrap_or(u64::MAX),
             Relaxed,
@@ -472,7 +470,9 @@ impl Server {
         });
         match read {
             Ok((nets, sbs)) => {
-                self.table = Table::build_with_remote(&nets, &sbs, &self.remote);
+                // The local part only: other hosts' sandboxes stay as they are (a local
+                // change costs as much as this host has, not as the cluster has).
+                self.table.rebuild_local(&nets, &sbs);
                 self.bridges = self
                     .table
                     .networks()

@@ -325,8 +325,13 @@ async fn event_loop(
                 if let Some(c) = &cluster {
                     if work.overlay_entries {
                         c.drift.repair_all();
-                    } else if !work.overlay_removed.is_empty() {
-                        c.drift.removed(work.overlay_removed);
+                    } else {
+                        if !work.overlay_removed.is_empty() {
+                            c.drift.removed(work.overlay_removed);
+                        }
+                        if !work.overlay_changed.is_empty() {
+                            c.drift.changed(work.overlay_changed);
+                        }
                     }
                 }
             }

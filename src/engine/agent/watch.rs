@@ -6,7 +6,7 @@
 use std::collections::{BTreeMap, HashMap};
 
 use crate::adapters::kernel_events::{NftBatch, RtEvent};
-use crate::core::cluster::entries::Removed;
+use crate::core::cluster::entries::{Entry, Removed};
 use crate::core::nft::NFPROTO_INET;
 use crate::core::plan::alias_owner;
 use crate::core::reconcile::LinkState;
@@ -27,6 +27,11 @@ pub(super) struct Pending {
     /// cluster task writes back those its view still wants (at most [`MAX_REMOVED`]; beyond,
     /// [`Pending::overlay_entries`] instead).
     pub overlay_removed: Vec<(String, Removed)>,
+    /// Entries added to or changed on weft's VXLAN devices, with the device's name: the
+    /// cluster task looks each up in its view (its own writes agree with it) and reads back
+    /// a device only for one that does not (someone else wrote it). Bounded with
+    /// [`Pending::overlay_removed`] by [`MAX_REMOVED`].
+    pub overlay_changed: Vec<(String, Entry)>,
 }
 
 /// How many removed entries are kept for the cluster task between two hand-overs: beyond
@@ -42,21 +47,50 @@ impl Pending {
             && self.everything.is_none()
             && !self.overlay_entries
             && self.overlay_removed.is_empty()
+            && self.overlay_changed.is_empty()
+    }
+
+    /// Asks for every VXLAN device to be read back (which covers any entry noted so far).
+    fn read_back(&mut self) {
+        self.overlay_entries = true;
+        self.overlay_removed = Vec::new();
+        self.overlay_changed = Vec::new();
+    }
+
+    /// Whether one more entry may be kept for a lookup (else: a read-back).
+    fn room(&self) -> bool {
+        !self.overlay_entries
+            && self
+                .overlay_removed
+                .len()
+                .saturating_add(self.overlay_changed.len())
+                < MAX_REMOVED
     }
 
     /// Notes a removal from the VXLAN device `ifname` (`None`: the notification named no
     /// entry).
     fn removed(&mut self, ifname: &str, entry: Option<Removed>) {
         match entry {
-            Some(e) if !self.overlay_entries && self.overlay_removed.len() < MAX_REMOVED => {
+            Some(e) if self.room() => {
                 self.overlay_removed.push((ifname.to_string(), e));
             }
-            _ => {
-                self.overlay_entries = true;
-                self.overlay_removed = Vec::new();
-            }
+            _ => self.read_back(),
         }
     }
+
+    /// Notes an entry added to or changed on the VXLAN device `ifname`.
+    fn changed(&mut self, ifname: &str, entry: Entry) {
+        if self.room() {
+            self.overlay_changed.push((ifname.to_string(), entry));
+        } else if !self.overlay_entries {
+            self.read_back();
+        }
+    }
+}
+
+/// Whether `name` is one of weft's VXLAN devices' names.
+fn is_vxlan(name: &str) -> bool {
+    name.starts_with("wv-")
 }
 
 /// Turns notifications into [`Pending`] work.
@@ -68,6 +102,10 @@ pub(super) struct Classifier {
     /// Index of each weft interface to its owner and name (addresses and routes name
     /// interfaces by index only).
     owners: HashMap<u32, (String, String)>,
+    /// Whether each of weft's VXLAN devices is up, by index: a device made again or set down
+    /// and up lost its entries without a notification for each, so its entries are read
+    /// back when this changes.
+    vxlans: HashMap<u32, bool>,
 }
 
 impl Classifier {
@@ -77,9 +115,12 @@ impl Classifier {
             instance: instance.to_string(),
             own_name: None,
             owners: HashMap::new(),
+            vxlans: HashMap::new(),
         };
         for l in links {
-            c.learn(l.index, &l.name, l.alias.as_deref());
+            if c.learn(l.index, &l.name, l.alias.as_deref()).is_some() && is_vxlan(&l.name) {
+                c.vxlans.insert(l.index, l.up);
+            }
         }
         c
     }
@@ -100,8 +141,7 @@ impl Classifier {
             RtEvent::Lost => {
                 out.everything =
                     Some("the kernel dropped link, address or route notifications".into());
-                out.overlay_entries = true;
-                out.overlay_removed = Vec::new();
+                out.read_back();
             }
             RtEvent::Neighbour {
                 index,
@@ -111,26 +151,33 @@ impl Classifier {
                 mac,
             } => {
                 // Only weft's VXLAN devices: the entries of bridges and ports change with
-                // every sandbox's ARP traffic and are none of the control plane's. Only
-                // removals: every entry the cluster task writes comes back as an addition,
-                // and a repair reads all of a device's entries, so repairing on additions made
-                // every join cost in proportion to the cluster's size (bench/overlay); an entry
-                // someone else adds or changes is put right by the periodic repair. A removal
-                // goes to the cluster task as the entry it names, never as "read everything
-                // back": most are the task's own (a sandbox leaving elsewhere), and it tells
-                // those from drift with one lookup each.
-                if !*deleted {
+                // every sandbox's ARP traffic and are none of the control plane's. Each goes
+                // to the cluster task as the entry it names, never as "read everything back":
+                // every entry the task writes comes back as an addition, and each of its
+                // removals (a sandbox leaving elsewhere) as a removal, so reading a device
+                // back for them made every join and leave cost in proportion to the cluster's
+                // size (bench/overlay). The task tells its own from drift with one lookup
+                // each. An addition that names no whole entry (the bridge's half of a
+                // forwarding entry, a neighbour without its MAC) is left to the periodic
+                // repair.
+                let Some((_, name)) = self.owners.get(index) else {
+                    return;
+                };
+                if !is_vxlan(name) {
                     return;
                 }
-                if let Some((_, name)) = self.owners.get(index) {
-                    if name.starts_with("wv-") {
-                        out.removed(name, Removed::from_fields(*bridge, *dst, *mac));
-                    }
+                if *deleted {
+                    out.removed(name, Removed::from_fields(*bridge, *dst, *mac));
+                } else if let Some(e) = Entry::from_fields(*bridge, *dst, *mac) {
+                    out.changed(name, e);
                 }
             }
             RtEvent::Link(l) => {
                 if l.deleted {
                     self.owners.remove(&l.index);
+                    if self.vxlans.remove(&l.index).is_some() {
+                        out.read_back();
+                    }
                     if let Some(owner) = l
                         .alias
                         .as_deref()
@@ -148,14 +195,21 @@ impl Classifier {
                 let Some(owner) = self.learn(l.index, &l.name, l.alias.as_deref()) else {
                     return;
                 };
+                // A VXLAN device new here (made again after a deletion), or set down or up:
+                // the kernel drops entries with no notification for each. Its own other
+                // changes (carrier, statistics) are not drift of its entries.
+                if is_vxlan(&l.name) && self.vxlans.insert(l.index, l.up) != Some(l.up) {
+                    out.read_back();
+                }
                 let is_port = l.kind.as_deref() == Some("veth");
                 if !l.up {
-                    want(owner, format!("interface {} was set down", l.name));
+                    out.owners
+                        .entry(owner)
+                        .or_insert(format!("interface {} was set down", l.name));
                 } else if is_port && l.master.is_none() {
-                    want(
-                        owner,
-                        format!("interface {} was detached from its bridge", l.name),
-                    );
+                    out.owners
+                        .entry(owner)
+                        .or_insert(format!("interface {} was detached from its bridge", l.name));
                 }
             }
             RtEvent::AddressRemoved { index, addr } => {
@@ -377,7 +431,7 @@ mod tests {
     }
 
     #[test]
-    fn only_removals_from_weft_vxlan_devices_go_to_the_cluster_task_as_entries() {
+    fn entries_of_weft_vxlan_devices_go_to_the_cluster_task_one_by_one() {
         let mut c = Classifier::new(
             INST,
             &[
@@ -391,10 +445,32 @@ mod tests {
         c.rt(&neighbour(3, true), &mut p);
         c.rt(&neighbour(7, false), &mut p);
         assert!(p.is_empty(), "{p:?}");
-        // An entry added on the VXLAN device: the cluster task's own writes (one per
-        // entry of every join) never make it read the whole device back.
+        // An entry added on the VXLAN device (mostly the cluster task's own writes, one per
+        // entry of every join): handed over to be looked up, never a read-back; the bridge's
+        // half of a forwarding entry names no whole entry and is left out.
         c.rt(&neighbour(8, false), &mut p);
-        assert!(p.is_empty(), "{p:?}");
+        c.rt(
+            &RtEvent::Neighbour {
+                index: 8,
+                deleted: false,
+                bridge: true,
+                dst: None,
+                mac: Some(MAC),
+            },
+            &mut p,
+        );
+        assert!(!p.overlay_entries, "{p:?}");
+        assert_eq!(
+            p.overlay_changed,
+            vec![(
+                "wv-0a0b0c0d0e0f".to_string(),
+                Entry::Neigh {
+                    ip: "12.0.0.2".parse().unwrap(),
+                    mac: MAC
+                }
+            )]
+        );
+        let mut p = Pending::default();
         // Removals: each named entry, never a read-back of the devices.
         c.rt(&neighbour(8, true), &mut p);
         let vtep = "10.0.0.2".parse().unwrap();
@@ -439,15 +515,67 @@ mod tests {
                 (dev, Removed::BridgeFdb { mac: MAC }),
             ]
         );
-        // A device made after the agent started is learnt from its link notification.
+        // A device made after the agent started is learnt from its link notification (which
+        // asks for its entries to be read back).
         let mut p = Pending::default();
         c.rt(
             &RtEvent::Link(ev("wv-ffffffffffff", 12, Some("n2"), "vxlan")),
             &mut p,
         );
+        assert!(p.overlay_entries);
+        let mut p = Pending::default();
         c.rt(&neighbour(12, true), &mut p);
         assert_eq!(p.overlay_removed.len(), 1);
         assert_eq!(p.overlay_removed[0].0, "wv-ffffffffffff");
+    }
+
+    #[test]
+    fn a_vxlan_device_made_again_or_set_down_or_up_is_read_back() {
+        let mut c = Classifier::new(INST, &[link("wv-0a0b0c0d0e0f", 8, "n1")]);
+        let mut p = Pending::default();
+        // Its own changes while it stays up (carrier, statistics): nothing.
+        c.rt(
+            &RtEvent::Link(ev("wv-0a0b0c0d0e0f", 8, Some("n1"), "vxlan")),
+            &mut p,
+        );
+        assert!(!p.overlay_entries, "{p:?}");
+        // Set down: the kernel flushed its entries without a notification for each.
+        let down = LinkEvent {
+            up: false,
+            ..ev("wv-0a0b0c0d0e0f", 8, Some("n1"), "vxlan")
+        };
+        c.rt(&RtEvent::Link(down), &mut p);
+        assert!(p.overlay_entries);
+        // And up again.
+        let mut p = Pending::default();
+        c.rt(
+            &RtEvent::Link(ev("wv-0a0b0c0d0e0f", 8, Some("n1"), "vxlan")),
+            &mut p,
+        );
+        assert!(p.overlay_entries);
+        // Deleted, then made again (a new index): read back both times.
+        let mut p = Pending::default();
+        c.rt(
+            &RtEvent::Link(LinkEvent {
+                deleted: true,
+                ..ev("wv-0a0b0c0d0e0f", 8, Some("n1"), "vxlan")
+            }),
+            &mut p,
+        );
+        assert!(p.overlay_entries);
+        let mut p = Pending::default();
+        c.rt(
+            &RtEvent::Link(ev("wv-0a0b0c0d0e0f", 9, Some("n1"), "vxlan")),
+            &mut p,
+        );
+        assert!(p.overlay_entries);
+        // A bridge or port coming and going is none of the entries' business.
+        let mut p = Pending::default();
+        c.rt(
+            &RtEvent::Link(ev("wo-0a0b0c0d0e0f", 10, Some("n1"), "bridge")),
+            &mut p,
+        );
+        assert!(!p.overlay_entries);
     }
 
     #[test]
@@ -476,6 +604,14 @@ mod tests {
         assert!(!p.overlay_entries && p.overlay_removed.len() == MAX_REMOVED);
         c.rt(&neighbour(8, true), &mut p);
         assert!(p.overlay_entries && p.overlay_removed.is_empty());
+        // Additions count in the same bound.
+        let mut p = Pending::default();
+        for _ in 0..MAX_REMOVED {
+            c.rt(&neighbour(8, false), &mut p);
+        }
+        assert!(!p.overlay_entries && p.overlay_changed.len() == MAX_REMOVED);
+        c.rt(&neighbour(8, true), &mut p);
+        assert!(p.overlay_entries && p.overlay_changed.is_empty());
         // Lost notifications: a read-back.
         let mut p = Pending::default();
         c.rt(&RtEvent::Lost, &mut p);

@@ -78,6 +78,7 @@ mod tests {
             vtep: "10.99.0.1".parse().unwrap(),
             vxlan_port: 4789,
             lease: Mutex::new(held.as_ref().map(|l| l.id())),
+            claims: Mutex::new(None),
         };
         (m, held)
     }
