@@ -47,6 +47,11 @@ fn base() -> usize {
     REGION.0.get() as usize
 }
 
+/// The arena's byte at `offset` (below `CAP`).
+fn at(offset: usize) -> *mut u8 {
+    REGION.0.get().cast::<u8>().wrapping_add(offset)
+}
+
 /// The arena offset of `ptr`, if it points into the arena.
 fn offset_of(ptr: *mut u8) -> Option<usize> {
     (ptr as usize).checked_sub(base()).filter(|&o| o < CAP)
@@ -66,7 +71,6 @@ fn bump(layout: Layout) -> Option<(*mut u8, usize)> {
     if !ON.load(Ordering::Relaxed) {
         return None;
     }
-    let base = base();
     let mut top = TOP.load(Ordering::Relaxed);
     loop {
         // `align` is a power of two; the region's base is page-aligned, so aligning the
@@ -82,7 +86,7 @@ fn bump(layout: Layout) -> Option<(*mut u8, usize)> {
         match TOP.compare_exchange_weak(top, end, Ordering::AcqRel, Ordering::Relaxed) {
             Ok(_) => {
                 let dirty = mark(end).min(end).saturating_sub(start);
-                return Some(((base + start) as *mut u8, dirty));
+                return Some((at(start), dirty));
             }
             Err(now) => top = now,
         }
@@ -119,8 +123,7 @@ unsafe impl GlobalAlloc for Arena {
                 // Only the latest piece goes back (the top moves down to its start);
                 // any other stays taken until exit.
                 if let Some(end) = start.checked_add(layout.size()) {
-                    let _ =
-                        TOP.compare_exchange(end, start, Ordering::AcqRel, Ordering::Relaxed);
+                    let _ = TOP.compare_exchange(end, start, Ordering::AcqRel, Ordering::Relaxed);
                 }
             }
             // SAFETY: not an arena piece, so `System` allocated it with this layout.

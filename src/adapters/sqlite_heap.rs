@@ -26,7 +26,10 @@ unsafe fn size_of_piece(p: *mut c_void) -> usize {
 }
 
 unsafe extern "C" fn x_malloc(n: c_int) -> *mut c_void {
-    let Some(l) = usize::try_from(n).ok().and_then(layout) else {
+    let Ok(size) = usize::try_from(n) else {
+        return std::ptr::null_mut();
+    };
+    let Some(l) = layout(size) else {
         return std::ptr::null_mut();
     };
     // SAFETY: `l` is at least HEADER bytes, so non-zero.
@@ -34,9 +37,9 @@ unsafe extern "C" fn x_malloc(n: c_int) -> *mut c_void {
     if p.is_null() {
         return p.cast();
     }
-    // SAFETY: the piece is HEADER + n bytes, 16-aligned: the header holds a usize.
+    // SAFETY: the piece is HEADER + size bytes, 16-aligned: the header holds a usize.
     unsafe {
-        p.cast::<usize>().write(l.size() - HEADER);
+        p.cast::<usize>().write(size);
         p.add(HEADER).cast()
     }
 }
@@ -139,7 +142,10 @@ mod tests {
             std::ptr::copy_nonoverlapping(b"0123456789".as_ptr(), p.cast::<u8>(), 10);
             let q = x_realloc(p, 1000);
             assert_eq!(x_size(q), 1000);
-            assert_eq!(std::slice::from_raw_parts(q.cast::<u8>(), 10), b"0123456789");
+            assert_eq!(
+                std::slice::from_raw_parts(q.cast::<u8>(), 10),
+                b"0123456789"
+            );
             x_free(q);
             assert!(x_malloc(-1).is_null());
             assert_eq!(x_roundup(9), 16);
