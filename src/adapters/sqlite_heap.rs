@@ -118,13 +118,18 @@ static METHODS: Methods = Methods(ffi::sqlite3_mem_methods {
     pAppData: std::ptr::null_mut(),
 });
 
-/// Routes SQLite's heap through Rust's global allocator. Must run before SQLite is first
-/// used in the process (later, SQLite refuses and keeps its own: returns false).
+/// Routes SQLite's heap through Rust's global allocator, without SQLite's memory statistics
+/// (kept up to date under a process-wide mutex on every allocation and free, and read by
+/// nothing in weft). Must run before SQLite is first used in the process (later, SQLite
+/// refuses and keeps its own: returns false).
 pub fn install() -> bool {
     // SAFETY: SQLITE_CONFIG_MALLOC takes a pointer to a sqlite3_mem_methods that SQLite
     // copies; the functions it names are valid for the life of the process.
     let rc = unsafe { ffi::sqlite3_config(ffi::SQLITE_CONFIG_MALLOC, &METHODS.0) };
-    rc == ffi::SQLITE_OK
+    let off: c_int = 0;
+    // SAFETY: SQLITE_CONFIG_MEMSTATUS takes one int.
+    let stats = unsafe { ffi::sqlite3_config(ffi::SQLITE_CONFIG_MEMSTATUS, off) };
+    rc == ffi::SQLITE_OK && stats == ffi::SQLITE_OK
 }
 
 #[cfg(test)]
