@@ -8,8 +8,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cargo build --release --quiet
-# .cargo/config.toml builds for the host's target tuple explicitly: target/<tuple>/release/.
-WEFT=$PWD/target/$(rustc -vV | sed -n 's/^host: *//p')/release/weft
+# .cargo/config.toml names the build target explicitly: target/<tuple>/release/.
+# shellcheck source=../scripts/lib/toolchain.sh
+source scripts/lib/toolchain.sh
+WEFT=$PWD/$(weft_release_binary)
 tag=s1ex$$
 dir=$(mktemp -d)
 cleanup() {

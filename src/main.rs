@@ -1,10 +1,21 @@
 //! The `weft` binary: parse, run, print one-line errors.
 
+/// The heap: a bump arena for one-shot commands, the system allocator past it and in
+/// long-lived processes (see `adapters::arena`).
+#[global_allocator]
+static HEAP: weft::adapters::arena::Arena = weft::adapters::arena::Arena;
+
 fn main() {
     let start = std::time::Instant::now();
     // Before anything is created: state, logs and run files are private to root.
     weft::adapters::process::restrict_umask();
     let cli = weft::timing::time("args", weft::cli::parse);
+    if cli.is_one_shot() {
+        // SQLite's pieces into the arena too (before the store is first opened).
+        weft::adapters::sqlite_heap::install();
+    } else {
+        weft::adapters::arena::stop();
+    }
     if cli.prints_for_people() {
         // `weft ps | head -1`: end quietly when the reader goes away, as other tools do,
         // instead of panicking on the broken pipe. (Weft's own long-lived processes keep

@@ -36,7 +36,11 @@ pub fn report(total: Duration) -> Option<String> {
         return None;
     }
     let p = PHASES.lock().ok()?;
-    let mut line = format!("weft-timings total={}", total.as_micros());
+    let mut line = format!(
+        "weft-timings total={} arena-kib={}",
+        total.as_micros(),
+        crate::adapters::arena::used() / 1024
+    );
     for (n, d) in p.iter() {
         line.push_str(&format!(" {n}={}", d.as_micros()));
     }

@@ -35,9 +35,10 @@ def setns(path_or_fd):
 
 
 def default_binary():
-    out = subprocess.run(["rustc", "-vV"], capture_output=True, text=True)
-    host = next((l.split()[1] for l in out.stdout.splitlines() if l.startswith("host:")), "")
-    return os.path.join(REPO, "target", host, "release", "weft")
+    """The tree's release build: target/<build target>/release/weft (see attach_bench)."""
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    import attach_bench
+    return attach_bench.weft_binary()
 
 
 class Variant:

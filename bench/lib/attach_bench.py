@@ -636,17 +636,34 @@ def ensure_peers(tools, install):
     return keep
 
 
+def build_target():
+    """The target tuple cargo builds for: CARGO_BUILD_TARGET, else `[build] target` of
+    .cargo/config.toml (musl, see there); `host-tuple` or none is the machine's own."""
+    t = os.environ.get("CARGO_BUILD_TARGET", "")
+    if not t:
+        try:
+            with open(os.path.join(REPO, ".cargo", "config.toml")) as f:
+                m = re.search(r'^target\s*=\s*"([^"]+)"', f.read(), re.M)
+            t = m.group(1) if m else ""
+        except OSError:
+            t = ""
+    if not t or t == "host-tuple":
+        try:
+            out = run(["rustc", "-vV"]).stdout.decode(errors="replace")
+        except OSError:
+            out = ""
+        host = [l.split(":", 1)[1].strip() for l in out.splitlines() if l.startswith("host:")]
+        t = host[0] if host else ""
+    return t
+
+
 def weft_binary():
-    """Where `cargo build --release` puts weft: target/<host tuple>/release/weft, as
-    .cargo/config.toml names the machine's own target explicitly (so that weft can be linked
+    """Where `cargo build --release` puts weft: target/<tuple>/release/weft, as
+    .cargo/config.toml names the build target explicitly (so that weft is linked
     statically); target/release/weft of an older tree when there is none."""
-    try:
-        out = run(["rustc", "-vV"]).stdout.decode(errors="replace")
-    except OSError:
-        out = ""
-    host = [l.split(":", 1)[1].strip() for l in out.splitlines() if l.startswith("host:")]
-    if host:
-        binary = os.path.join(REPO, "target", host[0], "release", "weft")
+    t = build_target()
+    if t:
+        binary = os.path.join(REPO, "target", t, "release", "weft")
         if os.access(binary, os.X_OK) or os.path.exists(os.path.join(REPO, ".cargo", "config.toml")):
             return binary
     return os.path.join(REPO, "target", "release", "weft")
@@ -839,7 +856,9 @@ def phase_table(out, summary):
     rows = []
     for ph in phases:
         rows.append([ph] + ["%.0f" % means[c][ph] if ph in means[c] and means[c][ph] else "-" for c in cols])
-    rows.append(["(inside total, no phase)"] + ["%.0f" % (means[c]["total"] - sum(means[c][p] for p in phases))
+    # `arena-kib` (the heap's size at exit, KiB) is a size, not a phase: not in the sum.
+    timed = [p for p in phases if not p.endswith("-kib")]
+    rows.append(["(inside total, no phase)"] + ["%.0f" % (means[c]["total"] - sum(means[c][p] for p in timed))
                                                 if "total" in means[c] else "-" for c in cols])
     rows.append(["total (in-process, main)"] + ["%.0f" % means[c]["total"] if "total" in means[c] else "-" for c in cols])
     rows.append(["wall - total (exec, ld.so,"] + ["%.0f" % (means[c]["_wall"] - means[c]["total"])

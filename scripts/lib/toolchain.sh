@@ -18,7 +18,9 @@
 #   weft_cargo ARGS...     cargo ARGS as the building user
 #   weft_give_back_target  hands a target/ root left behind (an older script) to the user
 #   weft_build_release     cargo build --release, with progress (or a notice when not a terminal)
-#   weft_release_binary    prints where that build puts weft: target/<host tuple>/release/weft
+#   weft_need_target       adds the Rust target .cargo/config.toml builds for (musl), if missing
+#   weft_build_target      prints that target tuple
+#   weft_release_binary    prints where that build puts weft: target/<tuple>/release/weft
 
 # The PATH commands run with besides cargo's own directory: sudo's secure_path, which has
 # what a build needs (cc, ld) on every distribution.
@@ -178,7 +180,43 @@ weft_build_packages() {
   command -v cc >/dev/null || need+=(gcc)
   [ -e /usr/include/stdio.h ] || need+=(libc6-dev)
   command -v protoc >/dev/null || need+=(protobuf-compiler)
-  weft_need_packages "a C compiler for weft's bundled SQLite, protoc for its etcd client" "${need[@]}"
+  # A musl build (.cargo/config.toml) compiles the bundled SQLite with musl-gcc.
+  case $(weft_build_target) in
+    *-musl*) command -v musl-gcc >/dev/null || need+=(musl-tools) ;;
+  esac
+  weft_need_packages "a C compiler for weft's bundled SQLite (musl-gcc for the musl build), protoc for its etcd client" "${need[@]}"
+}
+
+# The target tuple cargo builds for: CARGO_BUILD_TARGET, else .cargo/config.toml's
+# `[build] target`; `host-tuple` (or none) is the machine's own.
+weft_build_target() {
+  local t=${CARGO_BUILD_TARGET:-}
+  [ -n "$t" ] || t=$(sed -n 's/^target *= *"\(.*\)".*/\1/p' .cargo/config.toml 2>/dev/null | head -n 1)
+  if [ -z "$t" ] || [ "$t" = host-tuple ]; then
+    t=$(weft_as_user rustc -vV | sed -n 's/^host: *//p')
+  fi
+  echo "$t"
+}
+
+# The standard library of the build target, when it is not the host's: rustup installs it
+# (`rustup target add`, as the building user); without rustup, says what is missing.
+weft_need_target() {
+  local t host libdir
+  t=$(weft_build_target)
+  host=$(weft_as_user rustc -vV | sed -n 's/^host: *//p')
+  [ -n "$t" ] && [ "$t" != "$host" ] || return 0
+  libdir=$(weft_as_user rustc --print target-libdir --target "$t" 2>/dev/null) || libdir=
+  if [ -n "$libdir" ] && [ -n "$(ls -A "$libdir" 2>/dev/null)" ]; then
+    return 0
+  fi
+  if weft_as_user sh -c 'command -v rustup' >/dev/null; then
+    weft_say "== adding the Rust target $t (rustup target add $t)"
+    weft_as_user rustup target add "$t" >/dev/null && return 0
+    weft_say "error: rustup could not add the target $t"
+    return 1
+  fi
+  weft_say "error: the Rust standard library for $t is missing (weft builds for it, see .cargo/config.toml): rustup target add $t"
+  return 1
 }
 
 weft_cargo() {
@@ -197,7 +235,7 @@ weft_give_back_target() {
 
 # Everything before building: who, which cargo, which packages, target/ ownership.
 weft_prepare_build() {
-  weft_build_user && weft_find_cargo && weft_build_packages && weft_give_back_target
+  weft_build_user && weft_find_cargo && weft_need_target && weft_build_packages && weft_give_back_target
 }
 
 weft_build_release() {
@@ -209,11 +247,11 @@ weft_build_release() {
   fi
 }
 
-# .cargo/config.toml builds for the machine's own target tuple explicitly (so that weft can be
-# linked statically), and cargo then puts binaries under target/<tuple>/.
+# .cargo/config.toml names the build target explicitly (so that weft is linked statically),
+# and cargo then puts binaries under target/<tuple>/.
 weft_release_binary() {
-  local host
-  host=$(weft_as_user rustc -vV | sed -n 's/^host: *//p')
-  [ -n "$host" ] || return 1
-  echo "target/$host/release/weft"
+  local t
+  t=$(weft_build_target)
+  [ -n "$t" ] || return 1
+  echo "target/$t/release/weft"
 }

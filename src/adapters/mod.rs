@@ -2,6 +2,7 @@
 
 pub mod agent_ipc;
 pub mod announce;
+pub mod arena;
 pub mod capabilities;
 pub mod cluster;
 pub mod conntrack;
@@ -21,5 +22,6 @@ pub mod nftables;
 pub mod nla;
 pub mod port_reservation;
 pub mod process;
+pub mod sqlite_heap;
 pub mod store;
 pub mod sysctl;

@@ -107,6 +107,25 @@ impl Cli {
         )
     }
 
+    /// Whether the process ends as soon as its work is done, in milliseconds: the commands an
+    /// orchestrator runs once per sandbox. Those keep the bump arena as their heap
+    /// (`adapters::arena`); every other process (the agent, a monitor, a foreground `run`,
+    /// `logs -f`) goes to the system allocator right after parsing.
+    pub fn is_one_shot(&self) -> bool {
+        matches!(
+            self.command,
+            Command::Create(_)
+                | Command::Rm(_)
+                | Command::Stop { .. }
+                | Command::Kill(_)
+                | Command::Ps(_)
+                | Command::Inspect { .. }
+                | Command::Network(_)
+                | Command::Ipam(_)
+                | Command::Port { .. }
+        )
+    }
+
     /// The exit code when the command fails in weft itself: 125 for the commands that run a
     /// sandbox's command (as `docker run`, so that it differs from the command's own codes),
     /// 1 for the others.
