@@ -207,7 +207,9 @@ pub fn is_live(path: &Path) -> bool {
     // A bind-mounted namespace reports the nsfs filesystem; a leftover plain file (its
     // namespace gone) reports the filesystem it lies on.
     match nix::sys::statfs::statfs(path) {
-        Ok(s) => s.filesystem_type().0 as u64 == 0x6e73_6673, // NSFS_MAGIC
+        // NSFS_MAGIC. `f_type` is signed on glibc and unsigned on musl: compared as i128,
+        // which holds both without a cast.
+        Ok(s) => i128::from(s.filesystem_type().0) == 0x6e73_6673,
         Err(_) => false,
     }
 }
