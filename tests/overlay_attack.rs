@@ -192,8 +192,11 @@ fn gateway_mac(h: &Host) -> [u8; 6] {
         .unwrap()
         .to_string();
     let bridge: serde_json::Value =
-        serde_json::from_str(&h.ns.ip(&["-j", "link", "show", &format!("wo-{}", &id[..12])]))
-            .unwrap();
+        serde_json::from_str(
+            &h.ns
+                .ip(&["-j", "link", "show", &format!("wo-{}", &id[..12])]),
+        )
+        .unwrap();
     mac(bridge[0]["address"].as_str().unwrap())
 }
 
