@@ -44,6 +44,12 @@ struct Cluster {
 
 impl Cluster {
     fn new(n: usize) -> Cluster {
+        Cluster::with(n, |_, _| {})
+    }
+
+    /// The same, with `configure(i, host)` called for every host (index from 0) before its
+    /// agent starts.
+    fn with(n: usize, configure: impl Fn(usize, &Host)) -> Cluster {
         let ul = Underlay::new("wt-xul");
         let etcd = Etcd::start_on("wt-xet", &format!("{ETCD}:2379"), |ns| {
             ul.plug(ns, &format!("{ETCD}/24"))
@@ -51,6 +57,7 @@ impl Cluster {
         let url = etcd.url();
         let hosts: Vec<Host> = (1..=n).map(|_| Host::new("wt-xh")).collect();
         for (i, h) in hosts.iter().enumerate() {
+            configure(i, h);
             ul.plug(&h.ns, &format!("{}/24", vtep(i + 1)));
         }
         let agents = hosts
@@ -178,6 +185,26 @@ fn forged_vxlan(from: &Netns, src: &str, to: &Host, to_vtep: &str, vx: &[u8]) ->
     )
 }
 
+/// The MAC of `ovl`'s bridge on `h` (its gateway's).
+fn gateway_mac(h: &Host) -> [u8; 6] {
+    let id = h.json(&["network", "inspect", "ovl"])[0]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let bridge: serde_json::Value =
+        serde_json::from_str(
+            &h.ns
+                .ip(&["-j", "link", "show", &format!("wo-{}", &id[..12])]),
+        )
+        .unwrap();
+    mac(bridge[0]["address"].as_str().unwrap())
+}
+
+/// `h`'s connection tracking table (`/proc/net/nf_conntrack` of its namespace).
+fn conntrack(h: &Host) -> String {
+    common::ok(&mut h.ns.cmd("cat", &["/proc/net/nf_conntrack"]))
+}
+
 /// Sends raw frames out of `eth0` of namespace `ns` (three times each).
 fn send_from(ns: &Netns, frames: &[Vec<u8>]) {
     let hexes: Vec<String> = frames.iter().map(|f| common::frames::hex(f)).collect();
@@ -209,8 +236,8 @@ fn only_member_vteps_feed_the_tunnel_and_the_members_follow_the_cluster() {
     );
     let forward = nft(h1, &["list", "chain", "inet", "weft", "forward"]);
     assert!(
-        forward.contains("udp dport 4789 ip daddr @vteps4 drop")
-            && forward.contains("udp dport 4789 ip6 daddr @vteps6 drop"),
+        forward.contains("udp dport 4789 iifname @bridges ip daddr @vteps4 drop")
+            && forward.contains("udp dport 4789 iifname @bridges ip6 daddr @vteps6 drop"),
         "{forward}"
     );
     let vni = h1.json(&["network", "inspect", "ovl"])[0]["vni"]
@@ -271,17 +298,7 @@ fn only_member_vteps_feed_the_tunnel_and_the_members_follow_the_cluster() {
     // sandbox's port guard. d, on the same host, sees nothing.
     h1.sleeper("d", &["--network", "ovl"]);
     let (d_ip, d_mac) = (h1.ip_of("d", 0), mac(&h1.mac_of("d", 0)));
-    let id = h1.json(&["network", "inspect", "ovl"])[0]["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    let bridge: serde_json::Value =
-        serde_json::from_str(
-            &h1.ns
-                .ip(&["-j", "link", "show", &format!("wo-{}", &id[..12])]),
-        )
-        .unwrap();
-    let gw_mac = mac(bridge[0]["address"].as_str().unwrap());
+    let gw_mac = gateway_mac(h1);
     let sniff = h1.sniff("d", "eth0", &[b"via-the-gateway"], 3);
     h1.send_frames(
         "a",
@@ -437,6 +454,77 @@ fn only_member_vteps_feed_the_tunnel_and_the_members_follow_the_cluster() {
     let h1 = &c.hosts[0];
     h1.weft_ok(&["rm", "-f", "a", "d"]);
     c.hosts[1].weft_ok(&["rm", "-f", "b"]);
+}
+
+/// The tunnel's own datagrams between members skip connection tracking (no entry on either
+/// host while sandboxes talk across it); a sandbox's datagram to the VXLAN port with a
+/// member's VTEP as its forged source (h1's port guard off, so that it gets that far) does
+/// not: it comes from a weft bridge, stays tracked, and the rules that read conntrack (the
+/// loopback guard of `input`, published ports) see it as before.
+#[test]
+fn only_the_members_tunnel_skips_conntrack() {
+    let test = "only_the_members_tunnel_skips_conntrack";
+    if !common::root_or_skip(test) || !etcd_or_skip(test) {
+        return;
+    }
+    let c = Cluster::with(2, |i, h| {
+        if i == 0 {
+            h.config("anti_spoofing = false\n");
+        }
+    });
+    let (h1, h2) = (&c.hosts[0], &c.hosts[1]);
+    let raw = nft(h1, &["list", "chain", "inet", "weft", "raw"]);
+    assert!(
+        raw.contains("udp dport 4789 ip saddr @vteps4 iifname != @bridges notrack return")
+            && raw.contains("udp dport 4789 ip6 saddr @vteps6 iifname != @bridges notrack return"),
+        "{raw}"
+    );
+    let out = nft(h1, &["list", "chain", "inet", "weft", "raw_output"]);
+    assert!(
+        out.contains("udp dport 4789 ip daddr @vteps4 notrack")
+            && out.contains("udp dport 4789 ip6 daddr @vteps6 notrack"),
+        "{out}"
+    );
+    h1.sleeper("a", &["--network", "ovl"]);
+    h2.sleeper("b", &["--network", "ovl"]);
+    let b_ip = h2.ip_of("b", 0);
+    assert!(
+        common::wait_for(10, || h1.pings("a", &b_ip)),
+        "a reaches b across the tunnel:\n{}",
+        c.logs()
+    );
+    for (h, name) in [(h1, "h1"), (h2, "h2")] {
+        let ct = conntrack(h);
+        assert!(
+            !ct.lines().any(|l| l.contains("dport=4789")),
+            "{name} tracks the tunnel:\n{ct}"
+        );
+    }
+    // a forges h2's VTEP as its source, to its gateway's VXLAN port.
+    let a_ip = h1.ip_of("a", 0);
+    let a_mac = mac(&h1.mac_of("a", 0));
+    h1.send_frames(
+        "a",
+        "eth0",
+        &[eth(
+            gateway_mac(h1),
+            a_mac,
+            0x0800,
+            &udp4(
+                vtep(2).parse().unwrap(),
+                Ipv4Addr::new(12, 12, 12, 1),
+                40000,
+                VXLAN_PORT,
+                b"forged-member",
+            ),
+        )],
+    );
+    let tracked = format!("src={} dst=12.12.12.1 sport=40000 dport=4789", vtep(2));
+    assert!(
+        common::wait_for(3, || conntrack(h1).contains(&tracked)),
+        "a sandbox forging a member's address went untracked ({a_ip}):\n{}",
+        conntrack(h1)
+    );
 }
 
 #[test]

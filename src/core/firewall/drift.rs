@@ -941,8 +941,14 @@ mod tests {
         };
         assert_eq!(
             drifts,
-            vec![count("forward", 11, 9), count("input", 3, 1)],
-            "the egress rules (forward) and the member rules (input)"
+            vec![
+                count("forward", 11, 9),
+                count("input", 3, 1),
+                count("raw", 8, 6),
+                count("raw_output", 2, 0)
+            ],
+            "the egress rules (forward), the member rules (input) and the tunnel's notrack \
+             rules (raw, raw_output)"
         );
         assert_eq!(check(&d, &perfect(&d), Depth::Rules), Ok(vec![]));
     }

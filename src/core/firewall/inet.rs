@@ -270,7 +270,10 @@ pub fn prerouting_rules() -> Vec<Vec<Expr>> {
 /// br_netfilter would still track every packet of it. Skipping conntrack there is safe and
 /// is most of the gap between a bridge and a bare veth. Traffic to a gateway stays tracked:
 /// it may be a published port.
-pub fn raw_rules() -> Vec<Vec<Expr>> {
+///
+/// Then, per VXLAN port of the host's overlay networks, [`vxlan_notrack_in_rule`]: the
+/// tunnel's own datagrams from the other members are not tracked either.
+pub fn raw_rules(opts: &FwOptions) -> Vec<Vec<Expr>> {
     let mut v = vec![
         // Received on a weft bridge *port* itself: a frame the bridge passed up through the
         // port device instead of forwarding it (IEEE link-local group addresses), past the
@@ -283,6 +286,10 @@ pub fn raw_rules() -> Vec<Vec<Expr>> {
             Expr::Verdict(Verdict::Drop),
         ],
     ];
+    for port in &opts.vxlan_ports {
+        v.push(vxlan_notrack_in_rule(IpFamily::V4, *port));
+        v.push(vxlan_notrack_in_rule(IpFamily::V6, *port));
+    }
     // Traffic not coming from a weft bridge (published ports from outside, the host's own)
     // leaves after one more lookup.
     v.push(vec![
@@ -327,6 +334,63 @@ pub fn raw_rules() -> Vec<Vec<Expr>> {
     v
 }
 
+/// `udp dport PORT ip saddr @vteps4 iifname != @bridges notrack return` (or `ip6`,
+/// `@vteps6`): a VXLAN datagram from another member's VTEP, received from outside weft's
+/// bridges, skips connection tracking. Each of them carries a whole frame of the overlay
+/// (up to 64 KB once GRO has merged them), none is ever NATed, and their source ports are a
+/// hash of the inner flow: tracked, every inner flow made an `[UNREPLIED]` entry per
+/// direction and every datagram paid a conntrack look-up, refresh and confirm (measured:
+/// about half of weft's extra CPU per byte on the overlay, `bench/README.md`). What comes
+/// from a weft bridge never takes this path: a sandbox forging a member's address stays
+/// tracked, so the rules that read `ct` (the loopback guard of `input`, published ports) see
+/// its packets as before. `input` still drops datagrams from non-members (none of them
+/// matches here) and sees only whole datagrams (defragmentation runs before this hook).
+pub fn vxlan_notrack_in_rule(family: IpFamily, port: u16) -> Vec<Expr> {
+    [
+        &nfproto(family)[..],
+        &udp_dport_is(port),
+        &[
+            load_addr(family, false, Reg::R0),
+            Expr::lookup(vtep_set(family), Reg::R0),
+            Expr::meta(MetaKey::Iifname, Reg::R0),
+            Expr::Lookup {
+                set: SET_BRIDGES.into(),
+                sreg: Reg::R0,
+                dreg: None,
+                invert: true,
+            },
+            Expr::Notrack,
+            verdict(Verdict::Return),
+        ],
+    ]
+    .concat()
+}
+
+/// The rules of `raw_output` (output, before conntrack): per VXLAN port of the host's
+/// overlay networks and per family, `udp dport PORT ip daddr @vteps4 notrack`: the host's
+/// VXLAN datagrams to the other members, untracked as on the receiving side (see
+/// [`vxlan_notrack_in_rule`]). Without overlay networks the chain is empty.
+pub fn raw_output_rules(opts: &FwOptions) -> Vec<Vec<Expr>> {
+    let mut v = Vec::new();
+    for port in &opts.vxlan_ports {
+        for family in [IpFamily::V4, IpFamily::V6] {
+            v.push(
+                [
+                    &nfproto(family)[..],
+                    &udp_dport_is(*port),
+                    &[
+                        load_addr(family, true, Reg::R0),
+                        Expr::lookup(vtep_set(family), Reg::R0),
+                        Expr::Notrack,
+                    ],
+                ]
+                .concat(),
+            );
+        }
+    }
+    v
+}
+
 /// The rules of `output`: the host reaching its own published ports. IPv6 cannot route a
 /// `::1` source out of the host, so `[::1]:port` is left alone (refused by the host's own
 /// stack) rather than translated into a black hole.
@@ -360,16 +424,19 @@ pub fn input_rules(opts: &FwOptions) -> Vec<Vec<Expr>> {
     v
 }
 
-/// `iifname @bridges udp dport PORT ip daddr @vteps4 drop` (or `ip6`, `@vteps6`): a
+/// `udp dport PORT iifname @bridges ip daddr @vteps4 drop` (or `ip6`, `@vteps6`): a
 /// sandbox's datagram to another host's VXLAN port. Routed out and masqueraded, it would
 /// leave with this host's VTEP as its source, a member's, and the other host's device would
 /// take its inner frame (any source, past every port guard) into the overlay. A sandbox's
 /// VXLAN to any other address is left alone.
+///
+/// The cheap comparisons come first: every forwarded packet crosses this rule, and TCP (most
+/// of an overlay's bytes) leaves it at the protocol, before any set look-up.
 pub fn vxlan_egress_rule(family: IpFamily, port: u16) -> Vec<Expr> {
     [
         &nfproto(family)[..],
-        &ifname_in(MetaKey::Iifname, SET_BRIDGES),
         &udp_dport_is(port),
+        &ifname_in(MetaKey::Iifname, SET_BRIDGES),
         &[
             load_addr(family, true, Reg::R0),
             Expr::lookup(vtep_set(family), Reg::R0),

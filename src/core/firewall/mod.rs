@@ -32,6 +32,9 @@
 //!   set ports    { type ifname; }                    # weft's bridge ports (host veth ends)
 //!   chain user { }                                   # the users' own: never flushed by weft
 //!   chain forward { type filter hook forward priority 0; policy accept;
+//!     (per VXLAN port P of this host's overlay networks:)
+//!     udp dport P iifname @bridges ip daddr @vteps4 drop  # a sandbox's VXLAN to a member
+//!     udp dport P iifname @bridges ip6 daddr @vteps6 drop
 //!     jump user
 //!     iifname . oifname @noicc drop                  # routed between isolated ports
 //!     iifname . oifname @pairs accept
@@ -56,6 +59,8 @@
 //!   }
 //!   chain raw { type filter hook prerouting priority -300; policy accept;
 //!     iifname @ports drop                            # passed up by a port, not the bridge
+//!     (per VXLAN port P:) udp dport P ip saddr @vteps4 iifname != @bridges notrack return
+//!                                                    # the tunnel itself (and ip6, @vteps6)
 //!     iifname != @bridges return
 //!     ip daddr @gateways4 return                     # may be a published port: tracked
 //!     ip saddr . ip daddr @local4 notrack            # inside one network: bridged only
@@ -70,6 +75,9 @@
 //!     fib daddr type local dnat ip to meta l4proto . th dport map @dnat4any
 //!     dnat ip6 to ip6 daddr . meta l4proto . th dport map @dnat6
 //!     fib daddr type local dnat ip6 to meta l4proto . th dport map @dnat6any
+//!   }
+//!   chain raw_output { type filter hook output priority -300; policy accept;
+//!     (per VXLAN port P:) udp dport P ip daddr @vteps4 notrack   # (and ip6, @vteps6)
 //!   }
 //!   chain output { type nat hook output priority -100; policy accept;
 //!     ip6 daddr ::1 return                           # IPv6 cannot route ::1 out of the host
@@ -102,7 +110,9 @@
 //! `vteps6`) are the host agent's: its cluster task keeps them equal to the cluster's live
 //! hosts, so the firewall's own check and repair leave those sets' elements alone
 //! ([`agent_owned`]) — a repair keeps them, a set made anew starts empty (everything dropped)
-//! until the agent fills it.
+//! until the agent fills it. The tunnel's own datagrams between members (received from outside
+//! the bridges in `raw`, sent by the host in `raw_output`) are not tracked: conntrack would
+//! only cost them a look-up each and an entry per inner flow and direction.
 
 pub mod drift;
 pub mod foreign;
@@ -114,7 +124,8 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use ipnet::{Ipv4Net, Ipv6Net};
 
 pub use inet::{
-    forward_rules, input_rules, output_rules, postrouting_rules, prerouting_rules, raw_rules,
+    forward_rules, input_rules, output_rules, postrouting_rules, prerouting_rules,
+    raw_output_rules, raw_rules,
 };
 
 use crate::core::nft::{
@@ -191,6 +202,9 @@ pub const CHAIN_POSTROUTING: &str = "postrouting";
 pub const CHAIN_INPUT: &str = "input";
 /// The raw chain on the prerouting hook (before connection tracking).
 pub const CHAIN_RAW: &str = "raw";
+/// The raw chain on the output hook (before connection tracking): the host's own VXLAN
+/// datagrams to the other members go untracked.
+pub const CHAIN_RAW_OUTPUT: &str = "raw_output";
 /// The nat chain on the prerouting hook (published ports from outside and from sandboxes).
 pub const CHAIN_PREROUTING: &str = "prerouting";
 /// The nat chain on the output hook (published ports from the host itself).
@@ -448,7 +462,11 @@ pub fn tables(opts: &FwOptions) -> Vec<TableDef> {
             ),
             def(
                 base(CHAIN_RAW, Hook::Prerouting, -300, ChainType::Filter),
-                raw_rules(),
+                raw_rules(opts),
+            ),
+            def(
+                base(CHAIN_RAW_OUTPUT, Hook::Output, -300, ChainType::Filter),
+                raw_output_rules(opts),
             ),
             def(
                 base(CHAIN_PREROUTING, Hook::Prerouting, -100, ChainType::Nat),
@@ -1230,6 +1248,105 @@ mod tests {
             );
             assert_eq!(rule[8], Expr::Verdict(Verdict::Drop));
         }
+    }
+
+    #[test]
+    fn only_the_members_tunnel_skips_conntrack() {
+        let none = FwOptions::default();
+        assert_eq!(raw_rules(&none).len(), 6);
+        assert!(raw_output_rules(&none).is_empty());
+        let opts = FwOptions {
+            vxlan_ports: vec![4789, 8472],
+            ..FwOptions::default()
+        };
+        let raw = raw_rules(&opts);
+        assert_eq!(raw.len(), 10);
+        // After the drop of what a port passes up, before the return of what comes from
+        // outside the bridges (which would skip it).
+        assert_eq!(raw[0].last(), Some(&Expr::Verdict(Verdict::Drop)));
+        assert_eq!(
+            raw[5][1],
+            Expr::Lookup {
+                set: SET_BRIDGES.into(),
+                sreg: Reg::R0,
+                dreg: None,
+                invert: true
+            }
+        );
+        let out = raw_output_rules(&opts);
+        assert_eq!(out.len(), 4);
+        for (i, (port, set, nfproto)) in [
+            (4789u16, SET_VTEPS4, 2u8),
+            (4789, SET_VTEPS6, 10),
+            (8472, SET_VTEPS4, 2),
+            (8472, SET_VTEPS6, 10),
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            let (saddr, daddr) = if nfproto == 2 {
+                ((12, 4), (16, 4))
+            } else {
+                ((8, 16), (24, 16))
+            };
+            let addr = |(offset, len)| Expr::Payload {
+                base: crate::core::nft::PayloadBase::Network,
+                offset,
+                len,
+                dreg: Reg::R0,
+            };
+            let udp_to = |r: &[Expr]| {
+                r[1] == Expr::cmp_eq(Reg::R0, vec![nfproto])
+                    && r[3] == Expr::cmp_eq(Reg::R0, vec![17])
+                    && r[5] == Expr::cmp_eq(Reg::R0, port.to_be_bytes().to_vec())
+            };
+            // Received: from a member's VTEP, never from a weft bridge (a sandbox forging a
+            // member's address stays tracked), untracked, and the chain ends there.
+            let r = &raw[1 + i];
+            assert!(udp_to(r), "{r:?}");
+            assert_eq!(
+                r[6..],
+                [
+                    addr(saddr),
+                    Expr::lookup(set, Reg::R0),
+                    Expr::meta(MetaKey::Iifname, Reg::R0),
+                    Expr::Lookup {
+                        set: SET_BRIDGES.into(),
+                        sreg: Reg::R0,
+                        dreg: None,
+                        invert: true
+                    },
+                    Expr::Notrack,
+                    Expr::Verdict(Verdict::Return),
+                ]
+            );
+            // Sent by the host: to a member's VTEP.
+            let r = &out[i];
+            assert!(udp_to(r), "{r:?}");
+            assert_eq!(
+                r[6..],
+                [addr(daddr), Expr::lookup(set, Reg::R0), Expr::Notrack]
+            );
+        }
+        // The egress rule tests the protocol and port before its set look-ups.
+        let fwd = forward_rules(&opts);
+        assert!(udp_to_first(&fwd[0]));
+    }
+
+    /// Whether a rule's first look-up comes after its `udp dport` comparison.
+    fn udp_to_first(rule: &[Expr]) -> bool {
+        let first_lookup = rule.iter().position(|e| matches!(e, Expr::Lookup { .. }));
+        let dport = rule.iter().position(|e| {
+            matches!(
+                e,
+                Expr::Payload {
+                    base: crate::core::nft::PayloadBase::Transport,
+                    offset: 2,
+                    ..
+                }
+            )
+        });
+        matches!((dport, first_lookup), (Some(d), Some(l)) if d < l)
     }
 
     #[test]
