@@ -18,7 +18,8 @@
 #   weft_cargo ARGS...     cargo ARGS as the building user
 #   weft_give_back_target  hands a target/ root left behind (an older script) to the user
 #   weft_build_release     cargo build --release, with progress (or a notice when not a terminal)
-#   weft_need_target       adds the Rust target .cargo/config.toml builds for (musl), if missing
+#   weft_need_target       adds the Rust target .cargo/config.toml builds for (musl), if missing,
+#                          else falls back to the machine's own (weft_fallback_host)
 #   weft_build_target      prints that target tuple
 #   weft_release_binary    prints where that build puts weft: target/<tuple>/release/weft
 
@@ -72,7 +73,7 @@ weft_build_user() {
 }
 
 # Runs "$@" as the building user: HOME theirs, PATH = cargo's directory (when found) then the
-# system's, CARGO_HOME / RUSTUP_HOME passed on only when the caller set them.
+# system's, CARGO_HOME / RUSTUP_HOME / CARGO_BUILD_TARGET passed on only when set.
 weft_as_user() {
   local path=$WEFT_SYSTEM_PATH
   if [ -n "${WEFT_CARGO_DIR:-}" ]; then path=$WEFT_CARGO_DIR:$path; fi
@@ -81,6 +82,7 @@ weft_as_user() {
   if [ -n "${CARGO_HOME:-}" ]; then envs+=(CARGO_HOME="$CARGO_HOME"); fi
   if [ -n "${RUSTUP_HOME:-}" ]; then envs+=(RUSTUP_HOME="$RUSTUP_HOME"); fi
   if [ -n "${RUSTUP_TOOLCHAIN:-}" ]; then envs+=(RUSTUP_TOOLCHAIN="$RUSTUP_TOOLCHAIN"); fi
+  if [ -n "${CARGO_BUILD_TARGET:-}" ]; then envs+=(CARGO_BUILD_TARGET="$CARGO_BUILD_TARGET"); fi
   if [ "$WEFT_USER" = "$(id -un)" ]; then
     env "${envs[@]}" "$@"
   else
@@ -180,11 +182,16 @@ weft_build_packages() {
   command -v cc >/dev/null || need+=(gcc)
   [ -e /usr/include/stdio.h ] || need+=(libc6-dev)
   command -v protoc >/dev/null || need+=(protobuf-compiler)
-  # A musl build (.cargo/config.toml) compiles the bundled SQLite with musl-gcc.
+  weft_need_packages "a C compiler for weft's bundled SQLite, protoc for its etcd client" "${need[@]}" || return 1
+  # A musl build (.cargo/config.toml) compiles the bundled SQLite with musl-gcc; without it,
+  # the machine's own target.
   case $(weft_build_target) in
-    *-musl*) command -v musl-gcc >/dev/null || need+=(musl-tools) ;;
+    *-musl*)
+      if ! command -v musl-gcc >/dev/null && ! weft_need_packages "musl-gcc for the musl build" musl-tools; then
+        weft_fallback_host "musl-gcc is missing"
+      fi
+      ;;
   esac
-  weft_need_packages "a C compiler for weft's bundled SQLite (musl-gcc for the musl build), protoc for its etcd client" "${need[@]}"
 }
 
 # The target tuple cargo builds for: CARGO_BUILD_TARGET, else .cargo/config.toml's
@@ -211,12 +218,20 @@ weft_need_target() {
   fi
   if weft_as_user sh -c 'command -v rustup' >/dev/null; then
     weft_say "== adding the Rust target $t (rustup target add $t)"
-    weft_as_user rustup target add "$t" >/dev/null && return 0
-    weft_say "error: rustup could not add the target $t"
-    return 1
+    weft_as_user rustup target add "$t" >/dev/null 2>&1 && return 0
+    weft_fallback_host "rustup could not add the target $t"
+    return 0
   fi
-  weft_say "error: the Rust standard library for $t is missing (weft builds for it, see .cargo/config.toml): rustup target add $t"
-  return 1
+  weft_fallback_host "the Rust standard library for $t is missing (rustup target add $t)"
+}
+
+# The build falls back to the machine's own target (glibc, linked statically as well: the
+# source builds for both) when the musl one cannot be had: slower start-up, same weft.
+weft_fallback_host() {
+  local host
+  host=$(weft_as_user rustc -vV | sed -n 's/^host: *//p')
+  weft_say "note: $1: building for $host instead (each command starts ~1 ms slower, see bench/README.md)"
+  export CARGO_BUILD_TARGET=$host
 }
 
 weft_cargo() {
