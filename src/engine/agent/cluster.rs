@@ -967,6 +967,9 @@ pub struct Shared {
 pub struct Drift {
     /// Every device is to be read back and repaired (and the firewall's members).
     everything: AtomicBool,
+    /// The firewall's members are to be read back and filled in (their table or sets were
+    /// made again, or emptied).
+    members: AtomicBool,
     /// Entries removed from VXLAN devices (device name, entry), to write back if the view
     /// still wants them.
     removed: Mutex<Vec<(String, Removed)>>,
@@ -984,12 +987,21 @@ pub struct DriftWork {
     pub removed: Vec<(String, Removed)>,
     /// Added or changed entries to check (empty when `everything`).
     pub changed: Vec<(String, Entry)>,
+    /// Read the firewall's members back (false when `everything`: the read-back covers
+    /// them).
+    pub members: bool,
 }
 
 impl Drift {
     /// Asks for every device to be read back and repaired at the task's next tick.
     pub fn repair_all(&self) {
         self.everything.store(true, Ordering::Relaxed);
+    }
+
+    /// Asks for the firewall's members to be read back and filled in at the task's next
+    /// tick.
+    pub fn members(&self) {
+        self.members.store(true, Ordering::Relaxed);
     }
 
     /// Hands over entries removed from VXLAN devices. Bounded: past [`MAX_REMOVED`] waiting
@@ -1036,6 +1048,7 @@ impl Drift {
             .lock()
             .map(|mut r| std::mem::take(&mut *r))
             .unwrap_or_default();
+        let members = self.members.swap(false, Ordering::Relaxed);
         if self.everything.swap(false, Ordering::Relaxed) {
             return DriftWork {
                 everything: true,
@@ -1046,6 +1059,7 @@ impl Drift {
             everything: false,
             removed,
             changed,
+            members,
         }
     }
 }
@@ -1295,7 +1309,7 @@ pub fn run(mut c: Control, mut host: impl Host, stop: &AtomicBool, drift: &Drift
         if work.everything || Instant::now() >= next_repair {
             c.repair_all(&mut host);
             next_repair = Instant::now() + REPAIR_EVERY;
-        } else if c.vteps_pending() && Instant::now() >= next_vteps {
+        } else if work.members || (c.vteps_pending() && Instant::now() >= next_vteps) {
             c.sync_vteps(&mut host, true);
             next_vteps = Instant::now() + VTEPS_RETRY;
         }

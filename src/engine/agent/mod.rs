@@ -323,6 +323,9 @@ async fn event_loop(
                     send(&jobs, Job::Owners(work.owners.into_iter().collect()))?;
                 }
                 if let Some(c) = &cluster {
+                    if work.members {
+                        c.drift.members();
+                    }
                     if work.overlay_entries {
                         c.drift.repair_all();
                     } else {

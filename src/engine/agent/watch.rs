@@ -32,6 +32,11 @@ pub(super) struct Pending {
     /// a device only for one that does not (someone else wrote it). Bounded with
     /// [`Pending::overlay_removed`] by [`MAX_REMOVED`].
     pub overlay_changed: Vec<(String, Entry)>,
+    /// weft's table or its member sets (`vteps4`, `vteps6`) were made again or emptied, by
+    /// whoever: the cluster task is to read the members back and fill them in. weft's own
+    /// rebuilds (a command's, after `nft flush ruleset`) make these sets empty too, and the
+    /// members are the agent's, not the commands'.
+    pub members: bool,
 }
 
 /// How many removed entries are kept for the cluster task between two hand-overs: beyond
@@ -48,6 +53,7 @@ impl Pending {
             && !self.overlay_entries
             && self.overlay_removed.is_empty()
             && self.overlay_changed.is_empty()
+            && !self.members
     }
 
     /// Asks for every VXLAN device to be read back (which covers any entry noted so far).
@@ -246,6 +252,10 @@ impl Classifier {
 
     /// Adds a firewall check to `out` when another process changed weft's tables.
     pub fn nft(&self, batch: &NftBatch, out: &mut Pending) {
+        // Before the trust below: a rebuild by weft itself empties the members too.
+        if members_emptied(batch) {
+            out.members = true;
+        }
         // weft's own transactions (commands, this agent) keep the tables right by construction.
         if batch
             .process
@@ -270,6 +280,18 @@ impl Classifier {
         };
         out.firewall = Some(format!("weft's nftables table was changed by {who}"));
     }
+}
+
+/// Whether `batch` made weft's inet table or its member sets again, or deleted members.
+fn members_emptied(batch: &NftBatch) -> bool {
+    use crate::core::firewall::{SET_VTEPS4, SET_VTEPS6, TABLE};
+    batch
+        .remade_tables
+        .iter()
+        .any(|(family, table)| *family == NFPROTO_INET && table == TABLE)
+        || batch.emptied_sets.iter().any(|(family, table, set)| {
+            *family == NFPROTO_INET && table == TABLE && (set == SET_VTEPS4 || set == SET_VTEPS6)
+        })
 }
 
 #[cfg(test)]
@@ -389,6 +411,7 @@ mod tests {
             deletions: true,
             process: Some(by.into()),
             pid: Some(42),
+            ..NftBatch::default()
         };
         let mut p = Pending::default();
         c.nft(&batch("weft", "weft"), &mut p);
@@ -616,5 +639,50 @@ mod tests {
         let mut p = Pending::default();
         c.rt(&RtEvent::Lost, &mut p);
         assert!(p.overlay_entries);
+    }
+
+    #[test]
+    fn a_remade_table_or_member_set_asks_for_the_members_whoever_sent_it() {
+        let c = Classifier::new(INST, &[]);
+        let by = |p: &str, b: NftBatch| NftBatch {
+            tables: [(NFPROTO_INET, "weft".to_string())].into(),
+            process: Some(p.into()),
+            pid: Some(42),
+            ..b
+        };
+        let remade = |family: u8, table: &str| NftBatch {
+            remade_tables: [(family, table.to_string())].into(),
+            ..NftBatch::default()
+        };
+        let emptied = |set: &str| NftBatch {
+            emptied_sets: [(NFPROTO_INET, "weft".to_string(), set.to_string())].into(),
+            ..NftBatch::default()
+        };
+        // A command's rebuild (after `nft flush ruleset`): the rules are right, the members
+        // are not.
+        for b in [
+            remade(NFPROTO_INET, "weft"),
+            emptied("vteps4"),
+            emptied("vteps6"),
+        ] {
+            let mut p = Pending::default();
+            c.nft(&by("weft", b), &mut p);
+            assert!(p.members && p.firewall.is_none(), "{p:?}");
+        }
+        // Someone else's: the firewall check as well.
+        let mut p = Pending::default();
+        c.nft(&by("nft", emptied("vteps4")), &mut p);
+        assert!(p.members && p.firewall.is_some(), "{p:?}");
+        // An attach's elements, another table's rebuild, the port guard's table: nothing.
+        for b in [
+            emptied("ports"),
+            remade(NFPROTO_INET, "filter"),
+            remade(7, "weft"),
+            NftBatch::default(),
+        ] {
+            let mut p = Pending::default();
+            c.nft(&by("weft", b), &mut p);
+            assert!(p.is_empty(), "{p:?}");
+        }
     }
 }

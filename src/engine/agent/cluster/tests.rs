@@ -470,12 +470,24 @@ fn drift_hands_over_removals_bounded_or_one_read_back() {
         DriftWork {
             everything: false,
             removed: r(3),
-            changed: Vec::new()
+            changed: Vec::new(),
+            members: false,
         }
     );
     assert_eq!(d.take(), DriftWork::default());
-    // A read-back asked for covers the removals.
+    // The members asked for: handed over once.
+    d.members();
+    assert_eq!(
+        d.take(),
+        DriftWork {
+            members: true,
+            ..DriftWork::default()
+        }
+    );
+    assert_eq!(d.take(), DriftWork::default());
+    // A read-back asked for covers the removals (and the members).
     d.removed(r(1));
+    d.members();
     d.repair_all();
     assert_eq!(
         d.take(),
@@ -514,7 +526,8 @@ fn drift_hands_over_removals_bounded_or_one_read_back() {
         DriftWork {
             everything: false,
             removed: r(1),
-            changed: added(2)
+            changed: added(2),
+            members: false,
         }
     );
     d.changed(added(MAX_REMOVED));
