@@ -40,6 +40,8 @@ pub struct LinkEvent {
     pub up: bool,
     /// Deleted (else created or changed).
     pub deleted: bool,
+    /// Its MTU, when the kernel says.
+    pub mtu: Option<u32>,
 }
 
 /// A notification of the routing stack.
@@ -175,11 +177,13 @@ fn link_event(m: &LinkMessage, deleted: bool) -> LinkEvent {
         master: None,
         up: m.header.flags.contains(LinkFlags::Up),
         deleted,
+        mtu: None,
     };
     for a in &m.attributes {
         match a {
             LinkAttribute::IfName(n) => ev.name = n.clone(),
             LinkAttribute::IfAlias(s) => ev.alias = Some(s.clone()),
+            LinkAttribute::Mtu(m) => ev.mtu = Some(*m),
             LinkAttribute::Controller(i) => ev.master = Some(*i),
             LinkAttribute::LinkInfo(infos) => {
                 for i in infos {

@@ -37,6 +37,9 @@ pub(super) struct Pending {
     /// rebuilds (a command's, after `nft flush ruleset`) make these sets empty too, and the
     /// members are the agent's, not the commands'.
     pub members: bool,
+    /// The underlay interface's MTU changed: the cluster task is to read it again, publish
+    /// it and check the overlay networks against it.
+    pub underlay: bool,
 }
 
 /// How many removed entries are kept for the cluster task between two hand-overs: beyond
@@ -54,6 +57,7 @@ impl Pending {
             && self.overlay_removed.is_empty()
             && self.overlay_changed.is_empty()
             && !self.members
+            && !self.underlay
     }
 
     /// Asks for every VXLAN device to be read back (which covers any entry noted so far).
@@ -112,6 +116,9 @@ pub(super) struct Classifier {
     /// and up lost its entries without a notification for each, so its entries are read
     /// back when this changes.
     vxlans: HashMap<u32, bool>,
+    /// The underlay interface's name and last MTU seen (with a cluster only): an overlay
+    /// network's MTU must fit it.
+    underlay: Option<(String, Option<u32>)>,
 }
 
 impl Classifier {
@@ -122,6 +129,7 @@ impl Classifier {
             own_name: None,
             owners: HashMap::new(),
             vxlans: HashMap::new(),
+            underlay: None,
         };
         for l in links {
             if c.learn(l.index, &l.name, l.alias.as_deref()).is_some() && is_vxlan(&l.name) {
@@ -179,6 +187,14 @@ impl Classifier {
                 }
             }
             RtEvent::Link(l) => {
+                // The underlay's MTU bounds the overlay networks': a change (by name: the
+                // admin's interface, made again or renamed back) is the cluster task's.
+                if let Some((name, mtu)) = self.underlay.as_mut() {
+                    if !l.deleted && *name == l.name && l.mtu.is_some() && *mtu != l.mtu {
+                        *mtu = l.mtu;
+                        out.underlay = true;
+                    }
+                }
                 if l.deleted {
                     self.owners.remove(&l.index);
                     if self.vxlans.remove(&l.index).is_some() {
@@ -241,6 +257,12 @@ impl Classifier {
     /// Notes that nf_tables notifications were lost: the firewall is to be checked.
     pub fn nft_lost(&self, out: &mut Pending) {
         out.firewall = Some("the kernel dropped nf_tables notifications".into());
+    }
+
+    /// Follows the MTU of the underlay interface `name` (its MTU `mtu` when read).
+    pub fn with_underlay(mut self, name: String, mtu: Option<u32>) -> Classifier {
+        self.underlay = Some((name, mtu));
+        self
     }
 
     /// Trusts nf_tables transactions of processes named `name` too (this binary's own name,
@@ -320,6 +342,7 @@ mod tests {
             master: Some(7),
             up: true,
             deleted: false,
+            mtu: None,
         }
     }
 
@@ -684,5 +707,41 @@ mod tests {
             c.nft(&by("weft", b), &mut p);
             assert!(p.is_empty(), "{p:?}");
         }
+    }
+
+    #[test]
+    fn the_underlay_s_mtu_changing_is_handed_over_once() {
+        let mut c = Classifier::new(INST, &[]).with_underlay("ul0".into(), Some(1500));
+        let ul = |mtu: u32| {
+            RtEvent::Link(LinkEvent {
+                alias: None,
+                mtu: Some(mtu),
+                ..ev("ul0", 2, None, "veth")
+            })
+        };
+        let mut p = Pending::default();
+        // The same MTU (carrier, statistics), another interface's, one without an MTU.
+        c.rt(&ul(1500), &mut p);
+        c.rt(
+            &RtEvent::Link(LinkEvent {
+                mtu: Some(9000),
+                ..ev("eth1", 3, None, "veth")
+            }),
+            &mut p,
+        );
+        c.rt(&RtEvent::Link(ev("ul0", 2, None, "veth")), &mut p);
+        assert!(p.is_empty(), "{p:?}");
+        c.rt(&ul(1400), &mut p);
+        assert!(p.underlay);
+        let mut p = Pending::default();
+        c.rt(&ul(1400), &mut p);
+        assert!(p.is_empty(), "{p:?}");
+        c.rt(&ul(1500), &mut p);
+        assert!(p.underlay);
+        // No underlay followed (no cluster): nothing.
+        let mut c = Classifier::new(INST, &[]);
+        let mut p = Pending::default();
+        c.rt(&ul(1400), &mut p);
+        assert!(p.is_empty(), "{p:?}");
     }
 }
