@@ -1382,7 +1382,10 @@ pub fn run(mut c: Control, mut host: impl Host, stop: &AtomicBool, drift: &Drift
             }
         }
         let work = drift.take();
-        if work.underlay {
+        let periodic = Instant::now() >= next_repair;
+        // Also with the periodic repair: a change the notifications missed (between the
+        // agent's first read and its watch) is caught within REPAIR_EVERY.
+        if work.underlay || periodic {
             c.follow_underlay(&mut host);
         }
         if !work.removed.is_empty() {
@@ -1391,7 +1394,7 @@ pub fn run(mut c: Control, mut host: impl Host, stop: &AtomicBool, drift: &Drift
         if !work.changed.is_empty() {
             c.check_changed(&work.changed, &mut host);
         }
-        if work.everything || Instant::now() >= next_repair {
+        if work.everything || periodic {
             c.repair_all(&mut host);
             next_repair = Instant::now() + REPAIR_EVERY;
         } else if work.members || (c.vteps_pending() && Instant::now() >= next_vteps) {
