@@ -431,7 +431,13 @@ fn a_watch_compacted_while_cut_off_reads_the_cluster_again_and_converges() {
     store
         .put(&ep_key(50), &ep(50).encode(), Some(lease.id()))
         .unwrap();
-    let neighbours = || h.ns.ip(&["neigh", "show", "dev", &vxlan]);
+    // Empty while the agent has not built the device yet (it does so from its watch, a
+    // moment after the command).
+    let neighbours = || {
+        common::stdout(&common::run(
+            &mut h.ns.cmd("ip", &["neigh", "show", "dev", &vxlan]),
+        ))
+    };
     assert!(
         common::wait_for(10, || neighbours().contains("12.12.12.50 ")),
         "{}",
