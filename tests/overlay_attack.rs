@@ -631,3 +631,71 @@ fn an_overlay_sandbox_cannot_send_as_another() {
         h.weft_ok(&["rm", "-f", s]);
     }
 }
+
+/// Deletes weft's table on `h` from a process named `weft` (a copy of `nft` by that name):
+/// the kernel names weft's own transactions so, and the agent trusts them.
+fn delete_table_as_weft(h: &Host) {
+    let nft = common::stdout(&common::run(
+        std::process::Command::new("sh").args(["-c", "command -v nft"]),
+    ));
+    let dir = h.dir.join("as-weft");
+    std::fs::create_dir_all(&dir).unwrap();
+    let copy = dir.join("weft");
+    std::fs::copy(nft.trim(), &copy).unwrap();
+    common::ok(
+        &mut h
+            .ns
+            .cmd(copy.to_str().unwrap(), &["delete", "table", "inet", "weft"]),
+    );
+}
+
+#[test]
+fn the_members_come_back_at_once_when_a_weft_command_rebuilds_the_table() {
+    let test = "the_members_come_back_at_once_when_a_weft_command_rebuilds_the_table";
+    if !common::root_or_skip(test) || !etcd_or_skip(test) {
+        return;
+    }
+    let c = Cluster::new(2);
+    let (h1, h2) = (&c.hosts[0], &c.hosts[1]);
+    h1.sleeper("a", &["--network", "ovl"]);
+    h2.sleeper("b", &["--network", "ovl"]);
+    let b_ip = h2.ip_of("b", 0);
+    assert!(
+        common::wait_for(10, || h1.pings("a", &b_ip)),
+        "a reaches b across the tunnel:\n{}",
+        c.logs()
+    );
+    let member = Some(vec![vtep(2)]);
+    // Each rebuild, then a command on h1 right away: the members are back within a second
+    // and traffic resumes.
+    let rebuilds: [(&str, &dyn Fn()); 3] = [
+        ("nft flush ruleset", &|| {
+            nft(h1, &["flush", "ruleset"]);
+        }),
+        ("nft delete table inet weft", &|| {
+            nft(h1, &["delete", "table", "inet", "weft"]);
+        }),
+        // A transaction of a process named weft (as a command's own rebuild is): trusted
+        // for the rules, not for the members.
+        ("the table deleted by a process named weft", &|| {
+            delete_table_as_weft(h1)
+        }),
+    ];
+    for (i, (what, rebuild)) in rebuilds.iter().enumerate() {
+        rebuild();
+        h1.sleeper(&format!("e{i}"), &["--network", "ovl"]);
+        let t = Instant::now();
+        let back = common::wait_for(3, || vteps(h1) == member && h1.pings("a", &b_ip));
+        let took = t.elapsed();
+        assert!(
+            back && took < Duration::from_millis(1500),
+            "{what}, then a weft command: members {:?} after {took:?}\n{}",
+            vteps(h1),
+            c.logs()
+        );
+        eprintln!("{what}, then a weft command: members back and a reaches b in {took:?}");
+    }
+    for (h, s) in [(h1, "a"), (h1, "e0"), (h1, "e1"), (h1, "e2"), (h2, "b")] {
+        h.weft_ok(&["rm", "-f", s]);
+    }
+}

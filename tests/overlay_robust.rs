@@ -431,7 +431,13 @@ fn a_watch_compacted_while_cut_off_reads_the_cluster_again_and_converges() {
     store
         .put(&ep_key(50), &ep(50).encode(), Some(lease.id()))
         .unwrap();
-    let neighbours = || h.ns.ip(&["neigh", "show", "dev", &vxlan]);
+    // Empty while the agent has not built the device yet (it does so from its watch, a
+    // moment after the command).
+    let neighbours = || {
+        common::stdout(&common::run(
+            &mut h.ns.cmd("ip", &["neigh", "show", "dev", &vxlan]),
+        ))
+    };
     assert!(
         common::wait_for(10, || neighbours().contains("12.12.12.50 ")),
         "{}",
@@ -541,4 +547,108 @@ fn sandboxes_on_two_hosts_reach_each_other_over_an_ipv6_underlay() {
         .unwrap();
     let fdb = String::from_utf8_lossy(&fdb.stdout);
     assert!(fdb.contains("dst fd00:77::12"), "{fdb}");
+}
+
+#[test]
+fn the_underlay_s_mtu_is_followed_as_the_admin_changes_it() {
+    let test = "the_underlay_s_mtu_is_followed_as_the_admin_changes_it";
+    if !common::root_or_skip(test) || !etcd_or_skip(test) {
+        return;
+    }
+    let h1 = host_at("omt1", "1500", "192.0.2.20/24");
+    let h2 = host_at("omt2", "1400", "192.0.2.21/24");
+    let etcd = Etcd::start_on("omte", ETCD_ADDR, |ns| {
+        wire(ns, &h1, 1);
+        wire(ns, &h2, 2);
+    });
+    let url = etcd.url();
+    let a1 = Agent::start(&h1, &url, "192.0.2.20", "h1", 5);
+    assert!(
+        common::wait_for(10, || hosts_alive(&h1) == 1),
+        "{}",
+        a1.log()
+    );
+    // Made while h2 is away: h1's MTU (1450), which h2's 1400 underlay cannot carry.
+    h1.weft_ok(&overlay_args(&["--subnet", "12.15.0.0/24", "late"]));
+    assert_eq!(h1.json(&["network", "inspect", "late"])[0]["mtu"], 1450);
+    let id = h1.json(&["network", "inspect", "late"])[0]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let late = format!("wv-{}", &id[..12]);
+    let a2 = Agent::start(&h2, &url, "192.0.2.21", "h2", 5);
+    let refused = |h: &Host| {
+        cluster_errors(h)
+            .iter()
+            .any(|e| e.starts_with("building overlay network \"late\": "))
+    };
+    assert!(
+        common::wait_for(10, || hosts_alive(&h1) == 2 && refused(&h2)),
+        "{:?}\n{}",
+        cluster_errors(&h2),
+        a2.log()
+    );
+    assert!(!has_link(&h2, &late));
+    let err = h1.weft_err(
+        1,
+        &overlay_args(&["--mtu", "1450", "--subnet", "12.16.0.0/24", "big"]),
+    );
+    assert!(err.contains("host h2's underlay ul0 has MTU 1400"), "{err}");
+
+    // The admin raises h2's underlay: the network is built there at once, the refusal is
+    // gone from the status, and the record the creations read says 1500.
+    h2.ns.ip(&["link", "set", "ul0", "mtu", "1500"]);
+    let t = std::time::Instant::now();
+    assert!(
+        common::wait_for(5, || has_link(&h2, &late)),
+        "{:?}\n{}",
+        cluster_errors(&h2),
+        a2.log()
+    );
+    let took = t.elapsed();
+    assert!(took < Duration::from_secs(2), "built after {took:?}");
+    eprintln!("h2's underlay raised to 1500: late built there in {took:?}");
+    assert!(network_names(&h2).contains(&"late".to_string()));
+    assert!(!refused(&h2), "{:?}", cluster_errors(&h2));
+    assert!(
+        common::wait_for(3, || h1
+            .weft(&overlay_args(&[
+                "--mtu",
+                "1450",
+                "--subnet",
+                "12.16.0.0/24",
+                "big"
+            ]))
+            .status
+            .success()),
+        "--mtu 1450 still refused after h2's underlay grew"
+    );
+
+    // And lowers it again: `late` and `big` keep running on h2 (tearing them down would cut
+    // their sandboxes off altogether), the status says they no longer fit and what to do,
+    // and a new network gets the smaller MTU again.
+    h2.ns.ip(&["link", "set", "ul0", "mtu", "1400"]);
+    let want = "overlay network \"late\" no longer fits host h2's underlay: its MTU is 1450, but ul0 has MTU 1400 now and VXLAN needs 50 bytes, so at most 1350; it keeps running here and drops larger packets; raise ul0's MTU to 1500, or recreate the network with --mtu 1350";
+    assert!(
+        common::wait_for(3, || cluster_errors(&h2).iter().any(|e| e == want)),
+        "{:?}\n{}",
+        cluster_errors(&h2),
+        a2.log()
+    );
+    assert!(has_link(&h2, &late));
+    assert!(
+        common::wait_for(3, || {
+            let out = h1.weft(&overlay_args(&["--subnet", "12.17.0.0/24", "small"]));
+            let ok =
+                out.status.success() && h1.json(&["network", "inspect", "small"])[0]["mtu"] == 1350;
+            if out.status.success() && !ok {
+                h1.weft_ok(&["network", "rm", "small"]);
+            }
+            ok
+        }),
+        "a new network's default MTU did not follow h2's underlay back to 1400"
+    );
+    for n in ["small", "big", "late"] {
+        h1.weft_ok(&["network", "rm", n]);
+    }
 }

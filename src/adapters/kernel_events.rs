@@ -40,6 +40,8 @@ pub struct LinkEvent {
     pub up: bool,
     /// Deleted (else created or changed).
     pub deleted: bool,
+    /// Its MTU, when the kernel says.
+    pub mtu: Option<u32>,
 }
 
 /// A notification of the routing stack.
@@ -175,11 +177,13 @@ fn link_event(m: &LinkMessage, deleted: bool) -> LinkEvent {
         master: None,
         up: m.header.flags.contains(LinkFlags::Up),
         deleted,
+        mtu: None,
     };
     for a in &m.attributes {
         match a {
             LinkAttribute::IfName(n) => ev.name = n.clone(),
             LinkAttribute::IfAlias(s) => ev.alias = Some(s.clone()),
+            LinkAttribute::Mtu(m) => ev.mtu = Some(*m),
             LinkAttribute::Controller(i) => ev.master = Some(*i),
             LinkAttribute::LinkInfo(infos) => {
                 for i in infos {
@@ -205,6 +209,11 @@ pub struct NftBatch {
     pub tables: BTreeSet<(u8, String)>,
     /// Deleted objects among them (tables, chains, rules, sets, elements).
     pub deletions: bool,
+    /// (family, table name) of the tables the transaction created or deleted.
+    pub remade_tables: BTreeSet<(u8, String)>,
+    /// (family, table name, set name) of the sets the transaction created or deleted, or
+    /// deleted elements from (a flush deletes each element): what they held is gone.
+    pub emptied_sets: BTreeSet<(u8, String, String)>,
     /// `comm` of the sending process (`NFTA_GEN_PROC_NAME`), e.g. `nft`, `weft`.
     pub process: Option<String>,
     /// Its pid (`NFTA_GEN_PROC_PID`).
@@ -245,6 +254,17 @@ const NFTA_GEN_PROC_NAME: u16 = 3;
 /// In every object message (table, chain, rule, set, element list, object, flowtable) the
 /// first attribute type names the table (for tables: its own name).
 const NFTA_ANY_TABLE: u16 = 1;
+/// In set and element list messages the second attribute type names the set
+/// (`NFTA_SET_NAME`, `NFTA_SET_ELEM_LIST_SET`).
+const NFTA_ANY_SET: u16 = 2;
+const NFT_MSG_NEWTABLE: u16 = 0;
+const NFT_MSG_DELTABLE: u16 = 2;
+const NFT_MSG_NEWSET: u16 = 9;
+const NFT_MSG_DELSET: u16 = 11;
+const NFT_MSG_DELSETELEM: u16 = 14;
+const NFT_MSG_DESTROYTABLE: u16 = 26;
+const NFT_MSG_DESTROYSET: u16 = 29;
+const NFT_MSG_DESTROYSETELEM: u16 = 30;
 
 /// nf_tables notifications of the calling thread's namespace, grouped per transaction.
 pub struct NftWatch {
@@ -321,9 +341,30 @@ impl NftWatch {
                 self.ready.push(done);
                 continue;
             }
-            if let Some((_, p)) = attrs(body).find(|(ty, _)| *ty == NFTA_ANY_TABLE) {
-                let end = p.iter().position(|&b| b == 0).unwrap_or(p.len());
-                let table = String::from_utf8_lossy(&p[..end]).into_owned();
+            let name_of = |want: u16| {
+                attrs(body).find(|(ty, _)| *ty == want).map(|(_, p)| {
+                    let end = p.iter().position(|&b| b == 0).unwrap_or(p.len());
+                    String::from_utf8_lossy(&p[..end]).into_owned()
+                })
+            };
+            if let Some(table) = name_of(NFTA_ANY_TABLE) {
+                match kind {
+                    NFT_MSG_NEWTABLE | NFT_MSG_DELTABLE | NFT_MSG_DESTROYTABLE => {
+                        self.current.remade_tables.insert((family, table.clone()));
+                    }
+                    NFT_MSG_NEWSET
+                    | NFT_MSG_DELSET
+                    | NFT_MSG_DESTROYSET
+                    | NFT_MSG_DELSETELEM
+                    | NFT_MSG_DESTROYSETELEM => {
+                        if let Some(set) = name_of(NFTA_ANY_SET) {
+                            self.current
+                                .emptied_sets
+                                .insert((family, table.clone(), set));
+                        }
+                    }
+                    _ => {}
+                }
                 self.current.tables.insert((family, table));
             }
             // DELTABLE 2, DELCHAIN 5, DELRULE 8, DELSET 11, DELSETELEM 14, DESTROY* 26.. 30.

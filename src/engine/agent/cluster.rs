@@ -126,6 +126,10 @@ pub trait Host {
     fn change_vteps(&mut self, _add: &[IpAddr], _remove: &[IpAddr]) -> Result<()> {
         Ok(())
     }
+    /// This host's underlay as it is now (`None`: not known here).
+    fn underlay(&mut self) -> Result<Option<UnderlayRecord>> {
+        Ok(None)
+    }
     /// Every sandbox in the local store, whatever its state (one being made or removed
     /// included), with the overlay-relevant networks it is on.
     fn local_sandboxes(&mut self) -> Result<BTreeMap<String, LocalSandbox>>;
@@ -232,6 +236,72 @@ impl Control {
     /// their MTU to it).
     pub fn set_underlay(&mut self, underlay: Option<UnderlayRecord>) {
         self.underlay = underlay;
+    }
+
+    /// Reads this host's underlay again (its MTU changed): publishes it under the lease
+    /// (networks created from now on fit it), builds the networks refused for their MTU that
+    /// fit now, and reports those built here that no longer fit. Those keep running: their
+    /// MTU is the same on every host, and tearing one down would cut its sandboxes here off
+    /// altogether rather than drop only the packets larger than the underlay carries; the
+    /// status says which network, the numbers and what to do.
+    pub fn follow_underlay(&mut self, host: &mut dyn Host) {
+        let now = match host.underlay() {
+            Ok(Some(u)) => u,
+            Ok(None) => return,
+            Err(e) => {
+                self.error(format!("reading this host's underlay: {e:#}"));
+                return;
+            }
+        };
+        if self.underlay.as_ref() == Some(&now) {
+            return;
+        }
+        tracing::info!(ifname = %now.ifname, mtu = now.mtu, "cluster: this host's underlay changed");
+        self.underlay = Some(now.clone());
+        // Without a lease, the next join publishes it.
+        if let Some(lease) = self.lease.as_ref().filter(|l| l.lost().is_none()) {
+            let key = keys::underlay_key(&self.m.node);
+            if let Err(e) = self.m.store.put(&key, &now.encode(), Some(lease.id())) {
+                self.error(format!("publishing this host's underlay: {e}"));
+            }
+        }
+        let nets: Vec<Network> = self.networks.values().cloned().collect();
+        for net in nets {
+            let building = format!("building overlay network {:?}: ", net.name);
+            let too_small = format!("overlay network {:?} no longer fits", net.name);
+            if net.mtu <= now.max_mtu() {
+                self.forget_errors(&[&building, &too_small]);
+                // Built if it was refused (its device is missing); else entries checked.
+                self.repair(&net.id, host);
+                continue;
+            }
+            match host.observe_vxlan(&vxlan_name(&net.id)) {
+                Ok(Some(_)) => self.error(format!(
+                    "{too_small} host {}'s underlay: its MTU is {}, but {} has MTU {} now and VXLAN needs {} bytes, so at most {}; it keeps running here and drops larger packets; raise {}'s MTU to {}, or recreate the network with --mtu {}",
+                    self.m.node,
+                    net.mtu,
+                    now.ifname,
+                    now.mtu,
+                    now.overhead,
+                    now.max_mtu(),
+                    now.ifname,
+                    u64::from(net.mtu) + u64::from(now.overhead),
+                    now.max_mtu(),
+                )),
+                // Refused already: the refusal again, with the new numbers.
+                _ => self.repair(&net.id, host),
+            }
+        }
+    }
+
+    /// Drops the status's errors that start with any of `prefixes` (what they said is
+    /// over).
+    fn forget_errors(&self, prefixes: &[&str]) {
+        if let Ok(mut s) = self.status.lock() {
+            s.cluster
+                .errors
+                .retain(|e| !prefixes.iter().any(|p| e.starts_with(p)));
+        }
     }
 
     /// The view (for tests and names).
@@ -967,6 +1037,11 @@ pub struct Shared {
 pub struct Drift {
     /// Every device is to be read back and repaired (and the firewall's members).
     everything: AtomicBool,
+    /// The firewall's members are to be read back and filled in (their table or sets were
+    /// made again, or emptied).
+    members: AtomicBool,
+    /// The underlay's MTU changed: read it again.
+    underlay: AtomicBool,
     /// Entries removed from VXLAN devices (device name, entry), to write back if the view
     /// still wants them.
     removed: Mutex<Vec<(String, Removed)>>,
@@ -984,12 +1059,28 @@ pub struct DriftWork {
     pub removed: Vec<(String, Removed)>,
     /// Added or changed entries to check (empty when `everything`).
     pub changed: Vec<(String, Entry)>,
+    /// Read the firewall's members back (false when `everything`: the read-back covers
+    /// them).
+    pub members: bool,
+    /// Read the underlay again.
+    pub underlay: bool,
 }
 
 impl Drift {
     /// Asks for every device to be read back and repaired at the task's next tick.
     pub fn repair_all(&self) {
         self.everything.store(true, Ordering::Relaxed);
+    }
+
+    /// Asks for the underlay to be read again at the task's next tick.
+    pub fn underlay(&self) {
+        self.underlay.store(true, Ordering::Relaxed);
+    }
+
+    /// Asks for the firewall's members to be read back and filled in at the task's next
+    /// tick.
+    pub fn members(&self) {
+        self.members.store(true, Ordering::Relaxed);
     }
 
     /// Hands over entries removed from VXLAN devices. Bounded: past [`MAX_REMOVED`] waiting
@@ -1036,9 +1127,12 @@ impl Drift {
             .lock()
             .map(|mut r| std::mem::take(&mut *r))
             .unwrap_or_default();
+        let members = self.members.swap(false, Ordering::Relaxed);
+        let underlay = self.underlay.swap(false, Ordering::Relaxed);
         if self.everything.swap(false, Ordering::Relaxed) {
             return DriftWork {
                 everything: true,
+                underlay,
                 ..DriftWork::default()
             };
         }
@@ -1046,6 +1140,8 @@ impl Drift {
             everything: false,
             removed,
             changed,
+            members,
+            underlay,
         }
     }
 }
@@ -1286,16 +1382,22 @@ pub fn run(mut c: Control, mut host: impl Host, stop: &AtomicBool, drift: &Drift
             }
         }
         let work = drift.take();
+        let periodic = Instant::now() >= next_repair;
+        // Also with the periodic repair: a change the notifications missed (between the
+        // agent's first read and its watch) is caught within REPAIR_EVERY.
+        if work.underlay || periodic {
+            c.follow_underlay(&mut host);
+        }
         if !work.removed.is_empty() {
             c.restore(&work.removed, &mut host);
         }
         if !work.changed.is_empty() {
             c.check_changed(&work.changed, &mut host);
         }
-        if work.everything || Instant::now() >= next_repair {
+        if work.everything || periodic {
             c.repair_all(&mut host);
             next_repair = Instant::now() + REPAIR_EVERY;
-        } else if c.vteps_pending() && Instant::now() >= next_vteps {
+        } else if work.members || (c.vteps_pending() && Instant::now() >= next_vteps) {
             c.sync_vteps(&mut host, true);
             next_vteps = Instant::now() + VTEPS_RETRY;
         }

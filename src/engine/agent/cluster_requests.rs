@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use crate::core::agent::{ClusterAttach, Request, Response};
-use crate::core::cluster::records::EndpointRecord;
+use crate::core::cluster::records::{AddressRecord, EndpointRecord};
 use crate::core::driver::DriverError;
 use crate::core::model::{format_mac, mac_for};
 use crate::core::plan::parse_mac;
@@ -100,7 +100,7 @@ fn attach(m: &Membership, a: ClusterAttach) -> Result<Response, ClusterError> {
         .claims()
         .as_ref()
         .map(|c| addresses::Known::of(c, &net.id, &a.sandbox));
-    let ip = addresses::claim_address(
+    let claimed = addresses::claim(
         store,
         &net,
         &m.node,
@@ -109,6 +109,7 @@ fn attach(m: &Membership, a: ClusterAttach) -> Result<Response, ClusterError> {
         a.ip.map(std::net::IpAddr::V4),
         known.as_ref(),
     )?;
+    let ip = claimed.ip;
     let std::net::IpAddr::V4(v4) = ip else {
         let _ = addresses::release_address(store, &net.id, &a.sandbox, Some(ip), None);
         return Err(ClusterError::Address {
@@ -137,6 +138,20 @@ fn attach(m: &Membership, a: ClusterAttach) -> Result<Response, ClusterError> {
         let _ = addresses::release_address(store, &net.id, &a.sandbox, Some(ip), None);
         return Err(e);
     }
+    // Noted in the task's copy of the claims at once: its watch reports the claim a moment
+    // later, and an attach tried again meanwhile (its answer lost) must find the address the
+    // sandbox holds rather than take a second one. Only once registered: a failed attach
+    // gave its claim back. The watch's event, when it comes, says the same.
+    if let Some(c) = m.claims().as_mut() {
+        c.insert(
+            claimed.key,
+            AddressRecord {
+                sandbox: a.sandbox.clone(),
+                node: m.node.clone(),
+            },
+            claimed.revision,
+        );
+    }
     tracing::info!(network = %net.name, sandbox = %a.sandbox, %ip, mac = %format_mac(&mac), "overlay endpoint registered");
     Ok(Response {
         address: Some(ip),
@@ -150,6 +165,7 @@ mod tests {
     use super::*;
     use crate::adapters::cluster::memory::MemoryStore;
     use crate::adapters::cluster::{ClusterStore, LeaseId};
+    use crate::core::cluster::claims::Claims;
     use crate::core::cluster::keys::PREFIX;
     use crate::core::driver::overlay::Overlay;
     use crate::core::driver::{Driver as _, Request as DriverRequest};
@@ -255,6 +271,33 @@ mod tests {
         assert!(r.ok, "{r:?}");
         assert_eq!(keys(&s, "endpoints/"), 0);
         assert_eq!(keys(&s, "addresses/"), 0);
+    }
+
+    #[test]
+    fn an_attach_tried_again_before_the_watch_reports_its_claim_gets_the_same_address() {
+        let s = Arc::new(MemoryStore::new());
+        let lease = s.grant_lease(Duration::from_secs(10)).unwrap();
+        let m = member(s.clone(), Some(lease.id()));
+        // The task has synced (it keeps the claims) and its watch has not reported any.
+        *m.claims() = Some(Claims::default());
+        let r = handle(
+            Some(m.clone()),
+            Request::ClusterCreateNetwork {
+                network: Box::new(overlay("ovl", "12.12.12.0/24")),
+                candidates: vec![],
+                mtu_given: false,
+            },
+        );
+        assert!(r.ok, "{r:?}");
+        for _ in 0..2 {
+            let r = handle(Some(m.clone()), attach_req("sb1"));
+            assert_eq!(r.address, Some("12.12.12.2".parse().unwrap()), "{r:?}");
+        }
+        assert_eq!(keys(&s, "addresses/"), 1);
+        // Another sandbox gets the next address, without a conflict to retry on.
+        let r = handle(Some(m), attach_req("sb2"));
+        assert_eq!(r.address, Some("12.12.12.3".parse().unwrap()), "{r:?}");
+        assert_eq!(keys(&s, "addresses/"), 2);
     }
 
     #[test]

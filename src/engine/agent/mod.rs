@@ -155,8 +155,15 @@ pub fn run(
         .observe(&Ns::Host, &[])
         .map_err(anyhow::Error::msg)?
         .links;
-    let classifier =
+    let mut classifier =
         Classifier::new(&ctx.instance, &links).with_own_name(crate::adapters::process::own_name());
+    // The underlay's MTU bounds the overlay networks': followed from the link notifications.
+    if let Some(u) = cluster
+        .as_ref()
+        .and_then(|c| crate::engine::underlay::find(c.advertise).ok())
+    {
+        classifier = classifier.with_underlay(u.ifname, Some(u.mtu));
+    }
 
     let (jobs, inbox) = mpsc::channel::<Job>();
     let worker_ctx = Ctx::open(state_dir, run_dir, config_path)?;
@@ -323,6 +330,12 @@ async fn event_loop(
                     send(&jobs, Job::Owners(work.owners.into_iter().collect()))?;
                 }
                 if let Some(c) = &cluster {
+                    if work.members {
+                        c.drift.members();
+                    }
+                    if work.underlay {
+                        c.drift.underlay();
+                    }
                     if work.overlay_entries {
                         c.drift.repair_all();
                     } else {

@@ -32,6 +32,14 @@ pub(super) struct Pending {
     /// a device only for one that does not (someone else wrote it). Bounded with
     /// [`Pending::overlay_removed`] by [`MAX_REMOVED`].
     pub overlay_changed: Vec<(String, Entry)>,
+    /// weft's table or its member sets (`vteps4`, `vteps6`) were made again or emptied, by
+    /// whoever: the cluster task is to read the members back and fill them in. weft's own
+    /// rebuilds (a command's, after `nft flush ruleset`) make these sets empty too, and the
+    /// members are the agent's, not the commands'.
+    pub members: bool,
+    /// The underlay interface's MTU changed: the cluster task is to read it again, publish
+    /// it and check the overlay networks against it.
+    pub underlay: bool,
 }
 
 /// How many removed entries are kept for the cluster task between two hand-overs: beyond
@@ -48,6 +56,8 @@ impl Pending {
             && !self.overlay_entries
             && self.overlay_removed.is_empty()
             && self.overlay_changed.is_empty()
+            && !self.members
+            && !self.underlay
     }
 
     /// Asks for every VXLAN device to be read back (which covers any entry noted so far).
@@ -106,6 +116,9 @@ pub(super) struct Classifier {
     /// and up lost its entries without a notification for each, so its entries are read
     /// back when this changes.
     vxlans: HashMap<u32, bool>,
+    /// The underlay interface's name and last MTU seen (with a cluster only): an overlay
+    /// network's MTU must fit it.
+    underlay: Option<(String, Option<u32>)>,
 }
 
 impl Classifier {
@@ -116,6 +129,7 @@ impl Classifier {
             own_name: None,
             owners: HashMap::new(),
             vxlans: HashMap::new(),
+            underlay: None,
         };
         for l in links {
             if c.learn(l.index, &l.name, l.alias.as_deref()).is_some() && is_vxlan(&l.name) {
@@ -173,6 +187,14 @@ impl Classifier {
                 }
             }
             RtEvent::Link(l) => {
+                // The underlay's MTU bounds the overlay networks': a change (by name: the
+                // admin's interface, made again or renamed back) is the cluster task's.
+                if let Some((name, mtu)) = self.underlay.as_mut() {
+                    if !l.deleted && *name == l.name && l.mtu.is_some() && *mtu != l.mtu {
+                        *mtu = l.mtu;
+                        out.underlay = true;
+                    }
+                }
                 if l.deleted {
                     self.owners.remove(&l.index);
                     if self.vxlans.remove(&l.index).is_some() {
@@ -237,6 +259,12 @@ impl Classifier {
         out.firewall = Some("the kernel dropped nf_tables notifications".into());
     }
 
+    /// Follows the MTU of the underlay interface `name` (its MTU `mtu` when read).
+    pub fn with_underlay(mut self, name: String, mtu: Option<u32>) -> Classifier {
+        self.underlay = Some((name, mtu));
+        self
+    }
+
     /// Trusts nf_tables transactions of processes named `name` too (this binary's own name,
     /// the kernel's `comm`); `weft` always is.
     pub fn with_own_name(mut self, name: Option<String>) -> Classifier {
@@ -246,6 +274,10 @@ impl Classifier {
 
     /// Adds a firewall check to `out` when another process changed weft's tables.
     pub fn nft(&self, batch: &NftBatch, out: &mut Pending) {
+        // Before the trust below: a rebuild by weft itself empties the members too.
+        if members_emptied(batch) {
+            out.members = true;
+        }
         // weft's own transactions (commands, this agent) keep the tables right by construction.
         if batch
             .process
@@ -270,6 +302,18 @@ impl Classifier {
         };
         out.firewall = Some(format!("weft's nftables table was changed by {who}"));
     }
+}
+
+/// Whether `batch` made weft's inet table or its member sets again, or deleted members.
+fn members_emptied(batch: &NftBatch) -> bool {
+    use crate::core::firewall::{SET_VTEPS4, SET_VTEPS6, TABLE};
+    batch
+        .remade_tables
+        .iter()
+        .any(|(family, table)| *family == NFPROTO_INET && table == TABLE)
+        || batch.emptied_sets.iter().any(|(family, table, set)| {
+            *family == NFPROTO_INET && table == TABLE && (set == SET_VTEPS4 || set == SET_VTEPS6)
+        })
 }
 
 #[cfg(test)]
@@ -298,6 +342,7 @@ mod tests {
             master: Some(7),
             up: true,
             deleted: false,
+            mtu: None,
         }
     }
 
@@ -389,6 +434,7 @@ mod tests {
             deletions: true,
             process: Some(by.into()),
             pid: Some(42),
+            ..NftBatch::default()
         };
         let mut p = Pending::default();
         c.nft(&batch("weft", "weft"), &mut p);
@@ -616,5 +662,86 @@ mod tests {
         let mut p = Pending::default();
         c.rt(&RtEvent::Lost, &mut p);
         assert!(p.overlay_entries);
+    }
+
+    #[test]
+    fn a_remade_table_or_member_set_asks_for_the_members_whoever_sent_it() {
+        let c = Classifier::new(INST, &[]);
+        let by = |p: &str, b: NftBatch| NftBatch {
+            tables: [(NFPROTO_INET, "weft".to_string())].into(),
+            process: Some(p.into()),
+            pid: Some(42),
+            ..b
+        };
+        let remade = |family: u8, table: &str| NftBatch {
+            remade_tables: [(family, table.to_string())].into(),
+            ..NftBatch::default()
+        };
+        let emptied = |set: &str| NftBatch {
+            emptied_sets: [(NFPROTO_INET, "weft".to_string(), set.to_string())].into(),
+            ..NftBatch::default()
+        };
+        // A command's rebuild (after `nft flush ruleset`): the rules are right, the members
+        // are not.
+        for b in [
+            remade(NFPROTO_INET, "weft"),
+            emptied("vteps4"),
+            emptied("vteps6"),
+        ] {
+            let mut p = Pending::default();
+            c.nft(&by("weft", b), &mut p);
+            assert!(p.members && p.firewall.is_none(), "{p:?}");
+        }
+        // Someone else's: the firewall check as well.
+        let mut p = Pending::default();
+        c.nft(&by("nft", emptied("vteps4")), &mut p);
+        assert!(p.members && p.firewall.is_some(), "{p:?}");
+        // An attach's elements, another table's rebuild, the port guard's table: nothing.
+        for b in [
+            emptied("ports"),
+            remade(NFPROTO_INET, "filter"),
+            remade(7, "weft"),
+            NftBatch::default(),
+        ] {
+            let mut p = Pending::default();
+            c.nft(&by("weft", b), &mut p);
+            assert!(p.is_empty(), "{p:?}");
+        }
+    }
+
+    #[test]
+    fn the_underlay_s_mtu_changing_is_handed_over_once() {
+        let mut c = Classifier::new(INST, &[]).with_underlay("ul0".into(), Some(1500));
+        let ul = |mtu: u32| {
+            RtEvent::Link(LinkEvent {
+                alias: None,
+                mtu: Some(mtu),
+                ..ev("ul0", 2, None, "veth")
+            })
+        };
+        let mut p = Pending::default();
+        // The same MTU (carrier, statistics), another interface's, one without an MTU.
+        c.rt(&ul(1500), &mut p);
+        c.rt(
+            &RtEvent::Link(LinkEvent {
+                mtu: Some(9000),
+                ..ev("eth1", 3, None, "veth")
+            }),
+            &mut p,
+        );
+        c.rt(&RtEvent::Link(ev("ul0", 2, None, "veth")), &mut p);
+        assert!(p.is_empty(), "{p:?}");
+        c.rt(&ul(1400), &mut p);
+        assert!(p.underlay);
+        let mut p = Pending::default();
+        c.rt(&ul(1400), &mut p);
+        assert!(p.is_empty(), "{p:?}");
+        c.rt(&ul(1500), &mut p);
+        assert!(p.underlay);
+        // No underlay followed (no cluster): nothing.
+        let mut c = Classifier::new(INST, &[]);
+        let mut p = Pending::default();
+        c.rt(&ul(1400), &mut p);
+        assert!(p.is_empty(), "{p:?}");
     }
 }

@@ -58,6 +58,18 @@ impl Known {
     }
 }
 
+/// A claim as written: what the agent's copy of the claims is to hold at once (its watch
+/// reports the write a moment later, and an attach tried again meanwhile must find it).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Claimed {
+    /// The address.
+    pub ip: IpAddr,
+    /// Its claim's key.
+    pub key: String,
+    /// The claim's revision.
+    pub revision: i64,
+}
+
 /// Claims an address of `net` (family `v6`) for `sandbox` on `node`: `want` if given and
 /// free, else the lowest free one by the bridge networks' rules. The claim also rewrites
 /// `network-ids/<id>`, which makes a concurrent removal of the network retry and see it.
@@ -71,6 +83,19 @@ pub fn claim_address(
     want: Option<IpAddr>,
     known: Option<&Known>,
 ) -> Result<IpAddr, ClusterError> {
+    claim(store, net, node, sandbox, v6, want, known).map(|c| c.ip)
+}
+
+/// [`claim_address`], saying which key and revision the claim has.
+pub fn claim(
+    store: &dyn ClusterStore,
+    net: &Network,
+    node: &str,
+    sandbox: &str,
+    v6: bool,
+    want: Option<IpAddr>,
+    known: Option<&Known>,
+) -> Result<Claimed, ClusterError> {
     let Some(sp) = space(net, v6) else {
         return Err(ClusterError::Address {
             network: net.name.clone(),
@@ -114,13 +139,25 @@ pub fn claim_address(
                     lease: None,
                 })
         };
-        if store.txn(touch(rev))?.succeeded {
-            return Ok(ip);
+        let done = store.txn(touch(rev))?;
+        if done.succeeded {
+            return Ok(Claimed {
+                ip,
+                key,
+                revision: done.revision,
+            });
         }
         if let Some(kv) = store.get(&key)? {
             let still = AddressRecord::decode(&kv.value).is_ok_and(|r| r.sandbox == sandbox);
-            if still && store.txn(touch(kv.mod_revision))?.succeeded {
-                return Ok(ip);
+            if still {
+                let done = store.txn(touch(kv.mod_revision))?;
+                if done.succeeded {
+                    return Ok(Claimed {
+                        ip,
+                        key,
+                        revision: done.revision,
+                    });
+                }
             }
         }
         // Deleted or taken meanwhile: claimed afresh below.
@@ -172,8 +209,13 @@ pub fn claim_address(
                 value: id_value(&net.name),
                 lease: None,
             });
-        if store.txn(txn)?.succeeded {
-            return Ok(ip);
+        let done = store.txn(txn)?;
+        if done.succeeded {
+            return Ok(Claimed {
+                ip,
+                key,
+                revision: done.revision,
+            });
         }
         if store.get(&id_key(&net.id))?.map(|kv| kv.value) != Some(id_value(&net.name)) {
             return Err(ClusterError::NoSuchNetwork(net.name.clone()));

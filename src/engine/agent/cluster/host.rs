@@ -8,7 +8,7 @@ use anyhow::Result;
 
 use super::{Host, Setup};
 use crate::core::cluster::orphans::LocalSandbox;
-use crate::core::cluster::records::EndpointRecord;
+use crate::core::cluster::records::{EndpointRecord, UnderlayRecord};
 use crate::core::driver::DriverData;
 use crate::core::model::Network;
 use crate::core::overlay_observed::VxlanObserved;
@@ -34,6 +34,15 @@ impl KernelHost {
 }
 
 impl Host for KernelHost {
+    fn underlay(&mut self) -> Result<Option<UnderlayRecord>> {
+        let u = crate::engine::underlay::find(self.vtep)?;
+        Ok(Some(UnderlayRecord {
+            ifname: u.ifname,
+            mtu: u.mtu,
+            overhead: u.overhead,
+        }))
+    }
+
     fn network_up(&mut self, net: &Network) -> Result<()> {
         use crate::adapters::store::{Mode, Store as _};
         use crate::core::model::Status;

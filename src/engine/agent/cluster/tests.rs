@@ -25,6 +25,8 @@ struct Recording {
     vtep_changes: Vec<(Vec<IpAddr>, Vec<IpAddr>)>,
     /// How many times a device was read back.
     observed: usize,
+    /// The underlay as it is now.
+    underlay: Option<UnderlayRecord>,
 }
 
 impl Host for Recording {
@@ -147,6 +149,9 @@ impl Host for Recording {
     }
     fn vteps(&mut self) -> Result<Option<BTreeSet<IpAddr>>> {
         Ok(self.vteps.clone())
+    }
+    fn underlay(&mut self) -> Result<Option<UnderlayRecord>> {
+        Ok(self.underlay.clone())
     }
     fn change_vteps(&mut self, add: &[IpAddr], remove: &[IpAddr]) -> Result<()> {
         let Some(v) = self.vteps.as_mut() else {
@@ -470,12 +475,25 @@ fn drift_hands_over_removals_bounded_or_one_read_back() {
         DriftWork {
             everything: false,
             removed: r(3),
-            changed: Vec::new()
+            changed: Vec::new(),
+            members: false,
+            underlay: false,
         }
     );
     assert_eq!(d.take(), DriftWork::default());
-    // A read-back asked for covers the removals.
+    // The members asked for: handed over once.
+    d.members();
+    assert_eq!(
+        d.take(),
+        DriftWork {
+            members: true,
+            ..DriftWork::default()
+        }
+    );
+    assert_eq!(d.take(), DriftWork::default());
+    // A read-back asked for covers the removals (and the members).
     d.removed(r(1));
+    d.members();
     d.repair_all();
     assert_eq!(
         d.take(),
@@ -514,7 +532,9 @@ fn drift_hands_over_removals_bounded_or_one_read_back() {
         DriftWork {
             everything: false,
             removed: r(1),
-            changed: added(2)
+            changed: added(2),
+            members: false,
+            underlay: false,
         }
     );
     d.changed(added(MAX_REMOVED));
@@ -1054,6 +1074,57 @@ fn a_network_this_host_refuses_is_reported_once_and_never_half_built() {
     host.refuse.clear();
     c.repair_all(&mut host);
     assert_eq!(host.up, ["ovl"]);
+}
+
+#[test]
+fn the_underlay_s_mtu_changing_is_published_builds_what_fits_and_reports_what_no_longer_does() {
+    let store = Arc::new(MemoryStore::new());
+    let mut net = overlay("ovl", "ab");
+    net.mtu = 1450;
+    put_network(&store, &net);
+    let status: Arc<Mutex<AgentStatus>> = Default::default();
+    let mut c = Control::new(member(&store, "h3", "10.0.0.3"), TTL, status.clone());
+    let ul = |mtu: u32| UnderlayRecord {
+        ifname: "ul0".into(),
+        mtu,
+        overhead: 50,
+    };
+    c.set_underlay(Some(ul(1400)));
+    let mut host = Recording {
+        underlay: Some(ul(1400)),
+        ..Recording::default()
+    };
+    let refusal = "building overlay network \"ovl\": its MTU is too large here";
+    host.refuse
+        .insert("ovl".into(), "its MTU is too large here".into());
+    c.join().unwrap();
+    c.resync(&mut host).unwrap();
+    assert_eq!(status.lock().unwrap().cluster.errors, [refusal]);
+    let published = |store: &MemoryStore| {
+        let kv = store.get(&keys::underlay_key("h3")).unwrap().unwrap();
+        (UnderlayRecord::decode(&kv.value).unwrap().mtu, kv.lease)
+    };
+    assert_eq!(published(&store), (1400, c.m.lease()));
+    // Unchanged: nothing read, nothing built.
+    let observed = host.observed;
+    c.follow_underlay(&mut host);
+    assert_eq!(host.observed, observed);
+    // Raised: published under the lease, the network built, the refusal gone.
+    host.underlay = Some(ul(1500));
+    host.refuse.clear();
+    c.follow_underlay(&mut host);
+    assert_eq!(host.up, ["ovl"]);
+    assert_eq!(published(&store), (1500, c.m.lease()));
+    assert!(status.lock().unwrap().cluster.errors.is_empty());
+    // Lowered: left running, and reported.
+    host.underlay = Some(ul(1400));
+    c.follow_underlay(&mut host);
+    assert!(host.down.is_empty() && host.devices.contains_key(&vxlan_name(&net.id)));
+    assert_eq!(published(&store).0, 1400);
+    assert_eq!(
+        status.lock().unwrap().cluster.errors,
+        ["overlay network \"ovl\" no longer fits host h3's underlay: its MTU is 1450, but ul0 has MTU 1400 now and VXLAN needs 50 bytes, so at most 1350; it keeps running here and drops larger packets; raise ul0's MTU to 1500, or recreate the network with --mtu 1350"]
+    );
 }
 
 fn addrs(list: &[&str]) -> BTreeSet<IpAddr> {
