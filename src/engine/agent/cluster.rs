@@ -1085,24 +1085,20 @@ impl Drift {
 
     /// Hands over entries removed from VXLAN devices. Bounded: past [`MAX_REMOVED`] waiting
     /// (a task busy elsewhere), one read-back instead.
-    pub fn removed(&self, mut entries: Vec<(String, Removed)>) {
-        let Ok(mut inbox) = self.removed.lock() else {
-            self.repair_all();
-            return;
-        };
-        if inbox.len().saturating_add(entries.len()) > MAX_REMOVED {
-            inbox.clear();
-            drop(inbox);
-            self.repair_all();
-            return;
-        }
-        inbox.append(&mut entries);
+    pub fn removed(&self, entries: Vec<(String, Removed)>) {
+        self.hand_over(&self.removed, entries);
     }
 
     /// Hands over entries added to or changed on VXLAN devices. Bounded as
     /// [`Drift::removed`].
-    pub fn changed(&self, mut entries: Vec<(String, Entry)>) {
-        let Ok(mut inbox) = self.changed.lock() else {
+    pub fn changed(&self, entries: Vec<(String, Entry)>) {
+        self.hand_over(&self.changed, entries);
+    }
+
+    /// Appends `entries` to `inbox`, or asks for one read-back of every device instead when
+    /// that would hold more than [`MAX_REMOVED`] (or the inbox is unusable).
+    fn hand_over<T>(&self, inbox: &Mutex<Vec<T>>, mut entries: Vec<T>) {
+        let Ok(mut inbox) = inbox.lock() else {
             self.repair_all();
             return;
         };
