@@ -924,7 +924,7 @@ def main():
     ap.add_argument("--repeats", type=int, default=3, help="repeats of every (tool, N) (default 3)")
     ap.add_argument("--tools", default="weft,netavark,cni", help="comma list of weft,netavark,cni")
     ap.add_argument("--n", help="override the N list for every tool, e.g. 1,10,50")
-    ap.add_argument("--no-build", action="store_true", help="use the built weft (target/<host>/release/weft) as it is")
+    ap.add_argument("--no-build", action="store_true", help="use the built weft (target/<build target>/release/weft, the target of .cargo/config.toml) as it is")
     ap.add_argument("--no-install", action="store_true", help="never apt-get install missing peers")
     ap.add_argument("--no-execs", action="store_true", help="skip counting the peers' iptables executions")
     ap.add_argument("--via", choices=("setns", "nsenter"), default="setns",

@@ -124,7 +124,7 @@ def main():
     a.add_argument("--reps", type=int, default=7, help="repeats per configuration (default 7)")
     a.add_argument("--secs", type=int, default=5, help="iperf3 -t (default 5)")
     a.add_argument("--quick", action="store_true", help="3 repeats of 2 s")
-    a.add_argument("--no-build", action="store_true", help="use the built weft (target/<host>/release/weft) as it is")
+    a.add_argument("--no-build", action="store_true", help="use the built weft (target/<build target>/release/weft, the target of .cargo/config.toml) as it is")
     a.add_argument("--no-install", action="store_true", help="do not apt-get install iperf3")
     a.add_argument("--wait-idle", type=float, default=3.0,
                    help="seconds to wait for < 0.3 busy cores before each measurement")
