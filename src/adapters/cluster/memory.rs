@@ -183,6 +183,29 @@ impl State {
         });
     }
 
+    /// Resumes every disconnected watch where it was (or tells it its history was
+    /// compacted meanwhile); drops those whose receiver is gone.
+    fn resume_watchers(&mut self) {
+        let mut watchers = std::mem::take(&mut self.watchers);
+        watchers.retain(|_, w| {
+            if !w.disconnected {
+                return true;
+            }
+            w.disconnected = false;
+            if w.next >= self.compacted
+                && w.events
+                    .send(WatchEvent::Resumed {
+                        from_revision: w.next,
+                    })
+                    .is_err()
+            {
+                return false;
+            }
+            self.replay(w)
+        });
+        self.watchers = watchers;
+    }
+
     /// Sends a (re)connected watcher the recorded changes from its next revision; false if
     /// the watcher is finished (compacted or dropped).
     fn replay(&self, w: &mut Watcher) -> bool {
@@ -282,25 +305,7 @@ impl MemoryStore {
     /// Re-establishes the watches [`MemoryStore::disconnect_watches`] broke: each resumes
     /// where it was, or learns that its history was compacted meanwhile.
     pub fn reconnect_watches(&self) {
-        let mut s = self.lock();
-        let mut watchers = std::mem::take(&mut s.watchers);
-        watchers.retain(|_, w| {
-            if !w.disconnected {
-                return true;
-            }
-            w.disconnected = false;
-            if w.next >= s.compacted
-                && w.events
-                    .send(WatchEvent::Resumed {
-                        from_revision: w.next,
-                    })
-                    .is_err()
-            {
-                return false;
-            }
-            s.replay(w)
-        });
-        s.watchers = watchers;
+        self.lock().resume_watchers();
     }
 
     /// Simulates an outage (`false`) and its end (`true`). During an outage every call fails
@@ -312,42 +317,22 @@ impl MemoryStore {
             return;
         }
         s.reachable = reachable;
+        // Kept leases count their TTL from here: at the outage's start (not renewed during
+        // it) and at its end (renewed again).
         let now = s.now;
-        if !reachable {
-            for lease in s.leases.values_mut() {
-                if lease.kept {
-                    lease.deadline = now.saturating_add(lease.ttl);
-                }
+        for lease in s.leases.values_mut() {
+            if lease.kept {
+                lease.deadline = now.saturating_add(lease.ttl);
             }
+        }
+        if !reachable {
             for w in s.watchers.values_mut() {
                 w.disconnected = true;
                 let _ = w.events.send(WatchEvent::Disconnected);
             }
             return;
         }
-        for lease in s.leases.values_mut() {
-            if lease.kept {
-                lease.deadline = now.saturating_add(lease.ttl);
-            }
-        }
-        let mut watchers = std::mem::take(&mut s.watchers);
-        watchers.retain(|_, w| {
-            if !w.disconnected {
-                return true;
-            }
-            w.disconnected = false;
-            if w.next >= s.compacted
-                && w.events
-                    .send(WatchEvent::Resumed {
-                        from_revision: w.next,
-                    })
-                    .is_err()
-            {
-                return false;
-            }
-            s.replay(w)
-        });
-        s.watchers = watchers;
+        s.resume_watchers();
     }
 }
 
