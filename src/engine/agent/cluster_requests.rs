@@ -190,6 +190,20 @@ mod tests {
         n
     }
 
+    /// Creates the overlay network `ovl` (12.12.12.0/24) through `m`; its id.
+    fn create_ovl(m: &Arc<Membership>) -> String {
+        let r = handle(
+            Some(m.clone()),
+            Request::ClusterCreateNetwork {
+                network: Box::new(overlay("ovl", "12.12.12.0/24")),
+                candidates: vec![],
+                mtu_given: false,
+            },
+        );
+        assert!(r.ok, "{r:?}");
+        r.network.unwrap().id
+    }
+
     fn member(store: Arc<MemoryStore>, lease: Option<LeaseId>) -> Arc<Membership> {
         Arc::new(Membership {
             store,
@@ -232,16 +246,7 @@ mod tests {
         let s = Arc::new(MemoryStore::new());
         let lease = s.grant_lease(Duration::from_secs(10)).unwrap();
         let m = member(s.clone(), Some(lease.id()));
-        let r = handle(
-            Some(m.clone()),
-            Request::ClusterCreateNetwork {
-                network: Box::new(overlay("ovl", "12.12.12.0/24")),
-                candidates: vec![],
-                mtu_given: false,
-            },
-        );
-        assert!(r.ok, "{r:?}");
-        let id = r.network.unwrap().id;
+        let id = create_ovl(&m);
         let r = handle(Some(m.clone()), attach_req("sb1"));
         assert_eq!(r.address, Some("12.12.12.2".parse().unwrap()), "{r:?}");
         let ep = s
@@ -280,15 +285,7 @@ mod tests {
         let m = member(s.clone(), Some(lease.id()));
         // The task has synced (it keeps the claims) and its watch has not reported any.
         *m.claims() = Some(Claims::default());
-        let r = handle(
-            Some(m.clone()),
-            Request::ClusterCreateNetwork {
-                network: Box::new(overlay("ovl", "12.12.12.0/24")),
-                candidates: vec![],
-                mtu_given: false,
-            },
-        );
-        assert!(r.ok, "{r:?}");
+        create_ovl(&m);
         for _ in 0..2 {
             let r = handle(Some(m.clone()), attach_req("sb1"));
             assert_eq!(r.address, Some("12.12.12.2".parse().unwrap()), "{r:?}");
@@ -304,15 +301,7 @@ mod tests {
     fn a_failed_registration_leaves_no_claim() {
         let s = Arc::new(MemoryStore::new());
         let m = member(s.clone(), None);
-        let created = handle(
-            Some(m.clone()),
-            Request::ClusterCreateNetwork {
-                network: Box::new(overlay("ovl", "12.12.12.0/24")),
-                candidates: vec![],
-                mtu_given: false,
-            },
-        );
-        assert!(created.ok, "{created:?}");
+        create_ovl(&m);
         // No lease: refused before anything is claimed.
         let r = handle(Some(m), attach_req("sb1"));
         assert_eq!(r.error.as_deref(), Some(format!("cluster store {} is unreachable or this host's lease expired: new overlay attachments fail until it is back", s.endpoints()).as_str()));
