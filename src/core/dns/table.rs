@@ -829,8 +829,9 @@ pub(crate) mod tests {
         out
     }
 
-    #[test]
-    fn remote_changes_applied_in_place_answer_as_a_rebuild_does() {
+    /// Networks `ovl` and `other`, with local sandboxes `pink` (on ovl, alias db) and `blue`
+    /// (on other).
+    fn two_networks() -> (Network, Network, Sandbox, Sandbox) {
         let ovl = net("ovl", "oid", "12.12.12.0/24", "12.12.12.1", None);
         let other = net("other", "xid", "13.13.13.0/24", "13.13.13.1", None);
         let pink = sb(
@@ -843,6 +844,12 @@ pub(crate) mod tests {
             Status::Running,
             vec![ep(&other, "13.13.13.2", None, &[])],
         );
+        (ovl, other, pink, blue)
+    }
+
+    #[test]
+    fn remote_changes_applied_in_place_answer_as_a_rebuild_does() {
+        let (ovl, other, pink, blue) = two_networks();
         let (nets, sbs) = (vec![ovl.clone(), other.clone()], vec![pink, blue]);
         let mut p2 = remote(&ovl, "h2", "pink2", "12.12.12.3", &["cache"]);
         p2.hostname = Some("p2host".into());
@@ -911,18 +918,7 @@ pub(crate) mod tests {
 
     #[test]
     fn local_rebuilds_keep_the_remote_part_and_answer_as_a_full_build_does() {
-        let ovl = net("ovl", "oid", "12.12.12.0/24", "12.12.12.1", None);
-        let other = net("other", "xid", "13.13.13.0/24", "13.13.13.1", None);
-        let pink = sb(
-            "pink",
-            Status::Running,
-            vec![ep(&ovl, "12.12.12.2", None, &["db"])],
-        );
-        let blue = sb(
-            "blue",
-            Status::Running,
-            vec![ep(&other, "13.13.13.2", None, &[])],
-        );
+        let (ovl, other, pink, blue) = two_networks();
         // A local sandbox that comes later with a remote one's name, and one with another
         // remote one's address.
         let red = sb(
