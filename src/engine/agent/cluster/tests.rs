@@ -207,6 +207,14 @@ fn put_network(store: &MemoryStore, net: &Network) {
         .unwrap();
 }
 
+/// An in-memory cluster store holding the overlay network `ovl`.
+fn store_with_ovl() -> (Arc<MemoryStore>, Network) {
+    let store = Arc::new(MemoryStore::new());
+    let net = overlay("ovl", "ab");
+    put_network(&store, &net);
+    (store, net)
+}
+
 fn endpoint(net: &Network, node: &str, sb: &str, ip: &str, last: u8) -> EndpointRecord {
     EndpointRecord::new(
         node,
@@ -266,9 +274,7 @@ fn a_node_name_held_by_a_live_host_with_another_vtep_is_refused() {
 
 #[test]
 fn sync_builds_networks_and_entries_then_events_change_them_incrementally() {
-    let store = Arc::new(MemoryStore::new());
-    let net = overlay("ovl", "ab");
-    put_network(&store, &net);
+    let (store, net) = store_with_ovl();
     let mut h2 = control(&store, "h2", "10.0.0.2");
     h2.join().unwrap();
     let first = endpoint(&net, "h2", "sb1", "12.12.12.2", 2);
@@ -318,9 +324,7 @@ fn sync_builds_networks_and_entries_then_events_change_them_incrementally() {
 #[test]
 fn a_removal_is_written_back_only_while_wanted_and_never_reads_a_device_back() {
     use crate::core::cluster::entries::{Entry, Removed, FLOOD_MAC};
-    let store = Arc::new(MemoryStore::new());
-    let net = overlay("ovl", "ab");
-    put_network(&store, &net);
+    let (store, net) = store_with_ovl();
     let mut h2 = control(&store, "h2", "10.0.0.2");
     h2.join().unwrap();
     let a = endpoint(&net, "h2", "sb1", "12.12.12.2", 2);
@@ -408,9 +412,7 @@ fn a_removal_is_written_back_only_while_wanted_and_never_reads_a_device_back() {
 #[test]
 fn a_changed_entry_reads_its_device_back_only_when_the_view_disagrees() {
     use crate::core::cluster::entries::Entry;
-    let store = Arc::new(MemoryStore::new());
-    let net = overlay("ovl", "ab");
-    put_network(&store, &net);
+    let (store, net) = store_with_ovl();
     let mut h2 = control(&store, "h2", "10.0.0.2");
     h2.join().unwrap();
     register(&store, &h2, &endpoint(&net, "h2", "sb1", "12.12.12.2", 2));
@@ -550,9 +552,7 @@ fn drift_hands_over_removals_bounded_or_one_read_back() {
 
 #[test]
 fn drift_is_repaired_from_the_view_and_a_missing_device_is_rebuilt() {
-    let store = Arc::new(MemoryStore::new());
-    let net = overlay("ovl", "ab");
-    put_network(&store, &net);
+    let (store, net) = store_with_ovl();
     let mut h2 = control(&store, "h2", "10.0.0.2");
     h2.join().unwrap();
     let r = endpoint(&net, "h2", "sb1", "12.12.12.2", 2);
@@ -581,9 +581,7 @@ fn drift_is_repaired_from_the_view_and_a_missing_device_is_rebuilt() {
 
 #[test]
 fn own_endpoints_are_registered_under_the_new_lease_and_stale_ones_expire_with_the_old() {
-    let store = Arc::new(MemoryStore::new());
-    let net = overlay("ovl", "ab");
-    put_network(&store, &net);
+    let (store, net) = store_with_ovl();
     let mut c = control(&store, "h1", "10.0.0.1");
     let mut host = Recording::default();
     let mine = endpoint(&net, "h1", "sb1", "12.12.12.2", 2);
@@ -607,9 +605,7 @@ fn own_endpoints_are_registered_under_the_new_lease_and_stale_ones_expire_with_t
 
 #[test]
 fn lease_loss_is_seen_and_a_new_join_registers_again() {
-    let store = Arc::new(MemoryStore::new());
-    let net = overlay("ovl", "ab");
-    put_network(&store, &net);
+    let (store, net) = store_with_ovl();
     let mut c = control(&store, "h1", "10.0.0.1");
     let mut host = Recording::default();
     let mine = endpoint(&net, "h1", "sb1", "12.12.12.2", 2);
@@ -737,9 +733,7 @@ fn eventually(mut f: impl FnMut() -> bool) -> bool {
 
 #[test]
 fn the_loop_follows_the_cluster_keeps_entries_through_an_outage_and_joins_again() {
-    let store = Arc::new(MemoryStore::new());
-    let net = overlay("ovl", "ab");
-    put_network(&store, &net);
+    let (store, net) = store_with_ovl();
     let mut h2 = control(&store, "h2", "10.0.0.2");
     h2.join().unwrap();
     let status: Arc<Mutex<AgentStatus>> = Default::default();
@@ -853,9 +847,7 @@ fn put_claim(store: &MemoryStore, net: &Network, ip: &str, sandbox: &str, node: 
 
 #[test]
 fn records_of_sandboxes_removed_while_etcd_was_away_are_deleted_after_the_grace() {
-    let store = Arc::new(MemoryStore::new());
-    let net = overlay("ovl", "ab");
-    put_network(&store, &net);
+    let (store, net) = store_with_ovl();
     let mut c = control(&store, "h1", "10.0.0.1");
     let mut host = Recording::default();
     c.join().unwrap();
@@ -914,9 +906,7 @@ fn records_of_sandboxes_removed_while_etcd_was_away_are_deleted_after_the_grace(
 
 #[test]
 fn the_loop_deletes_orphans_it_learns_of_by_the_watch_only_after_the_grace() {
-    let store = Arc::new(MemoryStore::new());
-    let net = overlay("ovl", "ab");
-    put_network(&store, &net);
+    let (store, net) = store_with_ovl();
     let mut c = control(&store, "h1", "10.0.0.1");
     let mut host = Recording::default();
     c.join().unwrap();
@@ -948,9 +938,7 @@ fn the_loop_deletes_orphans_it_learns_of_by_the_watch_only_after_the_grace() {
 
 #[test]
 fn a_compacted_watch_resyncs_from_a_snapshot_and_converges() {
-    let store = Arc::new(MemoryStore::new());
-    let net = overlay("ovl", "ab");
-    put_network(&store, &net);
+    let (store, net) = store_with_ovl();
     let mut h2 = control(&store, "h2", "10.0.0.2");
     h2.join().unwrap();
     let e1 = endpoint(&net, "h2", "sb1", "12.12.12.2", 2);
@@ -1051,9 +1039,7 @@ fn the_underlay_is_published_with_the_host_record_under_the_lease() {
 
 #[test]
 fn a_network_this_host_refuses_is_reported_once_and_never_half_built() {
-    let store = Arc::new(MemoryStore::new());
-    let net = overlay("ovl", "ab");
-    put_network(&store, &net);
+    let (store, _) = store_with_ovl();
     let status: Arc<Mutex<AgentStatus>> = Default::default();
     let mut c = Control::new(member(&store, "h3", "10.0.0.3"), TTL, status.clone());
     let mut host = Recording::default();
@@ -1133,9 +1119,7 @@ fn addrs(list: &[&str]) -> BTreeSet<IpAddr> {
 
 #[test]
 fn the_firewall_s_members_follow_the_live_hosts_one_element_at_a_time() {
-    let store = Arc::new(MemoryStore::new());
-    let net = overlay("ovl", "ab");
-    put_network(&store, &net);
+    let (store, _) = store_with_ovl();
     let mut h2 = control(&store, "h2", "10.0.0.2");
     h2.join().unwrap();
     let mut h3 = control(&store, "h3", "fd00::3");
@@ -1193,9 +1177,7 @@ fn the_firewall_s_members_follow_the_live_hosts_one_element_at_a_time() {
 #[test]
 fn other_nodes_endpoints_go_to_dns_as_they_change() {
     use crate::core::dns::remote::{NameChange, RemoteNames};
-    let store = Arc::new(MemoryStore::new());
-    let net = overlay("ovl", "ab");
-    put_network(&store, &net);
+    let (store, net) = store_with_ovl();
     let mut h2 = control(&store, "h2", "10.0.0.2");
     h2.join().unwrap();
     let pink2 = endpoint(&net, "h2", "pink2", "12.12.12.2", 2);
@@ -1249,9 +1231,7 @@ fn other_nodes_endpoints_go_to_dns_as_they_change() {
 
 #[test]
 fn a_sandbox_whose_claim_was_released_while_away_claims_it_again_or_stays_unregistered() {
-    let store = Arc::new(MemoryStore::new());
-    let net = overlay("ovl", "ab");
-    put_network(&store, &net);
+    let (store, net) = store_with_ovl();
     let status: Arc<Mutex<AgentStatus>> = Default::default();
     let mut c = Control::new(member(&store, "h1", "10.0.0.1"), TTL, status.clone());
     // Two sandboxes run here; while this host was away (past the quarantine) their claims
