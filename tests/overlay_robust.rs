@@ -28,6 +28,15 @@ fn host_at(prefix: &str, mtu: &str, addr: &str) -> Host {
     h
 }
 
+/// etcd started in a namespace `name` of its own, wired to `hosts` in order (`wire`, 1..).
+fn etcd_for(name: &str, hosts: &[&Host]) -> Etcd {
+    Etcd::start_on(name, ETCD_ADDR, |ns| {
+        for (n, h) in (1u8..).zip(hosts) {
+            wire(ns, h, n);
+        }
+    })
+}
+
 /// Links etcd's namespace to host `h` on 10.214.`n`.0/24 and routes `h` to etcd's address
 /// (10.214.1.1, on the first link).
 fn wire(etcd: &Netns, h: &Host, n: u8) {
@@ -108,11 +117,7 @@ fn a_host_whose_underlay_is_too_small_refuses_the_network_and_says_why() {
     let h1 = host_at("orm1", "1500", "192.0.2.10/24");
     let h2 = host_at("orm2", "1500", "192.0.2.11/24");
     let h3 = host_at("orm3", "1400", "192.0.2.12/24");
-    let etcd = Etcd::start_on("orme", ETCD_ADDR, |ns| {
-        wire(ns, &h1, 1);
-        wire(ns, &h2, 2);
-        wire(ns, &h3, 3);
-    });
+    let etcd = etcd_for("orme", &[&h1, &h2, &h3]);
     let url = etcd.url();
     let _a1 = Agent::start(&h1, &url, "192.0.2.10", "h1", 5);
     let _a2 = Agent::start(&h2, &url, "192.0.2.11", "h2", 5);
@@ -202,10 +207,7 @@ fn creations_from_two_hosts_at_once_never_store_overlapping_subnets() {
     }
     let h1 = host_at("orc1", "1500", "192.0.2.10/24");
     let h2 = host_at("orc2", "1500", "192.0.2.11/24");
-    let etcd = Etcd::start_on("orce", ETCD_ADDR, |ns| {
-        wire(ns, &h1, 1);
-        wire(ns, &h2, 2);
-    });
+    let etcd = etcd_for("orce", &[&h1, &h2]);
     let url = etcd.url();
     let store = etcd.store();
     let _a1 = Agent::start(&h1, &url, "192.0.2.10", "h1", 5);
@@ -291,7 +293,7 @@ fn a_sandbox_removed_while_etcd_is_down_gives_its_claims_back_when_it_returns() 
         return;
     }
     let h = host_at("ord", "1500", "192.0.2.10/24");
-    let mut etcd = Etcd::start_on("orde", ETCD_ADDR, |ns| wire(ns, &h, 1));
+    let mut etcd = etcd_for("orde", &[&h]);
     let url = etcd.url();
     let store = etcd.store();
     let agent = Agent::start(&h, &url, "192.0.2.10", "h1", 5);
@@ -392,7 +394,7 @@ fn a_watch_compacted_while_cut_off_reads_the_cluster_again_and_converges() {
         return;
     }
     let h = host_at("orw", "1500", "192.0.2.10/24");
-    let etcd = Etcd::start_on("orwe", ETCD_ADDR, |ns| wire(ns, &h, 1));
+    let etcd = etcd_for("orwe", &[&h]);
     let url = etcd.url();
     let store = etcd.store();
     // A long TTL: the cut below must not cost the lease (a new join would read the cluster
@@ -495,10 +497,7 @@ fn sandboxes_on_two_hosts_reach_each_other_over_an_ipv6_underlay() {
     let h2 = Host::new("or62");
     plug_v6(&ul, "p1", &h1, "fd00:77::11/64");
     plug_v6(&ul, "p2", &h2, "fd00:77::12/64");
-    let etcd = Etcd::start_on("or6e", ETCD_ADDR, |ns| {
-        wire(ns, &h1, 1);
-        wire(ns, &h2, 2);
-    });
+    let etcd = etcd_for("or6e", &[&h1, &h2]);
     let url = etcd.url();
     let a1 = Agent::start(&h1, &url, "fd00:77::11", "h1", 5);
     let a2 = Agent::start(&h2, &url, "fd00:77::12", "h2", 5);
@@ -557,10 +556,7 @@ fn the_underlay_s_mtu_is_followed_as_the_admin_changes_it() {
     }
     let h1 = host_at("omt1", "1500", "192.0.2.20/24");
     let h2 = host_at("omt2", "1400", "192.0.2.21/24");
-    let etcd = Etcd::start_on("omte", ETCD_ADDR, |ns| {
-        wire(ns, &h1, 1);
-        wire(ns, &h2, 2);
-    });
+    let etcd = etcd_for("omte", &[&h1, &h2]);
     let url = etcd.url();
     let a1 = Agent::start(&h1, &url, "192.0.2.20", "h1", 5);
     assert!(
