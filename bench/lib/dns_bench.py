@@ -876,18 +876,13 @@ def main():
     ap.add_argument("--names", type=int, default=1000,
                     help="sandboxes / containers with a name (default 1000; fewer for a smoke test)")
     ap.add_argument("--no-weft", action="store_true", help="skip weft entirely (no 1,000 sandboxes)")
-    ap.add_argument("--no-build", action="store_true", help="use the built weft as it is")
-    ap.add_argument("--no-install", action="store_true", help="never apt-get install missing tools")
-    ap.add_argument("--wait-idle", type=float, default=3.0,
-                    help="before each run wait up to this many seconds until other processes use < 0.3 "
-                         "cores (default 3; 0 = never)")
     ap.add_argument("--perf", action="store_true",
                     help="perf record (flat profile) of weft's DNS thread and of aardvark-dns in the first "
                          "saturated local-name run (those runs are slowed by it); kept in the JSON")
     ap.add_argument("--hold", type=float, default=0,
                     help="after set-up, print what runs where and wait this many seconds before measuring "
                          "(to attach perf or strace)")
-    ap.add_argument("--out", help="JSON output (default bench/results/dns-<timestamp>.json)")
+    nsbench.standard_args(ap, "dns", 3.0, "each run")
     a = ap.parse_args()
     if os.geteuid() != 0:
         raise SystemExit("must run as root")

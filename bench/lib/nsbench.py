@@ -415,3 +415,16 @@ class Resources:
         if self.made_dir:
             ab.remove_dir(self.dir)
             self.made_dir = False
+
+
+def standard_args(ap, name, wait_idle, before="each measurement"):
+    """The options every namespace benchmark takes: --no-build, --no-install, --wait-idle
+    (default `wait_idle` seconds, waited `before` ...) and --out."""
+    ap.add_argument("--no-build", action="store_true",
+                    help="use the built weft (target/<build target>/release/weft, the target of "
+                         ".cargo/config.toml) as it is")
+    ap.add_argument("--no-install", action="store_true", help="never apt-get install missing tools")
+    ap.add_argument("--wait-idle", type=float, default=wait_idle,
+                    help="before %s wait up to this many seconds until other processes use < 0.3 "
+                         "cores (default %g; 0 = never)" % (before, wait_idle))
+    ap.add_argument("--out", help="JSON output (default bench/results/%s-<timestamp>.json)" % name)

@@ -981,15 +981,10 @@ def main():
                     "`ip link add ... type vxlan` arguments (e.g. \"udpcsum\"): what a setting would change")
     ap.add_argument("--variant-link", help="the same, generic link arguments before `type` (e.g. \"gso_max_size 65536\")")
     ap.add_argument("--skip", default="", help="comma list of parts to skip: throughput,convergence,join,failure")
-    ap.add_argument("--no-build", action="store_true", help="use the built weft (target/<build target>/release/weft, the target of .cargo/config.toml) as it is")
-    ap.add_argument("--no-install", action="store_true", help="never apt-get install missing tools")
-    ap.add_argument("--wait-idle", type=float, default=2.0,
-                    help="before each throughput run wait up to this many seconds until other processes use "
-                         "< 0.3 cores (default 2; 0 = never)")
     ap.add_argument("--hold", type=float, default=0,
                     help="after set-up, print what runs where and wait this many seconds before measuring "
                          "(to look at the kernel state, attach perf)")
-    ap.add_argument("--out", help="JSON output (default bench/results/overlay-<timestamp>.json)")
+    nsbench.standard_args(ap, "overlay", 2.0, "each throughput run")
     a = ap.parse_args()
     if os.geteuid() != 0:
         raise SystemExit("bench/overlay: must run as root")

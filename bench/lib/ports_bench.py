@@ -873,12 +873,7 @@ def main():
                     help="every connection-rate repeat from the same client address (shows the collapse "
                          "when client ports are reused within conntrack's TIME_WAIT timeout)")
     ap.add_argument("--no-publish", action="store_true", help="skip the publish-cost part")
-    ap.add_argument("--no-build", action="store_true", help="use the built weft (target/<build target>/release/weft, the target of .cargo/config.toml) as it is")
-    ap.add_argument("--no-install", action="store_true", help="never apt-get install missing tools")
-    ap.add_argument("--wait-idle", type=float, default=3.0,
-                    help="before each measurement wait up to this many seconds until other processes use "
-                         "< 0.3 cores (default 3; 0 = never)")
-    ap.add_argument("--out", help="JSON output (default bench/results/ports-<timestamp>.json)")
+    nsbench.standard_args(ap, "ports", 3.0, "each measurement")
     a = ap.parse_args()
     if os.geteuid() != 0:
         raise SystemExit("must run as root")
