@@ -22,6 +22,10 @@ Tools (all three attach to one bridge network 10.200.0.0/16, gateway .1, no port
             the caller -, internal=false, dns off, no port_mappings; firewall = iptables).
   cni       CNI reference plugins: `bridge` ADD / DEL with host-local IPAM (isGateway,
             ipMasq, hairpinMode; no portmap plugin); DEL gets the ADD result as prevResult.
+  kernel    the kernel floor, not a peer: bench/lib/kernel_floor.c (built with gcc at the
+            start) makes the kernel objects of one attach - namespace with its bind mount, veth
+            on the bridge, up, address, route - one process per attach, at weft's N. Its growth
+            with N is the kernel's; the summary says how much of weft's growth it accounts for.
 
 The benchmark process itself enters the host namespace (setns) while the tools run, so
 every tool process starts inside it and no nsenter exec lands in the timed path
@@ -283,9 +287,9 @@ def timed(argv, env=None, data=None, what=None):
     return dt, p
 
 
-def parse_timings(stderr):
+def parse_timings(stderr, prefix="weft-timings "):
     for line in stderr.decode(errors="replace").splitlines():
-        if line.startswith("weft-timings "):
+        if line.startswith(prefix):
             d = {}
             for kv in line.split()[1:]:
                 k, _, v = kv.partition("=")
@@ -429,6 +433,61 @@ class Cni:
         pass
 
 
+class Kernel:
+    """The kernel floor: bench/lib/kernel_floor.c, the kernel objects of one attach made by a
+    small C process (namespace, veth on the bridge, up, address, route), nothing of weft's own.
+    Its growth with N is the kernel's; weft's growth beyond it is weft's (bench/README.md)."""
+    name = "kernel"
+    BRIDGE = "wbk0"
+
+    def __init__(self, binary):
+        self.bin = binary
+        self.env = base_env()
+
+    def setup(self, host, n):
+        self.h = host
+        # On a tmpfs, as weft's run directory (see Weft.setup).
+        self.dir = host.dir + "/run"
+        os.makedirs(self.dir, mode=0o700)
+        must(["mount", "-t", "tmpfs", "-o", "mode=0700,size=64m", "weft-bench-run", self.dir])
+        # The bridge as weft makes it: its own MAC, no multicast snooping, the gateway's address.
+        for argv in (["ip", "link", "add", self.BRIDGE, "address", "02:42:0a:c8:00:01", "mtu", "1500",
+                      "type", "bridge", "mcast_snooping", "0"],
+                     ["ip", "addr", "add", "%s/%d" % (GATEWAY, SUBNET.prefixlen), "dev", self.BRIDGE],
+                     ["ip", "link", "set", self.BRIDGE, "up"]):
+            must(host.in_host(argv))
+
+    def attach(self, i):
+        addr = "%s/%d" % (GATEWAY + i, SUBNET.prefixlen)
+        dt, p = timed(self.h.cmd([self.bin, "attach", self.dir, self.BRIDGE, str(i), addr, str(GATEWAY)]),
+                      env=self.env, what="kernel_floor attach %d" % i)
+        return dt, parse_timings(p.stderr, "kernel-timings ")
+
+    def detach(self, i):
+        dt, p = timed(self.h.cmd([self.bin, "detach", self.dir, str(i)]), env=self.env,
+                      what="kernel_floor detach %d" % i)
+        return dt, parse_timings(p.stderr, "kernel-timings ")
+
+    def teardown(self, host, ok):
+        pass
+
+
+def build_kernel_floor(dest_dir):
+    """Compiles bench/lib/kernel_floor.c (gcc, which every machine weft builds on has: the bundled
+    SQLite needs it). None, with a note, if that fails."""
+    cc = shutil.which("gcc", path=base_env()["PATH"]) or shutil.which("cc", path=base_env()["PATH"])
+    if not cc:
+        log("no C compiler: running without the kernel floor")
+        return None
+    out = os.path.join(dest_dir, "kernel_floor")
+    p = run([cc, "-O2", "-Wall", "-o", out, os.path.join(HERE, "kernel_floor.c")])
+    if p.returncode != 0:
+        log("kernel_floor.c did not build (%s): running without the kernel floor" %
+            p.stderr.decode(errors="replace").strip()[-500:])
+        return None
+    return out
+
+
 def veth_count(host):
     p = run(host.in_host(["ip", "-o", "link", "show", "type", "veth"]))
     return len([l for l in p.stdout.decode().splitlines() if l.strip()])
@@ -500,7 +559,7 @@ def one_run(tool, n, rep, via, settle):
             gc.enable()
             rec.update(attach_s=att, detach_s=det)
             rec["others_cores"] = others_cores(m0, cpu_mark())
-            if tool.name == "weft":
+            if tool.name in ("weft", "kernel"):
                 rec.update(attach_timings=tat, detach_timings=tdt)
             ok = True
         finally:
@@ -549,7 +608,7 @@ def count_execs(tools, via, n=3):
     (wrappers first in PATH; a separate untimed pass)."""
     res = {}
     for name in tools:
-        if name == "weft":
+        if name in ("weft", "kernel"):
             continue
         with Host(via) as host:
             wrapdir = host.dir + "/wrap"
@@ -626,11 +685,11 @@ def ensure_peers(tools, install):
                              "containernetworking-plugins", "iptables"], stdout=subprocess.DEVNULL, env=env)
         if p1.returncode or p2.returncode:
             log("apt-get failed (update rc=%d, install rc=%d)" % (p1.returncode, p2.returncode))
-    keep = [t for t in tools if t == "weft"
+    keep = [t for t in tools if t in ("weft", "kernel")
             or (t == "netavark" and os.access(NETAVARK, os.X_OK))
             or (t == "cni" and os.access(CNI_DIR + "/bridge", os.X_OK))]
     if any(t in keep for t in ("netavark", "cni")) and not shutil.which("iptables", path=base_env()["PATH"]):
-        keep = ["weft"]
+        keep = [t for t in keep if t in ("weft", "kernel")]
     if keep != tools:
         log("running without: %s" % " ".join(t for t in tools if t not in keep))
     return keep
@@ -711,7 +770,7 @@ def table(rows, header):
 
 def summarize(out):
     runs = out["runs"]
-    tools = [t for t in ("weft", "netavark", "cni") if any(r["tool"] == t for r in runs)]
+    tools = [t for t in ("weft", "kernel", "netavark", "cni") if any(r["tool"] == t for r in runs)]
     lines = []
     stats = {}
     rows = []
@@ -749,7 +808,7 @@ def summarize(out):
     # weft vs peers at the largest N every tool ran
     lines.append("")
     summary["peer_ratios"] = {}
-    peers = [t for t in tools if t != "weft"]
+    peers = [t for t in tools if t not in ("weft", "kernel")]
     if "weft" in tools and peers:
         common = sorted(set.intersection(*[{n for (t, n) in stats if t == x} for x in tools]))
         if common:
@@ -808,10 +867,55 @@ def summarize(out):
     lines.append(table(rows, ["tool", "Nmax", "attach last10/first10 (medians)", "ratio", "ratio of means",
                               "per repeat", "target", "detach last/first", "attach Nmax/N1", "detach Nmax/N1"]))
     lines.append("")
+    lines.extend(kernel_floor_text(out, summary))
     lines.extend(phase_table(out, summary))
     lines.extend(floor_text(out, summary))
     out["summary"] = summary
     return "\n".join(lines)
+
+
+def kernel_floor_text(out, summary):
+    """How much of weft's growth with N the kernel floor accounts for, from the same run."""
+    g = summary["growth"]
+    w, k = g.get("weft") or {}, g.get("kernel") or {}
+    if "attach_first10_median" not in w or "attach_first10_median" not in k or w["n"] != k["n"]:
+        return []
+    wd = w["attach_last10_median"] - w["attach_first10_median"]
+    kd = k["attach_last10_median"] - k["attach_first10_median"]
+    wf = w["attach_first10_median"]
+    least = (wf + kd) / wf
+    summary["kernel_floor"] = {"n": w["n"], "weft_growth_ms": wd, "kernel_growth_ms": kd,
+                               "weft_growth_beyond_kernel_ms": wd - kd,
+                               "least_weft_ratio_the_kernel_allows": least}
+    lines = ["The kernel floor at N=%d (attaches #%d-%d against #1-10, medians): the kernel's own attach "
+             "(bench/lib/kernel_floor.c) grows by %.2f ms, weft's by %.2f ms (%.2f ms beyond the kernel's). "
+             "With weft's first ten at %.2f ms, the kernel's growth alone puts weft's last-10/first-10 at "
+             "%.2f or more." % (w["n"], w["n"] - 9, w["n"], kd, wd, wd - kd, wf, least)]
+    rs = [r for r in out["runs"] if r["tool"] == "kernel" and r["n"] == k["n"]]
+    big = k["n"]
+    if big >= 100 and rs:
+        edges = sorted({e for e in (0, 10, big // 10, big // 2, big - 100, big - 10, big) if 0 <= e <= big})
+        buckets = [(lo, hi) for lo, hi in zip(edges, edges[1:]) if hi > lo]
+        phases = []
+        for r in rs:
+            for tm in r.get("attach_timings") or []:
+                for ph in tm or {}:
+                    if ph not in phases:
+                        phases.append(ph)
+        rows = []
+        for ph in phases:
+            cells = []
+            for lo, hi in buckets:
+                v = [tm.get(ph, 0) for r in rs for tm in (r.get("attach_timings") or [])[lo:hi] if tm]
+                cells.append("%.0f" % statistics.mean(v) if v else "-")
+            rows.append([ph] + cells)
+        rows.append(["wall as timed"] + ["%.0f" % statistics.mean(ms(x) * 1000 for r in rs for x in r["attach_s"][lo:hi])
+                                         for lo, hi in buckets])
+        lines += ["", "Kernel floor attach by position (mean us; netns = unshare + bind mount, veth = the pair "
+                  "made on the bridge + IPv6 off on its host end, up = the host end up, sandbox = eth0 and lo up, "
+                  "address, route):", "",
+                  table(rows, ["kernel attach phase at N=%d" % big] + ["#%d-%d" % (lo + 1, hi) for lo, hi in buckets])]
+    return lines + [""]
 
 
 def execs_text(out):
@@ -922,7 +1026,9 @@ def main():
     ap.add_argument("--quick", action="store_true", help="N = 1,10 for every tool (smoke run, ~1 min)")
     ap.add_argument("--full", action="store_true", help="also run the peers at N=1000 (adds ~3 min per repeat)")
     ap.add_argument("--repeats", type=int, default=3, help="repeats of every (tool, N) (default 3)")
-    ap.add_argument("--tools", default="weft,netavark,cni", help="comma list of weft,netavark,cni")
+    ap.add_argument("--tools", default="weft,kernel,netavark,cni",
+                    help="comma list of weft,kernel,netavark,cni (kernel: the kernel floor, "
+                         "bench/lib/kernel_floor.c, at weft's N)")
     ap.add_argument("--n", help="override the N list for every tool, e.g. 1,10,50")
     ap.add_argument("--no-build", action="store_true", help="use the built weft (target/<build target>/release/weft, the target of .cargo/config.toml) as it is")
     ap.add_argument("--no-install", action="store_true", help="never apt-get install missing peers")
@@ -941,7 +1047,7 @@ def main():
         raise SystemExit("must run as root")
     tools = [t for t in a.tools.split(",") if t]
     for t in tools:
-        if t not in ("weft", "netavark", "cni"):
+        if t not in ("weft", "kernel", "netavark", "cni"):
             raise SystemExit("unknown tool %r" % t)
     if a.quick:
         weft_ns, peer_ns = [1, 10], [1, 10]
@@ -983,18 +1089,27 @@ def main():
         plan = []
         for rep in range(1, a.repeats + 1):
             for n in sorted(set(weft_ns) | set(peer_ns)):
-                order = [t for t in tools if n in (weft_ns if t == "weft" else peer_ns)]
+                order = [t for t in tools if n in (weft_ns if t in ("weft", "kernel") else peer_ns)]
                 if rep % 2 == 0:
                     order.reverse()
                 plan += [(t, n, rep) for t in order]
-        est = sum({"weft": 0.012, "netavark": 0.17, "cni": 0.25}[t] * n for t, n, _ in plan)
+        est = sum({"weft": 0.012, "kernel": 0.005, "netavark": 0.17, "cni": 0.25}[t] * n for t, n, _ in plan)
         log("plan: %d runs (%s), repeats %d, roughly %.0f s of attach+detach" % (
             len(plan), ", ".join("%s N=%s" % (t, ",".join(str(n) for n in (weft_ns if t == "weft" else peer_ns)))
                                  for t in tools), a.repeats, est))
+        kernel_bin = None
+        if "kernel" in tools:
+            kdir = "%s%d-kernel-floor" % (TMP_PREFIX, PID)
+            os.makedirs(kdir, mode=0o700)
+            RES.dirs.append(kdir)
+            kernel_bin = build_kernel_floor(kdir)
+            if kernel_bin is None:
+                plan = [x for x in plan if x[0] != "kernel"]
         out["floor"] = floor(weft_bin, tools, a.via, 30)
         if not a.no_execs and any(t != "weft" for t in tools):
             out["execs"] = count_execs(tools, a.via)
-        objs = {"weft": lambda: Weft(weft_bin), "netavark": Netavark, "cni": Cni}
+        objs = {"weft": lambda: Weft(weft_bin), "kernel": lambda: Kernel(kernel_bin),
+                "netavark": Netavark, "cni": Cni}
         for k, (t, n, rep) in enumerate(plan, 1):
             if a.wait_idle > 0:
                 o, w = wait_idle(a.wait_idle)
