@@ -129,10 +129,23 @@ pub trait Txn {
     fn release_addresses(&self, sandbox_id: &str, network_id: Option<&str>) -> StoreResult<()>;
     /// Number of addresses allocated on a network.
     fn address_count(&self, network_id: &str) -> StoreResult<usize>;
+    /// Number of sandboxes holding an address on a network: its endpoints on this host (every
+    /// network has an IPv4 subnet, so every endpoint holds an address). Reads only that
+    /// network's allocations.
+    fn endpoint_count(&self, network_id: &str) -> StoreResult<usize>;
     /// Every (network id, address, sandbox id) allocation.
     fn allocations(&self) -> StoreResult<Vec<(String, IpAddr, String)>>;
     /// The last address handed out on a network for one family (`v6`).
     fn cursor(&self, network_id: &str, v6: bool) -> StoreResult<Option<IpAddr>>;
+    /// Puts a network's cursor back to `before` (none: as if nothing was ever handed out) if
+    /// it still stands at `claimed`, the address a failed attach was given: the next attach
+    /// gets that address again. A cursor moved on by another attach meanwhile stays.
+    fn restore_cursor(
+        &self,
+        network_id: &str,
+        claimed: IpAddr,
+        before: Option<IpAddr>,
+    ) -> StoreResult<()>;
     /// Published ports on `(protocol, host_port)`: (host address, sandbox id) for each.
     fn port_holders(&self, protocol: &str, host_port: u16) -> StoreResult<Vec<(IpAddr, String)>>;
     /// Records a published port as held by a sandbox.
@@ -645,12 +658,22 @@ impl Txn for SqliteTxn<'_> {
     }
 
     fn address_count(&self, network_id: &str) -> StoreResult<usize> {
+        // The primary key (network_id, ip) leads with the network and holds every column
+        // read: only that network's index entries are counted.
         self.conn()
-            .query_row(
-                "SELECT COUNT(*) FROM addresses WHERE network_id = ?1",
-                params![network_id],
-                |r| r.get::<_, i64>(0),
+            .prepare_cached("SELECT COUNT(*) FROM addresses WHERE network_id = ?1")
+            .and_then(|mut st| st.query_row(params![network_id], |r| r.get::<_, i64>(0)))
+            .map(|n| usize::try_from(n).unwrap_or(0))
+            .map_err(|e| self.store.err(e))
+    }
+
+    fn endpoint_count(&self, network_id: &str) -> StoreResult<usize> {
+        // The primary key (network_id, ip) leads with the network: only its rows are read.
+        self.conn()
+            .prepare_cached(
+                "SELECT COUNT(DISTINCT sandbox_id) FROM addresses WHERE network_id = ?1",
             )
+            .and_then(|mut st| st.query_row(params![network_id], |r| r.get::<_, i64>(0)))
             .map(|n| usize::try_from(n).unwrap_or(0))
             .map_err(|e| self.store.err(e))
     }
@@ -675,6 +698,26 @@ impl Txn for SqliteTxn<'_> {
             .optional()
             .map_err(|e| self.store.err(e))?;
         Ok(ip.and_then(|s| s.parse().ok()))
+    }
+
+    fn restore_cursor(
+        &self,
+        network_id: &str,
+        claimed: IpAddr,
+        before: Option<IpAddr>,
+    ) -> StoreResult<()> {
+        let (v6, at) = (claimed.is_ipv6(), claimed.to_string());
+        match before {
+            Some(b) => self.exec(
+                "UPDATE cursors SET ip = ?4 WHERE network_id = ?1 AND v6 = ?2 AND ip = ?3",
+                params![network_id, v6, at, b.to_string()],
+            )?,
+            None => self.exec(
+                "DELETE FROM cursors WHERE network_id = ?1 AND v6 = ?2 AND ip = ?3",
+                params![network_id, v6, at],
+            )?,
+        };
+        Ok(())
     }
 
     fn port_holders(&self, protocol: &str, host_port: u16) -> StoreResult<Vec<(IpAddr, String)>> {
@@ -1025,5 +1068,48 @@ mod tests {
             .claim_address("n1", "10.0.0.3".parse().unwrap(), "s3")
             .unwrap());
         tx.commit().unwrap();
+    }
+
+    #[test]
+    fn endpoints_are_counted_per_network_once_per_sandbox() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(dir.path()).unwrap();
+        let tx = store.begin(Mode::Write).unwrap();
+        assert_eq!(tx.endpoint_count("n1").unwrap(), 0);
+        let ip = |s: &str| -> IpAddr { s.parse().unwrap() };
+        // A dual-stack endpoint holds two addresses and is one port.
+        tx.claim_address("n1", ip("10.0.0.2"), "s1").unwrap();
+        tx.claim_address("n1", ip("fd00::2"), "s1").unwrap();
+        tx.claim_address("n1", ip("10.0.0.3"), "s2").unwrap();
+        tx.claim_address("n2", ip("10.1.0.2"), "s1").unwrap();
+        assert_eq!(tx.endpoint_count("n1").unwrap(), 2);
+        assert_eq!(tx.endpoint_count("n2").unwrap(), 1);
+        tx.release_addresses("s1", Some("n1")).unwrap();
+        assert_eq!(tx.endpoint_count("n1").unwrap(), 1);
+    }
+
+    #[test]
+    fn a_cursor_is_put_back_only_while_it_stands_at_the_failed_claim() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(dir.path()).unwrap();
+        let tx = store.begin(Mode::Write).unwrap();
+        let ip = |s: &str| -> IpAddr { s.parse().unwrap() };
+        tx.claim_address("n1", ip("10.0.0.2"), "s1").unwrap();
+        tx.claim_address("n1", ip("10.0.0.3"), "s2").unwrap();
+        tx.release_addresses("s2", None).unwrap();
+        tx.restore_cursor("n1", ip("10.0.0.3"), Some(ip("10.0.0.2")))
+            .unwrap();
+        assert_eq!(tx.cursor("n1", false).unwrap(), Some(ip("10.0.0.2")));
+        // Moved on by another claim: it stays where that one put it.
+        tx.claim_address("n1", ip("10.0.0.3"), "s3").unwrap();
+        tx.claim_address("n1", ip("10.0.0.4"), "s4").unwrap();
+        tx.restore_cursor("n1", ip("10.0.0.3"), Some(ip("10.0.0.2")))
+            .unwrap();
+        assert_eq!(tx.cursor("n1", false).unwrap(), Some(ip("10.0.0.4")));
+        // Back to nothing handed out; the other family's cursor is another row.
+        tx.claim_address("n2", ip("fd00::2"), "s5").unwrap();
+        tx.restore_cursor("n2", ip("fd00::2"), None).unwrap();
+        assert_eq!(tx.cursor("n2", true).unwrap(), None);
+        assert_eq!(tx.cursor("n1", false).unwrap(), Some(ip("10.0.0.4")));
     }
 }
