@@ -31,6 +31,7 @@ mod vxlan;
 pub(crate) use vxlan::{mac_of, raw_ip};
 
 use super::{announce, conntrack, netns, nftables, sysctl};
+use crate::core::driver::capacity::BRIDGE_MAX_PORTS;
 use crate::core::firewall;
 use crate::core::firewall::guard::PORT_GROUP_FWD_MASK;
 use crate::core::plan::{ExecError, Executor, Ns, Op};
@@ -96,6 +97,23 @@ fn exec_err(op: &Op, message: impl Into<String>) -> ExecError {
     ExecError {
         op: op.to_string(),
         message: message.into(),
+    }
+}
+
+/// The error of making `bridge` one more port: the kernel's `EXFULL` for a bridge without a
+/// free port (ports weft does not count, added by someone else, fill it before weft's own
+/// check does) is said as what it is, not as "Exchange full" (or musl's "No error
+/// information").
+fn port_err(op: &Op, bridge: &str, e: &rtnetlink::Error) -> ExecError {
+    if errno_of(e) == Some(libc::EXFULL) {
+        exec_err(
+            op,
+            format!(
+                "bridge {bridge} has no free port (the kernel's limit is {BRIDGE_MAX_PORTS} ports); remove ports from it that are not weft's, or create another network and connect the sandbox to it"
+            ),
+        )
+    } else {
+        exec_err(op, describe(e))
     }
 }
 
@@ -559,7 +577,7 @@ impl KernelExecutor {
                         .build();
                 let made = self.rt.block_on(h.link().add(msg).execute());
                 drop(nsfile);
-                made.map_err(fail)?;
+                made.map_err(|e| port_err(op, bridge, &e))?;
                 // A bridge port needs no IPv6 of its own. With it, coming up added a
                 // multicast route per port to the host's IPv6 table, and each later state
                 // change of a port walked that whole table (`rt6_sync_down_dev`): an attach
@@ -603,7 +621,7 @@ impl KernelExecutor {
                 let msg = LinkUnspec::new_with_index(idx).controller(br).up().build();
                 self.rt
                     .block_on(h.link().set(msg).execute())
-                    .map_err(fail)?;
+                    .map_err(|e| port_err(op, bridge, &e))?;
                 self.port_options(&h, idx, alias, *isolated).map_err(fail)
             }
             Op::DeleteAddress { ns, ifname, addr } => {
