@@ -58,15 +58,10 @@ pub(crate) fn space(net: &Network, v6: bool) -> Option<AddressSpace> {
 /// or anything made. Reads only that network's allocations.
 pub(super) fn check_room(tx: &dyn Txn, net: &Network) -> Result<()> {
     let driver = driver::of(net)?;
-    // An endpoint holds one address or two (dual stack): with room for as many endpoints as
-    // the network has addresses, there is room. Counting addresses reads the primary key's
-    // index alone; only a network near the limit counts its endpoints one by one (about
-    // 1 ms for a thousand dual-stack sandboxes, against 0.1 ms).
-    let addresses = tx.address_count(&net.id)?;
-    if capacity::check_room(driver, &net.name, addresses).is_ok() {
-        return Ok(());
-    }
-    capacity::check_room(driver, &net.name, tx.endpoint_count(&net.id)?)?;
+    // Every network has an IPv4 subnet (a network without one would count its IPv6
+    // addresses): one address of it per endpoint.
+    let endpoints = tx.endpoint_count(&net.id, net.v4().is_none())?;
+    capacity::check_room(driver, &net.name, endpoints)?;
     Ok(())
 }
 
