@@ -129,10 +129,6 @@ pub trait Txn {
     fn release_addresses(&self, sandbox_id: &str, network_id: Option<&str>) -> StoreResult<()>;
     /// Number of addresses allocated on a network.
     fn address_count(&self, network_id: &str) -> StoreResult<usize>;
-    /// Number of endpoints on a network on this host, counted as its addresses of one family
-    /// (`v6`) the network has a subnet of: every endpoint holds exactly one address of each.
-    /// Reads only that network's index entries.
-    fn endpoint_count(&self, network_id: &str, v6: bool) -> StoreResult<usize>;
     /// Every (network id, address, sandbox id) allocation.
     fn allocations(&self) -> StoreResult<Vec<(String, IpAddr, String)>>;
     /// The last address handed out on a network for one family (`v6`).
@@ -668,19 +664,6 @@ impl Txn for SqliteTxn<'_> {
             .map_err(|e| self.store.err(e))
     }
 
-    fn endpoint_count(&self, network_id: &str, v6: bool) -> StoreResult<usize> {
-        // The primary key (network_id, ip) leads with the network and holds the address:
-        // only that network's index entries are read (no row, no sort); an IPv6 address is
-        // the one with a colon.
-        self.conn()
-            .prepare_cached(
-                "SELECT COUNT(*) FROM addresses WHERE network_id = ?1 AND (instr(ip, ':') > 0) = ?2",
-            )
-            .and_then(|mut st| st.query_row(params![network_id, v6], |r| r.get::<_, i64>(0)))
-            .map(|n| usize::try_from(n).unwrap_or(0))
-            .map_err(|e| self.store.err(e))
-    }
-
     fn allocations(&self) -> StoreResult<Vec<(String, IpAddr, String)>> {
         let rows: Vec<(String, String, String)> = self.rows(
             "SELECT network_id, ip, sandbox_id FROM addresses",
@@ -1071,29 +1054,6 @@ mod tests {
             .claim_address("n1", "10.0.0.3".parse().unwrap(), "s3")
             .unwrap());
         tx.commit().unwrap();
-    }
-
-    #[test]
-    fn endpoints_are_counted_per_network_by_one_family() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = SqliteStore::open(dir.path()).unwrap();
-        let tx = store.begin(Mode::Write).unwrap();
-        assert_eq!(tx.endpoint_count("n1", false).unwrap(), 0);
-        let ip = |s: &str| -> IpAddr { s.parse().unwrap() };
-        // A dual-stack endpoint holds two addresses and is one port.
-        tx.claim_address("n1", ip("10.0.0.2"), "s1").unwrap();
-        tx.claim_address("n1", ip("fd00::2"), "s1").unwrap();
-        tx.claim_address("n1", ip("10.0.0.3"), "s2").unwrap();
-        tx.claim_address("n1", ip("fd00::3"), "s2").unwrap();
-        tx.claim_address("n2", ip("10.1.0.2"), "s1").unwrap();
-        tx.claim_address("n3", ip("2001:db8::2"), "s1").unwrap();
-        assert_eq!(tx.endpoint_count("n1", false).unwrap(), 2);
-        assert_eq!(tx.endpoint_count("n1", true).unwrap(), 2);
-        assert_eq!(tx.endpoint_count("n2", false).unwrap(), 1);
-        assert_eq!(tx.endpoint_count("n3", true).unwrap(), 1);
-        assert_eq!(tx.endpoint_count("n3", false).unwrap(), 0);
-        tx.release_addresses("s1", Some("n1")).unwrap();
-        assert_eq!(tx.endpoint_count("n1", false).unwrap(), 1);
     }
 
     #[test]

@@ -31,7 +31,6 @@ mod vxlan;
 pub(crate) use vxlan::{mac_of, raw_ip};
 
 use super::{announce, conntrack, netns, nftables, sysctl};
-use crate::core::driver::capacity::BRIDGE_MAX_PORTS;
 use crate::core::firewall;
 use crate::core::firewall::guard::PORT_GROUP_FWD_MASK;
 use crate::core::plan::{ExecError, Executor, Ns, Op};
@@ -100,16 +99,20 @@ fn exec_err(op: &Op, message: impl Into<String>) -> ExecError {
     }
 }
 
+/// The most ports a Linux bridge holds: it numbers them 1..=1023 (`BR_MAX_PORTS` is 1024).
+const BRIDGE_MAX_PORTS: usize = 1023;
+
 /// The error of making `bridge` one more port: the kernel's `EXFULL` for a bridge without a
-/// free port (ports weft does not count, added by someone else, fill it before weft's own
-/// check does) is said as what it is, not as "Exchange full" (or musl's "No error
-/// information").
+/// free port is said as what it is, not as "Exchange full" (or musl's "No error
+/// information"). weft does not count the ports first: that would be a read of every
+/// endpoint of the network in every attach, and the kernel's refusal comes before anything
+/// but the namespace is made, which the failed attach removes like the rest.
 fn port_err(op: &Op, bridge: &str, e: &rtnetlink::Error) -> ExecError {
     if errno_of(e) == Some(libc::EXFULL) {
         exec_err(
             op,
             format!(
-                "bridge {bridge} has no free port (the kernel's limit is {BRIDGE_MAX_PORTS} ports); remove ports from it that are not weft's, or create another network and connect the sandbox to it"
+                "bridge {bridge} has no free port (a Linux bridge holds at most {BRIDGE_MAX_PORTS}); remove a sandbox or another port from it, or create another network and connect the sandbox to it"
             ),
         )
     } else {

@@ -45,11 +45,6 @@ impl Driver for Bridge {
         Ok(requested.unwrap_or(DEFAULT_MTU))
     }
 
-    /// Only the sandboxes' veths are ports of the bridge.
-    fn own_ports(&self) -> usize {
-        0
-    }
-
     fn interfaces(&self, net: &Network) -> Vec<String> {
         vec![net.bridge.clone()]
     }

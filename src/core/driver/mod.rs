@@ -7,7 +7,6 @@
 //! driver.
 
 pub mod bridge;
-pub mod capacity;
 pub mod overlay;
 
 use ipnet::IpNet;
@@ -201,10 +200,6 @@ pub trait Driver: Sync {
         requested: Option<u32>,
         underlay: Option<&Underlay>,
     ) -> Result<u32, DriverError>;
-
-    /// How many ports of the network's bridge the driver takes itself (an overlay's VXLAN
-    /// device), besides one per endpoint: see [`capacity`].
-    fn own_ports(&self) -> usize;
 
     /// The host interfaces the driver makes for `net` (each tagged with the network's id).
     fn interfaces(&self, net: &Network) -> Vec<String>;

@@ -222,11 +222,6 @@ impl Driver for Overlay {
         overlay_mtu_with(network, requested, &u.ifname, u.mtu, u.overhead)
     }
 
-    /// The VXLAN device is a port of the network's bridge.
-    fn own_ports(&self) -> usize {
-        1
-    }
-
     fn interfaces(&self, net: &Network) -> Vec<String> {
         vec![net.bridge.clone(), vxlan_name(&net.id)]
     }

@@ -1,5 +1,5 @@
 //! Addresses of a sandbox's endpoints, allocated through IPAM inside the caller's write
-//! transaction, after the check that the network has room for one more endpoint.
+//! transaction.
 
 use std::net::IpAddr;
 
@@ -7,7 +7,6 @@ use anyhow::Result;
 use ipnet::IpNet;
 
 use crate::adapters::store::{Mode, Store as _, Txn};
-use crate::core::driver::{self, capacity};
 use crate::core::ipam::{self, AddressSpace};
 use crate::core::model::{format_mac, mac_for, Endpoint, Network};
 use crate::core::names::{host_veth_name, sandbox_ifname};
@@ -51,18 +50,6 @@ pub(crate) fn space(net: &Network, v6: bool) -> Option<AddressSpace> {
             .filter(|a| a.is_ipv6() == v6)
             .collect(),
     })
-}
-
-/// Refuses one more endpoint on `net` when its bridge has no port left for it (see
-/// [`capacity`]): checked in the attach's write transaction, before any address is claimed
-/// or anything made. Reads only that network's allocations.
-pub(super) fn check_room(tx: &dyn Txn, net: &Network) -> Result<()> {
-    let driver = driver::of(net)?;
-    // Every network has an IPv4 subnet (a network without one would count its IPv6
-    // addresses): one address of it per endpoint.
-    let endpoints = tx.endpoint_count(&net.id, net.v4().is_none())?;
-    capacity::check_room(driver, &net.name, endpoints)?;
-    Ok(())
 }
 
 /// Where a claim moved a network's IPAM cursor from, so that a failed attach puts it back

@@ -3,7 +3,7 @@
 
 use anyhow::{Context as _, Result};
 
-use super::addresses::{allocate_endpoint, check_room, parse_ips, restore_cursors};
+use super::addresses::{allocate_endpoint, parse_ips, restore_cursors};
 use super::files::rewrite_files;
 use super::{check_settled, find};
 use crate::adapters::netlink::KernelExecutor;
@@ -52,8 +52,6 @@ pub fn connect(
                 net.name
             ));
         }
-        // Before a cluster address is claimed or a local one allocated.
-        check_room(tx.as_ref(), &net)?;
         let nets = std::slice::from_ref(&net);
         if !super::overlay::is_overlay(&net) {
             break (tx, net, sb);

@@ -22,7 +22,7 @@ pub use supervise::{
     ExitReport,
 };
 
-use addresses::{allocate_endpoint, check_room, parse_ips, restore_cursors};
+use addresses::{allocate_endpoint, parse_ips, restore_cursors};
 use files::{log_path, write_files};
 use publish::{claim_ports, HostPorts};
 use supervise::kill_all;
@@ -264,8 +264,6 @@ fn create_inner(ctx: &Ctx, req: &SandboxRequest, finish: bool) -> Result<Sandbox
                     "network {n:?} is not ready (being created or half-made; try `weft gc`)"
                 ));
             }
-            // Before a cluster address is claimed or a local one allocated.
-            check_room(tx.as_ref(), &net)?;
             nets.push(net);
         }
         if claims.cover(&nets) {
