@@ -133,6 +133,15 @@ pub trait Txn {
     fn allocations(&self) -> StoreResult<Vec<(String, IpAddr, String)>>;
     /// The last address handed out on a network for one family (`v6`).
     fn cursor(&self, network_id: &str, v6: bool) -> StoreResult<Option<IpAddr>>;
+    /// Puts a network's cursor back to `before` (none: as if nothing was ever handed out) if
+    /// it still stands at `claimed`, the address a failed attach was given: the next attach
+    /// gets that address again. A cursor moved on by another attach meanwhile stays.
+    fn restore_cursor(
+        &self,
+        network_id: &str,
+        claimed: IpAddr,
+        before: Option<IpAddr>,
+    ) -> StoreResult<()>;
     /// Published ports on `(protocol, host_port)`: (host address, sandbox id) for each.
     fn port_holders(&self, protocol: &str, host_port: u16) -> StoreResult<Vec<(IpAddr, String)>>;
     /// Records a published port as held by a sandbox.
@@ -677,6 +686,26 @@ impl Txn for SqliteTxn<'_> {
         Ok(ip.and_then(|s| s.parse().ok()))
     }
 
+    fn restore_cursor(
+        &self,
+        network_id: &str,
+        claimed: IpAddr,
+        before: Option<IpAddr>,
+    ) -> StoreResult<()> {
+        let (v6, at) = (claimed.is_ipv6(), claimed.to_string());
+        match before {
+            Some(b) => self.exec(
+                "UPDATE cursors SET ip = ?4 WHERE network_id = ?1 AND v6 = ?2 AND ip = ?3",
+                params![network_id, v6, at, b.to_string()],
+            )?,
+            None => self.exec(
+                "DELETE FROM cursors WHERE network_id = ?1 AND v6 = ?2 AND ip = ?3",
+                params![network_id, v6, at],
+            )?,
+        };
+        Ok(())
+    }
+
     fn port_holders(&self, protocol: &str, host_port: u16) -> StoreResult<Vec<(IpAddr, String)>> {
         let rows: Vec<(String, String)> = self.rows(
             "SELECT host_ip, sandbox_id FROM ports WHERE protocol = ?1 AND host_port = ?2",
@@ -1025,5 +1054,30 @@ mod tests {
             .claim_address("n1", "10.0.0.3".parse().unwrap(), "s3")
             .unwrap());
         tx.commit().unwrap();
+    }
+
+    #[test]
+    fn a_cursor_is_put_back_only_while_it_stands_at_the_failed_claim() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(dir.path()).unwrap();
+        let tx = store.begin(Mode::Write).unwrap();
+        let ip = |s: &str| -> IpAddr { s.parse().unwrap() };
+        tx.claim_address("n1", ip("10.0.0.2"), "s1").unwrap();
+        tx.claim_address("n1", ip("10.0.0.3"), "s2").unwrap();
+        tx.release_addresses("s2", None).unwrap();
+        tx.restore_cursor("n1", ip("10.0.0.3"), Some(ip("10.0.0.2")))
+            .unwrap();
+        assert_eq!(tx.cursor("n1", false).unwrap(), Some(ip("10.0.0.2")));
+        // Moved on by another claim: it stays where that one put it.
+        tx.claim_address("n1", ip("10.0.0.3"), "s3").unwrap();
+        tx.claim_address("n1", ip("10.0.0.4"), "s4").unwrap();
+        tx.restore_cursor("n1", ip("10.0.0.3"), Some(ip("10.0.0.2")))
+            .unwrap();
+        assert_eq!(tx.cursor("n1", false).unwrap(), Some(ip("10.0.0.4")));
+        // Back to nothing handed out; the other family's cursor is another row.
+        tx.claim_address("n2", ip("fd00::2"), "s5").unwrap();
+        tx.restore_cursor("n2", ip("fd00::2"), None).unwrap();
+        assert_eq!(tx.cursor("n2", true).unwrap(), None);
+        assert_eq!(tx.cursor("n1", false).unwrap(), Some(ip("10.0.0.4")));
     }
 }

@@ -99,6 +99,27 @@ fn exec_err(op: &Op, message: impl Into<String>) -> ExecError {
     }
 }
 
+/// The most ports a Linux bridge holds: it numbers them 1..=1023 (`BR_MAX_PORTS` is 1024).
+const BRIDGE_MAX_PORTS: usize = 1023;
+
+/// The error of making `bridge` one more port: the kernel's `EXFULL` for a bridge without a
+/// free port is said as what it is, not as "Exchange full" (or musl's "No error
+/// information"). weft does not count the ports first: that would be a read of every
+/// endpoint of the network in every attach, and the kernel's refusal comes before anything
+/// but the namespace is made, which the failed attach removes like the rest.
+fn port_err(op: &Op, bridge: &str, e: &rtnetlink::Error) -> ExecError {
+    if errno_of(e) == Some(libc::EXFULL) {
+        exec_err(
+            op,
+            format!(
+                "bridge {bridge} has no free port (a Linux bridge holds at most {BRIDGE_MAX_PORTS}); remove a sandbox or another port from it, or create another network and connect the sandbox to it"
+            ),
+        )
+    } else {
+        exec_err(op, describe(e))
+    }
+}
+
 impl KernelExecutor {
     /// An executor for the namespace of the calling thread. Sockets open lazily.
     pub fn new() -> std::io::Result<Self> {
@@ -559,7 +580,7 @@ impl KernelExecutor {
                         .build();
                 let made = self.rt.block_on(h.link().add(msg).execute());
                 drop(nsfile);
-                made.map_err(fail)?;
+                made.map_err(|e| port_err(op, bridge, &e))?;
                 // A bridge port needs no IPv6 of its own. With it, coming up added a
                 // multicast route per port to the host's IPv6 table, and each later state
                 // change of a port walked that whole table (`rt6_sync_down_dev`): an attach
@@ -603,7 +624,7 @@ impl KernelExecutor {
                 let msg = LinkUnspec::new_with_index(idx).controller(br).up().build();
                 self.rt
                     .block_on(h.link().set(msg).execute())
-                    .map_err(fail)?;
+                    .map_err(|e| port_err(op, bridge, &e))?;
                 self.port_options(&h, idx, alias, *isolated).map_err(fail)
             }
             Op::DeleteAddress { ns, ifname, addr } => {

@@ -6,10 +6,11 @@ use std::net::IpAddr;
 use anyhow::Result;
 use ipnet::IpNet;
 
-use crate::adapters::store::Txn;
+use crate::adapters::store::{Mode, Store as _, Txn};
 use crate::core::ipam::{self, AddressSpace};
 use crate::core::model::{format_mac, mac_for, Endpoint, Network};
 use crate::core::names::{host_veth_name, sandbox_ifname};
+use crate::engine::Ctx;
 use crate::user_err;
 
 pub(super) fn parse_ips(ips: &[String]) -> Result<(Option<IpAddr>, Option<IpAddr>)> {
@@ -51,8 +52,32 @@ pub(crate) fn space(net: &Network, v6: bool) -> Option<AddressSpace> {
     })
 }
 
+/// Where a claim moved a network's IPAM cursor from, so that a failed attach puts it back
+/// ([`restore_cursors`]) and the next attach gets the same address.
+#[derive(Debug, Clone)]
+pub(super) struct CursorMove {
+    network_id: String,
+    claimed: IpAddr,
+    before: Option<IpAddr>,
+}
+
+/// Puts back the cursors a failed attach moved (its addresses are released already), each
+/// only if no other attach moved it on meanwhile.
+pub(super) fn restore_cursors(ctx: &Ctx, moves: &[CursorMove]) -> Result<()> {
+    if moves.is_empty() {
+        return Ok(());
+    }
+    let tx = ctx.store.begin(Mode::Write)?;
+    for m in moves {
+        tx.restore_cursor(&m.network_id, m.claimed, m.before)?;
+    }
+    tx.commit()?;
+    Ok(())
+}
+
 /// Allocates the addresses of a new endpoint inside the caller's write transaction and
-/// returns it. Static addresses are checked; dynamic ones come from the IPAM cursor.
+/// returns it. Static addresses are checked; dynamic ones come from the IPAM cursor. Each
+/// cursor moved is added to `moves`.
 pub(super) fn allocate_endpoint(
     tx: &dyn Txn,
     net: &Network,
@@ -60,6 +85,7 @@ pub(super) fn allocate_endpoint(
     index: usize,
     want: (Option<IpAddr>, Option<IpAddr>),
     aliases: &[String],
+    moves: &mut Vec<CursorMove>,
 ) -> Result<Endpoint> {
     let mut got: [Option<IpNet>; 2] = [None, None];
     let mut announce = false;
@@ -74,6 +100,7 @@ pub(super) fn allocate_endpoint(
             }
             continue;
         };
+        let cursor = tx.cursor(&net.id, fam)?;
         let ip = match wanted {
             Some(ip) => {
                 let owner = tx.address_owner(&net.id, ip)?;
@@ -85,7 +112,6 @@ pub(super) fn allocate_endpoint(
                 ip
             }
             None => {
-                let cursor = tx.cursor(&net.id, fam)?;
                 let mut lookup_err = None;
                 let ip = ipam::allocate(&sp, cursor, |ip| match tx.address_owner(&net.id, ip) {
                     Ok(o) => o.is_some(),
@@ -101,6 +127,11 @@ pub(super) fn allocate_endpoint(
             }
         };
         let fresh = tx.claim_address(&net.id, ip, sandbox_id)?;
+        moves.push(CursorMove {
+            network_id: net.id.clone(),
+            claimed: ip,
+            before: cursor,
+        });
         announce |= wanted.is_some() || !fresh;
         got[fam as usize] = Some(IpNet::new(ip, sp.subnet.prefix_len())?);
     }

@@ -3,7 +3,7 @@
 
 use anyhow::{Context as _, Result};
 
-use super::addresses::{allocate_endpoint, parse_ips};
+use super::addresses::{allocate_endpoint, parse_ips, restore_cursors};
 use super::files::rewrite_files;
 use super::{check_settled, find};
 use crate::adapters::netlink::KernelExecutor;
@@ -95,7 +95,8 @@ pub fn connect(
         .max()
         .map(|m| m + 1)
         .unwrap_or(0);
-    let mut ep = allocate_endpoint(tx.as_ref(), &net, &sb.id, index, want, aliases)?;
+    let mut moves = Vec::new();
+    let mut ep = allocate_endpoint(tx.as_ref(), &net, &sb.id, index, want, aliases, &mut moves)?;
     // The endpoint is recorded as being attached by this process: if it dies before the
     // end, gc undoes the attach instead of taking the half-made interface for a finished one.
     ep.pending = Some(mine(EndpointChange::Attach));
@@ -118,6 +119,7 @@ pub fn connect(
     let applied = super::attach(ctx, &mut exec, std::slice::from_ref(&net), &ops);
     if let Err(e) = applied {
         forget_endpoint(ctx, &sb.id, &net.id)?;
+        restore_cursors(ctx, &moves)?;
         return Err(e.context(format!(
             "connecting sandbox {:?} to network {:?}",
             sb.name, net.name

@@ -22,7 +22,7 @@ pub use supervise::{
     ExitReport,
 };
 
-use addresses::{allocate_endpoint, parse_ips};
+use addresses::{allocate_endpoint, parse_ips, restore_cursors};
 use files::{log_path, write_files};
 use publish::{claim_ports, HostPorts};
 use supervise::kill_all;
@@ -283,6 +283,7 @@ fn create_inner(ctx: &Ctx, req: &SandboxRequest, finish: bool) -> Result<Sandbox
         claimed = true;
     };
     let mut endpoints = Vec::new();
+    let mut moves = Vec::new();
     for (i, net) in nets.iter().enumerate() {
         let w = if i == 0 { want } else { (None, None) };
         let w = match claims.ip_for(&net.id) {
@@ -296,6 +297,7 @@ fn create_inner(ctx: &Ctx, req: &SandboxRequest, finish: bool) -> Result<Sandbox
             i,
             w,
             &req.aliases,
+            &mut moves,
         )?);
     }
     if !specs.is_empty() {
@@ -372,6 +374,7 @@ fn create_inner(ctx: &Ctx, req: &SandboxRequest, finish: bool) -> Result<Sandbox
     let result = build(ctx, &sb, &nets);
     if let Err(e) = result {
         forget(ctx, &sb)?;
+        restore_cursors(ctx, &moves)?;
         return Err(e.context(format!("creating sandbox {name:?}")));
     }
     // From here its removal releases them.
