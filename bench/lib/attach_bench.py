@@ -874,6 +874,23 @@ def summarize(out):
     return "\n".join(lines)
 
 
+def by_position(rs, big, phases):
+    """Mean of each phase (and the wall time) over buckets of attach positions at N=`big`:
+    how the cost moves with the number of sandboxes already attached. (buckets, rows)."""
+    edges = sorted({e for e in (0, 10, big // 10, big // 2, big - 100, big - 10, big) if 0 <= e <= big})
+    buckets = [(lo, hi) for lo, hi in zip(edges, edges[1:]) if hi > lo]
+    rows = []
+    for ph in phases:
+        cells = []
+        for lo, hi in buckets:
+            v = [tm.get(ph, 0) for r in rs for tm in (r.get("attach_timings") or [])[lo:hi] if tm]
+            cells.append("%.0f" % statistics.mean(v) if v else "-")
+        rows.append([ph] + cells)
+    rows.append(["wall as timed"] + ["%.0f" % statistics.mean(ms(x) * 1000 for r in rs for x in r["attach_s"][lo:hi])
+                                     for lo, hi in buckets])
+    return buckets, rows
+
+
 def kernel_floor_text(out, summary):
     """How much of weft's growth with N the kernel floor accounts for, from the same run."""
     g = summary["growth"]
@@ -894,23 +911,13 @@ def kernel_floor_text(out, summary):
     rs = [r for r in out["runs"] if r["tool"] == "kernel" and r["n"] == k["n"]]
     big = k["n"]
     if big >= 100 and rs:
-        edges = sorted({e for e in (0, 10, big // 10, big // 2, big - 100, big - 10, big) if 0 <= e <= big})
-        buckets = [(lo, hi) for lo, hi in zip(edges, edges[1:]) if hi > lo]
         phases = []
         for r in rs:
             for tm in r.get("attach_timings") or []:
                 for ph in tm or {}:
                     if ph not in phases:
                         phases.append(ph)
-        rows = []
-        for ph in phases:
-            cells = []
-            for lo, hi in buckets:
-                v = [tm.get(ph, 0) for r in rs for tm in (r.get("attach_timings") or [])[lo:hi] if tm]
-                cells.append("%.0f" % statistics.mean(v) if v else "-")
-            rows.append([ph] + cells)
-        rows.append(["wall as timed"] + ["%.0f" % statistics.mean(ms(x) * 1000 for r in rs for x in r["attach_s"][lo:hi])
-                                         for lo, hi in buckets])
+        buckets, rows = by_position(rs, big, phases)
         lines += ["", "Kernel floor attach by position (mean us; netns = unshare + bind mount, veth = the pair "
                   "made on the bridge + IPv6 off on its host end, up = the host end up, sandbox = eth0 and lo up, "
                   "address, route):", "",
@@ -976,18 +983,8 @@ def phase_table(out, summary):
     big = ns[-1]
     if big >= 100:
         rs = [r for r in runs if r["n"] == big]
-        edges = sorted({e for e in (0, 10, big // 10, big // 2, big - 100, big - 10, big) if 0 <= e <= big})
-        buckets = [(lo, hi) for lo, hi in zip(edges, edges[1:]) if hi > lo]
+        buckets, rows = by_position(rs, big, phases + ["total"])
         hdr = ["attach phase at N=%d (mean us)" % big] + ["#%d-%d" % (lo + 1, hi) for lo, hi in buckets]
-        rows = []
-        for ph in phases + ["total"]:
-            cells = []
-            for lo, hi in buckets:
-                v = [tm.get(ph, 0) for r in rs for tm in (r.get("attach_timings") or [])[lo:hi] if tm]
-                cells.append("%.0f" % statistics.mean(v) if v else "-")
-            rows.append([ph] + cells)
-        rows.append(["wall as timed"] + ["%.0f" % statistics.mean(ms(x) * 1000 for r in rs for x in r["attach_s"][lo:hi])
-                                         for lo, hi in buckets])
         summary["weft_attach_phases_by_position"] = {"n": big, "buckets": buckets, "rows": rows}
         res += ["weft attach cost by position (how many sandboxes are already attached):", "",
                 table(rows, hdr), ""]

@@ -68,16 +68,30 @@ static void close_nest(struct msg *m, struct rtattr *a) {
   a->rta_len = (unsigned short)((char *)&m->n + m->n.nlmsg_len - (char *)a);
 }
 
-static void begin_link(struct msg *m, int type, int flags, int index, unsigned up) {
+// Starts request `type` with its family header of `hdrlen` bytes (zeroed), which it returns.
+static void *begin(struct msg *m, int type, int flags, size_t hdrlen) {
   memset(m, 0, sizeof(*m));
-  m->n.nlmsg_len = NLMSG_LENGTH(sizeof(struct ifinfomsg));
+  m->n.nlmsg_len = NLMSG_LENGTH(hdrlen);
   m->n.nlmsg_type = (unsigned short)type;
   m->n.nlmsg_flags = (unsigned short)flags;
-  struct ifinfomsg *i = NLMSG_DATA(&m->n);
+  return NLMSG_DATA(&m->n);
+}
+
+static void begin_link(struct msg *m, int type, int flags, int index, unsigned up) {
+  struct ifinfomsg *i = begin(m, type, flags, sizeof(*i));
   i->ifi_family = AF_UNSPEC;
   i->ifi_index = index;
   i->ifi_flags = up;
   i->ifi_change = up;
+}
+
+static struct in_addr ipv4(const char *s) {
+  struct in_addr in;
+  if (inet_pton(AF_INET, s, &in) != 1) {
+    errno = EINVAL;
+    die(s);
+  }
+  return in;
 }
 
 static int open_rtnl(void) {
@@ -198,47 +212,24 @@ static int attach(const char *dir, const char *bridge, int i, const char *cidr, 
   unsigned eth0 = if_nametoindex("eth0");
   if (!eth0) die("eth0");
   if (setns(host, CLONE_NEWNET)) die("setns back");
-  struct {
-    struct nlmsghdr n;
-    struct ifaddrmsg a;
-    char body[256];
-  } am;
-  memset(&am, 0, sizeof(am));
-  am.n.nlmsg_len = NLMSG_LENGTH(sizeof(am.a));
-  am.n.nlmsg_type = RTM_NEWADDR;
-  am.n.nlmsg_flags = NLM_F_CREATE | NLM_F_EXCL;
-  am.a.ifa_family = AF_INET;
-  am.a.ifa_prefixlen = (unsigned char)atoi(slash + 1);
-  am.a.ifa_index = eth0;
-  struct in_addr in;
-  if (inet_pton(AF_INET, addr, &in) != 1) {
-    errno = EINVAL;
-    die(addr);
-  }
-  attr((struct msg *)&am, IFA_LOCAL, &in, 4);
-  attr((struct msg *)&am, IFA_ADDRESS, &in, 4);
-  talk(sfd, (struct msg *)&am, "address");
-  struct {
-    struct nlmsghdr n;
-    struct rtmsg r;
-    char body[256];
-  } rm;
-  memset(&rm, 0, sizeof(rm));
-  rm.n.nlmsg_len = NLMSG_LENGTH(sizeof(rm.r));
-  rm.n.nlmsg_type = RTM_NEWROUTE;
-  rm.n.nlmsg_flags = NLM_F_CREATE | NLM_F_EXCL;
-  rm.r.rtm_family = AF_INET;
-  rm.r.rtm_table = RT_TABLE_MAIN;
-  rm.r.rtm_protocol = RTPROT_BOOT;
-  rm.r.rtm_scope = RT_SCOPE_UNIVERSE;
-  rm.r.rtm_type = RTN_UNICAST;
-  if (inet_pton(AF_INET, gw, &in) != 1) {
-    errno = EINVAL;
-    die(gw);
-  }
-  attr((struct msg *)&rm, RTA_GATEWAY, &in, 4);
-  attr((struct msg *)&rm, RTA_OIF, &eth0, 4);
-  talk(sfd, (struct msg *)&rm, "route");
+  struct ifaddrmsg *a = begin(&m, RTM_NEWADDR, NLM_F_CREATE | NLM_F_EXCL, sizeof(*a));
+  a->ifa_family = AF_INET;
+  a->ifa_prefixlen = (unsigned char)atoi(slash + 1);
+  a->ifa_index = eth0;
+  struct in_addr in = ipv4(addr);
+  attr(&m, IFA_LOCAL, &in, 4);
+  attr(&m, IFA_ADDRESS, &in, 4);
+  talk(sfd, &m, "address");
+  struct rtmsg *r = begin(&m, RTM_NEWROUTE, NLM_F_CREATE | NLM_F_EXCL, sizeof(*r));
+  r->rtm_family = AF_INET;
+  r->rtm_table = RT_TABLE_MAIN;
+  r->rtm_protocol = RTPROT_BOOT;
+  r->rtm_scope = RT_SCOPE_UNIVERSE;
+  r->rtm_type = RTN_UNICAST;
+  in = ipv4(gw);
+  attr(&m, RTA_GATEWAY, &in, 4);
+  attr(&m, RTA_OIF, &eth0, 4);
+  talk(sfd, &m, "route");
   double t4 = now_us();
   fprintf(stderr, "kernel-timings netns=%.0f veth=%.0f up=%.0f sandbox=%.0f total=%.0f\n", t1 - t0,
           t2 - t1, t3 - t2, t4 - t3, t4 - t0);
