@@ -6,11 +6,10 @@ use std::net::IpAddr;
 use anyhow::Result;
 use ipnet::IpNet;
 
-use crate::adapters::store::{Mode, Store as _, Txn};
+use crate::adapters::store::Txn;
 use crate::core::ipam::{self, AddressSpace};
 use crate::core::model::{format_mac, mac_for, Endpoint, Network};
 use crate::core::names::{host_veth_name, sandbox_ifname};
-use crate::engine::Ctx;
 use crate::user_err;
 
 pub(super) fn parse_ips(ips: &[String]) -> Result<(Option<IpAddr>, Option<IpAddr>)> {
@@ -61,17 +60,12 @@ pub(super) struct CursorMove {
     before: Option<IpAddr>,
 }
 
-/// Puts back the cursors a failed attach moved (its addresses are released already), each
-/// only if no other attach moved it on meanwhile.
-pub(super) fn restore_cursors(ctx: &Ctx, moves: &[CursorMove]) -> Result<()> {
-    if moves.is_empty() {
-        return Ok(());
-    }
-    let tx = ctx.store.begin(Mode::Write)?;
+/// Puts back the cursors a failed attach moved, in the transaction that releases its
+/// addresses, each only if no other attach moved it on meanwhile.
+pub(super) fn restore_cursors(tx: &dyn Txn, moves: &[CursorMove]) -> Result<()> {
     for m in moves {
         tx.restore_cursor(&m.network_id, m.claimed, m.before)?;
     }
-    tx.commit()?;
     Ok(())
 }
 

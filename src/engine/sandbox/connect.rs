@@ -3,7 +3,7 @@
 
 use anyhow::{Context as _, Result};
 
-use super::addresses::{allocate_endpoint, parse_ips, restore_cursors};
+use super::addresses::{allocate_endpoint, parse_ips, restore_cursors, CursorMove};
 use super::files::rewrite_files;
 use super::{check_settled, find};
 use crate::adapters::netlink::KernelExecutor;
@@ -118,8 +118,7 @@ pub fn connect(
     let mut exec = KernelExecutor::new()?;
     let applied = super::attach(ctx, &mut exec, std::slice::from_ref(&net), &ops);
     if let Err(e) = applied {
-        forget_endpoint(ctx, &sb.id, &net.id)?;
-        restore_cursors(ctx, &moves)?;
+        forget_endpoint(ctx, &sb.id, &net.id, &moves)?;
         return Err(e.context(format!(
             "connecting sandbox {:?} to network {:?}",
             sb.name, net.name
@@ -166,10 +165,17 @@ fn mine(change: EndpointChange) -> Pending {
     }
 }
 
-/// Releases an endpoint's addresses and drops it from the sandbox's record.
-fn forget_endpoint(ctx: &Ctx, sandbox_id: &str, network_id: &str) -> Result<Option<Sandbox>> {
+/// Releases an endpoint's addresses (putting back the cursors a failed attach moved) and
+/// drops it from the sandbox's record.
+fn forget_endpoint(
+    ctx: &Ctx,
+    sandbox_id: &str,
+    network_id: &str,
+    moves: &[CursorMove],
+) -> Result<Option<Sandbox>> {
     let tx = ctx.store.begin(Mode::Write)?;
     tx.release_addresses(sandbox_id, Some(network_id))?;
+    restore_cursors(tx.as_ref(), moves)?;
     let mut updated = None;
     if let Some(mut cur) = tx.sandbox(sandbox_id)? {
         cur.endpoints.retain(|x| x.network_id != network_id);
@@ -248,7 +254,7 @@ pub fn disconnect(ctx: &Ctx, network: &str, sandbox: &str) -> Result<()> {
     };
     let mut exec = KernelExecutor::new()?;
     apply_all(&mut exec, &ops)?;
-    if let Some(u) = forget_endpoint(ctx, &sb.id, &ep.network_id)? {
+    if let Some(u) = forget_endpoint(ctx, &sb.id, &ep.network_id, &[])? {
         let _ = rewrite_files(ctx, &u);
     }
     // The cluster's record and claim last: an address given back while the interface still
@@ -311,7 +317,7 @@ pub fn settle_interrupted(ctx: &Ctx, sandbox_id: &str) -> Result<Vec<String>> {
         if let Some(e) = errors.first() {
             anyhow::bail!("settling sandbox {:?} on {:?}: {e}", sb.name, ep.network);
         }
-        if let Some(u) = forget_endpoint(ctx, &sb.id, &ep.network_id)? {
+        if let Some(u) = forget_endpoint(ctx, &sb.id, &ep.network_id, &[])? {
             let _ = rewrite_files(ctx, &u);
         }
         // An overlay endpoint's claim and record in the cluster go too. Best effort: with the

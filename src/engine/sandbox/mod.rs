@@ -22,7 +22,7 @@ pub use supervise::{
     ExitReport,
 };
 
-use addresses::{allocate_endpoint, parse_ips, restore_cursors};
+use addresses::{allocate_endpoint, parse_ips, restore_cursors, CursorMove};
 use files::{log_path, write_files};
 use publish::{claim_ports, HostPorts};
 use supervise::kill_all;
@@ -373,8 +373,7 @@ fn create_inner(ctx: &Ctx, req: &SandboxRequest, finish: bool) -> Result<Sandbox
 
     let result = build(ctx, &sb, &nets);
     if let Err(e) = result {
-        forget(ctx, &sb)?;
-        restore_cursors(ctx, &moves)?;
+        forget(ctx, &sb, &moves)?;
         return Err(e.context(format!("creating sandbox {name:?}")));
     }
     // From here its removal releases them.
@@ -496,11 +495,12 @@ pub(super) fn attach(
     }
 }
 
-/// Releases a sandbox's addresses and deletes its record and files (kernel objects must be
-/// gone already).
-fn forget(ctx: &Ctx, sb: &Sandbox) -> Result<()> {
+/// Releases a sandbox's addresses (putting back the cursors a failed create moved) and
+/// deletes its record and files (kernel objects must be gone already).
+fn forget(ctx: &Ctx, sb: &Sandbox, moves: &[CursorMove]) -> Result<()> {
     let tx = ctx.store.begin(Mode::Write)?;
     tx.release_addresses(&sb.id, None)?;
+    restore_cursors(tx.as_ref(), moves)?;
     tx.release_ports(&sb.id)?;
     tx.delete_sandbox(&sb.id)?;
     tx.commit()?;
@@ -684,7 +684,7 @@ pub fn remove_if(ctx: &Ctx, id: &str, pred: impl FnOnce(&Sandbox) -> bool) -> Re
     // again. On failure the claim stays, owned by a process about to exit: `gc` retries.
     kill_all(ctx, &sb.id, Some(&sb), &sb.name)?;
     destroy_kernel(&sb, &bridges)?;
-    crate::timing::time("state-commit", || forget(ctx, &sb))?;
+    crate::timing::time("state-commit", || forget(ctx, &sb, &[]))?;
     for network_id in overlays {
         // The sandbox is gone here either way: its record in the cluster goes with this
         // host's lease at the latest, its address after the quarantine.
