@@ -128,12 +128,7 @@ fn not_own(mac: Expr, addr: Expr, set: &str) -> Vec<Expr> {
         Expr::meta(MetaKey::Iifname, Reg::R0),
         mac,
         addr,
-        Expr::Lookup {
-            set: set.into(),
-            sreg: Reg::R0,
-            dreg: None,
-            invert: true,
-        },
+        Expr::lookup_not(set, Reg::R0),
         verdict(Verdict::Drop),
     ]
 }
@@ -286,12 +281,7 @@ pub fn chains(opts: &FwOptions) -> Vec<(&'static str, Vec<Vec<Expr>>)> {
     let mut pre = vec![
         vec![
             Expr::meta(MetaKey::Iifname, Reg::R0),
-            Expr::Lookup {
-                set: SET_PORTS.into(),
-                sreg: Reg::R0,
-                dreg: None,
-                invert: true,
-            },
+            Expr::lookup_not(SET_PORTS, Reg::R0),
             verdict(Verdict::Return),
         ],
         ethertype_goto(ETH_P_IP, CHAIN_GUARD4),

@@ -294,12 +294,7 @@ pub fn raw_rules(opts: &FwOptions) -> Vec<Vec<Expr>> {
     // leaves after one more lookup.
     v.push(vec![
         Expr::meta(MetaKey::Iifname, Reg::R0),
-        Expr::Lookup {
-            set: SET_BRIDGES.into(),
-            sreg: Reg::R0,
-            dreg: None,
-            invert: true,
-        },
+        Expr::lookup_not(SET_BRIDGES, Reg::R0),
         Expr::Verdict(Verdict::Return),
     ]);
     for (family, gateways, local) in [
@@ -353,12 +348,7 @@ pub fn vxlan_notrack_in_rule(family: IpFamily, port: u16) -> Vec<Expr> {
             load_addr(family, false, Reg::R0),
             Expr::lookup(vtep_set(family), Reg::R0),
             Expr::meta(MetaKey::Iifname, Reg::R0),
-            Expr::Lookup {
-                set: SET_BRIDGES.into(),
-                sreg: Reg::R0,
-                dreg: None,
-                invert: true,
-            },
+            Expr::lookup_not(SET_BRIDGES, Reg::R0),
             Expr::Notrack,
             verdict(Verdict::Return),
         ],
@@ -481,12 +471,7 @@ pub fn vxlan_member_rule(family: IpFamily, port: u16) -> Vec<Expr> {
         &udp_dport_is(port),
         &[
             load_addr(family, false, Reg::R0),
-            Expr::Lookup {
-                set: vtep_set(family).into(),
-                sreg: Reg::R0,
-                dreg: None,
-                invert: true,
-            },
+            Expr::lookup_not(vtep_set(family), Reg::R0),
             verdict(Verdict::Drop),
         ],
     ]

@@ -282,6 +282,16 @@ impl Expr {
         }
     }
 
+    /// Set lookup that matches when the key is *not* in `set`.
+    pub fn lookup_not(set: &str, sreg: Reg) -> Expr {
+        Expr::Lookup {
+            set: set.to_string(),
+            sreg,
+            dreg: None,
+            invert: true,
+        }
+    }
+
     /// Equality comparison.
     pub fn cmp_eq(sreg: Reg, data: impl Into<Vec<u8>>) -> Expr {
         Expr::Cmp {
